@@ -1,0 +1,274 @@
+"""The problem brief: the seed's ``problem_brief`` plus what the platform needs to run.
+
+A brief is a YAML file validated by :class:`Brief`. Every threshold the platform enforces (quality
+minimum, PSI bands, fairness ratio, kill criteria, promotion margin) comes from here, never from
+literals in code. ``load_brief`` turns any problem into one :class:`BriefError` naming the field.
+"""
+
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+TaskType = Literal["binary", "multiclass", "regression"]
+DType = Literal["int", "float", "str", "bool", "date", "datetime"]
+Aggregation = Literal["sum", "mean", "min", "max", "std", "count"]
+
+DEMO_BRIEF = Path(__file__).parent / "briefs" / "churn_demo.yaml"
+
+
+class BriefError(ValueError):
+    """A brief that cannot be used; the message names the field and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProblemDefinition(_Strict):
+    """The seed's phase-1 ``problem_brief`` fields, in its own words."""
+
+    business_objective: str = Field(min_length=1)
+    success_metric: str = Field(min_length=1)
+    baseline: str = Field(min_length=1)
+    ml_task_type: TaskType
+    prediction_target: str = Field(min_length=1)
+    prediction_consumer: str = Field(min_length=1)
+    latency_requirement: str = Field(min_length=1)
+    data_available: str = Field(min_length=1)
+    data_gaps: str = ""
+    ethical_considerations: str = ""
+
+
+class ColumnSpec(_Strict):
+    """The contract of one column; pandera schemas are built from these."""
+
+    dtype: DType
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    allowed: list[str] | None = None
+    description: str = ""
+
+
+class Source(_Strict):
+    """One input table: a file, a glob or a folder of CSV/Parquet files."""
+
+    path: str = Field(min_length=1, description="file, glob or folder; may start with {data_dir}")
+    format: Literal["csv", "parquet"]
+    timestamp: str | None = Field(default=None, description="event-time column, if the table has time")
+    unique: list[str] = Field(default_factory=list, description="columns that together identify a row")
+    batches: Literal["none", "monthly"] = Field(
+        default="none", description="monthly: one file per month, its name containing the YYYY-MM key"
+    )
+    columns: dict[str, ColumnSpec]
+
+    @model_validator(mode="after")
+    def _named_columns_exist(self) -> "Source":
+        for name in [self.timestamp, *self.unique]:
+            if name is not None and name not in self.columns:
+                raise ValueError(f"column '{name}' is used but not declared under columns")
+        return self
+
+
+class Label(_Strict):
+    """Where the label lives and how it is defined."""
+
+    source: str
+    column: str
+    timestamp: str = Field(description="the prediction time the label belongs to")
+    definition: str = Field(min_length=1)
+    delay_days: int = Field(default=0, ge=0, description="days until the label is known")
+    positive_class: str | int | None = 1
+
+
+class RollingAggregate(_Strict):
+    column: str
+    aggregations: list[Aggregation] = Field(min_length=1)
+    windows_days: list[int] = Field(min_length=1)
+
+
+class EventCount(_Strict):
+    column: str
+    values: list[str] = Field(min_length=1)
+    windows_days: list[int] = Field(min_length=1)
+
+
+class Features(_Strict):
+    """Which point-in-time features to build from the event source."""
+
+    events_source: str
+    entities_source: str
+    entity_attributes: list[str] = Field(default_factory=list, description="static columns of the entity")
+    tenure_from: str | None = Field(default=None, description="entity date column tenure is counted from")
+    rolling: list[RollingAggregate] = Field(default_factory=list)
+    counts: list[EventCount] = Field(default_factory=list)
+    days_since: list[str] = Field(default_factory=list, description="event values to measure recency of")
+    ttl_days: int = Field(default=30, gt=0)
+
+
+class Rule(_Strict):
+    """One rule of the heuristic baseline: a polars SQL condition over training-set features."""
+
+    when: str = Field(min_length=1)
+    predict: float
+
+
+class Metrics(_Strict):
+    primary: str
+    guardrails: list[str] = Field(default_factory=list)
+
+
+class Thresholds(_Strict):
+    quality_min_score: float = Field(default=18, ge=0, le=30)
+    psi_warning: float = Field(default=0.1, gt=0)
+    psi_critical: float = Field(default=0.25, gt=0)
+    disparate_impact_min: float = Field(default=0.8, gt=0, le=1)
+    promotion_margin: float = Field(default=0.0, ge=0, description="primary-metric gain a challenger needs")
+    max_model_size_mb: float = Field(default=500, gt=0)
+    max_latency_ms: float = Field(default=100, gt=0)
+
+    @model_validator(mode="after")
+    def _psi_ordered(self) -> "Thresholds":
+        if self.psi_warning >= self.psi_critical:
+            raise ValueError("psi_warning must be below psi_critical")
+        return self
+
+
+class KillCriteria(_Strict):
+    """The seed's kill criteria as numbers the platform checks against real results."""
+
+    baseline_max_share: float = Field(
+        default=0.9, gt=0, le=1, description="kill if the rules baseline reaches this share of the model"
+    )
+    min_lift_over_random: float = Field(
+        default=0.10, ge=0, description="kill if the model beats random by less than this (relative)"
+    )
+
+
+class Split(_Strict):
+    """Temporal split by the label timestamp: train < validation_start <= val < test_start <= test."""
+
+    validation_start: date
+    test_start: date
+    test_end: date | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Split":
+        if self.validation_start >= self.test_start:
+            raise ValueError("validation_start must be before test_start")
+        return self
+
+
+class Monitoring(_Strict):
+    """The period drift is measured on, against the training reference."""
+
+    current_start: date
+    current_end: date
+
+
+class Brief(_Strict):
+    """A problem brief: what to predict, from which data, judged by which gates."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{1,40}$", description="namespace for data, runs and models")
+    owner: str = Field(min_length=1)
+    problem: ProblemDefinition
+    entity: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="entity name used in feature names")
+    entity_key: str
+    partition_start: date
+    partition_end: date
+    sources: dict[str, Source] = Field(min_length=1)
+    label: Label
+    features: Features
+    split: Split
+    metrics: Metrics
+    protected_attributes: list[str] = Field(default_factory=list)
+    slice_by: list[str] = Field(default_factory=list)
+    rules_baseline: list[Rule] = Field(min_length=1)
+    thresholds: Thresholds = Thresholds()
+    kill_criteria: KillCriteria = KillCriteria()
+    monitoring: Monitoring
+    hypothesis: str = ""
+
+    @field_validator("partition_end")
+    @classmethod
+    def _after_start(cls, end: date, info) -> date:
+        start = info.data.get("partition_start")
+        if start is not None and end <= start:
+            raise ValueError("partition_end must be after partition_start")
+        return end
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> "Brief":
+        def need(source: str, where: str) -> Source:
+            if source not in self.sources:
+                raise ValueError(f"{where} names source '{source}', which is not under sources")
+            return self.sources[source]
+
+        def need_column(src: Source, column: str, where: str) -> None:
+            if column not in src.columns:
+                raise ValueError(f"{where} names column '{column}', which its source does not declare")
+
+        label_src = need(self.label.source, "label.source")
+        need_column(label_src, self.label.column, "label.column")
+        need_column(label_src, self.label.timestamp, "label.timestamp")
+        need_column(label_src, self.entity_key, "entity_key")
+        events = need(self.features.events_source, "features.events_source")
+        entities = need(self.features.entities_source, "features.entities_source")
+        if events.timestamp is None:
+            raise ValueError("features.events_source needs a timestamp column")
+        for column in [self.entity_key, *[r.column for r in self.features.rolling]]:
+            need_column(events, column, "features")
+        for column in [self.entity_key, *self.features.entity_attributes, *self.protected_attributes]:
+            need_column(entities, column, "features.entity_attributes / protected_attributes")
+        if self.features.tenure_from:
+            need_column(entities, self.features.tenure_from, "features.tenure_from")
+        if self.metrics.primary in self.metrics.guardrails:
+            raise ValueError("metrics.primary cannot also be a guardrail")
+        return self
+
+    @property
+    def task_type(self) -> TaskType:
+        return self.problem.ml_task_type
+
+    def source_path(self, source: str, data_dir: Path, brief_dir: Path) -> str:
+        """The source's path with ``{data_dir}`` filled in; relative paths are taken from the brief's folder."""
+        raw = self.sources[source].path.replace("{data_dir}", str(data_dir))
+        path = Path(raw)
+        return str(path if path.is_absolute() else brief_dir / path)
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "missing":
+            message = "is required but missing"
+        elif item["type"] == "extra_forbidden":
+            message = "is not a known field (check its spelling and indentation)"
+        lines.append(f"  {field}: {message}")
+    return "\n".join(lines)
+
+
+def load_brief(path: str | Path) -> Brief:
+    """Read and validate a brief.
+
+    Raises:
+        BriefError: naming the file, each bad field, and what is expected.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BriefError(f"brief not found: {path}. Pass an existing YAML file (e.g. --brief my_brief.yaml).")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise BriefError(f"brief {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise BriefError(f"brief {path} must be a YAML mapping of fields, got {type(raw).__name__}")
+    try:
+        return Brief.model_validate(raw)
+    except ValidationError as exc:
+        raise BriefError(f"brief {path} is invalid:\n{_describe(exc)}") from None

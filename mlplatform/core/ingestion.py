@@ -1,0 +1,50 @@
+"""Raw ingestion: copy input files into the lake unchanged (as text), tagged with where each row came from."""
+
+from pathlib import Path
+
+import polars as pl
+
+from mlplatform.core.io import InputError, read_file, source_files
+
+SOURCE_FILE = "_source_file"
+
+
+def batch_files(path: str, key: str | None) -> list[Path]:
+    """The source's files, or only those of one monthly batch (file name containing ``key``, e.g. 2025-03)."""
+    files = source_files(path)
+    if key is None:
+        return files
+    return [f for f in files if key in f.name]
+
+
+def ingest(files: list[Path], fmt: str, expected_columns: list[str]) -> pl.DataFrame:
+    """Read ``files`` into one text-typed frame (every column kept) with a ``_source_file`` column.
+
+    Raises:
+        InputError: a file is unreadable, or lacks declared columns (named, with the fix).
+    """
+    frames = []
+    for path in files:
+        frame = read_file(path, fmt)
+        missing = [c for c in expected_columns if c not in frame.columns]
+        if missing:
+            raise InputError(
+                f"{path} lacks the column(s) {', '.join(missing)} declared in the brief (it has "
+                f"{', '.join(frame.columns)}). Fix the file, or update the source's columns in the brief."
+            )
+        frames.append(frame.with_columns(pl.lit(path.name).alias(SOURCE_FILE)))
+    if not frames:
+        return pl.DataFrame(schema={**{c: pl.String for c in expected_columns}, SOURCE_FILE: pl.String})
+    return pl.concat(frames, how="diagonal")
+
+
+def month_keys(start, end) -> list[str]:
+    """Monthly partition keys YYYY-MM from ``start`` (inclusive) to ``end`` (exclusive)."""
+    keys, year, month = [], start.year, start.month
+    while (year, month) < (end.year, end.month):
+        keys.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return keys
+
+
+__all__ = ["SOURCE_FILE", "InputError", "batch_files", "ingest", "month_keys"]

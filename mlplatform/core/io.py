@@ -1,0 +1,70 @@
+"""Reading inputs and writing tables atomically."""
+
+import glob
+import os
+import tempfile
+from pathlib import Path
+
+import polars as pl
+
+
+class InputError(ValueError):
+    """An input that cannot be read; the message names the file and the fix."""
+
+
+def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> Path:
+    """Write ``frame`` to ``path`` so readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        frame.write_parquet(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(text: str, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+def source_files(path: str) -> list[Path]:
+    """The files a source path names: one file, a glob, or every file in a folder."""
+    candidate = Path(path)
+    if candidate.is_dir():
+        files = sorted(p for p in candidate.iterdir() if p.is_file() and not p.name.startswith("."))
+    elif any(ch in path for ch in "*?["):
+        files = sorted(Path(p) for p in glob.glob(path))
+    else:
+        files = [candidate] if candidate.is_file() else []
+    if not files:
+        raise InputError(f"no input files found at {path}. Check the source path in the brief, or run the "
+                         "demo data generator (`mlplatform demo`) first.")
+    return files
+
+
+def read_file(path: Path, fmt: str) -> pl.DataFrame:
+    """Read one CSV/Parquet file with every column as text, so that typing errors become row-level findings.
+
+    Raises:
+        InputError: the file is empty, truncated or not of the declared format.
+    """
+    try:
+        if fmt == "csv":
+            frame = pl.read_csv(path, infer_schema=False)
+        else:
+            frame = pl.read_parquet(path)
+            frame = frame.with_columns(pl.all().cast(pl.String))
+    except Exception as exc:  # polars raises several types for corrupt input
+        raise InputError(f"cannot read {path} as {fmt}: {exc}. Replace the file with a valid {fmt} file "
+                         "or fix the source format in the brief.") from None
+    if frame.width == 0:
+        raise InputError(f"{path} is empty. Remove it or replace it with a file that has a header row.")
+    return frame
