@@ -1,0 +1,242 @@
+"""The seed's experiment record in MLflow, the model registry with aliases, and dataset content hashes.
+
+Everything goes through an explicit ``MlflowClient(tracking_uri)``: nothing reads or changes MLflow's
+global tracking URI, so nothing lands in a default ``./mlruns``. Locally the backend is SQLite
+(``sqlite:///<dir>/mlflow.db``; the file store is deprecated) with artifacts in a folder the caller names.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+import yaml
+
+# Before mlflow is imported: its telemetry client starts at import time and would try the network; the
+# artifact progress bars would clutter asset logs. setdefault leaves a user's explicit choice alone.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+from mlflow.entities import Metric, Param, ViewType  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+# Creating a fresh SQLite backend runs MLflow's migrations, which log every step at INFO.
+for _name in ("mlflow.store.db.utils", "alembic"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+Verdict = Literal["promoted", "archived", "iterate"]
+EXPERIMENT_YAML = "experiment.yaml"
+MODEL_ARTIFACT_PATH = "model"
+_EXP_TAG = "exp_id"
+# MLflow's limits on one param value and one log_batch call.
+_MAX_PARAM_LENGTH = 6000
+_PARAMS_PER_BATCH = 100
+
+
+@dataclass
+class ExperimentRecord:
+    """The seed's experiment template; ``id`` is assigned when the record is logged."""
+
+    hypothesis: str
+    dataset_version: str
+    features_used: list[str]
+    model_type: str
+    hyperparameters: dict[str, Any]
+    training_time_s: float
+    primary_metric: dict[str, float]
+    secondary_metrics: dict[str, float]
+    baseline_comparison: str
+    verdict: Verdict
+    notes: str = ""
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+
+def client_for(tracking_uri: str) -> MlflowClient:
+    """A client on ``tracking_uri`` (tracking and registry), creating the SQLite file's folder if needed.
+
+    The first client on a new SQLite file runs MLflow's schema migrations (about 4 s); later ones are fast.
+
+    Raises:
+        ValueError: an empty URI, which MLflow would silently replace by ``./mlruns``.
+    """
+    if not tracking_uri:
+        raise ValueError("tracking_uri is empty; pass e.g. sqlite:///<data_dir>/<brief>/mlflow/mlflow.db")
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def experiment_id_for(client: MlflowClient, experiment_name: str, day: date) -> str:
+    """The next free ``EXP-YYYY-MM-DD-NNN`` id of ``day`` in the experiment (deleted runs keep theirs).
+
+    Ids are allocated by reading existing tags, so two runs logged concurrently could get the same id;
+    the platform logs runs one at a time.
+    """
+    prefix = f"EXP-{day.isoformat()}-"
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return f"{prefix}001"
+    runs = client.search_runs([experiment.experiment_id], f"tags.{_EXP_TAG} LIKE '{prefix}%'",
+                              run_view_type=ViewType.ALL, max_results=1000)
+    taken = [int(run.data.tags[_EXP_TAG].removeprefix(prefix)) for run in runs]
+    return f"{prefix}{max(taken, default=0) + 1:03d}"
+
+
+def _plain(value: Any) -> Any:
+    """JSON/YAML-safe copy: numpy scalars become Python numbers, anything else odd becomes text."""
+    return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def log_experiment(
+    tracking_uri: str,
+    artifact_dir: Path,
+    experiment_name: str,
+    record: ExperimentRecord,
+    model_dir: Path | None,
+    day: date | None = None,
+) -> str:
+    """Log one training run with the seed's experiment template.
+
+    Hyperparameters become params; primary and secondary metrics (and ``training_time_s``) become metrics;
+    the id, hypothesis, dataset version, model type, verdict and baseline comparison become tags; the whole
+    record is the ``experiment.yaml`` artifact and ``model_dir`` is logged under ``model/``.
+
+    Args:
+        tracking_uri: the backend, e.g. ``sqlite:///<dir>/mlflow.db``.
+        artifact_dir: where a new experiment stores artifacts (an existing experiment keeps its own).
+        experiment_name: MLflow experiment, e.g. the brief's name.
+        record: what to log.
+        model_dir: a saved model folder, or None for baselines.
+        day: the date in the experiment id; today when None.
+
+    Returns:
+        The MLflow run id; the ``EXP-…`` id is the run's ``exp_id`` tag and run name.
+    """
+    if record.verdict not in ("promoted", "archived", "iterate"):
+        raise ValueError(f"verdict must be promoted, archived or iterate; got '{record.verdict}'")
+    client = client_for(tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        artifact_dir.mkdir(parents=True, exist_ok=True)
+        location = artifact_dir.resolve().as_uri()
+        experiment_id = client.create_experiment(experiment_name, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    exp_id = experiment_id_for(client, experiment_name, day or date.today())
+    tags = {
+        _EXP_TAG: exp_id,
+        "hypothesis": record.hypothesis,
+        "dataset_version": record.dataset_version,
+        "model_type": record.model_type,
+        "verdict": record.verdict,
+        "baseline_comparison": record.baseline_comparison,
+    }
+    run_id = client.create_run(experiment_id, tags=tags, run_name=exp_id).info.run_id
+    try:
+        hyperparameters = sorted(record.hyperparameters.items())
+        params = [Param(str(k), str(v)[:_MAX_PARAM_LENGTH]) for k, v in hyperparameters]
+        metrics = {**record.primary_metric, **record.secondary_metrics,
+                   "training_time_s": record.training_time_s}
+        now_ms = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now_ms, 0) for k, v in metrics.items()])
+        for start in range(0, len(params), _PARAMS_PER_BATCH):
+            client.log_batch(run_id, params=params[start:start + _PARAMS_PER_BATCH])
+        artifacts = dict(record.artifacts)
+        if model_dir is not None:
+            client.log_artifacts(run_id, str(model_dir), MODEL_ARTIFACT_PATH)
+            artifacts["model_path"] = f"runs:/{run_id}/{MODEL_ARTIFACT_PATH}"
+        # The seed's template layout, so the YAML reads like the methodology's own example.
+        document = {
+            "id": exp_id,
+            "run_id": run_id,
+            "hypothesis": record.hypothesis,
+            "dataset_version": record.dataset_version,
+            "features_used": record.features_used,
+            "model_type": record.model_type,
+            "hyperparameters": record.hyperparameters,
+            "training_time": f"{record.training_time_s:.2f}s",
+            "metrics": {"primary": record.primary_metric, "secondary": record.secondary_metrics},
+            "baseline_comparison": record.baseline_comparison,
+            "verdict": record.verdict,
+            "notes": record.notes,
+            "artifacts": artifacts,
+        }
+        text = yaml.safe_dump({"experiment": _plain(document)}, sort_keys=False)
+        client.log_text(run_id, text, EXPERIMENT_YAML)
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id)
+    return run_id
+
+
+def register_model(
+    tracking_uri: str, model_name: str, run_id: str, artifact_path: str = MODEL_ARTIFACT_PATH
+) -> str:
+    """Register the run's ``artifact_path`` as a new version of ``model_name``; returns the version."""
+    client = client_for(tracking_uri)
+    try:
+        client.create_registered_model(model_name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = client.create_model_version(model_name, f"runs:/{run_id}/{artifact_path}", run_id=run_id)
+    return str(version.version)
+
+
+def set_alias(tracking_uri: str, model_name: str, alias: str, version: str) -> None:
+    """Point ``alias`` (``challenger``, ``champion``) at ``version``, moving it off any other version."""
+    client_for(tracking_uri).set_registered_model_alias(model_name, alias, version)
+
+
+def get_alias_version(tracking_uri: str, model_name: str, alias: str) -> str | None:
+    """The version ``alias`` points at, or None when the model or the alias does not exist."""
+    try:
+        return str(client_for(tracking_uri).get_model_version_by_alias(model_name, alias).version)
+    except MlflowException as exc:
+        # MLflow reports a missing model and a missing alias with different codes.
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def download_model_version(tracking_uri: str, model_name: str, version: str, destination: Path) -> Path:
+    """Copy a registered version's files into ``destination``; returns the model folder.
+
+    Use it to re-score the champion on the current test set: metrics logged with an older run were
+    measured on an older hold-out and are not comparable.
+    """
+    client = client_for(tracking_uri)
+    model_version = client.get_model_version(model_name, version)
+    run_id, source = model_version.run_id, model_version.source or ""
+    if run_id is None or not source.startswith(f"runs:/{run_id}/"):
+        raise ValueError(f"{model_name} version {version} (source {source!r}) was not registered from a run's "
+                         "artifacts; register it with register_model")
+    destination.mkdir(parents=True, exist_ok=True)
+    return Path(client.download_artifacts(run_id, source.removeprefix(f"runs:/{run_id}/"), str(destination)))
+
+
+def dataset_version(frame: pl.DataFrame) -> str:
+    """A content hash of ``frame`` that ignores column order and row order.
+
+    Hashes the schema plus the CSV text of the rows sorted by every column: CSV formatting is fixed by the
+    values alone, unlike polars' row hashes, which may change between polars versions.
+
+    Returns:
+        16 hex characters of a SHA-256.
+    """
+    columns = sorted(frame.columns)
+    ordered = frame.select(columns)
+    if ordered.height and columns:
+        ordered = ordered.sort(columns, nulls_last=True, maintain_order=False)
+    digest = hashlib.sha256()
+    digest.update(json.dumps([[name, str(ordered.schema[name])] for name in columns]).encode())
+    digest.update(ordered.write_csv(include_header=False).encode())
+    return digest.hexdigest()[:16]

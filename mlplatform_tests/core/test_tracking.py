@@ -1,0 +1,132 @@
+from datetime import date
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+
+from mlplatform.core.tracking import (
+    ExperimentRecord,
+    client_for,
+    dataset_version,
+    download_model_version,
+    experiment_id_for,
+    get_alias_version,
+    log_experiment,
+    register_model,
+    set_alias,
+)
+from mlplatform.core.training import load_model, save_model, train_lightgbm
+
+DAY = date(2025, 9, 1)
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory):
+    """One SQLite backend for the module: creating it runs MLflow's migrations, which take seconds."""
+    root = tmp_path_factory.mktemp("mlflow")
+    return f"sqlite:///{root / 'mlflow.db'}", root / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=600)
+    frame = pl.DataFrame({"x": x, "plan": rng.choice(["a", "b"], 600), "y": (x + rng.normal(size=600) > 0)})
+    model = train_lightgbm("binary", frame[:400], frame[400:], ["x", "plan"], "y")
+    return save_model(model, tmp_path_factory.mktemp("model") / "lgbm")
+
+
+def record(verdict="iterate") -> ExperimentRecord:
+    return ExperimentRecord(
+        hypothesis="activity predicts churn",
+        dataset_version="abc123",
+        features_used=["x", "plan"],
+        model_type="lightgbm",
+        hyperparameters={"learning_rate": np.float64(0.05), "num_leaves": 31},
+        training_time_s=1.25,
+        primary_metric={"f1": 0.61},
+        secondary_metrics={"pr_auc": 0.55, "roc_auc": 0.8},
+        baseline_comparison="f1 +0.12 vs rules",
+        verdict=verdict,
+        notes="first run",
+        artifacts={"report": "reports/evaluation.md"},
+    )
+
+
+def test_log_experiment_writes_the_seed_template(backend, model_dir, tmp_path, monkeypatch):
+    uri, artifacts = backend
+    monkeypatch.chdir(tmp_path)  # a stray default ./mlruns would appear here
+    run_id = log_experiment(uri, artifacts, "churn_log", record(), model_dir, day=DAY)
+    client = client_for(uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"learning_rate": "0.05", "num_leaves": "31"}
+    assert run.data.metrics == {"f1": 0.61, "pr_auc": 0.55, "roc_auc": 0.8, "training_time_s": 1.25}
+    tags = run.data.tags
+    assert tags["exp_id"] == "EXP-2025-09-01-001" == run.info.run_name
+    assert (tags["verdict"], tags["dataset_version"], tags["model_type"]) == ("iterate", "abc123", "lightgbm")
+    assert tags["hypothesis"] == "activity predicts churn"
+    assert tags["baseline_comparison"] == "f1 +0.12 vs rules"
+    assert run.info.artifact_uri.startswith(artifacts.resolve().as_uri())
+    document = yaml.safe_load((artifacts.resolve() / run_id / "artifacts" / "experiment.yaml").read_text())
+    experiment = document["experiment"]
+    assert experiment["id"] == "EXP-2025-09-01-001"
+    assert experiment["metrics"] == {"primary": {"f1": 0.61}, "secondary": {"pr_auc": 0.55, "roc_auc": 0.8}}
+    assert experiment["hyperparameters"]["learning_rate"] == 0.05
+    assert experiment["features_used"] == ["x", "plan"]
+    assert experiment["artifacts"] == {"report": "reports/evaluation.md", "model_path": f"runs:/{run_id}/model"}
+    assert {"dataset_version", "model_type", "training_time", "baseline_comparison", "verdict", "notes"} <= set(
+        experiment
+    )
+    logged = {item.path for item in client.list_artifacts(run_id, "model")}
+    assert logged == {"model/model.json", "model/model.txt"}
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_experiment_ids_count_up_per_day(backend):
+    uri, artifacts = backend
+    client = client_for(uri)
+    assert experiment_id_for(client, "churn_ids", DAY) == "EXP-2025-09-01-001"  # experiment not created yet
+    for expected in ("EXP-2025-09-01-001", "EXP-2025-09-01-002"):
+        run_id = log_experiment(uri, artifacts, "churn_ids", record("archived"), None, day=DAY)
+        assert client.get_run(run_id).data.tags["exp_id"] == expected
+    assert experiment_id_for(client, "churn_ids", date(2025, 9, 2)) == "EXP-2025-09-02-001"
+    assert experiment_id_for(client, "churn_ids", DAY) == "EXP-2025-09-01-003"
+
+
+def test_registry_versions_and_aliases_move(backend, model_dir, tmp_path):
+    uri, artifacts = backend
+    runs = [log_experiment(uri, artifacts, "churn_registry", record(), model_dir, day=DAY) for _ in range(2)]
+    assert get_alias_version(uri, "churn_model", "champion") is None  # no such model yet
+    first = register_model(uri, "churn_model", runs[0], "model")
+    second = register_model(uri, "churn_model", runs[1], "model")
+    assert (first, second) == ("1", "2")
+    assert get_alias_version(uri, "churn_model", "champion") is None  # model exists, alias does not
+    set_alias(uri, "churn_model", "champion", first)
+    set_alias(uri, "churn_model", "challenger", second)
+    assert get_alias_version(uri, "churn_model", "champion") == "1"
+    set_alias(uri, "churn_model", "champion", second)  # promotion moves the alias
+    assert get_alias_version(uri, "churn_model", "champion") == "2"
+    assert get_alias_version(uri, "churn_model", "challenger") == "2"
+    folder = download_model_version(uri, "churn_model", first, tmp_path / "champion")
+    frame = pl.DataFrame({"x": [-1.0, 0.0, 2.0], "plan": ["a", "b", "zzz"]})
+    np.testing.assert_allclose(load_model(folder).predict_score(frame), load_model(model_dir).predict_score(frame))
+
+
+def test_bad_arguments_are_refused(backend):
+    uri, artifacts = backend
+    with pytest.raises(ValueError, match="verdict must be"):
+        log_experiment(uri, artifacts, "churn_bad", record("shipped"), None)
+    with pytest.raises(ValueError, match="tracking_uri is empty"):
+        client_for("")
+
+
+def test_dataset_version_ignores_column_and_row_order_but_not_content():
+    frame = pl.DataFrame({"id": [1, 2, 3], "x": [0.5, None, 2.0], "s": ["a", "b", None]})
+    version = dataset_version(frame)
+    assert len(version) == 16
+    assert dataset_version(frame.select(["s", "x", "id"]).reverse()) == version
+    assert dataset_version(frame.with_columns(pl.col("x").fill_null(0.0))) != version
+    assert dataset_version(frame.with_columns(pl.col("id").cast(pl.Float64))) != version
+    assert dataset_version(frame.head(2)) != version
