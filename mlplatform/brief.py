@@ -123,9 +123,14 @@ class Metrics(_Strict):
 
 class Thresholds(_Strict):
     quality_min_score: float = Field(default=18, ge=0, le=30)
+    freshness_days: float = Field(default=1, gt=0, description="how recent the newest data must be")
     psi_warning: float = Field(default=0.1, gt=0)
     psi_critical: float = Field(default=0.25, gt=0)
     disparate_impact_min: float = Field(default=0.8, gt=0, le=1)
+    fairness_min_group_size: int = Field(default=50, ge=1, description="smaller groups are listed, not judged")
+    fairness_significance: float = Field(
+        default=0.05, gt=0, lt=1, description="a ratio below the minimum fails when its p-value is below this"
+    )
     promotion_margin: float = Field(default=0.0, ge=0, description="primary-metric gain a challenger needs")
     max_model_size_mb: float = Field(default=500, gt=0)
     max_latency_ms: float = Field(default=100, gt=0)

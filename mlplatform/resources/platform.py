@@ -4,7 +4,6 @@ Each resource is configuration only (paths, connection strings); switching from 
 production changes these values, not the assets.
 """
 
-from functools import cached_property
 from pathlib import Path
 
 import dagster as dg
@@ -48,12 +47,22 @@ class PlatformResource(dg.ConfigurableResource):
         self.register_view(f"{layer}_{name}", str(path))
         return path
 
+    def write_partition(self, layer: str, name: str, key: str, frame: pl.DataFrame) -> Path:
+        """Write one partition of a partitioned lake table; the view spans all partitions."""
+        path = write_parquet_atomic(frame, self.workspace.partition(layer, name, key))
+        self.register_view(f"{layer}_{name}", str(path.parent / "*.parquet"))
+        return path
+
     def read_table(self, layer: str, name: str) -> pl.DataFrame:
+        """A lake table, or all partitions of a partitioned one."""
         path = self.workspace.table(layer, name)
-        if not path.exists():
+        if path.exists():
+            return pl.read_parquet(path)
+        parts = sorted(path.with_suffix("").glob("*.parquet"))
+        if not parts:
             raise FileNotFoundError(f"table {layer}/{name} has not been materialised yet ({path}); "
                                     "materialise its upstream assets first")
-        return pl.read_parquet(path)
+        return pl.concat([pl.read_parquet(p) for p in parts], how="diagonal")
 
     def register_view(self, view: str, parquet_glob: str) -> None:
         """Keep the warehouse's views pointing at the lake so `mlplatform sql` can query every table."""
@@ -68,7 +77,7 @@ class TrackingResource(dg.ConfigurableResource):
     platform: PlatformResource
     tracking_uri: str = ""
 
-    @cached_property
+    @property
     def uri(self) -> str:
         return self.tracking_uri or self.platform.workspace.mlflow_uri
 
@@ -79,3 +88,20 @@ class TrackingResource(dg.ConfigurableResource):
     @property
     def model_name(self) -> str:
         return f"{self.platform.brief.name}_model"
+
+
+class FeatureStoreResource(dg.ConfigurableResource):
+    """The Feast feature store of the brief: SQLite online store locally, Redis in production."""
+
+    platform: PlatformResource
+    online_store: str = "sqlite"
+    redis_connection: str = ""
+
+    def store(self):
+        from feast import FeatureStore  # Feast is slow to import; only steps that use it pay for it
+
+        from mlplatform.core.feature_store import feast_config
+
+        config = feast_config(self.platform.workspace.feast_dir, self.platform.brief.name,
+                              online=self.online_store, redis_connection=self.redis_connection or None)
+        return FeatureStore(config=config)

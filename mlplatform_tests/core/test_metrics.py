@@ -138,4 +138,5 @@ def test_metric_function_equals_compute_metrics_including_ties(metric, decimals)
 def test_metric_function_regression(metric):
     rng = np.random.default_rng(3)
     y, pred = rng.normal(size=500), rng.normal(size=500)
-    assert metric_function("regression", metric)(y, pred) == pytest.approx(compute_metrics("regression", y, pred)[metric])
+    expected = compute_metrics("regression", y, pred)[metric]
+    assert metric_function("regression", metric)(y, pred) == pytest.approx(expected)

@@ -1,0 +1,19 @@
+# Multi-stage image of the platform: the Dagster code location and the CLI, non-root, with a health check.
+FROM python:3.11-slim AS builder
+WORKDIR /build
+COPY pyproject.toml constraints.txt README.md ./
+COPY mlplatform ./mlplatform
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt \
+       --extra-index-url https://download.pytorch.org/whl/cpu .
+
+FROM python:3.11-slim
+COPY --from=builder /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH MLPLATFORM_DATA_DIR=/data
+RUN useradd --create-home --uid 1000 mlplatform && mkdir -p /data && chown mlplatform /data
+USER mlplatform
+WORKDIR /home/mlplatform
+COPY --chown=mlplatform workspace.yaml ./
+EXPOSE 3000
+HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request; urllib.request.urlopen('http://localhost:3000/server_info')" || exit 1
+CMD ["dagster-webserver", "-h", "0.0.0.0", "-p", "3000", "-w", "workspace.yaml"]

@@ -1,0 +1,273 @@
+"""Distribution drift between a reference (training) sample and a current one.
+
+The seed's phase-7 statistics: PSI per feature (> ``psi_warning`` warns, > ``psi_critical`` is critical),
+the Jensen-Shannon divergence on the same bins, the two-sample KS test on numerical features, KL divergence
+of the prediction distribution and a chi-square test of the label distribution. All vectorised numpy and
+scipy. Nulls are never dropped silently: they form their own bin, so a feature that starts arriving empty
+counts as drift.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import polars as pl
+from matplotlib.figure import Figure
+from scipy import stats
+
+# A bin that is empty on one side would make ln(q/p) infinite; this floor is the usual PSI convention.
+EPS = 1e-4
+
+Severity = Literal["ok", "warning", "critical"]
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """Drift of one feature; ``ks`` and ``ks_pvalue`` are None for categorical features."""
+
+    feature: str
+    kind: Literal["numerical", "categorical"]
+    psi: float
+    ks: float | None
+    ks_pvalue: float | None
+    js: float
+    severity: Severity
+
+
+def _as_float(values: np.ndarray | pl.Series) -> np.ndarray:
+    """Values as float64 with nulls as NaN."""
+    if isinstance(values, pl.Series):
+        return values.cast(pl.Float64).to_numpy()
+    return np.asarray(values, dtype=np.float64)
+
+
+def _sorted_valid(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """The non-null values sorted, and how many nulls (NaN) there were."""
+    null = np.isnan(values)
+    return np.sort(values[~null]), int(null.sum())
+
+
+def _bin_counts(
+    ref: tuple[np.ndarray, int], cur: tuple[np.ndarray, int], bins: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of both samples over bins fixed by the reference; the last bin holds the nulls.
+
+    Continuous references get ``bins`` quantile bins with open outer ends. A reference with at most
+    ``bins`` distinct values (flags, small counts, a constant) gets one bin per value plus one for values
+    it never had, so a constant feature that starts moving is still seen. Inputs come from
+    :func:`_sorted_valid`; on sorted data every count is a binary search, not a pass over the rows.
+    """
+    (ref_sorted, ref_nulls), (cur_sorted, cur_nulls) = ref, cur
+    if ref_sorted.size == 0:
+        raise ValueError("reference has no non-null values; drift needs a reference distribution")
+    distinct = ref_sorted[np.concatenate(([True], np.diff(ref_sorted) > 0))]
+    if distinct.size <= bins:
+
+        def counts(values: np.ndarray, nulls: int) -> np.ndarray:
+            per_value = np.searchsorted(values, distinct, "right") - np.searchsorted(values, distinct, "left")
+            return np.concatenate((per_value, [values.size - per_value.sum(), nulls]))
+    else:
+        # Bins [e_i, e_i+1) between reference quantiles read off the sorted reference; ties merge bins.
+        positions = np.linspace(0, ref_sorted.size - 1, bins + 1)[1:-1]
+        edges = np.unique(ref_sorted[np.round(positions).astype(np.int64)])
+
+        def counts(values: np.ndarray, nulls: int) -> np.ndarray:
+            below = np.searchsorted(values, edges, "left")
+            return np.concatenate((np.diff(below, prepend=0, append=values.size), [nulls]))
+
+    return counts(ref_sorted, ref_nulls), counts(cur_sorted, cur_nulls)
+
+
+def _ks(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> tuple[float, float]:
+    """Two-sample KS statistic and its two-sided p-value, as scipy's ``ks_2samp(method="asymp")``.
+
+    A stable argsort of two sorted runs is a linear merge, several times faster than scipy's binary
+    searches on a million rows. The p-value uses the finite-n Kolmogorov distribution like scipy up to
+    10,000 effective rows and its limit beyond, where the two agree to <1% and the former costs ~0.5 s.
+    """
+    n1, n2 = ref_sorted.size, cur_sorted.size
+    merged = np.concatenate((ref_sorted, cur_sorted))
+    order = np.argsort(merged, kind="stable")
+    # n1*n2*(F_ref - F_cur) after each merged value, in integers; read only after the last of equal values.
+    gap = (n1 + n2) * np.cumsum(order < n1) - n1 * np.arange(1, n1 + n2 + 1)
+    values = merged[order]
+    last = np.append(values[1:] != values[:-1], True)
+    statistic = float(np.abs(gap[last]).max() / (n1 * n2))
+    effective_n = n1 * n2 / (n1 + n2)
+    if effective_n <= 10_000:
+        pvalue = stats.kstwo.sf(statistic, np.round(effective_n))
+    else:
+        pvalue = stats.kstwobign.sf(statistic * np.sqrt(effective_n))
+    return statistic, float(pvalue)
+
+
+def _proportions(counts: np.ndarray) -> np.ndarray:
+    total = counts.sum()
+    if total == 0:
+        raise ValueError("cannot measure drift on an empty sample")
+    return counts / total
+
+
+def _psi_from_counts(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
+    p = np.maximum(_proportions(ref_counts), EPS)
+    q = np.maximum(_proportions(cur_counts), EPS)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def _js_from_counts(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
+    """Jensen-Shannon divergence in bits (0 = same, 1 = disjoint); finite without any epsilon."""
+    p, q = _proportions(ref_counts), _proportions(cur_counts)
+    m = (p + q) / 2
+    return float((stats.entropy(p, m, base=2) + stats.entropy(q, m, base=2)) / 2)
+
+
+def psi(reference: np.ndarray | pl.Series, current: np.ndarray | pl.Series, bins: int = 10) -> float:
+    """Population stability index of a numerical feature.
+
+    Bins are quantiles of the reference; proportions below ``EPS`` are floored at it; nulls (NaN or
+    polars null) are a bin of their own.
+
+    Args:
+        reference: the training-time sample.
+        current: the sample being checked.
+        bins: number of quantile bins.
+
+    Returns:
+        sum((q - p) * ln(q / p)) over bins, p the reference share and q the current share.
+    """
+    ref, cur = _sorted_valid(_as_float(reference)), _sorted_valid(_as_float(current))
+    return _psi_from_counts(*_bin_counts(ref, cur, bins))
+
+
+def _category_counts(reference: pl.Series, current: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Counts per category over the union of both samples; null is a category of its own."""
+    ref = reference.cast(pl.String).rename("value").value_counts(name="ref")
+    cur = current.cast(pl.String).rename("value").value_counts(name="cur")
+    joined = ref.join(cur, on="value", how="full", coalesce=True, nulls_equal=True).fill_null(0)
+    return joined["ref"].to_numpy(), joined["cur"].to_numpy()
+
+
+def categorical_psi(reference: pl.Series | list, current: pl.Series | list) -> float:
+    """PSI of a categorical feature: one bin per category seen in either sample, plus null.
+
+    Args:
+        reference: the training-time values.
+        current: the values being checked.
+    """
+    return _psi_from_counts(*_category_counts(pl.Series(reference), pl.Series(current)))
+
+
+def _severity(value: float, warning: float, critical: float) -> Severity:
+    if value > critical:
+        return "critical"
+    return "warning" if value > warning else "ok"
+
+
+def _is_categorical(dtype: pl.DataType) -> bool:
+    return dtype in (pl.String, pl.Boolean) or isinstance(dtype, pl.Categorical | pl.Enum)
+
+
+def drift_report(
+    reference: pl.DataFrame,
+    current: pl.DataFrame,
+    features: list[str],
+    *,
+    psi_warning: float,
+    psi_critical: float,
+    bins: int = 10,
+) -> list[FeatureDrift]:
+    """PSI, KS and JS of each feature, with the seed's severity (PSI above warning/critical).
+
+    Strings, booleans and categoricals are categorical; numbers, dates and datetimes are numerical
+    (dates by their physical value).
+
+    Raises:
+        ValueError: a feature is missing from either frame, or a sample is empty.
+    """
+    missing = [f for f in features if f not in reference.columns or f not in current.columns]
+    if missing:
+        raise ValueError(f"features missing from the reference or current frame: {missing}")
+    if reference.height == 0 or current.height == 0:
+        raise ValueError("drift needs a non-empty reference and current frame")
+    report = []
+    kind: Literal["numerical", "categorical"]
+    for feature in features:
+        ref, cur = reference[feature], current[feature]
+        if _is_categorical(ref.dtype):
+            counts = _category_counts(ref, cur)
+            kind, ks, ks_pvalue = "categorical", None, None
+        else:
+            ref_sorted = _sorted_valid(_as_float(ref.to_physical()))
+            cur_sorted = _sorted_valid(_as_float(cur.to_physical()))
+            counts = _bin_counts(ref_sorted, cur_sorted, bins)
+            kind = "numerical"
+            # An all-null current sample has no distribution to test; its drift shows in PSI's null bin.
+            ks, ks_pvalue = _ks(ref_sorted[0], cur_sorted[0]) if cur_sorted[0].size else (None, None)
+        value = _psi_from_counts(*counts)
+        report.append(
+            FeatureDrift(
+                feature=feature,
+                kind=kind,
+                psi=value,
+                ks=ks,
+                ks_pvalue=ks_pvalue,
+                js=_js_from_counts(*counts),
+                severity=_severity(value, psi_warning, psi_critical),
+            )
+        )
+    return report
+
+
+def prediction_drift_kl(
+    reference_scores: np.ndarray, current_scores: np.ndarray, bins: int = 10
+) -> float:
+    """KL divergence of the current score distribution from the reference one, KL(current || reference).
+
+    Uses the same reference-quantile bins and ``EPS`` floor as :func:`psi`; the seed warns above 0.1.
+    """
+    ref, cur = _sorted_valid(_as_float(reference_scores)), _sorted_valid(_as_float(current_scores))
+    ref_counts, cur_counts = _bin_counts(ref, cur, bins)
+    p = np.maximum(_proportions(ref_counts), EPS)
+    q = np.maximum(_proportions(cur_counts), EPS)
+    return float(np.sum(q * np.log(q / p)))
+
+
+def label_drift_chi2(reference_labels: np.ndarray, current_labels: np.ndarray) -> tuple[float, float]:
+    """Chi-square test that reference and current labels come from the same class distribution.
+
+    Returns:
+        (statistic, p-value); (0.0, 1.0) when both samples hold a single, identical class.
+    """
+    ref_counts, cur_counts = _category_counts(pl.Series(reference_labels), pl.Series(current_labels))
+    if ref_counts.sum() == 0 or cur_counts.sum() == 0:
+        raise ValueError("label drift needs labels in both the reference and the current sample")
+    if ref_counts.size < 2:
+        return 0.0, 1.0
+    # No Yates correction: samples are large and the seed asks for the plain chi-square test.
+    result = stats.chi2_contingency(np.vstack([ref_counts, cur_counts]), correction=False)
+    return float(result.statistic), float(result.pvalue)
+
+
+def psi_plot(drifts: list[FeatureDrift], path: Path, *, psi_warning: float, psi_critical: float) -> Path:
+    """Horizontal bar chart of PSI per feature, coloured by severity, with the warning/critical lines.
+
+    Returns:
+        ``path``, a PNG.
+    """
+    ordered = sorted(drifts, key=lambda d: d.psi)
+    colours = {"ok": "tab:green", "warning": "tab:orange", "critical": "tab:red"}
+    # A bare Figure renders with Agg and touches no pyplot global state, so it is safe in any thread.
+    fig = Figure(figsize=(7, 1.5 + 0.3 * max(len(ordered), 1)))
+    ax = fig.subplots()
+    colour = [colours[d.severity] for d in ordered]
+    ax.barh([d.feature for d in ordered], [d.psi for d in ordered], color=colour)
+    ax.axvline(psi_warning, color="tab:orange", linestyle="--", label=f"warning ({psi_warning:g})")
+    ax.axvline(psi_critical, color="tab:red", linestyle="--", label=f"critical ({psi_critical:g})")
+    ax.set_xlabel("PSI (reference → current)")
+    ax.set_title("Feature drift")
+    ax.legend(loc="best")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path

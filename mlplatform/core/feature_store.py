@@ -1,0 +1,287 @@
+"""The Feast feature store, built programmatically from the brief.
+
+One feature view per feature table (``{entity}_daily_features``) over the Parquet that
+:func:`mlplatform.core.features.build_features` writes, read by Feast's DuckDB offline store; one versioned
+feature service for the model. Every field carries the seed's registry documentation as Feast tags
+(data_type, source_table, owner, created_date, known_issues). Callers see polars and plain Python; the
+pandas/Arrow conversions Feast needs stay in this module.
+"""
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import feast
+import polars as pl
+from feast import types as ft
+from feast.data_format import ParquetFormat
+from feast.errors import FeatureViewNotFoundException
+from feast.infra.offline_stores.duckdb import DuckDBOfflineStoreConfig
+from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
+from feast.infra.registry.sql import SqlRegistryConfig
+
+from mlplatform.brief import Features
+from mlplatform.core.features import feature_columns
+
+# Feature-table column dtypes (polars names) that Feast can store, and their Feast types.
+_FEAST_TYPES = {
+    "Int64": ft.Int64,
+    "Int32": ft.Int32,
+    "Float64": ft.Float64,
+    "Float32": ft.Float32,
+    "String": ft.String,
+    "Boolean": ft.Bool,
+}
+
+
+def feature_view_name(entity: str) -> str:
+    """Name of the feature view (and of the feature table) of ``entity``."""
+    return f"{entity}_daily_features"
+
+
+def feature_service_name(project: str, version: int = 1) -> str:
+    """Name of the model's versioned feature service."""
+    return f"{project}_model_v{version}"
+
+
+def feast_config(
+    repo_dir: Path,
+    project: str,
+    online: Literal["sqlite", "redis"] = "sqlite",
+    redis_connection: str | None = None,
+) -> feast.RepoConfig:
+    """Configuration of a feature store whose registry and local online store live under ``repo_dir``.
+
+    The registry is Feast's SQL registry on a SQLite file (``registry.db``): unlike the file registry, which
+    rewrites one protobuf blob, it takes concurrent writers (several Dagster runs applying at once).
+
+    Args:
+        repo_dir: folder for ``registry.db`` and, with SQLite, ``online.db``; created if missing.
+        project: Feast project name (the brief's name).
+        online: ``sqlite`` (local) or ``redis`` (production).
+        redis_connection: Redis connection string (``host:port[,password=...]``), required with ``redis``.
+
+    Raises:
+        ValueError: ``redis`` without a connection string.
+    """
+    repo_dir = Path(repo_dir).resolve()
+    repo_dir.mkdir(parents=True, exist_ok=True)
+    if online == "redis":
+        if not redis_connection:
+            raise ValueError("online='redis' needs redis_connection, e.g. 'localhost:6379'")
+        online_store: Any = {"type": "redis", "connection_string": redis_connection}
+    else:
+        online_store = SqliteOnlineStoreConfig(path=str(repo_dir / "online.db"))
+    return feast.RepoConfig(
+        project=project,
+        provider="local",
+        repo_path=repo_dir,
+        registry=SqlRegistryConfig(path=f"sqlite:///{repo_dir / 'registry.db'}", cache_ttl_seconds=60),
+        offline_store=DuckDBOfflineStoreConfig(),
+        online_store=online_store,
+        entity_key_serialization_version=3,
+    )
+
+
+def _known_issues(name: str, spec: Features, entity: str) -> str:
+    attributes = {f"{entity}_{column}" for column in spec.entity_attributes}
+    if name in attributes:
+        return (
+            "Current value from the entity table, not the value as of the row time: point-in-time only "
+            "while the attribute never changes."
+        )
+    if name == f"{entity}_tenure_days":
+        return f"Null when {spec.tenure_from} is missing."
+    if name.startswith(f"{entity}_days_since_"):
+        return "Null until the first such event; events before the data's start are not seen."
+    if name.endswith(("_mean", "_min", "_max")):
+        return "Null when the window holds no non-null value."
+    if name.endswith("_std"):
+        return "Null when the window holds fewer than two non-null values."
+    return "Windows reaching before the first ingested event undercount."
+
+
+def feast_objects(
+    feature_table: Path,
+    spec: Features,
+    *,
+    project: str,
+    entity: str,
+    entity_key: str,
+    owner: str,
+    feature_table_schema: dict[str, str],
+) -> list:
+    """The Feast objects of one feature table: Entity, FileSource, FeatureView and FeatureService.
+
+    Args:
+        feature_table: Parquet file from ``build_features`` (need not exist yet).
+        spec: the brief's feature section; it names the features and their descriptions.
+        project: Feast project (the brief's name); prefixes the feature service.
+        entity: entity name, e.g. ``customer``.
+        entity_key: join key column, e.g. ``customer_id`` (Int64).
+        owner: owner recorded on the view, the service and every field.
+        feature_table_schema: feature column -> polars dtype name (``str(dtype)``, e.g. ``"Float64"``).
+
+    Returns:
+        ``[Entity, FileSource, FeatureView, FeatureService]``, ready for :func:`apply_feature_store`.
+
+    Raises:
+        ValueError: a feature missing from ``feature_table_schema`` or of a type Feast cannot store.
+    """
+    descriptions = feature_columns(spec, entity)
+    entity_columns = {f"{entity}_{c}" for c in spec.entity_attributes} | {f"{entity}_tenure_days"}
+    today = date.today().isoformat()
+    fields = []
+    for name, description in descriptions.items():
+        dtype = feature_table_schema.get(name)
+        if dtype not in _FEAST_TYPES:
+            raise ValueError(
+                f"feature '{name}' has type {dtype!r} in the feature table; Feast fields need one of "
+                f"{sorted(_FEAST_TYPES)}. Rebuild the feature table with build_features."
+            )
+        source = spec.entities_source if name in entity_columns else spec.events_source
+        tags = {
+            "data_type": dtype,
+            "source_table": source,
+            "owner": owner,
+            "created_date": today,
+            "known_issues": _known_issues(name, spec, entity),
+        }
+        fields.append(feast.Field(name=name, dtype=_FEAST_TYPES[dtype], description=description, tags=tags))
+
+    view_name = feature_view_name(entity)
+    key = feast.Entity(
+        name=entity,
+        join_keys=[entity_key],
+        value_type=feast.ValueType.INT64,
+        description=f"A {entity}, identified by {entity_key}",
+        owner=owner,
+    )
+    source = feast.FileSource(
+        name=f"{view_name}_source",
+        path=str(Path(feature_table).resolve()),
+        file_format=ParquetFormat(),
+        timestamp_field="event_timestamp",
+        created_timestamp_column="created_timestamp",
+        description=f"Daily point-in-time features of each {entity} (built from {spec.events_source} and "
+        f"{spec.entities_source})",
+        owner=owner,
+    )
+    view = feast.FeatureView(
+        name=view_name,
+        entities=[key],
+        ttl=timedelta(days=spec.ttl_days),
+        # The join key is declared so that Feast never has to open the Parquet to infer it.
+        schema=[feast.Field(name=entity_key, dtype=ft.Int64), *fields],
+        source=source,
+        online=True,
+        description=f"One row per {entity} per day; each row summarises only events before its timestamp",
+        owner=owner,
+        tags={"source_table": ", ".join([spec.events_source, spec.entities_source])},
+    )
+    service = feast.FeatureService(
+        name=feature_service_name(project),
+        features=[view],
+        description=f"Every feature the {project} model uses (version 1)",
+        owner=owner,
+        tags={"version": "1"},
+    )
+    return [key, source, view, service]
+
+
+def apply_feature_store(store: feast.FeatureStore, objects: list) -> None:
+    """Register ``objects`` (from :func:`feast_objects`) in the store's registry and set up the online store.
+
+    A field that is already registered keeps its ``created_date`` tag, so re-applying keeps the date the
+    feature was first created.
+    """
+    for obj in objects:
+        if not isinstance(obj, feast.FeatureView):
+            continue
+        try:
+            registered = store.get_feature_view(obj.name)
+        except FeatureViewNotFoundException:
+            continue
+        first_dates = {f.name: f.tags.get("created_date") for f in registered.features}
+        for field in obj.features:
+            if first_dates.get(field.name):
+                field.tags["created_date"] = first_dates[field.name]
+    store.apply(objects)
+
+
+def materialize_online(store: feast.FeatureStore, start: datetime, end: datetime) -> None:
+    """Load the latest row per entity with timestamp in ``[start, end]`` into the online store.
+
+    An explicit window rather than ``materialize_incremental``, so a run is reproducible from its inputs.
+    Naive datetimes are taken as UTC.
+    """
+    store.materialize(start_date=start, end_date=end)
+
+
+def _service(store: feast.FeatureStore, name: str) -> tuple[feast.FeatureService, str, list[str]]:
+    """The feature service, its join key and its feature names in service order."""
+    service = store.get_feature_service(name)
+    view = store.get_feature_view(service.feature_view_projections[0].name)
+    features = [f.name for projection in service.feature_view_projections for f in projection.features]
+    return service, view.entity_columns[0].name, features
+
+
+def historical_features(
+    store: feast.FeatureStore, entity_df: pl.DataFrame, feature_service_name: str
+) -> pl.DataFrame:
+    """Point-in-time join of the service's features onto ``entity_df`` (Feast ``get_historical_features``).
+
+    Each entity row gets, per feature view, the latest feature row of its entity with ``event_timestamp``
+    at or before the row's ``event_timestamp`` and no older than the view's TTL; ties on event time go to
+    the later ``created_timestamp``. Every entity row is kept, in order, with nulls when there is no such
+    feature row.
+
+    Args:
+        store: the feature store.
+        entity_df: the join key, ``event_timestamp`` (Datetime or Date; naive means UTC) and any other columns
+            (labels, ...), which are passed through.
+        feature_service_name: the feature service to fetch.
+
+    Returns:
+        ``entity_df``'s columns (same order and dtypes) followed by the service's features.
+
+    Raises:
+        ValueError: ``entity_df`` has no ``event_timestamp`` column or lacks the join key.
+    """
+    service, join_key, features = _service(store, feature_service_name)
+    missing = {"event_timestamp", join_key} - set(entity_df.columns)
+    if missing:
+        raise ValueError(
+            f"entity_df lacks {sorted(missing)}; it needs the join key '{join_key}' and the prediction time "
+            "as 'event_timestamp' (rename the label's timestamp column)."
+        )
+    # Feast returns rows in no particular order: a row number restores entity_df's.
+    row = "__mlplatform_row"
+    # Casting to naive Datetime keeps the UTC instant of zoned times and makes dates midnights.
+    query = (
+        entity_df.select(join_key, "event_timestamp")
+        .with_row_index(row)
+        .with_columns(pl.col("event_timestamp").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
+    )
+    joined = pl.DataFrame(
+        store.get_historical_features(entity_df=query.to_pandas(), features=service).to_arrow()
+    )
+    if joined.height != entity_df.height:
+        raise RuntimeError(f"Feast returned {joined.height} rows for {entity_df.height} entity rows")
+    return entity_df.hstack(joined.sort(row).select(features))
+
+
+def online_features(
+    store: feast.FeatureStore, entity_ids: list[int], feature_service_name: str
+) -> dict[str, list]:
+    """The latest materialised features of each entity, for serving.
+
+    Returns:
+        Column -> values in ``entity_ids`` order: the join key, then each feature (None where the online store
+        has no value for the entity).
+    """
+    service, join_key, features = _service(store, feature_service_name)
+    response = store.get_online_features(
+        features=service, entity_rows=[{join_key: int(entity_id)} for entity_id in entity_ids]
+    ).to_dict()
+    return {column: response[column] for column in [join_key, *features]}

@@ -1,0 +1,173 @@
+"""whylogs profiles of data batches, behind a small interface of our own.
+
+whylogs 1.6.4 is the last release and predates NumPy 2: its type mapper touches ``np.unicode_`` (removed in
+NumPy 2, whylogs issue #1600) for any column whose dtype is not object or numeric, e.g. datetime64 or pandas'
+``string`` dtype. Two things contain that here. Everything whylogs sees goes through :func:`_to_pandas`,
+which hands it only pandas ``string`` (strings and categoricals), float64 (floats; null and NaN both become
+NaN) and nullable ``Int64`` (integers, booleans as 0/1, dates as days since 1970-01-01, datetimes as
+seconds since the epoch, UTC). And :class:`_TypeMapper` maps the ``string`` dtype itself, before whylogs'
+check; object columns would avoid the check too, but whylogs then inspects every value in Python six
+times, about 4x slower. No other module imports whylogs.
+"""
+
+import functools
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import polars as pl
+
+# whylogs posts usage statistics from a thread at import time; the platform must not reach the network.
+os.environ.setdefault("WHYLOGS_NO_ANALYTICS", "1")
+
+from whylogs.core import DatasetProfile, DatasetProfileView, DatasetSchema  # noqa: E402
+from whylogs.core.datatypes import DataType, StandardTypeMapper, String  # noqa: E402
+from whylogs.core.preprocessing import ColumnProperties  # noqa: E402
+
+_SUMMARY_METRICS = {
+    "count": "counts/n",
+    "null_count": "counts/null",
+    "mean": "distribution/mean",
+    "stddev": "distribution/stddev",
+    "min": "distribution/min",
+    "max": "distribution/max",
+    "distinct_estimate": "cardinality/est",
+}
+
+
+class _TypeMapper(StandardTypeMapper):
+    """whylogs' type mapper, with pandas' ``string`` dtype mapped before its NumPy-1-only check."""
+
+    def __call__(self, dtype_or_type: object) -> DataType:
+        if isinstance(dtype_or_type, pd.StringDtype):
+            return String()
+        return super().__call__(dtype_or_type)
+
+
+def _whylogs_safe(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame with every column cast to a dtype whylogs handles on NumPy 2 (see the module docstring).
+
+    Raises:
+        TypeError: a column's dtype has no safe representation (lists, structs, binary, ...).
+    """
+    exprs = []
+    for name, dtype in frame.schema.items():
+        col = pl.col(name)
+        if dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum):
+            exprs.append(col.cast(pl.String))
+        elif dtype == pl.Boolean or dtype.is_integer():
+            exprs.append(col.cast(pl.Int64))
+        elif dtype.is_float() or isinstance(dtype, pl.Decimal):
+            exprs.append(col.cast(pl.Float64))
+        elif dtype == pl.Date:
+            exprs.append(col.dt.epoch("d").cast(pl.Int64))
+        elif isinstance(dtype, pl.Datetime):
+            exprs.append(col.dt.epoch("s"))
+        else:
+            raise TypeError(f"column '{name}' has dtype {dtype}, which cannot be profiled; cast it to a "
+                            "number, string, boolean, date or datetime first")
+    return frame.select(exprs)
+
+
+def _to_pandas(safe: pl.DataFrame) -> pd.DataFrame:
+    """A frame from :func:`_whylogs_safe` as pandas, with the dtypes whylogs handles on NumPy 2."""
+    columns = {}
+    for series in safe.iter_columns():
+        if series.dtype == pl.String:
+            columns[series.name] = pd.Series(series.to_numpy(), dtype=pd.StringDtype("python"))
+        elif series.dtype == pl.Int64:
+            # Nullable Int64 keeps integers exact when nulls are present (numpy would make them float).
+            values, nulls = series.fill_null(0).to_numpy(), series.is_null().to_numpy()
+            columns[series.name] = pd.Series(pd.arrays.IntegerArray(values, nulls))
+        else:
+            columns[series.name] = pd.Series(series.to_numpy(), dtype="float64")
+    return pd.DataFrame(columns)
+
+
+def profile_frame(frame: pl.DataFrame) -> DatasetProfileView:
+    """A whylogs profile of a polars frame (counts, nulls, types, distribution, cardinality, frequent items).
+
+    Nulls stay nulls: whylogs counts them in ``counts/null``. Dates and datetimes are profiled as numbers
+    (days / seconds since the epoch), booleans as 0/1.
+
+    Raises:
+        TypeError: a column's dtype cannot be profiled.
+    """
+    safe = _whylogs_safe(frame)
+    data = _to_pandas(safe)
+    # whylogs inspects each value of a column that may hold missing values in Python (~5 µs a value);
+    # a column declared homogeneous (no null, NaN or inf) goes to its sketches in one vectorised step.
+    complete = {
+        name: (data[name].dtype, ColumnProperties.homogeneous)
+        for name, series in safe.to_dict().items()
+        if series.null_count() == 0 and (series.dtype != pl.Float64 or series.is_finite().all())
+    }
+    profile = DatasetProfile(schema=DatasetSchema(types=complete, type_mapper=_TypeMapper()))
+    profile.track(pandas=data)
+    return profile.view()
+
+
+def write_profile(view: DatasetProfileView, path: Path) -> Path:
+    """Write a profile in whylogs' binary format, atomically (readers never see half a file).
+
+    Returns:
+        ``path``; by convention it ends in ``.bin``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(view.serialize())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_profile(path: Path) -> DatasetProfileView:
+    """Read a profile written by :func:`write_profile`.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a whylogs profile.
+    """
+    data = Path(path).read_bytes()
+    try:
+        return DatasetProfileView.deserialize(data)
+    except Exception as exc:  # whylogs raises protobuf/IO errors of several kinds on bad input
+        raise ValueError(f"{path} is not a whylogs profile ({exc}); rewrite it with write_profile") from None
+
+
+def merge_profiles(views: Iterable[DatasetProfileView]) -> DatasetProfileView:
+    """One profile of all the batches the given profiles describe (whylogs sketches merge exactly).
+
+    Raises:
+        ValueError: no profiles were given.
+    """
+    views = list(views)
+    if not views:
+        raise ValueError("merge_profiles needs at least one profile")
+    return functools.reduce(lambda left, right: left.merge(right), views)
+
+
+def profile_summary(view: DatasetProfileView) -> pl.DataFrame:
+    """Per column: count, null count, mean, stddev, min, max and the estimated number of distinct values.
+
+    Distribution statistics are null for string columns, and for numeric ones with no non-null value.
+    """
+    table = view.to_pandas()
+    rows = []
+    for column, metrics in table.iterrows():
+        has_numbers = metrics.get("distribution/n", 0) > 0
+        row: dict[str, object] = {"column": str(column)}
+        for name, metric in _SUMMARY_METRICS.items():
+            value = metrics.get(metric)
+            numeric = metric.startswith("distribution/")
+            row[name] = None if pd.isna(value) or (numeric and not has_numbers) else value
+        rows.append(row)
+    schema = {"column": pl.String, "count": pl.Int64, "null_count": pl.Int64, "mean": pl.Float64,
+              "stddev": pl.Float64, "min": pl.Float64, "max": pl.Float64, "distinct_estimate": pl.Float64}
+    return pl.DataFrame(rows, schema=schema).sort("column")

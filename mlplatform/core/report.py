@@ -1,0 +1,277 @@
+"""The evaluation report a person reads: a verdict, then tables, then plots.
+
+:func:`render_evaluation_report` turns plain results into Markdown; :func:`write_report` writes it as
+``report.md`` next to its PNGs and as one self-contained ``report.html`` (plots embedded as base64), so the
+HTML can be mailed or attached to a run without its folder.
+"""
+
+import base64
+import html
+import math
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from markdown_it import MarkdownIt
+from matplotlib.figure import Figure
+
+from mlplatform.core.io import write_text_atomic
+
+# Slices with fewer hold-out rows than this get a warning: their metrics swing with a handful of rows.
+SMALL_SLICE_ROWS = 100
+
+# Error metrics where a lower value is better; every other metric is taken as higher-is-better.
+LOWER_IS_BETTER = {"mae", "rmse", "mse", "mape", "log_loss", "brier"}
+
+_DISPLAY = {"f1": "F1", "macro_f1": "macro-F1", "pr_auc": "PR-AUC", "roc_auc": "ROC-AUC", "mae": "MAE",
+            "rmse": "RMSE", "mse": "MSE", "mape": "MAPE", "log_loss": "log loss", "brier": "Brier score",
+            "precision": "precision", "recall": "recall", "accuracy": "accuracy"}
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
+table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
+th{background:#f3f3f3}td{font-variant-numeric:tabular-nums}img{max-width:100%}"""
+
+
+def metric_label(name: str) -> str:
+    """How a metric is written for people, e.g. ``pr_auc`` → ``PR-AUC``; unknown names pass through."""
+    return _DISPLAY.get(name.lower(), name)
+
+
+def _value(entry: Any) -> float | None:
+    """A metric as a float: a bare number or the ``value`` of a ``{value, ci_low, ci_high}`` mapping."""
+    raw = entry.get("value") if isinstance(entry, Mapping) else entry
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+        return None
+    return float(raw)
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _ci(entry: Any, digits: int = 3) -> str:
+    if not isinstance(entry, Mapping) or entry.get("ci_low") is None or entry.get("ci_high") is None:
+        return "—"
+    return f"[{entry['ci_low']:.{digits}f}, {entry['ci_high']:.{digits}f}]"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+
+    return "\n".join([line(header), line(["---"] * len(header)), *(line(r) for r in rows)])
+
+
+def _verdict(ctx: Mapping[str, Any]) -> str:
+    primary, model = ctx["primary_metric"], ctx.get("model_name", "model")
+    entry = ctx["metrics"].get(primary)
+    value = _value(entry)
+    label = metric_label(primary)
+    if value is None:
+        return f"{model} has no {label} on the hold-out: the primary metric is missing."
+    sentence = f"{model} {label} {_num(value, 2)}"
+    if _ci(entry, 2) != "—":
+        sentence += f" {_ci(entry, 2)}"
+    baselines: dict[str, float] = {}
+    for name, values in ctx.get("baselines", {}).items():
+        if (baseline := _value(values.get(primary))) is not None:
+            baselines[name] = baseline
+    if baselines:
+        pick = min if primary.lower() in LOWER_IS_BETTER else max
+        best = pick(baselines, key=baselines.__getitem__)
+        sentence += f" vs {best} {_num(baselines[best], 2)}: {value - baselines[best]:+.2f}"
+        if isinstance(entry, Mapping) and entry.get("ci_low") is not None:
+            inside = entry["ci_low"] <= baselines[best] <= entry["ci_high"]
+            sentence += " (baseline inside the 95% CI)" if inside else " (baseline outside the 95% CI)"
+    sentence += "."
+    if primary.lower() in LOWER_IS_BETTER:
+        sentence += f" Lower {label} is better."
+    kills = ctx.get("kill_criteria", [])
+    failed = [k["criterion"] for k in kills if not k["passed"]]
+    if failed:
+        sentence += f" Kill criteria: {len(failed)} of {len(kills)} failed ({'; '.join(failed)})."
+    elif kills:
+        sentence += f" Kill criteria: all {len(kills)} passed."
+    return sentence
+
+
+def render_evaluation_report(ctx: Mapping[str, Any]) -> str:
+    """The evaluation report as Markdown: verdict, hold-out, metrics vs baselines, kill criteria, slices.
+
+    Args:
+        ctx: ``brief`` (name), ``task``, ``model_name``, ``primary_metric``, ``holdout`` (``period``,
+            ``rows``, ``positive_rate``; the last is omitted for regression), ``metrics`` (metric →
+            ``{value, ci_low, ci_high}``), ``baselines`` (name → metric → number or ``{value, ...}``),
+            ``deltas`` (baseline name → metric → model minus baseline), ``kill_criteria`` (list of
+            ``{criterion, measured, passed}``) and optionally ``slices`` (list of ``{dimension, value, n,
+            metrics}``). Missing optional parts are left out; missing numbers show as "—".
+
+    Returns:
+        Markdown, starting with a one-line verdict on the primary metric.
+    """
+    primary, model = ctx["primary_metric"], ctx.get("model_name", "model")
+    metrics, baselines = ctx["metrics"], ctx.get("baselines", {})
+    deltas = ctx.get("deltas", {})
+    parts = [f"# Evaluation report: {ctx['brief']}", f"**Verdict.** {_verdict(ctx)}"]
+
+    holdout = ctx.get("holdout", {})
+    rows = [["task", ctx.get("task", "—")], ["primary metric", metric_label(primary)],
+            ["period", holdout.get("period", "—")],
+            ["rows", f"{holdout['rows']:,}" if holdout.get("rows") is not None else "—"]]
+    if holdout.get("positive_rate") is not None:
+        rows.append(["positive rate", f"{holdout['positive_rate']:.1%}"])
+    parts += ["## Hold-out", _table(["", "value"], rows)]
+
+    header = ["metric", model, "95% CI"]
+    for name in baselines:
+        header += [name, f"Δ vs {name}"]
+    table = []
+    names = [primary, *(m for m in metrics if m != primary)]
+    for name in names:
+        row = [f"**{metric_label(name)}** (primary)" if name == primary else metric_label(name),
+               _num(_value(metrics.get(name))), _ci(metrics.get(name))]
+        for baseline, values in baselines.items():
+            delta = deltas.get(baseline, {}).get(name)
+            row += [_num(_value(values.get(name))), "—" if delta is None else f"{delta:+.3f}"]
+        table.append(row)
+    parts += ["## Metrics", _table(header, table)]
+    if primary.lower() in LOWER_IS_BETTER:
+        parts.append(f"Lower {metric_label(primary)} is better; a negative Δ is an improvement.")
+
+    kills = ctx.get("kill_criteria", [])
+    if kills:
+        parts += ["## Kill criteria", _table(
+            ["criterion", "measured", "result"],
+            [[k["criterion"], str(k["measured"]), "pass" if k["passed"] else "**FAIL**"] for k in kills])]
+
+    slices = ctx.get("slices", [])
+    if slices:
+        slice_metrics = list(dict.fromkeys(m for s in slices for m in s["metrics"]))
+        slice_rows = []
+        for s in slices:
+            flag = " †" if s["n"] < SMALL_SLICE_ROWS else ""
+            slice_rows.append([s["dimension"], f"{s['value']}{flag}", f"{s['n']:,}",
+                               *(_num(_value(s["metrics"].get(m))) for m in slice_metrics)])
+        header = ["dimension", "value", "n", *map(metric_label, slice_metrics)]
+        parts += ["## Slices", _table(header, slice_rows)]
+        if any(s["n"] < SMALL_SLICE_ROWS for s in slices):
+            parts.append(f"† fewer than {SMALL_SLICE_ROWS} hold-out rows: treat these metrics as rough.")
+    return "\n\n".join(parts) + "\n"
+
+
+def _plots_section(plots: Mapping[str, Path], source: Mapping[str, str]) -> str:
+    if not plots:
+        return ""
+    return "\n\n## Plots\n\n" + "\n\n".join(f"### {title}\n\n![{title}]({source[title]})" for title in plots)
+
+
+def write_report(markdown: str, out_dir: Path, plots: Mapping[str, Path]) -> Path:
+    """Write ``report.md`` (PNGs copied next to it) and a self-contained ``report.html``.
+
+    Args:
+        markdown: the report, e.g. from :func:`render_evaluation_report`.
+        out_dir: folder to write into; created if missing.
+        plots: title → PNG file; each is appended under "Plots" in that order.
+
+    Returns:
+        The path of ``report.html``.
+
+    Raises:
+        FileNotFoundError: a plot file does not exist.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    local, inline = {}, {}
+    for title, png in plots.items():
+        png = Path(png)
+        data = png.read_bytes()
+        target = out_dir / png.name
+        if target.resolve() != png.resolve():
+            shutil.copyfile(png, target)
+        local[title] = png.name
+        inline[title] = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    write_text_atomic(markdown + _plots_section(plots, local), out_dir / "report.md")
+    # Raw HTML off: criteria and slice values are data, and must not become markup.
+    renderer = MarkdownIt("commonmark", {"html": False}).enable("table")
+    body = renderer.render(markdown + _plots_section(plots, inline))
+    title = html.escape(next((line[2:] for line in markdown.splitlines() if line.startswith("# ")), "Report"))
+    page = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+            f"<style>{_CSS}</style></head>\n<body>\n{body}</body></html>\n")
+    return write_text_atomic(page, out_dir / "report.html")
+
+
+def pr_curve_plot(
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    baselines: Mapping[str, np.ndarray],
+    path: Path,
+    *,
+    model_name: str = "model",
+) -> Path:
+    """Precision-recall curves of the model and each baseline, with the no-skill line at the prevalence.
+
+    Args:
+        y_true: 0/1 labels of the hold-out.
+        y_score: the model's scores for the positive class.
+        baselines: name → scores (or 0/1 predictions) of each baseline on the same rows.
+        path: PNG to write.
+        model_name: legend name of the model.
+    """
+    # sklearn.metrics takes seconds to import; only the plots need it, not the report or the model card.
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    y_true = np.asarray(y_true)
+    # A bare Figure renders with Agg and touches no pyplot global state, so it is safe in any thread.
+    fig = Figure(figsize=(6, 5))
+    ax = fig.subplots()
+    for name, scores in {model_name: y_score, **baselines}.items():
+        scores = np.asarray(scores)
+        if np.unique(scores).size <= 2:
+            # Hard 0/1 predictions (a rules baseline) have one operating point, not a curve.
+            predicted = scores >= 0.5
+            precision = float(y_true[predicted].mean()) if predicted.any() else 0.0
+            recall = float(predicted[y_true == 1].mean())
+            label = f"{name} (P {precision:.3f}, R {recall:.3f})"
+            ax.plot(recall, precision, marker="D", linestyle="", label=label)
+            continue
+        precision_curve, recall_curve, _ = precision_recall_curve(y_true, scores)
+        ap = average_precision_score(y_true, scores)
+        ax.step(recall_curve, precision_curve, where="post", label=f"{name} (AP {ap:.3f})")
+    prevalence = float(y_true.mean())
+    ax.axhline(prevalence, color="grey", linestyle=":", label=f"no skill ({prevalence:.3f})")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="Precision-recall")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def calibration_plot(y_true: np.ndarray, y_score: np.ndarray, path: Path, *, bins: int = 10) -> Path:
+    """Reliability diagram (observed positive rate per score decile) above a histogram of the scores.
+
+    Args:
+        y_true: 0/1 labels of the hold-out.
+        y_score: predicted probabilities of the positive class, in [0, 1].
+        path: PNG to write.
+        bins: number of quantile bins.
+    """
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import brier_score_loss
+
+    y_true, y_score = np.asarray(y_true), np.asarray(y_score, dtype=float)
+    observed, predicted = calibration_curve(y_true, y_score, n_bins=bins, strategy="quantile")
+    fig = Figure(figsize=(6, 6))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
+    top.plot(predicted, observed, marker="o", label="model")
+    top.set(ylabel="observed positive rate", ylim=(0, 1),
+            title=f"Calibration (Brier {brier_score_loss(y_true, y_score):.4f})")
+    top.legend(loc="upper left")
+    bottom.hist(y_score, bins=50, range=(0, 1), color="tab:blue")
+    bottom.set(xlabel="predicted probability", ylabel="rows", xlim=(0, 1))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path

@@ -1,0 +1,46 @@
+"""Stage: point-in-time feature tables (seed phase 2, feature engineering)."""
+
+import dagster as dg
+import polars as pl
+
+from mlplatform.brief import Brief
+from mlplatform.core.feature_store import feature_view_name
+from mlplatform.core.features import build_features, feature_columns
+from mlplatform.core.markdown import table
+from mlplatform.resources.platform import PlatformResource
+
+
+def build(brief: Brief) -> list:
+    spec = brief.features
+
+    @dg.asset(
+        group_name="features",
+        deps=["data_quality_report", f"validated_{spec.events_source}", f"validated_{spec.entities_source}"],
+        kinds={"polars", "parquet"},
+    )
+    def features_daily(platform: PlatformResource) -> dg.MaterializeResult:
+        """One row per entity per day: activity windows, counts, recency and profile attributes, each
+        computed only from events strictly before the row's timestamp."""
+        b = platform.brief
+        features = build_features(
+            platform.read_table("validated", spec.events_source),
+            platform.read_table("validated", spec.entities_source),
+            spec, entity=b.entity, entity_key=b.entity_key,
+            timestamp=b.sources[spec.events_source].timestamp, start=b.partition_start, end=b.partition_end,
+        )
+        path = platform.write_table("features", feature_view_name(b.entity), features)
+        described = feature_columns(spec, b.entity)
+        catalogue = pl.DataFrame({
+            "feature": list(described),
+            "description": list(described.values()),
+            "null_share": [features[name].null_count() / max(features.height, 1) for name in described],
+        })
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": features.height,
+            "features": len(described),
+            "entities": features[b.entity_key].n_unique(),
+            "catalogue": dg.MetadataValue.md(table(catalogue)),
+            "path": dg.MetadataValue.path(str(path)),
+        })
+
+    return [features_daily]

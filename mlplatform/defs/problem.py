@@ -1,0 +1,26 @@
+"""Stage: problem definition (seed phase 1)."""
+
+import dagster as dg
+import yaml
+
+from mlplatform.resources.platform import PlatformResource
+
+
+@dg.asset(group_name="problem", kinds={"yaml"})
+def problem_brief(platform: PlatformResource) -> dg.MaterializeResult:
+    """The validated problem brief: objective, success metric, task, consumers, thresholds and kill criteria."""
+    brief = platform.brief
+    body = yaml.safe_dump(brief.model_dump(mode="json"), sort_keys=False)
+    return dg.MaterializeResult(
+        metadata={
+            "task_type": brief.task_type,
+            "primary_metric": brief.metrics.primary,
+            "business_objective": brief.problem.business_objective,
+            "brief": dg.MetadataValue.md(f"```yaml\n{body}```"),
+            "path": dg.MetadataValue.path(platform.brief_path),
+        }
+    )
+
+
+def build(brief) -> list:
+    return [problem_brief]

@@ -1,0 +1,110 @@
+"""Stage: the MLflow model registry and the blocking promotion gate (seed phase 5).
+
+`challenger` and `champion` are MLflow aliases (staging and production). Only the gate moves `champion`.
+"""
+
+import dagster as dg
+import polars as pl
+
+from mlplatform.core.budgets import directory_size_mb, single_row_latency_ms
+from mlplatform.core.markdown import table
+from mlplatform.core.metrics import compute_metrics
+from mlplatform.core.promotion import decide_promotion
+from mlplatform.core.tracking import download_model_version, get_alias_version, register_model, set_alias
+from mlplatform.core.training import load_model
+from mlplatform.defs.training import load_split
+from mlplatform.resources.platform import PlatformResource, TrackingResource
+
+
+@dg.asset(group_name="registry", deps=["evaluation_report"], kinds={"mlflow"})
+def model_registry(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
+    """The evaluated LightGBM run registered as a new model version with the `challenger` alias."""
+    run_id = platform.read_table("candidates", "lightgbm")["run_id"][0]
+    version = register_model(tracking.uri, tracking.model_name, run_id, "model")
+    set_alias(tracking.uri, tracking.model_name, "challenger", version)
+    platform.write_table("registry", "challenger", pl.DataFrame({"version": [version], "run_id": [run_id]}))
+    return dg.MaterializeResult(metadata={"model_name": tracking.model_name, "version": version,
+                                          "run_id": run_id, "alias": "challenger"})
+
+
+def _champion_metrics(platform: PlatformResource, tracking: TrackingResource, split,
+                      challenger_version: str) -> tuple[str | None, dict | None]:
+    """The current champion re-scored on today's hold-out, so both models are judged on the same rows."""
+    version = get_alias_version(tracking.uri, tracking.model_name, "champion")
+    if version is None or version == challenger_version:
+        return None, None
+    model_dir = download_model_version(tracking.uri, tracking.model_name, version,
+                               platform.workspace.models_dir / f"champion_v{version}")
+    model = load_model(model_dir)
+    b = platform.brief
+    return version, compute_metrics(b.task_type, split.test[b.label.column].to_numpy(),
+                                    model.predict_score(split.test), model.threshold)
+
+
+@dg.asset_check(asset="model_registry", blocking=True,
+                description="Promotion gate: the challenger must beat the champion (or, without one, every "
+                "baseline) on the primary metric, regress no guardrail, pass fairness and meet the size and "
+                "latency budgets.")
+def promotion_gate(platform: PlatformResource, tracking: TrackingResource) -> dg.AssetCheckResult:
+    b = platform.brief
+    split = load_split(platform)
+    metrics = platform.read_table("evaluation", "metrics")
+    by_candidate = {
+        name: dict(zip(group["metric"], group["value"], strict=True))
+        for (name,), group in metrics.group_by("candidate")
+    }
+    primary_row = metrics.filter((pl.col("candidate") == "lightgbm") & (pl.col("metric") == b.metrics.primary))
+    challenger_version = platform.read_table("registry", "challenger")["version"][0]
+    champion_version, champion = _champion_metrics(platform, tracking, split, challenger_version)
+    model_dir = platform.workspace.models_dir / "lightgbm"
+    model = load_model(model_dir)
+    decision = decide_promotion(
+        by_candidate["lightgbm"], champion, primary=b.metrics.primary, guardrails=b.metrics.guardrails,
+        margin=b.thresholds.promotion_margin,
+        challenger_ci=(primary_row["ci_low"][0], primary_row["ci_high"][0]),
+        baselines={k: v for k, v in by_candidate.items() if k != "lightgbm"},
+        size_mb=directory_size_mb(model_dir), max_size_mb=b.thresholds.max_model_size_mb,
+        latency_ms=single_row_latency_ms(model.predict_score, split.test),
+        max_latency_ms=b.thresholds.max_latency_ms,
+    )
+    fairness = platform.read_table("evaluation", "fairness")
+    unfair = fairness.filter(~pl.col("passed"))
+    reasons = list(decision.reasons)
+    if unfair.height:
+        reasons.append(f"FAIL fairness: disparate impact significantly below {b.thresholds.disparate_impact_min}, "
+                       "or not assessable, for " + ", ".join(unfair["attribute"]))
+    else:
+        reasons.append(f"PASS fairness: no significant disparate impact below {b.thresholds.disparate_impact_min}")
+    promote = decision.promote and unfair.height == 0
+    platform.write_table("registry", "promotion", pl.DataFrame({
+        "challenger_version": [challenger_version], "champion_version": [champion_version],
+        "promote": [promote], "reasons": ["; ".join(reasons)]}))
+    return dg.AssetCheckResult(
+        passed=promote,
+        metadata={"challenger_version": challenger_version, "champion_version": champion_version or "none",
+                  "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in reasons) or "-"),
+                  "evidence": dg.MetadataValue.json(decision.evidence),
+                  "fairness": dg.MetadataValue.md(table(fairness))},
+        description="promote" if promote else "blocked: " + "; ".join(r for r in reasons if r.startswith("FAIL")),
+    )
+
+
+@dg.asset(group_name="registry", deps=["model_registry"], kinds={"mlflow"})
+def champion_model(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
+    """The production model: the `champion` alias moved to the challenger that passed the promotion gate.
+    The previous champion is kept for rollback."""
+    promotion = platform.read_table("registry", "promotion").row(0, named=True)
+    if not promotion["promote"]:
+        raise RuntimeError(f"the promotion gate refused version {promotion['challenger_version']}: "
+                           f"{promotion['reasons']}")
+    previous = get_alias_version(tracking.uri, tracking.model_name, "champion")
+    if previous and previous != promotion["challenger_version"]:
+        set_alias(tracking.uri, tracking.model_name, "previous_champion", previous)
+    set_alias(tracking.uri, tracking.model_name, "champion", promotion["challenger_version"])
+    return dg.MaterializeResult(metadata={"model_name": tracking.model_name,
+                                          "champion_version": promotion["challenger_version"],
+                                          "previous_champion": previous or "none"})
+
+
+def build(brief) -> list:
+    return [model_registry, promotion_gate, champion_model]

@@ -1,0 +1,153 @@
+"""Stage: the training set and the candidates — baselines first, then LightGBM (seed phases 1 and 3)."""
+
+import time
+from datetime import datetime
+from datetime import time as midnight
+
+import dagster as dg
+import polars as pl
+
+from mlplatform.brief import Brief
+from mlplatform.core.datasets import attach_attributes, known_labels
+from mlplatform.core.feature_store import feature_service_name, historical_features
+from mlplatform.core.features import feature_columns
+from mlplatform.core.metrics import compute_metrics
+from mlplatform.core.tracking import ExperimentRecord, dataset_version, log_experiment
+from mlplatform.core.training import majority_baseline, save_model, temporal_split, train_lightgbm
+from mlplatform.core.training import rules_baseline as rules_predictor
+from mlplatform.resources.platform import FeatureStoreResource, PlatformResource, TrackingResource
+
+
+def model_features(brief: Brief) -> list[str]:
+    """Model inputs: every feature of the service except protected attributes (kept for fairness only)."""
+    protected = {f"{brief.entity}_{a}" for a in brief.protected_attributes}
+    return [f for f in feature_columns(brief.features, brief.entity) if f not in protected]
+
+
+def load_split(platform: PlatformResource):
+    b = platform.brief
+    frame = platform.read_table("training", "training_set")
+    return temporal_split(frame, b.label.timestamp, b.split.validation_start, b.split.test_start, b.split.test_end)
+
+
+@dg.asset(
+    group_name="training",
+    deps=["feature_store", "online_features"],
+    kinds={"feast", "parquet"},
+)
+def training_set(platform: PlatformResource, feast_store: FeatureStoreResource) -> dg.MaterializeResult:
+    """Every known label joined point-in-time with the feature service (Feast historical retrieval), plus
+    the protected attributes used for fairness slices."""
+    b = platform.brief
+    labels = known_labels(
+        platform.read_table("validated", b.label.source), entity_key=b.entity_key, timestamp=b.label.timestamp,
+        label=b.label.column, delay_days=b.label.delay_days, as_of=datetime.combine(b.partition_end, midnight()),
+    )
+    # Feast's entity frame names the prediction time `event_timestamp`.
+    as_feast = {b.label.timestamp: "event_timestamp"}
+    joined = historical_features(feast_store.store(), labels.rename(as_feast), feature_service_name(b.name))
+    joined = joined.rename({v: k for k, v in as_feast.items()})
+    frame = attach_attributes(joined, platform.read_table("validated", b.features.entities_source),
+                              b.entity_key, [*b.protected_attributes, *b.slice_by])
+    path = platform.write_table("training", "training_set", frame)
+    y = frame[b.label.column]
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": frame.height,
+        "dataset_version": dataset_version(frame),
+        "positive_rate": float(y.mean()) if b.task_type == "binary" else None,
+        "label_range": f"{frame[b.label.timestamp].min()} .. {frame[b.label.timestamp].max()}",
+        "features": len(model_features(b)),
+        "path": dg.MetadataValue.path(str(path)),
+    })
+
+
+def _record_candidate(platform: PlatformResource, tracking: TrackingResource, *, name: str, predictor,
+                      threshold: float, hyperparameters: dict, training_time_s: float, model_dir=None,
+                      notes: str = "") -> dict:
+    """Score a candidate on validation and test, log the seed's experiment record, return its summary."""
+    b = platform.brief
+    split = load_split(platform)
+    label = b.label.column
+    metrics = {
+        part: compute_metrics(b.task_type, frame[label].to_numpy(), predictor.predict_score(frame), threshold)
+        for part, frame in (("validation", split.validation), ("test", split.test))
+    }
+    primary = b.metrics.primary
+    version = dataset_version(platform.read_table("training", "training_set"))
+    record = ExperimentRecord(
+        hypothesis=b.hypothesis if name == "lightgbm" else f"{name} baseline: the bar every model must clear",
+        dataset_version=version,
+        features_used=model_features(b),
+        model_type=name,
+        hyperparameters={**hyperparameters, "threshold": threshold},
+        training_time_s=training_time_s,
+        primary_metric={primary: metrics["validation"][primary]},
+        secondary_metrics={k: v for k, v in metrics["validation"].items() if k != primary},
+        baseline_comparison="",
+        verdict="iterate",
+        notes=notes,
+        artifacts={},
+    )
+    run_id = log_experiment(tracking.uri, tracking.artifact_dir, b.name, record, model_dir)
+    summary = pl.DataFrame([{"candidate": name, "split": part, "run_id": run_id, "threshold": threshold,
+                             "dataset_version": version, **m}
+                            for part, m in metrics.items()])
+    platform.write_table("candidates", name, summary)
+    return {"run_id": run_id, "validation": metrics["validation"], "threshold": threshold}
+
+
+def _metadata(result: dict, primary: str) -> dict:
+    return {
+        "run_id": result["run_id"],
+        f"validation_{primary}": result["validation"][primary],
+        "validation_metrics": dg.MetadataValue.json(result["validation"]),
+        "threshold": result["threshold"],
+    }
+
+
+@dg.asset(group_name="training", deps=["training_set"], kinds={"mlflow"})
+def baseline_model(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
+    """The simplest predictor: the majority class (or the mean). Every model must beat it."""
+    b = platform.brief
+    split = load_split(platform)
+    predictor = majority_baseline(b.task_type, split.train[b.label.column].to_numpy())
+    result = _record_candidate(platform, tracking, name="majority", predictor=predictor, threshold=0.5,
+                               hyperparameters={}, training_time_s=0.0)
+    return dg.MaterializeResult(metadata=_metadata(result, b.metrics.primary))
+
+
+@dg.asset(group_name="training", deps=["training_set"], kinds={"mlflow"})
+def rules_baseline(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
+    """The brief's heuristic (first matching rule wins): what the business does without ML."""
+    b = platform.brief
+    predictor = rules_predictor(b.rules_baseline)
+    result = _record_candidate(platform, tracking, name="rules", predictor=predictor, threshold=0.5,
+                               hyperparameters={"rules": [r.model_dump() for r in b.rules_baseline]},
+                               training_time_s=0.0)
+    return dg.MaterializeResult(metadata={**_metadata(result, b.metrics.primary),
+                                          "rules": [r.when for r in b.rules_baseline]})
+
+
+@dg.asset(group_name="training", deps=["training_set"], kinds={"lightgbm", "mlflow"})
+def lgbm_model(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
+    """LightGBM on the training split with early stopping on validation; the decision threshold is chosen
+    on validation. Logged to MLflow with the seed's experiment record."""
+    b = platform.brief
+    split = load_split(platform)
+    started = time.perf_counter()
+    model = train_lightgbm(b.task_type, split.train, split.validation, model_features(b), b.label.column)
+    elapsed = time.perf_counter() - started
+    model_dir = save_model(model, platform.workspace.models_dir / "lightgbm")
+    result = _record_candidate(platform, tracking, name="lightgbm", predictor=model, threshold=model.threshold,
+                               hyperparameters=model.params, training_time_s=elapsed, model_dir=model_dir,
+                               notes=f"best iteration {model.best_iteration}")
+    return dg.MaterializeResult(metadata={**_metadata(result, b.metrics.primary),
+                                          "training_time_s": round(elapsed, 2),
+                                          "train_rows": split.train.height,
+                                          "best_iteration": model.best_iteration,
+                                          "model_dir": dg.MetadataValue.path(str(model_dir))})
+
+
+def build(brief: Brief) -> list:
+    return [training_set, baseline_model, rules_baseline, lgbm_model]
+

@@ -1,0 +1,84 @@
+"""Materialise the whole graph from the command line, stage by stage, with progress and gate reporting."""
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from mlplatform.definitions import STAGES, build_definitions
+from mlplatform.settings import Settings
+
+
+@dataclass
+class RunOutcome:
+    """What a run did: stages completed, and the gate that stopped it, if any."""
+
+    stages: list[tuple[str, float]] = field(default_factory=list)
+    stopped_by: str | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.stopped_by is None
+
+
+def instance_for(settings: Settings) -> dg.DagsterInstance:
+    """A persistent instance under the data directory, so `dagster dev` shows the runs the CLI made."""
+    home = settings.data_dir / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("DAGSTER_HOME", str(home))
+    return dg.DagsterInstance.get()
+
+
+def _stopped_by(result: dg.ExecuteInProcessResult, gates: set[dg.AssetCheckKey]) -> tuple[str, str] | None:
+    """The blocking gate that failed, or the step that raised, with the reason in the user's terms."""
+    for evaluation in result.get_asset_check_evaluations():
+        if evaluation.asset_check_key in gates and not evaluation.passed:
+            return f"gate {evaluation.check_name}", evaluation.description or "failed"
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error.cause is not None:  # the user's exception sits under Dagster's wrappers
+            error = error.cause
+        if "DagsterAssetCheckFailedError" in (error.cls_name or ""):
+            continue
+        return f"step {event.step_key}", error.message.strip()
+    return None
+
+
+def run_graph(settings: Settings, instance: dg.DagsterInstance | None = None,
+              progress: Callable[[str], None] = print) -> RunOutcome:
+    """Materialise every asset of the brief in stage order (each partition of partitioned assets first);
+    stop at the first blocking gate that fails or the first step that raises."""
+    defs = build_definitions(settings)
+    graph = defs.resolve_asset_graph()
+    assets = list(defs.assets)
+    checks = list(defs.asset_checks)
+    gates = {spec.key for check in checks for spec in check.check_specs if spec.blocking}
+    outcome = RunOutcome()
+    instance = instance or instance_for(settings)
+    for stage in STAGES:
+        group = stage.__name__.rsplit(".", 1)[-1]
+        keys = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name == group]
+        if not keys:
+            continue
+        started = time.perf_counter()
+        partitioned = [k for k in keys if graph.get(k).partitions_def is not None]
+        runs = [{"selection": [key], "partition_key": partition} for key in partitioned
+                for partition in graph.get(key).partitions_def.get_partition_keys()]
+        rest = [k for k in keys if k not in partitioned]
+        if rest:
+            runs.append({"selection": dg.AssetSelection.assets(*rest) | dg.AssetSelection.checks_for_assets(*rest)})
+        for run in runs:
+            result = dg.materialize([*assets, *checks], instance=instance, resources=defs.resources,
+                                    raise_on_error=False, **run)
+            stopped = _stopped_by(result, gates)
+            if stopped:
+                outcome.stopped_by, outcome.reason = stopped
+                progress(f"✗ {group}: stopped by {stopped[0]}: {stopped[1]}")
+                return outcome
+        elapsed = time.perf_counter() - started
+        outcome.stages.append((group, elapsed))
+        progress(f"✓ {group:<14} {len(keys):>2} assets  {elapsed:6.1f} s")
+    return outcome

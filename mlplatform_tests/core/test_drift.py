@@ -1,0 +1,195 @@
+import math
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+from mlplatform.core import drift
+
+
+def clusters(sizes: list[int]) -> np.ndarray:
+    """Values in well-separated clusters [10k, 10k+1): quantile bins of the reference fall between them."""
+    rng = np.random.default_rng(0)
+    return np.concatenate([10 * k + rng.random(n) for k, n in enumerate(sizes)])
+
+
+def test_psi_matches_a_hand_computed_example():
+    # 101 reference rows in clusters of 25/25/25/26: quartile edges land exactly on the cluster starts.
+    reference = clusters([25, 25, 25, 26])
+    current = clusters([40, 10, 25, 26])
+    # p = (25, 25, 25, 26)/101, q = (40, 10, 25, 26)/101:
+    # (15/101) ln(40/25) + (-15/101) ln(10/25) = (15/101) ln 4
+    assert drift.psi(reference, current, bins=4) == pytest.approx(15 / 101 * math.log(4), rel=1e-12)
+
+
+def test_values_outside_the_reference_range_fall_in_the_outer_bins():
+    reference = clusters([25, 25, 25, 26])
+    shifted = np.concatenate([clusters([40, 10, 25, 26])[:40] - 1000, clusters([40, 10, 25, 26])[40:]])
+    assert drift.psi(reference, shifted, bins=4) == pytest.approx(15 / 101 * math.log(4), rel=1e-12)
+
+
+def test_nulls_are_a_bin_of_their_own():
+    reference = np.repeat([1.0, 2.0], 50)
+    current = np.concatenate([np.repeat([1.0, 2.0], 45), np.full(10, np.nan)])
+    # bins 1, 2, "not a reference value", null: p = (.5, .5, eps, eps), q = (.45, .45, eps, .1)
+    expected = 2 * (-0.05) * math.log(0.9) + (0.1 - drift.EPS) * math.log(0.1 / drift.EPS)
+    assert drift.psi(reference, current) == pytest.approx(expected, rel=1e-12)
+    # A polars null counts exactly like NaN.
+    as_series = pl.Series([1.0] * 45 + [2.0] * 45 + [None] * 10)
+    assert drift.psi(pl.Series(reference), as_series) == pytest.approx(expected, rel=1e-12)
+
+
+def test_identical_samples_have_zero_psi_and_a_moved_constant_is_critical():
+    sample = np.random.default_rng(1).normal(size=5000)
+    assert drift.psi(sample, sample) == pytest.approx(0.0, abs=1e-12)
+    # A constant reference has one bin per value; a current value it never had is drift, not noise.
+    assert drift.psi(np.full(100, 5.0), np.full(100, 6.0)) > 10
+    assert drift.psi(np.full(100, 5.0), np.full(100, 4.0)) > 10
+
+
+def test_psi_of_same_distribution_is_small_and_of_a_shift_is_large():
+    rng = np.random.default_rng(2)
+    reference = rng.normal(size=20_000)
+    assert drift.psi(reference, rng.normal(size=20_000)) < 0.01
+    assert drift.psi(reference, rng.normal(1.0, 1.0, size=20_000)) > 0.25
+
+
+def test_psi_needs_a_reference():
+    with pytest.raises(ValueError, match="reference has no non-null values"):
+        drift.psi(np.array([np.nan, np.nan]), np.array([1.0]))
+    with pytest.raises(ValueError, match="empty sample"):
+        drift.psi(np.array([1.0, 2.0]), np.array([]))
+
+
+def test_categorical_psi_matches_a_hand_computed_example():
+    reference = ["a"] * 50 + ["b"] * 30 + ["c"] * 20
+    current = ["a"] * 30 + ["b"] * 30 + ["c"] * 40
+    expected = (0.3 - 0.5) * math.log(0.3 / 0.5) + (0.4 - 0.2) * math.log(0.4 / 0.2)
+    assert drift.categorical_psi(reference, current) == pytest.approx(expected, rel=1e-12)
+
+
+def test_categorical_psi_counts_new_categories_and_nulls():
+    reference = ["a"] * 50 + ["b"] * 50
+    with_new = ["a"] * 50 + ["b"] * 40 + ["z"] * 10
+    with_nulls = ["a"] * 50 + ["b"] * 40 + [None] * 10
+    expected = (0.4 - 0.5) * math.log(0.4 / 0.5) + (0.1 - drift.EPS) * math.log(0.1 / drift.EPS)
+    assert drift.categorical_psi(reference, with_new) == pytest.approx(expected, rel=1e-12)
+    assert drift.categorical_psi(reference, with_nulls) == pytest.approx(expected, rel=1e-12)
+
+
+def test_ks_matches_scipy_with_ties_and_small_samples():
+    rng = np.random.default_rng(3)
+    reference = np.round(rng.normal(size=3000), 1)  # rounding makes many ties across both samples
+    current = np.round(rng.normal(0.1, 1.0, size=2000), 1)
+    frame_ref, frame_cur = pl.DataFrame({"x": reference}), pl.DataFrame({"x": current})
+    (result,) = drift.drift_report(frame_ref, frame_cur, ["x"], psi_warning=0.1, psi_critical=0.25)
+    expected = stats.ks_2samp(reference, current, method="asymp")
+    assert result.ks == pytest.approx(expected.statistic, abs=1e-12)
+    assert result.ks_pvalue == pytest.approx(expected.pvalue, rel=1e-9)
+
+
+def test_ks_matches_scipy_on_large_samples():
+    rng = np.random.default_rng(4)
+    reference, current = rng.normal(size=60_000), rng.normal(0.01, 1.0, size=40_000)
+    (result,) = drift.drift_report(pl.DataFrame({"x": reference}), pl.DataFrame({"x": current}), ["x"],
+                                   psi_warning=0.1, psi_critical=0.25)
+    expected = stats.ks_2samp(reference, current)
+    assert 1e-3 < expected.pvalue < 0.99  # a p-value where a relative comparison means something
+    assert result.ks == pytest.approx(expected.statistic, abs=1e-12)
+    # Beyond 10,000 effective rows the limiting distribution is used; it agrees with scipy's to <1%.
+    assert result.ks_pvalue == pytest.approx(expected.pvalue, rel=0.01)
+
+
+def test_js_matches_scipy():
+    reference = pl.DataFrame({"c": ["a"] * 50 + ["b"] * 30 + ["c"] * 20})
+    current = pl.DataFrame({"c": ["a"] * 30 + ["b"] * 30 + ["c"] * 40})
+    (result,) = drift.drift_report(reference, current, ["c"], psi_warning=0.1, psi_critical=0.25)
+    expected = jensenshannon([0.5, 0.3, 0.2], [0.3, 0.3, 0.4], base=2) ** 2
+    assert result.js == pytest.approx(expected, rel=1e-12)
+    assert (result.kind, result.ks, result.ks_pvalue) == ("categorical", None, None)
+
+
+def test_severity_follows_the_thresholds_strictly():
+    reference = pl.DataFrame({"c": ["a"] * 50 + ["b"] * 30 + ["c"] * 20})
+    current = pl.DataFrame({"c": ["a"] * 30 + ["b"] * 30 + ["c"] * 40})
+    value = drift.categorical_psi(reference["c"], current["c"])  # ~0.24
+
+    def severity(warning: float, critical: float) -> str:
+        return drift.drift_report(reference, current, ["c"], psi_warning=warning, psi_critical=critical)[0].severity
+
+    assert severity(0.1, 0.25) == "warning"
+    assert severity(0.1, 0.2) == "critical"
+    assert severity(value, value + 1) == "ok"  # "PSI > warning": equal is not above
+    assert severity(value - 1e-9, value) == "warning"
+
+
+def test_drift_report_handles_every_dtype_we_use():
+    n = 400
+    rng = np.random.default_rng(5)
+    days = [date(2025, 1, 1) + timedelta(days=int(d)) for d in rng.integers(0, 90, n)]
+    frame = pl.DataFrame({
+        "count": pl.Series(rng.integers(0, 5, n), dtype=pl.Int64),
+        "amount": pl.Series(rng.normal(size=n)).scatter([0, 1, 2], None),
+        "plan": rng.choice(["basic", "premium"], n),
+        "region": pl.Series(rng.choice(["north", "south"], n)).cast(pl.Categorical),
+        "active": rng.random(n) < 0.5,
+        "signup": days,
+        "seen_at": pl.Series(days).cast(pl.Datetime("us")),
+    })
+    report = drift.drift_report(frame, frame, frame.columns, psi_warning=0.1, psi_critical=0.25)
+    kinds = {d.feature: d.kind for d in report}
+    assert kinds == {"count": "numerical", "amount": "numerical", "plan": "categorical",
+                     "region": "categorical", "active": "categorical", "signup": "numerical",
+                     "seen_at": "numerical"}
+    assert all(d.psi == pytest.approx(0.0, abs=1e-12) and d.severity == "ok" for d in report)
+
+
+def test_a_feature_that_becomes_all_null_is_critical_without_ks():
+    reference = pl.DataFrame({"x": np.arange(100.0)})
+    current = pl.DataFrame({"x": pl.Series([None] * 100, dtype=pl.Float64)})
+    (result,) = drift.drift_report(reference, current, ["x"], psi_warning=0.1, psi_critical=0.25)
+    assert result.severity == "critical"
+    assert result.ks is None
+
+
+def test_drift_report_names_missing_features_and_refuses_empty_frames():
+    frame = pl.DataFrame({"x": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="'y'"):
+        drift.drift_report(frame, frame, ["x", "y"], psi_warning=0.1, psi_critical=0.25)
+    with pytest.raises(ValueError, match="non-empty"):
+        drift.drift_report(frame, frame.head(0), ["x"], psi_warning=0.1, psi_critical=0.25)
+
+
+def test_prediction_drift_kl_matches_scipy_entropy():
+    reference, current = clusters([25, 25, 25, 26]), clusters([40, 10, 25, 26])
+    expected = stats.entropy(np.array([40, 10, 25, 26]) / 101, np.array([25, 25, 25, 26]) / 101)
+    assert drift.prediction_drift_kl(reference, current, bins=4) == pytest.approx(expected, rel=1e-12)
+    assert drift.prediction_drift_kl(reference, reference, bins=4) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_label_drift_chi2_matches_a_hand_computed_test():
+    reference = [0] * 80 + [1] * 20
+    current = [0] * 60 + [1] * 40
+    # expected counts 70/30 in each row: 2 * (10²/70 + 10²/30)
+    statistic = 2 * (100 / 70 + 100 / 30)
+    value, pvalue = drift.label_drift_chi2(np.array(reference), np.array(current))
+    assert value == pytest.approx(statistic, rel=1e-12)
+    assert pvalue == pytest.approx(stats.chi2.sf(statistic, df=1), rel=1e-12)
+
+
+def test_label_drift_chi2_of_unchanged_or_single_class_labels():
+    assert drift.label_drift_chi2([0, 1] * 50, [1, 0] * 30) == pytest.approx((0.0, 1.0))
+    assert drift.label_drift_chi2([0] * 10, [0] * 5) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="both"):
+        drift.label_drift_chi2([0, 1], [])
+
+
+def test_psi_plot_writes_a_png(tmp_path):
+    drifts = [drift.FeatureDrift("a", "numerical", 0.05, 0.01, 0.5, 0.001, "ok"),
+              drift.FeatureDrift("b", "categorical", 0.3, None, None, 0.05, "critical")]
+    path = drift.psi_plot(drifts, tmp_path / "plots" / "psi.png", psi_warning=0.1, psi_critical=0.25)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 5_000

@@ -1,0 +1,294 @@
+import runpy
+import socket
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import feast
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from mlplatform.brief import EventCount, Features, RollingAggregate
+from mlplatform.core.feature_store import (
+    apply_feature_store,
+    feast_config,
+    feast_objects,
+    feature_service_name,
+    historical_features,
+    materialize_online,
+    online_features,
+)
+from mlplatform.core.features import build_features
+
+SPEC = Features(
+    events_source="events",
+    entities_source="customers",
+    entity_attributes=["plan"],
+    tenure_from="signup_date",
+    rolling=[RollingAggregate(column="minutes", aggregations=["sum", "mean"], windows_days=[7])],
+    counts=[EventCount(column="event_type", values=["login"], windows_days=[7])],
+    days_since=["login"],
+    ttl_days=2,
+)
+FEATURES = [
+    "customer_minutes_7d_sum",
+    "customer_minutes_7d_mean",
+    "customer_login_7d_count",
+    "customer_days_since_login",
+    "customer_plan",
+    "customer_tenure_days",
+]
+SERVICE = feature_service_name("shop")
+T0 = datetime(2025, 1, 1)
+
+
+def random_feature_table(rng: np.random.Generator) -> pl.DataFrame:
+    """Irregular timestamps for entities 1-4, some repeated with a later created_timestamp and new values."""
+    n = 60
+    event_ts = [T0 + timedelta(hours=int(h)) for h in rng.integers(0, 24 * 20, n)]
+    created = [ts + timedelta(minutes=int(m)) for ts, m in zip(event_ts, rng.permutation(n), strict=True)]
+    table = pl.DataFrame(
+        {
+            "customer_id": rng.integers(1, 5, n),
+            "event_timestamp": event_ts,
+            "created_timestamp": created,
+            "customer_minutes_7d_sum": pl.Series(
+                np.where(rng.random(n) < 0.2, np.nan, rng.random(n).round(3) * 100), nan_to_null=True
+            ),
+            "customer_minutes_7d_mean": rng.random(n),
+            "customer_login_7d_count": rng.integers(0, 9, n),
+            "customer_days_since_login": rng.random(n) * 10,
+            "customer_plan": rng.choice(["basic", "premium"], n),
+            "customer_tenure_days": rng.integers(0, 400, n),
+        },
+        strict=False,
+    )
+    duplicates = table.sample(10, seed=1).with_columns(
+        pl.col("created_timestamp") + timedelta(days=1),
+        pl.col("customer_login_7d_count") + 100,
+        pl.col("customer_plan").str.to_uppercase(),
+    )
+    return pl.concat([table, duplicates]).sample(fraction=1.0, shuffle=True, seed=2)
+
+
+def latest(table: pl.DataFrame, key: int, low: datetime, high: datetime) -> dict | None:
+    """The row of ``key`` with the greatest (event_timestamp, created_timestamp) in [low, high]."""
+    rows = table.filter(
+        (pl.col("customer_id") == key) & pl.col("event_timestamp").is_between(low, high)
+    ).sort("event_timestamp", "created_timestamp")
+    return rows.row(-1, named=True) if rows.height else None
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> tuple[feast.FeatureStore, pl.DataFrame]:
+    root = tmp_path_factory.mktemp("feast")
+    table = random_feature_table(np.random.default_rng(0))
+    table.write_parquet(root / "customer_daily_features.parquet")
+    store = feast.FeatureStore(config=feast_config(root / "repo", "shop"))
+    objects = feast_objects(
+        root / "customer_daily_features.parquet",
+        SPEC,
+        project="shop",
+        entity="customer",
+        entity_key="customer_id",
+        owner="team@example.com",
+        feature_table_schema={name: str(dtype) for name, dtype in table.schema.items()},
+    )
+    apply_feature_store(store, objects)
+    return store, table
+
+
+def test_historical_features_are_the_latest_row_within_ttl(store):
+    store, table = store
+    rng = np.random.default_rng(3)
+    times = [T0 + timedelta(hours=int(h)) for h in rng.integers(0, 24 * 24, 40)]
+    # Boundaries: exactly at a feature row's time, and exactly at the end of its TTL.
+    first = table.sort("event_timestamp").row(0, named=True)
+    keys = [*rng.integers(1, 6, 40).tolist(), first["customer_id"], first["customer_id"]]
+    times += [first["event_timestamp"], first["event_timestamp"] + timedelta(days=SPEC.ttl_days)]
+    entity_df = pl.DataFrame(
+        {"label": list(range(len(keys))), "customer_id": keys, "event_timestamp": times},
+        schema={"label": pl.Int64, "customer_id": pl.Int64, "event_timestamp": pl.Datetime("us")},
+    )
+
+    out = historical_features(store, entity_df, SERVICE)
+
+    expected_rows = []
+    for key, ts in zip(keys, times, strict=True):
+        row = latest(table, key, ts - timedelta(days=SPEC.ttl_days), ts) or {}
+        expected_rows.append({name: row.get(name) for name in FEATURES})
+    expected = entity_df.hstack(pl.DataFrame(expected_rows, schema={f: table.schema[f] for f in FEATURES}))
+    assert_frame_equal(out, expected)
+    # Entity 5 has no features at all and is kept with nulls; the TTL end is inclusive.
+    assert out.filter(pl.col("customer_id") == 5)["customer_plan"].is_null().all()
+    assert out["customer_plan"][-1] is not None
+    # Some rows come from a duplicated timestamp, where only the later created_timestamp may win.
+    assert (out["customer_login_7d_count"] >= 100).any()
+
+
+def test_historical_features_accepts_dates_and_names_missing_columns(store):
+    store, table = store
+    entity_df = pl.DataFrame({"customer_id": [1, 2], "event_timestamp": [T0.date() + timedelta(days=10)] * 2})
+    out = historical_features(store, entity_df, SERVICE)
+    assert out.schema["event_timestamp"] == pl.Date
+    assert out["customer_login_7d_count"].to_list() == [
+        (latest(table, key, T0 + timedelta(days=8), T0 + timedelta(days=10)) or {}).get(
+            "customer_login_7d_count"
+        )
+        for key in (1, 2)
+    ]
+    with pytest.raises(ValueError, match="event_timestamp"):
+        historical_features(store, entity_df.rename({"event_timestamp": "snapshot_date"}), SERVICE)
+
+
+def test_materialize_then_online_features_are_the_latest_in_the_window(store):
+    store, table = store
+    start, end = T0 + timedelta(days=3), T0 + timedelta(days=9)
+    materialize_online(store, start, end)
+
+    out = online_features(store, [4, 1, 5, 2, 3], SERVICE)
+
+    assert out["customer_id"] == [4, 1, 5, 2, 3]
+    for i, key in enumerate(out["customer_id"]):
+        row = latest(table, key, start, end) or {}
+        for name in FEATURES:
+            assert out[name][i] == pytest.approx(row.get(name)), (key, name)
+
+
+def test_a_join_at_the_feature_rows_own_times_returns_the_table_built_by_build_features(tmp_path):
+    rng = np.random.default_rng(7)
+    n = 80
+    events = pl.DataFrame(
+        {
+            "customer_id": rng.integers(1, 4, n),
+            "event_timestamp": [T0 + timedelta(minutes=int(m)) for m in rng.integers(0, 12 * 1440, n)],
+            "event_type": rng.choice(["login", "usage"], n),
+            "minutes": rng.random(n) * 60,
+        }
+    )
+    entities = pl.DataFrame(
+        {"customer_id": [1, 2, 3], "signup_date": [T0.date()] * 3, "plan": ["basic", None, "premium"]}
+    )
+    table = build_features(
+        events,
+        entities,
+        SPEC,
+        entity="customer",
+        entity_key="customer_id",
+        timestamp="event_timestamp",
+        start=T0.date(),
+        end=T0.date() + timedelta(days=10),
+    )
+    table.write_parquet(tmp_path / "features.parquet")
+    store = feast.FeatureStore(config=feast_config(tmp_path / "repo", "shop"))
+    apply_feature_store(
+        store,
+        feast_objects(
+            tmp_path / "features.parquet",
+            SPEC,
+            project="shop",
+            entity="customer",
+            entity_key="customer_id",
+            owner="o",
+            feature_table_schema={name: str(dtype) for name, dtype in table.schema.items()},
+        ),
+    )
+    out = historical_features(store, table.select("customer_id", "event_timestamp"), SERVICE)
+    assert_frame_equal(out, table.drop("created_timestamp"))
+
+
+def test_registry_documents_every_field_and_keeps_created_dates(store, tmp_path):
+    store, table = store
+    view = store.get_feature_view("customer_daily_features")
+    assert view.ttl == timedelta(days=2)
+    assert [f.name for f in view.features] == FEATURES
+    assert [
+        f.name for f in store.get_feature_service(SERVICE).feature_view_projections[0].features
+    ] == FEATURES
+    for field in view.features:
+        assert field.description
+        assert set(field.tags) == {"data_type", "source_table", "owner", "created_date", "known_issues"}
+        assert field.tags["owner"] == "team@example.com"
+    tags = {f.name: f.tags for f in view.features}
+    assert tags["customer_plan"]["source_table"] == "customers"
+    assert tags["customer_login_7d_count"] == tags["customer_login_7d_count"] | {
+        "source_table": "events",
+        "data_type": "Int64",
+    }
+
+    # Re-applying (as every run does) keeps the date a feature was first registered.
+    schema = {name: str(dtype) for name, dtype in table.schema.items()}
+    args = dict(project="shop", entity="customer", entity_key="customer_id", owner="team@example.com")
+    older = feast_objects(tmp_path / "t.parquet", SPEC, feature_table_schema=schema, **args)
+    for field in older[2].features:
+        field.tags["created_date"] = "2020-01-01"
+    repo = feast.FeatureStore(config=feast_config(tmp_path / "repo", "shop"))
+    apply_feature_store(repo, older)
+    apply_feature_store(
+        repo, feast_objects(tmp_path / "t.parquet", SPEC, feature_table_schema=schema, **args)
+    )
+    dates = {f.tags["created_date"] for f in repo.get_feature_view("customer_daily_features").features}
+    assert dates == {"2020-01-01"}
+
+
+def test_bad_schema_and_redis_without_connection_are_named(tmp_path):
+    with pytest.raises(ValueError, match="customer_plan"):
+        feast_objects(
+            tmp_path / "t.parquet",
+            SPEC,
+            project="shop",
+            entity="customer",
+            entity_key="customer_id",
+            owner="o",
+            feature_table_schema={f: "Float64" for f in FEATURES} | {"customer_plan": "Date"},
+        )
+    with pytest.raises(ValueError, match="redis_connection"):
+        feast_config(tmp_path, "shop", online="redis")
+
+
+def test_feature_repo_definitions_build_the_demo_objects(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLPLATFORM_DATA_DIR", str(tmp_path))
+    definitions = runpy.run_path(str(Path(__file__).parents[2] / "feature_repo" / "definitions.py"))
+    view, service = definitions["customer_daily_features"], definitions["churn_demo_model_v1"]
+    assert "customer_session_minutes_7d_sum" in [f.name for f in view.features]
+    assert view.batch_source.path == str(
+        tmp_path / "churn_demo" / "lake" / "features" / "customer_daily_features.parquet"
+    )
+    store = feast.FeatureStore(config=feast_config(tmp_path / "churn_demo" / "feast", "churn_demo"))
+    apply_feature_store(
+        store, [definitions[k] for k in ("customer", "customer_daily_features_source")] + [view, service]
+    )
+    assert [v.name for v in store.list_feature_views()] == ["customer_daily_features"]
+
+
+def _redis_up() -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", 6379)) == 0
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not _redis_up(), reason="needs Redis on 127.0.0.1:6379")
+def test_redis_online_store(tmp_path):
+    pytest.importorskip("redis")
+    table = random_feature_table(np.random.default_rng(5))
+    table.write_parquet(tmp_path / "t.parquet")
+    store = feast.FeatureStore(config=feast_config(tmp_path, "shop_redis_test", "redis", "127.0.0.1:6379"))
+    apply_feature_store(
+        store,
+        feast_objects(
+            tmp_path / "t.parquet",
+            SPEC,
+            project="shop_redis_test",
+            entity="customer",
+            entity_key="customer_id",
+            owner="o",
+            feature_table_schema={name: str(dtype) for name, dtype in table.schema.items()},
+        ),
+    )
+    start, end = T0, T0 + timedelta(days=30)
+    materialize_online(store, start, end)
+    out = online_features(store, [1, 2], feature_service_name("shop_redis_test"))
+    assert out["customer_plan"] == [latest(table, key, start, end)["customer_plan"] for key in (1, 2)]
+    store.teardown()

@@ -1,0 +1,122 @@
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+from whylogs.core.datatypes import StandardTypeMapper, String
+
+from mlplatform.core import profiling
+
+
+@pytest.fixture
+def frame() -> pl.DataFrame:
+    """Every dtype the platform's tables use, each with nulls where the dtype allows them."""
+    n = 1000
+    rng = np.random.default_rng(0)
+    every_tenth = np.arange(0, n, 10)
+    return pl.DataFrame({
+        "customer_id": pl.Series(np.arange(1, n + 1), dtype=pl.Int64),
+        "tickets": pl.Series(rng.integers(0, 7, n), dtype=pl.Int64).scatter(every_tenth, None),
+        "fee": pl.Series(rng.normal(50, 10, n)).scatter(every_tenth, None),
+        "plan": pl.Series(rng.choice(["basic", "standard", "premium"], n)).scatter(every_tenth, None),
+        "region": pl.Series(rng.choice(["north", "south", "east", "west"], n)).cast(pl.Categorical),
+        "signup_date": [None if i % 10 == 0 else date(2025, 1, 1) + timedelta(days=i % 100) for i in range(n)],
+        "event_timestamp": [datetime(2025, 1, 1) + timedelta(hours=i) for i in range(n)],
+        "churned": pl.Series(rng.random(n) < 0.2).scatter(every_tenth, None),
+    })
+
+
+def summary_of(frame: pl.DataFrame) -> dict[str, dict]:
+    return {row["column"]: row for row in profiling.profile_summary(profiling.profile_frame(frame)).to_dicts()}
+
+
+def test_numpy_2_is_what_we_profile_on():
+    # The module exists because whylogs 1.6.4 breaks on NumPy 2; if this changes, revisit it.
+    assert int(np.__version__.split(".")[0]) >= 2
+
+
+def test_whylogs_own_mapper_still_breaks_on_strings_so_ours_is_needed():
+    with pytest.raises(AttributeError, match="unicode_"):
+        StandardTypeMapper()(pd.StringDtype("python"))
+    assert isinstance(profiling._TypeMapper()(pd.StringDtype("python")), String)
+
+
+def test_every_dtype_is_profiled_with_nulls_preserved(frame):
+    summary = summary_of(frame)
+    assert set(summary) == set(frame.columns)
+    for column in frame.columns:
+        assert summary[column]["count"] == frame.height
+        assert summary[column]["null_count"] == frame[column].null_count(), column
+
+    fee = frame["fee"]
+    assert summary["fee"]["mean"] == pytest.approx(fee.mean(), rel=1e-9)
+    assert summary["fee"]["stddev"] == pytest.approx(fee.std(), rel=1e-9)
+    assert (summary["fee"]["min"], summary["fee"]["max"]) == (fee.min(), fee.max())
+    assert summary["tickets"]["mean"] == pytest.approx(frame["tickets"].mean(), rel=1e-9)
+    assert summary["churned"]["mean"] == pytest.approx(frame["churned"].cast(pl.Int8).mean(), rel=1e-9)
+    # Dates as days since 1970-01-01, datetimes as seconds since the epoch.
+    assert summary["signup_date"]["min"] == (date(2025, 1, 2) - date(1970, 1, 1)).days
+    assert summary["event_timestamp"]["min"] == (datetime(2025, 1, 1) - datetime(1970, 1, 1)).total_seconds()
+    # Strings have no distribution, only counts and cardinality.
+    for text in ("plan", "region"):
+        assert summary[text]["mean"] is None and summary[text]["min"] is None
+    assert summary["plan"]["distinct_estimate"] == pytest.approx(3, abs=0.1)
+    assert summary["region"]["distinct_estimate"] == pytest.approx(4, abs=0.1)
+    assert summary["customer_id"]["distinct_estimate"] == pytest.approx(1000, rel=0.05)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # whylogs' stddev of inf is NaN
+def test_nan_and_inf_are_counted_not_dropped():
+    summary = summary_of(pl.DataFrame({"x": [1.0, float("nan"), None, float("inf"), 3.0]}))["x"]
+    assert (summary["count"], summary["null_count"]) == (5, 2)  # null and NaN are both missing
+    assert summary["max"] == float("inf")
+
+
+def test_a_column_without_nulls_profiles_like_one_with_them():
+    # Null-free columns take whylogs' vectorised path; the statistics must not depend on that.
+    values = np.random.default_rng(1).normal(size=500)
+    clean = summary_of(pl.DataFrame({"x": values}))["x"]
+    with_null = summary_of(pl.DataFrame({"x": [*values, None]}))["x"]
+    for stat in ("mean", "stddev", "min", "max", "distinct_estimate"):
+        assert clean[stat] == pytest.approx(with_null[stat], rel=1e-12), stat
+    assert (clean["null_count"], with_null["null_count"]) == (0, 1)
+
+
+def test_an_empty_frame_gives_an_empty_profile():
+    summary = summary_of(pl.DataFrame({"x": pl.Series([], dtype=pl.Float64), "s": pl.Series([], dtype=pl.String)}))
+    assert summary["x"]["count"] == 0 and summary["x"]["mean"] is None
+
+
+def test_unsupported_dtypes_are_named():
+    with pytest.raises(TypeError, match="column 'tags' has dtype List"):
+        profiling.profile_frame(pl.DataFrame({"tags": [["a"], ["b"]]}))
+
+
+def test_write_and_read_round_trip_atomically(frame, tmp_path):
+    view = profiling.profile_frame(frame)
+    path = profiling.write_profile(view, tmp_path / "profiles" / "batch.bin")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["batch.bin"]  # no temporary file left behind
+    assert profiling.profile_summary(profiling.read_profile(path)).equals(profiling.profile_summary(view))
+
+
+def test_read_profile_rejects_other_files(tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"not a profile")
+    with pytest.raises(ValueError, match="not a whylogs profile"):
+        profiling.read_profile(junk)
+    with pytest.raises(FileNotFoundError):
+        profiling.read_profile(tmp_path / "missing.bin")
+
+
+def test_merged_profiles_describe_the_union_of_batches(frame):
+    whole = summary_of(frame)
+    halves = [profiling.profile_frame(frame.head(400)), profiling.profile_frame(frame.tail(600))]
+    merged = {r["column"]: r for r in profiling.profile_summary(profiling.merge_profiles(halves)).to_dicts()}
+    for column in frame.columns:
+        for stat in ("count", "null_count", "min", "max"):
+            assert merged[column][stat] == whole[column][stat], (column, stat)
+        if whole[column]["mean"] is not None:
+            assert merged[column]["mean"] == pytest.approx(whole[column]["mean"], rel=1e-9)
+    with pytest.raises(ValueError, match="at least one"):
+        profiling.merge_profiles([])
