@@ -9,7 +9,7 @@ import pytest
 from mlplatform.brief import DEMO_BRIEF
 from mlplatform.settings import Settings
 
-SMALL_DEMO_EVENTS = 60_000
+DEMO_EVENTS = 300_000  # the default scale: the fairness gate needs 50+ hold-out rows per age band
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +18,7 @@ def demo_settings(tmp_path_factory) -> Settings:
     from mlplatform.core.demo_data import generate_demo
 
     data_dir = tmp_path_factory.mktemp("data")
-    generate_demo(data_dir / "inputs" / "churn_demo", n_events=SMALL_DEMO_EVENTS, seed=7)
+    generate_demo(data_dir / "inputs" / "churn_demo", n_events=DEMO_EVENTS, seed=7)
     return Settings(data_dir=data_dir, brief_path=DEMO_BRIEF)
 
 

@@ -1,5 +1,4 @@
 import runpy
-import socket
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -262,16 +261,8 @@ def test_feature_repo_definitions_build_the_demo_objects(monkeypatch, tmp_path):
     assert [v.name for v in store.list_feature_views()] == ["customer_daily_features"]
 
 
-def _redis_up() -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", 6379)) == 0
-
-
 @pytest.mark.integration
-@pytest.mark.skipif(not _redis_up(), reason="needs Redis on 127.0.0.1:6379")
 def test_redis_online_store(tmp_path):
-    pytest.importorskip("redis")
     table = random_feature_table(np.random.default_rng(5))
     table.write_parquet(tmp_path / "t.parquet")
     store = feast.FeatureStore(config=feast_config(tmp_path, "shop_redis_test", "redis", "127.0.0.1:6379"))
