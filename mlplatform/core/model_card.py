@@ -93,12 +93,16 @@ def _ethics(brief: Brief, meta: Mapping[str, Any]) -> list[str]:
             considerations.append(f"Fairness across {attribute} was not evaluated.")
             continue
         ratio, gap = result.get("disparate_impact"), result.get("equal_opportunity_gap")
+        minimum, p_value = brief.thresholds.disparate_impact_min, result.get("p_value")
         verdict = "passes" if result.get("passed") else "FAILS"
+        caveat = ""
+        if ratio is not None and ratio < minimum and p_value is not None and result.get("passed"):
+            caveat = (f" The ratio is below the minimum but the difference is not statistically significant "
+                      f"(Fisher p = {p_value:.3g}); watch it as more labelled data arrives.")
         considerations.append(
             f"Fairness across {attribute} {verdict}: disparate-impact ratio "
-            f"{NOT_RECORDED if ratio is None else f'{ratio:.3f}'} (minimum "
-            f"{brief.thresholds.disparate_impact_min:g}), equal-opportunity gap "
-            f"{NOT_RECORDED if gap is None else f'{gap:.3f}'}.")
+            f"{NOT_RECORDED if ratio is None else f'{ratio:.3f}'} (minimum {minimum:g}), equal-opportunity gap "
+            f"{NOT_RECORDED if gap is None else f'{gap:.3f}'}.{caveat}")
     if not brief.protected_attributes:
         considerations.append("The brief names no protected attributes, so fairness was not evaluated.")
     return considerations

@@ -131,3 +131,10 @@ def test_render_of_a_bare_card(brief):
     markdown = render_model_card(build_model_card({"brief": brief}))
     assert markdown.startswith("# Model card: not recorded\n")
     assert "Metrics: not recorded." in markdown
+
+
+def test_a_low_but_insignificant_ratio_is_explained_not_hidden(meta):
+    meta["fairness"]["age_band"] = {"disparate_impact": 0.7, "p_value": 0.2, "equal_opportunity_gap": 0.2,
+                                    "passed": True}
+    text = " ".join(build_model_card(meta)["ethical_considerations"])
+    assert "0.700" in text and "not statistically significant" in text and "p = 0.2" in text
