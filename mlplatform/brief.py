@@ -248,13 +248,14 @@ class Brief(_Strict):
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        field = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        field = ".".join(str(p) for p in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "missing":
             message = "is required but missing"
         elif item["type"] == "extra_forbidden":
             message = "is not a known field (check its spelling and indentation)"
-        lines.append(f"  {field}: {message}")
+        # Cross-field checks have no single location; their message names the fields itself.
+        lines.append(f"  {field}: {message}" if field else f"  {message}")
     return "\n".join(lines)
 
 
@@ -268,9 +269,12 @@ def load_brief(path: str | Path) -> Brief:
     if not path.is_file():
         raise BriefError(f"brief not found: {path}. Pass an existing YAML file (e.g. --brief my_brief.yaml).")
     try:
-        raw = yaml.safe_load(path.read_text())
+        with path.open() as handle:
+            raw = yaml.safe_load(handle)
     except yaml.YAMLError as exc:
-        raise BriefError(f"brief {path} is not valid YAML: {exc}") from None
+        raise BriefError(f"brief {path} is not valid YAML: {exc}\nFix the indentation or quoting there.") from None
+    if raw is None:
+        raise BriefError(f"brief {path} is empty. Start from the demo brief ({DEMO_BRIEF}) and edit it.")
     if not isinstance(raw, dict):
         raise BriefError(f"brief {path} must be a YAML mapping of fields, got {type(raw).__name__}")
     try:

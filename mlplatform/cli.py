@@ -2,6 +2,7 @@
 
 import os
 import time
+import warnings
 from pathlib import Path
 
 import typer
@@ -27,6 +28,9 @@ def _run(settings: Settings) -> None:
     os.environ["MLPLATFORM_BRIEF"] = str(settings.brief_path)
     from mlplatform.runner import run_graph  # imports Dagster, Feast and MLflow: only when running
 
+    # Libraries' deprecation notices about their own internals say nothing to the person running the graph.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
     started = time.perf_counter()
     try:
         outcome = run_graph(settings)
@@ -35,13 +39,15 @@ def _run(settings: Settings) -> None:
     brief = load_brief(settings.brief_path)
     ws = Workspace(settings.data_dir, brief.name)
     typer.echo(f"\n{'Finished' if outcome.ok else 'Stopped'} in {time.perf_counter() - started:.0f} s.")
-    typer.echo(f"  evaluation report: {ws.reports_dir / 'evaluation' / 'report.html'}")
-    typer.echo(f"  model card:        {ws.reports_dir / 'model_card.md'}")
+    for label, path in [("evaluation report", ws.reports_dir / "evaluation" / "report.html"),
+                        ("model card", ws.reports_dir / "model_card.md")]:
+        if path.exists():  # a run stopped early has not written them
+            typer.echo(f"  {label + ':':<18} {path}")
     typer.echo(f"  lineage graph UI:  DAGSTER_HOME={settings.data_dir / 'dagster_home'} "
                f"MLPLATFORM_BRIEF={settings.brief_path} dagster dev   (or `make dev`)")
     typer.echo(f"  MLflow UI:         mlflow ui --backend-store-uri {ws.mlflow_uri}")
     if not outcome.ok:
-        _fail(f"the gate '{outcome.stopped_by}' stopped the run: {outcome.reason}. "
+        _fail(f"the run stopped at {outcome.stopped_by}: {outcome.reason.rstrip('.')}.\n"
               "Results so far are kept; fix the cause and run again.")
 
 

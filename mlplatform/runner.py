@@ -1,6 +1,5 @@
 """Materialise the whole graph from the command line, stage by stage, with progress and gate reporting."""
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -9,6 +8,9 @@ import dagster as dg
 
 from mlplatform.definitions import STAGES, build_definitions
 from mlplatform.settings import Settings
+
+# The platform's own exceptions: their messages are written for the user and name the fix.
+_USER_ERRORS = {"BriefError", "InputError", "SchemaError"}
 
 
 @dataclass
@@ -28,8 +30,12 @@ def instance_for(settings: Settings) -> dg.DagsterInstance:
     """A persistent instance under the data directory, so `dagster dev` shows the runs the CLI made."""
     home = settings.data_dir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("DAGSTER_HOME", str(home))
-    return dg.DagsterInstance.get()
+    config = home / "dagster.yaml"
+    if not config.exists():  # local-first: the platform never reports usage anywhere
+        config.write_text("telemetry:\n  enabled: false\n")
+    # Opened from the folder, not through DAGSTER_HOME: setting that variable would send every later run in
+    # this process to the first data directory's instance.
+    return dg.DagsterInstance.from_config(str(home))
 
 
 def _stopped_by(result: dg.ExecuteInProcessResult, gates: set[dg.AssetCheckKey]) -> tuple[str, str] | None:
@@ -43,23 +49,32 @@ def _stopped_by(result: dg.ExecuteInProcessResult, gates: set[dg.AssetCheckKey])
             error = error.cause
         if "DagsterAssetCheckFailedError" in (error.cls_name or ""):
             continue
-        return f"step {event.step_key}", error.message.strip()
+        message = error.message.strip()
+        if error.cls_name in _USER_ERRORS:  # written for the user: the exception's module path is noise
+            message = message.split(f"{error.cls_name}: ", 1)[-1]
+        return f"step {event.step_key}", message
     return None
 
 
 def run_graph(settings: Settings, instance: dg.DagsterInstance | None = None,
-              progress: Callable[[str], None] = print) -> RunOutcome:
+              progress: Callable[[str], None] = print, until: str | None = None) -> RunOutcome:
     """Materialise every asset of the brief in stage order (each partition of partitioned assets first);
-    stop at the first blocking gate that fails or the first step that raises."""
+    stop at the first blocking gate that fails or the first step that raises, or after the stage ``until``
+    (a group name such as ``quality``)."""
+    groups = [stage.__name__.rsplit(".", 1)[-1] for stage in STAGES]
+    if until is not None and until not in groups:
+        raise ValueError(f"until must be one of {', '.join(groups)}, got '{until}'")
     defs = build_definitions(settings)
     graph = defs.resolve_asset_graph()
     assets = list(defs.assets)
     checks = list(defs.asset_checks)
     gates = {spec.key for check in checks for spec in check.check_specs if spec.blocking}
     outcome = RunOutcome()
+    # Step events, tracebacks included, stay in the instance (and the UI); the terminal shows progress lines
+    # and the one reason a run stopped.
+    run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     instance = instance or instance_for(settings)
-    for stage in STAGES:
-        group = stage.__name__.rsplit(".", 1)[-1]
+    for group in groups:
         keys = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name == group]
         if not keys:
             continue
@@ -72,7 +87,7 @@ def run_graph(settings: Settings, instance: dg.DagsterInstance | None = None,
             runs.append({"selection": dg.AssetSelection.assets(*rest) | dg.AssetSelection.checks_for_assets(*rest)})
         for run in runs:
             result = dg.materialize([*assets, *checks], instance=instance, resources=defs.resources,
-                                    raise_on_error=False, **run)
+                                    raise_on_error=False, run_config=run_config, **run)
             stopped = _stopped_by(result, gates)
             if stopped:
                 outcome.stopped_by, outcome.reason = stopped
@@ -81,4 +96,6 @@ def run_graph(settings: Settings, instance: dg.DagsterInstance | None = None,
         elapsed = time.perf_counter() - started
         outcome.stages.append((group, elapsed))
         progress(f"✓ {group:<14} {len(keys):>2} assets  {elapsed:6.1f} s")
+        if group == until:
+            break
     return outcome

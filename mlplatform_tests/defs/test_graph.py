@@ -71,3 +71,26 @@ def test_reports_a_person_reads_exist(demo_run, ws):
     drift = pl.read_parquet(ws.table("monitoring", "drift"))
     # The demo shifts session minutes from 2025-09 on; the drift report must see it.
     assert drift.filter(pl.col("feature").str.contains("session_minutes"))["psi"].max() > 0.1
+
+
+def test_a_challenger_no_better_than_the_champion_is_not_promoted(demo_run, demo_settings, ws):
+    """Re-registering the same model makes a challenger equal to the champion: the gate must refuse it.
+    (Runs last: it adds a model version.)"""
+    import dagster as dg
+
+    from mlplatform.core.tracking import get_alias_version
+    from mlplatform.definitions import build_definitions
+
+    defs = build_definitions(demo_settings)
+    champion = get_alias_version(ws.mlflow_uri, "churn_demo_model", "champion")
+    registry = ["model_registry", "champion_model"]
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [*defs.assets, *defs.asset_checks], instance=instance, resources=defs.resources, raise_on_error=False,
+            selection=dg.AssetSelection.assets(*registry) | dg.AssetSelection.checks_for_assets(*registry),
+        )
+    gate = [e for e in result.get_asset_check_evaluations() if e.check_name == "promotion_gate"]
+    assert len(gate) == 1 and not gate[0].passed
+    assert "FAIL beats_champion" in gate[0].description
+    assert get_alias_version(ws.mlflow_uri, "churn_demo_model", "champion") == champion
+    assert get_alias_version(ws.mlflow_uri, "churn_demo_model", "challenger") != champion
