@@ -24,6 +24,9 @@ from mlplatform.settings import Settings
 
 STAGES = [problem, ingestion, quality, features, feature_store, training, evaluation, registry, monitoring,
           reporting]
+# The asset groups in the order the method runs them; a stage module may add assets or checks to any group.
+GROUPS = ["problem", "ingestion", "quality", "features", "feature_store", "training", "evaluation", "registry",
+          "monitoring", "reporting"]
 
 
 def resources_for(settings: Settings) -> dict:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from mlplatform.definitions import STAGES, build_definitions
+from mlplatform.definitions import GROUPS, build_definitions
 from mlplatform.settings import Settings
 
 # The platform's own exceptions: their messages are written for the user and name the fix.
@@ -61,9 +61,8 @@ def run_graph(settings: Settings, instance: dg.DagsterInstance | None = None,
     """Materialise every asset of the brief in stage order (each partition of partitioned assets first);
     stop at the first blocking gate that fails or the first step that raises, or after the stage ``until``
     (a group name such as ``quality``)."""
-    groups = [stage.__name__.rsplit(".", 1)[-1] for stage in STAGES]
-    if until is not None and until not in groups:
-        raise ValueError(f"until must be one of {', '.join(groups)}, got '{until}'")
+    if until is not None and until not in GROUPS:
+        raise ValueError(f"until must be one of {', '.join(GROUPS)}, got '{until}'")
     defs = build_definitions(settings)
     graph = defs.resolve_asset_graph()
     assets = list(defs.assets)
@@ -74,7 +73,7 @@ def run_graph(settings: Settings, instance: dg.DagsterInstance | None = None,
     # and the one reason a run stopped.
     run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     instance = instance or instance_for(settings)
-    for group in groups:
+    for group in GROUPS:
         keys = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name == group]
         if not keys:
             continue
