@@ -25,7 +25,9 @@ lint: install
 	$(BIN)/python -m ruff check .
 
 dev: install
-	DAGSTER_HOME=$(CURDIR)/data/dagster_home $(BIN)/dagster dev
+	mkdir -p data/dagster_home
+	test -f data/dagster_home/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > data/dagster_home/dagster.yaml
+	DAGSTER_HOME=$(CURDIR)/data/dagster_home MLPLATFORM_DATA_DIR=$(CURDIR)/data $(BIN)/dagster dev
 
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/data/churn_demo/mlflow/mlflow.db

@@ -23,7 +23,8 @@ def _fail(message: str) -> None:
 
 
 def _run(settings: Settings) -> None:
-    # Pointing the environment at this brief makes `dagster dev` and every step load the same one.
+    # mlplatform.definitions builds its module-level Definitions from the environment when first imported:
+    # point it at this run's brief and data directory.
     os.environ["MLPLATFORM_DATA_DIR"] = str(settings.data_dir)
     os.environ["MLPLATFORM_BRIEF"] = str(settings.brief_path)
     from mlplatform.runner import run_graph  # imports Dagster, Feast and MLflow: only when running
@@ -44,7 +45,7 @@ def _run(settings: Settings) -> None:
         if path.exists():  # a run stopped early has not written them
             typer.echo(f"  {label + ':':<18} {path}")
     typer.echo(f"  lineage graph UI:  DAGSTER_HOME={settings.data_dir / 'dagster_home'} "
-               f"MLPLATFORM_BRIEF={settings.brief_path} dagster dev   (or `make dev`)")
+               f"MLPLATFORM_DATA_DIR={settings.data_dir} MLPLATFORM_BRIEF={settings.brief_path} dagster dev")
     typer.echo(f"  MLflow UI:         mlflow ui --backend-store-uri {ws.mlflow_uri}")
     if not outcome.ok:
         _fail(f"the run stopped at {outcome.stopped_by}: {outcome.reason.rstrip('.')}.\n"
