@@ -18,12 +18,11 @@ from markdown_it import MarkdownIt
 from matplotlib.figure import Figure
 
 from mlplatform.core.io import write_text_atomic
+from mlplatform.core.metrics import higher_is_better
 
 # Slices with fewer hold-out rows than this get a warning: their metrics swing with a handful of rows.
 SMALL_SLICE_ROWS = 100
 
-# Error metrics where a lower value is better; every other metric is taken as higher-is-better.
-LOWER_IS_BETTER = {"mae", "rmse", "mse", "mape", "log_loss", "brier"}
 
 _DISPLAY = {"f1": "F1", "macro_f1": "macro-F1", "pr_auc": "PR-AUC", "roc_auc": "ROC-AUC", "mae": "MAE",
             "rmse": "RMSE", "mse": "MSE", "mape": "MAPE", "log_loss": "log loss", "brier": "Brier score",
@@ -79,14 +78,14 @@ def _verdict(ctx: Mapping[str, Any]) -> str:
         if (baseline := _value(values.get(primary))) is not None:
             baselines[name] = baseline
     if baselines:
-        pick = min if primary.lower() in LOWER_IS_BETTER else max
+        pick = min if not higher_is_better(primary) else max
         best = pick(baselines, key=baselines.__getitem__)
         sentence += f" vs {best} {_num(baselines[best], 2)}: {value - baselines[best]:+.2f}"
         if isinstance(entry, Mapping) and entry.get("ci_low") is not None:
             inside = entry["ci_low"] <= baselines[best] <= entry["ci_high"]
             sentence += " (baseline inside the 95% CI)" if inside else " (baseline outside the 95% CI)"
     sentence += "."
-    if primary.lower() in LOWER_IS_BETTER:
+    if not higher_is_better(primary):
         sentence += f" Lower {label} is better."
     kills = ctx.get("kill_criteria", [])
     failed = [k["criterion"] for k in kills if not k["passed"]]
@@ -137,7 +136,7 @@ def render_evaluation_report(ctx: Mapping[str, Any]) -> str:
             row += [_num(_value(values.get(name))), "—" if delta is None else f"{delta:+.3f}"]
         table.append(row)
     parts += ["## Metrics", _table(header, table)]
-    if primary.lower() in LOWER_IS_BETTER:
+    if not higher_is_better(primary):
         parts.append(f"Lower {metric_label(primary)} is better; a negative Δ is an improvement.")
 
     kills = ctx.get("kill_criteria", [])
