@@ -1,11 +1,12 @@
 # Multi-stage image of the platform: the Dagster code location and the CLI, non-root, with a health check.
 FROM python:3.11-slim AS builder
+# Point this at the PyTorch CPU (or CUDA) wheel index to choose the torch build; PyPI's default is CUDA.
+ARG PIP_EXTRA_INDEX_URL=""
 WORKDIR /build
 COPY pyproject.toml constraints.txt README.md ./
 COPY mlplatform ./mlplatform
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt \
-       --extra-index-url https://download.pytorch.org/whl/cpu .
+    && PIP_EXTRA_INDEX_URL="$PIP_EXTRA_INDEX_URL" /opt/venv/bin/pip install --no-cache-dir -c constraints.txt .
 
 FROM python:3.11-slim
 COPY --from=builder /opt/venv /opt/venv
