@@ -168,10 +168,16 @@ class Split(_Strict):
 
 
 class Monitoring(_Strict):
-    """The period drift is measured on, against the training reference."""
+    """The period drift is measured on, against the training reference, and when to retrain (seed phase 7)."""
 
     current_start: date
     current_end: date
+    retrain_psi: float = Field(default=0.2, gt=0, description="retrain when a top feature's PSI exceeds this")
+    top_features: int = Field(default=10, gt=0, description="how many of the most important features to watch")
+    max_metric_drop: float = Field(default=0.05, gt=0, lt=1, description="relative drop of the primary metric "
+                                   "on newly labelled data that counts as concept drift")
+    retrain_cron: str = Field(default="0 3 * * 1", description="scheduled retraining (cron, UTC)")
+    webhook_url: str | None = Field(default=None, description="POSTed a JSON notice of every retraining event")
 
 
 class Brief(_Strict):

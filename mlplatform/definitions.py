@@ -8,6 +8,7 @@ import dagster as dg
 
 from mlplatform.brief import load_brief
 from mlplatform.defs import (
+    automation,
     evaluation,
     feature_store,
     features,
@@ -23,7 +24,7 @@ from mlplatform.resources.platform import FeatureStoreResource, PlatformResource
 from mlplatform.settings import Settings
 
 STAGES = [problem, ingestion, quality, features, feature_store, training, evaluation, registry, monitoring,
-          reporting]
+          reporting, automation]
 # The asset groups in the order the method runs them; a stage module may add assets or checks to any group.
 GROUPS = ["problem", "ingestion", "quality", "features", "feature_store", "training", "evaluation", "registry",
           "monitoring", "reporting"]
@@ -41,14 +42,23 @@ def resources_for(settings: Settings) -> dict:
 def build_definitions(settings: Settings) -> dg.Definitions:
     brief = load_brief(settings.brief_path)
     items = [item for stage in STAGES for item in stage.build(brief)]
-    checks = [i for i in items if isinstance(i, dg.AssetChecksDefinition)]
-    assets = [i for i in items if not isinstance(i, dg.AssetChecksDefinition)]
+
+    def of(*kinds) -> list:
+        return [i for i in items if isinstance(i, kinds)]
+
+    checks = of(dg.AssetChecksDefinition)
+    assets = [i for i in of(dg.AssetsDefinition) if i not in checks]
+    sensors, schedules = of(dg.SensorDefinition), of(dg.ScheduleDefinition)
+    jobs = [i for i in items if i not in [*assets, *checks, *sensors, *schedules]]
     # Local runs share one SQLite-backed instance on two cores: in-process avoids ~3 s of start-up per step
     # and SQLite write contention. The production profile runs steps in parallel processes.
     executor = dg.in_process_executor if settings.profile == "local" else dg.multiprocess_executor
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
+        jobs=jobs,
+        sensors=sensors,
+        schedules=schedules,
         resources=resources_for(settings),
         executor=executor,
     )

@@ -16,7 +16,7 @@ EXPECTED = {
     "training": {"training_set", "baseline_model", "rules_baseline", "lgbm_model"},
     "evaluation": {"evaluation_report"},
     "registry": {"model_registry", "champion_model"},
-    "monitoring": {"whylogs_profiles", "drift_report"},
+    "monitoring": {"whylogs_profiles", "drift_report", "performance_report"},
     "reporting": {"model_card"},
 }
 BLOCKING = {("data_quality_report", "data_quality_gate"), ("evaluation_report", "kill_criteria"),

@@ -271,3 +271,26 @@ def psi_plot(drifts: list[FeatureDrift], path: Path, *, psi_warning: float, psi_
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     return path
+
+
+@dataclass(frozen=True)
+class ConceptDrift:
+    """The primary metric on newly labelled data against its value at evaluation time."""
+
+    metric: str
+    reference: float
+    current: float
+    relative_drop: float
+    severity: Severity
+
+
+def concept_drift(metric: str, reference: float, current: float, *, max_drop: float,
+                  higher_is_better: bool) -> ConceptDrift:
+    """Concept drift as the seed defines it: the primary metric worse by more than ``max_drop`` (relative).
+
+    A drop beyond ``max_drop`` is critical; any smaller worsening is a warning to watch.
+    """
+    change = (current - reference) / abs(reference) if reference else 0.0
+    drop = -change if higher_is_better else change
+    severity: Severity = "critical" if drop > max_drop else ("warning" if drop > 0 else "ok")
+    return ConceptDrift(metric, reference, current, drop, severity)

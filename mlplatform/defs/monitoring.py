@@ -6,13 +6,15 @@ from datetime import datetime, time
 import dagster as dg
 import polars as pl
 
+from mlplatform.core.drift import concept_drift, label_drift_chi2, prediction_drift_kl, psi_plot
 from mlplatform.core.drift import drift_report as compute_drift
-from mlplatform.core.drift import psi_plot
 from mlplatform.core.feature_store import feature_view_name
 from mlplatform.core.markdown import table
+from mlplatform.core.metrics import compute_metrics, higher_is_better
 from mlplatform.core.profiling import profile_frame, profile_summary, write_profile
-from mlplatform.defs.training import model_features
-from mlplatform.resources.platform import PlatformResource
+from mlplatform.defs.registry import load_champion
+from mlplatform.defs.training import load_split, model_features
+from mlplatform.resources.platform import PlatformResource, TrackingResource
 
 
 def reference_and_current(platform: PlatformResource) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -67,6 +69,58 @@ def drift_report(platform: PlatformResource) -> dg.MaterializeResult:
     })
 
 
+@dg.asset(group_name="monitoring", deps=["champion_model", "evaluation_report", "training_set"],
+          kinds={"mlflow", "numpy"})
+def performance_report(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
+    """The champion on labels that arrived after it was evaluated: concept drift (primary metric down more
+    than the brief allows), prediction drift (KL of scores) and label drift (chi-square), against training."""
+    b = platform.brief
+    version, model = load_champion(platform, tracking)
+    if model is None:
+        raise RuntimeError("no champion model yet: materialise champion_model (it needs the promotion gate to pass)")
+    frame = platform.read_table("training", "training_set")
+    at = pl.col(b.label.timestamp)
+    current = frame.filter(at.is_between(datetime.combine(b.monitoring.current_start, time()),
+                                         datetime.combine(b.monitoring.current_end, time()), closed="left"))
+    train = load_split(platform).train
+    if current.height == 0:
+        raise RuntimeError(f"no labelled rows between {b.monitoring.current_start} and {b.monitoring.current_end} "
+                           "yet; concept drift needs labels from the monitored period")
+    primary = b.metrics.primary
+    y = current[b.label.column].to_numpy()
+    current_scores = model.predict_score(current)
+    now = compute_metrics(b.task_type, y, current_scores, model.threshold)
+    evaluated = platform.read_table("evaluation", "metrics").filter(
+        (pl.col("candidate") == "lightgbm") & (pl.col("metric") == primary))["value"][0]
+    drift = concept_drift(primary, evaluated, now[primary], max_drop=b.monitoring.max_metric_drop,
+                          higher_is_better=higher_is_better(primary))
+    kl = prediction_drift_kl(model.predict_score(train), current_scores)
+    chi2, chi2_p = label_drift_chi2(train[b.label.column].to_numpy(), y)
+    summary = pl.DataFrame([{**asdict(drift), "champion_version": version, "rows": current.height,
+                             "prediction_kl": kl, "label_chi2": chi2, "label_chi2_pvalue": chi2_p}])
+    path = platform.write_table("monitoring", "performance", summary)
+    return dg.MaterializeResult(metadata={
+        f"{primary}_at_evaluation": evaluated, f"{primary}_now": now[primary],
+        "relative_drop": drift.relative_drop, "severity": drift.severity, "champion_version": version,
+        "prediction_kl": kl, "label_chi2_pvalue": chi2_p, "labelled_rows": current.height,
+        "path": dg.MetadataValue.path(str(path)),
+    })
+
+
+@dg.asset_check(asset="performance_report", name="concept_drift",
+                description="Concept drift: the champion's primary metric on newly labelled data has not dropped "
+                "more than the brief allows (ERROR beyond it, WARN on any drop).")
+def concept_drift_check(platform: PlatformResource) -> dg.AssetCheckResult:
+    row = platform.read_table("monitoring", "performance").row(0, named=True)
+    return dg.AssetCheckResult(
+        passed=row["severity"] == "ok",
+        severity=dg.AssetCheckSeverity.ERROR if row["severity"] == "critical" else dg.AssetCheckSeverity.WARN,
+        metadata={k: row[k] for k in ("metric", "reference", "current", "relative_drop", "severity")},
+        description=f"{row['metric']} {row['reference']:.4f} → {row['current']:.4f} "
+                    f"({-row['relative_drop']:+.1%})",
+    )
+
+
 @dg.asset_check(asset="drift_report", description="No feature drifts past the brief's PSI bands "
                 "(WARN above the warning band, ERROR above the critical one).")
 def feature_drift(platform: PlatformResource) -> dg.AssetCheckResult:
@@ -82,4 +136,4 @@ def feature_drift(platform: PlatformResource) -> dg.AssetCheckResult:
 
 
 def build(brief) -> list:
-    return [whylogs_profiles, drift_report, feature_drift]
+    return [whylogs_profiles, drift_report, feature_drift, performance_report, concept_drift_check]

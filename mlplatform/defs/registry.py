@@ -27,15 +27,23 @@ def model_registry(platform: PlatformResource, tracking: TrackingResource) -> dg
                                           "run_id": run_id, "alias": "challenger"})
 
 
+def load_champion(platform: PlatformResource, tracking: TrackingResource):
+    """The production model from the registry as ``(version, model)``, or ``(None, None)`` before the first
+    promotion."""
+    version = get_alias_version(tracking.uri, tracking.model_name, "champion")
+    if version is None:
+        return None, None
+    model_dir = download_model_version(tracking.uri, tracking.model_name, version,
+                                       platform.workspace.models_dir / f"champion_v{version}")
+    return version, load_model(model_dir)
+
+
 def _champion_metrics(platform: PlatformResource, tracking: TrackingResource, split,
                       challenger_version: str) -> tuple[str | None, dict | None]:
     """The current champion re-scored on today's hold-out, so both models are judged on the same rows."""
-    version = get_alias_version(tracking.uri, tracking.model_name, "champion")
+    version, model = load_champion(platform, tracking)
     if version is None or version == challenger_version:
         return None, None
-    model_dir = download_model_version(tracking.uri, tracking.model_name, version,
-                               platform.workspace.models_dir / f"champion_v{version}")
-    model = load_model(model_dir)
     b = platform.brief
     return version, compute_metrics(b.task_type, split.test[b.label.column].to_numpy(),
                                     model.predict_score(split.test), model.threshold)

@@ -193,3 +193,19 @@ def test_psi_plot_writes_a_png(tmp_path):
     path = drift.psi_plot(drifts, tmp_path / "plots" / "psi.png", psi_warning=0.1, psi_critical=0.25)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 5_000
+
+
+@pytest.mark.parametrize(("reference", "current", "higher", "severity"), [
+    (0.50, 0.52, True, "ok"),
+    (0.50, 0.49, True, "warning"),    # 2% worse
+    (0.50, 0.47, True, "critical"),   # 6% worse
+    (10.0, 10.4, False, "warning"),   # MAE up 4%
+    (10.0, 10.6, False, "critical"),  # MAE up 6%
+    (10.0, 9.0, False, "ok"),
+])
+def test_concept_drift_severity_follows_the_metric_direction(reference, current, higher, severity):
+    from mlplatform.core.drift import concept_drift
+
+    result = concept_drift("m", reference, current, max_drop=0.05, higher_is_better=higher)
+    assert result.severity == severity
+    assert result.relative_drop == pytest.approx((reference - current) / reference * (1 if higher else -1))

@@ -1,0 +1,67 @@
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import polars as pl
+
+from mlplatform.core.retraining import drift_trigger, notify, performance_trigger
+
+DRIFT = pl.DataFrame({"feature": ["a", "b", "c", "d"], "psi": [0.05, 0.22, 0.40, 0.15]})
+IMPORTANCE = {"a": 10.0, "b": 8.0, "c": 0.5, "d": 5.0}
+
+
+def test_drift_on_a_top_feature_triggers_with_the_features_named():
+    trigger = drift_trigger(DRIFT, IMPORTANCE, top_n=2, threshold=0.2)
+    assert trigger is not None and trigger.kind == "drift"
+    assert "b (0.22)" in trigger.reason and "c" not in trigger.reason
+
+
+def test_drift_only_outside_the_top_features_does_not_trigger():
+    assert drift_trigger(DRIFT.filter(pl.col("feature") != "b"), IMPORTANCE, top_n=2, threshold=0.2) is None
+
+
+def test_psi_at_the_threshold_does_not_trigger():
+    assert drift_trigger(DRIFT, IMPORTANCE, top_n=4, threshold=0.40) is None
+
+
+def test_only_critical_concept_drift_triggers():
+    base = {"metric": "f1", "reference": 0.5, "current": 0.45, "relative_drop": 0.1}
+    assert performance_trigger({**base, "severity": "critical"}).kind == "performance"
+    assert performance_trigger({**base, "severity": "warning"}) is None
+
+
+def test_notify_appends_and_posts_to_the_webhook(tmp_path):
+    received = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the http.server API
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.handle_request)
+    thread.start()
+    log = tmp_path / "notifications.jsonl"
+    entry = notify(log, {"status": "succeeded"}, f"http://127.0.0.1:{server.server_port}/hook")
+    thread.join(5)
+    server.server_close()
+    assert entry["webhook_status"] == 204
+    assert received[0]["status"] == "succeeded"
+    notify(log, {"status": "failed"})
+    assert [json.loads(line)["status"] for line in log.read_text().splitlines()] == ["succeeded", "failed"]
+
+
+def test_a_failing_webhook_is_recorded_not_raised(tmp_path):
+    entry = notify(tmp_path / "n.jsonl", {"status": "failed"}, "http://127.0.0.1:9/unreachable")
+    assert "webhook_error" in entry
+    assert json.loads((tmp_path / "n.jsonl").read_text())["webhook_error"]
+
+
+def test_top_features_are_ranked_over_the_whole_model_not_the_report():
+    importance = {f"f{i}": float(100 - i) for i in range(12)}
+    drift = pl.DataFrame({"feature": ["f0", "f11"], "psi": [0.01, 0.9]})  # f11 is 12th by importance
+    assert drift_trigger(drift, importance, top_n=10, threshold=0.2) is None
