@@ -94,3 +94,28 @@ def test_a_challenger_no_better_than_the_champion_is_not_promoted(demo_run, demo
     assert "FAIL beats_champion" in gate[0].description
     assert get_alias_version(ws.mlflow_uri, "churn_demo_model", "champion") == champion
     assert get_alias_version(ws.mlflow_uri, "churn_demo_model", "challenger") != champion
+
+
+def test_demo_drift_fires_the_sensor_and_the_retraining_run_meets_the_gate(demo_run, demo_settings, ws):
+    """The demo story: the drifted period trips the drift sensor, whose run request retrains through the
+    promotion gate. Retraining on the same data cannot beat the champion, so the gate refuses, with its reason."""
+    import dagster as dg
+
+    from mlplatform.core.tracking import get_alias_version
+    from mlplatform.definitions import build_definitions
+
+    defs = build_definitions(demo_settings)
+    champion = get_alias_version(ws.mlflow_uri, "churn_demo_model", "champion")
+    with dg.instance_for_test() as instance:
+        dg.materialize([*defs.assets, *defs.asset_checks], instance=instance, resources=defs.resources,
+                       selection=["drift_report"])
+        sensor = next(s for s in defs.sensors if s.name == "drift_sensor")
+        tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance,
+                                                            resources={"platform": defs.resources["platform"]}))
+        [request] = tick.run_requests
+        assert request.tags["mlplatform/trigger"] == "drift"
+        run = defs.resolve_job_def("retrain_job").execute_in_process(
+            instance=instance, tags=request.tags, raise_on_error=False)
+    [gate] = [e for e in run.get_asset_check_evaluations() if e.check_name == "promotion_gate"]
+    assert not gate.passed and "FAIL beats_champion" in gate.description
+    assert get_alias_version(ws.mlflow_uri, "churn_demo_model", "champion") == champion
