@@ -13,6 +13,7 @@ from mlplatform.defs import (
     feature_store,
     features,
     ingestion,
+    leakage,
     monitoring,
     problem,
     quality,
@@ -23,7 +24,7 @@ from mlplatform.defs import (
 from mlplatform.resources.platform import FeatureStoreResource, PlatformResource, TrackingResource
 from mlplatform.settings import Settings
 
-STAGES = [problem, ingestion, quality, features, feature_store, training, evaluation, registry, monitoring,
+STAGES = [problem, ingestion, quality, features, feature_store, training, leakage, evaluation, registry, monitoring,
           reporting, automation]
 # The asset groups in the order the method runs them; a stage module may add assets or checks to any group.
 GROUPS = ["problem", "ingestion", "quality", "features", "feature_store", "training", "evaluation", "registry",

@@ -1,0 +1,337 @@
+"""Each leakage check passes on clean synthetic data and fails when its leak is planted."""
+
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from mlplatform.core.leakage import (
+    FittedTransform,
+    category_levels,
+    check_hold_out_untouched,
+    check_no_duplicates_across_splits,
+    check_no_future_information,
+    check_no_target_derived_feature,
+    check_scaler_train_only,
+    check_split_before_fitting,
+    check_target_encoding_train_only,
+    check_temporal_split,
+)
+from mlplatform.core.training import SplitFrames, temporal_split
+
+START = datetime(2025, 1, 1)
+
+
+# Item 1: no future information ----------------------------------------------------------------------------
+
+
+def _feature_table(entities: int = 4, days: int = 90) -> pl.DataFrame:
+    """Daily feature rows whose values change every day, so a row from another day is recognisable."""
+    return pl.DataFrame([
+        {"id": e, "event_timestamp": START + timedelta(days=d), "f_count": e * 1000 + d,
+         "f_mean": (e * 1000 + d) / 7, "f_plan": "gold" if (e + d // 30) % 2 else "basic"}
+        for e in range(1, entities + 1) for d in range(days)
+    ])
+
+
+def _point_in_time(features: pl.DataFrame, shift_days: int = 0) -> pl.DataFrame:
+    """Training rows at monthly label times, with the feature row ``shift_days`` after the label time."""
+    labels = pl.DataFrame([{"id": e, "label_time": START + timedelta(days=d), "y": (e + d) % 2}
+                           for e in range(1, 5) for d in (20, 45, 70)])
+    rows = features.with_columns(pl.col("event_timestamp") - timedelta(days=shift_days))
+    return labels.join(rows.rename({"event_timestamp": "label_time"}), on=["id", "label_time"], how="left")
+
+
+FEATURES = ["f_count", "f_mean", "f_plan"]
+
+
+def _future_check(training: pl.DataFrame, features: pl.DataFrame, **kwargs):
+    return check_no_future_information(training, features, entity_key="id", label_time="label_time",
+                                       features=FEATURES, **kwargs)
+
+
+def test_point_in_time_features_pass():
+    features = _feature_table()
+    finding = _future_check(_point_in_time(features), features, ttl_days=30)
+    assert finding.passed, finding.detail
+    assert finding.evidence["rows_checked"] == 12
+    assert finding.evidence["source_age_days_max"] == 0
+
+
+def test_features_from_a_later_row_fail_as_future_information():
+    features = _feature_table()
+    training = _point_in_time(features, shift_days=7)
+    finding = _future_check(training, features, ttl_days=30)
+    assert not finding.passed
+    assert finding.evidence["mismatched_rows"] == 12
+    # The plan only changes every 30 days, so most of its values equal the point-in-time row's.
+    assert finding.evidence["future_values_by_feature"]["f_count"] == 12
+    assert "future information" in finding.detail
+
+
+def test_one_future_column_among_correct_ones_is_found():
+    features = _feature_table()
+    clean, future = _point_in_time(features), _point_in_time(features, shift_days=1)
+    training = clean.with_columns(future["f_mean"])
+    finding = _future_check(training, features, ttl_days=30)
+    assert not finding.passed
+    assert finding.evidence["mismatched_by_feature"] == {"f_mean": 12}
+    assert finding.evidence["future_values_by_feature"] == {"f_mean": 12}
+    assert finding.evidence["examples"][0]["differing_features"] == ["f_mean"]
+
+
+def test_values_no_feature_row_explains_fail_without_being_called_future():
+    features = _feature_table()
+    training = _point_in_time(features).with_columns(pl.col("f_count") + 10_000)
+    finding = _future_check(training, features)
+    assert not finding.passed
+    assert finding.evidence["future_values_by_feature"] == {}
+
+
+def test_rows_beyond_the_ttl_must_carry_nulls():
+    features = _feature_table().filter(pl.col("event_timestamp") < START + timedelta(days=30))
+    training = _point_in_time(_feature_table(), shift_days=0)  # rows at day 45 and 70 keep values
+    assert not _future_check(training, features, ttl_days=10).passed
+    nulled = training.with_columns(
+        pl.when(pl.col("label_time") > START + timedelta(days=39)).then(None).otherwise(pl.col(f)).alias(f)
+        for f in FEATURES)
+    finding = _future_check(nulled, features, ttl_days=10)
+    assert finding.passed, finding.detail
+    assert finding.evidence["rows_without_feature_row"] == 8
+
+
+def test_sampling_checks_only_the_sample():
+    features = _feature_table()
+    finding = _future_check(_point_in_time(features), features, sample_rows=5)
+    assert finding.passed and finding.evidence["rows_checked"] == 5
+
+
+# Items 2, 3 and 8: fitted transforms -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def frames() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A train split and all rows, where later rows bring a new level and a different distribution."""
+    rng = np.random.default_rng(0)
+    train = pl.DataFrame({"plan": rng.choice(["a", "b"], 200), "fee": rng.normal(10, 2, 200),
+                          "y": rng.integers(0, 2, 200)})
+    later = pl.DataFrame({"plan": rng.choice(["b", "c"], 100), "fee": rng.normal(30, 5, 100),
+                          "y": rng.integers(0, 2, 100)})
+    return train, pl.concat([train, later])
+
+
+def _levels(frame: pl.DataFrame) -> dict:
+    return category_levels(frame, ["plan"])
+
+
+def _target_encoding(frame: pl.DataFrame) -> dict:
+    means = frame.group_by("plan").agg(pl.col("y").mean()).sort("plan")
+    return dict(zip(means["plan"], means["y"], strict=True))
+
+
+def _scaler(frame: pl.DataFrame) -> dict:
+    return {"mean": frame["fee"].mean(), "std": frame["fee"].std()}
+
+
+def test_category_levels_fitted_on_train_pass(frames):
+    train, full = frames
+    transform = FittedTransform("levels", "category_levels", _levels(train), _levels)
+    finding = check_split_before_fitting([transform], train, full)
+    assert finding.passed, finding.detail
+    assert finding.evidence["levels"]["train_and_full_refits_differ"]
+
+
+def test_category_levels_fitted_on_every_split_fail(frames):
+    train, full = frames
+    transform = FittedTransform("levels", "category_levels", _levels(full), _levels)
+    finding = check_split_before_fitting([transform], train, full)
+    assert not finding.passed
+    assert finding.evidence["levels"]["matches_full_refit"]
+    assert finding.evidence["levels"]["differs_from_train_refit"] == ["plan"]
+
+
+def test_split_before_fitting_without_transforms_is_not_applicable(frames):
+    finding = check_split_before_fitting([], *frames)
+    assert finding.passed and not finding.evidence["applicable"]
+    assert finding.detail.startswith("not applicable")
+
+
+def test_target_encoding_on_train_passes_and_on_every_split_fails(frames):
+    train, full = frames
+    clean = FittedTransform("plan encoding", "target_encoding", _target_encoding(train), _target_encoding)
+    assert check_target_encoding_train_only([clean], train, full).passed
+    leaky = FittedTransform("plan encoding", "target_encoding", _target_encoding(full), _target_encoding)
+    finding = check_target_encoding_train_only([leaky], train, full)
+    assert not finding.passed
+    assert finding.evidence["plan encoding"]["matches_full_refit"]
+    # Item 2 covers every kind, so it sees the same leak.
+    assert not check_split_before_fitting([leaky], train, full).passed
+
+
+def test_target_encoding_is_not_applicable_when_only_other_transforms_exist(frames):
+    train, full = frames
+    levels = FittedTransform("levels", "category_levels", _levels(full), _levels)  # leaky, but not an encoder
+    finding = check_target_encoding_train_only([levels], train, full)
+    assert finding.passed and not finding.evidence["applicable"]
+    assert finding.evidence["fitted_transforms_in_pipeline"] == ["levels (category_levels)"]
+
+
+def test_scaler_on_train_passes_and_on_every_split_fails(frames):
+    train, full = frames
+    # Stored statistics round-trip through JSON in practice: tiny float differences must not matter.
+    stored = {k: v * (1 + 1e-12) for k, v in _scaler(train).items()}
+    assert check_scaler_train_only([FittedTransform("fee scaler", "scaler", stored, _scaler)], train, full).passed
+    leaky = FittedTransform("fee scaler", "scaler", _scaler(full), _scaler)
+    finding = check_scaler_train_only([leaky], train, full)
+    assert not finding.passed
+    assert sorted(finding.evidence["fee scaler"]["differs_from_train_refit"]) == ["mean", "std"]
+    assert not check_scaler_train_only([], train, full).evidence["applicable"]
+
+
+# Item 4: no target-derived feature -------------------------------------------------------------------------
+
+
+def _labelled(n: int, seed: int, task: str = "binary") -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    y = rng.normal(50, 10, n) if task == "regression" else rng.integers(0, 3 if task == "multiclass" else 2, n)
+    signal = y + rng.normal(0, 3 if task == "regression" else 1.5, n)
+    return pl.DataFrame({"y": y, "noise": rng.normal(0, 1, n), "signal": signal,
+                         "plan": rng.choice(["a", "b", "c"], n)})
+
+
+def _derived(task: str):
+    train, hold_out = _labelled(1500, 1, task), _labelled(500, 2, task)
+    return [f.with_columns(derived=pl.col("y") * 2 + 1) for f in (train, hold_out)]
+
+
+@pytest.mark.parametrize("task", ["binary", "regression", "multiclass"])
+def test_honest_features_pass(task):
+    train, hold_out = _labelled(1500, 1, task), _labelled(500, 2, task)
+    finding = check_no_target_derived_feature(train, hold_out, features=["noise", "signal", "plan"], label="y",
+                                              task=task)
+    assert finding.passed, finding.detail
+    assert list(finding.evidence["top_features"])[0] == "signal"
+    assert finding.evidence["top_features"]["signal"] < 0.95
+
+
+@pytest.mark.parametrize("task", ["binary", "regression", "multiclass"])
+def test_a_feature_computed_from_the_label_fails(task):
+    train, hold_out = _derived(task)
+    finding = check_no_target_derived_feature(train, hold_out, features=["noise", "derived", "plan"], label="y",
+                                              task=task)
+    assert not finding.passed
+    assert finding.evidence["flagged"] == ["derived"]
+    assert finding.evidence["metric"] == ("r2" if task == "regression" else "roc_auc")
+
+
+def test_a_label_hidden_in_missingness_fails():
+    train, hold_out = (f.with_columns(days_to_cancel=pl.when(pl.col("y") == 1).then(pl.col("noise").abs()))
+                       for f in (_labelled(1500, 1), _labelled(500, 2)))
+    finding = check_no_target_derived_feature(train, hold_out, features=["days_to_cancel"], label="y",
+                                              task="binary")
+    assert not finding.passed and finding.evidence["flagged"] == ["days_to_cancel"]
+
+
+def test_the_threshold_decides():
+    train, hold_out = _labelled(1500, 1), _labelled(500, 2)
+    assert not check_no_target_derived_feature(train, hold_out, features=["signal"], label="y", task="binary",
+                                               threshold=0.6).passed
+
+
+# Items 5, 6 and 7: the split -------------------------------------------------------------------------------
+
+
+def _snapshots() -> pl.DataFrame:
+    """Monthly snapshots of 20 customers over 8 months."""
+    return pl.DataFrame([{"id": c, "at": datetime(2025, m, 1), "y": (c * m) % 2, "x": float(c + m)}
+                         for c in range(1, 21) for m in range(1, 9)])
+
+
+def _split(frame: pl.DataFrame) -> SplitFrames:
+    return temporal_split(frame, "at", date(2025, 5, 1), date(2025, 7, 1), date(2025, 9, 1))
+
+
+def _shuffled(frame: pl.DataFrame) -> SplitFrames:
+    order = frame.sample(fraction=1.0, shuffle=True, seed=0)
+    return SplitFrames(order[:100], order[100:130], order[130:])
+
+
+def test_a_temporal_split_passes():
+    finding = check_temporal_split(_split(_snapshots()), "at")
+    assert finding.passed, finding.detail
+    assert finding.evidence["train_label_time"] == ["2025-01-01 00:00:00", "2025-04-01 00:00:00"]
+
+
+def test_a_shuffled_split_fails_the_temporal_check():
+    finding = check_temporal_split(_shuffled(_snapshots()), "at")
+    assert not finding.passed
+    assert "not temporal" in finding.detail
+
+
+@pytest.mark.parametrize("moved", ["validation", "test"])
+def test_a_later_row_moved_into_an_earlier_split_fails_the_temporal_check(moved):
+    split = _split(_snapshots())
+    later = getattr(split, moved).head(1)
+    if moved == "validation":
+        split = SplitFrames(pl.concat([split.train, later]), split.validation.slice(1), split.test)
+    else:
+        split = SplitFrames(split.train, pl.concat([split.validation, later]), split.test.slice(1))
+    assert not check_temporal_split(split, "at").passed
+
+
+def test_an_empty_split_fails_the_temporal_check():
+    split = _split(_snapshots())
+    assert not check_temporal_split(SplitFrames(split.train, split.validation.clear(), split.test), "at").passed
+
+
+def test_an_untouched_hold_out_passes():
+    finding = check_hold_out_untouched(_split(_snapshots()), entity_key="id", timestamp="at")
+    assert finding.passed, finding.detail
+
+
+def test_test_rows_reused_for_validation_fail_the_hold_out_check():
+    split = _split(_snapshots())
+    tuned_on_test = SplitFrames(split.train, pl.concat([split.validation, split.test.head(5)]), split.test)
+    finding = check_hold_out_untouched(tuned_on_test, entity_key="id", timestamp="at")
+    assert not finding.passed
+    assert finding.evidence["test_rows_in_validation"] == 5
+
+
+def test_a_test_period_inside_validation_fails_the_hold_out_check():
+    frame = _snapshots()
+    early = frame.filter(pl.col("at") < datetime(2025, 6, 1))
+    june = frame.filter(pl.col("at") == datetime(2025, 6, 1))
+    # Validation and test come from the same month: different customers, no shared rows, same period.
+    split = SplitFrames(early, june.filter(pl.col("id") <= 10), june.filter(pl.col("id") > 10))
+    finding = check_hold_out_untouched(split, entity_key="id", timestamp="at")
+    assert not finding.passed
+    assert finding.evidence["test_rows_in_validation"] == 0
+
+
+def test_repeated_snapshots_of_an_entity_are_not_duplicates():
+    finding = check_no_duplicates_across_splits(_split(_snapshots()), entity_key="id", timestamp="at")
+    assert finding.passed, finding.detail
+    assert finding.evidence["entities_in_train_and_test"] == 20
+
+
+def test_a_row_in_two_splits_fails_the_duplicate_check():
+    split = _split(_snapshots())
+    copied = split.test.head(3).with_columns(pl.col("x") + 1)  # same (entity, time), other values
+    finding = check_no_duplicates_across_splits(
+        SplitFrames(pl.concat([split.train, copied]), split.validation, split.test), entity_key="id",
+        timestamp="at")
+    assert not finding.passed
+    assert finding.evidence["keys_in_two_splits"] == {"train_validation": 0, "train_test": 3,
+                                                      "validation_test": 0}
+    assert finding.evidence["exact_duplicate_rows"] == 0
+
+
+def test_an_exact_duplicate_row_fails_the_duplicate_check():
+    split = _split(_snapshots())
+    doubled = pl.concat([split.train, split.train.head(1)])
+    finding = check_no_duplicates_across_splits(SplitFrames(doubled, split.validation, split.test),
+                                                entity_key="id", timestamp="at")
+    assert not finding.passed
+    assert finding.evidence["exact_duplicate_rows"] == 2
+    assert finding.evidence["duplicate_keys_within_splits"]["train"] == 2

@@ -1,0 +1,56 @@
+"""The leakage checklist runs as asset checks against the demo's real lake, and the demo passes all eight."""
+
+import dagster as dg
+import pytest
+
+from mlplatform.brief import DEMO_BRIEF, load_brief
+from mlplatform.definitions import build_definitions
+from mlplatform.defs import leakage
+
+pytestmark = pytest.mark.slow
+
+BLOCKING_ON_TRAINING_SET = {"leakage_no_future_information", "leakage_no_target_derived_feature",
+                            "leakage_temporal_split", "leakage_hold_out_untouched",
+                            "leakage_no_duplicates_across_splits"}
+ON_MODEL = {"leakage_split_before_fitting", "leakage_target_encoding_train_only", "leakage_scaler_train_only"}
+
+
+@pytest.fixture(scope="module")
+def evaluations(demo_run, demo_settings) -> dict:
+    """Only the leakage checks, run on the lake the whole demo graph left behind."""
+    assert demo_run.outcome.ok, "\n".join(demo_run.lines)
+    defs = build_definitions(demo_settings)
+    checks = leakage.build(load_brief(demo_settings.brief_path))
+    keys = [key for check in checks for key in check.check_keys]
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([*defs.assets, *checks], instance=instance, resources=defs.resources,
+                                selection=dg.AssetSelection.checks(*keys), raise_on_error=False)
+    assert result.get_asset_materialization_events() == []  # the checks read the lake, they rebuild nothing
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_the_eight_items_are_checks_on_the_training_set_and_model():
+    specs = {spec.name: spec for check in leakage.build(load_brief(DEMO_BRIEF)) for spec in check.check_specs}
+    assert set(specs) == BLOCKING_ON_TRAINING_SET | ON_MODEL
+    assert {n for n, s in specs.items() if s.asset_key.to_user_string() == "training_set"} == BLOCKING_ON_TRAINING_SET
+    assert {n for n, s in specs.items() if s.asset_key.to_user_string() == "lgbm_model"} == ON_MODEL
+    assert all(s.blocking for s in specs.values())
+
+
+def test_the_demo_passes_every_leakage_check(evaluations):
+    assert set(evaluations) == BLOCKING_ON_TRAINING_SET | ON_MODEL
+    failed = {name: e.description for name, e in evaluations.items() if not e.passed}
+    assert failed == {}
+
+
+def test_the_findings_carry_their_evidence(evaluations):
+    future = evaluations["leakage_no_future_information"].metadata
+    assert future["rows_checked"].value == future["rows_matching_point_in_time_row"].value > 1000
+    assert len(evaluations["leakage_no_target_derived_feature"].metadata["top_features"].value) == 5
+    assert evaluations["leakage_no_duplicates_across_splits"].metadata["entities_in_train_and_test"].value > 0
+    levels = evaluations["leakage_split_before_fitting"].metadata
+    assert levels["applicable"].value and levels["lightgbm categorical levels"].value["matches_train_refit"]
+    for name in ("leakage_target_encoding_train_only", "leakage_scaler_train_only"):
+        assert evaluations[name].description.startswith("not applicable")
+        assert evaluations[name].metadata["fitted_transforms_in_pipeline"].value == [
+            "lightgbm categorical levels (category_levels)"]
