@@ -1,6 +1,7 @@
 """Temporal splits, the baselines every model must beat, and LightGBM training with a pickle-free format."""
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -263,6 +264,7 @@ def train_lightgbm(
     label: str,
     params: dict[str, Any] | None = None,
     seed: int = 0,
+    callbacks: list[Callable[[lgb.callback.CallbackEnv], None]] | None = None,
 ) -> TrainedModel:
     """Train LightGBM with early stopping on the validation rows.
 
@@ -278,6 +280,7 @@ def train_lightgbm(
         label: the label column.
         params: LightGBM parameters (canonical names) overriding the defaults, e.g. from tuning.
         seed: makes training deterministic.
+        callbacks: LightGBM callbacks run after each boosting round, e.g. tuning's pruning callback.
     """
     if not features:
         raise ValueError("train_lightgbm needs at least one feature")
@@ -297,7 +300,8 @@ def train_lightgbm(
     train_set = lgb.Dataset(_design_matrix(train, features, categories), y_train, feature_name=features,
                             categorical_feature=categorical, free_raw_data=True)
     valid_set = lgb.Dataset(_design_matrix(validation, features, categories), y_valid, reference=train_set)
-    booster = lgb.train(full_params, train_set, valid_sets=[valid_set], valid_names=["validation"])
+    booster = lgb.train(full_params, train_set, valid_sets=[valid_set], valid_names=["validation"],
+                        callbacks=callbacks)
     best = booster.best_iteration or booster.current_iteration()
     gains = booster.feature_importance(importance_type="gain", iteration=best)
     model = TrainedModel(task, booster, list(features), categories, best, full_params,
