@@ -170,6 +170,16 @@ class Split(_Strict):
         return self
 
 
+class Training(_Strict):
+    """How candidates are trained: Optuna trials for LightGBM, and whether the torch network competes."""
+
+    seed: int = 0
+    tuning_trials: int = Field(default=20, ge=0, description="Optuna trials for LightGBM; 0 trains the defaults")
+    tuning_timeout_s: float = Field(default=180, gt=0)
+    torch: bool = Field(default=True, description="train the torch tabular network as a second candidate")
+    torch_params: dict[str, float | int | list[int]] = Field(default_factory=dict)
+
+
 class Monitoring(_Strict):
     """The period drift is measured on, against the training reference, and when to retrain (seed phase 7)."""
 
@@ -204,6 +214,7 @@ class Brief(_Strict):
     thresholds: Thresholds = Thresholds()
     kill_criteria: KillCriteria = KillCriteria()
     monitoring: Monitoring
+    training: Training = Training()
     hypothesis: str = ""
 
     @field_validator("partition_end")

@@ -13,7 +13,7 @@ EXPECTED = {
                 "validated_labels", "quarantined_labels", "data_quality_report"},
     "features": {"features_daily"},
     "feature_store": {"feature_store", "online_features"},
-    "training": {"training_set", "baseline_model", "rules_baseline", "lgbm_model"},
+    "training": {"training_set", "baseline_model", "rules_baseline", "lgbm_model", "torch_model"},
     "evaluation": {"evaluation_report"},
     "registry": {"model_registry", "champion_model"},
     "monitoring": {"whylogs_profiles", "drift_report", "performance_report"},

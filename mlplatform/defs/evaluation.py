@@ -15,10 +15,11 @@ from mlplatform.core.evaluation import (
     sliced_metrics,
 )
 from mlplatform.core.markdown import table
+from mlplatform.core.models import choose_challenger, load_candidate
 from mlplatform.core.report import calibration_plot, pr_curve_plot, render_evaluation_report, write_report
-from mlplatform.core.training import load_model, majority_baseline
+from mlplatform.core.training import majority_baseline
 from mlplatform.core.training import rules_baseline as rules_predictor
-from mlplatform.defs.training import load_split
+from mlplatform.defs.training import CANDIDATE_ASSETS, candidates, load_split
 from mlplatform.resources.platform import PlatformResource
 
 
@@ -42,22 +43,29 @@ def _threshold(platform: PlatformResource, candidate: str) -> float:
     return float(platform.read_table("candidates", candidate)["threshold"][0])
 
 
-def hold_out_candidates(platform: PlatformResource, split) -> list[Candidate]:
-    """Every candidate scored on the test split: LightGBM and both baselines."""
+def challenger_name(platform: PlatformResource) -> str:
+    """The candidate the evaluation chose (best validation primary metric)."""
+    return platform.read_table("evaluation", "challenger")["candidate"][0]
+
+
+def _validation_primary(platform: PlatformResource, candidate: str) -> float:
+    summary = platform.read_table("candidates", candidate).filter(pl.col("split") == "validation")
+    return float(summary[platform.brief.metrics.primary][0])
+
+
+def hold_out_candidates(platform: PlatformResource, split, models: list[str]) -> list[Candidate]:
+    """Every model and both baselines scored on the test split, models first."""
     b = platform.brief
     test = split.test
-    model = load_model(platform.workspace.models_dir / "lightgbm")
     majority = majority_baseline(b.task_type, split.train[b.label.column].to_numpy())
     rules = rules_predictor(b.rules_baseline)
-    return [
-        Candidate("lightgbm", model.predict_score(test), _threshold(platform, "lightgbm")),
-        Candidate("rules", rules.predict_score(test), _threshold(platform, "rules")),
-        Candidate("majority", majority.predict_score(test), _threshold(platform, "majority")),
-    ]
+    scored = [Candidate(name, load_candidate(platform.workspace.models_dir / name).predict_score(test),
+                        _threshold(platform, name)) for name in models]
+    return [*scored,
+            Candidate("rules", rules.predict_score(test), _threshold(platform, "rules")),
+            Candidate("majority", majority.predict_score(test), _threshold(platform, "majority"))]
 
 
-@dg.asset(group_name="evaluation", deps=["lgbm_model", "baseline_model", "rules_baseline"],
-          kinds={"matplotlib", "markdown"})
 def evaluation_report(platform: PlatformResource) -> dg.MaterializeResult:
     """The hold-out report a person reads: primary and secondary metrics with 95% bootstrap intervals,
     the baselines and a random reference, kill criteria, slices, fairness and plots."""
@@ -65,18 +73,23 @@ def evaluation_report(platform: PlatformResource) -> dg.MaterializeResult:
     split = load_split(platform)
     test, label, primary = split.test, b.label.column, b.metrics.primary
     y = test[label].to_numpy()
-    candidates = hold_out_candidates(platform, split)
-    ci_metrics = {c.name: [primary] for c in candidates} | {"lightgbm": [primary, *b.metrics.guardrails]}
-    metrics = metric_table(b.task_type, y, candidates, ci_metrics)
+    validation = {name: _validation_primary(platform, name) for name in candidates(b)}
+    challenger = choose_challenger(validation, primary)
+    platform.write_table("evaluation", "challenger", pl.DataFrame(
+        {"candidate": [challenger], **{f"validation_{primary}_{n}": [v] for n, v in validation.items()}}))
+    models = [challenger, *(n for n in validation if n != challenger)]
+    scored = hold_out_candidates(platform, split, models)
+    ci_metrics = {c.name: [primary] for c in scored} | {challenger: [primary, *b.metrics.guardrails]}
+    metrics = metric_table(b.task_type, y, scored, ci_metrics)
     platform.write_table("evaluation", "metrics", metrics)
 
     value = {(r["candidate"], r["metric"]): r for r in metrics.iter_rows(named=True)}
-    model = value[("lightgbm", primary)]
+    model = value[(challenger, primary)]
     random = random_reference(b.task_type, y, primary)
     kills = kill_criteria(model["value"], value[("rules", primary)]["value"], random, primary, b.kill_criteria)
     platform.write_table("evaluation", "kill_criteria", pl.DataFrame(kills))
 
-    lgbm = candidates[0]
+    lgbm = scored[0]  # the challenger
     slices = sliced_metrics(b.task_type, test, label, lgbm.scores, lgbm.threshold, b.slice_by)
     platform.write_table("evaluation", "slices", slices)
     fairness = []
@@ -101,18 +114,21 @@ def evaluation_report(platform: PlatformResource) -> dg.MaterializeResult:
     reports = platform.workspace.reports_dir / "evaluation"
     plots = {}
     if b.task_type == "binary":
-        baselines = {c.name: c.scores for c in candidates[1:]}
+        baselines = {c.name: c.scores for c in scored[1:]}
         plots["pr_curve"] = pr_curve_plot(y, lgbm.scores, baselines, reports / "pr_curve.png")
         plots["calibration"] = calibration_plot(y, lgbm.scores, reports / "calibration.png")
     by_candidate: dict[str, dict] = {}
     for (name, metric), row in value.items():
         by_candidate.setdefault(name, {})[metric] = row
-    model_metrics = by_candidate.pop("lightgbm")
-    baselines = {name: {m: r["value"] for m, r in rows.items()} for name, rows in by_candidate.items()}
+    model_metrics = by_candidate.pop(challenger)
+    # Other candidates appear beside the baselines, marked: they lost on validation, not on this hold-out.
+    shown = {name: name if name in ("rules", "majority") else f"{name} (not chosen)" for name in by_candidate}
+    baselines = {shown[name]: {m: r["value"] for m, r in rows.items()} for name, rows in by_candidate.items()}
     ctx = {
-        "brief": b.name,
+        "brief": f"{b.name} (challenger {challenger}, chosen on validation {primary}: "
+                 + ", ".join(f"{n} {v:.4f}" for n, v in validation.items()) + ")",
         "task": b.task_type,
-        "model_name": "lightgbm",
+        "model_name": challenger,
         "primary_metric": primary,
         "holdout": {"period": f"{b.split.test_start} .. {b.split.test_end or 'end'}", "rows": test.height,
                     "positive_rate": float(np.mean(y)) if b.task_type == "binary" else None},
@@ -128,6 +144,7 @@ def evaluation_report(platform: PlatformResource) -> dg.MaterializeResult:
         b.thresholds.fairness_significance)
     path = write_report(markdown, reports, plots)
     return dg.MaterializeResult(metadata={
+        "challenger": challenger,
         primary: model["value"],
         f"{primary}_ci": f"[{model['ci_low']:.4f}, {model['ci_high']:.4f}]",
         f"lift_over_rules_{primary}": lift(model["value"], value[("rules", primary)]["value"], primary),
@@ -151,4 +168,7 @@ def kill_criteria_check(platform: PlatformResource) -> dg.AssetCheckResult:
 
 
 def build(brief) -> list:
-    return [evaluation_report, kill_criteria_check]
+    report = dg.asset(group_name="evaluation", kinds={"matplotlib", "markdown"},
+                      deps=["baseline_model", "rules_baseline", *(CANDIDATE_ASSETS[n] for n in candidates(brief))],
+                      )(evaluation_report)
+    return [report, kill_criteria_check]

@@ -12,6 +12,7 @@ from mlplatform.core.feature_store import feature_view_name
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics, higher_is_better
 from mlplatform.core.profiling import profile_frame, profile_summary, write_profile
+from mlplatform.defs.evaluation import challenger_name
 from mlplatform.defs.registry import load_champion
 from mlplatform.defs.training import load_split, model_features
 from mlplatform.resources.platform import PlatformResource, TrackingResource
@@ -91,7 +92,7 @@ def performance_report(platform: PlatformResource, tracking: TrackingResource) -
     current_scores = model.predict_score(current)
     now = compute_metrics(b.task_type, y, current_scores, model.threshold)
     evaluated = platform.read_table("evaluation", "metrics").filter(
-        (pl.col("candidate") == "lightgbm") & (pl.col("metric") == primary))["value"][0]
+        (pl.col("candidate") == challenger_name(platform)) & (pl.col("metric") == primary))["value"][0]
     drift = concept_drift(primary, evaluated, now[primary], max_drop=b.monitoring.max_metric_drop,
                           higher_is_better=higher_is_better(primary))
     kl = prediction_drift_kl(model.predict_score(train), current_scores)

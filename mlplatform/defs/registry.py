@@ -9,21 +9,25 @@ import polars as pl
 from mlplatform.core.budgets import directory_size_mb, single_row_latency_ms
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
+from mlplatform.core.models import load_candidate
 from mlplatform.core.promotion import decide_promotion
 from mlplatform.core.tracking import download_model_version, get_alias_version, register_model, set_alias
-from mlplatform.core.training import load_model
+from mlplatform.defs.evaluation import challenger_name
 from mlplatform.defs.training import load_split
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 
 
 @dg.asset(group_name="registry", deps=["evaluation_report"], kinds={"mlflow"})
 def model_registry(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
-    """The evaluated LightGBM run registered as a new model version with the `challenger` alias."""
-    run_id = platform.read_table("candidates", "lightgbm")["run_id"][0]
+    """The challenger (the candidate chosen on validation) registered as a new model version with the
+    `challenger` alias."""
+    name = challenger_name(platform)
+    run_id = platform.read_table("candidates", name)["run_id"][0]
     version = register_model(tracking.uri, tracking.model_name, run_id, "model")
     set_alias(tracking.uri, tracking.model_name, "challenger", version)
-    platform.write_table("registry", "challenger", pl.DataFrame({"version": [version], "run_id": [run_id]}))
-    return dg.MaterializeResult(metadata={"model_name": tracking.model_name, "version": version,
+    platform.write_table("registry", "challenger", pl.DataFrame({"version": [version], "run_id": [run_id],
+                                                                 "candidate": [name]}))
+    return dg.MaterializeResult(metadata={"model_name": tracking.model_name, "version": version, "candidate": name,
                                           "run_id": run_id, "alias": "challenger"})
 
 
@@ -35,7 +39,7 @@ def load_champion(platform: PlatformResource, tracking: TrackingResource):
         return None, None
     model_dir = download_model_version(tracking.uri, tracking.model_name, version,
                                        platform.workspace.models_dir / f"champion_v{version}")
-    return version, load_model(model_dir)
+    return version, load_candidate(model_dir)
 
 
 def _champion_metrics(platform: PlatformResource, tracking: TrackingResource, split,
@@ -61,16 +65,17 @@ def promotion_gate(platform: PlatformResource, tracking: TrackingResource) -> dg
         name: dict(zip(group["metric"], group["value"], strict=True))
         for (name,), group in metrics.group_by("candidate")
     }
-    primary_row = metrics.filter((pl.col("candidate") == "lightgbm") & (pl.col("metric") == b.metrics.primary))
-    challenger_version = platform.read_table("registry", "challenger")["version"][0]
+    registered = platform.read_table("registry", "challenger").row(0, named=True)
+    name, challenger_version = registered["candidate"], registered["version"]
+    primary_row = metrics.filter((pl.col("candidate") == name) & (pl.col("metric") == b.metrics.primary))
     champion_version, champion = _champion_metrics(platform, tracking, split, challenger_version)
-    model_dir = platform.workspace.models_dir / "lightgbm"
-    model = load_model(model_dir)
+    model_dir = platform.workspace.models_dir / name
+    model = load_candidate(model_dir)
     decision = decide_promotion(
-        by_candidate["lightgbm"], champion, primary=b.metrics.primary, guardrails=b.metrics.guardrails,
+        by_candidate[name], champion, primary=b.metrics.primary, guardrails=b.metrics.guardrails,
         margin=b.thresholds.promotion_margin,
         challenger_ci=(primary_row["ci_low"][0], primary_row["ci_high"][0]),
-        baselines={k: v for k, v in by_candidate.items() if k != "lightgbm"},
+        baselines={k: v for k, v in by_candidate.items() if k in ("rules", "majority")},
         size_mb=directory_size_mb(model_dir), max_size_mb=b.thresholds.max_model_size_mb,
         latency_ms=single_row_latency_ms(model.predict_score, split.test),
         max_latency_ms=b.thresholds.max_latency_ms,

@@ -19,19 +19,20 @@ def model_card(platform: PlatformResource) -> dg.MaterializeResult:
     evaluation, fairness, drift and data-quality results — never written by hand."""
     b = platform.brief
     split = load_split(platform)
-    metrics = platform.read_table("evaluation", "metrics").filter(pl.col("candidate") == "lightgbm")
-    slices = platform.read_table("evaluation", "slices")
     registered = platform.read_table("registry", "challenger").row(0, named=True)
+    name = registered["candidate"]
+    metrics = platform.read_table("evaluation", "metrics").filter(pl.col("candidate") == name)
+    slices = platform.read_table("evaluation", "slices")
     timestamps = split.train[b.label.timestamp]
     card = build_model_card({
         "brief": b,
         "model_name": f"{b.name}_model",
         "model_version": registered["version"],
         "date": date.today(),
-        "model_type": "LightGBM",
+        "model_type": {"lightgbm": "LightGBM", "torch": "torch MLP with categorical embeddings"}[name],
         "training_rows": split.train.height,
         "date_range": (timestamps.min().date(), timestamps.max().date()),
-        "dataset_version": platform.read_table("candidates", "lightgbm")["dataset_version"][0],
+        "dataset_version": platform.read_table("candidates", name)["dataset_version"][0],
         "features": model_features(b),
         "metrics": {r["metric"]: {"value": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
                     for r in metrics.iter_rows(named=True)},

@@ -15,6 +15,7 @@ from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.tracking import ExperimentRecord, dataset_version, log_experiment
 from mlplatform.core.training import majority_baseline, save_model, temporal_split, train_lightgbm
 from mlplatform.core.training import rules_baseline as rules_predictor
+from mlplatform.core.tuning import tune_lightgbm
 from mlplatform.resources.platform import FeatureStoreResource, PlatformResource, TrackingResource
 
 
@@ -75,7 +76,7 @@ def _record_candidate(platform: PlatformResource, tracking: TrackingResource, *,
     primary = b.metrics.primary
     version = dataset_version(platform.read_table("training", "training_set"))
     record = ExperimentRecord(
-        hypothesis=b.hypothesis if name == "lightgbm" else f"{name} baseline: the bar every model must clear",
+        hypothesis=b.hypothesis if name in candidates(b) else f"{name} baseline: the bar every model must clear",
         dataset_version=version,
         features_used=model_features(b),
         model_type=name,
@@ -128,26 +129,72 @@ def rules_baseline(platform: PlatformResource, tracking: TrackingResource) -> dg
                                           "rules": [r.when for r in b.rules_baseline]})
 
 
-@dg.asset(group_name="training", deps=["training_set"], kinds={"lightgbm", "mlflow"})
+@dg.asset(group_name="training", deps=["training_set"], kinds={"lightgbm", "optuna", "mlflow"})
 def lgbm_model(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
-    """LightGBM on the training split with early stopping on validation; the decision threshold is chosen
-    on validation. Logged to MLflow with the seed's experiment record."""
+    """LightGBM tuned with Optuna (TPE, pruning; the study resumes from SQLite) over the seed's search space,
+    then refitted with the best parameters; early stopping and the decision threshold use validation only.
+    Logged to MLflow with the seed's experiment record."""
     b = platform.brief
     split = load_split(platform)
+    features, settings = model_features(b), b.training
     started = time.perf_counter()
-    model = train_lightgbm(b.task_type, split.train, split.validation, model_features(b), b.label.column)
+    params, tuning_note = None, "untuned defaults (training.tuning_trials is 0)"
+    if settings.tuning_trials:
+        storage = platform.workspace.root / "optuna" / "optuna.db"
+        storage.parent.mkdir(parents=True, exist_ok=True)
+        tuned = tune_lightgbm(
+            b.task_type, split.train, split.validation, features, b.label.column, primary_metric=b.metrics.primary,
+            n_trials=settings.tuning_trials, timeout_s=settings.tuning_timeout_s, storage_url=f"sqlite:///{storage}",
+            study_name=f"{b.name}_lightgbm_{dataset_version(split.train)[:12]}", seed=settings.seed)
+        params = tuned.best_params
+        tuning_note = (f"Optuna: {tuned.n_trials_done} trials this run ({len(tuned.trials)} in the study), best "
+                       f"validation {b.metrics.primary} {tuned.best_value:.4f}")
+    model = train_lightgbm(b.task_type, split.train, split.validation, features, b.label.column, params=params,
+                           seed=settings.seed)
     elapsed = time.perf_counter() - started
     model_dir = save_model(model, platform.workspace.models_dir / "lightgbm")
     result = _record_candidate(platform, tracking, name="lightgbm", predictor=model, threshold=model.threshold,
                                hyperparameters=model.params, training_time_s=elapsed, model_dir=model_dir,
-                               notes=f"best iteration {model.best_iteration}")
+                               notes=f"best iteration {model.best_iteration}; {tuning_note}")
     return dg.MaterializeResult(metadata={**_metadata(result, b.metrics.primary),
                                           "training_time_s": round(elapsed, 2),
+                                          "tuning": tuning_note,
                                           "train_rows": split.train.height,
                                           "best_iteration": model.best_iteration,
                                           "model_dir": dg.MetadataValue.path(str(model_dir))})
 
 
+@dg.asset(group_name="training", deps=["training_set"], kinds={"torch", "mlflow"})
+def torch_model(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
+    """A tabular network (MLP with categorical embeddings) on the same features: CUDA with bf16 when present,
+    else CPU, same code; standardisation and vocabularies fitted on train; weights saved as safetensors."""
+    from mlplatform.core.torch_model import save_torch_model, train_torch  # torch loads only for this step
+
+    b = platform.brief
+    split = load_split(platform)
+    started = time.perf_counter()
+    model = train_torch(b.task_type, split.train, split.validation, model_features(b), b.label.column,
+                        params=dict(b.training.torch_params) or None, seed=b.training.seed)
+    elapsed = time.perf_counter() - started
+    model_dir = save_torch_model(model, platform.workspace.models_dir / "torch")
+    result = _record_candidate(platform, tracking, name="torch", predictor=model, threshold=model.threshold,
+                               hyperparameters=model.params, training_time_s=elapsed, model_dir=model_dir,
+                               notes=f"device {model.info['device']}, {model.info['samples_per_s']:.0f} samples/s")
+    return dg.MaterializeResult(metadata={**_metadata(result, b.metrics.primary),
+                                          "training_time_s": round(elapsed, 2),
+                                          "device": str(model.info["device"]),
+                                          "samples_per_s": float(model.info["samples_per_s"]),
+                                          "model_dir": dg.MetadataValue.path(str(model_dir))})
+
+
+CANDIDATE_ASSETS = {"lightgbm": "lgbm_model", "torch": "torch_model"}
+
+
+def candidates(brief: Brief) -> list[str]:
+    """The trained models that compete, on validation, to become the challenger."""
+    return ["lightgbm", *(["torch"] if brief.training.torch else [])]
+
+
 def build(brief: Brief) -> list:
-    return [training_set, baseline_model, rules_baseline, lgbm_model]
+    return [training_set, baseline_model, rules_baseline, lgbm_model, *([torch_model] if brief.training.torch else [])]
 

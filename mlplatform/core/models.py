@@ -1,0 +1,29 @@
+"""The model candidates the platform trains, and loading any saved candidate by what its folder holds."""
+
+from pathlib import Path
+
+from mlplatform.core.metrics import higher_is_better
+
+# Candidate name → the file that marks its saved folder. Each is trained, tracked and evaluated alike.
+CANDIDATE_FILES = {"lightgbm": "model.txt", "torch": "model.safetensors"}
+
+
+def load_candidate(directory: Path):
+    """Load a saved model folder (LightGBM text or torch safetensors), never unpickling anything."""
+    if (directory / CANDIDATE_FILES["lightgbm"]).exists():
+        from mlplatform.core.training import load_model
+
+        return load_model(directory)
+    if (directory / CANDIDATE_FILES["torch"]).exists():
+        from mlplatform.core.torch_model import load_torch_model  # torch is heavy: only when a torch model is used
+
+        return load_torch_model(directory)
+    raise FileNotFoundError(f"{directory} holds no saved model (expected one of {sorted(CANDIDATE_FILES.values())})")
+
+
+def choose_challenger(validation_scores: dict[str, float], metric: str) -> str:
+    """The candidate with the best validation value of the primary metric (never the hold-out)."""
+    if not validation_scores:
+        raise ValueError("no trained candidate to choose a challenger from")
+    pick = max if higher_is_better(metric) else min
+    return pick(validation_scores, key=validation_scores.__getitem__)
