@@ -84,3 +84,46 @@ def validate(brief: Path = typer.Argument(..., help="the brief YAML to check")) 
         _fail(str(exc))
     typer.echo(f"{brief}: valid ({loaded.task_type}, primary metric {loaded.metrics.primary}, "
                f"{len(loaded.sources)} sources)")
+
+
+
+@app.command()
+def sql(statement: str = typer.Argument(..., help="one read-only statement: SELECT, WITH, DESCRIBE, SHOW or EXPLAIN"),
+        data_dir: Path = DataDir,
+        brief: Path = typer.Option(DEMO_BRIEF, "--brief", help="the brief whose tables to query"),
+        limit: int = typer.Option(50, help="rows to print (0: all)"),
+        output: Path | None = typer.Option(None, "--output", help="write all rows to a .csv or .parquet file")) -> None:
+    """Query the brief's tables (raw, validated, features, training, evaluation …) with DuckDB, read-only."""
+    import duckdb
+    import polars as pl
+
+    from mlplatform.core.warehouse import query, write_result
+
+    try:
+        warehouse = Workspace(data_dir.resolve(), load_brief(brief).name).warehouse
+        frame = query(warehouse, statement, limit=None if output or not limit else limit)
+        if output:
+            typer.echo(f"{frame.height:,} rows written to {write_result(frame, output)}")
+            return
+    except (BriefError, ValueError, FileNotFoundError, duckdb.Error) as exc:
+        _fail(str(exc))
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=60):
+        typer.echo(frame)
+
+@app.command()
+def serve(port: int = typer.Option(8000, help="port to listen on"),
+          host: str = typer.Option("127.0.0.1", help="address to bind; 0.0.0.0 to serve beyond this machine"),
+          data_dir: Path = DataDir,
+          brief: Path = typer.Option(DEMO_BRIEF, "--brief", help="the brief whose champion model to serve")) -> None:
+    """Serve the brief's champion model over HTTP (POST /predict, /predict/batch; GET /health, /ready, /metrics)."""
+    import uvicorn
+
+    from mlplatform.serving.app import create_app
+
+    try:
+        api = create_app(Settings(data_dir=data_dir.resolve(), brief_path=brief.resolve()))
+    except BriefError as exc:
+        _fail(str(exc))
+    # Ctrl-C or SIGTERM stops accepting connections and lets in-flight requests finish (up to 10 s). No access
+    # log: a line per request costs latency, and /metrics counts them.
+    uvicorn.run(api, host=host, port=port, timeout_graceful_shutdown=10, access_log=False)

@@ -235,3 +235,17 @@ def test_a_failed_run_does_not_damage_what_was_materialised(demo):
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in kept} == before
     assert not [f for f in files(demo.lake) if Path(f).name.startswith(".")]  # no half-written temporary files
     assert digests(demo.inputs) == inputs
+
+
+def test_sql_queries_the_lake_read_only(demo_run, demo_settings, tmp_path):
+    data = demo_settings.data_dir
+    result = invoke("sql", "SELECT count(*) AS n FROM training_training_set", "--data-dir", data)
+    assert result.exit_code == 0, result.stderr
+    assert "9598" in result.stdout
+    out = tmp_path / "metrics.csv"
+    exported = invoke("sql", "SELECT * FROM evaluation_metrics", "--data-dir", data, "--output", out)
+    assert exported.exit_code == 0 and out.exists()
+    refused = invoke("sql", "DROP VIEW evaluation_metrics", "--data-dir", data)
+    assert refused.exit_code == 2
+    assert refused.stderr.startswith("error: DROP statements are refused: the warehouse is read-only.")
+    assert invoke("sql", "SELECT count(*) FROM evaluation_metrics", "--data-dir", data).exit_code == 0

@@ -1,7 +1,7 @@
 """Stage: the training set and the candidates — baselines first, then LightGBM (seed phases 1 and 3)."""
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from datetime import time as midnight
 
 import dagster as dg
@@ -9,14 +9,15 @@ import polars as pl
 
 from mlplatform.brief import Brief
 from mlplatform.core.datasets import attach_attributes, known_labels
-from mlplatform.core.feature_store import feature_service_name, historical_features
+from mlplatform.core.feature_store import feature_view_name
 from mlplatform.core.features import feature_columns
 from mlplatform.core.metrics import compute_metrics
+from mlplatform.core.pit_join import point_in_time_join
 from mlplatform.core.tracking import ExperimentRecord, dataset_version, log_experiment
 from mlplatform.core.training import majority_baseline, save_model, temporal_split, train_lightgbm
 from mlplatform.core.training import rules_baseline as rules_predictor
 from mlplatform.core.tuning import tune_lightgbm
-from mlplatform.resources.platform import FeatureStoreResource, PlatformResource, TrackingResource
+from mlplatform.resources.platform import PlatformResource, TrackingResource
 
 
 def model_features(brief: Brief) -> list[str]:
@@ -34,20 +35,22 @@ def load_split(platform: PlatformResource):
 @dg.asset(
     group_name="training",
     deps=["feature_store", "online_features"],
-    kinds={"feast", "parquet"},
+    kinds={"duckdb", "parquet"},
 )
-def training_set(platform: PlatformResource, feast_store: FeatureStoreResource) -> dg.MaterializeResult:
-    """Every known label joined point-in-time with the feature service (Feast historical retrieval), plus
-    the protected attributes used for fairness slices."""
+def training_set(platform: PlatformResource) -> dg.MaterializeResult:
+    """Every known label joined point-in-time with the registered features (an ASOF join with Feast's TTL
+    and tie-break semantics), plus the protected attributes used for fairness slices."""
     b = platform.brief
     labels = known_labels(
         platform.read_table("validated", b.label.source), entity_key=b.entity_key, timestamp=b.label.timestamp,
         label=b.label.column, delay_days=b.label.delay_days, as_of=datetime.combine(b.partition_end, midnight()),
     )
-    # Feast's entity frame names the prediction time `event_timestamp`.
-    as_feast = {b.label.timestamp: "event_timestamp"}
-    joined = historical_features(feast_store.store(), labels.rename(as_feast), feature_service_name(b.name))
-    joined = joined.rename({v: k for k, v in as_feast.items()})
+    # Our DuckDB ASOF join, equal value for value to Feast's get_historical_features (tested), ~10x faster.
+    joined = point_in_time_join(
+        labels, platform.workspace.table("features", feature_view_name(b.entity)),
+        entity_key=b.entity_key, entity_timestamp=b.label.timestamp,
+        features=list(feature_columns(b.features, b.entity)), ttl=timedelta(days=b.features.ttl_days),
+        temp_directory=platform.workspace.root / "duckdb_tmp")
     frame = attach_attributes(joined, platform.read_table("validated", b.features.entities_source),
                               b.entity_key, [*b.protected_attributes, *b.slice_by])
     path = platform.write_table("training", "training_set", frame)

@@ -1,0 +1,121 @@
+"""Point-in-time join of a feature table onto entity rows: a DuckDB ASOF join with Feast's semantics.
+
+Equal, value for value, to Feast's ``get_historical_features`` with the DuckDB offline store (Feast 0.67,
+``feast/infra/offline_stores/ibis.py``), which joins every feature row with ``feature time <= entity time``
+and ``feature time + ttl >= entity time`` and keeps the first row by ``(feature time DESC, created DESC)``.
+So an entity row gets the latest feature row of its key at or before its time; ties on feature time go to
+the latest created timestamp (a null created timestamp loses, as DuckDB sorts nulls last); the TTL bound
+is inclusive; a zero TTL means no expiry (Feast tests ``if ttl:``). Feast's inequality join materialises
+every (entity row, feature row in its TTL window) pair; the ASOF join sorts both sides once instead, so its
+cost grows with the row counts, not with the history depth, and DuckDB can spill the sort to disk.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+_ROW = "__pit_row"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _utc_naive(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Microsecond timestamps in UTC without a zone: a zoned time keeps its instant, a date is its midnight."""
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+        column = column.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+    return column.cast(pl.Datetime("us"))
+
+
+def point_in_time_join(
+    entity_df: pl.DataFrame,
+    feature_table: Path | pl.DataFrame,
+    *,
+    entity_key: str,
+    entity_timestamp: str,
+    feature_timestamp: str = "event_timestamp",
+    created_timestamp: str | None = "created_timestamp",
+    features: list[str],
+    ttl: timedelta | None,
+    memory_limit: str | None = None,
+    temp_directory: Path | None = None,
+) -> pl.DataFrame:
+    """The latest feature row at or before each entity row's time, within the TTL (Feast's semantics).
+
+    Args:
+        entity_df: the rows to enrich: ``entity_key``, ``entity_timestamp`` (Datetime or Date; naive means
+            UTC) and any other columns (labels, ...), passed through unchanged.
+        feature_table: Parquet file (or glob), read by DuckDB without loading it into memory, or a frame.
+        entity_key: join key column, in both tables.
+        entity_timestamp: the entity rows' time column.
+        feature_timestamp: the feature rows' event time column (naive means UTC).
+        created_timestamp: breaks ties on equal feature times: the latest wins. None: ties are arbitrary.
+        features: the feature columns to fetch, in output order.
+        ttl: how far back a feature row may lie, bound included; None or zero means no limit.
+        memory_limit: DuckDB's memory limit, e.g. ``"4GB"`` (DuckDB's default: 80% of the RAM).
+        temp_directory: where DuckDB spills what exceeds ``memory_limit``; None: no spilling, the join
+            fails with an out-of-memory error instead.
+
+    Returns:
+        ``entity_df`` (same rows, order, columns and dtypes) followed by ``features``; nulls where no feature
+        row of the key lies in ``[time - ttl, time]``.
+
+    Raises:
+        ValueError: a column is missing from either table, or a feature name is already an entity_df column.
+    """
+    missing = {entity_key, entity_timestamp} - set(entity_df.columns)
+    if missing:
+        raise ValueError(f"entity_df lacks {sorted(missing)}; it needs the join key and the entity time")
+    clashes = sorted(set(features) & set(entity_df.columns))
+    if clashes:
+        raise ValueError(f"features {clashes} are already entity_df columns; rename them in entity_df")
+
+    entities = entity_df.select(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias(_ROW),
+        pl.col(entity_key).alias("__pit_key"),
+        _utc_naive(pl.col(entity_timestamp), entity_df.schema[entity_timestamp]).alias("__pit_ts"),
+    )
+    # Without a temp_directory DuckDB would spill into ./.tmp; an empty one turns spilling off instead. Rows
+    # are put back in order by a row number, so DuckDB need not keep (and buffer) the insertion order.
+    config: dict = {"temp_directory": str(temp_directory or ""), "preserve_insertion_order": False}
+    if memory_limit:
+        config["memory_limit"] = memory_limit
+    con = duckdb.connect(config=config)
+    try:
+        # Feast compares in UTC; a zoned feature time cast to TIMESTAMP then reads as UTC wall time.
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("entities", entities)
+        if isinstance(feature_table, pl.DataFrame):
+            con.register("feature_source", feature_table)
+        else:
+            con.read_parquet(str(feature_table)).create_view("feature_source")
+        needed = [entity_key, feature_timestamp, *([created_timestamp] if created_timestamp else []), *features]
+        available = {row[0] for row in con.sql("DESCRIBE feature_source").fetchall()}
+        missing = [c for c in needed if c not in available]
+        if missing:
+            name = feature_table if isinstance(feature_table, Path) else "feature_table"
+            raise ValueError(f"{name} lacks columns {missing}")
+
+        key, ts = _quote(entity_key), _quote(feature_timestamp)
+        newest = f"CAST({_quote(created_timestamp)} AS TIMESTAMP) DESC NULLS LAST" if created_timestamp else "1"
+        fresh = "f.__pit_ts >= e.__pit_ts - $ttl" if ttl else "TRUE"
+        picked = ", ".join(f"CASE WHEN {fresh} THEN f.{_quote(c)} END AS {_quote(c)}" for c in features)
+        # The ASOF join picks one row among equal feature times arbitrarily, so duplicates go first.
+        sql = f"""
+            WITH latest AS (
+                SELECT {key} AS __pit_key, CAST({ts} AS TIMESTAMP) AS __pit_ts, {", ".join(map(_quote, features))}
+                FROM feature_source
+                WHERE {key} IS NOT NULL AND {ts} IS NOT NULL
+                QUALIFY row_number() OVER (PARTITION BY {key}, CAST({ts} AS TIMESTAMP) ORDER BY {newest}) = 1
+            )
+            SELECT e.{_ROW}, {picked}
+            FROM entities e ASOF LEFT JOIN latest f ON e.__pit_key = f.__pit_key AND e.__pit_ts >= f.__pit_ts
+        """
+        # Sorting in polars is faster than an ORDER BY that drags every feature column through DuckDB's sort.
+        joined = con.sql(sql, params={"ttl": ttl} if ttl else None).pl().sort(_ROW).drop(_ROW)
+    finally:
+        con.close()
+    return entity_df.hstack(joined)
