@@ -101,6 +101,7 @@ def log_experiment(
     record: ExperimentRecord,
     model_dir: Path | None,
     day: date | None = None,
+    tags: dict[str, str] | None = None,
 ) -> str:
     """Log one training run with the seed's experiment template.
 
@@ -115,6 +116,7 @@ def log_experiment(
         record: what to log.
         model_dir: a saved model folder, or None for baselines.
         day: the date in the experiment id; today when None.
+        tags: more run tags, e.g. the orchestrator's run id.
 
     Returns:
         The MLflow run id; the ``EXP-…`` id is the run's ``exp_id`` tag and run name.
@@ -137,6 +139,7 @@ def log_experiment(
         "model_type": record.model_type,
         "verdict": record.verdict,
         "baseline_comparison": record.baseline_comparison,
+        **(tags or {}),
     }
     run_id = client.create_run(experiment_id, tags=tags, run_name=exp_id).info.run_id
     try:
@@ -175,6 +178,13 @@ def log_experiment(
         raise
     client.set_terminated(run_id)
     return run_id
+
+
+def set_verdict(tracking_uri: str, run_id: str, verdict: str) -> None:
+    """Record the experiment's final verdict (promoted | archived | iterate) once the promotion gate decided."""
+    if verdict not in ("promoted", "archived", "iterate"):
+        raise ValueError(f"verdict must be promoted, archived or iterate; got '{verdict}'")
+    client_for(tracking_uri).set_tag(run_id, "verdict", verdict)
 
 
 def register_model(

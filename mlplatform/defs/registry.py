@@ -11,7 +11,13 @@ from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.models import load_candidate
 from mlplatform.core.promotion import decide_promotion
-from mlplatform.core.tracking import download_model_version, get_alias_version, register_model, set_alias
+from mlplatform.core.tracking import (
+    download_model_version,
+    get_alias_version,
+    register_model,
+    set_alias,
+    set_verdict,
+)
 from mlplatform.defs.evaluation import challenger_name
 from mlplatform.defs.training import load_split
 from mlplatform.resources.platform import PlatformResource, TrackingResource
@@ -89,6 +95,8 @@ def promotion_gate(platform: PlatformResource, tracking: TrackingResource) -> dg
     else:
         reasons.append(f"PASS fairness: no significant disparate impact below {b.thresholds.disparate_impact_min}")
     promote = decision.promote and unfair.height == 0
+    if not promote:  # the experiment record's final verdict; `champion_model` records "promoted"
+        set_verdict(tracking.uri, registered["run_id"], "archived")
     platform.write_table("registry", "promotion", pl.DataFrame({
         "challenger_version": [challenger_version], "champion_version": [champion_version],
         "promote": [promote], "reasons": ["; ".join(reasons)]}))
@@ -114,6 +122,7 @@ def champion_model(platform: PlatformResource, tracking: TrackingResource) -> dg
     if previous and previous != promotion["challenger_version"]:
         set_alias(tracking.uri, tracking.model_name, "previous_champion", previous)
     set_alias(tracking.uri, tracking.model_name, "champion", promotion["challenger_version"])
+    set_verdict(tracking.uri, platform.read_table("registry", "challenger")["run_id"][0], "promoted")
     return dg.MaterializeResult(metadata={"model_name": tracking.model_name,
                                           "champion_version": promotion["challenger_version"],
                                           "previous_champion": previous or "none"})

@@ -65,9 +65,22 @@ def training_set(platform: PlatformResource) -> dg.MaterializeResult:
     })
 
 
-def _record_candidate(platform: PlatformResource, tracking: TrackingResource, *, name: str, predictor,
-                      threshold: float, hyperparameters: dict, training_time_s: float, model_dir=None,
-                      notes: str = "") -> dict:
+def _baseline_comparison(brief: Brief, split, value: float) -> str:
+    """The candidate's validation primary metric against both baselines', as the record's delta."""
+    label, primary = brief.label.column, brief.metrics.primary
+    baselines = {"rules": (rules_predictor(brief.rules_baseline), 0.5),
+                 "majority": (majority_baseline(brief.task_type, split.train[label].to_numpy()), 0.5)}
+    parts = []
+    for name, (baseline, threshold) in baselines.items():
+        reference = compute_metrics(brief.task_type, split.validation[label].to_numpy(),
+                                    baseline.predict_score(split.validation), threshold)[primary]
+        parts.append(f"{name} {reference:.4f} (delta {value - reference:+.4f})")
+    return f"validation {primary} {value:.4f} vs " + ", ".join(parts)
+
+
+def _record_candidate(context: dg.AssetExecutionContext, platform: PlatformResource, tracking: TrackingResource, *,
+                      name: str, predictor, threshold: float, hyperparameters: dict, training_time_s: float,
+                      model_dir=None, notes: str = "") -> dict:
     """Score a candidate on validation and test, log the seed's experiment record, return its summary."""
     b = platform.brief
     split = load_split(platform)
@@ -87,22 +100,28 @@ def _record_candidate(platform: PlatformResource, tracking: TrackingResource, *,
         training_time_s=training_time_s,
         primary_metric={primary: metrics["validation"][primary]},
         secondary_metrics={k: v for k, v in metrics["validation"].items() if k != primary},
-        baseline_comparison="",
-        verdict="iterate",
+        baseline_comparison=(_baseline_comparison(b, split, metrics["validation"][primary]) if name in candidates(b)
+                             else "this is a baseline"),
+        verdict="iterate",  # until the promotion gate decides
         notes=notes,
         artifacts={},
     )
-    run_id = log_experiment(tracking.uri, tracking.artifact_dir, b.name, record, model_dir)
+    run_id = log_experiment(tracking.uri, tracking.artifact_dir, b.name, record, model_dir,
+                            tags={"dagster_run_id": context.run.run_id})
     summary = pl.DataFrame([{"candidate": name, "split": part, "run_id": run_id, "threshold": threshold,
                              "dataset_version": version, **m}
                             for part, m in metrics.items()])
     platform.write_table("candidates", name, summary)
-    return {"run_id": run_id, "validation": metrics["validation"], "threshold": threshold}
+    return {"run_id": run_id, "validation": metrics["validation"], "threshold": threshold,
+            "baseline_comparison": record.baseline_comparison,
+            "mlflow_artifacts": str(tracking.artifact_dir / run_id / "artifacts")}
 
 
 def _metadata(result: dict, primary: str) -> dict:
     return {
         "run_id": result["run_id"],
+        "baseline_comparison": result["baseline_comparison"],
+        "mlflow_artifacts": dg.MetadataValue.path(result["mlflow_artifacts"]),
         f"validation_{primary}": result["validation"][primary],
         "validation_metrics": dg.MetadataValue.json(result["validation"]),
         "threshold": result["threshold"],
@@ -110,22 +129,24 @@ def _metadata(result: dict, primary: str) -> dict:
 
 
 @dg.asset(group_name="training", deps=["training_set"], kinds={"mlflow"})
-def baseline_model(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
+def baseline_model(context: dg.AssetExecutionContext, platform: PlatformResource,
+                   tracking: TrackingResource) -> dg.MaterializeResult:
     """The simplest predictor: the majority class (or the mean). Every model must beat it."""
     b = platform.brief
     split = load_split(platform)
     predictor = majority_baseline(b.task_type, split.train[b.label.column].to_numpy())
-    result = _record_candidate(platform, tracking, name="majority", predictor=predictor, threshold=0.5,
+    result = _record_candidate(context, platform, tracking, name="majority", predictor=predictor, threshold=0.5,
                                hyperparameters={}, training_time_s=0.0)
     return dg.MaterializeResult(metadata=_metadata(result, b.metrics.primary))
 
 
 @dg.asset(group_name="training", deps=["training_set"], kinds={"mlflow"})
-def rules_baseline(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
+def rules_baseline(context: dg.AssetExecutionContext, platform: PlatformResource,
+                   tracking: TrackingResource) -> dg.MaterializeResult:
     """The brief's heuristic (first matching rule wins): what the business does without ML."""
     b = platform.brief
     predictor = rules_predictor(b.rules_baseline)
-    result = _record_candidate(platform, tracking, name="rules", predictor=predictor, threshold=0.5,
+    result = _record_candidate(context, platform, tracking, name="rules", predictor=predictor, threshold=0.5,
                                hyperparameters={"rules": [r.model_dump() for r in b.rules_baseline]},
                                training_time_s=0.0)
     return dg.MaterializeResult(metadata={**_metadata(result, b.metrics.primary),
@@ -133,7 +154,8 @@ def rules_baseline(platform: PlatformResource, tracking: TrackingResource) -> dg
 
 
 @dg.asset(group_name="training", deps=["training_set"], kinds={"lightgbm", "optuna", "mlflow"})
-def lgbm_model(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
+def lgbm_model(context: dg.AssetExecutionContext, platform: PlatformResource,
+               tracking: TrackingResource) -> dg.MaterializeResult:
     """LightGBM tuned with Optuna (TPE, pruning; the study resumes from SQLite) over the seed's search space,
     then refitted with the best parameters; early stopping and the decision threshold use validation only.
     Logged to MLflow with the seed's experiment record."""
@@ -156,7 +178,7 @@ def lgbm_model(platform: PlatformResource, tracking: TrackingResource) -> dg.Mat
                            seed=settings.seed)
     elapsed = time.perf_counter() - started
     model_dir = save_model(model, platform.workspace.models_dir / "lightgbm")
-    result = _record_candidate(platform, tracking, name="lightgbm", predictor=model, threshold=model.threshold,
+    result = _record_candidate(context, platform, tracking, name="lightgbm", predictor=model, threshold=model.threshold,
                                hyperparameters=model.params, training_time_s=elapsed, model_dir=model_dir,
                                notes=f"best iteration {model.best_iteration}; {tuning_note}")
     return dg.MaterializeResult(metadata={**_metadata(result, b.metrics.primary),
@@ -168,7 +190,8 @@ def lgbm_model(platform: PlatformResource, tracking: TrackingResource) -> dg.Mat
 
 
 @dg.asset(group_name="training", deps=["training_set"], kinds={"torch", "mlflow"})
-def torch_model(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
+def torch_model(context: dg.AssetExecutionContext, platform: PlatformResource,
+                tracking: TrackingResource) -> dg.MaterializeResult:
     """A tabular network (MLP with categorical embeddings) on the same features: CUDA with bf16 when present,
     else CPU, same code; standardisation and vocabularies fitted on train; weights saved as safetensors."""
     from mlplatform.core.torch_model import save_torch_model, train_torch  # torch loads only for this step
@@ -180,7 +203,7 @@ def torch_model(platform: PlatformResource, tracking: TrackingResource) -> dg.Ma
                         params=dict(b.training.torch_params) or None, seed=b.training.seed)
     elapsed = time.perf_counter() - started
     model_dir = save_torch_model(model, platform.workspace.models_dir / "torch")
-    result = _record_candidate(platform, tracking, name="torch", predictor=model, threshold=model.threshold,
+    result = _record_candidate(context, platform, tracking, name="torch", predictor=model, threshold=model.threshold,
                                hyperparameters=model.params, training_time_s=elapsed, model_dir=model_dir,
                                notes=f"device {model.info['device']}, {model.info['samples_per_s']:.0f} samples/s")
     return dg.MaterializeResult(metadata={**_metadata(result, b.metrics.primary),

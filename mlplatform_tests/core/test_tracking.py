@@ -130,3 +130,17 @@ def test_dataset_version_ignores_column_and_row_order_but_not_content():
     assert dataset_version(frame.with_columns(pl.col("x").fill_null(0.0))) != version
     assert dataset_version(frame.with_columns(pl.col("id").cast(pl.Float64))) != version
     assert dataset_version(frame.head(2)) != version
+
+
+def test_extra_tags_and_the_final_verdict_are_recorded(backend):
+    from mlplatform.core.tracking import set_verdict
+
+    uri, artifacts = backend
+    run_id = log_experiment(uri, artifacts, "churn_verdict", record(), None, day=DAY,
+                            tags={"dagster_run_id": "abc123"})
+    client = client_for(uri)
+    assert client.get_run(run_id).data.tags["dagster_run_id"] == "abc123"
+    set_verdict(uri, run_id, "promoted")
+    assert client.get_run(run_id).data.tags["verdict"] == "promoted"
+    with pytest.raises(ValueError, match="verdict must be"):
+        set_verdict(uri, run_id, "shipped")

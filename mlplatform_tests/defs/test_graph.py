@@ -1,6 +1,7 @@
 """The whole graph, materialised in-process on a small generated demo (one run shared by these tests)."""
 
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -61,6 +62,22 @@ def test_a_champion_was_promoted_through_the_gate(demo_run, ws):
     from mlplatform.core.tracking import get_alias_version
 
     assert get_alias_version(ws.mlflow_uri, "churn_demo_model", "champion") == promotion["challenger_version"]
+
+
+def test_the_champions_experiment_record_is_complete(demo_run, ws, tmp_path):
+    import yaml
+
+    from mlplatform.core.tracking import client_for
+
+    run_id = pl.read_parquet(ws.table("registry", "challenger"))["run_id"][0]
+    client = client_for(ws.mlflow_uri)
+    run = client.get_run(run_id)
+    assert run.data.tags["verdict"] == "promoted"
+    assert run.data.tags["exp_id"].startswith("EXP-") and run.data.tags["dagster_run_id"]
+    assert "vs rules" in run.data.tags["baseline_comparison"]
+    local = client.download_artifacts(run_id, "experiment.yaml", dst_path=str(tmp_path))
+    record = yaml.safe_load(Path(local).read_text())["experiment"]
+    assert record["dataset_version"] and record["features_used"] and record["hyperparameters"]
 
 
 def test_reports_a_person_reads_exist(demo_run, ws):
