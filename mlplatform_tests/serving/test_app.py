@@ -1,0 +1,416 @@
+"""The serving app over real HTTP: uvicorn on a loopback port, the demo graph's champion and Feast online store."""
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import feast
+import httpx
+import polars as pl
+import pytest
+import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
+
+from mlplatform.brief import load_brief
+from mlplatform.core.feature_store import feast_config, feature_service_name, feature_view_name, online_features
+from mlplatform.core.models import load_candidate
+from mlplatform.core.tracking import client_for, download_model_version, get_alias_version
+from mlplatform.core.training import Predictor, rules_baseline
+from mlplatform.serving.app import ServingOptions, create_app
+from mlplatform.serving.breaker import CircuitBreaker
+from mlplatform.serving.schemas import feature_types
+from mlplatform.settings import Settings, Workspace
+
+pytestmark = pytest.mark.slow
+
+KEY = "customer_id"
+UNKNOWN_ID = 99_999_999
+
+
+@dataclass
+class Served:
+    client: httpx.Client
+    server: uvicorn.Server
+    thread: threading.Thread
+    port: int
+
+
+@contextmanager
+def serving(app) -> Iterator[Served]:
+    """The app under uvicorn on a free loopback port, in a background thread; stopped gracefully on exit."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                           timeout_graceful_shutdown=10))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        try:
+            yield Served(client, server, thread, port)
+        finally:
+            server.should_exit = True
+            thread.join(30)
+
+
+def wait_ready(client: httpx.Client, timeout_s: float = 120) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while (response := client.get("/ready")).status_code != 200:
+        assert response.status_code == 503, response.text
+        assert time.monotonic() < deadline, f"not ready after {timeout_s} s: {response.json()}"
+        time.sleep(0.05)
+    return response.json()
+
+
+def metric(client: httpx.Client, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+def copy_namespace(demo_settings: Settings, target: Path, parts: list[str]) -> Settings:
+    """A data directory holding copies of some folders (``mlflow``, ``feast``) of the demo's namespace."""
+    for part in parts:
+        shutil.copytree(demo_settings.data_dir / "churn_demo" / part, target / "churn_demo" / part)
+    return Settings(data_dir=target, brief_path=demo_settings.brief_path)
+
+
+@pytest.fixture(scope="module")
+def ws(demo_run, demo_settings) -> Workspace:
+    assert demo_run.outcome.ok, "\n".join(demo_run.lines)
+    return Workspace(demo_settings.data_dir, "churn_demo")
+
+
+@pytest.fixture(scope="module")
+def served(ws, demo_settings) -> Iterator[Served]:
+    with serving(create_app(demo_settings)) as running:
+        wait_ready(running.client)
+        yield running
+
+
+@pytest.fixture(scope="module")
+def champion(ws, tmp_path_factory) -> tuple[str, Predictor]:
+    version = get_alias_version(ws.mlflow_uri, "churn_demo_model", "champion")
+    assert version is not None
+    folder = download_model_version(ws.mlflow_uri, "churn_demo_model", version, tmp_path_factory.mktemp("champion"))
+    return version, load_candidate(folder)
+
+
+@pytest.fixture(scope="module")
+def store(ws) -> feast.FeatureStore:
+    return feast.FeatureStore(config=feast_config(ws.feast_dir, "churn_demo"))
+
+
+def features_of(store: feast.FeatureStore, entity_ids: list[int]) -> pl.DataFrame:
+    return pl.DataFrame(online_features(store, entity_ids, feature_service_name("churn_demo")))
+
+
+@pytest.fixture(scope="module")
+def known_ids(store) -> list[int]:
+    """Ids the online store has features for, with both predicted classes among them."""
+    frame = features_of(store, list(range(1, 41)))
+    return frame.filter(pl.col("customer_login_30d_count").is_not_null())[KEY].to_list()
+
+
+def test_health_answers(served):
+    response = served.client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_ready_names_the_champion(served, champion):
+    body = served.client.get("/ready").json()
+    assert body == {"ready": True, "model_name": "churn_demo_model", "model_version": champion[0],
+                    "fallback": False, "fallback_reason": None}
+
+
+def test_request_types_match_the_feature_table(ws, demo_settings):
+    """The API's feature types come from the brief; they must be what build_features wrote."""
+    brief = load_brief(demo_settings.brief_path)
+    table = pl.read_parquet_schema(ws.table("features", feature_view_name("customer")))
+    python_type = {"Int64": int, "Float64": float, "String": str}
+    assert {name: python_type[str(table[name])] for name in feature_types(brief)} == feature_types(brief)
+
+
+def test_predict_by_entity_id_scores_the_online_features(served, champion, store, known_ids):
+    version, model = champion
+    expected = model.predict_score(features_of(store, known_ids))
+    predictions = []
+    for entity_id, probability in zip(known_ids, expected, strict=True):
+        response = served.client.post("/predict", json={KEY: entity_id})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body[KEY] == entity_id
+        # A torch champion computes in float32, where a row's score depends slightly on its batch.
+        assert body["probability"] == pytest.approx(probability, abs=1e-6)
+        assert body["prediction"] == int(probability >= model.threshold)
+        assert (body["model_name"], body["model_version"], body["fallback"]) == ("churn_demo_model", version, False)
+        assert body["latency_ms"] > 0
+        predictions.append(body["prediction"])
+    assert set(predictions) == {0, 1}, "pick ids that exercise both classes"
+
+
+def test_explicit_features_never_touch_the_store(served, champion, store, known_ids):
+    features = features_of(store, known_ids[:1]).drop(KEY).row(0, named=True)
+    # An id the store does not know: a lookup would answer 404.
+    response = served.client.post("/predict", json={KEY: UNKNOWN_ID, "features": features})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body[KEY] == UNKNOWN_ID
+    assert body["probability"] == pytest.approx(champion[1].predict_score(pl.DataFrame([features]))[0], abs=1e-6)
+
+
+def test_batch_matches_single_predictions_in_order(served, store, known_ids):
+    ids = known_ids[:10]
+    features = features_of(store, ids[:1]).drop(KEY).row(0, named=True)
+    items = [{KEY: entity_id} for entity_id in reversed(ids)] + [{KEY: UNKNOWN_ID, "features": features}]
+    response = served.client.post("/predict/batch", json=items)
+    assert response.status_code == 200, response.text
+    batch = response.json()["predictions"]
+    assert [row[KEY] for row in batch] == [*reversed(ids), UNKNOWN_ID]
+    singles = [served.client.post("/predict", json={KEY: entity_id}).json() for entity_id in reversed(ids)]
+    single_scores = [row["probability"] for row in singles]
+    assert [row["probability"] for row in batch[:-1]] == pytest.approx(single_scores, abs=1e-6)
+    assert batch[-1]["probability"] == pytest.approx(singles[-1]["probability"], abs=1e-6)  # singles[-1] is ids[0]
+
+
+def test_batch_size_is_capped(served):
+    too_many = served.client.post("/predict/batch", json=[{KEY: i} for i in range(1, 1002)])
+    assert too_many.status_code == 422
+    assert "at most 1000" in too_many.json()["detail"][0]["msg"]
+    assert served.client.post("/predict/batch", json=[]).status_code == 422
+
+
+def test_unknown_entity_is_404_naming_it(served, known_ids):
+    response = served.client.post("/predict", json={KEY: UNKNOWN_ID})
+    assert response.status_code == 404
+    assert f"{KEY} [{UNKNOWN_ID}]" in response.json()["detail"]
+    batch = served.client.post("/predict/batch", json=[{KEY: known_ids[0]}, {KEY: UNKNOWN_ID}])
+    assert batch.status_code == 404
+    assert str(UNKNOWN_ID) in batch.json()["detail"]
+
+
+@pytest.mark.parametrize(("body", "location"), [
+    ({}, ["body", KEY]),
+    ({KEY: "abc"}, ["body", KEY]),
+    ({KEY: 1, "extra": 2}, ["body", "extra"]),
+    ({KEY: 1, "features": {"customer_plan": "basic"}}, ["body", "features", "customer_login_7d_count"]),
+    ({KEY: 1, "features": {"not_a_feature": 1}}, ["body", "features", "not_a_feature"]),
+])
+def test_malformed_body_is_422_naming_the_field(served, body, location):
+    response = served.client.post("/predict", json=body)
+    assert response.status_code == 422
+    assert location in [error["loc"] for error in response.json()["detail"]]
+
+
+def test_body_that_is_not_json_is_422(served):
+    response = served.client.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
+def test_concurrent_requests_get_the_same_answers(served, known_ids):
+    def ask(entity_id: int) -> float:
+        response = served.client.post("/predict", json={KEY: entity_id})
+        assert response.status_code == 200, response.text
+        return response.json()["probability"]
+
+    sequential = [ask(entity_id) for entity_id in known_ids]
+    with ThreadPoolExecutor(8) as pool:
+        concurrent = list(pool.map(ask, known_ids * 4))
+    assert concurrent == sequential * 4
+
+
+def test_metrics_count_requests_errors_and_model_versions(served, champion, known_ids):
+    client, version = served.client, champion[0]
+    before = {
+        "ok": metric(client, "mlplatform_http_requests_total", endpoint="/predict", status="200"),
+        "not_found": metric(client, "mlplatform_http_errors_total", endpoint="/predict", status="404"),
+        "rows": metric(client, "mlplatform_predictions_total", model_version=version, fallback="False"),
+        "timed": metric(client, "mlplatform_http_request_duration_seconds_count", endpoint="/predict"),
+    }
+    for entity_id in known_ids[:3]:
+        assert client.post("/predict", json={KEY: entity_id}).status_code == 200
+    assert client.post("/predict/batch", json=[{KEY: i} for i in known_ids[:5]]).status_code == 200
+    assert client.post("/predict", json={KEY: UNKNOWN_ID}).status_code == 404
+    assert metric(client, "mlplatform_http_requests_total", endpoint="/predict", status="200") == before["ok"] + 3
+    assert metric(client, "mlplatform_http_errors_total", endpoint="/predict", status="404") == before["not_found"] + 1
+    assert metric(client, "mlplatform_predictions_total", model_version=version, fallback="False") == before["rows"] + 8
+    assert metric(client, "mlplatform_http_request_duration_seconds_count", endpoint="/predict") == before["timed"] + 4
+    assert metric(client, "mlplatform_online_store_circuit_open") == 0
+
+
+def test_without_a_champion_the_rules_answer(demo_settings, ws, store, known_ids, tmp_path):
+    settings = copy_namespace(demo_settings, tmp_path, ["mlflow", "feast"])
+    client_for(Workspace(tmp_path, "churn_demo").mlflow_uri).delete_registered_model_alias("churn_demo_model",
+                                                                                          "champion")
+    rules = rules_baseline(load_brief(demo_settings.brief_path).rules_baseline)
+    expected = rules.predict_score(features_of(store, known_ids))
+    assert set(expected) == {0.0, 1.0}, "pick ids that both rules outcomes cover"
+    with serving(create_app(settings)) as running:
+        ready = wait_ready(running.client)
+        assert ready["fallback"] is True and ready["model_name"] == "rules"
+        assert "champion" in ready["fallback_reason"]
+        counted = metric(running.client, "mlplatform_predictions_total", model_name="rules", fallback="True")
+        response = running.client.post("/predict/batch", json=[{KEY: entity_id} for entity_id in known_ids])
+        assert response.status_code == 200, response.text
+        rows = response.json()["predictions"]
+        assert [row["prediction"] for row in rows] == expected.astype(int).tolist()
+        assert {(row["model_name"], row["model_version"], row["fallback"]) for row in rows} == {("rules", None, True)}
+        after = metric(running.client, "mlplatform_predictions_total", model_name="rules", fallback="True")
+        assert after == counted + len(rows)
+
+
+def test_a_failing_online_store_opens_the_circuit(demo_settings, ws, store, known_ids, tmp_path):
+    # No Feast registry in the copy: every lookup fails, while the champion loads from the copied registry.
+    settings = copy_namespace(demo_settings, tmp_path, ["mlflow"])
+    options = ServingOptions(breaker_failures=2, breaker_cooldown_s=600)
+    features = features_of(store, known_ids[:1]).drop(KEY).row(0, named=True)
+    with serving(create_app(settings, options)) as running:
+        client = running.client
+        deadline = time.monotonic() + 120
+        while "loading" in (ready := client.get("/ready")).json().get("reason", ""):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        # The startup probe and the readiness probe have failed: the circuit is open.
+        assert ready.status_code == 503
+        assert "the online store failed" in ready.json()["reason"]
+        refused = client.post("/predict", json={KEY: known_ids[0]})
+        assert refused.status_code == 503
+        assert "not asking it" in refused.json()["detail"]
+        assert metric(client, "mlplatform_online_store_circuit_open") == 1
+        explicit = client.post("/predict", json={KEY: known_ids[0], "features": features})
+        assert explicit.status_code == 200, explicit.text
+        assert explicit.json()["fallback"] is False
+
+
+def test_the_request_timeout_bounds_the_store_and_counts_as_a_failure(demo_settings, ws, known_ids):
+    options = ServingOptions(timeout_s=1e-9, breaker_failures=2, breaker_cooldown_s=600)
+    with serving(create_app(demo_settings, options)) as running:
+        client = running.client
+        wait_ready(client)  # the startup probe has no request deadline
+        for _ in range(2):
+            slow = client.post("/predict", json={KEY: known_ids[0]})
+            assert slow.status_code == 504
+            assert "did not answer within" in slow.json()["detail"]
+        assert client.post("/predict", json={KEY: known_ids[0]}).status_code == 503
+        assert client.get("/ready").status_code == 503
+
+
+def test_shutdown_lets_the_request_in_flight_finish(demo_settings, ws, known_ids):
+    before = set(ws.models_dir.glob("serving_v*"))
+    with serving(create_app(demo_settings)) as running:
+        wait_ready(running.client)
+        (download,) = set(ws.models_dir.glob("serving_v*")) - before
+        body = httpx.Request("POST", "http://x", json=[{KEY: i} for i in known_ids]).read()
+        head = (f"POST /predict/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        tasks = running.server.server_state.tasks  # one per request being answered
+        while tasks:  # the last /ready may still be finishing
+            time.sleep(0.01)
+        with socket.create_connection(("127.0.0.1", running.port)) as sock:
+            sock.sendall(head + body[:10])  # the request has started; the rest of its body is still to come
+            while not tasks:
+                time.sleep(0.01)
+            running.server.should_exit = True
+            deadline = time.monotonic() + 10
+            while _accepts(running.port):  # shutting down: no new connections
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            sock.sendall(body[10:])
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        running.thread.join(30)
+        assert not running.thread.is_alive()
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert answer.count(b'"fallback":false') == len(known_ids)
+    assert not download.exists(), "the model download is removed at shutdown"
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_cli_serve_runs_the_app_and_stops_on_sigint(demo_settings, ws, known_ids):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-c", "from mlplatform.cli import app; app()", "serve", "--port", str(port),
+               "--data-dir", str(demo_settings.data_dir)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            deadline = time.monotonic() + 180
+            while True:
+                assert process.poll() is None, process.stdout.read().decode()
+                assert time.monotonic() < deadline, "mlplatform serve did not get ready"
+                try:
+                    if client.get("/ready").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+            response = client.post("/predict", json={KEY: known_ids[0]})
+            assert response.status_code == 200, response.text
+            assert response.json()["model_name"] == "churn_demo_model"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_circuit_breaker_opens_cools_down_and_closes():
+    clock = FakeClock()
+    breaker = CircuitBreaker(failures=3, cooldown_s=10, clock=clock)
+    for _ in range(2):
+        assert breaker.allow()
+        breaker.record_failure()
+    breaker.record_success()  # a success resets the count: failures must be consecutive
+    for _ in range(3):
+        assert breaker.allow()
+        breaker.record_failure()
+    assert breaker.is_open and not breaker.allow()
+    clock.now = 9.5
+    assert not breaker.allow() and breaker.retry_in() == pytest.approx(0.5)
+    clock.now = 10.0
+    assert breaker.allow(), "one trial after the cool-down"
+    assert not breaker.allow(), "only one trial at a time"
+    breaker.record_failure()  # the trial failed: open for another cool-down
+    assert breaker.is_open and not breaker.allow()
+    clock.now = 20.0
+    assert breaker.allow()
+    breaker.record_success()
+    assert not breaker.is_open and breaker.allow() and breaker.allow()
+    assert breaker.retry_in() == 0
+
+
+def test_circuit_breaker_rejects_nonsense_settings():
+    with pytest.raises(ValueError, match="failures >= 1"):
+        CircuitBreaker(failures=0, cooldown_s=1)
