@@ -198,7 +198,8 @@ class TrainedModel:
 
     def predict_score(self, frame: pl.DataFrame) -> np.ndarray:
         matrix = _design_matrix(frame, self.features, self.categories)
-        return np.asarray(self.booster.predict(matrix, num_iteration=self.best_iteration))
+        # One thread: OpenMP's spin-waiting threads cost more than they save on serving-sized batches.
+        return np.asarray(self.booster.predict(matrix, num_iteration=self.best_iteration, num_threads=1))
 
 
 def _fit_categories(frame: pl.DataFrame, features: list[str]) -> dict[str, list[str]]:
