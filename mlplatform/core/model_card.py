@@ -4,6 +4,7 @@ Every field is either derived from a recorded fact (the brief, row counts, metri
 or says plainly that the fact was not recorded. Nothing is invented to make the card look complete.
 """
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
@@ -187,11 +188,237 @@ def build_model_card(meta: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def render_model_card(card: Mapping[str, Any]) -> str:
+PASS, FAIL, NOT_APPLICABLE = "pass", "fail", "not applicable"
+
+# The seed's phase-9 bias checklist (偏见检测检查清单), in its order: (key, what it asks, the seed's words).
+BIAS_CHECKLIST = [
+    ("representation", "Training data represents every demographic group in proportion",
+     "训练数据能够按比例代表所有人口统计群体"),
+    ("sliced_metrics", "Performance is broken down by protected attribute", "按保护属性分解性能指标"),
+    ("equal_opportunity", "Equal opportunity: similar true-positive rates across groups",
+     "确保不同群体之间的机会均等：真正正例率相似"),
+    ("calibration", "Calibrated: predicted probabilities match observed rates in every group",
+     "进行校准：预测概率与实际概率相匹配"),
+    ("proxy_features", "No proxy features standing in for a protected attribute",
+     "不使用代表保护属性的代理特征（例如邮政编码代表种族）"),
+    ("thresholds_before_training", "Fairness thresholds chosen and defined before training",
+     "在训练之前选择并定义公平性指标的阈值"),
+    ("disparate_impact", "Disparate-impact ratio above 0.8 (the 80% rule)", "不同情况的影响比率大于0.8（80%的规则）"),
+    ("edge_cases", "Edge cases tested: behaviour on uncommon inputs", "测试极端情况：测试不常见输入时的系统表现"),
+]
+
+
+def _group_name(value: Any) -> str:
+    return "unknown" if value is None else str(value)
+
+
+def _representation(meta: Mapping[str, Any]) -> tuple[str, str]:
+    brief: Brief = meta["brief"]
+    found, failures = [], []
+    minimum, min_rows = meta["representation_min_ratio"], brief.thresholds.fairness_min_group_size
+    for attribute, rows in meta["representation"].items():
+        known = [r for r in rows if r["group"] is not None]
+        for r in known:
+            if r["train_rows"] < min_rows or r["ratio"] is None or r["ratio"] < minimum:
+                failures.append(f"{attribute}={r['group']} ({r['train_rows']:,} training rows, "
+                                f"share {r['train_share']:.1%} vs {_pct(r['reference_share'])} in the hold-out)")
+        lowest = min((r for r in known if r["ratio"] is not None), key=lambda r: r["ratio"], default=None)
+        if lowest is not None:
+            found.append(f"{attribute}: lowest training/hold-out share ratio {lowest['ratio']:.2f} ({lowest['group']}) "
+                         f"over {len(known)} groups")
+    rule = f"a group fails under {min_rows} training rows or a share ratio under {minimum:g}"
+    if failures:
+        return FAIL, f"Under-represented: {'; '.join(failures)}. ({rule})"
+    return PASS, f"{'; '.join(found)} ({rule})."
+
+
+def _pct(value: float | None) -> str:
+    return NOT_RECORDED if value is None else f"{value:.1%}"
+
+
+def _sliced_by_protected(meta: Mapping[str, Any]) -> tuple[str, str]:
+    parts, failures = [], []
+    for attribute, groups in meta["fairness_groups"].items():
+        assessed = [g for g in groups if g["assessed"]]
+        metric = groups[0]["primary_metric"] if groups else "metric"
+        if len(assessed) < 2:
+            failures.append(f"{attribute}: fewer than two groups large enough to assess")
+            continue
+        parts.append(f"{metric_label(metric)} by {attribute}: " + ", ".join(
+            f"{_group_name(g['group'])} {g['primary_value']:.3f} (n {g['n']:,})" for g in assessed))
+    if failures:
+        return FAIL, "; ".join(failures) + "."
+    return PASS, "; ".join(parts) + "."
+
+
+def _equal_opportunity(meta: Mapping[str, Any]) -> tuple[str, str]:
+    brief: Brief = meta["brief"]
+    limit, alpha = meta["max_tpr_gap"], brief.thresholds.fairness_significance
+    status, parts = PASS, []
+    for attribute, result in meta["fairness"].items():
+        gap, p_value = result.get("equal_opportunity_gap"), result.get("equal_opportunity_p_value")
+        if gap is None:
+            status = FAIL
+            parts.append(f"{attribute}: not assessable (fewer than two groups with positives)")
+            continue
+        significant = p_value is not None and p_value < alpha
+        if gap > limit and significant:
+            status = FAIL
+        note = ("" if gap <= limit else " — significant" if significant
+                else f" — above {limit:g} but not significant (Fisher p ≥ {alpha:g}): watch it")
+        parts.append(f"{attribute}: TPR gap {gap:.3f}, Fisher p = {_p(p_value)}{note}")
+    return status, f"{'; '.join(parts)} (fails when the gap exceeds {limit:g} and p < {alpha:g})."
+
+
+def _p(value: float | None) -> str:
+    return NOT_RECORDED if value is None else f"{value:.3g}"
+
+
+def _group_calibration(meta: Mapping[str, Any]) -> tuple[str, str]:
+    brief: Brief = meta["brief"]
+    if brief.task_type != "binary":
+        return NOT_APPLICABLE, f"A {brief.task_type} model gives no probability of a positive outcome to calibrate."
+    limit, alpha = meta["max_calibration_gap"], brief.thresholds.fairness_significance
+    failures, parts = [], []
+    for attribute, groups in meta["fairness_groups"].items():
+        for g in (g for g in groups if g["assessed"]):
+            if "calibration_gap" not in g:
+                return FAIL, f"Calibration per {attribute} group was not recorded."
+            text = (f"{attribute}={_group_name(g['group'])} predicted {g['mean_score']:.3f} vs observed "
+                    f"{g['observed_rate']:.3f} (p = {g['calibration_p_value']:.3g}, ECE {g['ece']:.3f})")
+            parts.append(text)
+            if abs(g["calibration_gap"]) > limit and g["calibration_p_value"] < alpha:
+                failures.append(text)
+    rule = f"a group fails when |predicted − observed| exceeds {limit:g} and the binomial test gives p < {alpha:g}"
+    if failures:
+        return FAIL, f"Miscalibrated: {'; '.join(failures)} ({rule})."
+    return PASS, f"{'; '.join(parts)} ({rule})."
+
+
+def _proxies(meta: Mapping[str, Any]) -> tuple[str, str]:
+    limit, found, flagged = meta["proxy_max_auc"], [], []
+    for attribute, rows in meta["proxies"].items():
+        scored = [r for r in rows if r["auc"] is not None]
+        flagged += [f"{r['feature']} predicts {attribute}={r['group']} with AUC {r['auc']:.3f}"
+                    for r in scored if r["auc"] >= limit]
+        top = max(scored, key=lambda r: r["auc"], default=None)
+        if top is not None:
+            found.append(f"{attribute}: strongest single feature {top['feature']} (AUC {top['auc']:.3f} for "
+                         f"{top['group']}) over {len(rows)} features")
+    rule = (f"each model input alone, binned, predicting each group on rows it was not fitted on; a proxy has "
+            f"AUC ≥ {limit:g}")
+    if flagged:
+        return FAIL, f"Proxies: {'; '.join(flagged)} ({rule})."
+    return PASS, f"{'; '.join(found)} ({rule})."
+
+
+def _thresholds_before_training(brief: Brief) -> tuple[str, str]:
+    fairness = ("disparate_impact_min", "fairness_min_group_size", "fairness_significance")
+    chosen = brief.thresholds.model_fields_set if "thresholds" in brief.model_fields_set else set()
+    named = [f"{name} {getattr(brief.thresholds, name):g}" for name in fairness if name in chosen]
+    defaults = [f"{name} {getattr(brief.thresholds, name):g}" for name in fairness if name not in chosen]
+    rest = (f"; platform defaults for {', '.join(defaults)}" if defaults else "")
+    if "disparate_impact_min" not in chosen:
+        return FAIL, (f"The brief does not set thresholds.disparate_impact_min; the platform default applied"
+                      f"{rest}. Choose it in the brief before training.")
+    return PASS, (f"Set in the brief, which every run reads before training and the gates take their limits "
+                  f"from: {', '.join(named)}{rest}.")
+
+
+def _disparate_impact(meta: Mapping[str, Any]) -> tuple[str, str]:
+    brief: Brief = meta["brief"]
+    minimum, alpha = brief.thresholds.disparate_impact_min, brief.thresholds.fairness_significance
+    status, parts = PASS, []
+    for attribute, result in meta["fairness"].items():
+        ratio = result.get("disparate_impact")
+        if not result.get("passed"):
+            status = FAIL
+        if ratio is None:
+            parts.append(f"{attribute}: not assessable (fewer than two groups with enough rows)")
+        elif ratio >= minimum:
+            parts.append(f"{attribute}: ratio {ratio:.3f}")
+        else:
+            verdict = "significant" if not result.get("passed") else "not significant: the gate passes it; watch it"
+            parts.append(f"{attribute}: ratio {ratio:.3f} below {minimum:g}, Fisher p = {_p(result.get('p_value'))} "
+                         f"({verdict})")
+    return status, f"{'; '.join(parts)} (a ratio under {minimum:g} fails when p < {alpha:g}, as in the gate)."
+
+
+def _edge_cases(meta: Mapping[str, Any]) -> tuple[str, str]:
+    cases = meta.get("edge_cases")
+    if not cases:
+        return FAIL, "No edge-case probe was recorded."
+    small = [s for s in meta.get("sliced_metrics") or [] if s["n"] < SMALL_SLICE_ROWS]
+    failed = [f"{c['case']}: {c['detail']}" for c in cases if not c["passed"]]
+    probes = ", ".join(f"{c['case']} ({'pass' if c['passed'] else 'FAIL'})" for c in cases)
+    smalls = (f" Small slices (under {SMALL_SLICE_ROWS} hold-out rows) are evaluated and flagged, not hidden: "
+              + ", ".join(f"{s['dimension']}={s['value']} ({s['n']})" for s in small) + "." if small else "")
+    if failed:
+        return FAIL, f"Unusual inputs broke the model: {'; '.join(failed)}.{smalls}"
+    return PASS, f"The model answered sensibly on {probes}.{smalls}"
+
+
+def bias_checklist(meta: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The seed's eight-item bias checklist, each item pass / fail / not applicable with its evidence.
+
+    Statistical items (equal opportunity, calibration per group, disparate impact) fail like the promotion
+    gate: when the measured difference crosses its limit and is significant, so a handful of rows in a group
+    cannot fail a model alone; the evidence always shows the raw numbers.
+
+    Args:
+        meta: ``brief`` and the recorded evidence: ``representation`` (attribute → rows of
+            :func:`~mlplatform.core.evaluation.representation`), ``fairness`` (attribute → ``{disparate_impact,
+            p_value, equal_opportunity_gap, equal_opportunity_p_value, passed}``), ``fairness_groups``
+            (attribute → per-group rows: ``group, n, assessed, primary_metric, primary_value`` and, binary,
+            ``observed_rate, mean_score, calibration_gap, calibration_p_value, ece``), ``proxies`` (attribute →
+            rows of :func:`~mlplatform.core.evaluation.proxy_features`), ``edge_cases`` (rows of
+            :func:`~mlplatform.core.evaluation.edge_case_probe`), ``sliced_metrics`` (slice records) and the
+            limits ``representation_min_ratio``, ``max_tpr_gap``, ``max_calibration_gap``, ``proxy_max_auc``.
+            Evidence for an attribute that is missing fails its item.
+
+    Returns:
+        One ``{item, check, seed, status, evidence}`` per checklist entry, in the seed's order.
+    """
+    brief: Brief = meta["brief"]
+    protected = brief.protected_attributes
+    per_attribute = {"representation": _representation, "sliced_metrics": _sliced_by_protected,
+                     "equal_opportunity": _equal_opportunity, "calibration": _group_calibration,
+                     "proxy_features": _proxies, "disparate_impact": _disparate_impact}
+    sources = {"representation": "representation", "sliced_metrics": "fairness_groups",
+               "equal_opportunity": "fairness", "calibration": "fairness_groups", "proxy_features": "proxies",
+               "disparate_impact": "fairness"}
+    items = []
+    for key, check, seed in BIAS_CHECKLIST:
+        if key == "edge_cases":
+            status, evidence = _edge_cases(meta)
+        elif not protected:
+            status, evidence = NOT_APPLICABLE, "The brief names no protected attributes."
+        elif key == "thresholds_before_training":
+            status, evidence = _thresholds_before_training(brief)
+        elif missing := [a for a in protected if a not in (meta.get(sources[key]) or {})]:
+            status, evidence = FAIL, f"No evidence was recorded for {', '.join(missing)}."
+        else:
+            status, evidence = per_attribute[key](meta)
+        items.append({"item": key, "check": check, "seed": seed, "status": status, "evidence": evidence})
+    return items
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def model_card_json(card: Mapping[str, Any], checklist: Sequence[Mapping[str, str]] | None = None) -> str:
+    """The card and its bias checklist as JSON (``{"model_card": ..., "bias_checklist": [...]}``)."""
+    return json.dumps({"model_card": card, "bias_checklist": list(checklist or [])}, indent=2, ensure_ascii=False)
+
+
+def render_model_card(card: Mapping[str, Any], checklist: Sequence[Mapping[str, str]] | None = None) -> str:
     """The card as Markdown for people, followed by the card itself as a YAML block.
 
     Args:
         card: a dict from :func:`build_model_card`.
+        checklist: optionally, :func:`bias_checklist`'s items, rendered as a table before the YAML block.
     """
     training, evaluation, maintenance = card["training_data"], card["evaluation"], card["maintenance"]
     lines = [
@@ -232,8 +459,14 @@ def render_model_card(card: Mapping[str, Any]) -> str:
               "", "## Maintenance", "",
               f"- **Retraining:** {maintenance['retraining_schedule']}",
               f"- **Monitoring:** {maintenance['monitoring']}",
-              f"- **Contact:** {maintenance['contact']}",
-              "", "## Card (seed template)", "", "```yaml",
+              f"- **Contact:** {maintenance['contact']}", ""]
+    if checklist:
+        failed = sum(item["status"] == FAIL for item in checklist)
+        lines += ["## Bias checklist", "", f"The seed's bias checklist: {failed} of {len(checklist)} items fail.", "",
+                  "| check | result | evidence |", "| --- | --- | --- |",
+                  *(f"| {item['check']} | {'**FAIL**' if item['status'] == FAIL else item['status']} | "
+                    f"{_cell(item['evidence'])} |" for item in checklist), ""]
+    lines += ["## Card (seed template)", "", "```yaml",
               yaml.safe_dump({"model_card": dict(card)}, sort_keys=False, allow_unicode=True).rstrip(),
               "```", ""]
     return "\n".join(lines)

@@ -26,7 +26,9 @@ SMALL_SLICE_ROWS = 100
 
 _DISPLAY = {"f1": "F1", "macro_f1": "macro-F1", "pr_auc": "PR-AUC", "roc_auc": "ROC-AUC", "mae": "MAE",
             "rmse": "RMSE", "mse": "MSE", "mape": "MAPE", "log_loss": "log loss", "brier": "Brier score",
-            "precision": "precision", "recall": "recall", "accuracy": "accuracy"}
+            "precision": "precision", "recall": "recall", "accuracy": "accuracy", "tpr": "TPR", "ece": "ECE",
+            "selection_rate": "selection rate", "observed_rate": "observed rate", "mean_score": "mean score",
+            "calibration_p_value": "calibration p", "positive_rate": "positive rate"}
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
@@ -97,15 +99,26 @@ def _verdict(ctx: Mapping[str, Any]) -> str:
 
 
 def render_evaluation_report(ctx: Mapping[str, Any]) -> str:
-    """The evaluation report as Markdown: verdict, hold-out, metrics vs baselines, kill criteria, slices.
+    """The evaluation report as Markdown: verdict, hold-out, metrics vs baselines, the paired comparison with
+    each baseline, kill criteria, cross-validation, calibration, slices, fairness, the worst predictions and
+    edge cases.
 
     Args:
         ctx: ``brief`` (name), ``task``, ``model_name``, ``primary_metric``, ``holdout`` (``period``,
             ``rows``, ``positive_rate``; the last is omitted for regression), ``metrics`` (metric →
             ``{value, ci_low, ci_high}``), ``baselines`` (name → metric → number or ``{value, ...}``),
             ``deltas`` (baseline name → metric → model minus baseline), ``kill_criteria`` (list of
-            ``{criterion, measured, passed}``) and optionally ``slices`` (list of ``{dimension, value, n,
-            metrics}``). Missing optional parts are left out; missing numbers show as "—".
+            ``{criterion, measured, passed}``) and optionally: ``comparisons`` (rows of
+            :func:`~mlplatform.core.evaluation.baseline_comparison`), ``cross_validation`` (``reason`` and,
+            unless skipped, ``folds`` (rows of :func:`~mlplatform.core.evaluation.temporal_cross_validation`),
+            ``mean``, ``std``), ``calibration`` (:func:`~mlplatform.core.calibration.calibration_summary`),
+            ``slices`` (list of ``{dimension, value, n, metrics}``), ``fairness`` (``minimum``, ``min_group``,
+            ``alpha``, ``attributes``: list of ``{attribute, disparate_impact, p_value, equal_opportunity_gap,
+            equal_opportunity_p_value, passed, primary, groups}``, each group a row of per-group rates),
+            ``worst_predictions`` (``error`` (how it is measured), ``rows``, ``contrast`` (rows of
+            :func:`~mlplatform.core.evaluation.error_contrast`), ``summary``) and ``edge_cases`` (rows of
+            :func:`~mlplatform.core.evaluation.edge_case_probe`). Missing optional parts are left out;
+            missing numbers show as "—".
 
     Returns:
         Markdown, starting with a one-line verdict on the primary metric.
@@ -139,11 +152,19 @@ def render_evaluation_report(ctx: Mapping[str, Any]) -> str:
     if not higher_is_better(primary):
         parts.append(f"Lower {metric_label(primary)} is better; a negative Δ is an improvement.")
 
+    if ctx.get("comparisons"):
+        parts += _comparisons(ctx["comparisons"], model)
+
     kills = ctx.get("kill_criteria", [])
     if kills:
         parts += ["## Kill criteria", _table(
             ["criterion", "measured", "result"],
             [[k["criterion"], str(k["measured"]), "pass" if k["passed"] else "**FAIL**"] for k in kills])]
+
+    if ctx.get("cross_validation") is not None:
+        parts += _cross_validation(ctx["cross_validation"], primary)
+    if ctx.get("calibration") is not None:
+        parts += _calibration(ctx["calibration"])
 
     slices = ctx.get("slices", [])
     if slices:
@@ -157,7 +178,98 @@ def render_evaluation_report(ctx: Mapping[str, Any]) -> str:
         parts += ["## Slices", _table(header, slice_rows)]
         if any(s["n"] < SMALL_SLICE_ROWS for s in slices):
             parts.append(f"† fewer than {SMALL_SLICE_ROWS} hold-out rows: treat these metrics as rough.")
+    if ctx.get("fairness") is not None:
+        parts += _fairness(ctx["fairness"])
+    if ctx.get("worst_predictions") is not None:
+        parts += _worst(ctx["worst_predictions"])
+    if ctx.get("edge_cases"):
+        parts += ["## Edge cases", "The model scored unusual inputs built from real hold-out rows; a sensible "
+                  "answer is a valid score, not an error or NaN.",
+                  _table(["case", "rows", "result", "detail"],
+                         [[e["case"], str(e["rows"]), "pass" if e["passed"] else "**FAIL**", e["detail"]]
+                          for e in ctx["edge_cases"]])]
     return "\n\n".join(parts) + "\n"
+
+
+def _comparisons(rows: list[Mapping[str, Any]], model: str) -> list[str]:
+    label = metric_label(rows[0]["metric"])
+    table = [[r["baseline"], _num(r["model"]), _num(r["baseline_value"]), f"{r['delta']:+.3f}",
+              _ci({"ci_low": r["ci_low"], "ci_high": r["ci_high"]}), "yes" if r["significant"] else "no"]
+             for r in rows]
+    return ["## Comparison with baselines",
+            f"{label} difference ({model} − baseline) on the same hold-out rows, with a 95% paired bootstrap "
+            "interval; significant when the interval excludes zero.",
+            _table(["baseline", model, "baseline value", "Δ", "95% CI of Δ", "significant"], table)]
+
+
+def _cross_validation(cv: Mapping[str, Any], primary: str) -> list[str]:
+    label = metric_label(primary)
+    if cv.get("folds") is None:
+        return ["## Cross-validation", f"Skipped: {cv['reason']}"]
+    rows = [[str(f["fold"]), f"{f['train_rows']:,}", f"{f['test_rows']:,}", f"{f['test_start']} .. {f['test_end']}",
+             _num(f["value"])] for f in cv["folds"]]
+    return ["## Cross-validation",
+            f"{cv['reason']} {label} {_num(cv['mean'])} ± {_num(cv['std'])} (mean ± standard deviation over "
+            f"{len(rows)} folds).",
+            _table(["fold", "train rows", "test rows", "test period", label], rows)]
+
+
+def _calibration(c: Mapping[str, Any]) -> list[str]:
+    rows = [["hold-out, raw scores", _num(c["ece"], 4), _num(c["brier"], 4)]]
+    text = (f"Expected calibration error (10 equal-width bins) and Brier score. Scores count as miscalibrated "
+            f"when the validation ECE exceeds {c['max_ece']:g}; it is {c['validation_ece']:.4f}")
+    if c["calibrated"]:
+        rows.append([f"hold-out, {c['method']} calibrator", _num(c["ece_after"], 4), _num(c["brier_after"], 4)])
+        text += (f", so a {c['method']} calibrator was fitted on {c['fitted_rows']:,} validation rows (isotonic "
+                 f"from 1,000 rows, else Platt). It is reported here only: the registered model is unchanged.")
+    else:
+        text += ", so no calibrator was fitted."
+    return ["## Calibration", text, _table(["scores", "ECE", "Brier"], rows)]
+
+
+def _fairness(f: Mapping[str, Any]) -> list[str]:
+    parts = ["## Fairness"]
+    if not f["attributes"]:
+        return parts + ["The brief names no protected attributes."]
+    parts.append(f"Disparate-impact ratio (80% rule, minimum {f['minimum']:g}): lowest group selection rate over "
+                 f"the highest, among groups with at least {f['min_group']} hold-out rows and a known value. A "
+                 f"ratio under the minimum fails when Fisher's exact test of the two groups gives p < {f['alpha']:g}. "
+                 "Equal opportunity: the gap between the highest and lowest true-positive rate, with Fisher's test "
+                 "of those two groups. Calibration per group: mean predicted probability against the observed "
+                 "rate (binomial test), and the group's ECE.")
+    for a in f["attributes"]:
+        impact, gap = a["disparate_impact"], a["equal_opportunity_gap"]
+        shown = ("not assessable (fewer than two groups with enough rows)" if impact is None
+                 else f"{impact:.3f}, Fisher p = {a['p_value']:.3g}")
+        gap_text = "—" if gap is None else f"{gap:.3f}, Fisher p = {a['equal_opportunity_p_value']:.3g}"
+        parts.append(f"**{a['attribute']}**: disparate impact {shown} ({'pass' if a['passed'] else '**FAIL**'}); "
+                     f"equal-opportunity (TPR) gap {gap_text}")
+        columns = [c for c in ("selection_rate", "tpr", a.get("primary"), "observed_rate", "mean_score",
+                               "calibration_p_value", "ece") if c and any(c in g for g in a["groups"])]
+        rows = [[str(g["group"]) if g["group"] is not None else "unknown",
+                 f"{g['n']:,}" + ("" if g["assessed"] else " (not assessed)"),
+                 *(_num(_value(g.get(c))) for c in columns)] for g in a["groups"]]
+        parts.append(_table(["group", "n", *map(metric_label, columns)], rows))
+    return parts
+
+
+def _worst(w: Mapping[str, Any]) -> list[str]:
+    rows = w["rows"]
+    parts = ["## Error analysis: the worst predictions",
+             f"The {len(rows)} hold-out rows with the largest error ({w['error']}), worst first; every feature of "
+             f"them is in the lake table evaluation/worst_predictions. {w.get('summary', '')}".rstrip()]
+    contrast = w.get("contrast") or []
+    if contrast:
+        parts.append("Features where these rows differ most from the whole hold-out (difference of means in "
+                     "hold-out standard deviations):")
+        parts.append(_table(["feature", "worst rows mean", "hold-out mean", "difference (SD)"],
+                            [[c["feature"], _num(c["worst_mean"]), _num(c["holdout_mean"]),
+                              f"{c['std_difference']:+.2f}"] for c in contrast]))
+    if rows:
+        header = list(rows[0])
+        parts.append(_table(header, [[_num(v) if isinstance(v, float) else "—" if v is None else str(v)
+                                      for v in r.values()] for r in rows]))
+    return parts
 
 
 def _plots_section(plots: Mapping[str, Path], source: Mapping[str, str]) -> str:

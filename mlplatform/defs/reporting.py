@@ -5,24 +5,56 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
-from mlplatform.core.evaluation import slice_records
+from mlplatform.core.calibration import ECE_THRESHOLD
+from mlplatform.core.evaluation import (
+    MAX_TPR_GAP,
+    PROXY_MAX_AUC,
+    REPRESENTATION_MIN_RATIO,
+    proxy_features,
+    representation,
+    slice_records,
+)
 from mlplatform.core.io import write_text_atomic
-from mlplatform.core.model_card import build_model_card, render_model_card
+from mlplatform.core.model_card import bias_checklist, build_model_card, model_card_json, render_model_card
 from mlplatform.defs.training import load_split, model_features
 from mlplatform.resources.platform import PlatformResource
+
+
+def _bias_evidence(platform: PlatformResource, split) -> dict:
+    """What the bias checklist judges, per protected attribute, read from the lake or measured on the split."""
+    b = platform.brief
+    later = pl.concat([split.validation, split.test])
+    groups = platform.read_table("evaluation", "fairness_groups")
+    by_attribute = {a: groups.filter(pl.col("attribute") == a).to_dicts() for a in b.protected_attributes} \
+        if groups.width else {}
+    return {
+        # Proportional to whom: the hold-out is the population the model is judged on.
+        "representation": {a: representation(split.train[a], split.test[a]).to_dicts() for a in b.protected_attributes},
+        "fairness_groups": by_attribute,
+        # Fitted on train, measured on later rows: a proxy must carry over to data it has not seen.
+        "proxies": {a: proxy_features(split.train, later, model_features(b), a).to_dicts()
+                    for a in b.protected_attributes},
+        "edge_cases": platform.read_table("evaluation", "edge_cases").to_dicts(),
+        "representation_min_ratio": REPRESENTATION_MIN_RATIO,
+        "max_tpr_gap": MAX_TPR_GAP,
+        "max_calibration_gap": ECE_THRESHOLD,
+        "proxy_max_auc": PROXY_MAX_AUC,
+    }
 
 
 @dg.asset(group_name="reporting", deps=["model_registry", "evaluation_report", "drift_report", "data_quality_report"],
           kinds={"markdown"})
 def model_card(platform: PlatformResource) -> dg.MaterializeResult:
     """The seed's model card for the registered model, generated from the brief, the training set, the
-    evaluation, fairness, drift and data-quality results — never written by hand."""
+    evaluation, fairness, drift and data-quality results — never written by hand — with the seed's bias
+    checklist judged on that evidence. Written as model_card.md and model_card.json."""
     b = platform.brief
     split = load_split(platform)
     registered = platform.read_table("registry", "challenger").row(0, named=True)
     name = registered["candidate"]
     metrics = platform.read_table("evaluation", "metrics").filter(pl.col("candidate") == name)
-    slices = platform.read_table("evaluation", "slices")
+    slices = slice_records(platform.read_table("evaluation", "slices"))
+    fairness = {r.pop("attribute"): r for r in platform.read_table("evaluation", "fairness").to_dicts()}
     timestamps = split.train[b.label.timestamp]
     card = build_model_card({
         "brief": b,
@@ -36,16 +68,23 @@ def model_card(platform: PlatformResource) -> dg.MaterializeResult:
         "features": model_features(b),
         "metrics": {r["metric"]: {"value": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
                     for r in metrics.iter_rows(named=True)},
-        "sliced_metrics": slice_records(slices),
-        "fairness": {r.pop("attribute"): r for r in platform.read_table("evaluation", "fairness").to_dicts()},
+        "sliced_metrics": slices,
+        "fairness": fairness,
         "drift": platform.read_table("monitoring", "drift").select("feature", "psi", "severity").to_dicts(),
         "quality_total": float(platform.read_table("reports", "data_quality_overall")["points"].sum()),
     })
-    markdown = render_model_card(card)
+    checklist = bias_checklist({"brief": b, "fairness": fairness, "sliced_metrics": slices,
+                                **_bias_evidence(platform, split)})
+    platform.write_table("reporting", "bias_checklist", pl.DataFrame(checklist))
+    markdown = render_model_card(card, checklist)
     path = write_text_atomic(markdown, platform.workspace.reports_dir / "model_card.md")
+    json_path = write_text_atomic(model_card_json(card, checklist), platform.workspace.reports_dir / "model_card.json")
+    failed = [item["item"] for item in checklist if item["status"] == "fail"]
     return dg.MaterializeResult(metadata={"card": dg.MetadataValue.md(markdown),
                                           "version": registered["version"],
-                                          "path": dg.MetadataValue.path(str(path))})
+                                          "bias_checklist_failed": ", ".join(failed) or "none",
+                                          "path": dg.MetadataValue.path(str(path)),
+                                          "json": dg.MetadataValue.path(str(json_path))})
 
 
 def build(brief) -> list:

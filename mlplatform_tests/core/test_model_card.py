@@ -1,12 +1,23 @@
+import json
 from dataclasses import asdict
 from datetime import date
 
+import numpy as np
+import polars as pl
 import pytest
 import yaml
 
-from mlplatform.brief import DEMO_BRIEF, load_brief
+from mlplatform.brief import DEMO_BRIEF, Brief, load_brief
 from mlplatform.core.drift import FeatureDrift
-from mlplatform.core.model_card import NOT_RECORDED, build_model_card, render_model_card
+from mlplatform.core.evaluation import proxy_features, representation
+from mlplatform.core.model_card import (
+    BIAS_CHECKLIST,
+    NOT_RECORDED,
+    bias_checklist,
+    build_model_card,
+    model_card_json,
+    render_model_card,
+)
 
 # The seed's phase-9 template: keys, nesting and order.
 SEED_KEYS = ["model_name", "version", "date", "owner", "description", "intended_use", "out_of_scope_uses",
@@ -138,3 +149,139 @@ def test_a_low_but_insignificant_ratio_is_explained_not_hidden(meta):
                                     "passed": True}
     text = " ".join(build_model_card(meta)["ethical_considerations"])
     assert "0.700" in text and "not statistically significant" in text and "p = 0.2" in text
+
+
+# The bias checklist (seed phase 9, 偏见检测检查清单).
+
+LIMITS = {"representation_min_ratio": 0.8, "max_tpr_gap": 0.1, "max_calibration_gap": 0.05, "proxy_max_auc": 0.8}
+
+
+def _group(name, n=200, tpr=0.5, primary=0.4, observed=0.1, score=0.1, p=0.5) -> dict:
+    return {"group": name, "n": n, "assessed": n >= 50, "primary_metric": "f1", "primary_value": primary,
+            "tpr": tpr, "observed_rate": observed, "mean_score": score, "calibration_gap": score - observed,
+            "calibration_p_value": p, "ece": abs(score - observed)}
+
+
+@pytest.fixture
+def evidence(brief) -> dict:
+    """Evidence of a model that passes every item."""
+    return {
+        "brief": brief,
+        "representation": {"age_band": [
+            {"group": "18-24", "train_rows": 800, "train_share": 0.5, "reference_share": 0.5, "ratio": 1.0},
+            {"group": "65+", "train_rows": 800, "train_share": 0.5, "reference_share": 0.5, "ratio": 1.0}]},
+        "fairness": {"age_band": {"disparate_impact": 0.9, "p_value": 0.4, "equal_opportunity_gap": 0.05,
+                                  "equal_opportunity_p_value": 0.6, "passed": True}},
+        "fairness_groups": {"age_band": [_group("18-24"), _group("65+"), _group(None, n=10)]},
+        "proxies": {"age_band": [{"feature": "customer_plan", "group": "65+", "auc": 0.58}]},
+        "edge_cases": [{"case": "all features missing", "rows": 20, "passed": True, "detail": "scores 0.1 .. 0.1"}],
+        "sliced_metrics": [{"dimension": "plan", "value": "premium", "n": 42, "metrics": {"f1": 0.7}}],
+        **LIMITS,
+    }
+
+
+def _status(checklist) -> dict[str, str]:
+    return {item["item"]: item["status"] for item in checklist}
+
+
+def test_checklist_has_the_seeds_eight_items_in_order_and_passes_a_clean_model(evidence):
+    checklist = bias_checklist(evidence)
+    assert [item["seed"] for item in checklist] == [seed for _, _, seed in BIAS_CHECKLIST]
+    assert len(checklist) == 8 and set(_status(checklist).values()) == {"pass"}
+    assert all(item["evidence"] for item in checklist)
+    by = {item["item"]: item["evidence"] for item in checklist}
+    assert "F1 by age_band: 18-24 0.400 (n 200), 65+ 0.400 (n 200)" in by["sliced_metrics"]
+    assert "disparate_impact_min 0.8" in by["thresholds_before_training"]
+    assert "plan=premium (42)" in by["edge_cases"]
+
+
+def test_a_planted_proxy_feature_is_flagged(evidence, brief):
+    rng = np.random.default_rng(0)
+
+    def people(n):
+        band = rng.choice(["18-24", "65+"], n)
+        return pl.DataFrame({"age_band": band, "noise": rng.normal(0, 1, n),
+                             "years_since_school": np.where(band == "65+", 45.0, 3.0) + rng.normal(0, 2, n)})
+
+    evidence["proxies"] = {"age_band": proxy_features(people(600), people(400), ["noise", "years_since_school"],
+                                                      "age_band").to_dicts()}
+    item = {i["item"]: i for i in bias_checklist(evidence)}["proxy_features"]
+    assert item["status"] == "fail"
+    assert "years_since_school predicts age_band=" in item["evidence"] and "noise" not in item["evidence"]
+
+
+def test_under_representation_measured_from_the_data_fails(evidence):
+    train = pl.Series(["18-24"] * 950 + ["65+"] * 50)
+    holdout = pl.Series(["18-24"] * 500 + ["65+"] * 500)
+    evidence["representation"] = {"age_band": representation(train, holdout).to_dicts()}
+    item = {i["item"]: i for i in bias_checklist(evidence)}["representation"]
+    assert item["status"] == "fail" and "age_band=65+ (50 training rows, share 5.0% vs 50.0%" in item["evidence"]
+
+
+def test_statistical_items_fail_only_on_significant_differences(evidence):
+    evidence["fairness"]["age_band"] |= {"equal_opportunity_gap": 0.3, "equal_opportunity_p_value": 0.2}
+    evidence["fairness_groups"]["age_band"][1] = _group("65+", observed=0.1, score=0.2, p=0.3)
+    status = _status(bias_checklist(evidence))
+    assert status["equal_opportunity"] == status["calibration"] == "pass"
+    assert "not significant" in {i["item"]: i for i in bias_checklist(evidence)}["equal_opportunity"]["evidence"]
+
+    evidence["fairness"]["age_band"] |= {"equal_opportunity_p_value": 0.001, "disparate_impact": 0.5,
+                                         "p_value": 0.001, "passed": False}
+    evidence["fairness_groups"]["age_band"][1] = _group("65+", observed=0.1, score=0.2, p=0.001)
+    status = _status(bias_checklist(evidence))
+    assert status["equal_opportunity"] == status["calibration"] == status["disparate_impact"] == "fail"
+    calibration = {i["item"]: i for i in bias_checklist(evidence)}["calibration"]["evidence"]
+    assert "age_band=65+ predicted 0.200 vs observed 0.100" in calibration
+
+
+def test_a_low_but_insignificant_disparate_impact_passes_with_the_reason(evidence):
+    evidence["fairness"]["age_band"] |= {"disparate_impact": 0.6, "p_value": 0.2, "passed": True}
+    item = {i["item"]: i for i in bias_checklist(evidence)}["disparate_impact"]
+    assert item["status"] == "pass" and "ratio 0.600 below 0.8" in item["evidence"] and "not significant" in \
+        item["evidence"]
+
+
+def test_broken_edge_cases_and_missing_evidence_fail(evidence):
+    evidence["edge_cases"].append({"case": "unseen categories", "rows": 20, "passed": False,
+                                   "detail": "raised KeyError: 'x'"})
+    del evidence["proxies"]["age_band"]
+    status = _status(bias_checklist(evidence))
+    assert status["edge_cases"] == status["proxy_features"] == "fail"
+    evidence["fairness_groups"]["age_band"] = [_group("18-24"), _group("65+", n=20)]
+    assert _status(bias_checklist(evidence))["sliced_metrics"] == "fail"
+
+
+def test_thresholds_left_to_platform_defaults_fail(evidence):
+    raw = yaml.safe_load(DEMO_BRIEF.read_text())
+    del raw["thresholds"]["disparate_impact_min"]
+    evidence["brief"] = Brief.model_validate(raw)
+    item = {i["item"]: i for i in bias_checklist(evidence)}["thresholds_before_training"]
+    assert item["status"] == "fail" and "does not set thresholds.disparate_impact_min" in item["evidence"]
+
+
+def test_without_protected_attributes_the_group_items_do_not_apply(evidence, brief):
+    evidence["brief"] = brief.model_copy(update={"protected_attributes": []})
+    status = _status(bias_checklist(evidence))
+    assert status.pop("edge_cases") == "pass"
+    assert set(status.values()) == {"not applicable"}
+
+
+def test_group_calibration_does_not_apply_to_regression(evidence, brief):
+    problem = brief.problem.model_copy(update={"ml_task_type": "regression"})
+    evidence["brief"] = brief.model_copy(update={"problem": problem})
+    assert _status(bias_checklist(evidence))["calibration"] == "not applicable"
+
+
+def test_card_renders_the_checklist_and_writes_json(meta, evidence):
+    card = build_model_card(meta)
+    evidence["edge_cases"][0]["case"] = "a | b"
+    checklist = bias_checklist(evidence)
+    markdown = render_model_card(card, checklist)
+    assert "## Bias checklist" in markdown and "0 of 8 items fail." in markdown
+    assert "| Edge cases tested: behaviour on uncommon inputs | pass |" in markdown
+    assert "a \\| b" in markdown  # evidence cannot break the table
+    assert markdown.index("## Bias checklist") < markdown.index("## Card (seed template)")
+    block = markdown.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert yaml.safe_load(block) == {"model_card": card}
+    assert json.loads(model_card_json(card, checklist)) == {"model_card": card, "bias_checklist": checklist}
+    assert "## Bias checklist" not in render_model_card(card)

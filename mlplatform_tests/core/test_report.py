@@ -130,3 +130,85 @@ def test_plots_reject_bad_inputs(scores, tmp_path):
         report.calibration_plot(y, score * 5, tmp_path / "calibration.png")  # not probabilities
     with pytest.raises(ValueError):
         report.pr_curve_plot(y, score[:-1], {}, tmp_path / "pr.png")
+
+
+@pytest.fixture
+def deep(ctx) -> dict:
+    """The report context with every optional section of the deeper evaluation."""
+    group = {"group": "18-24", "n": 129, "assessed": True, "selection_rate": 0.124, "tpr": 0.375, "f1": 0.25,
+             "observed_rate": 0.062, "mean_score": 0.084, "calibration_p_value": 0.43, "ece": 0.047}
+    return ctx | {
+        "comparisons": [
+            {"baseline": "rules", "metric": "f1", "model": 0.52, "baseline_value": 0.31, "delta": 0.21,
+             "ci_low": 0.12, "ci_high": 0.3, "significant": True},
+            {"baseline": "lightgbm (not chosen)", "metric": "f1", "model": 0.52, "baseline_value": 0.55,
+             "delta": -0.03, "ci_low": -0.08, "ci_high": 0.02, "significant": False}],
+        "cross_validation": {"reason": "Small data.", "mean": 0.371, "std": 0.03, "folds": [
+            {"fold": 1, "train_rows": 1318, "test_rows": 1208, "test_start": "2025-03-01", "test_end": "2025-03-01",
+             "value": 0.353}]},
+        "calibration": {"validation_ece": 0.09, "ece": 0.081, "brier": 0.07, "max_ece": 0.05, "calibrated": True,
+                        "method": "platt", "fitted_rows": 900, "ece_after": 0.012, "brier_after": 0.062},
+        "fairness": {"minimum": 0.8, "min_group": 50, "alpha": 0.05, "attributes": [
+            {"attribute": "age_band", "disparate_impact": 0.466, "p_value": 0.082, "equal_opportunity_gap": 0.371,
+             "equal_opportunity_p_value": 0.0527, "passed": True, "primary": "f1",
+             "groups": [group, group | {"group": None, "n": 17, "assessed": False}]}]},
+        "worst_predictions": {"error": "|label − score|", "summary": "2 are positives the model scored low.",
+                              "contrast": [{"feature": "tickets", "worst_mean": 4.0, "holdout_mean": 1.0,
+                                            "std_difference": 2.5}],
+                              "rows": [{"rank": 1, "customer_id": 7, "label": 1, "score": 0.01, "error": 0.99,
+                                        "plan": None}]},
+        "edge_cases": [{"case": "all features missing", "rows": 20, "passed": True, "detail": "scores 0.1 .. 0.1"},
+                       {"case": "unseen categories", "rows": 20, "passed": False, "detail": "raised KeyError: x"}],
+    }
+
+
+def test_baseline_comparison_section_says_whether_each_difference_is_significant(deep):
+    markdown = report.render_evaluation_report(deep)
+    assert "| baseline | LightGBM | baseline value | Δ | 95% CI of Δ | significant |" in markdown
+    assert "| rules | 0.520 | 0.310 | +0.210 | [0.120, 0.300] | yes |" in markdown
+    assert "| lightgbm (not chosen) | 0.520 | 0.550 | -0.030 | [-0.080, 0.020] | no |" in markdown
+    assert markdown.index("## Comparison with baselines") < markdown.index("## Kill criteria")
+
+
+def test_cross_validation_section_shows_folds_or_why_it_was_skipped(deep):
+    markdown = report.render_evaluation_report(deep)
+    assert "Small data. F1 0.371 ± 0.030 (mean ± standard deviation over 1 folds)." in markdown
+    assert "| 1 | 1,318 | 1,208 | 2025-03-01 .. 2025-03-01 | 0.353 |" in markdown
+    deep["cross_validation"] = {"reason": "the training split has 50,000 rows"}
+    markdown = report.render_evaluation_report(deep)
+    assert "## Cross-validation\n\nSkipped: the training split has 50,000 rows" in markdown
+    assert "| fold |" not in markdown
+
+
+def test_calibration_section_reports_before_and_after(deep):
+    markdown = report.render_evaluation_report(deep)
+    assert "| hold-out, raw scores | 0.0810 | 0.0700 |" in markdown
+    assert "| hold-out, platt calibrator | 0.0120 | 0.0620 |" in markdown
+    assert "fitted on 900 validation rows" in markdown and "registered model is unchanged" in markdown
+    deep["calibration"] |= {"validation_ece": 0.02, "calibrated": False, "method": None, "ece_after": None}
+    markdown = report.render_evaluation_report(deep)
+    assert "no calibrator was fitted" in markdown and "calibrator |" not in markdown
+
+
+def test_fairness_section_has_tpr_and_calibration_per_group(deep):
+    markdown = report.render_evaluation_report(deep)
+    assert "**age_band**: disparate impact 0.466, Fisher p = 0.082 (pass); equal-opportunity (TPR) gap 0.371, " \
+           "Fisher p = 0.0527" in markdown
+    assert ("| group | n | selection rate | TPR | F1 | observed rate | mean score | calibration p | ECE |"
+            in markdown)
+    assert "| 18-24 | 129 | 0.124 | 0.375 | 0.250 | 0.062 | 0.084 | 0.430 | 0.047 |" in markdown
+    assert "| unknown | 17 (not assessed) |" in markdown
+    deep["fairness"]["attributes"] = []
+    assert "The brief names no protected attributes." in report.render_evaluation_report(deep)
+
+
+def test_worst_predictions_and_edge_cases_are_shown(deep):
+    markdown = report.render_evaluation_report(deep)
+    assert "## Error analysis: the worst predictions" in markdown
+    assert "The 1 hold-out rows with the largest error (|label − score|)" in markdown
+    assert "2 are positives the model scored low." in markdown
+    assert "| tickets | 4.000 | 1.000 | +2.50 |" in markdown
+    assert "| rank | customer_id | label | score | error | plan |" in markdown
+    assert "| 1 | 7 | 1 | 0.010 | 0.990 | — |" in markdown
+    assert "| unseen categories | 20 | **FAIL** | raised KeyError: x |" in markdown
+    assert "| all features missing | 20 | pass | scores 0.1 .. 0.1 |" in markdown
