@@ -127,3 +127,22 @@ def serve(port: int = typer.Option(8000, help="port to listen on"),
     # Ctrl-C or SIGTERM stops accepting connections and lets in-flight requests finish (up to 10 s). No access
     # log: a line per request costs latency, and /metrics counts them.
     uvicorn.run(api, host=host, port=port, timeout_graceful_shutdown=10, access_log=False)
+
+
+@app.command()
+def score(data_dir: Path = DataDir,
+          brief: Path = typer.Option(DEMO_BRIEF, "--brief", help="the brief whose score to show")) -> None:
+    """Print the ML-system score (the seed's 0–100 rubric) that the ml_system_score asset last wrote."""
+    import polars as pl
+
+    from mlplatform.core.system_score import render_text, score_from_table
+
+    try:
+        ws = Workspace(data_dir.resolve(), load_brief(brief).name)
+    except BriefError as exc:
+        _fail(str(exc))
+    path = ws.table("reports", "ml_system_score")
+    if not path.exists():
+        _fail(f"no ML-system score for '{ws.name}' under {ws.data_dir} yet: run `mlplatform demo` or "
+              "`mlplatform run --brief …` first, or materialise ml_system_score in the Dagster UI")
+    typer.echo(render_text(score_from_table(pl.read_parquet(path))))

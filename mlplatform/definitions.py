@@ -12,6 +12,7 @@ from mlplatform.defs import (
     evaluation,
     feature_store,
     features,
+    governance,
     ingestion,
     leakage,
     monitoring,
@@ -25,7 +26,7 @@ from mlplatform.resources.platform import FeatureStoreResource, PlatformResource
 from mlplatform.settings import Settings
 
 STAGES = [problem, ingestion, quality, features, feature_store, training, leakage, evaluation, registry, monitoring,
-          reporting, automation]
+          reporting, governance, automation]
 # The asset groups in the order the method runs them; a stage module may add assets or checks to any group.
 GROUPS = ["problem", "ingestion", "quality", "features", "feature_store", "training", "evaluation", "registry",
           "monitoring", "reporting"]

@@ -1,0 +1,178 @@
+"""Stage: what the system costs and how good it is as a whole — the seed's cost template (phase 10) and its
+0–100 ML-system score (phase 11), both from what actually ran."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import yaml
+
+from mlplatform.brief import Brief
+from mlplatform.core.cost import (
+    InferenceTiming,
+    Rates,
+    StepRun,
+    cost_document,
+    directory_bytes,
+    history_row,
+    step_table,
+    time_batch_prediction,
+    trend_plot,
+)
+from mlplatform.core.io import write_text_atomic
+from mlplatform.core.markdown import table
+from mlplatform.core.models import load_candidate
+from mlplatform.core.system_score import COST_REPORT, gather_evidence, render_markdown, score_system, score_table
+from mlplatform.resources.platform import PlatformResource, TrackingResource
+
+INFERENCE_ROWS = 1000
+# The newest materialisations read per asset: enough for every partition of a monthly asset over decades.
+_MAX_PARTITIONS = 1000
+
+
+def _code_location(brief: Brief) -> list:
+    """Every asset, check, job, sensor and schedule the code location defines for ``brief``."""
+    from mlplatform.definitions import STAGES  # imported here: mlplatform.definitions imports this module
+
+    return [item for stage in STAGES for item in stage.build(brief)]
+
+
+def _assets(items: list) -> list[dg.AssetsDefinition]:
+    return [i for i in items if isinstance(i, dg.AssetsDefinition) and not isinstance(i, dg.AssetChecksDefinition)]
+
+
+def _steps(items: list) -> dict[str, tuple[str, tuple[dg.AssetKey, ...], str]]:
+    """Step (op) name → (asset or check, the assets it materialises or checks, its group)."""
+    assets = _assets(items)
+    groups = {key: group for a in assets for key, group in a.group_names_by_key.items()}
+    steps = {a.node_def.name: ("asset", tuple(a.keys), groups[next(iter(a.keys))]) for a in assets}
+    for check in (i for i in items if isinstance(i, dg.AssetChecksDefinition)):
+        checked = tuple(sorted({k.asset_key for k in check.check_keys}, key=str))
+        steps[check.node_def.name] = ("check", checked, groups.get(checked[0], "none"))
+    return steps
+
+
+def executed_steps(instance: dg.DagsterInstance, items: list) -> list[StepRun]:
+    """The latest execution of every step: each asset's newest materialisation (per partition) locates its
+    run, the run's step stats give the seconds, and a check counts in the run that materialised its asset."""
+    steps = _steps(items)
+    latest: dict[str, set[dg.AssetKey]] = {}  # run id → assets whose newest materialisation it holds
+    devices: dict[tuple[str, dg.AssetKey], str] = {}
+    for key in {k for _, keys, _ in steps.values() for k in keys}:
+        seen: set[str | None] = set()
+        for record in instance.fetch_materializations(key, limit=_MAX_PARTITIONS).records:
+            if record.partition_key in seen:
+                continue
+            seen.add(record.partition_key)
+            latest.setdefault(record.run_id, set()).add(key)
+            metadata = record.asset_materialization.metadata
+            device = metadata.get("device_name") or metadata.get("device")
+            if device is not None:
+                devices[(record.run_id, key)] = str(device.value)
+    totals: dict[str, StepRun] = {}
+    for run_id, keys in latest.items():
+        for stats in instance.get_run_step_stats(run_id):
+            kind, step_keys, group = steps.get(stats.step_key, (None, (), ""))
+            if kind is None or not keys & set(step_keys) or stats.start_time is None or stats.end_time is None:
+                continue  # not ours, superseded by a later run, or still running (this very step)
+            device = next((devices[(run_id, k)] for k in step_keys if (run_id, k) in devices), "cpu")
+            seconds = stats.end_time - stats.start_time
+            before = totals.get(stats.step_key)
+            totals[stats.step_key] = StepRun(
+                stats.step_key, kind, tuple(k.to_user_string() for k in step_keys), group,
+                seconds + (before.seconds if before else 0.0), 1 + (before.partitions if before else 0), device)
+    return list(totals.values())
+
+
+def _storage(platform: PlatformResource) -> dict[str, int]:
+    ws = platform.workspace
+    stores = {"lake": ws.root / "lake", "feature_store": ws.feast_dir, "models": ws.models_dir,
+              "mlflow": ws.mlflow_dir, "profiles": ws.profiles_dir, "reports": ws.reports_dir,
+              "warehouse": ws.warehouse}
+    return {name: directory_bytes(path) for name, path in stores.items()}
+
+
+@dg.asset(group_name="reporting", kinds={"yaml", "matplotlib"},
+          deps=["model_card", "champion_model", "performance_report", "whylogs_profiles"])
+def cost_report(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
+    """The seed's cost template filled from what ran: seconds and dollars per step from the Dagster instance,
+    training cost per run and per month (the retraining schedule), inference cost per 1,000 predictions
+    (timed on the registered model), and storage of the lake, models and MLflow. Prices are stated
+    assumptions (mlplatform.core.cost); unknown values say they were not measured."""
+    b = platform.brief
+    rates = Rates()
+    runs = executed_steps(context.instance, _code_location(b))
+    steps = step_table(runs, rates)
+    candidate = platform.read_table("registry", "challenger")["candidate"][0]
+    model = load_candidate(platform.workspace.models_dir / candidate)
+    rows = platform.read_table("training", "training_set").head(INFERENCE_ROWS)
+    inference = InferenceTiming(candidate, rows.height, time_batch_prediction(model.predict_score, rows))
+    document = cost_document(runs, training_group="training", retrain_cron=b.monitoring.retrain_cron,
+                             inference=inference, storage_bytes=_storage(platform), rates=rates)
+    reports = platform.workspace.reports_dir
+    body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    path = write_text_atomic(body, reports / COST_REPORT)
+    platform.write_table("reports", "cost_steps", steps)
+    history = history_row(document, datetime.now(UTC).replace(tzinfo=None))
+    if platform.workspace.table("reports", "cost_history").exists():
+        history = pl.concat([platform.read_table("reports", "cost_history"), history])
+    platform.write_table("reports", "cost_history", history)
+    plot = trend_plot(history, reports / "cost_trend.png")
+    training, inference_costs = document["ml_costs"]["training"], document["ml_costs"]["inference"]
+    return dg.MaterializeResult(metadata={
+        "compute_cost_per_run_usd": training["compute_cost_per_run"],
+        "runs_per_month": training["runs_per_month"],
+        "cost_per_1k_predictions_usd": inference_costs["cost_per_1k_predictions"],
+        "pipeline_seconds_per_run": document["measured"]["pipeline_seconds_per_run"],
+        "storage_bytes": sum(document["measured"]["storage_bytes"].values()),
+        "ml_costs": dg.MetadataValue.md(f"```yaml\n{body}```"),
+        "steps": dg.MetadataValue.md(table(steps, max_rows=200)),
+        "trend": dg.MetadataValue.path(str(plot)),
+        "path": dg.MetadataValue.path(str(path)),
+    })
+
+
+def _retrain_triggers(items: list) -> tuple[str, ...]:
+    """Sensors and schedules whose job retrains: its selection holds an asset of the training stage."""
+    assets = _assets(items)
+    training = {k for a in assets for k, group in a.group_names_by_key.items() if group == "training"}
+    triggers = []
+    for item in items:
+        targets = (item.targets if isinstance(item, dg.SensorDefinition)
+                   else [item.target] if isinstance(item, dg.ScheduleDefinition) else [])
+        selections = [getattr(t.job_def, "selection", None) for t in targets]
+        if any(s is not None and s.resolve(assets) & training for s in selections):
+            triggers.append(item.name)
+    return tuple(triggers)
+
+
+@dg.asset(group_name="reporting", deps=["cost_report", "model_card"], kinds={"markdown"})
+def ml_system_score(context: dg.AssetExecutionContext, platform: PlatformResource,
+                    tracking: TrackingResource) -> dg.MaterializeResult:
+    """The seed's 0–100 ML-system score: eight weighted dimensions, each 0–5 from evidence the platform holds
+    (the brief, quality and evaluation tables, MLflow runs and aliases, monitoring outputs, sensors, the model
+    card and the cost report), with the evidence and what would raise each score."""
+    b = platform.brief
+    items = _code_location(b)
+    sensors = [i.name for i in items if isinstance(i, dg.SensorDefinition)]
+    evidence = gather_evidence(
+        platform.workspace, b, Path(platform.brief_path).parent, tracking_uri=tracking.uri,
+        model_name=tracking.model_name, rollback_automation=tuple(s for s in sensors if "rollback" in s),
+        retrain_triggers=_retrain_triggers(items),
+        ab_test_report=context.instance.get_latest_materialization_event(dg.AssetKey("ab_test_report")) is not None)
+    score = score_system(evidence)
+    markdown = render_markdown(score)
+    platform.write_table("reports", "ml_system_score", score_table(score))
+    path = write_text_atomic(markdown, platform.workspace.reports_dir / "ml_system_score.md")
+    return dg.MaterializeResult(metadata={
+        "total": score.total,
+        "band": score.band,
+        **{d.name: d.points for d in score.dimensions},
+        "score": dg.MetadataValue.md(markdown),
+        "path": dg.MetadataValue.path(str(path)),
+    })
+
+
+def build(brief: Brief) -> list:
+    return [cost_report, ml_system_score]
