@@ -22,6 +22,7 @@ from mlplatform.defs import (
     reporting,
     training,
 )
+from mlplatform.profiles import production_resources
 from mlplatform.resources.platform import FeatureStoreResource, PlatformResource, TrackingResource
 from mlplatform.settings import Settings
 
@@ -34,6 +35,8 @@ GROUPS = ["problem", "ingestion", "quality", "features", "feature_store", "train
 
 def resources_for(settings: Settings) -> dict:
     platform = PlatformResource.from_settings(settings)
+    if settings.profile == "production":  # the same assets; state in PostgreSQL and Redis (mlplatform.profiles)
+        return {"platform": platform, **production_resources(platform)}
     return {
         "platform": platform,
         "feast_store": FeatureStoreResource(platform=platform),

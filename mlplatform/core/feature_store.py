@@ -49,17 +49,21 @@ def feast_config(
     project: str,
     online: Literal["sqlite", "redis"] = "sqlite",
     redis_connection: str | None = None,
+    registry: str | None = None,
 ) -> feast.RepoConfig:
     """Configuration of a feature store whose registry and local online store live under ``repo_dir``.
 
-    The registry is Feast's SQL registry on a SQLite file (``registry.db``): unlike the file registry, which
-    rewrites one protobuf blob, it takes concurrent writers (several Dagster runs applying at once).
+    The registry is Feast's SQL registry, by default on a SQLite file (``registry.db``): unlike the file
+    registry, which rewrites one protobuf blob, it takes concurrent writers (several Dagster runs applying at
+    once). Production points it at a database shared by every process instead.
 
     Args:
         repo_dir: folder for ``registry.db`` and, with SQLite, ``online.db``; created if missing.
         project: Feast project name (the brief's name).
         online: ``sqlite`` (local) or ``redis`` (production).
         redis_connection: Redis connection string (``host:port[,password=...]``), required with ``redis``.
+        registry: SQLAlchemy URL of the registry database, e.g. ``postgresql+psycopg2://user:pw@host/feast``;
+            None for ``registry.db`` under ``repo_dir``. Projects share its tables, keyed by project name.
 
     Raises:
         ValueError: ``redis`` without a connection string.
@@ -76,7 +80,7 @@ def feast_config(
         project=project,
         provider="local",
         repo_path=repo_dir,
-        registry=SqlRegistryConfig(path=f"sqlite:///{repo_dir / 'registry.db'}", cache_ttl_seconds=60),
+        registry=SqlRegistryConfig(path=registry or f"sqlite:///{repo_dir / 'registry.db'}", cache_ttl_seconds=60),
         offline_store=DuckDBOfflineStoreConfig(),
         online_store=online_store,
         entity_key_serialization_version=3,

@@ -4,6 +4,8 @@ Each resource is configuration only (paths, connection strings); switching from 
 production changes these values, not the assets.
 """
 
+import random
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -65,10 +67,22 @@ class PlatformResource(dg.ConfigurableResource):
         return pl.concat([pl.read_parquet(p) for p in parts], how="diagonal")
 
     def register_view(self, view: str, parquet_glob: str) -> None:
-        """Keep the warehouse's views pointing at the lake so `mlplatform sql` can query every table."""
+        """Keep the warehouse's views pointing at the lake so `mlplatform sql` can query every table.
+
+        DuckDB lets one process at a time open the file: a run that finds it locked by another run (or by
+        `mlplatform sql`) waits its turn, up to a minute, instead of failing.
+        """
         self.workspace.warehouse.parent.mkdir(parents=True, exist_ok=True)
-        with duckdb.connect(str(self.workspace.warehouse)) as con:
-            con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet('{parquet_glob}')")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with duckdb.connect(str(self.workspace.warehouse)) as con:
+                    con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet('{parquet_glob}')")
+                return
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05 + random.random() * 0.1)  # jittered, so waiting runs do not retry in step
 
 
 class TrackingResource(dg.ConfigurableResource):
