@@ -8,7 +8,6 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from mlplatform.brief import EventCount, Features, RollingAggregate
 from mlplatform.core.feature_store import (
     apply_feature_store,
     feast_config,
@@ -19,27 +18,9 @@ from mlplatform.core.feature_store import (
     online_features,
 )
 from mlplatform.core.features import build_features
+from mlplatform_tests.core.shop_features import FEATURES, SPEC, T0
 
-SPEC = Features(
-    events_source="events",
-    entities_source="customers",
-    entity_attributes=["plan"],
-    tenure_from="signup_date",
-    rolling=[RollingAggregate(column="minutes", aggregations=["sum", "mean"], windows_days=[7])],
-    counts=[EventCount(column="event_type", values=["login"], windows_days=[7])],
-    days_since=["login"],
-    ttl_days=2,
-)
-FEATURES = [
-    "customer_minutes_7d_sum",
-    "customer_minutes_7d_mean",
-    "customer_login_7d_count",
-    "customer_days_since_login",
-    "customer_plan",
-    "customer_tenure_days",
-]
 SERVICE = feature_service_name("shop")
-T0 = datetime(2025, 1, 1)
 
 
 def random_feature_table(rng: np.random.Generator) -> pl.DataFrame:

@@ -6,7 +6,6 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from mlplatform.brief import EventCount, Features, RollingAggregate
 from mlplatform.core.feature_store import (
     apply_feature_store,
     feast_config,
@@ -15,27 +14,9 @@ from mlplatform.core.feature_store import (
     historical_features,
 )
 from mlplatform.core.pit_join import point_in_time_join
+from mlplatform_tests.core.shop_features import FEATURES, SPEC, T0
 
-SPEC = Features(
-    events_source="events",
-    entities_source="customers",
-    entity_attributes=["plan"],
-    tenure_from="signup_date",
-    rolling=[RollingAggregate(column="minutes", aggregations=["sum", "mean"], windows_days=[7])],
-    counts=[EventCount(column="event_type", values=["login"], windows_days=[7])],
-    days_since=["login"],
-    ttl_days=2,
-)
-FEATURES = [
-    "customer_minutes_7d_sum",
-    "customer_minutes_7d_mean",
-    "customer_login_7d_count",
-    "customer_days_since_login",
-    "customer_plan",
-    "customer_tenure_days",
-]
 TTL = timedelta(days=SPEC.ttl_days)
-T0 = datetime(2025, 1, 1)
 
 
 def _with_nulls(rng: np.random.Generator, values: np.ndarray) -> pl.Series:
