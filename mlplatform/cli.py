@@ -22,6 +22,11 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def _settings(data_dir: Path, brief: Path) -> Settings:
+    """This command's data directory and brief; the profile (local | production) comes from the environment."""
+    return Settings(data_dir=data_dir.resolve(), brief_path=brief.resolve(), profile=Settings.from_env().profile)
+
+
 def _run(settings: Settings) -> None:
     # mlplatform.definitions builds its module-level Definitions from the environment when first imported:
     # point it at this run's brief and data directory.
@@ -59,7 +64,7 @@ def demo(data_dir: Path = DataDir,
     """Generate the churn demo data and materialise the whole graph on it."""
     from mlplatform.core.demo_data import generate_demo
 
-    settings = Settings(data_dir=data_dir.resolve(), brief_path=DEMO_BRIEF)
+    settings = _settings(data_dir, DEMO_BRIEF)
     inputs = settings.data_dir / "inputs" / "churn_demo"
     typer.echo(f"Generating demo data ({events:,} events) in {inputs} …")
     manifest = generate_demo(inputs, n_events=events, seed=seed)
@@ -72,7 +77,7 @@ def demo(data_dir: Path = DataDir,
 def run(brief: Path = typer.Option(..., "--brief", help="the brief YAML to run"), data_dir: Path = DataDir) -> None:
     """Materialise the whole graph for a brief."""
     validate(brief)
-    _run(Settings(data_dir=data_dir.resolve(), brief_path=brief.resolve()))
+    _run(_settings(data_dir, brief))
 
 
 @app.command()

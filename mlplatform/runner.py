@@ -27,7 +27,10 @@ class RunOutcome:
 
 
 def instance_for(settings: Settings) -> dg.DagsterInstance:
-    """A persistent instance under the data directory, so `dagster dev` shows the runs the CLI made."""
+    """A persistent instance under the data directory, so `dagster dev` shows the runs the CLI made; in the
+    production profile, the instance DAGSTER_HOME configures (PostgreSQL, see deploy/dagster.yaml)."""
+    if settings.profile == "production":
+        return dg.DagsterInstance.get()
     home = settings.data_dir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
