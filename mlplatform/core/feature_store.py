@@ -289,3 +289,37 @@ def online_features(
         features=service, entity_rows=[{join_key: int(entity_id)} for entity_id in entity_ids]
     ).to_dict()
     return {column: response[column] for column in [join_key, *features]}
+
+
+def online_offline_mismatches(online: dict[str, list], feature_table: pl.DataFrame, *, entity_key: str,
+                              start: datetime, end: datetime, tolerance: float = 1e-9) -> pl.DataFrame:
+    """Where the online store disagrees with the offline table (the seed's offline-vs-online skew check).
+
+    The expected online value of each entity is its latest offline row in ``[start, end]`` — what Feast's
+    materialisation of that window writes (both ends inclusive) — ties broken by the latest created timestamp.
+
+    Args:
+        online: :func:`online_features` output for the sampled entities.
+        feature_table: the offline feature table (``event_timestamp``, ``created_timestamp``, features).
+
+    Returns:
+        One row per differing (entity, feature): the offline and online values as text; empty when consistent.
+    """
+    features = [c for c in online if c != entity_key]
+    latest = (feature_table
+              .filter(pl.col("event_timestamp").is_between(start, end, closed="both")
+                      & pl.col(entity_key).is_in(online[entity_key]))
+              .sort("event_timestamp", "created_timestamp")
+              .group_by(entity_key).last())
+    offline = {row[entity_key]: row for row in latest.iter_rows(named=True)}
+    rows = []
+    for position, entity in enumerate(online[entity_key]):
+        expected = offline.get(entity, {})
+        for feature in features:
+            want, got = expected.get(feature), online[feature][position]
+            same = (want == got or (want is None and got is None)
+                    or (isinstance(want, float) and isinstance(got, float | int) and abs(want - got) <= tolerance))
+            if not same:
+                rows.append({entity_key: entity, "feature": feature, "offline": str(want), "online": str(got)})
+    return pl.DataFrame(rows, schema={entity_key: pl.Int64, "feature": pl.String, "offline": pl.String,
+                                      "online": pl.String})

@@ -5,7 +5,16 @@ from datetime import datetime, time
 import dagster as dg
 import polars as pl
 
-from mlplatform.core.feature_store import apply_feature_store, feast_objects, feature_view_name, materialize_online
+from mlplatform.core.feature_store import (
+    apply_feature_store,
+    feast_objects,
+    feature_service_name,
+    feature_view_name,
+    materialize_online,
+    online_offline_mismatches,
+)
+from mlplatform.core.feature_store import online_features as read_online
+from mlplatform.core.markdown import table as table_md
 from mlplatform.resources.platform import FeatureStoreResource, PlatformResource
 
 
@@ -40,5 +49,23 @@ def online_features(platform: PlatformResource, feast_store: FeatureStoreResourc
                                           "online_store": feast_store.online_store})
 
 
+@dg.asset_check(asset="online_features", name="online_offline_consistency",
+                description="For a sample of entities, the online store serves exactly the latest offline "
+                "feature values (the seed's offline-vs-online skew check).")
+def online_offline_consistency(platform: PlatformResource, feast_store: FeatureStoreResource) -> dg.AssetCheckResult:
+    b = platform.brief
+    table = platform.read_table("features", feature_view_name(b.entity))
+    ids = table[b.entity_key].unique().sort().sample(min(200, table[b.entity_key].n_unique()), seed=0).to_list()
+    start, end = (datetime.combine(d, time()) for d in (b.partition_start, b.partition_end))
+    online = read_online(feast_store.store(), ids, feature_service_name(b.name))
+    mismatches = online_offline_mismatches(online, table, entity_key=b.entity_key, start=start, end=end)
+    return dg.AssetCheckResult(
+        passed=mismatches.height == 0,
+        metadata={"entities_sampled": len(ids), "mismatches": mismatches.height,
+                  "examples": dg.MetadataValue.md(table_md(mismatches.head(20)))},
+        description=f"{mismatches.height} mismatching values over {len(ids)} sampled entities",
+    )
+
+
 def build(brief) -> list:
-    return [feature_store, online_features]
+    return [feature_store, online_features, online_offline_consistency]

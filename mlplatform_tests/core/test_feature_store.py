@@ -264,3 +264,21 @@ def test_redis_online_store(tmp_path):
     out = online_features(store, [1, 2], feature_service_name("shop_redis_test"))
     assert out["customer_plan"] == [latest(table, key, start, end)["customer_plan"] for key in (1, 2)]
     store.teardown()
+
+
+def test_online_offline_mismatches_name_each_differing_value():
+    from mlplatform.core.feature_store import online_offline_mismatches
+
+    table = pl.DataFrame({
+        "customer_id": [1, 1, 1, 2],
+        "event_timestamp": [T0, T0 + timedelta(days=1), T0 + timedelta(days=1), T0 + timedelta(days=2)],
+        "created_timestamp": [T0, T0 + timedelta(days=1), T0 + timedelta(days=1, hours=1), T0 + timedelta(days=2)],
+        "score": [1.0, 2.0, 3.0, 4.0],
+        "plan": ["a", "b", "c", None],
+    })
+    end = T0 + timedelta(days=2)  # inclusive, as Feast materialises the window
+    consistent = {"customer_id": [1, 2], "score": [3.0, 4.0], "plan": ["c", None]}
+    assert online_offline_mismatches(consistent, table, entity_key="customer_id", start=T0, end=end).height == 0
+    skewed = {"customer_id": [1, 2], "score": [2.0, 4.0 + 1e-12], "plan": ["c", "x"]}
+    found = online_offline_mismatches(skewed, table, entity_key="customer_id", start=T0, end=end)
+    assert found.select("customer_id", "feature").rows() == [(1, "score"), (2, "plan")]

@@ -136,3 +136,18 @@ def test_demo_drift_fires_the_sensor_and_the_retraining_run_meets_the_gate(demo_
     [gate] = [e for e in run.get_asset_check_evaluations() if e.check_name == "promotion_gate"]
     assert not gate.passed and "FAIL beats_champion" in gate.description
     assert get_alias_version(ws.mlflow_uri, "churn_demo_model", "champion") == champion
+
+
+def test_online_store_serves_the_latest_offline_values(demo_run, demo_settings):
+    import dagster as dg
+
+    from mlplatform.definitions import build_definitions
+
+    defs = build_definitions(demo_settings)
+    key = dg.AssetCheckKey(dg.AssetKey("online_features"), "online_offline_consistency")
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([*defs.assets, *defs.asset_checks], instance=instance, resources=defs.resources,
+                                selection=dg.AssetSelection.checks(key))
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.passed, evaluation.metadata["examples"]
+    assert evaluation.metadata["entities_sampled"].value == 200
