@@ -22,6 +22,14 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def _reports(ws: Workspace) -> list[tuple[str, Path]]:
+    """The documents a run writes for people, in reading order."""
+    return [("evaluation report", ws.reports_dir / "evaluation" / "report.html"),
+            ("model card", ws.reports_dir / "model_card.md"),
+            ("ML-system score", ws.reports_dir / "ml_system_score.md"),
+            ("cost report", ws.reports_dir / "cost_report.yaml")]
+
+
 def _settings(data_dir: Path, brief: Path) -> Settings:
     """This command's data directory and brief; the profile (local | production) comes from the environment."""
     return Settings(data_dir=data_dir.resolve(), brief_path=brief.resolve(), profile=Settings.from_env().profile)
@@ -45,8 +53,7 @@ def _run(settings: Settings) -> None:
     brief = load_brief(settings.brief_path)
     ws = Workspace(settings.data_dir, brief.name)
     typer.echo(f"\n{'Finished' if outcome.ok else 'Stopped'} in {time.perf_counter() - started:.0f} s.")
-    for label, path in [("evaluation report", ws.reports_dir / "evaluation" / "report.html"),
-                        ("model card", ws.reports_dir / "model_card.md")]:
+    for label, path in _reports(ws):
         if path.exists():  # a run stopped early has not written them
             typer.echo(f"  {label + ':':<18} {path}")
     typer.echo(f"  lineage graph UI:  DAGSTER_HOME={settings.data_dir / 'dagster_home'} "
@@ -151,3 +158,32 @@ def score(data_dir: Path = DataDir,
         _fail(f"no ML-system score for '{ws.name}' under {ws.data_dir} yet: run `mlplatform demo` or "
               "`mlplatform run --brief …` first, or materialise ml_system_score in the Dagster UI")
     typer.echo(render_text(score_from_table(pl.read_parquet(path))))
+
+
+@app.command()
+def report(data_dir: Path = DataDir,
+           brief: Path = typer.Option(DEMO_BRIEF, "--brief", help="the brief whose reports to show"),
+           show: str = typer.Option("", help="print one report: evaluation | card | score | cost")) -> None:
+    """List the reports the last run wrote (evaluation report, model card, score, cost), or print one."""
+    try:
+        ws = Workspace(data_dir.resolve(), load_brief(brief).name)
+    except BriefError as exc:
+        _fail(str(exc))
+    reports = _reports(ws)
+    if show:
+        names = {"evaluation": 0, "card": 1, "score": 2, "cost": 3}
+        if show not in names:
+            _fail(f"--show must be one of {', '.join(names)}, got '{show}'")
+        label, path = reports[names[show]]
+        if show == "evaluation":
+            path = path.with_name("report.md")
+        if not path.exists():
+            _fail(f"no {label} at {path} yet: run `mlplatform demo` or `mlplatform run --brief …` first")
+        typer.echo(path.read_text())
+        return
+    found = [(label, path) for label, path in reports if path.exists()]
+    if not found:
+        _fail(f"no reports for '{ws.name}' under {ws.data_dir} yet: run `mlplatform demo` or "
+              "`mlplatform run --brief …` first")
+    for label, path in found:
+        typer.echo(f"{label + ':':<19} {path}")

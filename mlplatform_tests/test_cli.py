@@ -249,3 +249,16 @@ def test_sql_queries_the_lake_read_only(demo_run, demo_settings, tmp_path):
     assert refused.exit_code == 2
     assert refused.stderr.startswith("error: DROP statements are refused: the warehouse is read-only.")
     assert invoke("sql", "SELECT count(*) FROM evaluation_metrics", "--data-dir", data).exit_code == 0
+
+
+def test_report_lists_and_prints_what_the_run_wrote(demo_run, demo_settings, tmp_path):
+    listed = invoke("report", "--data-dir", demo_settings.data_dir)
+    assert listed.exit_code == 0, listed.stderr
+    assert "evaluation report:" in listed.stdout and "model_card.md" in listed.stdout
+    card = invoke("report", "--data-dir", demo_settings.data_dir, "--show", "card")
+    assert card.exit_code == 0 and card.stdout.startswith("# Model card: churn_demo_model")
+    missing = invoke("report", "--data-dir", tmp_path)
+    assert missing.exit_code == 2
+    assert missing.stderr.startswith("error: no reports for 'churn_demo'")
+    wrong = invoke("report", "--data-dir", demo_settings.data_dir, "--show", "nope")
+    assert wrong.exit_code == 2 and "--show must be one of evaluation, card, score, cost" in wrong.stderr
