@@ -386,3 +386,34 @@ def calibration_plot(y_true: np.ndarray, y_score: np.ndarray, path: Path, *, bin
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     return path
+
+
+def importance_plot(importance: dict[str, float], path: Path, *, top: int = 20) -> Path:
+    """Horizontal bars of the ``top`` features by importance (LightGBM gain), largest on top."""
+    ranked = sorted(importance.items(), key=lambda item: item[1])[-top:]
+    fig = Figure(figsize=(7, 0.3 * len(ranked) + 1.2))
+    axes = fig.subplots()
+    axes.barh([name for name, _ in ranked], [value for _, value in ranked], color="tab:blue")
+    axes.set(xlabel="total gain", title=f"Feature importance (top {len(ranked)})")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def confusion_matrix_plot(y_true: np.ndarray, y_pred: np.ndarray, path: Path, *, title: str) -> Path:
+    """The binary confusion matrix with counts in each cell."""
+    y_true, y_pred = np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int)
+    counts = np.array([[np.sum((y_true == t) & (y_pred == p)) for p in (0, 1)] for t in (0, 1)])
+    fig = Figure(figsize=(4.5, 4))
+    axes = fig.subplots()
+    axes.imshow(counts, cmap="Blues")
+    for (row, col), value in np.ndenumerate(counts):
+        axes.text(col, row, f"{value:,}", ha="center", va="center",
+                  color="white" if value > counts.max() / 2 else "black")
+    axes.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["0", "1"], yticklabels=["0", "1"],
+             xlabel="predicted", ylabel="actual", title=title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path

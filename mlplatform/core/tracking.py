@@ -33,6 +33,7 @@ for _name in ("mlflow.store.db.utils", "alembic"):
 
 Verdict = Literal["promoted", "archived", "iterate"]
 EXPERIMENT_YAML = "experiment.yaml"
+PLOTS_ARTIFACT_PATH = "plots"
 MODEL_ARTIFACT_PATH = "model"
 _EXP_TAG = "exp_id"
 # MLflow's limits on one param value and one log_batch call.
@@ -152,6 +153,10 @@ def log_experiment(
         for start in range(0, len(params), _PARAMS_PER_BATCH):
             client.log_batch(run_id, params=params[start:start + _PARAMS_PER_BATCH])
         artifacts = dict(record.artifacts)
+        for name, value in record.artifacts.items():  # files named in the record travel with the run
+            if Path(value).is_file():
+                client.log_artifact(run_id, value, PLOTS_ARTIFACT_PATH)
+                artifacts[name] = f"runs:/{run_id}/{PLOTS_ARTIFACT_PATH}/{Path(value).name}"
         if model_dir is not None:
             client.log_artifacts(run_id, str(model_dir), MODEL_ARTIFACT_PATH)
             artifacts["model_path"] = f"runs:/{run_id}/{MODEL_ARTIFACT_PATH}"

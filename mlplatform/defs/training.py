@@ -13,6 +13,7 @@ from mlplatform.core.feature_store import feature_view_name
 from mlplatform.core.features import feature_columns
 from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.pit_join import point_in_time_join
+from mlplatform.core.report import confusion_matrix_plot, importance_plot
 from mlplatform.core.tracking import ExperimentRecord, dataset_version, log_experiment
 from mlplatform.core.training import majority_baseline, save_model, temporal_split, train_lightgbm
 from mlplatform.core.training import rules_baseline as rules_predictor
@@ -85,10 +86,21 @@ def _record_candidate(context: dg.AssetExecutionContext, platform: PlatformResou
     b = platform.brief
     split = load_split(platform)
     label = b.label.column
+    scores = {"validation": predictor.predict_score(split.validation), "test": predictor.predict_score(split.test)}
     metrics = {
-        part: compute_metrics(b.task_type, frame[label].to_numpy(), predictor.predict_score(frame), threshold)
+        part: compute_metrics(b.task_type, frame[label].to_numpy(), scores[part], threshold)
         for part, frame in (("validation", split.validation), ("test", split.test))
     }
+    artifacts = {}
+    if name in candidates(b):  # the record's plots: what a reviewer opens first in the MLflow UI
+        plots = platform.workspace.reports_dir / "training"
+        if b.task_type == "binary":
+            artifacts["confusion_matrix"] = str(confusion_matrix_plot(
+                split.validation[label].to_numpy(), scores["validation"] >= threshold,
+                plots / f"{name}_confusion_matrix.png", title=f"{name} on validation"))
+        if getattr(predictor, "feature_importance", None):
+            artifacts["feature_importance"] = str(importance_plot(predictor.feature_importance,
+                                                                  plots / f"{name}_feature_importance.png"))
     primary = b.metrics.primary
     version = dataset_version(platform.read_table("training", "training_set"))
     record = ExperimentRecord(
@@ -104,7 +116,7 @@ def _record_candidate(context: dg.AssetExecutionContext, platform: PlatformResou
                              else "this is a baseline"),
         verdict="iterate",  # until the promotion gate decides
         notes=notes,
-        artifacts={},
+        artifacts=artifacts,
     )
     run_id = log_experiment(tracking.uri, tracking.artifact_dir, b.name, record, model_dir,
                             tags={"dagster_run_id": context.run.run_id})

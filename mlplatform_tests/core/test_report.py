@@ -212,3 +212,12 @@ def test_worst_predictions_and_edge_cases_are_shown(deep):
     assert "| 1 | 7 | 1 | 0.010 | 0.990 | — |" in markdown
     assert "| unseen categories | 20 | **FAIL** | raised KeyError: x |" in markdown
     assert "| all features missing | 20 | pass | scores 0.1 .. 0.1 |" in markdown
+
+
+def test_importance_and_confusion_plots_are_pngs(tmp_path):
+    from mlplatform.core.report import confusion_matrix_plot, importance_plot
+
+    bars = importance_plot({f"f{i}": float(i) for i in range(30)}, tmp_path / "importance.png", top=5)
+    cells = confusion_matrix_plot(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), tmp_path / "cm.png", title="t")
+    for path in (bars, cells):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

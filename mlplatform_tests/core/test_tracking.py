@@ -144,3 +144,15 @@ def test_extra_tags_and_the_final_verdict_are_recorded(backend):
     assert client.get_run(run_id).data.tags["verdict"] == "promoted"
     with pytest.raises(ValueError, match="verdict must be"):
         set_verdict(uri, run_id, "shipped")
+
+
+def test_files_named_in_the_record_are_logged_with_the_run(backend, tmp_path):
+    from dataclasses import replace
+
+    uri, artifacts = backend
+    plot = tmp_path / "confusion_matrix.png"
+    plot.write_bytes(b"\x89PNG\r\n\x1a\n")
+    run_id = log_experiment(uri, artifacts, "churn_plots",
+                            replace(record(), artifacts={"confusion_matrix": str(plot)}), None, day=DAY)
+    logged = [a.path for a in client_for(uri).list_artifacts(run_id, "plots")]
+    assert logged == ["plots/confusion_matrix.png"]

@@ -78,6 +78,7 @@ def test_the_champions_experiment_record_is_complete(demo_run, ws, tmp_path):
     local = client.download_artifacts(run_id, "experiment.yaml", dst_path=str(tmp_path))
     record = yaml.safe_load(Path(local).read_text())["experiment"]
     assert record["dataset_version"] and record["features_used"] and record["hyperparameters"]
+    assert record["artifacts"]["confusion_matrix"].startswith(f"runs:/{run_id}/plots/")
 
 
 def test_reports_a_person_reads_exist(demo_run, ws):
