@@ -1,8 +1,13 @@
 """The small feature specification the feature-store and point-in-time-join tests share."""
 
 from datetime import datetime
+from pathlib import Path
+
+import feast
+import polars as pl
 
 from mlplatform.brief import EventCount, Features, RollingAggregate
+from mlplatform.core.feature_store import apply_feature_store, feast_config, feast_objects
 
 SPEC = Features(
     events_source="events",
@@ -23,3 +28,15 @@ FEATURES = [
     "customer_tenure_days",
 ]
 T0 = datetime(2025, 1, 1)
+
+
+def applied_store(root: Path, table: pl.DataFrame, *, project: str = "shop", online: str = "sqlite",
+                  redis_connection: str | None = None, owner: str = "team@example.com") -> feast.FeatureStore:
+    """Write ``table`` as the feature Parquet under ``root`` and apply SPEC's objects over it to a Feast store."""
+    path = root / "customer_daily_features.parquet"
+    table.write_parquet(path)
+    store = feast.FeatureStore(config=feast_config(root / "repo", project, online, redis_connection))
+    apply_feature_store(store, feast_objects(
+        path, SPEC, project=project, entity="customer", entity_key="customer_id", owner=owner,
+        feature_table_schema={name: str(dtype) for name, dtype in table.schema.items()}))
+    return store

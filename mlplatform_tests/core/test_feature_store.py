@@ -18,7 +18,7 @@ from mlplatform.core.feature_store import (
     online_features,
 )
 from mlplatform.core.features import build_features
-from mlplatform_tests.core.shop_features import FEATURES, SPEC, T0
+from mlplatform_tests.core.shop_features import FEATURES, SPEC, T0, applied_store
 
 SERVICE = feature_service_name("shop")
 
@@ -62,21 +62,8 @@ def latest(table: pl.DataFrame, key: int, low: datetime, high: datetime) -> dict
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> tuple[feast.FeatureStore, pl.DataFrame]:
-    root = tmp_path_factory.mktemp("feast")
     table = random_feature_table(np.random.default_rng(0))
-    table.write_parquet(root / "customer_daily_features.parquet")
-    store = feast.FeatureStore(config=feast_config(root / "repo", "shop"))
-    objects = feast_objects(
-        root / "customer_daily_features.parquet",
-        SPEC,
-        project="shop",
-        entity="customer",
-        entity_key="customer_id",
-        owner="team@example.com",
-        feature_table_schema={name: str(dtype) for name, dtype in table.schema.items()},
-    )
-    apply_feature_store(store, objects)
-    return store, table
+    return applied_store(tmp_path_factory.mktemp("feast"), table), table
 
 
 def test_historical_features_are_the_latest_row_within_ttl(store):
@@ -160,20 +147,7 @@ def test_a_join_at_the_feature_rows_own_times_returns_the_table_built_by_build_f
         start=T0.date(),
         end=T0.date() + timedelta(days=10),
     )
-    table.write_parquet(tmp_path / "features.parquet")
-    store = feast.FeatureStore(config=feast_config(tmp_path / "repo", "shop"))
-    apply_feature_store(
-        store,
-        feast_objects(
-            tmp_path / "features.parquet",
-            SPEC,
-            project="shop",
-            entity="customer",
-            entity_key="customer_id",
-            owner="o",
-            feature_table_schema={name: str(dtype) for name, dtype in table.schema.items()},
-        ),
-    )
+    store = applied_store(tmp_path, table)
     out = historical_features(store, table.select("customer_id", "event_timestamp"), SERVICE)
     assert_frame_equal(out, table.drop("created_timestamp"))
 
@@ -245,20 +219,8 @@ def test_feature_repo_definitions_build_the_demo_objects(monkeypatch, tmp_path):
 @pytest.mark.integration
 def test_redis_online_store(tmp_path):
     table = random_feature_table(np.random.default_rng(5))
-    table.write_parquet(tmp_path / "t.parquet")
-    store = feast.FeatureStore(config=feast_config(tmp_path, "shop_redis_test", "redis", "127.0.0.1:6379"))
-    apply_feature_store(
-        store,
-        feast_objects(
-            tmp_path / "t.parquet",
-            SPEC,
-            project="shop_redis_test",
-            entity="customer",
-            entity_key="customer_id",
-            owner="o",
-            feature_table_schema={name: str(dtype) for name, dtype in table.schema.items()},
-        ),
-    )
+    store = applied_store(tmp_path, table, project="shop_redis_test", online="redis",
+                          redis_connection="127.0.0.1:6379")
     start, end = T0, T0 + timedelta(days=30)
     materialize_online(store, start, end)
     out = online_features(store, [1, 2], feature_service_name("shop_redis_test"))

@@ -1,20 +1,16 @@
 from datetime import date, datetime, timedelta
 
-import feast
 import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
 from mlplatform.core.feature_store import (
-    apply_feature_store,
-    feast_config,
-    feast_objects,
     feature_service_name,
     historical_features,
 )
 from mlplatform.core.pit_join import point_in_time_join
-from mlplatform_tests.core.shop_features import FEATURES, SPEC, T0
+from mlplatform_tests.core.shop_features import FEATURES, SPEC, T0, applied_store
 
 TTL = timedelta(days=SPEC.ttl_days)
 
@@ -79,22 +75,6 @@ def random_entity_rows(rng: np.random.Generator, table: pl.DataFrame) -> pl.Data
     )
 
 
-def feast_store(root, table: pl.DataFrame) -> feast.FeatureStore:
-    table.write_parquet(root / "customer_daily_features.parquet")
-    store = feast.FeatureStore(config=feast_config(root / "repo", "shop"))
-    objects = feast_objects(
-        root / "customer_daily_features.parquet",
-        SPEC,
-        project="shop",
-        entity="customer",
-        entity_key="customer_id",
-        owner="o",
-        feature_table_schema={name: str(dtype) for name, dtype in table.schema.items()},
-    )
-    apply_feature_store(store, objects)
-    return store
-
-
 def join(entity_df: pl.DataFrame, table, ttl: timedelta | None = TTL, **kwargs) -> pl.DataFrame:
     return point_in_time_join(
         entity_df,
@@ -112,7 +92,7 @@ def test_equals_feast_get_historical_features_on_random_data(tmp_path, seed):
     rng = np.random.default_rng(seed)
     table = random_feature_table(rng)
     entity_df = random_entity_rows(rng, table)
-    store = feast_store(tmp_path, table)
+    store = applied_store(tmp_path, table)
 
     ours = join(entity_df, tmp_path / "customer_daily_features.parquet")
 
