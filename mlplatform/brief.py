@@ -17,6 +17,8 @@ DType = Literal["int", "float", "str", "bool", "date", "datetime"]
 Aggregation = Literal["sum", "mean", "min", "max", "std", "count"]
 
 DEMO_BRIEF = Path(__file__).parent / "briefs" / "churn_demo.yaml"
+# The datetime column a source with ``observed_at`` (a table without time) gets.
+OBSERVED_AT = "observed_at"
 
 
 class BriefError(ValueError):
@@ -63,7 +65,46 @@ class Source(_Strict):
     batches: Literal["none", "monthly"] = Field(
         default="none", description="monthly: one file per month, its name containing the YYYY-MM key"
     )
+    row_key: str | None = Field(
+        default=None, description="the table has no key: the platform numbers its rows 1, 2, … (files in name "
+        "order, rows in file order) into this column, which must not be declared under columns")
+    observed_at: date | None = Field(
+        default=None, description="the table has no time: every row counts as observed at this date, added as "
+        f"the datetime column '{OBSERVED_AT}' (and the source's timestamp)")
     columns: dict[str, ColumnSpec]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _declare_derived(cls, raw):
+        """Declare the columns the platform derives, so every later reference to them resolves."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("columns"), dict):
+            return raw
+        raw, columns = dict(raw), dict(raw["columns"])
+        for name, spec in ((raw.get("row_key"), {"dtype": "int", "min": 1, "description": "row number (derived)"}),
+                           (OBSERVED_AT if raw.get("observed_at") else None,
+                            {"dtype": "datetime", "description": "the brief's observed_at (derived)"})):
+            if name is None:
+                continue
+            if name in columns:
+                raise ValueError(f"column '{name}' is derived by the platform; remove it from columns")
+            columns[name] = spec
+        raw["columns"] = columns
+        if raw.get("row_key") and not raw.get("unique"):
+            raw["unique"] = [raw["row_key"]]
+        if raw.get("observed_at"):
+            if raw.get("timestamp"):
+                raise ValueError("a source has either a timestamp column or observed_at, not both")
+            raw["timestamp"] = OBSERVED_AT
+        return raw
+
+    @property
+    def derived_columns(self) -> list[str]:
+        """Columns the platform adds at ingestion; every other declared column must be in the files."""
+        return [c for c in (self.row_key, OBSERVED_AT if self.observed_at else None) if c]
+
+    @property
+    def file_columns(self) -> list[str]:
+        return [c for c in self.columns if c not in self.derived_columns]
 
     @model_validator(mode="after")
     def _named_columns_exist(self) -> "Source":
@@ -107,6 +148,19 @@ class Features(_Strict):
     counts: list[EventCount] = Field(default_factory=list)
     days_since: list[str] = Field(default_factory=list, description="event values to measure recency of")
     ttl_days: int = Field(default=30, gt=0)
+
+
+class TableFeatures(_Strict):
+    """Model inputs read as they are from one table with one row per example (no event history to aggregate).
+
+    Each feature is ``{entity}_{column}`` at the row's time; the label lives in the same table.
+    """
+
+    source: str
+    columns: list[str] | None = Field(
+        default=None, description="model input columns; default: every declared non-date column but the entity "
+        "key, the timestamp, the label and the protected attributes")
+    ttl_days: int = Field(default=1, gt=0, description="kept for the feature view; rows join at their own time")
 
 
 class Rule(_Strict):
@@ -170,6 +224,14 @@ class Split(_Strict):
         return self
 
 
+class RandomSplit(_Strict):
+    """For data without time: a seeded random split, stratified by class for classification."""
+
+    validation_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    stratify: bool = Field(default=True, description="keep each class's share in every part (classification)")
+
+
 class Training(_Strict):
     """How candidates are trained: Optuna trials for LightGBM, and whether the torch network competes."""
 
@@ -183,8 +245,9 @@ class Training(_Strict):
 class Monitoring(_Strict):
     """The period drift is measured on, against the training reference, and when to retrain (seed phase 7)."""
 
-    current_start: date
-    current_end: date
+    current_start: date | None = Field(default=None, description="start of the period drift is measured on; "
+                                       "leave both unset for data without time (drift is then not measured)")
+    current_end: date | None = None
     retrain_psi: float = Field(default=0.2, gt=0, description="retrain when a top feature's PSI exceeds this")
     top_features: int = Field(default=10, gt=0, description="how many of the most important features to watch")
     max_metric_drop: float = Field(default=0.05, gt=0, lt=1, description="relative drop of the primary metric "
@@ -205,17 +268,33 @@ class Brief(_Strict):
     partition_end: date
     sources: dict[str, Source] = Field(min_length=1)
     label: Label
-    features: Features
-    split: Split
+    features: Features | TableFeatures
+    split: Split | RandomSplit
     metrics: Metrics
     protected_attributes: list[str] = Field(default_factory=list)
     slice_by: list[str] = Field(default_factory=list)
     rules_baseline: list[Rule] = Field(min_length=1)
     thresholds: Thresholds = Thresholds()
     kill_criteria: KillCriteria = KillCriteria()
-    monitoring: Monitoring
+    monitoring: Monitoring = Monitoring()
     training: Training = Training()
     hypothesis: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_table_columns(cls, raw):
+        """A plain table's model inputs default to its declared value columns (see :class:`TableFeatures`)."""
+        try:
+            features, source = raw["features"], raw["sources"][raw["features"]["source"]]
+            if "columns" in features:
+                return raw
+            excluded = {raw["entity_key"], source.get("timestamp"), raw["label"]["column"],
+                        *raw.get("protected_attributes", [])}
+            columns = [name for name, spec in source["columns"].items()
+                       if name not in excluded and spec.get("dtype") not in ("date", "datetime")]
+        except (KeyError, TypeError, AttributeError):
+            return raw  # not a plain-table brief, or malformed: field validation reports it
+        return {**raw, "features": {**features, "columns": columns}}
 
     @field_validator("partition_end")
     @classmethod
@@ -240,16 +319,39 @@ class Brief(_Strict):
         need_column(label_src, self.label.column, "label.column")
         need_column(label_src, self.label.timestamp, "label.timestamp")
         need_column(label_src, self.entity_key, "entity_key")
-        events = need(self.features.events_source, "features.events_source")
-        entities = need(self.features.entities_source, "features.entities_source")
-        if events.timestamp is None:
-            raise ValueError("features.events_source needs a timestamp column")
-        for column in [self.entity_key, *[r.column for r in self.features.rolling]]:
-            need_column(events, column, "features")
-        for column in [self.entity_key, *self.features.entity_attributes, *self.protected_attributes]:
-            need_column(entities, column, "features.entity_attributes / protected_attributes")
-        if self.features.tenure_from:
-            need_column(entities, self.features.tenure_from, "features.tenure_from")
+        if label_src.columns[self.entity_key].dtype != "int":
+            raise ValueError(f"entity_key '{self.entity_key}' must be an int column (the feature store keys by "
+                             "integers); for a table without an integer key, set the source's row_key instead")
+        if isinstance(self.features, TableFeatures):
+            table = need(self.features.source, "features.source")
+            if self.features.source != self.label.source:
+                raise ValueError("features.source must be the label's source: a plain table holds its label")
+            for column in [*self.model_input_columns, *self.protected_attributes, *self.slice_by]:
+                need_column(table, column, "features.columns / protected_attributes / slice_by")
+            if self.label.column in self.model_input_columns:
+                raise ValueError(f"features.columns lists the label '{self.label.column}'; remove it")
+        else:
+            events = need(self.features.events_source, "features.events_source")
+            entities = need(self.features.entities_source, "features.entities_source")
+            if events.timestamp is None:
+                raise ValueError("features.events_source needs a timestamp column")
+            for column in [self.entity_key, *[r.column for r in self.features.rolling]]:
+                need_column(events, column, "features")
+            for column in [self.entity_key, *self.features.entity_attributes, *self.protected_attributes]:
+                need_column(entities, column, "features.entity_attributes / protected_attributes")
+            if self.features.tenure_from:
+                need_column(entities, self.features.tenure_from, "features.tenure_from")
+        for name, src in self.sources.items():
+            if src.observed_at and not self.partition_start <= src.observed_at < self.partition_end:
+                raise ValueError(f"sources.{name}.observed_at must lie in [partition_start, partition_end)")
+        if isinstance(self.split, RandomSplit) == self.has_time:
+            raise ValueError("split: data with time needs a temporal split (validation_start, test_start); data "
+                             "without time (a source with observed_at) needs a random split (validation_fraction, "
+                             "test_fraction)")
+        if (self.monitoring.current_start is None) != (self.monitoring.current_end is None):
+            raise ValueError("monitoring.current_start and current_end are set together")
+        if self.monitoring.current_start and self.monitoring.current_start >= self.monitoring.current_end:
+            raise ValueError("monitoring.current_start must be before current_end")
         if self.metrics.primary in self.metrics.guardrails:
             raise ValueError("metrics.primary cannot also be a guardrail")
         return self
@@ -257,6 +359,21 @@ class Brief(_Strict):
     @property
     def task_type(self) -> TaskType:
         return self.problem.ml_task_type
+
+    @property
+    def is_table(self) -> bool:
+        """Features are one table's own columns (no event history)."""
+        return isinstance(self.features, TableFeatures)
+
+    @property
+    def has_time(self) -> bool:
+        """The label rows carry real times, so temporal splits, windows and drift over time apply."""
+        return self.sources[self.label.source].observed_at is None
+
+    @property
+    def model_input_columns(self) -> list[str]:
+        """A plain table's input columns (see :class:`TableFeatures`); empty for event features."""
+        return list(self.features.columns or []) if isinstance(self.features, TableFeatures) else []
 
     def source_path(self, source: str, data_dir: Path, brief_dir: Path) -> str:
         """The source's path with ``{data_dir}`` filled in; relative paths are taken from the brief's folder."""

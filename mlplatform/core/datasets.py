@@ -16,10 +16,13 @@ def known_labels(labels: pl.DataFrame, *, entity_key: str, timestamp: str, label
     return frame.filter(known_by <= as_of).sort(timestamp, entity_key)
 
 
-def attach_attributes(frame: pl.DataFrame, entities: pl.DataFrame, entity_key: str,
+def attach_attributes(frame: pl.DataFrame, entities: pl.DataFrame, keys: list[str],
                       columns: list[str]) -> pl.DataFrame:
-    """Add entity attributes that are not model inputs (protected attributes, for fairness and slicing)."""
-    missing = [c for c in columns if c not in frame.columns]
+    """Add attributes that are not model inputs (protected attributes, for fairness and slicing), joined on
+    ``keys`` (the entity key; for a plain table, the key and the row time)."""
+    missing = [c for c in dict.fromkeys(columns) if c not in frame.columns]
     if not missing:
         return frame
-    return frame.join(entities.select(entity_key, *missing), on=entity_key, how="left")
+    attributes = entities.select(*keys, *missing).with_columns(
+        pl.col(k).cast(frame.schema[k]) for k in keys if frame.schema[k] != entities.schema[k])
+    return frame.join(attributes, on=keys, how="left")

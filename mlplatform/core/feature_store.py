@@ -20,7 +20,7 @@ from feast.infra.offline_stores.duckdb import DuckDBOfflineStoreConfig
 from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 from feast.infra.registry.sql import SqlRegistryConfig
 
-from mlplatform.brief import Features
+from mlplatform.brief import Features, TableFeatures
 from mlplatform.core.features import feature_columns
 
 # Feature-table column dtypes (polars names) that Feast can store, and their Feast types.
@@ -87,7 +87,20 @@ def feast_config(
     )
 
 
-def _known_issues(name: str, spec: Features, entity: str) -> str:
+def _source_tables(spec: Features | TableFeatures) -> list[str]:
+    return [spec.source] if isinstance(spec, TableFeatures) else [spec.events_source, spec.entities_source]
+
+
+def _field_source(name: str, spec: Features | TableFeatures, entity: str) -> str:
+    if isinstance(spec, TableFeatures):
+        return spec.source
+    entity_columns = {f"{entity}_{c}" for c in spec.entity_attributes} | {f"{entity}_tenure_days"}
+    return spec.entities_source if name in entity_columns else spec.events_source
+
+
+def _known_issues(name: str, spec: Features | TableFeatures, entity: str) -> str:
+    if isinstance(spec, TableFeatures):
+        return f"As recorded in {spec.source}; the platform cannot tell whether it was known at the row's time."
     attributes = {f"{entity}_{column}" for column in spec.entity_attributes}
     if name in attributes:
         return (
@@ -107,7 +120,7 @@ def _known_issues(name: str, spec: Features, entity: str) -> str:
 
 def feast_objects(
     feature_table: Path,
-    spec: Features,
+    spec: Features | TableFeatures,
     *,
     project: str,
     entity: str,
@@ -133,7 +146,6 @@ def feast_objects(
         ValueError: a feature missing from ``feature_table_schema`` or of a type Feast cannot store.
     """
     descriptions = feature_columns(spec, entity)
-    entity_columns = {f"{entity}_{c}" for c in spec.entity_attributes} | {f"{entity}_tenure_days"}
     today = date.today().isoformat()
     fields = []
     for name, description in descriptions.items():
@@ -143,10 +155,9 @@ def feast_objects(
                 f"feature '{name}' has type {dtype!r} in the feature table; Feast fields need one of "
                 f"{sorted(_FEAST_TYPES)}. Rebuild the feature table with build_features."
             )
-        source = spec.entities_source if name in entity_columns else spec.events_source
         tags = {
             "data_type": dtype,
-            "source_table": source,
+            "source_table": _field_source(name, spec, entity),
             "owner": owner,
             "created_date": today,
             "known_issues": _known_issues(name, spec, entity),
@@ -167,8 +178,7 @@ def feast_objects(
         file_format=ParquetFormat(),
         timestamp_field="event_timestamp",
         created_timestamp_column="created_timestamp",
-        description=f"Daily point-in-time features of each {entity} (built from {spec.events_source} and "
-        f"{spec.entities_source})",
+        description=f"Point-in-time features of each {entity} (built from {' and '.join(_source_tables(spec))})",
         owner=owner,
     )
     view = feast.FeatureView(
@@ -179,9 +189,10 @@ def feast_objects(
         schema=[feast.Field(name=entity_key, dtype=ft.Int64), *fields],
         source=source,
         online=True,
-        description=f"One row per {entity} per day; each row summarises only events before its timestamp",
+        description=(f"One row per {entity} per day; each row summarises only events before its timestamp"
+                     if isinstance(spec, Features) else f"One row per example of {spec.source}, at its time"),
         owner=owner,
-        tags={"source_table": ", ".join([spec.events_source, spec.entities_source])},
+        tags={"source_table": ", ".join(_source_tables(spec))},
     )
     service = feast.FeatureService(
         name=feature_service_name(project),

@@ -13,7 +13,8 @@ import numpy as np
 import polars as pl
 from numpy.lib.stride_tricks import sliding_window_view
 
-from mlplatform.brief import Features
+from mlplatform.brief import Features, TableFeatures
+from mlplatform.core.table_features import table_feature_columns
 
 _AGG_WORDS = {
     "sum": "Sum",
@@ -47,8 +48,9 @@ def _days_since_column(spec: Features, value: str) -> str:
     )
 
 
-def feature_columns(spec: Features, entity: str) -> dict[str, str]:
-    """The feature columns ``build_features`` produces, in output order.
+def feature_columns(spec: Features | TableFeatures, entity: str) -> dict[str, str]:
+    """The feature columns ``build_features`` (or, for a plain table, ``build_table_features``) produces, in
+    output order.
 
     Args:
         spec: the brief's feature section.
@@ -57,6 +59,8 @@ def feature_columns(spec: Features, entity: str) -> dict[str, str]:
     Returns:
         Feature name -> one-line description.
     """
+    if isinstance(spec, TableFeatures):
+        return table_feature_columns(spec, entity)
     out: dict[str, str] = {}
     for item in spec.rolling:
         for window in item.windows_days:

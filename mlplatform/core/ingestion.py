@@ -4,6 +4,7 @@ from pathlib import Path
 
 import polars as pl
 
+from mlplatform.brief import OBSERVED_AT, Source
 from mlplatform.core.io import InputError, read_file, source_files
 
 SOURCE_FILE = "_source_file"
@@ -38,6 +39,19 @@ def ingest(files: list[Path], fmt: str, expected_columns: list[str]) -> pl.DataF
     return pl.concat(frames, how="diagonal")
 
 
+def add_derived_columns(frame: pl.DataFrame, source: Source) -> pl.DataFrame:
+    """Add the columns a source asks the platform to derive (as text, like every ingested value).
+
+    ``row_key``: the row number 1, 2, … in ingestion order (files in name order, rows in file order), so the
+    same files always get the same keys. ``observed_at``: the brief's date, for tables without time.
+    """
+    if source.row_key:
+        frame = frame.with_row_index(source.row_key, offset=1).with_columns(pl.col(source.row_key).cast(pl.String))
+    if source.observed_at:
+        frame = frame.with_columns(pl.lit(source.observed_at.isoformat()).alias(OBSERVED_AT))
+    return frame
+
+
 def month_keys(start, end) -> list[str]:
     """Monthly partition keys YYYY-MM from ``start`` (inclusive) to ``end`` (exclusive)."""
     keys, year, month = [], start.year, start.month
@@ -47,4 +61,4 @@ def month_keys(start, end) -> list[str]:
     return keys
 
 
-__all__ = ["SOURCE_FILE", "InputError", "batch_files", "ingest", "month_keys"]
+__all__ = ["SOURCE_FILE", "InputError", "add_derived_columns", "batch_files", "ingest", "month_keys"]

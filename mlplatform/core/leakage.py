@@ -325,9 +325,16 @@ def _range(frame: pl.DataFrame, timestamp: str) -> list[str | None]:
     return [str(times.min()) if frame.height else None, str(times.max()) if frame.height else None]
 
 
-def check_temporal_split(split: SplitFrames, timestamp: str) -> LeakageFinding:
-    """Item 5: the splits are consecutive time periods: train, then validation, then test, none overlapping."""
+def check_temporal_split(split: SplitFrames, timestamp: str, *, timed: bool = True) -> LeakageFinding:
+    """Item 5: the splits are consecutive time periods: train, then validation, then test, none overlapping.
+
+    ``timed=False`` (data without time, split at random): not applicable, and the finding says so.
+    """
     parts = {"train": split.train, "validation": split.validation, "test": split.test}
+    if not timed:
+        return LeakageFinding("temporal_split", True, {"rows": {n: f.height for n, f in parts.items()}},
+                              "not applicable: the data has no time, so the split is random (by row, stratified "
+                              "by class); items 6 and 7 check that no row is in two splits")
     empty = [name for name, frame in parts.items() if frame.height == 0]
     ordered = not empty and (split.train[timestamp].max() < split.validation[timestamp].min()
                              and split.validation[timestamp].max() < split.test[timestamp].min())
@@ -346,22 +353,25 @@ def _shared_keys(a: pl.DataFrame, b: pl.DataFrame, keys: list[str]) -> int:
     return a.select(keys).unique().join(b.select(keys).unique(), on=keys, nulls_equal=True).height
 
 
-def check_hold_out_untouched(split: SplitFrames, *, entity_key: str, timestamp: str) -> LeakageFinding:
+def check_hold_out_untouched(split: SplitFrames, *, entity_key: str, timestamp: str,
+                             timed: bool = True) -> LeakageFinding:
     """Item 6: the test split is a period of its own after everything training and tuning saw.
 
     Early stopping and the decision threshold use validation; the test split must share no (entity, time)
-    row with validation or train and start strictly after both end.
+    row with validation or train and, with ``timed``, start strictly after both end.
     """
     keys = [entity_key, timestamp]
     shared = {"test_rows_in_validation": _shared_keys(split.test, split.validation, keys),
               "test_rows_in_train": _shared_keys(split.test, split.train, keys)}
     test_start = split.test[timestamp].min() if split.test.height else None
     seen_end = max((f[timestamp].max() for f in (split.train, split.validation) if f.height), default=None)
-    after = test_start is not None and (seen_end is None or test_start > seen_end)
+    after = test_start is not None and (not timed or seen_end is None or test_start > seen_end)
     passed = after and not any(shared.values())
     evidence = {**shared, "test_start": str(test_start), "train_and_validation_end": str(seen_end),
                 "test_rows": split.test.height}
-    if passed:
+    if passed and not timed:
+        detail = f"the {split.test.height} test rows share no row with train or validation (data without time)"
+    elif passed:
         detail = f"the test period starts {test_start}, after train and validation end ({seen_end}), sharing no row"
     elif test_start is None:
         detail = "the test split is empty: there is no hold-out"

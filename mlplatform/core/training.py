@@ -1,4 +1,4 @@
-"""Temporal splits, the baselines every model must beat, and LightGBM training with a pickle-free format."""
+"""Temporal and random splits, the baselines every model must beat, and LightGBM training with a pickle-free format."""
 
 import json
 from collections.abc import Callable
@@ -91,6 +91,35 @@ def temporal_split(
             raise ValueError(f"the {name} split is empty (train < {validation_start} <= validation < "
                              f"{test_start} <= test < {test_end}); move the split dates in the brief so that "
                              "every split has labelled rows.")
+    return splits
+
+
+def random_split(frame: pl.DataFrame, label: str, *, validation_fraction: float, test_fraction: float,
+                 stratify_by_label: bool, seed: int) -> SplitFrames:
+    """A seeded random split for data without time; with ``stratify_by_label`` every class keeps its share.
+
+    Each row's part depends only on its position within its class and the seed, so the same table always
+    splits the same way.
+
+    Raises:
+        ValueError: a part would be empty, or the label has nulls.
+    """
+    if (nulls := frame[label].null_count()) > 0:
+        raise ValueError(f"label column '{label}' has {nulls} nulls; quarantine or fix them before splitting")
+    groups = frame[label] if stratify_by_label else pl.Series([0] * frame.height)
+    rng = np.random.default_rng(seed)
+    part = np.empty(frame.height, dtype=np.int8)  # 0 train, 1 validation, 2 test
+    for value in groups.unique(maintain_order=True):
+        rows = np.flatnonzero((groups == value).to_numpy())
+        rows = rows[rng.permutation(rows.size)]
+        n_test, n_val = round(rows.size * test_fraction), round(rows.size * validation_fraction)
+        part[rows[:n_test]], part[rows[n_test:n_test + n_val]], part[rows[n_test + n_val:]] = 2, 1, 0
+    indexed = frame.with_columns(pl.Series("__part", part))
+    splits = SplitFrames(*(indexed.filter(pl.col("__part") == i).drop("__part") for i in range(3)))
+    for name in ("train", "validation", "test"):
+        if getattr(splits, name).height == 0:
+            raise ValueError(f"the {name} split is empty ({frame.height} labelled rows); it needs more rows or "
+                             "larger split fractions in the brief")
     return splits
 
 

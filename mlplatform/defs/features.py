@@ -3,15 +3,50 @@
 import dagster as dg
 import polars as pl
 
-from mlplatform.brief import Brief
+from mlplatform.brief import Brief, TableFeatures
 from mlplatform.core.feature_store import feature_view_name
 from mlplatform.core.features import build_features, feature_columns
 from mlplatform.core.markdown import table
+from mlplatform.core.table_features import build_table_features
 from mlplatform.resources.platform import PlatformResource
+
+
+def _describe(platform: PlatformResource, features: pl.DataFrame) -> dg.MaterializeResult:
+    b = platform.brief
+    path = platform.write_table("features", feature_view_name(b.entity), features)
+    described = feature_columns(b.features, b.entity)
+    catalogue = pl.DataFrame({
+        "feature": list(described),
+        "description": list(described.values()),
+        "null_share": [features[name].null_count() / max(features.height, 1) for name in described],
+    })
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": features.height,
+        "features": len(described),
+        "entities": features[b.entity_key].n_unique(),
+        "catalogue": dg.MetadataValue.md(table(catalogue)),
+        "path": dg.MetadataValue.path(str(path)),
+    })
+
+
+def _table_features(spec: TableFeatures) -> dg.AssetsDefinition:
+    @dg.asset(name="features_daily", group_name="features", deps=["data_quality_report", f"validated_{spec.source}"],
+              kinds={"polars", "parquet"})
+    def features(platform: PlatformResource) -> dg.MaterializeResult:
+        """One row per example: the table's input columns at the row's time (a plain table has no history to
+        aggregate, so every value is point-in-time as recorded)."""
+        b = platform.brief
+        return _describe(platform, build_table_features(
+            platform.read_table("validated", spec.source), spec, entity=b.entity, entity_key=b.entity_key,
+            timestamp=b.sources[spec.source].timestamp))
+
+    return features
 
 
 def build(brief: Brief) -> list:
     spec = brief.features
+    if isinstance(spec, TableFeatures):
+        return [_table_features(spec)]
 
     @dg.asset(
         group_name="features",
@@ -28,19 +63,6 @@ def build(brief: Brief) -> list:
             spec, entity=b.entity, entity_key=b.entity_key,
             timestamp=b.sources[spec.events_source].timestamp, start=b.partition_start, end=b.partition_end,
         )
-        path = platform.write_table("features", feature_view_name(b.entity), features)
-        described = feature_columns(spec, b.entity)
-        catalogue = pl.DataFrame({
-            "feature": list(described),
-            "description": list(described.values()),
-            "null_share": [features[name].null_count() / max(features.height, 1) for name in described],
-        })
-        return dg.MaterializeResult(metadata={
-            "dagster/row_count": features.height,
-            "features": len(described),
-            "entities": features[b.entity_key].n_unique(),
-            "catalogue": dg.MetadataValue.md(table(catalogue)),
-            "path": dg.MetadataValue.path(str(path)),
-        })
+        return _describe(platform, features)
 
     return [features_daily]

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from mlplatform.brief import Brief
-from mlplatform.core.ingestion import batch_files, ingest
+from mlplatform.core.ingestion import add_derived_columns, batch_files, ingest
 from mlplatform.resources.platform import PlatformResource
 
 
@@ -28,7 +28,7 @@ def _raw_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
     def raw(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
         key = context.partition_key if partitioned else None
         files = batch_files(platform.source_path(name), key)
-        frame = ingest(files, source.format, list(source.columns))
+        frame = add_derived_columns(ingest(files, source.format, source.file_columns), source)
         if partitioned:
             path = platform.write_partition("raw", name, key, frame)
         else:

@@ -71,7 +71,8 @@ def no_target_derived_feature(platform: PlatformResource) -> dg.AssetCheckResult
                 description=_describe("temporal_split", "Train, validation and test label times must be "
                                       "consecutive, non-overlapping periods."))
 def temporal_split_check(platform: PlatformResource) -> dg.AssetCheckResult:
-    return _result(check_temporal_split(load_split(platform), platform.brief.label.timestamp))
+    b = platform.brief
+    return _result(check_temporal_split(load_split(platform), b.label.timestamp, timed=b.has_time))
 
 
 @dg.asset_check(asset="training_set", name="leakage_hold_out_untouched", blocking=True,
@@ -81,7 +82,7 @@ def temporal_split_check(platform: PlatformResource) -> dg.AssetCheckResult:
 def hold_out_untouched(platform: PlatformResource) -> dg.AssetCheckResult:
     b = platform.brief
     return _result(check_hold_out_untouched(load_split(platform), entity_key=b.entity_key,
-                                            timestamp=b.label.timestamp))
+                                            timestamp=b.label.timestamp, timed=b.has_time))
 
 
 @dg.asset_check(asset="training_set", name="leakage_no_duplicates_across_splits", blocking=True,

@@ -7,7 +7,7 @@ from datetime import time as midnight
 import dagster as dg
 import polars as pl
 
-from mlplatform.brief import Brief
+from mlplatform.brief import Brief, RandomSplit
 from mlplatform.core.datasets import attach_attributes, known_labels
 from mlplatform.core.feature_store import feature_view_name
 from mlplatform.core.features import feature_columns
@@ -15,7 +15,7 @@ from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.pit_join import point_in_time_join
 from mlplatform.core.report import confusion_matrix_plot, importance_plot
 from mlplatform.core.tracking import ExperimentRecord, dataset_version, log_experiment
-from mlplatform.core.training import majority_baseline, save_model, temporal_split, train_lightgbm
+from mlplatform.core.training import majority_baseline, random_split, save_model, temporal_split, train_lightgbm
 from mlplatform.core.training import rules_baseline as rules_predictor
 from mlplatform.core.tuning import tune_lightgbm
 from mlplatform.resources.platform import PlatformResource, TrackingResource
@@ -30,6 +30,10 @@ def model_features(brief: Brief) -> list[str]:
 def load_split(platform: PlatformResource):
     b = platform.brief
     frame = platform.read_table("training", "training_set")
+    if isinstance(b.split, RandomSplit):
+        return random_split(frame, b.label.column, validation_fraction=b.split.validation_fraction,
+                            test_fraction=b.split.test_fraction,
+                            stratify_by_label=b.split.stratify and b.task_type != "regression", seed=b.training.seed)
     return temporal_split(frame, b.label.timestamp, b.split.validation_start, b.split.test_start, b.split.test_end)
 
 
@@ -52,8 +56,10 @@ def training_set(platform: PlatformResource) -> dg.MaterializeResult:
         entity_key=b.entity_key, entity_timestamp=b.label.timestamp,
         features=list(feature_columns(b.features, b.entity)), ttl=timedelta(days=b.features.ttl_days),
         temp_directory=platform.workspace.root / "duckdb_tmp")
-    frame = attach_attributes(joined, platform.read_table("validated", b.features.entities_source),
-                              b.entity_key, [*b.protected_attributes, *b.slice_by])
+    # A plain table holds its attributes per example row; an entity table once per entity.
+    keys = [b.entity_key, b.label.timestamp] if b.is_table else [b.entity_key]
+    attributes = platform.read_table("validated", b.features.source if b.is_table else b.features.entities_source)
+    frame = attach_attributes(joined, attributes, keys, [*b.protected_attributes, *b.slice_by])
     path = platform.write_table("training", "training_set", frame)
     y = frame[b.label.column]
     return dg.MaterializeResult(metadata={
