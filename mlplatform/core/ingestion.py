@@ -39,6 +39,27 @@ def ingest(files: list[Path], fmt: str, expected_columns: list[str]) -> pl.DataF
     return pl.concat(frames, how="diagonal")
 
 
+def check_source_files(path: str, source: Source) -> list[Path]:
+    """The source's files, each checked to hold the declared columns (headers only; rows are not read).
+
+    Raises:
+        InputError: no files, an unreadable file, or missing columns (named, with the fix).
+    """
+    files = source_files(path)
+    for file in files:
+        try:
+            columns = (pl.read_csv(file, n_rows=0).columns if source.format == "csv"
+                       else list(pl.read_parquet_schema(file)))
+        except Exception as exc:  # polars raises several types for corrupt input
+            raise InputError(f"cannot read {file} as {source.format}: {exc}. Replace the file or fix the "
+                             "source format in the brief.") from None
+        missing = [c for c in source.file_columns if c not in columns]
+        if missing:
+            raise InputError(f"{file} lacks the column(s) {', '.join(missing)} declared in the brief. Fix the file, "
+                             "or update the source's columns in the brief.")
+    return files
+
+
 def add_derived_columns(frame: pl.DataFrame, source: Source) -> pl.DataFrame:
     """Add the columns a source asks the platform to derive (as text, like every ingested value).
 

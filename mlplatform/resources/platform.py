@@ -44,9 +44,13 @@ class PlatformResource(dg.ConfigurableResource):
         return self.brief.source_path(source, Path(self.data_dir), Path(self.brief_path).parent)
 
     def write_table(self, layer: str, name: str, frame: pl.DataFrame) -> Path:
-        """Write a lake table atomically and expose it as a DuckDB view ``{layer}_{name}``."""
+        """Write a lake table atomically and expose it as a DuckDB view ``{layer}_{name}``.
+
+        A table without columns (a stage with nothing to report, e.g. fairness with no protected attributes)
+        is stored but has no view: DuckDB cannot read a Parquet file without columns.
+        """
         path = write_parquet_atomic(frame, self.workspace.table(layer, name))
-        self.register_view(f"{layer}_{name}", str(path))
+        self.register_view(f"{layer}_{name}", str(path) if frame.width else None)
         return path
 
     def write_partition(self, layer: str, name: str, key: str, frame: pl.DataFrame) -> Path:
@@ -66,8 +70,9 @@ class PlatformResource(dg.ConfigurableResource):
                                     "materialise its upstream assets first")
         return pl.concat([pl.read_parquet(p) for p in parts], how="diagonal")
 
-    def register_view(self, view: str, parquet_glob: str) -> None:
-        """Keep the warehouse's views pointing at the lake so `mlplatform sql` can query every table.
+    def register_view(self, view: str, parquet_glob: str | None) -> None:
+        """Keep the warehouse's views pointing at the lake so `mlplatform sql` can query every table
+        (``parquet_glob`` None drops the view).
 
         DuckDB lets one process at a time open the file: a run that finds it locked by another run (or by
         `mlplatform sql`) waits its turn, up to a minute, instead of failing.
@@ -77,7 +82,8 @@ class PlatformResource(dg.ConfigurableResource):
         while True:
             try:
                 with duckdb.connect(str(self.workspace.warehouse)) as con:
-                    con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet('{parquet_glob}')")
+                    con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet('{parquet_glob}')"
+                                if parquet_glob else f"DROP VIEW IF EXISTS {view}")
                 return
             except duckdb.IOException as exc:
                 if "lock" not in str(exc) or time.monotonic() > deadline:

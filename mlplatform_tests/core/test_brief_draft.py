@@ -1,0 +1,91 @@
+"""`mlplatform init`'s draft: the guesses it makes from a dataset, and that the draft validates as written."""
+
+from datetime import date
+
+import polars as pl
+import pytest
+import yaml
+
+from mlplatform.brief import RandomSplit, Split, load_brief
+from mlplatform.core.brief_draft import draft_brief
+from mlplatform.core.io import InputError
+from mlplatform_tests.own_datasets import house_prices, machine_faults, shop_visits
+
+TODAY = date(2026, 11, 30)
+
+
+def drafted(tmp_path, data, target):
+    draft = draft_brief(str(data), target, brief_dir=tmp_path, today=TODAY)
+    path = tmp_path / "brief.yaml"
+    path.write_text(draft.text)
+    return load_brief(path), draft
+
+
+def test_a_table_without_time_or_key_gets_row_numbers_observed_at_and_class_names(tmp_path):
+    brief, draft = drafted(tmp_path, shop_visits(tmp_path), "bought")
+    source = brief.sources["shop_visits"]
+    assert brief.task_type == "binary" and brief.label.classes == ["no", "yes"]  # the rarer value is positive
+    assert source.row_key == "row_id" and source.observed_at == TODAY and not brief.has_time
+    assert isinstance(brief.split, RandomSplit) and brief.split.stratify
+    assert brief.protected_attributes == ["age", "gender"]  # guessed from names, marked for a person
+    assert "protected attributes (CONFIRM): age, gender" in draft.text
+    assert brief.model_input_columns == ["income", "city", "visits"]
+    assert brief.slice_by == ["city"]
+    assert source.columns["city"].allowed == ["lille", "lyon", "nice", "paris"]
+    assert source.columns["visits"].nullable
+    assert brief.metrics.primary == "f1"  # 20-30% positives: balanced enough for F1 in the seed's table
+    assert brief.sources["shop_visits"].path == "shop_visits.csv"  # relative to the brief's folder
+
+
+def test_a_table_with_time_and_a_repeated_key_gets_a_temporal_split(tmp_path):
+    brief, _ = drafted(tmp_path, machine_faults(tmp_path), "fault")
+    source = brief.sources["machine_faults"]
+    assert brief.task_type == "multiclass" and brief.label.classes is None  # already 0..k-1
+    assert brief.entity_key == "machine_id" and brief.entity == "machine"
+    assert source.timestamp == "reading_time" and source.unique == ["machine_id", "reading_time"]
+    assert isinstance(brief.split, Split) and brief.has_time
+    assert brief.partition_start == date(2025, 1, 1) and brief.partition_end == date(2025, 5, 1)
+    assert brief.metrics.primary == "macro_f1"
+    # The draft's heuristic splits the strongest input at its median and predicts each side's usual class.
+    assert [(r.when, r.predict) for r in brief.rules_baseline] == [
+        ("machine_temperature >= 62.928", 2), ("machine_temperature < 62.928", 0), ("machine_temperature IS NULL", 0)]
+
+
+def test_a_continuous_target_is_regression_with_mae(tmp_path):
+    brief, _ = drafted(tmp_path, house_prices(tmp_path, n=500, width=8), "price")
+    assert brief.task_type == "regression" and brief.metrics.primary == "mae"
+    assert brief.entity_key == "house_id"  # unique integer id: the key
+    assert not brief.split.stratify and len(brief.model_input_columns) == 8
+
+
+def test_rare_positives_make_pr_auc_primary(tmp_path):
+    path = tmp_path / "rare.csv"
+    pl.DataFrame({"x": list(range(1000)), "fraud": [1 if i % 50 == 0 else 0 for i in range(1000)]}).write_csv(path)
+    brief, draft = drafted(tmp_path, path, "fraud")
+    assert brief.metrics.primary == "pr_auc" and "positives are 2.0% (< 5%)" in draft.text
+    assert brief.label.classes is None
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ("nope", "target column 'nope' is not in"),
+    ("constant", "target column 'constant' has fewer than two distinct values"),
+])
+def test_a_bad_target_is_named(tmp_path, target, message):
+    path = tmp_path / "t.csv"
+    pl.DataFrame({"x": [1, 2, 3], "constant": [1, 1, 1]}).write_csv(path)
+    with pytest.raises(InputError, match=message):
+        draft_brief(str(path), target, brief_dir=tmp_path, today=TODAY)
+
+
+def test_mixed_formats_are_refused(tmp_path):
+    pl.DataFrame({"x": [1]}).write_csv(tmp_path / "a.csv")
+    pl.DataFrame({"x": [1]}).write_parquet(tmp_path / "b.parquet")
+    with pytest.raises(InputError, match="init reads one format"):
+        draft_brief(str(tmp_path), "x", brief_dir=tmp_path, today=TODAY)
+
+
+def test_the_draft_is_commented_yaml_without_anchors(tmp_path):
+    _, draft = drafted(tmp_path, shop_visits(tmp_path, n=300), "bought")
+    assert draft.text.startswith("# Draft brief written by `mlplatform init`")
+    assert "&id" not in draft.text and "*id" not in draft.text
+    assert yaml.safe_load(draft.text)["owner"] == "TODO@example.com"
