@@ -8,7 +8,7 @@ import yaml
 
 from mlplatform.brief import BriefError, load_brief
 from mlplatform.core.datasets import known_labels
-from mlplatform.core.ingestion import add_derived_columns, check_source_files
+from mlplatform.core.ingestion import add_derived_columns, check_source_files, ingest
 from mlplatform.core.io import InputError
 from mlplatform.core.table_features import build_table_features, table_feature_columns
 from mlplatform.core.training import random_split
@@ -133,3 +133,28 @@ def test_random_split_refuses_an_empty_part():
     frame = pl.DataFrame({"y": [0, 1, 0]})
     with pytest.raises(ValueError, match="the validation split is empty .3 labelled rows."):
         random_split(frame, "y", validation_fraction=0.1, test_fraction=0.1, stratify_by_label=False, seed=0)
+
+
+def test_a_duckdb_table_is_a_source(tmp_path):
+    import duckdb
+
+    database = tmp_path / "shop.duckdb"
+    with duckdb.connect(str(database)) as con:
+        con.execute("CREATE TABLE flowers AS SELECT 1.5 AS petal, 'red' AS colour, DATE '2026-01-01' AS picked, "
+                    "true AS kept, 'iris' AS species")
+
+    def to_duckdb(raw):
+        raw["sources"]["flowers"].update(path=str(database), format="duckdb", table="flowers")
+
+    source = load_brief(write(tmp_path, to_duckdb)).sources["flowers"]
+    assert check_source_files(str(database), source) == [database]
+    frame = ingest([database], "duckdb", source.file_columns, source.table)
+    assert frame.row(0, named=True) == {"petal": "1.5", "colour": "red", "picked": "2026-01-01", "kept": "true",
+                                        "species": "iris", "_source_file": "shop.duckdb"}
+    with pytest.raises(InputError, match="has no table 'trees' .it has: flowers."):
+        ingest([database], "duckdb", source.file_columns, "trees")
+
+
+def test_a_duckdb_source_must_name_its_table(tmp_path):
+    with pytest.raises(BriefError, match="a duckdb source names its table"):
+        load_brief(write(tmp_path, lambda raw: raw["sources"]["flowers"].update(format="duckdb")))

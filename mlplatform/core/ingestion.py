@@ -5,7 +5,7 @@ from pathlib import Path
 import polars as pl
 
 from mlplatform.brief import OBSERVED_AT, Source
-from mlplatform.core.io import InputError, read_file, source_files
+from mlplatform.core.io import InputError, read_duckdb_table, read_file, source_files
 
 SOURCE_FILE = "_source_file"
 
@@ -18,15 +18,16 @@ def batch_files(path: str, key: str | None) -> list[Path]:
     return [f for f in files if key in f.name]
 
 
-def ingest(files: list[Path], fmt: str, expected_columns: list[str]) -> pl.DataFrame:
-    """Read ``files`` into one text-typed frame (every column kept) with a ``_source_file`` column.
+def ingest(files: list[Path], fmt: str, expected_columns: list[str], table: str | None = None) -> pl.DataFrame:
+    """Read ``files`` (or ``table`` of a DuckDB file) into one text-typed frame (every column kept) with a
+    ``_source_file`` column.
 
     Raises:
         InputError: a file is unreadable, or lacks declared columns (named, with the fix).
     """
     frames = []
     for path in files:
-        frame = read_file(path, fmt)
+        frame = read_file(path, fmt, table)
         missing = [c for c in expected_columns if c not in frame.columns]
         if missing:
             raise InputError(
@@ -47,17 +48,23 @@ def check_source_files(path: str, source: Source) -> list[Path]:
     """
     files = source_files(path)
     for file in files:
-        try:
-            columns = (pl.read_csv(file, n_rows=0).columns if source.format == "csv"
-                       else list(pl.read_parquet_schema(file)))
-        except Exception as exc:  # polars raises several types for corrupt input
-            raise InputError(f"cannot read {file} as {source.format}: {exc}. Replace the file or fix the "
-                             "source format in the brief.") from None
+        if source.format == "duckdb":
+            columns = read_duckdb_table(file, source.table or "", limit=0).columns
+        else:
+            columns = _file_header(file, source.format)
         missing = [c for c in source.file_columns if c not in columns]
         if missing:
             raise InputError(f"{file} lacks the column(s) {', '.join(missing)} declared in the brief. Fix the file, "
                              "or update the source's columns in the brief.")
     return files
+
+
+def _file_header(file: Path, fmt: str) -> list[str]:
+    try:
+        return pl.read_csv(file, n_rows=0).columns if fmt == "csv" else list(pl.read_parquet_schema(file))
+    except Exception as exc:  # polars raises several types for corrupt input
+        raise InputError(f"cannot read {file} as {fmt}: {exc}. Replace the file or fix the source format in the "
+                         "brief.") from None
 
 
 def add_derived_columns(frame: pl.DataFrame, source: Source) -> pl.DataFrame:

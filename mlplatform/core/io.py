@@ -50,12 +50,36 @@ def source_files(path: str) -> list[Path]:
     return files
 
 
-def read_file(path: Path, fmt: str) -> pl.DataFrame:
-    """Read one CSV/Parquet file with every column as text, so that typing errors become row-level findings.
+def read_duckdb_table(path: Path, table: str, *, limit: int | None = None) -> pl.DataFrame:
+    """A table of a DuckDB database file, opened read-only (its own types; ``limit`` rows, or all).
+
+    Raises:
+        InputError: the file is not a DuckDB database, or has no such table (the message lists its tables).
+    """
+    import duckdb
+
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            tables = [row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+            if table not in tables:
+                raise InputError(f"{path} has no table '{table}' (it has: {', '.join(sorted(tables)) or 'none'}). "
+                                 "Fix the source's table in the brief.")
+            sql = f'SELECT * FROM "{table}"' + (f" LIMIT {int(limit)}" if limit is not None else "")
+            return con.sql(sql).pl()
+    except duckdb.Error as exc:
+        raise InputError(f"cannot read {path} as a DuckDB database: {exc}. Point the source at a DuckDB file, "
+                         "or fix its format in the brief.") from None
+
+
+def read_file(path: Path, fmt: str, table: str | None = None) -> pl.DataFrame:
+    """Read one CSV/Parquet file (or a DuckDB ``table``) with every column as text, so that typing errors
+    become row-level findings.
 
     Raises:
         InputError: the file is empty, truncated or not of the declared format.
     """
+    if fmt == "duckdb":
+        return read_duckdb_table(path, table or "").with_columns(pl.all().cast(pl.String))
     try:
         if fmt == "csv":
             frame = pl.read_csv(path, infer_schema=False)
