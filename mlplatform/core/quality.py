@@ -15,9 +15,9 @@ consistency       (rows with an unparseable value + rows repeating a key      �
                   with different values + identical copies) / raw rows
 timeliness        days from the newest valid timestamp to ``as_of``           ≤ need    ≥ max(90,   log
                                                                                         3 × need)
-relevance         best single feature's signal for the label: |2·AUC − 1|     ≥ 0.40    ≤ 0.05      linear
-                  for classes (one-vs-rest, best class), |Spearman ρ| for
-                  a numeric target
+relevance         best candidate feature's signal for the label on a seeded   ≥ 0.40    ≤ 0.05      linear
+                  sample: |2·AUC − 1| for classes (one-vs-rest, best class),
+                  |Spearman ρ| for a numeric target
 volume            samples in the smallest class (classification), else        ≥ 10,000  ≤ 100       log
                   valid rows
 ================  ==========================================================  ========  ==========  =====
@@ -25,51 +25,106 @@ volume            samples in the smallest class (classification), else        �
 The completeness and volume anchors are the seed's table (>50 % missing = 0, <1 % = 5; <100 samples per
 class = 0, >10,000 = 5). The seed's 5 for accuracy is "validated against the truth": here the contract is
 that validation, and what it finds wrong costs points. Timeliness reads the seed's "real-time or daily" as
-the brief's freshness need and "months stale" as 90 days. A source without a timestamp, or scored without a
-label and features, gets the neutral 3 for that dimension (``measured=False``): 18/30 is 3 per dimension,
-so an unmeasured dimension neither helps nor hurts against the gate. An empty table scores 0 on the ratio
-dimensions. :func:`combine` takes, per dimension, the worst source that measured it.
+the brief's freshness need and "months stale" as 90 days. An empty table scores 0 on the ratio dimensions.
+
+A dimension that cannot be measured for a source is *not applicable* (``points`` None): timeliness of a
+table without a timestamp column, relevance of a source that cannot be joined to the label. It gives no
+points and takes none; the total is the applicable points scaled to 30 (:func:`report_of`), so the gate
+asks the same 60 % of whatever could be measured.
+
+Relevance candidates (:func:`relevance_candidates`): the label source's own columns; an entity table's
+attributes joined by the entity key; for a source with time, per-entity aggregates of the rows strictly
+before each label's timestamp (row count, mean of each numeric column, count of each level of a text column
+with at most 20 levels).
+
+:func:`combine` takes, per dimension, the worst source that measured it, except relevance, where it takes
+the best: a source with little signal does not hide the signal of another.
 """
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, time
 
 import numpy as np
 import polars as pl
 from scipy.stats import rankdata
 
+from mlplatform.brief import Brief, Source
 from mlplatform.core.validation import ValidationResult, check_kind
 
-NEUTRAL = 3.0
 MAX_POINTS = 5.0
+TOTAL = 30.0
 MAX_CATEGORY_LEVELS = 20  # text features with more levels are skipped for relevance (they look like ids)
 LEAKAGE_SIGNAL = 0.9  # a single feature this predictive is more likely leakage than signal
+RELEVANCE_SAMPLE_ROWS = 20_000  # labelled rows relevance is measured on: tells a 0.05 signal from none
 NOTHING_TO_FIX = "Nothing to fix."
 
 
 @dataclass
 class DimensionScore:
-    """One dimension's measurement, points (0–5), what was found, and what to fix first."""
+    """One dimension's measurement, points (0–5, None when not applicable), what was found, what to fix."""
 
     name: str
     measurement: float
-    points: float
+    points: float | None
     detail: str
     fix: str
-    measured: bool = True
+    applicable: bool = True
 
 
 @dataclass
 class QualityReport:
-    """The six dimensions of one source (or of all sources, from :func:`combine`)."""
+    """The six dimensions of one source (or of all sources, from :func:`combine`).
+
+    ``total`` is out of 30: the applicable dimensions' points scaled by 30 / (5 × their number).
+    """
 
     source: str
     dimensions: list[DimensionScore]
     total: float
     passed: bool
     min_score: float
+
+    @property
+    def points(self) -> float:
+        """The applicable dimensions' points, before scaling to 30."""
+        return round(sum(d.points for d in self.dimensions if d.applicable), 2)
+
+    @property
+    def possible(self) -> float:
+        """The most the applicable dimensions can score (5 each)."""
+        return MAX_POINTS * sum(d.applicable for d in self.dimensions)
+
+    @property
+    def fix_first(self) -> DimensionScore:
+        """The applicable dimension with the fewest points: what to improve first."""
+        return min((d for d in self.dimensions if d.applicable), key=lambda d: d.points)
+
+    @property
+    def summary(self) -> str:
+        """The total, and how it was scaled when a dimension was not applicable."""
+        skipped = [d.name for d in self.dimensions if not d.applicable]
+        scaled = f" ({self.points:g} of {self.possible:g} applicable points; not applicable: " \
+                 f"{', '.join(skipped)})" if skipped else ""
+        return f"{self.total:g}/30{scaled} against a minimum of {self.min_score:g}"
+
+
+def normalised_total(points: list[float | None]) -> float:
+    """The total out of 30 of dimension points, None marking a dimension that is not applicable."""
+    applicable = [p for p in points if p is not None and not math.isnan(p)]
+    return round(sum(applicable) * TOTAL / (MAX_POINTS * len(applicable)), 2) if applicable else 0.0
+
+
+def report_of(source: str, dimensions: list[DimensionScore], min_score: float) -> QualityReport:
+    """A report whose total is the applicable points scaled to 30 and compared with ``min_score``."""
+    total = normalised_total([d.points if d.applicable else None for d in dimensions])
+    return QualityReport(source, dimensions, total, total >= min_score, min_score)
+
+
+def not_applicable(name: str, why: str, fix: str) -> DimensionScore:
+    """A dimension this source cannot be measured on: no points given, none taken."""
+    return DimensionScore(name, float("nan"), None, f"not applicable: {why}", fix, applicable=False)
 
 
 def _log_points(value: float, best: float, worst: float) -> float:
@@ -173,28 +228,61 @@ def _consistency(result: ValidationResult, raw_count: int) -> DimensionScore:
     return DimensionScore("consistency", share, points, detail, _fix(points, fix))
 
 
-def _timeliness(valid: pl.DataFrame, timestamp: str | None, as_of: datetime,
-                freshness_days: float) -> DimensionScore:
-    if timestamp is None:
-        return DimensionScore("timeliness", float("nan"), NEUTRAL,
-                              "no timestamp column declared: freshness not measured (neutral score)",
-                              "Declare the source's event-time column as `timestamp` in the brief.", False)
-    newest = valid[timestamp].max() if valid.height else None
+def time_column(source: Source) -> str | None:
+    """The source's event-time column when its data has one; None for a table without time, including one
+    whose only time is the brief's declared ``observed_at`` (a date someone wrote down, not a measurement)."""
+    return None if source.observed_at else source.timestamp
+
+
+def data_as_of(brief: Brief) -> datetime:
+    """The moment the data is judged fresh at: the end of the brief's partition range, not the wall clock, so
+    history (and the bundled demo) scores as it did when it was current."""
+    return datetime.combine(brief.partition_end, time())
+
+
+def freshness_need_days(brief: Brief, source: str) -> float:
+    """How old a source's newest data may be: the brief's ``freshness_days``, plus the label's ``delay_days``
+    for the label source (a label can never be fresher than its delay)."""
+    delay = brief.label.delay_days if source == brief.label.source else 0
+    return brief.thresholds.freshness_days + delay
+
+
+def newest_time(values: pl.Series) -> datetime | None:
+    """The latest value of a date or datetime column as a naive datetime (midnight for a date); None if empty."""
+    newest = values.max()
     if newest is None:
-        return DimensionScore("timeliness", float("inf"), 0.0, f"no valid {timestamp} values",
-                              f"Load rows with a valid {timestamp}.")
-    if not isinstance(newest, datetime) and isinstance(newest, date):
-        newest = datetime.combine(newest, datetime.min.time())
+        return None
+    return newest if isinstance(newest, datetime) else datetime.combine(newest, datetime.min.time())
+
+
+def timeliness(newest: datetime | None, column: str, as_of: datetime, need_days: float) -> DimensionScore:
+    """Timeliness of data whose latest ``column`` value is ``newest``, judged at ``as_of``.
+
+    Scores 5 within ``need_days`` (see :func:`timeliness_points`); the measurement is the age in days.
+    """
+    if newest is None:
+        return DimensionScore("timeliness", float("inf"), 0.0, f"no valid {column} values",
+                              f"Load rows with a valid {column}.")
     if as_of.tzinfo is not None:  # validated datetimes are naive UTC
         as_of = as_of.astimezone(UTC).replace(tzinfo=None)
     age = (as_of - newest).total_seconds() / 86_400
-    points = timeliness_points(age, freshness_days)
-    detail = f"newest {timestamp} {newest:%Y-%m-%d %H:%M} is {age:.1f} days before {as_of:%Y-%m-%d %H:%M}"
+    points = timeliness_points(age, need_days)
+    detail = f"newest {column} {newest:%Y-%m-%d %H:%M} is {age:.1f} days before {as_of:%Y-%m-%d %H:%M}"
     if age < 0:
         detail += " (after as_of: check the clock of the producer or the as_of passed in)"
-    detail += f"; need ≤ {freshness_days:g} days"
-    fix = f"Refresh the source: the newest data should be at most {freshness_days:g} days old (is {age:.1f})."
+    detail += f"; need ≤ {need_days:g} days"
+    fix = f"Refresh the source: the newest data should be at most {need_days:g} days old (is {age:.1f})."
     return DimensionScore("timeliness", age, points, detail, _fix(points, fix))
+
+
+def _timeliness(valid: pl.DataFrame, timestamp: str | None, as_of: datetime,
+                freshness_days: float) -> DimensionScore:
+    if timestamp is None:
+        return not_applicable("timeliness", "the source has no timestamp column, so the age of its data is "
+                              "unknown (a declared observed_at date is not a measurement)",
+                              "If the table has an event-time column, declare it as the source's `timestamp` in "
+                              "the brief.")
+    return timeliness(newest_time(valid[timestamp]), timestamp, as_of, freshness_days)
 
 
 def _is_classification(label: pl.Series, task_type: str | None) -> bool:
@@ -233,10 +321,30 @@ def _feature_values(feature: pl.Series, target: pl.Series) -> pl.Series | None:
     return None
 
 
-def _best_signal(features: pl.DataFrame, label: pl.Series,
-                 classification: bool) -> tuple[float, str | None, str]:
-    """The strongest single feature: (signal, feature name, what the signal is)."""
-    if classification:
+@dataclass
+class FeatureSignal:
+    """One candidate feature's predictive signal for the label (0 = none, 1 = determines it)."""
+
+    feature: str
+    signal: float
+    measure: str
+    rows: int
+
+
+def feature_signals(features: pl.DataFrame, label: pl.Series, task_type: str | None) -> list[FeatureSignal]:
+    """Each usable feature's signal for ``label`` (row-aligned), strongest first.
+
+    Classification: |2·AUC − 1| of the feature ranking one class first (with more than two classes, the
+    best class against the rest). Numeric target: |Spearman ρ|. Rows where the feature or the label is
+    missing are left out; text features with more than 20 levels, and dates, are skipped.
+
+    Raises:
+        ValueError: ``features`` and ``label`` do not have the same number of rows.
+    """
+    if features.height != label.len():
+        raise ValueError(f"features_for_relevance has {features.height} rows but the label has {label.len()}; "
+                         "pass them aligned row by row")
+    if _is_classification(label, task_type):
         classes = label.drop_nulls().unique().sort().to_list()
         # With two classes one side suffices (the signal is symmetric); otherwise one-vs-rest per class.
         targets = [(label == classes[-1], "|2·AUC−1|")] if len(classes) == 2 else [
@@ -244,41 +352,115 @@ def _best_signal(features: pl.DataFrame, label: pl.Series,
         scorer: Callable[[np.ndarray, np.ndarray], float] = _auc_signal
     else:
         targets, scorer = [(label.cast(pl.Float64), "|Spearman ρ|")], _spearman_signal
-    best = (0.0, None, targets[0][1] if targets else "")
+    signals = []
     for column in features.columns:
-        for target, what in targets:
+        best: FeatureSignal | None = None
+        for target, measure in targets:
             values = _feature_values(features[column], target)
             if values is None:
-                continue
+                break
             keep = (values.is_not_null() & values.is_not_nan() & target.is_not_null()).to_numpy()
-            signal = scorer(values.to_numpy()[keep], target.to_numpy()[keep])
-            if signal > best[0]:
-                best = (signal, column, what)
-    return best
+            signal = round(scorer(values.to_numpy()[keep], target.to_numpy()[keep]), 4)
+            if best is None or signal > best.signal:
+                best = FeatureSignal(column, signal, measure, int(keep.sum()))
+        if best is not None:
+            signals.append(best)
+    return sorted(signals, key=lambda s: -s.signal)
 
 
-def _relevance(label: pl.Series | None, features: pl.DataFrame | None,
-               task_type: str | None) -> DimensionScore:
-    if label is None or features is None or features.width == 0:
-        return DimensionScore("relevance", float("nan"), NEUTRAL,
-                              "no label and features given: relevance not measured (neutral score)",
-                              "Score this source with the label and candidate features to measure relevance.",
-                              False)
-    if features.height != label.len():
-        raise ValueError(f"features_for_relevance has {features.height} rows but the label has {label.len()}; "
-                         "pass them aligned row by row")
-    signal, feature, what = _best_signal(features, label, _is_classification(label, task_type))
-    points = relevance_points(signal)
-    if feature is None:
-        return DimensionScore("relevance", 0.0, 0.0, "no usable feature carries any signal for the label",
+def relevance(signals: list[FeatureSignal], basis: str) -> DimensionScore:
+    """The relevance dimension from the candidates' signals: the strongest one's points.
+
+    Args:
+        signals: from :func:`feature_signals`, strongest first.
+        basis: how the candidates were obtained, for the detail line (e.g. "attributes joined by customer_id").
+    """
+    if not signals or signals[0].signal == 0:
+        return DimensionScore("relevance", 0.0, 0.0, f"no candidate feature carries any signal for the label "
+                              f"({len(signals)} usable; {basis})",
                               "Add features that are a direct basis for the prediction.")
-    detail = f"best single feature {feature}: {what} = {signal:.3f} over {features.width} features"
-    fix = f"Add features that are a more direct basis for the prediction (best now: {feature}, {signal:.2f})."
-    if signal >= LEAKAGE_SIGNAL:
-        detail += " (suspiciously strong)"
-        fix = f"Check {feature} for target leakage: on its own it almost determines the label."
-        return DimensionScore("relevance", signal, points, detail, fix)
-    return DimensionScore("relevance", signal, points, detail, _fix(points, fix))
+    best = signals[0]
+    points = relevance_points(best.signal)
+    detail = (f"best of {len(signals)} features: {best.feature}, {best.measure} = {best.signal:.3f} on "
+              f"{best.rows} labelled rows ({basis})")
+    if best.signal >= LEAKAGE_SIGNAL:
+        return DimensionScore("relevance", best.signal, points, detail + " (suspiciously strong)",
+                              f"Check {best.feature} for target leakage: on its own it almost determines the "
+                              "label.")
+    fix = f"Add features that are a more direct basis for the prediction (best now: {best.feature}, " \
+          f"{best.signal:.2f})."
+    return DimensionScore("relevance", best.signal, points, detail, _fix(points, fix))
+
+
+def relevance_sample(labels: pl.DataFrame, label_column: str, seed: int,
+                     rows: int = RELEVANCE_SAMPLE_ROWS) -> pl.DataFrame:
+    """A seeded sample of at most ``rows`` labelled rows (rows whose label is present), in table order."""
+    labelled = labels.filter(pl.col(label_column).is_not_null()).with_row_index("__order")
+    if labelled.height > rows:
+        labelled = labelled.sample(rows, seed=seed).sort("__order")
+    return labelled.drop("__order")
+
+
+def _event_aggregates(sample: pl.DataFrame, table: pl.DataFrame, entity_key: str, label_timestamp: str,
+                      timestamp: str, candidates: list[str]) -> pl.DataFrame:
+    """Per label row: the entity's rows strictly before the label time, counted and averaged."""
+    numeric = [c for c in candidates if table[c].dtype.is_numeric() or table[c].dtype == pl.Boolean]
+    levels = {c: table[c].drop_nulls().unique().sort().to_list() for c in candidates
+              if table[c].dtype == pl.String and table[c].n_unique() <= MAX_CATEGORY_LEVELS}
+    labels = sample.select(entity_key, pl.col(label_timestamp).cast(pl.Datetime("us")).alias("__label_time"))
+    labels = labels.with_row_index("__label_row")
+    history = table.filter(pl.col(entity_key).is_in(labels[entity_key].unique().implode())).select(
+        entity_key, pl.col(timestamp).cast(pl.Datetime("us")).alias("__time"),
+        *[pl.col(c).cast(pl.Float64) for c in numeric], *levels)
+    before = labels.join(history, on=entity_key).filter(pl.col("__time") < pl.col("__label_time"))
+    aggregates = before.group_by("__label_row").agg(
+        pl.len().alias("count"),
+        *[pl.col(c).mean().alias(f"mean({c})") for c in numeric],
+        *[(pl.col(c) == v).sum().alias(f"count({c}={v})") for c, values in levels.items() for v in values],
+    )
+    counts = [c for c in aggregates.columns if c.startswith("count")]
+    return (labels.select("__label_row").join(aggregates, on="__label_row", how="left", maintain_order="left")
+            .with_columns(pl.col(counts).fill_null(0)).drop("__label_row"))
+
+
+def relevance_candidates(sample: pl.DataFrame, table: pl.DataFrame, *, is_label_source: bool, entity_key: str,
+                         label_timestamp: str, timestamp: str | None,
+                         exclude: set[str]) -> tuple[pl.DataFrame | None, str]:
+    """Candidate features of one source, row-aligned with the label ``sample``, and how they were joined.
+
+    * the label source: its own columns;
+    * a source without time: its attributes, joined by ``entity_key`` (the first row of each entity);
+    * a source with time: per entity and label row, the rows strictly before the label's timestamp: their
+      count, the mean of each numeric column, the count of each level of a text column with at most 20 levels.
+
+    Columns in ``exclude`` (keys, timestamps, the label, protected attributes) are never candidates.
+
+    Returns:
+        The candidates and a phrase saying how they were obtained, or None and why the source cannot be
+        joined to the label.
+    """
+    candidates = [c for c in table.columns if c not in exclude | {entity_key, timestamp, label_timestamp}]
+    none_left = "it has no columns besides keys, timestamps, the label and protected attributes"
+    if is_label_source:
+        return (sample.select(candidates), "the label source's own columns") if candidates else (None, none_left)
+    if entity_key not in table.columns:
+        return None, f"it has no {entity_key} column to join it to the label"
+    if timestamp is None:
+        if not candidates:
+            return None, none_left
+        attributes = table.unique(entity_key, keep="first", maintain_order=True).select(entity_key, *candidates)
+        joined = sample.select(entity_key).join(attributes, on=entity_key, how="left", maintain_order="left")
+        return joined.drop(entity_key), f"attributes joined by {entity_key}"
+    aggregates = _event_aggregates(sample, table, entity_key, label_timestamp, timestamp, candidates)
+    return aggregates, f"per-{entity_key} aggregates of the rows before {label_timestamp}"
+
+
+def _relevance(label: pl.Series | None, features: pl.DataFrame | None, task_type: str | None,
+               basis: str) -> DimensionScore:
+    if label is None or features is None or features.width == 0:
+        return not_applicable("relevance", "no candidate features joined to the label for this source",
+                              "Score this source with the label and candidate features to measure relevance.")
+    return relevance(feature_signals(features, label, task_type), basis)
 
 
 def _volume(valid: pl.DataFrame, label: pl.Series | None, task_type: str | None) -> DimensionScore:
@@ -317,13 +499,16 @@ def score_source(
         name: the source's name.
         raw_count: rows ingested (the denominator of consistency; normally ``result.counts["raw"]``).
         result: the source's validation result.
-        timestamp: the source's event-time column, or None when it has none (timeliness is then neutral).
+        timestamp: the source's event-time column, or None when it has none (timeliness is then not
+            applicable).
         as_of: the moment freshness is judged at (e.g. the end of the partition range, not the wall clock,
             when backfilling history).
         freshness_days: how old the newest data may be and still score 5. For a label source, add the
             label's delay: labels cannot be fresher than that.
         label: the label, row-aligned with ``features_for_relevance``; also used for per-class volume.
-        features_for_relevance: candidate features; relevance is neutral without them and a label.
+        features_for_relevance: candidate features; without them and a label, relevance is not applicable
+            here (the pipeline measures it once labels are joined: :func:`relevance_candidates`,
+            :func:`with_relevance`).
         min_score: the brief's minimum total (``thresholds.quality_min_score``).
         task_type: ``binary``/``multiclass``/``regression``; when None, a text, boolean or integer label
             with at most 20 values counts as classification.
@@ -337,18 +522,25 @@ def score_source(
         _accuracy(result, rows),
         _consistency(result, raw_count),
         _timeliness(result.valid, timestamp, as_of, freshness_days),
-        _relevance(label, features_for_relevance, task_type),
+        _relevance(label, features_for_relevance, task_type, "candidate features given"),
         _volume(result.valid, label, task_type),
     ]
-    total = round(sum(d.points for d in dimensions), 2)
-    return QualityReport(name, dimensions, total, total >= min_score, min_score)
+    return report_of(name, dimensions, min_score)
+
+
+def with_relevance(report: QualityReport, dimension: DimensionScore) -> QualityReport:
+    """The report with its relevance dimension replaced (e.g. measured after joining the label)."""
+    dimensions = [dimension if d.name == "relevance" else d for d in report.dimensions]
+    return report_of(report.source, dimensions, report.min_score)
 
 
 def combine(reports: list[QualityReport], min_score: float) -> QualityReport:
-    """The overall score: per dimension, the worst source among those that measured it.
+    """The overall score: per dimension, the worst source among those where it applies; relevance the best.
 
-    The weakest source bounds what a model can learn from the data, so a minimum rather than an average;
-    a neutral (unmeasured) score only counts when no source measured that dimension.
+    The weakest source bounds what a model can learn from the data, so a minimum rather than an average.
+    Relevance is the exception: a source with little signal adds weak features but does not hide the signal
+    of another, so the strongest source counts. A dimension that applies to no source is not applicable
+    overall.
 
     Raises:
         ValueError: no reports to combine.
@@ -358,9 +550,12 @@ def combine(reports: list[QualityReport], min_score: float) -> QualityReport:
     dimensions = []
     for name in [d.name for d in reports[0].dimensions]:
         scored = [(r.source, d) for r in reports for d in r.dimensions if d.name == name]
-        pool = [item for item in scored if item[1].measured] or scored
-        source, worst = min(pool, key=lambda item: item[1].points)
-        dimensions.append(DimensionScore(name, worst.measurement, worst.points, f"{source}: {worst.detail}",
-                                         f"{source}: {worst.fix}", worst.measured))
-    total = round(sum(d.points for d in dimensions), 2)
-    return QualityReport("overall", dimensions, total, total >= min_score, min_score)
+        pool = [item for item in scored if item[1].applicable]
+        if not pool:
+            why = "; ".join(f"{s}: {d.detail.removeprefix('not applicable: ')}" for s, d in scored)
+            dimensions.append(not_applicable(name, why, scored[0][1].fix))
+            continue
+        pick = max if name == "relevance" else min
+        source, chosen = pick(pool, key=lambda item: item[1].points)
+        dimensions.append(replace(chosen, detail=f"{source}: {chosen.detail}", fix=f"{source}: {chosen.fix}"))
+    return report_of("overall", dimensions, min_score)

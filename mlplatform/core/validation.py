@@ -26,7 +26,7 @@ from typing import Literal
 import pandera.errors
 import polars as pl
 
-from mlplatform.brief import Source
+from mlplatform.brief import DType, Source
 from mlplatform.schemas import DUPLICATE_KEY, POLARS_DTYPES, source_schema
 
 ROW = "__row"
@@ -119,15 +119,29 @@ def _read_leniently(text: pl.Expr, dtype: str) -> pl.Expr:
     return _read(text, dtype)
 
 
+def _present(column: str) -> pl.Expr:
+    """The column's text without surrounding blanks; null where it spells a missing value."""
+    return pl.when(~pl.col(column).str.strip_chars().is_in(MISSING_TOKENS)).then(pl.col(column).str.strip_chars())
+
+
+def parse_column(text: pl.Series, dtype: DType) -> pl.Series:
+    """Read one raw text column as ``dtype`` exactly as validation does; null where missing or unreadable.
+
+    Used where one column is needed before validation, e.g. the newest timestamp of a raw batch.
+    """
+    present = text.cast(pl.String).to_frame("value").select(_present("value"))
+    typed = present.select(_read(pl.col("value"), dtype).cast(POLARS_DTYPES[dtype]))
+    if typed["value"].null_count() > present["value"].null_count():
+        typed = present.select(_read_leniently(pl.col("value"), dtype).cast(POLARS_DTYPES[dtype]))
+    return typed["value"].alias(text.name)
+
+
 def _cast(frame: pl.DataFrame, source: Source) -> tuple[pl.DataFrame, dict[str, str]]:
     """Typed declared columns plus one ``__bad_<col>`` flag per parsed column; also the flag names."""
     parsed = {column: spec.dtype for column, spec in source.columns.items() if spec.dtype != "str"}
     # Materialised stage by stage: one select per stage runs the columns in parallel, and no stage's
     # expression is evaluated twice.
-    text = frame.select(ROW, *[
-        pl.when(~pl.col(c).str.strip_chars().is_in(MISSING_TOKENS)).then(pl.col(c).str.strip_chars())
-        for c in parsed
-    ])
+    text = frame.select(ROW, *[_present(c) for c in parsed])
     typed = text.select(ROW, *[_read(pl.col(c), t).cast(POLARS_DTYPES[t]).alias(c) for c, t in parsed.items()])
     slow = [c for c in parsed if typed[c].null_count() > text[c].null_count()]
     if slow:
@@ -224,7 +238,12 @@ def validate_table(raw: pl.DataFrame, name: str, source: Source) -> ValidationRe
 
     kept = raw
     if source.unique:
-        kept = raw.filter(pl.struct(list(source.columns)).is_first_distinct())
+        # Identical rows share their key, so only rows with a repeated key are compared in full: hashing every
+        # column of every row would cost more than the rest of validation.
+        repeated = raw.select(pl.struct(source.unique).is_duplicated()).to_series()
+        if repeated.any():
+            first = raw.filter(repeated).select(pl.struct(list(source.columns)).is_first_distinct()).to_series()
+            kept = raw.filter(~repeated.scatter(repeated.arg_true(), ~first))
     duplicates_removed = raw.height - kept.height
     kept = kept.with_row_index(ROW)
 

@@ -1,20 +1,52 @@
 """Stage: contracts, quarantine and the 30-point data-quality gate (seed phase 2)."""
 
 from dataclasses import asdict
-from datetime import datetime, time
 
 import dagster as dg
 import polars as pl
 
 from mlplatform.brief import Brief
 from mlplatform.core.markdown import table
-from mlplatform.core.quality import DimensionScore, QualityReport, combine, score_source
+from mlplatform.core.quality import (
+    DimensionScore,
+    QualityReport,
+    combine,
+    data_as_of,
+    feature_signals,
+    freshness_need_days,
+    not_applicable,
+    relevance,
+    relevance_candidates,
+    relevance_points,
+    relevance_sample,
+    report_of,
+    score_source,
+    time_column,
+    with_relevance,
+)
 from mlplatform.core.validation import validate_table
 from mlplatform.resources.platform import PlatformResource
 
+RELEVANCE_SCHEMA = {"source": pl.String, "feature": pl.String, "signal": pl.Float64, "measure": pl.String,
+                    "rows": pl.Int64, "points": pl.Float64}
+TOP_FEATURES = 5  # per source, in the UI; the lake table keeps them all
+
 
 def _dimensions(report: QualityReport) -> pl.DataFrame:
-    return pl.DataFrame([{"source": report.source, **asdict(d)} for d in report.dimensions])
+    return pl.DataFrame([{"source": report.source, **asdict(d)} for d in report.dimensions],
+                        schema_overrides={"points": pl.Float64})
+
+
+def _read_report(platform: PlatformResource, layer: str, name: str, source: str) -> QualityReport:
+    rows = platform.read_table(layer, name).drop("source").iter_rows(named=True)
+    return report_of(source, [DimensionScore(**row) for row in rows], platform.brief.thresholds.quality_min_score)
+
+
+def _not_candidates(brief: Brief, name: str) -> set[str]:
+    """Columns of a source that are never relevance candidates: keys, times, the label, protected attributes."""
+    source = brief.sources[name]
+    return {brief.entity_key, brief.label.column, brief.label.timestamp, *brief.protected_attributes,
+            *source.unique, *([source.timestamp] if source.timestamp else [])}
 
 
 def _validation_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
@@ -43,11 +75,10 @@ def _validation_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
         valid_path = platform.write_table("validated", name, result.valid)
         quarantine_path = platform.write_table("quarantine", name, result.quarantined)
         score = score_source(
-            name, raw.height, result, timestamp=source.timestamp,
-            as_of=datetime.combine(b.partition_end, time()),
-            # labels are only ever as fresh as their delay allows
-            freshness_days=b.thresholds.freshness_days + (b.label.delay_days if is_label else 0),
+            name, raw.height, result, timestamp=time_column(source), as_of=data_as_of(b),
+            freshness_days=freshness_need_days(b, name),
             label=result.valid[b.label.column] if is_label else None,
+            # relevance needs the label joined to this source: data_quality_report measures it
             features_for_relevance=None, min_score=b.thresholds.quality_min_score, task_type=b.task_type,
         )
         platform.write_table("quality", name, _dimensions(score))
@@ -55,8 +86,8 @@ def _validation_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
         failures = {k: int(v) for k, v in result.failures_by_check.items()}
         yield dg.MaterializeResult(
             asset_key=f"validated_{name}",
-            metadata={"dagster/row_count": result.valid.height, **counts, "quality_total": score.total,
-                      "path": dg.MetadataValue.path(str(valid_path))},
+            metadata={"dagster/row_count": result.valid.height, **counts,
+                      "quality_before_relevance": score.summary, "path": dg.MetadataValue.path(str(valid_path))},
         )
         yield dg.MaterializeResult(
             asset_key=f"quarantined_{name}",
@@ -75,49 +106,82 @@ def _validation_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
     return validate
 
 
+def _relevance(platform: PlatformResource, sample: pl.DataFrame, name: str) -> tuple[DimensionScore, pl.DataFrame]:
+    """One source's relevance for the label, measured on the label sample, and each candidate's signal."""
+    b = platform.brief
+    is_label = name == b.label.source
+    source_rows = sample if is_label else platform.read_table("validated", name)
+    candidates, basis = relevance_candidates(
+        sample, source_rows, is_label_source=is_label, entity_key=b.entity_key, label_timestamp=b.label.timestamp,
+        timestamp=time_column(b.sources[name]), exclude=_not_candidates(b, name))
+    if candidates is None:
+        fix = (f"Nothing to change if {name} holds no model inputs; otherwise give it a {b.entity_key} column and "
+               "value columns so it can be joined to the label.")
+        return not_applicable("relevance", basis, fix), pl.DataFrame(schema=RELEVANCE_SCHEMA)
+    signals = feature_signals(candidates, sample[b.label.column], b.task_type)
+    frame = pl.DataFrame([{"source": name, **asdict(s), "points": relevance_points(s.signal)} for s in signals],
+                         schema=RELEVANCE_SCHEMA)
+    return relevance(signals, basis), frame
+
+
 def _quality_report_asset(brief: Brief) -> dg.AssetsDefinition:
     @dg.asset(group_name="quality", deps=[f"validated_{name}" for name in brief.sources], kinds={"polars"})
     def data_quality_report(platform: PlatformResource) -> dg.MaterializeResult:
-        """The seed's six-dimension data-quality score (0–5 each, total /30) per source and overall."""
+        """The seed's six-dimension data-quality score (0–5 each, total /30) per source and overall, with
+        relevance measured on a seeded sample of labelled rows joined to each source."""
         b = platform.brief
-        reports = []
+        sample = relevance_sample(platform.read_table("validated", b.label.source), b.label.column,
+                                  seed=b.training.seed)
+        reports, signals = [], []
         for name in b.sources:
-            rows = platform.read_table("quality", name).drop("source").iter_rows(named=True)
-            dims = [DimensionScore(**row) for row in rows]
-            total = sum(d.points for d in dims)
-            reports.append(QualityReport(name, dims, total, total >= b.thresholds.quality_min_score,
-                                         b.thresholds.quality_min_score))
+            dimension, features = _relevance(platform, sample, name)
+            reports.append(with_relevance(_read_report(platform, "quality", name, name), dimension))
+            signals.append(features)
         overall = combine(reports, b.thresholds.quality_min_score)
         detail = _dimensions(overall)
+        relevance_table = pl.concat(signals)
         summary = pl.DataFrame([{"source": r.source, **{d.name: d.points for d in r.dimensions}, "total": r.total}
-                                for r in [*reports, overall]])
+                                for r in [*reports, overall]], schema_overrides={d.name: pl.Float64
+                                                                                   for d in overall.dimensions})
         path = platform.write_table("reports", "data_quality", summary)
         platform.write_table("reports", "data_quality_overall", detail)
+        platform.write_table("reports", "data_quality_relevance", relevance_table)
         return dg.MaterializeResult(metadata={
             "total": overall.total,
             "min_score": overall.min_score,
             "passed": overall.passed,
+            "summary": overall.summary,
             "scores": dg.MetadataValue.md(table(summary)),
             "overall": dg.MetadataValue.md(table(detail.drop("source"))),
+            "relevance": dg.MetadataValue.md(_top_features(relevance_table)),
             "path": dg.MetadataValue.path(str(path)),
         })
 
     return data_quality_report
 
 
+def _top_features(signals: pl.DataFrame) -> str:
+    return table(signals.sort("signal", descending=True).group_by("source", maintain_order=True)
+                 .head(TOP_FEATURES).sort("source", "signal", descending=[False, True]))
+
+
 @dg.asset_check(asset="data_quality_report", blocking=True,
                 description="Stops everything downstream when the data-quality total is below the brief's "
                 "minimum (18/30 by default).")
 def data_quality_gate(platform: PlatformResource) -> dg.AssetCheckResult:
-    detail = platform.read_table("reports", "data_quality_overall").sort("points")
-    total = float(detail["points"].sum())
-    minimum = platform.brief.thresholds.quality_min_score
-    weakest = detail.row(0, named=True)
+    overall = _read_report(platform, "reports", "data_quality_overall", "overall")
+    detail = platform.read_table("reports", "data_quality_overall").drop("source")
+    weakest = overall.fix_first
     return dg.AssetCheckResult(
-        passed=total >= minimum,
-        metadata={"total": total, "min_score": minimum, "fix_first": f"{weakest['name']}: {weakest['fix']}",
-                  "dimensions": dg.MetadataValue.md(table(detail.drop("source")))},
-        description=f"data quality {total:.1f}/30 against a minimum of {minimum}",
+        passed=overall.passed,
+        metadata={"total": overall.total, "min_score": overall.min_score, "applicable_points": overall.points,
+                  "possible_points": overall.possible,
+                  "not_applicable": [d.name for d in overall.dimensions if not d.applicable],
+                  "fix_first": f"{weakest.name}: {weakest.fix}",
+                  "dimensions": dg.MetadataValue.md(table(detail)),
+                  "relevance_by_feature": dg.MetadataValue.md(
+                      _top_features(platform.read_table("reports", "data_quality_relevance")))},
+        description=f"data quality {overall.summary}",
     )
 
 

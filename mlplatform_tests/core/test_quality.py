@@ -7,19 +7,28 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mlplatform.brief import Source
+from mlplatform.brief import DEMO_BRIEF, Source, load_brief
 from mlplatform.core.quality import (
-    NEUTRAL,
     NOTHING_TO_FIX,
     DimensionScore,
-    QualityReport,
     combine,
     completeness_points,
+    data_as_of,
     error_share_points,
+    feature_signals,
+    freshness_need_days,
+    normalised_total,
+    not_applicable,
+    relevance,
+    relevance_candidates,
     relevance_points,
+    relevance_sample,
+    report_of,
     score_source,
+    time_column,
     timeliness_points,
     volume_points,
+    with_relevance,
 )
 from mlplatform.core.validation import validate_table
 
@@ -50,7 +59,7 @@ def clean_table(n: int = 4_000, seed: int = 0) -> pl.DataFrame:
     }).with_columns(pl.all().cast(pl.String))
 
 
-def score(raw: pl.DataFrame, **overrides) -> QualityReport:
+def score(raw: pl.DataFrame, **overrides):
     result = validate_table(raw, "table", SOURCE)
     label = result.valid["churned"]
     arguments = dict(timestamp="ts", as_of=AS_OF, freshness_days=1, label=label,
@@ -59,7 +68,7 @@ def score(raw: pl.DataFrame, **overrides) -> QualityReport:
     return score_source("table", raw.height, result, **(arguments | overrides))
 
 
-def points(report: QualityReport) -> dict[str, float]:
+def points(report) -> dict[str, float | None]:
     return {d.name: d.points for d in report.dimensions}
 
 
@@ -160,7 +169,7 @@ def test_relevance_reflects_the_best_feature_and_flags_leakage():
     regression = score(raw, features_for_relevance=result.valid.select("amount"), task_type="regression")
 
     weak_relevance = next(d for d in weak.dimensions if d.name == "relevance")
-    assert weak_relevance.points < 1 and weak_relevance.measured
+    assert weak_relevance.points < 1 and weak_relevance.applicable
     leaky_relevance = next(d for d in leaky.dimensions if d.name == "relevance")
     assert leaky_relevance.measurement == pytest.approx(1.0) and "leakage" in leaky_relevance.fix
     assert next(d for d in regression.dimensions if d.name == "relevance").points == 5
@@ -176,12 +185,24 @@ def test_relevance_for_a_multiclass_label_uses_one_class_against_the_rest():
     assert relevance.points == 5 and "class c" in relevance.detail
 
 
-def test_unmeasured_dimensions_get_the_neutral_score_and_say_so():
-    report = score(clean_table(1_000), timestamp=None, label=None, features_for_relevance=None)
-    unmeasured = {d.name: d for d in report.dimensions if not d.measured}
+def test_a_source_without_a_timestamp_scores_timeliness_not_applicable_and_the_total_is_scaled():
+    with_time = score(clean_table(1_000))
+    without = score(clean_table(1_000), timestamp=None)
+    timeliness = without.dimensions[3]
 
-    assert set(unmeasured) == {"timeliness", "relevance"}
-    assert all(d.points == NEUTRAL and "not measured" in d.detail for d in unmeasured.values())
+    assert not timeliness.applicable and timeliness.points is None and "no timestamp column" in timeliness.detail
+    assert without.possible == 25 and without.points == with_time.points - 5
+    assert without.total == pytest.approx(without.points * 30 / 25, abs=0.01)
+    assert "not applicable: timeliness" in without.summary
+
+
+def test_scaling_gives_no_points_to_a_dimension_that_is_not_applicable():
+    # 15 points over five applicable dimensions is 60 %: exactly 18/30, whatever the sixth would have been.
+    dims = [DimensionScore(n, 0.0, 3.0, "d", "f") for n in ("a", "b", "c", "d", "e")]
+    report = report_of("t", [*dims, not_applicable("timeliness", "no time", "declare one")], 18)
+    assert report.total == 18 and report.passed
+    assert normalised_total([5.0, 5.0, None, 0.0, float("nan"), 5.0]) == 22.5
+    assert report.fix_first.name == "a"
 
 
 def test_timeliness_of_a_date_column_and_of_stale_data():
@@ -202,20 +223,23 @@ def test_misaligned_features_are_rejected():
         score(clean_table(100), features_for_relevance=pl.DataFrame({"x": [1.0, 2.0]}))
 
 
-def test_combine_takes_the_worst_measured_source_per_dimension():
-    def report(name: str, completeness: float, timeliness: DimensionScore) -> QualityReport:
-        dims = [DimensionScore("completeness", 0.0, completeness, "d", "f"), timeliness]
-        return QualityReport(name, dims, completeness + timeliness.points, True, 6)
+def test_combine_takes_the_worst_applicable_source_per_dimension_and_the_best_for_relevance():
+    def report(name: str, completeness: float, timeliness: DimensionScore, signal: float):
+        dims = [DimensionScore("completeness", 0.0, completeness, "d", "f"), timeliness,
+                DimensionScore("relevance", signal, relevance_points(signal), "r", "add features")]
+        return report_of(name, dims, 9)
 
-    neutral = DimensionScore("timeliness", float("nan"), NEUTRAL, "not measured", "declare", measured=False)
+    none = not_applicable("timeliness", "no time", "declare")
     measured = DimensionScore("timeliness", 2.0, 4.5, "2 days old", "refresh")
-    overall = combine([report("a", 5, neutral), report("b", 2, measured)], min_score=6)
+    overall = combine([report("a", 5, none, 0.1), report("b", 2, measured, 0.4)], min_score=9)
 
-    assert [d.points for d in overall.dimensions] == [2, 4.5]
+    assert [d.points for d in overall.dimensions] == [2, 4.5, 5]
     assert overall.dimensions[0].detail == "b: d" and overall.dimensions[1].fix == "b: refresh"
-    assert overall.total == 6.5 and overall.passed and overall.source == "overall"
-    only_neutral = combine([report("a", 5, neutral)], min_score=9)
-    assert only_neutral.dimensions[1].points == NEUTRAL and not only_neutral.passed
+    assert overall.dimensions[2].detail == "b: r"
+    assert overall.points == 11.5 and overall.total == 23 and overall.passed and overall.source == "overall"
+    only_none = combine([report("a", 5, none, 0.1)], min_score=9)
+    assert not only_none.dimensions[1].applicable and "a: no time" in only_none.dimensions[1].detail
+    assert only_none.total == pytest.approx((5 + relevance_points(0.1)) * 30 / 10)
     with pytest.raises(ValueError, match="no quality reports"):
         combine([], 18)
 
@@ -232,3 +256,121 @@ def test_dates_in_the_future_are_fresh_but_noted():
     timeliness = score(raw).dimensions[3]
 
     assert timeliness.points == 5 and "after as_of" in timeliness.detail
+
+
+# Relevance measured per source: labels joined to the label source's columns, entity attributes, events.
+LABELS = pl.DataFrame({
+    "customer_id": [1, 2, 3, 1],
+    "snapshot": [datetime(2025, 3, 1), datetime(2025, 3, 1), datetime(2025, 3, 1), datetime(2025, 4, 1)],
+    "churned": [1, 0, 0, 0],
+    "score": [0.9, 0.1, 0.2, 0.3],
+})
+NOT_CANDIDATES = {"customer_id", "churned", "snapshot"}
+
+
+def candidates(table: pl.DataFrame, **kwargs):
+    arguments = dict(is_label_source=False, entity_key="customer_id", label_timestamp="snapshot", timestamp=None,
+                     exclude=NOT_CANDIDATES)
+    return relevance_candidates(LABELS, table, **(arguments | kwargs))
+
+
+def test_relevance_candidates_of_the_label_source_are_its_own_columns():
+    frame, basis = candidates(LABELS, is_label_source=True, timestamp="snapshot")
+    assert frame.columns == ["score"] and frame["score"].to_list() == LABELS["score"].to_list()
+    assert basis == "the label source's own columns"
+    nothing, why = candidates(LABELS.drop("score"), is_label_source=True, timestamp="snapshot")
+    assert nothing is None and "no columns besides keys" in why
+
+
+def test_entity_attributes_are_joined_by_the_key_row_by_row():
+    customers = pl.DataFrame({"customer_id": [3, 1, 1], "plan": ["basic", "premium", "basic"], "age": [30, 40, 50]})
+    frame, basis = candidates(customers, exclude=NOT_CANDIDATES | {"age"})
+
+    assert frame.to_dict(as_series=False) == {"plan": ["premium", None, "basic", "premium"]}  # first row per key
+    assert basis == "attributes joined by customer_id"
+    unjoinable, why = candidates(pl.DataFrame({"region": ["north"]}))
+    assert unjoinable is None and "no customer_id column" in why
+
+
+def test_event_aggregates_count_only_rows_before_each_label_time():
+    events = pl.DataFrame({
+        "customer_id": [1, 1, 1, 2, 2, 9],
+        "ts": [datetime(2025, 2, 10), datetime(2025, 2, 28, 23), datetime(2025, 3, 1), datetime(2025, 2, 1),
+               datetime(2025, 3, 20), datetime(2025, 1, 1)],
+        "minutes": [10.0, 20.0, 1000.0, 5.0, 7.0, 1.0],
+        "kind": ["login", "ticket", "login", "login", "ticket", "login"],
+    })
+    frame, basis = candidates(events, timestamp="ts")
+
+    assert frame.columns == ["count", "mean(minutes)", "count(kind=login)", "count(kind=ticket)"]
+    assert frame.rows() == [
+        (2, 15.0, 1, 1),  # customer 1 at 2025-03-01: the event at exactly the label time is not before it
+        (1, 5.0, 1, 0),  # customer 2: the later ticket is in the future
+        (0, None, 0, 0),  # customer 3 has no history
+        (3, 1030 / 3, 2, 1),  # customer 1 a month later sees all three
+    ]
+    assert basis == "per-customer_id aggregates of the rows before snapshot"
+
+
+def test_future_events_carry_no_relevance_and_past_ones_do():
+    rng = np.random.default_rng(4)
+    n = 2_000
+    labels = pl.DataFrame({"customer_id": np.arange(n), "snapshot": [datetime(2025, 6, 1)] * n,
+                           "churned": (rng.random(n) < 0.3).astype(int)})
+    # Churners have a ticket right before their snapshot; everyone has a ticket after it (the future).
+    churners = labels.filter(pl.col("churned") == 1)["customer_id"]
+    events = pl.DataFrame({
+        "customer_id": np.concatenate([churners.to_numpy(), np.arange(n)]),
+        "ts": [datetime(2025, 5, 30)] * churners.len() + [datetime(2025, 6, 2)] * n,
+    })
+    for planted, expected in ((events, 5.0), (events.filter(pl.col("ts") > datetime(2025, 6, 1)), 0.0)):
+        frame, basis = relevance_candidates(labels, planted, is_label_source=False, entity_key="customer_id",
+                                            label_timestamp="snapshot", timestamp="ts", exclude=NOT_CANDIDATES)
+        dimension = relevance(feature_signals(frame, labels["churned"], "binary"), basis)
+        assert dimension.points == expected
+
+
+def test_feature_signals_are_per_feature_and_strongest_first():
+    rng = np.random.default_rng(5)
+    label = pl.Series(rng.random(3_000) < 0.4).cast(pl.Int64)
+    features = pl.DataFrame({"noise": rng.normal(size=3_000), "strong": label + rng.normal(0, 0.5, 3_000),
+                             "ids": [f"id{i}" for i in range(3_000)]})
+    signals = feature_signals(features, label, "binary")
+
+    assert [s.feature for s in signals] == ["strong", "noise"]  # 3,000 text levels look like ids: skipped
+    assert signals[0].signal > 0.6 and signals[1].signal < 0.1 and signals[0].rows == 3_000
+    dimension = relevance(signals, "given")
+    assert dimension.points == 5 and "strong" in dimension.detail and "given" in dimension.detail
+
+
+def test_the_relevance_sample_is_seeded_labelled_and_bounded():
+    labels = pl.DataFrame({"id": range(100), "y": [None if i % 10 == 0 else i % 2 for i in range(100)]})
+    sample = relevance_sample(labels, "y", seed=1, rows=50)
+
+    assert sample.height == 50 and sample["y"].null_count() == 0
+    assert sample.equals(relevance_sample(labels, "y", seed=1, rows=50))
+    assert not sample.equals(relevance_sample(labels, "y", seed=2, rows=50))
+    assert sample["id"].is_sorted()
+    assert relevance_sample(labels, "y", seed=1).height == 90
+
+
+def test_with_relevance_replaces_the_dimension_and_rescales():
+    report = score(clean_table(1_000), label=None, features_for_relevance=None)
+    assert not report.dimensions[4].applicable and report.possible == 25
+    measured = with_relevance(report, DimensionScore("relevance", 0.4, 5.0, "d", NOTHING_TO_FIX))
+    assert measured.possible == 30 and measured.total == measured.points == report.points + 5
+
+
+def test_freshness_need_and_as_of_come_from_the_brief():
+    brief = load_brief(DEMO_BRIEF)
+    assert data_as_of(brief) == datetime(2025, 11, 1)
+    assert freshness_need_days(brief, "events") == brief.thresholds.freshness_days
+    assert freshness_need_days(brief, "labels") == brief.thresholds.freshness_days + brief.label.delay_days
+
+
+def test_a_declared_observed_at_date_is_not_a_time_column():
+    columns = {"x": {"dtype": "float"}, "day": {"dtype": "date"}}
+    assert time_column(Source.model_validate({"path": "p", "format": "csv", "timestamp": "day",
+                                              "columns": columns})) == "day"
+    plain = Source.model_validate({"path": "p", "format": "csv", "observed_at": "2026-01-01", "columns": columns})
+    assert plain.timestamp is not None and time_column(plain) is None

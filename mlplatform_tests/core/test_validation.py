@@ -8,7 +8,7 @@ import pytest
 
 from mlplatform.brief import Source
 from mlplatform.core.io import read_file
-from mlplatform.core.validation import REASONS, SchemaError, check_kind, validate_table
+from mlplatform.core.validation import REASONS, SchemaError, check_kind, parse_column, validate_table
 from mlplatform.schemas import source_schema
 
 EVENTS = Source.model_validate({
@@ -247,3 +247,12 @@ def test_schema_rejects_specs_that_cannot_become_checks():
         source_schema("t", bounded_text)
     with pytest.raises(ValueError, match="sources.t.columns.level.allowed"):
         source_schema("t", wrong_allowed)
+
+
+def test_parse_column_reads_one_raw_column_like_validation():
+    text = pl.Series("ts", ["2025-01-03 10:00:00", "2025-01-04T08:30:00Z", " n/a ", "last week", None])
+    parsed = parse_column(text, "datetime")
+
+    assert parsed.name == "ts" and parsed.dtype == pl.Datetime("us")
+    assert parsed.to_list() == [datetime(2025, 1, 3, 10), datetime(2025, 1, 4, 8, 30), None, None, None]
+    assert parse_column(pl.Series(["3.0", "x", "7"]), "int").to_list() == [3, None, 7]
