@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint dev mlflow-ui clean
+.PHONY: install demo test lint typecheck dev mlflow-ui clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ test: install
 
 lint: install
 	$(BIN)/python -m ruff check .
+
+# Modules under mypy so far ([tool.mypy] in pyproject.toml); add a module once it checks clean.
+TYPECHECKED := $(addprefix mlplatform/core/,distributed.py tuning.py tracking.py cost.py system_score.py metrics.py \
+	pit_join.py warehouse.py)
+
+typecheck: install
+	$(BIN)/python -m mypy $(TYPECHECKED)
 
 dev: install
 	mkdir -p data/dagster_home

@@ -94,10 +94,10 @@ def point_in_time_join(
             con.read_parquet(str(feature_table)).create_view("feature_source")
         needed = [entity_key, feature_timestamp, *([created_timestamp] if created_timestamp else []), *features]
         available = {row[0] for row in con.sql("DESCRIBE feature_source").fetchall()}
-        missing = [c for c in needed if c not in available]
-        if missing:
+        absent = [c for c in needed if c not in available]
+        if absent:
             name = feature_table if isinstance(feature_table, Path) else "feature_table"
-            raise ValueError(f"{name} lacks columns {missing}")
+            raise ValueError(f"{name} lacks columns {absent}")
 
         key, ts = _quote(entity_key), _quote(feature_timestamp)
         newest = f"CAST({_quote(created_timestamp)} AS TIMESTAMP) DESC NULLS LAST" if created_timestamp else "1"

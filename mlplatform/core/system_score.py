@@ -176,6 +176,7 @@ def _data_quality(e: Evidence, log: _Ledger) -> int:
     if not log.check(e.quality_total is not None, f"data-quality score {e.quality_total}/30",
                      "materialise data_quality_report (automated contracts and the 30-point score)"):
         return 0
+    assert e.quality_total is not None  # the check above returned otherwise
     if not log.check(e.quality_total >= e.quality_min,
                      f"the blocking quality gate passes ({e.quality_total:.1f} >= {e.quality_min})",
                      f"raise data quality above the gate's minimum {e.quality_min}/30 (see data_quality_report)"):
@@ -211,6 +212,7 @@ def _model_performance(e: Evidence, log: _Ledger) -> int:
     if not log.check(e.model_value is not None and bool(e.baselines), f"hold-out {m} {e.model_value or 0:.4f}",
                      "materialise evaluation_report (the model and baselines on the hold-out)"):
         return 0
+    assert e.model_value is not None  # the check above returned otherwise
     best_name = (max if higher_is_better(m) else min)(e.baselines, key=e.baselines.__getitem__)
     best = e.baselines[best_name]
     if not log.check(_better(e.model_value, best, m), f"{m} {e.model_value:.4f} beats the best baseline "
@@ -291,6 +293,7 @@ def _cost_efficiency(e: Evidence, log: _Ledger) -> int:
     if not log.check(e.cost is not None, "cost tracking: cost_report (the seed's ml_costs template)",
                      "materialise cost_report"):
         return 0
+    assert e.cost is not None  # the check above returned otherwise
     targets = e.cost["ml_costs"]["optimization_targets"]
     budget, target = targets["monthly_budget"], targets["cost_per_prediction"]
     if not log.check(not isinstance(budget, str), f"monthly budget ${budget}",
@@ -390,7 +393,8 @@ def _aliases(tracking_uri: str, model_name: str) -> tuple[str | None, str | None
         return None, None
     from mlplatform.core.tracking import get_alias_version
 
-    return tuple(get_alias_version(tracking_uri, model_name, a) for a in ("challenger", "champion"))
+    return (get_alias_version(tracking_uri, model_name, "challenger"),
+            get_alias_version(tracking_uri, model_name, "champion"))
 
 
 def _performance(workspace: Workspace, brief: Brief) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -183,6 +184,64 @@ def log_experiment(
         raise
     client.set_terminated(run_id)
     return run_id
+
+
+# Optuna trial states as MLflow run statuses: a pruned trial was stopped on purpose, not broken.
+_TRIAL_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+_TRIAL_METRICS = ("duration_s", "best_iteration", "last_reported_round")
+
+
+def log_tuning_trials(
+    tracking_uri: str, parent_run_id: str, trials: pl.DataFrame, metric: str, param_columns: Sequence[str]
+) -> list[str]:
+    """Log each tuning trial as a child run of the candidate's run, after the study finished.
+
+    Logging afterwards keeps MLflow out of the tuning loop: a trial costs nothing extra while it runs, and
+    the whole batch costs a few SQLite writes per trial. Each child run carries the trial's parameters, its
+    value as ``metric`` (completed trials only: a pruned trial has no comparable value), duration, best and
+    last boosting round, the state as the ``optuna_state`` tag and as its status (COMPLETE: FINISHED,
+    PRUNED: KILLED, FAIL: FAILED) and the trial's real start and end times.
+
+    Args:
+        tracking_uri: the backend of the parent run.
+        parent_run_id: the candidate's run (from :func:`log_experiment`); children go into its experiment.
+        trials: one row per trial with ``number``, ``state``, ``value``, ``started_at``, ``duration_s`` and the
+            ``param_columns`` (as in ``TuningResult.new_trials``).
+        metric: the name the trial value is logged under, e.g. the brief's primary metric.
+        param_columns: the columns that are hyperparameters.
+
+    Returns:
+        The child run ids in the order of ``trials``.
+
+    Raises:
+        ValueError: a required column is missing.
+    """
+    missing = [c for c in ("number", "state", "value", "started_at", "duration_s", *param_columns)
+               if c not in trials.columns]
+    if missing:
+        raise ValueError(f"the trials frame lacks columns {missing}; pass TuningResult.new_trials")
+    client = client_for(tracking_uri)
+    parent = client.get_run(parent_run_id)
+    parent_name = parent.data.tags.get(_EXP_TAG, parent.info.run_name or parent_run_id)
+    run_ids = []
+    for trial in trials.iter_rows(named=True):
+        started = trial["started_at"]  # Optuna's naive local time, which timestamp() reads as local
+        start_ms = int(started.timestamp() * 1000) if started else None
+        end_ms = start_ms + int((trial["duration_s"] or 0) * 1000) if start_ms is not None else None
+        tags = {"mlflow.parentRunId": parent_run_id, "optuna_trial": str(trial["number"]),
+                "optuna_state": trial["state"]}
+        run = client.create_run(parent.info.experiment_id, start_time=start_ms, tags=tags,
+                                run_name=f"{parent_name}-trial-{trial['number']:03d}")
+        values = {name: trial[name] for name in _TRIAL_METRICS if trial.get(name) is not None}
+        if trial["state"] == "COMPLETE" and trial["value"] is not None:
+            values[metric] = trial["value"]
+        timestamp = end_ms or int(time.time() * 1000)
+        client.log_batch(run.info.run_id,
+                         metrics=[Metric(name, float(value), timestamp, 0) for name, value in values.items()],
+                         params=[Param(name, str(trial[name])) for name in param_columns if trial[name] is not None])
+        client.set_terminated(run.info.run_id, status=_TRIAL_STATUS.get(trial["state"], "FAILED"), end_time=end_ms)
+        run_ids.append(run.info.run_id)
+    return run_ids
 
 
 def set_verdict(tracking_uri: str, run_id: str, verdict: str) -> None:

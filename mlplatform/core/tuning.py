@@ -7,7 +7,7 @@ same thing when the final model is trained with them.
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightgbm as lgb
 import numpy as np
@@ -24,6 +24,8 @@ _REPORT_EVERY = 25
 _PRUNER_STARTUP_TRIALS = 5
 _PARAM_COLUMNS = {"learning_rate": pl.Float64, "num_leaves": pl.Int64, "feature_fraction": pl.Float64,
                   "min_data_in_leaf": pl.Int64}
+# The searched LightGBM parameters: the columns of ``TuningResult.trials`` that are hyperparameters.
+SEARCH_PARAMS: tuple[str, ...] = tuple(_PARAM_COLUMNS)
 
 
 @dataclass
@@ -37,6 +39,11 @@ class TuningResult:
     best_value: float
     n_trials_done: int
     trials: pl.DataFrame
+
+    @property
+    def new_trials(self) -> pl.DataFrame:
+        """The trials this call ran: the last ``n_trials_done`` by number (a resumed study's new ones)."""
+        return self.trials.sort("number").tail(self.n_trials_done)
 
 
 def _search_space(trial: optuna.Trial) -> dict[str, Any]:
@@ -61,7 +68,9 @@ def _pruning_callback(trial: optuna.Trial, maximise: bool) -> Callable[[lgb.call
         step = env.iteration + 1
         if step % _REPORT_EVERY:
             return
-        _, _, value, is_higher_better = env.evaluation_result_list[0]
+        if not env.evaluation_result_list:  # no validation set: nothing to judge the trial by
+            return
+        value, is_higher_better = env.evaluation_result_list[0][2], env.evaluation_result_list[0][3]
         trial.report(value if is_higher_better == maximise else -value, step)
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned at boosting round {step}")
@@ -88,12 +97,14 @@ def _trials_frame(study: optuna.Study) -> pl.DataFrame:
             "state": trial.state.name,
             # Optuna gives a pruned trial its last intermediate value (a loss), not comparable to the others.
             "value": trial.value if trial.state == optuna.trial.TrialState.COMPLETE else None,
+            "started_at": trial.datetime_start,
             "duration_s": duration,
             "best_iteration": trial.user_attrs.get("best_iteration"),
             "last_reported_round": trial.last_step,
             **{name: trial.params.get(name) for name in _PARAM_COLUMNS},
         })
-    schema = {"number": pl.Int64, "state": pl.String, "value": pl.Float64, "duration_s": pl.Float64,
+    schema = {"number": pl.Int64, "state": pl.String, "value": pl.Float64, "started_at": pl.Datetime,
+              "duration_s": pl.Float64,
               "best_iteration": pl.Int64, "last_reported_round": pl.Int64, **_PARAM_COLUMNS}
     return pl.DataFrame(rows, schema=schema)
 
@@ -142,7 +153,7 @@ def tune_lightgbm(
     """
     _check_metric(task, primary_metric)
     maximise = higher_is_better(primary_metric)
-    direction = "maximize" if maximise else "minimize"
+    direction: Literal["maximize", "minimize"] = "maximize" if maximise else "minimize"
     if storage_url and storage_url.startswith("sqlite:///"):
         Path(storage_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     y_valid = validation[label].to_numpy()

@@ -13,10 +13,12 @@ from mlplatform.core.tracking import (
     experiment_id_for,
     get_alias_version,
     log_experiment,
+    log_tuning_trials,
     register_model,
     set_alias,
 )
 from mlplatform.core.training import load_model, save_model, train_lightgbm
+from mlplatform.core.tuning import SEARCH_PARAMS, tune_lightgbm
 
 DAY = date(2025, 9, 1)
 
@@ -156,3 +158,38 @@ def test_files_named_in_the_record_are_logged_with_the_run(backend, tmp_path):
                             replace(record(), artifacts={"confusion_matrix": str(plot)}), None, day=DAY)
     logged = [a.path for a in client_for(uri).list_artifacts(run_id, "plots")]
     assert logged == ["plots/confusion_matrix.png"]
+
+
+def test_tuning_trials_become_child_runs_of_the_candidate_run(backend):
+    uri, artifacts = backend
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(1500, 3))
+    frame = pl.DataFrame({"x0": x[:, 0], "x1": x[:, 1], "x2": x[:, 2],
+                          "y": (x[:, 0] * x[:, 1] + rng.normal(size=1500) > 0).astype(int)})
+    tuned = tune_lightgbm("binary", frame[:1000], frame[1000:], ["x0", "x1", "x2"], "y", primary_metric="pr_auc",
+                          n_trials=7, timeout_s=None, storage_url=None, study_name="children", warmup_rounds=0)
+    parent = log_experiment(uri, artifacts, "churn_tuning", record(), None, day=DAY)
+
+    child_ids = log_tuning_trials(uri, parent, tuned.new_trials, "pr_auc", SEARCH_PARAMS)
+
+    client = client_for(uri)
+    experiment_id, exp_id = client.get_run(parent).info.experiment_id, client.get_run(parent).data.tags["exp_id"]
+    children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
+    assert sorted(run.info.run_id for run in children) == sorted(child_ids)
+    by_trial = {int(run.data.tags["optuna_trial"]): run for run in children}
+    states = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}
+    for trial in tuned.new_trials.iter_rows(named=True):
+        run = by_trial[trial["number"]]
+        assert run.info.run_name == f"{exp_id}-trial-{trial['number']:03d}"
+        assert run.data.tags["optuna_state"] == trial["state"]
+        assert run.info.status == states[trial["state"]]
+        assert run.data.params == {name: str(trial[name]) for name in SEARCH_PARAMS}
+        if trial["state"] == "COMPLETE":
+            assert run.data.metrics["pr_auc"] == pytest.approx(trial["value"])
+        else:
+            assert "pr_auc" not in run.data.metrics
+        assert run.info.end_time - run.info.start_time == pytest.approx(trial["duration_s"] * 1000, abs=2)
+    assert {run.info.status for run in children} == {"FINISHED", "KILLED"}  # the data prunes some trials
+
+    with pytest.raises(ValueError, match=r"lacks columns \['started_at'\]"):
+        log_tuning_trials(uri, parent, tuned.new_trials.drop("started_at"), "pr_auc", SEARCH_PARAMS)

@@ -86,6 +86,9 @@ def test_a_stored_study_resumes_with_new_points(stored, tmp_path):
     # The resumed sampler must not replay the points the first call already tried.
     assert not set(resumed.trials.tail(2)["learning_rate"]) & set(first.trials["learning_rate"])
     assert resumed.best_value >= first.best_value
+    # What this call ran, e.g. to log as child runs: only the two new trials.
+    assert resumed.new_trials["number"].to_list() == [8, 9]
+    assert resumed.new_trials["started_at"].is_sorted() and resumed.new_trials["started_at"].null_count() == 0
 
 
 def test_timeout_stops_starting_trials():

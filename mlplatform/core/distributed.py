@@ -1,0 +1,170 @@
+"""Distributed LightGBM: ``lightgbm.dask`` data-parallel training on a ``dask.distributed`` cluster.
+
+For training tables that outgrow one machine. Each Dask worker reads its partitions of the Parquet table,
+turns them into the same design matrix the local trainer builds, and LightGBM's own network layer
+(``tree_learner=data``) trains one model across the workers. The result is a
+:class:`~mlplatform.core.training.TrainedModel`, so scoring, saving, tracking and serving treat it exactly like
+a locally trained one.
+
+The same code runs against a ``LocalCluster`` (tests, a laptop) and a real cluster: only the scheduler address
+changes. Workers need this package installed and the Parquet path readable (a shared file system or an object
+store URL such as ``s3://bucket/features/``).
+"""
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import dask.dataframe as dd
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import polars as pl
+from distributed import Client
+from scipy.special import expit, softmax
+from sklearn.metrics import log_loss, mean_squared_error
+
+from mlplatform.brief import TaskType
+from mlplatform.core.metrics import best_f1_threshold
+from mlplatform.core.training import (
+    _DEFAULT_PARAMS,
+    TrainedModel,
+    _design_matrix,
+    _labels,
+    _objective,
+)
+
+# Dask sets these itself: the thread count from each worker's nthreads, the machine list from the workers
+# that hold data. Early stopping is not supported by lightgbm.dask (a worker that stops early leaves the
+# others waiting on the network); the best iteration is chosen after training instead.
+_DASK_MANAGED = ("num_threads", "num_machines", "machines", "early_stopping_round")
+
+
+def _checked_label_rows(part: pd.DataFrame, label: str, task: TaskType) -> pd.Series:
+    """The partition's row count, after the local trainer's label checks (they raise on nulls or bad values)."""
+    return pd.Series([len(_labels(pl.from_pandas(part), label, task, "train"))])
+
+
+def _partition_design(part: pd.DataFrame, features: list[str], categories: dict[str, list[str]],
+                      label: str) -> pd.DataFrame:
+    """One partition as float features (the local trainer's encoding) plus the label as float."""
+    matrix = _design_matrix(pl.from_pandas(part[features]), features, categories)
+    design = pd.DataFrame(matrix, columns=features, index=part.index)
+    design[label] = part[label].astype("float64")
+    return design
+
+
+def _is_text(dtype: Any) -> bool:
+    return isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype)
+
+
+def _validation_loss_by_round(task: TaskType, booster: lgb.Booster, matrix: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The early-stopping metric of the local trainer (log loss / L2) on validation after every round."""
+    classes = booster.num_model_per_iteration()
+    raw = np.zeros((len(y), classes)) if task == "multiclass" else np.zeros(len(y))
+    losses = []
+    for round_index in range(booster.current_iteration()):
+        raw = raw + booster.predict(matrix, start_iteration=round_index, num_iteration=1, raw_score=True)
+        if task == "binary":
+            losses.append(log_loss(y, expit(raw), labels=[0, 1]))
+        elif task == "multiclass":
+            losses.append(log_loss(y, softmax(raw, axis=1), labels=list(range(classes))))
+        else:
+            losses.append(mean_squared_error(y, raw))
+    return np.asarray(losses)
+
+
+def train_lightgbm_distributed(
+    scheduler_address: str,
+    task: TaskType,
+    train_path: str | Path,
+    validation: pl.DataFrame,
+    features: list[str],
+    label: str,
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    connect_timeout_s: float = 30,
+) -> TrainedModel:
+    """Train LightGBM across the workers of a Dask cluster from a Parquet feature table.
+
+    Categories of string features are fitted on the whole training table (sorted, as the local trainer does),
+    so a model trained here encodes inputs exactly like :func:`~mlplatform.core.training.train_lightgbm`.
+    LightGBM's Dask interface has no early stopping, so ``num_iterations`` rounds are trained and the model
+    keeps the prefix with the lowest validation loss, the iteration early stopping would have picked. Pass the
+    tuned parameters of a local run on a sample (and its best iteration plus some headroom as
+    ``num_iterations``) to keep the distributed run short.
+
+    Args:
+        scheduler_address: the Dask scheduler, e.g. ``tcp://scheduler:8786`` or ``LocalCluster.scheduler_address``.
+        task: the brief's task type.
+        train_path: a Parquet file, folder or glob (local path or fsspec URL) every worker can read; each file
+            or row group becomes a partition.
+        validation: rows (in memory on this machine) that pick the best iteration and the binary threshold.
+        features: the model inputs, in order.
+        label: the label column.
+        params: LightGBM parameters (canonical names) overriding the local defaults, e.g. from tuning.
+        seed: LightGBM's seed.
+        connect_timeout_s: how long to wait for the scheduler.
+
+    Raises:
+        ConnectionError: no scheduler answers at ``scheduler_address``.
+        ValueError: the table lacks a feature or the label, is empty, has a bad label, or misses a class.
+    """
+    if not features:
+        raise ValueError("train_lightgbm_distributed needs at least one feature")
+    table = dd.read_parquet(str(train_path))
+    missing = [name for name in [*features, label] if name not in table.columns]
+    if missing:
+        raise ValueError(f"columns {missing} are not in the Parquet table {train_path}; its columns are "
+                         f"{list(table.columns)}")
+    table = table[[*features, label]]
+    try:
+        client = Client(scheduler_address, timeout=connect_timeout_s, set_as_default=False)
+    except OSError as exc:
+        raise ConnectionError(f"no Dask scheduler answered at {scheduler_address} within {connect_timeout_s}s "
+                              f"({exc}); start one (`dask scheduler`, or a LocalCluster) and pass its address"
+                              ) from None
+    # lightgbm.dask finds the client as the current one.
+    with client, client.as_current():
+        text_columns = [name for name in features if _is_text(table.dtypes[name])]
+        checked_rows = table[[label]].map_partitions(_checked_label_rows, label, task, meta=pd.Series(dtype="int64"))
+        label_summary = [checked_rows.sum(), table[label].max(), table[label].nunique()]
+        uniques = [table[name].dropna().astype(str).unique() for name in text_columns]
+        rows, label_max, label_values, *uniques = client.compute([*label_summary, *uniques], sync=True)
+        if rows == 0:
+            raise ValueError(f"the Parquet table {train_path} has no rows")
+        if task == "multiclass" and label_values != label_max + 1:
+            raise ValueError(f"label '{label}' has {label_values} distinct classes in the training table but its "
+                             f"largest class index is {label_max:.0f}; every class 0..{label_max:.0f} needs rows")
+        categories = {name: sorted(values) for name, values in zip(text_columns, uniques, strict=True)}
+        meta = pd.DataFrame({name: pd.Series(dtype="float64") for name in [*features, label]})
+        design = table.map_partitions(_partition_design, features, categories, label, meta=meta)
+        full_params = {
+            **_DEFAULT_PARAMS,
+            **_objective(task, np.asarray([label_max])),
+            **(params or {}),
+            "seed": seed,
+            "deterministic": True,
+            "force_col_wise": True,
+            "verbosity": -1,
+            "tree_learner": "data",
+        }
+        used_params = {k: v for k, v in full_params.items() if k not in _DASK_MANAGED}
+        estimator_params = {k: v for k, v in used_params.items() if k != "num_iterations"}
+        estimator_class = lgb.DaskLGBMRegressor if task == "regression" else lgb.DaskLGBMClassifier
+        estimator = estimator_class(client=client, n_estimators=used_params["num_iterations"], **estimator_params)
+        with warnings.catch_warnings():
+            # The scikit-learn layer always passes n_jobs; Dask replaces it by each worker's thread count.
+            warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
+            estimator.fit(design[features], design[label],
+                          categorical_feature=[features.index(name) for name in categories])
+        booster = estimator.booster_
+    y_valid = _labels(validation, label, task, "validation")
+    valid_matrix = _design_matrix(validation, features, categories)
+    best = int(np.argmin(_validation_loss_by_round(task, booster, valid_matrix, y_valid))) + 1
+    gains = booster.feature_importance(importance_type="gain", iteration=best)
+    model = TrainedModel(task, booster, list(features), categories, best, used_params,
+                         {name: float(gain) for name, gain in zip(features, gains, strict=True)})
+    if task == "binary":
+        model.threshold = best_f1_threshold(y_valid, model.predict_score(validation))
+    return model
