@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 TaskType = Literal["binary", "multiclass", "regression"]
 DType = Literal["int", "float", "str", "bool", "date", "datetime"]
 Aggregation = Literal["sum", "mean", "min", "max", "std", "count"]
+# Model-side transforms (core/transforms.py): numeric log1p, z-score, quantile bins; categorical one-hot and
+# out-of-fold target encoding; raw leaves a column as it is (strings then use native categoricals).
+TransformStep = Literal["raw", "log", "standardize", "bin", "one_hot", "target_encode"]
 
 DEMO_BRIEF = Path(__file__).parent / "briefs" / "churn_demo.yaml"
 # The datetime column a source with ``observed_at`` (a table without time) gets.
@@ -59,7 +62,8 @@ class Source(_Strict):
     """One input table: a file, a glob or a folder of CSV/Parquet files."""
 
     path: str = Field(min_length=1, description="file, glob or folder; may start with {data_dir}")
-    format: Literal["csv", "parquet"]
+    format: Literal["csv", "parquet", "duckdb"]
+    table: str | None = Field(default=None, description="the table to read from a DuckDB database file (format duckdb)")
     timestamp: str | None = Field(default=None, description="event-time column, if the table has time")
     unique: list[str] = Field(default_factory=list, description="columns that together identify a row")
     batches: Literal["none", "monthly"] = Field(
@@ -107,6 +111,12 @@ class Source(_Strict):
         return [c for c in self.columns if c not in self.derived_columns]
 
     @model_validator(mode="after")
+    def _table_with_duckdb(self) -> "Source":
+        if (self.format == "duckdb") != (self.table is not None):
+            raise ValueError("a duckdb source names its table (table: …); csv and parquet sources do not")
+        return self
+
+    @model_validator(mode="after")
     def _named_columns_exist(self) -> "Source":
         for name in [self.timestamp, *self.unique]:
             if name is not None and name not in self.columns:
@@ -123,6 +133,9 @@ class Label(_Strict):
     definition: str = Field(min_length=1)
     delay_days: int = Field(default=0, ge=0, description="days until the label is known")
     positive_class: str | int | None = 1
+    classes: list[str] | None = Field(
+        default=None, min_length=2, description="label values in class-index order, for labels that are not "
+        "already 0/1 (binary: [negative, positive]) or 0..k-1 (multiclass); models predict the index")
 
 
 class RollingAggregate(_Strict):
@@ -137,6 +150,32 @@ class EventCount(_Strict):
     windows_days: list[int] = Field(min_length=1)
 
 
+class DailyLag(_Strict):
+    """A day's aggregate of an event column as it was ``k`` days before the row (``lags_days``: t-1, t-7, t-30)."""
+
+    column: str
+    aggregations: list[Aggregation] = Field(min_length=1)
+    lags_days: list[int] = Field(min_length=1, description="k >= 1: the whole day [T - k days, T - k days + 1 day)")
+
+    @field_validator("lags_days")
+    @classmethod
+    def _positive(cls, lags: list[int]) -> list[int]:
+        if min(lags) < 1:
+            raise ValueError("lags_days must be >= 1: lag 1 is the last whole day before the row time")
+        return lags
+
+
+class Interaction(_Strict):
+    """Two numeric features of the same row combined: ``left / right`` (null when right is 0 or null) or
+    ``left - right``. Operands are feature names without the entity prefix, e.g. ``login_7d_count``."""
+
+    left: str
+    right: str
+    kind: Literal["ratio", "difference"]
+    name: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$",
+                             description="default: {left}_to_{right}_ratio or {left}_minus_{right}_difference")
+
+
 class Features(_Strict):
     """Which point-in-time features to build from the event source."""
 
@@ -147,7 +186,20 @@ class Features(_Strict):
     rolling: list[RollingAggregate] = Field(default_factory=list)
     counts: list[EventCount] = Field(default_factory=list)
     days_since: list[str] = Field(default_factory=list, description="event values to measure recency of")
+    lags: list[DailyLag] = Field(default_factory=list)
+    cyclical: list[Literal["day_of_week", "month"]] = Field(
+        default_factory=list, description="sin/cos of the row time's day of week or month; hour of day is not "
+        "offered: every row is at midnight, so it would be constant")
+    interactions: list[Interaction] = Field(default_factory=list)
     ttl_days: int = Field(default=30, gt=0)
+
+    @field_validator("cyclical", mode="before")
+    @classmethod
+    def _no_hour(cls, value):
+        if isinstance(value, list) and any(str(v).startswith("hour") for v in value):
+            raise ValueError("hour of day is constant here: every feature row is at midnight; use day_of_week or "
+                             "month")
+        return value
 
 
 class TableFeatures(_Strict):
@@ -211,14 +263,34 @@ class KillCriteria(_Strict):
 
 
 class Split(_Strict):
-    """Temporal split by the label timestamp: train < validation_start <= val < test_start <= test."""
+    """Temporal split by the label timestamp: train < validation_start <= val < test_start <= test < test_end.
 
-    validation_start: date
-    test_start: date
+    Either fixed dates, or ``rolling``: whole months counted back from the latest month with known labels
+    (test the last ``test_months``, validation the ``validation_months`` before, train the ``train_months``
+    before that), so a retrain after new labels arrive trains on, and is judged on, the newest data.
+    """
+
+    validation_start: date | None = None
+    test_start: date | None = None
     test_end: date | None = None
+    rolling: bool = Field(default=False, description="compute the dates from the latest labelled month")
+    train_months: int | None = Field(default=None, gt=0, description="rolling: months of training data (default all)")
+    validation_months: int = Field(default=1, gt=0, description="rolling: months of validation data")
+    test_months: int = Field(default=1, gt=0, description="rolling: months of hold-out data")
 
     @model_validator(mode="after")
     def _ordered(self) -> "Split":
+        dates = {"validation_start", "test_start", "test_end"} & self.model_fields_set
+        windows = {"train_months", "validation_months", "test_months"} & self.model_fields_set
+        if self.rolling and dates:
+            raise ValueError(f"split.rolling computes {', '.join(sorted(dates))} from the latest labelled month; "
+                             "remove them, or set rolling: false to keep fixed dates")
+        if self.rolling:
+            return self
+        if windows:
+            raise ValueError(f"split.{', '.join(sorted(windows))} apply to a rolling split only; set rolling: true")
+        if self.validation_start is None or self.test_start is None:
+            raise ValueError("split needs validation_start and test_start (fixed dates), or rolling: true")
         if self.validation_start >= self.test_start:
             raise ValueError("validation_start must be before test_start")
         return self
@@ -240,6 +312,16 @@ class Training(_Strict):
     tuning_timeout_s: float = Field(default=180, gt=0)
     torch: bool = Field(default=True, description="train the torch tabular network as a second candidate")
     torch_params: dict[str, float | int | list[int]] = Field(default_factory=dict)
+    transforms: dict[str, list[TransformStep]] = Field(
+        default_factory=dict, description="model input -> steps applied in order, fitted on the training split "
+        "only and saved with the model, e.g. {customer_amount_30d_sum: [log, standardize]}")
+    categorical_default: Literal["by_cardinality", "native"] = Field(
+        default="by_cardinality", description="string inputs without transforms: one_hot under one_hot_max_levels "
+        "training levels, else target_encode (by_cardinality); or LightGBM's own categorical splits (native)")
+    one_hot_max_levels: int = Field(default=20, ge=2)
+    target_encoding_folds: int = Field(default=5, ge=2, description="K of the out-of-fold encoding of train rows")
+    target_encoding_smoothing: float = Field(default=10, ge=0, description="weight of the prior, in rows")
+    quantile_bins: int = Field(default=10, ge=2)
 
 
 class Monitoring(_Strict):
@@ -335,7 +417,8 @@ class Brief(_Strict):
             entities = need(self.features.entities_source, "features.entities_source")
             if events.timestamp is None:
                 raise ValueError("features.events_source needs a timestamp column")
-            for column in [self.entity_key, *[r.column for r in self.features.rolling]]:
+            for column in [self.entity_key, *[r.column for r in self.features.rolling],
+                           *[g.column for g in self.features.lags]]:
                 need_column(events, column, "features")
             for column in [self.entity_key, *self.features.entity_attributes, *self.protected_attributes]:
                 need_column(entities, column, "features.entity_attributes / protected_attributes")
@@ -352,6 +435,14 @@ class Brief(_Strict):
             raise ValueError("monitoring.current_start and current_end are set together")
         if self.monitoring.current_start and self.monitoring.current_start >= self.monitoring.current_end:
             raise ValueError("monitoring.current_start must be before current_end")
+        if self.label.classes is not None:
+            if self.task_type == "regression":
+                raise ValueError("label.classes applies to classification; remove it for a regression brief")
+            if self.task_type == "binary" and len(self.label.classes) != 2:
+                raise ValueError("label.classes of a binary brief lists exactly two values: [negative, positive]")
+            if set(label_src.columns[self.label.column].allowed or []) != set(self.label.classes):
+                raise ValueError("label.classes needs the label column's contract to allow exactly those values "
+                                 "(set allowed on it), so that rows with another value are quarantined")
         if self.metrics.primary in self.metrics.guardrails:
             raise ValueError("metrics.primary cannot also be a guardrail")
         return self
@@ -374,6 +465,26 @@ class Brief(_Strict):
     def model_input_columns(self) -> list[str]:
         """A plain table's input columns (see :class:`TableFeatures`); empty for event features."""
         return list(self.features.columns or []) if isinstance(self.features, TableFeatures) else []
+
+    def split_summary(self) -> dict[str, str]:
+        """Which labelled rows each part holds, in words, for reports and the model card."""
+        if isinstance(self.split, RandomSplit):
+            how = ("stratified by class" if self.split.stratify and self.task_type != "regression" else "uniformly")
+            shares = {"train": 1 - self.split.validation_fraction - self.split.test_fraction,
+                      "validation": self.split.validation_fraction, "test": self.split.test_fraction}
+            return {part: f"a random {share:.0%} of the labelled rows ({how}, seed {self.training.seed})"
+                    + (", never used for fitting or tuning" if part == "test" else "")
+                    for part, share in shares.items()}
+        if self.split.rolling:
+            train = f"the {self.split.train_months} months" if self.split.train_months else "all labelled months"
+            return {"train": f"{train} before validation (rolling: counted back from the latest labelled month)",
+                    "validation": f"the {self.split.validation_months} month(s) before the hold-out",
+                    "test": f"the latest {self.split.test_months} labelled month(s), never used for fitting or "
+                            "tuning"}
+        end = f" to before {self.split.test_end}" if self.split.test_end else " on"
+        return {"train": f"labels before {self.split.validation_start}",
+                "validation": f"labels from {self.split.validation_start} to before {self.split.test_start}",
+                "test": f"labels from {self.split.test_start}{end}, never used for fitting or tuning"}
 
     def source_path(self, source: str, data_dir: Path, brief_dir: Path) -> str:
         """The source's path with ``{data_dir}`` filled in; relative paths are taken from the brief's folder."""

@@ -1,19 +1,22 @@
 """Point-in-time entity features on a daily grid.
 
 Each output row describes one entity at one midnight ``T`` using only events strictly before ``T``: a
-window of N days is ``[T - N days, T)``, i.e. the N whole days before ``T``. Events are first reduced to
-per-entity daily aggregates laid out as dense ``(entity, day)`` arrays; a window is then a sliding view of
-N days reduced afresh for every row. Running sums (polars ``rolling_sum``) would be shorter but leave
-floating-point residue behind: an empty window then sums to -4e-13 instead of 0.
+window of N days is ``[T - N days, T)``, i.e. the N whole days before ``T``, and a lag of k days is the one
+whole day ``[T - k days, T - k days + 1 day)``. Events are first reduced to per-entity daily aggregates laid
+out as dense ``(entity, day)`` arrays; a window is then a sliding view of N days reduced afresh for every row,
+and a lag the first day of the k-day window. Cyclical encodings depend on ``T`` alone and interactions on
+the row's other features, so they are point-in-time as well. Running sums (polars ``rolling_sum``) would be
+shorter but leave floating-point residue behind: an empty window then sums to -4e-13 instead of 0.
 """
 
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 
 import numpy as np
 import polars as pl
 from numpy.lib.stride_tricks import sliding_window_view
 
-from mlplatform.brief import Features, TableFeatures
+from mlplatform.brief import Features, Interaction, TableFeatures
 from mlplatform.core.table_features import table_feature_columns
 
 _AGG_WORDS = {
@@ -26,8 +29,36 @@ _AGG_WORDS = {
 }
 
 
+_CYCLES = {"day_of_week": (7, "weekday"), "month": (12, "month")}  # period and polars ``dt`` accessor (1-based)
+
+
 def _slug(value: str) -> str:
     return value.lower().replace(" ", "_")
+
+
+def _interaction_name(item: Interaction) -> str:
+    if item.name:
+        return item.name
+    if item.kind == "ratio":
+        return f"{item.left}_to_{item.right}_ratio"
+    return f"{item.left}_minus_{item.right}_difference"
+
+
+# Per-day statistics each aggregation needs: a rolling window combines days (``n`` and ``sum`` always, for
+# the count and mean; ``mean`` and ``m2`` for the std), a lag reads one day's statistic as it is.
+_ROLLING_NEEDS = {"sum": (), "count": (), "mean": (), "min": ("min",), "max": ("max",), "std": ("mean", "m2")}
+_LAG_NEEDS = {"sum": ("sum",), "count": ("n",), "mean": ("mean",), "min": ("min",), "max": ("max",),
+              "std": ("n", "m2")}
+
+
+def _daily_statistics(spec: Features) -> dict[str, set[str]]:
+    """Event column -> the per-day statistics its rolling windows and lags need."""
+    needs: dict[str, set[str]] = {}
+    for item in spec.rolling:
+        needs.setdefault(item.column, set()).update({"n", "sum"}, *[_ROLLING_NEEDS[a] for a in item.aggregations])
+    for lag_item in spec.lags:
+        needs.setdefault(lag_item.column, set()).update(*[_LAG_NEEDS[a] for a in lag_item.aggregations])
+    return needs
 
 
 def _days_since_column(spec: Features, value: str) -> str:
@@ -70,11 +101,11 @@ def feature_columns(spec: Features | TableFeatures, entity: str) -> dict[str, st
                     f"{_AGG_WORDS[agg]} of {item.column} over events in the {window} days before the row "
                     f"time (nulls ignored; {empty} when there are none)"
                 )
-    for item in spec.counts:
-        for value in item.values:
-            for window in item.windows_days:
+    for count_item in spec.counts:
+        for value in count_item.values:
+            for window in count_item.windows_days:
                 out[f"{entity}_{_slug(value)}_{window}d_count"] = (
-                    f"Number of events with {item.column} = '{value}' in the {window} days before the row "
+                    f"Number of events with {count_item.column} = '{value}' in the {window} days before the row "
                     "time"
                 )
     for value in spec.days_since:
@@ -82,10 +113,38 @@ def feature_columns(spec: Features | TableFeatures, entity: str) -> dict[str, st
             f"Days from the last event with {_days_since_column(spec, value)} = '{value}' before the row "
             "time to the row time (null if none)"
         )
+    for lag_item in spec.lags:
+        for lag in lag_item.lags_days:
+            for agg in lag_item.aggregations:
+                empty = "0" if agg in ("sum", "count") else "null"
+                out[f"{entity}_{lag_item.column}_lag{lag}d_{agg}"] = (
+                    f"{_AGG_WORDS[agg]} of {lag_item.column} over the events of the single day {lag} day(s) before "
+                    f"the row time (t-{lag}; {empty} when there are none)"
+                )
     for column in spec.entity_attributes:
         out[f"{entity}_{column}"] = f"The {entity}'s {column} (static attribute)"
     if spec.tenure_from:
         out[f"{entity}_tenure_days"] = f"Days from the {entity}'s {spec.tenure_from} to the row time"
+    for cycle in spec.cyclical:
+        period = _CYCLES[cycle][0]
+        for wave in ("sin", "cos"):
+            out[f"{entity}_{cycle}_{wave}"] = (
+                f"{wave}(2π·({cycle} - 1)/{period}) of the row time: neighbouring values stay close across the wrap"
+            )
+    for pair in spec.interactions:
+        name = f"{entity}_{_interaction_name(pair)}"
+        for operand in (pair.left, pair.right):
+            if f"{entity}_{operand}" not in out:
+                known = [n.removeprefix(f"{entity}_") for n in out]
+                raise ValueError(
+                    f"features.interactions '{name}' uses '{operand}', which is not an earlier feature; operands are "
+                    f"feature names without the '{entity}_' prefix, one of: {known}"
+                )
+        out[name] = (
+            f"{pair.left} / {pair.right} of the same row (null when {pair.right} is 0 or null)"
+            if pair.kind == "ratio"
+            else f"{pair.left} - {pair.right} of the same row"
+        )
     return out
 
 
@@ -97,22 +156,60 @@ class _DailyGrid:
 
     def __init__(self, daily: pl.DataFrame, n_entities: int, n_days: int, n_rows: int) -> None:
         self.daily, self.shape, self.n_rows = daily, (n_entities, n_days), n_rows
+        self._dense: dict[tuple[str, float], np.ndarray] = {}  # each array is laid out once, then shared
 
     def dense(self, column: str, fill: float) -> np.ndarray:
-        out = np.full(self.shape, fill, dtype=np.float64)
-        values = self.daily.select(pl.col(column).fill_null(fill)).to_series().to_numpy()
-        out[self.daily["entity_index"].to_numpy(), self.daily["day"].to_numpy()] = values
-        return out
+        key = (column, fill)
+        if key not in self._dense:
+            out = np.full(self.shape, fill, dtype=np.float64)
+            values = self.daily.select(pl.col(column).fill_null(fill)).to_series().to_numpy()
+            out[self.daily["entity_index"].to_numpy(), self.daily["day"].to_numpy()] = values
+            self._dense[key] = out
+        return self._dense[key]
+
+    def window_sum(self, column: str, days: int) -> np.ndarray:
+        """``(entity, row)`` sums over the ``days`` days before each row (empty days count 0).
+
+        Counts (``...:n`` columns) are whole numbers, which prefix sums add up exactly whatever the window
+        length; other sums add each window afresh (see the module docstring).
+        """
+        if not column.endswith(":n"):
+            return self.windows(column, 0, days).sum(-1)
+        prefix = np.zeros((self.shape[0], self.shape[1] + 1))
+        np.cumsum(self.dense(column, 0), axis=1, out=prefix[:, 1:])
+        return (prefix[:, days:] - prefix[:, :-days])[:, -self.n_rows:]
 
     def windows(self, column: str, fill: float, days: int) -> np.ndarray:
         """``(entity, row, day)`` view of the ``days`` days before each output row."""
         return sliding_window_view(self.dense(column, fill), days, axis=1)[:, -self.n_rows :]
 
 
-def _rolling(grid: _DailyGrid, column: str, days: int, aggregations: list[str]) -> list[np.ndarray]:
-    n = grid.windows(f"{column}:n", 0, days).sum(-1)
-    total = grid.windows(f"{column}:sum", 0, days).sum(-1)
-    out: dict[str, np.ndarray] = {"sum": total, "count": n.astype(np.int64)}
+def _lag(grid: _DailyGrid, column: str, days: int, aggregations: Sequence[str]) -> list[np.ndarray]:
+    """One day's aggregates, ``days`` days before each row: the first day of the ``days``-day window."""
+
+    def day(stat: str, fill: float) -> np.ndarray:
+        return grid.windows(f"{column}:{stat}", fill, days)[..., 0]
+
+    out = []
+    for agg in aggregations:
+        if agg == "sum":
+            out.append(day("sum", 0))
+        elif agg == "count":
+            out.append(day("n", 0).astype(np.int64))
+        elif agg == "std":
+            n = day("n", 0)
+            out.append(np.where(n > 1, np.sqrt(day("m2", 0) / np.maximum(n - 1, 1)), np.nan))
+        else:  # mean, min, max: null on a day without values
+            out.append(day(agg, np.nan))
+    return out
+
+
+def _rolling(grid: _DailyGrid, column: str, days: int, aggregations: Sequence[str]) -> list[np.ndarray]:
+    n = grid.window_sum(f"{column}:n", days)
+    total = grid.window_sum(f"{column}:sum", days)
+    out: dict[str, np.ndarray] = {"sum": total}
+    if "count" in aggregations:
+        out["count"] = n.astype(np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         out["mean"] = mean = np.where(n > 0, total / n, np.nan)
         if "min" in aggregations:
@@ -134,26 +231,21 @@ def _rolling(grid: _DailyGrid, column: str, days: int, aggregations: list[str]) 
 def _event_features(
     events: pl.DataFrame, spec: Features, timestamp: str, grid_shape: tuple[int, int], row_times: pl.Series
 ) -> list[np.ndarray]:
-    """``(entity, row)`` arrays of the rolling, count and days-since features, in ``feature_columns`` order.
+    """``(entity, row)`` arrays of the rolling, count, days-since and lag features, in ``feature_columns`` order.
 
     ``events`` carries ``entity_index`` and ``day`` (index on the grid, negative before its first day).
     """
     n_entities, n_days = grid_shape
     n_rows = row_times.len()
     daily_aggs: list[pl.Expr] = []
-    for item in spec.rolling:
-        x = pl.col(item.column).cast(pl.Float64)
-        daily_aggs += [
-            x.count().alias(f"{item.column}:n"),
-            x.sum().alias(f"{item.column}:sum"),
-            x.min().alias(f"{item.column}:min"),
-            x.max().alias(f"{item.column}:max"),
-            x.mean().alias(f"{item.column}:mean"),
-            (x.var(ddof=0) * x.count()).alias(f"{item.column}:m2"),
-        ]
-    for item in spec.counts:
-        hit = pl.col(item.column).cast(pl.String)
-        daily_aggs += [(hit == value).sum().alias(f"{item.column}={value}:n") for value in item.values]
+    for column, needed in _daily_statistics(spec).items():
+        x = pl.col(column).cast(pl.Float64)
+        statistics = {"n": x.count(), "sum": x.sum(), "min": x.min(), "max": x.max(), "mean": x.mean(),
+                      "m2": x.var(ddof=0) * x.count()}
+        daily_aggs += [statistics[name].alias(f"{column}:{name}") for name in sorted(needed)]
+    for count_item in spec.counts:
+        hit = pl.col(count_item.column).cast(pl.String)
+        daily_aggs += [(hit == value).sum().alias(f"{count_item.column}={value}:n") for value in count_item.values]
     daily = events.filter(pl.col("day") >= 0).group_by("entity_index", "day").agg(daily_aggs or pl.len())
     grid = _DailyGrid(daily, n_entities, n_days, n_rows)
 
@@ -161,10 +253,10 @@ def _event_features(
     for item in spec.rolling:
         for window in item.windows_days:
             out += _rolling(grid, item.column, window, item.aggregations)
-    for item in spec.counts:
-        for value in item.values:
-            for window in item.windows_days:
-                out.append(grid.windows(f"{item.column}={value}:n", 0, window).sum(-1).astype(np.int64))
+    for count_item in spec.counts:
+        for value in count_item.values:
+            for window in count_item.windows_days:
+                out.append(grid.window_sum(f"{count_item.column}={value}:n", window).astype(np.int64))
     row_us = row_times.dt.epoch("us").to_numpy().astype(np.float64)
     for value in spec.days_since:
         # Events before the grid's first day count as on that day: they precede every row anyway.
@@ -177,7 +269,29 @@ def _event_features(
             _DailyGrid(last, n_entities, n_days, n_rows).dense("last", np.nan), axis=1
         )
         out.append((row_us - latest[:, -n_rows:]) / 86400e6)
+    for lag_item in spec.lags:
+        for lag in lag_item.lags_days:
+            out += _lag(grid, lag_item.column, lag, lag_item.aggregations)
     return out
+
+
+def _row_time_and_interactions(frame: pl.DataFrame, spec: Features, entity: str) -> pl.DataFrame:
+    """Add the cyclical encodings of the row time, then each interaction (in order: one may use an earlier one)."""
+    for cycle in spec.cyclical:
+        period, accessor = _CYCLES[cycle]
+        angle = (getattr(pl.col("event_timestamp").dt, accessor)().cast(pl.Float64) - 1) * (2 * np.pi / period)
+        frame = frame.with_columns(angle.sin().alias(f"{entity}_{cycle}_sin"),
+                                   angle.cos().alias(f"{entity}_{cycle}_cos"))
+    for item in spec.interactions:
+        left, right = f"{entity}_{item.left}", f"{entity}_{item.right}"
+        for operand in (left, right):
+            if not frame.schema[operand].is_numeric():
+                raise ValueError(f"features.interactions: '{operand}' is {frame.schema[operand]}, not a number; "
+                                 "interactions combine numeric features only")
+        a, b = pl.col(left).cast(pl.Float64), pl.col(right).cast(pl.Float64)
+        value = pl.when(b != 0).then(a / b) if item.kind == "ratio" else a - b
+        frame = frame.with_columns(value.alias(f"{entity}_{_interaction_name(item)}"))
+    return frame
 
 
 def build_features(
@@ -215,7 +329,8 @@ def build_features(
     n_rows = (end - start).days
     if n_rows < 1:
         raise ValueError(f"end ({end}) must be after start ({start})")
-    longest = max([w for item in [*spec.rolling, *spec.counts] for w in item.windows_days], default=1)
+    reach = [w for item in spec.rolling for w in item.windows_days] + [w for c in spec.counts for w in c.windows_days]
+    longest = max(reach + [lag for lag_item in spec.lags for lag in lag_item.lags_days], default=1)
     origin = start - timedelta(days=longest - 1)  # the first day the first row's longest window reaches
     row_times = pl.datetime_range(
         datetime.combine(start + timedelta(days=1), time()),
@@ -229,6 +344,10 @@ def build_features(
         .sort(entity_key)
         .with_row_index("entity_index")
     )
+    unknown = [c for c in _daily_statistics(spec) if c not in events.columns]
+    if unknown:
+        raise ValueError(f"features.rolling / features.lags name {unknown}, which the events do not have; columns: "
+                         f"{events.columns}")
     events = (
         events.filter(pl.col(timestamp) < row_times[-1])
         .with_columns(pl.col(entity_key).cast(pl.Int64), pl.col(timestamp).cast(pl.Datetime("us")))
@@ -237,35 +356,34 @@ def build_features(
     )
     values = _event_features(events, spec, timestamp, (keyed.height, (end - origin).days), row_times)
     names = list(feature_columns(spec, entity))
-    frame = pl.DataFrame(
-        [
-            pl.Series(entity_key, np.repeat(keyed[entity_key].to_numpy(), n_rows)),
-            pl.Series("event_timestamp", np.tile(row_times.to_numpy(), keyed.height)),
-            *[
-                pl.Series(name, array.ravel(), nan_to_null=True)
-                for name, array in zip(names[: len(values)], values, strict=True)
-            ],
-        ]
-    )
 
     tenure_date = pl.col(spec.tenure_from).cast(pl.Date) if spec.tenure_from else pl.lit(None, pl.Date)
     tenure_start = tenure_date.cast(pl.Datetime("us"))
     first_event = events.group_by(entity_key).agg(pl.col(timestamp).min().alias("first_event"))
-    static = keyed.join(first_event, on=entity_key, how="left").select(
+    static = keyed.join(first_event, on=entity_key, how="left", maintain_order="left").select(
         entity_key,
         tenure_start.alias("tenure_start"),
         # A row at T needs T >= the tenure date or, without one, T > the first event.
         pl.coalesce(tenure_start, pl.col("first_event") + timedelta(microseconds=1)).alias("appears"),
         *[pl.col(c).alias(f"{entity}_{c}") for c in spec.entity_attributes],
     )
-    return (
-        frame.join(static, on=entity_key, how="left", maintain_order="left")
-        .filter(pl.col("event_timestamp") >= pl.col("appears"))
-        .with_columns(
-            pl.col("event_timestamp").alias("created_timestamp"),
-            (pl.col("event_timestamp") - pl.col("tenure_start"))
-            .dt.total_days()
-            .alias(f"{entity}_tenure_days"),
-        )
-        .select(entity_key, "event_timestamp", "created_timestamp", *names)
+    # Keep only the (entity, row) cells that exist before building any column: no full grid is materialised.
+    appears = static["appears"].dt.epoch("us").cast(pl.Float64).fill_null(np.inf).to_numpy()
+    exists = row_times.dt.epoch("us").to_numpy()[None, :] >= appears[:, None]
+    entity_rows, time_rows = np.nonzero(exists)  # row-major: sorted by key, then time
+    frame = pl.DataFrame(
+        [
+            static.select(pl.all().exclude("appears").gather(entity_rows)).to_series(i)
+            for i in range(static.width - 1)
+        ]
+        + [row_times.gather(time_rows).alias("event_timestamp")]
+        + [
+            pl.Series(name, array[exists], nan_to_null=True)
+            for name, array in zip(names[: len(values)], values, strict=True)
+        ]
+    ).with_columns(
+        pl.col("event_timestamp").alias("created_timestamp"),
+        (pl.col("event_timestamp") - pl.col("tenure_start")).dt.total_days().alias(f"{entity}_tenure_days"),
     )
+    return _row_time_and_interactions(frame, spec, entity).select(entity_key, "event_timestamp", "created_timestamp",
+                                                                  *names)

@@ -21,6 +21,7 @@ from mlplatform.brief import Brief
 from mlplatform.core.calibration import ECE_THRESHOLD, expected_calibration_error
 from mlplatform.core.metrics import higher_is_better
 from mlplatform.core.models import CANDIDATE_FILES
+from mlplatform.core.quality import normalised_total
 from mlplatform.settings import Workspace
 
 # The seed's weights, in its order. They add up to 105%, so totals are scaled by their sum: all fives is 100.
@@ -457,7 +458,7 @@ def gather_evidence(workspace: Workspace, brief: Brief, brief_dir: Path, *, trac
         cost_estimate=(f"training ${cost['ml_costs']['training']['compute_cost_per_run']}/run, inference "
                        f"${cost['ml_costs']['inference']['cost_per_1k_predictions']}/1k predictions")
         if cost else None,
-        quality_total=round(float(quality["points"].sum()), 2) if quality is not None else None,
+        quality_total=normalised_total(quality["points"].to_list()) if quality is not None else None,
         quality_min=brief.thresholds.quality_min_score,
         feature_store_registry=_existing(workspace.feast_dir / "registry.db"),
         dataset_version=candidates[0]["dataset_version"][0] if candidates else None,

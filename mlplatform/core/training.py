@@ -11,12 +11,15 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from mlplatform.brief import Rule, TaskType
+from mlplatform.brief import Rule, TaskType, Training
+from mlplatform.core.io import write_text_atomic
 from mlplatform.core.metrics import best_f1_threshold
+from mlplatform.core.transforms import FittedTransforms, fit_transforms, load_transforms, save_transforms
 
 _CATEGORICAL_DTYPES = (pl.String, pl.Categorical, pl.Enum)
 _MODEL_FILE = "model.txt"
 _META_FILE = "model.json"
+_TRANSFORMS_FILE = "transforms.json"
 
 # Starting values inside the seed's typical LightGBM ranges; tuning (Optuna) overrides them by passing
 # ``params`` with LightGBM's canonical names.
@@ -213,7 +216,8 @@ def rules_baseline(rules: list[Rule]) -> RulesPredictor:
 
 @dataclass
 class TrainedModel:
-    """A LightGBM booster plus what scoring needs: feature order, train-time category maps, threshold."""
+    """A LightGBM booster plus what scoring needs: feature order, train-time category maps, threshold, and the
+    model-side transforms fitted on the training split (applied to every frame scored, serving included)."""
 
     task: TaskType
     booster: lgb.Booster
@@ -224,9 +228,13 @@ class TrainedModel:
     feature_importance: dict[str, float]
     threshold: float = 0.5
     name: str = "lightgbm"
+    transforms: FittedTransforms | None = None
 
     def predict_score(self, frame: pl.DataFrame) -> np.ndarray:
-        matrix = _design_matrix(frame, self.features, self.categories)
+        if self.transforms is None:
+            matrix = _design_matrix(frame, self.features, self.categories)
+        else:
+            matrix = _design_matrix(self.transforms.apply(frame), self.transforms.output_columns, self.categories)
         # One thread: OpenMP's spin-waiting threads cost more than they save on serving-sized batches.
         return np.asarray(self.booster.predict(matrix, num_iteration=self.best_iteration, num_threads=1))
 
@@ -295,12 +303,17 @@ def train_lightgbm(
     params: dict[str, Any] | None = None,
     seed: int = 0,
     callbacks: list[Callable[[lgb.callback.CallbackEnv], None]] | None = None,
+    transforms: Training | None = None,
 ) -> TrainedModel:
     """Train LightGBM with early stopping on the validation rows.
 
-    String features are LightGBM categoricals whose category set comes from ``train`` only: a value first
-    seen in validation or later scores as missing, exactly as it would in serving. For binary tasks the
-    decision threshold is the F1-best one on validation.
+    With ``transforms`` (the brief's ``training`` section), the model-side transforms of
+    :mod:`mlplatform.core.transforms` are fitted on ``train`` alone (target encodings out of fold) and kept
+    in the model, which applies them to every frame it scores. String features left as they are (no
+    ``transforms``, or ``raw``) are LightGBM categoricals whose category set comes from ``train`` only: a
+    value first seen in validation or later scores as missing, exactly as it would in serving. Feature
+    importance is reported per model input (the gains of its one-hot or encoded columns summed). For
+    binary tasks the decision threshold is the F1-best one on validation.
 
     Args:
         task: the brief's task type.
@@ -311,12 +324,18 @@ def train_lightgbm(
         params: LightGBM parameters (canonical names) overriding the defaults, e.g. from tuning.
         seed: makes training deterministic.
         callbacks: LightGBM callbacks run after each boosting round, e.g. tuning's pruning callback.
+        transforms: the brief's ``training`` section (its ``transforms`` and categorical defaults); None fits
+            no transforms.
     """
     if not features:
         raise ValueError("train_lightgbm needs at least one feature")
     y_train = _labels(train, label, task, "train")
     y_valid = _labels(validation, label, task, "validation")
-    categories = _fit_categories(train, features)
+    fitted, columns, train_inputs, valid_inputs = None, list(features), train, validation
+    if transforms is not None:
+        fitted, train_inputs = fit_transforms(train, features, label, task, transforms)
+        columns, valid_inputs = fitted.output_columns, fitted.apply(validation)
+    categories = _fit_categories(train_inputs, columns)
     full_params = {
         **_DEFAULT_PARAMS,
         **_objective(task, y_train),
@@ -326,25 +345,32 @@ def train_lightgbm(
         "force_col_wise": True,
         "verbosity": -1,
     }
-    categorical = [features.index(name) for name in categories]
-    train_set = lgb.Dataset(_design_matrix(train, features, categories), y_train, feature_name=features,
+    categorical = [columns.index(name) for name in categories]
+    train_set = lgb.Dataset(_design_matrix(train_inputs, columns, categories), y_train, feature_name=columns,
                             categorical_feature=categorical, free_raw_data=True)
-    valid_set = lgb.Dataset(_design_matrix(validation, features, categories), y_valid, reference=train_set)
+    valid_set = lgb.Dataset(_design_matrix(valid_inputs, columns, categories), y_valid, reference=train_set)
     booster = lgb.train(full_params, train_set, valid_sets=[valid_set], valid_names=["validation"],
                         callbacks=callbacks)
     best = booster.best_iteration or booster.current_iteration()
     gains = booster.feature_importance(importance_type="gain", iteration=best)
-    model = TrainedModel(task, booster, list(features), categories, best, full_params,
-                         {name: float(gain) for name, gain in zip(features, gains, strict=True)})
+    source = fitted.source_of if fitted else {name: name for name in features}
+    importance = dict.fromkeys(features, 0.0)
+    for column, gain in zip(columns, gains, strict=True):
+        importance[source[column]] += float(gain)
+    model = TrainedModel(task, booster, list(features), categories, best, full_params, importance,
+                         transforms=fitted)
     if task == "binary":
         model.threshold = best_f1_threshold(y_valid, model.predict_score(validation))
     return model
 
 
 def save_model(model: TrainedModel, directory: Path) -> Path:
-    """Write the model as LightGBM text plus a JSON of features, categories and threshold (no pickle)."""
+    """Write the model as LightGBM text plus a JSON of features, categories and threshold, and its fitted
+    transforms (if any) as ``transforms.json``: plain text only, no pickle."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / _MODEL_FILE).write_text(model.booster.model_to_string(num_iteration=model.best_iteration))
+    write_text_atomic(model.booster.model_to_string(num_iteration=model.best_iteration), directory / _MODEL_FILE)
+    if model.transforms is not None:
+        save_transforms(model.transforms, directory / _TRANSFORMS_FILE)
     meta = {
         "task": model.task,
         "name": model.name,
@@ -355,12 +381,12 @@ def save_model(model: TrainedModel, directory: Path) -> Path:
         "params": model.params,
         "feature_importance": model.feature_importance,
     }
-    (directory / _META_FILE).write_text(json.dumps(meta, indent=2))
+    write_text_atomic(json.dumps(meta, indent=2), directory / _META_FILE)
     return directory
 
 
 def load_model(directory: Path) -> TrainedModel:
-    """Read a model written by :func:`save_model`.
+    """Read a model written by :func:`save_model`; a folder without ``transforms.json`` has no transforms.
 
     Raises:
         ValueError: the directory does not hold both files.
@@ -370,5 +396,7 @@ def load_model(directory: Path) -> TrainedModel:
         raise ValueError(f"{directory} is not a saved model: it needs {_MODEL_FILE} and {_META_FILE}")
     meta = json.loads(meta_file.read_text())
     booster = lgb.Booster(model_str=model_file.read_text())
+    transforms_file = directory / _TRANSFORMS_FILE
+    transforms = load_transforms(transforms_file) if transforms_file.is_file() else None
     return TrainedModel(meta["task"], booster, meta["features"], meta["categories"], meta["best_iteration"],
-                        meta["params"], meta["feature_importance"], meta["threshold"], meta["name"])
+                        meta["params"], meta["feature_importance"], meta["threshold"], meta["name"], transforms)

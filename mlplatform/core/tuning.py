@@ -14,7 +14,7 @@ import numpy as np
 import optuna
 import polars as pl
 
-from mlplatform.brief import TaskType
+from mlplatform.brief import TaskType, Training
 from mlplatform.core.metrics import compute_metrics, higher_is_better
 from mlplatform.core.training import train_lightgbm
 
@@ -123,6 +123,7 @@ def tune_lightgbm(
     study_name: str,
     seed: int = 0,
     warmup_rounds: int = 50,
+    transforms: Training | None = None,
 ) -> TuningResult:
     """Search LightGBM's learning rate, leaves, feature fraction and leaf size for the best validation score.
 
@@ -160,7 +161,7 @@ def tune_lightgbm(
 
     def objective(trial: optuna.Trial) -> float:
         model = train_lightgbm(task, train, validation, features, label, params=_search_space(trial), seed=seed,
-                               callbacks=[_pruning_callback(trial, maximise)])
+                               callbacks=[_pruning_callback(trial, maximise)], transforms=transforms)
         trial.set_user_attr("best_iteration", model.best_iteration)
         metrics = compute_metrics(task, y_valid, model.predict_score(validation), model.threshold)
         return metrics[primary_metric]

@@ -96,16 +96,20 @@ def no_duplicates_across_splits(platform: PlatformResource) -> dg.AssetCheckResu
 
 
 def fitted_transforms(model: TrainedModel) -> list[FittedTransform]:
-    """The transforms the saved model fitted on data: today only LightGBM's categorical levels.
+    """Every transform the saved model fitted on data, with the function that refits it from a frame.
 
-    A target encoder or scaler added to the pipeline must be listed here too, so that items 2, 3 and 8
-    verify it.
+    LightGBM's native categorical levels, then each fitted step of the model-side transforms
+    (:mod:`mlplatform.core.transforms`): standardisation (a scaler, item 8), target encoding (item 3),
+    one-hot levels and quantile-bin edges (item 2 covers all of them).
     """
-    if not model.categories:
-        return []
-    columns = list(model.categories)
-    return [FittedTransform("lightgbm categorical levels", "category_levels", dict(model.categories),
-                            lambda frame: category_levels(frame, columns))]
+    found = []
+    if model.categories:
+        columns = list(model.categories)
+        found.append(FittedTransform("lightgbm categorical levels", "category_levels", dict(model.categories),
+                                     lambda frame: category_levels(frame, columns)))
+    if model.transforms is not None:
+        found += [FittedTransform(name, kind, stored, fit) for name, kind, stored, fit in model.transforms.statistics()]
+    return found
 
 
 def _transform_check(platform: PlatformResource, check: Callable[..., LeakageFinding]) -> dg.AssetCheckResult:
@@ -117,8 +121,9 @@ def _transform_check(platform: PlatformResource, check: Callable[..., LeakageFin
 
 
 @dg.asset_check(asset="lgbm_model", name="leakage_split_before_fitting", blocking=True,
-                description=_describe("split_before_fitting", "Every transform the saved model fitted (its "
-                                      "categorical levels) must reproduce exactly from the training split alone."))
+                description=_describe("split_before_fitting", "Every transform the saved model fitted (categorical "
+                                      "levels, scalers, target encodings, bin edges) must reproduce exactly from "
+                                      "the training split alone."))
 def split_before_fitting(platform: PlatformResource) -> dg.AssetCheckResult:
     return _transform_check(platform, check_split_before_fitting)
 

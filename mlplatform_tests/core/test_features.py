@@ -8,7 +8,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from mlplatform.brief import DEMO_BRIEF, EventCount, Features, RollingAggregate, load_brief
+from mlplatform.brief import (
+    DEMO_BRIEF,
+    DailyLag,
+    EventCount,
+    Features,
+    Interaction,
+    RollingAggregate,
+    load_brief,
+)
 from mlplatform.core.features import build_features, feature_columns
 
 EVENT_SCHEMA = {
@@ -20,9 +28,17 @@ EVENT_SCHEMA = {
 }
 ENTITY_SCHEMA = {"customer_id": pl.Int64, "signup_date": pl.Date, "plan": pl.String}
 AGGS = ["sum", "mean", "min", "max", "std", "count"]
+LAGS = [1, 7, 12]
+INTERACTIONS = [
+    Interaction(left="session_minutes_2d_sum", right="login_2d_count", kind="ratio"),
+    Interaction(left="session_minutes_7d_max", right="session_minutes_lag1d_min", kind="difference"),
+    Interaction(left="session_minutes_2d_sum_to_login_2d_count_ratio", right="session_minutes_lag7d_count",
+                kind="ratio", name="minutes_per_login_per_lag7_event"),
+]
 
 
-def spec(tenure: bool = True) -> Features:
+def spec(tenure: bool = True, temporal: bool = False) -> Features:
+    """The test features; ``temporal`` adds lags, cyclical encodings and interactions."""
     return Features(
         events_source="events",
         entities_source="customers",
@@ -31,6 +47,9 @@ def spec(tenure: bool = True) -> Features:
         rolling=[RollingAggregate(column="session_minutes", aggregations=AGGS, windows_days=[2, 7])],
         counts=[EventCount(column="event_type", values=["login", "Support Ticket"], windows_days=[2])],
         days_since=["login"],
+        lags=[DailyLag(column="session_minutes", aggregations=AGGS, lags_days=LAGS)] if temporal else [],
+        cyclical=["day_of_week", "month"] if temporal else [],
+        interactions=INTERACTIONS if temporal else [],
     )
 
 
@@ -143,10 +162,15 @@ def test_feature_names_follow_the_convention_for_the_demo_brief():
         "customer_support_ticket_7d_count",
         "customer_support_ticket_30d_count",
         "customer_days_since_login",
+        "customer_session_minutes_lag1d_sum",
+        "customer_session_minutes_lag7d_sum",
+        "customer_session_minutes_lag30d_sum",
         "customer_plan",
         "customer_region",
         "customer_monthly_fee",
         "customer_tenure_days",
+        "customer_login_7d_count_to_login_30d_count_ratio",
+        "customer_amount_30d_sum_minus_monthly_fee_difference",
     ]
     assert all(description for description in names.values())
 
@@ -191,6 +215,22 @@ def event_rows(draw, low: datetime, high: datetime, min_size: int = 0) -> list[t
     return draw(st.lists(row, min_size=min_size, max_size=40))
 
 
+def window_stats(inside: list[tuple]) -> dict:
+    values = [e[3] for e in inside if e[3] is not None]
+    return {
+        "sum": sum(values),
+        "count": len(values),
+        "mean": statistics.fmean(values) if values else None,
+        "min": min(values, default=None),
+        "max": max(values, default=None),
+        "std": statistics.stdev(values) if len(values) > 1 else None,
+    }
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
 def reference(events: list[tuple], entities: pl.DataFrame, features: Features) -> pl.DataFrame:
     """Row by row, straight from the definition."""
     rows = []
@@ -206,24 +246,32 @@ def reference(events: list[tuple], entities: pl.DataFrame, features: Features) -
             row = {"customer_id": key, "event_timestamp": t, "created_timestamp": t}
             for n in (2, 7):
                 inside = [e for e in mine if t - timedelta(days=n) <= e[1] < t]
-                values = [e[3] for e in inside if e[3] is not None]
-                stats = {
-                    "sum": sum(values),
-                    "count": len(values),
-                    "mean": statistics.fmean(values) if values else None,
-                    "min": min(values, default=None),
-                    "max": max(values, default=None),
-                    "std": statistics.stdev(values) if len(values) > 1 else None,
-                }
+                stats = window_stats(inside)
                 row |= {f"customer_session_minutes_{n}d_{a}": stats[a] for a in AGGS}
                 if n == 2:
                     row["customer_login_2d_count"] = sum(e[2] == "login" for e in inside)
                     row["customer_support_ticket_2d_count"] = sum(e[2] == "Support Ticket" for e in inside)
             logins = [e[1] for e in mine if e[2] == "login" and e[1] < t]
             row["customer_days_since_login"] = (t - max(logins)).total_seconds() / 86400 if logins else None
+            for lag in LAGS if features.lags else []:
+                day = t - timedelta(days=lag)
+                stats = window_stats([e for e in mine if day <= e[1] < day + timedelta(days=1)])
+                row |= {f"customer_session_minutes_lag{lag}d_{a}": stats[a] for a in AGGS}
             row["customer_plan"] = plan
             if features.tenure_from:
                 row["customer_tenure_days"] = (t.date() - signup).days if signup else None
+            if features.cyclical:
+                weekday, month = t.weekday() * 2 * math.pi / 7, (t.month - 1) * 2 * math.pi / 12
+                row |= {"customer_day_of_week_sin": math.sin(weekday), "customer_day_of_week_cos": math.cos(weekday),
+                        "customer_month_sin": math.sin(month), "customer_month_cos": math.cos(month)}
+            if features.interactions:
+                per_login = ratio(row["customer_session_minutes_2d_sum"], row["customer_login_2d_count"])
+                row["customer_session_minutes_2d_sum_to_login_2d_count_ratio"] = per_login
+                top, low = row["customer_session_minutes_7d_max"], row["customer_session_minutes_lag1d_min"]
+                row["customer_session_minutes_7d_max_minus_session_minutes_lag1d_min_difference"] = (
+                    None if top is None or low is None else top - low)
+                row["customer_minutes_per_login_per_lag7_event"] = ratio(per_login,
+                                                                        row["customer_session_minutes_lag7d_count"])
             rows.append(row)
     return pl.DataFrame(rows, schema=build(events_frame([]), entities, features, START, END).schema)
 
@@ -237,9 +285,9 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 
 @SETTINGS
-@given(rows=event_rows(GRID_START, datetime(2025, 1, 22)), tenure=st.booleans())
-def test_matches_a_naive_reference(rows, tenure):
-    features = spec(tenure)
+@given(rows=event_rows(GRID_START, datetime(2025, 1, 22)), tenure=st.booleans(), temporal=st.booleans())
+def test_matches_a_naive_reference(rows, tenure, temporal):
+    features = spec(tenure, temporal)
     entities = RANDOM_ENTITIES if tenure else RANDOM_ENTITIES.with_columns(signup_date=pl.lit(None, pl.Date))
     out = build(events_frame(rows), entities, features, START, END)
     assert_frame_equal(out, reference(rows, entities, features), check_exact=False, abs_tol=1e-6)
@@ -251,16 +299,60 @@ def test_matches_a_naive_reference(rows, tenure):
     past=event_rows(GRID_START, datetime(2025, 1, 22)),
     cut_day=st.integers(1, (END - START).days),
     tenure=st.booleans(),
+    temporal=st.booleans(),
 )
-def test_events_at_or_after_t_never_change_rows_up_to_t(data, past, cut_day, tenure):
+def test_events_at_or_after_t_never_change_rows_up_to_t(data, past, cut_day, tenure, temporal):
     cut = datetime.combine(START, datetime.min.time()) + timedelta(days=cut_day)
     # Rewrite every event at or after the cut (new values, drop some) and add new ones from the cut on.
     future = data.draw(event_rows(cut, datetime(2025, 1, 25), min_size=1))
     before = [e for e in past if e[1] < cut]
     rewritten = [(k, ts, "login", 1.0) for k, ts, *_ in past if ts >= cut][::2]
-    features = spec(tenure)
+    features = spec(tenure, temporal)
     entities = RANDOM_ENTITIES if tenure else RANDOM_ENTITIES.with_columns(signup_date=pl.lit(None, pl.Date))
     original = build(events_frame(past), entities, features, START, END)
     changed = build(events_frame(before + rewritten + future), entities, features, START, END)
     up_to_cut = pl.col("event_timestamp") <= cut
     assert_frame_equal(original.filter(up_to_cut), changed.filter(up_to_cut))
+
+
+def test_lags_cyclical_and_interactions_by_hand():
+    out = build(EVENTS, ENTITIES.head(1), spec(temporal=True), date(2025, 1, 1), date(2025, 1, 5))
+    row = out.filter(pl.col("event_timestamp") == datetime(2025, 1, 4)).row(0, named=True)  # a Saturday
+    # t-1 is 01-03 (one event, 30.0 at 23:59:59); t-7 and t-12 lie before every event: empty days.
+    assert [row[f"customer_session_minutes_lag1d_{a}"] for a in AGGS] == [30.0, 30.0, 30.0, 30.0, None, 1]
+    assert [row[f"customer_session_minutes_lag7d_{a}"] for a in AGGS] == [0.0, None, None, None, None, 0]
+    two_days_before = out.filter(pl.col("event_timestamp") == datetime(2025, 1, 2)).row(0, named=True)
+    # t-1 of 01-02 is 01-01: the usage event exactly at midnight; 12-30's login is t-3.
+    assert two_days_before["customer_session_minutes_lag1d_sum"] == 20.0
+    assert row["customer_day_of_week_sin"] == pytest.approx(math.sin(5 * 2 * math.pi / 7))
+    assert (row["customer_month_sin"], row["customer_month_cos"]) == (0.0, 1.0)  # January
+    # 2-day window 01-02..01-03: session minutes 30 (the 01-02 login has none), one login.
+    assert row["customer_session_minutes_2d_sum_to_login_2d_count_ratio"] == 30.0
+    assert row["customer_session_minutes_7d_max_minus_session_minutes_lag1d_min_difference"] == 0.0
+    assert row["customer_minutes_per_login_per_lag7_event"] is None  # divided by a zero count: null, not inf
+    assert out.schema["customer_session_minutes_lag1d_count"] == pl.Int64
+    assert list(out.columns[-7:]) == [
+        "customer_day_of_week_sin", "customer_day_of_week_cos", "customer_month_sin", "customer_month_cos",
+        "customer_session_minutes_2d_sum_to_login_2d_count_ratio",
+        "customer_session_minutes_7d_max_minus_session_minutes_lag1d_min_difference",
+        "customer_minutes_per_login_per_lag7_event",
+    ]
+
+
+def test_bad_temporal_specs_are_refused_with_the_fix():
+    with pytest.raises(ValueError, match="hour of day is constant"):
+        Features(events_source="e", entities_source="c", cyclical=["hour_of_day"])
+    with pytest.raises(ValueError, match="lags_days must be >= 1"):
+        DailyLag(column="session_minutes", aggregations=["sum"], lags_days=[0])
+    unknown = Features(events_source="e", entities_source="c", entity_attributes=["plan"],
+                       interactions=[Interaction(left="plan", right="visits_7d_sum", kind="ratio")])
+    with pytest.raises(ValueError, match="uses 'visits_7d_sum', which is not an earlier feature"):
+        feature_columns(unknown, "customer")
+    text = Features(events_source="e", entities_source="c", entity_attributes=["plan"], tenure_from="signup_date",
+                    interactions=[Interaction(left="plan", right="tenure_days", kind="difference")])
+    with pytest.raises(ValueError, match="'customer_plan' is String, not a number"):
+        build(EVENTS, ENTITIES, text, date(2025, 1, 1), date(2025, 1, 3))
+    missing = Features(events_source="e", entities_source="c",
+                       lags=[DailyLag(column="minutes", aggregations=["sum"], lags_days=[1])])
+    with pytest.raises(ValueError, match=r"name \['minutes'\], which the events do not have"):
+        build(EVENTS, ENTITIES, missing, date(2025, 1, 1), date(2025, 1, 3))

@@ -48,9 +48,12 @@ def test_the_findings_carry_their_evidence(evaluations):
     assert future["rows_checked"].value == future["rows_matching_point_in_time_row"].value > 1000
     assert len(evaluations["leakage_no_target_derived_feature"].metadata["top_features"].value) == 5
     assert evaluations["leakage_no_duplicates_across_splits"].metadata["entities_in_train_and_test"].value > 0
-    levels = evaluations["leakage_split_before_fitting"].metadata
-    assert levels["applicable"].value and levels["lightgbm categorical levels"].value["matches_train_refit"]
-    for name in ("leakage_target_encoding_train_only", "leakage_scaler_train_only"):
-        assert evaluations[name].description.startswith("not applicable")
-        assert evaluations[name].metadata["fitted_transforms_in_pipeline"].value == [
-            "lightgbm categorical levels (category_levels)"]
+    # The demo brief's transforms: each fitted step refits from the training split alone to the same values.
+    fitted = evaluations["leakage_split_before_fitting"].metadata
+    assert fitted["applicable"].value
+    for step in ("customer_plan one_hot", "customer_amount_30d_sum standardize", "customer_region target_encode"):
+        assert fitted[step].value["matches_train_refit"], step
+    encoding = evaluations["leakage_target_encoding_train_only"].metadata
+    assert encoding["applicable"].value and encoding["customer_region target_encode"].value["matches_train_refit"]
+    scaler = evaluations["leakage_scaler_train_only"].metadata
+    assert scaler["applicable"].value and scaler["customer_amount_30d_sum standardize"].value["matches_train_refit"]
