@@ -93,6 +93,10 @@ def _ethics(brief: Brief, meta: Mapping[str, Any]) -> list[str]:
         if result is None:
             considerations.append(f"Fairness across {attribute} was not evaluated.")
             continue
+        if result.get("applicable") is False:
+            considerations.append(f"Selection-rate fairness across {attribute} does not apply ({result.get('note')}); "
+                                  "compare the primary metric per group in the sliced metrics.")
+            continue
         ratio, gap = result.get("disparate_impact"), result.get("equal_opportunity_gap")
         minimum, p_value = brief.thresholds.disparate_impact_min, result.get("p_value")
         verdict = "passes" if result.get("passed") else "FAILS"
@@ -255,6 +259,8 @@ def _equal_opportunity(meta: Mapping[str, Any]) -> tuple[str, str]:
     brief: Brief = meta["brief"]
     limit, alpha = meta["max_tpr_gap"], brief.thresholds.fairness_significance
     status, parts = PASS, []
+    if not_applicable := _decision_free(meta):
+        return NOT_APPLICABLE, not_applicable
     for attribute, result in meta["fairness"].items():
         gap, p_value = result.get("equal_opportunity_gap"), result.get("equal_opportunity_p_value")
         if gap is None:
@@ -268,6 +274,16 @@ def _equal_opportunity(meta: Mapping[str, Any]) -> tuple[str, str]:
                 else f" — above {limit:g} but not significant (Fisher p ≥ {alpha:g}): watch it")
         parts.append(f"{attribute}: TPR gap {gap:.3f}, Fisher p = {_p(p_value)}{note}")
     return status, f"{'; '.join(parts)} (fails when the gap exceeds {limit:g} and p < {alpha:g})."
+
+
+def _decision_free(meta: Mapping[str, Any]) -> str:
+    """Why selection-rate fairness does not apply (every attribute marked ``applicable`` False, e.g. a regression
+    model), or "" when it does."""
+    results = list(meta["fairness"].values())
+    if results and all(r.get("applicable") is False for r in results):
+        return (f"{results[0].get('note') or 'the model makes no selection decision'}; the primary metric per "
+                "group is under 'sliced_metrics'.")
+    return ""
 
 
 def _p(value: float | None) -> str:
@@ -329,6 +345,8 @@ def _disparate_impact(meta: Mapping[str, Any]) -> tuple[str, str]:
     brief: Brief = meta["brief"]
     minimum, alpha = brief.thresholds.disparate_impact_min, brief.thresholds.fairness_significance
     status, parts = PASS, []
+    if not_applicable := _decision_free(meta):
+        return NOT_APPLICABLE, not_applicable
     for attribute, result in meta["fairness"].items():
         ratio = result.get("disparate_impact")
         if not result.get("passed"):

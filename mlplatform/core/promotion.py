@@ -1,6 +1,7 @@
 """The blocking promotion gate: promote a challenger only on evidence, and say why either way."""
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,8 @@ def decide_promotion(
     max_size_mb: float,
     latency_ms: float,
     max_latency_ms: float,
+    fairness: Sequence[Mapping[str, Any]],
+    disparate_impact_min: float,
     guardrail_tolerance: float = GUARDRAIL_TOLERANCE,
 ) -> PromotionDecision:
     """Decide whether the challenger replaces the champion.
@@ -59,6 +62,10 @@ def decide_promotion(
       than the champion's value.
     * guardrails: none is worse than the champion's by more than ``guardrail_tolerance`` (absolute).
     * budgets: model size and latency within their maxima.
+    * fairness: every protected attribute's verdict (``fairness``: rows of
+      :func:`~mlplatform.core.evaluation.fairness_assessment` with ``attribute``, ``passed`` and optionally
+      ``disparate_impact``, ``p_value``, ``applicable``, ``note``) passes; ``disparate_impact_min`` is the
+      brief's minimum, quoted in the reason. Attributes where the ratio does not apply pass with the reason.
 
     Metrics compared must be measured on the same hold-out: re-score the champion on the current test set.
 
@@ -104,6 +111,10 @@ def decide_promotion(
 
     check("size_budget", size_mb <= max_size_mb, f"{size_mb:.2f} MB, budget {max_size_mb} MB")
     check("latency_budget", latency_ms <= max_latency_ms, f"{latency_ms:.2f} ms, budget {max_latency_ms} ms")
+    for row in fairness:
+        check(f"fairness_{row['attribute']}", bool(row["passed"]), _fairness_reason(row, disparate_impact_min))
+    if not fairness:
+        reasons.append("NOTE fairness: the brief names no protected attributes")
 
     evidence = {
         "primary": primary,
@@ -119,6 +130,22 @@ def decide_promotion(
         "max_size_mb": max_size_mb,
         "latency_ms": latency_ms,
         "max_latency_ms": max_latency_ms,
+        "fairness": [{k: v for k, v in row.items() if k != "groups"} for row in fairness],
+        "disparate_impact_min": disparate_impact_min,
         "checks": checks,
     }
     return PromotionDecision(all(checks.values()), reasons, evidence)
+
+
+def _fairness_reason(row: Mapping[str, Any], minimum: float) -> str:
+    """One attribute's fairness verdict in words."""
+    impact, p_value = row.get("disparate_impact"), row.get("p_value")
+    if row.get("applicable") is False:
+        return f"disparate impact does not apply ({row.get('note') or 'no selection decision'})"
+    if impact is None:
+        return "not assessable: fewer than two groups with enough hold-out rows (fails closed)"
+    shown = f"disparate impact {impact:.3f} (minimum {minimum:g})"
+    if impact >= minimum:
+        return shown
+    significance = f"Fisher p = {p_value:.3g}" if p_value is not None else "no significance test"
+    return f"{shown}, {significance}: " + ("not significant" if row["passed"] else "significant")

@@ -98,6 +98,29 @@ def _verdict(ctx: Mapping[str, Any]) -> str:
     return sentence
 
 
+def candidate_context(metrics: list[Mapping[str, Any]], model: str, primary: str,
+                      baselines: tuple[str, ...] = ("rules", "majority")) -> dict[str, Any]:
+    """The report's metric parts from the long metric table (rows of ``candidate, metric, value, ci_low,
+    ci_high``): the model's metrics, every other candidate's values beside it (candidates that are not
+    ``baselines`` marked "(not chosen)": they lost on validation, not on this hold-out) and the deltas.
+
+    Returns:
+        ``metrics`` (metric → row), ``baselines`` (shown name → metric → value), ``deltas`` (shown name →
+        metric → model minus other) and ``shown`` (candidate → shown name).
+    """
+    by_candidate: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for row in metrics:
+        by_candidate.setdefault(row["candidate"], {})[row["metric"]] = row
+    if model not in by_candidate or primary not in by_candidate[model]:
+        raise ValueError(f"the metric table has no {primary} for {model}; have {sorted(by_candidate)}")
+    own = by_candidate.pop(model)
+    shown = {name: name if name in baselines else f"{name} (not chosen)" for name in by_candidate}
+    others = {shown[name]: {m: r["value"] for m, r in rows.items()} for name, rows in by_candidate.items()}
+    deltas = {name: {m: own[m]["value"] - v for m, v in values.items() if m in own and v is not None}
+              for name, values in others.items()}
+    return {"metrics": own, "baselines": others, "deltas": deltas, "shown": shown}
+
+
 def render_evaluation_report(ctx: Mapping[str, Any]) -> str:
     """The evaluation report as Markdown: verdict, hold-out, metrics vs baselines, the paired comparison with
     each baseline, kill criteria, cross-validation, calibration, slices, fairness, the worst predictions and
@@ -116,9 +139,12 @@ def render_evaluation_report(ctx: Mapping[str, Any]) -> str:
             ``alpha``, ``attributes``: list of ``{attribute, disparate_impact, p_value, equal_opportunity_gap,
             equal_opportunity_p_value, passed, primary, groups}``, each group a row of per-group rates),
             ``worst_predictions`` (``error`` (how it is measured), ``rows``, ``contrast`` (rows of
-            :func:`~mlplatform.core.evaluation.error_contrast`), ``summary``) and ``edge_cases`` (rows of
-            :func:`~mlplatform.core.evaluation.edge_case_probe`). Missing optional parts are left out;
-            missing numbers show as "—".
+            :func:`~mlplatform.core.evaluation.error_contrast`), ``summary``), ``edge_cases`` (rows of
+            :func:`~mlplatform.core.evaluation.edge_case_probe`), ``scores_used`` (a sentence: raw or
+            calibrated scores) and ``skew`` (``reason`` when not measured, else ``summary``
+            (:func:`~mlplatform.core.evaluation.skew_summary`), ``rows`` (of
+            :func:`~mlplatform.core.evaluation.skew_table`), ``window``, ``task``). Missing optional parts are
+            left out; missing numbers show as "—".
 
     Returns:
         Markdown, starting with a one-line verdict on the primary metric.
@@ -149,6 +175,8 @@ def render_evaluation_report(ctx: Mapping[str, Any]) -> str:
             row += [_num(_value(values.get(name))), "—" if delta is None else f"{delta:+.3f}"]
         table.append(row)
     parts += ["## Metrics", _table(header, table)]
+    if ctx.get("scores_used"):
+        parts.append(ctx["scores_used"])
     if not higher_is_better(primary):
         parts.append(f"Lower {metric_label(primary)} is better; a negative Δ is an improvement.")
 
@@ -188,6 +216,8 @@ def render_evaluation_report(ctx: Mapping[str, Any]) -> str:
                   _table(["case", "rows", "result", "detail"],
                          [[e["case"], str(e["rows"]), "pass" if e["passed"] else "**FAIL**", e["detail"]]
                           for e in ctx["edge_cases"]])]
+    if ctx.get("skew") is not None:
+        parts += _skew(ctx["skew"])
     return "\n\n".join(parts) + "\n"
 
 
@@ -221,7 +251,8 @@ def _calibration(c: Mapping[str, Any]) -> list[str]:
     if c["calibrated"]:
         rows.append([f"hold-out, {c['method']} calibrator", _num(c["ece_after"], 4), _num(c["brier_after"], 4)])
         text += (f", so a {c['method']} calibrator was fitted on {c['fitted_rows']:,} validation rows (isotonic "
-                 f"from 1,000 rows, else Platt). It is reported here only: the registered model is unchanged.")
+                 f"from 1,000 rows, else Platt). It is saved with the model as calibrator.json and registered "
+                 "with it, for the probability a prediction reports; the metrics above use the raw scores.")
     else:
         text += ", so no calibrator was fitted."
     return ["## Calibration", text, _table(["scores", "ECE", "Brier"], rows)]
@@ -239,6 +270,14 @@ def _fairness(f: Mapping[str, Any]) -> list[str]:
                  "rate (binomial test), and the group's ECE.")
     for a in f["attributes"]:
         impact, gap = a["disparate_impact"], a["equal_opportunity_gap"]
+        if a.get("applicable") is False:
+            parts.append(f"**{a['attribute']}**: disparate impact and equal opportunity do not apply "
+                         f"({a.get('note')}); the primary metric per group is the evidence (pass).")
+            rows = [[str(g["group"]) if g["group"] is not None else "unknown",
+                     f"{g['n']:,}" + ("" if g["assessed"] else " (not assessed)"), _num(_value(g.get(a["primary"])))]
+                    for g in a["groups"]]
+            parts.append(_table(["group", "n", metric_label(a["primary"])], rows))
+            continue
         shown = ("not assessable (fewer than two groups with enough rows)" if impact is None
                  else f"{impact:.3f}, Fisher p = {a['p_value']:.3g}")
         gap_text = "—" if gap is None else f"{gap:.3f}, Fisher p = {a['equal_opportunity_p_value']:.3g}"
@@ -251,6 +290,44 @@ def _fairness(f: Mapping[str, Any]) -> list[str]:
                  *(_num(_value(g.get(c))) for c in columns)] for g in a["groups"]]
         parts.append(_table(["group", "n", *map(metric_label, columns)], rows))
     return parts
+
+
+_SKEW_PREDICTION = {"binary": "positive-class probability", "multiclass": "predicted class",
+                    "regression": "predicted value"}
+
+
+def _skew(k: Mapping[str, Any]) -> list[str]:
+    parts = ["## Offline-vs-online skew"]
+    if "summary" not in k:
+        return parts + [f"Not measured: {k['reason']}"]
+    s, shown = k["summary"], _SKEW_PREDICTION.get(k["task"], "prediction")
+    parts.append(
+        f"For {s['entities']} sampled hold-out entities, the features the Feast online store serves (the online "
+        f"path: the latest feature row of the materialised window {k['window']}) against the same feature row read "
+        f"from the offline feature table (the offline path the training set is joined from), and the model's "
+        f"{shown} from each. One row by both paths, so any difference is skew: **{s['skewed']} of "
+        f"{s['entities']} entities differ**, largest prediction difference "
+        f"{_num(s['max_prediction_difference'], 4)}.")
+    parts.append(
+        f"Second comparison, the training set itself: each entity's latest hold-out row against the online "
+        f"features. Only where that row is the online row (same row: {s['same_row']} entities; "
+        f"{s['same_row_skewed']} of them differ) must they agree; for the other {s['newer_online_row']} the online "
+        f"row is newer than the hold-out row, so differences there are the entities "
+        f"changing over time (mean prediction difference "
+        f"{_num(s['newer_online_row_mean_prediction_difference'], 4)}), not skew. Every row is in the lake table "
+        "evaluation/skew; the 20 below are the most different (skew first, then change since the hold-out row).")
+    header = ["entity", "online row", "features differing", "offline prediction", "online prediction",
+              "difference", "hold-out row", "hold-out prediction", "hold-out difference"]
+    rows = []
+    for r in k["rows"]:
+        key = next(iter(r))
+        rows.append([str(r[key]), str(r["online_row_time"]),
+                     f"{r['features_differing']}" + (f" ({r['differing'][:80]})" if r["differing"] else ""),
+                     _num(r["offline_prediction"], 4), _num(r["online_prediction"], 4),
+                     _num(r["prediction_difference"], 4),
+                     f"{r['offline_row_time']}" + (" (same row)" if r["same_row"] else ""),
+                     _num(r["holdout_prediction"], 4), _num(r["holdout_prediction_difference"], 4)])
+    return parts + [_table(header, rows)]
 
 
 def _worst(w: Mapping[str, Any]) -> list[str]:

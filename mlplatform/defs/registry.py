@@ -7,11 +7,14 @@ import dagster as dg
 import polars as pl
 
 from mlplatform.core.budgets import directory_size_mb, single_row_latency_ms
+from mlplatform.core.calibration import CALIBRATOR_FILE
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.models import load_candidate
 from mlplatform.core.promotion import decide_promotion
 from mlplatform.core.tracking import (
+    MODEL_ARTIFACT_PATH,
+    client_for,
     download_model_version,
     get_alias_version,
     register_model,
@@ -26,15 +29,19 @@ from mlplatform.resources.platform import PlatformResource, TrackingResource
 @dg.asset(group_name="registry", deps=["evaluation_report"], kinds={"mlflow"})
 def model_registry(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """The challenger (the candidate chosen on validation) registered as a new model version with the
-    `challenger` alias."""
+    `challenger` alias; a calibrator the evaluation fitted (calibrator.json) is registered with it."""
     name = challenger_name(platform)
     run_id = platform.read_table("candidates", name)["run_id"][0]
-    version = register_model(tracking.uri, tracking.model_name, run_id, "model")
+    calibrator = platform.workspace.models_dir / name / CALIBRATOR_FILE
+    if calibrator.exists():  # into the run's model folder before registering, so the version holds it
+        client_for(tracking.uri).log_artifact(run_id, str(calibrator), MODEL_ARTIFACT_PATH)
+    version = register_model(tracking.uri, tracking.model_name, run_id, MODEL_ARTIFACT_PATH)
     set_alias(tracking.uri, tracking.model_name, "challenger", version)
     platform.write_table("registry", "challenger", pl.DataFrame({"version": [version], "run_id": [run_id],
                                                                  "candidate": [name]}))
     return dg.MaterializeResult(metadata={"model_name": tracking.model_name, "version": version, "candidate": name,
-                                          "run_id": run_id, "alias": "challenger"})
+                                          "run_id": run_id, "alias": "challenger",
+                                          "calibrator": CALIBRATOR_FILE if calibrator.exists() else "none"})
 
 
 def load_champion(platform: PlatformResource, tracking: TrackingResource):
@@ -77,6 +84,7 @@ def promotion_gate(platform: PlatformResource, tracking: TrackingResource) -> dg
     champion_version, champion = _champion_metrics(platform, tracking, split, challenger_version)
     model_dir = platform.workspace.models_dir / name
     model = load_candidate(model_dir)
+    fairness = platform.read_table("evaluation", "fairness")
     decision = decide_promotion(
         by_candidate[name], champion, primary=b.metrics.primary, guardrails=b.metrics.guardrails,
         margin=b.thresholds.promotion_margin,
@@ -85,16 +93,10 @@ def promotion_gate(platform: PlatformResource, tracking: TrackingResource) -> dg
         size_mb=directory_size_mb(model_dir), max_size_mb=b.thresholds.max_model_size_mb,
         latency_ms=single_row_latency_ms(model.predict_score, split.test),
         max_latency_ms=b.thresholds.max_latency_ms,
+        fairness=fairness.to_dicts(),
+        disparate_impact_min=b.thresholds.disparate_impact_min,
     )
-    fairness = platform.read_table("evaluation", "fairness")
-    unfair = fairness.filter(~pl.col("passed"))
-    reasons = list(decision.reasons)
-    if unfair.height:
-        reasons.append(f"FAIL fairness: disparate impact significantly below {b.thresholds.disparate_impact_min}, "
-                       "or not assessable, for " + ", ".join(unfair["attribute"]))
-    else:
-        reasons.append(f"PASS fairness: no significant disparate impact below {b.thresholds.disparate_impact_min}")
-    promote = decision.promote and unfair.height == 0
+    promote, reasons = decision.promote, decision.reasons
     if not promote:  # the experiment record's final verdict; `champion_model` records "promoted"
         set_verdict(tracking.uri, registered["run_id"], "archived")
     platform.write_table("registry", "promotion", pl.DataFrame({

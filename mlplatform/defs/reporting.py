@@ -16,8 +16,12 @@ from mlplatform.core.evaluation import (
 )
 from mlplatform.core.io import write_text_atomic
 from mlplatform.core.model_card import bias_checklist, build_model_card, model_card_json, render_model_card
+from mlplatform.core.tracking import client_for
 from mlplatform.defs.training import load_split, model_features
-from mlplatform.resources.platform import PlatformResource
+from mlplatform.resources.platform import PlatformResource, TrackingResource
+
+# Where the card lies among the registered model run's MLflow artifacts.
+CARD_ARTIFACT_PATH = "model_card"
 
 
 def _bias_evidence(platform: PlatformResource, split) -> dict:
@@ -44,10 +48,11 @@ def _bias_evidence(platform: PlatformResource, split) -> dict:
 
 @dg.asset(group_name="reporting", deps=["model_registry", "evaluation_report", "drift_report", "data_quality_report"],
           kinds={"markdown"})
-def model_card(platform: PlatformResource) -> dg.MaterializeResult:
+def model_card(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """The seed's model card for the registered model, generated from the brief, the training set, the
     evaluation, fairness, drift and data-quality results — never written by hand — with the seed's bias
-    checklist judged on that evidence. Written as model_card.md and model_card.json."""
+    checklist judged on that evidence. Written as model_card.md and model_card.json, logged as artifacts of
+    the model's MLflow run, and pointed to by the registered version's `model_card` tag and description."""
     b = platform.brief
     split = load_split(platform)
     registered = platform.read_table("registry", "challenger").row(0, named=True)
@@ -79,12 +84,27 @@ def model_card(platform: PlatformResource) -> dg.MaterializeResult:
     markdown = render_model_card(card, checklist)
     path = write_text_atomic(markdown, platform.workspace.reports_dir / "model_card.md")
     json_path = write_text_atomic(model_card_json(card, checklist), platform.workspace.reports_dir / "model_card.json")
+    card_uri = _log_card(tracking, registered, [path, json_path])
     failed = [item["item"] for item in checklist if item["status"] == "fail"]
     return dg.MaterializeResult(metadata={"card": dg.MetadataValue.md(markdown),
                                           "version": registered["version"],
                                           "bias_checklist_failed": ", ".join(failed) or "none",
                                           "path": dg.MetadataValue.path(str(path)),
-                                          "json": dg.MetadataValue.path(str(json_path))})
+                                          "json": dg.MetadataValue.path(str(json_path)),
+                                          "mlflow_artifact": card_uri})
+
+
+def _log_card(tracking: TrackingResource, registered: dict, files: list) -> str:
+    """Log the card files to the registered model's run and point the model version at them; returns the
+    Markdown card's ``runs:/`` URI."""
+    client = client_for(tracking.uri)
+    for file in files:
+        client.log_artifact(registered["run_id"], str(file), CARD_ARTIFACT_PATH)
+    uri = f"runs:/{registered['run_id']}/{CARD_ARTIFACT_PATH}/{files[0].name}"
+    client.set_model_version_tag(tracking.model_name, registered["version"], "model_card", uri)
+    client.update_model_version(tracking.model_name, registered["version"],
+                                description=f"Model card (generated from lineage): {uri}")
+    return uri
 
 
 def build(brief) -> list:

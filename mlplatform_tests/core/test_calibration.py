@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 from sklearn.calibration import calibration_curve
@@ -9,6 +11,8 @@ from mlplatform.core.calibration import (
     calibration_summary,
     expected_calibration_error,
     fit_calibrator,
+    load_calibrator,
+    save_calibrator,
 )
 
 
@@ -47,7 +51,7 @@ def test_the_calibrator_repairs_a_planted_miscalibration_on_new_rows(rows, metho
     y_test, p_test = calibrated(20_000, 3)
     calibrator = fit_calibrator(y_valid, overconfident(p_valid))
     assert calibrator.method == method and calibrator.fitted_rows == rows
-    raw, repaired = overconfident(p_test), calibrator.predict(overconfident(p_test))
+    raw, repaired = overconfident(p_test), calibrator.transform(overconfident(p_test))
     assert expected_calibration_error(y_test, raw) > 0.05
     assert expected_calibration_error(y_test, repaired) < 0.025
     assert brier_score(y_test, repaired) < brier_score(y_test, raw)
@@ -58,17 +62,19 @@ def test_platt_scaling_leaves_calibrated_scores_nearly_unchanged():
     y, p = calibrated(900, 4)
     calibrator = fit_calibrator(y, p)
     assert calibrator.method == "platt"
-    assert np.abs(calibrator.predict(p) - p).mean() < 0.03
+    assert np.abs(calibrator.transform(p) - p).mean() < 0.03
 
 
 def test_summary_fits_a_calibrator_only_when_validation_is_miscalibrated():
     y_valid, p_valid = calibrated(3000, 5)
     y_test, p_test = calibrated(3000, 6)
-    fine = calibration_summary(y_valid, p_valid, y_test, p_test)
+    fine, none = calibration_summary(y_valid, p_valid, y_test, p_test)
+    assert none is None
     assert not fine["calibrated"] and fine["ece_after"] is None and fine["method"] is None
     assert fine["max_ece"] == ECE_THRESHOLD and fine["validation_ece"] <= ECE_THRESHOLD
 
-    bad = calibration_summary(y_valid, overconfident(p_valid), y_test, overconfident(p_test))
+    bad, calibrator = calibration_summary(y_valid, overconfident(p_valid), y_test, overconfident(p_test))
+    assert calibrator.method == "isotonic"
     assert bad["calibrated"] and bad["method"] == "isotonic" and bad["fitted_rows"] == 3000
     assert bad["ece"] > ECE_THRESHOLD > bad["ece_after"]
     assert bad["brier_after"] < bad["brier"]
@@ -84,3 +90,38 @@ def test_bad_inputs_are_refused():
         expected_calibration_error(y, p[:-1])
     with pytest.raises(ValueError, match="both classes"):
         fit_calibrator(np.zeros(50), p[:50])
+
+
+@pytest.mark.parametrize("rows", [5000, 600])
+def test_a_saved_calibrator_loads_as_plain_json_and_maps_scores_like_sklearn(tmp_path, rows):
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+
+    y, p = calibrated(rows, 8)
+    raw = overconfident(p)
+    calibrator = fit_calibrator(y, raw)
+    assert load_calibrator(tmp_path) is None
+    path = save_calibrator(calibrator, tmp_path)
+    assert json.loads(path.read_text())["method"] == calibrator.method  # plain JSON, no pickle
+    loaded = load_calibrator(tmp_path)
+    assert loaded == calibrator
+    probe = np.r_[0.0, 1.0, raw[:200]]
+    if calibrator.method == "isotonic":
+        expected = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(raw, y).predict(probe)
+    else:
+        logit = np.log(np.clip(raw, 1e-6, 1 - 1e-6) / (1 - np.clip(raw, 1e-6, 1 - 1e-6))).reshape(-1, 1)
+        probe_logit = np.log(np.clip(probe, 1e-6, 1 - 1e-6) / (1 - np.clip(probe, 1e-6, 1 - 1e-6))).reshape(-1, 1)
+        expected = LogisticRegression(C=np.inf).fit(logit, y).predict_proba(probe_logit)[:, 1]
+    np.testing.assert_allclose(loaded.transform(probe), expected, atol=1e-9)
+    save_calibrator(None, tmp_path)  # a model that needs none must not keep a stale one
+    assert load_calibrator(tmp_path) is None
+
+
+def test_a_broken_calibrator_file_is_refused_with_the_fix(tmp_path):
+    (tmp_path / "calibrator.json").write_text(json.dumps({"format_version": 1, "method": "isotonic",
+                                                          "x": [0.5, 0.1], "y": [0.2, 0.3]}))
+    with pytest.raises(ValueError, match="re-run the evaluation_report"):
+        load_calibrator(tmp_path)
+    (tmp_path / "calibrator.json").write_text("not json")
+    with pytest.raises(ValueError, match="not a usable calibrator"):
+        load_calibrator(tmp_path)

@@ -285,3 +285,23 @@ def test_card_renders_the_checklist_and_writes_json(meta, evidence):
     assert yaml.safe_load(block) == {"model_card": card}
     assert json.loads(model_card_json(card, checklist)) == {"model_card": card, "bias_checklist": checklist}
     assert "## Bias checklist" not in render_model_card(card)
+
+
+def test_a_regression_model_gets_not_applicable_decision_items_and_a_card(evidence, meta, brief):
+    """A regression model makes no selection decision: disparate impact, equal opportunity and calibration are
+    not applicable (said why), and the card's ethics say the same instead of "not recorded"."""
+    regression = brief.model_copy(update={"problem": brief.problem.model_copy(update={"ml_task_type": "regression"})})
+    note = "disparate impact and equal opportunity compare decisions; a regression model makes none"
+    fairness = {"age_band": {"disparate_impact": None, "p_value": None, "equal_opportunity_gap": None,
+                             "equal_opportunity_p_value": None, "passed": True, "applicable": False, "note": note}}
+    groups = [{"group": g, "n": 200, "assessed": True, "primary_metric": "mae", "primary_value": v}
+              for g, v in (("18-24", 9.0), ("65+", 11.0))]
+    checklist = {i["item"]: i for i in bias_checklist({**evidence, "brief": regression, "fairness": fairness,
+                                                       "fairness_groups": {"age_band": groups}})}
+    for item in ("disparate_impact", "equal_opportunity", "calibration"):
+        assert checklist[item]["status"] == "not applicable", checklist[item]
+    assert "regression model makes none" in checklist["disparate_impact"]["evidence"]
+    assert checklist["sliced_metrics"]["status"] == "pass"
+    card = build_model_card({**meta, "brief": regression, "fairness": fairness,
+                             "metrics": {"mae": {"value": 9.5, "ci_low": 9.0, "ci_high": 10.1}}})
+    assert any("does not apply" in line for line in card["ethical_considerations"])

@@ -4,6 +4,7 @@ from mlplatform.core.promotion import decide_promotion
 
 BASELINES = {"majority": {"f1": 0.0, "pr_auc": 0.2}, "rules": {"f1": 0.45, "pr_auc": 0.3}}
 CHAMPION = {"f1": 0.60, "pr_auc": 0.50, "roc_auc": 0.80}
+FAIR = {"attribute": "age_band", "disparate_impact": 0.91, "p_value": 0.4, "passed": True, "applicable": True}
 
 
 def decide(challenger, champion=CHAMPION, **overrides):
@@ -17,6 +18,8 @@ def decide(challenger, champion=CHAMPION, **overrides):
         "max_size_mb": 50,
         "latency_ms": 3.0,
         "max_latency_ms": 100,
+        "fairness": [FAIR],
+        "disparate_impact_min": 0.8,
     }
     return decide_promotion(challenger, champion, **{**arguments, **overrides})
 
@@ -99,3 +102,37 @@ def test_missing_metric_is_a_clear_error():
         decide({"f1": 0.7, "pr_auc": 0.6})
     with pytest.raises(ValueError, match="no better direction"):
         decide({"positive_rate": 0.7}, primary="positive_rate")
+
+
+def test_fairness_is_part_of_the_decision():
+    better = {"f1": 0.65, "pr_auc": 0.51, "roc_auc": 0.80}
+    unfair = {**FAIR, "attribute": "gender", "disparate_impact": 0.62, "p_value": 0.001, "passed": False}
+    decision = decide(better, fairness=[FAIR, unfair])
+    assert not decision.promote and failed(decision) == {"fairness_gender"}
+    assert any("FAIL fairness_gender" in r and "0.620" in r and "significant" in r for r in decision.reasons)
+    assert decision.evidence["fairness"][1]["disparate_impact"] == 0.62
+    unassessable = {**FAIR, "disparate_impact": None, "p_value": None, "passed": False}
+    assert any("fails closed" in r for r in decide(better, fairness=[unassessable]).reasons)
+    assert decide(better, fairness=[]).promote  # no protected attributes: nothing to judge, said as a note
+    assert any(r.startswith("NOTE fairness") for r in decide(better, fairness=[]).reasons)
+
+
+def test_regression_promotion_with_decision_free_fairness():
+    """A regression model makes no selection decision: the attribute passes and the reason says why."""
+    fairness = [{"attribute": "region", "disparate_impact": None, "p_value": None, "passed": True,
+                 "applicable": False, "note": "a regression model makes no decision"}]
+    decision = decide({"mae": 9.0, "rmse": 13.0}, {"mae": 10.0, "rmse": 14.0}, primary="mae", guardrails=["rmse"],
+                      baselines={"majority": {"mae": 15.0}, "rules": {"mae": 12.0}}, fairness=fairness)
+    assert decision.promote, decision.reasons
+    assert any("PASS fairness_region: disparate impact does not apply" in r for r in decision.reasons)
+
+
+def test_multiclass_promotion_on_macro_f1():
+    champion = {"macro_f1": 0.55, "accuracy": 0.70, "log_loss": 0.80}
+    baselines = {"majority": {"macro_f1": 0.20}, "rules": {"macro_f1": 0.40}}
+    better = decide({"macro_f1": 0.60, "accuracy": 0.71, "log_loss": 0.78}, champion, primary="macro_f1",
+                    guardrails=["accuracy", "log_loss"], baselines=baselines, challenger_ci=(0.56, 0.64))
+    assert better.promote, better.reasons
+    worse_loss = decide({"macro_f1": 0.60, "accuracy": 0.71, "log_loss": 0.90}, champion, primary="macro_f1",
+                        guardrails=["accuracy", "log_loss"], baselines=baselines)
+    assert failed(worse_loss) == {"guardrail_log_loss"}

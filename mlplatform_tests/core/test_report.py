@@ -184,7 +184,7 @@ def test_calibration_section_reports_before_and_after(deep):
     markdown = report.render_evaluation_report(deep)
     assert "| hold-out, raw scores | 0.0810 | 0.0700 |" in markdown
     assert "| hold-out, platt calibrator | 0.0120 | 0.0620 |" in markdown
-    assert "fitted on 900 validation rows" in markdown and "registered model is unchanged" in markdown
+    assert "fitted on 900 validation rows" in markdown and "saved with the model as calibrator.json" in markdown
     deep["calibration"] |= {"validation_ece": 0.02, "calibrated": False, "method": None, "ece_after": None}
     markdown = report.render_evaluation_report(deep)
     assert "no calibrator was fitted" in markdown and "calibrator |" not in markdown
