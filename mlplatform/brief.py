@@ -241,6 +241,9 @@ class Thresholds(_Strict):
     leakage_max_single_feature_score: float = Field(
         default=0.95, gt=0.5, le=1, description="a model input whose single-feature hold-out ROC-AUC / R² exceeds "
         "this is flagged as target-derived")
+    max_calibration_error: float = Field(
+        default=0.05, gt=0, lt=1, description="validation ECE above which a calibrator is fitted and saved with "
+        "the model")
     max_model_size_mb: float = Field(default=500, gt=0)
     max_latency_ms: float = Field(default=100, gt=0)
 

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 from scipy.stats import binomtest, fisher_exact
 
-from mlplatform.brief import KillCriteria, TaskType
+from mlplatform.brief import KillCriteria, TaskType, Training
 from mlplatform.core.metrics import bootstrap_ci, compute_metrics, higher_is_better, metric_function
 
 
@@ -478,31 +478,51 @@ def _when(value) -> str:
     return str(value)
 
 
-def temporal_cross_validation(task: TaskType, frame: pl.DataFrame, timestamp: str, features: list[str], label: str,
-                              metric: str, params: dict, rounds: int, threshold: float = 0.5, k: int = 5,
-                              seed: int = 0) -> pl.DataFrame:
-    """Expanding-window cross-validation of LightGBM with fixed parameters (see :func:`expanding_window_folds`).
+def stratified_folds(labels: pl.Series, k: int = 5, *, stratify: bool,
+                     seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Seeded random k-fold for data without time; with ``stratify`` each class is dealt evenly over the folds.
+
+    Returns:
+        ``(train_indices, test_indices)`` per fold, as row positions into ``labels``.
+    """
+    if k < 2:
+        raise ValueError(f"k must be at least 2, got {k}")
+    rng = np.random.default_rng(seed)
+    groups = labels.to_numpy() if stratify else np.zeros(labels.len())
+    fold = np.empty(labels.len(), dtype=np.int64)
+    for value in np.unique(groups):
+        rows = np.flatnonzero(groups == value)
+        fold[rows[rng.permutation(rows.size)]] = np.arange(rows.size) % k
+    return [(np.flatnonzero(fold != i), np.flatnonzero(fold == i)) for i in range(k)]
+
+
+def cross_validation(task: TaskType, frame: pl.DataFrame, features: list[str], label: str, metric: str,
+                     params: dict, rounds: int, threshold: float = 0.5, *,
+                     folds: list[tuple[np.ndarray, np.ndarray]], timestamp: str | None = None, seed: int = 0,
+                     transforms: Training | None = None) -> pl.DataFrame:
+    """Cross-validation of LightGBM with fixed parameters over ``folds`` (row positions into ``frame``: from
+    :func:`expanding_window_folds` for data with time, :func:`stratified_folds` without).
 
     Each fold trains exactly ``rounds`` boosting rounds with ``params`` (e.g. the tuned model's parameters
-    and best iteration) and no early stopping, and applies ``threshold``: the test block steers nothing, so
-    its metric is an honest estimate.
+    and best iteration), the brief's ``transforms`` fitted on the fold's training rows, and no early stopping,
+    and applies ``threshold``: the test block steers nothing, so its metric is an honest estimate.
 
     Returns:
         One row per fold: ``fold``, ``train_rows``, ``test_rows``, ``test_start``, ``test_end`` (first and
-        last timestamp of the test block) and ``value`` (``metric`` on the test block).
+        last ``timestamp`` of the test block; empty without one) and ``value`` (``metric`` on the test block).
     """
     from mlplatform.core.training import train_lightgbm  # LightGBM loads only when cross-validation runs
 
-    frame = frame.sort(timestamp, maintain_order=True)
     fixed = {**params, "num_iterations": int(rounds), "early_stopping_round": 0}
     one = metric_function(task, metric, threshold)
     rows = []
-    for fold, (train_idx, test_idx) in enumerate(expanding_window_folds(frame[timestamp], k), start=1):
+    for fold, (train_idx, test_idx) in enumerate(folds, start=1):
         train, test = frame[train_idx], frame[test_idx]
         # train_lightgbm wants validation rows; with early stopping off they only pick a threshold we ignore.
-        model = train_lightgbm(task, train, test, features, label, params=fixed, seed=seed)
+        model = train_lightgbm(task, train, test, features, label, params=fixed, seed=seed, transforms=transforms)
         rows.append({"fold": fold, "train_rows": train.height, "test_rows": test.height,
-                     "test_start": _when(test[timestamp].min()), "test_end": _when(test[timestamp].max()),
+                     "test_start": _when(test[timestamp].min()) if timestamp else "",
+                     "test_end": _when(test[timestamp].max()) if timestamp else "",
                      "value": one(test[label].to_numpy(), model.predict_score(test))})
     return pl.DataFrame(rows, schema=CV_FOLD_SCHEMA)
 

@@ -139,12 +139,8 @@ def build_model_card(meta: Mapping[str, Any]) -> dict[str, Any]:
     sources = ", ".join(f"{name} ({src.format}: {src.path})" for name, src in brief.sources.items())
     if meta.get("dataset_version"):
         sources += f"; dataset version {meta['dataset_version']}"
-    split = brief.split
-    holdout_end = f" to before {split.test_end}" if split.test_end else " on"
-    datasets = meta.get("datasets") or [
-        f"validation: labels from {split.validation_start} to before {split.test_start}",
-        f"hold-out: labels from {split.test_start}{holdout_end}, never used for fitting or tuning",
-    ]
+    parts = brief.split_summary()
+    datasets = meta.get("datasets") or [f"validation: {parts['validation']}", f"hold-out: {parts['test']}"]
     protected = ", ".join(brief.protected_attributes)
     known_biases = [f"Data gaps: {problem.data_gaps}" if problem.data_gaps else "No data gaps recorded."]
     if protected and not meta.get("fairness"):

@@ -133,7 +133,7 @@ def render_evaluation_report(ctx: Mapping[str, Any]) -> str:
             ``deltas`` (baseline name → metric → model minus baseline), ``kill_criteria`` (list of
             ``{criterion, measured, passed}``) and optionally: ``comparisons`` (rows of
             :func:`~mlplatform.core.evaluation.baseline_comparison`), ``cross_validation`` (``reason`` and,
-            unless skipped, ``folds`` (rows of :func:`~mlplatform.core.evaluation.temporal_cross_validation`),
+            unless skipped, ``folds`` (rows of :func:`~mlplatform.core.evaluation.cross_validation`),
             ``mean``, ``std``), ``calibration`` (:func:`~mlplatform.core.calibration.calibration_summary`),
             ``slices`` (list of ``{dimension, value, n, metrics}``), ``fairness`` (``minimum``, ``min_group``,
             ``alpha``, ``attributes``: list of ``{attribute, disparate_impact, p_value, equal_opportunity_gap,

@@ -6,16 +6,18 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from mlplatform.core.calibration import CALIBRATION_SCHEMA, ECE_THRESHOLD, calibration_summary, save_calibrator
+from mlplatform.core.calibration import CALIBRATION_SCHEMA, calibration_summary, save_calibrator
 from mlplatform.core.evaluation import (
     CV_FOLD_SCHEMA,
     CV_MAX_TRAIN_ROWS,
     Candidate,
     FairnessRule,
     baseline_comparison,
+    cross_validation,
     edge_case_probe,
     error_contrast,
     error_summary,
+    expanding_window_folds,
     fairness_assessment,
     kill_criteria,
     latest_offline_rows,
@@ -28,7 +30,7 @@ from mlplatform.core.evaluation import (
     skew_table,
     slice_records,
     sliced_metrics,
-    temporal_cross_validation,
+    stratified_folds,
     worst_predictions,
 )
 from mlplatform.core.feature_store import feature_service_name, feature_view_name, online_features
@@ -120,9 +122,19 @@ def _cross_validation(platform: PlatformResource, split, challenger: str) -> dic
         platform.write_table("evaluation", "cross_validation", pl.DataFrame(schema=CV_FOLD_SCHEMA))
         return {"reason": reason}
     lgbm = load_candidate(platform.workspace.models_dir / "lightgbm")
-    folds = temporal_cross_validation(
-        b.task_type, pl.concat([split.train, split.validation]), b.label.timestamp, model_features(b), b.label.column,
-        b.metrics.primary, lgbm.params, lgbm.best_iteration, lgbm.threshold, seed=b.training.seed)
+    frame = pl.concat([split.train, split.validation])
+    if b.has_time:
+        frame = frame.sort(b.label.timestamp, maintain_order=True)
+        how = "expanding-window folds over train + validation in time order"
+        index = expanding_window_folds(frame[b.label.timestamp])
+    else:
+        stratify = b.task_type != "regression"
+        how = f"5 random folds over train + validation{', stratified by class' if stratify else ''}"
+        index = stratified_folds(frame[b.label.column], stratify=stratify, seed=b.training.seed)
+    folds = cross_validation(
+        b.task_type, frame, model_features(b), b.label.column, b.metrics.primary, lgbm.params, lgbm.best_iteration,
+        lgbm.threshold, folds=index, timestamp=b.label.timestamp if b.has_time else None, seed=b.training.seed,
+        transforms=b.training)
     platform.write_table("evaluation", "cross_validation", folds)
     if folds.height == 0:
         return {"reason": "train and validation hold a single label timestamp, so no fold can test on later rows "
@@ -130,10 +142,9 @@ def _cross_validation(platform: PlatformResource, split, challenger: str) -> dic
     stand_in = ("" if challenger == "lightgbm" else f" The challenger is {challenger}; LightGBM stands in for it, "
                 "as refitting it per fold would take minutes.")
     reason = (f"The training split has {rows:,} rows (under {CV_MAX_TRAIN_ROWS:,}), so the seed's rule applies: "
-              "expanding-window folds over train + validation in time order, each refitting LightGBM with the "
-              f"tuned parameters, {lgbm.best_iteration} rounds and threshold {lgbm.threshold:.3f} of the saved model."
-              f"{stand_in} The last fold tests on the validation period, on which those were tuned, so it leans "
-              "optimistic.")
+              f"{how}, each refitting LightGBM (and the brief's transforms) with the tuned parameters, "
+              f"{lgbm.best_iteration} rounds and threshold {lgbm.threshold:.3f} of the saved model.{stand_in} The "
+              "validation rows, on which those were tuned, are in the folds, so the estimate leans optimistic.")
     return {"reason": reason, "folds": folds.to_dicts(), "mean": folds["value"].mean(), "std": folds["value"].std()}
 
 
@@ -147,7 +158,8 @@ def _calibration(platform: PlatformResource, split, model: Candidate, predictor)
     label = b.label.column
     summary, calibrator = calibration_summary(split.validation[label].to_numpy(),
                                               predictor.predict_score(split.validation),
-                                              split.test[label].to_numpy(), model.scores, max_ece=ECE_THRESHOLD)
+                                              split.test[label].to_numpy(), model.scores,
+                                              max_ece=b.thresholds.max_calibration_error)
     save_calibrator(calibrator, platform.workspace.models_dir / model.name)
     platform.write_table("evaluation", "calibration", pl.DataFrame([summary], schema=CALIBRATION_SCHEMA))
     return summary
@@ -239,7 +251,7 @@ def evaluation_report(platform: PlatformResource, feast_store: FeatureStoreResou
         "brief": f"{b.name} (challenger {challenger}, chosen on validation {primary}: "
                  + ", ".join(f"{n} {v:.4f}" for n, v in validation.items()) + ")",
         "task": task, "model_name": challenger, "primary_metric": primary, "scores_used": SCORES_USED,
-        "holdout": {"period": f"{b.split.test_start} .. {b.split.test_end or 'end'}", "rows": test.height,
+        "holdout": {"period": b.split_summary()["test"], "rows": test.height,
                     "positive_rate": float(np.mean(y)) if task == "binary" else None},
         "metrics": parts["metrics"], "baselines": parts["baselines"] | {"random": {primary: random}},
         "deltas": parts["deltas"],

@@ -5,7 +5,6 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
-from mlplatform.core.calibration import ECE_THRESHOLD
 from mlplatform.core.evaluation import (
     MAX_TPR_GAP,
     PROXY_MAX_AUC,
@@ -16,6 +15,7 @@ from mlplatform.core.evaluation import (
 )
 from mlplatform.core.io import write_text_atomic
 from mlplatform.core.model_card import bias_checklist, build_model_card, model_card_json, render_model_card
+from mlplatform.core.quality import normalised_total
 from mlplatform.core.tracking import client_for
 from mlplatform.defs.training import load_split, model_features
 from mlplatform.resources.platform import PlatformResource, TrackingResource
@@ -41,7 +41,7 @@ def _bias_evidence(platform: PlatformResource, split) -> dict:
         "edge_cases": platform.read_table("evaluation", "edge_cases").to_dicts(),
         "representation_min_ratio": REPRESENTATION_MIN_RATIO,
         "max_tpr_gap": MAX_TPR_GAP,
-        "max_calibration_gap": ECE_THRESHOLD,
+        "max_calibration_gap": b.thresholds.max_calibration_error,
         "proxy_max_auc": PROXY_MAX_AUC,
     }
 
@@ -76,7 +76,7 @@ def model_card(platform: PlatformResource, tracking: TrackingResource) -> dg.Mat
         "sliced_metrics": slices,
         "fairness": fairness,
         "drift": platform.read_table("monitoring", "drift").select("feature", "psi", "severity").to_dicts(),
-        "quality_total": float(platform.read_table("reports", "data_quality_overall")["points"].sum()),
+        "quality_total": normalised_total(platform.read_table("reports", "data_quality_overall")["points"].to_list()),
     })
     checklist = bias_checklist({"brief": b, "fairness": fairness, "sliced_metrics": slices,
                                 **_bias_evidence(platform, split)})

@@ -10,6 +10,7 @@ from mlplatform.core.evaluation import (
     PROXY_MAX_AUC,
     Candidate,
     baseline_comparison,
+    cross_validation,
     edge_case_probe,
     error_contrast,
     expanding_window_folds,
@@ -19,7 +20,7 @@ from mlplatform.core.evaluation import (
     prediction_errors,
     proxy_features,
     representation,
-    temporal_cross_validation,
+    stratified_folds,
     worst_predictions,
 )
 
@@ -149,14 +150,38 @@ def _learnable(n: int, seed: int, signal: bool = True) -> pl.DataFrame:
 
 def test_temporal_cross_validation_estimates_a_real_signal_and_no_signal():
     params = {"learning_rate": 0.1, "num_leaves": 7, "min_data_in_leaf": 20, "num_threads": 1}
-    good = temporal_cross_validation("binary", _learnable(1200, 4), "t", ["x", "noise"], "y", "roc_auc", params,
-                                     rounds=30)
+
+    def temporal(frame):
+        return cross_validation("binary", frame, ["x", "noise"], "y", "roc_auc", params, rounds=30,
+                                folds=expanding_window_folds(frame["t"]), timestamp="t")
+
+    good = temporal(_learnable(1200, 4))
     assert good.height == 5 and good["train_rows"].to_list() == sorted(good["train_rows"].to_list())
     assert (good["test_start"] > good["test_start"].shift(1)).drop_nulls().all()
     assert good["value"].mean() > 0.8
-    none = temporal_cross_validation("binary", _learnable(1200, 5, signal=False), "t", ["x", "noise"], "y",
-                                     "roc_auc", params, rounds=30)
+    none = temporal(_learnable(1200, 5, signal=False))
     assert abs(none["value"].mean() - 0.5) < 0.08
+
+
+def test_stratified_folds_partition_the_rows_and_keep_class_shares():
+    labels = pl.Series([1 if i % 5 == 0 else 0 for i in range(500)])
+    folds = stratified_folds(labels, 5, stratify=True, seed=1)
+    tests = np.concatenate([test for _, test in folds])
+    assert sorted(tests.tolist()) == list(range(500))  # every row tests exactly once
+    for train, test in folds:
+        assert np.intersect1d(train, test).size == 0 and train.size + test.size == 500
+        assert labels.to_numpy()[test].mean() == 0.2  # each fold keeps the 20% positive share
+    again = stratified_folds(labels, 5, stratify=True, seed=1)
+    assert all((a[1] == b[1]).all() for a, b in zip(folds, again, strict=True))
+
+
+def test_random_cross_validation_on_data_without_time():
+    params = {"learning_rate": 0.1, "num_leaves": 7, "min_data_in_leaf": 20, "num_threads": 1}
+    frame = _learnable(1000, 6).drop("t")
+    folds = cross_validation("binary", frame, ["x", "noise"], "y", "roc_auc", params, rounds=30,
+                             folds=stratified_folds(frame["y"], 5, stratify=True, seed=0))
+    assert folds.height == 5 and folds["test_rows"].sum() == 1000
+    assert folds["test_start"].to_list() == [""] * 5 and folds["value"].mean() > 0.8
 
 
 def test_equal_opportunity_gap_is_tested_for_significance():
