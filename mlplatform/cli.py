@@ -83,19 +83,60 @@ def demo(data_dir: Path = DataDir,
 @app.command()
 def run(brief: Path = typer.Option(..., "--brief", help="the brief YAML to run"), data_dir: Path = DataDir) -> None:
     """Materialise the whole graph for a brief."""
-    validate(brief)
+    validate(brief, data_dir)
     _run(_settings(data_dir, brief))
 
 
 @app.command()
-def validate(brief: Path = typer.Argument(..., help="the brief YAML to check")) -> None:
-    """Check a brief without running anything."""
+def validate(brief: Path = typer.Argument(..., help="the brief YAML to check"),
+             data_dir: Path | None = typer.Option(None, "--data-dir", help="also check the brief's input files "
+                                                  "(their {data_dir}), without running anything")) -> None:
+    """Check a brief (and, with --data-dir, that its input files exist and hold the declared columns)."""
     try:
         loaded = load_brief(brief)
     except BriefError as exc:
         _fail(str(exc))
     typer.echo(f"{brief}: valid ({loaded.task_type}, primary metric {loaded.metrics.primary}, "
                f"{len(loaded.sources)} sources)")
+    if data_dir is None:
+        return
+    from mlplatform.core.ingestion import check_source_files
+
+    for name in loaded.sources:
+        try:
+            files = check_source_files(loaded.source_path(name, data_dir.resolve(), brief.resolve().parent),
+                                       loaded.sources[name])
+        except InputError as exc:
+            _fail(str(exc))
+        typer.echo(f"  {name}: {len(files)} file(s), declared columns present")
+
+
+@app.command()
+def init(data: str = typer.Argument(..., help="a CSV/Parquet file, a glob or a folder of them (one table)"),
+         target: str = typer.Option(..., "--target", help="the column to predict"),
+         output: Path = typer.Option(Path("brief.yaml"), "--output", help="where to write the draft brief"),
+         force: bool = typer.Option(False, "--force", help="overwrite an existing file at --output")) -> None:
+    """Profile a dataset and write a draft brief that runs as it is; print what was inferred."""
+    from datetime import date
+
+    from mlplatform.core.brief_draft import draft_brief
+    from mlplatform.core.io import write_text_atomic
+
+    if output.exists() and not force:
+        _fail(f"{output} exists; pass --force to overwrite it, or choose another --output")
+    try:
+        draft = draft_brief(data, target, brief_dir=output.resolve().parent, today=date.today())
+    except InputError as exc:
+        _fail(str(exc))
+    write_text_atomic(draft.text, output)
+    try:
+        load_brief(output)
+    except BriefError as exc:  # a draft that does not validate is our bug; say so rather than hide it
+        _fail(f"the draft written to {output} does not validate; please report this:\n{exc}")
+    typer.echo(f"Wrote {output}. Inferred:")
+    for note in draft.inferences:
+        typer.echo(f"  - {note}")
+    typer.echo(f"Next: read and edit {output}, then `mlplatform run --brief {output}`.")
 
 
 
@@ -139,6 +180,26 @@ def serve(port: int = typer.Option(8000, help="port to listen on"),
     # Ctrl-C or SIGTERM stops accepting connections and lets in-flight requests finish (up to 10 s). No access
     # log: a line per request costs latency, and /metrics counts them.
     uvicorn.run(api, host=host, port=port, timeout_graceful_shutdown=10, access_log=False)
+
+
+@app.command()
+def rollback(data_dir: Path = DataDir,
+             brief: Path = typer.Option(DEMO_BRIEF, "--brief", help="the brief whose champion to roll back")) -> None:
+    """Restore the previous champion in the model registry; serving apps swap to it on their next poll."""
+    from mlplatform.core.rollout import rollback as restore_previous
+    from mlplatform.serving.model_loader import model_name
+
+    try:
+        loaded = load_brief(brief)
+        ws = Workspace(data_dir.resolve(), loaded.name)
+        if not ws.mlflow_dir.exists():
+            _fail(f"no model registry for '{ws.name}' under {ws.data_dir}: run `mlplatform demo` or "
+                  "`mlplatform run --brief …` first")
+        rolled_back, restored = restore_previous(ws.mlflow_uri, model_name(loaded))
+    except (BriefError, LookupError) as exc:
+        _fail(str(exc))
+    typer.echo(f"{model_name(loaded)}: champion rolled back from version {rolled_back} to version {restored}; "
+               "the challenger's traffic share is 0.")
 
 
 @app.command()
@@ -187,3 +248,28 @@ def report(data_dir: Path = DataDir,
               "`mlplatform run --brief …` first")
     for label, path in found:
         typer.echo(f"{label + ':':<19} {path}")
+
+
+@app.command()
+def ui(data_dir: Path = DataDir,
+       brief: Path = typer.Option(DEMO_BRIEF, "--brief", help="the brief whose graph to show"),
+       port: int = typer.Option(3000, help="port of the Dagster UI")) -> None:
+    """Start the Dagster UI (`dagster dev`) on the brief's graph and the instance the CLI's runs use."""
+    import shutil
+    import sys
+
+    try:
+        load_brief(brief)
+    except BriefError as exc:
+        _fail(str(exc))
+    settings = _settings(data_dir, brief)
+    from mlplatform.runner import instance_for
+
+    instance_for(settings)  # creates the instance folder (telemetry off) that the CLI's runs are recorded in
+    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or shutil.which("dagster")
+    if dagster is None:
+        _fail("the dagster command is not installed in this environment; run `make install` first")
+    env = {**os.environ, "DAGSTER_HOME": str(settings.data_dir / "dagster_home"),
+           "MLPLATFORM_DATA_DIR": str(settings.data_dir), "MLPLATFORM_BRIEF": str(settings.brief_path)}
+    typer.echo(f"Dagster UI on http://127.0.0.1:{port} for {settings.brief_path.name} (Ctrl-C stops it)")
+    os.execve(dagster, [dagster, "dev", "-m", "mlplatform.definitions", "-p", str(port)], env)

@@ -20,17 +20,18 @@ from mlplatform.defs import (
     quality,
     registry,
     reporting,
+    rollout,
     training,
 )
 from mlplatform.profiles import production_resources
 from mlplatform.resources.platform import FeatureStoreResource, PlatformResource, TrackingResource
 from mlplatform.settings import Settings
 
-STAGES = [problem, ingestion, quality, features, feature_store, training, leakage, evaluation, registry, monitoring,
-          reporting, governance, automation]
+STAGES = [problem, ingestion, quality, features, feature_store, training, leakage, evaluation, registry, rollout,
+          monitoring, reporting, governance, automation]
 # The asset groups in the order the method runs them; a stage module may add assets or checks to any group.
 GROUPS = ["problem", "ingestion", "quality", "features", "feature_store", "training", "evaluation", "registry",
-          "monitoring", "reporting"]
+          "serving", "monitoring", "reporting"]
 
 
 def resources_for(settings: Settings) -> dict:

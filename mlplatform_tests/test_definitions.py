@@ -16,6 +16,7 @@ EXPECTED = {
     "training": {"training_set", "baseline_model", "rules_baseline", "lgbm_model", "torch_model"},
     "evaluation": {"evaluation_report"},
     "registry": {"model_registry", "champion_model"},
+    "serving": {"ab_test_report", "serving_rollout"},
     "monitoring": {"whylogs_profiles", "drift_report", "performance_report"},
     "reporting": {"model_card", "cost_report", "ml_system_score"},
 }

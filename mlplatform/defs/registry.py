@@ -12,6 +12,7 @@ from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.models import load_candidate
 from mlplatform.core.promotion import decide_promotion
+from mlplatform.core.rollout import promote as promote_champion
 from mlplatform.core.tracking import (
     MODEL_ARTIFACT_PATH,
     client_for,
@@ -120,10 +121,8 @@ def champion_model(platform: PlatformResource, tracking: TrackingResource) -> dg
     if not promotion["promote"]:
         raise RuntimeError(f"the promotion gate refused version {promotion['challenger_version']}: "
                            f"{promotion['reasons']}")
-    previous = get_alias_version(tracking.uri, tracking.model_name, "champion")
-    if previous and previous != promotion["challenger_version"]:
-        set_alias(tracking.uri, tracking.model_name, "previous_champion", previous)
-    set_alias(tracking.uri, tracking.model_name, "champion", promotion["challenger_version"])
+    # Under a lock, with the promotion recorded on the version: what `mlplatform rollback` walks back through.
+    previous = promote_champion(tracking.uri, tracking.model_name, promotion["challenger_version"])
     set_verdict(tracking.uri, platform.read_table("registry", "challenger")["run_id"][0], "promoted")
     return dg.MaterializeResult(metadata={"model_name": tracking.model_name,
                                           "champion_version": promotion["challenger_version"],

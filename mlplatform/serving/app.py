@@ -5,15 +5,23 @@ startup it loads the registry's ``champion`` in the background (so ``/health`` a
 says when the model is warm); without a champion, or when loading fails, the brief's rules answer and every
 response says ``"fallback": true``. Online-store lookups are bounded by the request's timeout and guarded by
 a circuit breaker; requests that carry their features explicitly never touch the store.
+
+The app polls the registry: when the ``champion`` alias moves it loads the new version off the event loop and
+swaps it in with one assignment, so requests in flight finish on the model they started with. When the
+challenger has a traffic share (an A/B test or a canary step), a stable hash of the entity id sends that
+share of entities to the ``challenger`` alias. Every answered row goes to the prediction log.
 """
 
 import asyncio
 import logging
+import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,9 +30,11 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from mlplatform.brief import Brief, load_brief
+from mlplatform.core.rollout import Arm, assign_arm, prediction_log_dir, rollout_state
 from mlplatform.serving.breaker import CircuitBreaker
-from mlplatform.serving.model_loader import Scorer, load_champion, rules_fallback
-from mlplatform.serving.schemas import api_models, feature_frame, feature_types
+from mlplatform.serving.model_loader import Scorer, load_version, model_name, rules_fallback
+from mlplatform.serving.prediction_log import PredictionLog, log_schema
+from mlplatform.serving.schemas import api_models, entity_key_type, feature_frame, feature_types, polars_type
 from mlplatform.settings import Settings, Workspace
 
 log = logging.getLogger(__name__)
@@ -42,12 +52,65 @@ class ServingOptions:
         max_batch: most entities in one ``/predict/batch`` request.
         breaker_failures: consecutive online-store failures (errors or timeouts) that open the circuit.
         breaker_cooldown_s: how long an open circuit refuses lookups before one trial call.
+        poll_interval_s: how often the registry is asked whether the champion, the challenger or its traffic
+            share changed.
+        challenger_share: the challenger's share of entities; None follows the registry (the canary's step).
+        log_flush_interval_s: longest a prediction waits in memory before it is written to the log.
+        log_flush_rows: buffered predictions that trigger a write at once.
     """
 
     timeout_s: float = 1.0
     max_batch: int = 1000
     breaker_failures: int = 5
     breaker_cooldown_s: float = 30.0
+    poll_interval_s: float = 10.0
+    challenger_share: float | None = None
+    log_flush_interval_s: float = 1.0
+    log_flush_rows: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.challenger_share is not None and not 0 <= self.challenger_share <= 1:
+            raise ValueError(f"challenger_share must lie in [0, 1]; got {self.challenger_share}")
+        if self.poll_interval_s <= 0 or self.log_flush_interval_s <= 0 or self.log_flush_rows < 1:
+            raise ValueError("poll_interval_s and log_flush_interval_s must be > 0 and log_flush_rows >= 1")
+
+    @classmethod
+    def from_env(cls) -> "ServingOptions":
+        """Defaults, with ``MLPLATFORM_CHALLENGER_SHARE`` (0..1) and ``MLPLATFORM_REGISTRY_POLL_S`` applied.
+
+        Raises:
+            ValueError: a variable that is not a number in range, naming it.
+        """
+        values: dict[str, float] = {}
+        for variable, name in (("MLPLATFORM_CHALLENGER_SHARE", "challenger_share"),
+                               ("MLPLATFORM_REGISTRY_POLL_S", "poll_interval_s")):
+            if os.environ.get(variable):
+                try:
+                    values[name] = float(os.environ[variable])
+                except ValueError:
+                    raise ValueError(f"{variable} must be a number, got {os.environ[variable]!r}") from None
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (from MLPLATFORM_CHALLENGER_SHARE / MLPLATFORM_REGISTRY_POLL_S)") from None
+
+
+@dataclass(frozen=True)
+class _Models:
+    """What answers now: replaced whole (one assignment) when the registry changes, never mutated."""
+
+    champion: Scorer
+    challenger: Scorer | None = None
+    challenger_share: float = 0.0
+    downloads: dict[str, Path] = field(default_factory=dict)  # version -> its folder
+
+    def arm_of(self, entity_id: object) -> Arm:
+        if self.challenger is None or self.challenger_share <= 0:
+            return "champion"
+        return assign_arm(entity_id, self.challenger_share, self.champion.model_name)
+
+    def scorer(self, arm: Arm) -> Scorer:
+        return self.challenger if arm == "challenger" and self.challenger is not None else self.champion
 
 
 class _Metrics:
@@ -61,8 +124,10 @@ class _Metrics:
                               registry=self.registry)
         self.latency = Histogram("mlplatform_http_request_duration_seconds", "Time to answer a request",
                                  ["endpoint"], buckets=_LATENCY_BUCKETS, registry=self.registry)
-        self.predictions = Counter("mlplatform_predictions", "Rows scored, per model version",
-                                   ["model_name", "model_version", "fallback"], registry=self.registry)
+        self.predictions = Counter("mlplatform_predictions", "Rows scored, per model version and arm",
+                                   ["model_name", "model_version", "fallback", "arm"], registry=self.registry)
+        self.swaps = Counter("mlplatform_model_swaps", "Models swapped in after the registry changed",
+                             ["arm"], registry=self.registry)
         gauge = Gauge("mlplatform_online_store_circuit_open", "1 while the online-store circuit is open",
                       registry=self.registry)
         gauge.set_function(lambda: float(circuit_open()))
@@ -99,34 +164,24 @@ class _MetricsMiddleware:
 
 
 class _Serving:
-    """What the endpoints share: the scorer, the online store and its circuit breaker."""
+    """What the endpoints share: the models, the online store with its circuit breaker, the prediction log."""
 
     def __init__(self, brief: Brief, workspace: Workspace, options: ServingOptions) -> None:
         self.brief, self.workspace, self.options = brief, workspace, options
         self.types = feature_types(brief)
         self.breaker = CircuitBreaker(options.breaker_failures, options.breaker_cooldown_s)
-        self.scorer: Scorer | None = None  # set once loaded and warmed; replaced whole, never mutated
+        self.models: _Models | None = None  # set once loaded and warmed
         self.load_error: str | None = None
         self.fallback_reason: str | None = None
         self.store_answered = False
+        self.on_swap: Callable[[Arm], None] = lambda arm: None
         self._store: Any = None
-        self._download: Path | None = None
+        self._refresh_lock = threading.Lock()  # one registry refresh at a time; close() waits for it
+        self._closed = False
 
     def load(self) -> None:
         """Load and warm the champion (else the rules) and probe the online store; never raises."""
-        try:
-            scorer, self._download = load_champion(self.brief, self.workspace)
-            self._warm(scorer)
-        except Exception as exc:  # no champion, a registry error, unreadable files: the rules answer instead
-            log.warning("serving the rules fallback: %s", exc)
-            self.fallback_reason = str(exc)
-            scorer = rules_fallback(self.brief)
-            try:
-                self._warm(scorer)
-            except Exception as rules_exc:  # a rule that cannot be evaluated on the features
-                self.load_error = f"the rules fallback cannot score: {rules_exc}"
-                log.error(self.load_error)
-                return
+        self.refresh()
         try:
             self._lookup([_PROBE_ID])
             self.breaker.record_success()
@@ -134,15 +189,91 @@ class _Serving:
         except Exception as exc:  # /ready retries the probe and reports the cause
             log.warning("the online store did not answer at startup: %s", exc)
             self.breaker.record_failure()
-        self.scorer = scorer
+
+    def refresh(self) -> None:
+        """Follow the registry: load what the ``champion`` and ``challenger`` aliases and the traffic share name
+        now, then swap it in whole. A version that fails to load leaves the current one serving; never raises."""
+        with self._refresh_lock:
+            if self._closed:
+                return
+            current = self.models
+            downloads = dict(current.downloads) if current else {}
+            name = model_name(self.brief)
+            try:
+                state = rollout_state(self.workspace.mlflow_uri, name)
+                missing = f"the registry at {self.workspace.mlflow_uri} has no 'champion' alias on {name}"
+            except Exception as exc:  # no registered model yet, or the registry is down
+                state, missing = None, f"the registry has no 'champion' of {name}: {exc}"
+            champion = self._champion(state.champion if state else None, current, downloads, missing)
+            if champion is None:
+                return
+            share = self.options.challenger_share
+            if share is None:
+                share = state.challenger_share if state else (current.challenger_share if current else 0.0)
+            wanted = state.challenger if state and share > 0 else None
+            challenger = None
+            if wanted not in (None, champion.model_version):
+                challenger = current.challenger if current else None
+                if challenger is None or challenger.model_version != wanted:
+                    challenger = self._load(wanted, downloads, "challenger" if current else None)
+            kept = {champion.model_version, challenger.model_version if challenger else None}
+            self.models = _Models(champion, challenger, share if challenger else 0.0,
+                                  {v: p for v, p in downloads.items() if v in kept})
+        for version, path in downloads.items():
+            if version not in kept:  # requests still scoring on an old model hold it in memory, not on disk
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _champion(self, wanted: str | None, current: "_Models | None", downloads: dict[str, Path],
+                  missing: str) -> Scorer | None:
+        """The champion to serve: ``wanted`` once loaded; else what serves now; else the rules."""
+        serving = current.champion if current else None
+        if wanted is None:  # no alias (or no registry answer): keep serving what serves
+            return serving or self._rules(missing)
+        if serving is not None and serving.model_version == wanted:
+            return serving
+        loaded = self._load(wanted, downloads, "champion" if current else None)
+        if loaded is not None:
+            self.fallback_reason = None
+            return loaded
+        return serving or self._rules(f"champion version {wanted} could not be loaded: {self.load_error}")
+
+    def _load(self, version: str, downloads: dict[str, Path], swap: Arm | None) -> Scorer | None:
+        """Download, load and warm one registered version (``swap``: the arm it replaces a model of); None, with
+        the cause in ``load_error``, on failure."""
+        try:
+            scorer, downloads[version] = load_version(self.brief, self.workspace, version)
+            self._warm(scorer)
+        except Exception as exc:  # a registry error, unreadable files: the caller keeps what it has
+            log.warning("could not load version %s of %s: %s", version, model_name(self.brief), exc)
+            self.load_error = str(exc)
+            return None
+        self.load_error = None
+        if swap is not None:
+            self.on_swap(swap)
+        return scorer
+
+    def _rules(self, reason: str) -> Scorer | None:
+        log.warning("serving the rules fallback: %s", reason)
+        self.fallback_reason = reason
+        scorer = rules_fallback(self.brief)
+        try:
+            self._warm(scorer)
+        except Exception as rules_exc:  # a rule that cannot be evaluated on the features
+            self.load_error = f"the rules fallback cannot score: {rules_exc}"
+            log.error(self.load_error)
+            return None
+        return scorer
 
     def _warm(self, scorer: Scorer) -> None:
         # One all-missing row pays the first-call costs (LightGBM, polars SQL) before any client does.
         scorer.predict(feature_frame([{}], self.types))
 
     def close(self) -> None:
-        if self._download is not None:
-            shutil.rmtree(self._download, ignore_errors=True)
+        """Stop following the registry and remove the downloaded models (waits for a refresh in progress)."""
+        with self._refresh_lock:
+            self._closed = True
+            for path in (self.models.downloads.values() if self.models else []):
+                shutil.rmtree(path, ignore_errors=True)
 
     def _lookup(self, ids: list[int]) -> dict[int, dict | None]:
         """Features per id from the online store; None for an id the store has no features of."""
@@ -196,31 +327,60 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
     The brief is read here, because the request and response models are generated from it; the model and
     the online store are opened when the app starts.
 
+    Args:
+        settings: the brief and the data directory.
+        options: limits; by default :meth:`ServingOptions.from_env`.
+
     Raises:
         BriefError: the brief cannot be loaded.
+        ValueError: a serving environment variable is not a valid number.
     """
-    options = options or ServingOptions()
+    options = options or ServingOptions.from_env()
     brief = load_brief(settings.brief_path)
-    serving = _Serving(brief, Workspace(settings.data_dir, brief.name), options)
+    workspace = Workspace(settings.data_dir, brief.name)
+    serving = _Serving(brief, workspace, options)
     metrics = _Metrics(lambda: serving.breaker.is_open)
+    serving.on_swap = lambda arm: metrics.swaps.labels(arm).inc()
     request_model, response_model, batch_model = api_models(brief)
     key = brief.entity_key
 
+    async def follow_registry() -> None:
+        await asyncio.to_thread(serving.load)
+        while True:
+            await asyncio.sleep(options.poll_interval_s)
+            await asyncio.to_thread(serving.refresh)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI):
-        loading = asyncio.create_task(asyncio.to_thread(serving.load))
+        prediction_log = PredictionLog(prediction_log_dir(workspace), log_schema(key, polars_type(entity_key_type(
+            brief))), options.log_flush_interval_s, options.log_flush_rows)
+        app.state.prediction_log = prediction_log
+        follower = asyncio.create_task(follow_registry())
         yield
-        await loading  # a load still running finishes first: its download is then removed
-        serving.close()
+        follower.cancel()
+        # A load or refresh still running on its thread finishes first; its downloads are then removed.
+        await asyncio.to_thread(serving.close)
+        await asyncio.to_thread(prediction_log.close)
 
     app = FastAPI(title=f"{brief.name} predictions", version="1", lifespan=lifespan,
                   description=f"{brief.problem.prediction_target}. Model: the registry's champion of "
-                              f"{brief.name}; the brief's rules answer when it is unavailable.")
+                              f"{brief.name} (and its challenger for the share of entities an A/B test or canary "
+                              "gives it); the brief's rules answer when no model is available.")
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
 
+    def score(models: _Models, arms: list[Arm], rows: list[dict]) -> list[tuple]:
+        """``(prediction, probability)`` per row, each row scored by its arm's model (one frame per arm)."""
+        outputs: list[tuple] = [()] * len(rows)
+        for arm in set(arms):
+            at = [i for i, a in enumerate(arms) if a == arm]
+            scored = models.scorer(arm).predict(feature_frame([rows[i] for i in at], serving.types))
+            for i, output in zip(at, scored, strict=True):
+                outputs[i] = output
+        return outputs
+
     async def predict_rows(items: list, started: float) -> list[dict]:
-        scorer = serving.scorer
-        if scorer is None:
+        models = serving.models  # this request's models, even if a swap happens while it runs
+        if models is None:
             raise HTTPException(503, serving.load_error or "the model is still loading; poll /ready")
         deadline = started + options.timeout_s
         wanted = sorted({getattr(item, key) for item in items if item.features is None})
@@ -229,18 +389,40 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
         if unknown:
             raise HTTPException(404, f"no online features for {key} {unknown[:20]}: unknown, or not seen within the "
                                      f"last {brief.features.ttl_days} days. Send 'features' explicitly.")
-        rows = [item.features.model_dump() if item.features else found[getattr(item, key)] for item in items]
+        ids = [getattr(item, key) for item in items]
+        rows = [item.features.model_dump() if item.features else found[entity_id] for item, entity_id in
+                zip(items, ids, strict=True)]
+        arms = [models.arm_of(entity_id) for entity_id in ids]
+        request_time, request_id = datetime.now(UTC), PredictionLog.request_id()
+
+        def record(outputs: list[tuple], status: str) -> float:
+            latency_ms = (time.perf_counter() - started) * 1000
+            app.state.prediction_log.append([
+                (request_time, request_id, entity_id, row, *(output or (None, None)), scorer.model_name,
+                 scorer.model_version, arm, scorer.fallback, status, latency_ms)
+                for entity_id, row, arm, output, scorer in zip(
+                    ids, rows, arms, outputs, (models.scorer(arm) for arm in arms), strict=True)])
+            return latency_ms
+
         try:
-            outputs = await _within(deadline, scorer.predict, feature_frame(rows, serving.types))
+            outputs = await _within(deadline, score, models, arms, rows)
         except TimeoutError:
+            record([()] * len(rows), "timeout")
             raise HTTPException(504, f"scoring did not finish within {options.timeout_s} s") from None
-        metrics.predictions.labels(scorer.model_name, scorer.model_version or "none", str(scorer.fallback)).inc(
-            len(items))
-        latency_ms = (time.perf_counter() - started) * 1000
-        return [{key: getattr(item, key), "prediction": prediction, "probability": probability,
-                 "model_name": scorer.model_name, "model_version": scorer.model_version,
-                 "fallback": scorer.fallback, "latency_ms": latency_ms}
-                for item, (prediction, probability) in zip(items, outputs, strict=True)]
+        except Exception as exc:
+            record([()] * len(rows), "error")
+            log.exception("scoring failed")
+            raise HTTPException(500, f"scoring failed: {exc}") from None
+        latency_ms = record(outputs, "ok")
+        answers = []
+        for entity_id, arm, (prediction, probability) in zip(ids, arms, outputs, strict=True):
+            scorer = models.scorer(arm)
+            metrics.predictions.labels(scorer.model_name, scorer.model_version or "none", str(scorer.fallback),
+                                       arm).inc()
+            answers.append({key: entity_id, "prediction": prediction, "probability": probability,
+                            "model_name": scorer.model_name, "model_version": scorer.model_version,
+                            "fallback": scorer.fallback, "arm": arm, "latency_ms": latency_ms})
+        return answers
 
     @app.post("/predict", response_model=response_model)
     async def predict(item: request_model) -> dict:
@@ -264,8 +446,8 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
     @app.get("/ready")
     async def ready() -> JSONResponse:
         """200 once the model (or the rules fallback) is loaded and warm and the online store answers."""
-        scorer = serving.scorer
-        if scorer is None:
+        models = serving.models
+        if models is None:
             return _not_ready(serving.load_error or "loading the model")
         if not serving.store_answered:
             try:
@@ -275,12 +457,16 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
             serving.store_answered = True
         if serving.breaker.is_open:
             return _not_ready(f"the online store circuit is open for {serving.breaker.retry_in():.0f} s more")
-        return JSONResponse({"ready": True, "model_name": scorer.model_name, "model_version": scorer.model_version,
-                             "fallback": scorer.fallback, "fallback_reason": serving.fallback_reason})
+        champion, challenger = models.champion, models.challenger
+        return JSONResponse({"ready": True, "model_name": champion.model_name, "model_version": champion.model_version,
+                             "fallback": champion.fallback, "fallback_reason": serving.fallback_reason,
+                             "challenger_version": challenger.model_version if challenger else None,
+                             "challenger_share": models.challenger_share})
 
     @app.get("/metrics")
     async def prometheus() -> Response:
-        """Prometheus text format: requests, errors and latency per endpoint, rows scored per model version."""
+        """Prometheus text format: requests, errors and latency per endpoint, rows scored per model version and
+        arm, model swaps."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -1,4 +1,5 @@
-"""What answers a prediction: the registry's champion, or the brief's rules when there is none."""
+"""What answers a prediction: a registered model version (the champion, or the challenger of an A/B test), or
+the brief's rules when there is none."""
 
 import logging
 import shutil
@@ -10,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from mlplatform.brief import Brief, TaskType
+from mlplatform.core.calibration import Calibrator, load_calibrator
 from mlplatform.core.models import load_candidate
 from mlplatform.core.tracking import download_model_version, get_alias_version
 from mlplatform.core.training import Predictor, rules_baseline
@@ -21,7 +23,11 @@ CHAMPION = "champion"
 
 @dataclass(frozen=True)
 class Scorer:
-    """A predictor with the labels a response carries; immutable, so swapping one in is a single assignment."""
+    """A predictor with the labels a response carries; immutable, so swapping one in is a single assignment.
+
+    A binary model's calibrator (saved with it) maps the raw score to the probability reported; the class is
+    still decided on the raw score against the threshold.
+    """
 
     predictor: Predictor
     task: TaskType
@@ -29,13 +35,15 @@ class Scorer:
     model_version: str | None
     threshold: float
     fallback: bool
+    calibrator: Calibrator | None = None
 
     def predict(self, frame: pl.DataFrame) -> list[tuple[int | float, float | None]]:
         """``(prediction, probability)`` per row: the class at the threshold (binary), the top class
         (multiclass) or the value (regression, no probability)."""
         scores = np.asarray(self.predictor.predict_score(frame))
         if self.task == "binary":
-            return [(int(p >= self.threshold), float(p)) for p in scores]
+            reported = scores if self.calibrator is None else self.calibrator.transform(scores)
+            return [(int(p >= self.threshold), float(q)) for p, q in zip(scores, reported, strict=True)]
         if self.task == "multiclass":
             return [(int(row.argmax()), float(row.max())) for row in scores]
         return [(float(value), None) for value in scores]
@@ -52,13 +60,7 @@ def rules_fallback(brief: Brief) -> Scorer:
 
 
 def load_champion(brief: Brief, workspace: Workspace) -> tuple[Scorer, Path]:
-    """Download and load the version the ``champion`` alias points at.
-
-    The files go to a fresh folder under the brief's models directory (the caller removes it on shutdown),
-    so two serving processes never overwrite each other's download.
-
-    Returns:
-        The scorer and the folder holding the download.
+    """Download and load the version the ``champion`` alias points at (see :func:`load_version`).
 
     Raises:
         LookupError: the registry has no champion.
@@ -69,14 +71,30 @@ def load_champion(brief: Brief, workspace: Workspace) -> tuple[Scorer, Path]:
     if version is None:
         raise LookupError(f"the registry at {workspace.mlflow_uri} has no '{CHAMPION}' alias on {name}; "
                           "run the graph so a model passes the promotion gate")
+    return load_version(brief, workspace, version)
+
+
+def load_version(brief: Brief, workspace: Workspace, version: str) -> tuple[Scorer, Path]:
+    """Download and load one registered version of the brief's model, with its calibrator if it has one.
+
+    The files go to a fresh folder under the brief's models directory (the caller removes it when the model is
+    no longer served), so two serving processes never overwrite each other's download.
+
+    Returns:
+        The scorer and the folder holding the download.
+
+    Raises:
+        Exception: whatever MLflow or the model files raise.
+    """
+    name = model_name(brief)
     workspace.models_dir.mkdir(parents=True, exist_ok=True)
     download = Path(tempfile.mkdtemp(prefix=f"serving_v{version}_", dir=workspace.models_dir))
     try:
-        # LightGBM text or torch safetensors: load_candidate never unpickles.
-        model = load_candidate(download_model_version(workspace.mlflow_uri, name, version, download))
+        folder = download_model_version(workspace.mlflow_uri, name, version, download)
+        # LightGBM text or torch safetensors, and a JSON calibrator: nothing is unpickled.
+        model, calibrator = load_candidate(folder), load_calibrator(folder)
     except BaseException:
         shutil.rmtree(download, ignore_errors=True)
         raise
-    log.info("loaded %s version %s (%s)", name, version, model.name)
-    return Scorer(model, model.task, name, version, model.threshold, fallback=False), download
-
+    log.info("loaded %s version %s (%s%s)", name, version, model.name, ", calibrated" if calibrator else "")
+    return Scorer(model, model.task, name, version, model.threshold, False, calibrator), download

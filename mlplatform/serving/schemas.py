@@ -5,6 +5,7 @@ come from the brief, so a new brief gets its own validated API without code chan
 """
 
 from datetime import date, datetime
+from typing import Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -43,8 +44,18 @@ def feature_types(brief: Brief) -> dict[str, type]:
 
 def feature_frame(rows: list[dict], types: dict[str, type]) -> pl.DataFrame:
     """One row per feature dict, typed like the feature table (missing values are nulls)."""
-    schema = {name: _POLARS_TYPES[kind] for name, kind in types.items()}
+    schema = {name: polars_type(kind) for name, kind in types.items()}
     return pl.DataFrame(rows, schema=schema, orient="row", strict=False)
+
+
+def entity_key_type(brief: Brief) -> type:
+    """The Python type of the brief's entity key."""
+    return _PYTHON_TYPES[brief.sources[brief.label.source].columns[brief.entity_key].dtype]
+
+
+def polars_type(kind: type) -> pl.DataType:
+    """The polars column type of values of Python type ``kind``."""
+    return _POLARS_TYPES[kind]
 
 
 class _Strict(BaseModel):
@@ -59,7 +70,7 @@ def api_models(brief: Brief) -> tuple[type[BaseModel], type[BaseModel], type[Bas
     missing value); without ``features`` they come from the online store.
     """
     key = brief.entity_key
-    key_type = _PYTHON_TYPES[brief.sources[brief.label.source].columns[key].dtype]
+    key_type = entity_key_type(brief)
     features = create_model(
         f"{brief.entity.title()}Features",
         __base__=_Strict,
@@ -81,6 +92,7 @@ def api_models(brief: Brief) -> tuple[type[BaseModel], type[BaseModel], type[Bas
         model_name=(str, ...),
         model_version=(str | None, Field(description="registry version; null for the rules fallback")),
         fallback=(bool, Field(description="true when the brief's rules answered because no model is loaded")),
+        arm=(Literal["champion", "challenger"], Field(description="the A/B arm the entity is assigned to")),
         latency_ms=(float, ...),
     )
     batch = create_model("BatchResponse", __base__=_Strict, predictions=(list[response], ...), latency_ms=(float, ...))

@@ -1,97 +1,38 @@
 """The serving app over real HTTP: uvicorn on a loopback port, the demo graph's champion and Feast online store."""
 
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
-import feast
 import httpx
 import polars as pl
 import pytest
-import uvicorn
-from prometheus_client.parser import text_string_to_metric_families
 
 from mlplatform.brief import load_brief
-from mlplatform.core.feature_store import feast_config, feature_service_name, feature_view_name, online_features
+from mlplatform.core.feature_store import feature_view_name
 from mlplatform.core.models import load_candidate
 from mlplatform.core.tracking import client_for, download_model_version, get_alias_version
 from mlplatform.core.training import Predictor, rules_baseline
 from mlplatform.serving.app import ServingOptions, create_app
 from mlplatform.serving.breaker import CircuitBreaker
 from mlplatform.serving.schemas import feature_types
-from mlplatform.settings import Settings, Workspace
+from mlplatform.settings import Workspace
+from mlplatform_tests.serving.helpers import (
+    KEY,
+    UNKNOWN_ID,
+    Served,
+    copy_namespace,
+    features_of,
+    metric,
+    serving,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.slow
-
-KEY = "customer_id"
-UNKNOWN_ID = 99_999_999
-
-
-@dataclass
-class Served:
-    client: httpx.Client
-    server: uvicorn.Server
-    thread: threading.Thread
-    port: int
-
-
-@contextmanager
-def serving(app) -> Iterator[Served]:
-    """The app under uvicorn on a free loopback port, in a background thread; stopped gracefully on exit."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           timeout_graceful_shutdown=10))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        try:
-            yield Served(client, server, thread, port)
-        finally:
-            server.should_exit = True
-            thread.join(30)
-
-
-def wait_ready(client: httpx.Client, timeout_s: float = 120) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while (response := client.get("/ready")).status_code != 200:
-        assert response.status_code == 503, response.text
-        assert time.monotonic() < deadline, f"not ready after {timeout_s} s: {response.json()}"
-        time.sleep(0.05)
-    return response.json()
-
-
-def metric(client: httpx.Client, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(client.get("/metrics").text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return 0.0
-
-
-def copy_namespace(demo_settings: Settings, target: Path, parts: list[str]) -> Settings:
-    """A data directory holding copies of some folders (``mlflow``, ``feast``) of the demo's namespace."""
-    for part in parts:
-        shutil.copytree(demo_settings.data_dir / "churn_demo" / part, target / "churn_demo" / part)
-    return Settings(data_dir=target, brief_path=demo_settings.brief_path)
-
-
-@pytest.fixture(scope="module")
-def ws(demo_run, demo_settings) -> Workspace:
-    assert demo_run.outcome.ok, "\n".join(demo_run.lines)
-    return Workspace(demo_settings.data_dir, "churn_demo")
 
 
 @pytest.fixture(scope="module")
@@ -109,22 +50,6 @@ def champion(ws, tmp_path_factory) -> tuple[str, Predictor]:
     return version, load_candidate(folder)
 
 
-@pytest.fixture(scope="module")
-def store(ws) -> feast.FeatureStore:
-    return feast.FeatureStore(config=feast_config(ws.feast_dir, "churn_demo"))
-
-
-def features_of(store: feast.FeatureStore, entity_ids: list[int]) -> pl.DataFrame:
-    return pl.DataFrame(online_features(store, entity_ids, feature_service_name("churn_demo")))
-
-
-@pytest.fixture(scope="module")
-def known_ids(store) -> list[int]:
-    """Ids the online store has features for, with both predicted classes among them."""
-    frame = features_of(store, list(range(1, 41)))
-    return frame.filter(pl.col("customer_login_30d_count").is_not_null())[KEY].to_list()
-
-
 def test_health_answers(served):
     response = served.client.get("/health")
     assert response.status_code == 200
@@ -134,7 +59,7 @@ def test_health_answers(served):
 def test_ready_names_the_champion(served, champion):
     body = served.client.get("/ready").json()
     assert body == {"ready": True, "model_name": "churn_demo_model", "model_version": champion[0],
-                    "fallback": False, "fallback_reason": None}
+                    "fallback": False, "fallback_reason": None, "challenger_version": None, "challenger_share": 0.0}
 
 
 def test_request_types_match_the_feature_table(ws, demo_settings):
@@ -157,7 +82,8 @@ def test_predict_by_entity_id_scores_the_online_features(served, champion, store
         # A torch champion computes in float32, where a row's score depends slightly on its batch.
         assert body["probability"] == pytest.approx(probability, abs=1e-6)
         assert body["prediction"] == int(probability >= model.threshold)
-        assert (body["model_name"], body["model_version"], body["fallback"]) == ("churn_demo_model", version, False)
+        assert (body["model_name"], body["model_version"], body["fallback"], body["arm"]) == (
+            "churn_demo_model", version, False, "champion")
         assert body["latency_ms"] > 0
         predictions.append(body["prediction"])
     assert set(predictions) == {0, 1}, "pick ids that exercise both classes"

@@ -1,0 +1,536 @@
+"""Putting a model in front of traffic safely (seed phases 5 and 8): the prediction log, the champion/challenger
+split, the A/B test (power analysis, two-proportion test, ship / iterate / kill), canary steps, the automatic
+rollback rule, and promotion / rollback in the MLflow registry with a history of who was champion when.
+
+Rollout state lives in the registry, so the serving app and the Dagster assets agree without talking to each
+other: the ``champion`` and ``challenger`` aliases, the challenger's traffic share as a registered-model tag,
+and each promotion and rollback as model-version tags.
+"""
+
+import fcntl
+import hashlib
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import polars as pl
+from scipy.stats import norm
+
+from mlplatform.brief import Brief
+from mlplatform.core.metrics import compute_metrics, higher_is_better
+from mlplatform.core.tracking import MlflowException, client_for  # MLflow configured before its import
+from mlplatform.settings import Workspace
+
+CHAMPION, CHALLENGER, PREVIOUS_CHAMPION = "champion", "challenger", "previous_champion"
+# Registered-model tags: the share of entities the challenger answers (the canary step the rollout reached),
+# and since when (epoch nanoseconds), so a step is judged on its own traffic.
+TRAFFIC_TAG, TRAFFIC_SINCE_TAG = "challenger_traffic", "challenger_traffic_since_ns"
+# Model-version tags: when the version last became champion, and when it was rolled back (epoch nanoseconds).
+PROMOTED_AT_TAG, ROLLED_BACK_AT_TAG = "promoted_at_ns", "rolled_back_at_ns"
+PREDICTIONS_DIR = "predictions"
+Arm = Literal["champion", "challenger"]
+Decision = Literal["ship", "iterate", "kill"]
+
+
+@dataclass(frozen=True)
+class RolloutPolicy:
+    """How an A/B test, a canary and the automatic rollback judge a model.
+
+    Proposed brief section ``rollout:`` with these fields; until the brief has it, the seed's values below
+    apply and ``max_metric_drop`` comes from ``monitoring.max_metric_drop``.
+
+    Attributes:
+        mde: minimum detectable effect, absolute, on the per-prediction success rate (correct predictions).
+        alpha: two-sided significance level of the A/B test.
+        power: probability of detecting an effect of ``mde``.
+        min_runtime_days: one full business cycle (the seed: 7 days at least).
+        canary_steps: the challenger's traffic shares in order; the last (1.0) means promote.
+        degradation_factor: error rate or p99 latency above this multiple of the baseline's rolls back.
+        max_metric_drop: relative drop of the primary metric (labelled predictions) that rolls back.
+        min_rows: predictions an arm needs before its error rate and latency are judged.
+        error_rate_floor: error rates below this count as this, so a baseline of zero errors does not make a
+            single error a "2x" regression.
+    """
+
+    mde: float = 0.02
+    alpha: float = 0.05
+    power: float = 0.8
+    min_runtime_days: float = 7.0
+    canary_steps: tuple[float, ...] = (0.05, 0.25, 0.5, 1.0)
+    degradation_factor: float = 2.0
+    max_metric_drop: float = 0.05
+    min_rows: int = 200
+    error_rate_floor: float = 0.001
+
+    def __post_init__(self) -> None:
+        steps = self.canary_steps
+        if not steps or steps[-1] != 1.0 or any(not 0 < a < b for a, b in zip(steps, steps[1:], strict=False)):
+            raise ValueError(f"canary_steps must rise strictly within (0, 1] and end at 1.0; got {steps}")
+        if not (0 < self.mde < 1 and 0 < self.alpha < 1 and 0 < self.power < 1):
+            raise ValueError("mde, alpha and power must lie strictly between 0 and 1")
+
+
+def policy_for(brief: Brief) -> RolloutPolicy:
+    """The rollout policy of ``brief`` (see :class:`RolloutPolicy` for the fields the brief does not carry yet)."""
+    return RolloutPolicy(max_metric_drop=brief.monitoring.max_metric_drop)
+
+
+# --- traffic split ---------------------------------------------------------------------------------------------
+
+def bucket(entity_id: object, salt: str) -> float:
+    """A stable pseudo-random number in [0, 1) for an entity: the same id always lands in the same place."""
+    digest = hashlib.blake2b(f"{salt}:{entity_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def assign_arm(entity_id: object, challenger_share: float, salt: str) -> Arm:
+    """``challenger`` for the ``challenger_share`` of entities whose bucket is lowest, else ``champion``.
+
+    Raising the share keeps every entity already on the challenger there (buckets below 5% are below 25%).
+    """
+    return "challenger" if bucket(entity_id, salt) < challenger_share else "champion"
+
+
+# --- A/B statistics ---------------------------------------------------------------------------------------------
+
+def min_sample_size(p_control: float, mde: float, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Rows per arm for a two-sided two-proportion z-test to detect ``p_control`` -> ``p_control + mde``.
+
+    n = (z_{1-alpha/2} * sqrt(2 p̄ q̄) + z_{power} * sqrt(p1 q1 + p2 q2))² / mde², p̄ the mean of p1 and p2.
+
+    Raises:
+        ValueError: ``p_control + mde`` is not a proportion.
+    """
+    p1, p2 = p_control, p_control + mde
+    if not (0 < p1 < 1 and 0 < p2 < 1) or mde == 0:
+        raise ValueError(f"need 0 < p_control, p_control + mde < 1 and mde != 0; got {p_control} and {mde}")
+    pooled = (p1 + p2) / 2
+    z_alpha, z_power = norm.ppf(1 - alpha / 2), norm.ppf(power)
+    root = z_alpha * math.sqrt(2 * pooled * (1 - pooled)) + z_power * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
+    return math.ceil(root**2 / mde**2)
+
+
+def two_proportion_test(successes_a: int, n_a: int, successes_b: int, n_b: int) -> tuple[float, float]:
+    """Pooled two-proportion z-test of arm B against arm A: ``(z, two-sided p-value)``; z > 0 means B is higher.
+
+    Raises:
+        ValueError: an arm has no rows, or more successes than rows.
+    """
+    if n_a <= 0 or n_b <= 0 or not (0 <= successes_a <= n_a and 0 <= successes_b <= n_b):
+        raise ValueError(f"need rows in both arms and 0 <= successes <= rows; got {successes_a}/{n_a}, "
+                         f"{successes_b}/{n_b}")
+    pooled = (successes_a + successes_b) / (n_a + n_b)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
+    if se == 0:  # both arms all-success or all-failure: no difference to test
+        return 0.0, 1.0
+    z = (successes_b / n_b - successes_a / n_a) / se
+    return z, float(2 * norm.sf(abs(z)))
+
+
+@dataclass(frozen=True)
+class ABEvidence:
+    """What the A/B decision is made from."""
+
+    successes_control: int
+    n_control: int
+    successes_treatment: int
+    n_treatment: int
+    runtime_days: float
+    guardrail_breaches: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ABResult:
+    """The test statistic, the sample the test needs, and the seed's decision with its reason."""
+
+    decision: Decision
+    reason: str
+    z: float | None
+    p_value: float | None
+    lift: float | None
+    min_sample_size: int | None
+
+
+def decide_ab(evidence: ABEvidence, policy: RolloutPolicy) -> ABResult:
+    """The seed's decision criteria.
+
+    * ship: treatment beats control by more than ``mde`` with p < ``alpha``, no guardrail breached, and both
+      the minimum sample size and the minimum runtime reached.
+    * kill: a guardrail breached, or no significant improvement after twice the minimum runtime.
+    * iterate: anything else: a promising but unproven signal, or a test still collecting its sample.
+    """
+    e = evidence
+    if e.guardrail_breaches:
+        return ABResult("kill", "guardrail breach: " + "; ".join(e.guardrail_breaches), None, None, None, None)
+    if e.n_control == 0 or e.n_treatment == 0:
+        return ABResult("iterate", "no labelled predictions in one of the arms yet", None, None, None, None)
+    p_control = e.successes_control / e.n_control
+    lift = e.successes_treatment / e.n_treatment - p_control
+    try:
+        needed = min_sample_size(p_control, policy.mde, policy.alpha, policy.power)
+    except ValueError:  # control at 0 or 1 - mde: no room for an improvement of mde
+        needed = None
+    z, p = two_proportion_test(e.successes_control, e.n_control, e.successes_treatment, e.n_treatment)
+    sampled = needed is not None and min(e.n_control, e.n_treatment) >= needed
+    ran = e.runtime_days >= policy.min_runtime_days
+    won = lift > policy.mde and p < policy.alpha
+    if won and sampled and ran:
+        return ABResult("ship", f"treatment beats control by {lift:+.4f} (> {policy.mde}) with p = {p:.4g} "
+                                f"< {policy.alpha}, no guardrail regression", z, p, lift, needed)
+    if e.runtime_days >= 2 * policy.min_runtime_days and not won:
+        return ABResult("kill", f"no significant improvement of more than {policy.mde} after "
+                                f"{e.runtime_days:.1f} days (2x the minimum runtime)", z, p, lift, needed)
+    missing = []
+    if not sampled:
+        missing.append(f"sample {min(e.n_control, e.n_treatment)} of {needed or 'unknown'} per arm")
+    if not ran:
+        missing.append(f"runtime {e.runtime_days:.1f} of {policy.min_runtime_days} days")
+    signal = "promising" if lift > 0 else "no positive"
+    return ABResult("iterate", f"{signal} signal (lift {lift:+.4f}, p = {p:.4g}); "
+                               + ("; ".join(missing) or "not significant: extend the test or refine the model"),
+                    z, p, lift, needed)
+
+
+# --- serving health, the rollback rule and canary steps ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class ArmHealth:
+    """How one model version served: rows answered, failed rows, p99 latency, and the primary metric on the
+    rows whose labels are known (None while none are)."""
+
+    rows: int
+    errors: int
+    p99_ms: float
+    metric: float | None = None
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.rows if self.rows else 0.0
+
+
+def health_of(log: pl.DataFrame, version: str | None) -> ArmHealth:
+    """Serving health of ``version`` (the rules fallback when None) from prediction-log rows."""
+    rows = log.filter(pl.col("model_version").is_null() if version is None else pl.col("model_version") == version)
+    if rows.height == 0:
+        return ArmHealth(0, 0, 0.0)
+    errors = rows.filter(pl.col("status") != "ok").height
+    return ArmHealth(rows.height, errors, float(rows["latency_ms"].quantile(0.99, "higher")))
+
+
+def degradation_reasons(candidate: ArmHealth, baseline: ArmHealth, policy: RolloutPolicy,
+                        higher_better: bool) -> list[str]:
+    """The seed's automatic-rollback rule: error rate or p99 latency above ``degradation_factor`` x the
+    baseline's, or the primary metric worse by more than ``max_metric_drop`` (relative). Empty: healthy.
+
+    Error rate and latency are judged once both have ``min_rows``; the metric once both have one.
+    """
+    reasons = []
+    factor = policy.degradation_factor
+    if min(candidate.rows, baseline.rows) >= policy.min_rows:
+        floor = policy.error_rate_floor
+        if max(candidate.error_rate, floor) > factor * max(baseline.error_rate, floor):
+            reasons.append(f"error rate {candidate.error_rate:.4f} > {factor}x baseline {baseline.error_rate:.4f}")
+        if candidate.p99_ms > factor * baseline.p99_ms:
+            reasons.append(f"p99 latency {candidate.p99_ms:.2f} ms > {factor}x baseline {baseline.p99_ms:.2f} ms")
+    if candidate.metric is not None and baseline.metric is not None and baseline.metric != 0:
+        change = (candidate.metric - baseline.metric) / abs(baseline.metric)
+        drop = -change if higher_better else change
+        if drop > policy.max_metric_drop:
+            reasons.append(f"primary metric {baseline.metric:.4f} -> {candidate.metric:.4f}: a {drop:.1%} drop "
+                           f"> {policy.max_metric_drop:.0%}")
+    return reasons
+
+
+@dataclass(frozen=True)
+class CanaryStep:
+    """The canary's next move: ``share`` is the challenger's traffic share after it."""
+
+    action: Literal["hold", "advance", "promote", "abort"]
+    share: float
+    reason: str
+
+
+def next_canary_step(share: float, candidate: ArmHealth, reasons: list[str], policy: RolloutPolicy) -> CanaryStep:
+    """Advance the challenger one step (5% -> 25% -> 50% -> 100%) when its guardrails hold on enough traffic.
+
+    Args:
+        share: the challenger's current traffic share (0: no canary running, which this never starts).
+        candidate: the challenger's health at this share.
+        reasons: :func:`degradation_reasons` of the challenger against the champion.
+        policy: the steps and the evidence each step needs.
+
+    Returns:
+        abort (share 0) on any breach; hold while no canary runs or the step has fewer than ``min_rows``
+        predictions; advance to the next step; promote when the next step is the last (all traffic).
+    """
+    steps = policy.canary_steps
+    if share <= 0:  # a canary starts on purpose (a challenger that passed review), never by itself
+        return CanaryStep("hold", 0.0, f"no canary running: give the challenger {steps[0]:.0%} of traffic to start")
+    if reasons:
+        return CanaryStep("abort", 0.0, "guardrail breached: " + "; ".join(reasons))
+    if candidate.rows < policy.min_rows:
+        return CanaryStep("hold", share, f"{candidate.rows} of {policy.min_rows} predictions at {share:.0%}")
+    following = next((s for s in steps if s > share), steps[-1])
+    held = f"guardrails held at {share:.0%} over {candidate.rows} predictions"
+    if following == steps[-1]:
+        return CanaryStep("promote", 1.0, held)
+    return CanaryStep("advance", following, held)
+
+
+# --- the prediction log -----------------------------------------------------------------------------------------
+
+def prediction_log_dir(workspace: Workspace) -> Path:
+    """Where the serving app writes its prediction log (``part-*.parquet``, one file per flush)."""
+    return workspace.root / PREDICTIONS_DIR
+
+
+def read_prediction_log(workspace: Workspace) -> pl.DataFrame:
+    """Every logged prediction of the brief, oldest first; an empty frame before the first flush.
+
+    The same files are plain Parquet for DuckDB: ``SELECT * FROM '<root>/predictions/part-*.parquet'``.
+    """
+    parts = sorted(prediction_log_dir(workspace).glob("part-*.parquet"))
+    if not parts:
+        return pl.DataFrame()
+    return pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed").sort("request_time")
+
+
+def attach_labels(log: pl.DataFrame, labels: pl.DataFrame, key: str, label_time: str, label: str,
+                  window_days: int) -> pl.DataFrame:
+    """Each prediction with the label of its entity's latest snapshot at or before the request, when that
+    snapshot is at most ``window_days`` old (the label's delay: the outcome window it describes); else null."""
+    # Sorted by time within each entity, as an as-of join by entity needs (polars cannot verify it per group).
+    right = (labels.select(key, pl.col(label_time).cast(pl.Datetime("us")).alias("_label_time"), label)
+             .sort(key, "_label_time"))
+    left = log.with_columns(pl.col("request_time").cast(pl.Datetime("us")).alias("_request_time"),
+                            pl.col(key).cast(right.schema[key])).sort(key, "_request_time")
+    joined = left.join_asof(right, left_on="_request_time", right_on="_label_time", by=key, strategy="backward",
+                            tolerance=timedelta(days=max(window_days, 1)), check_sortedness=False)
+    return joined.drop("_request_time", "_label_time")
+
+
+# --- the registry: promotion history, rollback, traffic ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class RolloutState:
+    """What the registry says the serving app should do."""
+
+    champion: str | None
+    challenger: str | None
+    challenger_share: float
+    share_since_ns: int = 0
+
+
+def rollout_state(tracking_uri: str, model_name: str) -> RolloutState:
+    """The champion, the challenger and the challenger's traffic share in one registry read.
+
+    Raises:
+        LookupError: the registry has no model of that name.
+    """
+    try:
+        model = client_for(tracking_uri).get_registered_model(model_name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise LookupError(f"the registry at {tracking_uri} has no model '{model_name}'; run the graph so a "
+                              "model is registered") from None
+        raise
+    aliases = {alias: str(version) for alias, version in model.aliases.items()}
+    share, since = float(model.tags.get(TRAFFIC_TAG, 0.0)), int(model.tags.get(TRAFFIC_SINCE_TAG, 0))
+    return RolloutState(aliases.get(CHAMPION), aliases.get(CHALLENGER), share, since)
+
+
+def set_challenger_share(tracking_uri: str, model_name: str, share: float) -> None:
+    """Record the challenger's traffic share; serving apps pick it up on their next registry poll."""
+    if not 0 <= share <= 1:
+        raise ValueError(f"a traffic share lies in [0, 1]; got {share}")
+    client = client_for(tracking_uri)
+    client.set_registered_model_tag(model_name, TRAFFIC_SINCE_TAG, str(time.time_ns()))
+    client.set_registered_model_tag(model_name, TRAFFIC_TAG, str(share))
+
+
+@contextmanager
+def _promotion_lock(tracking_uri: str) -> Iterator[None]:
+    """Serialise promotions on this host: a file lock beside a SQLite registry (servers serialise their own
+    alias writes; the history tags and the alias move must not interleave with another promotion's)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    lock = Path(tracking_uri.removeprefix("sqlite:///")).with_suffix(".promotion.lock")
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def promote(tracking_uri: str, model_name: str, version: str) -> str | None:
+    """Make ``version`` the champion and record it in the history; returns the previous champion.
+
+    The alias is single-valued in MLflow, so concurrent promotions leave exactly one champion; the lock keeps
+    the history tag and the alias move of one promotion together.
+    """
+    client = client_for(tracking_uri)
+    with _promotion_lock(tracking_uri):
+        previous = client.get_registered_model(model_name).aliases.get(CHAMPION)
+        now = time.time_ns()
+        if previous is not None and PROMOTED_AT_TAG not in client.get_model_version(model_name, previous).tags:
+            # A champion set without this function enters the history just before its successor.
+            client.set_model_version_tag(model_name, str(previous), PROMOTED_AT_TAG, str(now - 1))
+        client.set_model_version_tag(model_name, version, PROMOTED_AT_TAG, str(now))
+        if previous is not None and str(previous) != version:
+            client.set_registered_model_alias(model_name, PREVIOUS_CHAMPION, str(previous))
+        client.set_registered_model_alias(model_name, CHAMPION, version)
+    return None if previous is None else str(previous)
+
+
+def champion_history(tracking_uri: str, model_name: str) -> list[dict]:
+    """Every version ever promoted, newest promotion first: version, promoted_at_ns, rolled_back_at_ns."""
+    client = client_for(tracking_uri)
+    history = []
+    for mv in client.search_model_versions(f"name = '{model_name}'"):
+        if PROMOTED_AT_TAG in mv.tags:
+            history.append({"version": str(mv.version), "promoted_at_ns": int(mv.tags[PROMOTED_AT_TAG]),
+                            "rolled_back_at_ns": int(mv.tags.get(ROLLED_BACK_AT_TAG, 0))})
+    return sorted(history, key=lambda row: row["promoted_at_ns"], reverse=True)
+
+
+def previous_champion(tracking_uri: str, model_name: str) -> str | None:
+    """The version that was champion before the current one and has not been rolled back since its promotion;
+    without recorded history, the ``previous_champion`` alias."""
+    current = rollout_state(tracking_uri, model_name).champion
+    history = champion_history(tracking_uri, model_name)
+    for row in history:
+        if row["version"] != current and row["rolled_back_at_ns"] < row["promoted_at_ns"]:
+            return row["version"]
+    if history:
+        return None
+    alias = client_for(tracking_uri).get_registered_model(model_name).aliases.get(PREVIOUS_CHAMPION)
+    return None if alias is None or str(alias) == current else str(alias)
+
+
+def rollback(tracking_uri: str, model_name: str) -> tuple[str, str]:
+    """Restore the previous champion; returns ``(rolled back version, restored version)``.
+
+    The rolled-back version is tagged so a later rollback never returns to it, and the challenger's traffic
+    share goes to 0.
+
+    Raises:
+        LookupError: no champion, or no earlier champion to return to.
+    """
+    client = client_for(tracking_uri)
+    with _promotion_lock(tracking_uri):
+        current = rollout_state(tracking_uri, model_name).champion
+        if current is None:
+            raise LookupError(f"{model_name} has no champion to roll back")
+        target = previous_champion(tracking_uri, model_name)
+        if target is None:
+            raise LookupError(f"{model_name} has no earlier champion than version {current} to roll back to; "
+                              "promote a version instead")
+        client.set_model_version_tag(model_name, current, ROLLED_BACK_AT_TAG, str(time.time_ns()))
+        client.set_registered_model_alias(model_name, CHAMPION, target)
+    set_challenger_share(tracking_uri, model_name, 0.0)
+    return current, target
+
+
+def success_rate_inputs(labelled: pl.DataFrame, arm: Arm, label: str) -> tuple[int, int]:
+    """``(correct predictions, labelled predictions)`` of one arm (the A/B test's per-row success)."""
+    rows = labelled.filter((pl.col("arm") == arm) & pl.col(label).is_not_null() & (pl.col("status") == "ok"))
+    correct = int(np.sum(rows["prediction"].to_numpy() == rows[label].to_numpy())) if rows.height else 0
+    return correct, rows.height
+
+
+def served_rows(log: pl.DataFrame, version: str | None, arm: Arm, since_ns: int = 0) -> pl.DataFrame:
+    """Log rows one version answered on one arm, from ``since_ns`` (epoch nanoseconds) on."""
+    if log.height == 0:
+        return log
+    since = pl.lit(since_ns).cast(pl.Datetime("ns", "UTC"))
+    return log.filter((pl.col("model_version") == version) & (pl.col("arm") == arm)
+                      & (pl.col("request_time") >= since))
+
+
+def arm_metrics(task: str, y_true: np.ndarray, prediction: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+    """Metrics of one arm's labelled predictions: threshold metrics from the decisions the model made, ranking
+    metrics (binary) from the probabilities it reported."""
+    metrics = compute_metrics(task, y_true, prediction, 0.5)
+    if task == "binary":
+        ranked = compute_metrics(task, y_true, probability, 0.5)
+        metrics.update({name: ranked[name] for name in ("pr_auc", "roc_auc", "log_loss", "brier")})
+    return metrics
+
+
+def ab_report(labelled: pl.DataFrame, state: RolloutState, *, task: str, label: str, primary: str,
+              guardrails: list[str], hypothesis: str, name: str, policy: RolloutPolicy) -> dict:
+    """The seed's A/B template filled from the prediction log (with labels where known), the test and the decision.
+
+    Control is the champion arm as answered by the champion version, treatment the challenger arm as answered
+    by the challenger version. The test compares the per-prediction success rate (correct class) of the
+    labelled rows; guardrails are the serving health (error rate, p99 latency) and the brief's guardrail
+    metrics, each judged by the automatic-rollback rule.
+    """
+    control = served_rows(labelled, state.champion, "champion") if labelled.height else labelled
+    treatment = served_rows(labelled, state.challenger, "challenger") if labelled.height else labelled
+    arms = {"control": control, "treatment": treatment}
+    metrics = {}
+    counts = {}
+    for arm, rows in arms.items():
+        known = rows.filter(pl.col(label).is_not_null() & (pl.col("status") == "ok")) if rows.height else rows
+        counts[arm] = (int((known["prediction"] == known[label]).sum()) if known.height else 0, known.height)
+        metrics[arm] = (arm_metrics(task, known[label].to_numpy(), known["prediction"].to_numpy(),
+                                    known["probability"].fill_null(0.0).to_numpy()) if known.height else {})
+    breaches = []
+    if control.height and treatment.height:
+        breaches += degradation_reasons(health_of(treatment, state.challenger), health_of(control, state.champion),
+                                        policy, higher_better=True)
+    for metric in guardrails:
+        old, new = metrics["control"].get(metric), metrics["treatment"].get(metric)
+        if old is not None and new is not None and not (math.isnan(old) or math.isnan(new)) and old:
+            drop = (old - new) / abs(old) if higher_is_better(metric) else (new - old) / abs(old)
+            if drop > policy.max_metric_drop:
+                breaches.append(f"{metric} {old:.4f} -> {new:.4f} ({drop:.1%} worse)")
+    both = pl.concat([control, treatment]) if control.height and treatment.height else pl.DataFrame()
+    runtime = ((both["request_time"].max() - both["request_time"].min()).total_seconds() / 86_400
+               if both.height else 0.0)
+    classification = task in ("binary", "multiclass")
+    evidence = ABEvidence(*counts["control"], *counts["treatment"], runtime, breaches)
+    result = (decide_ab(evidence, policy) if classification else
+              ABResult("iterate", "the two-proportion test needs a classification task", None, None, None, None))
+    p_control = counts["control"][0] / counts["control"][1] if counts["control"][1] else 0.5
+    try:
+        needed = min_sample_size(p_control, policy.mde, policy.alpha, policy.power)
+    except ValueError:
+        needed = None
+    share = state.challenger_share
+    return {
+        "ab_test": {
+            "name": name,
+            "hypothesis": hypothesis or f"version {state.challenger} beats version {state.champion} on {primary}",
+            "primary_metric": f"{primary} (tested as the per-prediction success rate)",
+            "guardrail_metrics": [*guardrails, "serving error rate", "p99 latency"],
+            "traffic_split": {"control": round(100 * (1 - share), 2), "treatment": round(100 * share, 2)},
+            "minimum_sample_size": needed,
+            "minimum_sample_size_basis": f"per arm; two-proportion z-test, alpha {policy.alpha}, power "
+                                         f"{policy.power}, MDE {policy.mde}, control rate {p_control:.4f}"
+                                         + ("" if counts["control"][1] else " (0.5 until control labels arrive)"),
+            "minimum_runtime_days": policy.min_runtime_days,
+            "decision_criteria": {
+                "ship": f"Treatment > control by >{policy.mde} with p<{policy.alpha} AND no guardrail regression",
+                "iterate": "Promising signal but not significant — extend test or refine model",
+                "kill": "No improvement after 2x minimum runtime OR guardrail breach"},
+        },
+        "results": {
+            "control_version": state.champion, "treatment_version": state.challenger,
+            "predictions": {"control": control.height, "treatment": treatment.height},
+            "labelled": {"control": counts["control"][1], "treatment": counts["treatment"][1]},
+            "success_rate": {arm: (c / n if n else None) for arm, (c, n) in counts.items()},
+            "metrics": metrics, "guardrail_breaches": breaches, "runtime_days": round(runtime, 3),
+            "z": result.z, "p_value": result.p_value, "lift": result.lift,
+            "decision": result.decision, "reason": result.reason,
+        },
+    }

@@ -1,0 +1,129 @@
+"""Stage: the model in front of traffic (seed phases 5 and 8): the A/B test report, the canary and the automatic
+rollback, all read from the serving app's prediction log and acted on through the registry's aliases.
+"""
+
+import dagster as dg
+import polars as pl
+import yaml
+
+from mlplatform.core.io import write_text_atomic
+from mlplatform.core.metrics import higher_is_better
+from mlplatform.core.rollout import (
+    ArmHealth,
+    RolloutState,
+    ab_report,
+    arm_metrics,
+    attach_labels,
+    degradation_reasons,
+    health_of,
+    next_canary_step,
+    policy_for,
+    prediction_log_dir,
+    previous_champion,
+    promote,
+    read_prediction_log,
+    rollback,
+    rollout_state,
+    served_rows,
+    set_challenger_share,
+)
+from mlplatform.resources.platform import PlatformResource, TrackingResource
+
+
+def _labelled_log(platform: PlatformResource) -> pl.DataFrame:
+    """The prediction log, each row with its label where the outcome is known by now."""
+    b = platform.brief
+    log = read_prediction_log(platform.workspace)
+    if log.height == 0:
+        return log
+    labels = platform.read_table("validated", b.label.source)
+    return attach_labels(log, labels, b.entity_key, b.label.timestamp, b.label.column, b.label.delay_days)
+
+
+def _health(platform: PlatformResource, rows: pl.DataFrame, version: str | None) -> ArmHealth:
+    """Serving health of ``version`` with its primary metric on the rows whose labels are known."""
+    b = platform.brief
+    health = health_of(rows, version)
+    known = rows.filter(pl.col(b.label.column).is_not_null() & (pl.col("status") == "ok")) if rows.height else rows
+    if known.height == 0:
+        return health
+    metrics = arm_metrics(b.task_type, known[b.label.column].to_numpy(), known["prediction"].to_numpy(),
+                          known["probability"].fill_null(0.0).to_numpy())
+    return ArmHealth(health.rows, health.errors, health.p99_ms, metrics[b.metrics.primary])
+
+
+@dg.asset(group_name="serving", deps=["champion_model"], kinds={"mlflow", "parquet"})
+def ab_test_report(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
+    """The champion/challenger A/B test in the seed's template (hypothesis, primary metric, guardrails, split,
+    minimum sample size from a power analysis, minimum runtime) with the test statistic, the p-value and the
+    decision ship / iterate / kill, from the serving app's prediction log and the labels known so far."""
+    b = platform.brief
+    policy = policy_for(b)
+    state = rollout_state(tracking.uri, tracking.model_name)
+    report = ab_report(_labelled_log(platform), state, task=b.task_type, label=b.label.column,
+                       primary=b.metrics.primary, guardrails=b.metrics.guardrails, hypothesis=b.hypothesis,
+                       name=f"{b.name}: version {state.challenger} vs {state.champion}", policy=policy)
+    text = yaml.safe_dump(report, sort_keys=False, allow_unicode=True)
+    path = write_text_atomic(text, platform.workspace.reports_dir / "ab_test_report.yaml")
+    results = report["results"]
+    return dg.MaterializeResult(metadata={
+        "decision": results["decision"], "reason": results["reason"],
+        "p_value": results["p_value"] if results["p_value"] is not None else "n/a",
+        "minimum_sample_size": report["ab_test"]["minimum_sample_size"] or "n/a",
+        "predictions": dg.MetadataValue.json(results["predictions"]),
+        "report": dg.MetadataValue.md(f"```yaml\n{text}```"), "path": dg.MetadataValue.path(str(path))})
+
+
+@dg.asset(group_name="serving", deps=["champion_model"], kinds={"mlflow"})
+def serving_rollout(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
+    """The automatic rollback and the canary, applied to the registry: roll the champion back when, since its
+    promotion, its error rate or p99 latency exceeds 2x the previous champion's or its primary metric fell by more
+    than the brief allows; otherwise move a running canary one step (5% -> 25% -> 50% -> 100% = promotion) while
+    the challenger's guardrails hold against the champion, or abort it."""
+    b = platform.brief
+    policy, uri, name = policy_for(b), tracking.uri, tracking.model_name
+    up = higher_is_better(b.metrics.primary)
+    log = _labelled_log(platform)
+    state: RolloutState = rollout_state(uri, name)
+    metadata: dict = {"champion": state.champion or "none", "challenger": state.challenger or "none",
+                      "challenger_share": state.challenger_share, "logged_predictions": log.height}
+    baseline_version = previous_champion(uri, name)
+    if log.height and state.champion and baseline_version:
+        current = _health(platform, served_rows(log, state.champion, "champion"), state.champion)
+        baseline = _health(platform, served_rows(log, baseline_version, "champion"), baseline_version)
+        reasons = degradation_reasons(current, baseline, policy, up)
+        metadata["rollback_reasons"] = reasons or "none"
+        if reasons:
+            rolled_back, restored = rollback(uri, name)
+            return dg.MaterializeResult(metadata={**metadata, "action": f"rolled back {rolled_back} -> {restored}"})
+    if not (log.height and state.challenger and state.challenger != state.champion):
+        return dg.MaterializeResult(metadata={**metadata, "action": "none: no challenger traffic to judge"})
+    challenger = served_rows(log, state.challenger, "challenger", state.share_since_ns)
+    champion = served_rows(log, state.champion, "champion", state.share_since_ns)
+    candidate = _health(platform, challenger, state.challenger)
+    reasons = degradation_reasons(candidate, _health(platform, champion, state.champion), policy, up)
+    step = next_canary_step(state.challenger_share, candidate, reasons, policy)
+    if step.action in ("advance", "abort"):
+        set_challenger_share(uri, name, step.share)
+    elif step.action == "promote":
+        promote(uri, name, state.challenger)
+        set_challenger_share(uri, name, 0.0)
+    return dg.MaterializeResult(metadata={**metadata, "action": f"canary {step.action} to {step.share:.0%}",
+                                          "reason": step.reason})
+
+
+def build(brief) -> list:
+    serving_job = dg.define_asset_job(
+        "serving_job", selection=dg.AssetSelection.assets(serving_rollout, ab_test_report),
+        description="Judge the served models from the prediction log: rollback, canary step, A/B report.")
+
+    @dg.sensor(job=serving_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED)
+    def serving_guard_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource):
+        """Runs the rollback rule, the canary step and the A/B report whenever new predictions were logged."""
+        parts = sorted(prediction_log_dir(platform.workspace).glob("part-*.parquet"))
+        if not parts or parts[-1].name == context.cursor:
+            return dg.SkipReason("no new predictions logged")
+        context.update_cursor(parts[-1].name)
+        return dg.RunRequest(run_key=parts[-1].name)
+
+    return [serving_rollout, ab_test_report, serving_job, serving_guard_sensor]

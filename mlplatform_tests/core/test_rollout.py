@@ -1,0 +1,273 @@
+"""A/B statistics, canary steps, the rollback rule and the registry's promotion history (real MLflow on SQLite)."""
+
+import math
+import multiprocessing
+from datetime import datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy.stats import chi2_contingency, norm
+
+from mlplatform.core.rollout import (
+    ABEvidence,
+    ArmHealth,
+    RolloutPolicy,
+    RolloutState,
+    ab_report,
+    assign_arm,
+    attach_labels,
+    champion_history,
+    decide_ab,
+    degradation_reasons,
+    health_of,
+    min_sample_size,
+    next_canary_step,
+    promote,
+    rollback,
+    rollout_state,
+    set_challenger_share,
+    two_proportion_test,
+)
+from mlplatform.core.tracking import client_for
+
+MODEL = "shop_model"
+POLICY = RolloutPolicy(min_rows=100)
+AB_POLICY = RolloutPolicy(min_rows=100, mde=0.05)  # detectable with a sample a test builds quickly
+
+
+def power_at(n: int, p1: float, p2: float, alpha: float) -> float:
+    """Power of the two-sided pooled z-test with n rows per arm (normal approximation, both tails)."""
+    pooled = (p1 + p2) / 2
+    se0 = math.sqrt(2 * pooled * (1 - pooled) / n)
+    se1 = math.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / n)
+    z = norm.ppf(1 - alpha / 2)
+    delta = abs(p2 - p1)
+    return norm.sf((z * se0 - delta) / se1) + norm.cdf((-z * se0 - delta) / se1)
+
+
+@pytest.mark.parametrize(("p", "mde"), [(0.5, 0.1), (0.1, 0.02), (0.85, 0.03), (0.3, -0.05)])
+def test_sample_size_is_the_smallest_with_the_wanted_power(p, mde):
+    n = min_sample_size(p, mde, alpha=0.05, power=0.8)
+    # The formula drops the far tail, so its n reaches the power and n - 2 no longer does.
+    assert power_at(n, p, p + mde, 0.05) >= 0.8
+    assert power_at(n - 2, p, p + mde, 0.05) < 0.8
+
+
+def test_sample_size_matches_the_textbook_value():
+    # By hand: (1.95996 * sqrt(2 * .55 * .45) + 0.84162 * sqrt(.25 + .24))^2 / 0.1^2 = 387.3, so 388 per arm.
+    assert min_sample_size(0.5, 0.1) == 388
+
+
+def test_sample_size_rejects_impossible_proportions():
+    with pytest.raises(ValueError, match="p_control"):
+        min_sample_size(0.99, 0.02)
+
+
+@pytest.mark.parametrize(("a", "n_a", "b", "n_b"), [(120, 1000, 150, 1000), (45, 300, 30, 280), (7, 50, 9, 61)])
+def test_z_test_equals_the_chi_square_test_of_the_2x2_table(a, n_a, b, n_b):
+    z, p = two_proportion_test(a, n_a, b, n_b)
+    chi2, p_chi2, _, _ = chi2_contingency([[a, n_a - a], [b, n_b - b]], correction=False)
+    assert z**2 == pytest.approx(chi2)
+    assert p == pytest.approx(p_chi2)
+    assert (z > 0) == (b / n_b > a / n_a)
+
+
+def test_z_test_of_identical_degenerate_arms_is_no_difference():
+    assert two_proportion_test(10, 10, 20, 20) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="successes"):
+        two_proportion_test(11, 10, 1, 2)
+
+
+def test_ab_ships_a_significant_win_after_the_sample_and_the_runtime():
+    result = decide_ab(ABEvidence(7000, 10_000, 7400, 10_000, runtime_days=8), POLICY)
+    assert result.decision == "ship", result.reason
+    assert result.lift == pytest.approx(0.04) and result.p_value < 0.05
+    assert result.min_sample_size == min_sample_size(0.7, POLICY.mde)
+
+
+def test_ab_iterates_while_the_runtime_or_sample_is_short():
+    short = decide_ab(ABEvidence(7000, 10_000, 7400, 10_000, runtime_days=3), POLICY)
+    assert short.decision == "iterate" and "runtime 3.0 of 7.0 days" in short.reason
+    small = decide_ab(ABEvidence(70, 100, 80, 100, runtime_days=10), POLICY)
+    assert small.decision == "iterate" and "sample 100 of" in small.reason
+
+
+def test_ab_kills_after_twice_the_runtime_without_a_win_or_on_a_guardrail_breach():
+    flat = decide_ab(ABEvidence(7000, 10_000, 7010, 10_000, runtime_days=14), POLICY)
+    assert flat.decision == "kill" and "2x the minimum runtime" in flat.reason
+    breach = decide_ab(ABEvidence(7000, 10_000, 7400, 10_000, 8, guardrail_breaches=["p99 latency"]), POLICY)
+    assert breach.decision == "kill" and "p99 latency" in breach.reason
+
+
+def test_arm_assignment_is_stable_nested_and_close_to_the_share():
+    ids = range(20_000)
+    at_5 = {i for i in ids if assign_arm(i, 0.05, MODEL) == "challenger"}
+    at_25 = {i for i in ids if assign_arm(i, 0.25, MODEL) == "challenger"}
+    assert at_5 <= at_25, "raising the share keeps the canary's entities on the challenger"
+    assert len(at_5) / 20_000 == pytest.approx(0.05, abs=0.01)
+    assert len(at_25) / 20_000 == pytest.approx(0.25, abs=0.015)
+    assert at_5 == {i for i in ids if assign_arm(i, 0.05, MODEL) == "challenger"}
+    assert {i for i in ids if assign_arm(i, 0.05, "other_model") == "challenger"} != at_5
+
+
+def test_rollback_rule_fires_on_2x_errors_or_latency_or_a_5_percent_metric_drop():
+    base = ArmHealth(rows=1000, errors=10, p99_ms=5.0, metric=0.60)
+    assert degradation_reasons(ArmHealth(1000, 19, 9.9, 0.58), base, POLICY, higher_better=True) == []
+    reasons = degradation_reasons(ArmHealth(1000, 21, 10.1, 0.56), base, POLICY, higher_better=True)
+    assert [r.split()[0] for r in reasons] == ["error", "p99", "primary"]
+    # Lower-is-better metrics drop when they rise.
+    assert degradation_reasons(ArmHealth(1000, 0, 5, 0.64), ArmHealth(1000, 0, 5, 0.60), POLICY, False)
+    # Too few rows: error rate and latency are not judged yet; zero baseline errors use the floor.
+    assert degradation_reasons(ArmHealth(50, 50, 100.0), base, POLICY, True) == []
+    assert degradation_reasons(ArmHealth(1000, 1, 5.0), ArmHealth(1000, 0, 5.0), POLICY, True) == []
+
+
+def test_canary_walks_5_25_50_then_promotes_and_aborts_on_a_breach():
+    healthy = ArmHealth(rows=500, errors=0, p99_ms=4.0)
+    assert next_canary_step(0.0, healthy, [], POLICY).action == "hold", "a canary never starts by itself"
+    share, path = 0.05, []
+    for _ in range(3):
+        step = next_canary_step(share, healthy, [], POLICY)
+        path.append((step.action, step.share))
+        share = step.share
+    assert path == [("advance", 0.25), ("advance", 0.5), ("promote", 1.0)]
+    assert next_canary_step(0.25, ArmHealth(20, 0, 4.0), [], POLICY).action == "hold"
+    abort = next_canary_step(0.25, healthy, ["p99 latency 9 ms > 2x"], POLICY)
+    assert (abort.action, abort.share) == ("abort", 0.0) and "p99" in abort.reason
+
+
+def test_policy_rejects_steps_that_do_not_end_at_full_traffic():
+    with pytest.raises(ValueError, match="canary_steps"):
+        RolloutPolicy(canary_steps=(0.05, 0.5))
+
+
+def test_health_and_labels_from_a_prediction_log():
+    t0 = datetime(2025, 9, 1, 12)
+    log = pl.DataFrame({
+        "request_time": [t0 + timedelta(minutes=i) for i in range(6)],
+        "customer_id": [1, 2, 3, 1, 2, 3],
+        "model_version": ["1", "1", "1", "2", "2", None],
+        "status": ["ok", "ok", "error", "ok", "timeout", "ok"],
+        "latency_ms": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        "prediction": [1.0, 0.0, None, 1.0, None, 0.0],
+    })
+    v1 = health_of(log, "1")
+    assert (v1.rows, v1.errors, v1.p99_ms) == (3, 1, 3.0)
+    assert health_of(log, None).rows == 1 and health_of(log, "9").rows == 0
+    labels = pl.DataFrame({"customer_id": [1, 2, 3, 1], "snapshot_date": [datetime(2025, 9, 1).date()] * 3 +
+                           [datetime(2025, 6, 1).date()], "churned": [1, 1, 0, 0]})
+    labelled = attach_labels(log, labels, "customer_id", "snapshot_date", "churned", window_days=30)
+    assert labelled.sort("request_time")["churned"].to_list() == [1, 1, 0, 1, 1, 0]
+    stale = attach_labels(log.with_columns(pl.col("request_time") + timedelta(days=40)), labels, "customer_id",
+                          "snapshot_date", "churned", window_days=30)
+    assert stale["churned"].null_count() == 6
+
+
+@pytest.fixture()
+def registry(tmp_path) -> tuple[str, list[str]]:
+    """A SQLite registry holding four versions of one model (registered from runs, like the graph does)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = client_for(uri)
+    experiment = client.create_experiment("shop", artifact_location=(tmp_path / "artifacts").as_uri())
+    client.create_registered_model(MODEL)
+    versions = []
+    for _ in range(4):
+        run = client.create_run(experiment).info.run_id
+        versions.append(str(client.create_model_version(MODEL, f"runs:/{run}/model", run_id=run).version))
+    return uri, versions
+
+
+def test_rollback_walks_back_through_the_promotion_history(registry):
+    uri, (v1, v2, v3, _) = registry
+    assert promote(uri, MODEL, v1) is None
+    assert promote(uri, MODEL, v2) == v1
+    assert promote(uri, MODEL, v3) == v2
+    set_challenger_share(uri, MODEL, 0.25)
+    assert [row["version"] for row in champion_history(uri, MODEL)] == [v3, v2, v1]
+    assert rollback(uri, MODEL) == (v3, v2)
+    state = rollout_state(uri, MODEL)
+    assert (state.champion, state.challenger_share) == (v2, 0.0)
+    assert rollback(uri, MODEL) == (v2, v1), "never back to the rolled-back version"
+    with pytest.raises(LookupError, match="no earlier champion"):
+        rollback(uri, MODEL)
+    promote(uri, MODEL, v3)  # a rolled-back version promoted again is a champion again
+    assert rollback(uri, MODEL) == (v3, v1)
+
+
+def test_rollback_without_a_champion_or_model_says_so(registry, tmp_path):
+    uri, _ = registry
+    with pytest.raises(LookupError, match="no champion"):
+        rollback(uri, MODEL)
+    with pytest.raises(LookupError, match="no model 'missing'"):
+        rollout_state(uri, "missing")
+
+
+def _promote_many(uri: str, version: str, rounds: int, start: multiprocessing.Barrier) -> None:
+    start.wait()
+    for _ in range(rounds):
+        promote(uri, MODEL, version)
+
+
+def test_racing_promotions_leave_exactly_one_champion_and_a_consistent_history(registry):
+    uri, (v1, v2, v3, v4) = registry
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(3)
+    workers = [ctx.Process(target=_promote_many, args=(uri, version, 15, start)) for version in (v2, v3, v4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    aliases = client_for(uri).get_registered_model(MODEL).aliases
+    assert list(aliases).count("champion") == 1
+    champion = str(aliases["champion"])
+    assert champion in (v2, v3, v4)
+    # Each promotion's history tag and alias move happened together: the newest promotion is the champion.
+    assert champion_history(uri, MODEL)[0]["version"] == champion
+    assert np.isin([row["version"] for row in champion_history(uri, MODEL)], [v2, v3, v4]).all()
+    assert v1 not in aliases.values()
+
+
+def labelled_log(correct: dict[str, float], rows: int, days: float, latency: dict[str, float]) -> pl.DataFrame:
+    """A labelled prediction log of a champion (v1) and challenger (v2) with the given success rates."""
+    rng = np.random.default_rng(0)
+    frames = []
+    for arm, version in (("champion", "1"), ("challenger", "2")):
+        label = rng.integers(0, 2, rows)
+        right = rng.random(rows) < correct[arm]
+        prediction = np.where(right, label, 1 - label).astype(float)
+        frames.append(pl.DataFrame({
+            "request_time": [datetime(2025, 9, 1) + timedelta(days=days * i / rows) for i in range(rows)],
+            "model_version": version, "arm": arm, "status": "ok", "latency_ms": latency[arm],
+            "prediction": prediction, "probability": np.clip(prediction * 0.8 + rng.random(rows) * 0.2, 0, 1),
+            "churned": label}))
+    return pl.concat(frames).with_columns(pl.col("request_time").dt.replace_time_zone("UTC"))
+
+
+def ab(log: pl.DataFrame, state: RolloutState) -> dict:
+    return ab_report(log, state, task="binary", label="churned", primary="f1", guardrails=["roc_auc"],
+                     hypothesis="v2 converts better", name="churn v2", policy=AB_POLICY)
+
+
+def test_ab_report_fills_the_seed_template_and_ships_a_clear_win():
+    state = RolloutState("1", "2", 0.5)
+    report = ab(labelled_log({"champion": 0.70, "challenger": 0.80}, 3000, 8, {"champion": 2, "challenger": 2}),
+                state)
+    template, results = report["ab_test"], report["results"]
+    assert set(template) >= {"name", "hypothesis", "primary_metric", "guardrail_metrics", "traffic_split",
+                             "minimum_sample_size", "minimum_runtime_days", "decision_criteria"}
+    assert template["traffic_split"] == {"control": 50.0, "treatment": 50.0}
+    p_control = results["success_rate"]["control"]
+    assert template["minimum_sample_size"] == min_sample_size(p_control, AB_POLICY.mde) < 3000
+    z, p = two_proportion_test(round(p_control * 3000), 3000, round(results["success_rate"]["treatment"] * 3000),
+                               3000)
+    assert (results["z"], results["p_value"]) == (pytest.approx(z), pytest.approx(p))
+    assert results["decision"] == "ship", results["reason"]
+
+
+def test_ab_report_kills_a_treatment_that_breaches_the_latency_guardrail():
+    report = ab(labelled_log({"champion": 0.70, "challenger": 0.80}, 3000, 8, {"champion": 2, "challenger": 9}),
+                RolloutState("1", "2", 0.5))
+    assert report["results"]["decision"] == "kill"
+    assert "p99 latency" in report["results"]["reason"]

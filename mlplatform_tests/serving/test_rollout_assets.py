@@ -1,0 +1,82 @@
+"""The serving stage's assets and sensor, materialised with Dagster on a copy of the demo graph's registry and lake:
+the automatic rollback, a canary step and the A/B report read a real prediction log and act on the registry."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import polars as pl
+import pytest
+import yaml
+
+from mlplatform.core.rollout import prediction_log_dir, promote, rollout_state, set_challenger_share
+from mlplatform.core.tracking import get_alias_version, register_model, set_alias
+from mlplatform.definitions import build_definitions
+from mlplatform.defs import rollout
+from mlplatform.serving.prediction_log import PredictionLog, log_schema
+from mlplatform.settings import Workspace
+from mlplatform_tests.serving.helpers import KEY, copy_namespace
+
+pytestmark = pytest.mark.slow
+MODEL = "churn_demo_model"
+
+
+@pytest.fixture()
+def stage(demo_settings, ws, tmp_path):
+    """A copy of the registry and lake with the LightGBM candidate registered; the stage's definitions on it."""
+    settings = copy_namespace(demo_settings, tmp_path, ["mlflow", "lake"])
+    target = Workspace(tmp_path, "churn_demo")
+    old = get_alias_version(target.mlflow_uri, MODEL, "champion")
+    new = register_model(target.mlflow_uri, MODEL, pl.read_parquet(ws.table("candidates", "lightgbm"))["run_id"][0])
+    return target, build_definitions(settings).resources, old, new
+
+
+def write_log(target: Workspace, rows: list[tuple[str, str, float]], count: int) -> None:
+    """``count`` logged predictions per ``(version, arm, latency_ms)``, through the serving app's writer."""
+    writer = PredictionLog(prediction_log_dir(target), log_schema(KEY, pl.Int64()), 600, 10**9)
+    now = datetime.now(UTC)
+    writer.append([(now, "r", i, {"x": 1}, 0.0, 0.1, MODEL, version, arm, False, "ok", latency)
+                   for version, arm, latency in rows for i in range(count)])
+    writer.close()
+
+
+def materialise(resources: dict) -> dict[str, dict]:
+    result = dg.materialize([rollout.serving_rollout, rollout.ab_test_report], resources=resources)
+    return {event.asset_key.to_user_string(): {k: v.value for k, v in event.materialization.metadata.items()}
+            for event in result.get_asset_materialization_events()}
+
+
+def test_a_champion_twice_as_slow_as_its_predecessor_is_rolled_back(stage):
+    target, resources, old, new = stage
+    promote(target.mlflow_uri, MODEL, new)
+    write_log(target, [(old, "champion", 2.0), (new, "champion", 5.0)], 300)
+    metadata = materialise(resources)["serving_rollout"]
+    assert metadata["action"] == f"rolled back {new} -> {old}"
+    assert "p99 latency 5.00 ms > 2.0x baseline 2.00 ms" in metadata["rollback_reasons"]
+    assert rollout_state(target.mlflow_uri, MODEL).champion == old
+
+
+def test_a_healthy_canary_advances_one_step_and_the_ab_report_is_written(stage):
+    target, resources, old, new = stage
+    set_alias(target.mlflow_uri, MODEL, "challenger", new)
+    set_challenger_share(target.mlflow_uri, MODEL, 0.05)
+    write_log(target, [(old, "champion", 2.0), (new, "challenger", 2.5)], 300)
+    metadata = materialise(resources)
+    assert metadata["serving_rollout"]["action"] == "canary advance to 25%"
+    assert rollout_state(target.mlflow_uri, MODEL).challenger_share == 0.25
+    report = yaml.safe_load((target.reports_dir / "ab_test_report.yaml").read_text())
+    assert report["results"]["predictions"] == {"control": 300, "treatment": 300}
+    assert report["results"]["decision"] == metadata["ab_test_report"]["decision"] == "iterate"
+    assert report["ab_test"]["traffic_split"] == {"control": 95.0, "treatment": 5.0}
+
+
+def test_sensor_runs_the_stage_once_per_new_log_file(stage):
+    target, resources, old, _ = stage
+    sensor = next(item for item in rollout.build(None) if isinstance(item, dg.SensorDefinition))
+    platform = {"platform": resources["platform"]}
+    with dg.instance_for_test() as instance, dg.build_sensor_context(instance=instance, resources=platform) as context:
+        assert isinstance(sensor(context), dg.SkipReason)
+        write_log(target, [(old, "champion", 2.0)], 3)
+        assert isinstance(sensor(context), dg.RunRequest)
+        assert isinstance(sensor(context), dg.SkipReason), "the cursor remembers the file"
+        write_log(target, [(old, "champion", 2.0)], 3)
+        assert isinstance(sensor(context), dg.RunRequest)
