@@ -16,7 +16,10 @@ def shop_visits(folder: Path, n: int = 4000, seed: int = 0) -> Path:
     city = rng.choice(["paris", "lyon", "nice", "lille"], n)
     visits = rng.poisson(3, n).astype(float)
     visits[rng.random(n) < 0.05] = np.nan
-    logit = -2 + 0.04 * (age - 50) + 0.4 * np.nan_to_num(visits, nan=3) - 1e-5 * income + 0.8 * (city == "nice")
+    # Visits matter only in two cities and income non-monotonically: a one-feature rule cannot reach the model.
+    busy = np.isin(city, ["nice", "lyon"])
+    logit = (-1.6 + 1.1 * busy * (np.nan_to_num(visits, nan=3) - 3) + 2.0 * np.sin(income / 15_000)
+             + 0.01 * (age - 50))
     bought = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "yes", "no")
     path = folder / "shop_visits.csv"
     pl.DataFrame({"age": age, "income": income.round(2), "city": city, "visits": visits,

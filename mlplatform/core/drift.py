@@ -7,7 +7,7 @@ scipy. Nulls are never dropped silently: they form their own bin, so a feature t
 counts as drift.
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -16,10 +16,30 @@ import polars as pl
 from matplotlib.figure import Figure
 from scipy import stats
 
+from mlplatform.brief import Brief
+
 # A bin that is empty on one side would make ln(q/p) infinite; this floor is the usual PSI convention.
 EPS = 1e-4
 
 Severity = Literal["ok", "warning", "critical"]
+# The severity of a monitoring output when drift over time cannot be measured (data without time).
+NOT_APPLICABLE = "not_applicable"
+# The drift table's contract (the lake's monitoring/drift), also when drift is not applicable.
+DRIFT_SCHEMA = {"feature": pl.String, "kind": pl.String, "psi": pl.Float64, "ks": pl.Float64,
+                "ks_pvalue": pl.Float64, "js": pl.Float64, "severity": pl.String}
+
+
+def drift_not_measured(brief: Brief) -> str | None:
+    """Why drift over time cannot be measured for this brief, with how to enable it; None when it can."""
+    if not brief.has_time:
+        return (f"the data has no time (source '{brief.label.source}' sets observed_at, so every row counts as "
+                "observed on one date) and there is no later period to compare with the training data. To "
+                "measure drift, give that source a timestamp column instead of observed_at, use a temporal split "
+                "and set monitoring.current_start and current_end to the period to watch")
+    if brief.monitoring.current_start is None:
+        return ("the brief names no monitored period. To measure drift, set monitoring.current_start and "
+                "current_end to the period to watch (after the training data)")
+    return None
 
 
 @dataclass(frozen=True)
@@ -168,6 +188,83 @@ def _is_categorical(dtype: pl.DataType) -> bool:
     return dtype in (pl.String, pl.Boolean) or isinstance(dtype, pl.Categorical | pl.Enum)
 
 
+def feature_kind(dtype: pl.DataType) -> Literal["numerical", "categorical"]:
+    """How drift treats a column of this dtype: strings, booleans and categoricals are categorical."""
+    return "categorical" if _is_categorical(dtype) else "numerical"
+
+
+def _numeric(values: pl.Series) -> tuple[np.ndarray, int]:
+    """A numerical (or date/datetime, by its physical value) column as :func:`_sorted_valid` output."""
+    return _sorted_valid(_as_float(values.to_physical()))
+
+
+def _require(reference: pl.DataFrame, current: pl.DataFrame, features: list[str]) -> None:
+    missing = [f for f in features if f not in reference.columns or f not in current.columns]
+    if missing:
+        raise ValueError(f"features missing from the reference or current frame: {missing}")
+    if reference.height == 0 or current.height == 0:
+        raise ValueError("drift needs a non-empty reference and current frame")
+
+
+def drift_table(drifts: list[FeatureDrift]) -> pl.DataFrame:
+    """The drift report as a frame with :data:`DRIFT_SCHEMA`, most drifted feature first."""
+    return pl.DataFrame([asdict(d) for d in drifts], schema=DRIFT_SCHEMA).sort("psi", descending=True)
+
+
+def not_applicable_drift(kinds: dict[str, str]) -> pl.DataFrame:
+    """The drift table when drift over time cannot be measured: each feature (name → kind) with no
+    statistics and severity :data:`NOT_APPLICABLE`, so readers of the table keep working."""
+    return pl.DataFrame({"feature": list(kinds), "kind": list(kinds.values())}, schema_overrides=DRIFT_SCHEMA) \
+        .with_columns(*(pl.lit(None, dtype=pl.Float64).alias(c) for c in ("psi", "ks", "ks_pvalue", "js")),
+                      pl.lit(NOT_APPLICABLE).alias("severity")).select(list(DRIFT_SCHEMA))
+
+
+def drift_by_period(
+    reference: pl.DataFrame,
+    current: pl.DataFrame,
+    features: list[str],
+    period: str,
+    *,
+    psi_warning: float,
+    psi_critical: float,
+    bins: int = 10,
+) -> pl.DataFrame:
+    """PSI of each feature in each period of ``current`` (e.g. each month) against the same reference bins.
+
+    The drift-over-time table behind the dashboard: the reference is sorted once per feature, each period
+    is then a few binary searches.
+
+    Args:
+        period: column of ``current`` naming each row's period (e.g. ``"2025-09"``); not a feature.
+
+    Returns:
+        Columns period, feature, rows, psi, severity; sorted by period, then feature order.
+
+    Raises:
+        ValueError: a feature or the period column is missing, or a frame is empty.
+    """
+    _require(reference, current, features)
+    if period not in current.columns:
+        raise ValueError(f"period column '{period}' is not in the current frame")
+    parts = sorted(current.partition_by(period, as_dict=True).items(), key=lambda item: str(item[0][0]))
+    rows = []
+    for feature in features:
+        ref = reference[feature]
+        categorical = _is_categorical(ref.dtype)
+        ref_sorted = None if categorical else _numeric(ref)
+        for (key,), part in parts:
+            if ref_sorted is None:
+                counts = _category_counts(ref, part[feature])
+            else:
+                counts = _bin_counts(ref_sorted, _numeric(part[feature]), bins)
+            value = _psi_from_counts(*counts)
+            rows.append({"period": str(key), "feature": feature, "rows": part.height, "psi": value,
+                         "severity": _severity(value, psi_warning, psi_critical)})
+    schema = {"period": pl.String, "feature": pl.String, "rows": pl.Int64, "psi": pl.Float64, "severity": pl.String}
+    order = {f: i for i, f in enumerate(features)}
+    return pl.DataFrame(rows, schema=schema).sort("period", pl.col("feature").replace_strict(order))
+
+
 def drift_report(
     reference: pl.DataFrame,
     current: pl.DataFrame,
@@ -179,36 +276,28 @@ def drift_report(
 ) -> list[FeatureDrift]:
     """PSI, KS and JS of each feature, with the seed's severity (PSI above warning/critical).
 
-    Strings, booleans and categoricals are categorical; numbers, dates and datetimes are numerical
-    (dates by their physical value).
+    Kinds as :func:`feature_kind`; numbers, dates and datetimes are numerical (dates by their physical value).
 
     Raises:
         ValueError: a feature is missing from either frame, or a sample is empty.
     """
-    missing = [f for f in features if f not in reference.columns or f not in current.columns]
-    if missing:
-        raise ValueError(f"features missing from the reference or current frame: {missing}")
-    if reference.height == 0 or current.height == 0:
-        raise ValueError("drift needs a non-empty reference and current frame")
+    _require(reference, current, features)
     report = []
-    kind: Literal["numerical", "categorical"]
     for feature in features:
         ref, cur = reference[feature], current[feature]
         if _is_categorical(ref.dtype):
             counts = _category_counts(ref, cur)
-            kind, ks, ks_pvalue = "categorical", None, None
+            ks, ks_pvalue = None, None
         else:
-            ref_sorted = _sorted_valid(_as_float(ref.to_physical()))
-            cur_sorted = _sorted_valid(_as_float(cur.to_physical()))
+            ref_sorted, cur_sorted = _numeric(ref), _numeric(cur)
             counts = _bin_counts(ref_sorted, cur_sorted, bins)
-            kind = "numerical"
             # An all-null current sample has no distribution to test; its drift shows in PSI's null bin.
             ks, ks_pvalue = _ks(ref_sorted[0], cur_sorted[0]) if cur_sorted[0].size else (None, None)
         value = _psi_from_counts(*counts)
         report.append(
             FeatureDrift(
                 feature=feature,
-                kind=kind,
+                kind=feature_kind(ref.dtype),
                 psi=value,
                 ks=ks,
                 ks_pvalue=ks_pvalue,
@@ -270,6 +359,48 @@ def psi_plot(drifts: list[FeatureDrift], path: Path, *, psi_warning: float, psi_
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
+    return path
+
+
+def psi_over_time_plot(by_period: pl.DataFrame, path: Path, *, psi_warning: float, psi_critical: float,
+                       markers: dict[str, str] | None = None) -> Path:
+    """The drift dashboard: a heatmap of PSI per feature (rows, most drifted first) and period (columns),
+    coloured by the seed's bands and with each value written in.
+
+    Args:
+        by_period: the output of :func:`drift_by_period`.
+        markers: label → period; a line is drawn before that period (e.g. ``{"monitored": "2025-09"}``).
+
+    Returns:
+        ``path``, a PNG.
+    """
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    wide = by_period.pivot(on="period", index="feature", values="psi", sort_columns=True)
+    periods = wide.columns[1:]
+    wide = wide.with_columns(pl.max_horizontal(periods).alias("_max")).sort("_max", descending=True)
+    values = wide.select(periods).to_numpy()
+    top = max(float(np.nanmax(values, initial=0.0)), psi_critical) * 1.01
+    fig = Figure(figsize=(2.5 + 0.7 * len(periods), 1.5 + 0.35 * wide.height))
+    ax = fig.subplots()
+    image = ax.imshow(values, aspect="auto", cmap=ListedColormap(["#9bd39b", "#f7c46c", "#ef7b6b"]),
+                      norm=BoundaryNorm([0.0, psi_warning, psi_critical, top], 3))
+    for (row, col), value in np.ndenumerate(values):
+        ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(periods)), periods, rotation=45, ha="right")
+    ax.set_yticks(range(wide.height), wide["feature"].to_list())
+    for label, period in (markers or {}).items():
+        if period in periods:
+            x = periods.index(period) - 0.5
+            ax.axvline(x, color="black", linewidth=1.5)
+            ax.text(x + 0.08, 1.01, label, fontsize=7, va="bottom", transform=ax.get_xaxis_transform())
+    bar = fig.colorbar(image, ax=ax, ticks=[psi_warning / 2, (psi_warning + psi_critical) / 2, psi_critical])
+    bar.set_ticklabels(["ok", "warning", "critical"])
+    bar.set_label(f"PSI (warning > {psi_warning:g}, critical > {psi_critical:g})")
+    ax.set_title("PSI against the training reference, per period", pad=16)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
     return path
 
 

@@ -223,12 +223,30 @@ class FairnessRule:
     significance: float
 
 
+# A numeric protected attribute with more distinct values than this (age in years, income) is judged in
+# quantile bands: one group per value would leave every group too small to assess.
+MAX_PROTECTED_LEVELS = 10
+PROTECTED_BANDS = 5
+
+
+def protected_groups(values: pl.Series) -> pl.Series:
+    """The groups fairness compares: the values themselves, or quintile bands of a many-valued number."""
+    if not (values.dtype.is_numeric() and values.n_unique() > MAX_PROTECTED_LEVELS):
+        return values
+    quantiles = [values.quantile(i / PROTECTED_BANDS) for i in range(1, PROTECTED_BANDS)]
+    breaks = sorted({float(f"{q:.3g}") for q in quantiles if q is not None})
+    middle = [f"{a:g} to < {b:g}" for a, b in zip(breaks, breaks[1:], strict=False)]
+    labels = [f"< {breaks[0]:g}", *middle, f">= {breaks[-1]:g}"]
+    return values.cut(breaks, labels=labels, left_closed=True).cast(pl.String).alias(values.name)
+
+
 def fairness_assessment(task: TaskType, frame: pl.DataFrame, label: str, scores: np.ndarray, threshold: float,
                         attributes: list[str], primary: str, rule: FairnessRule,
                         favourable_class: str | int | None = None) -> tuple[list[dict], pl.DataFrame]:
     """Fairness of one model across each protected attribute, with the gate's verdict per attribute.
 
-    Per attribute: :func:`group_fairness` on the favourable outcome (see :func:`favourable_outcomes`), the
+    Per attribute (numeric ones in bands, see :func:`protected_groups`): :func:`group_fairness` on the favourable
+    outcome (see :func:`favourable_outcomes`), the
     primary metric per group and, binary, :func:`group_calibration`. A disparate-impact ratio that cannot be
     assessed (fewer than two large-enough groups) fails closed; one under the minimum fails when significant.
     Where the task makes no selection decision (regression; multiclass without a favourable class) the ratio
@@ -244,6 +262,7 @@ def fairness_assessment(task: TaskType, frame: pl.DataFrame, label: str, scores:
     outcomes = favourable_outcomes(task, y, scores, threshold, favourable_class)
     attribute_rows, tables = [], []
     for attribute in attributes:
+        frame = frame.with_columns(protected_groups(frame[attribute]))
         metric = pl.DataFrame([{"group": g, "primary_value": one(y[idx], scores[idx])}
                                for g, idx in _group_rows(frame[attribute].cast(pl.String))],
                               schema={"group": pl.String, "primary_value": pl.Float64})

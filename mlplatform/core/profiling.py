@@ -36,6 +36,10 @@ _SUMMARY_METRICS = {
     "distinct_estimate": "cardinality/est",
 }
 
+# The columns of :func:`profile_summary`, also the schema of an empty summary (nothing to profile).
+SUMMARY_SCHEMA = {"column": pl.String, "count": pl.Int64, "null_count": pl.Int64, "mean": pl.Float64,
+                  "stddev": pl.Float64, "min": pl.Float64, "max": pl.Float64, "distinct_estimate": pl.Float64}
+
 
 class _TypeMapper(StandardTypeMapper):
     """whylogs' type mapper, with pandas' ``string`` dtype mapped before its NumPy-1-only check."""
@@ -168,6 +172,4 @@ def profile_summary(view: DatasetProfileView) -> pl.DataFrame:
             numeric = metric.startswith("distribution/")
             row[name] = None if pd.isna(value) or (numeric and not has_numbers) else value
         rows.append(row)
-    schema = {"column": pl.String, "count": pl.Int64, "null_count": pl.Int64, "mean": pl.Float64,
-              "stddev": pl.Float64, "min": pl.Float64, "max": pl.Float64, "distinct_estimate": pl.Float64}
-    return pl.DataFrame(rows, schema=schema).sort("column")
+    return pl.DataFrame(rows, schema=SUMMARY_SCHEMA).sort("column")

@@ -1,12 +1,14 @@
-"""When to retrain (seed phase 7, 自动化重新训练流程) and how retraining events are announced."""
+"""When to retrain (seed phase 7, 自动化重新训练流程), on which months, and how retraining events are announced."""
 
 import json
 import urllib.request
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
+
+from mlplatform.brief import Split
 
 
 @dataclass(frozen=True)
@@ -61,3 +63,61 @@ def notify(log_path: Path, event: dict, webhook_url: str | None = None) -> dict:
     with log_path.open("a") as handle:
         handle.write(json.dumps(entry) + "\n")
     return entry
+
+
+@dataclass(frozen=True)
+class SplitDates:
+    """A temporal split's boundaries: train_start <= train < validation_start <= validation < test_start <= test
+    < test_end. ``train_start`` None keeps every earlier row; ``test_end`` None keeps every later one."""
+
+    train_start: date | None
+    validation_start: date
+    test_start: date
+    test_end: date | None
+
+
+def _months_before(first_of_month: date, months: int) -> date:
+    index = first_of_month.year * 12 + first_of_month.month - 1 - months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def rolling_split_dates(latest_label: date, *, train_months: int | None, validation_months: int,
+                        test_months: int) -> SplitDates:
+    """Whole-month windows counted back from the month of the latest known label (seed: "use latest N months").
+
+    The test window ends with that month (it may be partly labelled when labels are daily), validation is
+    the ``validation_months`` before it, and training the ``train_months`` before that (None: all earlier).
+
+    Example:
+        latest label 2025-10-01, 6/1/1 months: train 2025-03..08, validation 2025-09, test 2025-10.
+    """
+    following = _months_before(latest_label.replace(day=1), -1)
+    test_start = _months_before(following, test_months)
+    validation_start = _months_before(test_start, validation_months)
+    train_start = _months_before(validation_start, train_months) if train_months else None
+    return SplitDates(train_start, validation_start, test_start, following)
+
+
+def split_dates(split: Split, label_times: pl.Series) -> SplitDates:
+    """The brief's temporal split as dates: its fixed dates, or rolling windows anchored at the latest label.
+
+    Args:
+        split: the brief's temporal split.
+        label_times: the label time (Date or Datetime) of every known label, i.e. the training set's.
+
+    Raises:
+        ValueError: a rolling split with no label time to anchor it.
+    """
+    if not split.rolling:
+        assert split.validation_start is not None and split.test_start is not None  # the brief guarantees it
+        return SplitDates(None, split.validation_start, split.test_start, split.test_end)
+    latest = label_times.max()
+    if latest is None:
+        raise ValueError("a rolling split is anchored at the latest known label, but there are no labelled rows; "
+                         "check the label source and label.delay_days")
+    if isinstance(latest, datetime):
+        latest = latest.date()
+    if not isinstance(latest, date):
+        raise ValueError(f"label times must be dates or datetimes to anchor a rolling split, got {label_times.dtype}")
+    return rolling_split_dates(latest, train_months=split.train_months,
+                               validation_months=split.validation_months, test_months=split.test_months)

@@ -11,6 +11,7 @@ import dagster as dg
 import polars as pl
 
 from mlplatform.brief import Brief
+from mlplatform.core.drift import drift_not_measured
 from mlplatform.core.ingestion import month_keys
 from mlplatform.core.io import InputError, source_files
 from mlplatform.core.retraining import Trigger, drift_trigger, notify, performance_trigger
@@ -20,9 +21,12 @@ from mlplatform.resources.platform import PlatformResource
 TRIGGER_TAG = "mlplatform/trigger"
 REASON_TAG = "mlplatform/reason"
 RETRAIN_GROUPS = ["quality", "features", "feature_store", "training", "evaluation", "registry", "reporting"]
+# The per-batch profile (monitoring.py) is partitioned like the raw batches: it runs with each batch's ingestion.
+BATCH_PROFILES = "batch_profiles"
 
 
 def partitioned_sources(brief: Brief) -> list[str]:
+    """Sources that arrive in monthly batches (the partitioned raw assets)."""
     return [name for name, source in brief.sources.items() if source.batches == "monthly"]
 
 
@@ -42,25 +46,34 @@ def _latest_storage_id(context: dg.SensorEvaluationContext, asset: str) -> int |
     return records[0].storage_id
 
 
+def _drift_skip(brief: Brief) -> dg.SkipReason | None:
+    """Drift and concept-drift triggers cannot fire where drift over time is not measured: say why."""
+    reason = drift_not_measured(brief)
+    return dg.SkipReason(f"drift over time is not measured for this brief: {reason}") if reason else None
+
+
 def build(brief: Brief) -> list:
     ingested = [f"raw_{name}" for name in partitioned_sources(brief)]
+    batches = [*ingested, BATCH_PROFILES] if ingested else []
     ingest_job = dg.define_asset_job(
-        "ingest_job", selection=dg.AssetSelection.assets(*ingested),
-        description="Ingest one monthly batch of the time-partitioned sources.")
+        "ingest_job", selection=dg.AssetSelection.assets(*batches),
+        description="Ingest one monthly batch of the time-partitioned sources and profile it.")
     full_run = dg.define_asset_job(
-        "full_run", selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*ingested),
+        "full_run", selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*batches),
         description="Everything after the monthly batches: validation to model card and monitoring.")
     retrain_job = dg.define_asset_job(
         "retrain_job", selection=dg.AssetSelection.groups(*RETRAIN_GROUPS),
         description="Re-validate the data, rebuild features, retrain, evaluate, and gate promotion against the "
                     "production model.")
     monitor_job = dg.define_asset_job(
-        "monitor_job", selection=dg.AssetSelection.groups("monitoring"),
+        "monitor_job", selection=dg.AssetSelection.groups("monitoring") - dg.AssetSelection.assets(*batches),
         description="Profiles, feature drift and the champion's performance on newly labelled data.")
 
     @dg.sensor(job=ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
     def new_data_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource):
         """Ingests a monthly batch when its files appear or change (name, size and modification time)."""
+        if not partitioned_sources(platform.brief):
+            return dg.SkipReason("no source of this brief arrives in monthly batches (sources.*.batches)")
         seen = json.loads(context.cursor) if context.cursor else {}
         current = {}
         for name in partitioned_sources(platform.brief):
@@ -91,6 +104,8 @@ def build(brief: Brief) -> list:
     @dg.sensor(job=retrain_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
     def drift_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource):
         """Retrains when a new drift report shows PSI above the brief's retrain threshold on a top feature."""
+        if skip := _drift_skip(platform.brief):
+            return skip
         storage_id = _latest_storage_id(context, "drift_report")
         if storage_id is None:
             return dg.SkipReason("no new drift report")
@@ -107,6 +122,8 @@ def build(brief: Brief) -> list:
     @dg.sensor(job=retrain_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
     def performance_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource):
         """Retrains when a new performance report shows critical concept drift."""
+        if skip := _drift_skip(platform.brief):
+            return skip
         storage_id = _latest_storage_id(context, "performance_report")
         if storage_id is None:
             return dg.SkipReason("no new performance report")

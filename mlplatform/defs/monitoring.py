@@ -1,71 +1,189 @@
-"""Stage: monitoring — whylogs profiles and feature drift against the training reference (seed phase 7)."""
+"""Stage: monitoring — whylogs profiles, feature drift over time and concept drift against training (seed phase 7).
 
+Data without time (or a brief without a monitored period) has no later period to compare: the assets then
+say so, with how to enable it, and still write their tables with the usual columns (severity
+``not_applicable``), so that everything reading them keeps working.
+"""
+
+import base64
 from dataclasses import asdict
-from datetime import datetime, time
+from datetime import date, datetime, time
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
-from mlplatform.core.drift import concept_drift, label_drift_chi2, prediction_drift_kl, psi_plot
+from mlplatform.brief import Brief
+from mlplatform.core.drift import (
+    NOT_APPLICABLE,
+    concept_drift,
+    drift_by_period,
+    drift_not_measured,
+    drift_table,
+    feature_kind,
+    label_drift_chi2,
+    not_applicable_drift,
+    prediction_drift_kl,
+    psi_over_time_plot,
+    psi_plot,
+)
 from mlplatform.core.drift import drift_report as compute_drift
 from mlplatform.core.feature_store import feature_view_name
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics, higher_is_better
-from mlplatform.core.profiling import profile_frame, profile_summary, write_profile
+from mlplatform.core.profiling import SUMMARY_SCHEMA, profile_frame, profile_summary, write_profile
+from mlplatform.core.retraining import split_dates
+from mlplatform.core.validation import validate_table
+from mlplatform.defs.automation import BATCH_PROFILES, partitioned_sources
 from mlplatform.defs.evaluation import challenger_name
+from mlplatform.defs.ingestion import monthly_partitions
 from mlplatform.defs.registry import load_champion
 from mlplatform.defs.training import load_split, model_features
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 
+MONTH = "%Y-%m"
+PERFORMANCE_SCHEMA = {"metric": pl.String, "reference": pl.Float64, "current": pl.Float64,
+                      "relative_drop": pl.Float64, "severity": pl.String, "champion_version": pl.String,
+                      "rows": pl.Int64, "prediction_kl": pl.Float64, "label_chi2": pl.Float64,
+                      "label_chi2_pvalue": pl.Float64}
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time())
+
+
+def _not_measured(brief: Brief) -> dict:
+    """The metadata that says drift over time was not measured, why, and how to enable it."""
+    return {"drift_over_time": "not measured", "reason": drift_not_measured(brief)}
+
+
+def _png_markdown(path: Path, title: str) -> dg.MetadataValue:
+    """A PNG shown inline in the Dagster UI (a data URI inside Markdown)."""
+    encoded = base64.b64encode(path.read_bytes()).decode()
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
+
 
 def reference_and_current(platform: PlatformResource) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Daily feature rows of the training period (reference) and of the monitored period (current)."""
+    """Daily feature rows of the training window (reference) and of the monitored period (current)."""
     b = platform.brief
     features = platform.read_table("features", feature_view_name(b.entity))
+    dates = split_dates(b.split, platform.read_table("training", "training_set")[b.label.timestamp])
     at = pl.col("event_timestamp")
-    reference = features.filter(at < datetime.combine(b.split.validation_start, time()))
-    current = features.filter(at.is_between(datetime.combine(b.monitoring.current_start, time()),
-                                            datetime.combine(b.monitoring.current_end, time()), closed="left"))
+    reference = features.filter(at < _midnight(dates.validation_start))
+    if dates.train_start is not None:
+        reference = reference.filter(at >= _midnight(dates.train_start))
+    current = features.filter(at.is_between(_midnight(b.monitoring.current_start),
+                                            _midnight(b.monitoring.current_end), closed="left"))
     return reference, current
 
 
 @dg.asset(group_name="monitoring", deps=["features_daily", "training_set"], kinds={"whylogs"})
 def whylogs_profiles(platform: PlatformResource) -> dg.MaterializeResult:
-    """whylogs profiles of the training reference and of the monitored period, stored mergeable."""
+    """whylogs profiles of the training reference and of the monitored period, stored mergeable. Without a
+    monitored period (e.g. data without time) only the reference is profiled and the current summary is empty."""
     b = platform.brief
-    reference, current = reference_and_current(platform)
-    columns = model_features(b)
+    measured = drift_not_measured(b) is None
+    frames = (dict(zip(("reference", "current"), reference_and_current(platform), strict=True)) if measured
+              else {"reference": load_split(platform).train})
     paths = {}
-    for name, frame in (("reference", reference), ("current", current)):
-        view = profile_frame(frame.select(columns))
+    for name, frame in frames.items():
+        view = profile_frame(frame.select(model_features(b)))
         paths[name] = write_profile(view, platform.workspace.profiles_dir / f"{name}.bin")
         platform.write_table("profiles", name, profile_summary(view))
+    if not measured:
+        platform.write_table("profiles", "current", pl.DataFrame(schema=SUMMARY_SCHEMA))
+        (platform.workspace.profiles_dir / "current.bin").unlink(missing_ok=True)  # no stale period is shown
+    summary = "current" if measured else "reference"
     return dg.MaterializeResult(metadata={
-        "reference_rows": reference.height, "current_rows": current.height,
-        "current_summary": dg.MetadataValue.md(table(platform.read_table("profiles", "current"))),
+        **{f"{name}_rows": frame.height for name, frame in frames.items()},
+        **({} if measured else _not_measured(b)),
+        f"{summary}_summary": dg.MetadataValue.md(table(platform.read_table("profiles", summary))),
         **{f"{k}_profile": dg.MetadataValue.path(str(v)) for k, v in paths.items()},
     })
 
 
+def _batch_profiles_asset(brief: Brief, sources: list[str]) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=BATCH_PROFILES,
+        group_name="monitoring",
+        partitions_def=monthly_partitions(brief),
+        deps=[f"raw_{name}" for name in sources],
+        kinds={"whylogs"},
+        description="A whylogs profile of each monthly batch as ingested (" + ", ".join(sources) + "): the rows "
+        "that meet the contract, typed, stored in whylogs' mergeable binary format (one file per source and "
+        "month; merge any months with mlplatform.core.profiling.merge_profiles), with a per-column summary.",
+    )
+    def batch_profiles(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
+        key = context.partition_key
+        metadata: dict = {}
+        for name in sources:
+            path = platform.workspace.partition("raw", name, key)
+            if not path.exists():
+                raise FileNotFoundError(f"batch {key} of '{name}' has not been ingested ({path}); materialise "
+                                        f"raw_{name} for partition {key} first")
+            result = validate_table(pl.read_parquet(path), name, platform.brief.sources[name])
+            view = profile_frame(result.valid)
+            written = write_profile(view, platform.workspace.profiles_dir / "batches" / name / f"{key}.bin")
+            summary = profile_summary(view)
+            platform.write_partition("profiles", f"batch_{name}", key, summary.with_columns(pl.lit(key).alias("batch")))
+            metadata |= {f"{name}_rows": result.valid.height, f"{name}_quarantined": result.quarantined.height,
+                         f"{name}_summary": dg.MetadataValue.md(table(summary)),
+                         f"{name}_profile": dg.MetadataValue.path(str(written))}
+        return dg.MaterializeResult(metadata=metadata)
+
+    return batch_profiles
+
+
+def _drift_over_time(platform: PlatformResource, reference: pl.DataFrame) -> tuple[pl.DataFrame, Path]:
+    """PSI of every model feature in every month from the training window on, and its dashboard PNG."""
+    b = platform.brief
+    features = platform.read_table("features", feature_view_name(b.entity))
+    months = features.filter(pl.col("event_timestamp") >= reference["event_timestamp"].min()) \
+        .with_columns(pl.col("event_timestamp").dt.strftime(MONTH).alias("month"))
+    by_month = drift_by_period(reference, months, model_features(b), "month", psi_warning=b.thresholds.psi_warning,
+                               psi_critical=b.thresholds.psi_critical)
+    dates = split_dates(b.split, platform.read_table("training", "training_set")[b.label.timestamp])
+    markers = {"validation": dates.validation_start.strftime(MONTH), "test": dates.test_start.strftime(MONTH),
+               "monitored": b.monitoring.current_start.strftime(MONTH)}
+    plot = psi_over_time_plot(by_month, platform.workspace.reports_dir / "drift" / "psi_over_time.png",
+                              psi_warning=b.thresholds.psi_warning, psi_critical=b.thresholds.psi_critical,
+                              markers=markers)
+    return by_month, plot
+
+
 @dg.asset(group_name="monitoring", deps=["features_daily", "training_set"], kinds={"numpy", "matplotlib"})
 def drift_report(platform: PlatformResource) -> dg.MaterializeResult:
-    """PSI, KS and Jensen-Shannon per model feature, monitored period against the training reference,
-    with the seed's severity bands from the brief."""
+    """PSI, KS and Jensen-Shannon per model feature, monitored period against the training reference, with the
+    seed's severity bands from the brief; and the dashboard: PSI of every feature in every month. Without a
+    monitored period (data without time) drift is not measured: each feature is listed as not applicable."""
     b = platform.brief
+    if drift_not_measured(b):
+        schema = platform.read_table("training", "training_set").schema
+        frame = not_applicable_drift({f: feature_kind(schema[f]) for f in model_features(b)})
+        path = platform.write_table("monitoring", "drift", frame)
+        platform.write_table("monitoring", "drift_by_month", pl.DataFrame(
+            schema={"period": pl.String, "feature": pl.String, "rows": pl.Int64, "psi": pl.Float64,
+                    "severity": pl.String}))
+        return dg.MaterializeResult(metadata={**_not_measured(b), "features": frame.height,
+                                              "path": dg.MetadataValue.path(str(path))})
     reference, current = reference_and_current(platform)
     drifts = compute_drift(reference, current, model_features(b), psi_warning=b.thresholds.psi_warning,
                            psi_critical=b.thresholds.psi_critical)
-    frame = pl.DataFrame([asdict(d) for d in drifts]).sort("psi", descending=True)
+    frame = drift_table(drifts)
     path = platform.write_table("monitoring", "drift", frame)
     plot = psi_plot(drifts, platform.workspace.reports_dir / "drift" / "psi.png",
                     psi_warning=b.thresholds.psi_warning, psi_critical=b.thresholds.psi_critical)
+    by_month, dashboard = _drift_over_time(platform, reference)
+    platform.write_table("monitoring", "drift_by_month", by_month)
     counts = frame["severity"].value_counts()
     return dg.MaterializeResult(metadata={
         "period": f"{b.monitoring.current_start} .. {b.monitoring.current_end}",
         "max_psi": float(frame["psi"].max()),
         **{f"{row['severity']}_features": row["count"] for row in counts.iter_rows(named=True)},
+        "psi_over_time": _png_markdown(dashboard, "PSI per feature and month"),
         "drift": dg.MetadataValue.md(table(frame)),
         "plot": dg.MetadataValue.path(str(plot)),
+        "dashboard": dg.MetadataValue.path(str(dashboard)),
         "path": dg.MetadataValue.path(str(path)),
     })
 
@@ -74,20 +192,26 @@ def drift_report(platform: PlatformResource) -> dg.MaterializeResult:
           kinds={"mlflow", "numpy"})
 def performance_report(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """The champion on labels that arrived after it was evaluated: concept drift (primary metric down more
-    than the brief allows), prediction drift (KL of scores) and label drift (chi-square), against training."""
+    than the brief allows), prediction drift (KL of scores) and label drift (chi-square), against training.
+    Data without time has no later labels: the report then says concept drift is not applicable."""
     b = platform.brief
+    primary = b.metrics.primary
+    if drift_not_measured(b):
+        summary = pl.DataFrame([{"metric": primary, "severity": NOT_APPLICABLE, "rows": 0}], schema=PERFORMANCE_SCHEMA)
+        path = platform.write_table("monitoring", "performance", summary)
+        return dg.MaterializeResult(metadata={**_not_measured(b), "severity": NOT_APPLICABLE,
+                                              "path": dg.MetadataValue.path(str(path))})
     version, model = load_champion(platform, tracking)
     if model is None:
         raise RuntimeError("no champion model yet: materialise champion_model (it needs the promotion gate to pass)")
     frame = platform.read_table("training", "training_set")
     at = pl.col(b.label.timestamp)
-    current = frame.filter(at.is_between(datetime.combine(b.monitoring.current_start, time()),
-                                         datetime.combine(b.monitoring.current_end, time()), closed="left"))
+    current = frame.filter(at.is_between(_midnight(b.monitoring.current_start), _midnight(b.monitoring.current_end),
+                                         closed="left"))
     train = load_split(platform).train
     if current.height == 0:
         raise RuntimeError(f"no labelled rows between {b.monitoring.current_start} and {b.monitoring.current_end} "
                            "yet; concept drift needs labels from the monitored period")
-    primary = b.metrics.primary
     y = current[b.label.column].to_numpy()
     current_scores = model.predict_score(current)
     now = compute_metrics(b.task_type, y, current_scores, model.threshold)
@@ -98,7 +222,8 @@ def performance_report(platform: PlatformResource, tracking: TrackingResource) -
     kl = prediction_drift_kl(model.predict_score(train), current_scores)
     chi2, chi2_p = label_drift_chi2(train[b.label.column].to_numpy(), y)
     summary = pl.DataFrame([{**asdict(drift), "champion_version": version, "rows": current.height,
-                             "prediction_kl": kl, "label_chi2": chi2, "label_chi2_pvalue": chi2_p}])
+                             "prediction_kl": kl, "label_chi2": chi2, "label_chi2_pvalue": chi2_p}],
+                           schema=PERFORMANCE_SCHEMA)
     path = platform.write_table("monitoring", "performance", summary)
     return dg.MaterializeResult(metadata={
         f"{primary}_at_evaluation": evaluated, f"{primary}_now": now[primary],
@@ -108,11 +233,20 @@ def performance_report(platform: PlatformResource, tracking: TrackingResource) -
     })
 
 
+def _not_applicable_check(brief: Brief, what: str) -> dg.AssetCheckResult:
+    reason = drift_not_measured(brief) or "the report was written without a monitored period"
+    return dg.AssetCheckResult(passed=True, metadata=_not_measured(brief),
+                               description=f"not applicable: {what} is not measured; {reason}")
+
+
 @dg.asset_check(asset="performance_report", name="concept_drift",
                 description="Concept drift: the champion's primary metric on newly labelled data has not dropped "
-                "more than the brief allows (ERROR beyond it, WARN on any drop).")
+                "more than the brief allows (ERROR beyond it, WARN on any drop); not applicable to data without "
+                "time.")
 def concept_drift_check(platform: PlatformResource) -> dg.AssetCheckResult:
     row = platform.read_table("monitoring", "performance").row(0, named=True)
+    if row["severity"] == NOT_APPLICABLE:
+        return _not_applicable_check(platform.brief, "concept drift")
     return dg.AssetCheckResult(
         passed=row["severity"] == "ok",
         severity=dg.AssetCheckSeverity.ERROR if row["severity"] == "critical" else dg.AssetCheckSeverity.WARN,
@@ -123,9 +257,11 @@ def concept_drift_check(platform: PlatformResource) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset="drift_report", description="No feature drifts past the brief's PSI bands "
-                "(WARN above the warning band, ERROR above the critical one).")
+                "(WARN above the warning band, ERROR above the critical one); not applicable to data without time.")
 def feature_drift(platform: PlatformResource) -> dg.AssetCheckResult:
     frame = platform.read_table("monitoring", "drift")
+    if frame.height and (frame["severity"] == NOT_APPLICABLE).all():
+        return _not_applicable_check(platform.brief, "feature drift over time")
     critical = frame.filter(pl.col("severity") == "critical")["feature"].to_list()
     warning = frame.filter(pl.col("severity") == "warning")["feature"].to_list()
     return dg.AssetCheckResult(
@@ -136,5 +272,7 @@ def feature_drift(platform: PlatformResource) -> dg.AssetCheckResult:
     )
 
 
-def build(brief) -> list:
-    return [whylogs_profiles, drift_report, feature_drift, performance_report, concept_drift_check]
+def build(brief: Brief) -> list:
+    sources = partitioned_sources(brief)
+    batches = [_batch_profiles_asset(brief, sources)] if sources else []
+    return [whylogs_profiles, *batches, drift_report, feature_drift, performance_report, concept_drift_check]

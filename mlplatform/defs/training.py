@@ -14,10 +14,10 @@ from mlplatform.core.features import feature_columns
 from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.pit_join import point_in_time_join
 from mlplatform.core.report import confusion_matrix_plot, importance_plot
-from mlplatform.core.tracking import ExperimentRecord, dataset_version, log_experiment
+from mlplatform.core.tracking import ExperimentRecord, dataset_version, log_experiment, log_tuning_trials
 from mlplatform.core.training import majority_baseline, random_split, save_model, temporal_split, train_lightgbm
 from mlplatform.core.training import rules_baseline as rules_predictor
-from mlplatform.core.tuning import tune_lightgbm
+from mlplatform.core.tuning import SEARCH_PARAMS, tune_lightgbm
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 
 
@@ -28,13 +28,20 @@ def model_features(brief: Brief) -> list[str]:
 
 
 def load_split(platform: PlatformResource):
+    """The training set split as the brief says: random, fixed dates, or rolling months anchored at the latest
+    known label (then rows before the training window are left out)."""
+    from mlplatform.core.retraining import split_dates
+
     b = platform.brief
     frame = platform.read_table("training", "training_set")
     if isinstance(b.split, RandomSplit):
         return random_split(frame, b.label.column, validation_fraction=b.split.validation_fraction,
                             test_fraction=b.split.test_fraction,
                             stratify_by_label=b.split.stratify and b.task_type != "regression", seed=b.training.seed)
-    return temporal_split(frame, b.label.timestamp, b.split.validation_start, b.split.test_start, b.split.test_end)
+    dates = split_dates(b.split, frame[b.label.timestamp])
+    if dates.train_start is not None:
+        frame = frame.filter(pl.col(b.label.timestamp).cast(pl.Date) >= dates.train_start)
+    return temporal_split(frame, b.label.timestamp, dates.validation_start, dates.test_start, dates.test_end)
 
 
 @dg.asset(
@@ -49,6 +56,7 @@ def training_set(platform: PlatformResource) -> dg.MaterializeResult:
     labels = known_labels(
         platform.read_table("validated", b.label.source), entity_key=b.entity_key, timestamp=b.label.timestamp,
         label=b.label.column, delay_days=b.label.delay_days, as_of=datetime.combine(b.partition_end, midnight()),
+        classes=b.label.classes,
     )
     # Our DuckDB ASOF join, equal value for value to Feast's get_historical_features (tested), ~10x faster.
     joined = point_in_time_join(
@@ -188,17 +196,20 @@ def lgbm_model(context: dg.AssetExecutionContext, platform: PlatformResource,
         tuned = tune_lightgbm(
             b.task_type, split.train, split.validation, features, b.label.column, primary_metric=b.metrics.primary,
             n_trials=settings.tuning_trials, timeout_s=settings.tuning_timeout_s, storage_url=f"sqlite:///{storage}",
-            study_name=f"{b.name}_lightgbm_{dataset_version(split.train)[:12]}", seed=settings.seed)
+            study_name=f"{b.name}_lightgbm_{dataset_version(split.train)[:12]}", seed=settings.seed,
+            transforms=settings)
         params = tuned.best_params
         tuning_note = (f"Optuna: {tuned.n_trials_done} trials this run ({len(tuned.trials)} in the study), best "
                        f"validation {b.metrics.primary} {tuned.best_value:.4f}")
     model = train_lightgbm(b.task_type, split.train, split.validation, features, b.label.column, params=params,
-                           seed=settings.seed)
+                           seed=settings.seed, transforms=settings)
     elapsed = time.perf_counter() - started
     model_dir = save_model(model, platform.workspace.models_dir / "lightgbm")
     result = _record_candidate(context, platform, tracking, name="lightgbm", predictor=model, threshold=model.threshold,
                                hyperparameters=model.params, training_time_s=elapsed, model_dir=model_dir,
                                notes=f"best iteration {model.best_iteration}; {tuning_note}")
+    if settings.tuning_trials:  # each trial of this run as a child of the candidate's run
+        log_tuning_trials(tracking.uri, result["run_id"], tuned.new_trials, b.metrics.primary, SEARCH_PARAMS)
     return dg.MaterializeResult(metadata={**_metadata(result, b.metrics.primary),
                                           "training_time_s": round(elapsed, 2),
                                           "tuning": tuning_note,

@@ -209,3 +209,81 @@ def test_concept_drift_severity_follows_the_metric_direction(reference, current,
     result = concept_drift("m", reference, current, max_drop=0.05, higher_is_better=higher)
     assert result.severity == severity
     assert result.relative_drop == pytest.approx((reference - current) / reference * (1 if higher else -1))
+
+
+def _monthly(rng: np.random.Generator) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A reference and three months of current rows: the number shifts more each month, the plan once."""
+    reference = pl.DataFrame({"x": rng.normal(size=3000), "plan": rng.choice(["a", "b", "c"], 3000, p=[.5, .3, .2])})
+    months = [pl.DataFrame({"x": rng.normal(shift, 1.0, 1000), "plan": rng.choice(["a", "b", "c"], 1000, p=p),
+                            "month": [f"2025-0{k}"] * 1000})
+              for k, (shift, p) in enumerate([(0.0, [.5, .3, .2]), (0.5, [.5, .3, .2]), (1.5, [.2, .3, .5])], 1)]
+    return reference, pl.concat(months[::-1])  # out of order on purpose
+
+
+def test_drift_by_period_is_the_psi_of_each_period_in_period_order():
+    reference, current = _monthly(np.random.default_rng(11))
+    table = drift.drift_by_period(reference, current, ["x", "plan"], "month", psi_warning=0.1, psi_critical=0.25)
+    assert table.columns == ["period", "feature", "rows", "psi", "severity"]
+    assert table.select("period", "feature").rows() == [(f"2025-0{k}", f) for k in (1, 2, 3) for f in ("x", "plan")]
+    for row in table.iter_rows(named=True):
+        part = current.filter(pl.col("month") == row["period"])
+        single = drift.drift_report(reference, part, [row["feature"]], psi_warning=0.1, psi_critical=0.25)[0]
+        assert (row["rows"], row["severity"]) == (1000, single.severity)
+        assert row["psi"] == pytest.approx(single.psi, rel=1e-12)
+    x = table.filter(pl.col("feature") == "x")["psi"].to_list()
+    assert x[0] < 0.1 < x[1] and x[2] > 0.25  # drift grows month by month
+
+
+def test_drift_by_period_psi_matches_scipy_on_independent_bins():
+    # PSI = KL(q||p) + KL(p||q) on the binned shares; bins from numpy's quantiles, divergences from scipy.
+    reference, current = _monthly(np.random.default_rng(12))
+    table = drift.drift_by_period(reference, current, ["x"], "month", psi_warning=0.1, psi_critical=0.25)
+    ref = reference["x"].to_numpy()
+    edges = np.quantile(ref, np.linspace(0, 1, 11), method="nearest")[1:-1]
+    for row in table.iter_rows(named=True):
+        cur = current.filter(pl.col("month") == row["period"])["x"].to_numpy()
+        p = np.bincount(np.searchsorted(edges, ref, "right"), minlength=10) / ref.size
+        q = np.bincount(np.searchsorted(edges, cur, "right"), minlength=10) / cur.size
+        p, q = np.maximum(p, drift.EPS), np.maximum(q, drift.EPS)
+        assert row["psi"] == pytest.approx(stats.entropy(q, p) + stats.entropy(p, q), rel=1e-9)
+
+
+def test_drift_by_period_names_a_missing_period_column():
+    reference, current = _monthly(np.random.default_rng(13))
+    with pytest.raises(ValueError, match="period column 'week'"):
+        drift.drift_by_period(reference, current, ["x"], "week", psi_warning=0.1, psi_critical=0.25)
+    with pytest.raises(ValueError, match="'y'"):
+        drift.drift_by_period(reference, current, ["y"], "month", psi_warning=0.1, psi_critical=0.25)
+
+
+def test_psi_over_time_plot_writes_a_png(tmp_path):
+    reference, current = _monthly(np.random.default_rng(14))
+    table = drift.drift_by_period(reference, current, ["x", "plan"], "month", psi_warning=0.1, psi_critical=0.25)
+    path = drift.psi_over_time_plot(table, tmp_path / "d" / "over_time.png", psi_warning=0.1, psi_critical=0.25,
+                                    markers={"monitored": "2025-03", "absent": "2030-01"})
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000
+
+
+def test_drift_table_and_the_not_applicable_table_share_one_schema():
+    measured = drift.drift_table([drift.FeatureDrift("a", "numerical", 0.05, 0.01, 0.5, 0.001, "ok"),
+                                  drift.FeatureDrift("b", "categorical", 0.3, None, None, 0.05, "critical")])
+    assert measured["feature"].to_list() == ["b", "a"]  # most drifted first
+    empty = drift.not_applicable_drift({"a": "numerical", "b": "categorical"})
+    assert measured.schema == empty.schema == pl.Schema(drift.DRIFT_SCHEMA)
+    assert empty.rows() == [("a", "numerical", None, None, None, None, drift.NOT_APPLICABLE),
+                            ("b", "categorical", None, None, None, None, drift.NOT_APPLICABLE)]
+    assert drift.feature_kind(pl.Enum(["x"])) == "categorical" and drift.feature_kind(pl.Date) == "numerical"
+
+
+def test_drift_is_not_measured_without_time_or_without_a_monitored_period():
+    from mlplatform.brief import DEMO_BRIEF, load_brief
+
+    demo = load_brief(DEMO_BRIEF)
+    assert drift.drift_not_measured(demo) is None
+    unmonitored = demo.model_copy(update={"monitoring": demo.monitoring.model_copy(
+        update={"current_start": None, "current_end": None})})
+    assert "set monitoring.current_start and current_end" in drift.drift_not_measured(unmonitored)
+    labels = demo.sources["labels"].model_copy(update={"observed_at": date(2025, 5, 1)})
+    timeless = demo.model_copy(update={"sources": {**demo.sources, "labels": labels}})
+    reason = drift.drift_not_measured(timeless)
+    assert "no time" in reason and "observed_at" in reason and "timestamp column" in reason

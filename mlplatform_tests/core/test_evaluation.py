@@ -271,3 +271,16 @@ def test_edge_case_probe_passes_a_robust_model_and_catches_a_fragile_one():
         bad["all features missing"]["detail"]
     assert not bad["numbers far above range"]["passed"] and bad["numbers far below range"]["passed"]
     assert bad["unseen categories"]["passed"]
+
+
+def test_a_many_valued_numeric_protected_attribute_is_judged_in_quintile_bands():
+    from mlplatform.core.evaluation import protected_groups
+
+    ages = pl.Series("age", [*range(18, 80), None])
+    bands = protected_groups(ages)
+    assert bands.name == "age" and bands.null_count() == 1
+    assert bands.value_counts()["count"].drop_nulls().sort().to_list() == [1, 12, 12, 12, 13, 13]
+    assert set(bands.drop_nulls()) == {"< 30", "30 to < 42", "42 to < 55", "55 to < 67", ">= 67"}
+    # Few values, or text: the values themselves are the groups.
+    assert protected_groups(pl.Series("band", ["18-24", "65+"])).to_list() == ["18-24", "65+"]
+    assert protected_groups(pl.Series("flag", [0, 1, 1])).to_list() == [0, 1, 1]

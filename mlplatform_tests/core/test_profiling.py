@@ -120,3 +120,8 @@ def test_merged_profiles_describe_the_union_of_batches(frame):
             assert merged[column]["mean"] == pytest.approx(whole[column]["mean"], rel=1e-9)
     with pytest.raises(ValueError, match="at least one"):
         profiling.merge_profiles([])
+
+
+def test_the_summary_schema_is_what_profile_summary_returns(frame):
+    summary = profiling.profile_summary(profiling.profile_frame(frame))
+    assert summary.schema == pl.DataFrame(schema=profiling.SUMMARY_SCHEMA).schema

@@ -1,10 +1,21 @@
 import json
 import threading
+from datetime import date, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import polars as pl
+import pytest
+from pydantic import ValidationError
 
-from mlplatform.core.retraining import drift_trigger, notify, performance_trigger
+from mlplatform.brief import Split
+from mlplatform.core.retraining import (
+    SplitDates,
+    drift_trigger,
+    notify,
+    performance_trigger,
+    rolling_split_dates,
+    split_dates,
+)
 
 DRIFT = pl.DataFrame({"feature": ["a", "b", "c", "d"], "psi": [0.05, 0.22, 0.40, 0.15]})
 IMPORTANCE = {"a": 10.0, "b": 8.0, "c": 0.5, "d": 5.0}
@@ -65,3 +76,41 @@ def test_top_features_are_ranked_over_the_whole_model_not_the_report():
     importance = {f"f{i}": float(100 - i) for i in range(12)}
     drift = pl.DataFrame({"feature": ["f0", "f11"], "psi": [0.01, 0.9]})  # f11 is 12th by importance
     assert drift_trigger(drift, importance, top_n=10, threshold=0.2) is None
+
+
+def test_rolling_windows_count_whole_months_back_from_the_latest_label():
+    assert rolling_split_dates(date(2025, 10, 1), train_months=6, validation_months=1, test_months=1) == SplitDates(
+        date(2025, 3, 1), date(2025, 9, 1), date(2025, 10, 1), date(2025, 11, 1))
+    # Mid-month labels anchor at their month; windows cross the year boundary; no train_months keeps all.
+    assert rolling_split_dates(date(2026, 2, 17), train_months=None, validation_months=2, test_months=3) == \
+        SplitDates(None, date(2025, 10, 1), date(2025, 12, 1), date(2026, 3, 1))
+    assert rolling_split_dates(date(2025, 12, 31), train_months=12, validation_months=1, test_months=1) == \
+        SplitDates(date(2024, 11, 1), date(2025, 11, 1), date(2025, 12, 1), date(2026, 1, 1))
+
+
+def test_split_dates_are_fixed_or_follow_the_newest_label():
+    fixed = Split(validation_start=date(2025, 7, 1), test_start=date(2025, 8, 1), test_end=date(2025, 9, 1))
+    times = pl.Series([datetime(2025, 2, 1), datetime(2025, 8, 1)])
+    assert split_dates(fixed, times) == SplitDates(None, date(2025, 7, 1), date(2025, 8, 1), date(2025, 9, 1))
+    rolling = Split(rolling=True, train_months=3)
+    assert split_dates(rolling, times) == SplitDates(date(2025, 4, 1), date(2025, 7, 1), date(2025, 8, 1),
+                                                     date(2025, 9, 1))
+    # New labelled months move every window forward, for Date columns as for Datetime ones.
+    newer = pl.Series([date(2025, 2, 1), date(2025, 10, 1)])
+    assert split_dates(rolling, newer).test_start == date(2025, 10, 1)
+    with pytest.raises(ValueError, match="no labelled rows"):
+        split_dates(rolling, pl.Series([], dtype=pl.Date))
+    with pytest.raises(ValueError, match="dates or datetimes"):
+        split_dates(rolling, pl.Series([20250801]))
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"rolling": True, "test_start": "2025-08-01"}, "split.rolling computes test_start"),
+    ({"validation_start": "2025-07-01", "test_start": "2025-08-01", "test_months": 2}, "rolling split only"),
+    ({"validation_start": "2025-07-01"}, "validation_start and test_start"),
+    ({"validation_start": "2025-08-01", "test_start": "2025-08-01"}, "before test_start"),
+    ({"rolling": True, "train_months": 0}, "greater than 0"),
+])
+def test_a_split_is_either_fixed_or_rolling(fields, message):
+    with pytest.raises(ValidationError, match=message):
+        Split.model_validate(fields)
