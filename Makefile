@@ -26,7 +26,7 @@ lint: install
 
 # Modules under mypy so far ([tool.mypy] in pyproject.toml); add a module once it checks clean.
 TYPECHECKED := $(addprefix mlplatform/core/,distributed.py tuning.py tracking.py cost.py system_score.py metrics.py \
-	pit_join.py warehouse.py features.py transforms.py training.py)
+	pit_join.py warehouse.py features.py transforms.py training.py drift.py retraining.py profiling.py)
 
 typecheck: install
 	$(BIN)/python -m mypy $(TYPECHECKED)

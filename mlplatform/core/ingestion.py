@@ -63,8 +63,8 @@ def _file_header(file: Path, fmt: str) -> list[str]:
     try:
         return pl.read_csv(file, n_rows=0).columns if fmt == "csv" else list(pl.read_parquet_schema(file))
     except Exception as exc:  # polars raises several types for corrupt input
-        raise InputError(f"cannot read {file} as {fmt}: {exc}. Replace the file or fix the source format in the "
-                         "brief.") from None
+        raise InputError(f"cannot read {file} as {fmt}: {exc}. Replace the file with a valid {fmt} file or fix the "
+                         "source format in the brief.") from None
 
 
 def add_derived_columns(frame: pl.DataFrame, source: Source) -> pl.DataFrame:

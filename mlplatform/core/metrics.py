@@ -72,6 +72,8 @@ def compute_metrics(
     if task == "multiclass":
         y_true = y_true.astype(int)
         proba = y_score if y_score.ndim == 2 else _one_hot(y_score.astype(int), int(y_true.max()) + 1)
+        # float32 network outputs sum to 1 only within ~1e-7; log loss wants rows that sum to 1 in float64.
+        proba = proba / proba.sum(axis=1, keepdims=True)
         return {
             "macro_f1": float(skm.f1_score(y_true, proba.argmax(axis=1), average="macro", zero_division=0)),
             "accuracy": float(skm.accuracy_score(y_true, proba.argmax(axis=1))),

@@ -428,6 +428,15 @@ def _performance(workspace: Workspace, brief: Brief) -> dict[str, Any]:
     return found
 
 
+def _has_rows(path: Path) -> bool:
+    return path.exists() and pl.scan_parquet(path).select(pl.len()).collect().item() > 0
+
+
+def _measured(path: Path) -> bool:
+    """A monitoring table that holds a real measurement (data without time writes ``not_applicable`` rows)."""
+    return path.exists() and bool((pl.read_parquet(path, columns=["severity"])["severity"] != "not_applicable").any())
+
+
 def gather_evidence(workspace: Workspace, brief: Brief, brief_dir: Path, *, tracking_uri: str, model_name: str,
                     rollback_automation: tuple[str, ...] = (), retrain_triggers: tuple[str, ...] = (),
                     ab_test_report: bool = False) -> Evidence:
@@ -471,9 +480,10 @@ def gather_evidence(workspace: Workspace, brief: Brief, brief_dir: Path, *, trac
         serving_app=importlib.util.find_spec("mlplatform.serving.app") is not None,
         rollback_automation=rollback_automation,
         ab_test_report=ab_test_report,
-        profiles=workspace.table("profiles", "current").exists(),
-        drift_report=workspace.table("monitoring", "drift").exists(),
-        performance_report=workspace.table("monitoring", "performance").exists(),
+        # Monitoring counts where something was measured: data without time writes "not_applicable" rows.
+        profiles=_has_rows(workspace.table("profiles", "current")),
+        drift_report=_measured(workspace.table("monitoring", "drift")),
+        performance_report=_measured(workspace.table("monitoring", "performance")),
         retrain_triggers=retrain_triggers,
         model_card=_existing(workspace.reports_dir / "model_card.md"),
         evaluation_report=_existing(workspace.reports_dir / "evaluation" / "report.md"),

@@ -251,7 +251,8 @@ def evaluation_report(platform: PlatformResource, feast_store: FeatureStoreResou
         "brief": f"{b.name} (challenger {challenger}, chosen on validation {primary}: "
                  + ", ".join(f"{n} {v:.4f}" for n, v in validation.items()) + ")",
         "task": task, "model_name": challenger, "primary_metric": primary, "scores_used": SCORES_USED,
-        "holdout": {"period": b.split_summary()["test"], "rows": test.height,
+        "holdout": {"period": (f"{test[b.label.timestamp].min():%Y-%m-%d} .. {test[b.label.timestamp].max():%Y-%m-%d}"
+                               if b.has_time else b.split_summary()["test"]), "rows": test.height,
                     "positive_rate": float(np.mean(y)) if task == "binary" else None},
         "metrics": parts["metrics"], "baselines": parts["baselines"] | {"random": {primary: random}},
         "deltas": parts["deltas"],

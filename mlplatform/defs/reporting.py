@@ -5,6 +5,7 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
+from mlplatform.core.drift import NOT_APPLICABLE
 from mlplatform.core.evaluation import (
     MAX_TPR_GAP,
     PROXY_MAX_AUC,
@@ -54,6 +55,7 @@ def model_card(platform: PlatformResource, tracking: TrackingResource) -> dg.Mat
     checklist judged on that evidence. Written as model_card.md and model_card.json, logged as artifacts of
     the model's MLflow run, and pointed to by the registered version's `model_card` tag and description."""
     b = platform.brief
+    drift = platform.read_table("monitoring", "drift")
     split = load_split(platform)
     registered = platform.read_table("registry", "challenger").row(0, named=True)
     name = registered["candidate"]
@@ -75,7 +77,8 @@ def model_card(platform: PlatformResource, tracking: TrackingResource) -> dg.Mat
                     for r in metrics.iter_rows(named=True)},
         "sliced_metrics": slices,
         "fairness": fairness,
-        "drift": platform.read_table("monitoring", "drift").select("feature", "psi", "severity").to_dicts(),
+        "drift": None if (drift["severity"] == NOT_APPLICABLE).all() else
+        drift.select("feature", "psi", "severity").to_dicts(),
         "quality_total": normalised_total(platform.read_table("reports", "data_quality_overall")["points"].to_list()),
     })
     checklist = bias_checklist({"brief": b, "fairness": fairness, "sliced_metrics": slices,

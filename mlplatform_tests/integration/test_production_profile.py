@@ -37,7 +37,7 @@ PG = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 REDIS = "127.0.0.1:6379"
 SYSTEMS = ("dagster", "mlflow", "feast")
 STAGES = ["problem", "ingestion", "quality", "features", "feature_store", "training", "evaluation", "registry",
-          "monitoring", "reporting"]
+          "serving", "monitoring", "reporting"]
 CONCURRENT_GROUPS = ["feature_store", "registry"]
 
 

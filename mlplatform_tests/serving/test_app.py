@@ -37,7 +37,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def served(ws, demo_settings) -> Iterator[Served]:
-    with serving(create_app(demo_settings)) as running:
+    # A generous budget: these tests are about answers and counts; timeouts have their own test below, and a
+    # busy CI machine can stall one request past the default second.
+    with serving(create_app(demo_settings, ServingOptions(timeout_s=10.0))) as running:
         wait_ready(running.client)
         yield running
 
