@@ -1,10 +1,10 @@
 """Model-quality regression floor for CI: the demo champion's hold-out metrics must not fall below recorded floors.
 
 The floors sit about 10% under the values measured on the default demo (300,000 events, seed 7) when they were
-recorded: primary metric F1 0.3085, PR-AUC 0.2670 (with the lag/interaction features and one-hot/target-encoded
-categoricals; before them, with native LightGBM categoricals, F1 was 0.3421). A change that costs more than that (a lost feature, a broken
-encoding, a bad default) fails CI here, while small run-to-run differences do not. When the model gets better
-for good, measure again and raise the floors.
+recorded: primary metric F1 0.3085, PR-AUC 0.2670, with the lag/interaction features and one-hot/target-encoded
+categoricals (before them, with native LightGBM categoricals, F1 was 0.3421). A change that costs more than that
+(a lost feature, a broken encoding, a bad default) fails CI here, while small run-to-run differences do not. When
+the model gets better for good, measure again and raise the floors.
 """
 
 import polars as pl
