@@ -30,16 +30,22 @@ def invoke(*args) -> object:
     return result
 
 
-def init_and_run(folder: Path, data: Path, target: str, *, torch: bool):
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """One data directory for every brief of this module: briefs live side by side in their namespaces."""
+    return tmp_path_factory.mktemp("shared_data")
+
+
+def init_and_run(folder: Path, data: Path, target: str, *, torch: bool, data_dir: Path):
     brief_path = folder / "brief.yaml"
     made = invoke("init", data, "--target", target, "--output", brief_path)
     assert made.exit_code == 0, made.stderr
     raw = yaml.safe_load(brief_path.read_text())
     raw["training"] = {"tuning_trials": 3, "torch": torch, "torch_params": {"max_epochs": 5}}  # keep CI quick
     brief_path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    ran = invoke("run", "--brief", brief_path, "--data-dir", folder / "data")
+    ran = invoke("run", "--brief", brief_path, "--data-dir", data_dir)
     brief = load_brief(brief_path)
-    return made, ran, brief, Workspace((folder / "data").resolve(), brief.name)
+    return made, ran, brief, Workspace(data_dir.resolve(), brief.name)
 
 
 def assert_finished_with_artefacts(ran, ws: Workspace, brief) -> dict:
@@ -55,8 +61,8 @@ def assert_finished_with_artefacts(ran, ws: Workspace, brief) -> dict:
             .iter_rows(named=True)}
 
 
-def test_binary_table_without_time_or_key(tmp_path):
-    made, ran, brief, ws = init_and_run(tmp_path, shop_visits(tmp_path), "bought", torch=False)
+def test_binary_table_without_time_or_key(tmp_path, data_dir):
+    made, ran, brief, ws = init_and_run(tmp_path, shop_visits(tmp_path), "bought", torch=False, data_dir=data_dir)
     assert "entity key: none found; rows are numbered into 'row_id'" in made.stdout
     metrics = assert_finished_with_artefacts(ran, ws, brief)
     assert metrics["roc_auc"] > 0.7  # the generator's signal is strong; a broken join would sit near 0.5
@@ -68,20 +74,32 @@ def test_binary_table_without_time_or_key(tmp_path):
     assert "row_gender" not in training.columns
 
 
-def test_multiclass_with_time_and_entity_key(tmp_path):
-    made, ran, brief, ws = init_and_run(tmp_path, machine_faults(tmp_path), "fault", torch=True)
+def test_multiclass_with_time_and_entity_key(tmp_path, data_dir):
+    made, ran, brief, ws = init_and_run(tmp_path, machine_faults(tmp_path), "fault", torch=True, data_dir=data_dir)
     assert "time: 'reading_time'" in made.stdout
     metrics = assert_finished_with_artefacts(ran, ws, brief)
     assert metrics["macro_f1"] > 0.5
     assert (ws.models_dir / "torch").exists()
 
 
-def test_wide_regression_with_a_unique_id(tmp_path):
-    made, ran, brief, ws = init_and_run(tmp_path, house_prices(tmp_path), "price", torch=False)
+def test_wide_regression_with_a_unique_id(tmp_path, data_dir):
+    made, ran, brief, ws = init_and_run(tmp_path, house_prices(tmp_path), "price", torch=False, data_dir=data_dir)
     assert "task: regression" in made.stdout
     metrics = assert_finished_with_artefacts(ran, ws, brief)
     assert metrics["r2"] > 0.5
     assert len(brief.model_input_columns) == 30
+
+
+def test_the_briefs_live_side_by_side_in_one_data_directory(data_dir):
+    """Run after the three graphs above: each brief kept its own lake, MLflow store, registry and Feast project."""
+    names = {"shop_visits", "machine_faults", "house_prices"}
+    assert names <= {p.name for p in data_dir.iterdir() if p.is_dir()}
+    for name in names:
+        ws = Workspace(data_dir.resolve(), name)
+        assert ws.table("training", "training_set").exists() and (ws.feast_dir / "registry.db").exists()
+        assert ws.mlflow_uri.endswith(f"{name}/mlflow/mlflow.db")
+    # One Dagster instance records every brief's runs.
+    assert (data_dir / "dagster_home" / "dagster.yaml").exists()
 
 
 def test_init_refuses_to_overwrite_a_brief(tmp_path):
