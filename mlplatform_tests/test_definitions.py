@@ -17,7 +17,7 @@ EXPECTED = {
     "evaluation": {"evaluation_report"},
     "registry": {"model_registry", "champion_model"},
     "serving": {"ab_test_report", "serving_rollout"},
-    "monitoring": {"whylogs_profiles", "batch_profiles", "drift_report", "performance_report"},
+    "monitoring": {"whylogs_profiles", "batch_profiles", "drift_report", "performance_report", "prediction_profiles"},
     "reporting": {"model_card", "cost_report", "ml_system_score"},
 }
 BLOCKING = {("data_quality_report", "data_quality_gate"), ("evaluation_report", "kill_criteria"),

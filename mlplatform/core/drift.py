@@ -7,6 +7,7 @@ scipy. Nulls are never dropped silently: they form their own bin, so a feature t
 counts as drift.
 """
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -320,6 +321,37 @@ def prediction_drift_kl(
     p = np.maximum(_proportions(ref_counts), EPS)
     q = np.maximum(_proportions(cur_counts), EPS)
     return float(np.sum(q * np.log(q / p)))
+
+
+# The prediction-drift table's contract (the lake's monitoring/prediction_drift), also when nothing was served.
+PREDICTION_DRIFT_SCHEMA = {"period": pl.String, "model_version": pl.String, "rows": pl.Int64, "kl": pl.Float64}
+
+
+def prediction_drift_by_period(current: pl.DataFrame, reference_scores: Mapping[str, np.ndarray], *, score: str,
+                               period: str, version: str, bins: int = 10) -> pl.DataFrame:
+    """Prediction drift of served scores: :func:`prediction_drift_kl` of each period's scores of each model
+    version against that version's scores on the training reference.
+
+    Args:
+        current: one row per served prediction with the ``score``, ``period`` and ``version`` columns.
+        reference_scores: model version -> its scores on the training reference (what it would have answered).
+
+    Returns:
+        Columns of :data:`PREDICTION_DRIFT_SCHEMA`, sorted by period, then version.
+
+    Raises:
+        ValueError: a column is missing, or a served version has no reference scores.
+    """
+    missing = [c for c in (score, period, version) if c not in current.columns]
+    if missing:
+        raise ValueError(f"columns {missing} are not in the served predictions")
+    unknown = sorted(set(current[version].unique().to_list()) - set(reference_scores))
+    if unknown:
+        raise ValueError(f"model version(s) {unknown} were served but have no reference scores")
+    rows = [{"period": str(key), "model_version": str(served), "rows": part.height,
+             "kl": prediction_drift_kl(reference_scores[served], part[score].to_numpy(), bins)}
+            for (key, served), part in current.partition_by(period, version, as_dict=True).items()]
+    return pl.DataFrame(rows, schema=PREDICTION_DRIFT_SCHEMA).sort("period", "model_version")
 
 
 def label_drift_chi2(reference_labels: np.ndarray, current_labels: np.ndarray) -> tuple[float, float]:

@@ -173,3 +173,41 @@ def profile_summary(view: DatasetProfileView) -> pl.DataFrame:
             row[name] = None if pd.isna(value) or (numeric and not has_numbers) else value
         rows.append(row)
     return pl.DataFrame(rows, schema=SUMMARY_SCHEMA).sort("column")
+
+
+def served_frame(log: pl.DataFrame, *, features: str = "features",
+                 outputs: tuple[str, ...] = ("prediction", "probability")) -> pl.DataFrame:
+    """A prediction log as the model saw and answered it: one column per served feature, then the outputs.
+
+    Args:
+        log: the serving app's prediction log; ``features`` holds each row's model input as JSON text.
+        features: the JSON column.
+        outputs: the answer columns kept beside the features.
+
+    Raises:
+        ValueError: a column is missing, or a served feature has an output's name.
+    """
+    missing = [c for c in (features, *outputs) if c not in log.columns]
+    if missing:
+        raise ValueError(f"the prediction log lacks the column(s) {missing}; profile a log written by the serving "
+                         "app's PredictionLog")
+    # Versions with different inputs share the log: every row is read to find the union of their features.
+    decoded = log[features].str.json_decode(infer_schema_length=None)
+    inputs = decoded.struct.unnest() if decoded.dtype.fields else pl.DataFrame()
+    clash = sorted(set(inputs.columns) & set(outputs))
+    if clash:
+        raise ValueError(f"served feature(s) {clash} have the name of a prediction output; rename the feature")
+    return pl.concat([inputs, log.select(outputs)], how="horizontal")
+
+
+def profile_by_period(frame: pl.DataFrame, period: str) -> dict[str, DatasetProfileView]:
+    """One profile per value of the ``period`` column (e.g. each day), of every other column; oldest first.
+
+    Raises:
+        ValueError: ``period`` is not a column.
+        TypeError: a column's dtype cannot be profiled.
+    """
+    if period not in frame.columns:
+        raise ValueError(f"period column '{period}' is not in the frame")
+    parts = frame.partition_by(period, as_dict=True)
+    return {str(key): profile_frame(parts[(key,)].drop(period)) for (key,) in sorted(parts, key=lambda k: str(k[0]))}

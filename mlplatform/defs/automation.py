@@ -1,8 +1,9 @@
 """Jobs, schedules and sensors: new data is ingested, and drift, decay or the calendar retrain (seed phase 7).
 
 Each trigger launches ``retrain_job`` — re-validate the data, rebuild features, retrain, evaluate, and run the
-promotion gate against the production model — with the reason in the run's tags. Every retraining run's
-outcome is appended to the notifications log (and POSTed to the brief's webhook when one is set).
+promotion gate against the production model, then promote or start a canary (``monitoring.retrain_rollout``) —
+with the reason in the run's tags. Every retraining run's outcome is appended to the notifications log (and
+POSTed to the brief's webhook when one is set).
 """
 
 import json
@@ -159,7 +160,18 @@ def _notify(platform: PlatformResource, run: dg.DagsterRun, status: str, message
     if promotion.exists():
         row = pl.read_parquet(promotion).row(0, named=True)
         decision = {"challenger_version": row["challenger_version"], "promoted": row["promote"]}
+        decision["rollout"] = _rollout_of(platform, row["challenger_version"]) if row["promote"] else None
     event = {"run_id": run.run_id, "job": run.job_name, "status": status,
              "trigger": run.tags.get(TRIGGER_TAG, "manual"), "reason": run.tags.get(REASON_TAG, ""),
              "promotion": decision, "message": message}
     return notify(platform.workspace.root / "notifications.jsonl", event, platform.brief.monitoring.webhook_url)
+
+
+def _rollout_of(platform: PlatformResource, version: str) -> str | None:
+    """What champion_model did with ``version`` after the gate passed: "promoted", or "canary at 5%"."""
+    path = platform.workspace.table("registry", "rollout")
+    rows = pl.read_parquet(path).filter(pl.col("challenger_version") == version) if path.exists() else None
+    if rows is None or rows.height == 0:
+        return None  # champion_model did not run (e.g. the run failed after the gate)
+    row = rows.row(0, named=True)
+    return "promoted" if row["action"] == "promoted" else f"canary at {row['challenger_share']:.0%}"

@@ -1,4 +1,5 @@
-"""Stage: monitoring — whylogs profiles, feature drift over time and concept drift against training (seed phase 7).
+"""Stage: monitoring — whylogs profiles (ingested batches, training reference, monitored period, served
+predictions), feature drift over time, prediction drift and concept drift against training (seed phase 7).
 
 Data without time (or a brief without a monitored period) has no later period to compare: the assets then
 say so, with how to enable it, and still write their tables with the usual columns (severity
@@ -6,16 +7,21 @@ say so, with how to enable it, and still write their tables with the usual colum
 """
 
 import base64
+import shutil
+import tempfile
 from dataclasses import asdict
 from datetime import date, datetime, time
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import polars as pl
 
 from mlplatform.brief import Brief
+from mlplatform.core.calibration import load_calibrator
 from mlplatform.core.drift import (
     NOT_APPLICABLE,
+    PREDICTION_DRIFT_SCHEMA,
     concept_drift,
     drift_by_period,
     drift_not_measured,
@@ -23,6 +29,7 @@ from mlplatform.core.drift import (
     feature_kind,
     label_drift_chi2,
     not_applicable_drift,
+    prediction_drift_by_period,
     prediction_drift_kl,
     psi_over_time_plot,
     psi_plot,
@@ -31,8 +38,18 @@ from mlplatform.core.drift import drift_report as compute_drift
 from mlplatform.core.feature_store import feature_view_name
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics, higher_is_better
-from mlplatform.core.profiling import SUMMARY_SCHEMA, profile_frame, profile_summary, write_profile
+from mlplatform.core.models import load_candidate
+from mlplatform.core.profiling import (
+    SUMMARY_SCHEMA,
+    profile_by_period,
+    profile_frame,
+    profile_summary,
+    served_frame,
+    write_profile,
+)
 from mlplatform.core.retraining import split_dates
+from mlplatform.core.rollout import prediction_log_dir, read_prediction_log
+from mlplatform.core.tracking import download_model_version
 from mlplatform.core.validation import validate_table
 from mlplatform.defs.automation import BATCH_PROFILES, partitioned_sources
 from mlplatform.defs.evaluation import challenger_name
@@ -40,8 +57,10 @@ from mlplatform.defs.ingestion import monthly_partitions
 from mlplatform.defs.registry import load_champion
 from mlplatform.defs.training import load_split, model_features
 from mlplatform.resources.platform import PlatformResource, TrackingResource
+from mlplatform.serving.model_loader import Scorer
 
 MONTH = "%Y-%m"
+DAY = "day"
 PERFORMANCE_SCHEMA = {"metric": pl.String, "reference": pl.Float64, "current": pl.Float64,
                       "relative_drop": pl.Float64, "severity": pl.String, "champion_version": pl.String,
                       "rows": pl.Int64, "prediction_kl": pl.Float64, "label_chi2": pl.Float64,
@@ -233,6 +252,78 @@ def performance_report(platform: PlatformResource, tracking: TrackingResource) -
     })
 
 
+def _served_scores(rows: list[tuple], task: str) -> np.ndarray:
+    """The score a logged prediction carries: the probability, or the value for regression."""
+    return np.array([row[0 if task == "regression" else 1] for row in rows], dtype=np.float64)
+
+
+def _reference_scores(platform: PlatformResource, tracking: TrackingResource, versions: list[str]) -> dict:
+    """Each served version's answers on the training reference, computed as the serving app computes them
+    (the same model files and calibrator), so served and reference scores are comparable."""
+    b = platform.brief
+    train = load_split(platform).train
+    scores = {}
+    platform.workspace.models_dir.mkdir(parents=True, exist_ok=True)
+    for version in versions:
+        download = Path(tempfile.mkdtemp(prefix=f"reference_v{version}_", dir=platform.workspace.models_dir))
+        try:
+            folder = download_model_version(tracking.uri, tracking.model_name, version, download)
+            model = load_candidate(folder)
+            scorer = Scorer(model, model.task, tracking.model_name, version, model.threshold, False,
+                            load_calibrator(folder))
+            scores[version] = _served_scores(scorer.predict(train), b.task_type)
+        finally:
+            shutil.rmtree(download, ignore_errors=True)
+    return scores
+
+
+def _empty_prediction_log(platform: PlatformResource) -> dg.MaterializeResult:
+    """Nothing served yet: empty tables with their usual columns, and metadata that says so."""
+    platform.write_table("profiles", "predictions", pl.DataFrame(schema={DAY: pl.String, **SUMMARY_SCHEMA}))
+    path = platform.write_table("monitoring", "prediction_drift", pl.DataFrame(schema=PREDICTION_DRIFT_SCHEMA))
+    folder = prediction_log_dir(platform.workspace)
+    return dg.MaterializeResult(metadata={
+        "logged_predictions": 0,
+        "prediction_log": f"empty: no predictions are logged under {folder} yet, so there is nothing to profile. "
+                          "Serve the model (mlplatform serve) and send requests; the app writes its log there.",
+        "path": dg.MetadataValue.path(str(path))})
+
+
+@dg.asset(group_name="monitoring", deps=["champion_model", "training_set"], kinds={"whylogs", "numpy"})
+def prediction_profiles(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
+    """whylogs profiles of the serving app's prediction log, one per day (UTC): the features as served and the
+    outputs, stored mergeable beside the other profiles; and prediction drift per day and model version, the KL
+    divergence of its served scores from its scores on the training reference. An empty log is reported as such."""
+    b = platform.brief
+    log = read_prediction_log(platform.workspace)
+    if log.height == 0:
+        return _empty_prediction_log(platform)
+    log = log.with_columns(pl.col("request_time").dt.strftime("%Y-%m-%d").alias(DAY))
+    served = served_frame(log).with_columns(log[DAY])
+    summaries = []
+    for day, view in profile_by_period(served, DAY).items():
+        write_profile(view, platform.workspace.profiles_dir / "predictions" / f"{day}.bin")
+        summaries.append(profile_summary(view).select(pl.lit(day).alias(DAY), pl.all()))
+    platform.write_table("profiles", "predictions", pl.concat(summaries))
+    # Only the model's own answers: rules fallbacks, errors and timeouts carry no model score.
+    score = "prediction" if b.task_type == "regression" else "probability"
+    scored = log.filter((pl.col("status") == "ok") & ~pl.col("fallback") & pl.col("model_version").is_not_null()
+                        & pl.col(score).is_not_null())
+    references = _reference_scores(platform, tracking, scored["model_version"].unique().sort().to_list())
+    drift = prediction_drift_by_period(scored, references, score=score, period=DAY, version="model_version")
+    path = platform.write_table("monitoring", "prediction_drift", drift)
+    return dg.MaterializeResult(metadata={
+        "logged_predictions": log.height,
+        "scored_predictions": scored.height,
+        "days": served[DAY].n_unique(),
+        "max_prediction_kl": float(drift["kl"].max()) if drift.height else "n/a: no model-scored predictions",
+        "prediction_drift": dg.MetadataValue.md(table(drift)),
+        f"summary_{summaries[-1][DAY][0]}": dg.MetadataValue.md(table(summaries[-1].drop(DAY))),
+        "profiles": dg.MetadataValue.path(str(platform.workspace.profiles_dir / "predictions")),
+        "path": dg.MetadataValue.path(str(path)),
+    })
+
+
 def _not_applicable_check(brief: Brief, what: str) -> dg.AssetCheckResult:
     reason = drift_not_measured(brief) or "the report was written without a monitored period"
     return dg.AssetCheckResult(passed=True, metadata=_not_measured(brief),
@@ -275,4 +366,5 @@ def feature_drift(platform: PlatformResource) -> dg.AssetCheckResult:
 def build(brief: Brief) -> list:
     sources = partitioned_sources(brief)
     batches = [_batch_profiles_asset(brief, sources)] if sources else []
-    return [whylogs_profiles, *batches, drift_report, feature_drift, performance_report, concept_drift_check]
+    return [whylogs_profiles, *batches, drift_report, feature_drift, performance_report, concept_drift_check,
+            prediction_profiles]

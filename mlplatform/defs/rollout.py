@@ -27,6 +27,7 @@ from mlplatform.core.rollout import (
     served_rows,
     set_challenger_share,
 )
+from mlplatform.core.tracking import client_for, set_verdict
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 
 
@@ -108,6 +109,9 @@ def serving_rollout(platform: PlatformResource, tracking: TrackingResource) -> d
     elif step.action == "promote":
         promote(uri, name, state.challenger)
         set_challenger_share(uri, name, 0.0)
+    if step.action in ("promote", "abort"):  # the experiment record carries how the canary ended
+        run_id = client_for(uri).get_model_version(name, state.challenger).run_id
+        set_verdict(uri, run_id, "promoted" if step.action == "promote" else "archived")
     return dg.MaterializeResult(metadata={**metadata, "action": f"canary {step.action} to {step.share:.0%}",
                                           "reason": step.reason})
 

@@ -287,3 +287,27 @@ def test_drift_is_not_measured_without_time_or_without_a_monitored_period():
     timeless = demo.model_copy(update={"sources": {**demo.sources, "labels": labels}})
     reason = drift.drift_not_measured(timeless)
     assert "no time" in reason and "observed_at" in reason and "timestamp column" in reason
+
+
+def test_prediction_drift_by_period_is_the_kl_of_each_period_and_version_against_its_own_reference():
+    reference = {"1": clusters([25, 25, 25, 26]), "2": clusters([10, 30, 30, 31])}
+    served = pl.DataFrame({
+        "score": np.concatenate([clusters([25, 25, 25, 26]), clusters([40, 10, 25, 26]), clusters([10, 30, 30, 31])]),
+        "day": ["d1"] * 101 + ["d2"] * 101 + ["d2"] * 101,
+        "version": ["1"] * 202 + ["2"] * 101,
+    })
+    table = drift.prediction_drift_by_period(served, reference, score="score", period="day", version="version", bins=4)
+    assert table.schema == pl.Schema(drift.PREDICTION_DRIFT_SCHEMA)
+    assert table.select("period", "model_version", "rows").rows() == [("d1", "1", 101), ("d2", "1", 101),
+                                                                      ("d2", "2", 101)]
+    expected = stats.entropy(np.array([40, 10, 25, 26]) / 101, np.array([25, 25, 25, 26]) / 101)
+    assert table["kl"].to_list() == pytest.approx([0.0, expected, 0.0], abs=1e-12)
+
+
+def test_prediction_drift_by_period_names_a_version_without_reference_and_a_missing_column():
+    served = pl.DataFrame({"score": [0.1, 0.2], "day": ["d1", "d1"], "version": ["1", "3"]})
+    with pytest.raises(ValueError, match=r"version\(s\) \['3'\] were served but have no reference scores"):
+        drift.prediction_drift_by_period(served, {"1": np.array([0.1, 0.3])}, score="score", period="day",
+                                         version="version")
+    with pytest.raises(ValueError, match=r"\['day'\] are not in the served predictions"):
+        drift.prediction_drift_by_period(served.drop("day"), {}, score="score", period="day", version="version")

@@ -125,3 +125,41 @@ def test_merged_profiles_describe_the_union_of_batches(frame):
 def test_the_summary_schema_is_what_profile_summary_returns(frame):
     summary = profiling.profile_summary(profiling.profile_frame(frame))
     assert summary.schema == pl.DataFrame(schema=profiling.SUMMARY_SCHEMA).schema
+
+
+def test_a_prediction_log_is_read_as_its_served_features_and_outputs():
+    import json
+
+    log = pl.DataFrame({
+        "features": [json.dumps({"fee": 10, "plan": "basic"}), json.dumps({"fee": 12.5, "seats": 3}), "{}"],
+        "prediction": [1.0, 0.0, None], "probability": [0.9, 0.2, None], "status": ["ok", "ok", "error"]})
+    served = profiling.served_frame(log)
+    # Versions with different inputs share one log: the columns are the union of what was served.
+    assert served.columns == ["fee", "plan", "seats", "prediction", "probability"]
+    assert served["fee"].to_list() == [10.0, 12.5, None]
+    assert served["seats"].to_list() == [None, 3, None]
+    assert served["probability"].to_list() == [0.9, 0.2, None]
+    assert profiling.served_frame(log.with_columns(features=pl.lit("{}"))).columns == ["prediction", "probability"]
+
+
+def test_a_prediction_log_with_a_missing_column_or_a_clashing_feature_is_refused():
+    log = pl.DataFrame({"features": ['{"prediction": 1}'], "prediction": [1.0], "probability": [0.5]})
+    with pytest.raises(ValueError, match=r"served feature\(s\) \['prediction'\] have the name of a prediction output"):
+        profiling.served_frame(log)
+    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['probability'\]"):
+        profiling.served_frame(log.drop("probability"))
+
+
+def test_profile_by_period_profiles_each_period_alone_and_merges_to_the_whole(frame):
+    days = frame.with_columns(pl.col("event_timestamp").dt.strftime("%Y-%m-%d").alias("day"))
+    views = profiling.profile_by_period(days, "day")
+    assert list(views) == sorted(days["day"].unique().to_list())
+    first = {r["column"]: r for r in profiling.profile_summary(views[list(views)[0]]).to_dicts()}
+    assert "day" not in first
+    assert first["fee"]["count"] == days.filter(pl.col("day") == list(views)[0]).height
+    merged = {r["column"]: r for r in profiling.profile_summary(profiling.merge_profiles(views.values())).to_dicts()}
+    whole = summary_of(frame)
+    for column in frame.columns:
+        assert (merged[column]["count"], merged[column]["null_count"]) == (frame.height, whole[column]["null_count"])
+    with pytest.raises(ValueError, match="period column 'week'"):
+        profiling.profile_by_period(days, "week")

@@ -79,3 +79,90 @@ def test_a_batch_that_was_not_ingested_is_named_with_the_fix(tmp_path):
     message = str(failure.step_failure_data.error)
     assert "batch 2025-03 of 'events' has not been ingested" in message
     assert "materialise raw_events for partition 2025-03 first" in message
+
+
+@pytest.fixture()
+def served(demo_run, demo_settings, tmp_path):
+    """A copy of the demo's registry and lake, its definitions, and the champion as the serving app loads it."""
+    from mlplatform.brief import load_brief
+    from mlplatform.core.tracking import get_alias_version
+    from mlplatform.definitions import build_definitions
+    from mlplatform.serving.model_loader import load_version
+    from mlplatform_tests.serving.helpers import copy_namespace
+
+    assert demo_run.outcome.ok, demo_run.outcome.reason
+    settings = copy_namespace(demo_settings, tmp_path, ["mlflow", "lake"])
+    target = Workspace(tmp_path, "churn_demo")
+    version = get_alias_version(target.mlflow_uri, "churn_demo_model", "champion")
+    scorer, _ = load_version(load_brief(settings.brief_path), target, version)
+    return target, build_definitions(settings), scorer
+
+
+def _profile_predictions(defs) -> dict:
+    from mlplatform.defs.monitoring import prediction_profiles
+
+    result = dg.materialize([prediction_profiles], resources=defs.resources)
+    return {k: v.value for k, v in result.asset_materializations_for_node("prediction_profiles")[0].metadata.items()}
+
+
+def test_prediction_profiles_say_when_nothing_was_served(served):
+    target, defs, _ = served
+    metadata = _profile_predictions(defs)
+    assert metadata["logged_predictions"] == 0
+    assert metadata["prediction_log"].startswith(f"empty: no predictions are logged under {target.root}")
+    assert pl.read_parquet(target.table("monitoring", "prediction_drift")).height == 0
+
+
+def test_logged_predictions_are_profiled_per_day_with_prediction_drift_against_training(served):
+    from datetime import UTC, datetime
+
+    import numpy as np
+
+    from mlplatform.core.drift import prediction_drift_kl
+    from mlplatform.core.rollout import prediction_log_dir
+    from mlplatform.defs.training import load_split, model_features
+    from mlplatform.serving.prediction_log import PredictionLog, log_schema
+
+    target, defs, scorer = served
+    platform = defs.resources["platform"]
+    features = model_features(platform.brief)
+    train = load_split(platform).train
+    frame = pl.read_parquet(target.table("training", "training_set"))
+    drifted = frame.filter(pl.col("snapshot_date").cast(pl.Date) >= platform.brief.monitoring.current_start)
+    days = {"2025-10-01": train, "2025-10-02": drifted}
+    writer = PredictionLog(prediction_log_dir(target), log_schema("customer_id", pl.Int64()), 600, 10**9)
+    for day, rows in days.items():
+        at = datetime.fromisoformat(day).replace(hour=12, tzinfo=UTC)
+        answers = scorer.predict(rows)
+        writer.append([(at, "r", row["customer_id"], {f: row[f] for f in features}, *answer, "churn_demo_model",
+                        scorer.model_version, "champion", False, "ok", 2.0)
+                       for row, answer in zip(rows.iter_rows(named=True), answers, strict=True)])
+    # The second day also has rules fallbacks and a failed request: profiled, but carrying no model score.
+    late = datetime(2025, 10, 2, 13, tzinfo=UTC)
+    writer.append([(late, "f", 1, {f: None for f in features}, 1.0, 0.5, "rules", None, "champion", True, "ok", 1.0),
+                   (late, "e", 2, {f: None for f in features}, None, None, "churn_demo_model", scorer.model_version,
+                    "champion", False, "error", 1.0)])
+    writer.close()
+
+    metadata = _profile_predictions(defs)
+    assert (metadata["logged_predictions"], metadata["days"]) == (train.height + drifted.height + 2, 2)
+    summary = pl.read_parquet(target.table("profiles", "predictions"))
+    assert summary["day"].unique().sort().to_list() == list(days)
+    first = {r["column"]: r for r in summary.filter(pl.col("day") == "2025-10-01").to_dicts()}
+    assert set(first) == {*features, "prediction", "probability"}
+    assert first["customer_tenure_days"]["mean"] == pytest.approx(train["customer_tenure_days"].mean(), rel=1e-9)
+    second = {r["column"]: r for r in summary.filter(pl.col("day") == "2025-10-02").to_dicts()}
+    assert (second["probability"]["count"], second["probability"]["null_count"]) == (drifted.height + 2, 1)
+    merged = merge_profiles(read_profile(target.profiles_dir / "predictions" / f"{day}.bin") for day in days)
+    assert profile_summary(merged).filter(pl.col("column") == "prediction")["count"][0] == metadata[
+        "logged_predictions"]
+
+    drift = pl.read_parquet(target.table("monitoring", "prediction_drift"))
+    assert drift.select("period", "model_version", "rows").rows() == [
+        ("2025-10-01", scorer.model_version, train.height), ("2025-10-02", scorer.model_version, drifted.height)]
+    # The reference is what the served version answers on the training rows: served the same rows, KL is 0.
+    assert drift["kl"][0] == pytest.approx(0.0, abs=1e-12)
+    reference = np.array([probability for _, probability in scorer.predict(train)])
+    served_scores = np.array([probability for _, probability in scorer.predict(drifted)])
+    assert drift["kl"][1] == pytest.approx(prediction_drift_kl(reference, served_scores), rel=1e-12)
+    assert drift["kl"][1] > 0  # the monitored months move the demo's scores a little (KL ~0.007)
