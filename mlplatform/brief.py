@@ -339,6 +339,10 @@ class Monitoring(_Strict):
                                    "on newly labelled data that counts as concept drift")
     retrain_cron: str = Field(default="0 3 * * 1", description="scheduled retraining (cron, UTC)")
     webhook_url: str | None = Field(default=None, description="POSTed a JSON notice of every retraining event")
+    retrain_rollout: Literal["promote", "canary"] = Field(
+        default="promote", description="what a challenger that passed the promotion gate does while a champion "
+        "serves: promote (become the champion at once) or canary (become the challenger with the first canary "
+        "share, 5%; serving_rollout moves it 5 -> 25 -> 50 -> 100% while its guardrails hold)")
 
 
 class Brief(_Strict):
@@ -436,7 +440,8 @@ class Brief(_Strict):
                              "test_fraction)")
         if (self.monitoring.current_start is None) != (self.monitoring.current_end is None):
             raise ValueError("monitoring.current_start and current_end are set together")
-        if self.monitoring.current_start and self.monitoring.current_start >= self.monitoring.current_end:
+        start, end = self.monitoring.current_start, self.monitoring.current_end
+        if start is not None and end is not None and start >= end:
             raise ValueError("monitoring.current_start must be before current_end")
         if self.label.classes is not None:
             if self.task_type == "regression":

@@ -53,6 +53,7 @@ def measure(device: str, rows: int, epochs: int, args: argparse.Namespace, threa
         "epochs": model.info["epochs_run"],
         "threads": threads,
         "mixed_precision": model.info["mixed_precision"],
+        "pinned_memory": model.info["pinned_memory"],
         "samples_per_s": round(model.info["samples_per_s"]),
         "training_time_s": round(model.info["training_time_s"], 2),
         "wall_s": round(time.perf_counter() - started, 2),

@@ -67,13 +67,20 @@ def read_dataset(path: str) -> tuple[pl.DataFrame, str]:
         raise InputError(f"cannot read {path} as {fmt}: {exc}. Fix or replace the file.") from None
 
 
+def _number(value: object) -> float:
+    """A numeric aggregate (polars types ``mean``, ``median``, ``min`` as any Python value) as a float."""
+    if isinstance(value, int | float):
+        return float(value)
+    raise TypeError(f"expected a number from a numeric column, got {value!r}")
+
+
 def _column_spec(series: pl.Series) -> dict:
     spec: dict = {"dtype": _dtype(series)}
     if series.null_count():
         spec["nullable"] = True
     if spec["dtype"] == "str" and series.n_unique() <= MAX_CONTRACT_LEVELS:
         spec["allowed"] = sorted(str(v) for v in series.drop_nulls().unique())
-    if spec["dtype"] in ("int", "float") and series.drop_nulls().len() and series.min() >= 0:
+    if spec["dtype"] in ("int", "float") and series.drop_nulls().len() and _number(series.min()) >= 0:
         spec["min"] = 0
     return spec
 
@@ -120,19 +127,19 @@ def _rules(frame: pl.DataFrame, target: pl.Series, task: str, inputs: list[str],
                   "predict": majority}], f"no numeric input: the rule predicts {majority:g} everywhere")
     strength = {c: abs(pl.DataFrame({"x": frame[c], "y": y}).drop_nulls().select(
         pl.corr("x", "y", method="spearman")).item() or 0.0) for c in numeric}
-    best = max(strength, key=strength.get)
-    median = float(frame[best].median())
+    best = max(strength, key=strength.__getitem__)
+    median = _number(frame[best].median())
     feature, above = f"{entity}_{best}", frame[best] >= median
     below = frame[best] < median
 
     def typical(mask: pl.Series) -> float:
         part = y.filter(mask)
         if task == "regression":
-            return round(float(part.mean()), 6)
+            return round(_number(part.mean()), 6)
         return float(part.mode().sort()[0])
 
     if task == "binary":
-        direction = ">=" if float(y.filter(above).mean()) >= float(y.filter(below).mean()) else "<"
+        direction = ">=" if _number(y.filter(above).mean()) >= _number(y.filter(below).mean()) else "<"
         rules = [{"when": f"{feature} {direction} {median:g}", "predict": 1}]
     else:
         rules = [{"when": f"{feature} >= {median:g}", "predict": typical(above)},
@@ -206,7 +213,7 @@ def draft_brief(data: str, target: str, *, brief_dir: Path, today: date) -> Draf
 
     label_index = (frame[target].cast(pl.String).replace_strict(classes, list(range(len(classes))))
                    if classes else frame[target])
-    positive_rate = float(label_index.cast(pl.Float64).mean()) if task == "binary" else None
+    positive_rate = _number(label_index.cast(pl.Float64).mean()) if task == "binary" else None
     metrics, why_metric = _metrics(task, positive_rate)
     notes.append(f"primary metric: {metrics['primary']} ({why_metric})")
     rules, why_rules = _rules(frame, label_index, task, inputs, entity)

@@ -90,8 +90,8 @@ def generate_demo(out_dir: Path, n_events: int = 300_000, seed: int = 7) -> Demo
     # With the minimum population, less activity per customer keeps the event count on target.
     activity = min(1.0, n_events / (n_customers * EVENTS_PER_CUSTOMER))
     customers = _customers(rng, n_customers)
-    events, labels = _simulate(rng, customers, activity)
-    events, injected = _break_events(rng, events)
+    simulated, labels = _simulate(rng, customers, activity)
+    events, injected = _break_events(rng, simulated)
     customer_frame, customer_injected = _customer_frame(rng, customers)
     injected.update(customer_injected)
 
@@ -107,7 +107,7 @@ def generate_demo(out_dir: Path, n_events: int = 300_000, seed: int = 7) -> Demo
         n_customers=n_customers,
         n_events=events.height,
         n_label_rows=labels.height,
-        positive_rate=round(float(labels["churned"].mean()), 6),
+        positive_rate=round(float(labels.select(pl.col("churned").mean()).item()), 6),
         injected=dict(sorted(injected.items())),
     )
     write_text_atomic(json.dumps(asdict(manifest), indent=2) + "\n", out_dir / "manifest.json")

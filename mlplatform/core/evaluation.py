@@ -3,6 +3,7 @@ slices, and the brief's kill criteria judged on those numbers (seed phases 1 and
 
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -112,11 +113,14 @@ def binary_bootstrap_ci(y_true: np.ndarray, scores: np.ndarray, threshold: float
         one = counted.from_counts(np.bincount(rng.integers(0, size, size), minlength=size))
         for metric in metrics:
             values[metric][i] = one[metric]
-    intervals = {}
+    intervals: dict[str, tuple[float, float]] = {}
     for metric, drawn in values.items():
         drawn = drawn[~np.isnan(drawn)]
-        intervals[metric] = ((float("nan"), float("nan")) if drawn.size == 0 else
-                             tuple(float(q) for q in np.quantile(drawn, [alpha / 2, 1 - alpha / 2])))
+        if drawn.size == 0:
+            intervals[metric] = (float("nan"), float("nan"))
+        else:
+            low, high = np.quantile(drawn, [alpha / 2, 1 - alpha / 2])
+            intervals[metric] = (float(low), float(high))
     return intervals
 
 
@@ -269,7 +273,7 @@ def fairness_assessment(task: TaskType, frame: pl.DataFrame, label: str, scores:
         if outcomes is None:
             note = ("disparate impact and equal opportunity compare decisions; a regression model makes none"
                     if task == "regression" else "the brief names no favourable class (label.positive_class)")
-            result = {"disparate_impact": None, "p_value": None, "equal_opportunity_gap": None,
+            result: dict[str, Any] = {"disparate_impact": None, "p_value": None, "equal_opportunity_gap": None,
                       "equal_opportunity_p_value": None}
             rates = metric.join(frame.group_by(pl.col(attribute).cast(pl.String).alias("group")).len("n"),
                                 on="group", nulls_equal=True).with_columns(
@@ -320,10 +324,11 @@ def group_fairness(groups: pl.Series, y_true: np.ndarray, predicted_positive: np
              .with_columns(assessed=pl.col("group").is_not_null() & (pl.col("n") >= min_group_size))
              .sort("group", nulls_last=True))
     assessed = rates.filter("assessed")
-    highest = assessed["selection_rate"].max()
+    lowest, highest = assessed.select(pl.col("selection_rate").min().alias("low"),
+                                      pl.col("selection_rate").max().alias("high")).row(0)
     impact = p_value = None
     if assessed.height >= 2:
-        impact = float(assessed["selection_rate"].min() / highest) if highest else 1.0
+        impact = float(lowest / highest) if highest else 1.0
         low, high = (assessed.sort("selection_rate").row(i, named=True) for i in (0, -1))
         selected = [round(g["selection_rate"] * g["n"]) for g in (low, high)]
         p_value = float(fisher_exact([[selected[0], low["n"] - selected[0]],
@@ -391,11 +396,11 @@ def error_contrast(frame: pl.DataFrame, worst: pl.DataFrame, features: list[str]
     for name in features:
         if not frame.schema[name].is_numeric():
             continue
-        everything = frame[name].cast(pl.Float64).fill_nan(None)
-        std = everything.std()
+        value = pl.col(name).cast(pl.Float64).fill_nan(None)
+        std, holdout_mean = frame.select(value.std().alias("std"), value.mean().alias("mean")).row(0)
         if not std:
             continue
-        worst_mean, holdout_mean = worst[name].cast(pl.Float64).fill_nan(None).mean(), everything.mean()
+        worst_mean = worst.select(value.mean()).item()
         if worst_mean is None:
             continue
         rows.append({"feature": name, "worst_mean": worst_mean, "holdout_mean": holdout_mean,

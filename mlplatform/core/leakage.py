@@ -219,8 +219,8 @@ def check_no_future_information(training: pl.DataFrame, feature_table: pl.DataFr
         "rows_checked": joined.height,
         "rows_matching_point_in_time_row": joined.height - mismatched.height,
         "rows_without_feature_row": int(joined["_source_time"].null_count()),
-        "source_age_days_min": int(lag["lag"].min()) if lag.height else None,
-        "source_age_days_max": int(lag["lag"].max()) if lag.height else None,
+        "source_age_days_min": int(_extreme(lag, "lag", "min")) if lag.height else None,
+        "source_age_days_max": int(_extreme(lag, "lag", "max")) if lag.height else None,
         "mismatched_rows": mismatched.height,
         "mismatched_by_feature": {f: int(mismatched[f"{f}__differs"].sum()) for f in features
                                   if mismatched[f"{f}__differs"].any()},
@@ -320,6 +320,12 @@ def check_no_target_derived_feature(train: pl.DataFrame, hold_out: pl.DataFrame,
     return LeakageFinding("no_target_derived_feature", not flagged, evidence, detail)
 
 
+def _extreme(frame: pl.DataFrame, column: str, which: Literal["min", "max"]) -> Any:
+    """The smallest or largest value of ``column``: a date, datetime or number as the column holds it (None when
+    every value is null), so bounds of different splits compare."""
+    return frame.select(pl.col(column).min() if which == "min" else pl.col(column).max()).item()
+
+
 def _range(frame: pl.DataFrame, timestamp: str) -> list[str | None]:
     times = frame[timestamp]
     return [str(times.min()) if frame.height else None, str(times.max()) if frame.height else None]
@@ -336,9 +342,9 @@ def check_temporal_split(split: SplitFrames, timestamp: str, *, timed: bool = Tr
                               "not applicable: the data has no time, so the split is random (by row, stratified "
                               "by class); items 6 and 7 check that no row is in two splits")
     empty = [name for name, frame in parts.items() if frame.height == 0]
-    ordered = not empty and (split.train[timestamp].max() < split.validation[timestamp].min()
-                             and split.validation[timestamp].max() < split.test[timestamp].min())
-    evidence = {f"{name}_label_time": _range(frame, timestamp) for name, frame in parts.items()}
+    ordered = not empty and (_extreme(split.train, timestamp, "max") < _extreme(split.validation, timestamp, "min")
+                             and _extreme(split.validation, timestamp, "max") < _extreme(split.test, timestamp, "min"))
+    evidence: dict[str, Any] = {f"{name}_label_time": _range(frame, timestamp) for name, frame in parts.items()}
     evidence["rows"] = {name: frame.height for name, frame in parts.items()}
     if empty:
         detail = f"empty split(s): {', '.join(empty)}"
@@ -363,8 +369,8 @@ def check_hold_out_untouched(split: SplitFrames, *, entity_key: str, timestamp: 
     keys = [entity_key, timestamp]
     shared = {"test_rows_in_validation": _shared_keys(split.test, split.validation, keys),
               "test_rows_in_train": _shared_keys(split.test, split.train, keys)}
-    test_start = split.test[timestamp].min() if split.test.height else None
-    seen_end = max((f[timestamp].max() for f in (split.train, split.validation) if f.height), default=None)
+    test_start = _extreme(split.test, timestamp, "min") if split.test.height else None
+    seen_end = max((_extreme(f, timestamp, "max") for f in (split.train, split.validation) if f.height), default=None)
     after = test_start is not None and (not timed or seen_end is None or test_start > seen_end)
     passed = after and not any(shared.values())
     evidence = {**shared, "test_start": str(test_start), "train_and_validation_end": str(seen_end),

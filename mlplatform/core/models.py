@@ -1,14 +1,19 @@
 """The model candidates the platform trains, and loading any saved candidate by what its folder holds."""
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlplatform.core.metrics import higher_is_better
+
+if TYPE_CHECKING:  # the loaders are imported when used: torch is heavy
+    from mlplatform.core.torch_model import TorchModel
+    from mlplatform.core.training import TrainedModel
 
 # Candidate name → the file that marks its saved folder. Each is trained, tracked and evaluated alike.
 CANDIDATE_FILES = {"lightgbm": "model.txt", "torch": "model.safetensors"}
 
 
-def load_candidate(directory: Path):
+def load_candidate(directory: Path) -> "TrainedModel | TorchModel":
     """Load a saved model folder (LightGBM text or torch safetensors), never unpickling anything."""
     if (directory / CANDIDATE_FILES["lightgbm"]).exists():
         from mlplatform.core.training import load_model

@@ -193,7 +193,8 @@ def served_frame(log: pl.DataFrame, *, features: str = "features",
                          "app's PredictionLog")
     # Versions with different inputs share the log: every row is read to find the union of their features.
     decoded = log[features].str.json_decode(infer_schema_length=None)
-    inputs = decoded.struct.unnest() if decoded.dtype.fields else pl.DataFrame()
+    has_fields = isinstance(decoded.dtype, pl.Struct) and bool(decoded.dtype.fields)
+    inputs = decoded.struct.unnest() if has_fields else pl.DataFrame()
     clash = sorted(set(inputs.columns) & set(outputs))
     if clash:
         raise ValueError(f"served feature(s) {clash} have the name of a prediction output; rename the feature")

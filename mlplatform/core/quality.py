@@ -44,7 +44,7 @@ the best: a source with little signal does not hide the signal of another.
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 
 import numpy as np
 import polars as pl
@@ -73,6 +73,13 @@ class DimensionScore:
     applicable: bool = True
 
 
+def _applicable_points(dimension: DimensionScore) -> float:
+    """The points of an applicable dimension (only a not-applicable one has none)."""
+    if dimension.points is None:
+        raise ValueError(f"dimension '{dimension.name}' is marked applicable but has no points")
+    return dimension.points
+
+
 @dataclass
 class QualityReport:
     """The six dimensions of one source (or of all sources, from :func:`combine`).
@@ -89,7 +96,7 @@ class QualityReport:
     @property
     def points(self) -> float:
         """The applicable dimensions' points, before scaling to 30."""
-        return round(sum(d.points for d in self.dimensions if d.applicable), 2)
+        return round(sum(_applicable_points(d) for d in self.dimensions if d.applicable), 2)
 
     @property
     def possible(self) -> float:
@@ -99,7 +106,7 @@ class QualityReport:
     @property
     def fix_first(self) -> DimensionScore:
         """The applicable dimension with the fewest points: what to improve first."""
-        return min((d for d in self.dimensions if d.applicable), key=lambda d: d.points)
+        return min((d for d in self.dimensions if d.applicable), key=_applicable_points)
 
     @property
     def summary(self) -> str:
@@ -252,7 +259,11 @@ def newest_time(values: pl.Series) -> datetime | None:
     newest = values.max()
     if newest is None:
         return None
-    return newest if isinstance(newest, datetime) else datetime.combine(newest, datetime.min.time())
+    if isinstance(newest, datetime):
+        return newest
+    if isinstance(newest, date):
+        return datetime.combine(newest, datetime.min.time())
+    raise TypeError(f"column '{values.name}' holds {values.dtype} values, not dates or datetimes")
 
 
 def timeliness(newest: datetime | None, column: str, as_of: datetime, need_days: float) -> DimensionScore:
@@ -556,6 +567,6 @@ def combine(reports: list[QualityReport], min_score: float) -> QualityReport:
             dimensions.append(not_applicable(name, why, scored[0][1].fix))
             continue
         pick = max if name == "relevance" else min
-        source, chosen = pick(pool, key=lambda item: item[1].points)
+        source, chosen = pick(pool, key=lambda item: _applicable_points(item[1]))
         dimensions.append(replace(chosen, detail=f"{source}: {chosen.detail}", fix=f"{source}: {chosen.fix}"))
     return report_of("overall", dimensions, min_score)

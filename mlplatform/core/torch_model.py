@@ -105,16 +105,18 @@ def _fit_preprocessing(train: pl.DataFrame, features: list[str], min_count: int)
             counts = train[name].cast(pl.String).drop_nulls().value_counts()
             categories[name] = counts.filter(pl.col("count") >= min_count)[name].sort().to_list()
         elif dtype.is_numeric() or dtype in (pl.Boolean, pl.Null):
-            values = train.select(_as_float(name)).to_series()
-            median = values.median()
+            value = _as_float(name)
+            median = train.select(value.median()).item()
             median = 0.0 if median is None else float(median)  # an all-missing column
-            filled = values.fill_null(median)
-            std = float(filled.std(ddof=0) or 0.0)
+            filled = value.fill_null(median)
+            mean, std, nulls = train.select(filled.mean().alias("mean"), filled.std(ddof=0).alias("std"),
+                                            value.null_count().alias("nulls")).row(0)
+            std = float(std or 0.0)
             numeric.append(name)
             medians.append(median)
-            means.append(float(filled.mean()))
+            means.append(float(mean))
             stds.append(std if std > 0 else 1.0)
-            if values.null_count():
+            if nulls:
                 indicators.append(name)
         else:
             raise ValueError(f"feature '{name}' has type {dtype}, which the torch model cannot use; pass numeric "
@@ -133,7 +135,8 @@ class TabularMLP(nn.Module):
     def __init__(self, n_numeric: int, cardinalities: list[int], embedding_dims: list[int], hidden: list[int],
                  dropout: float, n_outputs: int) -> None:
         super().__init__()
-        self.embeddings = nn.ModuleList(nn.Embedding(c, d) for c, d in zip(cardinalities, embedding_dims, strict=True))
+        embeddings = [nn.Embedding(c, d) for c, d in zip(cardinalities, embedding_dims, strict=True)]
+        self.embeddings = nn.ModuleList(embeddings)
         layers: list[nn.Module] = []
         width = n_numeric + sum(embedding_dims)
         for size in hidden:
@@ -143,7 +146,7 @@ class TabularMLP(nn.Module):
         self.body = nn.Sequential(*layers)
         with torch.no_grad():
             # The reserved rows start neutral: a value never seen in training adds nothing rather than noise.
-            for embedding in self.embeddings:
+            for embedding in embeddings:
                 embedding.weight[:_RESERVED] = 0.0
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
@@ -155,8 +158,10 @@ class TabularMLP(nn.Module):
 class TorchModel:
     """A trained :class:`TabularMLP` plus its preprocessing, architecture, threshold and training figures.
 
-    ``info`` holds ``device``, ``epochs_run``, ``best_epoch``, ``best_validation_loss``, ``train_rows``,
-    ``training_time_s`` (the training passes only) and ``samples_per_s`` (training rows per second).
+    ``info`` holds ``device``, ``device_name``, ``mixed_precision`` (bf16 on CUDA), ``pinned_memory`` (batches
+    loaded through pinned memory, on CUDA), ``epochs_run``, ``best_epoch``, ``best_validation_loss``,
+    ``train_rows``, ``training_time_s`` (the training passes only) and ``samples_per_s`` (training rows per
+    second).
     """
 
     task: TaskType
@@ -297,7 +302,7 @@ def train_torch(
     elif task == "regression":
         prep.target_mean, prep.target_std = float(y_train.mean()), float(y_train.std()) or 1.0
     cardinalities = [len(vocabulary) + _RESERVED for vocabulary in prep.categories.values()]
-    architecture = {
+    architecture: dict[str, Any] = {
         "n_numeric": len(prep.numeric) + len(prep.indicators),
         "cardinalities": cardinalities,
         "embedding_dims": [_embedding_dim(c) for c in cardinalities],
@@ -347,6 +352,7 @@ def train_torch(
         "device": str(target),
         "device_name": torch.cuda.get_device_name(target) if cuda else "cpu",
         "mixed_precision": "bf16" if cuda else "none",
+        "pinned_memory": loader.pin_memory,
         "epochs_run": epoch,
         "best_epoch": best_epoch,
         "best_validation_loss": best_loss,

@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from mlflow.entities import Metric, Param, ViewType  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from mlplatform.core.pyfunc import save_pyfunc  # noqa: E402
+
 # Creating a fresh SQLite backend runs MLflow's migrations, which log every step at INFO.
 for _name in ("mlflow.store.db.utils", "alembic"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -36,6 +39,8 @@ Verdict = Literal["promoted", "archived", "iterate"]
 EXPERIMENT_YAML = "experiment.yaml"
 PLOTS_ARTIFACT_PATH = "plots"
 MODEL_ARTIFACT_PATH = "model"
+# The same candidate as an MLflow pyfunc model (logged as code, nothing pickled), beside the plain files.
+PYFUNC_ARTIFACT_PATH = "pyfunc"
 _EXP_TAG = "exp_id"
 # MLflow's limits on one param value and one log_batch call.
 _MAX_PARAM_LENGTH = 6000
@@ -109,7 +114,9 @@ def log_experiment(
 
     Hyperparameters become params; primary and secondary metrics (and ``training_time_s``) become metrics;
     the id, hypothesis, dataset version, model type, verdict and baseline comparison become tags; the whole
-    record is the ``experiment.yaml`` artifact and ``model_dir`` is logged under ``model/``.
+    record is the ``experiment.yaml`` artifact and ``model_dir`` is logged under ``model/`` (the files the
+    registry and serving read) and, as an MLflow pyfunc model, under ``pyfunc/``: load it with
+    ``mlflow.pyfunc.load_model(f"runs:/{run_id}/pyfunc")``.
 
     Args:
         tracking_uri: the backend, e.g. ``sqlite:///<dir>/mlflow.db``.
@@ -161,6 +168,10 @@ def log_experiment(
         if model_dir is not None:
             client.log_artifacts(run_id, str(model_dir), MODEL_ARTIFACT_PATH)
             artifacts["model_path"] = f"runs:/{run_id}/{MODEL_ARTIFACT_PATH}"
+            with tempfile.TemporaryDirectory() as scratch:
+                pyfunc_dir = save_pyfunc(model_dir, Path(scratch) / PYFUNC_ARTIFACT_PATH)
+                client.log_artifacts(run_id, str(pyfunc_dir), PYFUNC_ARTIFACT_PATH)
+            artifacts["pyfunc_model"] = f"runs:/{run_id}/{PYFUNC_ARTIFACT_PATH}"
         # The seed's template layout, so the YAML reads like the methodology's own example.
         document = {
             "id": exp_id,

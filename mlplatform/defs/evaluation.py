@@ -43,7 +43,7 @@ from mlplatform.core.report import (
     render_evaluation_report,
     write_report,
 )
-from mlplatform.core.training import majority_baseline
+from mlplatform.core.training import load_model, majority_baseline
 from mlplatform.core.training import rules_baseline as rules_predictor
 from mlplatform.defs.training import CANDIDATE_ASSETS, candidates, load_split, model_features
 from mlplatform.resources.platform import FeatureStoreResource, PlatformResource
@@ -121,7 +121,7 @@ def _cross_validation(platform: PlatformResource, split, challenger: str) -> dic
                   "are the estimate.")
         platform.write_table("evaluation", "cross_validation", pl.DataFrame(schema=CV_FOLD_SCHEMA))
         return {"reason": reason}
-    lgbm = load_candidate(platform.workspace.models_dir / "lightgbm")
+    lgbm = load_model(platform.workspace.models_dir / "lightgbm")
     frame = pl.concat([split.train, split.validation])
     if b.has_time:
         frame = frame.sort(b.label.timestamp, maintain_order=True)

@@ -1,3 +1,8 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -38,6 +43,7 @@ def test_learns_a_nonlinear_signal_and_picks_the_f1_threshold_on_validation(mode
     assert compute_metrics("binary", TEST["churned"].to_numpy(), scores)["roc_auc"] > 0.75
     assert model.threshold == best_f1_threshold(VALID["churned"].to_numpy(), model.predict_score(VALID))
     assert model.info["device"] == "cpu" and model.info["samples_per_s"] > 0
+    assert (model.info["mixed_precision"], model.info["pinned_memory"]) == ("none", False)  # both CUDA-only
     assert 1 <= model.info["best_epoch"] <= model.info["epochs_run"] <= FAST["max_epochs"]
 
 
@@ -104,3 +110,18 @@ def test_bad_inputs_are_refused():
         train_torch("binary", TRAIN, VALID, FEATURES, "churned", params={"epochs": 3})
     with pytest.raises(ValueError, match="cannot use"):
         train_torch("binary", TRAIN.with_columns(pl.date(2025, 1, 1).alias("day")), VALID, ["day"], "churned")
+
+
+def test_gpu_check_script_runs_on_the_cpu_and_reports_throughput():
+    script = Path(__file__).parents[2] / "scripts" / "gpu_check.py"
+    done = subprocess.run([sys.executable, str(script), "--cpu-only", "--cpu-rows", "3000", "--features", "10",
+                           "--cpu-threads", "1"], capture_output=True, text=True, timeout=300, check=True)
+    report = json.loads(done.stdout)
+    assert report["cuda"] is None and report["cuda_over_cpu"] is None
+    cpu = report["cpu"]
+    assert (cpu["rows"], cpu["epochs"], cpu["mixed_precision"], cpu["pinned_memory"]) == (3000, 1, "none", False)
+    assert cpu["samples_per_s"] > 0
+    # Without --cpu-only on a machine with no CUDA it says what to do instead of training on the CPU silently.
+    if not torch.cuda.is_available():
+        refused = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 2 and "--cpu-only" in refused.stderr

@@ -77,7 +77,8 @@ def test_log_experiment_writes_the_seed_template(backend, model_dir, tmp_path, m
     assert experiment["metrics"] == {"primary": {"f1": 0.61}, "secondary": {"pr_auc": 0.55, "roc_auc": 0.8}}
     assert experiment["hyperparameters"]["learning_rate"] == 0.05
     assert experiment["features_used"] == ["x", "plan"]
-    assert experiment["artifacts"] == {"report": "reports/evaluation.md", "model_path": f"runs:/{run_id}/model"}
+    assert experiment["artifacts"] == {"report": "reports/evaluation.md", "model_path": f"runs:/{run_id}/model",
+                                       "pyfunc_model": f"runs:/{run_id}/pyfunc"}
     assert {"dataset_version", "model_type", "training_time", "baseline_comparison", "verdict", "notes"} <= set(
         experiment
     )
