@@ -89,6 +89,18 @@ def source_schema(name: str, source: Source) -> pa.DataFrameSchema:
         ValueError: a column spec that cannot become a check (bounds on a non-numeric column, or allowed
             values that are not of the column's dtype).
     """
+    rows, table = split_source_schema(name, source)
+    return pa.DataFrameSchema(rows.columns, checks=table.checks, name=name, strict=False, coerce=False)
+
+
+def split_source_schema(name: str, source: Source) -> tuple[pa.DataFrameSchema, pa.DataFrameSchema]:
+    """:func:`source_schema` in two parts, by how much of the table each needs to see.
+
+    Returns:
+        The column checks, which judge each row on its own (so they can run on any slice of rows), and the
+        table-wide checks (the key's uniqueness), which must see every row's key columns; the second has no
+        columns of its own, so it validates a frame of just the key columns.
+    """
     columns = {
         column: pa.Column(
             POLARS_DTYPES[spec.dtype],
@@ -102,4 +114,5 @@ def source_schema(name: str, source: Source) -> pa.DataFrameSchema:
     if source.unique:
         checks.append(pa.Check(_later_occurrence_of_key(source.unique), error=duplicate_key_check_name(
             source.unique)))
-    return pa.DataFrameSchema(columns, checks=checks, name=name, strict=False, coerce=False)
+    return (pa.DataFrameSchema(columns, name=name, strict=False, coerce=False),
+            pa.DataFrameSchema(checks=checks, name=name, strict=False, coerce=False))

@@ -17,6 +17,14 @@ four steps and never drops a row silently: ``raw == valid + quarantined + duplic
 4. The pandera contract (:func:`mlplatform.schemas.source_schema`) runs lazily on the typed rows; each
    failure case carries the row's position, so every reason of every row is collected. A later row that
    repeats a key with different values is quarantined with ``duplicate key with different values``.
+
+Steps 3 and 4 run on slices of ``chunk_rows`` rows, so memory holds one slice's text at a time besides the
+results (a :class:`polars.LazyFrame` input, e.g. ``pl.scan_parquet``, is read slice by slice). What needs the
+whole table runs first, on the key columns only: finding identical copies, and the key's uniqueness (the
+table-wide part of the contract, :func:`mlplatform.schemas.split_source_schema`). Each column is first read
+in the layout well-formed files use (e.g. ``2025-01-03 10:00:00.123456``, ``true``, ``12.5``); only the
+values that reading leaves unread take the lenient one of step 3, which gives the same value wherever the
+first gives one.
 """
 
 from dataclasses import dataclass, field
@@ -24,10 +32,11 @@ from datetime import time
 from typing import Literal
 
 import pandera.errors
+import pandera.polars as pa
 import polars as pl
 
 from mlplatform.brief import DType, Source
-from mlplatform.schemas import DUPLICATE_KEY, POLARS_DTYPES, source_schema
+from mlplatform.schemas import DUPLICATE_KEY, POLARS_DTYPES, split_source_schema
 
 ROW = "__row"
 REASONS = "_reasons"
@@ -38,6 +47,9 @@ MISSING_TOKENS = sorted({"", "NaN", *[v for t in ("na", "n/a", "nan", "null", "n
 _TRUE = ["true", "t", "yes", "y", "1"]
 _FALSE = ["false", "f", "no", "n", "0"]
 _DATETIME_FORMATS = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
+_BOOLEANS = {spelling: value for words, value in ((_TRUE, True), (_FALSE, False))
+             for word in words for spelling in (word, word.upper(), word.title())}
+CHUNK_ROWS = 1_000_000
 
 ReasonKind = Literal["missing", "format", "rule", "duplicate"]
 KINDS: tuple[ReasonKind, ...] = ("missing", "format", "rule", "duplicate")
@@ -88,7 +100,7 @@ class ValidationResult:
 
 
 def _read(text: pl.Expr, dtype: str) -> pl.Expr:
-    """The fast reading of ``text`` as ``dtype``: the one layout well-formed files use."""
+    """The strict reading of blank-stripped ``text`` as ``dtype``: the one layout well-formed files use."""
     if dtype == "int":
         return text.cast(pl.Int64, strict=False)
     if dtype == "float":
@@ -100,6 +112,27 @@ def _read(text: pl.Expr, dtype: str) -> pl.Expr:
         return text.str.to_date("%Y-%m-%d", strict=False, cache=False)
     # No cache: timestamps are mostly distinct, so caching parses only adds hashing.
     return text.str.to_datetime(_DATETIME_FORMATS[0], strict=False, time_unit="us", cache=False)
+
+
+def _read_fast(text: pl.Expr, dtype: str) -> pl.Expr:
+    """The reading of raw ``text`` (not stripped, missing tokens not yet recognised) in the commonest layouts.
+
+    Null wherever it is not sure, and NaN for floats (a "NaN" may be a missing token); any other value it
+    gives is the value :func:`_read_fully` gives.
+    """
+    if dtype == "bool":
+        return text.replace_strict(_BOOLEANS, default=None, return_dtype=pl.Boolean)
+    if dtype == "datetime":
+        # Fractions of a second (%.f) send polars to its general parser, five times slower than the fixed
+        # layout; so whole seconds and an exact six-digit fraction are read apart.
+        seconds = text.str.slice(0, 19).str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False, time_unit="us",
+                                                        cache=False)
+        size = text.str.len_bytes()
+        micros = (pl.when(size == 19).then(pl.lit(0, pl.Int64))
+                  .when((size == 26) & text.str.contains(r"^.{19}\.[0-9]{6}$"))
+                  .then(text.str.slice(20).cast(pl.Int64, strict=False)))
+        return seconds + pl.duration(microseconds=micros, time_unit="us")
+    return _read(text, dtype)
 
 
 def _read_leniently(text: pl.Expr, dtype: str) -> pl.Expr:
@@ -124,46 +157,80 @@ def _present(column: str) -> pl.Expr:
     return pl.when(~pl.col(column).str.strip_chars().is_in(MISSING_TOKENS)).then(pl.col(column).str.strip_chars())
 
 
+def _read_fully(text: pl.Series, dtype: DType) -> tuple[pl.Series, pl.Series]:
+    """Every reading step 3 of the module docstring allows; the values, and which of them were present."""
+    present = text.to_frame("value").select(_present("value"))
+    typed = present.select(_read(pl.col("value"), dtype).cast(POLARS_DTYPES[dtype]).alias("value"))
+    if typed["value"].null_count() > present["value"].null_count():
+        typed = present.select(_read_leniently(pl.col("value"), dtype).cast(POLARS_DTYPES[dtype]).alias("value"))
+    return typed["value"], present["value"].is_not_null()
+
+
+def _typed(frame: pl.DataFrame, parsed: dict[str, DType]) -> tuple[pl.DataFrame, dict[str, pl.Series]]:
+    """The ``parsed`` columns of ``frame`` typed, and per column the positions of present values not readable.
+
+    All columns are read fast at once (in parallel); the values that leaves unread or NaN, and only those,
+    are gathered and read fully, then put back in place.
+    """
+    typed = frame.select(_read_fast(pl.col(c), t).cast(POLARS_DTYPES[t]).alias(c) for c, t in parsed.items())
+    unread = {}
+    for column, dtype in parsed.items():
+        value = typed[column]
+        nan = value.is_nan() if dtype == "float" else None
+        if value.null_count() == frame[column].null_count() and (nan is None or not nan.any()):
+            continue  # the fast reading read every value
+        unsure = value.is_null() & frame[column].is_not_null()
+        at = (unsure if nan is None else unsure | nan).arg_true()
+        values, present = _read_fully(frame[column].gather(at), dtype)
+        typed = typed.with_columns(typed[column].scatter(at, values))
+        unread[column] = at.filter(present & values.is_null())
+    return typed, unread
+
+
 def parse_column(text: pl.Series, dtype: DType) -> pl.Series:
     """Read one raw text column as ``dtype`` exactly as validation does; null where missing or unreadable.
 
     Used where one column is needed before validation, e.g. the newest timestamp of a raw batch.
     """
-    present = text.cast(pl.String).to_frame("value").select(_present("value"))
-    typed = present.select(_read(pl.col("value"), dtype).cast(POLARS_DTYPES[dtype]))
-    if typed["value"].null_count() > present["value"].null_count():
-        typed = present.select(_read_leniently(pl.col("value"), dtype).cast(POLARS_DTYPES[dtype]))
+    typed, _ = _typed(text.cast(pl.String).to_frame("value"), {"value": dtype})
     return typed["value"].alias(text.name)
 
 
-def _cast(frame: pl.DataFrame, source: Source) -> tuple[pl.DataFrame, dict[str, str]]:
-    """Typed declared columns plus one ``__bad_<col>`` flag per parsed column; also the flag names."""
-    parsed = {column: spec.dtype for column, spec in source.columns.items() if spec.dtype != "str"}
-    # Materialised stage by stage: one select per stage runs the columns in parallel, and no stage's
-    # expression is evaluated twice.
-    text = frame.select(ROW, *[_present(c) for c in parsed])
-    typed = text.select(ROW, *[_read(pl.col(c), t).cast(POLARS_DTYPES[t]).alias(c) for c, t in parsed.items()])
-    slow = [c for c in parsed if typed[c].null_count() > text[c].null_count()]
-    if slow:
-        reread = text.select(_read_leniently(pl.col(c), parsed[c]).cast(POLARS_DTYPES[parsed[c]]).alias(c)
-                             for c in slow)
-        typed = typed.with_columns(reread.get_columns())
-    flags = {c: f"__bad_{c}" for c in parsed}
-    typed = typed.with_columns((text[c].is_not_null() & typed[c].is_null()).alias(flags[c]) for c in parsed)
-    text_columns = frame.select(c for c in source.columns if c not in parsed)
-    return pl.concat([typed, text_columns], how="horizontal").select(ROW, *source.columns, *flags.values()), flags
+def _failure_cases(schema: pa.DataFrameSchema, frame: pl.DataFrame, name: str) -> pl.DataFrame | None:
+    """pandera's failure cases of ``frame`` (None when it passes); ``index`` is the row's position in it."""
+    try:
+        schema.validate(frame, lazy=True)
+        return None
+    except pandera.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+    table_level = cases.filter(pl.col("index").is_null())
+    if table_level.height:
+        # Only a check that could not run has no row index: a broken contract, not bad rows.
+        first = table_level.row(0, named=True)
+        raise SchemaError(f"table '{name}': check {first['check']} on column {first['column']} could not run "
+                          f"({first['failure_case']}); fix sources.{name}.columns in the brief")
+    return cases
 
 
-def _parse_failures(raw: pl.DataFrame, typed: pl.DataFrame, flags: dict[str, str],
-                    source: Source) -> pl.DataFrame:
+def _key_failures(keys: pl.DataFrame, table: pa.DataFrameSchema, name: str, source: Source) -> pl.DataFrame:
+    """The table-wide checks on the typed key columns of every kept row (``keys`` has ``ROW`` too)."""
+    cases = _failure_cases(table, keys.select(source.unique), name)
+    if cases is None:
+        return _concat([])
+    # The only table-wide check is the duplicate-key one; its name already names the key columns.
+    return _concat([cases.select(keys[ROW].gather(cases["index"]).alias(ROW),
+                                 pl.lit(len(source.columns)).alias("order"), "check", reason=pl.col("check"))])
+
+
+def _parse_failures(chunk: pl.DataFrame, unread: dict[str, pl.Series], source: Source) -> pl.DataFrame:
     order = {column: i for i, column in enumerate(source.columns)}
     parts = []
-    for column, flag in flags.items():
-        if not typed[flag].any():
+    for column, at in unread.items():
+        if at.is_empty():
             continue
         dtype = str(POLARS_DTYPES[source.columns[column].dtype]).split("(")[0]
         parts.append(
-            raw.filter(typed[flag]).select(
+            chunk[[ROW, column]].gather(at).select(
                 pl.col(ROW),
                 pl.lit(order[column]).alias("order"),
                 pl.lit(f"{column}: cannot parse as {dtype}").alias("check"),
@@ -173,39 +240,26 @@ def _parse_failures(raw: pl.DataFrame, typed: pl.DataFrame, flags: dict[str, str
     return _concat(parts)
 
 
-def _contract_failures(typed: pl.DataFrame, name: str, source: Source, flags: dict[str, str]) -> pl.DataFrame:
-    data = typed.select(list(source.columns))
-    try:
-        source_schema(name, source).validate(data, lazy=True)
+def _contract_failures(typed: pl.DataFrame, rows: pa.DataFrameSchema, name: str, source: Source,
+                       unread: dict[str, pl.Series]) -> pl.DataFrame:
+    cases = _failure_cases(rows, typed.select(list(source.columns)), name)
+    if cases is None:
         return _concat([])
-    except pandera.errors.SchemaErrors as exc:
-        cases = exc.failure_cases
-    table_level = cases.filter(pl.col("index").is_null())
-    if table_level.height:
-        # Only a check that could not run has no row index: a broken contract, not bad rows.
-        first = table_level.row(0, named=True)
-        raise SchemaError(f"table '{name}': check {first['check']} on column {first['column']} could not run "
-                          f"({first['failure_case']}); fix sources.{name}.columns in the brief")
     order = {column: i for i, column in enumerate(source.columns)}
-    # The only table-wide check is the duplicate-key one; its name already names the key columns.
-    table_wide = pl.col("schema_context") == "DataFrameSchema"
     cases = cases.with_columns(
         missing=pl.col("check") == "not_nullable",
-        check=pl.when(table_wide).then(pl.col("check"))
-        .otherwise(pl.format("{}: {}", pl.col("column"), pl.col("check"))),
-        order=pl.when(table_wide).then(len(order))
-        .otherwise(pl.col("column").replace_strict(order, default=len(order), return_dtype=pl.Int64)),
+        check=pl.format("{}: {}", pl.col("column"), pl.col("check")),
+        order=pl.col("column").replace_strict(order, default=len(order), return_dtype=pl.Int64),
     )
-    # failure_cases["index"] is the row's position in the validated frame (pandera's polars backend numbers
-    # the check output with with_row_index), so it maps back to our row ids.
-    cases = cases.with_columns(typed[ROW].gather(cases["index"]).alias(ROW))
     # A value that could not be parsed is null now; its parse reason already says more than "not_nullable".
     unparsed = pl.any_horizontal(
-        [(pl.col("column") == column) & typed[flag].gather(cases["index"]) for column, flag in flags.items()]
+        [(pl.col("column") == column) & pl.col("index").is_in(at.implode()) for column, at in unread.items()]
         or [pl.lit(False)]
     )
     cases = cases.filter(~(pl.col("missing") & unparsed))
-    return cases.select(ROW, "order", "check", reason=pl.col("check"))
+    # failure_cases["index"] is the row's position in the validated frame (pandera's polars backend numbers
+    # the check output with with_row_index), so it maps back to our row ids.
+    return cases.select(typed[ROW].gather(cases["index"]).alias(ROW), "order", "check", reason=pl.col("check"))
 
 
 def _concat(parts: list[pl.DataFrame]) -> pl.DataFrame:
@@ -213,13 +267,87 @@ def _concat(parts: list[pl.DataFrame]) -> pl.DataFrame:
     return pl.concat([empty, *[p.cast(empty.schema) for p in parts]])
 
 
-def validate_table(raw: pl.DataFrame, name: str, source: Source) -> ValidationResult:
+@dataclass
+class _Keys:
+    """What validation learns from the key columns of the whole table before it reads any slice."""
+
+    height: int
+    copies: pl.Series  # raw positions of identical copies of an earlier row
+    failures: pl.DataFrame  # table-wide check failures, ROW = raw position
+
+
+def _scan_keys(raw: pl.LazyFrame, name: str, source: Source, table: pa.DataFrameSchema) -> _Keys:
+    no_copies = pl.Series(ROW, [], dtype=pl.UInt32)
+    if not source.unique:
+        return _Keys(raw.select(pl.len()).collect().item(), no_copies, _concat([]))
+    keys = raw.select(source.unique).collect().with_row_index(ROW)
+    # Identical rows share their key, so only rows with a repeated key are compared in full: hashing every
+    # column of every row would cost more than the rest of validation.
+    repeated = keys.select(pl.struct(source.unique).is_duplicated()).to_series()
+    copies = no_copies
+    if repeated.any():
+        candidates = (raw.select(list(source.columns)).with_row_index(ROW)
+                      .filter(pl.col(ROW).is_in(keys[ROW].filter(repeated).implode())).collect())
+        copies = candidates[ROW].filter(~candidates.select(pl.struct(list(source.columns)).is_first_distinct())
+                                        .to_series())
+        keys = keys.filter(~pl.col(ROW).is_in(copies.implode()))
+    parsed = {c: source.columns[c].dtype for c in source.unique if source.columns[c].dtype != "str"}
+    typed, _ = _typed(keys, parsed)
+    keys = keys.with_columns(typed.get_columns())
+    return _Keys(len(repeated), copies, _key_failures(keys, table, name, source))
+
+
+@dataclass
+class _Slice:
+    """One slice's share of the result."""
+
+    valid: pl.DataFrame
+    quarantined: pl.DataFrame
+    failures_by_check: pl.DataFrame  # check, len
+    rows_by_kind: pl.DataFrame  # kind, len
+    null_counts: dict[str, int]
+
+
+def _validate_slice(chunk: pl.DataFrame, keys: _Keys, name: str, source: Source,
+                    rows: pa.DataFrameSchema) -> _Slice:
+    """Steps 3 and 4 on ``chunk`` (raw text with ``ROW``, the raw position), identical copies not yet removed."""
+    first, end = (chunk[ROW][0], chunk[ROW][-1] + 1) if chunk.height else (0, 0)
+    copies = keys.copies.filter(keys.copies.is_between(first, end, closed="left"))
+    if copies.len():
+        chunk = chunk.filter(~pl.col(ROW).is_in(copies.implode()))
+    parsed = {column: spec.dtype for column, spec in source.columns.items() if spec.dtype != "str"}
+    typed_columns, unread = _typed(chunk, parsed)
+    typed = chunk.select(ROW, *source.columns).with_columns(typed_columns.get_columns())
+    failures = pl.concat([
+        _parse_failures(chunk, unread, source),
+        _contract_failures(typed, rows, name, source, unread),
+        keys.failures.filter(pl.col(ROW).is_between(first, end, closed="left")),
+    ])
+    kinds = {check: check_kind(check) for check in failures["check"].unique()}
+    failures = failures.sort(ROW, "order", maintain_order=True).with_columns(
+        kind=pl.col("check").replace_strict(kinds, return_dtype=pl.String))
+    reasons = failures.group_by(ROW, maintain_order=True).agg(pl.col("reason").alias(REASONS))
+    bad = chunk[ROW].is_in(reasons[ROW].implode())
+    return _Slice(
+        valid=typed.filter(~bad).select(list(source.columns)),
+        quarantined=chunk.filter(bad).join(reasons, on=ROW, how="left", maintain_order="left").drop(ROW),
+        failures_by_check=failures.group_by("check").len(),
+        rows_by_kind=failures.unique([ROW, "kind"]).group_by("kind").len(),
+        null_counts={column: typed[column].null_count() - (unread[column].len() if column in unread else 0)
+                     for column in source.columns},
+    )
+
+
+def validate_table(raw: pl.DataFrame | pl.LazyFrame, name: str, source: Source, *,
+                   chunk_rows: int = CHUNK_ROWS) -> ValidationResult:
     """Validate one raw table against its contract; nothing is dropped silently.
 
     Args:
-        raw: the table as read, every column text (non-text columns are cast to text first).
+        raw: the table as read, every column text (non-text columns are cast to text first); a LazyFrame
+            (e.g. ``pl.scan_parquet``) is read one slice at a time.
         name: the source's name in the brief, used in messages.
         source: the source's declaration in the brief (its columns are the contract).
+        chunk_rows: rows typed and checked at a time; the result does not depend on it.
 
     Returns:
         The typed valid rows, the quarantined rows with their reasons, and the counts that reconcile.
@@ -227,53 +355,37 @@ def validate_table(raw: pl.DataFrame, name: str, source: Source) -> ValidationRe
     Raises:
         SchemaError: declared columns are missing from the table (the message names them and the fix).
     """
-    missing = [column for column in source.columns if column not in raw.columns]
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1 (is {chunk_rows})")
+    lazy = raw.lazy()
+    schema = lazy.collect_schema()
+    missing = [column for column in source.columns if column not in schema]
     if missing:
         raise SchemaError(
             f"table '{name}' is missing declared column(s) {', '.join(missing)} (it has: "
-            f"{', '.join(raw.columns)}). Add them to the input files, or change sources.{name}.columns in "
+            f"{', '.join(schema.names())}). Add them to the input files, or change sources.{name}.columns in "
             "the brief.")
-    extra = [column for column in raw.columns if column not in source.columns and column != SOURCE_FILE]
-    raw = raw.with_columns(pl.col(c).cast(pl.String) for c, t in raw.schema.items() if t != pl.String)
-
-    kept = raw
-    if source.unique:
-        # Identical rows share their key, so only rows with a repeated key are compared in full: hashing every
-        # column of every row would cost more than the rest of validation.
-        repeated = raw.select(pl.struct(source.unique).is_duplicated()).to_series()
-        if repeated.any():
-            first = raw.filter(repeated).select(pl.struct(list(source.columns)).is_first_distinct()).to_series()
-            kept = raw.filter(~repeated.scatter(repeated.arg_true(), ~first))
-    duplicates_removed = raw.height - kept.height
-    kept = kept.with_row_index(ROW)
-
-    typed, flags = _cast(kept, source)
-    failures = pl.concat([_parse_failures(kept, typed, flags, source),
-                          _contract_failures(typed, name, source, flags)])
-    kinds = {check: check_kind(check) for check in failures["check"].unique()}
-    failures = failures.sort(ROW, "order", maintain_order=True).with_columns(
-        kind=pl.col("check").replace_strict(kinds, return_dtype=pl.String))
-    reasons = failures.group_by(ROW, maintain_order=True).agg(pl.col("reason").alias(REASONS))
-
-    bad = kept[ROW].is_in(reasons[ROW].implode())
-    valid = typed.filter(~bad).select(list(source.columns))
-    quarantined = kept.filter(bad).join(reasons, on=ROW, how="left", maintain_order="left").drop(ROW)
-    counts = {"raw": raw.height, "valid": valid.height, "quarantined": quarantined.height,
-              "duplicates_removed": duplicates_removed}
-    by_check = failures.group_by("check").len().sort("len", "check", descending=[True, False])
-    by_kind = failures.unique([ROW, "kind"]).group_by("kind").len()
-    null_counts = {
-        column: typed[column].null_count() - (int(typed[flags[column]].sum()) if column in flags else 0)
-        for column in source.columns
-    }
+    extra = [column for column in schema.names() if column not in source.columns and column != SOURCE_FILE]
+    lazy = lazy.with_columns(pl.col(c).cast(pl.String) for c, t in schema.items() if t != pl.String)
+    rows, table = split_source_schema(name, source)
+    keys = _scan_keys(lazy, name, source, table)
+    slices = [_validate_slice(lazy.slice(offset, chunk_rows).collect().with_row_index(ROW, offset), keys, name,
+                              source, rows)
+              for offset in range(0, max(keys.height, 1), chunk_rows)]
+    valid = pl.concat([s.valid for s in slices], rechunk=False)
+    quarantined = pl.concat([s.quarantined for s in slices], rechunk=False)
+    by_check = (pl.concat([s.failures_by_check for s in slices]).group_by("check").agg(pl.col("len").sum())
+                .sort("len", "check", descending=[True, False]))
+    by_kind = pl.concat([s.rows_by_kind for s in slices]).group_by("kind").agg(pl.col("len").sum())
     return ValidationResult(
         valid=valid,
         quarantined=quarantined,
-        duplicates_removed=duplicates_removed,
-        counts=counts,
+        duplicates_removed=keys.copies.len(),
+        counts={"raw": keys.height, "valid": valid.height, "quarantined": quarantined.height,
+                "duplicates_removed": keys.copies.len()},
         failures_by_check=dict(by_check.iter_rows()),
         extra_columns=extra,
-        null_counts=null_counts,
+        null_counts={column: sum(s.null_counts[column] for s in slices) for column in source.columns},
         required_columns=[column for column, spec in source.columns.items() if not spec.nullable],
         rows_by_kind={kind: 0 for kind in KINDS} | dict(by_kind.iter_rows()),
     )

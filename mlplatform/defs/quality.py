@@ -69,13 +69,13 @@ def _validation_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
     )
     def validate(platform: PlatformResource):
         b = platform.brief
-        raw = platform.read_table("raw", name)
-        result = validate_table(raw, name, source)
+        # Streamed: validation reads the raw table in row slices, so a large source never sits in memory twice.
+        result = validate_table(platform.scan_table("raw", name), name, source)
         is_label = name == b.label.source
         valid_path = platform.write_table("validated", name, result.valid)
         quarantine_path = platform.write_table("quarantine", name, result.quarantined)
         score = score_source(
-            name, raw.height, result, timestamp=time_column(source), as_of=data_as_of(b),
+            name, result.counts["raw"], result, timestamp=time_column(source), as_of=data_as_of(b),
             freshness_days=freshness_need_days(b, name),
             label=result.valid[b.label.column] if is_label else None,
             # relevance needs the label joined to this source: data_quality_report measures it

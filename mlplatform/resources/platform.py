@@ -70,6 +70,17 @@ class PlatformResource(dg.ConfigurableResource):
                                     "materialise its upstream assets first")
         return pl.concat([pl.read_parquet(p) for p in parts], how="diagonal")
 
+    def scan_table(self, layer: str, name: str) -> pl.LazyFrame:
+        """A lake table (or all partitions of a partitioned one) as a LazyFrame, read when collected."""
+        path = self.workspace.table(layer, name)
+        if path.exists():
+            return pl.scan_parquet(path)
+        parts = sorted(path.with_suffix("").glob("*.parquet"))
+        if not parts:
+            raise FileNotFoundError(f"table {layer}/{name} has not been materialised yet ({path}); "
+                                    "materialise its upstream assets first")
+        return pl.concat([pl.scan_parquet(p) for p in parts], how="diagonal")
+
     def register_view(self, view: str, parquet_glob: str | None) -> None:
         """Keep the warehouse's views pointing at the lake so `mlplatform sql` can query every table
         (``parquet_glob`` None drops the view).

@@ -256,3 +256,94 @@ def test_parse_column_reads_one_raw_column_like_validation():
     assert parsed.name == "ts" and parsed.dtype == pl.Datetime("us")
     assert parsed.to_list() == [datetime(2025, 1, 3, 10), datetime(2025, 1, 4, 8, 30), None, None, None]
     assert parse_column(pl.Series(["3.0", "x", "7"]), "int").to_list() == [3, None, 7]
+
+
+def assert_same_result(result, expected):
+    assert result.valid.equals(expected.valid)
+    assert result.quarantined.equals(expected.quarantined)
+    for name in ("counts", "duplicates_removed", "extra_columns", "null_counts", "required_columns", "rows_by_kind"):
+        assert getattr(result, name) == getattr(expected, name), name
+    assert list(result.failures_by_check.items()) == list(expected.failures_by_check.items())
+
+
+def table_across_slices() -> pl.DataFrame:
+    """Rows whose findings need rows of other slices: copies and repeated keys far from their first row."""
+    return rows(
+        {"event_id": "e1", "minutes": "1"},
+        {"event_id": "e2", "customer_id": "x"},
+        {"event_id": "e3", "minutes": " NaN ", "paid": "tRuE"},
+        {"event_id": "e1", "minutes": "1"},  # identical copy of the first row
+        {"event_id": "e4", "ts": "2025-01-03T10:00:00Z", "day": "2025-02-30"},
+        {"event_id": "e1", "minutes": "2"},  # same key, different values
+        {"event_id": "e5", "customer_id": "null", "kind": "logout"},
+        {"event_id": "e2", "customer_id": "x"},  # identical copy of an unparseable row
+        {"event_id": "e6", "ts": "2025-01-03 10:00:00.25", "customer_id": "2.0"},
+    ).with_columns(_source_file=pl.lit("a.csv"))
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 4, 100])
+@pytest.mark.parametrize("lazy", [False, True])
+def test_the_result_does_not_depend_on_how_the_table_is_sliced(chunk_rows, lazy, tmp_path):
+    raw = table_across_slices()
+    expected = validate_table(raw, "events", EVENTS, chunk_rows=len(raw))
+    if lazy:
+        raw.write_parquet(tmp_path / "events.parquet", row_group_size=2)
+        raw = pl.scan_parquet(tmp_path / "events.parquet")
+
+    result = validate_table(raw, "events", EVENTS, chunk_rows=chunk_rows)
+
+    assert_same_result(result, expected)
+    assert result.counts == {"raw": 9, "valid": 3, "quarantined": 4, "duplicates_removed": 2}
+    assert result.valid["event_id"].to_list() == ["e1", "e3", "e6"]
+    assert result.valid.filter(pl.col("event_id") == "e3").select("minutes", "paid").row(0) == (None, True)
+    assert result.quarantined["event_id"].to_list() == ["e2", "e4", "e1", "e5"]
+    assert reasons(result, "e1") == ["event_id: duplicate key with different values"]
+    assert reasons(result, "e5") == ["customer_id: not_nullable", "kind: isin(['login', 'usage'])"]
+    assert result.null_counts["minutes"] == 1 and result.null_counts["customer_id"] == 1
+
+
+def test_a_key_repeated_only_once_typed_is_a_duplicate_across_slices():
+    source = Source.model_validate({"path": "unused", "format": "csv", "unique": ["customer_id"],
+                                    "columns": {"customer_id": {"dtype": "int"}, "y": {"dtype": "int"}}})
+    raw = pl.DataFrame({"customer_id": ["1", "2", " 1", "1.0"], "y": ["0", "0", "0", "1"]})
+
+    result = validate_table(raw, "labels", source, chunk_rows=1)
+
+    assert result.valid.rows() == [(1, 0), (2, 0)]
+    assert result.quarantined["customer_id"].to_list() == [" 1", "1.0"]
+    assert result.failures_by_check == {"customer_id: duplicate key with different values": 2}
+
+
+@pytest.mark.parametrize(("column", "text", "expected"), [
+    ("ts", "2025-01-03 10:00:00.000001", datetime(2025, 1, 3, 10, 0, 0, 1)),
+    ("ts", "2025-01-03 10:00:00.12345", datetime(2025, 1, 3, 10, 0, 0, 123450)),
+    ("ts", "2024-02-29 23:59:59.999999", datetime(2024, 2, 29, 23, 59, 59, 999999)),
+    ("ts", "2025-01-03 10:00:00.123456 ", datetime(2025, 1, 3, 10, 0, 0, 123456)),
+    ("minutes", "nan", None),
+    ("minutes", "inf", float("inf")),
+    ("paid", "YES", True),
+    ("paid", " n ", False),
+])
+def test_values_near_the_common_layouts_read_as_before(column, text, expected):
+    # The common layouts are read apart from the rest; these sit at the edge between the two readings.
+    typed = parse_column(pl.Series([text]), EVENTS.columns[column].dtype)
+
+    assert typed.to_list() == [expected]
+
+
+@pytest.mark.parametrize("text", ["2025-01-03 10:00:00.+12345", "2025-01-03 10:00:00.-12345",
+                                  "2025-02-29 10:00:00", "2025-01-03 10:00:00.12345x"])
+def test_near_layouts_that_are_not_datetimes_are_quarantined(text):
+    result = validate_table(rows({}, {"ts": text}), "events", EVENTS)
+
+    assert reasons(result, "e2") == [f"ts: cannot parse '{text}' as Datetime"]
+
+
+def test_parse_column_reads_booleans():
+    assert parse_column(pl.Series(["yes", "No", " T ", "maybe", "none"]), "bool").to_list() == [
+        True, False, True, None, None]
+
+
+def test_slices_must_hold_a_row():
+    with pytest.raises(ValueError, match="chunk_rows must be at least 1"):
+        validate_table(rows({}), "events", EVENTS, chunk_rows=0)
