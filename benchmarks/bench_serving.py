@@ -1,5 +1,6 @@
 """Serving latency: `mlplatform serve` (online features + LightGBM champion + prediction log) vs `feast serve`'s
-feature lookup alone, over loopback, at a fixed request rate.
+feature lookup alone, over loopback, at a fixed request rate; and, in process, one entity's online lookup through
+`OnlineReader` vs Feast's SDK (`get_online_features`).
 
 Needs a data directory where the demo graph ran (`mlplatform demo --data-dir DIR`). If the champion there is
 not the LightGBM candidate, this script registers that candidate as a new version and promotes it (the
@@ -16,6 +17,7 @@ work per request, so the client does not take the server's CPU on a small machin
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import socket
@@ -30,7 +32,8 @@ import numpy as np
 import polars as pl
 
 from mlplatform.brief import DEMO_BRIEF, Brief, load_brief
-from mlplatform.core.feature_store import feast_config, feature_service_name, online_features
+from mlplatform.core.feature_store import OnlineReader, feast_config, feature_service_name, online_features
+from mlplatform.core.model_integrity import record_artifact_hashes
 from mlplatform.core.rollout import promote
 from mlplatform.core.tracking import client_for, get_alias_version, register_model
 from mlplatform.serving.model_loader import model_name
@@ -52,6 +55,7 @@ def lightgbm_champion(ws: Workspace, name: str) -> str:
     if champion is not None and client_for(ws.mlflow_uri).get_model_version(name, champion).run_id == run_id:
         return champion
     version = register_model(ws.mlflow_uri, name, run_id)
+    record_artifact_hashes(ws.mlflow_uri, name, version)  # as the model_registry asset does; serving checks them
     promote(ws.mlflow_uri, name, version)
     return version
 
@@ -64,6 +68,26 @@ def served_ids(ws: Workspace, brief: Brief, service: str) -> list[int]:
     columns = online_features(FeatureStore(config=feast_config(ws.feast_dir, brief.name)), ids, service)
     features = [name for name in columns if name != brief.entity_key]
     return [i for n, i in enumerate(ids) if any(columns[name][n] is not None for name in features)]
+
+
+def lookup_latencies(ws: Workspace, brief: Brief, service: str, ids: list[int], lookups: int) -> dict:
+    """p50/p99 (ms) of one entity's lookup, in process, through OnlineReader and through Feast's SDK, alternating
+    between the two on the same random ids (so load on the machine hits both alike); the answers must agree."""
+    from feast import FeatureStore
+
+    store = FeatureStore(config=feast_config(ws.feast_dir, brief.name))
+    reader = OnlineReader(store, service)
+    sides = {"OnlineReader": reader.read, "Feast get_online_features": lambda i: online_features(store, i, service)}
+    times: dict[str, list[float]] = {side: [] for side in sides}
+    for entity_id in np.random.default_rng(0).choice(ids, lookups):
+        answers = []
+        for side, read in sides.items():
+            started = time.perf_counter()
+            answers.append(read([int(entity_id)]))
+            times[side].append((time.perf_counter() - started) * 1000)
+        if answers[0] != answers[1]:
+            raise SystemExit(f"OnlineReader and Feast disagree on {brief.entity_key} {entity_id}: {answers}")
+    return {side: (float(np.percentile(t, 50)), float(np.percentile(t, 99))) for side, t in times.items()}
 
 
 def feast_repo(ws: Workspace, project: str, target: Path) -> Path:
@@ -173,6 +197,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--duration", type=float, default=60, help="seconds at --rate")
     parser.add_argument("--max-rate-step-s", type=float, default=10, help="seconds per step of the max-rate search")
+    parser.add_argument("--lookups", type=int, default=5000, help="in-process lookups per side")
     args = parser.parse_args()
     brief = load_brief(DEMO_BRIEF)
     ws = Workspace(args.data_dir.resolve(), brief.name)
@@ -180,10 +205,20 @@ def main() -> None:
     version = lightgbm_champion(ws, name)
     service = feature_service_name(brief.name)
     ids = served_ids(ws, brief, service)
+    lookups = lookup_latencies(ws, brief, service, ids, args.lookups)
+    print(f"online lookup of one entity, in process ({args.lookups} each, answers equal):")
+    for side, (p50, p99) in lookups.items():
+        print(f"    {side:28} p50 {p50:7.3f} ms  p99 {p99:7.3f} ms")
+    (reader_p50, reader_p99), (sdk_p50, sdk_p99) = lookups.values()
+    print(f"    Feast SDK / OnlineReader: p50 {sdk_p50 / reader_p50:.1f}x, p99 {sdk_p99 / reader_p99:.1f}x", flush=True)
     predict_bodies = [json.dumps({brief.entity_key: i}).encode() for i in ids]
     feast_bodies = [json.dumps({"feature_service": service, "entities": {brief.entity_key: [i]}}).encode()
                     for i in ids]
     bin_dir = Path(sys.executable).parent
+    # The client has Feast and MLflow loaded (~0.5M objects): a full garbage collection would pause it for
+    # ~0.3 s and count as server latency. Freeze what exists; the requests' own objects are collected quickly.
+    gc.collect()
+    gc.freeze()
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         sides = {

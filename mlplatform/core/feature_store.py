@@ -7,6 +7,9 @@ feature service for the model. Every field carries the seed's registry documenta
 pandas/Arrow conversions Feast needs stay in this module.
 """
 
+import sqlite3
+import threading
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -16,9 +19,14 @@ import polars as pl
 from feast import types as ft
 from feast.data_format import ParquetFormat
 from feast.errors import FeatureViewNotFoundException
+from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.offline_stores.duckdb import DuckDBOfflineStoreConfig
-from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
+from feast.infra.online_stores.helpers import compute_table_id
+from feast.infra.online_stores.sqlite import SqliteOnlineStore, SqliteOnlineStoreConfig
 from feast.infra.registry.sql import SqlRegistryConfig
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 
 from mlplatform.brief import Features, TableFeatures
 from mlplatform.core.features import feature_columns
@@ -300,6 +308,118 @@ def online_features(
         features=service, entity_rows=[{join_key: int(entity_id)} for entity_id in entity_ids]
     ).to_dict()
     return {column: response[column] for column in [join_key, *features]}
+
+
+# Feature name -> Feast value of each entity key, in order; None where the store has no row for the key.
+_ReadValues = Callable[[list[EntityKeyProto]], list[dict[str, ValueProto] | None]]
+
+
+class OnlineReader:
+    """The latest materialised features of entity ids, read straight from the online store Feast wrote.
+
+    Returns exactly what :func:`online_features` (Feast's ``get_online_features``) returns, without its per-call
+    registry lookups, request validation and response protos. Formats stay Feast's: entity keys are Feast
+    ``EntityKey`` protos of the join key's value type (``python_values_to_proto_values``), values are decoded
+    with ``feast_value_type_to_python_type``. SQLite: Feast's table of the view, keys serialised with Feast's
+    ``serialize_entity_key``, values parsed as Feast ``Value`` protos, one persistent read-only connection per
+    thread. Redis: Feast's own Redis store (``RedisOnlineStore.online_read``, one pooled client). Any other
+    online store, or a service over several views, goes through the SDK.
+
+    The feature service is resolved once, at construction: make a new reader after ``feast apply`` changes it.
+
+    Args:
+        store: the feature store (its config names the online store).
+        feature_service_name: the service whose features are read.
+
+    Raises:
+        Exception: what Feast raises when the registry lacks the service or its view.
+    """
+
+    def __init__(self, store: feast.FeatureStore, feature_service_name: str) -> None:
+        service, self.join_key, self.features = _service(store, feature_service_name)
+        projections = service.feature_view_projections
+        self._store, self._service_name = store, feature_service_name
+        self._values: _ReadValues | None = None
+        if len(projections) != 1 or projections[0].name_alias:
+            return
+        view, config = store.get_feature_view(projections[0].name), store.config
+        self._key_type = view.entity_columns[0].dtype.to_value_type()
+        self._value_types = {f.name: f.dtype.to_value_type() for f in view.features}
+        online_type = str(config.online_store.type)
+        if online_type == "sqlite" or online_type.endswith("SqliteOnlineStore"):
+            table = compute_table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
+            self._values = _SqliteValues(SqliteOnlineStore._get_db_path(config), table,
+                                         config.entity_key_serialization_version)
+        elif online_type == "redis" or online_type.endswith("RedisOnlineStore"):
+            self._values = _RedisValues(config, view, self.features)
+
+    @property
+    def direct(self) -> bool:
+        """Whether reads bypass the SDK (SQLite or Redis, one feature view)."""
+        return self._values is not None
+
+    def read(self, entity_ids: list[int]) -> dict[str, list]:
+        """Column -> values in ``entity_ids`` order: the join key, then each feature (None where the online store
+        has no value for the entity), as :func:`online_features` returns them."""
+        if self._values is None:
+            return online_features(self._store, entity_ids, self._service_name)
+        ids = [int(entity_id) for entity_id in entity_ids]
+        unique = list(dict.fromkeys(ids))
+        keys = [EntityKeyProto(join_keys=[self.join_key], entity_values=[value])
+                for value in python_values_to_proto_values(unique, self._key_type)]
+        by_id = dict(zip(unique, self._values(keys), strict=True))
+        columns: dict[str, list] = {self.join_key: ids}
+        for name in self.features:
+            value_type = self._value_types[name]
+            columns[name] = [feast_value_type_to_python_type(value, value_type)
+                             if (found := by_id[i]) and (value := found.get(name)) is not None else None
+                             for i in ids]
+        return columns
+
+
+class _SqliteValues:
+    """Feast's SQLite online table of one view, with one read-only connection per thread (opened on first use)."""
+
+    def __init__(self, path: str, table: str, key_version: int) -> None:
+        self._uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+        self._query = 'SELECT entity_key, feature_name, value FROM "{}" WHERE entity_key IN ({{}})'.format(
+            table.replace('"', '""'))
+        self._key_version = key_version
+        self._local = threading.local()
+
+    def _connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            try:
+                connection = sqlite3.connect(self._uri, uri=True)
+            except sqlite3.OperationalError as exc:
+                raise sqlite3.OperationalError(f"cannot open the online store {self._uri}: {exc}; materialise the "
+                                               "feature store first") from None
+            self._local.connection = connection
+        return connection
+
+    def __call__(self, keys: list[EntityKeyProto]) -> list[dict[str, ValueProto] | None]:
+        serialised = [serialize_entity_key(key, entity_key_serialization_version=self._key_version) for key in keys]
+        found: dict[bytes, dict[str, ValueProto]] = {}
+        for key, feature, value in self._connection().execute(self._query.format(",".join("?" * len(keys))),
+                                                                serialised):
+            parsed = ValueProto()
+            parsed.ParseFromString(value)
+            found.setdefault(key, {})[feature] = parsed
+        return [found.get(key) for key in serialised]
+
+
+class _RedisValues:
+    """Feast's Redis online store (its key layout and field hashing), read with Feast's ``online_read``."""
+
+    def __init__(self, config: feast.RepoConfig, view: feast.FeatureView, features: list[str]) -> None:
+        from feast.infra.online_stores.redis import RedisOnlineStore  # imports redis: only where it is used
+
+        self._store, self._config, self._view, self._features = RedisOnlineStore(), config, view, features
+
+    def __call__(self, keys: list[EntityKeyProto]) -> list[dict[str, ValueProto] | None]:
+        # online_read appends to the feature list it is given: a copy each call.
+        return [values for _, values in self._store.online_read(self._config, self._view, keys, list(self._features))]
 
 
 def online_offline_mismatches(online: dict[str, list], feature_table: pl.DataFrame, *, entity_key: str,

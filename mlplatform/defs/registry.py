@@ -10,8 +10,10 @@ from mlplatform.core.budgets import directory_size_mb, single_row_latency_ms
 from mlplatform.core.calibration import CALIBRATOR_FILE
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
+from mlplatform.core.model_integrity import record_artifact_hashes
 from mlplatform.core.models import load_candidate
 from mlplatform.core.promotion import decide_promotion
+from mlplatform.core.rollout import policy_for, rollout_state, set_challenger_share
 from mlplatform.core.rollout import promote as promote_champion
 from mlplatform.core.tracking import (
     MODEL_ARTIFACT_PATH,
@@ -30,13 +32,16 @@ from mlplatform.resources.platform import PlatformResource, TrackingResource
 @dg.asset(group_name="registry", deps=["evaluation_report"], kinds={"mlflow"})
 def model_registry(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """The challenger (the candidate chosen on validation) registered as a new model version with the
-    `challenger` alias; a calibrator the evaluation fitted (calibrator.json) is registered with it."""
+    `challenger` alias; a calibrator the evaluation fitted (calibrator.json) is registered with it, and every
+    file's SHA-256 is recorded on the version."""
     name = challenger_name(platform)
     run_id = platform.read_table("candidates", name)["run_id"][0]
     calibrator = platform.workspace.models_dir / name / CALIBRATOR_FILE
     if calibrator.exists():  # into the run's model folder before registering, so the version holds it
         client_for(tracking.uri).log_artifact(run_id, str(calibrator), MODEL_ARTIFACT_PATH)
     version = register_model(tracking.uri, tracking.model_name, run_id, MODEL_ARTIFACT_PATH)
+    # Each file's SHA-256 as a version tag: serving loads only files that match it (safe loading).
+    record_artifact_hashes(tracking.uri, tracking.model_name, version)
     set_alias(tracking.uri, tracking.model_name, "challenger", version)
     platform.write_table("registry", "challenger", pl.DataFrame({"version": [version], "run_id": [run_id],
                                                                  "candidate": [name]}))
@@ -115,18 +120,33 @@ def promotion_gate(platform: PlatformResource, tracking: TrackingResource) -> dg
 
 @dg.asset(group_name="registry", deps=["model_registry"], kinds={"mlflow"})
 def champion_model(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
-    """The production model: the `champion` alias moved to the challenger that passed the promotion gate.
-    The previous champion is kept for rollback."""
+    """The production model, once the promotion gate passed: the `champion` alias moved to the challenger (the
+    previous champion is kept for rollback); or, with `monitoring.retrain_rollout: canary` while a champion
+    serves, a canary: the challenger gets the first canary share of traffic and `serving_rollout` takes it on."""
     promotion = platform.read_table("registry", "promotion").row(0, named=True)
+    version = promotion["challenger_version"]
     if not promotion["promote"]:
-        raise RuntimeError(f"the promotion gate refused version {promotion['challenger_version']}: "
-                           f"{promotion['reasons']}")
-    # Under a lock, with the promotion recorded on the version: what `mlplatform rollback` walks back through.
-    previous = promote_champion(tracking.uri, tracking.model_name, promotion["challenger_version"])
-    set_verdict(tracking.uri, platform.read_table("registry", "challenger")["run_id"][0], "promoted")
-    return dg.MaterializeResult(metadata={"model_name": tracking.model_name,
-                                          "champion_version": promotion["challenger_version"],
-                                          "previous_champion": previous or "none"})
+        raise RuntimeError(f"the promotion gate refused version {version}: {promotion['reasons']}")
+    uri, name = tracking.uri, tracking.model_name
+    champion = rollout_state(uri, name).champion
+    if platform.brief.monitoring.retrain_rollout == "canary" and champion not in (None, version):
+        # The champion keeps serving; the verdict stays "iterate" until the canary ends.
+        share = policy_for(platform.brief).canary_steps[0]
+        set_alias(uri, name, "challenger", version)
+        set_challenger_share(uri, name, share)
+        action, metadata = "canary", {"champion_version": champion, "challenger_version": version,
+                                      "challenger_share": share}
+    else:
+        # Under a lock, with the promotion recorded on the version: what `mlplatform rollback` walks back through.
+        previous = promote_champion(uri, name, version)
+        set_verdict(uri, platform.read_table("registry", "challenger")["run_id"][0], "promoted")
+        action, metadata = "promoted", {"champion_version": version, "previous_champion": previous or "none"}
+        if platform.brief.monitoring.retrain_rollout == "canary":
+            metadata["canary"] = "none: no champion served yet, so there is no traffic to share"
+    platform.write_table("registry", "rollout", pl.DataFrame({
+        "challenger_version": [version], "action": [action], "champion_version": [metadata["champion_version"]],
+        "challenger_share": [float(metadata.get("challenger_share", 0.0))]}))
+    return dg.MaterializeResult(metadata={"model_name": name, "action": action, **metadata})
 
 
 def build(brief) -> list:

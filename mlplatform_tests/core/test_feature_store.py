@@ -1,4 +1,6 @@
 import runpy
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from mlplatform.core.feature_store import (
+    OnlineReader,
     apply_feature_store,
     feast_config,
     feast_objects,
@@ -244,3 +247,72 @@ def test_online_offline_mismatches_name_each_differing_value():
     skewed = {"customer_id": [1, 2], "score": [2.0, 4.0 + 1e-12], "plan": ["c", "x"]}
     found = online_offline_mismatches(skewed, table, entity_key="customer_id", start=T0, end=end)
     assert found.select("customer_id", "feature").rows() == [(1, "score"), (2, "plan")]
+
+
+def nullable_feature_table(rng: np.random.Generator, entities: int = 40) -> pl.DataFrame:
+    """Several rows per entity for ids 1..entities (some ids get none), a quarter of every feature null."""
+    n = 300
+    nulls = {name: rng.random(n) < 0.25 for name in FEATURES}
+
+    def column(name: str, values: np.ndarray) -> pl.Series:
+        return pl.Series(name, values).scatter(np.flatnonzero(nulls[name]), None)
+
+    event_ts = [T0 + timedelta(hours=int(h)) for h in rng.integers(0, 24 * 20, n)]
+    return pl.DataFrame([
+        pl.Series("customer_id", rng.choice(np.arange(1, entities + 1)[rng.random(entities) < 0.8], n)),
+        pl.Series("event_timestamp", event_ts),
+        pl.Series("created_timestamp", [ts + timedelta(seconds=int(s)) for ts, s in zip(
+            event_ts, rng.permutation(n), strict=True)]),
+        column("customer_minutes_7d_sum", rng.random(n) * 100),
+        column("customer_minutes_7d_mean", rng.normal(size=n)),
+        column("customer_login_7d_count", rng.integers(-5, 9, n)),
+        column("customer_days_since_login", rng.random(n) * 10),
+        column("customer_plan", rng.choice(["basic", "premium", "", "ü-plan"], n)),
+        column("customer_tenure_days", rng.integers(0, 2**40, n)),
+    ])
+
+
+def assert_reader_matches_the_sdk(store: feast.FeatureStore, service: str, rng: np.random.Generator) -> None:
+    reader = OnlineReader(store, service)
+    assert reader.direct
+    # Known and unknown ids, repeats, one at a time and many at once, from several threads (one connection each).
+    requests = [[int(i)] for i in rng.integers(0, 50, 30)] + [rng.integers(-3, 60, 80).tolist() for _ in range(5)]
+    expected = [online_features(store, ids, service) for ids in requests]
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(reader.read, requests * 2))
+    assert found == expected * 2
+    every = expected[-1]
+    values = [v for name in FEATURES for v in every[name]]
+    assert None in values and any(v is not None for v in every["customer_plan"]), "nulls and values both occur"
+    assert {type(v) for v in every["customer_tenure_days"]} <= {int, type(None)}
+
+
+def test_online_reader_returns_what_feast_get_online_features_returns_on_sqlite(tmp_path):
+    rng = np.random.default_rng(11)
+    store = applied_store(tmp_path, nullable_feature_table(rng))
+    materialize_online(store, T0 + timedelta(days=2), T0 + timedelta(days=15))
+    assert_reader_matches_the_sdk(store, SERVICE, rng)
+
+
+def test_online_reader_before_materialisation_names_the_cause(tmp_path):
+    store = feast.FeatureStore(config=feast_config(tmp_path / "repo", "shop"))
+    with pytest.raises(Exception, match="shop_model_v1"):
+        OnlineReader(store, SERVICE)
+    (tmp_path / "applied").mkdir()
+    applied = applied_store(tmp_path / "applied", nullable_feature_table(np.random.default_rng(1)))
+    (tmp_path / "applied" / "repo" / "online.db").unlink()
+    with pytest.raises(Exception, match="materialise the feature store first"):
+        OnlineReader(applied, SERVICE).read([1])
+
+
+@pytest.mark.integration
+def test_online_reader_returns_what_feast_get_online_features_returns_on_redis(tmp_path):
+    rng = np.random.default_rng(12)
+    project = f"shop_reader_{uuid.uuid4().hex[:10]}"  # a project of its own: Redis keys end with its name
+    store = applied_store(tmp_path, nullable_feature_table(rng), project=project, online="redis",
+                          redis_connection="127.0.0.1:6379")
+    try:
+        materialize_online(store, T0 + timedelta(days=2), T0 + timedelta(days=15))
+        assert_reader_matches_the_sdk(store, feature_service_name(project), rng)
+    finally:
+        store.teardown()

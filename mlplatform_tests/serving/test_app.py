@@ -1,5 +1,6 @@
 """The serving app over real HTTP: uvicorn on a loopback port, the demo graph's champion and Feast online store."""
 
+import json
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 
 from mlplatform.brief import load_brief
 from mlplatform.core.feature_store import feature_view_name
+from mlplatform.core.model_integrity import ARTIFACT_HASHES_TAG
 from mlplatform.core.models import load_candidate
 from mlplatform.core.tracking import client_for, download_model_version, get_alias_version
 from mlplatform.core.training import Predictor, rules_baseline
@@ -200,6 +202,21 @@ def test_without_a_champion_the_rules_answer(demo_settings, ws, store, known_ids
         assert {(row["model_name"], row["model_version"], row["fallback"]) for row in rows} == {("rules", None, True)}
         after = metric(running.client, "mlplatform_predictions_total", model_name="rules", fallback="True")
         assert after == counted + len(rows)
+
+
+def test_a_champion_whose_files_do_not_match_the_registry_hashes_is_refused(demo_settings, ws, champion, tmp_path):
+    settings = copy_namespace(demo_settings, tmp_path, ["mlflow", "feast"])
+    client = client_for(Workspace(tmp_path, "churn_demo").mlflow_uri)
+    recorded = json.loads(client.get_model_version("churn_demo_model", champion[0]).tags[ARTIFACT_HASHES_TAG])
+    assert "model.json" in recorded
+    tampered = {**recorded, "model.json": "0" * 64}
+    client.set_model_version_tag("churn_demo_model", champion[0], ARTIFACT_HASHES_TAG, json.dumps(tampered))
+    with serving(create_app(settings)) as running:
+        ready = wait_ready(running.client)
+    assert (ready["fallback"], ready["model_name"]) == (True, "rules")
+    assert f"refusing to load churn_demo_model version {champion[0]}" in ready["fallback_reason"]
+    assert f"model.json has SHA-256 {recorded['model.json']}, the registry recorded {'0' * 64}" in ready[
+        "fallback_reason"]
 
 
 def test_a_failing_online_store_opens_the_circuit(demo_settings, ws, store, known_ids, tmp_path):

@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlplatform.cli import app as cli
+from mlplatform.core.model_integrity import record_artifact_hashes
 from mlplatform.core.models import load_candidate
 from mlplatform.core.rollout import (
     assign_arm,
@@ -41,7 +42,9 @@ def with_lightgbm_version(demo_settings: Settings, ws: Workspace, target: Path) 
     uri = Workspace(target, "churn_demo").mlflow_uri
     run_id = pl.read_parquet(ws.table("candidates", "lightgbm"))["run_id"][0]
     champion = get_alias_version(uri, MODEL, "champion")
-    return settings, champion, register_model(uri, MODEL, run_id)
+    version = register_model(uri, MODEL, run_id)
+    record_artifact_hashes(uri, MODEL, version)  # as the model_registry asset does: serving loads nothing else
+    return settings, champion, version
 
 
 def test_every_prediction_is_logged_in_the_background_and_flushed_at_shutdown(demo_settings, ws, store, known_ids,
