@@ -235,6 +235,10 @@ class TrainedModel:
             matrix = _design_matrix(frame, self.features, self.categories)
         else:
             matrix = _design_matrix(self.transforms.apply(frame), self.transforms.output_columns, self.categories)
+        return self.predict_matrix(matrix)
+
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Scores of rows already encoded as the booster's design matrix (see ``predict_score``)."""
         # One thread: OpenMP's spin-waiting threads cost more than they save on serving-sized batches.
         return np.asarray(self.booster.predict(matrix, num_iteration=self.best_iteration, num_threads=1))
 

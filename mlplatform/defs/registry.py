@@ -42,11 +42,18 @@ def model_registry(platform: PlatformResource, tracking: TrackingResource) -> dg
     version = register_model(tracking.uri, tracking.model_name, run_id, MODEL_ARTIFACT_PATH)
     # Each file's SHA-256 as a version tag: serving loads only files that match it (safe loading).
     record_artifact_hashes(tracking.uri, tracking.model_name, version)
-    set_alias(tracking.uri, tracking.model_name, "challenger", version)
+    # The `challenger` alias is what serving's B arm answers with: while a canary gives it traffic, a new
+    # (not yet judged) version must not take that traffic over. The gate reads the version from the lake.
+    state = rollout_state(tracking.uri, tracking.model_name)
+    canary = state.challenger_share > 0 and state.challenger not in (None, state.champion)
+    if not canary:
+        set_alias(tracking.uri, tracking.model_name, "challenger", version)
     platform.write_table("registry", "challenger", pl.DataFrame({"version": [version], "run_id": [run_id],
                                                                  "candidate": [name]}))
+    alias = (f"not moved: version {state.challenger} serves a {state.challenger_share:.0%} canary"
+             if canary else "challenger")
     return dg.MaterializeResult(metadata={"model_name": tracking.model_name, "version": version, "candidate": name,
-                                          "run_id": run_id, "alias": "challenger",
+                                          "run_id": run_id, "alias": alias,
                                           "calibrator": CALIBRATOR_FILE if calibrator.exists() else "none"})
 
 

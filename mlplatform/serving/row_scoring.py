@@ -44,9 +44,7 @@ def row_scorer(model: Any, types: dict[str, type]) -> Callable[[dict], np.ndarra
                 for value, lookup in zip(values, categorical, strict=True)]
 
     def score(row: dict) -> np.ndarray:
-        # As TrainedModel.predict_score: one thread, the best iteration.
-        return np.asarray(model.booster.predict(np.array([design(row)], dtype=np.float64),
-                                                num_iteration=model.best_iteration, num_threads=1))
+        return model.predict_matrix(np.array([design(row)], dtype=np.float64))
 
     probes = _probe_rows(model, types)
     try:
