@@ -56,8 +56,7 @@ def _run(settings: Settings) -> None:
     for label, path in _reports(ws):
         if path.exists():  # a run stopped early has not written them
             typer.echo(f"  {label + ':':<18} {path}")
-    typer.echo(f"  lineage graph UI:  DAGSTER_HOME={settings.data_dir / 'dagster_home'} "
-               f"MLPLATFORM_DATA_DIR={settings.data_dir} MLPLATFORM_BRIEF={settings.brief_path} dagster dev")
+    typer.echo(f"  lineage graph UI:  mlplatform ui --data-dir {settings.data_dir} --brief {settings.brief_path}")
     typer.echo(f"  MLflow UI:         mlflow ui --backend-store-uri {ws.mlflow_uri}")
     if not outcome.ok:
         _fail(f"the run stopped at {outcome.stopped_by}: {outcome.reason.rstrip('.')}.\n"
