@@ -111,8 +111,10 @@ def validate(brief: Path = typer.Argument(..., help="the brief YAML to check"),
 
 
 @app.command()
-def init(data: str = typer.Argument(..., help="a CSV/Parquet file, a glob or a folder of them (one table)"),
+def init(data: str = typer.Argument(..., help="a CSV/Parquet file, a glob or a folder of them (one table), or a "
+                                   "DuckDB database file with --table"),
          target: str = typer.Option(..., "--target", help="the column to predict"),
+         table: str | None = typer.Option(None, "--table", help="the table to read when DATA is a DuckDB file"),
          output: Path = typer.Option(Path("brief.yaml"), "--output", help="where to write the draft brief"),
          force: bool = typer.Option(False, "--force", help="overwrite an existing file at --output")) -> None:
     """Profile a dataset and write a draft brief that runs as it is; print what was inferred."""
@@ -124,7 +126,7 @@ def init(data: str = typer.Argument(..., help="a CSV/Parquet file, a glob or a f
     if output.exists() and not force:
         _fail(f"{output} exists; pass --force to overwrite it, or choose another --output")
     try:
-        draft = draft_brief(data, target, brief_dir=output.resolve().parent, today=date.today())
+        draft = draft_brief(data, target, brief_dir=output.resolve().parent, today=date.today(), table=table)
     except InputError as exc:
         _fail(str(exc))
     write_text_atomic(draft.text, output)

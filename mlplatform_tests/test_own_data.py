@@ -126,3 +126,24 @@ def test_validate_checks_the_input_files_with_data_dir(tmp_path):
     pl.read_csv(data).drop("city").write_csv(data)
     bad = invoke("validate", tmp_path / "b.yaml", "--data-dir", tmp_path)
     assert bad.exit_code == 2 and "lacks the column(s) city" in bad.stderr
+
+
+def test_a_duckdb_table_runs_from_init_to_a_finished_graph(tmp_path):
+    import duckdb
+
+    database = tmp_path / "warehouse.duckdb"
+    rows = pl.read_parquet(house_prices(tmp_path, n=1500, width=6))
+    with duckdb.connect(str(database)) as con:
+        con.register("rows", rows.to_arrow())
+        con.execute("CREATE TABLE houses AS SELECT * FROM rows")
+    brief_path = tmp_path / "brief.yaml"
+    made = invoke("init", database, "--table", "houses", "--target", "price", "--output", brief_path)
+    assert made.exit_code == 0, made.stderr
+    raw = yaml.safe_load(brief_path.read_text())
+    assert raw["sources"]["houses"]["format"] == "duckdb" and raw["sources"]["houses"]["table"] == "houses"
+    raw["training"] = {"tuning_trials": 0, "torch": False}
+    brief_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    ran = invoke("run", "--brief", brief_path, "--data-dir", tmp_path / "data")
+    brief = load_brief(brief_path)
+    metrics = assert_finished_with_artefacts(ran, Workspace((tmp_path / "data").resolve(), brief.name), brief)
+    assert metrics["r2"] > 0.5

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from mlplatform.core.io import InputError, source_files
+from mlplatform.core.io import InputError, read_duckdb_table, source_files
 
 # The seed's primary metric switches to PR-AUC when the positive class is rarer than this.
 RARE_POSITIVE_RATE = 0.05
@@ -51,8 +51,11 @@ def _dtype(series: pl.Series) -> str:
     return _POLARS_TO_DTYPE.get(series.dtype.base_type(), "str")
 
 
-def read_dataset(path: str) -> tuple[pl.DataFrame, str]:
-    """Every file the path names (file, glob or folder), types inferred; and the format (csv | parquet)."""
+def read_dataset(path: str, table: str | None = None) -> tuple[pl.DataFrame, str]:
+    """Every file the path names (file, glob or folder), types inferred, or ``table`` of a DuckDB database
+    file; and the format (csv | parquet | duckdb)."""
+    if table is not None:
+        return read_duckdb_table(Path(path), table), "duckdb"
     files = source_files(path)
     suffixes = {f.suffix.lower() for f in files}
     if suffixes - {".csv", ".parquet"} or len(suffixes) != 1:
@@ -156,24 +159,25 @@ def _key_and_time(frame: pl.DataFrame, target: str) -> tuple[str | None, str | N
     return (keys[0] if keys else None), (times[0] if len(times) == 1 else None)
 
 
-def draft_brief(data: str, target: str, *, brief_dir: Path, today: date) -> Draft:
+def draft_brief(data: str, target: str, *, brief_dir: Path, today: date, table: str | None = None) -> Draft:
     """Profile ``data`` and write a brief that runs as it is.
 
     Args:
-        data: a CSV/Parquet file, a glob or a folder of them (one table).
+        data: a CSV/Parquet file, a glob or a folder of them (one table), or a DuckDB database file.
         target: the label column.
         brief_dir: where the brief will be written; the data path is written relative to it when possible.
         today: the ``observed_at`` date of a table without time.
+        table: the table to read when ``data`` is a DuckDB database file.
 
     Raises:
         InputError: unreadable data, an unknown target, or a target with a single value.
     """
-    frame, fmt = read_dataset(data)
+    frame, fmt = read_dataset(data, table)
     if target not in frame.columns:
         raise InputError(f"target column '{target}' is not in {data}; its columns are {', '.join(frame.columns)}")
     if frame[target].drop_nulls().n_unique() < 2:
         raise InputError(f"target column '{target}' has fewer than two distinct values: nothing to predict")
-    name = _slug(Path(data.rstrip("/*")).stem)
+    name = _slug(table or Path(data.rstrip("/*")).stem)
     notes: list[str] = [f"read {frame.height:,} rows × {frame.width} columns ({fmt})"]
     task, classes = _task(frame[target])
     notes.append(f"task: {task} (target '{target}', {frame[target].n_unique()} distinct values)"
@@ -181,7 +185,7 @@ def draft_brief(data: str, target: str, *, brief_dir: Path, today: date) -> Draf
 
     key, time_column = _key_and_time(frame, target)
     columns = {c: _column_spec(frame[c]) for c in frame.columns}
-    source: dict = {"format": fmt}
+    source: dict = {"format": fmt, **({"table": table} if table else {})}
     if time_column:
         source["timestamp"] = time_column
         notes.append(f"time: '{time_column}' (temporal split, point-in-time join)")
