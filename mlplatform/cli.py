@@ -4,6 +4,7 @@ import os
 import time
 import warnings
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -17,7 +18,7 @@ app = typer.Typer(help="mlplatform: the ML lifecycle as one Dagster lineage grap
 DataDir = typer.Option(Path("data"), "--data-dir", help="where inputs, the lake, runs and models live")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.secho(f"error: {message}", fg="red", err=True)
     raise typer.Exit(code=2)
 
@@ -59,7 +60,7 @@ def _run(settings: Settings) -> None:
     typer.echo(f"  lineage graph UI:  mlplatform ui --data-dir {settings.data_dir} --brief {settings.brief_path}")
     typer.echo(f"  MLflow UI:         mlflow ui --backend-store-uri {ws.mlflow_uri}")
     if not outcome.ok:
-        _fail(f"the run stopped at {outcome.stopped_by}: {outcome.reason.rstrip('.')}.\n"
+        _fail(f"the run stopped at {outcome.stopped_by}: {(outcome.reason or '').rstrip('.')}.\n"
               "Results so far are kept; fix the cause and run again.")
 
 

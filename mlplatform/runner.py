@@ -48,15 +48,26 @@ def _stopped_by(result: dg.ExecuteInProcessResult, gates: set[dg.AssetCheckKey])
             return f"gate {evaluation.check_name}", evaluation.description or "failed"
     for event in result.get_step_failure_events():
         error = event.step_failure_data.error
+        if error is None:  # a failure recorded without an exception has no further reason to give
+            return f"step {event.step_key}", "failed"
         while error.cause is not None:  # the user's exception sits under Dagster's wrappers
             error = error.cause
-        if "DagsterAssetCheckFailedError" in (error.cls_name or ""):
+        cls_name = error.cls_name or ""
+        if "DagsterAssetCheckFailedError" in cls_name:
             continue
         message = error.message.strip()
-        if error.cls_name in _USER_ERRORS:  # written for the user: the exception's module path is noise
-            message = message.split(f"{error.cls_name}: ", 1)[-1]
+        if cls_name in _USER_ERRORS:  # written for the user: the exception's module path is noise
+            message = message.split(f"{cls_name}: ", 1)[-1]
         return f"step {event.step_key}", message
     return None
+
+
+def _assets_and_checks(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
+    """Every asset and check of ``defs``; :func:`build_definitions` makes each one an AssetsDefinition."""
+    items = [*(defs.assets or []), *(defs.asset_checks or [])]
+    typed = [item for item in items if isinstance(item, dg.AssetsDefinition)]
+    assert len(typed) == len(items), "build_definitions passes AssetsDefinition objects only"
+    return typed
 
 
 def run_graph(settings: Settings, instance: dg.DagsterInstance | None = None,
@@ -68,8 +79,8 @@ def run_graph(settings: Settings, instance: dg.DagsterInstance | None = None,
         raise ValueError(f"until must be one of {', '.join(GROUPS)}, got '{until}'")
     defs = build_definitions(settings)
     graph = defs.resolve_asset_graph()
-    assets = list(defs.assets)
-    checks = list(defs.asset_checks)
+    checks = list(defs.asset_checks or [])
+    assets_and_checks = _assets_and_checks(defs)
     gates = {spec.key for check in checks for spec in check.check_specs if spec.blocking}
     outcome = RunOutcome()
     # Step events, tracebacks included, stay in the instance (and the UI); the terminal shows progress lines
@@ -81,15 +92,17 @@ def run_graph(settings: Settings, instance: dg.DagsterInstance | None = None,
         if not keys:
             continue
         started = time.perf_counter()
-        partitioned = [k for k in keys if graph.get(k).partitions_def is not None]
-        runs = [{"selection": [key], "partition_key": partition} for key in partitioned
-                for partition in graph.get(key).partitions_def.get_partition_keys()]
-        rest = [k for k in keys if k not in partitioned]
+        partitions = {k: graph.get(k).partitions_def for k in keys}
+        runs: list[tuple[list[dg.AssetKey] | dg.AssetSelection, str | None]] = [
+            ([key], partition) for key, partitions_def in partitions.items() if partitions_def is not None
+            for partition in partitions_def.get_partition_keys()]
+        rest = [k for k, partitions_def in partitions.items() if partitions_def is None]
         if rest:
-            runs.append({"selection": dg.AssetSelection.assets(*rest) | dg.AssetSelection.checks_for_assets(*rest)})
-        for run in runs:
-            result = dg.materialize([*assets, *checks], instance=instance, resources=defs.resources,
-                                    raise_on_error=False, run_config=run_config, **run)
+            runs.append((dg.AssetSelection.assets(*rest) | dg.AssetSelection.checks_for_assets(*rest), None))
+        for selection, partition_key in runs:
+            result = dg.materialize(assets_and_checks, instance=instance, resources=defs.resources,
+                                    raise_on_error=False, run_config=run_config, selection=selection,
+                                    partition_key=partition_key)
             stopped = _stopped_by(result, gates)
             if stopped:
                 outcome.stopped_by, outcome.reason = stopped

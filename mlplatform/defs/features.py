@@ -36,9 +36,13 @@ def _table_features(spec: TableFeatures) -> dg.AssetsDefinition:
         """One row per example: the table's input columns at the row's time (a plain table has no history to
         aggregate, so every value is point-in-time as recorded)."""
         b = platform.brief
+        timestamp = b.sources[spec.source].timestamp
+        if timestamp is None:
+            raise ValueError(f"sources.{spec.source} has no time: give it a timestamp column or observed_at, "
+                             "from which each row's feature time comes")
         return _describe(platform, build_table_features(
             platform.read_table("validated", spec.source), spec, entity=b.entity, entity_key=b.entity_key,
-            timestamp=b.sources[spec.source].timestamp))
+            timestamp=timestamp))
 
     return features
 
@@ -57,11 +61,13 @@ def build(brief: Brief) -> list:
         """One row per entity per day: activity windows, counts, recency and profile attributes, each
         computed only from events strictly before the row's timestamp."""
         b = platform.brief
+        timestamp = b.sources[spec.events_source].timestamp
+        assert timestamp is not None, "the brief's validation requires a timestamp on features.events_source"
         features = build_features(
             platform.read_table("validated", spec.events_source),
             platform.read_table("validated", spec.entities_source),
             spec, entity=b.entity, entity_key=b.entity_key,
-            timestamp=b.sources[spec.events_source].timestamp, start=b.partition_start, end=b.partition_end,
+            timestamp=timestamp, start=b.partition_start, end=b.partition_end,
         )
         return _describe(platform, features)
 

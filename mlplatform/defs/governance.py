@@ -66,10 +66,12 @@ def executed_steps(instance: dg.DagsterInstance, items: list) -> list[StepRun]:
                 continue
             seen.add(record.partition_key)
             latest.setdefault(record.run_id, set()).add(key)
-            metadata = record.asset_materialization.metadata
-            device = metadata.get("device_name") or metadata.get("device")
-            if device is not None:
-                devices[(record.run_id, key)] = str(device.value)
+            materialization = record.asset_materialization
+            assert materialization is not None, "fetch_materializations returns materialisation events only"
+            metadata = materialization.metadata
+            recorded = metadata.get("device_name") or metadata.get("device")
+            if recorded is not None:
+                devices[(record.run_id, key)] = str(recorded.value)
     totals: dict[str, StepRun] = {}
     for run_id, keys in latest.items():
         for stats in instance.get_run_step_stats(run_id):

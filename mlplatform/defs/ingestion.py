@@ -20,9 +20,9 @@ def monthly_partitions(brief: Brief) -> dg.MonthlyPartitionsDefinition:
     )
 
 
-def _freshness(frame: pl.DataFrame, name: str, brief: Brief, as_of: datetime) -> dg.AssetCheckResult:
-    """How old the newest timestamp of a raw batch is at ``as_of``, against the source's freshness need."""
-    column = time_column(brief.sources[name])
+def _freshness(frame: pl.DataFrame, name: str, column: str, brief: Brief, as_of: datetime) -> dg.AssetCheckResult:
+    """How old the newest ``column`` (the source's event time) of a raw batch is at ``as_of``, against the
+    source's freshness need."""
     values = parse_column(frame[column], brief.sources[name].columns[column].dtype)
     need = freshness_need_days(brief, name)
     score = timeliness(newest_time(values), column, as_of, need)
@@ -62,7 +62,7 @@ def _raw_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
         files = batch_files(platform.source_path(name), key)
         frame = add_derived_columns(ingest(files, source.format, source.file_columns, source.table), source)
         if partitioned:
-            path = platform.write_partition("raw", name, key, frame)
+            path = platform.write_partition("raw", name, context.partition_key, frame)
         else:
             path = platform.write_table("raw", name, frame)
         # A monthly batch is judged at the end of its month; the last one's end is the score's as-of point.
@@ -74,7 +74,7 @@ def _raw_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
                 "files": [f.name for f in files],
                 "path": dg.MetadataValue.path(str(path)),
             },
-            check_results=[_freshness(frame, name, brief, as_of)] if timestamp else [],
+            check_results=[_freshness(frame, name, timestamp, brief, as_of)] if timestamp else [],
         )
 
     return raw

@@ -111,6 +111,7 @@ def serving_rollout(platform: PlatformResource, tracking: TrackingResource) -> d
         set_challenger_share(uri, name, 0.0)
     if step.action in ("promote", "abort"):  # the experiment record carries how the canary ended
         run_id = client_for(uri).get_model_version(name, state.challenger).run_id
+        assert run_id is not None, "every candidate version is registered from its training run"
         set_verdict(uri, run_id, "promoted" if step.action == "promote" else "archived")
     return dg.MaterializeResult(metadata={**metadata, "action": f"canary {step.action} to {step.share:.0%}",
                                           "reason": step.reason})

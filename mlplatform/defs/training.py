@@ -7,7 +7,7 @@ from datetime import time as midnight
 import dagster as dg
 import polars as pl
 
-from mlplatform.brief import Brief, RandomSplit
+from mlplatform.brief import Brief, RandomSplit, TableFeatures
 from mlplatform.core.datasets import attach_attributes, known_labels
 from mlplatform.core.feature_store import feature_view_name
 from mlplatform.core.features import feature_columns
@@ -15,7 +15,14 @@ from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.pit_join import point_in_time_join
 from mlplatform.core.report import confusion_matrix_plot, importance_plot
 from mlplatform.core.tracking import ExperimentRecord, dataset_version, log_experiment, log_tuning_trials
-from mlplatform.core.training import majority_baseline, random_split, save_model, temporal_split, train_lightgbm
+from mlplatform.core.training import (
+    Predictor,
+    majority_baseline,
+    random_split,
+    save_model,
+    temporal_split,
+    train_lightgbm,
+)
 from mlplatform.core.training import rules_baseline as rules_predictor
 from mlplatform.core.tuning import SEARCH_PARAMS, tune_lightgbm
 from mlplatform.resources.platform import PlatformResource, TrackingResource
@@ -66,7 +73,9 @@ def training_set(platform: PlatformResource) -> dg.MaterializeResult:
         temp_directory=platform.workspace.root / "duckdb_tmp")
     # A plain table holds its attributes per example row; an entity table once per entity.
     keys = [b.entity_key, b.label.timestamp] if b.is_table else [b.entity_key]
-    attributes = platform.read_table("validated", b.features.source if b.is_table else b.features.entities_source)
+    spec = b.features
+    attributes_source = spec.source if isinstance(spec, TableFeatures) else spec.entities_source
+    attributes = platform.read_table("validated", attributes_source)
     frame = attach_attributes(joined, attributes, keys, [*b.protected_attributes, *b.slice_by])
     path = platform.write_table("training", "training_set", frame)
     y = frame[b.label.column]
@@ -74,7 +83,7 @@ def training_set(platform: PlatformResource) -> dg.MaterializeResult:
         "dagster/row_count": frame.height,
         "dataset_version": dataset_version(frame),
         "positive_rate": float(y.mean()) if b.task_type == "binary" else None,
-        "label_range": f"{frame[b.label.timestamp].min()} .. {frame[b.label.timestamp].max()}",
+        "label_range": f"{frame[b.label.timestamp].min()!s} .. {frame[b.label.timestamp].max()!s}",
         "features": len(model_features(b)),
         "path": dg.MetadataValue.path(str(path)),
     })
@@ -83,8 +92,9 @@ def training_set(platform: PlatformResource) -> dg.MaterializeResult:
 def _baseline_comparison(brief: Brief, split, value: float) -> str:
     """The candidate's validation primary metric against both baselines', as the record's delta."""
     label, primary = brief.label.column, brief.metrics.primary
-    baselines = {"rules": (rules_predictor(brief.rules_baseline), 0.5),
-                 "majority": (majority_baseline(brief.task_type, split.train[label].to_numpy()), 0.5)}
+    baselines: dict[str, tuple[Predictor, float]] = {
+        "rules": (rules_predictor(brief.rules_baseline), 0.5),
+        "majority": (majority_baseline(brief.task_type, split.train[label].to_numpy()), 0.5)}
     parts = []
     for name, (baseline, threshold) in baselines.items():
         reference = compute_metrics(brief.task_type, split.validation[label].to_numpy(),

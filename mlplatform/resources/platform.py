@@ -7,6 +7,7 @@ production changes these values, not the assets.
 import random
 import time
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 import duckdb
@@ -125,7 +126,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
     """The Feast feature store of the brief: SQLite online store locally, Redis in production."""
 
     platform: PlatformResource
-    online_store: str = "sqlite"
+    online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_connection: str = ""
 
     def store(self):
