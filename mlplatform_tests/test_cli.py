@@ -187,8 +187,9 @@ def test_run_with_a_column_missing_from_an_events_file(demo):
     before = digests(demo.inputs)
     result = demo.run()
     assert result.exit_code == 2
-    assert result.stderr == (f"error: {broken} lacks the column(s) amount declared in the brief. Fix the file, or "
-                             "update the source's columns in the brief.\n")
+    assert result.stderr == (f"error: {broken} lacks the column(s) amount declared in the brief (it has "
+                             f"{', '.join(frame.columns)}). Fix the file, or update the source's columns in the "
+                             "brief.\n")
     assert files(demo.lake) == []  # nothing ran
     assert digests(demo.inputs) == before
 

@@ -79,6 +79,11 @@ def _days_since_column(spec: Features, value: str) -> str:
     )
 
 
+def _empty_value(aggregation: str) -> str:
+    """What an aggregate of no events is: 0 for sums and counts, null otherwise."""
+    return "0" if aggregation in ("sum", "count") else "null"
+
+
 def feature_columns(spec: Features | TableFeatures, entity: str) -> dict[str, str]:
     """The feature columns ``build_features`` (or, for a plain table, ``build_table_features``) produces, in
     output order.
@@ -96,10 +101,9 @@ def feature_columns(spec: Features | TableFeatures, entity: str) -> dict[str, st
     for item in spec.rolling:
         for window in item.windows_days:
             for agg in item.aggregations:
-                empty = "0" if agg in ("sum", "count") else "null"
                 out[f"{entity}_{item.column}_{window}d_{agg}"] = (
                     f"{_AGG_WORDS[agg]} of {item.column} over events in the {window} days before the row "
-                    f"time (nulls ignored; {empty} when there are none)"
+                    f"time (nulls ignored; {_empty_value(agg)} when there are none)"
                 )
     for count_item in spec.counts:
         for value in count_item.values:
@@ -116,10 +120,9 @@ def feature_columns(spec: Features | TableFeatures, entity: str) -> dict[str, st
     for lag_item in spec.lags:
         for lag in lag_item.lags_days:
             for agg in lag_item.aggregations:
-                empty = "0" if agg in ("sum", "count") else "null"
                 out[f"{entity}_{lag_item.column}_lag{lag}d_{agg}"] = (
                     f"{_AGG_WORDS[agg]} of {lag_item.column} over the events of the single day {lag} day(s) before "
-                    f"the row time (t-{lag}; {empty} when there are none)"
+                    f"the row time (t-{lag}; {_empty_value(agg)} when there are none)"
                 )
     for column in spec.entity_attributes:
         out[f"{entity}_{column}"] = f"The {entity}'s {column} (static attribute)"

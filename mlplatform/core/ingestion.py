@@ -5,7 +5,7 @@ from pathlib import Path
 import polars as pl
 
 from mlplatform.brief import OBSERVED_AT, Source
-from mlplatform.core.io import InputError, read_duckdb_table, read_file, source_files
+from mlplatform.core.io import InputError, read_file, source_files
 
 SOURCE_FILE = "_source_file"
 
@@ -18,6 +18,15 @@ def batch_files(path: str, key: str | None) -> list[Path]:
     return [f for f in files if key in f.name]
 
 
+def _require_columns(path: Path, frame: pl.DataFrame, expected_columns: list[str]) -> None:
+    missing = [c for c in expected_columns if c not in frame.columns]
+    if missing:
+        raise InputError(
+            f"{path} lacks the column(s) {', '.join(missing)} declared in the brief (it has "
+            f"{', '.join(frame.columns)}). Fix the file, or update the source's columns in the brief."
+        )
+
+
 def ingest(files: list[Path], fmt: str, expected_columns: list[str], table: str | None = None) -> pl.DataFrame:
     """Read ``files`` (or ``table`` of a DuckDB file) into one text-typed frame (every column kept) with a
     ``_source_file`` column.
@@ -28,12 +37,7 @@ def ingest(files: list[Path], fmt: str, expected_columns: list[str], table: str 
     frames = []
     for path in files:
         frame = read_file(path, fmt, table)
-        missing = [c for c in expected_columns if c not in frame.columns]
-        if missing:
-            raise InputError(
-                f"{path} lacks the column(s) {', '.join(missing)} declared in the brief (it has "
-                f"{', '.join(frame.columns)}). Fix the file, or update the source's columns in the brief."
-            )
+        _require_columns(path, frame, expected_columns)
         frames.append(frame.with_columns(pl.lit(path.name).alias(SOURCE_FILE)))
     if not frames:
         return pl.DataFrame(schema={**{c: pl.String for c in expected_columns}, SOURCE_FILE: pl.String})
@@ -48,23 +52,8 @@ def check_source_files(path: str, source: Source) -> list[Path]:
     """
     files = source_files(path)
     for file in files:
-        if source.format == "duckdb":
-            columns = read_duckdb_table(file, source.table or "", limit=0).columns
-        else:
-            columns = _file_header(file, source.format)
-        missing = [c for c in source.file_columns if c not in columns]
-        if missing:
-            raise InputError(f"{file} lacks the column(s) {', '.join(missing)} declared in the brief. Fix the file, "
-                             "or update the source's columns in the brief.")
+        _require_columns(file, read_file(file, source.format, source.table, header_only=True), source.file_columns)
     return files
-
-
-def _file_header(file: Path, fmt: str) -> list[str]:
-    try:
-        return pl.read_csv(file, n_rows=0).columns if fmt == "csv" else list(pl.read_parquet_schema(file))
-    except Exception as exc:  # polars raises several types for corrupt input
-        raise InputError(f"cannot read {file} as {fmt}: {exc}. Replace the file with a valid {fmt} file or fix the "
-                         "source format in the brief.") from None
 
 
 def add_derived_columns(frame: pl.DataFrame, source: Source) -> pl.DataFrame:

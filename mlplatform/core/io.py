@@ -71,20 +71,21 @@ def read_duckdb_table(path: Path, table: str, *, limit: int | None = None) -> pl
                          "or fix its format in the brief.") from None
 
 
-def read_file(path: Path, fmt: str, table: str | None = None) -> pl.DataFrame:
+def read_file(path: Path, fmt: str, table: str | None = None, *, header_only: bool = False) -> pl.DataFrame:
     """Read one CSV/Parquet file (or a DuckDB ``table``) with every column as text, so that typing errors
-    become row-level findings.
+    become row-level findings; ``header_only`` reads the columns and no rows.
 
     Raises:
         InputError: the file is empty, truncated or not of the declared format.
     """
+    rows = 0 if header_only else None
     if fmt == "duckdb":
-        return read_duckdb_table(path, table or "").with_columns(pl.all().cast(pl.String))
+        return read_duckdb_table(path, table or "", limit=rows).with_columns(pl.all().cast(pl.String))
     try:
         if fmt == "csv":
-            frame = pl.read_csv(path, infer_schema=False)
+            frame = pl.read_csv(path, infer_schema=False, n_rows=rows)
         else:
-            frame = pl.read_parquet(path)
+            frame = pl.read_parquet(path, n_rows=rows)
             frame = frame.with_columns(pl.all().cast(pl.String))
     except Exception as exc:  # polars raises several types for corrupt input
         raise InputError(f"cannot read {path} as {fmt}: {exc}. Replace the file with a valid {fmt} file "

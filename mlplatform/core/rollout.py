@@ -214,9 +214,13 @@ class ArmHealth:
         return self.errors / self.rows if self.rows else 0.0
 
 
+def _version_rows(log: pl.DataFrame, version: str | None) -> pl.DataFrame:
+    return log.filter(pl.col("model_version").is_null() if version is None else pl.col("model_version") == version)
+
+
 def health_of(log: pl.DataFrame, version: str | None) -> ArmHealth:
     """Serving health of ``version`` (the rules fallback when None) from prediction-log rows."""
-    rows = log.filter(pl.col("model_version").is_null() if version is None else pl.col("model_version") == version)
+    rows = _version_rows(log, version)
     if rows.height == 0:
         return ArmHealth(0, 0, 0.0)
     errors = rows.filter(pl.col("status") != "ok").height
@@ -439,11 +443,32 @@ def rollback(tracking_uri: str, model_name: str) -> tuple[str, str]:
     return current, target
 
 
-def success_rate_inputs(labelled: pl.DataFrame, arm: Arm, label: str) -> tuple[int, int]:
-    """``(correct predictions, labelled predictions)`` of one arm (the A/B test's per-row success)."""
-    rows = labelled.filter((pl.col("arm") == arm) & pl.col(label).is_not_null() & (pl.col("status") == "ok"))
-    correct = int(np.sum(rows["prediction"].to_numpy() == rows[label].to_numpy())) if rows.height else 0
-    return correct, rows.height
+def known_outcomes(rows: pl.DataFrame, label: str) -> pl.DataFrame:
+    """Answered rows (status ok) whose label is known by now."""
+    return rows.filter(pl.col(label).is_not_null() & (pl.col("status") == "ok")) if rows.height else rows
+
+
+def outcome_metrics(task: str, rows: pl.DataFrame, label: str) -> dict[str, float]:
+    """:func:`arm_metrics` of the rows whose outcome is known; empty while none is."""
+    known = known_outcomes(rows, label)
+    if known.height == 0:
+        return {}
+    return arm_metrics(task, known[label].to_numpy(), known["prediction"].to_numpy(),
+                       known["probability"].fill_null(0.0).to_numpy())
+
+
+def health_with_metric(rows: pl.DataFrame, version: str | None, *, task: str, label: str,
+                       primary: str) -> ArmHealth:
+    """:func:`health_of` ``version`` plus its primary metric on the rows whose labels are known."""
+    health = health_of(rows, version)
+    metrics = outcome_metrics(task, _version_rows(rows, version), label)
+    return ArmHealth(health.rows, health.errors, health.p99_ms, metrics[primary]) if metrics else health
+
+
+def model_answers(log: pl.DataFrame, score: str) -> pl.DataFrame:
+    """Log rows a registered model answered with a ``score``: not the rules fallback, errors or timeouts."""
+    return log.filter((pl.col("status") == "ok") & ~pl.col("fallback") & pl.col("model_version").is_not_null()
+                      & pl.col(score).is_not_null())
 
 
 def served_rows(log: pl.DataFrame, version: str | None, arm: Arm, since_ns: int = 0) -> pl.DataFrame:
@@ -480,10 +505,9 @@ def ab_report(labelled: pl.DataFrame, state: RolloutState, *, task: str, label: 
     metrics = {}
     counts = {}
     for arm, rows in arms.items():
-        known = rows.filter(pl.col(label).is_not_null() & (pl.col("status") == "ok")) if rows.height else rows
+        known = known_outcomes(rows, label)
         counts[arm] = (int((known["prediction"] == known[label]).sum()) if known.height else 0, known.height)
-        metrics[arm] = (arm_metrics(task, known[label].to_numpy(), known["prediction"].to_numpy(),
-                                    known["probability"].fill_null(0.0).to_numpy()) if known.height else {})
+        metrics[arm] = outcome_metrics(task, known, label)
     breaches = []
     if control.height and treatment.height:
         breaches += degradation_reasons(health_of(treatment, state.challenger), health_of(control, state.champion),

@@ -8,7 +8,6 @@ say so, with how to enable it, and still write their tables with the usual colum
 
 import base64
 import shutil
-import tempfile
 from dataclasses import asdict
 from datetime import date, datetime, time
 from pathlib import Path
@@ -18,7 +17,6 @@ import numpy as np
 import polars as pl
 
 from mlplatform.brief import Brief
-from mlplatform.core.calibration import load_calibrator
 from mlplatform.core.drift import (
     NOT_APPLICABLE,
     PREDICTION_DRIFT_SCHEMA,
@@ -38,7 +36,6 @@ from mlplatform.core.drift import drift_report as compute_drift
 from mlplatform.core.feature_store import feature_view_name
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics, higher_is_better
-from mlplatform.core.models import load_candidate
 from mlplatform.core.profiling import (
     SUMMARY_SCHEMA,
     profile_by_period,
@@ -48,8 +45,7 @@ from mlplatform.core.profiling import (
     write_profile,
 )
 from mlplatform.core.retraining import split_dates
-from mlplatform.core.rollout import prediction_log_dir, read_prediction_log
-from mlplatform.core.tracking import download_model_version
+from mlplatform.core.rollout import model_answers, prediction_log_dir, read_prediction_log
 from mlplatform.core.validation import validate_table
 from mlplatform.defs.automation import BATCH_PROFILES, partitioned_sources
 from mlplatform.defs.evaluation import challenger_name
@@ -57,7 +53,7 @@ from mlplatform.defs.ingestion import monthly_partitions
 from mlplatform.defs.registry import load_champion
 from mlplatform.defs.training import load_split, model_features
 from mlplatform.resources.platform import PlatformResource, TrackingResource
-from mlplatform.serving.model_loader import Scorer
+from mlplatform.serving.model_loader import load_version
 
 MONTH = "%Y-%m"
 DAY = "day"
@@ -258,19 +254,14 @@ def _served_scores(rows: list[tuple], task: str) -> np.ndarray:
 
 
 def _reference_scores(platform: PlatformResource, tracking: TrackingResource, versions: list[str]) -> dict:
-    """Each served version's answers on the training reference, computed as the serving app computes them
-    (the same model files and calibrator), so served and reference scores are comparable."""
+    """Each served version's answers on the training reference, loaded as the serving app loads it (verified
+    files, calibrator), so served and reference scores are comparable."""
     b = platform.brief
     train = load_split(platform).train
     scores = {}
-    platform.workspace.models_dir.mkdir(parents=True, exist_ok=True)
     for version in versions:
-        download = Path(tempfile.mkdtemp(prefix=f"reference_v{version}_", dir=platform.workspace.models_dir))
+        scorer, download = load_version(b, platform.workspace, version, tracking.uri)
         try:
-            folder = download_model_version(tracking.uri, tracking.model_name, version, download)
-            model = load_candidate(folder)
-            scorer = Scorer(model, model.task, tracking.model_name, version, model.threshold, False,
-                            load_calibrator(folder))
             scores[version] = _served_scores(scorer.predict(train), b.task_type)
         finally:
             shutil.rmtree(download, ignore_errors=True)
@@ -305,10 +296,8 @@ def prediction_profiles(platform: PlatformResource, tracking: TrackingResource) 
         write_profile(view, platform.workspace.profiles_dir / "predictions" / f"{day}.bin")
         summaries.append(profile_summary(view).select(pl.lit(day).alias(DAY), pl.all()))
     platform.write_table("profiles", "predictions", pl.concat(summaries))
-    # Only the model's own answers: rules fallbacks, errors and timeouts carry no model score.
     score = "prediction" if b.task_type == "regression" else "probability"
-    scored = log.filter((pl.col("status") == "ok") & ~pl.col("fallback") & pl.col("model_version").is_not_null()
-                        & pl.col(score).is_not_null())
+    scored = model_answers(log, score)
     references = _reference_scores(platform, tracking, scored["model_version"].unique().sort().to_list())
     drift = prediction_drift_by_period(scored, references, score=score, period=DAY, version="model_version")
     path = platform.write_table("monitoring", "prediction_drift", drift)

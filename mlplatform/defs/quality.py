@@ -37,8 +37,8 @@ def _dimensions(report: QualityReport) -> pl.DataFrame:
                         schema_overrides={"points": pl.Float64})
 
 
-def _read_report(platform: PlatformResource, layer: str, name: str, source: str) -> QualityReport:
-    rows = platform.read_table(layer, name).drop("source").iter_rows(named=True)
+def _report(platform: PlatformResource, dimensions: pl.DataFrame, source: str) -> QualityReport:
+    rows = dimensions.drop("source").iter_rows(named=True)
     return report_of(source, [DimensionScore(**row) for row in rows], platform.brief.thresholds.quality_min_score)
 
 
@@ -135,7 +135,7 @@ def _quality_report_asset(brief: Brief) -> dg.AssetsDefinition:
         reports, signals = [], []
         for name in b.sources:
             dimension, features = _relevance(platform, sample, name)
-            reports.append(with_relevance(_read_report(platform, "quality", name, name), dimension))
+            reports.append(with_relevance(_report(platform, platform.read_table("quality", name), name), dimension))
             signals.append(features)
         overall = combine(reports, b.thresholds.quality_min_score)
         detail = _dimensions(overall)
@@ -169,8 +169,9 @@ def _top_features(signals: pl.DataFrame) -> str:
                 description="Stops everything downstream when the data-quality total is below the brief's "
                 "minimum (18/30 by default).")
 def data_quality_gate(platform: PlatformResource) -> dg.AssetCheckResult:
-    overall = _read_report(platform, "reports", "data_quality_overall", "overall")
-    detail = platform.read_table("reports", "data_quality_overall").drop("source")
+    dimensions = platform.read_table("reports", "data_quality_overall")
+    overall = _report(platform, dimensions, "overall")
+    detail = dimensions.drop("source")
     weakest = overall.fix_first
     return dg.AssetCheckResult(
         passed=overall.passed,

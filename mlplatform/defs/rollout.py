@@ -12,10 +12,9 @@ from mlplatform.core.rollout import (
     ArmHealth,
     RolloutState,
     ab_report,
-    arm_metrics,
     attach_labels,
     degradation_reasons,
-    health_of,
+    health_with_metric,
     next_canary_step,
     policy_for,
     prediction_log_dir,
@@ -42,15 +41,8 @@ def _labelled_log(platform: PlatformResource) -> pl.DataFrame:
 
 
 def _health(platform: PlatformResource, rows: pl.DataFrame, version: str | None) -> ArmHealth:
-    """Serving health of ``version`` with its primary metric on the rows whose labels are known."""
     b = platform.brief
-    health = health_of(rows, version)
-    known = rows.filter(pl.col(b.label.column).is_not_null() & (pl.col("status") == "ok")) if rows.height else rows
-    if known.height == 0:
-        return health
-    metrics = arm_metrics(b.task_type, known[b.label.column].to_numpy(), known["prediction"].to_numpy(),
-                          known["probability"].fill_null(0.0).to_numpy())
-    return ArmHealth(health.rows, health.errors, health.p99_ms, metrics[b.metrics.primary])
+    return health_with_metric(rows, version, task=b.task_type, label=b.label.column, primary=b.metrics.primary)
 
 
 @dg.asset(group_name="serving", deps=["champion_model"], kinds={"mlflow", "parquet"})

@@ -62,14 +62,7 @@ class PlatformResource(dg.ConfigurableResource):
 
     def read_table(self, layer: str, name: str) -> pl.DataFrame:
         """A lake table, or all partitions of a partitioned one."""
-        path = self.workspace.table(layer, name)
-        if path.exists():
-            return pl.read_parquet(path)
-        parts = sorted(path.with_suffix("").glob("*.parquet"))
-        if not parts:
-            raise FileNotFoundError(f"table {layer}/{name} has not been materialised yet ({path}); "
-                                    "materialise its upstream assets first")
-        return pl.concat([pl.read_parquet(p) for p in parts], how="diagonal")
+        return self.scan_table(layer, name).collect()
 
     def scan_table(self, layer: str, name: str) -> pl.LazyFrame:
         """A lake table (or all partitions of a partitioned one) as a LazyFrame, read when collected."""

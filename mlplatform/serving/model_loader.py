@@ -89,13 +89,16 @@ def load_champion(brief: Brief, workspace: Workspace) -> tuple[Scorer, Path]:
     return load_version(brief, workspace, version)
 
 
-def load_version(brief: Brief, workspace: Workspace, version: str) -> tuple[Scorer, Path]:
+def load_version(brief: Brief, workspace: Workspace, version: str,
+                 tracking_uri: str | None = None) -> tuple[Scorer, Path]:
     """Download, verify and load one registered version of the brief's model, with its calibrator if it has one.
 
     The files go to a fresh folder under the brief's models directory (the caller removes it when the model is
     no longer served), so two serving processes never overwrite each other's download. Before anything is read,
     every file must match the SHA-256 the registry recorded at registration and be LightGBM text, JSON or
     safetensors (:func:`mlplatform.core.model_integrity.verified_download`).
+
+    ``tracking_uri`` is the registry to read (default: the brief's local MLflow store).
 
     Returns:
         The scorer and the folder holding the download.
@@ -108,7 +111,7 @@ def load_version(brief: Brief, workspace: Workspace, version: str) -> tuple[Scor
     workspace.models_dir.mkdir(parents=True, exist_ok=True)
     download = Path(tempfile.mkdtemp(prefix=f"serving_v{version}_", dir=workspace.models_dir))
     try:
-        folder = verified_download(workspace.mlflow_uri, name, version, download)
+        folder = verified_download(tracking_uri or workspace.mlflow_uri, name, version, download)
         # LightGBM text or torch safetensors, and a JSON calibrator: nothing is unpickled.
         model, calibrator = load_candidate(folder), load_calibrator(folder)
         score_row = row_scorer(model, feature_types(brief))

@@ -21,7 +21,10 @@ from mlplatform.core.rollout import (
     decide_ab,
     degradation_reasons,
     health_of,
+    health_with_metric,
+    known_outcomes,
     min_sample_size,
+    model_answers,
     next_canary_step,
     promote,
     rollback,
@@ -162,6 +165,26 @@ def test_health_and_labels_from_a_prediction_log():
     stale = attach_labels(log.with_columns(pl.col("request_time") + timedelta(days=40)), labels, "customer_id",
                           "snapshot_date", "churned", window_days=30)
     assert stale["churned"].null_count() == 6
+
+
+def test_model_answers_and_known_outcomes_keep_only_what_a_model_scored_and_a_label_judges():
+    log = pl.DataFrame({
+        "model_version": ["1", "1", "1", None, "1", "1"],
+        "status": ["ok", "ok", "error", "ok", "ok", "timeout"],
+        "fallback": [False, False, False, True, False, False],
+        "latency_ms": [1.0, 2.0, 3.0, 1.0, 2.0, 9.0],
+        "prediction": [1, 0, None, 1, 1, None],
+        "probability": [0.9, 0.2, None, 0.6, None, None],
+        "churned": [1, 1, None, 1, None, 0],
+    })
+    assert model_answers(log, "probability")["latency_ms"].to_list() == [1.0, 2.0]
+    assert known_outcomes(log, "churned")["latency_ms"].to_list() == [1.0, 2.0, 1.0]
+    health = health_with_metric(log, "1", task="binary", label="churned", primary="recall")
+    # Version 1: five rows, two failed; its two labelled answers are one hit of two positives.
+    assert (health.rows, health.errors, health.metric) == (5, 2, 0.5)
+    unlabelled = health_with_metric(log.with_columns(pl.lit(None, pl.Int64).alias("churned")), "1", task="binary",
+                                    label="churned", primary="recall")
+    assert unlabelled.metric is None and unlabelled.rows == 5
 
 
 @pytest.fixture()
