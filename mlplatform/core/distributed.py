@@ -20,7 +20,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import polars as pl
-from distributed import Client
+from distributed import Client, wait
 from scipy.special import expit, softmax
 from sklearn.metrics import log_loss, mean_squared_error
 
@@ -72,6 +72,16 @@ def _validation_loss_by_round(task: TaskType, booster: lgb.Booster, matrix: np.n
         else:
             losses.append(mean_squared_error(y, raw))
     return np.asarray(losses)
+
+
+def _spread(client: Client, frame: dd.DataFrame, meta: pd.DataFrame) -> dd.DataFrame:
+    """``frame`` computed with its partitions dealt round-robin over the workers: lightgbm.dask trains on the
+    workers that hold data, and the scheduler alone may put every partition on one of them."""
+    workers = sorted(client.scheduler_info()["workers"])
+    placed = [client.compute(part, workers=[workers[i % len(workers)]])
+              for i, part in enumerate(frame.to_delayed())]
+    wait(placed)
+    return dd.from_delayed(placed, meta=meta)
 
 
 def train_lightgbm_distributed(
@@ -138,7 +148,8 @@ def train_lightgbm_distributed(
                              f"largest class index is {label_max:.0f}; every class 0..{label_max:.0f} needs rows")
         categories = {name: sorted(values) for name, values in zip(text_columns, uniques, strict=True)}
         meta = pd.DataFrame({name: pd.Series(dtype="float64") for name in [*features, label]})
-        design = table.map_partitions(_partition_design, features, categories, label, meta=meta)
+        design = _spread(client, table.map_partitions(_partition_design, features, categories, label, meta=meta),
+                         meta)
         full_params = {
             **_DEFAULT_PARAMS,
             **_objective(task, np.asarray([label_max])),
