@@ -5,6 +5,7 @@ minimum, PSI bands, fairness ratio, kill criteria, promotion margin) comes from 
 literals in code. ``load_brief`` turns any problem into one :class:`BriefError` naming the field.
 """
 
+import re
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -307,6 +308,32 @@ class RandomSplit(_Strict):
     stratify: bool = Field(default=True, description="keep each class's share in every part (classification)")
 
 
+class DistributedTraining(_Strict):
+    """LightGBM's final fit spread over the workers of a dask.distributed cluster (``lightgbm.dask``)."""
+
+    scheduler: str = Field(description="local: a LocalCluster started for the training step and shut down after "
+                           "it; or the address of a running scheduler, e.g. tcp://scheduler:8786")
+    workers: int = Field(default=2, ge=1, le=64, description="workers of the local cluster")
+    threads_per_worker: int = Field(default=1, ge=1, le=64, description="LightGBM threads per local worker")
+    connect_timeout_s: float = Field(default=10, gt=0, le=300, description="how long to wait for the scheduler")
+
+    @field_validator("scheduler")
+    @classmethod
+    def _local_or_address(cls, scheduler: str) -> str:
+        if scheduler == "local" or re.fullmatch(r"tcp://(\[[0-9a-fA-F:]+\]|[\w.-]+):\d{1,5}", scheduler):
+            return scheduler
+        raise ValueError(f"'{scheduler}' is neither local nor a scheduler address; write local, or the address "
+                         "`dask scheduler` prints, with its scheme and port, e.g. tcp://scheduler:8786")
+
+    @model_validator(mode="after")
+    def _sizes_only_for_local(self) -> "DistributedTraining":
+        sized = sorted({"workers", "threads_per_worker"} & self.model_fields_set)
+        if self.scheduler != "local" and sized:
+            raise ValueError(f"{' and '.join(sized)} size a local cluster only; the cluster at {self.scheduler} "
+                             "trains on the workers it has: remove them, or set scheduler: local")
+        return self
+
+
 class Training(_Strict):
     """How candidates are trained: Optuna trials for LightGBM, and whether the torch network competes."""
 
@@ -325,6 +352,8 @@ class Training(_Strict):
     target_encoding_folds: int = Field(default=5, ge=2, description="K of the out-of-fold encoding of train rows")
     target_encoding_smoothing: float = Field(default=10, ge=0, description="weight of the prior, in rows")
     quantile_bins: int = Field(default=10, ge=2)
+    distributed: DistributedTraining | None = Field(
+        default=None, description="train LightGBM's final model on a Dask cluster; None trains in the step's process")
 
 
 class Monitoring(_Strict):

@@ -298,6 +298,36 @@ def _objective(task: TaskType, y_train: np.ndarray) -> dict[str, Any]:
     raise ValueError(f"unknown task type '{task}'; expected binary, multiclass or regression")
 
 
+@dataclass
+class ModelInputs:
+    """Train and validation rows as the booster sees them: after the model-side transforms (if any)."""
+
+    features: list[str]
+    columns: list[str]
+    train: pl.DataFrame
+    validation: pl.DataFrame
+    transforms: FittedTransforms | None
+
+    def importance(self, gains: np.ndarray) -> dict[str, float]:
+        """Gain per model input: the gains of its one-hot or encoded columns summed."""
+        source = self.transforms.source_of if self.transforms else {name: name for name in self.features}
+        importance = dict.fromkeys(self.features, 0.0)
+        for column, gain in zip(self.columns, gains, strict=True):
+            importance[source[column]] += float(gain)
+        return importance
+
+
+def fit_model_inputs(task: TaskType, train: pl.DataFrame, validation: pl.DataFrame, features: list[str], label: str,
+                     transforms: Training | None) -> ModelInputs:
+    """Fit the brief's model-side transforms on ``train`` alone and apply them to both frames; without
+    ``transforms`` the frames and features pass through. Shared by the local and the distributed trainer, so
+    both encode inputs the same way."""
+    if transforms is None:
+        return ModelInputs(list(features), list(features), train, validation, None)
+    fitted, train_inputs = fit_transforms(train, features, label, task, transforms)
+    return ModelInputs(list(features), fitted.output_columns, train_inputs, fitted.apply(validation), fitted)
+
+
 def train_lightgbm(
     task: TaskType,
     train: pl.DataFrame,
@@ -335,11 +365,9 @@ def train_lightgbm(
         raise ValueError("train_lightgbm needs at least one feature")
     y_train = _labels(train, label, task, "train")
     y_valid = _labels(validation, label, task, "validation")
-    fitted, columns, train_inputs, valid_inputs = None, list(features), train, validation
-    if transforms is not None:
-        fitted, train_inputs = fit_transforms(train, features, label, task, transforms)
-        columns, valid_inputs = fitted.output_columns, fitted.apply(validation)
-    categories = _fit_categories(train_inputs, columns)
+    inputs = fit_model_inputs(task, train, validation, features, label, transforms)
+    columns = inputs.columns
+    categories = _fit_categories(inputs.train, columns)
     full_params = {
         **_DEFAULT_PARAMS,
         **_objective(task, y_train),
@@ -350,19 +378,15 @@ def train_lightgbm(
         "verbosity": -1,
     }
     categorical = [columns.index(name) for name in categories]
-    train_set = lgb.Dataset(_design_matrix(train_inputs, columns, categories), y_train, feature_name=columns,
+    train_set = lgb.Dataset(_design_matrix(inputs.train, columns, categories), y_train, feature_name=columns,
                             categorical_feature=categorical, free_raw_data=True)
-    valid_set = lgb.Dataset(_design_matrix(valid_inputs, columns, categories), y_valid, reference=train_set)
+    valid_set = lgb.Dataset(_design_matrix(inputs.validation, columns, categories), y_valid, reference=train_set)
     booster = lgb.train(full_params, train_set, valid_sets=[valid_set], valid_names=["validation"],
                         callbacks=callbacks)
     best = booster.best_iteration or booster.current_iteration()
-    gains = booster.feature_importance(importance_type="gain", iteration=best)
-    source = fitted.source_of if fitted else {name: name for name in features}
-    importance = dict.fromkeys(features, 0.0)
-    for column, gain in zip(columns, gains, strict=True):
-        importance[source[column]] += float(gain)
+    importance = inputs.importance(booster.feature_importance(importance_type="gain", iteration=best))
     model = TrainedModel(task, booster, list(features), categories, best, full_params, importance,
-                         transforms=fitted)
+                         transforms=inputs.transforms)
     if task == "binary":
         model.threshold = best_f1_threshold(y_valid, model.predict_score(validation))
     return model

@@ -32,13 +32,15 @@ SEARCH_PARAMS: tuple[str, ...] = tuple(_PARAM_COLUMNS)
 class TuningResult:
     """The best parameters found and every trial of the study (earlier runs of a resumed study included).
 
-    ``n_trials_done`` counts the trials this call ran (completed, pruned or failed).
+    ``n_trials_done`` counts the trials this call ran (completed, pruned or failed); ``best_iteration`` is the
+    boosting round early stopping kept in the best trial (a fit without early stopping needs about that many).
     """
 
     best_params: dict[str, Any]
     best_value: float
     n_trials_done: int
     trials: pl.DataFrame
+    best_iteration: int
 
     @property
     def new_trials(self) -> pl.DataFrame:
@@ -186,4 +188,4 @@ def tune_lightgbm(
         raise ValueError(f"no tuning trial of study '{study_name}' completed (all were pruned or failed); "
                          "raise n_trials, timeout_s or warmup_rounds")
     return TuningResult(dict(study.best_params), float(study.best_value), len(study.trials) - earlier,
-                        _trials_frame(study))
+                        _trials_frame(study), int(study.best_trial.user_attrs["best_iteration"]))

@@ -9,6 +9,7 @@ import polars as pl
 
 from mlplatform.brief import Brief, RandomSplit, TableFeatures
 from mlplatform.core.datasets import attach_attributes, known_labels
+from mlplatform.core.distributed import dask_scheduler, rounds_after_tuning, train_lightgbm_on_cluster
 from mlplatform.core.feature_store import feature_view_name
 from mlplatform.core.features import feature_columns
 from mlplatform.core.metrics import compute_metrics
@@ -17,6 +18,8 @@ from mlplatform.core.report import confusion_matrix_plot, importance_plot
 from mlplatform.core.tracking import ExperimentRecord, dataset_version, log_experiment, log_tuning_trials
 from mlplatform.core.training import (
     Predictor,
+    SplitFrames,
+    TrainedModel,
     majority_baseline,
     random_split,
     save_model,
@@ -82,7 +85,7 @@ def training_set(platform: PlatformResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={
         "dagster/row_count": frame.height,
         "dataset_version": dataset_version(frame),
-        "positive_rate": float(y.mean()) if b.task_type == "binary" else None,
+        "positive_rate": float(y.to_numpy().mean()) if b.task_type == "binary" else None,
         "label_range": f"{frame[b.label.timestamp].min()!s} .. {frame[b.label.timestamp].max()!s}",
         "features": len(model_features(b)),
         "path": dg.MetadataValue.path(str(path)),
@@ -105,8 +108,9 @@ def _baseline_comparison(brief: Brief, split, value: float) -> str:
 
 def _record_candidate(context: dg.AssetExecutionContext, platform: PlatformResource, tracking: TrackingResource, *,
                       name: str, predictor, threshold: float, hyperparameters: dict, training_time_s: float,
-                      model_dir=None, notes: str = "") -> dict:
-    """Score a candidate on validation and test, log the seed's experiment record, return its summary."""
+                      model_dir=None, notes: str = "", tags: dict[str, str] | None = None) -> dict:
+    """Score a candidate on validation and test, log the seed's experiment record (``tags`` added to the run's),
+    return its summary."""
     b = platform.brief
     split = load_split(platform)
     label = b.label.column
@@ -143,7 +147,7 @@ def _record_candidate(context: dg.AssetExecutionContext, platform: PlatformResou
         artifacts=artifacts,
     )
     run_id = log_experiment(tracking.uri, tracking.artifact_dir, b.name, record, model_dir,
-                            tags={"dagster_run_id": context.run.run_id})
+                            tags={"dagster_run_id": context.run.run_id, **(tags or {})})
     summary = pl.DataFrame([{"candidate": name, "split": part, "run_id": run_id, "threshold": threshold,
                              "dataset_version": version, **m}
                             for part, m in metrics.items()])
@@ -189,17 +193,40 @@ def rules_baseline(context: dg.AssetExecutionContext, platform: PlatformResource
                                           "rules": [r.when for r in b.rules_baseline]})
 
 
+def fit_lightgbm(brief: Brief, split: SplitFrames, params: dict | None,
+                 best_iteration: int | None) -> tuple[TrainedModel, dict[str, str]]:
+    """The LightGBM candidate's final fit, in this process or, with ``training.distributed``, on a Dask cluster;
+    returns the model and the engine tags of its experiment record.
+
+    A Dask fit has no early stopping: after tuning it trains the rounds local early stopping would have trained
+    for the best trial, untuned the default round budget; either way the best validation prefix is kept.
+    """
+    settings, features = brief.training, model_features(brief)
+    if settings.distributed is None:
+        model = train_lightgbm(brief.task_type, split.train, split.validation, features, brief.label.column,
+                               params=params, seed=settings.seed, transforms=settings)
+        return model, {"training_engine": "local"}
+    rounds = {} if best_iteration is None else {"num_iterations": rounds_after_tuning(best_iteration)}
+    with dask_scheduler(settings.distributed) as address:
+        fit = train_lightgbm_on_cluster(address, brief.task_type, split.train, split.validation, features,
+                                        brief.label.column, params={**(params or {}), **rounds}, seed=settings.seed,
+                                        transforms=settings, connect_timeout_s=settings.distributed.connect_timeout_s)
+    return fit.model, {"training_engine": "dask", "dask_scheduler": settings.distributed.scheduler,
+                       "dask_workers": str(fit.workers)}
+
+
 @dg.asset(group_name="training", deps=["training_set"], kinds={"lightgbm", "optuna", "mlflow"})
 def lgbm_model(context: dg.AssetExecutionContext, platform: PlatformResource,
                tracking: TrackingResource) -> dg.MaterializeResult:
     """LightGBM tuned with Optuna (TPE, pruning; the study resumes from SQLite) over the seed's search space,
-    then refitted with the best parameters; early stopping and the decision threshold use validation only.
-    Logged to MLflow with the seed's experiment record."""
+    then refitted with the best parameters (on a Dask cluster when the brief sets ``training.distributed``);
+    early stopping and the decision threshold use validation only. Logged to MLflow with the seed's experiment
+    record and the training engine."""
     b = platform.brief
     split = load_split(platform)
     features, settings = model_features(b), b.training
     started = time.perf_counter()
-    params, tuning_note = None, "untuned defaults (training.tuning_trials is 0)"
+    params, best_iteration, tuning_note = None, None, "untuned defaults (training.tuning_trials is 0)"
     if settings.tuning_trials:
         storage = platform.workspace.root / "optuna" / "optuna.db"
         storage.parent.mkdir(parents=True, exist_ok=True)
@@ -208,21 +235,21 @@ def lgbm_model(context: dg.AssetExecutionContext, platform: PlatformResource,
             n_trials=settings.tuning_trials, timeout_s=settings.tuning_timeout_s, storage_url=f"sqlite:///{storage}",
             study_name=f"{b.name}_lightgbm_{dataset_version(split.train)[:12]}", seed=settings.seed,
             transforms=settings)
-        params = tuned.best_params
+        params, best_iteration = tuned.best_params, tuned.best_iteration
         tuning_note = (f"Optuna: {tuned.n_trials_done} trials this run ({len(tuned.trials)} in the study), best "
                        f"validation {b.metrics.primary} {tuned.best_value:.4f}")
-    model = train_lightgbm(b.task_type, split.train, split.validation, features, b.label.column, params=params,
-                           seed=settings.seed, transforms=settings)
+    model, engine = fit_lightgbm(b, split, params, best_iteration)
     elapsed = time.perf_counter() - started
     model_dir = save_model(model, platform.workspace.models_dir / "lightgbm")
     result = _record_candidate(context, platform, tracking, name="lightgbm", predictor=model, threshold=model.threshold,
                                hyperparameters=model.params, training_time_s=elapsed, model_dir=model_dir,
-                               notes=f"best iteration {model.best_iteration}; {tuning_note}")
+                               notes=f"best iteration {model.best_iteration}; {tuning_note}", tags=engine)
     if settings.tuning_trials:  # each trial of this run as a child of the candidate's run
         log_tuning_trials(tracking.uri, result["run_id"], tuned.new_trials, b.metrics.primary, SEARCH_PARAMS)
     return dg.MaterializeResult(metadata={**_metadata(result, b.metrics.primary),
                                           "training_time_s": round(elapsed, 2),
                                           "tuning": tuning_note,
+                                          **engine,
                                           "train_rows": split.train.height,
                                           "best_iteration": model.best_iteration,
                                           "model_dir": dg.MetadataValue.path(str(model_dir))})
