@@ -70,9 +70,30 @@ def _assets_and_checks(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
     return typed
 
 
+def _stage_runs(graph, keys: list[dg.AssetKey]) -> list[tuple[dg.AssetSelection, str | None]]:
+    """The runs that materialise one stage's assets with their checks, each after what it depends on in the stage:
+    every unpartitioned asset whose upstream is done joins one run; then each partition of each partitioned asset
+    whose upstream is done is a run of its own; repeat."""
+    runs: list[tuple[dg.AssetSelection, str | None]] = []
+    pending = list(keys)
+    while pending:
+        ready = [k for k in pending if not graph.get(k).parent_keys & set(pending)]
+        plain = [k for k in ready if graph.get(k).partitions_def is None]
+        if plain:
+            runs.append((dg.AssetSelection.assets(*plain) | dg.AssetSelection.checks_for_assets(*plain), None))
+        for key in ready:
+            partitions_def = graph.get(key).partitions_def
+            if partitions_def is not None:
+                selection = dg.AssetSelection.assets(key) | dg.AssetSelection.checks_for_assets(key)
+                runs += [(selection, partition) for partition in partitions_def.get_partition_keys()]
+        pending = [k for k in pending if k not in ready]
+    return runs
+
+
 def run_graph(settings: Settings, instance: dg.DagsterInstance | None = None,
               progress: Callable[[str], None] = print, until: str | None = None) -> RunOutcome:
-    """Materialise every asset of the brief in stage order (each partition of partitioned assets first);
+    """Materialise every asset of the brief in stage order (within a stage in dependency order, each partition
+    of a partitioned asset in a run of its own, see :func:`_stage_runs`);
     stop at the first blocking gate that fails or the first step that raises, or after the stage ``until``
     (a group name such as ``quality``)."""
     if until is not None and until not in GROUPS:
@@ -92,14 +113,7 @@ def run_graph(settings: Settings, instance: dg.DagsterInstance | None = None,
         if not keys:
             continue
         started = time.perf_counter()
-        partitions = {k: graph.get(k).partitions_def for k in keys}
-        runs: list[tuple[list[dg.AssetKey] | dg.AssetSelection, str | None]] = [
-            ([key], partition) for key, partitions_def in partitions.items() if partitions_def is not None
-            for partition in partitions_def.get_partition_keys()]
-        rest = [k for k, partitions_def in partitions.items() if partitions_def is None]
-        if rest:
-            runs.append((dg.AssetSelection.assets(*rest) | dg.AssetSelection.checks_for_assets(*rest), None))
-        for selection, partition_key in runs:
+        for selection, partition_key in _stage_runs(graph, keys):
             result = dg.materialize(assets_and_checks, instance=instance, resources=defs.resources,
                                     raise_on_error=False, run_config=run_config, selection=selection,
                                     partition_key=partition_key)
