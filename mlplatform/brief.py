@@ -370,8 +370,38 @@ class Monitoring(_Strict):
     webhook_url: str | None = Field(default=None, description="POSTed a JSON notice of every retraining event")
     retrain_rollout: Literal["promote", "canary"] = Field(
         default="promote", description="what a challenger that passed the promotion gate does while a champion "
-        "serves: promote (become the champion at once) or canary (become the challenger with the first canary "
-        "share, 5%; serving_rollout moves it 5 -> 25 -> 50 -> 100% while its guardrails hold)")
+        "serves: promote (become the champion at once) or canary (become the challenger with the first of "
+        "rollout.canary_steps, 5% by default; serving_rollout walks the rest while its guardrails hold)")
+
+
+class Rollout(_Strict):
+    """How a challenger meets traffic (seed phases 5 and 8): the A/B test's power analysis and runtime, the
+    canary's steps, and the automatic-rollback rule. The metric drop that rolls back is
+    ``monitoring.max_metric_drop``. The defaults are the seed's values."""
+
+    mde: float = Field(default=0.02, gt=0, lt=1, description="minimum detectable effect of the A/B test: the "
+                       "absolute gain in the per-prediction success rate its sample size is computed to detect")
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="two-sided significance level of the A/B test")
+    power: float = Field(default=0.8, gt=0, lt=1, description="probability that the A/B test detects a gain of mde")
+    min_runtime_days: float = Field(default=7.0, gt=0, description="shortest A/B test, one full business cycle; "
+                                    "no significant gain after twice this kills the challenger")
+    canary_steps: tuple[float, ...] = Field(
+        default=(0.05, 0.25, 0.5, 1.0), min_length=1, description="the challenger's traffic shares in order; the "
+        "first starts a canary, the last must be 1.0 (all traffic: reaching it promotes)")
+    degradation_factor: float = Field(default=2.0, gt=1, description="an error rate or p99 latency above this "
+                                      "multiple of the baseline's rolls a champion back or aborts a canary")
+    min_rows: int = Field(default=200, ge=1, description="predictions a version needs (at its canary step) before "
+                          "its error rate and latency are judged and the canary moves on")
+    error_rate_floor: float = Field(default=0.001, ge=0, lt=1, description="error rates below this count as this, "
+                                    "so one error against a baseline of none is not a 2x regression")
+
+    @field_validator("canary_steps")
+    @classmethod
+    def _rising_to_all_traffic(cls, steps: tuple[float, ...]) -> tuple[float, ...]:
+        if steps[-1] != 1.0 or any(not 0 < low < high for low, high in zip(steps, steps[1:], strict=False)):
+            raise ValueError(f"canary_steps must rise strictly within (0, 1] and end at 1.0 (all traffic); got "
+                             f"{list(steps)}, e.g. [0.05, 0.25, 0.5, 1.0]")
+        return steps
 
 
 class Brief(_Strict):
@@ -395,6 +425,7 @@ class Brief(_Strict):
     thresholds: Thresholds = Thresholds()
     kill_criteria: KillCriteria = KillCriteria()
     monitoring: Monitoring = Monitoring()
+    rollout: Rollout = Rollout()
     training: Training = Training()
     hypothesis: str = ""
 

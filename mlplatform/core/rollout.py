@@ -14,15 +14,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict
 
 import numpy as np
 import polars as pl
 from scipy.stats import norm
 
-from mlplatform.brief import Brief
+from mlplatform.brief import Brief, Monitoring, Rollout, TaskType
 from mlplatform.core.metrics import compute_metrics, higher_is_better
 from mlplatform.core.tracking import MlflowException, client_for  # MLflow configured before its import
 from mlplatform.settings import Workspace
@@ -36,14 +36,14 @@ PROMOTED_AT_TAG, ROLLED_BACK_AT_TAG = "promoted_at_ns", "rolled_back_at_ns"
 PREDICTIONS_DIR = "predictions"
 Arm = Literal["champion", "challenger"]
 Decision = Literal["ship", "iterate", "kill"]
+# The brief's defaults (the seed's values) are the policy's, so a policy built without a brief agrees with one.
+_ROLLOUT, _MONITORING = Rollout(), Monitoring()
 
 
 @dataclass(frozen=True)
 class RolloutPolicy:
-    """How an A/B test, a canary and the automatic rollback judge a model.
-
-    Proposed brief section ``rollout:`` with these fields; until the brief has it, the seed's values below
-    apply and ``max_metric_drop`` comes from ``monitoring.max_metric_drop``.
+    """How an A/B test, a canary and the automatic rollback judge a model: the brief's ``rollout`` section
+    (:class:`~mlplatform.brief.Rollout`, which validates the values) plus ``monitoring.max_metric_drop``.
 
     Attributes:
         mde: minimum detectable effect, absolute, on the per-prediction success rate (correct predictions).
@@ -58,27 +58,35 @@ class RolloutPolicy:
             single error a "2x" regression.
     """
 
-    mde: float = 0.02
-    alpha: float = 0.05
-    power: float = 0.8
-    min_runtime_days: float = 7.0
-    canary_steps: tuple[float, ...] = (0.05, 0.25, 0.5, 1.0)
-    degradation_factor: float = 2.0
-    max_metric_drop: float = 0.05
-    min_rows: int = 200
-    error_rate_floor: float = 0.001
+    mde: float = _ROLLOUT.mde
+    alpha: float = _ROLLOUT.alpha
+    power: float = _ROLLOUT.power
+    min_runtime_days: float = _ROLLOUT.min_runtime_days
+    canary_steps: tuple[float, ...] = _ROLLOUT.canary_steps
+    degradation_factor: float = _ROLLOUT.degradation_factor
+    max_metric_drop: float = _MONITORING.max_metric_drop
+    min_rows: int = _ROLLOUT.min_rows
+    error_rate_floor: float = _ROLLOUT.error_rate_floor
 
     def __post_init__(self) -> None:
-        steps = self.canary_steps
-        if not steps or steps[-1] != 1.0 or any(not 0 < a < b for a, b in zip(steps, steps[1:], strict=False)):
-            raise ValueError(f"canary_steps must rise strictly within (0, 1] and end at 1.0; got {steps}")
-        if not (0 < self.mde < 1 and 0 < self.alpha < 1 and 0 < self.power < 1):
-            raise ValueError("mde, alpha and power must lie strictly between 0 and 1")
+        """The brief's rules hold for a policy built in code too.
+
+        Raises:
+            pydantic.ValidationError: a value the brief's ``rollout`` section would reject (a ValueError).
+        """
+        Rollout(mde=self.mde, alpha=self.alpha, power=self.power, min_runtime_days=self.min_runtime_days,
+                canary_steps=self.canary_steps, degradation_factor=self.degradation_factor, min_rows=self.min_rows,
+                error_rate_floor=self.error_rate_floor)
 
 
 def policy_for(brief: Brief) -> RolloutPolicy:
-    """The rollout policy of ``brief`` (see :class:`RolloutPolicy` for the fields the brief does not carry yet)."""
-    return RolloutPolicy(max_metric_drop=brief.monitoring.max_metric_drop)
+    """The rollout policy of ``brief``: its ``rollout`` section and ``monitoring.max_metric_drop``."""
+    settings = brief.rollout
+    return RolloutPolicy(mde=settings.mde, alpha=settings.alpha, power=settings.power,
+                         min_runtime_days=settings.min_runtime_days, canary_steps=settings.canary_steps,
+                         degradation_factor=settings.degradation_factor,
+                         max_metric_drop=brief.monitoring.max_metric_drop, min_rows=settings.min_rows,
+                         error_rate_floor=settings.error_rate_floor)
 
 
 # --- traffic split ---------------------------------------------------------------------------------------------
@@ -224,7 +232,9 @@ def health_of(log: pl.DataFrame, version: str | None) -> ArmHealth:
     if rows.height == 0:
         return ArmHealth(0, 0, 0.0)
     errors = rows.filter(pl.col("status") != "ok").height
-    return ArmHealth(rows.height, errors, float(rows["latency_ms"].quantile(0.99, "higher")))
+    p99 = rows["latency_ms"].quantile(0.99, "higher")
+    assert p99 is not None, "the serving app records a latency for every logged prediction"
+    return ArmHealth(rows.height, errors, p99)
 
 
 def degradation_reasons(candidate: ArmHealth, baseline: ArmHealth, policy: RolloutPolicy,
@@ -261,7 +271,8 @@ class CanaryStep:
 
 
 def next_canary_step(share: float, candidate: ArmHealth, reasons: list[str], policy: RolloutPolicy) -> CanaryStep:
-    """Advance the challenger one step (5% -> 25% -> 50% -> 100%) when its guardrails hold on enough traffic.
+    """Advance the challenger one of ``policy.canary_steps`` (by default 5% -> 25% -> 50% -> 100%) when its
+    guardrails hold on enough traffic.
 
     Args:
         share: the challenger's current traffic share (0: no canary running, which this never starts).
@@ -394,10 +405,19 @@ def promote(tracking_uri: str, model_name: str, version: str) -> str | None:
     return None if previous is None else str(previous)
 
 
-def champion_history(tracking_uri: str, model_name: str) -> list[dict]:
-    """Every version ever promoted, newest promotion first: version, promoted_at_ns, rolled_back_at_ns."""
+class ChampionRecord(TypedDict):
+    """One promotion in the history: the version and when it became champion and was rolled back (epoch ns,
+    0 when never)."""
+
+    version: str
+    promoted_at_ns: int
+    rolled_back_at_ns: int
+
+
+def champion_history(tracking_uri: str, model_name: str) -> list[ChampionRecord]:
+    """Every version ever promoted, newest promotion first."""
     client = client_for(tracking_uri)
-    history = []
+    history: list[ChampionRecord] = []
     for mv in client.search_model_versions(f"name = '{model_name}'"):
         if PROMOTED_AT_TAG in mv.tags:
             history.append({"version": str(mv.version), "promoted_at_ns": int(mv.tags[PROMOTED_AT_TAG]),
@@ -448,7 +468,7 @@ def known_outcomes(rows: pl.DataFrame, label: str) -> pl.DataFrame:
     return rows.filter(pl.col(label).is_not_null() & (pl.col("status") == "ok")) if rows.height else rows
 
 
-def outcome_metrics(task: str, rows: pl.DataFrame, label: str) -> dict[str, float]:
+def outcome_metrics(task: TaskType, rows: pl.DataFrame, label: str) -> dict[str, float]:
     """:func:`arm_metrics` of the rows whose outcome is known; empty while none is."""
     known = known_outcomes(rows, label)
     if known.height == 0:
@@ -457,7 +477,7 @@ def outcome_metrics(task: str, rows: pl.DataFrame, label: str) -> dict[str, floa
                        known["probability"].fill_null(0.0).to_numpy())
 
 
-def health_with_metric(rows: pl.DataFrame, version: str | None, *, task: str, label: str,
+def health_with_metric(rows: pl.DataFrame, version: str | None, *, task: TaskType, label: str,
                        primary: str) -> ArmHealth:
     """:func:`health_of` ``version`` plus its primary metric on the rows whose labels are known."""
     health = health_of(rows, version)
@@ -480,7 +500,8 @@ def served_rows(log: pl.DataFrame, version: str | None, arm: Arm, since_ns: int 
                       & (pl.col("request_time") >= since))
 
 
-def arm_metrics(task: str, y_true: np.ndarray, prediction: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+def arm_metrics(task: TaskType, y_true: np.ndarray, prediction: np.ndarray,
+                probability: np.ndarray) -> dict[str, float]:
     """Metrics of one arm's labelled predictions: threshold metrics from the decisions the model made, ranking
     metrics (binary) from the probabilities it reported."""
     metrics = compute_metrics(task, y_true, prediction, 0.5)
@@ -490,8 +511,54 @@ def arm_metrics(task: str, y_true: np.ndarray, prediction: np.ndarray, probabili
     return metrics
 
 
-def ab_report(labelled: pl.DataFrame, state: RolloutState, *, task: str, label: str, primary: str,
-              guardrails: list[str], hypothesis: str, name: str, policy: RolloutPolicy) -> dict:
+class ABTestPlan(TypedDict):
+    """The seed's ``ab_test`` template, filled in."""
+
+    name: str
+    hypothesis: str
+    primary_metric: str
+    guardrail_metrics: list[str]
+    traffic_split: dict[str, float]  # control / treatment, percent
+    minimum_sample_size: int | None
+    minimum_sample_size_basis: str
+    minimum_runtime_days: float
+    decision_criteria: dict[str, str]  # ship / iterate / kill -> the rule
+
+
+class ABTestResults(TypedDict):
+    """What the prediction log shows for each arm, the test statistic and the decision."""
+
+    control_version: str | None
+    treatment_version: str | None
+    predictions: dict[str, int]
+    labelled: dict[str, int]
+    success_rate: dict[str, float | None]
+    metrics: dict[str, dict[str, float]]
+    guardrail_breaches: list[str]
+    runtime_days: float
+    z: float | None
+    p_value: float | None
+    lift: float | None
+    decision: Decision
+    reason: str
+
+
+class ABReport(TypedDict):
+    """The A/B test report: the plan in the seed's template and its results so far."""
+
+    ab_test: ABTestPlan
+    results: ABTestResults
+
+
+def _runtime_days(rows: pl.DataFrame) -> float:
+    """Days from the first to the last request of ``rows`` (which has at least one row)."""
+    first, last = rows["request_time"].min(), rows["request_time"].max()
+    assert isinstance(first, datetime) and isinstance(last, datetime), "request_time is a datetime column"
+    return (last - first).total_seconds() / 86_400
+
+
+def ab_report(labelled: pl.DataFrame, state: RolloutState, *, task: TaskType, label: str, primary: str,
+              guardrails: list[str], hypothesis: str, name: str, policy: RolloutPolicy) -> ABReport:
     """The seed's A/B template filled from the prediction log (with labels where known), the test and the decision.
 
     Control is the champion arm as answered by the champion version, treatment the challenger arm as answered
@@ -502,8 +569,8 @@ def ab_report(labelled: pl.DataFrame, state: RolloutState, *, task: str, label: 
     control = served_rows(labelled, state.champion, "champion") if labelled.height else labelled
     treatment = served_rows(labelled, state.challenger, "challenger") if labelled.height else labelled
     arms = {"control": control, "treatment": treatment}
-    metrics = {}
-    counts = {}
+    metrics: dict[str, dict[str, float]] = {}
+    counts: dict[str, tuple[int, int]] = {}  # arm -> (correct predictions, labelled predictions)
     for arm, rows in arms.items():
         known = known_outcomes(rows, label)
         counts[arm] = (int((known["prediction"] == known[label]).sum()) if known.height else 0, known.height)
@@ -518,9 +585,7 @@ def ab_report(labelled: pl.DataFrame, state: RolloutState, *, task: str, label: 
             drop = (old - new) / abs(old) if higher_is_better(metric) else (new - old) / abs(old)
             if drop > policy.max_metric_drop:
                 breaches.append(f"{metric} {old:.4f} -> {new:.4f} ({drop:.1%} worse)")
-    both = pl.concat([control, treatment]) if control.height and treatment.height else pl.DataFrame()
-    runtime = ((both["request_time"].max() - both["request_time"].min()).total_seconds() / 86_400
-               if both.height else 0.0)
+    runtime = _runtime_days(pl.concat([control, treatment])) if control.height and treatment.height else 0.0
     classification = task in ("binary", "multiclass")
     evidence = ABEvidence(*counts["control"], *counts["treatment"], runtime, breaches)
     result = (decide_ab(evidence, policy) if classification else

@@ -27,6 +27,7 @@ values that reading leaves unread take the lenient one of step 3, which gives th
 first gives one.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time
 from typing import Literal
@@ -166,7 +167,7 @@ def _read_fully(text: pl.Series, dtype: DType) -> tuple[pl.Series, pl.Series]:
     return typed["value"], present["value"].is_not_null()
 
 
-def _typed(frame: pl.DataFrame, parsed: dict[str, DType]) -> tuple[pl.DataFrame, dict[str, pl.Series]]:
+def _typed(frame: pl.DataFrame, parsed: Mapping[str, DType]) -> tuple[pl.DataFrame, dict[str, pl.Series]]:
     """The ``parsed`` columns of ``frame`` typed, and per column the positions of present values not readable.
 
     All columns are read fast at once (in parallel); the values that leaves unread or NaN, and only those,

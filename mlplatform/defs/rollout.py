@@ -70,9 +70,10 @@ def ab_test_report(platform: PlatformResource, tracking: TrackingResource) -> dg
 @dg.asset(group_name="serving", deps=["champion_model"], kinds={"mlflow"})
 def serving_rollout(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """The automatic rollback and the canary, applied to the registry: roll the champion back when, since its
-    promotion, its error rate or p99 latency exceeds 2x the previous champion's or its primary metric fell by more
-    than the brief allows; otherwise move a running canary one step (5% -> 25% -> 50% -> 100% = promotion) while
-    the challenger's guardrails hold against the champion, or abort it."""
+    promotion, its error rate or p99 latency exceeds the brief's ``rollout.degradation_factor`` (2x) times the
+    previous champion's or its primary metric fell by more than ``monitoring.max_metric_drop``; otherwise move a
+    running canary one of ``rollout.canary_steps`` (5% -> 25% -> 50% -> 100% = promotion) while the challenger's
+    guardrails hold against the champion, or abort it."""
     b = platform.brief
     policy, uri, name = policy_for(b), tracking.uri, tracking.model_name
     up = higher_is_better(b.metrics.primary)

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -85,18 +85,27 @@ class ServingOptions:
         Raises:
             ValueError: a variable that is not a number in range, naming it.
         """
-        values: dict[str, float] = {}
-        for variable, name in (("MLPLATFORM_CHALLENGER_SHARE", "challenger_share"),
-                               ("MLPLATFORM_REGISTRY_POLL_S", "poll_interval_s")):
-            if os.environ.get(variable):
-                try:
-                    values[name] = float(os.environ[variable])
-                except ValueError:
-                    raise ValueError(f"{variable} must be a number, got {os.environ[variable]!r}") from None
+        share, poll = _env_number("MLPLATFORM_CHALLENGER_SHARE"), _env_number("MLPLATFORM_REGISTRY_POLL_S")
         try:
-            return cls(**values)
+            options = cls(challenger_share=share)
+            return options if poll is None else replace(options, poll_interval_s=poll)
         except ValueError as exc:
             raise ValueError(f"{exc} (from MLPLATFORM_CHALLENGER_SHARE / MLPLATFORM_REGISTRY_POLL_S)") from None
+
+
+def _env_number(variable: str) -> float | None:
+    """The number in environment variable ``variable``; None when it is unset or empty.
+
+    Raises:
+        ValueError: the variable is not a number, naming it.
+    """
+    text = os.environ.get(variable)
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{variable} must be a number, got {text!r}") from None
 
 
 @dataclass(frozen=True)
@@ -404,12 +413,13 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
         deadline = started + options.timeout_s
         wanted = sorted({getattr(item, key) for item in items if item.features is None})
         found = await serving.online(wanted, deadline) if wanted else {}
-        unknown = [entity_id for entity_id in wanted if found[entity_id] is None]
+        online = {entity_id: row for entity_id, row in found.items() if row is not None}
+        unknown = [entity_id for entity_id in wanted if entity_id not in online]
         if unknown:
             raise HTTPException(404, f"no online features for {key} {unknown[:20]}: unknown, or not seen within the "
                                      f"last {brief.features.ttl_days} days. Send 'features' explicitly.")
         ids = [getattr(item, key) for item in items]
-        rows = [item.features.model_dump() if item.features else found[entity_id] for item, entity_id in
+        rows = [item.features.model_dump() if item.features else online[entity_id] for item, entity_id in
                 zip(items, ids, strict=True)]
         arms = [models.arm_of(entity_id) for entity_id in ids]
         request_time, request_id = datetime.now(UTC), PredictionLog.request_id()
@@ -446,14 +456,16 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
                             "fallback": scorer.fallback, "arm": arm, "latency_ms": latency_ms})
         return answers
 
+    # FastAPI validates the body against the annotation, which must be the request model built from the brief at
+    # run time; mypy cannot use a class held in a variable as a type, hence the two valid-type ignores.
     @app.post("/predict", response_model=response_model)
-    async def predict(item: request_model) -> dict:
+    async def predict(item: request_model) -> dict:  # type: ignore[valid-type]
         """Score one entity: its features from the online store, or the ones the request gives."""
         return (await predict_rows([item], time.perf_counter()))[0]
 
     @app.post("/predict/batch", response_model=batch_model)
     async def predict_batch(
-        items: Annotated[list[request_model], Body(min_length=1, max_length=options.max_batch)],
+        items: Annotated[list[request_model], Body(min_length=1, max_length=options.max_batch)],  # type: ignore[valid-type]
     ) -> dict:
         """Score up to ``max_batch`` entities with one online-store lookup."""
         started = time.perf_counter()

@@ -5,12 +5,13 @@ come from the brief, so a new brief gets its own validated API without code chan
 """
 
 from datetime import date, datetime
-from typing import Literal
+from types import GenericAlias
+from typing import Any, Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from mlplatform.brief import Brief
+from mlplatform.brief import Brief, ColumnSpec, TableFeatures
 from mlplatform.core.features import feature_columns
 
 _PYTHON_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool, "date": date,
@@ -26,8 +27,8 @@ def feature_types(brief: Brief) -> dict[str, type]:
     tenure are whole days or events, entity attributes keep their declared column type.
     """
     entity, spec = brief.entity, brief.features
-    entities = brief.sources[spec.entities_source].columns
-    attributes = {f"{entity}_{column}": _PYTHON_TYPES[entities[column].dtype] for column in spec.entity_attributes}
+    attributes = {f"{entity}_{column}": _PYTHON_TYPES[declared.dtype] for column, declared in
+                  _attribute_columns(brief).items()}
     protected = {f"{entity}_{column}" for column in brief.protected_attributes}
     types = {}
     for name in feature_columns(spec, entity):
@@ -40,6 +41,15 @@ def feature_types(brief: Brief) -> dict[str, type]:
         else:
             types[name] = float
     return types
+
+
+def _attribute_columns(brief: Brief) -> dict[str, ColumnSpec]:
+    """The columns whose values are model inputs as they are: the entity attributes, or a plain table's inputs."""
+    spec = brief.features
+    if isinstance(spec, TableFeatures):
+        return {column: brief.sources[spec.source].columns[column] for column in spec.columns or []}
+    entities = brief.sources[spec.entities_source].columns
+    return {column: entities[column] for column in spec.entity_attributes}
 
 
 def feature_frame(rows: list[dict], types: dict[str, type]) -> pl.DataFrame:
@@ -71,29 +81,25 @@ def api_models(brief: Brief) -> tuple[type[BaseModel], type[BaseModel], type[Bas
     """
     key = brief.entity_key
     key_type = entity_key_type(brief)
-    features = create_model(
-        f"{brief.entity.title()}Features",
-        __base__=_Strict,
-        **{name: (kind | None, Field(description=f"{kind.__name__} or null")) for name, kind in
-           feature_types(brief).items()},
-    )
-    request = create_model(
-        "PredictRequest",
-        __base__=_Strict,
-        **{key: (key_type, Field(description=f"the {brief.entity} to score")),
-           "features": (features | None, Field(default=None, description="omit to read the online store"))},
-    )
-    response = create_model(
-        "PredictResponse",
-        __base__=_Strict,
-        **{key: (key_type, ...)},
-        prediction=(float | int, Field(description="class at the model's threshold, or the regression value")),
-        probability=(float | None, Field(description="positive-class (binary) or top-class probability")),
-        model_name=(str, ...),
-        model_version=(str | None, Field(description="registry version; null for the rules fallback")),
-        fallback=(bool, Field(description="true when the brief's rules answered because no model is loaded")),
-        arm=(Literal["champion", "challenger"], Field(description="the A/B arm the entity is assigned to")),
-        latency_ms=(float, ...),
-    )
-    batch = create_model("BatchResponse", __base__=_Strict, predictions=(list[response], ...), latency_ms=(float, ...))
+    # Field definitions hold type expressions built at run time (the brief's types), typed Any for that reason.
+    feature_fields: dict[str, Any] = {name: (kind | None, Field(description=f"{kind.__name__} or null"))
+                                      for name, kind in feature_types(brief).items()}
+    features = create_model(f"{brief.entity.title()}Features", __base__=_Strict, **feature_fields)
+    request_fields: dict[str, Any] = {
+        key: (key_type, Field(description=f"the {brief.entity} to score")),
+        "features": (features | None, Field(default=None, description="omit to read the online store"))}
+    request = create_model("PredictRequest", __base__=_Strict, **request_fields)
+    response_fields: dict[str, Any] = {
+        key: (key_type, ...),
+        "prediction": (float | int, Field(description="class at the model's threshold, or the regression value")),
+        "probability": (float | None, Field(description="positive-class (binary) or top-class probability")),
+        "model_name": (str, ...),
+        "model_version": (str | None, Field(description="registry version; null for the rules fallback")),
+        "fallback": (bool, Field(description="true when the brief's rules answered because no model is loaded")),
+        "arm": (Literal["champion", "challenger"], Field(description="the A/B arm the entity is assigned to")),
+        "latency_ms": (float, ...)}
+    response = create_model("PredictResponse", __base__=_Strict, **response_fields)
+    # GenericAlias(list, (response,)) is list[PredictResponse], spelled so for a class that exists at run time only.
+    batch_fields: dict[str, Any] = {"predictions": (GenericAlias(list, (response,)), ...), "latency_ms": (float, ...)}
+    batch = create_model("BatchResponse", __base__=_Strict, **batch_fields)
     return request, response, batch

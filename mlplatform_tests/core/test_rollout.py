@@ -3,12 +3,15 @@
 import math
 import multiprocessing
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 from scipy.stats import chi2_contingency, norm
 
+from mlplatform.brief import DEMO_BRIEF, BriefError, load_brief
 from mlplatform.core.rollout import (
     ABEvidence,
     ArmHealth,
@@ -26,6 +29,7 @@ from mlplatform.core.rollout import (
     min_sample_size,
     model_answers,
     next_canary_step,
+    policy_for,
     promote,
     rollback,
     rollout_state,
@@ -294,3 +298,69 @@ def test_ab_report_kills_a_treatment_that_breaches_the_latency_guardrail():
                 RolloutState("1", "2", 0.5))
     assert report["results"]["decision"] == "kill"
     assert "p99 latency" in report["results"]["reason"]
+
+
+# --- the brief's rollout section ----------------------------------------------------------------------------------
+
+def demo_brief_with(tmp_path, rollout: dict | None, **monitoring) -> Path:
+    """The demo brief with its ``rollout`` section replaced (None: removed) and ``monitoring`` fields set."""
+    raw = yaml.safe_load(DEMO_BRIEF.read_text())
+    raw.pop("rollout", None)
+    if rollout is not None:
+        raw["rollout"] = rollout
+    raw["monitoring"].update(monitoring)
+    path = tmp_path / "brief.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_the_briefs_canary_steps_and_min_rows_set_the_canary_progression(tmp_path):
+    policy = policy_for(load_brief(demo_brief_with(tmp_path, {"canary_steps": [0.1, 0.6, 1.0], "min_rows": 50})))
+    healthy = ArmHealth(rows=50, errors=0, p99_ms=4.0)
+    share, path = policy.canary_steps[0], []
+    while share < 1.0:
+        step = next_canary_step(share, healthy, [], policy)
+        path.append((step.action, step.share))
+        share = step.share
+    assert (policy.canary_steps[0], path) == (0.1, [("advance", 0.6), ("promote", 1.0)])
+    assert next_canary_step(0.1, ArmHealth(49, 0, 4.0), [], policy).action == "hold"
+
+
+def test_the_briefs_ab_settings_and_metric_drop_reach_the_decisions(tmp_path):
+    section = {"mde": 0.03, "alpha": 0.01, "power": 0.9, "min_runtime_days": 3, "degradation_factor": 3.0}
+    policy = policy_for(load_brief(demo_brief_with(tmp_path, section, max_metric_drop=0.2)))
+    evidence = ABEvidence(7000, 10_000, 7400, 10_000, runtime_days=4)
+    assert decide_ab(evidence, policy).decision == "ship", "4 days pass the brief's 3-day minimum runtime"
+    assert decide_ab(evidence, POLICY).decision == "iterate", "the seed's 7 days do not"
+    assert decide_ab(evidence, policy).min_sample_size == min_sample_size(0.7, 0.03, alpha=0.01, power=0.9)
+    base = ArmHealth(rows=1000, errors=10, p99_ms=5.0, metric=0.60)
+    within_the_briefs_limits = ArmHealth(1000, 25, 12.0, 0.50)
+    assert degradation_reasons(within_the_briefs_limits, base, policy, higher_better=True) == []
+    assert len(degradation_reasons(within_the_briefs_limits, base, POLICY, higher_better=True)) == 3
+    assert len(degradation_reasons(ArmHealth(1000, 31, 16.0, 0.47), base, policy, higher_better=True)) == 3
+
+
+def test_a_brief_without_a_rollout_section_gets_the_seeds_values_which_the_demo_spells_out(tmp_path):
+    without = load_brief(demo_brief_with(tmp_path, None))
+    seed = (0.02, 0.05, 0.8, 7.0, (0.05, 0.25, 0.5, 1.0), 2.0, 200, 0.001)
+    policy = policy_for(without)
+    assert (policy.mde, policy.alpha, policy.power, policy.min_runtime_days, policy.canary_steps,
+            policy.degradation_factor, policy.min_rows, policy.error_rate_floor) == seed
+    assert policy == RolloutPolicy(max_metric_drop=without.monitoring.max_metric_drop)
+    assert policy_for(load_brief(DEMO_BRIEF)) == policy
+
+
+@pytest.mark.parametrize(("section", "error"), [
+    ({"canary_steps": [0.05, 0.5, 0.25, 1.0]}, "rollout.canary_steps: canary_steps must rise strictly"),
+    ({"canary_steps": [0.05, 0.25, 0.5]}, "and end at 1.0 (all traffic); got [0.05, 0.25, 0.5]"),
+    ({"canary_steps": [0, 0.5, 1.0]}, "rollout.canary_steps: canary_steps must rise strictly within (0, 1]"),
+    ({"canary_steps": []}, "rollout.canary_steps: "),
+    ({"alpha": 1.5}, "rollout.alpha: Input should be less than 1"),
+    ({"degradation_factor": 1.0}, "rollout.degradation_factor: Input should be greater than 1"),
+    ({"canary_step": [0.5, 1.0]}, "rollout.canary_step: is not a known field"),
+])
+def test_a_bad_rollout_section_is_one_error_naming_the_field(tmp_path, section, error):
+    with pytest.raises(BriefError) as raised:
+        load_brief(demo_brief_with(tmp_path, section))
+    problems = str(raised.value).splitlines()[1:]
+    assert len(problems) == 1 and error in problems[0], problems

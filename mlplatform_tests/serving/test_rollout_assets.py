@@ -8,26 +8,43 @@ import polars as pl
 import pytest
 import yaml
 
+from mlplatform.brief import DEMO_BRIEF
 from mlplatform.core.rollout import prediction_log_dir, promote, rollout_state, set_challenger_share
 from mlplatform.core.tracking import get_alias_version, register_model, set_alias
 from mlplatform.definitions import build_definitions
 from mlplatform.defs import rollout
 from mlplatform.serving.prediction_log import PredictionLog, log_schema
-from mlplatform.settings import Workspace
+from mlplatform.settings import Settings, Workspace
 from mlplatform_tests.serving.helpers import KEY, copy_namespace
 
 pytestmark = pytest.mark.slow
 MODEL = "churn_demo_model"
 
 
-@pytest.fixture()
-def stage(demo_settings, ws, tmp_path):
-    """A copy of the registry and lake with the LightGBM candidate registered; the stage's definitions on it."""
-    settings = copy_namespace(demo_settings, tmp_path, ["mlflow", "lake"])
+def _stage(demo_settings, ws, tmp_path, brief_path):
+    """A copy of the registry and lake with the LightGBM candidate registered; the stage's definitions on it,
+    read through the brief at ``brief_path``."""
+    copy_namespace(demo_settings, tmp_path, ["mlflow", "lake"])
+    settings = Settings(data_dir=tmp_path, brief_path=brief_path)
     target = Workspace(tmp_path, "churn_demo")
     old = get_alias_version(target.mlflow_uri, MODEL, "champion")
     new = register_model(target.mlflow_uri, MODEL, pl.read_parquet(ws.table("candidates", "lightgbm"))["run_id"][0])
     return target, build_definitions(settings).resources, old, new
+
+
+@pytest.fixture()
+def stage(demo_settings, ws, tmp_path):
+    return _stage(demo_settings, ws, tmp_path, demo_settings.brief_path)
+
+
+@pytest.fixture()
+def stage_with_two_canary_steps(demo_settings, ws, tmp_path):
+    """The stage read through the demo brief whose rollout section walks 5% -> 60% -> 100%."""
+    raw = yaml.safe_load(DEMO_BRIEF.read_text())
+    raw["rollout"]["canary_steps"] = [0.05, 0.6, 1.0]
+    brief_path = tmp_path / "two_steps.yaml"
+    brief_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return _stage(demo_settings, ws, tmp_path, brief_path)
 
 
 def write_log(target: Workspace, rows: list[tuple[str, str, float]], count: int) -> None:
@@ -67,6 +84,15 @@ def test_a_healthy_canary_advances_one_step_and_the_ab_report_is_written(stage):
     assert report["results"]["predictions"] == {"control": 300, "treatment": 300}
     assert report["results"]["decision"] == metadata["ab_test_report"]["decision"] == "iterate"
     assert report["ab_test"]["traffic_split"] == {"control": 95.0, "treatment": 5.0}
+
+
+def test_the_briefs_canary_steps_decide_the_share_a_healthy_canary_moves_to(stage_with_two_canary_steps):
+    target, resources, old, new = stage_with_two_canary_steps
+    set_alias(target.mlflow_uri, MODEL, "challenger", new)
+    set_challenger_share(target.mlflow_uri, MODEL, 0.05)
+    write_log(target, [(old, "champion", 2.0), (new, "challenger", 2.5)], 300)
+    assert materialise(resources)["serving_rollout"]["action"] == "canary advance to 60%"
+    assert rollout_state(target.mlflow_uri, MODEL).challenger_share == 0.6
 
 
 def test_sensor_runs_the_stage_once_per_new_log_file(stage):

@@ -1,0 +1,26 @@
+"""The serving API's models come from the brief: event features and a plain table's own columns alike."""
+
+import pytest
+from pydantic import ValidationError
+
+from mlplatform.brief import DEMO_BRIEF, load_brief
+from mlplatform.serving.schemas import api_models, feature_types
+from mlplatform_tests.defs.plain_table import write_plain_table_brief
+
+
+def test_event_features_are_typed_like_the_feature_table():
+    types = feature_types(load_brief(DEMO_BRIEF))
+    assert (types["customer_plan"], types["customer_monthly_fee"]) == (str, float), "declared entity attributes"
+    assert (types["customer_login_7d_count"], types["customer_tenure_days"]) == (int, int)
+    assert types["customer_amount_30d_sum"] is float
+
+
+def test_a_plain_table_briefs_inputs_keep_their_declared_types(tmp_path):
+    brief = load_brief(write_plain_table_brief(tmp_path))
+    assert feature_types(brief) == {"row_size": float, "row_colour": str}
+    request, response, batch = api_models(brief)
+    parsed = request.model_validate({"row_id": 3, "features": {"row_size": 1.5, "row_colour": "red"}})
+    assert parsed.model_dump() == {"row_id": 3, "features": {"row_size": 1.5, "row_colour": "red"}}
+    with pytest.raises(ValidationError, match="row_size"):
+        request.model_validate({"row_id": 3, "features": {"row_size": "large", "row_colour": "red"}})
+    assert batch.model_fields["predictions"].annotation == list[response]
