@@ -24,17 +24,8 @@ test: install
 lint: install
 	$(BIN)/python -m ruff check .
 
-# Modules under mypy so far ([tool.mypy] in pyproject.toml); add a module once it checks clean.
-TYPECHECKED := $(addprefix mlplatform/core/,distributed.py tuning.py tracking.py cost.py system_score.py metrics.py \
-	pit_join.py warehouse.py features.py transforms.py training.py drift.py retraining.py profiling.py \
-	leakage.py evaluation.py calibration.py promotion.py report.py model_card.py quality.py datasets.py \
-	table_features.py brief_draft.py ingestion.py io.py demo_data.py budgets.py markdown.py models.py \
-	torch_model.py pyfunc.py pyfunc_model_code.py) mlplatform/brief.py mlplatform/settings.py \
-	mlplatform/cli.py mlplatform/runner.py mlplatform/definitions.py mlplatform/profiles.py \
-	mlplatform/resources/platform.py $(addprefix mlplatform/defs/,features.py governance.py ingestion.py rollout.py)
-
 typecheck: install
-	$(BIN)/python -m mypy $(TYPECHECKED)
+	$(BIN)/python -m mypy mlplatform
 
 dev: install
 	mkdir -p data/dagster_home

@@ -9,7 +9,7 @@ import base64
 import html
 import math
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,7 @@ def _verdict(ctx: Mapping[str, Any]) -> str:
     return sentence
 
 
-def candidate_context(metrics: list[Mapping[str, Any]], model: str, primary: str,
+def candidate_context(metrics: Sequence[Mapping[str, Any]], model: str, primary: str,
                       baselines: tuple[str, ...] = ("rules", "majority")) -> dict[str, Any]:
     """The report's metric parts from the long metric table (rows of ``candidate, metric, value, ci_low,
     ci_high``): the model's metrics, every other candidate's values beside it (candidates that are not
