@@ -247,6 +247,26 @@ class Thresholds(_Strict):
         "the model")
     max_model_size_mb: float = Field(default=500, gt=0)
     max_latency_ms: float = Field(default=100, gt=0)
+    golden_share: float = Field(
+        default=0.05, ge=0, lt=0.5, description="share of entities (plain tables: rows) set aside, by a stable hash "
+        "of the entity key, as the golden test set: never trained, validated or tuned on, and scored for both the "
+        "champion and the challenger at every promotion; 0 disables it")
+    max_golden_regression: float = Field(
+        default=0.05, ge=0, lt=1, description="relative drop of the primary metric on the golden set, challenger "
+        "against champion, that blocks promotion (the seed's 5%) when the paired bootstrap interval of the "
+        "difference also excludes no change")
+    golden_min_class_rows: int = Field(
+        default=30, ge=1, description="the golden set judges only when each class (binary: positives and "
+        "negatives; regression: all rows) has this many rows; below it the metric is recorded, not judged")
+    max_prediction_kl: float = Field(
+        default=0.1, gt=0, description="KL divergence of a day's served scores from the same version's scores on "
+        "the training split above which prediction drift warns: the seed's warning level. For normal scores of "
+        "equal spread it is a mean shift of 0.45 standard deviations, a PSI of 0.2 (between the PSI warning and "
+        "critical bands): a move a person should look at, well above the estimate's noise on a day of a few "
+        "hundred predictions")
+    prediction_kl_min_rows: int = Field(
+        default=200, ge=1, description="a day and model version with fewer served predictions is listed, not "
+        "judged: the KL of 10 score bins estimated from n predictions is biased up by about 9 / (2n), 0.02 at 200")
 
     @model_validator(mode="after")
     def _psi_ordered(self) -> "Thresholds":

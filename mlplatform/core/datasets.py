@@ -1,8 +1,18 @@
-"""Assembling the training set: which labels are known, and the columns that sit beside the features."""
+"""Assembling the training set: which labels are known, the columns that sit beside the features, the golden
+test set no model ever sees, and the split of the rest into train, validation and test."""
 
+import hashlib
 from datetime import datetime
 
 import polars as pl
+
+from mlplatform.brief import Brief, RandomSplit
+from mlplatform.core.retraining import split_dates
+from mlplatform.core.training import SplitFrames, random_split, temporal_split
+
+# Salt of the golden set's hash. It is the golden set's own, fixed for good: changing it (or the hash) would move
+# entities that models have never seen into training and trained-on ones into the golden set.
+GOLDEN_SALT = "golden_test_set"
 
 
 def known_labels(labels: pl.DataFrame, *, entity_key: str, timestamp: str, label: str, delay_days: int,
@@ -29,3 +39,58 @@ def attach_attributes(frame: pl.DataFrame, entities: pl.DataFrame, keys: list[st
     attributes = entities.select(*keys, *missing).with_columns(
         pl.col(k).cast(frame.schema[k]) for k in keys if frame.schema[k] != entities.schema[k])
     return frame.join(attributes, on=keys, how="left")
+
+
+def _hash_fraction(key: object) -> float:
+    """A stable number in [0, 1) for a key: blake2b of the salted key, the same on every machine and run."""
+    digest = hashlib.blake2b(f"{GOLDEN_SALT}:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def golden_members(keys: pl.Series, share: float) -> pl.Series:
+    """True where the key belongs to the golden test set: its stable hash falls below ``share``.
+
+    Membership depends on the key alone, never on the rows around it, so a key stays in (or out of) the golden
+    set as labels arrive, splits roll and other settings change; about ``share`` of the distinct keys are in it,
+    with every row of theirs. Classes are balanced in expectation only: ranking by hash within each class would
+    make membership depend on the other rows, and let a key leave the set and be trained on.
+
+    Raises:
+        ValueError: ``share`` outside [0, 1).
+    """
+    if not 0 <= share < 1:
+        raise ValueError(f"the golden share must be in [0, 1), got {share}; set thresholds.golden_share (0 disables)")
+    distinct = keys.unique().drop_nulls().to_list()
+    chosen = [key for key in distinct if _hash_fraction(key) < share] if share > 0 else []
+    return keys.is_in(pl.Series(chosen, dtype=keys.dtype).implode()).fill_null(False).alias("golden")
+
+
+def split_off_golden(frame: pl.DataFrame, key: str, share: float) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(rest, golden)``: the rows of the golden test set's keys (see :func:`golden_members`) and the others."""
+    member = golden_members(frame[key], share)
+    return frame.filter(~member), frame.filter(member)
+
+
+def golden_set(brief: Brief, frame: pl.DataFrame) -> pl.DataFrame:
+    """The golden test set: every labelled row of the training set whose entity (plain tables: row) key the
+    brief's ``thresholds.golden_share`` sets aside; empty when the share is 0."""
+    return split_off_golden(frame, brief.entity_key, brief.thresholds.golden_share)[1]
+
+
+def split_training_set(brief: Brief, frame: pl.DataFrame) -> SplitFrames:
+    """The training set split as the brief says, after the golden test set is set aside: random, fixed dates, or
+    rolling months anchored at the latest known label (rows before the training window are then left out).
+
+    A rolling split is anchored on every labelled row, golden ones included, so its months do not depend on the
+    golden share.
+    """
+    rest, _ = split_off_golden(frame, brief.entity_key, brief.thresholds.golden_share)
+    if isinstance(brief.split, RandomSplit):
+        return random_split(rest, brief.label.column, validation_fraction=brief.split.validation_fraction,
+                            test_fraction=brief.split.test_fraction,
+                            stratify_by_label=brief.split.stratify and brief.task_type != "regression",
+                            seed=brief.training.seed)
+    dates = split_dates(brief.split, frame[brief.label.timestamp])
+    if dates.train_start is not None:
+        rest = rest.filter(pl.col(brief.label.timestamp).cast(pl.Date) >= dates.train_start)
+    return temporal_split(rest, brief.label.timestamp, dates.validation_start, dates.test_start, dates.test_end)

@@ -1,10 +1,13 @@
 """The blocking promotion gate: promote a challenger only on evidence, and say why either way."""
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
+from mlplatform.brief import TaskType
 from mlplatform.core.metrics import higher_is_better
 
 # How far a guardrail may move the wrong way before it counts as a regression. A bootstrap interval of
@@ -20,6 +23,42 @@ class PromotionDecision:
     promote: bool
     reasons: list[str]
     evidence: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GoldenScore:
+    """Both models' primary metric on the golden test set: the fixed rows no model trains, validates or tunes on.
+
+    ``champion`` is None before the first promotion; ``difference_ci`` is the paired 95% bootstrap interval of
+    challenger minus champion on the same rows; ``not_judged`` says why the set is too small to judge on (the
+    numbers are then only recorded); ``leaked_keys`` counts golden keys found in a split (which fails).
+    """
+
+    version: str
+    rows: int
+    challenger: float
+    champion: float | None
+    not_judged: str | None = None
+    leaked_keys: int = 0  # golden keys found in train, validation or test: then the set proves nothing
+    difference_ci: tuple[float, float] | None = None
+
+
+def golden_shortfall(task: TaskType, y: np.ndarray, n_classes: int, min_class_rows: int) -> str | None:
+    """Why the golden set is too small to judge a model on, or None when every class has ``min_class_rows``.
+
+    Binary: positives and negatives; multiclass: each of the ``n_classes`` classes; regression: all rows. Below
+    that, a few rows move the metric more than any tolerance, so a comparison would judge noise.
+    """
+    fix = "raise thresholds.golden_share or lower golden_min_class_rows"
+    if task == "regression":
+        return None if len(y) >= min_class_rows else f"only {len(y)} rows (needs {min_class_rows}: {fix})"
+    counts = np.bincount(np.asarray(y, dtype=int), minlength=n_classes)
+    names = ["negatives", "positives"] if task == "binary" else [f"rows of class {c}" for c in range(n_classes)]
+    short = [(count, name) for count, name in zip(counts, names, strict=True) if count < min_class_rows]
+    if not short:
+        return None
+    count, name = min(short)
+    return f"only {count} {name} in {len(y)} rows (needs {min_class_rows}: {fix})"
 
 
 def _gain(metric: str, new: float, old: float) -> float:
@@ -49,6 +88,8 @@ def decide_promotion(
     fairness: Sequence[Mapping[str, Any]],
     disparate_impact_min: float,
     guardrail_tolerance: float = GUARDRAIL_TOLERANCE,
+    golden: GoldenScore | None = None,
+    max_golden_regression: float = 0.05,
 ) -> PromotionDecision:
     """Decide whether the challenger replaces the champion.
 
@@ -61,6 +102,12 @@ def decide_promotion(
       challenger's confidence interval (lower bound, or upper for lower-is-better metrics) is no worse
       than the champion's value.
     * guardrails: none is worse than the champion's by more than ``guardrail_tolerance`` (absolute).
+    * golden set: the challenger's primary metric on the golden test set (``golden``) is no more than
+      ``max_golden_regression`` (relative) worse than the champion's on the same rows, unless the paired
+      interval of the difference (``golden.difference_ci``) still reaches "no worse": a golden set of a few
+      dozen positives moves a metric by more than 5% between equally good models, and the gate must not refuse
+      on noise. Without a champion, or with too few rows per class, it is recorded, not judged; ``golden`` None
+      means the brief disabled it.
     * budgets: model size and latency within their maxima.
     * fairness: every protected attribute's verdict (``fairness``: rows of
       :func:`~mlplatform.core.evaluation.fairness_assessment` with ``attribute``, ``passed`` and optionally
@@ -109,6 +156,7 @@ def decide_promotion(
     else:
         reasons.append(f"NOTE no champion yet: guardrails {guardrails} have nothing to regress from")
 
+    _golden_check(golden, primary, max_golden_regression, check, reasons)
     check("size_budget", size_mb <= max_size_mb, f"{size_mb:.2f} MB, budget {max_size_mb} MB")
     check("latency_budget", latency_ms <= max_latency_ms, f"{latency_ms:.2f} ms, budget {max_latency_ms} ms")
     for row in fairness:
@@ -132,9 +180,64 @@ def decide_promotion(
         "max_latency_ms": max_latency_ms,
         "fairness": [{k: v for k, v in row.items() if k != "groups"} for row in fairness],
         "disparate_impact_min": disparate_impact_min,
+        "golden": _golden_evidence(golden, primary, max_golden_regression),
         "checks": checks,
     }
     return PromotionDecision(all(checks.values()), reasons, evidence)
+
+
+def golden_relative_drop(metric: str, challenger: float, champion: float) -> float:
+    """How much worse the challenger is than the champion, relative to the champion (negative = better)."""
+    gain = _gain(metric, challenger, champion)
+    if champion == 0:
+        return 0.0 if gain >= 0 else math.inf
+    return -gain / abs(champion)
+
+
+def _golden_check(golden: GoldenScore | None, primary: str, max_regression: float,
+                  check: Callable[[str, bool, str], None], reasons: list[str]) -> None:
+    """The golden-set condition, or a note when there is nothing to judge."""
+    if golden is None:
+        reasons.append("NOTE golden set: disabled (thresholds.golden_share is 0)")
+        return
+    where = f"golden set {golden.version} ({golden.rows} rows)"
+    if golden.leaked_keys:
+        check("golden_set", False, f"{where}: {golden.leaked_keys} of its keys are also in train, validation or "
+                                   "test, so models were fitted or chosen on it: the split must set the golden "
+                                   "set aside (mlplatform.core.datasets.split_training_set)")
+    elif golden.not_judged is not None:
+        reasons.append(f"NOTE {where}: not judged: {golden.not_judged}")
+    elif golden.champion is None:
+        reasons.append(f"NOTE {where}: challenger {primary} {golden.challenger:.4f} recorded, no champion to "
+                       "compare with")
+    elif math.isnan(golden.challenger) or math.isnan(golden.champion):
+        check("golden_set", False, f"{where}: {primary} is undefined (challenger {golden.challenger}, champion "
+                                   f"{golden.champion}), so the models cannot be compared on it")
+    else:
+        drop = golden_relative_drop(primary, golden.challenger, golden.champion)
+        message = (f"{where}: {primary} {golden.challenger:.4f} vs champion {golden.champion:.4f} "
+                   f"({-drop:+.1%}, may fall at most {max_regression:.0%})")
+        noise = golden.difference_ci is not None and _reaches_no_worse(primary, golden.difference_ci)
+        if golden.difference_ci is not None:
+            low, high = golden.difference_ci
+            message += (f", paired 95% interval of the difference [{low:+.4f}, {high:+.4f}]"
+                        + (": within noise" if noise and drop > max_regression else ""))
+        check("golden_set", drop <= max_regression or noise, message)
+
+
+def _reaches_no_worse(metric: str, interval: tuple[float, float]) -> bool:
+    """Whether a challenger-minus-champion interval still holds "no worse" (its better end is on the good side)."""
+    low, high = interval
+    return high >= 0 if higher_is_better(metric) else low <= 0
+
+
+def _golden_evidence(golden: GoldenScore | None, primary: str, max_regression: float) -> dict[str, Any] | None:
+    if golden is None:
+        return None
+    drop = (golden_relative_drop(primary, golden.challenger, golden.champion)
+            if golden.champion is not None else None)
+    return {**asdict(golden), "metric": primary, "relative_drop": drop, "max_regression": max_regression,
+            "difference_ci": list(golden.difference_ci) if golden.difference_ci is not None else None}
 
 
 def _fairness_reason(row: Mapping[str, Any], minimum: float) -> str:

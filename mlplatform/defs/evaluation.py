@@ -1,12 +1,16 @@
-"""Stage: the evaluation report on the true hold-out, and the kill criteria (seed phases 1 and 4)."""
+"""Stage: the evaluation report on the true hold-out and the golden test set, and the kill criteria (seed phases 1
+and 4)."""
 
+from collections.abc import Mapping
 from datetime import datetime, time, timedelta
+from typing import Any
 
 import dagster as dg
 import numpy as np
 import polars as pl
 
 from mlplatform.core.calibration import CALIBRATION_SCHEMA, calibration_summary, save_calibrator
+from mlplatform.core.datasets import golden_set
 from mlplatform.core.evaluation import (
     CV_FOLD_SCHEMA,
     CV_MAX_TRAIN_ROWS,
@@ -35,7 +39,9 @@ from mlplatform.core.evaluation import (
 )
 from mlplatform.core.feature_store import feature_service_name, feature_view_name, online_features
 from mlplatform.core.markdown import table
+from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.models import choose_challenger, load_candidate
+from mlplatform.core.promotion import golden_shortfall
 from mlplatform.core.report import (
     calibration_plot,
     candidate_context,
@@ -43,6 +49,7 @@ from mlplatform.core.report import (
     render_evaluation_report,
     write_report,
 )
+from mlplatform.core.tracking import dataset_version
 from mlplatform.core.training import load_model, majority_baseline
 from mlplatform.core.training import rules_baseline as rules_predictor
 from mlplatform.defs.training import CANDIDATE_ASSETS, candidates, load_split, model_features
@@ -207,6 +214,47 @@ def _skew(platform: PlatformResource, feast_store: FeatureStoreResource, test: p
             "task": b.task_type}
 
 
+def _golden(platform: PlatformResource, predictor, threshold: float) -> dict:
+    """The golden test set (evaluation/golden: every labelled row of the keys the brief sets aside, which no
+    model trains, validates or tunes on), versioned by content hash, and the challenger's primary metric and
+    guardrails on it (evaluation/golden_metrics). The promotion gate scores the champion on the same rows."""
+    b = platform.brief
+    golden = golden_set(b, platform.read_table("training", "training_set"))
+    platform.write_table("evaluation", "golden", golden)
+    version, y = dataset_version(golden), golden[b.label.column].to_numpy()
+    metrics: dict[str, float] = {}
+    not_judged = None
+    if golden.height:
+        scores = predictor.predict_score(golden)
+        measured = compute_metrics(b.task_type, y, scores, threshold)
+        metrics = {m: measured[m] for m in (b.metrics.primary, *b.metrics.guardrails)}
+        classes = scores.shape[1] if b.task_type == "multiclass" else 2
+        not_judged = golden_shortfall(b.task_type, y, classes, b.thresholds.golden_min_class_rows)
+    platform.write_table("evaluation", "golden_metrics", pl.DataFrame(
+        {"metric": list(metrics), "value": list(metrics.values())},
+        schema={"metric": pl.String, "value": pl.Float64}).with_columns(
+        golden_version=pl.lit(version), rows=pl.lit(golden.height, pl.Int64)))
+    return {"share": b.thresholds.golden_share, "version": version, "rows": golden.height,
+            "keys": golden[b.entity_key].n_unique(), "metrics": metrics, "not_judged": not_judged}
+
+
+def _golden_markdown(golden: dict, primary: str, max_regression: float) -> str:
+    """The report's golden-set section."""
+    head = "## Golden test set\n\n"
+    if golden["share"] == 0:
+        return head + "Disabled (thresholds.golden_share is 0): promotions are judged on the hold-out only."
+    text = (f"{golden['rows']:,} labelled rows of {golden['keys']:,} keys ({golden['share']:.0%} of keys, chosen "
+            f"by a stable hash of the key; version `{golden['version']}`), never trained, validated or tuned on. "
+            "The promotion gate scores the champion on the same rows and blocks a challenger whose "
+            f"{primary} falls more than {max_regression:.0%} below it.")
+    if golden["metrics"]:
+        text += "\n\n" + table(pl.DataFrame({"metric": list(golden["metrics"]),
+                                              "challenger": list(golden["metrics"].values())}))
+    if golden["not_judged"]:
+        text += f"\n\nNot judged at promotion: {golden['not_judged']}."
+    return head + text
+
+
 def _plots(platform: PlatformResource, y, scored: list[Candidate]) -> dict:
     """Binary tasks: the precision-recall curves and the reliability diagram (PNGs beside the report)."""
     if platform.brief.task_type != "binary":
@@ -237,7 +285,8 @@ def evaluation_report(platform: PlatformResource, feast_store: FeatureStoreResou
     comparisons = baseline_comparison(task, primary, y, model, scored[1:])
     slices = sliced_metrics(task, test, label, model.scores, model.threshold, b.slice_by)
     edge_cases = edge_case_probe(models[challenger].predict_score, test.head(EDGE_CASE_ROWS), model_features(b), task)
-    parts = candidate_context(metrics.to_dicts(), challenger, primary)
+    metric_rows: list[Mapping[str, Any]] = list(metrics.to_dicts())
+    parts = candidate_context(metric_rows, challenger, primary)
     random = random_reference(task, y, primary)
     headline, rules_value = parts["metrics"][primary]["value"], parts["baselines"]["rules"][primary]
     kills = kill_criteria(headline, rules_value, random, primary, b.kill_criteria)
@@ -262,7 +311,9 @@ def evaluation_report(platform: PlatformResource, feast_store: FeatureStoreResou
         "worst_predictions": _error_analysis(platform, test, model), "edge_cases": edge_cases.to_dicts(),
         "skew": _skew(platform, feast_store, test, models[challenger]),
     }
-    markdown = render_evaluation_report(ctx)
+    golden = _golden(platform, models[challenger], model.threshold)
+    markdown = render_evaluation_report(ctx) + "\n\n" + _golden_markdown(golden, primary,
+                                                                          b.thresholds.max_golden_regression)
     path = write_report(markdown, platform.workspace.reports_dir / "evaluation", _plots(platform, y, scored))
     cv, ci = ctx["cross_validation"], parts["metrics"][primary]
     return dg.MaterializeResult(metadata={
@@ -275,6 +326,8 @@ def evaluation_report(platform: PlatformResource, feast_store: FeatureStoreResou
            else {"cross_validation": "skipped"}),
         **({"skewed_entities": ctx["skew"]["summary"]["skewed"]} if "summary" in ctx["skew"] else {}),
         "test_rows": test.height,
+        "golden_rows": golden["rows"], "golden_version": golden["version"],
+        **({f"golden_{primary}": golden["metrics"][primary]} if golden["metrics"] else {}),
         "report": dg.MetadataValue.md(markdown),
         "path": dg.MetadataValue.path(str(path)),
     })

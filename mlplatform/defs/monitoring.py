@@ -16,7 +16,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from mlplatform.brief import Brief
+from mlplatform.brief import Brief, Split
 from mlplatform.core.drift import (
     NOT_APPLICABLE,
     PREDICTION_DRIFT_SCHEMA,
@@ -44,7 +44,7 @@ from mlplatform.core.profiling import (
     served_frame,
     write_profile,
 )
-from mlplatform.core.retraining import split_dates
+from mlplatform.core.retraining import SplitDates, split_dates
 from mlplatform.core.rollout import model_answers, prediction_log_dir, read_prediction_log
 from mlplatform.core.validation import validate_table
 from mlplatform.defs.automation import BATCH_PROFILES, partitioned_sources
@@ -67,6 +67,26 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time())
 
 
+def _monitored_period(brief: Brief) -> tuple[datetime, datetime]:
+    """The monitored period as ``[start, end)`` midnights; callers measure drift only when the brief sets it."""
+    start, end = brief.monitoring.current_start, brief.monitoring.current_end
+    if start is None or end is None:
+        raise ValueError(f"drift over time is not measured: {drift_not_measured(brief)}")
+    return _midnight(start), _midnight(end)
+
+
+def _split_dates(platform: PlatformResource) -> SplitDates:
+    """The temporal split's dates (fixed, or rolling from the training set's latest label)."""
+    b = platform.brief
+    if not isinstance(b.split, Split):
+        raise ValueError(f"drift over time needs a temporal split: {drift_not_measured(b)}")
+    return split_dates(b.split, platform.read_table("training", "training_set")[b.label.timestamp])
+
+
+def _column_max(frame: pl.DataFrame, column: str) -> float:
+    return float(frame.select(pl.col(column).max()).item())
+
+
 def _not_measured(brief: Brief) -> dict:
     """The metadata that says drift over time was not measured, why, and how to enable it."""
     return {"drift_over_time": "not measured", "reason": drift_not_measured(brief)}
@@ -82,13 +102,12 @@ def reference_and_current(platform: PlatformResource) -> tuple[pl.DataFrame, pl.
     """Daily feature rows of the training window (reference) and of the monitored period (current)."""
     b = platform.brief
     features = platform.read_table("features", feature_view_name(b.entity))
-    dates = split_dates(b.split, platform.read_table("training", "training_set")[b.label.timestamp])
+    dates = _split_dates(platform)
     at = pl.col("event_timestamp")
     reference = features.filter(at < _midnight(dates.validation_start))
     if dates.train_start is not None:
         reference = reference.filter(at >= _midnight(dates.train_start))
-    current = features.filter(at.is_between(_midnight(b.monitoring.current_start),
-                                            _midnight(b.monitoring.current_end), closed="left"))
+    current = features.filter(at.is_between(*_monitored_period(b), closed="left"))
     return reference, current
 
 
@@ -157,9 +176,9 @@ def _drift_over_time(platform: PlatformResource, reference: pl.DataFrame) -> tup
         .with_columns(pl.col("event_timestamp").dt.strftime(MONTH).alias("month"))
     by_month = drift_by_period(reference, months, model_features(b), "month", psi_warning=b.thresholds.psi_warning,
                                psi_critical=b.thresholds.psi_critical)
-    dates = split_dates(b.split, platform.read_table("training", "training_set")[b.label.timestamp])
+    dates = _split_dates(platform)
     markers = {"validation": dates.validation_start.strftime(MONTH), "test": dates.test_start.strftime(MONTH),
-               "monitored": b.monitoring.current_start.strftime(MONTH)}
+               "monitored": _monitored_period(b)[0].strftime(MONTH)}
     plot = psi_over_time_plot(by_month, platform.workspace.reports_dir / "drift" / "psi_over_time.png",
                               psi_warning=b.thresholds.psi_warning, psi_critical=b.thresholds.psi_critical,
                               markers=markers)
@@ -193,7 +212,7 @@ def drift_report(platform: PlatformResource) -> dg.MaterializeResult:
     counts = frame["severity"].value_counts()
     return dg.MaterializeResult(metadata={
         "period": f"{b.monitoring.current_start} .. {b.monitoring.current_end}",
-        "max_psi": float(frame["psi"].max()),
+        "max_psi": _column_max(frame, "psi"),
         **{f"{row['severity']}_features": row["count"] for row in counts.iter_rows(named=True)},
         "psi_over_time": _png_markdown(dashboard, "PSI per feature and month"),
         "drift": dg.MetadataValue.md(table(frame)),
@@ -221,8 +240,7 @@ def performance_report(platform: PlatformResource, tracking: TrackingResource) -
         raise RuntimeError("no champion model yet: materialise champion_model (it needs the promotion gate to pass)")
     frame = platform.read_table("training", "training_set")
     at = pl.col(b.label.timestamp)
-    current = frame.filter(at.is_between(_midnight(b.monitoring.current_start), _midnight(b.monitoring.current_end),
-                                         closed="left"))
+    current = frame.filter(at.is_between(*_monitored_period(b), closed="left"))
     train = load_split(platform).train
     if current.height == 0:
         raise RuntimeError(f"no labelled rows between {b.monitoring.current_start} and {b.monitoring.current_end} "
@@ -305,12 +323,48 @@ def prediction_profiles(platform: PlatformResource, tracking: TrackingResource) 
         "logged_predictions": log.height,
         "scored_predictions": scored.height,
         "days": served[DAY].n_unique(),
-        "max_prediction_kl": float(drift["kl"].max()) if drift.height else "n/a: no model-scored predictions",
+        "max_prediction_kl": _column_max(drift, "kl") if drift.height else "n/a: no model-scored predictions",
         "prediction_drift": dg.MetadataValue.md(table(drift)),
         f"summary_{summaries[-1][DAY][0]}": dg.MetadataValue.md(table(summaries[-1].drop(DAY))),
         "profiles": dg.MetadataValue.path(str(platform.workspace.profiles_dir / "predictions")),
         "path": dg.MetadataValue.path(str(path)),
     })
+
+
+def _day_versions(frame: pl.DataFrame) -> str:
+    return ", ".join(f"{r['period']} version {r['model_version']} (KL {r['kl']:.3f}, {r['rows']} predictions)"
+                     for r in frame.iter_rows(named=True))
+
+
+def prediction_drift_result(drift: pl.DataFrame, *, max_kl: float, min_rows: int) -> dg.AssetCheckResult:
+    """The prediction-drift verdict on ``monitoring/prediction_drift``: WARN when a day and model version with at
+    least ``min_rows`` served predictions has a KL above ``max_kl``, listing each; smaller days are listed, not
+    judged. The seed calls prediction drift a warning (it may mean upstream data problems), so it never blocks."""
+    if drift.height == 0:
+        return dg.AssetCheckResult(passed=True, metadata={"max_prediction_kl": max_kl},
+                                   description="no logged predictions with a model score: nothing to judge")
+    too_few = drift.filter(pl.col("rows") < min_rows)
+    over = drift.filter((pl.col("rows") >= min_rows) & (pl.col("kl") > max_kl)).sort("kl", descending=True)
+    description = (f"prediction drift above KL {max_kl} on {over.height} day(s): {_day_versions(over)}" if over.height
+                   else f"every judged day is within KL {max_kl} (max {_column_max(drift, 'kl'):.4f})")
+    if too_few.height:
+        description += f"; not judged (under {min_rows} predictions): {_day_versions(too_few)}"
+    return dg.AssetCheckResult(
+        passed=over.height == 0, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"max_prediction_kl": max_kl, "min_rows": min_rows, "days_over": over["period"].to_list(),
+                  "days_not_judged": too_few["period"].to_list(),
+                  "prediction_drift": dg.MetadataValue.md(table(drift))},
+        description=description)
+
+
+@dg.asset_check(asset="prediction_profiles", name="prediction_drift",
+                description="Prediction drift: no day and model version serves scores further than the brief's "
+                "KL limit from that version's scores on the training split (WARN, never blocking: the seed reads "
+                "it as a sign of upstream data problems); passes when nothing was logged.")
+def prediction_drift_check(platform: PlatformResource) -> dg.AssetCheckResult:
+    t = platform.brief.thresholds
+    return prediction_drift_result(platform.read_table("monitoring", "prediction_drift"),
+                                   max_kl=t.max_prediction_kl, min_rows=t.prediction_kl_min_rows)
 
 
 def _not_applicable_check(brief: Brief, what: str) -> dg.AssetCheckResult:
@@ -347,7 +401,7 @@ def feature_drift(platform: PlatformResource) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=not critical and not warning,
         severity=dg.AssetCheckSeverity.ERROR if critical else dg.AssetCheckSeverity.WARN,
-        metadata={"critical": critical, "warning": warning, "max_psi": float(frame["psi"].max())},
+        metadata={"critical": critical, "warning": warning, "max_psi": _column_max(frame, "psi")},
         description=f"{len(critical)} critical, {len(warning)} warning features",
     )
 
@@ -356,4 +410,4 @@ def build(brief: Brief) -> list:
     sources = partitioned_sources(brief)
     batches = [_batch_profiles_asset(brief, sources)] if sources else []
     return [whylogs_profiles, *batches, drift_report, feature_drift, performance_report, concept_drift_check,
-            prediction_profiles]
+            prediction_profiles, prediction_drift_check]

@@ -3,21 +3,25 @@
 `challenger` and `champion` are MLflow aliases (staging and production). Only the gate moves `champion`.
 """
 
+import math
+
 import dagster as dg
 import polars as pl
 
 from mlplatform.core.budgets import directory_size_mb, single_row_latency_ms
 from mlplatform.core.calibration import CALIBRATOR_FILE
+from mlplatform.core.evaluation import Candidate, paired_bootstrap_difference
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.model_integrity import record_artifact_hashes
 from mlplatform.core.models import load_candidate
-from mlplatform.core.promotion import decide_promotion
+from mlplatform.core.promotion import GoldenScore, decide_promotion, golden_shortfall
 from mlplatform.core.rollout import policy_for, rollout_state, set_challenger_share
 from mlplatform.core.rollout import promote as promote_champion
 from mlplatform.core.tracking import (
     MODEL_ARTIFACT_PATH,
     client_for,
+    dataset_version,
     download_model_version,
     get_alias_version,
     register_model,
@@ -68,21 +72,58 @@ def load_champion(platform: PlatformResource, tracking: TrackingResource):
     return version, load_candidate(model_dir)
 
 
-def _champion_metrics(platform: PlatformResource, tracking: TrackingResource, split,
-                      challenger_version: str) -> tuple[str | None, dict | None]:
-    """The current champion re-scored on today's hold-out, so both models are judged on the same rows."""
+def _incumbent(platform: PlatformResource, tracking: TrackingResource, challenger_version: str):
+    """The champion the challenger is judged against as ``(version, model)``; ``(None, None)`` before the first
+    promotion or when the challenger already is the champion."""
     version, model = load_champion(platform, tracking)
     if version is None or version == challenger_version:
         return None, None
+    return version, model
+
+
+def _metrics_on(platform: PlatformResource, model, frame: pl.DataFrame) -> dict[str, float]:
     b = platform.brief
-    return version, compute_metrics(b.task_type, split.test[b.label.column].to_numpy(),
-                                    model.predict_score(split.test), model.threshold)
+    return compute_metrics(b.task_type, frame[b.label.column].to_numpy(), model.predict_score(frame), model.threshold)
+
+
+def _golden_score(platform: PlatformResource, split, challenger, champion) -> GoldenScore | None:
+    """Both models' primary metric on the golden test set the evaluation wrote (None when the brief disables it),
+    with whether the set is large enough to judge and whether any of its keys leaked into the split."""
+    b = platform.brief
+    if b.thresholds.golden_share == 0:
+        return None
+    golden = platform.read_table("evaluation", "golden")
+    version = dataset_version(golden)
+    split_keys = pl.concat([part.select(b.entity_key) for part in (split.train, split.validation, split.test)])
+    leaked = golden.select(b.entity_key).unique().join(split_keys.unique(), on=b.entity_key).height
+    if golden.height == 0:
+        return GoldenScore(version, 0, math.nan, None, "the golden set has no rows", leaked)
+    y, primary = golden[b.label.column].to_numpy(), b.metrics.primary
+    new = Candidate("challenger", challenger.predict_score(golden), challenger.threshold)
+    classes = new.scores.shape[1] if b.task_type == "multiclass" else 2
+    shortfall = golden_shortfall(b.task_type, y, classes, b.thresholds.golden_min_class_rows)
+    value = compute_metrics(b.task_type, y, new.scores, new.threshold)[primary]
+    if champion is None:
+        return GoldenScore(version, golden.height, value, None, shortfall, leaked)
+    old = Candidate("champion", champion.predict_score(golden), champion.threshold)
+    _, low, high = paired_bootstrap_difference(b.task_type, primary, y, new, old, seed=b.training.seed)
+    incumbent = compute_metrics(b.task_type, y, old.scores, old.threshold)[primary]
+    return GoldenScore(version, golden.height, value, incumbent, shortfall, leaked, (low, high))
+
+
+def _record_golden(tracking: TrackingResource, run_id: str, golden: GoldenScore | None, primary: str) -> None:
+    """The golden set's version and the challenger's metric on it, on the challenger's MLflow run."""
+    if golden is None or golden.rows == 0:
+        return
+    client = client_for(tracking.uri)
+    client.set_tag(run_id, "golden_set_version", golden.version)
+    client.log_metric(run_id, f"golden_{primary}", golden.challenger)
 
 
 @dg.asset_check(asset="model_registry", blocking=True,
                 description="Promotion gate: the challenger must beat the champion (or, without one, every "
-                "baseline) on the primary metric, regress no guardrail, pass fairness and meet the size and "
-                "latency budgets.")
+                "baseline) on the primary metric, regress no guardrail, not fall more than the brief allows below "
+                "the champion on the golden test set, pass fairness and meet the size and latency budgets.")
 def promotion_gate(platform: PlatformResource, tracking: TrackingResource) -> dg.AssetCheckResult:
     b = platform.brief
     split = load_split(platform)
@@ -94,9 +135,12 @@ def promotion_gate(platform: PlatformResource, tracking: TrackingResource) -> dg
     registered = platform.read_table("registry", "challenger").row(0, named=True)
     name, challenger_version = registered["candidate"], registered["version"]
     primary_row = metrics.filter((pl.col("candidate") == name) & (pl.col("metric") == b.metrics.primary))
-    champion_version, champion = _champion_metrics(platform, tracking, split, challenger_version)
+    champion_version, incumbent = _incumbent(platform, tracking, challenger_version)
+    champion = _metrics_on(platform, incumbent, split.test) if incumbent is not None else None
     model_dir = platform.workspace.models_dir / name
     model = load_candidate(model_dir)
+    golden = _golden_score(platform, split, model, incumbent)
+    _record_golden(tracking, registered["run_id"], golden, b.metrics.primary)
     fairness = platform.read_table("evaluation", "fairness")
     decision = decide_promotion(
         by_candidate[name], champion, primary=b.metrics.primary, guardrails=b.metrics.guardrails,
@@ -108,6 +152,7 @@ def promotion_gate(platform: PlatformResource, tracking: TrackingResource) -> dg
         max_latency_ms=b.thresholds.max_latency_ms,
         fairness=fairness.to_dicts(),
         disparate_impact_min=b.thresholds.disparate_impact_min,
+        golden=golden, max_golden_regression=b.thresholds.max_golden_regression,
     )
     promote, reasons = decision.promote, decision.reasons
     if not promote:  # the experiment record's final verdict; `champion_model` records "promoted"

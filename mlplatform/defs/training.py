@@ -7,8 +7,8 @@ from datetime import time as midnight
 import dagster as dg
 import polars as pl
 
-from mlplatform.brief import Brief, RandomSplit, TableFeatures
-from mlplatform.core.datasets import attach_attributes, known_labels
+from mlplatform.brief import Brief, TableFeatures
+from mlplatform.core.datasets import attach_attributes, known_labels, split_training_set
 from mlplatform.core.distributed import dask_scheduler, rounds_after_tuning, train_lightgbm_on_cluster
 from mlplatform.core.feature_store import feature_view_name
 from mlplatform.core.features import feature_columns
@@ -21,9 +21,7 @@ from mlplatform.core.training import (
     SplitFrames,
     TrainedModel,
     majority_baseline,
-    random_split,
     save_model,
-    temporal_split,
     train_lightgbm,
 )
 from mlplatform.core.training import rules_baseline as rules_predictor
@@ -38,20 +36,9 @@ def model_features(brief: Brief) -> list[str]:
 
 
 def load_split(platform: PlatformResource):
-    """The training set split as the brief says: random, fixed dates, or rolling months anchored at the latest
-    known label (then rows before the training window are left out)."""
-    from mlplatform.core.retraining import split_dates
-
-    b = platform.brief
-    frame = platform.read_table("training", "training_set")
-    if isinstance(b.split, RandomSplit):
-        return random_split(frame, b.label.column, validation_fraction=b.split.validation_fraction,
-                            test_fraction=b.split.test_fraction,
-                            stratify_by_label=b.split.stratify and b.task_type != "regression", seed=b.training.seed)
-    dates = split_dates(b.split, frame[b.label.timestamp])
-    if dates.train_start is not None:
-        frame = frame.filter(pl.col(b.label.timestamp).cast(pl.Date) >= dates.train_start)
-    return temporal_split(frame, b.label.timestamp, dates.validation_start, dates.test_start, dates.test_end)
+    """The training set split as the brief says (random, fixed dates, or rolling months anchored at the latest
+    known label), with the golden test set set aside: see :func:`mlplatform.core.datasets.split_training_set`."""
+    return split_training_set(platform.brief, platform.read_table("training", "training_set"))
 
 
 @dg.asset(

@@ -1,6 +1,7 @@
+import numpy as np
 import pytest
 
-from mlplatform.core.promotion import decide_promotion
+from mlplatform.core.promotion import GoldenScore, decide_promotion, golden_shortfall
 
 BASELINES = {"majority": {"f1": 0.0, "pr_auc": 0.2}, "rules": {"f1": 0.45, "pr_auc": 0.3}}
 CHAMPION = {"f1": 0.60, "pr_auc": 0.50, "roc_auc": 0.80}
@@ -29,7 +30,8 @@ def failed(decision):
 
 
 def test_better_challenger_is_promoted_with_its_evidence():
-    decision = decide({"f1": 0.65, "pr_auc": 0.51, "roc_auc": 0.80}, challenger_ci=(0.61, 0.69))
+    decision = decide({"f1": 0.65, "pr_auc": 0.51, "roc_auc": 0.80}, challenger_ci=(0.61, 0.69),
+                      golden=golden(0.41, 0.40))
     assert decision.promote, decision.reasons
     assert all(reason.startswith("PASS") for reason in decision.reasons)
     assert decision.evidence["guardrails"]["pr_auc"]["gain"] == pytest.approx(0.01)
@@ -136,3 +138,94 @@ def test_multiclass_promotion_on_macro_f1():
     worse_loss = decide({"macro_f1": 0.60, "accuracy": 0.71, "log_loss": 0.90}, champion, primary="macro_f1",
                         guardrails=["accuracy", "log_loss"], baselines=baselines)
     assert failed(worse_loss) == {"guardrail_log_loss"}
+
+
+BETTER = {"f1": 0.65, "pr_auc": 0.51, "roc_auc": 0.80}
+
+
+def golden(challenger, champion, **fields):
+    return GoldenScore(**{"version": "ab12cd34ef56ab78", "rows": 480, "challenger": challenger,
+                          "champion": champion, **fields})
+
+
+def test_a_challenger_that_regresses_on_the_golden_set_is_refused_with_both_numbers():
+    # Better on the (moving) hold-out, but 10% worse than the champion on the fixed golden rows, beyond noise.
+    decision = decide(BETTER, golden=golden(0.36, 0.40, difference_ci=(-0.07, -0.01)), max_golden_regression=0.05)
+    assert not decision.promote and failed(decision) == {"golden_set"}
+    [reason] = [r for r in decision.reasons if "golden_set" in r]
+    assert reason == ("FAIL golden_set: golden set ab12cd34ef56ab78 (480 rows): f1 0.3600 vs champion 0.4000 "
+                      "(-10.0%, may fall at most 5%), paired 95% interval of the difference [-0.0700, -0.0100]")
+    evidence = decision.evidence["golden"]
+    assert (evidence["challenger"], evidence["champion"]) == (0.36, 0.40)
+    assert evidence["relative_drop"] == pytest.approx(0.10)
+    assert evidence["difference_ci"] == [-0.07, -0.01]
+    # Without an interval the point estimate alone decides.
+    assert failed(decide(BETTER, golden=golden(0.36, 0.40))) == {"golden_set"}
+
+
+def test_a_golden_drop_the_paired_interval_cannot_tell_from_noise_passes_and_says_so():
+    decision = decide(BETTER, golden=golden(0.32, 0.40, difference_ci=(-0.19, 0.02)))
+    assert decision.promote, decision.reasons
+    assert any(r.startswith("PASS golden_set") and "(-20.0%, may fall at most 5%)" in r
+               and r.endswith("[-0.1900, +0.0200]: within noise") for r in decision.reasons)
+
+
+def test_a_small_golden_drop_within_the_tolerance_or_a_gain_passes():
+    assert decide(BETTER, golden=golden(0.385, 0.40), max_golden_regression=0.05).promote  # -3.75%
+    gain = decide(BETTER, golden=golden(0.44, 0.40), max_golden_regression=0.05)
+    assert gain.promote and any(r.startswith("PASS golden_set") and "+10.0%" in r for r in gain.reasons)
+    assert not decide(BETTER, golden=golden(0.385, 0.40), max_golden_regression=0.0).promote
+
+
+def test_lower_is_better_metrics_regress_upwards_on_the_golden_set():
+    champion, baselines = {"mae": 10.0, "rmse": 14.0}, {"mean": {"mae": 15.0}}
+    arguments = {"primary": "mae", "guardrails": ["rmse"], "baselines": baselines}
+    worse = decide({"mae": 9.0, "rmse": 14.0}, champion, golden=golden(11.0, 10.0, difference_ci=(0.4, 1.6)),
+                   **arguments)
+    assert failed(worse) == {"golden_set"}
+    noisy = golden(11.0, 10.0, difference_ci=(-0.2, 2.1))  # challenger mae minus champion's may still be <= 0
+    assert decide({"mae": 9.0, "rmse": 14.0}, champion, golden=noisy, **arguments).promote
+    assert decide({"mae": 9.0, "rmse": 14.0}, champion, golden=golden(9.5, 10.0), **arguments).promote
+
+
+def test_too_few_positives_in_the_golden_set_is_noted_not_judged():
+    y = np.array([1] * 12 + [0] * 400)
+    reason = golden_shortfall("binary", y, 2, 30)
+    assert reason == ("only 12 positives in 412 rows (needs 30: raise thresholds.golden_share or lower "
+                      "golden_min_class_rows)")
+    decision = decide(BETTER, golden=golden(0.10, 0.40, not_judged=reason))
+    assert decision.promote, decision.reasons
+    assert "golden_set" not in decision.evidence["checks"]
+    assert any(r.startswith("NOTE golden set ab12cd34ef56ab78 (480 rows): not judged: only 12 positives")
+               for r in decision.reasons)
+    assert golden_shortfall("binary", np.array([1] * 30 + [0] * 30), 2, 30) is None
+
+
+def test_golden_shortfall_per_task():
+    assert golden_shortfall("regression", np.arange(29.0), 1, 30) == (
+        "only 29 rows (needs 30: raise thresholds.golden_share or lower golden_min_class_rows)")
+    assert golden_shortfall("regression", np.arange(30.0), 1, 30) is None
+    # Multiclass: each class needs the minimum, one never seen included; the smallest is named.
+    y = np.array([0] * 50 + [1] * 40)
+    assert golden_shortfall("multiclass", y, 3, 30).startswith("only 0 rows of class 2 in 90 rows")
+    assert golden_shortfall("multiclass", np.array([0] * 50 + [1] * 40 + [2] * 31), 3, 30) is None
+    assert golden_shortfall("binary", np.array([1] * 40 + [0] * 3), 2, 30).startswith("only 3 negatives")
+
+
+def test_without_a_champion_the_golden_metric_is_recorded():
+    decision = decide(BETTER, champion=None, golden=golden(0.37, None))
+    assert decision.promote, decision.reasons
+    assert any("NOTE golden set" in r and "challenger f1 0.3700 recorded, no champion" in r
+               for r in decision.reasons)
+    assert decision.evidence["golden"]["champion"] is None
+
+
+def test_a_golden_set_that_leaked_into_a_split_fails_closed():
+    decision = decide(BETTER, golden=golden(0.45, 0.40, leaked_keys=3))
+    assert failed(decision) == {"golden_set"}
+    assert any("3 of its keys are also in train, validation or test" in r for r in decision.reasons)
+
+
+def test_a_disabled_golden_set_is_said_so():
+    assert any(r == "NOTE golden set: disabled (thresholds.golden_share is 0)" for r in decide(BETTER).reasons)
+    assert decide(BETTER).evidence["golden"] is None

@@ -98,19 +98,60 @@ def served(demo_run, demo_settings, tmp_path):
     return target, build_definitions(settings), scorer
 
 
-def _profile_predictions(defs) -> dict:
-    from mlplatform.defs.monitoring import prediction_profiles
+def _profile_predictions(defs) -> tuple[dict, dg.AssetCheckEvaluation]:
+    """prediction_profiles materialised with its prediction_drift check: the metadata and the check's verdict."""
+    from mlplatform.defs.monitoring import prediction_drift_check, prediction_profiles
 
-    result = dg.materialize([prediction_profiles], resources=defs.resources)
-    return {k: v.value for k, v in result.asset_materializations_for_node("prediction_profiles")[0].metadata.items()}
+    result = dg.materialize([prediction_profiles, prediction_drift_check], resources=defs.resources)
+    [check] = result.get_asset_check_evaluations()
+    materialization = result.asset_materializations_for_node("prediction_profiles")[0]
+    return {k: v.value for k, v in materialization.metadata.items()}, check
+
+
+def _serve(target, scorer, features: list[str], days: dict) -> None:
+    """Write the champion's answers for each day's rows to the prediction log, as the serving app does."""
+    from datetime import UTC, datetime
+
+    from mlplatform.core.rollout import prediction_log_dir
+    from mlplatform.serving.prediction_log import PredictionLog, log_schema
+
+    writer = PredictionLog(prediction_log_dir(target), log_schema("customer_id", pl.Int64()), 600, 10**9)
+    for day, rows in days.items():
+        at = datetime.fromisoformat(day).replace(hour=12, tzinfo=UTC)
+        answers = scorer.predict(rows)
+        writer.append([(at, "r", row["customer_id"], {f: row[f] for f in features}, *answer, "churn_demo_model",
+                        scorer.model_version, "champion", False, "ok", 2.0)
+                       for row, answer in zip(rows.iter_rows(named=True), answers, strict=True)])
+    writer.close()
 
 
 def test_prediction_profiles_say_when_nothing_was_served(served):
     target, defs, _ = served
-    metadata = _profile_predictions(defs)
+    metadata, check = _profile_predictions(defs)
     assert metadata["logged_predictions"] == 0
     assert metadata["prediction_log"].startswith(f"empty: no predictions are logged under {target.root}")
     assert pl.read_parquet(target.table("monitoring", "prediction_drift")).height == 0
+    assert check.passed and check.description == "no logged predictions with a model score: nothing to judge"
+
+
+def test_a_day_serving_only_high_risk_customers_warns_of_prediction_drift(served):
+    from mlplatform.defs.training import load_split, model_features
+
+    target, defs, scorer = served
+    platform = defs.resources["platform"]
+    train = load_split(platform).train
+    risk = pl.Series([probability for _, probability in scorer.predict(train)])
+    high_risk = train.filter(risk >= risk.quantile(0.8))  # a day whose traffic is the riskiest fifth
+    _serve(target, scorer, model_features(platform.brief), {"2025-10-01": train, "2025-10-02": high_risk})
+    _, check = _profile_predictions(defs)
+    drift = pl.read_parquet(target.table("monitoring", "prediction_drift"))
+    kl = dict(zip(drift["period"], drift["kl"], strict=True))
+    limit = platform.brief.thresholds.max_prediction_kl
+    assert kl["2025-10-01"] < limit < kl["2025-10-02"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.description.startswith(f"prediction drift above KL {limit} on 1 day(s): 2025-10-02 version "
+                                         f"{scorer.model_version} (KL {kl['2025-10-02']:.3f}, "
+                                         f"{high_risk.height} predictions)")
 
 
 def test_logged_predictions_are_profiled_per_day_with_prediction_drift_against_training(served):
@@ -144,7 +185,7 @@ def test_logged_predictions_are_profiled_per_day_with_prediction_drift_against_t
                     "champion", False, "error", 1.0)])
     writer.close()
 
-    metadata = _profile_predictions(defs)
+    metadata, check = _profile_predictions(defs)
     assert (metadata["logged_predictions"], metadata["days"]) == (train.height + drifted.height + 2, 2)
     summary = pl.read_parquet(target.table("profiles", "predictions"))
     assert summary["day"].unique().sort().to_list() == list(days)
@@ -166,3 +207,4 @@ def test_logged_predictions_are_profiled_per_day_with_prediction_drift_against_t
     served_scores = np.array([probability for _, probability in scorer.predict(drifted)])
     assert drift["kl"][1] == pytest.approx(prediction_drift_kl(reference, served_scores), rel=1e-12)
     assert drift["kl"][1] > 0  # the monitored months move the demo's scores a little (KL ~0.007)
+    assert check.passed and check.description.startswith("every judged day is within KL 0.1")
