@@ -10,7 +10,8 @@ pandas/Arrow conversions Feast needs stay in this module.
 import sqlite3
 import threading
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,12 +22,16 @@ from feast.data_format import ParquetFormat
 from feast.errors import FeatureViewNotFoundException
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.offline_stores.duckdb import DuckDBOfflineStoreConfig
-from feast.infra.online_stores.helpers import compute_table_id
+from feast.infra.offline_stores.offline_store import RetrievalJob
+from feast.infra.offline_stores.offline_utils import get_offline_store_from_config
+from feast.infra.online_stores.helpers import compute_table_id, get_online_store_from_config
+from feast.infra.online_stores.online_store import OnlineStore
 from feast.infra.online_stores.sqlite import SqliteOnlineStore, SqliteOnlineStoreConfig
 from feast.infra.registry.sql import SqlRegistryConfig
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
+from feast.utils import _convert_arrow_to_proto, make_tzaware
 
 from mlplatform.brief import Features, TableFeatures
 from mlplatform.core.features import feature_columns
@@ -81,7 +86,9 @@ def feast_config(
     if online == "redis":
         if not redis_connection:
             raise ValueError("online='redis' needs redis_connection, e.g. 'localhost:6379'")
-        online_store: Any = {"type": "redis", "connection_string": redis_connection}
+        # materialize_online keeps the newer row itself, and rewrites an equally new one (a rebuilt feature table):
+        # Redis's own check would skip those, so it is turned off (one round trip less as well).
+        online_store: Any = {"type": "redis", "connection_string": redis_connection, "skip_dedup": True}
     else:
         online_store = SqliteOnlineStoreConfig(path=str(repo_dir / "online.db"))
     return feast.RepoConfig(
@@ -227,18 +234,110 @@ def apply_feature_store(store: feast.FeatureStore, objects: list) -> None:
             continue
         first_dates = {f.name: f.tags.get("created_date") for f in registered.features}
         for field in obj.features:
-            if first_dates.get(field.name):
-                field.tags["created_date"] = first_dates[field.name]
+            if created := first_dates.get(field.name):
+                field.tags["created_date"] = created
     store.apply(objects)
 
 
-def materialize_online(store: feast.FeatureStore, start: datetime, end: datetime) -> None:
-    """Load the latest row per entity with timestamp in ``[start, end]`` into the online store.
+@dataclass(frozen=True)
+class OnlineWrite:
+    """What materialising one window did, summed over the store's online feature views.
 
-    An explicit window rather than ``materialize_incremental``, so a run is reproducible from its inputs.
-    Naive datetimes are taken as UTC.
+    Attributes:
+        start: the window's first instant (UTC).
+        end: the window's last instant (UTC), inclusive.
+        entities: entities with a row in the window.
+        written: of those, entities whose latest row in the window was written to the online store.
+        kept_newer: of those, entities left as they were: the online store already held a newer row of theirs
+            (materialising an older window after a newer one, e.g. a backfill).
     """
-    store.materialize(start_date=start, end_date=end)
+
+    start: datetime
+    end: datetime
+    entities: int
+    written: int
+    kept_newer: int
+
+
+# Rows converted, looked up and written per online-store round trip (bounds memory and SQLite's IN lists).
+_WRITE_BATCH_ROWS = 5_000
+
+
+def materialize_online(store: feast.FeatureStore, start: datetime, end: datetime) -> OnlineWrite:
+    """Load the latest row per entity with timestamp in ``[start, end]`` into the online store, unless the online
+    store already holds a newer row of that entity.
+
+    An explicit window rather than ``materialize_incremental`` (Feast's "last materialised" marker), so a run is
+    reproducible from its inputs and windows can be materialised in any order. Both ends are inclusive, as in
+    Feast's ``materialize``: consecutive windows must end one instant before the next one starts. Feast's SQLite
+    online store overwrites whatever it holds, so materialising an older window after a newer one would put older
+    values online (Redis skips them itself); rows of entities whose online event timestamp is newer are therefore
+    dropped before writing. A row as new as the online one is written, so a rebuilt feature table replaces its
+    own values. The rows are what Feast's ``materialize`` reads (the offline store's latest row per entity, ties
+    to the later created timestamp), written with the online store's ``online_write_batch``; the window is
+    recorded in the registry's materialisation intervals as Feast records its own. Naive datetimes are UTC.
+
+    Raises:
+        ValueError: ``start`` after ``end``, or no feature view applied yet.
+    """
+    start, end = make_tzaware(start), make_tzaware(end)
+    if start > end:
+        raise ValueError(f"the window starts ({start}) after it ends ({end})")
+    views = [view for view in store.list_feature_views() if view.online]
+    if not views:
+        raise ValueError(f"the registry of feature store project '{store.project}' has no online feature view: "
+                         "apply the feature store (the feature_store asset) before materialising it")
+    online_store = get_online_store_from_config(store.config.online_store)
+    entities = written = 0
+    for view in views:
+        rows = _latest_rows(store, view, start, end).to_arrow()
+        entities += rows.num_rows
+        written += _write_unless_newer_online(store.config, online_store, view, rows)
+        store.registry.apply_materialization(view, store.project, start, end)
+    return OnlineWrite(start=start, end=end, entities=entities, written=written, kept_newer=entities - written)
+
+
+def _latest_rows(store: feast.FeatureStore, view: feast.FeatureView, start: datetime,
+                 end: datetime) -> RetrievalJob:
+    """The offline store's latest row per entity of ``view`` with timestamp in ``[start, end]``."""
+    source = view.batch_source
+    assert source is not None, "feast_objects gives every feature view its Parquet source"
+    offline_store = get_offline_store_from_config(store.config.offline_store)
+    return offline_store.pull_latest_from_table_or_query(
+        config=store.config, data_source=source, join_key_columns=[c.name for c in view.entity_columns],
+        feature_name_columns=[f.name for f in view.features], timestamp_field=source.timestamp_field,
+        created_timestamp_column=source.created_timestamp_column, start_date=start, end_date=end,
+    )
+
+
+def _write_unless_newer_online(config: feast.RepoConfig, online_store: OnlineStore, view: feast.FeatureView,
+                               rows) -> int:
+    """Write ``rows`` (an Arrow table, one row per entity) to the online store, except those older than their
+    entity's online row; returns how many were written."""
+    join_keys = {c.name: c.dtype.to_value_type() for c in view.entity_columns}
+    written = 0
+    for batch in rows.to_batches(max_chunksize=_WRITE_BATCH_ROWS):
+        data = _convert_arrow_to_proto(batch, view, join_keys)
+        online = online_store.online_read(config, view, [key for key, *_ in data], [view.features[0].name])
+        fresh = [row for row, (online_time, _) in zip(data, online, strict=True)
+                 if online_time is None or make_tzaware(row[2]) >= online_time]
+        if fresh:
+            online_store.online_write_batch(config, view, fresh, progress=None)
+        written += len(fresh)
+    return written
+
+
+def materialised_span(store: feast.FeatureStore, view_name: str) -> tuple[datetime, datetime] | None:
+    """The first start and the last end (naive UTC, both inclusive) of the windows materialised into the online
+    store for ``view_name``, from the registry's materialisation intervals; None before any."""
+    intervals = store.get_feature_view(view_name).materialization_intervals
+    if not intervals:
+        return None
+    return (min(_naive_utc(start) for start, _ in intervals), max(_naive_utc(end) for _, end in intervals))
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    return make_tzaware(moment).astimezone(UTC).replace(tzinfo=None)
 
 
 def _service(store: feast.FeatureStore, name: str) -> tuple[feast.FeatureService, str, list[str]]:

@@ -1,20 +1,23 @@
 """Stage: the Feast feature store: registry, offline store over the feature tables, online store."""
 
-from datetime import datetime, time
+from datetime import date, datetime, time, timedelta
 
 import dagster as dg
 import polars as pl
 
+from mlplatform.brief import Brief
 from mlplatform.core.feature_store import (
     apply_feature_store,
     feast_objects,
     feature_service_name,
     feature_view_name,
+    materialised_span,
     materialize_online,
     online_offline_mismatches,
 )
 from mlplatform.core.feature_store import online_features as read_online
 from mlplatform.core.markdown import table as table_md
+from mlplatform.defs.ingestion import monthly_partitions
 from mlplatform.resources.platform import FeatureStoreResource, PlatformResource
 
 
@@ -39,33 +42,78 @@ def feature_store(platform: PlatformResource, feast_store: FeatureStoreResource)
     })
 
 
-@dg.asset(group_name="feature_store", deps=["feature_store"], kinds={"feast", "sqlite"})
-def online_features(platform: PlatformResource, feast_store: FeatureStoreResource) -> dg.MaterializeResult:
-    """The latest feature values per entity, materialised into the online store for serving."""
-    b = platform.brief
-    start, end = (datetime.combine(d, time()) for d in (b.partition_start, b.partition_end))
-    materialize_online(feast_store.store(), start, end)
-    return dg.MaterializeResult(metadata={"window_start": start.isoformat(), "window_end": end.isoformat(),
-                                          "online_store": feast_store.online_store})
+def online_partitions(brief: Brief) -> dg.MonthlyPartitionsDefinition | None:
+    """The online store is materialised one month at a time, the raw batches' partitions; a table without time
+    (every row at ``observed_at``) has no months to split and is materialised whole, unpartitioned."""
+    return monthly_partitions(brief) if brief.has_time else None
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time())
+
+
+def _window(brief: Brief, context: dg.AssetExecutionContext) -> tuple[datetime, datetime]:
+    """The rows a run materialises, ``[start, end]`` with both ends inclusive as Feast takes them.
+
+    A partition is its month, ``[first day, first day of the next month)``: it ends one microsecond (the feature
+    table's resolution) before the next one starts, so months neither overlap nor leave a gap. The last month
+    also takes the rest up to and including ``partition_end`` (daily feature rows reach that midnight). An
+    unpartitioned run takes the brief's whole range, ``[partition_start, partition_end]``.
+    """
+    first, last = _midnight(brief.partition_start), _midnight(brief.partition_end)
+    if not context.has_partition_key:
+        return first, last
+    month = context.partition_time_window
+    start = max(first, month.start.replace(tzinfo=None))
+    partitions = context.assets_def.partitions_def
+    assert partitions is not None, "a partitioned run has a partitions definition"
+    if context.partition_key == partitions.get_last_partition_key():
+        return start, last
+    return start, month.end.replace(tzinfo=None) - timedelta(microseconds=1)
+
+
+def _online_features(brief: Brief) -> dg.AssetsDefinition:
+    @dg.asset(name="online_features", group_name="feature_store", deps=["feature_store"], kinds={"feast", "sqlite"},
+              partitions_def=online_partitions(brief))
+    def online_features(context: dg.AssetExecutionContext, platform: PlatformResource,
+                        feast_store: FeatureStoreResource) -> dg.MaterializeResult:
+        """The latest feature values per entity, materialised into the online store for serving, one month per
+        partition; an older month materialised after a newer one leaves the newer values online."""
+        start, end = _window(platform.brief, context)
+        written = materialize_online(feast_store.store(), start, end)
+        return dg.MaterializeResult(metadata={
+            "window_start": start.isoformat(), "window_end": end.isoformat(),
+            "entities_in_window": written.entities, "entities_written": written.written,
+            "entities_kept_newer": written.kept_newer, "online_store": feast_store.online_store,
+        })
+
+    return online_features
 
 
 @dg.asset_check(asset="online_features", name="online_offline_consistency",
-                description="For a sample of entities, the online store serves exactly the latest offline "
-                "feature values (the seed's offline-vs-online skew check).")
+                description="For a sample of entities, the online store serves exactly the latest offline feature "
+                "values up to the end of the newest window materialised, from the start of the first (the seed's "
+                "offline-vs-online skew check); a month missing below the newest one shows as mismatches.")
 def online_offline_consistency(platform: PlatformResource, feast_store: FeatureStoreResource) -> dg.AssetCheckResult:
     b = platform.brief
     table = platform.read_table("features", feature_view_name(b.entity))
     ids = table[b.entity_key].unique().sort().sample(min(200, table[b.entity_key].n_unique()), seed=0).to_list()
-    start, end = (datetime.combine(d, time()) for d in (b.partition_start, b.partition_end))
-    online = read_online(feast_store.store(), ids, feature_service_name(b.name))
+    store = feast_store.store()
+    span = materialised_span(store, feature_view_name(b.entity))
+    if span is None:
+        return dg.AssetCheckResult(passed=False, description="no window has been materialised into the online "
+                                   "store yet: materialise online_features first")
+    start, end = span
+    online = read_online(store, ids, feature_service_name(b.name))
     mismatches = online_offline_mismatches(online, table, entity_key=b.entity_key, start=start, end=end)
     return dg.AssetCheckResult(
         passed=mismatches.height == 0,
         metadata={"entities_sampled": len(ids), "mismatches": mismatches.height,
+                  "window": f"{start.isoformat()} .. {end.isoformat()}",
                   "examples": dg.MetadataValue.md(table_md(mismatches.head(20)))},
         description=f"{mismatches.height} mismatching values over {len(ids)} sampled entities",
     )
 
 
-def build(brief) -> list:
-    return [feature_store, online_features, online_offline_consistency]
+def build(brief: Brief) -> list:
+    return [feature_store, _online_features(brief), online_offline_consistency]

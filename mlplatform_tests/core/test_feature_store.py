@@ -17,6 +17,7 @@ from mlplatform.core.feature_store import (
     feast_objects,
     feature_service_name,
     historical_features,
+    materialised_span,
     materialize_online,
     online_features,
 )
@@ -316,3 +317,94 @@ def test_online_reader_returns_what_feast_get_online_features_returns_on_redis(t
         assert_reader_matches_the_sdk(store, feature_service_name(project), rng)
     finally:
         store.teardown()
+
+
+# Three consecutive windows, each [start, end): materialised with Feast's inclusive end, one microsecond earlier.
+WINDOWS = [(T0 + timedelta(days=10 * i), T0 + timedelta(days=10 * (i + 1))) for i in range(3)]
+LAST_INSTANT = timedelta(microseconds=1)
+
+
+def windowed_feature_table(rng: np.random.Generator) -> pl.DataFrame:
+    """Rows of entities 1-30 over the three windows, plus entities whose only row sits on a window boundary:
+    31 on the second window's first instant, 32 on its last, 33 on the third window's last."""
+    table = nullable_feature_table(rng, entities=30).with_columns(
+        event_timestamp=pl.Series([T0 + timedelta(minutes=int(m)) for m in rng.integers(0, 30 * 24 * 60, 300)]))
+    edges = [WINDOWS[1][0], WINDOWS[1][1] - LAST_INSTANT, WINDOWS[2][1] - LAST_INSTANT]
+    boundary = table.head(3).with_columns(customer_id=pl.Series([31, 32, 33]), event_timestamp=pl.Series(edges))
+    return pl.concat([table, boundary]).with_columns(created_timestamp=pl.col("event_timestamp"))
+
+
+def latest_per_entity(table: pl.DataFrame, windows: list[tuple[datetime, datetime]]) -> pl.DataFrame:
+    """Each entity's latest row among those inside any of ``windows`` (each [start, end))."""
+    inside = pl.any_horizontal([pl.col("event_timestamp").is_between(s, e, closed="left") for s, e in windows])
+    return table.filter(inside).sort("event_timestamp", "created_timestamp").group_by("customer_id").last()
+
+
+def assert_online_holds(store: feast.FeatureStore, service: str, expected: pl.DataFrame) -> None:
+    ids = list(range(1, 36))
+    out = online_features(store, ids, service)
+    rows = {row["customer_id"]: row for row in expected.iter_rows(named=True)}
+    for i, key in enumerate(ids):
+        for name in FEATURES:
+            assert out[name][i] == pytest.approx(rows.get(key, {}).get(name)), (key, name)
+
+
+def assert_windows_materialise_in_any_order(store: feast.FeatureStore, service: str, table: pl.DataFrame) -> None:
+    """Materialise the third window, then the first (a backfill), then the second: after each, every entity
+    holds its latest row of the windows materialised so far, never an older one."""
+    done: list[tuple[datetime, datetime]] = []
+    for start, end in (WINDOWS[2], WINDOWS[0], WINDOWS[1]):
+        before = latest_per_entity(table, done) if done else table.head(0)
+        now = latest_per_entity(table, [(start, end)])
+        newer_online = now.join(before, on="customer_id", suffix="_online").filter(
+            pl.col("event_timestamp_online") > pl.col("event_timestamp")).height
+
+        result = materialize_online(store, start, end - LAST_INSTANT)
+
+        done.append((start, end))
+        assert (result.entities, result.written, result.kept_newer) == (now.height, now.height - newer_online,
+                                                                        newer_online)
+        assert_online_holds(store, service, latest_per_entity(table, done))
+    assert materialised_span(store, "customer_daily_features") == (WINDOWS[0][0], WINDOWS[2][1] - LAST_INSTANT)
+
+
+def assert_a_rebuilt_table_replaces_equally_new_values(store: feast.FeatureStore, service: str, root: Path,
+                                                       table: pl.DataFrame) -> None:
+    rebuilt = table.with_columns(pl.col("customer_login_7d_count") + 1000)
+    rebuilt.write_parquet(root / "customer_daily_features.parquet")
+    materialize_online(store, WINDOWS[2][0], WINDOWS[2][1] - LAST_INSTANT)
+    expected = latest_per_entity(table, WINDOWS[:2]).update(latest_per_entity(rebuilt, WINDOWS[2:]),
+                                                            on="customer_id", how="full", include_nulls=True)
+    assert_online_holds(store, service, expected)
+
+
+def test_windows_materialise_exactly_their_rows_and_a_backfill_keeps_the_newest_on_sqlite(tmp_path):
+    table = windowed_feature_table(np.random.default_rng(21))
+    store = applied_store(tmp_path, table)
+    assert materialised_span(store, "customer_daily_features") is None
+    assert_windows_materialise_in_any_order(store, SERVICE, table)
+    assert_a_rebuilt_table_replaces_equally_new_values(store, SERVICE, tmp_path, table)
+
+
+@pytest.mark.integration
+def test_windows_materialise_exactly_their_rows_and_a_backfill_keeps_the_newest_on_redis(tmp_path):
+    project = f"shop_windows_{uuid.uuid4().hex[:10]}"
+    table = windowed_feature_table(np.random.default_rng(22))
+    store = applied_store(tmp_path, table, project=project, online="redis", redis_connection="127.0.0.1:6379")
+    try:
+        assert_windows_materialise_in_any_order(store, feature_service_name(project), table)
+        assert_a_rebuilt_table_replaces_equally_new_values(store, feature_service_name(project), tmp_path, table)
+    finally:
+        store.teardown()
+
+
+def test_a_window_that_ends_before_it_starts_is_refused(store):
+    store, _ = store
+    with pytest.raises(ValueError, match="starts"):
+        materialize_online(store, T0 + timedelta(days=2), T0)
+
+
+def test_materialising_before_the_feature_store_is_applied_names_the_fix(tmp_path):
+    store = feast.FeatureStore(config=feast_config(tmp_path / "repo", "shop"))
+    with pytest.raises(ValueError, match="apply the feature store"):
+        materialize_online(store, T0, T0 + timedelta(days=1))
