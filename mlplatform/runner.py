@@ -9,6 +9,11 @@ import dagster as dg
 from mlplatform.definitions import GROUPS, build_definitions
 from mlplatform.settings import Settings
 
+# Dagster's run tags naming the partition, or the range of partitions, a run materialises.
+PARTITION_NAME_TAG = "dagster/partition"
+ASSET_PARTITION_RANGE_START_TAG, ASSET_PARTITION_RANGE_END_TAG = (
+    "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+
 # The platform's own exceptions: their messages are written for the user and name the fix.
 _USER_ERRORS = {"BriefError", "InputError", "SchemaError"}
 
@@ -70,22 +75,29 @@ def _assets_and_checks(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
     return typed
 
 
-def _stage_runs(graph, keys: list[dg.AssetKey]) -> list[tuple[dg.AssetSelection, str | None]]:
-    """The runs that materialise one stage's assets with their checks, each after what it depends on in the stage:
-    every unpartitioned asset whose upstream is done joins one run; then each partition of each partitioned asset
-    whose upstream is done is a run of its own; repeat."""
-    runs: list[tuple[dg.AssetSelection, str | None]] = []
+def _stage_runs(graph, keys: list[dg.AssetKey]) -> list[tuple[dg.AssetSelection, dict[str, str]]]:
+    """The runs (selection, partition tags) that materialise one stage's assets with their checks, each after what
+    it depends on in the stage: every unpartitioned asset whose upstream is done joins one run; then each partition
+    of each partitioned asset whose upstream is done is a run of its own, or, for an asset whose backfill policy is
+    a single run, all its partitions are one run; repeat."""
+    runs: list[tuple[dg.AssetSelection, dict[str, str]]] = []
     pending = list(keys)
     while pending:
         ready = [k for k in pending if not graph.get(k).parent_keys & set(pending)]
         plain = [k for k in ready if graph.get(k).partitions_def is None]
         if plain:
-            runs.append((dg.AssetSelection.assets(*plain) | dg.AssetSelection.checks_for_assets(*plain), None))
+            runs.append((dg.AssetSelection.assets(*plain) | dg.AssetSelection.checks_for_assets(*plain), {}))
         for key in ready:
-            partitions_def = graph.get(key).partitions_def
-            if partitions_def is not None:
-                selection = dg.AssetSelection.assets(key) | dg.AssetSelection.checks_for_assets(key)
-                runs += [(selection, partition) for partition in partitions_def.get_partition_keys()]
+            node = graph.get(key)
+            if node.partitions_def is None:
+                continue
+            selection = dg.AssetSelection.assets(key) | dg.AssetSelection.checks_for_assets(key)
+            partitions = node.partitions_def.get_partition_keys()
+            if node.backfill_policy == dg.BackfillPolicy.single_run():
+                runs.append((selection, {ASSET_PARTITION_RANGE_START_TAG: partitions[0],
+                                         ASSET_PARTITION_RANGE_END_TAG: partitions[-1]}))
+            else:
+                runs += [(selection, {PARTITION_NAME_TAG: partition}) for partition in partitions]
         pending = [k for k in pending if k not in ready]
     return runs
 
@@ -113,10 +125,10 @@ def run_graph(settings: Settings, instance: dg.DagsterInstance | None = None,
         if not keys:
             continue
         started = time.perf_counter()
-        for selection, partition_key in _stage_runs(graph, keys):
+        for selection, partition_tags in _stage_runs(graph, keys):
             result = dg.materialize(assets_and_checks, instance=instance, resources=defs.resources,
                                     raise_on_error=False, run_config=run_config, selection=selection,
-                                    partition_key=partition_key)
+                                    tags=partition_tags)
             stopped = _stopped_by(result, gates)
             if stopped:
                 outcome.stopped_by, outcome.reason = stopped

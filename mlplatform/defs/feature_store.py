@@ -1,5 +1,6 @@
 """Stage: the Feast feature store: registry, offline store over the feature tables, online store."""
 
+import warnings
 from datetime import date, datetime, time, timedelta
 
 import dagster as dg
@@ -57,35 +58,42 @@ def _window(brief: Brief, context: dg.AssetExecutionContext) -> tuple[datetime, 
 
     A partition is its month, ``[first day, first day of the next month)``: it ends one microsecond (the feature
     table's resolution) before the next one starts, so months neither overlap nor leave a gap. The last month
-    also takes the rest up to and including ``partition_end`` (daily feature rows reach that midnight). An
-    unpartitioned run takes the brief's whole range, ``[partition_start, partition_end]``.
+    also takes the rest up to and including ``partition_end`` (daily feature rows reach that midnight). A run of a
+    range of months (a backfill, or the runner's one run over all of them) takes them as one window: each entity's
+    latest row in the range is what writing the months oldest first would leave online. A run without partitions
+    takes the brief's whole range, ``[partition_start, partition_end]``.
     """
     first, last = _midnight(brief.partition_start), _midnight(brief.partition_end)
-    if not context.has_partition_key:
-        return first, last
-    month = context.partition_time_window
-    start = max(first, month.start.replace(tzinfo=None))
     partitions = context.assets_def.partitions_def
-    assert partitions is not None, "a partitioned run has a partitions definition"
-    if context.partition_key == partitions.get_last_partition_key():
+    if partitions is None or not (context.has_partition_key or context.has_partition_key_range):
+        return first, last
+    window = context.partition_time_window
+    start = max(first, window.start.replace(tzinfo=None))
+    if context.partition_keys[-1] == partitions.get_last_partition_key():
         return start, last
-    return start, month.end.replace(tzinfo=None) - timedelta(microseconds=1)
+    return start, window.end.replace(tzinfo=None) - timedelta(microseconds=1)
 
 
 def _online_features(brief: Brief) -> dg.AssetsDefinition:
-    @dg.asset(name="online_features", group_name="feature_store", deps=["feature_store"], kinds={"feast", "sqlite"},
-              partitions_def=online_partitions(brief))
-    def online_features(context: dg.AssetExecutionContext, platform: PlatformResource,
-                        feast_store: FeatureStoreResource) -> dg.MaterializeResult:
-        """The latest feature values per entity, materialised into the online store for serving, one month per
-        partition; an older month materialised after a newer one leaves the newer values online."""
-        start, end = _window(platform.brief, context)
-        written = materialize_online(feast_store.store(), start, end)
-        return dg.MaterializeResult(metadata={
-            "window_start": start.isoformat(), "window_end": end.isoformat(),
-            "entities_in_window": written.entities, "entities_written": written.written,
-            "entities_kept_newer": written.kept_newer, "online_store": feast_store.online_store,
-        })
+    partitions = online_partitions(brief)
+    with warnings.catch_warnings():  # backfill_policy is marked beta in Dagster 1.13
+        warnings.simplefilter("ignore", dg.BetaWarning)
+
+        @dg.asset(name="online_features", group_name="feature_store", deps=["feature_store"],
+                  kinds={"feast", "sqlite"}, partitions_def=partitions,
+                  backfill_policy=dg.BackfillPolicy.single_run() if partitions is not None else None)
+        def online_features(context: dg.AssetExecutionContext, platform: PlatformResource,
+                            feast_store: FeatureStoreResource) -> dg.MaterializeResult:
+            """The latest feature values per entity, materialised into the online store for serving, one month
+            per partition (a run of several months writes their latest rows at once); an older month materialised
+            after a newer one leaves the newer values online."""
+            start, end = _window(platform.brief, context)
+            written = materialize_online(feast_store.store(), start, end)
+            return dg.MaterializeResult(metadata={
+                "window_start": start.isoformat(), "window_end": end.isoformat(),
+                "entities_in_window": written.entities, "entities_written": written.written,
+                "entities_kept_newer": written.kept_newer, "online_store": feast_store.online_store,
+            })
 
     return online_features
 
