@@ -63,6 +63,7 @@ def model_card(platform: PlatformResource, tracking: TrackingResource) -> dg.Mat
     slices = slice_records(platform.read_table("evaluation", "slices"))
     fairness = {r.pop("attribute"): r for r in platform.read_table("evaluation", "fairness").to_dicts()}
     timestamps = split.train[b.label.timestamp]
+    parts = b.split_summary()
     card = build_model_card({
         "brief": b,
         "model_name": f"{b.name}_model",
@@ -73,6 +74,8 @@ def model_card(platform: PlatformResource, tracking: TrackingResource) -> dg.Mat
         "date_range": (timestamps.min().date(), timestamps.max().date()),
         "dataset_version": platform.read_table("candidates", name)["dataset_version"][0],
         "features": model_features(b),
+        "datasets": [f"validation: {parts['validation']}", f"hold-out: {parts['test']}",
+                     *_golden_description(platform)],
         "metrics": {r["metric"]: {"value": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
                     for r in metrics.iter_rows(named=True)},
         "sliced_metrics": slices,
@@ -95,6 +98,16 @@ def model_card(platform: PlatformResource, tracking: TrackingResource) -> dg.Mat
                                           "path": dg.MetadataValue.path(str(path)),
                                           "json": dg.MetadataValue.path(str(json_path)),
                                           "mlflow_artifact": card_uri})
+
+
+def _golden_description(platform: PlatformResource) -> list[str]:
+    """The golden test set as the card lists it (none when the brief disables it): size, version, metrics."""
+    golden = platform.read_table("evaluation", "golden_metrics")
+    if platform.brief.thresholds.golden_share == 0 or golden.height == 0:
+        return []
+    values = ", ".join(f"{r['metric']} {r['value']:.4f}" for r in golden.iter_rows(named=True))
+    return [f"golden test set: {golden['rows'][0]:,} rows of keys never trained or tuned on "
+            f"(version {golden['golden_version'][0]}); {values}"]
 
 
 def _log_card(tracking: TrackingResource, registered: dict, files: list) -> str:

@@ -41,6 +41,11 @@ def test_the_model_card_is_an_artifact_of_the_model_run_and_the_version_points_t
     assert (local / "model_card.md").read_text() == (ws.reports_dir / "model_card.md").read_text()
     card = json.loads((local / "model_card.json").read_text())
     assert card["model_card"]["version"] == str(registered["version"])
+    golden = pl.read_parquet(ws.table("evaluation", "golden_metrics"))
+    values = ", ".join(f"{m} {v:.4f}" for m, v in golden.select("metric", "value").iter_rows())
+    listed = [d for d in card["model_card"]["evaluation"]["datasets"] if d.startswith("golden test set")]
+    assert listed == [f"golden test set: {golden['rows'][0]:,} rows of keys never trained or tuned on (version "
+                      f"{golden['golden_version'][0]}); {values}"]
 
 
 def test_skew_table_finds_no_skew_between_the_offline_and_online_copy_of_a_row(demo_run, ws):
