@@ -108,8 +108,9 @@ def _profile_predictions(defs) -> tuple[dict, dg.AssetCheckEvaluation]:
     return {k: v.value for k, v in materialization.metadata.items()}, check
 
 
-def _serve(target, scorer, features: list[str], days: dict) -> None:
-    """Write the champion's answers for each day's rows to the prediction log, as the serving app does."""
+def _serve(target, scorer, features: list[str], days: dict, extra: list[tuple] | None = None) -> None:
+    """Write the champion's answers for each day's rows to the prediction log, as the serving app does, then the
+    ``extra`` log rows as given."""
     from datetime import UTC, datetime
 
     from mlplatform.core.rollout import prediction_log_dir
@@ -122,6 +123,7 @@ def _serve(target, scorer, features: list[str], days: dict) -> None:
         writer.append([(at, "r", row["customer_id"], {f: row[f] for f in features}, *answer, "churn_demo_model",
                         scorer.model_version, "champion", False, "ok", 2.0)
                        for row, answer in zip(rows.iter_rows(named=True), answers, strict=True)])
+    writer.append(extra or [])
     writer.close()
 
 
@@ -160,9 +162,7 @@ def test_logged_predictions_are_profiled_per_day_with_prediction_drift_against_t
     import numpy as np
 
     from mlplatform.core.drift import prediction_drift_kl
-    from mlplatform.core.rollout import prediction_log_dir
     from mlplatform.defs.training import load_split, model_features
-    from mlplatform.serving.prediction_log import PredictionLog, log_schema
 
     target, defs, scorer = served
     platform = defs.resources["platform"]
@@ -171,19 +171,12 @@ def test_logged_predictions_are_profiled_per_day_with_prediction_drift_against_t
     frame = pl.read_parquet(target.table("training", "training_set"))
     drifted = frame.filter(pl.col("snapshot_date").cast(pl.Date) >= platform.brief.monitoring.current_start)
     days = {"2025-10-01": train, "2025-10-02": drifted}
-    writer = PredictionLog(prediction_log_dir(target), log_schema("customer_id", pl.Int64()), 600, 10**9)
-    for day, rows in days.items():
-        at = datetime.fromisoformat(day).replace(hour=12, tzinfo=UTC)
-        answers = scorer.predict(rows)
-        writer.append([(at, "r", row["customer_id"], {f: row[f] for f in features}, *answer, "churn_demo_model",
-                        scorer.model_version, "champion", False, "ok", 2.0)
-                       for row, answer in zip(rows.iter_rows(named=True), answers, strict=True)])
     # The second day also has rules fallbacks and a failed request: profiled, but carrying no model score.
     late = datetime(2025, 10, 2, 13, tzinfo=UTC)
-    writer.append([(late, "f", 1, {f: None for f in features}, 1.0, 0.5, "rules", None, "champion", True, "ok", 1.0),
-                   (late, "e", 2, {f: None for f in features}, None, None, "churn_demo_model", scorer.model_version,
-                    "champion", False, "error", 1.0)])
-    writer.close()
+    _serve(target, scorer, features, days, extra=[
+        (late, "f", 1, {f: None for f in features}, 1.0, 0.5, "rules", None, "champion", True, "ok", 1.0),
+        (late, "e", 2, {f: None for f in features}, None, None, "churn_demo_model", scorer.model_version,
+         "champion", False, "error", 1.0)])
 
     metadata, check = _profile_predictions(defs)
     assert (metadata["logged_predictions"], metadata["days"]) == (train.height + drifted.height + 2, 2)
