@@ -17,6 +17,7 @@ from sklearn import metrics as skm
 
 from mlplatform.brief import TaskType
 from mlplatform.core.training import SplitFrames
+from mlplatform.core.transforms import TransformKind
 
 # A single feature that alone predicts the hold-out label this well is almost surely derived from it.
 SUSPICIOUS_SINGLE_FEATURE_SCORE = 0.95
@@ -33,7 +34,6 @@ ITEMS = {
     "scaler_train_only": "Scalers are fitted on the training split and only applied to the others.",
 }
 
-TransformKind = Literal["category_levels", "target_encoding", "scaler", "other"]
 
 _EXAMPLES = 5
 _BINS = 50  # quantile bins of a numeric feature in the single-feature predictor

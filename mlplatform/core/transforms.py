@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -28,9 +28,11 @@ from mlplatform.core.io import write_text_atomic
 _CATEGORICAL_DTYPES = (pl.String, pl.Categorical, pl.Enum)
 _NUMERIC_STEPS = ("log", "standardize", "bin")
 _FINAL_STEPS = ("one_hot", "target_encode")  # turn a column into numbers: nothing can follow them
-# The leakage checklist's kind of each fitted step (log and raw fit nothing).
-STEP_KINDS = {"standardize": "scaler", "bin": "other", "one_hot": "category_levels",
-              "target_encode": "target_encoding"}
+# What a fitted statistic is, for the leakage checklist (scalers: item 8, target encodings: item 3, levels and
+# everything else: item 2), and the kind of each fitted step (log and raw fit nothing).
+TransformKind = Literal["category_levels", "target_encoding", "scaler", "other"]
+STEP_KINDS: dict[str, TransformKind] = {"standardize": "scaler", "bin": "other", "one_hot": "category_levels",
+                                        "target_encode": "target_encoding"}
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,8 @@ class FittedTransforms:
             parts += _apply_column(column, frame[column.column])
         return pl.DataFrame(parts, height=frame.height)
 
-    def statistics(self) -> Iterator[tuple[str, str, dict[str, Any], Callable[[pl.DataFrame], dict[str, Any]]]]:
+    def statistics(self) -> Iterator[tuple[str, TransformKind, dict[str, Any],
+                                          Callable[[pl.DataFrame], dict[str, Any]]]]:
         """``(name, kind, stored statistics, refit)`` of each fitted step; ``refit`` fits the same step on a frame
         holding the inputs and the label, running the column's earlier steps fitted on that frame first."""
         def refit_step(column: FittedColumn, index: int) -> Callable[[pl.DataFrame], dict[str, Any]]:
