@@ -3,12 +3,14 @@
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+import polars as pl
 
 from mlplatform.brief import TaskType
-from mlplatform.core.metrics import higher_is_better
+from mlplatform.core.evaluation import Candidate, paired_bootstrap_difference
+from mlplatform.core.metrics import compute_metrics, higher_is_better
 
 # How far a guardrail may move the wrong way before it counts as a regression. A bootstrap interval of
 # ROC-AUC or PR-AUC on a hold-out of a few thousand rows is about +/-0.01 wide, so smaller moves are
@@ -59,6 +61,34 @@ def golden_shortfall(task: TaskType, y: np.ndarray, n_classes: int, min_class_ro
         return None
     count, name = min(short)
     return f"only {count} {name} in {len(y)} rows (needs {min_class_rows}: {fix})"
+
+
+class Scorer(Protocol):
+    """A model as the gate sees it: scores for a frame and its decision threshold."""
+
+    threshold: float
+
+    def predict_score(self, frame: pl.DataFrame) -> np.ndarray: ...
+
+
+def score_golden(task: TaskType, primary: str, golden: pl.DataFrame, label: str, challenger: Scorer,
+                 champion: Scorer | None, *, version: str, min_class_rows: int, leaked_keys: int = 0,
+                 seed: int = 0) -> GoldenScore:
+    """Both models' ``primary`` metric on the golden rows, the paired bootstrap interval of their difference
+    (with a champion), and whether the set is large enough to judge (:func:`golden_shortfall`)."""
+    if golden.height == 0:
+        return GoldenScore(version, 0, math.nan, None, "the golden set has no rows", leaked_keys)
+    y = golden[label].to_numpy()
+    new = Candidate("challenger", challenger.predict_score(golden), challenger.threshold)
+    classes = new.scores.shape[1] if task == "multiclass" else 2
+    shortfall = golden_shortfall(task, y, classes, min_class_rows)
+    value = compute_metrics(task, y, new.scores, new.threshold)[primary]
+    if champion is None:
+        return GoldenScore(version, golden.height, value, None, shortfall, leaked_keys)
+    old = Candidate("champion", champion.predict_score(golden), champion.threshold)
+    _, low, high = paired_bootstrap_difference(task, primary, y, new, old, seed=seed)
+    incumbent = compute_metrics(task, y, old.scores, old.threshold)[primary]
+    return GoldenScore(version, golden.height, value, incumbent, shortfall, leaked_keys, (low, high))
 
 
 def _gain(metric: str, new: float, old: float) -> float:

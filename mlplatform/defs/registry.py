@@ -3,19 +3,17 @@
 `challenger` and `champion` are MLflow aliases (staging and production). Only the gate moves `champion`.
 """
 
-import math
 
 import dagster as dg
 import polars as pl
 
 from mlplatform.core.budgets import directory_size_mb, single_row_latency_ms
 from mlplatform.core.calibration import CALIBRATOR_FILE
-from mlplatform.core.evaluation import Candidate, paired_bootstrap_difference
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.model_integrity import record_artifact_hashes
 from mlplatform.core.models import load_candidate
-from mlplatform.core.promotion import GoldenScore, decide_promotion, golden_shortfall
+from mlplatform.core.promotion import GoldenScore, decide_promotion, score_golden
 from mlplatform.core.rollout import policy_for, rollout_state, set_challenger_share
 from mlplatform.core.rollout import promote as promote_champion
 from mlplatform.core.tracking import (
@@ -87,28 +85,17 @@ def _metrics_on(platform: PlatformResource, model, frame: pl.DataFrame) -> dict[
 
 
 def _golden_score(platform: PlatformResource, split, challenger, champion) -> GoldenScore | None:
-    """Both models' primary metric on the golden test set the evaluation wrote (None when the brief disables it),
-    with whether the set is large enough to judge and whether any of its keys leaked into the split."""
+    """Both models on the golden test set the evaluation wrote (None when the brief disables it), with how many of
+    its keys leaked into the split."""
     b = platform.brief
     if b.thresholds.golden_share == 0:
         return None
     golden = platform.read_table("evaluation", "golden")
-    version = dataset_version(golden)
     split_keys = pl.concat([part.select(b.entity_key) for part in (split.train, split.validation, split.test)])
     leaked = golden.select(b.entity_key).unique().join(split_keys.unique(), on=b.entity_key).height
-    if golden.height == 0:
-        return GoldenScore(version, 0, math.nan, None, "the golden set has no rows", leaked)
-    y, primary = golden[b.label.column].to_numpy(), b.metrics.primary
-    new = Candidate("challenger", challenger.predict_score(golden), challenger.threshold)
-    classes = new.scores.shape[1] if b.task_type == "multiclass" else 2
-    shortfall = golden_shortfall(b.task_type, y, classes, b.thresholds.golden_min_class_rows)
-    value = compute_metrics(b.task_type, y, new.scores, new.threshold)[primary]
-    if champion is None:
-        return GoldenScore(version, golden.height, value, None, shortfall, leaked)
-    old = Candidate("champion", champion.predict_score(golden), champion.threshold)
-    _, low, high = paired_bootstrap_difference(b.task_type, primary, y, new, old, seed=b.training.seed)
-    incumbent = compute_metrics(b.task_type, y, old.scores, old.threshold)[primary]
-    return GoldenScore(version, golden.height, value, incumbent, shortfall, leaked, (low, high))
+    return score_golden(b.task_type, b.metrics.primary, golden, b.label.column, challenger, champion,
+                        version=dataset_version(golden), min_class_rows=b.thresholds.golden_min_class_rows,
+                        leaked_keys=leaked, seed=b.training.seed)
 
 
 def _record_golden(tracking: TrackingResource, run_id: str, golden: GoldenScore | None, primary: str) -> None:

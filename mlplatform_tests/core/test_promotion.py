@@ -1,7 +1,8 @@
 import numpy as np
+import polars as pl
 import pytest
 
-from mlplatform.core.promotion import GoldenScore, decide_promotion, golden_shortfall
+from mlplatform.core.promotion import GoldenScore, decide_promotion, golden_shortfall, score_golden
 
 BASELINES = {"majority": {"f1": 0.0, "pr_auc": 0.2}, "rules": {"f1": 0.45, "pr_auc": 0.3}}
 CHAMPION = {"f1": 0.60, "pr_auc": 0.50, "roc_auc": 0.80}
@@ -229,3 +230,31 @@ def test_a_golden_set_that_leaked_into_a_split_fails_closed():
 def test_a_disabled_golden_set_is_said_so():
     assert any(r == "NOTE golden set: disabled (thresholds.golden_share is 0)" for r in decide(BETTER).reasons)
     assert decide(BETTER).evidence["golden"] is None
+
+
+class _ColumnScorer:
+    """A model whose score is one column of the frame."""
+
+    def __init__(self, column: str, threshold: float = 0.5) -> None:
+        self.column, self.threshold = column, threshold
+
+    def predict_score(self, frame: pl.DataFrame) -> np.ndarray:
+        return frame[self.column].to_numpy()
+
+
+def test_score_golden_scores_both_models_on_the_same_rows_with_a_paired_interval():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    golden = pl.DataFrame({"y": y, "good": np.where(y == 1, 0.8, 0.2) + rng.normal(0, 0.25, 400),
+                           "coin": rng.random(400)})
+    score = score_golden("binary", "f1", golden, "y", _ColumnScorer("coin"), _ColumnScorer("good"), version="v1",
+                         min_class_rows=30, leaked_keys=2, seed=0)
+    assert (score.version, score.rows, score.leaked_keys, score.not_judged) == ("v1", 400, 2, None)
+    assert score.champion > 0.8 and score.challenger < 0.6
+    low, high = score.difference_ci
+    assert low < score.challenger - score.champion < high < 0
+    alone = score_golden("binary", "f1", golden, "y", _ColumnScorer("good"), None, version="v1", min_class_rows=300)
+    assert alone.champion is None and alone.difference_ci is None and alone.not_judged.startswith("only ")
+    empty = score_golden("binary", "f1", golden.head(0), "y", _ColumnScorer("good"), None, version="v0",
+                         min_class_rows=30)
+    assert empty.rows == 0 and empty.not_judged == "the golden set has no rows"
