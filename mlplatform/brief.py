@@ -236,9 +236,21 @@ class Thresholds(_Strict):
     disparate_impact_min: float = Field(default=0.8, gt=0, le=1)
     fairness_min_group_size: int = Field(default=50, ge=1, description="smaller groups are listed, not judged")
     fairness_significance: float = Field(
-        default=0.05, gt=0, lt=1, description="a ratio below the minimum fails when its p-value is below this"
+        default=0.05, gt=0, lt=1, description="significance level of the Fisher tests reported beside the fairness "
+        "ratios; never used to pass a ratio under its minimum"
     )
+    equal_opportunity_max_gap: float = Field(
+        default=0.1, ge=0, le=1, description="largest gap in true-positive rate between assessed protected groups "
+        "the fairness gate accepts (equal opportunity)")
+    fairness_when_not_assessable: Literal["fail", "warn"] = Field(
+        default="fail", description="what the fairness gate does when too few groups have enough hold-out rows to "
+        "assess a metric: fail (fail closed) or warn (pass, marked NOT_ASSESSABLE)")
     promotion_margin: float = Field(default=0.0, ge=0, description="primary-metric gain a challenger needs")
+    complexity_margin: float = Field(
+        default=0.01, ge=0, description="absolute validation gain of the primary metric a more complex candidate "
+        "(the torch network) needs over LightGBM to be chosen. One point of F1 / AUC: a smaller gain is within the "
+        "sampling noise of a validation set of a few thousand rows and does not pay for a second framework in "
+        "serving, so the simpler model wins")
     leakage_max_single_feature_score: float = Field(
         default=0.95, gt=0.5, le=1, description="a model input whose single-feature hold-out ROC-AUC / R² exceeds "
         "this is flagged as target-derived")
@@ -275,6 +287,31 @@ class Thresholds(_Strict):
         return self
 
 
+FairnessMetric = Literal["disparate_impact", "equal_opportunity"]
+# Fairness mitigations a brief may ask for (mlplatform.core.fairness): reweigh trains LightGBM with Kamiran-Calders
+# sample weights; threshold_optimizer post-processes the LightGBM scores with per-group thresholds (fairlearn).
+Mitigation = Literal["reweigh", "threshold_optimizer"]
+
+
+class FairnessWaiver(_Strict):
+    """An explicit exception to one fairness metric for one protected attribute; the result says WAIVED with the
+    reason, never pass."""
+
+    attribute: str
+    metric: FairnessMetric
+    reason: str = Field(min_length=10, description="why the exception is acceptable, shown on the model card")
+
+
+class Fairness(_Strict):
+    """Fairness mitigation (each method is one more candidate, tracked and evaluated like the others) and waivers."""
+
+    mitigation: list[Mitigation] = Field(default_factory=list)
+    threshold_constraint: Literal["demographic_parity", "true_positive_rate_parity", "equalized_odds"] = Field(
+        default="true_positive_rate_parity", description="the constraint fairlearn's ThresholdOptimizer meets on "
+        "validation when the mitigation lists threshold_optimizer")
+    waivers: list[FairnessWaiver] = Field(default_factory=list)
+
+
 class KillCriteria(_Strict):
     """The seed's kill criteria as numbers the platform checks against real results."""
 
@@ -284,6 +321,29 @@ class KillCriteria(_Strict):
     min_lift_over_random: float = Field(
         default=0.10, ge=0, description="kill if the model beats random by less than this (relative)"
     )
+    quality_cleaning_days: float = Field(
+        default=14, ge=0, description="kill if data quality has stayed below thresholds.quality_min_score for "
+        "this many days of cleaning (the seed's two weeks), judged on the data-quality history")
+
+
+class Cost(_Strict):
+    """Prices, volume and targets the cost report and the ML-system score judge cost against (seed phase 10).
+
+    Every field is optional: prices default to the platform's stated assumptions (one small cloud CPU machine,
+    the seed's GPU table by name); with no budget or target the cost is tracked but not judged.
+    """
+
+    monthly_budget: float | None = Field(default=None, gt=0, description="USD a month the system may cost "
+                                         "(training, inference, storage); unset: no budget")
+    daily_volume: float | None = Field(default=None, gt=0, description="predictions a day; unset: the prediction "
+                                       "log's daily mean when there is one, else the monthly inference cost is "
+                                       "not known")
+    price_per_cpu_hour: float = Field(default=0.05, gt=0, description="USD for one CPU machine-hour (default: a "
+                                      "small general-purpose cloud instance)")
+    price_per_gpu_hour: float | None = Field(default=None, gt=0, description="USD for one GPU-hour; unset: the "
+                                             "seed's table by GPU name (H100 8, A100 4, A10G 1, T4 0.50)")
+    target_cost_per_prediction: float | None = Field(default=None, gt=0, description="USD one prediction may cost "
+                                                     "at most; unset: no target")
 
 
 class Split(_Strict):
@@ -361,6 +421,9 @@ class Training(_Strict):
     tuning_trials: int = Field(default=20, ge=0, description="Optuna trials for LightGBM; 0 trains the defaults")
     tuning_timeout_s: float = Field(default=180, gt=0)
     torch: bool = Field(default=True, description="train the torch tabular network as a second candidate")
+    allow_deep_below_10k: bool = Field(
+        default=False, description="let a deep candidate (torch) be chosen when the training split has under "
+        "10,000 rows; the seed's model guide avoids deep learning there, so it is off unless the brief says why")
     torch_params: dict[str, float | int | list[int]] = Field(default_factory=dict)
     transforms: dict[str, list[TransformStep]] = Field(
         default_factory=dict, description="model input -> steps applied in order, fitted on the training split "
@@ -443,7 +506,9 @@ class Brief(_Strict):
     slice_by: list[str] = Field(default_factory=list)
     rules_baseline: list[Rule] = Field(min_length=1)
     thresholds: Thresholds = Thresholds()
+    fairness: Fairness = Fairness()
     kill_criteria: KillCriteria = KillCriteria()
+    cost: Cost = Cost()
     monitoring: Monitoring = Monitoring()
     rollout: Rollout = Rollout()
     training: Training = Training()
@@ -533,7 +598,18 @@ class Brief(_Strict):
                                  "(set allowed on it), so that rows with another value are quarantined")
         if self.metrics.primary in self.metrics.guardrails:
             raise ValueError("metrics.primary cannot also be a guardrail")
+        self._fairness_resolves()
         return self
+
+    def _fairness_resolves(self) -> None:
+        """Waivers name protected attributes; mitigation needs a decision to mitigate and a group to mitigate for."""
+        for waiver in self.fairness.waivers:
+            if waiver.attribute not in self.protected_attributes:
+                raise ValueError(f"fairness.waivers names '{waiver.attribute}', which is not in protected_attributes "
+                                 f"{self.protected_attributes}")
+        if self.fairness.mitigation and (self.task_type != "binary" or not self.protected_attributes):
+            raise ValueError("fairness.mitigation needs a binary task and at least one protected attribute; remove it "
+                             "or name the protected attributes")
 
     @property
     def task_type(self) -> TaskType:
@@ -579,6 +655,40 @@ class Brief(_Strict):
         raw = self.sources[source].path.replace("{data_dir}", str(data_dir))
         path = Path(raw)
         return str(path if path.is_absolute() else brief_dir / path)
+
+
+# What `mlplatform init` writes where only a person can answer: a brief holding one is a draft.
+PLACEHOLDER = re.compile(r"\b(TODO|CONFIRM)\b")
+
+
+def placeholder_fields(brief: Brief) -> list[str]:
+    """Dotted paths of the brief's fields that still hold a placeholder (``TODO`` or ``CONFIRM``), in field order.
+
+    A brief with any is a draft: it runs, but its reports say DRAFT and name these fields.
+    """
+    found: list[str] = []
+
+    def walk(value: object, path: str) -> None:
+        if isinstance(value, str):
+            if PLACEHOLDER.search(value):
+                found.append(path)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}.{key}" if path else str(key))
+        elif isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                walk(item, f"{path}[{index}]")
+
+    walk(brief.model_dump(mode="json"), "")
+    return found
+
+
+def draft_notice(fields: list[str]) -> str:
+    """One line saying a report rests on a draft brief and which fields to fill; "" when there are none."""
+    if not fields:
+        return ""
+    return (f"DRAFT: the brief still holds placeholders (TODO / CONFIRM) in {', '.join(fields)}; fill them in and "
+            "run again before relying on this report.")
 
 
 def _describe(error: ValidationError) -> str:

@@ -3,8 +3,6 @@
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlplatform.core.metrics import higher_is_better
-
 if TYPE_CHECKING:  # the loaders are imported when used: torch is heavy
     from mlplatform.core.torch_model import TorchModel
     from mlplatform.core.training import TrainedModel
@@ -24,11 +22,3 @@ def load_candidate(directory: Path) -> "TrainedModel | TorchModel":
 
         return load_torch_model(directory)
     raise FileNotFoundError(f"{directory} holds no saved model (expected one of {sorted(CANDIDATE_FILES.values())})")
-
-
-def choose_challenger(validation_scores: dict[str, float], metric: str) -> str:
-    """The candidate with the best validation value of the primary metric (never the hold-out)."""
-    if not validation_scores:
-        raise ValueError("no trained candidate to choose a challenger from")
-    pick = max if higher_is_better(metric) else min
-    return pick(validation_scores, key=validation_scores.__getitem__)

@@ -40,7 +40,7 @@ from mlplatform.core.evaluation import (
 from mlplatform.core.feature_store import feature_service_name, feature_view_name, online_features
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
-from mlplatform.core.models import choose_challenger, load_candidate
+from mlplatform.core.models import load_candidate
 from mlplatform.core.promotion import golden_shortfall
 from mlplatform.core.report import (
     calibration_plot,
@@ -49,6 +49,7 @@ from mlplatform.core.report import (
     render_evaluation_report,
     write_report,
 )
+from mlplatform.core.selection import Selection, choose_challenger
 from mlplatform.core.tracking import dataset_version
 from mlplatform.core.training import load_model, majority_baseline
 from mlplatform.core.training import rules_baseline as rules_predictor
@@ -74,23 +75,24 @@ def _threshold(platform: PlatformResource, candidate: str) -> float:
 
 
 def challenger_name(platform: PlatformResource) -> str:
-    """The candidate the evaluation chose (best validation primary metric)."""
+    """The candidate the evaluation chose (see :func:`mlplatform.core.selection.choose_challenger`)."""
     return platform.read_table("evaluation", "challenger")["candidate"][0]
 
 
-def _choose_challenger(platform: PlatformResource) -> tuple[str, dict[str, float]]:
-    """The candidate with the best validation primary metric (recorded in evaluation/challenger), and every
-    candidate's validation value."""
+def _choose_challenger(platform: PlatformResource, train_rows: int) -> Selection:
+    """The challenger by the seed's model guide, from every candidate's validation primary metric; recorded in
+    evaluation/challenger (the challenger's row first)."""
     b = platform.brief
     primary = b.metrics.primary
     validation = {}
     for name in candidates(b):
         summary = platform.read_table("candidates", name).filter(pl.col("split") == "validation")
         validation[name] = float(summary[primary][0])
-    challenger = choose_challenger(validation, primary)
-    platform.write_table("evaluation", "challenger", pl.DataFrame(
-        {"candidate": [challenger], **{f"validation_{primary}_{n}": [v] for n, v in validation.items()}}))
-    return challenger, validation
+    selection = choose_challenger(validation, primary, train_rows=train_rows,
+                                  margin=b.thresholds.complexity_margin,
+                                  allow_deep_below_10k=b.training.allow_deep_below_10k)
+    platform.write_table("evaluation", "challenger", selection.table())
+    return selection
 
 
 def hold_out_candidates(platform: PlatformResource, split, models: dict) -> list[Candidate]:
@@ -275,7 +277,8 @@ def evaluation_report(platform: PlatformResource, feast_store: FeatureStoreResou
     split = load_split(platform)
     test, label, primary, task = split.test, b.label.column, b.metrics.primary, b.task_type
     y = test[label].to_numpy()
-    challenger, validation = _choose_challenger(platform)
+    selection = _choose_challenger(platform, split.train.height)
+    challenger, validation = selection.challenger, selection.validation
     models = {name: load_candidate(platform.workspace.models_dir / name)
               for name in [challenger, *(n for n in validation if n != challenger)]}
     scored = hold_out_candidates(platform, split, models)
@@ -297,8 +300,8 @@ def evaluation_report(platform: PlatformResource, feast_store: FeatureStoreResou
         platform.write_table("evaluation", name, frame)
     calibration = _calibration(platform, split, model, models[challenger])
     ctx = {
-        "brief": f"{b.name} (challenger {challenger}, chosen on validation {primary}: "
-                 + ", ".join(f"{n} {v:.4f}" for n, v in validation.items()) + ")",
+        "brief": f"{b.name} (challenger {challenger}, chosen by the model guide on validation {primary}: "
+                 + ", ".join(f"{n} {v:.4f}" for n, v in validation.items()) + "; see Model selection)",
         "task": task, "model_name": challenger, "primary_metric": primary, "scores_used": SCORES_USED,
         "holdout": {"period": (f"{test[b.label.timestamp].min():%Y-%m-%d} .. {test[b.label.timestamp].max():%Y-%m-%d}"
                                if b.has_time else b.split_summary()["test"]), "rows": test.height,
@@ -312,12 +315,13 @@ def evaluation_report(platform: PlatformResource, feast_store: FeatureStoreResou
         "skew": _skew(platform, feast_store, test, models[challenger]),
     }
     golden = _golden(platform, models[challenger], model.threshold)
-    markdown = render_evaluation_report(ctx) + "\n\n" + _golden_markdown(golden, primary,
-                                                                          b.thresholds.max_golden_regression)
+    markdown = (render_evaluation_report(ctx) + "\n\n" + selection.markdown() + "\n\n"
+                + _golden_markdown(golden, primary, b.thresholds.max_golden_regression))
     path = write_report(markdown, platform.workspace.reports_dir / "evaluation", _plots(platform, y, scored))
     cv, ci = ctx["cross_validation"], parts["metrics"][primary]
     return dg.MaterializeResult(metadata={
         "challenger": challenger,
+        "selection": selection.decision,
         primary: headline,
         f"{primary}_ci": f"[{ci['ci_low']:.4f}, {ci['ci_high']:.4f}]",
         f"lift_over_rules_{primary}": lift(headline, rules_value, primary),

@@ -189,10 +189,3 @@ def test_regression_and_multiclass_smoke(splits):
     assert compute_metrics("multiclass", with_class[2]["tier"].to_numpy(), proba)["accuracy"] > 0
 
 
-def test_challenger_is_the_best_validation_score_in_the_metrics_direction():
-    from mlplatform.core.models import choose_challenger
-
-    assert choose_challenger({"lightgbm": 0.40, "torch": 0.42}, "f1") == "torch"
-    assert choose_challenger({"lightgbm": 3.0, "torch": 3.5}, "mae") == "lightgbm"
-    with pytest.raises(ValueError, match="no trained candidate"):
-        choose_challenger({}, "f1")
