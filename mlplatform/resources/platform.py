@@ -16,6 +16,7 @@ from pydantic import PrivateAttr
 
 from mlplatform.brief import Brief, load_brief
 from mlplatform.core.io import write_parquet_atomic
+from mlplatform.core.warehouse import lake_view_sql, set_workspace
 from mlplatform.settings import Settings, Workspace
 
 
@@ -87,8 +88,12 @@ class PlatformResource(dg.ConfigurableResource):
         while True:
             try:
                 with duckdb.connect(str(self.workspace.warehouse)) as con:
-                    con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet('{parquet_glob}')"
-                                if parquet_glob else f"DROP VIEW IF EXISTS {view}")
+                    if parquet_glob:  # stored relative to the workspace, so a copied data directory reads its own
+                        set_workspace(con, self.workspace.warehouse)
+                        relative = Path(parquet_glob).relative_to(self.workspace.root).as_posix()
+                        con.execute(lake_view_sql(view, relative))
+                    else:
+                        con.execute(f"DROP VIEW IF EXISTS {view}")
                 return
             except duckdb.IOException as exc:
                 if "lock" not in str(exc) or time.monotonic() > deadline:
