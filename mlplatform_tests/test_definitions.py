@@ -25,8 +25,8 @@ BLOCKING = {("data_quality_report", "data_quality_gate"), ("evaluation_report", 
             *(("training_set", f"leakage_{item}") for item in ("no_future_information", "no_target_derived_feature",
                                                                 "temporal_split", "hold_out_untouched",
                                                                 "no_duplicates_across_splits")),
-            *(("lgbm_model", f"leakage_{item}") for item in ("split_before_fitting", "target_encoding_train_only",
-                                                              "scaler_train_only"))}
+            *((model, f"leakage_{item}") for model in ("lgbm_model", "torch_model")
+              for item in ("split_before_fitting", "target_encoding_train_only", "scaler_train_only"))}
 
 
 def test_definitions_module_loads_the_demo_brief():

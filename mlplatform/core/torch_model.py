@@ -95,7 +95,10 @@ def _as_float(name: str) -> pl.Expr:
     return pl.col(name).cast(pl.Float64).fill_nan(None)
 
 
-def _fit_preprocessing(train: pl.DataFrame, features: list[str], min_count: int) -> Preprocessing:
+def fit_preprocessing(train: pl.DataFrame, features: list[str], min_count: int) -> Preprocessing:
+    """Fit the inputs' preprocessing on ``train`` (medians, means, standard deviations, missing flags,
+    vocabularies of values seen ``min_count`` times); :func:`train_torch` calls it on the training rows and the
+    leakage checklist refits with it."""
     numeric, medians, means, stds, indicators, categories = [], [], [], [], [], {}
     for name in features:
         if name not in train.columns:
@@ -292,7 +295,7 @@ def train_torch(
     loss_fn = _loss_function(task)
     y_train = _labels(train, label, task, "train")
     y_valid = _labels(validation, label, task, "validation")
-    prep = _fit_preprocessing(train, features, int(hp["min_category_count"]))
+    prep = fit_preprocessing(train, features, int(hp["min_category_count"]))
     n_outputs = 1
     if task == "multiclass":
         n_outputs = int(y_train.max()) + 1
