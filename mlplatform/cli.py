@@ -8,7 +8,7 @@ from typing import NoReturn
 
 import typer
 
-from mlplatform.brief import DEMO_BRIEF, BriefError, load_brief
+from mlplatform.brief import DEMO_BRIEF, BriefError, draft_notice, load_brief, placeholder_fields
 from mlplatform.core.io import InputError
 from mlplatform.settings import Settings, Workspace
 
@@ -59,6 +59,8 @@ def _run(settings: Settings) -> None:
             typer.echo(f"  {label + ':':<18} {path}")
     typer.echo(f"  lineage graph UI:  mlplatform ui --data-dir {settings.data_dir} --brief {settings.brief_path}")
     typer.echo(f"  MLflow UI:         mlflow ui --backend-store-uri {ws.mlflow_uri}")
+    if notice := draft_notice(placeholder_fields(brief)):
+        typer.secho(notice, fg="yellow")
     if not outcome.ok:
         _fail(f"the run stopped at {outcome.stopped_by}: {(outcome.reason or '').rstrip('.')}.\n"
               "Results so far are kept; fix the cause and run again.")
@@ -98,6 +100,8 @@ def validate(brief: Path = typer.Argument(..., help="the brief YAML to check"),
         _fail(str(exc))
     typer.echo(f"{brief}: valid ({loaded.task_type}, primary metric {loaded.metrics.primary}, "
                f"{len(loaded.sources)} sources)")
+    if notice := draft_notice(placeholder_fields(loaded)):
+        typer.secho(notice, fg="yellow")
     if data_dir is None:
         return
     from mlplatform.core.ingestion import check_source_files

@@ -78,6 +78,24 @@ def _limitations(brief: Brief, meta: Mapping[str, Any], date_range: str) -> list
     return limitations
 
 
+def fairness_status(result: Mapping[str, Any]) -> tuple[str, str]:
+    """An attribute's fairness-gate result as (status, reason): PASS, FAIL, NOT_ASSESSABLE, WAIVED or
+    NOT_APPLICABLE, read from the gate's ``status`` where it wrote one, else from ``passed`` / ``applicable``."""
+    reason = str(result.get("reason") or result.get("note") or "")
+    if result.get("status"):
+        return str(result["status"]), reason
+    if result.get("applicable") is False:
+        return "NOT_APPLICABLE", reason
+    if result.get("disparate_impact") is None and result.get("equal_opportunity_gap") is None:
+        return "NOT_ASSESSABLE", reason or "fewer than two groups large enough to compare"
+    return ("PASS" if result.get("passed") else "FAIL"), reason
+
+
+def status_label(status: str) -> str:
+    """A status as people read it: ``NOT_ASSESSABLE`` → ``NOT ASSESSABLE``."""
+    return status.replace("_", " ")
+
+
 def _ethics(brief: Brief, meta: Mapping[str, Any]) -> list[str]:
     considerations = [brief.problem.ethical_considerations or "The brief records no ethical considerations."]
     features = meta.get("features")

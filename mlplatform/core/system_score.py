@@ -8,8 +8,9 @@ all are.
 """
 
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,12 @@ import numpy as np
 import polars as pl
 import yaml
 
-from mlplatform.brief import Brief
+from mlplatform.brief import Brief, draft_notice, placeholder_fields
 from mlplatform.core.calibration import ECE_THRESHOLD, expected_calibration_error
 from mlplatform.core.metrics import higher_is_better
+from mlplatform.core.model_card import fairness_status
 from mlplatform.core.models import CANDIDATE_FILES
-from mlplatform.core.quality import normalised_total
+from mlplatform.core.quality import data_as_of, freshness_need_days, normalised_total
 from mlplatform.settings import Workspace
 
 # The seed's weights, in its order. They add up to 105%, so totals are scaled by their sum: all fives is 100.
@@ -32,7 +34,11 @@ BANDS = [(80, "production-grade ML system"), (60, "good foundation, lacks operat
          (40, "prototype, not ready for production"), (0, "research project, needs further work")]
 BASELINES = ("rules", "majority")
 COST_REPORT = "cost_report.yaml"
+AB_TEST_REPORT = "ab_test_report.yaml"
 RUNBOOK = "runbook.md"
+RUNNING, STOPPED = "running", "stopped"
+# Fairness statuses that mean the model was judged fair; WAIVED and NOT_ASSESSABLE are not.
+FAIR_STATUSES = ("PASS", "NOT_APPLICABLE")
 
 
 @dataclass(frozen=True)
@@ -40,10 +46,15 @@ class Evidence:
     """What the platform has to show, as plain values; a missing artefact is None, False, 0 or empty.
 
     Attributes:
+        placeholders: the brief's fields still holding TODO / CONFIRM (a draft brief).
         business_objective, success_metric: the brief's problem definition.
         kill_criteria: each kill criterion evaluated on hold-out results, as "criterion: measured".
         cost_estimate: where a cost estimate was written.
         quality_total, quality_min: the data-quality total /30 and the gate's minimum.
+        freshness: per source with a timestamp, (source, newest data, days it may be old); judged at
+            ``scored_on``, the day the score is taken, not the day the quality report judged it at.
+        quality_as_of: the moment the data-quality report judged timeliness at.
+        scored_on: the day this score judges freshness at.
         feature_store_registry: the Feast registry file.
         dataset_version: the training set's content hash recorded with the candidates.
         tracked_runs, runs_with_dataset_version: MLflow runs of the brief's experiment, and those that record
@@ -51,27 +62,35 @@ class Evidence:
         primary_metric: the brief's primary metric.
         model_value, model_ci: the challenger's hold-out value of it and its bootstrap interval.
         baselines: baseline name → hold-out value of the primary metric.
-        fairness: protected attribute → passed; None when fairness was not evaluated.
+        fairness: protected attribute → (status, reason): PASS, FAIL, NOT_ASSESSABLE, WAIVED or NOT_APPLICABLE;
+            None when fairness was not evaluated.
         calibration_error: expected calibration error of the hold-out scores (binary tasks); None when not
             measured.
         calibration_applies: whether scores are probabilities to calibrate (binary tasks).
         worst_slice: the weakest slice with enough rows, as (name, primary-metric value).
         registered_version, champion_version: registry versions holding the challenger and champion aliases.
         serving_app: the serving app can be imported.
-        rollback_automation: sensors that roll a bad champion back.
-        ab_test_report: an A/B test report was materialised.
+        rollback_automation: sensors and schedules whose job runs the automatic rollback.
+        ab_test_predictions: predictions per arm of the A/B test report; None when there is none.
         profiles, drift_report, performance_report: monitoring outputs that exist.
+        failing_checks: monitoring checks whose latest evaluation failed; None when not known.
         retrain_triggers: sensors and schedules that launch retraining.
+        automation_states: sensor or schedule name → running / stopped in the Dagster instance; None when
+            not known (no instance was read).
         model_card, evaluation_report, runbook: document files that exist.
         cost: the cost report document (the seed's ml_costs template, assumptions, measurements).
     """
 
+    placeholders: tuple[str, ...] = ()
     business_objective: str = ""
     success_metric: str = ""
     kill_criteria: tuple[str, ...] = ()
     cost_estimate: str | None = None
     quality_total: float | None = None
     quality_min: float = 18.0
+    freshness: tuple[tuple[str, datetime, float], ...] = ()
+    quality_as_of: datetime | None = None
+    scored_on: date | None = None
     feature_store_registry: str | None = None
     dataset_version: str | None = None
     tracked_runs: int = 0
@@ -80,7 +99,7 @@ class Evidence:
     model_value: float | None = None
     model_ci: tuple[float, float] | None = None
     baselines: dict[str, float] = field(default_factory=dict)
-    fairness: dict[str, bool] | None = None
+    fairness: dict[str, tuple[str, str]] | None = None
     calibration_error: float | None = None
     calibration_applies: bool = True
     worst_slice: tuple[str, float] | None = None
@@ -88,11 +107,13 @@ class Evidence:
     champion_version: str | None = None
     serving_app: bool = False
     rollback_automation: tuple[str, ...] = ()
-    ab_test_report: bool = False
+    ab_test_predictions: dict[str, int] | None = None
     profiles: bool = False
     drift_report: bool = False
     performance_report: bool = False
+    failing_checks: tuple[str, ...] | None = None
     retrain_triggers: tuple[str, ...] = ()
+    automation_states: dict[str, str] | None = None
     model_card: str | None = None
     evaluation_report: str | None = None
     runbook: str | None = None
@@ -118,6 +139,7 @@ class DimensionScore:
 @dataclass(frozen=True)
 class SystemScore:
     dimensions: list[DimensionScore]
+    placeholders: tuple[str, ...] = ()
 
     @property
     def total(self) -> float:
@@ -156,6 +178,9 @@ class _Ledger:
 
 
 def _problem_definition(e: Evidence, log: _Ledger) -> int:
+    if not log.check(not e.placeholders, "the brief holds no placeholders",
+                     "fill the brief's placeholders (TODO / CONFIRM): " + ", ".join(e.placeholders)):
+        return 0
     if not log.check(bool(e.business_objective), f"business objective: {e.business_objective}",
                      "state the business objective in the brief (problem.business_objective)"):
         return 0
@@ -164,13 +189,30 @@ def _problem_definition(e: Evidence, log: _Ledger) -> int:
         return 2
     rules = e.baselines.get("rules")
     return log.excellent([
-        (bool(e.kill_criteria), "kill criteria evaluated on hold-out results: " + "; ".join(e.kill_criteria),
-         "materialise evaluation_report so the brief's kill criteria are evaluated"),
+        (bool(e.kill_criteria), "kill criteria evaluated on hold-out results and the quality history: "
+         + "; ".join(e.kill_criteria), "materialise evaluation_report so the brief's kill criteria are evaluated"),
         (rules is not None, f"the brief's rules baseline scored on the hold-out: {e.primary_metric} {rules or 0:.4f}",
          "score the rules baseline on the hold-out (rules_baseline, "
          "evaluation_report)"),
         (e.cost_estimate is not None, f"cost estimate: {e.cost_estimate}", "materialise cost_report"),
     ])
+
+
+def _freshness(e: Evidence) -> tuple[bool, str]:
+    """Whether every source's newest data is within its need on ``scored_on``, and the judgement in words."""
+    if e.scored_on is None or not e.freshness:
+        return False, "freshness not known (no source with a timestamp, or no data-quality report)"
+    scored = datetime.combine(e.scored_on, datetime.min.time())
+    ages = [(source, newest, need, (scored - newest).total_seconds() / 86_400) for source, newest, need in e.freshness]
+    stale = [f"{source} newest {newest:%Y-%m-%d} is {age:.0f} days old (need <= {need:g})"
+             for source, newest, need, age in ages if age > need]
+    judged = (f" (the data-quality report judged timeliness as of {e.quality_as_of:%Y-%m-%d})"
+              if e.quality_as_of else "")
+    if stale:
+        return False, f"stale as of {e.scored_on}: {'; '.join(stale)}{judged}"
+    oldest = max(ages, key=lambda a: a[3])
+    return True, (f"fresh as of {e.scored_on}: every source within its need (stalest {oldest[0]}, "
+                  f"{oldest[3]:.1f} days){judged}")
 
 
 def _data_quality(e: Evidence, log: _Ledger) -> int:
@@ -182,11 +224,13 @@ def _data_quality(e: Evidence, log: _Ledger) -> int:
                      f"the blocking quality gate passes ({e.quality_total:.1f} >= {e.quality_min})",
                      f"raise data quality above the gate's minimum {e.quality_min}/30 (see data_quality_report)"):
         return 2
+    fresh, freshness = _freshness(e)
     return log.excellent([
         (e.feature_store_registry is not None, f"Feast feature registry: {e.feature_store_registry}",
          "materialise feature_store (the Feast registry)"),
         (e.dataset_version is not None, f"training set versioned by content hash {e.dataset_version}",
          "record the training set's dataset version with each candidate (training_set, *_model)"),
+        (fresh, f"timeliness: {freshness}", f"load current data: {freshness}"),
     ])
 
 
@@ -231,12 +275,14 @@ def _model_performance(e: Evidence, log: _Ledger) -> int:
                                                and e.calibration_error <= ECE_THRESHOLD)
     ece = "not measured" if e.calibration_error is None else f"{e.calibration_error:.4f}"
     fair = e.fairness or {}
-    failing = sorted(k for k, passed in fair.items() if not passed)
+    statuses = "; ".join(f"{attribute} {status}" + (f" ({reason})" if reason and status != "PASS" else "")
+                         for attribute, (status, reason) in sorted(fair.items()))
+    judged_fair = bool(fair) and all(status in FAIR_STATUSES for status, _ in fair.values())
     worst = e.worst_slice
     weakest = "not evaluated" if worst is None else f"{worst[0]}, {m} {worst[1]:.4f}"
     return log.excellent([
-        (bool(fair) and not failing, f"fair: the fairness check passes for {sorted(fair)}",
-         f"pass the fairness check (failing: {failing})" if failing
+        (judged_fair, f"fairness gate: {statuses}",
+         f"every protected attribute must PASS the fairness gate (now: {statuses})" if fair
          else "name the protected attributes in the brief so fairness is evaluated"),
         (calibrated, "calibrated: not applicable to this task" if not e.calibration_applies
          else f"calibrated: expected calibration error {ece} <= {ECE_THRESHOLD}",
@@ -245,6 +291,18 @@ def _model_performance(e: Evidence, log: _Ledger) -> int:
          f"edge cases: the weakest slice ({weakest}) still beats {best_name}",
          f"every slice must beat {best_name}'s {best:.4f} (weakest slice: {weakest})"),
     ])
+
+
+def _states(e: Evidence, names: tuple[str, ...]) -> str:
+    """Each sensor or schedule with its state, e.g. ``drift_sensor (stopped)``."""
+    states = e.automation_states
+    return ", ".join(f"{n} ({'state not known' if states is None else states.get(n, 'state not known')})"
+                     for n in names)
+
+
+def _running(e: Evidence, names: tuple[str, ...]) -> bool:
+    """At least one of ``names`` is running in the Dagster instance (unknown states earn nothing)."""
+    return e.automation_states is not None and any(e.automation_states.get(n) == RUNNING for n in names)
 
 
 def _deployment(e: Evidence, log: _Ledger) -> int:
@@ -257,11 +315,15 @@ def _deployment(e: Evidence, log: _Ledger) -> int:
     if not log.check(e.serving_app, "serving app (mlplatform.serving) present",
                      "add the serving app (mlplatform serve)"):
         return 2
+    arms = e.ab_test_predictions or {}
+    served = bool(arms) and all(count > 0 for count in arms.values())
+    counts = ", ".join(f"{arm} {count:,}" for arm, count in arms.items()) or "no report"
     return log.excellent([
-        (bool(e.rollback_automation), f"automatic rollback: {', '.join(e.rollback_automation)}",
-         "add automatic rollback (a sensor that restores the previous champion)"),
-        (e.ab_test_report, "A/B test report materialised", "run an A/B test of champion and challenger "
-         "(ab_test_report)"),
+        (_running(e, e.rollback_automation), f"automatic rollback running: {_states(e, e.rollback_automation)}",
+         f"turn on the automatic rollback ({_states(e, e.rollback_automation)})" if e.rollback_automation
+         else "add automatic rollback (a sensor whose job restores the previous champion)"),
+        (served, f"A/B test on served traffic: predictions {counts}",
+         f"run an A/B test of champion and challenger on served traffic (ab_test_report predictions: {counts})"),
     ])
 
 
@@ -271,11 +333,16 @@ def _monitoring(e: Evidence, log: _Ledger) -> int:
     if not log.check(bool(outputs), "monitoring outputs: " + ", ".join(outputs),
                      "materialise the monitoring stage (profiles, drift and performance reports)"):
         return 0
+    failing = e.failing_checks
     return log.excellent([
         (e.drift_report and e.performance_report, "drift detection: feature drift (PSI/KS/JS) and concept drift "
          "on new labels", "detect drift on features (drift_report) and on new labels (performance_report)"),
-        (bool(e.retrain_triggers), f"automated retraining: {', '.join(e.retrain_triggers)}",
-         "define sensors or a schedule that launch retraining"),
+        (failing is not None and not failing, "every monitoring check passes at its latest evaluation",
+         "monitoring check results not known (no Dagster instance read)" if failing is None
+         else f"act on the failing monitoring checks: {', '.join(failing)}"),
+        (_running(e, e.retrain_triggers), f"automated retraining running: {_states(e, e.retrain_triggers)}",
+         f"turn on a retraining sensor or schedule ({_states(e, e.retrain_triggers)})" if e.retrain_triggers
+         else "define sensors or a schedule that launch retraining"),
     ])
 
 
@@ -298,16 +365,18 @@ def _cost_efficiency(e: Evidence, log: _Ledger) -> int:
     targets = e.cost["ml_costs"]["optimization_targets"]
     budget, target = targets["monthly_budget"], targets["cost_per_prediction"]
     if not log.check(not isinstance(budget, str), f"monthly budget ${budget}",
-                     "set a monthly budget (proposed brief field cost.monthly_budget_usd)"):
+                     "set a monthly budget (brief field cost.monthly_budget)"):
         return 2
     total = e.cost["measured"]["monthly_total"]
     per_prediction = e.cost["ml_costs"]["inference"]["cost_per_query_breakdown"]["compute"]
+    method = e.cost.get("assumptions", {}).get("inference", "method not recorded")
     return log.excellent([
         (not isinstance(total, str) and total <= budget, f"within budget: ${total}/month <= ${budget}",
          f"bring the monthly total within ${budget} (now {total})"),
         (not isinstance(target, str) and per_prediction <= target,
-         f"optimised inference: ${per_prediction} a prediction <= target ${target}",
-         f"meet a cost-per-prediction target (now ${per_prediction}; target {target})"),
+         f"optimised inference: ${per_prediction} a prediction <= target ${target} ({method})",
+         f"meet a cost-per-prediction target (now ${per_prediction}; target {target}; set cost."
+         "target_cost_per_prediction)"),
     ])
 
 
@@ -325,26 +394,30 @@ def score_system(evidence: Evidence) -> SystemScore:
         log = _Ledger()
         points = scorer(evidence, log)
         dimensions.append(DimensionScore(name, WEIGHTS[name], points, log.evidence, log.to_raise))
-    return SystemScore(dimensions)
+    return SystemScore(dimensions, evidence.placeholders)
 
 
 def score_table(score: SystemScore) -> pl.DataFrame:
     """One row per dimension, as stored in the lake and read back by :func:`score_from_table`."""
     return pl.DataFrame([{"dimension": d.name, "weight": d.weight, "points": d.points, "weighted": d.weighted,
-                          "evidence": d.evidence, "to_raise": d.to_raise} for d in score.dimensions],
+                          "evidence": d.evidence, "to_raise": d.to_raise, "placeholders": list(score.placeholders)}
+                         for d in score.dimensions],
                         schema={"dimension": pl.String, "weight": pl.Float64, "points": pl.Int64,
                                 "weighted": pl.Float64, "evidence": pl.List(pl.String),
-                                "to_raise": pl.List(pl.String)})
+                                "to_raise": pl.List(pl.String), "placeholders": pl.List(pl.String)})
 
 
 def score_from_table(frame: pl.DataFrame) -> SystemScore:
+    placeholders = tuple(frame["placeholders"][0]) if "placeholders" in frame.columns and frame.height else ()
     return SystemScore([DimensionScore(r["dimension"], r["weight"], r["points"], r["evidence"], r["to_raise"])
-                        for r in frame.iter_rows(named=True)])
+                        for r in frame.iter_rows(named=True)], placeholders)
 
 
 def render_markdown(score: SystemScore) -> str:
     """The score as Markdown: the total and band, a table, and each dimension's evidence and next steps."""
-    lines = [f"# ML-system score: {score.total:.0f}/100", "", f"**{score.band}**", "",
+    draft = draft_notice(list(score.placeholders))
+    lines = [f"# ML-system score: {score.total:.0f}/100" + (" (DRAFT)" if draft else ""), "",
+             *([f"> **{draft}**", ""] if draft else []), f"**{score.band}**", "",
              "| dimension | weight | points | weighted |", "|---|---|---|---|"]
     lines += [f"| {d.name} | {d.weight:.0%} | {d.points}/5 | {d.weighted:.1f} |" for d in score.dimensions]
     for d in score.dimensions:
@@ -355,7 +428,8 @@ def render_markdown(score: SystemScore) -> str:
 
 def render_text(score: SystemScore) -> str:
     """The score as plain text for a terminal."""
-    lines = [f"ML-system score {score.total:.0f}/100 — {score.band}", "",
+    draft = draft_notice(list(score.placeholders))
+    lines = [f"ML-system score {score.total:.0f}/100 — {score.band}", *([draft] if draft else []), "",
              f"{'dimension':<20} {'weight':>6} {'points':>6} {'weighted':>8}"]
     lines += [f"{d.name:<20} {d.weight:>6.0%} {d.points:>4}/5 {d.weighted:>8.1f}" for d in score.dimensions]
     for d in score.dimensions:
@@ -413,7 +487,7 @@ def _performance(workspace: Workspace, brief: Brief) -> dict[str, Any]:
         found["baselines"] = {name: rows[name]["value"] for name in BASELINES if name in rows}
     fairness = _table(workspace, "evaluation", "fairness")
     if fairness is not None:
-        found["fairness"] = dict(zip(fairness["attribute"], fairness["passed"], strict=True))
+        found["fairness"] = {r["attribute"]: fairness_status(r) for r in fairness.iter_rows(named=True)}
     found["calibration_applies"] = brief.task_type == "binary"
     predictions = _table(workspace, "evaluation", "predictions")
     if predictions is not None and brief.task_type == "binary":
@@ -423,7 +497,8 @@ def _performance(workspace: Workspace, brief: Brief) -> dict[str, Any]:
     if slices is not None and metric in slices.columns:
         judged = slices.filter(~pl.col("small_slice") & pl.col(metric).is_not_null())
         if judged.height:
-            worst = judged.sort(metric, descending=not higher_is_better(metric)).row(-1, named=True)
+            # Sorted best first, so the last row is the weakest slice.
+            worst = judged.sort(metric, descending=higher_is_better(metric)).row(-1, named=True)
             found["worst_slice"] = (f"{worst['dimension']}={worst['value']}", worst[metric])
     return found
 
@@ -437,9 +512,34 @@ def _measured(path: Path) -> bool:
     return path.exists() and bool((pl.read_parquet(path, columns=["severity"])["severity"] != "not_applicable").any())
 
 
+def _freshness_evidence(workspace: Workspace, brief: Brief) -> tuple[tuple[str, datetime, float], ...]:
+    """(source, newest data, days it may be old) per source whose timeliness the quality stage measured: the
+    newest time is the report's as-of less the age it measured."""
+    as_of, found = data_as_of(brief), []
+    for source in brief.sources:
+        quality = _table(workspace, "quality", source)
+        if quality is None:
+            continue
+        rows = quality.filter((pl.col("name") == "timeliness") & pl.col("applicable").fill_null(True))
+        age = rows["measurement"][0] if rows.height else None
+        if age is not None and np.isfinite(age):
+            found.append((source, as_of - timedelta(days=float(age)), freshness_need_days(brief, source)))
+    return tuple(found)
+
+
+def _ab_test_predictions(reports_dir: Path) -> dict[str, int] | None:
+    """Predictions per arm in the A/B test report; None when there is no report."""
+    path = reports_dir / AB_TEST_REPORT
+    if not path.exists():
+        return None
+    predictions = (yaml.safe_load(path.read_text()).get("results") or {}).get("predictions") or {}
+    return {str(arm): int(count or 0) for arm, count in predictions.items()}
+
+
 def gather_evidence(workspace: Workspace, brief: Brief, brief_dir: Path, *, tracking_uri: str, model_name: str,
                     rollback_automation: tuple[str, ...] = (), retrain_triggers: tuple[str, ...] = (),
-                    ab_test_report: bool = False) -> Evidence:
+                    automation_states: Mapping[str, str] | None = None,
+                    failing_checks: tuple[str, ...] | None = None, scored_on: date | None = None) -> Evidence:
     """Read what a run of the platform left behind for ``brief``.
 
     Args:
@@ -448,9 +548,11 @@ def gather_evidence(workspace: Workspace, brief: Brief, brief_dir: Path, *, trac
         brief_dir: the brief's folder, where a runbook is looked for.
         tracking_uri: the MLflow backend.
         model_name: the registered model.
-        rollback_automation: names of sensors that roll the champion back (from the code location).
-        retrain_triggers: names of sensors and schedules that launch retraining (from the code location).
-        ab_test_report: whether an A/B test report was materialised (from the Dagster instance).
+        rollback_automation: sensors and schedules whose job runs the automatic rollback (from the code location).
+        retrain_triggers: sensors and schedules whose job retrains (from the code location).
+        automation_states: their running / stopped state in the Dagster instance; None when not known.
+        failing_checks: monitoring checks failing at their latest evaluation; None when not known.
+        scored_on: the day freshness is judged at; today by default.
     """
     kills = _table(workspace, "evaluation", "kill_criteria")
     quality = _table(workspace, "reports", "data_quality_overall")
@@ -460,6 +562,7 @@ def gather_evidence(workspace: Workspace, brief: Brief, brief_dir: Path, *, trac
     cost_path = workspace.reports_dir / COST_REPORT
     cost = yaml.safe_load(cost_path.read_text()) if cost_path.exists() else None
     return Evidence(
+        placeholders=tuple(placeholder_fields(brief)),
         business_objective=brief.problem.business_objective,
         success_metric=brief.problem.success_metric,
         kill_criteria=tuple(f"{r['criterion']}: {r['measured']}" for r in kills.iter_rows(named=True))
@@ -469,6 +572,9 @@ def gather_evidence(workspace: Workspace, brief: Brief, brief_dir: Path, *, trac
         if cost else None,
         quality_total=normalised_total(quality["points"].to_list()) if quality is not None else None,
         quality_min=brief.thresholds.quality_min_score,
+        freshness=_freshness_evidence(workspace, brief) if quality is not None else (),
+        quality_as_of=data_as_of(brief) if quality is not None else None,
+        scored_on=scored_on or date.today(),
         feature_store_registry=_existing(workspace.feast_dir / "registry.db"),
         dataset_version=candidates[0]["dataset_version"][0] if candidates else None,
         tracked_runs=runs,
@@ -479,12 +585,14 @@ def gather_evidence(workspace: Workspace, brief: Brief, brief_dir: Path, *, trac
         champion_version=champion,
         serving_app=importlib.util.find_spec("mlplatform.serving.app") is not None,
         rollback_automation=rollback_automation,
-        ab_test_report=ab_test_report,
+        ab_test_predictions=_ab_test_predictions(workspace.reports_dir),
         # Monitoring counts where something was measured: data without time writes "not_applicable" rows.
         profiles=_has_rows(workspace.table("profiles", "current")),
         drift_report=_measured(workspace.table("monitoring", "drift")),
         performance_report=_measured(workspace.table("monitoring", "performance")),
+        failing_checks=failing_checks,
         retrain_triggers=retrain_triggers,
+        automation_states=dict(automation_states) if automation_states is not None else None,
         model_card=_existing(workspace.reports_dir / "model_card.md"),
         evaluation_report=_existing(workspace.reports_dir / "evaluation" / "report.md"),
         runbook=_existing(brief_dir / RUNBOOK),

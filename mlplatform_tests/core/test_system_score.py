@@ -2,6 +2,7 @@
 the two reporting assets materialised on the session's demo."""
 
 from dataclasses import replace
+from datetime import date, datetime
 
 import numpy as np
 import polars as pl
@@ -33,11 +34,14 @@ FULL = Evidence(
     quality_total=27.0, quality_min=18.0, feature_store_registry="feast/registry.db", dataset_version="abc123",
     tracked_runs=4, runs_with_dataset_version=4,
     primary_metric="f1", model_value=0.60, model_ci=(0.55, 0.65), baselines={"rules": 0.40, "majority": 0.0},
-    fairness={"age_band": True}, calibration_error=0.02, worst_slice=("plan=basic", 0.50),
-    registered_version="3", champion_version="3", serving_app=True, rollback_automation=("rollback_sensor",),
-    ab_test_report=True, profiles=True, drift_report=True, performance_report=True,
-    retrain_triggers=("drift_sensor",), model_card="model_card.md", evaluation_report="report.md",
-    runbook="runbook.md", cost=COST,
+    freshness=(("events", datetime(2025, 10, 31), 1.0),), quality_as_of=datetime(2025, 11, 1),
+    scored_on=date(2025, 11, 1),
+    fairness={"age_band": ("PASS", "")}, calibration_error=0.02, worst_slice=("plan=basic", 0.50),
+    registered_version="3", champion_version="3", serving_app=True, rollback_automation=("serving_guard_sensor",),
+    ab_test_predictions={"control": 900, "treatment": 100}, profiles=True, drift_report=True,
+    performance_report=True, failing_checks=(), retrain_triggers=("drift_sensor",),
+    automation_states={"serving_guard_sensor": "running", "drift_sensor": "running"},
+    model_card="model_card.md", evaluation_report="report.md", runbook="runbook.md", cost=COST,
 )
 
 
@@ -87,9 +91,39 @@ def test_problem_definition_anchors(change, expected):
     assert points(replace(FULL, **change))["problem_definition"] == expected
 
 
+def test_a_draft_brief_scores_zero_on_problem_definition_and_the_score_says_draft():
+    draft = replace(FULL, placeholders=("owner", "problem.business_objective"))
+    score = score_system(draft)
+    assert points(draft)["problem_definition"] == 0
+    problem = score.dimensions[0]
+    assert "owner, problem.business_objective" in problem.to_raise[0]
+    assert render_markdown(score).startswith("# ML-system score: ") and "(DRAFT)" in render_markdown(score)
+    assert "DRAFT" in render_text(score) and "problem.business_objective" in render_text(score)
+    assert score_from_table(score_table(score)).placeholders == draft.placeholders
+
+
+def test_stale_data_is_not_excellent_and_the_evidence_names_the_day_it_was_judged_at():
+    stale = replace(FULL, scored_on=date(2026, 12, 7))  # the newest data is 2025-10-31: 13 months old
+    score = score_system(stale)
+    assert points(stale)["data_quality"] == 4
+    text = " ".join(score.dimensions[1].to_raise)
+    assert "2026-12-07" in text and "events newest 2025-10-31 is 402 days old" in text
+    assert "as of 2025-11-01" in text  # the day the quality report judged it at
+    assert points(replace(FULL, freshness=()))["data_quality"] == 4  # not known is not credited
+
+
+def test_fairness_evidence_never_calls_a_waived_item_fair():
+    waived = replace(FULL, fairness={"age_band": ("WAIVED", "owner accepted the 0.72 ratio until Q3")})
+    performance = score_system(waived).dimensions[3]
+    said = " ".join(performance.evidence + performance.to_raise)
+    assert "age_band WAIVED (owner accepted the 0.72 ratio until Q3)" in said
+    assert "fair:" not in said and "pass" not in " ".join(performance.evidence).lower().split("fairness")[0]
+
+
 @pytest.mark.parametrize(("change", "expected"), [
+    ({"freshness": ()}, 4),
     ({"dataset_version": None}, 4),
-    ({"dataset_version": None, "feature_store_registry": None}, 3),
+    ({"dataset_version": None, "feature_store_registry": None, "freshness": ()}, 3),
     ({"quality_total": 17.9}, 2),
     ({"quality_total": None}, 0),
 ])
@@ -107,7 +141,9 @@ def test_experiment_rigor_anchors(change, expected):
 
 
 @pytest.mark.parametrize(("change", "expected"), [
-    ({"fairness": {"age_band": False}}, 4),
+    ({"fairness": {"age_band": ("FAIL", "disparate impact 0.61 under 0.8")}}, 4),
+    ({"fairness": {"age_band": ("WAIVED", "groups too small this quarter")}}, 4),
+    ({"fairness": {"age_band": ("NOT_ASSESSABLE", "one group")}}, 4),
     ({"calibration_error": 0.2}, 4),
     ({"worst_slice": ("plan=basic", 0.30)}, 4),  # a slice below the rules baseline: edge cases not handled
     ({"fairness": {}, "calibration_error": None, "worst_slice": None}, 3),
@@ -129,8 +165,11 @@ def test_model_performance_respects_lower_is_better_metrics():
 
 
 @pytest.mark.parametrize(("change", "expected"), [
-    ({"ab_test_report": False}, 4),
-    ({"ab_test_report": False, "rollback_automation": ()}, 3),
+    ({"ab_test_predictions": None}, 4),
+    ({"ab_test_predictions": {"control": 0, "treatment": 0}}, 4),  # a report of no traffic tests nothing
+    ({"automation_states": {"serving_guard_sensor": "stopped", "drift_sensor": "running"}}, 4),
+    ({"automation_states": None}, 4),  # states not known earn nothing
+    ({"ab_test_predictions": None, "rollback_automation": ()}, 3),
     ({"serving_app": False}, 2),
     ({"champion_version": None}, 1),
     ({"registered_version": None}, 0),
@@ -141,7 +180,12 @@ def test_deployment_anchors(change, expected):
 
 @pytest.mark.parametrize(("change", "expected"), [
     ({"retrain_triggers": ()}, 4),
-    ({"retrain_triggers": (), "drift_report": False, "performance_report": False}, 3),  # profiles only
+    ({"failing_checks": ("feature_drift",)}, 4),
+    ({"failing_checks": None}, 4),
+    # Drift and concept drift failing and every sensor stopped: detection exists, nothing acts on it.
+    ({"failing_checks": ("feature_drift", "concept_drift"),
+      "automation_states": {"serving_guard_sensor": "stopped", "drift_sensor": "stopped"}}, 4),
+    ({"retrain_triggers": (), "drift_report": False, "performance_report": False, "failing_checks": None}, 3),
     ({"profiles": False, "drift_report": False, "performance_report": False}, 0),
 ])
 def test_monitoring_anchors(change, expected):
@@ -209,9 +253,12 @@ def test_evidence_is_read_from_the_lake_and_report_files(tmp_path):
     _write(ws, "evaluation", "metrics", pl.DataFrame({
         "candidate": ["lightgbm", "rules", "majority"], "metric": ["f1"] * 3, "value": [0.6, 0.4, 0.0],
         "ci_low": [0.5, None, None], "ci_high": [0.7, None, None]}))
-    _write(ws, "evaluation", "fairness", pl.DataFrame({"attribute": ["age_band"], "passed": [False]}))
+    # The gate lets a waived attribute through (passed) but its status says WAIVED: the score does not call it fair.
+    _write(ws, "evaluation", "fairness", pl.DataFrame({"attribute": ["age_band"], "passed": [True],
+                                                       "status": ["WAIVED"], "reason": ["accepted until Q3"]}))
     _write(ws, "evaluation", "slices", pl.DataFrame({
-        "dimension": ["plan", "plan"], "value": ["basic", None], "small_slice": [False, True], "f1": [0.45, 0.0]}))
+        "dimension": ["plan", "plan", "plan"], "value": ["basic", "pro", None], "small_slice": [False, False, True],
+        "f1": [0.45, 0.9, 0.0]}))
     rng = np.random.default_rng(0)
     scores = rng.uniform(size=2000)
     _write(ws, "evaluation", "predictions", pl.DataFrame({
@@ -226,12 +273,12 @@ def test_evidence_is_read_from_the_lake_and_report_files(tmp_path):
     found = gather()
     assert found.quality_total == 22.0
     assert (found.model_value, found.model_ci, found.baselines) == (0.6, (0.5, 0.7), {"rules": 0.4, "majority": 0.0})
-    assert found.fairness == {"age_band": False}
+    assert found.fairness == {"age_band": ("WAIVED", "accepted until Q3")}
     assert found.worst_slice == ("plan=basic", 0.45)  # the small slice is listed, not judged
     assert found.calibration_error < 0.05  # scores drawn as the true probabilities are calibrated
     assert found.model_card == str(ws.reports_dir / "model_card.md")
     assert found.cost_estimate.startswith("training $0.01/run")  # 720 s at $0.05 an hour
-    assert points(found)["model_performance"] == 4  # significant, calibrated, slices hold; fairness fails
+    assert points(found)["model_performance"] == 4  # significant, calibrated, slices hold; fairness waived
 
     (tmp_path / "runbook.md").write_text("# when the drift sensor fires")
     assert points(gather())["documentation"] == points(found)["documentation"] + 1
