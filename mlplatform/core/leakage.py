@@ -156,11 +156,15 @@ def check_scaler_train_only(transforms: Sequence[FittedTransform], train: pl.Dat
 
 
 def _same_value(column: str, other: str, dtype: pl.DataType) -> pl.Expr:
-    """Whether two cells hold the same value (nulls equal each other; floats within round-off)."""
+    """Whether two cells hold the same value (nulls equal each other; floats within round-off).
+
+    Equal infinities are the same value, although their difference (inf - inf) is NaN.
+    """
     a, b = pl.col(column), pl.col(other)
     if dtype.is_numeric():
         a, b = a.cast(pl.Float64), b.cast(pl.Float64)
-        near = ((a - b).abs() <= 1e-9 * pl.max_horizontal(pl.lit(1.0), b.abs())) | (a.is_nan() & b.is_nan())
+        near = ((a == b) | ((a - b).abs() <= 1e-9 * pl.max_horizontal(pl.lit(1.0), b.abs()))
+                | (a.is_nan() & b.is_nan()))
         return (a.is_null() & b.is_null()) | near.fill_null(False)
     return a.eq_missing(b)
 
@@ -244,11 +248,14 @@ def _keys(train: pl.Series, other: pl.Series) -> tuple[pl.Series, pl.Series]:
     """
     if train.dtype.is_numeric() and train.n_unique() > _BINS:
         values = train.cast(pl.Float64).fill_nan(None).drop_nulls().to_numpy()
+        values = values[np.isfinite(values)]  # an infinity would make the interpolated cuts NaN
         cuts = np.unique(np.quantile(values, np.linspace(0, 1, _BINS + 1)[1:-1])) if len(values) else np.array([])
 
         def bins(s: pl.Series) -> pl.Series:
             x = s.cast(pl.Float64).fill_nan(None).to_numpy()
-            key = np.where(np.isnan(x), -1, np.searchsorted(cuts, x, side="right"))
+            # Missing, +inf and -inf each get a key of their own: a leak may hide in them too.
+            key = np.select([np.isnan(x), np.isposinf(x), np.isneginf(x)], [-1, -2, -3],
+                            np.searchsorted(cuts, x, side="right"))
             return pl.Series(key.astype(str))
 
         return bins(train), bins(other)

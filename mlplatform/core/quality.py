@@ -51,7 +51,7 @@ import polars as pl
 from scipy.stats import rankdata
 
 from mlplatform.brief import Brief, Source
-from mlplatform.core.validation import ValidationResult, check_kind
+from mlplatform.core.validation import CLOCK_SKEW, ValidationResult, check_kind
 
 MAX_POINTS = 5.0
 TOTAL = 30.0
@@ -269,7 +269,8 @@ def newest_time(values: pl.Series) -> datetime | None:
 def timeliness(newest: datetime | None, column: str, as_of: datetime, need_days: float) -> DimensionScore:
     """Timeliness of data whose latest ``column`` value is ``newest``, judged at ``as_of``.
 
-    Scores 5 within ``need_days`` (see :func:`timeliness_points`); the measurement is the age in days.
+    Scores 5 within ``need_days`` (see :func:`timeliness_points`); the measurement is the age in days. Data
+    dated after ``as_of`` (beyond the clock skew validation allows) scores 0: it is not fresh but wrong.
     """
     if newest is None:
         return DimensionScore("timeliness", float("inf"), 0.0, f"no valid {column} values",
@@ -277,10 +278,14 @@ def timeliness(newest: datetime | None, column: str, as_of: datetime, need_days:
     if as_of.tzinfo is not None:  # validated datetimes are naive UTC
         as_of = as_of.astimezone(UTC).replace(tzinfo=None)
     age = (as_of - newest).total_seconds() / 86_400
+    if age * 86_400 < -CLOCK_SKEW.total_seconds():
+        detail = (f"newest {column} {newest:%Y-%m-%d %H:%M} is {-age:.1f} days after the as-of time "
+                  f"{as_of:%Y-%m-%d %H:%M}: future data is not fresh")
+        fix = (f"Fix the producer's clock, or move the brief's partition_end past {newest:%Y-%m-%d}; rows dated "
+               "after the as-of time are quarantined.")
+        return DimensionScore("timeliness", age, 0.0, detail, fix)
     points = timeliness_points(age, need_days)
     detail = f"newest {column} {newest:%Y-%m-%d %H:%M} is {age:.1f} days before {as_of:%Y-%m-%d %H:%M}"
-    if age < 0:
-        detail += " (after as_of: check the clock of the producer or the as_of passed in)"
     detail += f"; need ≤ {need_days:g} days"
     fix = f"Refresh the source: the newest data should be at most {need_days:g} days old (is {age:.1f})."
     return DimensionScore("timeliness", age, points, detail, _fix(points, fix))

@@ -17,6 +17,9 @@ four steps and never drops a row silently: ``raw == valid + quarantined + duplic
 4. The pandera contract (:func:`mlplatform.schemas.source_schema`) runs lazily on the typed rows; each
    failure case carries the row's position, so every reason of every row is collected. A later row that
    repeats a key with different values is quarantined with ``duplicate key with different values``.
+   The platform's own rules run beside it, whatever the brief declares: a float that is not finite (``inf``,
+   ``-inf``, ``1e309``, a ``-nan`` that is not a missing token) quarantines its row, as does an event time
+   after the as-of time (plus :data:`CLOCK_SKEW`), and, for the label source, a row without a label.
 
 Steps 3 and 4 run on slices of ``chunk_rows`` rows, so memory holds one slice's text at a time besides the
 results (a :class:`polars.LazyFrame` input, e.g. ``pl.scan_parquet``, is read slice by slice). What needs the
@@ -29,7 +32,7 @@ first gives one.
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 
 import pandera.errors
@@ -51,6 +54,11 @@ _DATETIME_FORMATS = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
 _BOOLEANS = {spelling: value for words, value in ((_TRUE, True), (_FALSE, False))
              for word in words for spelling in (word, word.upper(), word.title())}
 CHUNK_ROWS = 1_000_000
+# An event this much after the as-of time is still accepted: producers' clocks drift by seconds to minutes.
+CLOCK_SKEW = timedelta(minutes=5)
+NOT_FINITE = "not a finite number"
+AFTER_AS_OF = "after the as-of time"
+MISSING_LABEL = "missing label"
 
 ReasonKind = Literal["missing", "format", "rule", "duplicate"]
 KINDS: tuple[ReasonKind, ...] = ("missing", "format", "rule", "duplicate")
@@ -58,11 +66,11 @@ KINDS: tuple[ReasonKind, ...] = ("missing", "format", "rule", "duplicate")
 
 def check_kind(check: str) -> ReasonKind:
     """What a check name in ``failures_by_check`` is about: missing, format, rule or duplicate."""
-    if ": cannot parse" in check:
+    if ": cannot parse" in check or check.endswith(NOT_FINITE):
         return "format"
     if check.endswith(DUPLICATE_KEY):
         return "duplicate"
-    if check.endswith(": not_nullable"):
+    if check.endswith((": not_nullable", MISSING_LABEL)):
         return "missing"
     return "rule"
 
@@ -84,7 +92,7 @@ class ValidationResult:
         failures_by_check: failing cells per check, e.g. ``{"session_minutes: in_range(0, 600)": 3}``.
         extra_columns: undeclared columns found in the raw table (kept out of ``valid``).
         null_counts: missing cells per declared column among the distinct rows (before any quarantine).
-        required_columns: the declared non-nullable columns.
+        required_columns: the declared non-nullable columns, and the label column when one is given.
         rows_by_kind: distinct rows with at least one failure of each kind (missing, format, rule,
             duplicate), for the quality score.
     """
@@ -242,7 +250,7 @@ def _parse_failures(chunk: pl.DataFrame, unread: dict[str, pl.Series], source: S
 
 
 def _contract_failures(typed: pl.DataFrame, rows: pa.DataFrameSchema, name: str, source: Source,
-                       unread: dict[str, pl.Series]) -> pl.DataFrame:
+                       unread: dict[str, pl.Series], label: str | None) -> pl.DataFrame:
     cases = _failure_cases(rows, typed.select(list(source.columns)), name)
     if cases is None:
         return _concat([])
@@ -257,10 +265,55 @@ def _contract_failures(typed: pl.DataFrame, rows: pa.DataFrameSchema, name: str,
         [(pl.col("column") == column) & pl.col("index").is_in(at.implode()) for column, at in unread.items()]
         or [pl.lit(False)]
     )
-    cases = cases.filter(~(pl.col("missing") & unparsed))
+    # A missing label has its own reason (see _platform_failures).
+    is_label = pl.lit(False) if label is None else pl.col("column") == label
+    cases = cases.filter(~(pl.col("missing") & (unparsed | is_label)))
     # failure_cases["index"] is the row's position in the validated frame (pandera's polars backend numbers
     # the check output with with_row_index), so it maps back to our row ids.
     return cases.select(typed[ROW].gather(cases["index"]).alias(ROW), "order", "check", reason=pl.col("check"))
+
+
+@dataclass(frozen=True)
+class _PlatformRules:
+    """The platform's own row rules (see step 4 of the module docstring)."""
+
+    latest: datetime  # the as-of time plus the clock skew: an event time after it is in the future
+    label: str | None  # the label column, when this source holds the label
+
+
+def _failures_where(chunk: pl.DataFrame, bad: pl.Series, column: str, order: int, check: str,
+                    reason: str) -> pl.DataFrame:
+    """One failure per row where ``bad`` is true; ``{}`` in ``reason`` becomes the row's raw text."""
+    return chunk.filter(bad.fill_null(False)).select(
+        pl.col(ROW), pl.lit(order).alias("order"), pl.lit(check).alias("check"),
+        (pl.format(reason, pl.col(column).fill_null("")) if "{}" in reason else pl.lit(reason)).alias("reason"))
+
+
+def _platform_failures(chunk: pl.DataFrame, typed: pl.DataFrame, source: Source, rules: _PlatformRules,
+                       unread: dict[str, pl.Series]) -> pl.DataFrame:
+    """Rows breaking the platform's own rules: non-finite floats, future event times, missing labels."""
+    order = {column: i for i, column in enumerate(source.columns)}
+    parts = []
+    for column, spec in source.columns.items():
+        if spec.dtype == "float":  # inf - inf is NaN: such values would poison every statistic downstream
+            parts.append(_failures_where(chunk, ~typed[column].is_finite(), column, order[column],
+                                         f"{column}: {NOT_FINITE}", f"{column}: '{{}}' is {NOT_FINITE}"))
+    time_column = source.timestamp
+    if time_column and source.columns[time_column].dtype in ("date", "datetime"):
+        future = typed[time_column].cast(pl.Datetime("us")) > rules.latest
+        parts.append(_failures_where(
+            chunk, future, time_column, order[time_column], f"{time_column}: {AFTER_AS_OF}",
+            f"{time_column}: '{{}}' is {AFTER_AS_OF} {rules.latest - CLOCK_SKEW:%Y-%m-%d %H:%M} (an event cannot "
+            "happen after the data was taken; fix the producer's clock or the brief's partition_end)"))
+    if rules.label:
+        label = rules.label
+        values = typed[label] if source.columns[label].dtype != "str" else chunk.select(_present(label)).to_series()
+        missing = values.is_null()
+        if label in unread:  # an unparseable label already has its own reason
+            missing = missing & ~pl.int_range(chunk.height, eager=True).is_in(unread[label].implode())
+        parts.append(_failures_where(chunk, missing, label, order[label], f"{label}: {MISSING_LABEL}",
+                                     f"{label}: {MISSING_LABEL}: the row can be neither trained nor evaluated on"))
+    return _concat(parts)
 
 
 def _concat(parts: list[pl.DataFrame]) -> pl.DataFrame:
@@ -310,7 +363,7 @@ class _Slice:
 
 
 def _validate_slice(chunk: pl.DataFrame, keys: _Keys, name: str, source: Source,
-                    rows: pa.DataFrameSchema) -> _Slice:
+                    rows: pa.DataFrameSchema, rules: _PlatformRules) -> _Slice:
     """Steps 3 and 4 on ``chunk`` (raw text with ``ROW``, the raw position), identical copies not yet removed."""
     first, end = (chunk[ROW][0], chunk[ROW][-1] + 1) if chunk.height else (0, 0)
     copies = keys.copies.filter(keys.copies.is_between(first, end, closed="left"))
@@ -321,7 +374,8 @@ def _validate_slice(chunk: pl.DataFrame, keys: _Keys, name: str, source: Source,
     typed = chunk.select(ROW, *source.columns).with_columns(typed_columns.get_columns())
     failures = pl.concat([
         _parse_failures(chunk, unread, source),
-        _contract_failures(typed, rows, name, source, unread),
+        _contract_failures(typed, rows, name, source, unread, rules.label),
+        _platform_failures(chunk, typed, source, rules, unread),
         keys.failures.filter(pl.col(ROW).is_between(first, end, closed="left")),
     ])
     kinds = {check: check_kind(check) for check in failures["check"].unique()}
@@ -340,7 +394,8 @@ def _validate_slice(chunk: pl.DataFrame, keys: _Keys, name: str, source: Source,
 
 
 def validate_table(raw: pl.DataFrame | pl.LazyFrame, name: str, source: Source, *,
-                   chunk_rows: int = CHUNK_ROWS) -> ValidationResult:
+                   chunk_rows: int = CHUNK_ROWS, as_of: datetime | None = None,
+                   label: str | None = None) -> ValidationResult:
     """Validate one raw table against its contract; nothing is dropped silently.
 
     Args:
@@ -349,6 +404,9 @@ def validate_table(raw: pl.DataFrame | pl.LazyFrame, name: str, source: Source, 
         name: the source's name in the brief, used in messages.
         source: the source's declaration in the brief (its columns are the contract).
         chunk_rows: rows typed and checked at a time; the result does not depend on it.
+        as_of: when the data was taken (naive UTC): event times more than :data:`CLOCK_SKEW` after it are
+            quarantined. The brief's as-of (the end of its partition range) where there is one; None: now.
+        label: the label column, when this source holds the label: rows without one are quarantined.
 
     Returns:
         The typed valid rows, the quarantined rows with their reasons, and the counts that reconcile.
@@ -358,6 +416,13 @@ def validate_table(raw: pl.DataFrame | pl.LazyFrame, name: str, source: Source, 
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1 (is {chunk_rows})")
+    if label is not None and label not in source.columns:
+        raise SchemaError(f"label column '{label}' is not declared in sources.{name}.columns; declare it")
+    if as_of is None:
+        as_of = datetime.now(UTC).replace(tzinfo=None)
+    elif as_of.tzinfo is not None:
+        as_of = as_of.astimezone(UTC).replace(tzinfo=None)
+    rules = _PlatformRules(latest=as_of + CLOCK_SKEW, label=label)
     lazy = raw.lazy()
     schema = lazy.collect_schema()
     missing = [column for column in source.columns if column not in schema]
@@ -371,7 +436,7 @@ def validate_table(raw: pl.DataFrame | pl.LazyFrame, name: str, source: Source, 
     rows, table = split_source_schema(name, source)
     keys = _scan_keys(lazy, name, source, table)
     slices = [_validate_slice(lazy.slice(offset, chunk_rows).collect().with_row_index(ROW, offset), keys, name,
-                              source, rows)
+                              source, rows, rules)
               for offset in range(0, max(keys.height, 1), chunk_rows)]
     valid = pl.concat([s.valid for s in slices], rechunk=False)
     quarantined = pl.concat([s.quarantined for s in slices], rechunk=False)
@@ -387,6 +452,29 @@ def validate_table(raw: pl.DataFrame | pl.LazyFrame, name: str, source: Source, 
         failures_by_check=dict(by_check.iter_rows()),
         extra_columns=extra,
         null_counts={column: sum(s.null_counts[column] for s in slices) for column in source.columns},
-        required_columns=[column for column, spec in source.columns.items() if not spec.nullable],
+        required_columns=[column for column, spec in source.columns.items() if not spec.nullable or column == label],
         rows_by_kind={kind: 0 for kind in KINDS} | dict(by_kind.iter_rows()),
     )
+
+
+def single_class_problem(labels: pl.Series, source: str, expected: list[str] | None = None) -> str | None:
+    """Why a classification label cannot be learnt from its valid rows, or None when it has two classes or more.
+
+    Checked before anything trains: with one class every model, baseline and metric is degenerate.
+
+    Args:
+        labels: the label column of the source's valid rows.
+        source: the source's name in the brief, used in the message.
+        expected: the brief's ``label.classes``, when it lists them.
+    """
+    counts = labels.drop_nulls().value_counts(sort=True)
+    if counts.height >= 2:
+        return None
+    others = f" ({', '.join(map(str, expected))} expected)" if expected else ""
+    fix = (f"Add rows of the other class{others} to sources.{source}, check its quarantine for rows of the other "
+           "class, or change problem.ml_task_type if the label is not a class.")
+    if counts.height == 0:
+        return f"label '{labels.name}' has no valid values in {source}: a classifier needs two classes. {fix}"
+    value, rows = counts.row(0)
+    return (f"label '{labels.name}' has a single class in {source}: {value!r} in all {rows} valid rows; a "
+            f"classifier needs at least two. {fix}")

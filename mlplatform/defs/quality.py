@@ -24,7 +24,7 @@ from mlplatform.core.quality import (
     time_column,
     with_relevance,
 )
-from mlplatform.core.validation import validate_table
+from mlplatform.core.validation import single_class_problem, validate_table
 from mlplatform.resources.platform import PlatformResource
 
 RELEVANCE_SCHEMA = {"source": pl.String, "feature": pl.String, "signal": pl.Float64, "measure": pl.String,
@@ -70,8 +70,10 @@ def _validation_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
     def validate(platform: PlatformResource):
         b = platform.brief
         # Streamed: validation reads the raw table in row slices, so a large source never sits in memory twice.
-        result = validate_table(platform.scan_table("raw", name), name, source)
         is_label = name == b.label.source
+        # Events after the brief's as-of are quarantined, as are label rows without a label.
+        result = validate_table(platform.scan_table("raw", name), name, source, as_of=data_as_of(b),
+                                label=b.label.column if is_label else None)
         valid_path = platform.write_table("validated", name, result.valid)
         quarantine_path = platform.write_table("quarantine", name, result.quarantined)
         score = score_source(
@@ -186,6 +188,25 @@ def data_quality_gate(platform: PlatformResource) -> dg.AssetCheckResult:
     )
 
 
+def _label_classes_gate(brief: Brief) -> dg.AssetChecksDefinition:
+    source = brief.label.source
+
+    @dg.asset_check(asset=f"validated_{source}", name="label_classes", blocking=True,
+                    description="Stops the run before anything trains when a classification label has a single "
+                    "class among the valid rows (the class, its count and the fix in the reason).")
+    def label_classes(platform: PlatformResource) -> dg.AssetCheckResult:
+        b = platform.brief
+        labels = platform.read_table("validated", source)[b.label.column]
+        counts = {str(value): int(n) for value, n in labels.drop_nulls().value_counts(sort=True).iter_rows()}
+        problem = None if b.task_type == "regression" else single_class_problem(labels, source, b.label.classes)
+        return dg.AssetCheckResult(
+            passed=problem is None, metadata={"rows_by_class": counts} if b.task_type != "regression" else {},
+            description=problem or ("not applicable: a regression label" if b.task_type == "regression"
+                                    else f"{len(counts)} classes in {labels.len()} valid rows"))
+
+    return label_classes
+
+
 def build(brief: Brief) -> list:
     return [*[_validation_asset(name, brief) for name in brief.sources], _quality_report_asset(brief),
-            data_quality_gate]
+            data_quality_gate, _label_classes_gate(brief)]

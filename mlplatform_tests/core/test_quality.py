@@ -251,11 +251,14 @@ def test_an_empty_table_scores_zero_on_the_ratio_dimensions():
     assert points(report)["consistency"] == points(report)["volume"] == 0
 
 
-def test_dates_in_the_future_are_fresh_but_noted():
-    raw = clean_table(200).with_columns(ts=pl.lit(str(AS_OF + timedelta(days=3))))
-    timeliness = score(raw).dimensions[3]
+def test_dates_in_the_future_are_not_fresh_but_a_little_clock_skew_is_tolerated():
+    # validate_table judges against the wall clock here (no as_of given), so these 2025 rows stay valid.
+    future = score(clean_table(200).with_columns(ts=pl.lit(str(AS_OF + timedelta(days=3))))).dimensions[3]
+    skewed = score(clean_table(200).with_columns(ts=pl.lit(str(AS_OF + timedelta(minutes=2))))).dimensions[3]
 
-    assert timeliness.points == 5 and "after as_of" in timeliness.detail
+    assert future.points == 0 and "3.0 days after the as-of time 2025-06-01 00:00" in future.detail
+    assert "Fix the producer's clock" in future.fix
+    assert skewed.points == 5
 
 
 # Relevance measured per source: labels joined to the label source's columns, entity attributes, events.
