@@ -1,6 +1,7 @@
 """Honest comparison on the hold-out: every candidate's metrics with bootstrap intervals, a random reference,
 slices, and the brief's kill criteria judged on those numbers (seed phases 1 and 4)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -520,30 +521,58 @@ def stratified_folds(labels: pl.Series, k: int = 5, *, stratify: bool,
     return [(np.flatnonzero(fold != i), np.flatnonzero(fold == i)) for i in range(k)]
 
 
-def cross_validation(task: TaskType, frame: pl.DataFrame, features: list[str], label: str, metric: str,
-                     params: dict, rounds: int, threshold: float = 0.5, *,
-                     folds: list[tuple[np.ndarray, np.ndarray]], timestamp: str | None = None, seed: int = 0,
-                     transforms: Training | None = None) -> pl.DataFrame:
-    """Cross-validation of LightGBM with fixed parameters over ``folds`` (row positions into ``frame``: from
-    :func:`expanding_window_folds` for data with time, :func:`stratified_folds` without).
+def candidate_refit(model: Any, task: TaskType, features: list[str], label: str, *, seed: int = 0,
+                    transforms: Training | None = None) -> tuple[Callable[[pl.DataFrame], Any], str]:
+    """How to refit a saved candidate's family with its settings on a fold's training rows, for
+    :func:`cross_validation`; and a sentence saying what is refitted.
 
-    Each fold trains exactly ``rounds`` boosting rounds with ``params`` (e.g. the tuned model's parameters
-    and best iteration), the brief's ``transforms`` fitted on the fold's training rows, and no early stopping,
-    and applies ``threshold``: the test block steers nothing, so its metric is an honest estimate.
+    LightGBM: the saved parameters, exactly its best-iteration rounds, no early stopping, the brief's
+    ``transforms`` refitted. The torch network: its saved parameters (architecture, dropout, batch size,
+    learning rate...) for exactly its best epoch, no early stopping. Either is given the fold's training rows as
+    validation rows too (torch keeps the epoch with the best loss on them), so the test block steers nothing.
+
+    Raises:
+        TypeError: a model of another kind.
+    """
+    from mlplatform.core.training import TrainedModel, train_lightgbm  # LightGBM loads only when CV runs
+
+    if isinstance(model, TrainedModel):
+        rounds = int(model.best_iteration)
+        fixed = {**model.params, "num_iterations": rounds, "early_stopping_round": 0}
+
+        def lightgbm(train: pl.DataFrame) -> Any:
+            return train_lightgbm(task, train, train, features, label, params=fixed, seed=seed, transforms=transforms)
+        return lightgbm, f"LightGBM (and the brief's transforms) with the saved parameters and {rounds} rounds"
+    from mlplatform.core.torch_model import TorchModel, train_torch  # torch is heavy: only for a torch candidate
+
+    if isinstance(model, TorchModel):
+        epochs = int(model.info.get("best_epoch") or model.params["max_epochs"])
+        params = {k: v for k, v in model.params.items() if k != "seed"} | {"max_epochs": epochs, "patience": epochs}
+
+        def network(train: pl.DataFrame) -> Any:
+            return train_torch(task, train, train, features, label, params=params, seed=seed, device="cpu")
+        return network, f"the torch network with the saved architecture and settings for {epochs} epochs"
+    raise TypeError(f"cross-validation cannot refit a {type(model).__name__}; add it to candidate_refit")
+
+
+def cross_validation(task: TaskType, frame: pl.DataFrame, features: list[str], label: str, metric: str,
+                     refit: Callable[[pl.DataFrame], Any], threshold: float = 0.5, *,
+                     folds: list[tuple[np.ndarray, np.ndarray]], timestamp: str | None = None) -> pl.DataFrame:
+    """Cross-validation of one model family with fixed settings over ``folds`` (row positions into ``frame``:
+    from :func:`expanding_window_folds` for data with time, :func:`stratified_folds` without).
+
+    Each fold fits ``refit`` (see :func:`candidate_refit`) on the fold's training rows only and applies
+    ``threshold``: the test block steers nothing, so its metric is an honest estimate.
 
     Returns:
         One row per fold: ``fold``, ``train_rows``, ``test_rows``, ``test_start``, ``test_end`` (first and
         last ``timestamp`` of the test block; empty without one) and ``value`` (``metric`` on the test block).
     """
-    from mlplatform.core.training import train_lightgbm  # LightGBM loads only when cross-validation runs
-
-    fixed = {**params, "num_iterations": int(rounds), "early_stopping_round": 0}
     one = metric_function(task, metric, threshold)
     rows = []
     for fold, (train_idx, test_idx) in enumerate(folds, start=1):
         train, test = frame[train_idx], frame[test_idx]
-        # train_lightgbm wants validation rows; with early stopping off they only pick a threshold we ignore.
-        model = train_lightgbm(task, train, test, features, label, params=fixed, seed=seed, transforms=transforms)
+        model = refit(train)
         rows.append({"fold": fold, "train_rows": train.height, "test_rows": test.height,
                      "test_start": _when(test[timestamp].min()) if timestamp else "",
                      "test_end": _when(test[timestamp].max()) if timestamp else "",

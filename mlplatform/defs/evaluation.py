@@ -17,6 +17,7 @@ from mlplatform.core.evaluation import (
     Candidate,
     FairnessRule,
     baseline_comparison,
+    candidate_refit,
     cross_validation,
     edge_case_probe,
     error_contrast,
@@ -51,7 +52,7 @@ from mlplatform.core.report import (
 )
 from mlplatform.core.selection import Selection, choose_challenger
 from mlplatform.core.tracking import dataset_version
-from mlplatform.core.training import load_model, majority_baseline
+from mlplatform.core.training import majority_baseline
 from mlplatform.core.training import rules_baseline as rules_predictor
 from mlplatform.defs.training import CANDIDATE_ASSETS, candidates, load_split, model_features
 from mlplatform.resources.platform import FeatureStoreResource, PlatformResource
@@ -130,7 +131,7 @@ def _cross_validation(platform: PlatformResource, split, challenger: str) -> dic
                   "are the estimate.")
         platform.write_table("evaluation", "cross_validation", pl.DataFrame(schema=CV_FOLD_SCHEMA))
         return {"reason": reason}
-    lgbm = load_model(platform.workspace.models_dir / "lightgbm")
+    model = load_candidate(platform.workspace.models_dir / challenger)
     frame = pl.concat([split.train, split.validation])
     if b.has_time:
         frame = frame.sort(b.label.timestamp, maintain_order=True)
@@ -140,20 +141,18 @@ def _cross_validation(platform: PlatformResource, split, challenger: str) -> dic
         stratify = b.task_type != "regression"
         how = f"5 random folds over train + validation{', stratified by class' if stratify else ''}"
         index = stratified_folds(frame[b.label.column], stratify=stratify, seed=b.training.seed)
-    folds = cross_validation(
-        b.task_type, frame, model_features(b), b.label.column, b.metrics.primary, lgbm.params, lgbm.best_iteration,
-        lgbm.threshold, folds=index, timestamp=b.label.timestamp if b.has_time else None, seed=b.training.seed,
-        transforms=b.training)
+    refit, refitted = candidate_refit(model, b.task_type, model_features(b), b.label.column, seed=b.training.seed,
+                                      transforms=b.training)
+    folds = cross_validation(b.task_type, frame, model_features(b), b.label.column, b.metrics.primary, refit,
+                             model.threshold, folds=index, timestamp=b.label.timestamp if b.has_time else None)
     platform.write_table("evaluation", "cross_validation", folds)
     if folds.height == 0:
         return {"reason": "train and validation hold a single label timestamp, so no fold can test on later rows "
                           "than it trains on."}
-    stand_in = ("" if challenger == "lightgbm" else f" The challenger is {challenger}; LightGBM stands in for it, "
-                "as refitting it per fold would take minutes.")
     reason = (f"The training split has {rows:,} rows (under {CV_MAX_TRAIN_ROWS:,}), so the seed's rule applies: "
-              f"{how}, each refitting LightGBM (and the brief's transforms) with the tuned parameters, "
-              f"{lgbm.best_iteration} rounds and threshold {lgbm.threshold:.3f} of the saved model.{stand_in} The "
-              "validation rows, on which those were tuned, are in the folds, so the estimate leans optimistic.")
+              f"{how}, each refitting the challenger ({challenger}): {refitted}, and its threshold "
+              f"{model.threshold:.3f}. The validation rows, on which those were tuned, are in the folds, so the "
+              "estimate leans optimistic.")
     return {"reason": reason, "folds": folds.to_dicts(), "mean": folds["value"].mean(), "std": folds["value"].std()}
 
 

@@ -148,11 +148,18 @@ def _learnable(n: int, seed: int, signal: bool = True) -> pl.DataFrame:
     return pl.DataFrame({"t": _daily(n // 20, [20] * (n // 20)), "x": x, "noise": rng.normal(0, 1, n), "y": y})
 
 
-def test_temporal_cross_validation_estimates_a_real_signal_and_no_signal():
-    params = {"learning_rate": 0.1, "num_leaves": 7, "min_data_in_leaf": 20, "num_threads": 1}
+def _lightgbm_refit(train: pl.DataFrame):
+    """LightGBM with fixed settings: 30 rounds, no early stopping."""
+    from mlplatform.core.training import train_lightgbm
 
+    params = {"learning_rate": 0.1, "num_leaves": 7, "min_data_in_leaf": 20, "num_threads": 1,
+              "num_iterations": 30, "early_stopping_round": 0}
+    return train_lightgbm("binary", train, train, ["x", "noise"], "y", params=params)
+
+
+def test_temporal_cross_validation_estimates_a_real_signal_and_no_signal():
     def temporal(frame):
-        return cross_validation("binary", frame, ["x", "noise"], "y", "roc_auc", params, rounds=30,
+        return cross_validation("binary", frame, ["x", "noise"], "y", "roc_auc", _lightgbm_refit,
                                 folds=expanding_window_folds(frame["t"]), timestamp="t")
 
     good = temporal(_learnable(1200, 4))
@@ -176,9 +183,8 @@ def test_stratified_folds_partition_the_rows_and_keep_class_shares():
 
 
 def test_random_cross_validation_on_data_without_time():
-    params = {"learning_rate": 0.1, "num_leaves": 7, "min_data_in_leaf": 20, "num_threads": 1}
     frame = _learnable(1000, 6).drop("t")
-    folds = cross_validation("binary", frame, ["x", "noise"], "y", "roc_auc", params, rounds=30,
+    folds = cross_validation("binary", frame, ["x", "noise"], "y", "roc_auc", _lightgbm_refit,
                              folds=stratified_folds(frame["y"], 5, stratify=True, seed=0))
     assert folds.height == 5 and folds["test_rows"].sum() == 1000
     assert folds["test_start"].to_list() == [""] * 5 and folds["value"].mean() > 0.8
