@@ -5,10 +5,12 @@ global tracking URI, so nothing lands in a default ``./mlruns``. Locally the bac
 (``sqlite:///<dir>/mlflow.db``; the file store is deprecated) with artifacts in a folder the caller names.
 """
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import sqlite3
 import tempfile
 import time
 from collections.abc import Sequence
@@ -16,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import polars as pl
 import yaml
@@ -42,6 +46,8 @@ MODEL_ARTIFACT_PATH = "model"
 # The same candidate as an MLflow pyfunc model (logged as code, nothing pickled), beside the plain files.
 PYFUNC_ARTIFACT_PATH = "pyfunc"
 _EXP_TAG = "exp_id"
+# An experiment's artifact root relative to the SQLite store's folder, so a copied store finds its own files.
+ARTIFACT_ROOT_TAG = "mlplatform.artifact_root"
 # MLflow's limits on one param value and one log_batch call.
 _MAX_PARAM_LENGTH = 6000
 _PARAMS_PER_BATCH = 100
@@ -69,15 +75,88 @@ def client_for(tracking_uri: str) -> MlflowClient:
     """A client on ``tracking_uri`` (tracking and registry), creating the SQLite file's folder if needed.
 
     The first client on a new SQLite file runs MLflow's schema migrations (about 4 s); later ones are fast.
+    A SQLite store's artifact roots are first pointed at the folder the file is in now
+    (:func:`relocate_artifact_roots`), so a copied or moved data directory reads its own artifacts.
 
     Raises:
         ValueError: an empty URI, which MLflow would silently replace by ``./mlruns``.
     """
     if not tracking_uri:
         raise ValueError("tracking_uri is empty; pass e.g. sqlite:///<data_dir>/<brief>/mlflow/mlflow.db")
-    if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    database = _sqlite_file(tracking_uri)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        relocate_artifact_roots(database)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _sqlite_file(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, or None for any other backend."""
+    return Path(tracking_uri.removeprefix("sqlite:///")) if tracking_uri.startswith("sqlite:///") else None
+
+
+def relocate_artifact_roots(database: Path) -> None:
+    """Point each experiment whose artifact root lies beside the SQLite ``database`` at that root's place now.
+
+    MLflow stores absolute ``file://`` URIs (an experiment's artifact location, each run's artifact URI, a
+    logged model's location, a model version's storage location). Copied elsewhere, the store would read the
+    original's files, or fail once they are gone. So an experiment created under the store's folder records
+    its root relative to that folder (the ``mlplatform.artifact_root`` tag), and this rewrites the absolute URIs
+    of every such experiment whose recorded root is not where the database is now. An experiment created
+    before the tag existed gets it here while its root is still beside the database. Writes only when
+    something moved; other backends and experiments with roots elsewhere are left alone.
+    """
+    if not database.is_file():
+        return
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as con, con:
+        tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not {"experiments", "experiment_tags", "runs"} <= tables:
+            return  # a new file MLflow has not set up yet
+        rows = con.execute("SELECT e.experiment_id, e.artifact_location, t.value FROM experiments e "
+                           "LEFT JOIN experiment_tags t ON t.experiment_id = e.experiment_id AND t.key = ?",
+                           (ARTIFACT_ROOT_TAG,)).fetchall()
+        folder = database.resolve().parent
+        for experiment_id, location, relative in rows:
+            if relative is None:
+                _tag_root_beside_database(con, experiment_id, location, folder)
+                continue
+            current = (folder / relative).as_uri()
+            if location != current:
+                _rewrite_artifact_prefix(con, tables, experiment_id, location, current)
+
+
+def _tag_root_beside_database(con: sqlite3.Connection, experiment_id: int, location: str, folder: Path) -> None:
+    """Record an untagged experiment's root relative to ``folder`` if it lies under it."""
+    if not (location or "").startswith("file://"):
+        return
+    root = Path(url2pathname(urlparse(location).path))
+    if root.is_relative_to(folder):
+        con.execute("INSERT INTO experiment_tags (key, value, experiment_id) VALUES (?, ?, ?)",
+                    (ARTIFACT_ROOT_TAG, root.relative_to(folder).as_posix(), experiment_id))
+
+
+def _rewrite_artifact_prefix(con: sqlite3.Connection, tables: set[str], experiment_id: int, old: str,
+                             new: str) -> None:
+    """Replace the root ``old`` by ``new`` in every stored URI of one experiment (MLflow's SQL schema)."""
+    con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?", (new, experiment_id))
+    moved = "? || substr({column}, ?) WHERE substr({column}, 1, ?) = ?"
+    prefix = (new, len(old) + 1, len(old) + 1, old + "/")
+    con.execute(f"UPDATE runs SET artifact_uri = {moved.format(column='artifact_uri')} AND experiment_id = ?",
+                (*prefix, experiment_id))
+    if "logged_models" in tables:
+        con.execute(f"UPDATE logged_models SET artifact_location = {moved.format(column='artifact_location')} "
+                    "AND experiment_id = ?", (*prefix, experiment_id))
+    if "model_versions" in tables:
+        for column in ("storage_location", "source"):
+            con.execute(f"UPDATE model_versions SET {column} = {moved.format(column=column)}", prefix)
+
+
+def _artifact_root_tag(tracking_uri: str, artifact_dir: Path) -> dict[str, str]:
+    """The ``mlplatform.artifact_root`` tag of a new experiment whose root is under the SQLite store's folder."""
+    database = _sqlite_file(tracking_uri)
+    if database is None or not artifact_dir.resolve().is_relative_to(database.resolve().parent):
+        return {}
+    return {ARTIFACT_ROOT_TAG: artifact_dir.resolve().relative_to(database.resolve().parent).as_posix()}
 
 
 def experiment_id_for(client: MlflowClient, experiment_name: str, day: date) -> str:
@@ -137,7 +216,8 @@ def log_experiment(
     if experiment is None:
         artifact_dir.mkdir(parents=True, exist_ok=True)
         location = artifact_dir.resolve().as_uri()
-        experiment_id = client.create_experiment(experiment_name, artifact_location=location)
+        experiment_id = client.create_experiment(experiment_name, artifact_location=location,
+                                                 tags=_artifact_root_tag(tracking_uri, artifact_dir))
     else:
         experiment_id = experiment.experiment_id
     exp_id = experiment_id_for(client, experiment_name, day or date.today())
