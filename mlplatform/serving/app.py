@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, HTTPException
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -38,7 +39,16 @@ from mlplatform.core.rollout import Arm, assign_arm, prediction_log_dir, rollout
 from mlplatform.serving.breaker import CircuitBreaker
 from mlplatform.serving.model_loader import Scorer, load_version, model_name, rules_fallback
 from mlplatform.serving.prediction_log import PredictionLog, log_schema
-from mlplatform.serving.schemas import api_models, entity_key_type, feature_frame, feature_types, polars_type
+from mlplatform.serving.schemas import (
+    ErrorBody,
+    NotReady,
+    ValidationErrorBody,
+    api_models,
+    entity_key_type,
+    feature_frame,
+    feature_types,
+    polars_type,
+)
 from mlplatform.settings import Settings, Workspace
 
 log = logging.getLogger(__name__)
@@ -61,6 +71,8 @@ class ServingOptions:
         challenger_share: the challenger's share of entities; None follows the registry (the canary's step).
         log_flush_interval_s: longest a prediction waits in memory before it is written to the log.
         log_flush_rows: buffered predictions that trigger a write at once.
+        max_body_bytes: largest request body; a larger one is refused (413) before any of it is parsed. The
+            default holds a full batch with every feature given (about 1 KB an entity).
     """
 
     timeout_s: float = 1.0
@@ -71,26 +83,34 @@ class ServingOptions:
     challenger_share: float | None = None
     log_flush_interval_s: float = 1.0
     log_flush_rows: int = 10_000
+    max_body_bytes: int = 2 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.challenger_share is not None and not 0 <= self.challenger_share <= 1:
             raise ValueError(f"challenger_share must lie in [0, 1]; got {self.challenger_share}")
         if self.poll_interval_s <= 0 or self.log_flush_interval_s <= 0 or self.log_flush_rows < 1:
             raise ValueError("poll_interval_s and log_flush_interval_s must be > 0 and log_flush_rows >= 1")
+        if self.max_batch < 1 or self.max_body_bytes < 1024:
+            raise ValueError(f"max_batch must be >= 1 and max_body_bytes >= 1024; got {self.max_batch} and "
+                             f"{self.max_body_bytes}")
 
     @classmethod
     def from_env(cls) -> "ServingOptions":
-        """Defaults, with ``MLPLATFORM_CHALLENGER_SHARE`` (0..1) and ``MLPLATFORM_REGISTRY_POLL_S`` applied.
+        """Defaults, with ``MLPLATFORM_CHALLENGER_SHARE`` (0..1), ``MLPLATFORM_REGISTRY_POLL_S`` and
+        ``MLPLATFORM_MAX_BODY_BYTES`` applied.
 
         Raises:
             ValueError: a variable that is not a number in range, naming it.
         """
         share, poll = _env_number("MLPLATFORM_CHALLENGER_SHARE"), _env_number("MLPLATFORM_REGISTRY_POLL_S")
+        body = _env_number("MLPLATFORM_MAX_BODY_BYTES")
         try:
             options = cls(challenger_share=share)
-            return options if poll is None else replace(options, poll_interval_s=poll)
+            options = options if poll is None else replace(options, poll_interval_s=poll)
+            return options if body is None else replace(options, max_body_bytes=int(body))
         except ValueError as exc:
-            raise ValueError(f"{exc} (from MLPLATFORM_CHALLENGER_SHARE / MLPLATFORM_REGISTRY_POLL_S)") from None
+            raise ValueError(f"{exc} (from MLPLATFORM_CHALLENGER_SHARE / MLPLATFORM_REGISTRY_POLL_S / "
+                             "MLPLATFORM_MAX_BODY_BYTES)") from None
 
 
 def _env_number(variable: str) -> float | None:
@@ -141,6 +161,9 @@ class _Metrics:
                                    ["model_name", "model_version", "fallback", "arm"], registry=self.registry)
         self.swaps = Counter("mlplatform_model_swaps", "Models swapped in after the registry changed",
                              ["arm"], registry=self.registry)
+        self.dead_letters = Counter("mlplatform_prediction_log_dead_letter_rows",
+                                    "Prediction log rows that could not be written, kept in its dead-letter file",
+                                    registry=self.registry)
         gauge = Gauge("mlplatform_online_store_circuit_open", "1 while the online-store circuit is open",
                       registry=self.registry)
         gauge.set_function(lambda: float(circuit_open()))
@@ -174,6 +197,54 @@ class _MetricsMiddleware:
             if status >= 400:
                 self.metrics.errors.labels(endpoint, str(status)).inc()
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+
+class _BodyLimitMiddleware:
+    """Refuses (413) a request body over ``limit`` bytes before it is parsed: at once when its Content-Length
+    says so, else as soon as the bytes streamed in (chunked) pass the limit. So no client can make the app parse
+    megabytes of JSON on the event loop, which stalls every other request (``/health`` included)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    def _too_large(self) -> str:
+        return (f"the request body exceeds {self.limit} bytes; send smaller batches (or raise "
+                "MLPLATFORM_MAX_BODY_BYTES)")
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await JSONResponse({"detail": self._too_large()}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def receive_within_limit() -> dict:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                # FastAPI re-raises an HTTPException met while reading the body: the client gets this 413.
+                raise HTTPException(413, self._too_large())
+            return message
+
+        await self.app(scope, receive_within_limit, send)
+
+
+async def _validation_error(_: Any, exc: Exception) -> JSONResponse:
+    """422 naming each invalid field (the first 20) without echoing what was sent: a default FastAPI 422
+    repeats every input value, so a large bad batch came back as megabytes."""
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    detail = [{"loc": [part if isinstance(part, int) else _clip(str(part), 100) for part in error["loc"]],
+               "msg": _clip(str(error["msg"]), 300), "type": str(error["type"])} for error in errors[:20]]
+    return JSONResponse({"detail": detail, "errors": len(errors)}, status_code=422)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 class _Serving:
@@ -369,7 +440,8 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
     serving = _Serving(brief, workspace, options)
     metrics = _Metrics(lambda: serving.breaker.is_open)
     serving.on_swap = lambda arm: metrics.swaps.labels(arm).inc()
-    request_model, response_model, batch_model = api_models(brief)
+    models_of_api = api_models(brief)
+    request_model = models_of_api.request
     key = brief.entity_key
 
     async def follow_registry() -> None:
@@ -381,7 +453,7 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         prediction_log = PredictionLog(prediction_log_dir(workspace), log_schema(key, polars_type(entity_key_type(
-            brief))), options.log_flush_interval_s, options.log_flush_rows)
+            brief))), options.log_flush_interval_s, options.log_flush_rows, metrics.dead_letters.inc)
         app.state.prediction_log = prediction_log
         follower = asyncio.create_task(follow_registry())
         yield
@@ -394,7 +466,10 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
                   description=f"{brief.problem.prediction_target}. Model: the registry's champion of "
                               f"{brief.name} (and its challenger for the share of entities an A/B test or canary "
                               "gives it); the brief's rules answer when no model is available.")
+    # The last added runs first: the metrics see every answer, the 413s of the body limit included.
+    app.add_middleware(_BodyLimitMiddleware, limit=options.max_body_bytes)
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    app.add_exception_handler(RequestValidationError, _validation_error)
 
     def score(models: _Models, arms: list[Arm], rows: list[dict]) -> list[tuple]:
         """``(prediction, probability)`` per row, each row scored by its arm's model (one frame per arm)."""
@@ -406,7 +481,13 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
                 outputs[i] = output
         return outputs
 
-    async def predict_rows(items: list, started: float) -> list[dict]:
+    def not_found(unknown: list) -> str:
+        return (f"no online features for {key} {unknown[:20]}: unknown, or not seen within the last "
+                f"{brief.features.ttl_days} days. Send 'features' explicitly.")
+
+    async def predict_rows(items: list, started: float, partial: bool) -> list[dict]:
+        """One answer per item, in order. An item whose entity the online store does not know is a 404 of the
+        whole request, or (``partial``) a ``not_found`` row while the others are scored."""
         models = serving.models  # this request's models, even if a swap happens while it runs
         if models is None:
             raise HTTPException(503, serving.load_error or "the model is still loading; poll /ready")
@@ -415,9 +496,30 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
         found = await serving.online(wanted, deadline) if wanted else {}
         online = {entity_id: row for entity_id, row in found.items() if row is not None}
         unknown = [entity_id for entity_id in wanted if entity_id not in online]
-        if unknown:
-            raise HTTPException(404, f"no online features for {key} {unknown[:20]}: unknown, or not seen within the "
-                                     f"last {brief.features.ttl_days} days. Send 'features' explicitly.")
+        if unknown and not partial:
+            raise HTTPException(404, not_found(unknown))
+        known = [item for item in items if item.features is not None or getattr(item, key) in online]
+        answers = await score_known(models, known, online, started, deadline)
+        answers.reverse()  # popped in request order below
+        rows = []
+        for item in items:
+            entity_id = getattr(item, key)
+            if item.features is None and entity_id not in online:
+                arm = models.arm_of(entity_id)
+                scorer = models.scorer(arm)
+                rows.append({key: entity_id, "status": "not_found", "detail": not_found([entity_id]),
+                             "prediction": None, "probability": None, "model_name": scorer.model_name,
+                             "model_version": scorer.model_version, "fallback": scorer.fallback, "arm": arm,
+                             "latency_ms": (time.perf_counter() - started) * 1000})
+            else:
+                rows.append(answers.pop())
+        return rows
+
+    async def score_known(models: _Models, items: list, online: dict, started: float,
+                          deadline: float) -> list[dict]:
+        """Score and log ``items`` (each with its features given or found online); one answer per item."""
+        if not items:
+            return []
         ids = [getattr(item, key) for item in items]
         rows = [item.features.model_dump() if item.features else online[entity_id] for item, entity_id in
                 zip(items, ids, strict=True)]
@@ -451,33 +553,50 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
             scorer = models.scorer(arm)
             metrics.predictions.labels(scorer.model_name, scorer.model_version or "none", str(scorer.fallback),
                                        arm).inc()
-            answers.append({key: entity_id, "prediction": prediction, "probability": probability,
+            answers.append({key: entity_id, "status": "ok", "prediction": prediction, "probability": probability,
                             "model_name": scorer.model_name, "model_version": scorer.model_version,
                             "fallback": scorer.fallback, "arm": arm, "latency_ms": latency_ms})
         return answers
 
+    refusals: dict[int | str, dict[str, Any]] = {
+        413: {"model": ErrorBody, "description": "the body exceeds the size limit; nothing was read"},
+        422: {"model": ValidationErrorBody, "description": "a field breaks the contract; nothing was scored"},
+        500: {"model": ErrorBody, "description": "the model failed to score; logged with status error"},
+        503: {"model": ErrorBody, "description": "the model is loading, or the online store's circuit is open or "
+                                                "the store failed; send 'features' explicitly"},
+        504: {"model": ErrorBody, "description": "the online store or the model did not answer in time"}}
+
     # FastAPI validates the body against the annotation, which must be the request model built from the brief at
     # run time; mypy cannot use a class held in a variable as a type, hence the two valid-type ignores.
-    @app.post("/predict", response_model=response_model)
+    @app.post("/predict", response_model=models_of_api.response, responses={
+        **refusals, 404: {"model": ErrorBody, "description": "the online store has no features of this entity"}})
     async def predict(item: request_model) -> dict:  # type: ignore[valid-type]
         """Score one entity: its features from the online store, or the ones the request gives."""
-        return (await predict_rows([item], time.perf_counter()))[0]
+        answer = (await predict_rows([item], time.perf_counter(), partial=False))[0]
+        del answer["status"]  # always ok here: a single unknown entity is a 404
+        return answer
 
-    @app.post("/predict/batch", response_model=batch_model)
+    @app.post("/predict/batch", response_model=models_of_api.batch, responses=refusals)
     async def predict_batch(
         items: Annotated[list[request_model], Body(min_length=1, max_length=options.max_batch)],  # type: ignore[valid-type]
     ) -> dict:
-        """Score up to ``max_batch`` entities with one online-store lookup."""
+        """Score up to ``max_batch`` entities with one online-store lookup.
+
+        An entity the online store does not know does not fail the batch: its row has ``status: not_found``
+        (and no prediction) while the others are scored; the answer is 200 and ``not_found`` counts such rows.
+        """
         started = time.perf_counter()
-        predictions = await predict_rows(items, started)
-        return {"predictions": predictions, "latency_ms": (time.perf_counter() - started) * 1000}
+        predictions = await predict_rows(items, started, partial=True)
+        return {"predictions": predictions, "not_found": sum(row["status"] == "not_found" for row in predictions),
+                "latency_ms": (time.perf_counter() - started) * 1000}
 
     @app.get("/health")
     async def health() -> dict:
         """The process is alive (says nothing about the model)."""
         return {"status": "ok"}
 
-    @app.get("/ready")
+    @app.get("/ready", responses={200: {"description": "the model and the online store answer"},
+                                  503: {"model": NotReady, "description": "not ready, with the reason"}})
     async def ready() -> JSONResponse:
         """200 once the model (or the rules fallback) is loaded and warm and the online store answers."""
         models = serving.models

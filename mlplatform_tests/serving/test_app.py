@@ -124,13 +124,35 @@ def test_batch_size_is_capped(served):
     assert served.client.post("/predict/batch", json=[]).status_code == 422
 
 
-def test_unknown_entity_is_404_naming_it(served, known_ids):
+def test_unknown_entity_is_404_naming_it(served):
     response = served.client.post("/predict", json={KEY: UNKNOWN_ID})
     assert response.status_code == 404
     assert f"{KEY} [{UNKNOWN_ID}]" in response.json()["detail"]
-    batch = served.client.post("/predict/batch", json=[{KEY: known_ids[0]}, {KEY: UNKNOWN_ID}])
-    assert batch.status_code == 404
-    assert str(UNKNOWN_ID) in batch.json()["detail"]
+
+
+def test_a_batch_answers_its_known_entities_and_marks_the_unknown_ones(served, known_ids):
+    items = [{KEY: known_ids[0]}, {KEY: UNKNOWN_ID}, {KEY: known_ids[1]}, {KEY: UNKNOWN_ID + 1}]
+    response = served.client.post("/predict/batch", json=items)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    rows = body["predictions"]
+    assert [row[KEY] for row in rows] == [item[KEY] for item in items]
+    assert [row["status"] for row in rows] == ["ok", "not_found", "ok", "not_found"]
+    assert body["not_found"] == 2
+    for known, row in ((known_ids[0], rows[0]), (known_ids[1], rows[2])):
+        single = served.client.post("/predict", json={KEY: known}).json()
+        assert (row["probability"], row["detail"]) == (pytest.approx(single["probability"], abs=1e-6), None)
+    assert (rows[1]["prediction"], rows[1]["probability"]) == (None, None)
+    assert f"{KEY} [{UNKNOWN_ID}]" in rows[1]["detail"] and "Send 'features' explicitly" in rows[1]["detail"]
+
+
+def test_client_errors_leave_the_online_store_circuit_closed(served, known_ids):
+    for entity_id in [2**63, 2**64, 0, True, "12"] * 2:
+        refused = served.client.post("/predict", json={KEY: entity_id})
+        assert refused.status_code == 422, refused.text
+    assert served.client.get("/ready").status_code == 200
+    assert served.client.post("/predict", json={KEY: known_ids[0]}).status_code == 200
+    assert metric(served.client, "mlplatform_online_store_circuit_open") == 0
 
 
 @pytest.mark.parametrize(("body", "location"), [

@@ -18,9 +18,10 @@ def test_event_features_are_typed_like_the_feature_table():
 def test_a_plain_table_briefs_inputs_keep_their_declared_types(tmp_path):
     brief = load_brief(write_plain_table_brief(tmp_path))
     assert feature_types(brief) == {"row_size": float, "row_colour": str}
-    request, response, batch = api_models(brief)
-    parsed = request.model_validate({"row_id": 3, "features": {"row_size": 1.5, "row_colour": "red"}})
+    models = api_models(brief)
+    parsed = models.request.model_validate({"row_id": 3, "features": {"row_size": 1.5, "row_colour": "red"}})
     assert parsed.model_dump() == {"row_id": 3, "features": {"row_size": 1.5, "row_colour": "red"}}
     with pytest.raises(ValidationError, match="row_size"):
-        request.model_validate({"row_id": 3, "features": {"row_size": "large", "row_colour": "red"}})
-    assert batch.model_fields["predictions"].annotation == list[response]
+        models.request.model_validate({"row_id": 3, "features": {"row_size": "large", "row_colour": "red"}})
+    (row,) = models.batch.model_fields["predictions"].annotation.__args__
+    assert set(row.model_fields) == {*models.response.model_fields, "status", "detail"}
