@@ -463,7 +463,7 @@ class Rollout(_Strict):
     ``monitoring.max_metric_drop``. The defaults are the seed's values."""
 
     mde: float = Field(default=0.02, gt=0, lt=1, description="minimum detectable effect of the A/B test: the "
-                       "absolute gain in the per-prediction success rate its sample size is computed to detect")
+                       "absolute gain in the brief's primary metric (metrics.primary) its sample size is computed to detect")
     alpha: float = Field(default=0.05, gt=0, lt=1, description="two-sided significance level of the A/B test")
     power: float = Field(default=0.8, gt=0, lt=1, description="probability that the A/B test detects a gain of mde")
     min_runtime_days: float = Field(default=7.0, gt=0, description="shortest A/B test, one full business cycle; "
@@ -485,6 +485,36 @@ class Rollout(_Strict):
             raise ValueError(f"canary_steps must rise strictly within (0, 1] and end at 1.0 (all traffic); got "
                              f"{list(steps)}, e.g. [0.05, 0.25, 0.5, 1.0]")
         return steps
+
+
+class AllowedPredictiveFeature(_Strict):
+    """A model input declared legitimate although it alone predicts the label beyond the leakage threshold."""
+
+    feature: str = Field(min_length=1, description="the input column (or its feature name, {entity}_{column})")
+    reason: str = Field(min_length=1, description="why the feature is a genuine measurement known at prediction "
+                        "time, not derived from the label; the leakage check and the model card show it")
+
+    @field_validator("reason")
+    @classmethod
+    def _a_real_reason(cls, reason: str) -> str:
+        if not reason.strip() or reason.strip().upper().startswith("TODO"):
+            raise ValueError("a waiver needs its reason written out: why the feature is known before the label and "
+                             "is not computed from it")
+        return reason
+
+
+class LeakageWaivers(_Strict):
+    """Explicit ways through the leakage checklist's heuristic item 4 (a single feature too predictive)."""
+
+    allowed_predictive_features: list[AllowedPredictiveFeature] = Field(
+        default_factory=list, description="inputs whose single-feature hold-out ROC-AUC / R² may exceed "
+        "thresholds.leakage_max_single_feature_score: shown as WAIVED with their reason instead of stopping the run")
+
+    def allowed(self, features: list[str], entity: str) -> dict[str, str]:
+        """Feature name -> reason for each of ``features`` a waiver names (by column or by feature name)."""
+        reasons = {w.feature: w.reason for w in self.allowed_predictive_features}
+        return {f: reasons.get(f) or reasons[f.removeprefix(f"{entity}_")] for f in features
+                if f in reasons or f.removeprefix(f"{entity}_") in reasons}
 
 
 class Brief(_Strict):
@@ -512,6 +542,7 @@ class Brief(_Strict):
     monitoring: Monitoring = Monitoring()
     rollout: Rollout = Rollout()
     training: Training = Training()
+    leakage: LeakageWaivers = LeakageWaivers()
     hypothesis: str = ""
 
     @model_validator(mode="before")
@@ -529,6 +560,16 @@ class Brief(_Strict):
         except (KeyError, TypeError, AttributeError):
             return raw  # not a plain-table brief, or malformed: field validation reports it
         return {**raw, "features": {**features, "columns": columns}}
+
+    @model_validator(mode="after")
+    def _waivers_name_inputs(self) -> "Brief":
+        if isinstance(self.features, TableFeatures):
+            inputs = {*self.model_input_columns, *(f"{self.entity}_{c}" for c in self.model_input_columns)}
+            unknown = [w.feature for w in self.leakage.allowed_predictive_features if w.feature not in inputs]
+            if unknown:
+                raise ValueError(f"leakage.allowed_predictive_features names {', '.join(unknown)}, which is not a "
+                                 f"model input (inputs: {', '.join(self.model_input_columns)})")
+        return self
 
     @field_validator("partition_end")
     @classmethod

@@ -8,7 +8,7 @@ from typing import NoReturn
 
 import typer
 
-from mlplatform.brief import DEMO_BRIEF, BriefError, draft_notice, load_brief, placeholder_fields
+from mlplatform.brief import DEMO_BRIEF, Brief, BriefError, draft_notice, load_brief, placeholder_fields
 from mlplatform.core.io import InputError
 from mlplatform.settings import Settings, Workspace
 
@@ -113,6 +113,26 @@ def validate(brief: Path = typer.Argument(..., help="the brief YAML to check"),
         except InputError as exc:
             _fail(str(exc))
         typer.echo(f"  {name}: {len(files)} file(s), declared columns present")
+        if name == loaded.label.source:
+            _warn_about_fairness(loaded, files)
+
+
+def _warn_about_fairness(brief: Brief, files: list[Path]) -> None:
+    """Warn, before anything is trained, of a protected attribute whose groups the hold-out cannot fill: the
+    promotion gate would fail closed at the end of the run."""
+    import polars as pl
+
+    from mlplatform.core.io import read_file
+    from mlplatform.core.preflight import fairness_outlooks
+
+    source = brief.sources[brief.label.source]
+    wanted = [c for c in (*brief.protected_attributes, brief.label.timestamp) if c in source.file_columns]
+    if not set(brief.protected_attributes) & set(wanted):
+        return
+    rows = pl.concat([read_file(f, source.format, source.table).select(wanted) for f in files])
+    for outlook in fairness_outlooks(brief, rows):
+        if not outlook.assessable:
+            typer.secho(f"  warning: {outlook.describe()}", fg="yellow")
 
 
 @app.command()
@@ -142,6 +162,8 @@ def init(data: str = typer.Argument(..., help="a CSV/Parquet file, a glob or a f
     typer.echo(f"Wrote {output}. Inferred:")
     for note in draft.inferences:
         typer.echo(f"  - {note}")
+    if draft.waiver_snippet:
+        typer.echo(draft.waiver_snippet.rstrip())
     typer.echo(f"Next: read and edit {output}, then `mlplatform run --brief {output}`.")
 
 

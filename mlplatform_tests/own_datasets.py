@@ -59,3 +59,81 @@ def house_prices(folder: Path, n: int = 3000, width: int = 30, seed: int = 2) ->
     path = folder / "house_prices.parquet"
     pl.DataFrame({"house_id": np.arange(1, n + 1), **columns, "price": price.round(2)}).write_parquet(path)
     return path
+
+
+# Real datasets that installed packages ship (nothing is downloaded): scikit-learn's bundled tables and
+# statsmodels' bundled datasets, written as the files a person would point `mlplatform init` at.
+
+def _snake(name: str) -> str:
+    return name.strip().lower().replace(" ", "_")
+
+
+def breast_cancer(folder: Path) -> Path:
+    """scikit-learn's Wisconsin breast-cancer table (569 rows, 30 measurements, binary 'malignant' 0/1, where
+    1 is benign in the original coding). Several genuine measurements alone reach a hold-out ROC-AUC > 0.95."""
+    from sklearn.datasets import load_breast_cancer
+
+    frame = pl.from_pandas(load_breast_cancer(as_frame=True).frame)
+    path = folder / "breast_cancer.csv"
+    frame.rename({c: _snake(c) for c in frame.columns}).rename({"target": "benign"}).write_csv(path)
+    return path
+
+
+def blanked(path: Path, share: float, keep: list[str], seed: int = 0) -> Path:
+    """A copy of a CSV with ``share`` of the cells of every column but ``keep`` blanked at random."""
+    rng = np.random.default_rng(seed)
+    frame = pl.read_csv(path)
+    out = path.with_name(f"{path.stem}_blanked.csv")
+    frame.with_columns(pl.when(pl.Series(rng.random(frame.height) < share)).then(None).otherwise(pl.col(c)).alias(c)
+                       for c in frame.columns if c not in keep).write_csv(out)
+    return out
+
+
+def marriage_affairs(folder: Path) -> Path:
+    """statsmodels' Fair (1978) affairs survey (6,366 rows): marriage rating 1–5 (multiclass) from age, years
+    married, children, religiousness, education, occupations and affairs, which is 0 for 68% of the women."""
+    from statsmodels.datasets import fair
+
+    path = folder / "marriage_affairs.csv"
+    pl.from_pandas(fair.load_pandas().data).write_csv(path)
+    return path
+
+
+def election_survey(folder: Path) -> Path:
+    """statsmodels' 1996 American National Election Study extract (944 rows): the vote (0 Clinton, 1 Dole)
+    from the voter's views, education, income and age (a protected attribute)."""
+    from statsmodels.datasets import anes96
+
+    path = folder / "election_survey.csv"
+    frame = pl.from_pandas(anes96.load_pandas().data)
+    frame.rename({c: _snake(c) for c in frame.columns}).with_columns(pl.col("vote").cast(pl.Int64)).write_csv(path)
+    return path
+
+
+def mauna_loa_co2(folder: Path) -> Path:
+    """statsmodels' weekly Mauna Loa CO2 record (1958–2001, 2,284 weeks, 59 missing readings): a time series
+    without an entity key; the label (this week's ppm) is missing where the reading is, and the input (the
+    reading a year before) is missing for the first year and where that reading is."""
+    from statsmodels.datasets import co2
+
+    data = co2.load_pandas().data
+    frame = pl.DataFrame({"week": [d.date() for d in data.index], "co2": data["co2"].to_numpy()}).with_columns(
+        pl.col("co2").fill_nan(None))
+    path = folder / "mauna_loa_co2.csv"
+    frame.with_columns(co2_year_before=pl.col("co2").shift(52)).write_csv(path)
+    return path
+
+
+def firm_investment(folder: Path, blank_share: float = 0.05, seed: int = 3) -> Path:
+    """statsmodels' Grunfeld investment panel (220 rows: 11 firms × 20 years): investment from firm value and
+    capital, the firm a text column; ``blank_share`` of the value and capital cells blanked, as in a ledger
+    with gaps."""
+    from statsmodels.datasets import grunfeld
+
+    rng = np.random.default_rng(seed)
+    frame = pl.from_pandas(grunfeld.load_pandas().data).with_columns(pl.col("year").cast(pl.Int64))
+    frame = frame.with_columns(pl.when(pl.Series(rng.random(frame.height) < blank_share)).then(None)
+                               .otherwise(pl.col(c)).alias(c) for c in ("value", "capital"))
+    path = folder / "firm_investment.csv"
+    frame.write_csv(path)
+    return path

@@ -13,7 +13,15 @@ from pathlib import Path
 import polars as pl
 import yaml
 
+from mlplatform.brief import Label, RandomSplit, Split, Thresholds
 from mlplatform.core.io import InputError, read_duckdb_table, source_files
+from mlplatform.core.preflight import (
+    PredictiveFeature,
+    decides,
+    group_outlook,
+    hold_out_share,
+    predictive_features,
+)
 
 # The seed's primary metric switches to PR-AUC when the positive class is rarer than this.
 RARE_POSITIVE_RATE = 0.05
@@ -26,6 +34,14 @@ MAX_SLICE_LEVELS = 10
 PROTECTED_HINTS = ("age", "gender", "sex", "race", "ethnic", "religion", "nationality", "disab", "marital",
                    "pregnan", "orientation")
 SPLIT_FRACTIONS = (0.70, 0.85)  # a temporal split's validation and test start at these label-time quantiles
+# A text column this share of whose values read as numbers is a numeric column with a few bad values (a junk cell,
+# a unit typed in): it is typed as a number and the rest are flagged as values validation will quarantine.
+NUMERIC_SHARE = 0.98
+# Longer text values are not levels (a pasted document, a corrupt cell): they stay out of `allowed`.
+MAX_LEVEL_CHARS = 200
+# A column missing this share of its values or more scores 0 on completeness (the seed's 50% anchor).
+MOSTLY_EMPTY = 0.5
+SHOWN_CHARS = 40  # of a bad value quoted in a note
 
 _POLARS_TO_DTYPE = {pl.Boolean: "bool", pl.Date: "date", pl.Datetime: "datetime", pl.String: "str"}
 
@@ -36,6 +52,7 @@ class Draft:
 
     text: str
     inferences: list[str] = field(default_factory=list)
+    waiver_snippet: str = ""  # commented YAML declaring the too-predictive inputs legitimate, once reasons are in
 
 
 def _slug(text: str) -> str:
@@ -63,11 +80,49 @@ def read_dataset(path: str, table: str | None = None) -> tuple[pl.DataFrame, str
                          ".parquet. Point it at the files of one table.")
     fmt = suffixes.pop().lstrip(".")
     try:
-        frames = [pl.read_csv(f, try_parse_dates=True, infer_schema_length=10_000) if fmt == "csv"
-                  else pl.read_parquet(f) for f in files]
+        frames = [_read_csv(f) if fmt == "csv" else pl.read_parquet(f) for f in files]
         return pl.concat(frames, how="diagonal_relaxed"), fmt
     except Exception as exc:  # polars raises several types for corrupt input
         raise InputError(f"cannot read {path} as {fmt}: {exc}. Fix or replace the file.") from None
+
+
+def _read_csv(path: Path) -> pl.DataFrame:
+    """A CSV with types inferred from its first rows, or from all rows when a later value breaks that guess."""
+    try:
+        return pl.read_csv(path, try_parse_dates=True, infer_schema_length=10_000)
+    except pl.exceptions.ComputeError:
+        return pl.read_csv(path, try_parse_dates=True, infer_schema_length=None)
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= SHOWN_CHARS else f"{value[:SHOWN_CHARS]}…") + (
+        f" ({len(value):,} characters)" if len(value) > SHOWN_CHARS else "")
+
+
+def _numeric_text(frame: pl.DataFrame, exclude: str) -> tuple[pl.DataFrame, list[str]]:
+    """Text columns whose values nearly all read as numbers, typed as numbers; a note per column on the rest.
+
+    One junk cell makes a CSV reader type a whole numeric column as text; the contract should still say
+    number, so that the junk is quarantined rather than becoming the column's type.
+    """
+    notes = []
+    for name in frame.columns:
+        column = frame[name]
+        if name == exclude or column.dtype != pl.String or column.drop_nulls().len() == 0:
+            continue
+        text = column.str.strip_chars()
+        number = text.cast(pl.Float64, strict=False)
+        parsed = number.is_not_null() & text.is_not_null()
+        present = int(text.is_not_null().sum())
+        if parsed.sum() < NUMERIC_SHARE * present or parsed.sum() == present:
+            continue
+        bad = column.filter(text.is_not_null() & ~parsed)
+        whole = number.drop_nulls()
+        typed = number.cast(pl.Int64) if bool((whole == whole.round(0)).all()) else number
+        frame = frame.with_columns(typed.alias(name))
+        notes.append(f"'{name}': typed as a number ({1 - bad.len() / present:.1%} of its values are); "
+                     f"{bad.len()} value(s) that are not, e.g. {_shown(str(bad[0]))}, will be quarantined")
+    return frame, notes
 
 
 def _number(value: object) -> float:
@@ -77,12 +132,14 @@ def _number(value: object) -> float:
     raise TypeError(f"expected a number from a numeric column, got {value!r}")
 
 
-def _column_spec(series: pl.Series) -> dict:
+def _column_spec(series: pl.Series, nulls: int) -> dict:
+    """The contract of one column; ``nulls``: its missing values as read (junk cells typed away not counted)."""
     spec: dict = {"dtype": _dtype(series)}
-    if series.null_count():
+    if nulls:
         spec["nullable"] = True
-    if spec["dtype"] == "str" and series.n_unique() <= MAX_CONTRACT_LEVELS:
-        spec["allowed"] = sorted(str(v) for v in series.drop_nulls().unique())
+    levels = series.drop_nulls().unique()
+    if spec["dtype"] == "str" and levels.len() <= MAX_CONTRACT_LEVELS:
+        spec["allowed"] = sorted(str(v) for v in levels if len(str(v)) <= MAX_LEVEL_CHARS)
     if spec["dtype"] in ("int", "float") and series.drop_nulls().len() and _number(series.min()) >= 0:
         spec["min"] = 0
     return spec
@@ -132,8 +189,9 @@ def _rules(frame: pl.DataFrame, target: pl.Series, task: str, inputs: list[str],
         pl.corr("x", "y", method="spearman")).item() or 0.0) for c in numeric}
     best = max(strength, key=strength.__getitem__)
     median = _number(frame[best].median())
-    feature, above = f"{entity}_{best}", frame[best] >= median
-    below = frame[best] < median
+    feature, above, below, at = f"{entity}_{best}", frame[best] >= median, frame[best] < median, (">=", "<")
+    if not below.any():  # the median is the minimum (a zero-heavy feature): split above it instead
+        above, below, at = frame[best] > median, frame[best] <= median, (">", "<=")
 
     def typical(mask: pl.Series) -> float:
         part = y.filter(mask)
@@ -142,11 +200,11 @@ def _rules(frame: pl.DataFrame, target: pl.Series, task: str, inputs: list[str],
         return float(part.mode().sort()[0])
 
     if task == "binary":
-        direction = ">=" if _number(y.filter(above).mean()) >= _number(y.filter(below).mean()) else "<"
+        direction = at[0] if _number(y.filter(above).mean()) >= _number(y.filter(below).mean()) else at[1]
         rules = [{"when": f"{feature} {direction} {median:g}", "predict": 1}]
     else:
-        rules = [{"when": f"{feature} >= {median:g}", "predict": typical(above)},
-                 {"when": f"{feature} < {median:g}", "predict": typical(below)},
+        rules = [{"when": f"{feature} {at[0]} {median:g}", "predict": typical(above)},
+                 {"when": f"{feature} {at[1]} {median:g}", "predict": typical(below)},
                  {"when": f"{feature} IS NULL", "predict": typical(pl.Series([True] * frame.height))}]
     return rules, (f"rules baseline: split at the median of {best} (|Spearman ρ| {strength[best]:.2f} with the "
                    "label). Replace it with the heuristic the business uses today.")
@@ -183,8 +241,13 @@ def draft_brief(data: str, target: str, *, brief_dir: Path, today: date, table: 
     notes.append(f"task: {task} (target '{target}', {frame[target].n_unique()} distinct values)"
                  + (f"; classes in index order {classes}" if classes else ""))
 
+    nulls = {c: frame[c].null_count() for c in frame.columns}
+    frame, typing_notes = _numeric_text(frame, exclude=target)
+    notes += typing_notes
     key, time_column = _key_and_time(frame, target)
-    columns = {c: _column_spec(frame[c]) for c in frame.columns}
+    columns = {c: _column_spec(frame[c], nulls[c]) for c in frame.columns}
+    notes += _long_level_notes(frame, columns)
+    notes += _missing_notes(nulls, frame.height)
     source: dict = {"format": fmt, **({"table": table} if table else {})}
     if time_column:
         source["timestamp"] = time_column
@@ -222,9 +285,14 @@ def draft_brief(data: str, target: str, *, brief_dir: Path, today: date, table: 
     notes.append(f"primary metric: {metrics['primary']} ({why_metric})")
     rules, why_rules = _rules(frame, label_index, task, inputs, entity)
     notes.append(why_rules)
+    predictive = predictive_features(frame, inputs, label_index, task, Thresholds().leakage_max_single_feature_score)
+    if predictive:
+        notes.append(_predictive_note(predictive))
 
     if time_column:
         times = frame[time_column].cast(pl.Datetime("us")).drop_nulls().sort()
+        if times.len() == 0:
+            raise InputError(f"'{time_column}' holds no values: nothing to split by time")
         first, last = times[0].date(), times[-1].date()
         cut = [times[int(q * (times.len() - 1))].date() for q in SPLIT_FRACTIONS]
         if not first < cut[0] < cut[1]:
@@ -235,6 +303,8 @@ def draft_brief(data: str, target: str, *, brief_dir: Path, today: date, table: 
     else:
         split = {"validation_fraction": 0.15, "test_fraction": 0.15, "stratify": task != "regression"}
         partition = (today, today + timedelta(days=1))
+
+    notes += _fairness_notes(frame, protected, task, split, time_column)
 
     data_path = Path(data)
     try:
@@ -273,5 +343,70 @@ def draft_brief(data: str, target: str, *, brief_dir: Path, today: date, table: 
     }
     header = (f"# Draft brief written by `mlplatform init` from {data} on {today}.\n"
               "# It runs as it is; read every guess below, fill the TODOs, and confirm the protected attributes.\n"
-              + "".join(f"#   - {note}\n" for note in notes))
-    return Draft(header + yaml.safe_dump(brief, sort_keys=False, allow_unicode=True), notes)
+              + "".join(f"#   - {note}\n" for note in notes) + _waiver_snippet(predictive))
+    return Draft(header + yaml.safe_dump(brief, sort_keys=False, allow_unicode=True), notes,
+                 _waiver_snippet(predictive))
+
+
+def _long_level_notes(frame: pl.DataFrame, columns: dict[str, dict]) -> list[str]:
+    """A note per text column with values too long to be levels: they are left out of `allowed`."""
+    notes = []
+    for name, spec in columns.items():
+        if "allowed" not in spec:
+            continue
+        long = frame[name].drop_nulls().unique().filter(frame[name].drop_nulls().unique().str.len_chars()
+                                                        > MAX_LEVEL_CHARS)
+        if long.len():
+            notes.append(f"'{name}': {long.len()} value(s) longer than {MAX_LEVEL_CHARS} characters, e.g. "
+                         f"{_shown(str(long[0]))}, are not allowed levels: those rows will be quarantined")
+    return notes
+
+
+def _missing_notes(nulls: dict[str, int], rows: int) -> list[str]:
+    """The nullable columns with their missing share, the mostly empty ones called out: nullable means a missing
+    value is allowed, not that it is free (completeness counts every model input)."""
+    shares = sorted(((c, n / rows) for c, n in nulls.items() if n), key=lambda item: -item[1])
+    if not shares:
+        return []
+    some = [f"{c} {share:.0%}" for c, share in shares if share < MOSTLY_EMPTY]
+    notes = ["nullable (share missing): " + ", ".join(some)] if some else []
+    empty = [f"{c} {share:.0%}" for c, share in shares if share >= MOSTLY_EMPTY]
+    if empty:
+        notes.append(f"MOSTLY EMPTY, nullable (share missing): {', '.join(empty)}: as model inputs they cost the "
+                     "completeness score (0 points at 50% missing) and can fail the quality gate; fill them at the "
+                     "source, or drop them from features.columns")
+    return notes
+
+
+def _predictive_note(predictive: list[PredictiveFeature]) -> str:
+    scores = ", ".join(f"{p.feature} {p.score:.3f}" for p in predictive)
+    return (f"SUSPICIOUSLY PREDICTIVE alone (quick-split hold-out {predictive[0].metric} > "
+            f"{Thresholds().leakage_max_single_feature_score}): {scores}. The leakage gate will stop the run: fix "
+            "each (drop it, or rebuild it from data known before the label), or declare it legitimate with a reason "
+            "under leakage.allowed_predictive_features (snippet below)")
+
+
+def _waiver_snippet(predictive: list[PredictiveFeature]) -> str:
+    """Commented YAML that declares the predictive features legitimate, once a person writes the reasons."""
+    if not predictive:
+        return ""
+    lines = ["# To declare them genuine measurements, uncomment and give each a real reason:", "# leakage:",
+             "#   allowed_predictive_features:"]
+    lines += [f"#   - {{feature: {p.feature}, reason: \"TODO: why it is known before the label and not computed "
+              "from it\"}" for p in predictive]
+    return "\n".join(lines) + "\n"
+
+
+def _fairness_notes(frame: pl.DataFrame, protected: list[str], task: str, split: dict,
+                    time_column: str | None) -> list[str]:
+    """Per protected attribute of a deciding model: the hold-out rows each group can be expected to have, and a
+    warning where fairness could not be assessed (the promotion gate then fails closed)."""
+    defaults = Thresholds()
+    if not protected or not decides(task, Label.model_fields["positive_class"].default):
+        return []
+    plan = RandomSplit(**split) if "test_fraction" in split else Split(**split)
+    times = frame[time_column] if time_column else None
+    share = hold_out_share(plan, defaults.golden_share, times)
+    if share is None:
+        return []
+    return [group_outlook(frame[c], share, defaults.fairness_min_group_size).describe() for c in protected]

@@ -7,7 +7,7 @@ compare. A pipeline without a transform of that kind gets a passing "not applica
 """
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -285,13 +285,20 @@ def _single_feature_score(train_key: pl.Series, train_y: pl.DataFrame, hold_key:
 
 def check_no_target_derived_feature(train: pl.DataFrame, hold_out: pl.DataFrame, *, features: Sequence[str],
                                     label: str, task: TaskType,
-                                    threshold: float = SUSPICIOUS_SINGLE_FEATURE_SCORE) -> LeakageFinding:
+                                    threshold: float = SUSPICIOUS_SINGLE_FEATURE_SCORE,
+                                    allowed: Mapping[str, str] | None = None) -> LeakageFinding:
     """Item 4: no single feature predicts the hold-out label almost perfectly on its own.
 
     Each feature alone becomes a predictor fitted on ``train``: the mean label per feature value (numbers with
     many values in 50 quantile bins, missing values their own group). It is scored on ``hold_out`` by ROC-AUC
     (binary; macro one-vs-rest for multiclass) or R² (regression). A score above ``threshold`` is what a
-    feature computed from the label looks like.
+    feature computed from the label looks like — or a genuine measurement that strong (a tumour's perimeter for
+    its malignancy): the brief declares such a feature in ``allowed`` with a reason, and it is then WAIVED,
+    recorded with its score and reason, instead of stopping the run.
+
+    Evidence keys: ``metric``, ``threshold``, ``hold_out_rows``, ``top_features`` (the five best, feature ->
+    score), ``scores_above_threshold`` (feature -> score), ``flagged`` (features above the threshold and not
+    waived: these fail the check), ``waived`` (feature -> ``{"score", "reason"}``), ``not_scored``.
 
     Args:
         train: rows the single-feature predictors are fitted on.
@@ -300,6 +307,7 @@ def check_no_target_derived_feature(train: pl.DataFrame, hold_out: pl.DataFrame,
         label: the label column.
         task: the brief's task type.
         threshold: the score above which a feature is flagged.
+        allowed: features declared legitimate despite their score (feature -> the brief's reason).
     """
     classes = sorted(train[label].unique().to_list()) if task == "multiclass" else []
     train_y, hold_y = _targets(train[label], task, classes), _targets(hold_out[label], task, classes)
@@ -308,18 +316,30 @@ def check_no_target_derived_feature(train: pl.DataFrame, hold_out: pl.DataFrame,
         train_key, hold_key = _keys(train[name], hold_out[name])
         scores[name] = _single_feature_score(train_key, train_y, hold_key, hold_y, task)
     ranked = sorted(((n, s) for n, s in scores.items() if not math.isnan(s)), key=lambda p: p[1], reverse=True)
-    flagged = [n for n, s in ranked if s > threshold]
+    above = {n: round(s, 4) for n, s in ranked if s > threshold}
+    allowed = allowed or {}
+    waived = {n: {"score": s, "reason": allowed[n]} for n, s in above.items() if n in allowed}
+    flagged = [n for n in above if n not in waived]
     metric = "r2" if task == "regression" else "roc_auc"
     evidence = {
         "metric": metric,
         "threshold": threshold,
         "hold_out_rows": hold_out.height,
         "top_features": {n: round(s, 4) for n, s in ranked[:_EXAMPLES]},
+        "scores_above_threshold": above,
         "flagged": flagged,
+        "waived": waived,
         "not_scored": [n for n, s in scores.items() if math.isnan(s)],
     }
+    waivers = "; ".join(f"WAIVED {n} ({metric} {w['score']:.3f}): {w['reason']}" for n, w in waived.items())
     if flagged:
-        detail = f"suspiciously predictive on their own (hold-out {metric} > {threshold}): {', '.join(flagged)}"
+        detail = (f"suspiciously predictive on their own (hold-out {metric} > {threshold}): "
+                  f"{', '.join(f'{n} {above[n]:.3f}' for n in flagged)}. Either fix each one (drop it, or rebuild it "
+                  "from data known before the label time), or, if it is a genuine measurement, declare it in the "
+                  "brief with a reason: leakage: {allowed_predictive_features: [{feature: "
+                  f"{flagged[0]}, reason: \"...\"}}]}}" + (f". {waivers}" if waivers else ""))
+    elif waived:
+        detail = f"{waivers}; no other feature exceeds hold-out {metric} {threshold}"
     elif ranked:
         detail = f"best single feature {ranked[0][0]} reaches hold-out {metric} {ranked[0][1]:.3f} (≤ {threshold})"
     else:

@@ -8,7 +8,8 @@ change moves the score by the same amount. Anchors are inclusive.
 dimension         measurement                                                 5 points  0 points    scale
 ================  ==========================================================  ========  ==========  =====
 completeness      missing cells / cells, over the columns the contract        ≤ 1 %     ≥ 50 %      log
-                  requires (non-nullable); all columns when none is required
+                  requires (non-nullable) and every direct model input,
+                  nullable or not; all columns when none is counted
 accuracy          rows breaking a range or allowed-values rule / distinct     ≤ 0.1 %   ≥ 10 %      log
                   rows
 consistency       (rows with an unparseable value + rows repeating a key      ≤ 0.1 %   ≥ 10 %      log
@@ -22,10 +23,17 @@ volume            samples in the smallest class (classification), else        �
                   valid rows
 ================  ==========================================================  ========  ==========  =====
 
+Nullable means a missing value is allowed, not that it is free: a model input missing in half the rows carries
+half the information whoever declared it nullable (:func:`completeness_columns`). Event columns aggregated
+into features (an amount that only payment events carry) are the exception: their blanks are structural.
+
 The completeness and volume anchors are the seed's table (>50 % missing = 0, <1 % = 5; <100 samples per
 class = 0, >10,000 = 5). The seed's 5 for accuracy is "validated against the truth": here the contract is
 that validation, and what it finds wrong costs points. Timeliness reads the seed's "real-time or daily" as
 the brief's freshness need and "months stale" as 90 days. An empty table scores 0 on the ratio dimensions.
+
+Completeness is also a floor: a source (or the overall report) with at least half of its counted cells missing
+fails whatever its total (:data:`EMPTY_SHARE`).
 
 A dimension that cannot be measured for a source is *not applicable* (``points`` None): timeliness of a
 table without a timestamp column, relevance of a source that cannot be joined to the label. It gives no
@@ -42,7 +50,7 @@ the best: a source with little signal does not hide the signal of another.
 """
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 
@@ -59,6 +67,10 @@ MAX_CATEGORY_LEVELS = 20  # text features with more levels are skipped for relev
 LEAKAGE_SIGNAL = 0.9  # a single feature this predictive is more likely leakage than signal
 RELEVANCE_SAMPLE_ROWS = 20_000  # labelled rows relevance is measured on: tells a 0.05 signal from none
 NOTHING_TO_FIX = "Nothing to fix."
+# Half the counted cells missing is the seed's "very poor" completeness (0 points), and it fails the gate on its
+# own: the other dimensions measure the cells that are there, so a table of mostly blanks can otherwise score
+# well on them and pass on the total.
+EMPTY_SHARE = 0.5
 
 
 @dataclass
@@ -114,7 +126,10 @@ class QualityReport:
         skipped = [d.name for d in self.dimensions if not d.applicable]
         scaled = f" ({self.points:g} of {self.possible:g} applicable points; not applicable: " \
                  f"{', '.join(skipped)})" if skipped else ""
-        return f"{self.total:g}/30{scaled} against a minimum of {self.min_score:g}"
+        empty = _too_empty(self.dimensions)
+        veto = (f"; fails whatever the total: {empty.measurement:.0%} of the counted cells are missing "
+                f"(≥ {EMPTY_SHARE:.0%}, the seed's 'very poor' completeness)") if empty else ""
+        return f"{self.total:g}/30{scaled} against a minimum of {self.min_score:g}{veto}"
 
 
 def normalised_total(points: list[float | None]) -> float:
@@ -123,10 +138,17 @@ def normalised_total(points: list[float | None]) -> float:
     return round(sum(applicable) * TOTAL / (MAX_POINTS * len(applicable)), 2) if applicable else 0.0
 
 
+def _too_empty(dimensions: list[DimensionScore]) -> DimensionScore | None:
+    """The completeness dimension when at least half its counted cells are missing, else None."""
+    return next((d for d in dimensions if d.name == "completeness" and d.applicable
+                 and d.measurement >= EMPTY_SHARE), None)
+
+
 def report_of(source: str, dimensions: list[DimensionScore], min_score: float) -> QualityReport:
-    """A report whose total is the applicable points scaled to 30 and compared with ``min_score``."""
+    """A report whose total is the applicable points scaled to 30 and compared with ``min_score``; it fails
+    whatever the total when half the counted cells are missing (see :data:`EMPTY_SHARE`)."""
     total = normalised_total([d.points if d.applicable else None for d in dimensions])
-    return QualityReport(source, dimensions, total, total >= min_score, min_score)
+    return QualityReport(source, dimensions, total, total >= min_score and _too_empty(dimensions) is None, min_score)
 
 
 def not_applicable(name: str, why: str, fix: str) -> DimensionScore:
@@ -183,21 +205,37 @@ def _top_check(result: ValidationResult, kind: str) -> tuple[str, int] | None:
     return max(checks, key=lambda item: item[1]) if checks else None
 
 
-def _completeness(result: ValidationResult, rows: int) -> DimensionScore:
-    columns = result.required_columns or list(result.null_counts)
+def completeness_columns(brief: Brief, source: str) -> list[str]:
+    """The columns of ``source`` whose missing cells completeness counts besides the required ones: the direct
+    model inputs it holds (a plain table's input columns, an entity table's attributes), nullable or not."""
+    from mlplatform.brief import TableFeatures
+
+    features = brief.features
+    if isinstance(features, TableFeatures):
+        inputs = brief.model_input_columns if features.source == source else []
+    else:
+        inputs = features.entity_attributes if features.entities_source == source else []
+    return [c for c in inputs if c in brief.sources[source].columns]
+
+
+def _completeness(result: ValidationResult, rows: int, inputs: Sequence[str] = ()) -> DimensionScore:
+    counted = [*result.required_columns, *(c for c in inputs if c not in result.required_columns)]
+    columns = [c for c in counted if c in result.null_counts] or list(result.null_counts)
     missing = sum(result.null_counts[c] for c in columns)
     share = _share(missing, rows * len(columns))
     points = completeness_points(share)
     worst = max(columns, key=lambda c: result.null_counts[c], default=None)
     optional = [f"{c} {_share(n, rows):.0%}" for c, n in result.null_counts.items()
                 if c not in columns and n]
-    detail = f"{share:.2%} of {rows * len(columns)} required cells missing"
+    what = "required and model-input" if inputs else "required"
+    detail = f"{share:.2%} of {rows * len(columns)} {what} cells missing"
     if worst is not None and result.null_counts[worst]:
-        detail += f" (most in {worst}: {result.null_counts[worst]})"
+        detail += f" (most in {worst}: {result.null_counts[worst]}, {_share(result.null_counts[worst], rows):.0%})"
     if optional:
-        detail += f"; optional columns missing: {', '.join(optional)}"
-    fix = (f"Fill {worst} at the source ({result.null_counts[worst]} missing values), or declare it nullable "
-           "in the brief if it is optional." if worst is not None and rows else "Load rows into this source.")
+        detail += f"; other columns missing: {', '.join(optional)}"
+    fix = (f"Fill {worst} at the source ({result.null_counts[worst]} missing values); if it is optional and not "
+           "a model input, declare it nullable in the brief, else drop it from the model inputs."
+           if worst is not None and rows else "Load rows into this source.")
     return DimensionScore("completeness", share, points, detail, _fix(points, fix))
 
 
@@ -508,6 +546,7 @@ def score_source(
     features_for_relevance: pl.DataFrame | None,
     min_score: float,
     task_type: str | None = None,
+    input_columns: Sequence[str] = (),
 ) -> QualityReport:
     """Score one source on the seed's six dimensions (see the module docstring for the mapping).
 
@@ -528,13 +567,15 @@ def score_source(
         min_score: the brief's minimum total (``thresholds.quality_min_score``).
         task_type: ``binary``/``multiclass``/``regression``; when None, a text, boolean or integer label
             with at most 20 values counts as classification.
+        input_columns: the model inputs this source holds (:func:`completeness_columns`): completeness counts
+            their missing cells as well as the required columns', nullable or not.
 
     Returns:
         The six dimension scores, their total out of 30, and whether it reaches ``min_score``.
     """
     rows = raw_count - result.duplicates_removed
     dimensions = [
-        _completeness(result, rows),
+        _completeness(result, rows, input_columns),
         _accuracy(result, rows),
         _consistency(result, raw_count),
         _timeliness(result.valid, timestamp, as_of, freshness_days),

@@ -11,6 +11,7 @@ from mlplatform.core.quality import (
     DimensionScore,
     QualityReport,
     combine,
+    completeness_columns,
     data_as_of,
     feature_signals,
     freshness_need_days,
@@ -82,6 +83,7 @@ def _validation_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
             label=result.valid[b.label.column] if is_label else None,
             # relevance needs the label joined to this source: data_quality_report measures it
             features_for_relevance=None, min_score=b.thresholds.quality_min_score, task_type=b.task_type,
+            input_columns=completeness_columns(b, name),
         )
         platform.write_table("quality", name, _dimensions(score))
         counts = {k: int(v) for k, v in result.counts.items()}

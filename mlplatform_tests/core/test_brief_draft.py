@@ -9,7 +9,17 @@ import yaml
 from mlplatform.brief import RandomSplit, Split, load_brief
 from mlplatform.core.brief_draft import draft_brief
 from mlplatform.core.io import InputError
-from mlplatform_tests.own_datasets import house_prices, machine_faults, shop_visits
+from mlplatform.core.validation import validate_table
+from mlplatform_tests.own_datasets import (
+    blanked,
+    breast_cancer,
+    election_survey,
+    firm_investment,
+    house_prices,
+    machine_faults,
+    marriage_affairs,
+    shop_visits,
+)
 
 TODAY = date(2026, 11, 30)
 
@@ -89,3 +99,61 @@ def test_the_draft_is_commented_yaml_without_anchors(tmp_path):
     assert draft.text.startswith("# Draft brief written by `mlplatform init`")
     assert "&id" not in draft.text and "*id" not in draft.text
     assert yaml.safe_load(draft.text)["owner"] == "TODO@example.com"
+
+
+# Real tables nobody here wrote (shipped by scikit-learn and statsmodels): what init must not get wrong.
+
+def test_a_zero_heavy_best_feature_splits_above_its_median(tmp_path):
+    """Affairs are 0 for 68% of the women: splitting at the median (0) left no row below it, and init crashed."""
+    brief, draft = drafted(tmp_path, marriage_affairs(tmp_path), "rate_marriage")
+    whens = [r.when for r in brief.rules_baseline]
+    assert whens[:2] == ["row_affairs > 0", "row_affairs <= 0"]
+    assert "split at the median of affairs" in draft.text
+
+
+def test_mostly_empty_columns_are_named_with_their_share_not_made_nullable_silently(tmp_path):
+    data = blanked(breast_cancer(tmp_path), 0.58, keep=["benign"])
+    brief, draft = drafted(tmp_path, data, "benign")
+    assert brief.sources["breast_cancer_blanked"].columns["mean_area"].nullable  # allowed, and said so:
+    header = draft.text.split("\nname:")[0]
+    assert "MOSTLY EMPTY" in header and "mean_area 65%" in header and "completeness" in header
+
+
+def test_a_junk_cell_is_no_level_and_leaves_a_numeric_column_numeric(tmp_path):
+    junk = "x" * 1_000_000
+    frame = pl.read_csv(firm_investment(tmp_path))
+    frame = frame.with_columns(pl.col(c).cast(pl.String) for c in ("value", "firm")).with_columns(
+        value=pl.when(pl.int_range(pl.len()) == 7).then(pl.lit(junk)).otherwise(pl.col("value")),
+        firm=pl.when(pl.int_range(pl.len()) == 9).then(pl.lit(junk)).otherwise(pl.col("firm")))
+    path = tmp_path / "ledger.csv"
+    frame.write_csv(path)
+    brief, draft = drafted(tmp_path, path, "invest")
+    columns = brief.sources["ledger"].columns
+    assert columns["value"].dtype == "float"
+    assert columns["firm"].allowed is not None and junk not in columns["firm"].allowed
+    assert len(columns["firm"].allowed) == 11  # the eleven firms
+    assert "'value': typed as a number" in draft.text and "1,000,000 characters" in draft.text
+    assert len(draft.text) < 20_000  # the junk is quoted, not copied
+    # The contract quarantines the two junk rows and keeps every other.
+    result = validate_table(pl.read_csv(path, infer_schema=False).with_columns(row_id=pl.int_range(1, 221)
+                            .cast(pl.String), observed_at=pl.lit(TODAY.isoformat())), "ledger", brief.sources["ledger"])
+    assert result.quarantined.height == 2 and result.valid.height == 218
+
+
+def test_inputs_that_alone_predict_the_label_are_flagged_with_a_waiver_to_fill(tmp_path):
+    brief, draft = drafted(tmp_path, breast_cancer(tmp_path), "benign")
+    header = draft.text.split("\nname:")[0]
+    assert "SUSPICIOUSLY PREDICTIVE" in header and "worst_perimeter 0.9" in header
+    assert "#   - {feature: worst_perimeter, reason:" in draft.waiver_snippet
+    # Uncommented, with the reasons written, the snippet makes a valid brief.
+    waiver = "\n".join(line[2:] for line in draft.waiver_snippet.splitlines()[1:]).replace(
+        "TODO: why it is known before the label and not computed from it", "measured on the biopsy image")
+    (tmp_path / "brief.yaml").write_text(draft.text + waiver)
+    assert load_brief(tmp_path / "brief.yaml").leakage.allowed_predictive_features[0].feature == "worst_perimeter"
+
+
+def test_a_protected_attribute_too_small_for_the_hold_out_is_said_up_front(tmp_path):
+    _, draft = drafted(tmp_path, election_survey(tmp_path), "vote")  # 944 voters, age in five bands
+    note = next(n for n in draft.inferences if n.startswith("protected attribute 'age'"))
+    assert "expected hold-out rows per group" in note and "fail closed" in note
+    assert "< 33 ≈27" in note

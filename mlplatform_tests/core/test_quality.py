@@ -12,6 +12,7 @@ from mlplatform.core.quality import (
     NOTHING_TO_FIX,
     DimensionScore,
     combine,
+    completeness_columns,
     completeness_points,
     data_as_of,
     error_share_points,
@@ -377,3 +378,51 @@ def test_a_declared_observed_at_date_is_not_a_time_column():
                                               "columns": columns})) == "day"
     plain = Source.model_validate({"path": "p", "format": "csv", "observed_at": "2026-01-01", "columns": columns})
     assert plain.timestamp is not None and time_column(plain) is None
+
+
+def test_a_nullable_model_input_counts_toward_completeness():
+    """Nullable means a missing value is allowed, not free: 'note', half empty, scores once it is a model input."""
+    as_optional = score(clean_table())
+    as_input = score(clean_table(), input_columns=["amount", "plan", "note"])
+    assert points(as_optional)["completeness"] == 5
+    completeness = next(d for d in as_input.dimensions if d.name == "completeness")
+    # 4 required columns + 'note' (≈50% missing) over 6 counted columns: ≈8% missing.
+    assert completeness.measurement == pytest.approx(0.5 / 5, abs=0.02) and completeness.points < 3
+    assert "model-input cells missing (most in note" in completeness.detail
+
+
+def test_completeness_columns_are_the_model_inputs_a_source_holds(tmp_path):
+    from mlplatform_tests.defs.plain_table import write_plain_table_brief
+
+    plain = load_brief(write_plain_table_brief(tmp_path))
+    assert completeness_columns(plain, "shop") == ["size", "colour"]
+    demo = load_brief(DEMO_BRIEF)
+    assert completeness_columns(demo, "customers") == ["plan", "region", "monthly_fee"]
+    # Event values aggregated into features stay out: an amount only payments carry is blank by design.
+    assert completeness_columns(demo, "events") == []
+
+
+def test_a_real_table_mostly_of_blanks_fails_whatever_its_total(tmp_path):
+    """scikit-learn's breast-cancer table with 58% of its measurements blanked: the other dimensions measure the
+    cells that are there and score well, so the total alone passed it (24.98/30, completeness 5/5)."""
+    from datetime import date
+
+    from mlplatform.core.brief_draft import draft_brief
+    from mlplatform_tests.own_datasets import blanked, breast_cancer
+
+    data = blanked(breast_cancer(tmp_path), 0.58, keep=["benign"])
+    (tmp_path / "brief.yaml").write_text(draft_brief(str(data), "benign", brief_dir=tmp_path,
+                                                     today=date(2026, 1, 5)).text)
+    brief = load_brief(tmp_path / "brief.yaml")
+    name = "breast_cancer_blanked"
+    raw = pl.read_csv(data, infer_schema=False).with_columns(row_id=pl.int_range(1, pl.len() + 1).cast(pl.String),
+                                                              observed_at=pl.lit("2026-01-05"))
+    result = validate_table(raw, name, brief.sources[name])
+    report = score_source(name, raw.height, result, timestamp=None, as_of=AS_OF, freshness_days=1,
+                          label=result.valid["benign"], features_for_relevance=None, min_score=18,
+                          task_type="binary", input_columns=completeness_columns(brief, name))
+    completeness = report.dimensions[0]
+    assert completeness.points == 0 and completeness.measurement > 0.5
+    assert "model-input cells missing" in completeness.detail
+    assert not report.passed and "fails whatever the total" in report.summary
+    assert report.fix_first.name == "completeness"

@@ -1,0 +1,154 @@
+"""What the data alone says about gates a run would otherwise meet only after training.
+
+``mlplatform init`` and ``mlplatform validate`` call these before anything is trained:
+
+* :func:`group_outlook`: how many hold-out rows each group of a protected attribute can be expected to have. A
+  decision-making model (binary; multiclass with a favourable class) whose attribute has fewer than two groups
+  reaching ``thresholds.fairness_min_group_size`` cannot be assessed, and the promotion gate fails closed.
+* :func:`predictive_features`: each input's single-feature hold-out ROC-AUC / R² on a quick seeded split, the
+  measure the leakage gate (checklist item 4) applies, so a genuine but very predictive measurement can be
+  declared legitimate in the brief before the first run.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from mlplatform.brief import Brief, RandomSplit, Split, TaskType
+
+# Share of rows the quick split of :func:`predictive_features` scores on.
+QUICK_HOLD_OUT = 0.3
+
+
+@dataclass(frozen=True)
+class GroupOutlook:
+    """A protected attribute's groups (as fairness bands them) and the hold-out rows each can be expected to have.
+
+    Attributes:
+        attribute: the protected column.
+        expected_rows: group -> expected hold-out rows (rows of the group × the hold-out share).
+        min_group_size: the brief's ``thresholds.fairness_min_group_size``.
+    """
+
+    attribute: str
+    expected_rows: dict[str, float]
+    min_group_size: int
+
+    @property
+    def assessable(self) -> bool:
+        """At least two groups can be expected to reach the minimum size: fairness can compare them."""
+        return sum(n >= self.min_group_size for n in self.expected_rows.values()) >= 2
+
+    def describe(self) -> str:
+        """The expected rows per group in one line, and what follows when the attribute cannot be assessed."""
+        groups = ", ".join(f"{group} ≈{rows:.0f}" for group, rows in self.expected_rows.items())
+        line = f"protected attribute '{self.attribute}': expected hold-out rows per group: {groups}"
+        if self.assessable:
+            return line
+        return (f"{line}; fewer than two groups reach thresholds.fairness_min_group_size ({self.min_group_size}), "
+                "so fairness cannot be assessed and the promotion gate will fail closed after training. Collect more "
+                f"rows, lower the threshold with a reason, or remove '{self.attribute}' from protected_attributes.")
+
+
+def decides(task: TaskType, favourable_class: str | int | None) -> bool:
+    """Whether the model makes the selection decision fairness compares (else fairness is not applicable)."""
+    return task == "binary" or (task == "multiclass" and favourable_class is not None
+                                and str(favourable_class).isdigit())
+
+
+def group_outlook(values: pl.Series, hold_out_share: float, min_group_size: int) -> GroupOutlook:
+    """The groups of a protected attribute (many-valued numbers in the bands fairness uses) and their expected
+    hold-out rows: each group's rows times ``hold_out_share``. Missing values form no group."""
+    from mlplatform.core.evaluation import protected_groups
+
+    groups = protected_groups(values.drop_nulls()).value_counts(sort=True)
+    expected = {str(group): count * hold_out_share for group, count in groups.iter_rows()}
+    return GroupOutlook(values.name, expected, min_group_size)
+
+
+def hold_out_share(split: Split | RandomSplit, golden_share: float,
+                   label_times: pl.Series | None = None) -> float | None:
+    """The share of labelled rows that ends up in the hold-out (test) split, golden set excluded.
+
+    A random split gives it directly; a split at fixed dates needs the label times; a rolling split depends on
+    the latest labelled month, so it is not estimated (None).
+    """
+    kept = 1 - golden_share
+    if isinstance(split, RandomSplit):
+        return split.test_fraction * kept
+    if split.rolling or split.test_start is None or label_times is None or label_times.drop_nulls().len() == 0:
+        return None
+    times = label_times.drop_nulls().cast(pl.Datetime("us"))
+    in_test = times >= pl.lit(split.test_start).cast(pl.Datetime("us"))
+    if split.test_end is not None:
+        in_test &= times < pl.lit(split.test_end).cast(pl.Datetime("us"))
+    return float(pl.select(in_test).to_series().mean() or 0.0) * kept
+
+
+@dataclass(frozen=True)
+class PredictiveFeature:
+    """An input that alone predicts the label about as well as the leakage gate's threshold allows or better."""
+
+    feature: str
+    score: float
+    metric: str
+
+
+def predictive_features(frame: pl.DataFrame, inputs: Sequence[str], label: pl.Series, task: TaskType,
+                        threshold: float, seed: int = 0) -> list[PredictiveFeature]:
+    """Inputs whose single-feature hold-out score exceeds ``threshold`` on a quick seeded split, strongest first.
+
+    The score is the leakage gate's (:func:`mlplatform.core.leakage.check_no_target_derived_feature`): the
+    mean label per feature value (numbers in quantile bins) fitted on 70% of the labelled rows, scored on the
+    rest by ROC-AUC (classification) or R² (regression).
+
+    Args:
+        frame: the table, inputs typed.
+        inputs: the model input columns.
+        label: the label as numbers (class indices for classification), row-aligned with ``frame``.
+        task: the task type.
+        threshold: the brief's ``thresholds.leakage_max_single_feature_score``.
+        seed: the quick split's seed.
+    """
+    from mlplatform.core.leakage import check_no_target_derived_feature
+
+    labelled = frame.select(inputs).with_columns(label.alias("__label")).filter(pl.col("__label").is_not_null())
+    if labelled.height < 20:
+        return []
+    in_hold_out = pl.Series(np.random.default_rng(seed).random(labelled.height) < QUICK_HOLD_OUT)
+    finding = check_no_target_derived_feature(labelled.filter(~in_hold_out), labelled.filter(in_hold_out),
+                                              features=list(inputs), label="__label", task=task,
+                                              threshold=threshold)
+    scores = finding.evidence["scores_above_threshold"]
+    return [PredictiveFeature(name, score, finding.evidence["metric"]) for name, score in scores.items()]
+
+
+def fairness_outlooks(brief: Brief, label_rows: pl.DataFrame) -> list[GroupOutlook]:
+    """The group outlook of each protected attribute the label's source holds, for a model that decides.
+
+    Args:
+        brief: the brief.
+        label_rows: the label source's rows as read (text), at least its protected and label-time columns.
+
+    Returns:
+        One outlook per such attribute; none where fairness does not judge a ratio (regression; multiclass
+        without a favourable class) or the hold-out share cannot be estimated before the run (rolling split).
+    """
+    if not decides(brief.task_type, brief.label.positive_class):
+        return []
+    source = brief.sources[brief.label.source]
+    timestamp = brief.label.timestamp if brief.label.timestamp in label_rows.columns else None
+    times = label_rows[timestamp].str.to_datetime(strict=False, time_unit="us") if timestamp else None
+    share = hold_out_share(brief.split, brief.thresholds.golden_share, times)
+    attributes = [a for a in brief.protected_attributes if a in label_rows.columns]
+    if share is None:
+        return []
+    outlooks = []
+    for attribute in attributes:
+        values = label_rows[attribute].str.strip_chars()
+        if source.columns[attribute].dtype in ("int", "float"):
+            values = values.cast(pl.Float64, strict=False)
+        outlooks.append(group_outlook(values, share, brief.thresholds.fairness_min_group_size))
+    return outlooks
