@@ -12,13 +12,53 @@ class InputError(ValueError):
     """An input that cannot be read; the message names the file and the fix."""
 
 
+class CorruptParquetError(InputError):
+    """A Parquet file whose pages fail their CRC checksums: its bytes changed after it was written."""
+
+
+# Polars types pyarrow's writer cannot store so that polars reads them back the same (an Enum would come back
+# as Categorical; 128-bit integers are not written at all): such frames keep polars' writer, without checksums.
+_NO_PYARROW_ROUND_TRIP = (pl.Enum, pl.Int128, pl.UInt128, pl.Object)
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux reports it (changing it races other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)  # elsewhere: swap in a strict mask for the instant, so a racing file is never looser
+    os.umask(mask)
+    return mask
+
+
+def _file_mode() -> int:
+    """The mode a new file gets from ``open``: 0o666 less the umask (mkstemp makes files 0600)."""
+    return 0o666 & ~_umask()
+
+
+def _checksummed(frame: pl.DataFrame) -> bool:
+    return not any(isinstance(dtype, _NO_PYARROW_ROUND_TRIP) for dtype in frame.schema.dtypes())
+
+
 def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> Path:
-    """Write ``frame`` to ``path`` so readers see the old file or the new one, never half of one."""
+    """Write ``frame`` to ``path`` so readers see the old file or the new one, never half of one.
+
+    The file carries a CRC32 checksum per page (pyarrow's ``write_page_checksum``; polars' own writer has
+    none), which :func:`verify_parquet` checks, unless ``frame`` holds an Enum or 128-bit integer column
+    (pyarrow cannot store those as polars reads them back). The file's mode follows the umask, like ``open``.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        frame.write_parquet(tmp)
+        if _checksummed(frame):
+            frame.write_parquet(tmp, use_pyarrow=True, pyarrow_options={"write_page_checksum": True})
+        else:
+            frame.write_parquet(tmp)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -27,12 +67,61 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> Path:
 
 
 def write_text_atomic(text: str, path: Path) -> Path:
+    """Write ``text`` to ``path`` so readers see the old file or the new one; the mode follows the umask."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
+
+
+# Files already verified by this process, by identity: an atomic rewrite makes a new inode and mtime.
+_VERIFIED: set[tuple[str, int, int, int]] = set()
+
+
+def verify_parquet(path: Path) -> None:
+    """Check every page of a Parquet file against its CRC32 checksum, once per file version per process.
+
+    Files written without checksums (by polars, or before the platform wrote them) pass: there is nothing to
+    check. Decoding every page costs about as much as reading the file once.
+
+    Raises:
+        CorruptParquetError: a page's bytes do not match its checksum, or the file cannot be decoded.
+    """
+    import pyarrow.parquet as pq
+
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if key in _VERIFIED:
+        return
+    try:
+        with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
+            for _ in parquet.iter_batches(batch_size=65_536):
+                pass
+    except OSError as exc:  # pyarrow raises OSError for a failed checksum and for undecodable pages
+        raise CorruptParquetError(
+            f"{path} is corrupt: {exc}. Its bytes changed after it was written (disk or copy error, or an edit). "
+            "Rematerialise the asset that writes it (or restore the file from a backup); do not use its data."
+        ) from None
+    _VERIFIED.add(key)
+
+
+def read_parquet_verified(path: Path) -> pl.DataFrame:
+    """``pl.read_parquet`` after :func:`verify_parquet` (raises :class:`CorruptParquetError`)."""
+    verify_parquet(path)
+    return pl.read_parquet(path)
+
+
+def scan_parquet_verified(path: Path) -> pl.LazyFrame:
+    """``pl.scan_parquet`` after :func:`verify_parquet` (raises :class:`CorruptParquetError`)."""
+    verify_parquet(path)
+    return pl.scan_parquet(path)
 
 
 def source_files(path: str) -> list[Path]:

@@ -15,7 +15,7 @@ import polars as pl
 from pydantic import PrivateAttr
 
 from mlplatform.brief import Brief, load_brief
-from mlplatform.core.io import write_parquet_atomic
+from mlplatform.core.io import scan_parquet_verified, write_parquet_atomic
 from mlplatform.core.warehouse import lake_view_sql, set_workspace
 from mlplatform.settings import Settings, Workspace
 
@@ -66,15 +66,19 @@ class PlatformResource(dg.ConfigurableResource):
         return self.scan_table(layer, name).collect()
 
     def scan_table(self, layer: str, name: str) -> pl.LazyFrame:
-        """A lake table (or all partitions of a partitioned one) as a LazyFrame, read when collected."""
+        """A lake table (or all partitions of a partitioned one) as a LazyFrame, read when collected.
+
+        Each file's page checksums are verified first (once per file version per process): a corrupted file
+        raises :class:`mlplatform.core.io.CorruptParquetError` naming it instead of feeding changed data on.
+        """
         path = self.workspace.table(layer, name)
         if path.exists():
-            return pl.scan_parquet(path)
+            return scan_parquet_verified(path)
         parts = sorted(path.with_suffix("").glob("*.parquet"))
         if not parts:
             raise FileNotFoundError(f"table {layer}/{name} has not been materialised yet ({path}); "
                                     "materialise its upstream assets first")
-        return pl.concat([pl.scan_parquet(p) for p in parts], how="diagonal")
+        return pl.concat([scan_parquet_verified(p) for p in parts], how="diagonal")
 
     def register_view(self, view: str, parquet_glob: str | None) -> None:
         """Keep the warehouse's views pointing at the lake so `mlplatform sql` can query every table
