@@ -23,7 +23,15 @@ from mlplatform.core.cost import (
 from mlplatform.core.io import write_text_atomic
 from mlplatform.core.markdown import table
 from mlplatform.core.models import load_candidate
-from mlplatform.core.system_score import COST_REPORT, gather_evidence, render_markdown, score_system, score_table
+from mlplatform.core.system_score import (
+    COST_REPORT,
+    RUNNING,
+    STOPPED,
+    gather_evidence,
+    render_markdown,
+    score_system,
+    score_table,
+)
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 
 INFERENCE_ROWS = 1000
@@ -135,18 +143,63 @@ def cost_report(context: dg.AssetExecutionContext, platform: PlatformResource) -
     })
 
 
-def _retrain_triggers(items: list) -> tuple[str, ...]:
-    """Sensors and schedules whose job retrains: its selection holds an asset of the training stage."""
+# The asset that applies the automatic rollback (defs.rollout): a sensor or schedule whose job runs it automates it.
+ROLLBACK_ASSET = dg.AssetKey("serving_rollout")
+
+
+def _triggers(items: list, wanted: set[dg.AssetKey]) -> tuple[str, ...]:
+    """Sensors and schedules whose job's selection holds any of the ``wanted`` assets."""
     assets = _assets(items)
-    training = {k for a in assets for k, group in a.group_names_by_key.items() if group == "training"}
     triggers = []
     for item in items:
         targets = (item.targets if isinstance(item, dg.SensorDefinition)
                    else [item.target] if isinstance(item, dg.ScheduleDefinition) else [])
         selections = [getattr(t.job_def, "selection", None) for t in targets]
-        if any(s is not None and s.resolve(assets) & training for s in selections):
+        if any(s is not None and s.resolve(assets) & wanted for s in selections):
             triggers.append(item.name)
     return tuple(triggers)
+
+
+def _retrain_triggers(items: list) -> tuple[str, ...]:
+    """Sensors and schedules whose job retrains: its selection holds an asset of the training stage."""
+    training = {k for a in _assets(items) for k, group in a.group_names_by_key.items() if group == "training"}
+    return _triggers(items, training)
+
+
+def _rollback_automation(items: list) -> tuple[str, ...]:
+    """Sensors and schedules whose job runs the automatic rollback."""
+    return _triggers(items, {ROLLBACK_ASSET})
+
+
+def automation_states(instance: dg.DagsterInstance, items: list) -> dict[str, str]:
+    """Sensor or schedule name → running / stopped: the state a person set in the instance, else its default in
+    code (what the daemon would do)."""
+    from dagster._core.scheduler.instigation import InstigatorStatus
+
+    stored = {state.name: state.status for state in instance.all_instigator_state()}
+    states = {}
+    for item in items:
+        if not isinstance(item, dg.SensorDefinition | dg.ScheduleDefinition):
+            continue
+        status = stored.get(item.name, InstigatorStatus.DECLARED_IN_CODE)
+        if status in (InstigatorStatus.DECLARED_IN_CODE, InstigatorStatus.AUTOMATICALLY_RUNNING):
+            running = item.default_status.value == "RUNNING"
+        else:
+            running = status == InstigatorStatus.RUNNING
+        states[item.name] = RUNNING if running else STOPPED
+    return states
+
+
+def failing_checks(instance: dg.DagsterInstance, items: list, group: str) -> tuple[str, ...]:
+    """Checks on the ``group`` stage's assets whose latest evaluation in the instance failed."""
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    groups = {key: g for a in _assets(items) for key, g in a.group_names_by_key.items()}
+    keys = [key for item in items if isinstance(item, dg.AssetsDefinition) for key in item.check_keys
+            if groups.get(key.asset_key) == group]
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    return tuple(sorted(key.name for key, record in latest.items()
+                        if record.status == AssetCheckExecutionRecordStatus.FAILED))
 
 
 @dg.asset(group_name="reporting", deps=["cost_report", "model_card"], kinds={"markdown"})
@@ -157,12 +210,11 @@ def ml_system_score(context: dg.AssetExecutionContext, platform: PlatformResourc
     card and the cost report), with the evidence and what would raise each score."""
     b = platform.brief
     items = _code_location(b)
-    sensors = [i.name for i in items if isinstance(i, dg.SensorDefinition)]
     evidence = gather_evidence(
         platform.workspace, b, Path(platform.brief_path).parent, tracking_uri=tracking.uri,
-        model_name=tracking.model_name, rollback_automation=tuple(s for s in sensors if "rollback" in s),
-        retrain_triggers=_retrain_triggers(items),
-        ab_test_report=context.instance.get_latest_materialization_event(dg.AssetKey("ab_test_report")) is not None)
+        model_name=tracking.model_name, rollback_automation=_rollback_automation(items),
+        retrain_triggers=_retrain_triggers(items), automation_states=automation_states(context.instance, items),
+        failing_checks=failing_checks(context.instance, items, "monitoring"))
     score = score_system(evidence)
     markdown = render_markdown(score)
     platform.write_table("reports", "ml_system_score", score_table(score))
