@@ -169,12 +169,17 @@ def init(data: str = typer.Argument(..., help="a CSV/Parquet file, a glob or a f
 
 
 @app.command()
-def sql(statement: str = typer.Argument(..., help="one read-only statement: SELECT, WITH, DESCRIBE, SHOW or EXPLAIN"),
+def sql(statement: str = typer.Argument(..., help="one read-only statement: SELECT, WITH, DESCRIBE, SHOW, "
+                                         "SUMMARIZE or EXPLAIN of one of those"),
         data_dir: Path = DataDir,
         brief: Path = typer.Option(DEMO_BRIEF, "--brief", help="the brief whose tables to query"),
         limit: int = typer.Option(50, help="rows to print (0: all)"),
         output: Path | None = typer.Option(None, "--output", help="write all rows to a .csv or .parquet file")) -> None:
-    """Query the brief's tables (raw, validated, features, training, evaluation …) with DuckDB, read-only."""
+    """Query the brief's tables (raw, validated, features, training, evaluation …) with DuckDB, read-only.
+
+    The statement can read only the brief's lake folder: it cannot write, install or load extensions, attach
+    databases, change settings, or read other files (docs/security.md, "SQL tool").
+    """
     import duckdb
     import polars as pl
 

@@ -133,3 +133,21 @@ def test_a_copied_data_directory_queries_its_own_lake(platform, tmp_path):
     platform.workspace.table("evaluation", "metrics").unlink()  # the original is gone
 
     assert query(copied.warehouse, "SELECT value FROM evaluation_metrics")["value"].to_list() == [0.5]
+
+
+def test_the_cli_names_the_refusal_and_leaves_the_lake_alone(platform):
+    from typer.testing import CliRunner
+
+    from mlplatform.cli import app
+
+    table = platform.workspace.table("evaluation", "metrics")
+    before = table.read_bytes()
+    escape = f"EXPLAIN ANALYZE COPY (SELECT 'x' AS metric) TO '{table}' (FORMAT parquet)"
+    result = CliRunner().invoke(app, ["sql", escape, "--data-dir", platform.data_dir])
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit)
+    assert result.stderr.startswith("error: EXPLAIN of COPY statement is refused: EXPLAIN ANALYZE runs the statement")
+    outside = CliRunner().invoke(app, ["sql", "SELECT * FROM read_csv('/etc/passwd')", "--data-dir", platform.data_dir])
+    assert outside.exit_code != 0 and "The SQL tool reads only the lake of this workspace" in outside.stderr
+    assert table.read_bytes() == before
+    ok = CliRunner().invoke(app, ["sql", "SELECT value FROM evaluation_metrics", "--data-dir", platform.data_dir])
+    assert ok.exit_code == 0 and "0.81" in ok.stdout
