@@ -29,7 +29,7 @@ typecheck: install
 
 dev: install
 	mkdir -p data/dagster_home
-	test -f data/dagster_home/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > data/dagster_home/dagster.yaml
+	test -f data/dagster_home/dagster.yaml || printf 'telemetry:\n  enabled: false\nrun_monitoring:\n  enabled: true\n  start_timeout_seconds: 180\n  max_runtime_seconds: 7200\n' > data/dagster_home/dagster.yaml
 	DAGSTER_HOME=$(CURDIR)/data/dagster_home MLPLATFORM_DATA_DIR=$(CURDIR)/data $(BIN)/dagster dev
 
 mlflow-ui: install

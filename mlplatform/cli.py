@@ -16,6 +16,8 @@ app = typer.Typer(help="mlplatform: the ML lifecycle as one Dagster lineage grap
                   pretty_exceptions_enable=False)
 
 DataDir = typer.Option(Path("data"), "--data-dir", help="where inputs, the lake, runs and models live")
+Wait = typer.Option(0.0, "--wait", help="seconds to wait for another run of the brief on this data directory to "
+                    "finish (default: refuse at once)")
 
 
 def _fail(message: str) -> NoReturn:
@@ -36,11 +38,12 @@ def _settings(data_dir: Path, brief: Path) -> Settings:
     return Settings(data_dir=data_dir.resolve(), brief_path=brief.resolve(), profile=Settings.from_env().profile)
 
 
-def _run(settings: Settings) -> None:
+def _run(settings: Settings, wait_s: float = 0.0) -> None:
     # mlplatform.definitions builds its module-level Definitions from the environment when first imported:
     # point it at this run's brief and data directory.
     os.environ["MLPLATFORM_DATA_DIR"] = str(settings.data_dir)
     os.environ["MLPLATFORM_BRIEF"] = str(settings.brief_path)
+    from mlplatform.core.run_lock import NamespaceLockedError
     from mlplatform.runner import run_graph  # imports Dagster, Feast and MLflow: only when running
 
     # Libraries' deprecation notices about their own internals say nothing to the person running the graph.
@@ -48,8 +51,8 @@ def _run(settings: Settings) -> None:
 
     started = time.perf_counter()
     try:
-        outcome = run_graph(settings)
-    except (BriefError, InputError) as exc:
+        outcome = run_graph(settings, wait_s=wait_s)
+    except (BriefError, InputError, NamespaceLockedError) as exc:
         _fail(str(exc))
     brief = load_brief(settings.brief_path)
     ws = Workspace(settings.data_dir, brief.name)
@@ -69,24 +72,30 @@ def _run(settings: Settings) -> None:
 @app.command()
 def demo(data_dir: Path = DataDir,
          events: int = typer.Option(300_000, help="events to generate (10^4 … 10^7)"),
-         seed: int = typer.Option(7, help="random seed of the demo data")) -> None:
+         seed: int = typer.Option(7, help="random seed of the demo data"), wait: float = Wait) -> None:
     """Generate the churn demo data and materialise the whole graph on it."""
     from mlplatform.core.demo_data import generate_demo
+    from mlplatform.core.run_lock import NamespaceLockedError, namespace_lock
 
     settings = _settings(data_dir, DEMO_BRIEF)
     inputs = settings.data_dir / "inputs" / "churn_demo"
-    typer.echo(f"Generating demo data ({events:,} events) in {inputs} …")
-    manifest = generate_demo(inputs, n_events=events, seed=seed)
-    typer.echo(f"  {manifest.n_customers:,} customers, {manifest.n_events:,} events, "
-               f"{manifest.n_label_rows:,} labels (positive rate {manifest.positive_rate:.1%})")
-    _run(settings)
+    try:  # held from before the inputs are rewritten: a run reading them must finish first
+        with namespace_lock(settings.data_dir / load_brief(DEMO_BRIEF).name, wait):
+            typer.echo(f"Generating demo data ({events:,} events) in {inputs} …")
+            manifest = generate_demo(inputs, n_events=events, seed=seed)
+            typer.echo(f"  {manifest.n_customers:,} customers, {manifest.n_events:,} events, "
+                       f"{manifest.n_label_rows:,} labels (positive rate {manifest.positive_rate:.1%})")
+            _run(settings, wait)
+    except NamespaceLockedError as exc:
+        _fail(str(exc))
 
 
 @app.command()
-def run(brief: Path = typer.Option(..., "--brief", help="the brief YAML to run"), data_dir: Path = DataDir) -> None:
+def run(brief: Path = typer.Option(..., "--brief", help="the brief YAML to run"), data_dir: Path = DataDir,
+        wait: float = Wait) -> None:
     """Materialise the whole graph for a brief."""
     validate(brief, data_dir)
-    _run(_settings(data_dir, brief))
+    _run(_settings(data_dir, brief), wait)
 
 
 @app.command()

@@ -3,11 +3,15 @@
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 
+from mlplatform.brief import load_brief
+from mlplatform.core.run_lock import namespace_lock
 from mlplatform.definitions import GROUPS, build_definitions
-from mlplatform.settings import Settings
+from mlplatform.resources.runs import PID_TAG, fail_dead_runs, process_tags
+from mlplatform.settings import Settings, Workspace
 
 # Dagster's run tags naming the partition, or the range of partitions, a run materialises.
 PARTITION_NAME_TAG = "dagster/partition"
@@ -38,12 +42,40 @@ def instance_for(settings: Settings) -> dg.DagsterInstance:
         return dg.DagsterInstance.get()
     home = settings.data_dir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():  # local-first: the platform never reports usage anywhere
-        config.write_text("telemetry:\n  enabled: false\n")
+    _write_instance_config(home / "dagster.yaml")
     # Opened from the folder, not through DAGSTER_HOME: setting that variable would send every later run in
     # this process to the first data directory's instance.
     return dg.DagsterInstance.from_config(str(home))
+
+
+# The local instance's settings: the platform never reports usage anywhere; the daemon (`dagster dev`) marks runs
+# it launched that never started, or ran past two hours, as failed (the CLI checks its own runs' processes).
+INSTANCE_CONFIG = {"telemetry": {"enabled": False},
+                   "run_monitoring": {"enabled": True, "start_timeout_seconds": 180, "max_runtime_seconds": 7200}}
+
+
+def _write_instance_config(config: Path) -> None:
+    """Write the local instance's dagster.yaml, or add the settings it lacks to an existing one (kept otherwise)."""
+    import yaml
+
+    current = (yaml.safe_load(config.read_text()) or {}) if config.exists() else {}
+    missing = {key: value for key, value in INSTANCE_CONFIG.items() if key not in current}
+    if missing:
+        config.write_text(yaml.safe_dump({**current, **missing}, sort_keys=False))
+
+
+def namespace_of(settings: Settings) -> Path:
+    """The brief's folder under the data directory: what one run at a time may write (see core.run_lock)."""
+    return Workspace(settings.data_dir, load_brief(settings.brief_path).name).root
+
+
+def report_dead_runs(instance: dg.DagsterInstance, progress: Callable[[str], None] = print) -> list[dg.DagsterRun]:
+    """Mark runs whose process died (e.g. killed with SIGKILL) as failed, and say which."""
+    marked = fail_dead_runs(instance)
+    for run in marked:
+        progress(f"! marked run {run.run_id} ({run.job_name}, pid {run.tags.get(PID_TAG)}) as failed: its process "
+                 "is gone")
+    return marked
 
 
 def _stopped_by(result: dg.ExecuteInProcessResult, gates: set[dg.AssetCheckKey]) -> tuple[str, str] | None:
@@ -64,6 +96,12 @@ def _stopped_by(result: dg.ExecuteInProcessResult, gates: set[dg.AssetCheckKey])
         if cls_name in _USER_ERRORS:  # written for the user: the exception's module path is noise
             message = message.split(f"{cls_name}: ", 1)[-1]
         return f"step {event.step_key}", message
+    if not result.success:  # failed before any step ran, e.g. a resource (the run lock) refused to start
+        failure = result.get_run_failure_event().job_failure_data
+        error = failure.error if failure else None
+        while error is not None and error.cause is not None:
+            error = error.cause
+        return "run start", error.message.strip() if error else "failed"
     return None
 
 
@@ -103,13 +141,28 @@ def _stage_runs(graph, keys: list[dg.AssetKey]) -> list[tuple[dg.AssetSelection,
 
 
 def run_graph(settings: Settings, instance: dg.DagsterInstance | None = None,
-              progress: Callable[[str], None] = print, until: str | None = None) -> RunOutcome:
+              progress: Callable[[str], None] = print, until: str | None = None, wait_s: float = 0.0) -> RunOutcome:
     """Materialise every asset of the brief in stage order (within a stage in dependency order, each partition
     of a partitioned asset in a run of its own, see :func:`_stage_runs`);
     stop at the first blocking gate that fails or the first step that raises, or after the stage ``until``
-    (a group name such as ``quality``)."""
+    (a group name such as ``quality``).
+
+    The brief's namespace is locked for the whole graph: another run of it on this data directory is waited for
+    up to ``wait_s`` seconds. Runs whose process died are marked failed first.
+
+    Raises:
+        NamespaceLockedError: another run of the brief still holds the data directory after ``wait_s``.
+    """
     if until is not None and until not in GROUPS:
         raise ValueError(f"until must be one of {', '.join(GROUPS)}, got '{until}'")
+    with namespace_lock(namespace_of(settings), wait_s):
+        instance = instance or instance_for(settings)
+        report_dead_runs(instance, progress)
+        return _run_stages(settings, instance, progress, until)
+
+
+def _run_stages(settings: Settings, instance: dg.DagsterInstance, progress: Callable[[str], None],
+                until: str | None) -> RunOutcome:
     defs = build_definitions(settings)
     graph = defs.resolve_asset_graph()
     checks = list(defs.asset_checks or [])
@@ -119,7 +172,8 @@ def run_graph(settings: Settings, instance: dg.DagsterInstance | None = None,
     # Step events, tracebacks included, stay in the instance (and the UI); the terminal shows progress lines
     # and the one reason a run stopped.
     run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    instance = instance or instance_for(settings)
+    # Each run names the process executing it, so a run left STARTED by a killed process can be found.
+    tags = process_tags()
     for group in GROUPS:
         keys = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name == group]
         if not keys:
@@ -128,7 +182,7 @@ def run_graph(settings: Settings, instance: dg.DagsterInstance | None = None,
         for selection, partition_tags in _stage_runs(graph, keys):
             result = dg.materialize(assets_and_checks, instance=instance, resources=defs.resources,
                                     raise_on_error=False, run_config=run_config, selection=selection,
-                                    tags=partition_tags)
+                                    tags={**tags, **partition_tags})
             stopped = _stopped_by(result, gates)
             if stopped:
                 outcome.stopped_by, outcome.reason = stopped

@@ -4,8 +4,10 @@ Each resource is configuration only (paths, connection strings); switching from 
 production changes these values, not the assets.
 """
 
+import contextlib
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -25,8 +27,41 @@ class PlatformResource(dg.ConfigurableResource):
 
     data_dir: str
     brief_path: str
+    # How long a run waits for another run of the same brief on the same data directory to finish.
+    run_lock_timeout_s: float = 0.0
 
     _brief: Brief | None = PrivateAttr(default=None)
+
+    @contextlib.contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["PlatformResource"]:
+        """Hold the brief namespace's run lock for the whole run, whoever launched it (CLI, UI, sensor), and tag
+        the run with this process's pid and host so a run whose process died can be told from a live one.
+
+        Outside a run (a sensor's evaluation, a direct call) nothing is locked. Each step process of a
+        multiprocess run sets the resource up: one that finds the lock held by its own run proceeds.
+        """
+        from mlplatform.core.run_lock import NamespaceLockedError, acquire, current_holder, release
+        from mlplatform.resources.runs import tag_run_process
+
+        run = context.run
+        if run is None:
+            yield self
+            return
+        namespace = self.workspace.root
+        try:
+            acquire(namespace, self.run_lock_timeout_s, run_id=run.run_id)
+        except NamespaceLockedError:
+            holder = current_holder(namespace)
+            if holder is None or holder.run_id != run.run_id:
+                raise
+            yield self  # a sibling step process of this run holds it
+            return
+        try:
+            if context.instance is not None:
+                tag_run_process(context.instance, run)
+            yield self
+        finally:
+            release(namespace)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PlatformResource":
