@@ -1,9 +1,12 @@
 """The seed's cost-tracking template (phase 10) filled from what ran: step compute, batch inference, storage.
 
-Prices are assumptions, not measurements: the defaults below are stated in every report and can be overridden
-through :class:`Rates`. Proposed brief fields: ``cost.cpu_hour_usd``, ``cost.gpu_hour_usd``,
-``cost.storage_gb_month_usd``, ``cost.daily_predictions``, ``cost.monthly_budget_usd`` and
-``cost.target_cost_per_prediction_usd``.
+Prices are assumptions, not measurements: the defaults below are stated in every report and are overridden by
+the brief's ``cost`` section (``price_per_cpu_hour``, ``price_per_gpu_hour``), which also sets the
+``monthly_budget``, the ``daily_volume`` and the ``target_cost_per_prediction`` the cost is judged against.
+
+Inference is timed the way its consumer calls the model: a real-time consumer through the serving app's
+``/predict`` (one request at a time, online-store lookup included, :func:`time_requests`), a batch consumer
+as one batch scoring call (:func:`time_batch_prediction`); the report states which.
 """
 
 import os
@@ -73,11 +76,41 @@ class StepRun:
 
 @dataclass(frozen=True)
 class InferenceTiming:
-    """A batch prediction timed on this machine: ``seconds`` to score ``rows`` rows with ``model``."""
+    """Predictions timed on this machine: ``seconds`` to answer ``rows`` predictions with ``model``.
+
+    Attributes:
+        method: how they were timed, in words, for the report.
+    """
 
     model: str
     rows: int
     seconds: float
+    method: str = ""
+
+    def describe(self) -> str:
+        return self.method or (f"{self.model} scoring {self.rows:,} training-set rows in one batch on this "
+                               "machine's CPU (fastest of 3 after a warm-up)")
+
+
+def time_requests(send: Callable[[Any], bool], payloads: list[Any], warmup: int = 5) -> tuple[float, int, int]:
+    """Send each payload once, one at a time, after ``warmup`` untimed sends (a running service has paid its
+    lazy initialisation); ``send`` returns whether the request was answered.
+
+    Returns:
+        (seconds spent on the answered requests, answered, refused).
+    """
+    for payload in payloads[:warmup]:
+        send(payload)
+    seconds, answered, refused = 0.0, 0, 0
+    for payload in payloads:
+        started = time.perf_counter()
+        ok = send(payload)
+        elapsed = time.perf_counter() - started
+        if ok:
+            seconds, answered = seconds + elapsed, answered + 1
+        else:
+            refused += 1
+    return seconds, answered, refused
 
 
 def hour_rate(device: str, rates: Rates) -> float:
@@ -217,7 +250,7 @@ def cost_document(runs: list[StepRun], *, training_group: str, retrain_cron: str
         "inference": {
             "cost_per_1k_predictions": _sig(per_prediction * 1000),
             "daily_volume": daily_volume if daily_volume is not None
-            else f"{NOT_MEASURED}: no prediction log yet; proposed brief field cost.daily_predictions",
+            else f"{NOT_MEASURED}: no prediction log yet; set cost.daily_volume in the brief",
             "monthly_cost": monthly_inference if isinstance(monthly_inference, str) else _sig(monthly_inference),
             "cost_per_query_breakdown": {
                 "compute": _sig(per_prediction),
@@ -228,9 +261,9 @@ def cost_document(runs: list[StepRun], *, training_group: str, retrain_cron: str
         },
         "optimization_targets": {
             "cost_per_prediction": target_cost_per_prediction_usd if target_cost_per_prediction_usd is not None
-            else "not set: proposed brief field cost.target_cost_per_prediction_usd",
+            else "not set: brief field cost.target_cost_per_prediction",
             "monthly_budget": monthly_budget_usd if monthly_budget_usd is not None
-            else "not set: proposed brief field cost.monthly_budget_usd",
+            else "not set: brief field cost.monthly_budget",
             "cost_reduction_goal": "",
         },
     }
@@ -244,8 +277,7 @@ def cost_document(runs: list[StepRun], *, training_group: str, retrain_cron: str
                    f"instance; a training run is the '{training_group}' stage's steps",
         "runs_per_month": f"retraining schedule '{retrain_cron}' (mean fires per month); sensor-triggered "
                           "retraining adds runs",
-        "inference": f"{inference.model} scoring {inference.rows:,} training-set rows in one batch on this "
-                     "machine's CPU (fastest of 3 after a warm-up), at cpu_hour_usd",
+        "inference": f"{inference.describe()}, at cpu_hour_usd",
         "model_api_calls": "none: the model runs in-process",
         "vector_db": "none: the platform serves tabular models only",
     }
@@ -254,6 +286,7 @@ def cost_document(runs: list[StepRun], *, training_group: str, retrain_cron: str
         "pipeline_seconds_per_run": round(float(steps["seconds"].sum()), 2),
         "pipeline_cost_per_run": _sig(float(steps["usd"].sum())),
         "inference_ms_per_1k_predictions": _sig(inference.seconds / inference.rows * 1e6),
+        "inference_method": inference.describe(),
         "storage_bytes": dict(storage_bytes),
         "monthly_total": monthly_total,
     }

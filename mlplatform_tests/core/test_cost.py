@@ -19,6 +19,7 @@ from mlplatform.core.cost import (
     runs_per_month,
     step_table,
     time_batch_prediction,
+    time_requests,
     trend_plot,
 )
 
@@ -143,3 +144,44 @@ def test_history_rows_make_a_trend_plot(tmp_path):
     assert history["storage_bytes"].to_list() == [10, 10]
     path = trend_plot(history, tmp_path / "trend.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_requests_are_timed_one_at_a_time_through_a_real_client_and_refusals_not_counted():
+    from fastapi import FastAPI, HTTPException
+    from fastapi.testclient import TestClient
+
+    app, seen = FastAPI(), []
+
+    @app.post("/predict")
+    def predict(body: dict) -> dict:
+        seen.append(body["customer_id"])
+        if body["customer_id"] % 4 == 0:
+            raise HTTPException(404, "unknown id")
+        return {"prediction": 1}
+
+    with TestClient(app) as client:
+        seconds, answered, refused = time_requests(
+            lambda i: client.post("/predict", json={"customer_id": i}).status_code == 200, list(range(1, 21)),
+            warmup=3)
+    assert (answered, refused) == (15, 5)
+    assert seen == [1, 2, 3, *range(1, 21)]  # three untimed warm-up requests, then each id once
+    assert 0 < seconds < 10
+
+
+def test_the_document_states_how_inference_was_measured_and_judges_the_brief_cost_section():
+    from mlplatform.brief import DEMO_BRIEF, load_brief
+    from mlplatform.core.system_score import Evidence, score_system
+
+    cost = load_brief(DEMO_BRIEF).cost
+    method = "200 POST /predict requests one at a time through the serving app"
+    doc = cost_document(_steps(), training_group="training", retrain_cron="0 3 * * 1",
+                        inference=InferenceTiming("churn_demo_model version 1", 200, 2.0, method),
+                        storage_bytes={"lake": 10_000_000}, rates=Rates(cpu_hour_usd=cost.price_per_cpu_hour),
+                        daily_volume=cost.daily_volume, monthly_budget_usd=cost.monthly_budget,
+                        target_cost_per_prediction_usd=cost.target_cost_per_prediction)
+    assert doc["assumptions"]["inference"].startswith(method)
+    assert doc["measured"]["inference_method"] == method
+    assert doc["ml_costs"]["optimization_targets"]["monthly_budget"] == cost.monthly_budget
+    cost_efficiency = score_system(Evidence(cost=doc)).dimensions[-1]
+    assert cost_efficiency.points == 5, cost_efficiency.to_raise  # within budget, under the per-prediction target
+    assert any(method in item for item in cost_efficiency.evidence)
