@@ -141,9 +141,49 @@ def lift(value: float, reference: float, metric: str) -> float:
     return change if higher_is_better(metric) else -change
 
 
+@dataclass(frozen=True)
+class QualityRecord:
+    """One data-quality report of the history: when, its total /30, and whether the gate passed it."""
+
+    at: datetime
+    total: float
+    passed: bool
+
+
+def quality_kill_criterion(history: list[QualityRecord], minimum: float, max_days: float, now: datetime) -> dict:
+    """The seed's "data quality too poor after 2 weeks of cleaning", judged on the data-quality history.
+
+    The data has been too poor for as long as the newest reports have failed the gate without a break: from the
+    first of them to ``now``. It kills once that reaches ``max_days``. No history at all fails closed.
+    """
+    criterion = f"Data quality too poor after {max_days:g} days of cleaning"
+    if not history:
+        return {"criterion": criterion, "measured": "no data-quality report recorded: quality was never measured",
+                "passed": False}
+    ordered = sorted(history, key=lambda r: r.at)
+    latest = ordered[-1]
+    failing: list[QualityRecord] = []
+    for record in reversed(ordered):
+        if record.passed:
+            break
+        failing.insert(0, record)
+    if not failing:
+        earlier = [r for r in ordered if not r.passed]
+        since = f"; below it in {len(earlier)} earlier report(s)" if earlier else ""
+        return {"criterion": criterion, "passed": True,
+                "measured": f"the latest of {len(ordered)} data-quality reports ({latest.at:%Y-%m-%d}) scores "
+                            f"{latest.total:.1f}/30, meeting the gate's {minimum:g}{since}"}
+    days = (now - failing[0].at).total_seconds() / 86_400
+    return {"criterion": criterion, "passed": bool(days < max_days),
+            "measured": f"below the gate's {minimum:g}/30 in the {len(failing)} latest report(s) since "
+                        f"{failing[0].at:%Y-%m-%d} ({days:.1f} days of cleaning; limit {max_days:g}); latest "
+                        f"{latest.total:.1f}/30"}
+
+
 def kill_criteria(model: float, rules: float, random: float, metric: str,
-                  criteria: KillCriteria) -> list[dict]:
-    """The seed's kill criteria judged on hold-out values of the primary metric.
+                  criteria: KillCriteria, quality: dict | None = None) -> list[dict]:
+    """The seed's kill criteria judged on hold-out values of the primary metric and, given ``quality`` (a
+    :func:`quality_kill_criterion` row), on the data-quality history.
 
     Returns one row per criterion: its text, the measurement, and ``passed`` (True = no reason to kill).
     """
@@ -160,6 +200,7 @@ def kill_criteria(model: float, rules: float, random: float, metric: str,
             "measured": measured,
             "passed": bool(share <= criteria.baseline_max_share),
         },
+        *([quality] if quality is not None else []),
         {
             "criterion": f"Model can't beat random by >{criteria.min_lift_over_random:.0%} on holdout set",
             "measured": f"model {metric} {model:.4f} vs random {random:.4f}: {beat_random:+.0%}",

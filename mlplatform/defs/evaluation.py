@@ -2,7 +2,7 @@
 and 4)."""
 
 from collections.abc import Mapping
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import dagster as dg
@@ -17,6 +17,7 @@ from mlplatform.core.evaluation import (
     Candidate,
     FairnessRule,
     baseline_comparison,
+    QualityRecord,
     candidate_refit,
     cross_validation,
     edge_case_probe,
@@ -30,6 +31,7 @@ from mlplatform.core.evaluation import (
     metric_table,
     prediction_table,
     random_reference,
+    quality_kill_criterion,
     skew_sample,
     skew_summary,
     skew_table,
@@ -45,6 +47,7 @@ from mlplatform.core.models import load_candidate
 from mlplatform.core.promotion import golden_shortfall
 from mlplatform.core.report import (
     calibration_plot,
+from mlplatform.core.quality import normalised_total
     candidate_context,
     pr_curve_plot,
     render_evaluation_report,
@@ -267,7 +270,31 @@ def _plots(platform: PlatformResource, y, scored: list[Candidate]) -> dict:
             "calibration": calibration_plot(y, model.scores, reports / "calibration.png")}
 
 
-def evaluation_report(platform: PlatformResource, feast_store: FeatureStoreResource) -> dg.MaterializeResult:
+def quality_history(instance: dg.DagsterInstance, platform: PlatformResource) -> list[QualityRecord]:
+    """Every data-quality report the instance recorded (time, total, gate passed), oldest first; without any, the
+    lake's latest report at its file's time."""
+    records = []
+    for record in instance.fetch_materializations(dg.AssetKey("data_quality_report"), limit=10_000).records:
+        metadata = record.asset_materialization.metadata if record.asset_materialization else {}
+        if "total" in metadata and "passed" in metadata:
+            records.append(QualityRecord(datetime.fromtimestamp(record.timestamp, UTC).replace(tzinfo=None),
+                                         float(metadata["total"].value), bool(metadata["passed"].value)))
+    path = platform.workspace.table("reports", "data_quality_overall")
+    if not records and path.exists():
+        total = normalised_total(platform.read_table("reports", "data_quality_overall")["points"].to_list())
+        at = datetime.fromtimestamp(path.stat().st_mtime, UTC).replace(tzinfo=None)
+        records.append(QualityRecord(at, total, total >= platform.brief.thresholds.quality_min_score))
+    return sorted(records, key=lambda r: r.at)
+
+
+def _quality_kill(context: dg.AssetExecutionContext, platform: PlatformResource) -> dict:
+    b = platform.brief
+    return quality_kill_criterion(quality_history(context.instance, platform), b.thresholds.quality_min_score,
+                                  b.kill_criteria.quality_cleaning_days, datetime.now(UTC).replace(tzinfo=None))
+
+
+def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResource,
+                      feast_store: FeatureStoreResource) -> dg.MaterializeResult:
     """The hold-out report a person reads: primary and secondary metrics with 95% bootstrap intervals,
     paired comparisons with every baseline, kill criteria, cross-validation on small data, calibration (with
     the calibrator saved beside the model), slices, fairness (selection rate, TPR and calibration per group),
@@ -291,7 +318,7 @@ def evaluation_report(platform: PlatformResource, feast_store: FeatureStoreResou
     parts = candidate_context(metric_rows, challenger, primary)
     random = random_reference(task, y, primary)
     headline, rules_value = parts["metrics"][primary]["value"], parts["baselines"]["rules"][primary]
-    kills = kill_criteria(headline, rules_value, random, primary, b.kill_criteria)
+    kills = kill_criteria(headline, rules_value, random, primary, b.kill_criteria, _quality_kill(context, platform))
     for name, frame in {"metrics": metrics, "baseline_comparison": comparisons, "slices": slices,
                         "kill_criteria": pl.DataFrame(kills), "edge_cases": edge_cases,
                         "predictions": prediction_table(task, test.select(b.entity_key, b.label.timestamp, label),
@@ -337,8 +364,9 @@ def evaluation_report(platform: PlatformResource, feast_store: FeatureStoreResou
 
 
 @dg.asset_check(asset="evaluation_report", name="kill_criteria", blocking=True,
-                description="The brief's kill criteria on hold-out results: stop before registering a model "
-                "that the rules nearly match or that barely beats random.")
+                description="The brief's kill criteria on hold-out results and the data-quality history: stop "
+                "before registering a model that the rules nearly match, that barely beats random, or whose data "
+                "stayed below the quality gate for the brief's days of cleaning.")
 def kill_criteria_check(platform: PlatformResource) -> dg.AssetCheckResult:
     kills = platform.read_table("evaluation", "kill_criteria")
     failed = kills.filter(~pl.col("passed"))
