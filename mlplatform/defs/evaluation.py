@@ -45,9 +45,9 @@ from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.models import load_candidate
 from mlplatform.core.promotion import golden_shortfall
+from mlplatform.core.quality import normalised_total
 from mlplatform.core.report import (
     calibration_plot,
-from mlplatform.core.quality import normalised_total
     candidate_context,
     pr_curve_plot,
     render_evaluation_report,
