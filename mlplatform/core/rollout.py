@@ -1,6 +1,7 @@
 """Putting a model in front of traffic safely (seed phases 5 and 8): the prediction log, the champion/challenger
-split, the A/B test (power analysis, two-proportion test, ship / iterate / kill), canary steps, the automatic
-rollback rule, and promotion / rollback in the MLflow registry with a history of who was champion when.
+split, the A/B test on the primary metric (power analysis, two-proportion test or bootstrap, ship / iterate /
+kill), canary steps, the automatic rollback rule, and promotion / rollback in the MLflow registry with a history
+of who was champion when.
 
 Rollout state lives in the registry, so the serving app and the Dagster assets agree without talking to each
 other: the ``champion`` and ``challenger`` aliases, the challenger's traffic share as a registered-model tag,
@@ -46,7 +47,7 @@ class RolloutPolicy:
     (:class:`~mlplatform.brief.Rollout`, which validates the values) plus ``monitoring.max_metric_drop``.
 
     Attributes:
-        mde: minimum detectable effect, absolute, on the per-prediction success rate (correct predictions).
+        mde: minimum detectable effect of the A/B test: an absolute gain in the brief's primary metric.
         alpha: two-sided significance level of the A/B test.
         power: probability of detecting an effect of ``mde``.
         min_runtime_days: one full business cycle (the seed: 7 days at least).
@@ -141,13 +142,135 @@ def two_proportion_test(successes_a: int, n_a: int, successes_b: int, n_b: int) 
     return z, float(2 * norm.sf(abs(z)))
 
 
+# Primary metrics that are a per-prediction proportion: the A/B test compares them with the two-proportion z-test.
+# Every other metric (F1, PR-AUC, ROC-AUC, precision, recall, MAE...) is no mean of independent 0/1 outcomes, so
+# it is compared with a two-sample bootstrap of its difference between the arms.
+RATE_METRICS = frozenset({"accuracy"})
+# Binary metrics of the probabilities the model reported; the others are of the decisions it made.
+_RANKING_METRICS = frozenset({"pr_auc", "roc_auc", "log_loss", "brier"})
+AB_BOOTSTRAP_RESAMPLES = 1000
+
+
+@dataclass(frozen=True)
+class ArmOutcomes:
+    """One arm's labelled predictions: the true label, the decision served and its reported probability."""
+
+    y_true: np.ndarray
+    prediction: np.ndarray
+    probability: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return len(self.y_true)
+
+    def scores(self, task: TaskType, metric: str) -> np.ndarray:
+        """What ``metric`` is computed on: the probability for a binary ranking metric, else the decision."""
+        return self.probability if task == "binary" and metric in _RANKING_METRICS else self.prediction
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """The A/B test of one metric: each arm's value, the lift (treatment over control in the metric's better
+    direction, absolute), its test and the sample size its power analysis asks for per arm."""
+
+    metric: str
+    method: str
+    control: float | None
+    treatment: float | None
+    lift: float | None
+    statistic: float | None
+    p_value: float | None
+    lift_ci: tuple[float, float] | None
+    min_sample_size: int | None
+    sample_size_basis: str
+
+
+def _bootstrap_sample_size(spread: float, mde: float, alpha: float, power: float) -> int:
+    """Rows per arm for a two-sided test of a difference of ``mde`` between two arms whose per-row standard
+    deviation is ``spread`` (normal approximation): 2 (z_{1-alpha/2} + z_power)² spread² / mde²."""
+    z = norm.ppf(1 - alpha / 2) + norm.ppf(power)
+    return max(2, math.ceil(2 * (z * spread / mde) ** 2))
+
+
+def compare_arms(task: TaskType, metric: str, control: ArmOutcomes, treatment: ArmOutcomes,
+                 policy: "RolloutPolicy", *, resamples: int = AB_BOOTSTRAP_RESAMPLES,
+                 seed: int = 0) -> MetricComparison:
+    """Test ``metric`` between the arms with a test that suits it, and size the test from the control arm.
+
+    A rate (:data:`RATE_METRICS`: the share of correct predictions) gets the pooled two-proportion z-test and a
+    sample size from :func:`min_sample_size` at the control arm's observed rate. Any other metric gets a two-sample
+    bootstrap (each arm resampled on its own; the two-sided p-value is twice the smaller share of resampled lifts
+    on either side of zero) and a sample size from the per-row spread of the metric that the control arm's
+    bootstrap shows (standard error x sqrt(rows)). Without control rows the sample size is unknown (None), never
+    a guess.
+    """
+    from mlplatform.core.metrics import metric_function
+
+    up = higher_is_better(metric)
+    one = metric_function(task, metric, 0.5)
+
+    def value(arm: ArmOutcomes, rows: np.ndarray | slice = slice(None)) -> float:
+        return float(one(arm.y_true[rows], arm.scores(task, metric)[rows]))
+
+    level = value(control) if control.rows else None
+    treated = value(treatment) if treatment.rows else None
+    if metric in RATE_METRICS and task in ("binary", "multiclass"):
+        return _rate_comparison(metric, control, treatment, level, treated, policy)
+    spread, rng = None, np.random.default_rng(seed)
+    if control.rows > 1:
+        drawn = np.array([value(control, rng.integers(0, control.rows, control.rows)) for _ in range(resamples)])
+        spread = float(np.nanstd(drawn)) * math.sqrt(control.rows)
+    needed = _bootstrap_sample_size(spread, policy.mde, policy.alpha, policy.power) if spread else None
+    basis = (f"per arm; two-sample bootstrap of {metric}, alpha {policy.alpha}, power {policy.power}, MDE "
+             f"{policy.mde} (absolute {metric}), control {metric} "
+             + (f"{level:.4f} with a per-row spread of {spread:.4f} from the control arm's bootstrap"
+                if spread and level is not None else "unknown until control labels arrive"))
+    if level is None or treated is None or control.rows < 2 or treatment.rows < 2:
+        return MetricComparison(metric, "two-sample bootstrap", level, treated, None, None, None, None, needed, basis)
+    # Each arm resampled on its own (independent groups); the control draws above serve the difference too.
+    treated_draws = np.array([value(treatment, rng.integers(0, treatment.rows, treatment.rows))
+                              for _ in range(resamples)])
+    lifts = treated_draws - drawn if up else drawn - treated_draws
+    lifts = lifts[np.isfinite(lifts)]
+    lift = treated - level if up else level - treated
+    if lifts.size == 0:
+        return MetricComparison(metric, "two-sample bootstrap", level, treated, lift, None, None, None, needed, basis)
+    share = min(float(np.mean(lifts <= 0)), float(np.mean(lifts >= 0)))
+    p_value = min(1.0, 2 * (share * lifts.size + 1) / (lifts.size + 1))
+    low, high = np.quantile(lifts, [policy.alpha / 2, 1 - policy.alpha / 2])
+    return MetricComparison(metric, f"two-sample bootstrap ({lifts.size} resamples)", level, treated, lift, None,
+                            p_value, (float(low), float(high)), needed, basis)
+
+
+def _rate_comparison(metric: str, control: ArmOutcomes, treatment: ArmOutcomes, level: float | None,
+                     treated: float | None, policy: "RolloutPolicy") -> MetricComparison:
+    """The two-proportion z-test of the share of correct predictions, sized at the control arm's rate."""
+    correct = {name: int(np.sum(arm.prediction == arm.y_true)) for name, arm in
+               (("control", control), ("treatment", treatment))}
+    needed = None
+    if level is not None:
+        try:
+            needed = min_sample_size(level, policy.mde, policy.alpha, policy.power)
+        except ValueError:  # control at 0 or within mde of 1: no room for an improvement of mde
+            needed = None
+    basis = (f"per arm; two-proportion z-test, alpha {policy.alpha}, power {policy.power}, MDE {policy.mde}, "
+             + (f"control {metric} {level:.4f} (observed)" if level is not None
+                else "control rate unknown until control labels arrive"))
+    if level is None or treated is None:
+        return MetricComparison(metric, "two-proportion z-test", level, treated, None, None, None, None, needed,
+                                basis)
+    z, p = two_proportion_test(correct["control"], control.rows, correct["treatment"], treatment.rows)
+    return MetricComparison(metric, "two-proportion z-test", level, treated, treated - level, z, p, None, needed,
+                            basis)
+
+
 @dataclass(frozen=True)
 class ABEvidence:
-    """What the A/B decision is made from."""
+    """What the A/B decision is made from: the primary metric's comparison, the labelled rows per arm, how long
+    the test ran and any guardrail breached."""
 
-    successes_control: int
+    comparison: MetricComparison
     n_control: int
-    successes_treatment: int
     n_treatment: int
     runtime_days: float
     guardrail_breaches: list[str] = field(default_factory=list)
@@ -168,41 +291,39 @@ class ABResult:
 def decide_ab(evidence: ABEvidence, policy: RolloutPolicy) -> ABResult:
     """The seed's decision criteria.
 
-    * ship: treatment beats control by more than ``mde`` with p < ``alpha``, no guardrail breached, and both
-      the minimum sample size and the minimum runtime reached.
+    * ship: the treatment's lift on the primary metric is more than ``mde`` (absolute) with p < ``alpha``, no
+      guardrail breached, the SMALLER arm holds the minimum sample size, and the minimum runtime has passed.
     * kill: a guardrail breached, or no significant improvement after twice the minimum runtime.
     * iterate: anything else: a promising but unproven signal, or a test still collecting its sample.
     """
-    e = evidence
+    e, c = evidence, evidence.comparison
     if e.guardrail_breaches:
         return ABResult("kill", "guardrail breach: " + "; ".join(e.guardrail_breaches), None, None, None, None)
-    if e.n_control == 0 or e.n_treatment == 0:
-        return ABResult("iterate", "no labelled predictions in one of the arms yet", None, None, None, None)
-    p_control = e.successes_control / e.n_control
-    lift = e.successes_treatment / e.n_treatment - p_control
-    try:
-        needed = min_sample_size(p_control, policy.mde, policy.alpha, policy.power)
-    except ValueError:  # control at 0 or 1 - mde: no room for an improvement of mde
-        needed = None
-    z, p = two_proportion_test(e.successes_control, e.n_control, e.successes_treatment, e.n_treatment)
-    sampled = needed is not None and min(e.n_control, e.n_treatment) >= needed
+    if e.n_control == 0 or e.n_treatment == 0 or c.lift is None or c.p_value is None:
+        return ABResult("iterate", "no labelled predictions in one of the arms yet", None, None, None,
+                        c.min_sample_size)
+    needed, lift, p = c.min_sample_size, c.lift, c.p_value
+    smaller = min(e.n_control, e.n_treatment)
+    sampled = needed is not None and smaller >= needed
     ran = e.runtime_days >= policy.min_runtime_days
     won = lift > policy.mde and p < policy.alpha
     if won and sampled and ran:
-        return ABResult("ship", f"treatment beats control by {lift:+.4f} (> {policy.mde}) with p = {p:.4g} "
-                                f"< {policy.alpha}, no guardrail regression", z, p, lift, needed)
+        return ABResult("ship", f"treatment beats control on {c.metric} by {lift:+.4f} (> {policy.mde}) with "
+                                f"p = {p:.4g} < {policy.alpha} ({c.method}), no guardrail regression",
+                        c.statistic, p, lift, needed)
     if e.runtime_days >= 2 * policy.min_runtime_days and not won:
-        return ABResult("kill", f"no significant improvement of more than {policy.mde} after "
-                                f"{e.runtime_days:.1f} days (2x the minimum runtime)", z, p, lift, needed)
+        return ABResult("kill", f"no significant improvement of {c.metric} by more than {policy.mde} after "
+                                f"{e.runtime_days:.1f} days (2x the minimum runtime)", c.statistic, p, lift, needed)
     missing = []
     if not sampled:
-        missing.append(f"sample {min(e.n_control, e.n_treatment)} of {needed or 'unknown'} per arm")
+        missing.append(f"sample {smaller} of {needed or 'unknown'} in the smaller arm")
     if not ran:
         missing.append(f"runtime {e.runtime_days:.1f} of {policy.min_runtime_days} days")
     signal = "promising" if lift > 0 else "no positive"
-    return ABResult("iterate", f"{signal} signal (lift {lift:+.4f}, p = {p:.4g}); "
-                               + ("; ".join(missing) or "not significant: extend the test or refine the model"),
-                    z, p, lift, needed)
+    return ABResult("iterate", f"{signal} signal on {c.metric} (lift {lift:+.4f}, p = {p:.4g}); "
+                               + ("; ".join(missing) or "not significant or not above the MDE: extend the test or "
+                                  "refine the model"),
+                    c.statistic, p, lift, needed)
 
 
 # --- serving health, the rollback rule and canary steps ---------------------------------------------------------
@@ -526,19 +647,21 @@ class ABTestPlan(TypedDict):
 
 
 class ABTestResults(TypedDict):
-    """What the prediction log shows for each arm, the test statistic and the decision."""
+    """What the prediction log shows for each arm, the primary metric's test and the decision."""
 
     control_version: str | None
     treatment_version: str | None
     predictions: dict[str, int]
     labelled: dict[str, int]
-    success_rate: dict[str, float | None]
+    primary_metric: dict[str, float | None]  # control / treatment value of the tested metric
+    test: str
     metrics: dict[str, dict[str, float]]
     guardrail_breaches: list[str]
     runtime_days: float
     z: float | None
     p_value: float | None
     lift: float | None
+    lift_ci: list[float] | None
     decision: Decision
     reason: str
 
@@ -557,23 +680,29 @@ def _runtime_days(rows: pl.DataFrame) -> float:
     return (last - first).total_seconds() / 86_400
 
 
+def _arm_outcomes(known: pl.DataFrame, label: str) -> ArmOutcomes:
+    return ArmOutcomes(known[label].to_numpy(), known["prediction"].to_numpy(),
+                       known["probability"].fill_null(0.0).to_numpy())
+
+
 def ab_report(labelled: pl.DataFrame, state: RolloutState, *, task: TaskType, label: str, primary: str,
               guardrails: list[str], hypothesis: str, name: str, policy: RolloutPolicy) -> ABReport:
     """The seed's A/B template filled from the prediction log (with labels where known), the test and the decision.
 
     Control is the champion arm as answered by the champion version, treatment the challenger arm as answered
-    by the challenger version. The test compares the per-prediction success rate (correct class) of the
-    labelled rows; guardrails are the serving health (error rate, p99 latency) and the brief's guardrail
-    metrics, each judged by the automatic-rollback rule.
+    by the challenger version. The test compares the brief's primary metric (the offline evaluation's) on the
+    labelled rows with :func:`compare_arms`; guardrails are the serving health (error rate, p99 latency) and the
+    brief's guardrail metrics, each judged by the automatic-rollback rule.
     """
     control = served_rows(labelled, state.champion, "champion") if labelled.height else labelled
     treatment = served_rows(labelled, state.challenger, "challenger") if labelled.height else labelled
     arms = {"control": control, "treatment": treatment}
     metrics: dict[str, dict[str, float]] = {}
-    counts: dict[str, tuple[int, int]] = {}  # arm -> (correct predictions, labelled predictions)
+    outcomes: dict[str, ArmOutcomes] = {}
     for arm, rows in arms.items():
         known = known_outcomes(rows, label)
-        counts[arm] = (int((known["prediction"] == known[label]).sum()) if known.height else 0, known.height)
+        outcomes[arm] = (_arm_outcomes(known, label) if known.height else
+                         ArmOutcomes(np.zeros(0), np.zeros(0), np.zeros(0)))
         metrics[arm] = outcome_metrics(task, known, label)
     breaches = []
     if control.height and treatment.height:
@@ -586,40 +715,37 @@ def ab_report(labelled: pl.DataFrame, state: RolloutState, *, task: TaskType, la
             if drop > policy.max_metric_drop:
                 breaches.append(f"{metric} {old:.4f} -> {new:.4f} ({drop:.1%} worse)")
     runtime = _runtime_days(pl.concat([control, treatment])) if control.height and treatment.height else 0.0
-    classification = task in ("binary", "multiclass")
-    evidence = ABEvidence(*counts["control"], *counts["treatment"], runtime, breaches)
-    result = (decide_ab(evidence, policy) if classification else
-              ABResult("iterate", "the two-proportion test needs a classification task", None, None, None, None))
-    p_control = counts["control"][0] / counts["control"][1] if counts["control"][1] else 0.5
-    try:
-        needed = min_sample_size(p_control, policy.mde, policy.alpha, policy.power)
-    except ValueError:
-        needed = None
+    comparison = compare_arms(task, primary, outcomes["control"], outcomes["treatment"], policy)
+    evidence = ABEvidence(comparison, outcomes["control"].rows, outcomes["treatment"].rows, runtime, breaches)
+    result = decide_ab(evidence, policy)
     share = state.challenger_share
+    direction = "higher" if higher_is_better(primary) else "lower"
     return {
         "ab_test": {
             "name": name,
             "hypothesis": hypothesis or f"version {state.challenger} beats version {state.champion} on {primary}",
-            "primary_metric": f"{primary} (tested as the per-prediction success rate)",
+            "primary_metric": f"{primary} (the brief's primary metric, {direction} is better; tested with "
+                              f"{comparison.method})",
             "guardrail_metrics": [*guardrails, "serving error rate", "p99 latency"],
             "traffic_split": {"control": round(100 * (1 - share), 2), "treatment": round(100 * share, 2)},
-            "minimum_sample_size": needed,
-            "minimum_sample_size_basis": f"per arm; two-proportion z-test, alpha {policy.alpha}, power "
-                                         f"{policy.power}, MDE {policy.mde}, control rate {p_control:.4f}"
-                                         + ("" if counts["control"][1] else " (0.5 until control labels arrive)"),
+            "minimum_sample_size": comparison.min_sample_size,
+            "minimum_sample_size_basis": comparison.sample_size_basis,
             "minimum_runtime_days": policy.min_runtime_days,
             "decision_criteria": {
-                "ship": f"Treatment > control by >{policy.mde} with p<{policy.alpha} AND no guardrail regression",
+                "ship": f"Treatment > control on {primary} by >{policy.mde} (absolute) with p<{policy.alpha}, the "
+                        "minimum sample reached in the smaller arm, AND no guardrail regression",
                 "iterate": "Promising signal but not significant — extend test or refine model",
                 "kill": "No improvement after 2x minimum runtime OR guardrail breach"},
         },
         "results": {
             "control_version": state.champion, "treatment_version": state.challenger,
             "predictions": {"control": control.height, "treatment": treatment.height},
-            "labelled": {"control": counts["control"][1], "treatment": counts["treatment"][1]},
-            "success_rate": {arm: (c / n if n else None) for arm, (c, n) in counts.items()},
+            "labelled": {"control": outcomes["control"].rows, "treatment": outcomes["treatment"].rows},
+            "primary_metric": {"control": comparison.control, "treatment": comparison.treatment},
+            "test": comparison.method,
             "metrics": metrics, "guardrail_breaches": breaches, "runtime_days": round(runtime, 3),
             "z": result.z, "p_value": result.p_value, "lift": result.lift,
+            "lift_ci": list(comparison.lift_ci) if comparison.lift_ci else None,
             "decision": result.decision, "reason": result.reason,
         },
     }

@@ -48,8 +48,9 @@ def _health(platform: PlatformResource, rows: pl.DataFrame, version: str | None)
 @dg.asset(group_name="serving", deps=["champion_model"], kinds={"mlflow", "parquet"})
 def ab_test_report(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """The champion/challenger A/B test in the seed's template (hypothesis, primary metric, guardrails, split,
-    minimum sample size from a power analysis, minimum runtime) with the test statistic, the p-value and the
-    decision ship / iterate / kill, from the serving app's prediction log and the labels known so far."""
+    minimum sample size from a power analysis at the control arm's level, minimum runtime) with the test of the
+    brief's primary metric (bootstrap, or the z-test for a rate), the p-value and the decision ship / iterate /
+    kill, from the serving app's prediction log and the labels known so far."""
     b = platform.brief
     policy = policy_for(b)
     state = rollout_state(tracking.uri, tracking.model_name)
@@ -61,6 +62,7 @@ def ab_test_report(platform: PlatformResource, tracking: TrackingResource) -> dg
     results = report["results"]
     return dg.MaterializeResult(metadata={
         "decision": results["decision"], "reason": results["reason"],
+        "primary_metric": report["ab_test"]["primary_metric"],
         "p_value": results["p_value"] if results["p_value"] is not None else "n/a",
         "minimum_sample_size": report["ab_test"]["minimum_sample_size"] or "n/a",
         "predictions": dg.MetadataValue.json(results["predictions"]),

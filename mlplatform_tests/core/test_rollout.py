@@ -15,6 +15,7 @@ from mlplatform.brief import DEMO_BRIEF, BriefError, load_brief
 from mlplatform.core.rollout import (
     ABEvidence,
     ArmHealth,
+    MetricComparison,
     RolloutPolicy,
     RolloutState,
     ab_report,
@@ -86,25 +87,58 @@ def test_z_test_of_identical_degenerate_arms_is_no_difference():
         two_proportion_test(11, 10, 1, 2)
 
 
+def rate_evidence(correct_a: int, n_a: int, correct_b: int, n_b: int, runtime_days: float, policy=POLICY,
+                  breaches: list[str] | None = None) -> ABEvidence:
+    """Evidence of an accuracy A/B test: correct predictions per arm, tested with the two-proportion z-test."""
+    z, p = two_proportion_test(correct_a, n_a, correct_b, n_b)
+    level = correct_a / n_a
+    comparison = MetricComparison("accuracy", "two-proportion z-test", level, correct_b / n_b,
+                                  correct_b / n_b - level, z, p, None,
+                                  min_sample_size(level, policy.mde, policy.alpha, policy.power), "")
+    return ABEvidence(comparison, n_a, n_b, runtime_days, breaches or [])
+
+
+def evidence(lift: float, *, p: float = 0.001, needed: int = 1000, n_control: int = 5000, n_treatment: int = 5000,
+             runtime_days: float = 8) -> ABEvidence:
+    return ABEvidence(MetricComparison("f1", "two-sample bootstrap", 0.4, 0.4 + lift, lift, None, p, None, needed, ""),
+                      n_control, n_treatment, runtime_days)
+
+
 def test_ab_ships_a_significant_win_after_the_sample_and_the_runtime():
-    result = decide_ab(ABEvidence(7000, 10_000, 7400, 10_000, runtime_days=8), POLICY)
+    result = decide_ab(rate_evidence(7000, 10_000, 7400, 10_000, runtime_days=8), POLICY)
     assert result.decision == "ship", result.reason
     assert result.lift == pytest.approx(0.04) and result.p_value < 0.05
     assert result.min_sample_size == min_sample_size(0.7, POLICY.mde)
 
 
 def test_ab_iterates_while_the_runtime_or_sample_is_short():
-    short = decide_ab(ABEvidence(7000, 10_000, 7400, 10_000, runtime_days=3), POLICY)
+    short = decide_ab(rate_evidence(7000, 10_000, 7400, 10_000, runtime_days=3), POLICY)
     assert short.decision == "iterate" and "runtime 3.0 of 7.0 days" in short.reason
-    small = decide_ab(ABEvidence(70, 100, 80, 100, runtime_days=10), POLICY)
+    small = decide_ab(rate_evidence(70, 100, 80, 100, runtime_days=10), POLICY)
     assert small.decision == "iterate" and "sample 100 of" in small.reason
 
 
 def test_ab_kills_after_twice_the_runtime_without_a_win_or_on_a_guardrail_breach():
-    flat = decide_ab(ABEvidence(7000, 10_000, 7010, 10_000, runtime_days=14), POLICY)
+    flat = decide_ab(rate_evidence(7000, 10_000, 7010, 10_000, runtime_days=14), POLICY)
     assert flat.decision == "kill" and "2x the minimum runtime" in flat.reason
-    breach = decide_ab(ABEvidence(7000, 10_000, 7400, 10_000, 8, guardrail_breaches=["p99 latency"]), POLICY)
+    breach = decide_ab(rate_evidence(7000, 10_000, 7400, 10_000, 8, breaches=["p99 latency"]), POLICY)
     assert breach.decision == "kill" and "p99 latency" in breach.reason
+
+
+def test_ship_needs_a_lift_above_the_mde_not_just_above_zero():
+    mde = POLICY.mde
+    assert decide_ab(evidence(mde / 2), POLICY).decision == "iterate"
+    assert decide_ab(evidence(mde), POLICY).decision == "iterate", "a lift equal to the MDE is not more than it"
+    assert decide_ab(evidence(mde + 1e-6), POLICY).decision == "ship"
+    assert decide_ab(evidence(mde + 0.01, p=POLICY.alpha), POLICY).decision == "iterate", "p must be below alpha"
+
+
+def test_ship_needs_the_minimum_sample_in_the_smaller_arm():
+    # The larger arm alone reaching the sample is not enough, whichever arm it is.
+    for control, treatment in ((5000, 999), (999, 5000)):
+        short = decide_ab(evidence(0.05, n_control=control, n_treatment=treatment), POLICY)
+        assert short.decision == "iterate" and "sample 999 of 1000 in the smaller arm" in short.reason
+    assert decide_ab(evidence(0.05, n_control=1000, n_treatment=5000), POLICY).decision == "ship"
 
 
 def test_arm_assignment_is_stable_nested_and_close_to_the_share():
@@ -285,11 +319,13 @@ def test_ab_report_fills_the_seed_template_and_ships_a_clear_win():
     assert set(template) >= {"name", "hypothesis", "primary_metric", "guardrail_metrics", "traffic_split",
                              "minimum_sample_size", "minimum_runtime_days", "decision_criteria"}
     assert template["traffic_split"] == {"control": 50.0, "treatment": 50.0}
-    p_control = results["success_rate"]["control"]
-    assert template["minimum_sample_size"] == min_sample_size(p_control, AB_POLICY.mde) < 3000
-    z, p = two_proportion_test(round(p_control * 3000), 3000, round(results["success_rate"]["treatment"] * 3000),
-                               3000)
-    assert (results["z"], results["p_value"]) == (pytest.approx(z), pytest.approx(p))
+    assert template["primary_metric"].startswith("f1 (the brief's primary metric")
+    assert results["test"] == "two-sample bootstrap (1000 resamples)"
+    assert template["minimum_sample_size"] < 3000 and "control f1" in template["minimum_sample_size_basis"]
+    values = results["primary_metric"]
+    assert values["control"] == pytest.approx(results["metrics"]["control"]["f1"])
+    assert results["lift"] == pytest.approx(values["treatment"] - values["control"]) and results["p_value"] < 0.01
+    assert results["lift_ci"][0] > AB_POLICY.mde
     assert results["decision"] == "ship", results["reason"]
 
 
@@ -329,10 +365,10 @@ def test_the_briefs_canary_steps_and_min_rows_set_the_canary_progression(tmp_pat
 def test_the_briefs_ab_settings_and_metric_drop_reach_the_decisions(tmp_path):
     section = {"mde": 0.03, "alpha": 0.01, "power": 0.9, "min_runtime_days": 3, "degradation_factor": 3.0}
     policy = policy_for(load_brief(demo_brief_with(tmp_path, section, max_metric_drop=0.2)))
-    evidence = ABEvidence(7000, 10_000, 7400, 10_000, runtime_days=4)
-    assert decide_ab(evidence, policy).decision == "ship", "4 days pass the brief's 3-day minimum runtime"
-    assert decide_ab(evidence, POLICY).decision == "iterate", "the seed's 7 days do not"
-    assert decide_ab(evidence, policy).min_sample_size == min_sample_size(0.7, 0.03, alpha=0.01, power=0.9)
+    found = rate_evidence(7000, 10_000, 7400, 10_000, runtime_days=4, policy=policy)
+    assert decide_ab(found, policy).decision == "ship", "4 days pass the brief's 3-day minimum runtime"
+    assert decide_ab(found, POLICY).decision == "iterate", "the seed's 7 days do not"
+    assert decide_ab(found, policy).min_sample_size == min_sample_size(0.7, 0.03, alpha=0.01, power=0.9)
     base = ArmHealth(rows=1000, errors=10, p99_ms=5.0, metric=0.60)
     within_the_briefs_limits = ArmHealth(1000, 25, 12.0, 0.50)
     assert degradation_reasons(within_the_briefs_limits, base, policy, higher_better=True) == []
