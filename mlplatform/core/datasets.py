@@ -94,3 +94,49 @@ def split_training_set(brief: Brief, frame: pl.DataFrame) -> SplitFrames:
     if dates.train_start is not None:
         rest = rest.filter(pl.col(brief.label.timestamp).cast(pl.Date) >= dates.train_start)
     return temporal_split(rest, brief.label.timestamp, dates.validation_start, dates.test_start, dates.test_end)
+
+
+ROW_COUNT_SCHEMA = {"stage": pl.String, "rows": pl.Int64, "reason": pl.String}
+
+
+def split_row_counts(brief: Brief, frame: pl.DataFrame) -> pl.DataFrame:
+    """How the training set's rows divide: golden, train, validation, test, and those no part takes (a rolling
+    split's rows before its training window, a fixed split's rows on or after ``test_end``), with why.
+
+    Raises:
+        ValueError: the split cannot be made (see :func:`split_training_set`).
+    """
+    split = split_training_set(brief, frame)
+    golden = golden_set(brief, frame).height
+    parts = {"train": split.train.height, "validation": split.validation.height, "test": split.test.height}
+    summary = brief.split_summary()
+    rows = [("golden", golden, f"the golden test set (thresholds.golden_share {brief.thresholds.golden_share:g})"),
+            *[(part, n, summary[part]) for part, n in parts.items()],
+            ("outside_split_windows", frame.height - golden - sum(parts.values()),
+             "dropped: labelled rows outside every split window (before the training window or on or after the "
+             "test end); move the split dates in the brief to use them")]
+    return pl.DataFrame(rows, schema=ROW_COUNT_SCHEMA, orient="row")
+
+
+def label_row_counts(*, source: str, quarantined: int, valid: int, known: int, without_entity_row: int,
+                     delay_days: int, as_of: datetime) -> pl.DataFrame:
+    """Where the label rows went on their way into the training set, each count with its reason."""
+    rows = [
+        ("label_rows_quarantined", quarantined,
+         f"dropped in validation: see quarantined_{source} for each row's reasons"),
+        ("label_rows_valid", valid, f"label rows of {source} that met the contract"),
+        ("label_not_known_yet", valid - known,
+         f"dropped: the label is known {delay_days} day(s) after its time, which falls after the as-of time "
+         f"{as_of:%Y-%m-%d %H:%M}"),
+        ("entity_without_valid_row", without_entity_row,
+         "kept with empty attributes: the entity's own row was quarantined or is missing"),
+        ("training_set", known, "labelled rows joined point-in-time with their features"),
+    ]
+    return pl.DataFrame(rows, schema=ROW_COUNT_SCHEMA, orient="row")
+
+
+def rows_without_entity_row(frame: pl.DataFrame, entities: pl.DataFrame, keys: list[str]) -> int:
+    """Rows of ``frame`` whose ``keys`` match no row of ``entities`` (their entity was quarantined or is unknown)."""
+    present = entities.select(keys).unique().with_columns(
+        pl.col(k).cast(frame.schema[k]) for k in keys if frame.schema[k] != entities.schema[k])
+    return frame.select(keys).join(present, on=keys, how="anti", nulls_equal=True).height

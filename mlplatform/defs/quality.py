@@ -70,8 +70,8 @@ def _validation_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
     )
     def validate(platform: PlatformResource):
         b = platform.brief
-        # Streamed: validation reads the raw table in row slices, so a large source never sits in memory twice.
         is_label = name == b.label.source
+        # Streamed: validation reads the raw table in row slices, so a large source never sits in memory twice.
         # Events after the brief's as-of are quarantined, as are label rows without a label.
         result = validate_table(platform.scan_table("raw", name), name, source, as_of=data_as_of(b),
                                 label=b.label.column if is_label else None)
