@@ -9,6 +9,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from mlplatform.brief import Features
 from mlplatform.core.calibration import CALIBRATION_SCHEMA, calibration_summary, save_calibrator
 from mlplatform.core.datasets import golden_set
 from mlplatform.core.evaluation import (
@@ -41,6 +42,7 @@ from mlplatform.core.evaluation import (
     worst_predictions,
 )
 from mlplatform.core.feature_store import feature_service_name, feature_view_name, online_features
+from mlplatform.core.holdout import quarantined_entities, without_entities
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.models import load_candidate
@@ -55,7 +57,7 @@ from mlplatform.core.report import (
 )
 from mlplatform.core.selection import Selection, choose_challenger
 from mlplatform.core.tracking import dataset_version
-from mlplatform.core.training import majority_baseline
+from mlplatform.core.training import SplitFrames, majority_baseline
 from mlplatform.core.training import rules_baseline as rules_predictor
 from mlplatform.defs.training import CANDIDATE_ASSETS, candidates, load_split, model_features
 from mlplatform.resources.platform import FeatureStoreResource, PlatformResource
@@ -97,6 +99,33 @@ def _choose_challenger(platform: PlatformResource, train_rows: int) -> Selection
                                   allow_deep_below_10k=b.training.allow_deep_below_10k)
     platform.write_table("evaluation", "challenger", selection.table())
     return selection
+
+
+def _scored_hold_out(platform: PlatformResource, split) -> tuple[SplitFrames, dict]:
+    """The split with the hold-out rows of quarantined entities set apart (see :mod:`mlplatform.core.holdout`),
+    and what the report says about them."""
+    b = platform.brief
+    if not isinstance(b.features, Features):  # a plain table: a quarantined row never reaches the training set
+        return split, {"rows": 0, "entities": 0}
+    source = b.features.entities_source
+    path = platform.workspace.table("quarantine", source)
+    quarantine = pl.read_parquet(path) if path.exists() else pl.DataFrame()
+    keys = quarantined_entities(quarantine, platform.read_table("validated", source), b.entity_key)
+    kept, apart = without_entities(split.test, b.entity_key, keys)
+    return (SplitFrames(split.train, split.validation, kept),
+            {"rows": apart.height, "entities": apart[b.entity_key].n_unique(), "source": source,
+             "positives": int(apart[b.label.column].sum()) if b.task_type == "binary" and apart.height else None})
+
+
+def _excluded_markdown(excluded: dict) -> str:
+    """The report's note on hold-out rows set apart."""
+    if not excluded["rows"]:
+        return ""
+    positives = f", {excluded['positives']} positive" if excluded.get("positives") is not None else ""
+    return (f"## Hold-out rows set apart\n\n{excluded['rows']:,} hold-out rows ({excluded['entities']:,} entities"
+            f"{positives}) belong to entities whose `{excluded['source']}` record was quarantined, so their "
+            "attributes reached the training set blank. They are not scored: every hold-out number above is "
+            "on the other rows.")
 
 
 def hold_out_candidates(platform: PlatformResource, split, models: dict) -> list[Candidate]:
@@ -300,7 +329,7 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
     the calibrator saved beside the model), slices, fairness (selection rate, TPR and calibration per group),
     the 50 worst predictions, edge cases, offline-vs-online skew and plots."""
     b = platform.brief
-    split = load_split(platform)
+    split, excluded = _scored_hold_out(platform, load_split(platform))
     test, label, primary, task = split.test, b.label.column, b.metrics.primary, b.task_type
     y = test[label].to_numpy()
     selection = _choose_challenger(platform, split.train.height)
@@ -313,7 +342,8 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
                            | {challenger: [primary, *b.metrics.guardrails]})
     comparisons = baseline_comparison(task, primary, y, model, scored[1:])
     slices = sliced_metrics(task, test, label, model.scores, model.threshold, b.slice_by)
-    edge_cases = edge_case_probe(models[challenger].predict_score, test.head(EDGE_CASE_ROWS), model_features(b), task)
+    edge_cases = edge_case_probe(models[challenger].predict_score, test.head(EDGE_CASE_ROWS), model_features(b), task,
+                                 reference=split.train, label=label)
     metric_rows: list[Mapping[str, Any]] = list(metrics.to_dicts())
     parts = candidate_context(metric_rows, challenger, primary)
     random = random_reference(task, y, primary)
@@ -341,8 +371,9 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
         "skew": _skew(platform, feast_store, test, models[challenger]),
     }
     golden = _golden(platform, models[challenger], model.threshold)
-    markdown = (render_evaluation_report(ctx) + "\n\n" + selection.markdown() + "\n\n"
-                + _golden_markdown(golden, primary, b.thresholds.max_golden_regression))
+    markdown = "\n\n".join(part for part in (
+        render_evaluation_report(ctx), selection.markdown(), _excluded_markdown(excluded),
+        _golden_markdown(golden, primary, b.thresholds.max_golden_regression)) if part)
     path = write_report(markdown, platform.workspace.reports_dir / "evaluation", _plots(platform, y, scored))
     cv, ci = ctx["cross_validation"], parts["metrics"][primary]
     return dg.MaterializeResult(metadata={
@@ -356,6 +387,7 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
            else {"cross_validation": "skipped"}),
         **({"skewed_entities": ctx["skew"]["summary"]["skewed"]} if "summary" in ctx["skew"] else {}),
         "test_rows": test.height,
+        "test_rows_set_apart_quarantined": excluded["rows"],
         "golden_rows": golden["rows"], "golden_version": golden["version"],
         **({f"golden_{primary}": golden["metrics"][primary]} if golden["metrics"] else {}),
         "report": dg.MetadataValue.md(markdown),

@@ -275,8 +275,38 @@ def test_edge_case_probe_passes_a_robust_model_and_catches_a_fragile_one():
     bad = {r["case"]: r for r in edge_case_probe(fragile, sample, ["x", "n", "plan"], "binary").to_dicts()}
     assert not bad["all features missing"]["passed"] and "raised ValueError: plan is missing" in \
         bad["all features missing"]["detail"]
-    assert not bad["numbers far above range"]["passed"] and bad["numbers far below range"]["passed"]
-    assert bad["unseen categories"]["passed"]
+    assert not bad["numbers far above range"]["passed"] and bad["unseen categories"]["passed"]
+    # Far below, the sigmoid gives 3e-14: a probability, but a certainty the real rows never had.
+    assert not bad["numbers far below range"]["passed"]
+    assert bad["numbers far below range"]["detail"].startswith("extrapolation: 3 of 3 scores saturate")
+
+
+def test_edge_cases_fail_a_model_that_saturates_outside_the_training_range_and_pass_one_that_stays_put():
+    train = pl.DataFrame({"x": np.linspace(0.0, 35.0, 200), "y": np.r_[np.zeros(100), np.ones(100)]})
+    sample = train.gather([10, 90, 150])
+
+    def network(frame: pl.DataFrame) -> np.ndarray:  # a logit linear in x: it explodes far from the data
+        return 1 / (1 + np.exp(-np.clip(4 * (frame["x"].fill_null(17.5).to_numpy() - 17.5), -700, 700)))
+
+    def trees(frame: pl.DataFrame) -> np.ndarray:  # constant beyond the last split, as gradient boosting is
+        return 0.05 + 0.9 * (np.clip(frame["x"].fill_null(17.5).to_numpy(), 0, 35) / 35)
+
+    probe = {r["case"]: r for r in edge_case_probe(network, sample, ["x"], "binary", reference=train).to_dicts()}
+    for case in ("numbers far above range", "numbers far below range"):
+        assert not probe[case]["passed"] and "extrapolation" in probe[case]["detail"]
+        assert "training range x 0.0 .. 35.0" in probe[case]["detail"]
+    steady = edge_case_probe(trees, sample, ["x"], "binary", reference=train)
+    assert steady["passed"].all(), steady.to_dicts()
+    assert "2 of 3 decisions differ" in steady.filter(pl.col("case") == "numbers far above range")["detail"][0]
+
+
+def test_edge_cases_fail_a_regression_far_outside_the_training_labels():
+    train = pl.DataFrame({"x": np.linspace(0.0, 10.0, 50), "spend": np.linspace(100.0, 200.0, 50)})
+    linear = edge_case_probe(lambda f: 100 + 10 * f["x"].fill_null(5).to_numpy(), train.head(3), ["x"],
+                             "regression", reference=train, label="spend")
+    above = linear.filter(pl.col("case") == "numbers far above range").row(0, named=True)
+    assert not above["passed"] and "beyond the training labels 100 .. 200" in above["detail"]
+    assert linear.filter(pl.col("case") == "all features missing")["passed"][0]
 
 
 def test_a_many_valued_numeric_protected_attribute_is_judged_in_quintile_bands():
