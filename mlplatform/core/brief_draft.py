@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from mlplatform.brief import Label, RandomSplit, Split, Thresholds
+from mlplatform.brief import Label, RandomSplit, Split, TaskType, Thresholds
 from mlplatform.core.io import InputError, read_duckdb_table, source_files
 from mlplatform.core.preflight import (
     PredictiveFeature,
@@ -145,7 +145,7 @@ def _column_spec(series: pl.Series, nulls: int) -> dict:
     return spec
 
 
-def _task(target: pl.Series) -> tuple[str, list[str] | None]:
+def _task(target: pl.Series) -> tuple[TaskType, list[str] | None]:
     """Task type and, where the labels are not already 0/1 or 0..k-1, the class names in index order."""
     values = target.drop_nulls()
     distinct = values.unique()
@@ -397,7 +397,7 @@ def _waiver_snippet(predictive: list[PredictiveFeature]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _fairness_notes(frame: pl.DataFrame, protected: list[str], task: str, split: dict,
+def _fairness_notes(frame: pl.DataFrame, protected: list[str], task: TaskType, split: dict,
                     time_column: str | None) -> list[str]:
     """Per protected attribute of a deciding model: the hold-out rows each group can be expected to have, and a
     warning where fairness could not be assessed (the promotion gate then fails closed)."""

@@ -84,7 +84,8 @@ def hold_out_share(split: Split | RandomSplit, golden_share: float,
     in_test = times >= pl.lit(split.test_start).cast(pl.Datetime("us"))
     if split.test_end is not None:
         in_test &= times < pl.lit(split.test_end).cast(pl.Datetime("us"))
-    return float(pl.select(in_test).to_series().mean() or 0.0) * kept
+    flags = pl.select(in_test).to_series()
+    return int(flags.sum()) / flags.len() * kept
 
 
 @dataclass(frozen=True)
