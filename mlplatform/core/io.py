@@ -94,7 +94,7 @@ def verify_parquet(path: Path) -> None:
     Raises:
         CorruptParquetError: a page's bytes do not match its checksum, or the file cannot be decoded.
     """
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]  # no py.typed marker
 
     stat = Path(path).stat()
     key = (str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)

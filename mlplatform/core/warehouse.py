@@ -30,7 +30,7 @@ _READ = duckdb.StatementType.SELECT
 # DuckDB files INSTALL under the LOAD statement type.
 _STATEMENT_NAMES = {duckdb.StatementType.LOAD: "INSTALL/LOAD"}
 # Settings fixed when the connection opens: nothing is fetched or loaded on demand.
-_EXTENSION_LOCKDOWN = {
+_EXTENSION_LOCKDOWN: dict[str, str | bool | int | float | list[str]] = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
     "allow_community_extensions": False,
