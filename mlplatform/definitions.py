@@ -24,6 +24,7 @@ from mlplatform.defs import (
     training,
 )
 from mlplatform.profiles import production_resources
+from mlplatform.resources.gates import blocking_gate_edges
 from mlplatform.resources.platform import FeatureStoreResource, PlatformResource, TrackingResource
 from mlplatform.settings import Settings
 
@@ -34,8 +35,8 @@ GROUPS = ["problem", "ingestion", "quality", "features", "feature_store", "train
           "serving", "monitoring", "reporting"]
 
 
-def resources_for(settings: Settings) -> dict:
-    platform = PlatformResource.from_settings(settings)
+def resources_for(settings: Settings, blocking_gates: list[list[str]] | None = None) -> dict:
+    platform = PlatformResource.from_settings(settings, blocking_gates)
     if settings.profile == "production":  # the same assets; state in PostgreSQL and Redis (mlplatform.profiles)
         return {"platform": platform, **production_resources(platform)}
     return {
@@ -65,7 +66,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         jobs=jobs,
         sensors=sensors,
         schedules=schedules,
-        resources=resources_for(settings),
+        # Gates hold across runs: a run refuses a child of a blocking gate whose latest evaluation failed.
+        resources=resources_for(settings, blocking_gate_edges(assets, checks)),
         executor=executor,
     )
 

@@ -29,18 +29,22 @@ class PlatformResource(dg.ConfigurableResource):
     brief_path: str
     # How long a run waits for another run of the same brief on the same data directory to finish.
     run_lock_timeout_s: float = 0.0
+    # (child asset, parent asset, blocking check) edges: a run refuses children whose gate last failed.
+    blocking_gates: list[list[str]] = []
 
     _brief: Brief | None = PrivateAttr(default=None)
 
     @contextlib.contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["PlatformResource"]:
-        """Hold the brief namespace's run lock for the whole run, whoever launched it (CLI, UI, sensor), and tag
-        the run with this process's pid and host so a run whose process died can be told from a live one.
+        """Hold the brief namespace's run lock for the whole run, whoever launched it (CLI, UI, sensor), tag
+        the run with this process's pid and host so a run whose process died can be told from a live one, and
+        refuse the run when it would build on a blocking gate's latest failure (see resources.gates).
 
         Outside a run (a sensor's evaluation, a direct call) nothing is locked. Each step process of a
         multiprocess run sets the resource up: one that finds the lock held by its own run proceeds.
         """
         from mlplatform.core.run_lock import NamespaceLockedError, acquire, current_holder, release
+        from mlplatform.resources.gates import refuse_failed_gates
         from mlplatform.resources.runs import tag_run_process
 
         run = context.run
@@ -59,13 +63,15 @@ class PlatformResource(dg.ConfigurableResource):
         try:
             if context.instance is not None:
                 tag_run_process(context.instance, run)
+                refuse_failed_gates(context.instance, run, self.blocking_gates)
             yield self
         finally:
             release(namespace)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "PlatformResource":
-        return cls(data_dir=str(settings.data_dir), brief_path=str(settings.brief_path))
+    def from_settings(cls, settings: Settings, blocking_gates: list[list[str]] | None = None) -> "PlatformResource":
+        return cls(data_dir=str(settings.data_dir), brief_path=str(settings.brief_path),
+                   blocking_gates=blocking_gates or [])
 
     @property
     def brief(self) -> Brief:
