@@ -651,6 +651,12 @@ class Brief(_Strict):
         if self.fairness.mitigation and (self.task_type != "binary" or not self.protected_attributes):
             raise ValueError("fairness.mitigation needs a binary task and at least one protected attribute; remove it "
                              "or name the protected attributes")
+        served = self.features.entity_attributes if isinstance(self.features, Features) else []
+        unserved = [a for a in self.protected_attributes if a not in served]
+        if "threshold_optimizer" in self.fairness.mitigation and unserved:
+            raise ValueError(f"fairness.mitigation threshold_optimizer decides per group, so serving needs "
+                             f"{unserved}: list them in features.entity_attributes (the online store then serves "
+                             "them; they stay out of the model inputs), or use reweigh")
 
     @property
     def task_type(self) -> TaskType:

@@ -1,10 +1,10 @@
 """Honest comparison on the hold-out: every candidate's metrics with bootstrap intervals, a random reference,
 slices, and the brief's kill criteria judged on those numbers (seed phases 1 and 4)."""
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -259,16 +259,6 @@ def favourable_outcomes(task: TaskType, y_true: np.ndarray, scores: np.ndarray, 
     return None
 
 
-@dataclass(frozen=True)
-class FairnessRule:
-    """The brief's fairness limits: groups under ``min_group_size`` rows are listed, not judged; a ratio under
-    ``disparate_impact_min`` fails when Fisher's test gives p < ``significance``."""
-
-    disparate_impact_min: float
-    min_group_size: int
-    significance: float
-
-
 # A numeric protected attribute with more distinct values than this (age in years, income) is judged in
 # quantile bands: one group per value would leave every group too small to assess.
 MAX_PROTECTED_LEVELS = 10
@@ -286,21 +276,89 @@ def protected_groups(values: pl.Series) -> pl.Series:
     return values.cut(breaks, labels=labels, left_closed=True).cast(pl.String).alias(values.name)
 
 
+FairnessStatus = Literal["PASS", "FAIL", "NOT_ASSESSABLE", "WAIVED", "NOT_APPLICABLE"]
+# An attribute's status is its worst metric's; a waiver never hides a metric that fails without one.
+_STATUS_ORDER: tuple[FairnessStatus, ...] = ("FAIL", "NOT_ASSESSABLE", "WAIVED", "PASS", "NOT_APPLICABLE")
+
+
+@dataclass(frozen=True)
+class FairnessRule:
+    """The brief's fairness limits, decided before training (seed phase 9).
+
+    A disparate-impact ratio under ``disparate_impact_min`` or a true-positive-rate gap over
+    ``equal_opportunity_max_gap``, among groups of at least ``min_group_size`` rows, fails. Fisher's test at
+    ``significance`` is reported beside each, never used to pass. A metric with fewer than two such groups is
+    NOT_ASSESSABLE and fails unless ``when_not_assessable`` is "warn". ``waivers`` maps (attribute, metric) to the
+    brief's written reason: a failing metric so named is WAIVED.
+    """
+
+    disparate_impact_min: float
+    min_group_size: int
+    significance: float
+    equal_opportunity_max_gap: float = 0.1
+    when_not_assessable: Literal["fail", "warn"] = "fail"
+    waivers: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+
+def metric_verdict(attribute: str, metric: str, value: float | None, limit: float, *, higher_is_fair: bool,
+                   rule: FairnessRule) -> tuple[FairnessStatus, bool]:
+    """One fairness metric of one attribute against its limit: the status and whether the gate lets it through.
+
+    At the limit passes (the 80% rule reads "at least"); a missing value is NOT_ASSESSABLE; a FAIL or
+    NOT_ASSESSABLE the brief waives for this attribute and metric is WAIVED and lets it through.
+    """
+    if value is None:
+        status: FairnessStatus = "NOT_ASSESSABLE"
+    else:
+        within = value >= limit if higher_is_fair else value <= limit
+        status = "PASS" if within else "FAIL"
+    if status != "PASS" and (attribute, metric) in rule.waivers:
+        return "WAIVED", True
+    if status == "NOT_ASSESSABLE":
+        return status, rule.when_not_assessable == "warn"
+    return status, status == "PASS"
+
+
+def _verdict_reason(result: Mapping[str, Any], statuses: Mapping[str, str], attribute: str,
+                    rule: FairnessRule) -> str:
+    """The attribute's verdict in words: each metric's value against its limit, significance beside it."""
+    parts = []
+    for metric, value_key, p_key, limit, words in (
+            ("disparate_impact", "disparate_impact", "p_value", rule.disparate_impact_min, "disparate impact"),
+            ("equal_opportunity", "equal_opportunity_gap", "equal_opportunity_p_value",
+             rule.equal_opportunity_max_gap, "equal-opportunity (TPR) gap")):
+        value, status = result[value_key], statuses[metric]
+        if value is None:
+            text = (f"{words} not assessable: fewer than two groups with {rule.min_group_size}+ hold-out rows"
+                    + (" and positives" if metric == "equal_opportunity" else "")
+                    + f" (thresholds.fairness_when_not_assessable: {rule.when_not_assessable})")
+        else:
+            relation = ("at least" if value >= limit else "under") if metric == "disparate_impact" \
+                else ("at most" if value <= limit else "over")
+            text = f"{words} {value:.3f}, {relation} the {'minimum' if metric == 'disparate_impact' else 'maximum'} " \
+                   f"{limit:g} (Fisher p = {result[p_key]:.3g}, reported only)"
+        if status == "WAIVED":
+            text += f"; WAIVED by the brief: {rule.waivers[(attribute, metric)]}"
+        parts.append(f"{status} {text}")
+    return "; ".join(parts)
+
+
 def fairness_assessment(task: TaskType, frame: pl.DataFrame, label: str, scores: np.ndarray, threshold: float,
                         attributes: list[str], primary: str, rule: FairnessRule,
                         favourable_class: str | int | None = None) -> tuple[list[dict], pl.DataFrame]:
     """Fairness of one model across each protected attribute, with the gate's verdict per attribute.
 
     Per attribute (numeric ones in bands, see :func:`protected_groups`): :func:`group_fairness` on the favourable
-    outcome (see :func:`favourable_outcomes`), the
-    primary metric per group and, binary, :func:`group_calibration`. A disparate-impact ratio that cannot be
-    assessed (fewer than two large-enough groups) fails closed; one under the minimum fails when significant.
-    Where the task makes no selection decision (regression; multiclass without a favourable class) the ratio
-    does not apply: the attribute passes with ``applicable`` False and the per-group metric is the evidence.
+    outcome (see :func:`favourable_outcomes`), the primary metric per group and, binary,
+    :func:`group_calibration`. Disparate impact and the equal-opportunity gap are each judged by
+    :func:`metric_verdict`; the attribute's ``status`` is the worst of the two. Where the task makes no
+    selection decision (regression; multiclass without a favourable class) neither applies: the attribute
+    passes as NOT_APPLICABLE and the per-group metric is the evidence.
 
     Returns:
         The attribute rows (``attribute``, ``disparate_impact``, ``p_value``, ``equal_opportunity_gap``,
-        ``equal_opportunity_p_value``, ``passed``, ``applicable``, ``note``, ``primary``, ``groups``) and the
+        ``equal_opportunity_p_value``, ``passed``, ``applicable``, ``note``, ``status``,
+        ``disparate_impact_status``, ``equal_opportunity_status``, ``reason``, ``primary``, ``groups``) and the
         long per-group table (``attribute``, ``group``, ``n``, rates, ``primary_value``, ``primary_metric``...).
     """
     y, scores = frame[label].to_numpy(), np.asarray(scores, dtype=float)
@@ -316,16 +374,16 @@ def fairness_assessment(task: TaskType, frame: pl.DataFrame, label: str, scores:
             note = ("disparate impact and equal opportunity compare decisions; a regression model makes none"
                     if task == "regression" else "the brief names no favourable class (label.positive_class)")
             result: dict[str, Any] = {"disparate_impact": None, "p_value": None, "equal_opportunity_gap": None,
-                      "equal_opportunity_p_value": None}
+                                      "equal_opportunity_p_value": None}
             rates = metric.join(frame.group_by(pl.col(attribute).cast(pl.String).alias("group")).len("n"),
                                 on="group", nulls_equal=True).with_columns(
                 assessed=pl.col("group").is_not_null() & (pl.col("n") >= rule.min_group_size))
-            passed, applicable = True, False
+            verdict = {"passed": True, "applicable": False, "note": note, "status": "NOT_APPLICABLE",
+                       "disparate_impact_status": "NOT_APPLICABLE", "equal_opportunity_status": "NOT_APPLICABLE",
+                       "reason": f"NOT_APPLICABLE: {note}"}
         else:
             result = group_fairness(frame[attribute], outcomes[0], outcomes[1], rule.min_group_size)
-            impact, p_value = result["disparate_impact"], result["p_value"]
-            passed = impact is not None and (impact >= rule.disparate_impact_min or p_value >= rule.significance)
-            applicable, note = True, ""
+            verdict = _attribute_verdict(attribute, result, rule)
             rates = result["rates"].join(metric, on="group", how="left", nulls_equal=True)
             if task == "binary":
                 calibration = group_calibration(frame[attribute], y, scores, rule.min_group_size)
@@ -335,51 +393,67 @@ def fairness_assessment(task: TaskType, frame: pl.DataFrame, label: str, scores:
         tables.append(rates.select("attribute", pl.exclude("attribute")))
         attribute_rows.append({"attribute": attribute, **{k: result[k] for k in (
             "disparate_impact", "p_value", "equal_opportunity_gap", "equal_opportunity_p_value")},
-            "passed": passed, "applicable": applicable, "note": note, "primary": primary,
+            **verdict, "primary": primary,
             "groups": [{**g, primary: g["primary_value"]} for g in rates.to_dicts()]})
     return attribute_rows, pl.concat(tables, how="diagonal") if tables else pl.DataFrame()
 
 
+def _attribute_verdict(attribute: str, result: Mapping[str, Any], rule: FairnessRule) -> dict[str, Any]:
+    """The gate's columns for one attribute whose decisions can be compared."""
+    impact_status, impact_ok = metric_verdict(attribute, "disparate_impact", result["disparate_impact"],
+                                              rule.disparate_impact_min, higher_is_fair=True, rule=rule)
+    gap_status, gap_ok = metric_verdict(attribute, "equal_opportunity", result["equal_opportunity_gap"],
+                                        rule.equal_opportunity_max_gap, higher_is_fair=False, rule=rule)
+    statuses = {"disparate_impact": impact_status, "equal_opportunity": gap_status}
+    return {"passed": impact_ok and gap_ok, "applicable": True, "note": "",
+            "status": min(statuses.values(), key=_STATUS_ORDER.index),
+            "disparate_impact_status": impact_status, "equal_opportunity_status": gap_status,
+            "reason": _verdict_reason(result, statuses, attribute, rule)}
+
+
 def group_fairness(groups: pl.Series, y_true: np.ndarray, predicted_positive: np.ndarray,
                    min_group_size: int) -> dict:
-    """Fairness across the values of one protected attribute.
+    """Fairness across the values of one protected attribute, computed with fairlearn.
 
     Groups with fewer than ``min_group_size`` rows, and rows whose attribute is unknown, are listed but
     left out of the ratios: a selection rate over a handful of rows says nothing about the group.
 
     Returns:
-        ``disparate_impact``: lowest group selection rate over the highest (the 80% rule), None when fewer
-        than two groups are large enough; ``p_value``: Fisher's exact test of those two groups' selection
-        counts (the Uniform Guidelines weigh the 4/5 rule against significance on small samples);
-        ``equal_opportunity_gap``: highest minus lowest true-positive rate among assessed groups with
-        positives, and ``equal_opportunity_p_value``: Fisher's exact test of those two groups' true
-        positives and false negatives; ``rates``: the per-group table (n, selection rate, TPR, positives,
-        true positives, assessed).
+        ``disparate_impact``: fairlearn's ``demographic_parity_ratio`` over the assessed groups (lowest
+        selection rate over the highest, the 80% rule), None when fewer than two groups are large enough;
+        ``p_value``: Fisher's exact test of those two groups' selection counts (fairlearn has no significance
+        test; reported beside the ratio); ``equal_opportunity_gap``: fairlearn's
+        ``equal_opportunity_difference`` (highest minus lowest true-positive rate) over assessed groups with
+        positives, and ``equal_opportunity_p_value``: Fisher's exact test of those two groups' true positives
+        and false negatives; ``rates``: the per-group table (n, selection rate, TPR, positives, true positives,
+        assessed) from a fairlearn ``MetricFrame``.
     """
-    frame = pl.DataFrame({"group": groups.cast(pl.String), "y": np.asarray(y_true).astype(float),
-                          "selected": np.asarray(predicted_positive).astype(float)})
-    rates = (frame.group_by("group")
-             .agg(pl.len().alias("n"), pl.col("selected").mean().alias("selection_rate"),
-                  (pl.col("selected") * pl.col("y")).sum().truediv(pl.col("y").sum()).alias("tpr"),
-                  pl.col("y").sum().cast(pl.Int64).alias("positives"),
-                  (pl.col("selected") * pl.col("y")).sum().cast(pl.Int64).alias("true_positives"))
-             .with_columns(assessed=pl.col("group").is_not_null() & (pl.col("n") >= min_group_size))
-             .sort("group", nulls_last=True))
+    from fairlearn.metrics import (  # fairlearn pulls in pandas and scikit-learn: import on use
+        demographic_parity_ratio,
+        equal_opportunity_difference,
+    )
+
+    names = groups.cast(pl.String)
+    y = np.asarray(y_true).astype(int)
+    selected = np.asarray(predicted_positive).astype(int)
+    rates = _group_rates(names, y, selected).with_columns(
+        assessed=pl.col("group").is_not_null() & (pl.col("n") >= min_group_size))
     assessed = rates.filter("assessed")
-    lowest, highest = assessed.select(pl.col("selection_rate").min().alias("low"),
-                                      pl.col("selection_rate").max().alias("high")).row(0)
+    in_assessed = names.is_in(assessed["group"].implode()).fill_null(False).to_numpy()
     impact = p_value = None
     if assessed.height >= 2:
-        impact = float(lowest / highest) if highest else 1.0
+        impact = float(demographic_parity_ratio(y[in_assessed], selected[in_assessed],
+                                                sensitive_features=names.to_numpy()[in_assessed]))
         low, high = (assessed.sort("selection_rate").row(i, named=True) for i in (0, -1))
-        selected = [round(g["selection_rate"] * g["n"]) for g in (low, high)]
-        p_value = float(fisher_exact([[selected[0], low["n"] - selected[0]],
-                                      [selected[1], high["n"] - selected[1]]]).pvalue)
+        counts = [round(g["selection_rate"] * g["n"]) for g in (low, high)]
+        p_value = float(fisher_exact([[counts[0], low["n"] - counts[0]],
+                                      [counts[1], high["n"] - counts[1]]]).pvalue)
     with_positives = assessed.filter(pl.col("positives") > 0).sort("tpr")
     gap = gap_p = None
     if with_positives.height >= 2:
+        rows = names.is_in(with_positives["group"].implode()).fill_null(False).to_numpy()
+        gap = float(equal_opportunity_difference(y[rows], selected[rows], sensitive_features=names.to_numpy()[rows]))
         low, high = with_positives.row(0, named=True), with_positives.row(-1, named=True)
-        gap = float(high["tpr"] - low["tpr"])
         # Like the selection rates: is the TPR gap more than the luck of a few positives per group?
         gap_p = float(fisher_exact([[low["true_positives"], low["positives"] - low["true_positives"]],
                                     [high["true_positives"], high["positives"] - high["true_positives"]]]).pvalue)
@@ -845,9 +919,12 @@ def _extrapolated(task: TaskType, scores: np.ndarray, real: np.ndarray, referenc
     if task == "regression":
         if label is None or label not in reference.columns:
             return None
-        low, high = reference[label].min(), reference[label].max()
-        width = float(high) - float(low)
-        outside = int(np.sum((scores < float(low) - width) | (scores > float(high) + width)))
+        labels = _values(reference[label])
+        if not labels.size:
+            return None
+        low, high = float(labels.min()), float(labels.max())
+        width = high - low
+        outside = int(np.sum((scores < low - width) | (scores > high + width)))
         return (f"extrapolation: {outside} predictions beyond the training labels {low:.4g} .. {high:.4g} widened "
                 "by their width" if outside else None)
     if scores.shape != real.shape:

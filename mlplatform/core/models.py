@@ -12,7 +12,12 @@ CANDIDATE_FILES = {"lightgbm": "model.txt", "torch": "model.safetensors"}
 
 
 def load_candidate(directory: Path) -> "TrainedModel | TorchModel":
-    """Load a saved model folder (LightGBM text or torch safetensors), never unpickling anything."""
+    """Load a saved model folder (LightGBM text, with per-group thresholds when fairness post-processing made it,
+    or torch safetensors), never unpickling anything."""
+    from mlplatform.core.fairness import GROUP_THRESHOLDS_FILE, load_group_threshold_model
+
+    if (directory / GROUP_THRESHOLDS_FILE).exists():
+        return load_group_threshold_model(directory)  # type: ignore[return-value]
     if (directory / CANDIDATE_FILES["lightgbm"]).exists():
         from mlplatform.core.training import load_model
 

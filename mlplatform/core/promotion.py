@@ -140,9 +140,10 @@ def decide_promotion(
       means the brief disabled it.
     * budgets: model size and latency within their maxima.
     * fairness: every protected attribute's verdict (``fairness``: rows of
-      :func:`~mlplatform.core.evaluation.fairness_assessment` with ``attribute``, ``passed`` and optionally
-      ``disparate_impact``, ``p_value``, ``applicable``, ``note``) passes; ``disparate_impact_min`` is the
-      brief's minimum, quoted in the reason. Attributes where the ratio does not apply pass with the reason.
+      :func:`~mlplatform.core.evaluation.fairness_assessment` with ``attribute``, ``passed``, ``status`` and
+      ``reason``) passes: PASS, WAIVED by the brief, NOT_APPLICABLE, or NOT_ASSESSABLE where the brief says
+      warn; the reason quotes the status. ``disparate_impact_min`` is the brief's minimum, quoted for rows
+      without a reason.
 
     Metrics compared must be measured on the same hold-out: re-score the champion on the current test set.
 
@@ -190,7 +191,12 @@ def decide_promotion(
     check("size_budget", size_mb <= max_size_mb, f"{size_mb:.2f} MB, budget {max_size_mb} MB")
     check("latency_budget", latency_ms <= max_latency_ms, f"{latency_ms:.2f} ms, budget {max_latency_ms} ms")
     for row in fairness:
-        check(f"fairness_{row['attribute']}", bool(row["passed"]), _fairness_reason(row, disparate_impact_min))
+        name, reason = f"fairness_{row['attribute']}", _fairness_reason(row, disparate_impact_min)
+        if row.get("status") in ("WAIVED", "NOT_ASSESSABLE") and row["passed"]:
+            checks[name] = True  # let through by the brief's word, and said so: never "PASS"
+            reasons.append(f"{row['status']} {name}: {reason}")
+        else:
+            check(name, bool(row["passed"]), reason)
     if not fairness:
         reasons.append("NOTE fairness: the brief names no protected attributes")
 
@@ -271,14 +277,13 @@ def _golden_evidence(golden: GoldenScore | None, primary: str, max_regression: f
 
 
 def _fairness_reason(row: Mapping[str, Any], minimum: float) -> str:
-    """One attribute's fairness verdict in words."""
-    impact, p_value = row.get("disparate_impact"), row.get("p_value")
+    """One attribute's fairness verdict in words: its status and the assessment's reason (see
+    :func:`~mlplatform.core.evaluation.fairness_assessment`), or, for rows without them, the ratio."""
+    if row.get("reason"):
+        return str(row["reason"])  # each metric's status, value, limit and any waiver's reason
     if row.get("applicable") is False:
         return f"disparate impact does not apply ({row.get('note') or 'no selection decision'})"
+    impact = row.get("disparate_impact")
     if impact is None:
         return "not assessable: fewer than two groups with enough hold-out rows (fails closed)"
-    shown = f"disparate impact {impact:.3f} (minimum {minimum:g})"
-    if impact >= minimum:
-        return shown
-    significance = f"Fisher p = {p_value:.3g}" if p_value is not None else "no significance test"
-    return f"{shown}, {significance}: " + ("not significant" if row["passed"] else "significant")
+    return f"disparate impact {impact:.3f} (minimum {minimum:g})"

@@ -263,13 +263,22 @@ def _fairness(f: Mapping[str, Any]) -> list[str]:
     if not f["attributes"]:
         return parts + ["The brief names no protected attributes."]
     parts.append(f"Disparate-impact ratio (80% rule, minimum {f['minimum']:g}): lowest group selection rate over "
-                 f"the highest, among groups with at least {f['min_group']} hold-out rows and a known value. A "
-                 f"ratio under the minimum fails when Fisher's exact test of the two groups gives p < {f['alpha']:g}. "
-                 "Equal opportunity: the gap between the highest and lowest true-positive rate, with Fisher's test "
-                 "of those two groups. Calibration per group: mean predicted probability against the observed "
-                 "rate (binomial test), and the group's ECE.")
+                 f"the highest, among groups with at least {f['min_group']} hold-out rows and a known value; a "
+                 "ratio under the minimum FAILS. Equal opportunity: the gap between the highest and lowest "
+                 f"true-positive rate, which FAILS above {f.get('max_gap', 0.1):g}. Fisher's exact test of the two "
+                 "groups is reported beside each, never used to pass. Fewer than two groups large enough: "
+                 f"NOT_ASSESSABLE ({f.get('when_not_assessable', 'fail')}, as the brief says). A metric the brief "
+                 "waives is WAIVED with its reason. Calibration per group: mean predicted probability against the "
+                 "observed rate (binomial test), and the group's ECE.")
+    if f.get("candidates"):
+        parts.append("Every candidate on this hold-out (before and after mitigation; a candidate failing the gate "
+                     "is not chosen while one passes):")
+        parts.append(_table(["candidate", "attribute", "disparate impact", "TPR gap", "status", "primary metric"],
+                            [[c["candidate"], c["attribute"], _num(c["disparate_impact"]),
+                              _num(c["equal_opportunity_gap"]), c["status"],
+                              f"{metric_label(c['primary_metric'])} {_num(c['primary_value'])}"]
+                             for c in f["candidates"]]))
     for a in f["attributes"]:
-        impact, gap = a["disparate_impact"], a["equal_opportunity_gap"]
         if a.get("applicable") is False:
             parts.append(f"**{a['attribute']}**: disparate impact and equal opportunity do not apply "
                          f"({a.get('note')}); the primary metric per group is the evidence (pass).")
@@ -278,11 +287,8 @@ def _fairness(f: Mapping[str, Any]) -> list[str]:
                     for g in a["groups"]]
             parts.append(_table(["group", "n", metric_label(a["primary"])], rows))
             continue
-        shown = ("not assessable (fewer than two groups with enough rows)" if impact is None
-                 else f"{impact:.3f}, Fisher p = {a['p_value']:.3g}")
-        gap_text = "—" if gap is None else f"{gap:.3f}, Fisher p = {a['equal_opportunity_p_value']:.3g}"
-        parts.append(f"**{a['attribute']}**: disparate impact {shown} ({'pass' if a['passed'] else '**FAIL**'}); "
-                     f"equal-opportunity (TPR) gap {gap_text}")
+        parts.append(f"**{a['attribute']}**: **{a.get('status', 'PASS' if a['passed'] else 'FAIL')}** — "
+                     f"{a.get('reason') or ''}")
         columns = [c for c in ("selection_rate", "tpr", a.get("primary"), "observed_rate", "mean_score",
                                "calibration_p_value", "ece") if c and any(c in g for g in a["groups"])]
         rows = [[str(g["group"]) if g["group"] is not None else "unknown",

@@ -71,7 +71,7 @@ def _gain(value: float, reference: float, metric: str) -> float:
 
 
 def choose_challenger(validation: dict[str, float], metric: str, *, train_rows: int, margin: float,
-                      allow_deep_below_10k: bool = False) -> Selection:
+                      allow_deep_below_10k: bool = False, unfair: dict[str, str] | None = None) -> Selection:
     """Choose the challenger by the seed's model guide (see the module docstring).
 
     Args:
@@ -80,6 +80,9 @@ def choose_challenger(validation: dict[str, float], metric: str, *, train_rows: 
         train_rows: rows of the training split.
         margin: ``thresholds.complexity_margin``: the absolute gain over LightGBM a more complex candidate needs.
         allow_deep_below_10k: ``training.allow_deep_below_10k``: deep candidates stay eligible on small data.
+        unfair: candidate -> why it fails the fairness gate on the hold-out; such a candidate is not eligible
+            while another eligible one passes (when none passes, the promotion gate refuses the choice with
+            its numbers).
 
     Raises:
         ValueError: no candidate, or none eligible.
@@ -92,6 +95,10 @@ def choose_challenger(validation: dict[str, float], metric: str, *, train_rows: 
         if small and name in DEEP_CANDIDATES and name not in excluded:
             excluded[name] = (f"deep model on {train_rows:,} training rows (< {DEEP_MIN_TRAIN_ROWS:,}); set "
                               "training.allow_deep_below_10k to allow it")
+    fails_fairness = {name: f"fails the fairness gate: {why}" for name, why in (unfair or {}).items()
+                      if name in validation and name not in excluded}
+    if any(name not in excluded and name not in fails_fairness for name in validation):
+        excluded.update(fails_fairness)
     eligible = [name for name in validation if name not in excluded]
     if not eligible:
         raise ValueError(f"no candidate can be the challenger: {excluded}; train LightGBM or fix the candidates")
@@ -105,7 +112,9 @@ def choose_challenger(validation: dict[str, float], metric: str, *, train_rows: 
         pick = max if higher_is_better(metric) else min
         chosen = pick(eligible, key=validation.__getitem__)
         return Selection(chosen, metric, dict(validation), train_rows, margin, excluded,
-                         f"{rule} No LightGBM candidate: {chosen}, the best eligible one, is the challenger.")
+                         f"{rule} No eligible LightGBM candidate"
+                         + "".join(f"; {name} is not eligible: {why}" for name, why in excluded.items())
+                         + f": {chosen}, the best eligible one, is the challenger.")
     base = validation[SIMPLE_REFERENCE]
     gains = {name: _gain(validation[name], base, metric) for name in eligible if name != SIMPLE_REFERENCE}
     winners = {name: gain for name, gain in gains.items() if gain > margin}

@@ -338,6 +338,7 @@ def train_lightgbm(
     seed: int = 0,
     callbacks: list[Callable[[lgb.callback.CallbackEnv], None]] | None = None,
     transforms: Training | None = None,
+    weights: np.ndarray | None = None,
 ) -> TrainedModel:
     """Train LightGBM with early stopping on the validation rows.
 
@@ -360,6 +361,7 @@ def train_lightgbm(
         callbacks: LightGBM callbacks run after each boosting round, e.g. tuning's pruning callback.
         transforms: the brief's ``training`` section (its ``transforms`` and categorical defaults); None fits
             no transforms.
+        weights: a weight per training row (e.g. fairness reweighing); None weighs rows equally.
     """
     if not features:
         raise ValueError("train_lightgbm needs at least one feature")
@@ -378,8 +380,8 @@ def train_lightgbm(
         "verbosity": -1,
     }
     categorical = [columns.index(name) for name in categories]
-    train_set = lgb.Dataset(_design_matrix(inputs.train, columns, categories), y_train, feature_name=columns,
-                            categorical_feature=categorical, free_raw_data=True)
+    train_set = lgb.Dataset(_design_matrix(inputs.train, columns, categories), y_train, weight=weights,
+                            feature_name=columns, categorical_feature=categorical, free_raw_data=True)
     valid_set = lgb.Dataset(_design_matrix(inputs.validation, columns, categories), y_valid, reference=train_set)
     booster = lgb.train(full_params, train_set, valid_sets=[valid_set], valid_names=["validation"],
                         callbacks=callbacks)

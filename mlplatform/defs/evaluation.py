@@ -65,7 +65,14 @@ from mlplatform.resources.platform import FeatureStoreResource, PlatformResource
 # evaluation/fairness, which the promotion gate and the model card read; new columns go last.
 FAIRNESS_SCHEMA = {"attribute": pl.String, "disparate_impact": pl.Float64, "p_value": pl.Float64,
                    "equal_opportunity_gap": pl.Float64, "passed": pl.Boolean,
-                   "equal_opportunity_p_value": pl.Float64, "applicable": pl.Boolean, "note": pl.String}
+                   "equal_opportunity_p_value": pl.Float64, "applicable": pl.Boolean, "note": pl.String,
+                   "status": pl.String, "disparate_impact_status": pl.String, "equal_opportunity_status": pl.String,
+                   "reason": pl.String}
+# evaluation/fairness_candidates: every trained candidate's fairness and primary metric on the hold-out, which
+# the challenger choice reads (before/after mitigation side by side).
+CANDIDATE_FAIRNESS_SCHEMA = {"candidate": pl.String, "attribute": pl.String, "disparate_impact": pl.Float64,
+                             "equal_opportunity_gap": pl.Float64, "status": pl.String, "passed": pl.Boolean,
+                             "primary_metric": pl.String, "primary_value": pl.Float64, "reason": pl.String}
 WORST_ROWS = 50  # the seed: inspect the 50 worst predictions by hand
 EDGE_CASE_ROWS = 20
 SKEW_ENTITIES = 200  # hold-out entities compared offline vs online
@@ -85,8 +92,9 @@ def challenger_name(platform: PlatformResource) -> str:
     return platform.read_table("evaluation", "challenger")["candidate"][0]
 
 
-def _choose_challenger(platform: PlatformResource, train_rows: int) -> Selection:
-    """The challenger by the seed's model guide, from every candidate's validation primary metric; recorded in
+def _choose_challenger(platform: PlatformResource, train_rows: int, unfair: dict[str, str]) -> Selection:
+    """The challenger by the seed's model guide, from every candidate's validation primary metric, leaving out
+    candidates that fail the fairness gate on the hold-out (``unfair``) while one passes; recorded in
     evaluation/challenger (the challenger's row first)."""
     b = platform.brief
     primary = b.metrics.primary
@@ -96,7 +104,7 @@ def _choose_challenger(platform: PlatformResource, train_rows: int) -> Selection
         validation[name] = float(summary[primary][0])
     selection = choose_challenger(validation, primary, train_rows=train_rows,
                                   margin=b.thresholds.complexity_margin,
-                                  allow_deep_below_10k=b.training.allow_deep_below_10k)
+                                  allow_deep_below_10k=b.training.allow_deep_below_10k, unfair=unfair)
     platform.write_table("evaluation", "challenger", selection.table())
     return selection
 
@@ -140,17 +148,51 @@ def hold_out_candidates(platform: PlatformResource, split, models: dict) -> list
             Candidate("majority", majority.predict_score(test), _threshold(platform, "majority"))]
 
 
+def fairness_rule(brief) -> FairnessRule:
+    """The brief's fairness limits and waivers as the assessment takes them."""
+    t = brief.thresholds
+    return FairnessRule(t.disparate_impact_min, t.fairness_min_group_size, t.fairness_significance,
+                        t.equal_opportunity_max_gap, t.fairness_when_not_assessable,
+                        {(w.attribute, w.metric): w.reason for w in brief.fairness.waivers})
+
+
+def _assess(platform: PlatformResource, test: pl.DataFrame, model: Candidate) -> tuple[list[dict], pl.DataFrame]:
+    b = platform.brief
+    return fairness_assessment(b.task_type, test, b.label.column, model.scores, model.threshold,
+                               b.protected_attributes, b.metrics.primary, fairness_rule(b), b.label.positive_class)
+
+
+def _candidate_fairness(platform: PlatformResource, test: pl.DataFrame, models: Mapping[str, Any]) -> dict[str, str]:
+    """Every trained candidate's fairness verdict on the hold-out (evaluation/fairness_candidates, with its primary
+    metric: the report's before/after mitigation); returns candidate -> why it fails the gate, for those that do."""
+    b = platform.brief
+    rows, unfair = [], {}
+    for name, predictor in models.items():
+        model = Candidate(name, predictor.predict_score(test), _threshold(platform, name))
+        attributes, _ = _assess(platform, test, model)
+        value = compute_metrics(b.task_type, test[b.label.column].to_numpy(), model.scores, model.threshold)[
+            b.metrics.primary]
+        failing = [f"{a['attribute']}: {a['reason']}" for a in attributes if not a["passed"]]
+        if failing:
+            unfair[name] = "; ".join(failing)
+        rows += [{"candidate": name, **{k: a[k] for k in ("attribute", "disparate_impact", "equal_opportunity_gap",
+                                                         "status", "passed", "reason")},
+                  "primary_metric": b.metrics.primary, "primary_value": value} for a in attributes]
+    platform.write_table("evaluation", "fairness_candidates", pl.DataFrame(rows, schema=CANDIDATE_FAIRNESS_SCHEMA))
+    return unfair
+
+
 def _fairness(platform: PlatformResource, test: pl.DataFrame, model: Candidate) -> dict:
     """Fairness per protected attribute (evaluation/fairness, evaluation/fairness_groups) for the report."""
-    b, t = platform.brief, platform.brief.thresholds
-    rule = FairnessRule(t.disparate_impact_min, t.fairness_min_group_size, t.fairness_significance)
-    attributes, groups = fairness_assessment(b.task_type, test, b.label.column, model.scores, model.threshold,
-                                             b.protected_attributes, b.metrics.primary, rule, b.label.positive_class)
+    t = platform.brief.thresholds
+    attributes, groups = _assess(platform, test, model)
     platform.write_table("evaluation", "fairness", pl.DataFrame(
         [{k: f[k] for k in FAIRNESS_SCHEMA} for f in attributes], schema=FAIRNESS_SCHEMA))
     platform.write_table("evaluation", "fairness_groups", groups)
     return {"minimum": t.disparate_impact_min, "min_group": t.fairness_min_group_size,
-            "alpha": t.fairness_significance, "attributes": attributes}
+            "alpha": t.fairness_significance, "max_gap": t.equal_opportunity_max_gap,
+            "when_not_assessable": t.fairness_when_not_assessable, "attributes": attributes,
+            "candidates": platform.read_table("evaluation", "fairness_candidates").to_dicts()}
 
 
 def _cross_validation(platform: PlatformResource, split, challenger: str) -> dict:
@@ -332,10 +374,10 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
     split, excluded = _scored_hold_out(platform, load_split(platform))
     test, label, primary, task = split.test, b.label.column, b.metrics.primary, b.task_type
     y = test[label].to_numpy()
-    selection = _choose_challenger(platform, split.train.height)
+    trained = {name: load_candidate(platform.workspace.models_dir / name) for name in candidates(b)}
+    selection = _choose_challenger(platform, split.train.height, _candidate_fairness(platform, test, trained))
     challenger, validation = selection.challenger, selection.validation
-    models = {name: load_candidate(platform.workspace.models_dir / name)
-              for name in [challenger, *(n for n in validation if n != challenger)]}
+    models = {name: trained[name] for name in [challenger, *(n for n in validation if n != challenger)]}
     scored = hold_out_candidates(platform, split, models)
     model = scored[0]
     metrics = metric_table(task, y, scored, {c.name: [primary] for c in scored}

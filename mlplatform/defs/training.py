@@ -28,6 +28,7 @@ from mlplatform.core.training import (
     Predictor,
     SplitFrames,
     TrainedModel,
+    load_model,
     majority_baseline,
     save_model,
     train_lightgbm,
@@ -286,14 +287,88 @@ def torch_model(context: dg.AssetExecutionContext, platform: PlatformResource,
                                           "model_dir": dg.MetadataValue.path(str(model_dir))})
 
 
-CANDIDATE_ASSETS = {"lightgbm": "lgbm_model", "torch": "torch_model"}
+def _protected_columns(brief: Brief, frame: pl.DataFrame) -> list[str]:
+    """Where each protected attribute is read when scoring: its served feature column when the brief serves it
+    (an entity attribute), else the attribute the training set carries for fairness."""
+    return [f"{brief.entity}_{a}" if f"{brief.entity}_{a}" in frame.columns else a for a in brief.protected_attributes]
+
+
+@dg.asset(group_name="training", deps=["lgbm_model"], kinds={"lightgbm", "mlflow"})
+def lgbm_reweighed_model(context: dg.AssetExecutionContext, platform: PlatformResource,
+                         tracking: TrackingResource) -> dg.MaterializeResult:
+    """Fairness mitigation before training (the brief's ``fairness.mitigation: [reweigh]``): LightGBM with the
+    tuned candidate's parameters, trained on rows reweighed (Kamiran-Calders) so that the label is independent of
+    the protected groups. The attribute stays out of the model inputs."""
+    from mlplatform.core.fairness import group_key, reweighing_weights
+
+    b = platform.brief
+    split = load_split(platform)
+    tuned = load_model(platform.workspace.models_dir / "lightgbm")
+    started = time.perf_counter()
+    weights = reweighing_weights(group_key(split.train, list(b.protected_attributes)),
+                                 split.train[b.label.column].to_numpy())
+    model = train_lightgbm(b.task_type, split.train, split.validation, model_features(b), b.label.column,
+                           params=tuned.params, seed=b.training.seed, transforms=b.training, weights=weights)
+    model.name = "lightgbm_reweighed"
+    elapsed = time.perf_counter() - started
+    model_dir = save_model(model, platform.workspace.models_dir / model.name)
+    result = _record_candidate(context, platform, tracking, name=model.name, predictor=model,
+                               threshold=model.threshold, hyperparameters=model.params, training_time_s=elapsed,
+                               model_dir=model_dir, notes="fairness mitigation: reweighing by "
+                               f"{b.protected_attributes} (weights {weights.min():.3f}..{weights.max():.3f})",
+                               tags={"fairness_mitigation": "reweigh"})
+    return dg.MaterializeResult(metadata={**_metadata(result, b.metrics.primary), "training_time_s": round(elapsed, 2),
+                                          "model_dir": dg.MetadataValue.path(str(model_dir))})
+
+
+@dg.asset(group_name="training", deps=["lgbm_model"], kinds={"fairlearn", "mlflow"})
+def lgbm_threshold_model(context: dg.AssetExecutionContext, platform: PlatformResource,
+                         tracking: TrackingResource) -> dg.MaterializeResult:
+    """Fairness mitigation after training (the brief's ``fairness.mitigation: [threshold_optimizer]``): the tuned
+    LightGBM with per-group thresholds fitted by fairlearn's ThresholdOptimizer on validation under
+    ``fairness.threshold_constraint``. Scoring reads the protected attribute, so serving must receive it."""
+    from mlplatform.core.fairness import (
+        GroupThresholdModel,
+        fit_group_thresholds,
+        group_key,
+        save_group_threshold_model,
+    )
+
+    b = platform.brief
+    split = load_split(platform)
+    base = load_model(platform.workspace.models_dir / "lightgbm")
+    started = time.perf_counter()
+    columns = _protected_columns(b, split.validation)
+    groups = fit_group_thresholds(base.predict_score(split.validation), split.validation[b.label.column].to_numpy(),
+                                  group_key(split.validation, columns), columns=columns, default=base.threshold,
+                                  constraint=b.fairness.threshold_constraint, seed=b.training.seed)
+    model = GroupThresholdModel(base, groups)
+    elapsed = time.perf_counter() - started
+    model_dir = save_group_threshold_model(model, platform.workspace.models_dir / model.name)
+    result = _record_candidate(context, platform, tracking, name=model.name, predictor=model,
+                               threshold=model.threshold, hyperparameters=model.params, training_time_s=elapsed,
+                               model_dir=model_dir, notes=f"fairness mitigation: ThresholdOptimizer "
+                               f"({groups.constraint}) on {columns}",
+                               tags={"fairness_mitigation": "threshold_optimizer"})
+    return dg.MaterializeResult(metadata={**_metadata(result, b.metrics.primary),
+                                          "group_thresholds": dg.MetadataValue.json(groups.thresholds),
+                                          "model_dir": dg.MetadataValue.path(str(model_dir))})
+
+
+CANDIDATE_ASSETS = {"lightgbm": "lgbm_model", "torch": "torch_model", "lightgbm_reweighed": "lgbm_reweighed_model",
+                    "lightgbm_threshold_optimizer": "lgbm_threshold_model"}
+# Each fairness mitigation the brief may list, and the candidate it trains.
+MITIGATION_CANDIDATES = {"reweigh": "lightgbm_reweighed", "threshold_optimizer": "lightgbm_threshold_optimizer"}
 
 
 def candidates(brief: Brief) -> list[str]:
-    """The trained models that compete, on validation, to become the challenger."""
-    return ["lightgbm", *(["torch"] if brief.training.torch else [])]
+    """The trained models that compete, on validation, to become the challenger (mitigated ones included)."""
+    return ["lightgbm", *(["torch"] if brief.training.torch else []),
+            *(MITIGATION_CANDIDATES[m] for m in brief.fairness.mitigation)]
 
 
 def build(brief: Brief) -> list:
-    return [training_set, baseline_model, rules_baseline, lgbm_model, *([torch_model] if brief.training.torch else [])]
+    mitigated = {"reweigh": lgbm_reweighed_model, "threshold_optimizer": lgbm_threshold_model}
+    return [training_set, baseline_model, rules_baseline, lgbm_model, *([torch_model] if brief.training.torch else []),
+            *(mitigated[m] for m in brief.fairness.mitigation)]
 

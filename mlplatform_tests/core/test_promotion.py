@@ -112,12 +112,24 @@ def test_fairness_is_part_of_the_decision():
     unfair = {**FAIR, "attribute": "gender", "disparate_impact": 0.62, "p_value": 0.001, "passed": False}
     decision = decide(better, fairness=[FAIR, unfair])
     assert not decision.promote and failed(decision) == {"fairness_gender"}
-    assert any("FAIL fairness_gender" in r and "0.620" in r and "significant" in r for r in decision.reasons)
+    assert any("FAIL fairness_gender" in r and "0.620" in r for r in decision.reasons)
     assert decision.evidence["fairness"][1]["disparate_impact"] == 0.62
     unassessable = {**FAIR, "disparate_impact": None, "p_value": None, "passed": False}
     assert any("fails closed" in r for r in decide(better, fairness=[unassessable]).reasons)
     assert decide(better, fairness=[]).promote  # no protected attributes: nothing to judge, said as a note
     assert any(r.startswith("NOTE fairness") for r in decide(better, fairness=[]).reasons)
+
+
+def test_a_waived_fairness_item_is_let_through_as_waived_with_its_reason_never_as_pass():
+    better = {"f1": 0.65, "pr_auc": 0.51, "roc_auc": 0.80}
+    waived = {**FAIR, "disparate_impact": 0.6, "passed": True, "status": "WAIVED",
+              "reason": "WAIVED disparate impact 0.600, under the minimum 0.8; WAIVED by the brief: tiny hold-out"}
+    decision = decide(better, fairness=[waived])
+    assert decision.promote
+    [line] = [r for r in decision.reasons if "fairness_age_band" in r]
+    assert line.startswith("WAIVED fairness_age_band") and "tiny hold-out" in line and "PASS" not in line
+    failing = {**waived, "passed": False, "status": "FAIL", "reason": "FAIL disparate impact 0.600"}
+    assert not decide(better, fairness=[failing]).promote
 
 
 def test_regression_promotion_with_decision_free_fairness():

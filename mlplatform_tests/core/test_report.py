@@ -150,8 +150,16 @@ def deep(ctx) -> dict:
                         "method": "platt", "fitted_rows": 900, "ece_after": 0.012, "brier_after": 0.062},
         "fairness": {"minimum": 0.8, "min_group": 50, "alpha": 0.05, "attributes": [
             {"attribute": "age_band", "disparate_impact": 0.466, "p_value": 0.082, "equal_opportunity_gap": 0.371,
-             "equal_opportunity_p_value": 0.0527, "passed": True, "primary": "f1",
-             "groups": [group, group | {"group": None, "n": 17, "assessed": False}]}]},
+             "equal_opportunity_p_value": 0.0527, "passed": False, "primary": "f1", "status": "FAIL",
+             "reason": "FAIL disparate impact 0.466, under the minimum 0.8 (Fisher p = 0.082, reported only); FAIL "
+                       "equal-opportunity (TPR) gap 0.371, over the maximum 0.1 (Fisher p = 0.0527, reported only)",
+             "groups": [group, group | {"group": None, "n": 17, "assessed": False}]}],
+            "candidates": [{"candidate": "lightgbm", "attribute": "age_band", "disparate_impact": 0.466,
+                            "equal_opportunity_gap": 0.371, "status": "FAIL", "primary_metric": "f1",
+                            "primary_value": 0.52},
+                           {"candidate": "lightgbm_reweighed", "attribute": "age_band", "disparate_impact": 0.83,
+                            "equal_opportunity_gap": 0.08, "status": "PASS", "primary_metric": "f1",
+                            "primary_value": 0.5}]},
         "worst_predictions": {"error": "|label − score|", "summary": "2 are positives the model scored low.",
                               "contrast": [{"feature": "tickets", "worst_mean": 4.0, "holdout_mean": 1.0,
                                             "std_difference": 2.5}],
@@ -192,8 +200,10 @@ def test_calibration_section_reports_before_and_after(deep):
 
 def test_fairness_section_has_tpr_and_calibration_per_group(deep):
     markdown = report.render_evaluation_report(deep)
-    assert "**age_band**: disparate impact 0.466, Fisher p = 0.082 (pass); equal-opportunity (TPR) gap 0.371, " \
-           "Fisher p = 0.0527" in markdown
+    assert "**age_band**: **FAIL** — FAIL disparate impact 0.466, under the minimum 0.8 (Fisher p = 0.082, " \
+           "reported only)" in markdown and "(pass)" not in markdown
+    assert "| lightgbm | age_band | 0.466 | 0.371 | FAIL | F1 0.520 |" in markdown  # before/after mitigation
+    assert "| lightgbm_reweighed | age_band | 0.830 | 0.080 | PASS | F1 0.500 |" in markdown
     assert ("| group | n | selection rate | TPR | F1 | observed rate | mean score | calibration p | ECE |"
             in markdown)
     assert "| 18-24 | 129 | 0.124 | 0.375 | 0.250 | 0.062 | 0.084 | 0.430 | 0.047 |" in markdown
