@@ -831,9 +831,15 @@ def _decisions(task: TaskType, scores: np.ndarray) -> np.ndarray:
     return scores.argmax(axis=1) if task == "multiclass" else scores >= 0.5
 
 
+def _values(column: pl.Series) -> np.ndarray:
+    """A column's non-missing values as floats."""
+    return column.cast(pl.Float64).drop_nulls().to_numpy()
+
+
 def _range_text(reference: pl.DataFrame, numeric: list[str], shown: int = 3) -> str:
     """The reference (training) range of the first numeric inputs, for the report."""
-    parts = [f"{f} {reference[f].min()} .. {reference[f].max()}" for f in numeric[:shown]]
+    spans = {f: _values(reference[f]) for f in numeric[:shown]}
+    parts = [f"{f} {v.min():g} .. {v.max():g}" if v.size else f"{f} all missing" for f, v in spans.items()]
     more = f" and {len(numeric) - shown} more" if len(numeric) > shown else ""
     return "training range " + ", ".join(parts) + more
 
@@ -869,7 +875,7 @@ def edge_case_probe(predict, sample: pl.DataFrame, features: list[str], task: Ta
 
     def far(sign: int) -> list[pl.Expr]:
         # Non-strict: a far-below value a column's type cannot hold (unsigned) becomes missing instead.
-        reach = {f: EDGE_RANGE_FACTOR * float(reference[f].cast(pl.Float64).abs().max() or 0.0) + 1 for f in numeric}
+        reach = {f: EDGE_RANGE_FACTOR * float(np.abs(_values(reference[f])).max(initial=0.0)) + 1 for f in numeric}
         return [pl.lit(sign * reach[f]).cast(sample.schema[f], strict=False).alias(f) for f in numeric]
 
     cases = {"all features missing": [pl.lit(None).cast(sample.schema[f]).alias(f) for f in features],
