@@ -9,9 +9,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mlplatform.brief import Source
+from mlplatform.brief import Source, load_brief
+from mlplatform.core.datasets import label_row_counts, rows_without_entity_row, split_row_counts
 from mlplatform.core.leakage import check_no_future_information, check_no_target_derived_feature
 from mlplatform.core.validation import REASONS, single_class_problem, validate_table
+from mlplatform_tests.defs.plain_table import write_plain_table_brief
 
 AS_OF = datetime(2026, 1, 1)
 SOURCE = Source.model_validate({
@@ -142,3 +144,31 @@ def test_infinities_get_keys_of_their_own_in_the_single_feature_check(hide_label
 
     assert finding.passed is not hide_label, finding.detail
     assert finding.evidence["not_scored"] == []
+
+
+def test_label_rows_left_out_are_counted_with_their_reasons():
+    counts = label_row_counts(source="labels", quarantined=7, valid=100, known=90, without_entity_row=3,
+                              delay_days=30, as_of=AS_OF)
+    by_stage = {row["stage"]: row for row in counts.iter_rows(named=True)}
+
+    assert {stage: row["rows"] for stage, row in by_stage.items()} == {
+        "label_rows_quarantined": 7, "label_rows_valid": 100, "label_not_known_yet": 10,
+        "entity_without_valid_row": 3, "training_set": 90}
+    assert "quarantined_labels" in by_stage["label_rows_quarantined"]["reason"]
+    assert "known 30 day(s) after its time" in by_stage["label_not_known_yet"]["reason"]
+
+
+def test_rows_whose_entity_row_was_quarantined_are_found():
+    frame = pl.DataFrame({"customer_id": [1, 2, 3, 3, None]})
+    entities = pl.DataFrame({"customer_id": ["1", "3"]})  # entity 2 was quarantined; keys as text
+
+    assert rows_without_entity_row(frame, entities, ["customer_id"]) == 2
+
+
+def test_the_split_row_counts_add_up_to_the_training_set(tmp_path):
+    brief = load_brief(write_plain_table_brief(tmp_path))
+    frame = pl.DataFrame({"row_id": range(1, 501), "observed_at": [AS_OF] * 500, "bought": [0, 1] * 250})
+    counts = dict(split_row_counts(brief, frame).select("stage", "rows").iter_rows())
+
+    assert set(counts) == {"golden", "train", "validation", "test", "outside_split_windows"}
+    assert sum(counts.values()) == 500 and counts["outside_split_windows"] == 0 and counts["golden"] > 0
