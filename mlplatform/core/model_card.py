@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from mlplatform.brief import Brief
+from mlplatform.brief import Brief, draft_notice
 from mlplatform.core.report import SMALL_SLICE_ROWS, metric_label
 
 NOT_RECORDED = "not recorded"
@@ -49,6 +49,9 @@ def _limitations(brief: Brief, meta: Mapping[str, Any], date_range: str) -> list
         limitations.append("The training period was not recorded, so its coverage in time is unknown.")
     else:
         limitations.append(f"Trained on {date_range} only; behaviour outside that period is unknown.")
+    for feature, reason in (meta.get("leakage_waivers") or {}).items():
+        limitations.append(f"Leakage check WAIVED for {feature}: it alone predicts the label beyond the brief's "
+                           f"threshold; the brief declares it legitimate: {reason}")
     for s in meta.get("sliced_metrics") or []:
         if s["n"] < SMALL_SLICE_ROWS:
             limitations.append(f"Slice {s['dimension']}={s['value']} has only {s['n']} hold-out rows; "
@@ -96,6 +99,20 @@ def status_label(status: str) -> str:
     return status.replace("_", " ")
 
 
+def _below_minimum(ratio: float | None, minimum: float, p_value: float | None) -> str:
+    """Why a ratio under the minimum was let through, said next to the PASS; "" when it is not under it."""
+    if ratio is None or ratio >= minimum:
+        return ""
+    return (f" The ratio is below the minimum {minimum:g} and the gate that wrote this result passed it "
+            f"(Fisher p = {_p(p_value)}); watch it as more labelled data arrives.")
+
+
+def _concept_drift(result: Mapping[str, Any] | None) -> str:
+    if not result:
+        return "not evaluated yet."
+    return f"{result['status']}: {result.get('description') or 'no description recorded'}."
+
+
 def _ethics(brief: Brief, meta: Mapping[str, Any]) -> list[str]:
     considerations = [brief.problem.ethical_considerations or "The brief records no ethical considerations."]
     features = meta.get("features")
@@ -111,21 +128,18 @@ def _ethics(brief: Brief, meta: Mapping[str, Any]) -> list[str]:
         if result is None:
             considerations.append(f"Fairness across {attribute} was not evaluated.")
             continue
-        if result.get("applicable") is False:
-            considerations.append(f"Selection-rate fairness across {attribute} does not apply ({result.get('note')}); "
+        status, reason = fairness_status(result)
+        if status == "NOT_APPLICABLE":
+            considerations.append(f"Selection-rate fairness across {attribute} is NOT APPLICABLE ({reason}); "
                                   "compare the primary metric per group in the sliced metrics.")
             continue
         ratio, gap = result.get("disparate_impact"), result.get("equal_opportunity_gap")
-        minimum, p_value = brief.thresholds.disparate_impact_min, result.get("p_value")
-        verdict = "passes" if result.get("passed") else "FAILS"
-        caveat = ""
-        if ratio is not None and ratio < minimum and p_value is not None and result.get("passed"):
-            caveat = (f" The ratio is below the minimum but the difference is not statistically significant "
-                      f"(Fisher p = {p_value:.3g}); watch it as more labelled data arrives.")
+        minimum = brief.thresholds.disparate_impact_min
         considerations.append(
-            f"Fairness across {attribute} {verdict}: disparate-impact ratio "
+            f"Fairness gate across {attribute}: {status_label(status)}: disparate-impact ratio "
             f"{NOT_RECORDED if ratio is None else f'{ratio:.3f}'} (minimum {minimum:g}), equal-opportunity gap "
-            f"{NOT_RECORDED if gap is None else f'{gap:.3f}'}.{caveat}")
+            f"{NOT_RECORDED if gap is None else f'{gap:.3f}'}" + (f". {reason}" if reason else "") + "."
+            + (_below_minimum(ratio, minimum, result.get("p_value")) if status == "PASS" else ""))
     if not brief.protected_attributes:
         considerations.append("The brief names no protected attributes, so fairness was not evaluated.")
     return considerations
@@ -143,7 +157,10 @@ def build_model_card(meta: Mapping[str, Any]) -> dict[str, Any]:
             ``drift`` (list of ``{feature, psi, severity}``, e.g. ``asdict`` of
             :class:`~mlplatform.core.drift.FeatureDrift`), ``quality_total`` (data-quality score /30),
             ``features`` (model input names), ``fairness`` (protected attribute → ``{disparate_impact,
-            equal_opportunity_gap, passed}``), ``retraining_schedule``.
+            equal_opportunity_gap, passed, status, reason}``), ``retraining_schedule`` (the schedule and the
+            sensors that retrain, with their state), ``concept_drift`` (``{status, description}``: the
+            concept_drift check's latest result), ``promotion_verdict`` (the experiment's one verdict),
+            ``leakage_waivers`` (feature → reason), ``placeholders`` (brief fields still TODO / CONFIRM).
 
     Returns:
         A dict with exactly the seed's keys and nesting.
@@ -200,13 +217,31 @@ def build_model_card(meta: Mapping[str, Any]) -> dict[str, Any]:
         "ethical_considerations": _ethics(brief, meta),
         "maintenance": {
             "retraining_schedule": meta.get("retraining_schedule") or NOT_RECORDED,
-            "monitoring": monitoring,
+            "monitoring": f"{monitoring} Concept drift (the concept_drift check's latest result): "
+                          f"{_concept_drift(meta.get('concept_drift'))}",
             "contact": brief.owner,
         },
     }
 
 
+def card_extras(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """What the platform adds beside the seed's card: the experiment's one promotion verdict, leakage waivers
+    (WAIVED with their reason) and the brief fields still holding placeholders (a DRAFT card)."""
+    return {
+        "promotion_verdict": meta.get("promotion_verdict") or NOT_RECORDED,
+        "leakage_waivers": {feature: f"WAIVED: {reason}" for feature, reason in
+                            (meta.get("leakage_waivers") or {}).items()},
+        "draft_placeholders": list(meta.get("placeholders") or []),
+    }
+
+
 PASS, FAIL, NOT_APPLICABLE = "pass", "fail", "not applicable"
+WAIVED, NOT_ASSESSABLE = "waived", "not assessable"
+# The fairness gate's metric statuses as checklist statuses.
+_GATE_STATUS = {"PASS": PASS, "FAIL": FAIL, "WAIVED": WAIVED, "NOT_ASSESSABLE": NOT_ASSESSABLE,
+                "NOT_APPLICABLE": NOT_APPLICABLE}
+# The worst status of several, worst first.
+_WORST_FIRST = (FAIL, NOT_ASSESSABLE, WAIVED, PASS, NOT_APPLICABLE)
 
 # The seed's phase-9 bias checklist (偏见检测检查清单), in its order: (key, what it asks, the seed's words).
 BIAS_CHECKLIST = [
@@ -390,6 +425,22 @@ def _edge_cases(meta: Mapping[str, Any]) -> tuple[str, str]:
     return PASS, f"The model answered sensibly on {probes}.{smalls}"
 
 
+def _with_gate_status(meta: Mapping[str, Any], metric: str, judged: tuple[str, str]) -> tuple[str, str]:
+    """An item judged from the numbers, overruled by the fairness gate's own status for ``metric`` where the gate
+    wrote one: a WAIVED or NOT_ASSESSABLE metric never shows as pass, and the waiver's reason is shown."""
+    statuses = {a: r.get(f"{metric}_status") for a, r in meta["fairness"].items() if r.get(f"{metric}_status")}
+    if not statuses:
+        return judged
+    status, evidence = judged
+    mapped = [_GATE_STATUS.get(str(v), FAIL) for v in statuses.values()]
+    if status != NOT_APPLICABLE:
+        status = min([status, *mapped], key=_WORST_FIRST.index)
+    notes = [f"{a}: the fairness gate says {status_label(str(v))}" for a, v in statuses.items() if v != "PASS"]
+    reasons = [str(meta["fairness"][a].get("reason") or "") for a, v in statuses.items() if v == "WAIVED"]
+    extra = "; ".join(notes + [r for r in reasons if r])
+    return status, evidence + (f" {extra}." if extra else "")
+
+
 def bias_checklist(meta: Mapping[str, Any]) -> list[dict[str, str]]:
     """The seed's eight-item bias checklist, each item pass / fail / not applicable with its evidence.
 
@@ -431,8 +482,15 @@ def bias_checklist(meta: Mapping[str, Any]) -> list[dict[str, str]]:
             status, evidence = FAIL, f"No evidence was recorded for {', '.join(missing)}."
         else:
             status, evidence = per_attribute[key](meta)
+            if key in ("equal_opportunity", "disparate_impact"):
+                status, evidence = _with_gate_status(meta, key, (status, evidence))
         items.append({"item": key, "check": check, "seed": seed, "status": status, "evidence": evidence})
     return items
+
+
+def _shown(status: str) -> str:
+    """A checklist status in the table: anything short of a pass stands out."""
+    return f"**{status.upper()}**" if status in (FAIL, WAIVED, NOT_ASSESSABLE) else status
 
 
 def _cell(text: str) -> str:
@@ -440,26 +498,35 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def model_card_json(card: Mapping[str, Any], checklist: Sequence[Mapping[str, str]] | None = None) -> str:
-    """The card and its bias checklist as JSON (``{"model_card": ..., "bias_checklist": [...]}``)."""
-    return json.dumps({"model_card": card, "bias_checklist": list(checklist or [])}, indent=2, ensure_ascii=False)
+def model_card_json(card: Mapping[str, Any], checklist: Sequence[Mapping[str, str]] | None = None,
+                    extras: Mapping[str, Any] | None = None) -> str:
+    """The card, its bias checklist and :func:`card_extras` as JSON (``{"model_card": ..., "bias_checklist":
+    [...], "platform": {...}}``)."""
+    return json.dumps({"model_card": card, "bias_checklist": list(checklist or []), "platform": dict(extras or {})},
+                      indent=2, ensure_ascii=False)
 
 
-def render_model_card(card: Mapping[str, Any], checklist: Sequence[Mapping[str, str]] | None = None) -> str:
+def render_model_card(card: Mapping[str, Any], checklist: Sequence[Mapping[str, str]] | None = None,
+                      extras: Mapping[str, Any] | None = None) -> str:
     """The card as Markdown for people, followed by the card itself as a YAML block.
 
     Args:
         card: a dict from :func:`build_model_card`.
         checklist: optionally, :func:`bias_checklist`'s items, rendered as a table before the YAML block.
+        extras: optionally, :func:`card_extras` (promotion verdict, leakage waivers, DRAFT placeholders).
     """
+    extras = extras or {}
     training, evaluation, maintenance = card["training_data"], card["evaluation"], card["maintenance"]
+    draft = draft_notice(list(extras.get("draft_placeholders") or []))
     lines = [
         f"# Model card: {card['model_name']}"
-        + ("" if card["version"] == NOT_RECORDED else f" version {card['version']}"),
+        + ("" if card["version"] == NOT_RECORDED else f" version {card['version']}") + (" (DRAFT)" if draft else ""),
         "",
+        *([f"> **{draft}**", ""] if draft else []),
         f"{card['description']}",
         "",
         f"- **Date:** {card['date']}",
+        f"- **Promotion verdict:** {extras.get('promotion_verdict', NOT_RECORDED)}",
         f"- **Owner:** {card['owner']}",
         f"- **Intended use:** {card['intended_use']}",
         f"- **Out of scope:** {card['out_of_scope_uses']}",
@@ -486,6 +553,9 @@ def render_model_card(card: Mapping[str, Any], checklist: Sequence[Mapping[str, 
             lines.append(f"| {metric_label(name)} | {'—' if value is None else f'{value:.3f}'} | {ci} |")
     else:
         lines.append(f"Metrics: {NOT_RECORDED}.")
+    waivers = extras.get("leakage_waivers") or {}
+    if waivers:
+        lines += ["", "## Leakage waivers", "", *(f"- {feature}: {text}" for feature, text in waivers.items())]
     lines += ["", "## Limitations", "", *(f"- {item}" for item in card["limitations"]),
               "", "## Ethical considerations", "", *(f"- {item}" for item in card["ethical_considerations"]),
               "", "## Maintenance", "",
@@ -494,9 +564,11 @@ def render_model_card(card: Mapping[str, Any], checklist: Sequence[Mapping[str, 
               f"- **Contact:** {maintenance['contact']}", ""]
     if checklist:
         failed = sum(item["status"] == FAIL for item in checklist)
-        lines += ["## Bias checklist", "", f"The seed's bias checklist: {failed} of {len(checklist)} items fail.", "",
+        waived = sum(item["status"] == WAIVED for item in checklist)
+        lines += ["## Bias checklist", "", f"The seed's bias checklist: {failed} of {len(checklist)} items fail"
+                  + (f", {waived} waived" if waived else "") + ".", "",
                   "| check | result | evidence |", "| --- | --- | --- |",
-                  *(f"| {item['check']} | {'**FAIL**' if item['status'] == FAIL else item['status']} | "
+                  *(f"| {item['check']} | {_shown(item['status'])} | "
                     f"{_cell(item['evidence'])} |" for item in checklist), ""]
     lines += ["## Card (seed template)", "", "```yaml",
               yaml.safe_dump({"model_card": dict(card)}, sort_keys=False, allow_unicode=True).rstrip(),

@@ -339,7 +339,23 @@ def set_verdict(tracking_uri: str, run_id: str, verdict: str) -> None:
     """Record the experiment's final verdict (promoted | archived | iterate) once the promotion gate decided."""
     if verdict not in ("promoted", "archived", "iterate"):
         raise ValueError(f"verdict must be promoted, archived or iterate; got '{verdict}'")
-    client_for(tracking_uri).set_tag(run_id, "verdict", verdict)
+    client = client_for(tracking_uri)
+    client.set_tag(run_id, "verdict", verdict)
+    # The run's experiment record (the seed's template) says the same: one verdict, wherever it is read.
+    record = experiment_record(tracking_uri, run_id)
+    if record is not None:
+        record["verdict"] = verdict
+        client.log_text(run_id, yaml.safe_dump({"experiment": record}, sort_keys=False), EXPERIMENT_YAML)
+
+
+def experiment_record(tracking_uri: str, run_id: str) -> dict | None:
+    """The run's ``experiment.yaml`` record (the seed's experiment template); None when the run has none."""
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            path = client_for(tracking_uri).download_artifacts(run_id, EXPERIMENT_YAML, scratch)
+        except (MlflowException, OSError):
+            return None
+        return (yaml.safe_load(Path(path).read_text()) or {}).get("experiment")
 
 
 def register_model(

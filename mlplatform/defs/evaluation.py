@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from mlplatform.brief import Features
+from mlplatform.brief import draft_notice, placeholder_fields
 from mlplatform.core.calibration import CALIBRATION_SCHEMA, calibration_summary, save_calibrator
 from mlplatform.core.datasets import golden_set
 from mlplatform.core.evaluation import (
@@ -416,6 +417,8 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
     markdown = "\n\n".join(part for part in (
         render_evaluation_report(ctx), selection.markdown(), _excluded_markdown(excluded),
         _golden_markdown(golden, primary, b.thresholds.max_golden_regression)) if part)
+    if draft := draft_notice(placeholder_fields(b)):  # a report on a draft brief says so before anything else
+        markdown = f"> **{draft}**\n\n{markdown}"
     path = write_report(markdown, platform.workspace.reports_dir / "evaluation", _plots(platform, y, scored))
     cv, ci = ctx["cross_validation"], parts["metrics"][primary]
     return dg.MaterializeResult(metadata={

@@ -5,6 +5,7 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
+from mlplatform.brief import placeholder_fields
 from mlplatform.core.drift import NOT_APPLICABLE
 from mlplatform.core.evaluation import (
     MAX_TPR_GAP,
@@ -15,7 +16,14 @@ from mlplatform.core.evaluation import (
     slice_records,
 )
 from mlplatform.core.io import write_text_atomic
-from mlplatform.core.model_card import bias_checklist, build_model_card, model_card_json, render_model_card
+from mlplatform.core.model_card import (
+    NOT_RECORDED,
+    bias_checklist,
+    build_model_card,
+    card_extras,
+    model_card_json,
+    render_model_card,
+)
 from mlplatform.core.quality import normalised_total
 from mlplatform.core.tracking import client_for
 from mlplatform.defs.training import load_split, model_features
@@ -47,13 +55,72 @@ def _bias_evidence(platform: PlatformResource, split) -> dict:
     }
 
 
-@dg.asset(group_name="reporting", deps=["model_registry", "evaluation_report", "drift_report", "data_quality_report"],
+def latest_check(instance: dg.DagsterInstance, asset: str, name: str):
+    """The latest evaluation (``AssetCheckEvaluation``: passed, description, metadata) of a check; None when it
+    was never evaluated in ``instance``."""
+    key = dg.AssetCheckKey(dg.AssetKey(asset), name)
+    record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key]).get(key)
+    if record is None or record.event is None or record.event.dagster_event is None:
+        return None
+    return record.event.dagster_event.event_specific_data
+
+
+def concept_drift_result(instance: dg.DagsterInstance) -> dict | None:
+    """The concept_drift check's latest result as ``{status, description}``; None when never evaluated."""
+    evaluation = latest_check(instance, "performance_report", "concept_drift")
+    if evaluation is None or not hasattr(evaluation, "passed"):
+        return None
+    return {"status": "PASS" if evaluation.passed else "FAIL", "description": evaluation.description or ""}
+
+
+def leakage_waivers(instance: dg.DagsterInstance) -> dict[str, str]:
+    """Model inputs the single-feature leakage check let through as WAIVED (feature → the brief's reason)."""
+    evaluation = latest_check(instance, "training_set", "leakage_no_target_derived_feature")
+    waived = getattr(evaluation, "metadata", {}).get("waived") if evaluation is not None else None
+    value = getattr(waived, "value", waived) or {}
+    return {str(feature): str(entry.get("reason", "")) if isinstance(entry, dict) else str(entry)
+            for feature, entry in value.items()} if isinstance(value, dict) else {}
+
+
+def retraining_schedule(instance: dg.DagsterInstance, brief) -> str:
+    """When the model is retrained: the brief's schedule and rules, and each sensor or schedule of the code
+    location whose job retrains, with its running / stopped state in the instance."""
+    from mlplatform.defs.governance import _code_location, _retrain_triggers, automation_states
+
+    items = _code_location(brief)
+    states = automation_states(instance, items)
+    m = brief.monitoring
+    triggers = ", ".join(f"{name} ({states.get(name, 'state not known')})" for name in _retrain_triggers(items))
+    return (f"cron '{m.retrain_cron}' (UTC); on drift (a top-{m.top_features} feature's PSI above "
+            f"{m.retrain_psi:g}) and on concept drift (primary metric down more than {m.max_metric_drop:.0%} on new "
+            f"labels); a retrained challenger goes through the promotion gate ({m.retrain_rollout}). "
+            f"Triggers in the code location: {triggers or 'none'}.")
+
+
+def promotion_verdict(tracking_uri: str, run_id: str) -> str:
+    """The experiment's one verdict: the run's MLflow tag, checked against its experiment record."""
+    from mlplatform.core.tracking import experiment_record
+
+    tag = client_for(tracking_uri).get_run(run_id).data.tags.get("verdict")
+    record = (experiment_record(tracking_uri, run_id) or {}).get("verdict")
+    if tag is None:
+        return NOT_RECORDED
+    if record is not None and record != tag:
+        return f"CONFLICT: the run's tag says {tag}, its experiment record says {record}"
+    return f"{tag} (experiment {run_id[:8]}: the MLflow tag and the experiment record agree)"
+
+
+@dg.asset(group_name="reporting", deps=["model_registry", "evaluation_report", "drift_report", "data_quality_report",
+                                        "performance_report"],
           kinds={"markdown"})
-def model_card(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
+def model_card(context: dg.AssetExecutionContext, platform: PlatformResource,
+               tracking: TrackingResource) -> dg.MaterializeResult:
     """The seed's model card for the registered model, generated from the brief, the training set, the
     evaluation, fairness, drift and data-quality results — never written by hand — with the seed's bias
     checklist judged on that evidence. Written as model_card.md and model_card.json, logged as artifacts of
-    the model's MLflow run, and pointed to by the registered version's `model_card` tag and description."""
+    the model's MLflow run, and pointed to by the registered version's `model_card` tag and description. It
+    records the retraining schedule and triggers, the concept_drift check's latest result, the experiment's one
+    promotion verdict, leakage waivers, and says DRAFT while the brief holds placeholders."""
     b = platform.brief
     drift = platform.read_table("monitoring", "drift")
     split = load_split(platform)
@@ -64,7 +131,7 @@ def model_card(platform: PlatformResource, tracking: TrackingResource) -> dg.Mat
     fairness = {r.pop("attribute"): r for r in platform.read_table("evaluation", "fairness").to_dicts()}
     timestamps = split.train[b.label.timestamp]
     parts = b.split_summary()
-    card = build_model_card({
+    meta = {
         "brief": b,
         "model_name": f"{b.name}_model",
         "model_version": registered["version"],
@@ -83,13 +150,20 @@ def model_card(platform: PlatformResource, tracking: TrackingResource) -> dg.Mat
         "drift": None if (drift["severity"] == NOT_APPLICABLE).all() else
         drift.select("feature", "psi", "severity").to_dicts(),
         "quality_total": normalised_total(platform.read_table("reports", "data_quality_overall")["points"].to_list()),
-    })
+        "retraining_schedule": retraining_schedule(context.instance, b),
+        "concept_drift": concept_drift_result(context.instance),
+        "promotion_verdict": promotion_verdict(tracking.uri, registered["run_id"]),
+        "leakage_waivers": leakage_waivers(context.instance),
+        "placeholders": placeholder_fields(b),
+    }
+    card, extras = build_model_card(meta), card_extras(meta)
     checklist = bias_checklist({"brief": b, "fairness": fairness, "sliced_metrics": slices,
                                 **_bias_evidence(platform, split)})
     platform.write_table("reporting", "bias_checklist", pl.DataFrame(checklist))
-    markdown = render_model_card(card, checklist)
+    markdown = render_model_card(card, checklist, extras)
     path = write_text_atomic(markdown, platform.workspace.reports_dir / "model_card.md")
-    json_path = write_text_atomic(model_card_json(card, checklist), platform.workspace.reports_dir / "model_card.json")
+    json_path = write_text_atomic(model_card_json(card, checklist, extras),
+                                  platform.workspace.reports_dir / "model_card.json")
     card_uri = _log_card(tracking, registered, [path, json_path])
     failed = [item["item"] for item in checklist if item["status"] == "fail"]
     return dg.MaterializeResult(metadata={"card": dg.MetadataValue.md(markdown),

@@ -15,6 +15,7 @@ from mlplatform.core.model_card import (
     NOT_RECORDED,
     bias_checklist,
     build_model_card,
+    card_extras,
     model_card_json,
     render_model_card,
 )
@@ -101,13 +102,13 @@ def test_ethical_considerations_come_from_the_brief_and_fairness_results(meta, b
     ethics = build_model_card(meta)["ethical_considerations"]
     assert ethics[0] == brief.problem.ethical_considerations
     assert "Protected attribute age_band: not a model input." in ethics
-    assert "Fairness across age_band passes: disparate-impact ratio 0.860 (minimum 0.8), " \
+    assert "Fairness gate across age_band: PASS: disparate-impact ratio 0.860 (minimum 0.8), " \
            "equal-opportunity gap 0.040." in ethics
 
     meta["fairness"]["age_band"] = {"disparate_impact": 0.7, "equal_opportunity_gap": 0.2, "passed": False}
     meta["features"].append("customer_age_band_young")
     ethics = build_model_card(meta)["ethical_considerations"]
-    assert any(item.startswith("Fairness across age_band FAILS: disparate-impact ratio 0.700") for item in ethics)
+    assert any(item.startswith("Fairness gate across age_band: FAIL: disparate-impact ratio 0.700") for item in ethics)
     assert "Protected attribute age_band: model inputs derived from it: customer_age_band_young." in ethics
 
 
@@ -144,11 +145,22 @@ def test_render_of_a_bare_card(brief):
     assert "Metrics: not recorded." in markdown
 
 
-def test_a_low_but_insignificant_ratio_is_explained_not_hidden(meta):
+def test_a_low_ratio_that_the_gate_let_through_is_explained_not_hidden(meta):
     meta["fairness"]["age_band"] = {"disparate_impact": 0.7, "p_value": 0.2, "equal_opportunity_gap": 0.2,
                                     "passed": True}
     text = " ".join(build_model_card(meta)["ethical_considerations"])
-    assert "0.700" in text and "not statistically significant" in text and "p = 0.2" in text
+    assert "0.700" in text and "below the minimum 0.8" in text and "p = 0.2" in text
+
+
+def test_a_waived_fairness_result_shows_waived_with_its_reason_never_pass(meta):
+    reason = "WAIVED by the brief: hold-out too small to resolve a 0.1 TPR gap"
+    meta["fairness"]["age_band"] = {"disparate_impact": 0.7, "p_value": 0.2, "equal_opportunity_gap": 0.2,
+                                    "passed": True, "applicable": True, "status": "WAIVED",
+                                    "disparate_impact_status": "WAIVED", "equal_opportunity_status": "WAIVED",
+                                    "reason": reason}
+    ethics = [line for line in build_model_card(meta)["ethical_considerations"] if "Fairness" in line]
+    assert ethics[0].startswith("Fairness gate across age_band: WAIVED:") and reason in ethics[0]
+    assert "pass" not in ethics[0].lower()
 
 
 # The bias checklist (seed phase 9, 偏见检测检查清单).
@@ -283,7 +295,8 @@ def test_card_renders_the_checklist_and_writes_json(meta, evidence):
     assert markdown.index("## Bias checklist") < markdown.index("## Card (seed template)")
     block = markdown.split("```yaml\n", 1)[1].split("```", 1)[0]
     assert yaml.safe_load(block) == {"model_card": card}
-    assert json.loads(model_card_json(card, checklist)) == {"model_card": card, "bias_checklist": checklist}
+    assert json.loads(model_card_json(card, checklist)) == {"model_card": card, "bias_checklist": checklist,
+                                                             "platform": {}}
     assert "## Bias checklist" not in render_model_card(card)
 
 
@@ -304,4 +317,38 @@ def test_a_regression_model_gets_not_applicable_decision_items_and_a_card(eviden
     assert checklist["sliced_metrics"]["status"] == "pass"
     card = build_model_card({**meta, "brief": regression, "fairness": fairness,
                              "metrics": {"mae": {"value": 9.5, "ci_low": 9.0, "ci_high": 10.1}}})
-    assert any("does not apply" in line for line in card["ethical_considerations"])
+    assert any("NOT APPLICABLE" in line for line in card["ethical_considerations"])
+
+
+def test_a_metric_the_gate_waived_is_a_waived_checklist_item_never_a_pass(evidence):
+    evidence["fairness"]["age_band"].update(
+        disparate_impact=0.7, status="WAIVED", disparate_impact_status="WAIVED", equal_opportunity_status="PASS",
+        reason="WAIVED disparate impact: 114-263 customers per band in the hold-out")
+    checklist = bias_checklist(evidence)
+    assert _status(checklist)["disparate_impact"] == "waived"
+    assert _status(checklist)["equal_opportunity"] == "pass"
+    by = {item["item"]: item["evidence"] for item in checklist}
+    assert "the fairness gate says WAIVED" in by["disparate_impact"] and "114-263 customers" in by["disparate_impact"]
+    markdown = render_model_card(build_model_card({"brief": evidence["brief"]}), checklist)
+    assert "1 waived" in markdown and "| **WAIVED** |" in markdown
+
+
+def test_the_card_records_one_verdict_retraining_concept_drift_leakage_waivers_and_a_draft(meta):
+    meta.update(
+        promotion_verdict="promoted (the run's MLflow tag and its experiment record agree)",
+        retraining_schedule="scheduled_retrain: cron '0 3 * * 1' UTC (stopped); drift_sensor (running)",
+        concept_drift={"status": "FAIL", "description": "f1 0.3235 -> 0.2100 (-35.1%)"},
+        leakage_waivers={"customer_fee": "set by contract before the month starts"},
+        placeholders=["owner", "problem.success_metric"])
+    card = build_model_card(meta)
+    assert card["maintenance"]["retraining_schedule"].startswith("scheduled_retrain: cron '0 3 * * 1'")
+    assert card["maintenance"]["monitoring"].endswith(
+        "Concept drift (the concept_drift check's latest result): FAIL: f1 0.3235 -> 0.2100 (-35.1%).")
+    assert any(line.startswith("Leakage check WAIVED for customer_fee") for line in card["limitations"])
+    extras = card_extras(meta)
+    markdown = render_model_card(card, None, extras)
+    assert markdown.splitlines()[0].endswith("(DRAFT)")
+    assert "owner, problem.success_metric" in markdown
+    assert "- **Promotion verdict:** promoted (the run's MLflow tag and its experiment record agree)" in markdown
+    assert "- customer_fee: WAIVED: set by contract before the month starts" in markdown
+    assert json.loads(model_card_json(card, [], extras))["platform"]["promotion_verdict"].startswith("promoted")
