@@ -324,9 +324,15 @@ def test_cost_report_and_score_materialise_on_the_demo(demo_run, demo_settings):
     score = score_from_table(table)
     assert metadata["ml_system_score"]["total"].value == score.total
     points_by_name = dict(zip(table["dimension"], table["points"], strict=True))
-    assert points_by_name["cost_efficiency"] == 2  # tracked, but the demo brief sets no budget
+    # The demo brief's budget and target, with inference timed through /predict on the champion.
+    assert points_by_name["cost_efficiency"] == 5
+    assert "POST /predict" in document["assumptions"]["inference"]
     assert points_by_name["documentation"] >= 4  # the model card and evaluation report of the demo run
-    assert points_by_name["monitoring"] == 5  # drift, concept drift and the retraining sensors
+    # Drift and concept drift detected, but every retraining sensor is stopped in this instance: not excellent.
+    assert points_by_name["monitoring"] == 4
+    evidence = dict(zip(table["dimension"], table["to_raise"], strict=True))
+    assert any("drift_sensor (stopped)" in item for item in evidence["monitoring"])
+    assert any("serving_guard_sensor (stopped)" in item for item in evidence["deployment"])
 
     shown = CliRunner().invoke(app, ["score", "--data-dir", str(demo_settings.data_dir)])
     assert shown.exit_code == 0, shown.output
