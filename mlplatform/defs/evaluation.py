@@ -348,9 +348,10 @@ def quality_history(instance: dg.DagsterInstance, platform: PlatformResource) ->
     records = []
     for record in instance.fetch_materializations(dg.AssetKey("data_quality_report"), limit=10_000).records:
         metadata = record.asset_materialization.metadata if record.asset_materialization else {}
-        if "total" in metadata and "passed" in metadata:
+        total = metadata["total"].value if "total" in metadata else None
+        if isinstance(total, int | float) and "passed" in metadata:
             records.append(QualityRecord(datetime.fromtimestamp(record.timestamp, UTC).replace(tzinfo=None),
-                                         float(metadata["total"].value), bool(metadata["passed"].value)))
+                                         float(total), bool(metadata["passed"].value)))
     path = platform.workspace.table("reports", "data_quality_overall")
     if not records and path.exists():
         total = normalised_total(platform.read_table("reports", "data_quality_overall")["points"].to_list())

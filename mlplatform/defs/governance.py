@@ -192,7 +192,8 @@ def _daily_volume(platform: PlatformResource) -> float | None:
     log = read_prediction_log(platform.workspace)
     if not log.height:
         return None
-    return float(log.group_by(pl.col("request_time").dt.date()).len()["len"].mean())
+    days = log.select(pl.col("request_time").dt.date().n_unique()).item()
+    return log.height / days
 
 
 @dg.asset(group_name="reporting", kinds={"yaml", "matplotlib"},
