@@ -50,22 +50,29 @@ class CandidatePyfunc(PythonModel):
 
 
 def save_pyfunc(model_dir: Path, destination: Path) -> Path:
-    """Write the candidate saved in ``model_dir`` as a pyfunc model folder at ``destination`` (must not exist).
+    """Write the candidate saved in ``model_dir`` as a pyfunc model folder at ``destination``, all or nothing (see
+    :func:`mlplatform.core.atomic.write_model_folder`). Its files, the code MLflow runs included, are hashed at
+    registration; load it with :func:`mlplatform.core.model_integrity.load_verified_pyfunc`.
 
     Raises:
         ValueError: ``model_dir`` holds no saved candidate.
     """
+    from mlplatform.core.atomic import write_model_folder
+
     if not any((model_dir / name).is_file() for name in CANDIDATE_FILES.values()):
         raise ValueError(f"{model_dir} holds no saved model (expected one of {sorted(CANDIDATE_FILES.values())}); "
                          "save it with save_model or save_torch_model first")
-    with _without_signature_warning():
-        mlflow.pyfunc.save_model(
-            path=str(destination),
-            python_model=str(_MODEL_CODE),
-            artifacts={CANDIDATE_ARTIFACT: str(model_dir)},
-            pip_requirements=[f"{name}=={version(name)}" for name in _REQUIREMENTS],
-        )
-    return destination
+
+    def write(folder: Path) -> None:
+        with _without_signature_warning():
+            mlflow.pyfunc.save_model(
+                path=str(folder),
+                python_model=str(_MODEL_CODE),
+                artifacts={CANDIDATE_ARTIFACT: str(model_dir)},
+                pip_requirements=[f"{name}=={version(name)}" for name in _REQUIREMENTS],
+            )
+
+    return write_model_folder(destination, write)
 
 
 class _SignatureWarningFilter(logging.Filter):

@@ -369,8 +369,14 @@ def train_torch(
 
 
 def save_torch_model(model: TorchModel, directory: Path) -> Path:
-    """Write the weights as safetensors and the rest (preprocessing, architecture, threshold) as JSON."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write the weights as safetensors and the rest (preprocessing, architecture, threshold) as JSON, replacing
+    ``directory`` all or nothing: a save that fails half-way leaves the previous model intact."""
+    from mlplatform.core.atomic import write_model_folder
+
+    return write_model_folder(directory, lambda folder: _write_torch_files(model, folder))
+
+
+def _write_torch_files(model: TorchModel, directory: Path) -> None:
     save_file({name: value.contiguous() for name, value in model.network.state_dict().items()},
               str(directory / _WEIGHTS_FILE))
     meta = {
@@ -384,7 +390,6 @@ def save_torch_model(model: TorchModel, directory: Path) -> Path:
         "info": model.info,
     }
     (directory / _META_FILE).write_text(json.dumps(meta, indent=2))
-    return directory
 
 
 def load_torch_model(directory: Path) -> TorchModel:

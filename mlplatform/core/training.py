@@ -396,8 +396,14 @@ def train_lightgbm(
 
 def save_model(model: TrainedModel, directory: Path) -> Path:
     """Write the model as LightGBM text plus a JSON of features, categories and threshold, and its fitted
-    transforms (if any) as ``transforms.json``: plain text only, no pickle."""
-    directory.mkdir(parents=True, exist_ok=True)
+    transforms (if any) as ``transforms.json``: plain text only, no pickle. The folder is replaced all or
+    nothing: a save that fails half-way leaves the previous model intact."""
+    from mlplatform.core.atomic import write_model_folder
+
+    return write_model_folder(directory, lambda folder: _write_model_files(model, folder))
+
+
+def _write_model_files(model: TrainedModel, directory: Path) -> None:
     write_text_atomic(model.booster.model_to_string(num_iteration=model.best_iteration), directory / _MODEL_FILE)
     if model.transforms is not None:
         save_transforms(model.transforms, directory / _TRANSFORMS_FILE)
@@ -412,7 +418,6 @@ def save_model(model: TrainedModel, directory: Path) -> Path:
         "feature_importance": model.feature_importance,
     }
     write_text_atomic(json.dumps(meta, indent=2), directory / _META_FILE)
-    return directory
 
 
 def load_model(directory: Path) -> TrainedModel:
