@@ -286,7 +286,8 @@ class FairnessRule:
     """The brief's fairness limits, decided before training (seed phase 9).
 
     A disparate-impact ratio under ``disparate_impact_min`` or a true-positive-rate gap over
-    ``equal_opportunity_max_gap``, among groups of at least ``min_group_size`` rows, fails. Fisher's test at
+    ``equal_opportunity_max_gap`` fails: the ratio among groups of at least ``min_group_size`` rows, the TPR gap
+    among groups of at least ``min_group_size`` positives (a TPR's denominator). Fisher's test at
     ``significance`` is reported beside each, never used to pass. A metric with fewer than two such groups is
     NOT_ASSESSABLE and fails unless ``when_not_assessable`` is "warn". ``waivers`` maps (attribute, metric) to the
     brief's written reason: a failing metric so named is WAIVED.
@@ -329,9 +330,9 @@ def _verdict_reason(result: Mapping[str, Any], statuses: Mapping[str, str], attr
              rule.equal_opportunity_max_gap, "equal-opportunity (TPR) gap")):
         value, status = result[value_key], statuses[metric]
         if value is None:
-            text = (f"{words} not assessable: fewer than two groups with {rule.min_group_size}+ hold-out rows"
-                    + (" and positives" if metric == "equal_opportunity" else "")
-                    + f" (thresholds.fairness_when_not_assessable: {rule.when_not_assessable})")
+            counted = "positives (a TPR's denominator)" if metric == "equal_opportunity" else "rows"
+            text = (f"{words} not assessable: fewer than two groups with {rule.min_group_size}+ hold-out {counted}"
+                    f" (thresholds.fairness_when_not_assessable: {rule.when_not_assessable})")
         else:
             relation = ("at least" if value >= limit else "under") if metric == "disparate_impact" \
                 else ("at most" if value <= limit else "over")
@@ -423,8 +424,10 @@ def group_fairness(groups: pl.Series, y_true: np.ndarray, predicted_positive: np
         selection rate over the highest, the 80% rule), None when fewer than two groups are large enough;
         ``p_value``: Fisher's exact test of those two groups' selection counts (fairlearn has no significance
         test; reported beside the ratio); ``equal_opportunity_gap``: fairlearn's
-        ``equal_opportunity_difference`` (highest minus lowest true-positive rate) over assessed groups with
-        positives, and ``equal_opportunity_p_value``: Fisher's exact test of those two groups' true positives
+        ``equal_opportunity_difference`` (highest minus lowest true-positive rate) over the groups with at least
+        ``min_group_size`` positives (a TPR is a rate over the group's positives: with few of them one positive
+        moves it by more than the gap the gate judges), None when fewer than two groups have that many, and
+        ``equal_opportunity_p_value``: Fisher's exact test of those two groups' true positives
         and false negatives; ``rates``: the per-group table (n, selection rate, TPR, positives, true positives,
         assessed) from a fairlearn ``MetricFrame``.
     """
@@ -448,7 +451,7 @@ def group_fairness(groups: pl.Series, y_true: np.ndarray, predicted_positive: np
         counts = [round(g["selection_rate"] * g["n"]) for g in (low, high)]
         p_value = float(fisher_exact([[counts[0], low["n"] - counts[0]],
                                       [counts[1], high["n"] - counts[1]]]).pvalue)
-    with_positives = assessed.filter(pl.col("positives") > 0).sort("tpr")
+    with_positives = assessed.filter(pl.col("positives") >= min_group_size).sort("tpr")
     gap = gap_p = None
     if with_positives.height >= 2:
         rows = names.is_in(with_positives["group"].implode()).fill_null(False).to_numpy()
