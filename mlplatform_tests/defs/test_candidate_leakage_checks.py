@@ -21,14 +21,16 @@ def test_every_candidate_asset_carries_the_transform_checks():
     for name in candidates(brief):
         for item in ITEMS:
             assert specs[(CANDIDATE_ASSETS[name], item)].blocking, (name, item)
-    assert {asset for asset, name in specs if name in ITEMS} == {"lgbm_model", "torch_model"}
+    assert {asset for asset, name in specs if name in ITEMS} == {CANDIDATE_ASSETS[n] for n in candidates(brief)}
+    assert {"lgbm_model", "torch_model"} <= {asset for asset, _ in specs}
 
 
-def test_a_brief_without_torch_checks_only_lightgbm():
+def test_a_brief_without_torch_checks_no_torch_model():
     brief = load_brief(DEMO_BRIEF)
     brief = brief.model_copy(update={"training": brief.training.model_copy(update={"torch": False})})
     assets = {s.asset_key.to_user_string() for c in leakage.model_checks(brief) for s in c.check_specs}
-    assert assets == {"lgbm_model"}
+    assert "torch_model" not in assets and "lgbm_model" in assets
+    assert assets == {CANDIDATE_ASSETS[n] for n in candidates(brief)}
 
 
 def test_the_torch_preprocessing_reproduces_from_train_and_a_leaky_one_is_caught(tmp_path):
