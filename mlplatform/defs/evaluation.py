@@ -403,7 +403,9 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
         "brief": f"{b.name} (challenger {challenger}, chosen by the model guide on validation {primary}: "
                  + ", ".join(f"{n} {v:.4f}" for n, v in validation.items()) + "; see Model selection)",
         "task": task, "model_name": challenger, "primary_metric": primary, "scores_used": SCORES_USED,
-        "holdout": {"period": (f"{test[b.label.timestamp].min():%Y-%m-%d} .. {test[b.label.timestamp].max():%Y-%m-%d}"
+        "holdout": {"period": (" .. ".join(test.select(pl.col(b.label.timestamp).min().alias("first"),
+                                                       pl.col(b.label.timestamp).max().alias("last"))
+                                           .select(pl.all().dt.strftime("%Y-%m-%d")).row(0))
                                if b.has_time else b.split_summary()["test"]), "rows": test.height,
                     "positive_rate": float(np.mean(y)) if task == "binary" else None},
         "metrics": parts["metrics"], "baselines": parts["baselines"] | {"random": {primary: random}},
