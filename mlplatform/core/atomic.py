@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mlplatform.core.io import _umask
+
 
 def write_model_folder(directory: Path, write: Callable[[Path], Any]) -> Path:
     """Replace ``directory`` with the files ``write`` puts into the empty folder it is given, all or nothing.
@@ -23,6 +25,7 @@ def write_model_folder(directory: Path, write: Callable[[Path], Any]) -> Path:
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700; the folder should read like any other
         write(staging)
         _fsync_tree(staging)
         previous = directory.with_name(f".{directory.name}.previous")

@@ -33,9 +33,9 @@ def blocking_gate_edges(assets: Iterable[dg.AssetsDefinition],
                 gates.setdefault(spec.asset_key, []).append(spec.name)
     edges = []
     for asset in assets:
-        for spec in asset.specs:
-            for dep in spec.deps:
-                edges += [[spec.key.to_user_string(), dep.asset_key.to_user_string(), name]
+        for asset_spec in asset.specs:
+            for dep in asset_spec.deps:
+                edges += [[asset_spec.key.to_user_string(), dep.asset_key.to_user_string(), name]
                           for name in gates.get(dep.asset_key, [])]
     return sorted(edges)
 

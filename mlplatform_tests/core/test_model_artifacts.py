@@ -1,5 +1,6 @@
 """Model artifacts written all or nothing, and the pyfunc copy's code covered by the recorded hashes."""
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -26,6 +27,9 @@ def test_a_save_that_fails_half_way_leaves_the_previous_model_intact(candidate, 
     first = train(candidate, "binary")
     save(candidate, first, directory)
     before = {p.name: p.read_bytes() for p in directory.iterdir()}
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert directory.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700
     expected = first.predict_score(TEST)
 
     # The second file of the save fails (a full disk, a killed process): the first file was already written.
