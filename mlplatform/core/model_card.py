@@ -405,7 +405,7 @@ def _disparate_impact(meta: Mapping[str, Any]) -> tuple[str, str]:
         elif ratio >= minimum:
             parts.append(f"{attribute}: ratio {ratio:.3f}")
         else:
-            verdict = "significant" if not result.get("passed") else "not significant: the gate passes it; watch it"
+            verdict = "significant" if not result.get("passed") else "not significant; watch it"
             parts.append(f"{attribute}: ratio {ratio:.3f} below {minimum:g}, Fisher p = {_p(result.get('p_value'))} "
                          f"({verdict})")
     return status, f"{'; '.join(parts)} (a ratio under {minimum:g} fails when p < {alpha:g}, as in the gate)."
@@ -433,8 +433,8 @@ def _with_gate_status(meta: Mapping[str, Any], metric: str, judged: tuple[str, s
         return judged
     status, evidence = judged
     mapped = [_GATE_STATUS.get(str(v), FAIL) for v in statuses.values()]
-    if status != NOT_APPLICABLE:
-        status = min([status, *mapped], key=_WORST_FIRST.index)
+    if status != NOT_APPLICABLE:  # the gate's verdict, waivers included, is the item's
+        status = min(mapped, key=_WORST_FIRST.index)
     notes = [f"{a}: the fairness gate says {status_label(str(v))}" for a, v in statuses.items() if v != "PASS"]
     reasons = [str(meta["fairness"][a].get("reason") or "") for a, v in statuses.items() if v == "WAIVED"]
     extra = "; ".join(notes + [r for r in reasons if r])

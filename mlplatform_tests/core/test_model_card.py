@@ -327,6 +327,9 @@ def test_a_metric_the_gate_waived_is_a_waived_checklist_item_never_a_pass(eviden
     checklist = bias_checklist(evidence)
     assert _status(checklist)["disparate_impact"] == "waived"
     assert _status(checklist)["equal_opportunity"] == "pass"
+    # Not assessable by the numbers, waived by the brief: the item shows the waiver, not a failure or a pass.
+    evidence["fairness"]["age_band"].update(equal_opportunity_gap=None, equal_opportunity_status="WAIVED")
+    assert _status(bias_checklist(evidence))["equal_opportunity"] == "waived"
     by = {item["item"]: item["evidence"] for item in checklist}
     assert "the fairness gate says WAIVED" in by["disparate_impact"] and "114-263 customers" in by["disparate_impact"]
     markdown = render_model_card(build_model_card({"brief": evidence["brief"]}), checklist)
