@@ -40,6 +40,8 @@ from mlplatform.serving.breaker import CircuitBreaker
 from mlplatform.serving.model_loader import Scorer, load_version, model_name, rules_fallback
 from mlplatform.serving.prediction_log import PredictionLog, log_schema
 from mlplatform.serving.schemas import (
+    INT64_MAX,
+    INT64_MIN,
     ErrorBody,
     NotReady,
     ValidationErrorBody,
@@ -245,6 +247,21 @@ async def _validation_error(_: Any, exc: Exception) -> JSONResponse:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _exact_int64_bounds(node: Any) -> Any:
+    """``node`` (an OpenAPI document) with the Int64 bounds of integer fields written exactly: FastAPI's schema
+    model holds bounds as floats, and float(2**63 - 1) is 2**63, a value the API refuses."""
+    if isinstance(node, list):
+        return [_exact_int64_bounds(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    exact = {key: _exact_int64_bounds(value) for key, value in node.items()}
+    if exact.get("type") == "integer":
+        for key, bound in (("maximum", INT64_MAX), ("minimum", INT64_MIN)):
+            if isinstance(exact.get(key), float) and exact[key] == float(bound):
+                exact[key] = bound
+    return exact
 
 
 class _Serving:
@@ -471,6 +488,13 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
     app.add_exception_handler(RequestValidationError, _validation_error)
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _exact_int64_bounds(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     def score(models: _Models, arms: list[Arm], rows: list[dict]) -> list[tuple]:
         """``(prediction, probability)`` per row, each row scored by its arm's model (one frame per arm)."""
         outputs: list[tuple] = [()] * len(rows)
@@ -559,6 +583,7 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
         return answers
 
     refusals: dict[int | str, dict[str, Any]] = {
+        400: {"model": ErrorBody, "description": "the body is not UTF-8 text (FastAPI cannot read it as JSON)"},
         413: {"model": ErrorBody, "description": "the body exceeds the size limit; nothing was read"},
         422: {"model": ValidationErrorBody, "description": "a field breaks the contract; nothing was scored"},
         500: {"model": ErrorBody, "description": "the model failed to score; logged with status error"},

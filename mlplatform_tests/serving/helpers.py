@@ -15,9 +15,12 @@ import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlplatform.core.feature_store import feature_service_name, online_features
-from mlplatform.settings import Settings
+from mlplatform.core.model_integrity import record_artifact_hashes
+from mlplatform.core.tracking import get_alias_version, register_model
+from mlplatform.settings import Settings, Workspace
 
 KEY = "customer_id"
+MODEL = "churn_demo_model"
 UNKNOWN_ID = 99_999_999
 
 
@@ -75,3 +78,15 @@ def copy_namespace(demo_settings: Settings, target: Path, parts: list[str]) -> S
 
 def features_of(store: feast.FeatureStore, entity_ids: list[int]) -> pl.DataFrame:
     return pl.DataFrame(online_features(store, entity_ids, feature_service_name("churn_demo")))
+
+
+def with_lightgbm_version(demo_settings: Settings, ws: Workspace, target: Path) -> tuple[Settings, str, str]:
+    """A copy of the demo's registry and online store with the LightGBM candidate registered as a new version;
+    returns the settings, the champion version and the new version."""
+    settings = copy_namespace(demo_settings, target, ["mlflow", "feast"])
+    uri = Workspace(target, "churn_demo").mlflow_uri
+    run_id = pl.read_parquet(ws.table("candidates", "lightgbm"))["run_id"][0]
+    champion = get_alias_version(uri, MODEL, "champion")
+    version = register_model(uri, MODEL, run_id)
+    record_artifact_hashes(uri, MODEL, version)  # as the model_registry asset does: serving loads nothing else
+    return settings, champion, version

@@ -239,7 +239,7 @@ def test_openapi_declares_every_answer_with_its_model(served):
     def model(path: str, status: str, method: str = "post") -> str:
         return spec["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]["$ref"]
 
-    for status in ("404", "413", "500", "503", "504"):
+    for status in ("400", "404", "413", "500", "503", "504"):
         assert model("/predict", status).endswith("/ErrorBody")
     assert model("/predict", "422").endswith("/ValidationErrorBody")
     for status in ("413", "503"):
@@ -250,3 +250,6 @@ def test_openapi_declares_every_answer_with_its_model(served):
     assert "input" not in schemas["FieldError"]["properties"]
     assert schemas["CustomerFeatures"]["properties"]["customer_plan"]["anyOf"][0]["enum"] == [
         "basic", "standard", "premium"]
+    # Written exactly: FastAPI's float bounds would say 2**63, an id the API refuses.
+    assert schemas["PredictRequest"]["properties"][KEY]["maximum"] == INT64_MAX
+    assert schemas["CustomerFeatures"]["properties"]["customer_login_7d_count"]["anyOf"][0]["minimum"] == -(2**63)

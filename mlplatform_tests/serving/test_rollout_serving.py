@@ -7,16 +7,13 @@ import json
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import duckdb
 import httpx
-import polars as pl
 import pytest
 from typer.testing import CliRunner
 
 from mlplatform.cli import app as cli
-from mlplatform.core.model_integrity import record_artifact_hashes
 from mlplatform.core.models import load_candidate
 from mlplatform.core.rollout import (
     assign_arm,
@@ -26,25 +23,22 @@ from mlplatform.core.rollout import (
     rollout_state,
     set_challenger_share,
 )
-from mlplatform.core.tracking import get_alias_version, register_model, set_alias
+from mlplatform.core.tracking import set_alias
 from mlplatform.serving.app import ServingOptions, create_app
-from mlplatform.settings import Settings, Workspace
-from mlplatform_tests.serving.helpers import KEY, UNKNOWN_ID, copy_namespace, features_of, metric, serving, wait_ready
+from mlplatform.settings import Workspace
+from mlplatform_tests.serving.helpers import (
+    KEY,
+    MODEL,
+    UNKNOWN_ID,
+    copy_namespace,
+    features_of,
+    metric,
+    serving,
+    wait_ready,
+    with_lightgbm_version,
+)
 
 pytestmark = pytest.mark.slow
-MODEL = "churn_demo_model"
-
-
-def with_lightgbm_version(demo_settings: Settings, ws: Workspace, target: Path) -> tuple[Settings, str, str]:
-    """A copy of the demo's registry and online store with the LightGBM candidate registered as a new version;
-    returns the settings, the champion version and the new version."""
-    settings = copy_namespace(demo_settings, target, ["mlflow", "feast"])
-    uri = Workspace(target, "churn_demo").mlflow_uri
-    run_id = pl.read_parquet(ws.table("candidates", "lightgbm"))["run_id"][0]
-    champion = get_alias_version(uri, MODEL, "champion")
-    version = register_model(uri, MODEL, run_id)
-    record_artifact_hashes(uri, MODEL, version)  # as the model_registry asset does: serving loads nothing else
-    return settings, champion, version
 
 
 def test_every_prediction_is_logged_in_the_background_and_flushed_at_shutdown(demo_settings, ws, store, known_ids,
