@@ -463,7 +463,8 @@ class Rollout(_Strict):
     ``monitoring.max_metric_drop``. The defaults are the seed's values."""
 
     mde: float = Field(default=0.02, gt=0, lt=1, description="minimum detectable effect of the A/B test: the "
-                       "absolute gain in the brief's primary metric (metrics.primary) its sample size is computed to detect")
+                       "absolute gain in the brief's primary metric (metrics.primary) its sample size is sized to "
+                       "detect")
     alpha: float = Field(default=0.05, gt=0, lt=1, description="two-sided significance level of the A/B test")
     power: float = Field(default=0.8, gt=0, lt=1, description="probability that the A/B test detects a gain of mde")
     min_runtime_days: float = Field(default=7.0, gt=0, description="shortest A/B test, one full business cycle; "

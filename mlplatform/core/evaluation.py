@@ -469,6 +469,36 @@ def group_fairness(groups: pl.Series, y_true: np.ndarray, predicted_positive: np
     }
 
 
+# The label MetricFrame gets for rows whose attribute is unknown (it needs a value per row); mapped back to null.
+_UNKNOWN_GROUP = "\x00unknown"
+
+
+def _group_rates(names: pl.Series, y: np.ndarray, selected: np.ndarray) -> pl.DataFrame:
+    """Per group: n, selection rate and TPR (fairlearn MetricFrame), positives and true positives."""
+    from fairlearn.metrics import MetricFrame, count, selection_rate, true_positive_rate
+
+    def positives(y_true, y_pred) -> int:
+        return int(np.sum(y_true))
+
+    def true_positives(y_true, y_pred) -> int:
+        return int(np.sum(np.asarray(y_true) * np.asarray(y_pred)))
+
+    def tpr(y_true, y_pred) -> float:  # NaN, not fairlearn's 0, where a group has no positives to find
+        return float(true_positive_rate(y_true, y_pred)) if np.sum(y_true) else float("nan")
+
+    frame = MetricFrame(metrics={"n": count, "selection_rate": selection_rate, "tpr": tpr, "positives": positives,
+                                 "true_positives": true_positives},
+                        y_true=y, y_pred=selected,
+                        sensitive_features=names.fill_null(_UNKNOWN_GROUP).to_numpy().astype(object))
+    table = pl.from_pandas(frame.by_group.reset_index(names="group").astype({"group": str}))
+    return (table.with_columns(pl.when(pl.col("group") == _UNKNOWN_GROUP).then(None).otherwise(pl.col("group"))
+                               .alias("group"),
+                               pl.col("n", "positives", "true_positives").cast(pl.Int64),
+                               pl.col("selection_rate", "tpr").cast(pl.Float64))
+            .select("group", "n", "selection_rate", "tpr", "positives", "true_positives")
+            .sort("group", nulls_last=True))
+
+
 def slice_records(slices: pl.DataFrame) -> list[dict]:
     """Slices as ``{dimension, value, n, metrics}`` records, the shape reports and model cards take."""
     keys = {"dimension", "value", "n", "small_slice"}

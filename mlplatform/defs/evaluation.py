@@ -9,8 +9,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from mlplatform.brief import Features
-from mlplatform.brief import draft_notice, placeholder_fields
+from mlplatform.brief import Features, draft_notice, placeholder_fields
 from mlplatform.core.calibration import CALIBRATION_SCHEMA, calibration_summary, save_calibrator
 from mlplatform.core.datasets import golden_set
 from mlplatform.core.evaluation import (
@@ -18,8 +17,8 @@ from mlplatform.core.evaluation import (
     CV_MAX_TRAIN_ROWS,
     Candidate,
     FairnessRule,
-    baseline_comparison,
     QualityRecord,
+    baseline_comparison,
     candidate_refit,
     cross_validation,
     edge_case_probe,
@@ -32,8 +31,8 @@ from mlplatform.core.evaluation import (
     lift,
     metric_table,
     prediction_table,
-    random_reference,
     quality_kill_criterion,
+    random_reference,
     skew_sample,
     skew_summary,
     skew_table,
