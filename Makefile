@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck dev mlflow-ui clean
+.PHONY: install demo test lint typecheck dev mlflow-ui clean mutation
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ lint: install
 
 typecheck: install
 	$(BIN)/python -m mypy mlplatform
+
+# Mutation testing of the gate functions (slow; not in CI): mutmut mutates a copy under ./mutants and runs the
+# unit tests covering each mutant; then the kill rate per module. Narrow it: make mutation MUTANTS='mlplatform.core.drift.*'
+MUTANTS ?= $(shell grep '^mlplatform' scripts/mutation_gates.txt)
+MUTATION_JOBS ?= 2
+mutation: install
+	$(BIN)/mutmut run --max-children $(MUTATION_JOBS) $(foreach m,$(MUTANTS),'$(m)')
+	$(BIN)/python scripts/mutation_summary.py $(foreach m,$(MUTANTS),'$(m)')
 
 dev: install
 	mkdir -p data/dagster_home

@@ -9,6 +9,10 @@ from scipy.spatial.distance import jensenshannon
 
 from mlplatform.core import drift
 
+# The PSI convention the expectations are written in, independent of the module: an empty bin's share counts
+# as 1e-4 (0.01%), so ln(q/p) stays finite.
+FLOOR = 1e-4
+
 
 def clusters(sizes: list[int]) -> np.ndarray:
     """Values in well-separated clusters [10k, 10k+1): quantile bins of the reference fall between them."""
@@ -35,7 +39,7 @@ def test_nulls_are_a_bin_of_their_own():
     reference = np.repeat([1.0, 2.0], 50)
     current = np.concatenate([np.repeat([1.0, 2.0], 45), np.full(10, np.nan)])
     # bins 1, 2, "not a reference value", null: p = (.5, .5, eps, eps), q = (.45, .45, eps, .1)
-    expected = 2 * (-0.05) * math.log(0.9) + (0.1 - drift.EPS) * math.log(0.1 / drift.EPS)
+    expected = 2 * (-0.05) * math.log(0.9) + (0.1 - FLOOR) * math.log(0.1 / FLOOR)
     assert drift.psi(reference, current) == pytest.approx(expected, rel=1e-12)
     # A polars null counts exactly like NaN.
     as_series = pl.Series([1.0] * 45 + [2.0] * 45 + [None] * 10)
@@ -75,7 +79,7 @@ def test_categorical_psi_counts_new_categories_and_nulls():
     reference = ["a"] * 50 + ["b"] * 50
     with_new = ["a"] * 50 + ["b"] * 40 + ["z"] * 10
     with_nulls = ["a"] * 50 + ["b"] * 40 + [None] * 10
-    expected = (0.4 - 0.5) * math.log(0.4 / 0.5) + (0.1 - drift.EPS) * math.log(0.1 / drift.EPS)
+    expected = (0.4 - 0.5) * math.log(0.4 / 0.5) + (0.1 - FLOOR) * math.log(0.1 / FLOOR)
     assert drift.categorical_psi(reference, with_new) == pytest.approx(expected, rel=1e-12)
     assert drift.categorical_psi(reference, with_nulls) == pytest.approx(expected, rel=1e-12)
 
@@ -244,7 +248,7 @@ def test_drift_by_period_psi_matches_scipy_on_independent_bins():
         cur = current.filter(pl.col("month") == row["period"])["x"].to_numpy()
         p = np.bincount(np.searchsorted(edges, ref, "right"), minlength=10) / ref.size
         q = np.bincount(np.searchsorted(edges, cur, "right"), minlength=10) / cur.size
-        p, q = np.maximum(p, drift.EPS), np.maximum(q, drift.EPS)
+        p, q = np.maximum(p, FLOOR), np.maximum(q, FLOOR)
         assert row["psi"] == pytest.approx(stats.entropy(q, p) + stats.entropy(p, q), rel=1e-9)
 
 
@@ -311,3 +315,101 @@ def test_prediction_drift_by_period_names_a_version_without_reference_and_a_miss
                                          version="version")
     with pytest.raises(ValueError, match=r"\['day'\] are not in the served predictions"):
         drift.prediction_drift_by_period(served.drop("day"), {}, score="score", period="day", version="version")
+
+
+def _two_bin_psi(p: float, q: float) -> float:
+    """PSI of a two-category histogram from first principles: sum of (q - p) ln(q / p) over both categories."""
+    return (q - p) * math.log(q / p) + ((1 - q) - (1 - p)) * math.log((1 - q) / (1 - p))
+
+
+@pytest.mark.parametrize(("heads", "psi_value", "severity"), [
+    (655, 0.099369, "ok"),         # just under the seed's warning line (PSI > 0.1)
+    (656, 0.100701, "warning"),    # just over it
+    (739, 0.248746, "warning"),    # just under the critical line (PSI > 0.25)
+    (740, 0.251032, "critical"),   # just over it
+])
+def test_the_seeds_psi_bands_on_hand_computed_histograms(heads, psi_value, severity):
+    # 50/50 reference, 1000 current rows split heads/tails: PSI = d ln((0.5 + d)/(0.5 - d)) with d = heads/1000 - 0.5.
+    reference = pl.DataFrame({"c": ["h"] * 500 + ["t"] * 500})
+    current = pl.DataFrame({"c": ["h"] * heads + ["t"] * (1000 - heads)})
+    assert _two_bin_psi(0.5, heads / 1000) == pytest.approx(psi_value, abs=1e-6)
+    (result,) = drift.drift_report(reference, current, ["c"], psi_warning=0.1, psi_critical=0.25)
+    assert result.psi == pytest.approx(psi_value, abs=1e-6)
+    assert result.severity == severity
+    by_period = drift.drift_by_period(reference, current.with_columns(month=pl.lit("2025-01")), ["c"], "month",
+                                      psi_warning=0.1, psi_critical=0.25)
+    assert by_period["severity"].to_list() == [severity]
+
+
+def test_a_psi_exactly_on_a_threshold_is_not_above_it():
+    # q = (0.75, 0.25) against p = (0.5, 0.5): PSI = 0.25 ln 1.5 + 0.25 ln 2 = 0.25 ln 3; "PSI > threshold" is strict.
+    reference = pl.DataFrame({"c": ["h"] * 2 + ["t"] * 2})
+    current = pl.DataFrame({"c": ["h"] * 3 + ["t"]})
+    value = drift.categorical_psi(reference["c"], current["c"])
+    assert value == pytest.approx(0.25 * math.log(3), rel=1e-12)
+
+    def severity(warning: float, critical: float) -> str:
+        return drift.drift_report(reference, current, ["c"], psi_warning=warning, psi_critical=critical)[0].severity
+
+    assert severity(value, 10) == "ok"
+    assert severity(math.nextafter(value, 0), 10) == "warning"
+    assert severity(0.1, value) == "warning"
+    assert severity(0.1, math.nextafter(value, 0)) == "critical"
+
+
+def test_an_emptied_bin_is_floored_at_a_hundredth_of_a_percent():
+    # p = (0.5, 0.5), q = (1, 0) floored to (1, 1e-4): 0.5 ln 2 + (1e-4 - 0.5) ln(1e-4 / 0.5) = 4.604319.
+    assert drift.categorical_psi(["a"] * 50 + ["b"] * 50, ["a"] * 100) == pytest.approx(4.604319, abs=1e-6)
+    assert drift.psi(np.array([0.0] * 50 + [1.0] * 50), np.zeros(100)) == pytest.approx(4.604319, abs=1e-6)
+
+
+def test_a_value_on_a_quantile_edge_falls_in_the_upper_bin():
+    # Eight distinct reference values, two bins: the median edge is 4.0 and bins are [-inf, 4) and [4, inf).
+    # Current: two values below, six on the edge, so q = (0.25, 0.75) against p = (0.5, 0.5): PSI = 0.25 ln 3.
+    reference = np.arange(8.0)
+    current = np.array([0.0, 0.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0])
+    assert drift.psi(reference, current, bins=2) == pytest.approx(0.25 * math.log(3), rel=1e-12)
+
+
+def test_a_reference_with_as_many_distinct_values_as_bins_gets_one_bin_per_value():
+    # Four values, four bins: one bin per value plus one for values the reference never had. A current sample
+    # moving a quarter of the rows from 4.0 to the unseen 2.5 empties one bin and fills another:
+    # 2 * (0.25 - 1e-4) ln(0.25 / 1e-4) = 0.4998 ln 2500 = 3.910458. (Quantile bins would merge 2.5 with 2.0.)
+    reference = np.repeat([1.0, 2.0, 3.0, 4.0], 25)
+    current = np.repeat([1.0, 2.0, 3.0, 2.5], 25)
+    assert drift.psi(reference, current, bins=4) == pytest.approx(3.910458, abs=1e-6)
+    # One more distinct value than bins: quantile bins again, so 2.5 shares the [2, 3) bin and nothing is empty.
+    five = np.repeat([1.0, 2.0, 3.0, 4.0, 5.0], 20)
+    assert drift.psi(five, five, bins=4) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_feature_arriving_half_empty_drifts_through_its_null_bin():
+    # Nulls are a bin of their own: p = (1, 0 -> 1e-4), q = (0.5, 0.5):
+    # (0.5 - 1) ln 0.5 + (0.5 - 1e-4) ln(0.5 / 1e-4) = 0.5 ln 2 + 0.4999 ln 5000 = 4.604319.
+    reference = np.ones(100)
+    current = np.array([1.0] * 50 + [np.nan] * 50)
+    assert drift.psi(reference, current) == pytest.approx(4.604319, abs=1e-6)
+    frame = pl.DataFrame({"x": pl.Series([1.0] * 50 + [None] * 50)})
+    (result,) = drift.drift_report(pl.DataFrame({"x": reference}), frame, ["x"], psi_warning=0.1, psi_critical=0.25)
+    assert result.psi == pytest.approx(4.604319, abs=1e-6) and result.severity == "critical"
+
+
+@pytest.mark.parametrize(("current", "severity"), [
+    (0.5, "ok"), (0.5 - 2**-10, "warning"), (0.4375, "warning"), (0.4375 - 2**-10, "critical")])
+def test_concept_drift_at_the_drop_limit_is_a_warning_and_beyond_it_critical(current, severity):
+    # Reference 0.5 and a 12.5% limit: 0.4375 is exactly the limit (dyadic numbers, no rounding).
+    assert drift.concept_drift("f1", 0.5, current, max_drop=0.125, higher_is_better=True).severity == severity
+    mirrored = 0.5 + (0.5 - current)  # an error metric rising by the same amount
+    assert drift.concept_drift("mae", 0.5, mirrored, max_drop=0.125, higher_is_better=False).severity == severity
+
+
+def test_concept_drift_of_a_zero_reference_is_not_a_drop():
+    result = drift.concept_drift("f1", 0.0, 0.3, max_drop=0.05, higher_is_better=True)
+    assert (result.relative_drop, result.severity) == (0.0, "ok")
+
+
+def test_prediction_drift_kl_floors_empty_bins_at_a_hundredth_of_a_percent():
+    # Reference scores in two clusters (50/50), current all in the first: KL(q || p) with q = (1, 1e-4):
+    # 1 ln(1 / 0.5) + 1e-4 ln(1e-4 / 0.5) = ln 2 - 1e-4 ln 5000 = 0.692295.
+    reference = np.array([0.1] * 50 + [0.9] * 50)
+    assert drift.prediction_drift_kl(reference, np.full(100, 0.1), bins=2) == pytest.approx(0.692295, abs=1e-6)
