@@ -163,6 +163,8 @@ class _Metrics:
                                    ["model_name", "model_version", "fallback", "arm"], registry=self.registry)
         self.swaps = Counter("mlplatform_model_swaps", "Models swapped in after the registry changed",
                              ["arm"], registry=self.registry)
+        for arm in ("champion", "challenger"):  # exported at 0 from the start, so a rate() sees the first swap
+            self.swaps.labels(arm)
         self.dead_letters = Counter("mlplatform_prediction_log_dead_letter_rows",
                                     "Prediction log rows that could not be written, kept in its dead-letter file",
                                     registry=self.registry)
