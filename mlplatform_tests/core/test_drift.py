@@ -405,7 +405,17 @@ def test_concept_drift_at_the_drop_limit_is_a_warning_and_beyond_it_critical(cur
 
 def test_concept_drift_of_a_zero_reference_is_not_a_drop():
     result = drift.concept_drift("f1", 0.0, 0.3, max_drop=0.05, higher_is_better=True)
+    assert (result.metric, result.reference, result.current) == ("f1", 0.0, 0.3)
     assert (result.relative_drop, result.severity) == (0.0, "ok")
+
+
+def test_psi_uses_ten_quantile_bins_by_default():
+    # Eleven distinct reference values 0..10 and ten bins: edges 1..9, so the first bin holds {0} and the last
+    # {9, 10}; shares p = (1, ..., 1, 2)/11. Every current value is 0.5, in the first bin: q = (1, 0, ..., 0).
+    p = np.array([1] * 9 + [2]) / 11
+    q = np.maximum(np.array([1.0] + [0.0] * 9), FLOOR)
+    expected = float(np.sum((q - p) * np.log(q / p)))
+    assert drift.psi(np.arange(11.0), np.full(50, 0.5)) == pytest.approx(expected, rel=1e-12)
 
 
 def test_prediction_drift_kl_floors_empty_bins_at_a_hundredth_of_a_percent():

@@ -350,3 +350,50 @@ def test_a_fairness_row_without_a_ratio_fails_closed():
     decision = _decide({"f1": 0.625}, fairness=[{"attribute": "sex", "disparate_impact": None, "passed": False}])
     assert not decision.promote
     assert any("not assessable" in r and "fails closed" in r for r in decision.reasons)
+
+
+def test_the_evidence_records_every_input_the_decision_was_made_on():
+    fair = {"attribute": "sex", "status": "PASS", "passed": True, "reason": "PASS ...", "groups": [{"group": "f"}]}
+    decision = _decide({"f1": 0.625, "pr_auc": 0.5}, guardrails=["pr_auc"], challenger_ci=(0.55, 0.7),
+                       fairness=[fair])
+    assert decision.evidence == {
+        "primary": "f1", "higher_is_better": True, "challenger": {"f1": 0.625, "pr_auc": 0.5}, "champion": CHAMPION,
+        "challenger_ci": [0.55, 0.7], "margin": 0.0, "baselines": {"rules": {"f1": 0.25, "mae": 20.0}},
+        "guardrails": {"pr_auc": {"challenger": 0.5, "champion": 0.5, "gain": 0.0}},
+        "guardrail_tolerance": GUARDRAIL_TOLERANCE, "size_mb": 1.0, "max_size_mb": 10.0, "latency_ms": 1.0,
+        "max_latency_ms": 10.0, "fairness": [{k: v for k, v in fair.items() if k != "groups"}],
+        "disparate_impact_min": 0.8, "golden": None, "checks": _checks(decision)}
+    assert all(_checks(decision).values()) and decision.promote
+    golden = _decide({"f1": 0.625}, golden=_golden(0.45, 0.5), max_golden_regression=0.125).evidence["golden"]
+    assert (golden["relative_drop"], golden["max_regression"], golden["metric"]) == (pytest.approx(0.1), 0.125, "f1")
+
+
+@pytest.mark.parametrize(("challenger", "champion", "who"), [
+    ({"pr_auc": 0.5}, CHAMPION, "challenger metrics lack 'f1'"),
+    ({"f1": 0.6}, {"pr_auc": 0.5}, "champion metrics lack 'f1'"),
+    ({"f1": 0.6, "roc_auc": 0.7}, CHAMPION, "champion metrics lack 'roc_auc'"),
+])
+def test_a_missing_metric_names_whose_metrics_lack_it(challenger, champion, who):
+    with pytest.raises(ValueError, match=who):
+        _decide(challenger, champion, guardrails=["roc_auc"])
+    with pytest.raises(ValueError, match="baseline 'rules' metrics lack 'pr_auc'"):
+        _decide({"pr_auc": 0.6}, None, primary="pr_auc")
+
+
+def test_a_dimension_no_source_could_measure_is_not_applicable_overall_with_each_sources_reason():
+    from mlplatform.core.quality import combine
+
+    def source(name: str) -> object:
+        dimensions = [DimensionScore(n, 0.0, 4.0, "", "") for n in NAMES]
+        dimensions[3] = not_applicable("timeliness", f"{name} has no timestamp", "Declare a timestamp.")
+        return report_of(name, dimensions, 18)
+
+    overall = combine([source("a"), source("b")], 18)
+    timeliness_overall = overall.dimensions[3]
+    assert (timeliness_overall.name, timeliness_overall.applicable, timeliness_overall.points) == ("timeliness", False,
+                                                                                                   None)
+    assert timeliness_overall.detail == "not applicable: a: a has no timestamp; b: b has no timestamp"
+    assert timeliness_overall.fix == "Declare a timestamp."
+    assert (overall.total, overall.passed) == (24.0, True)
+    with pytest.raises(ValueError, match="no quality reports to combine: score at least one source first"):
+        combine([], 18)
