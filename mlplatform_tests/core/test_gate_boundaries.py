@@ -317,7 +317,8 @@ def test_for_an_error_metric_the_lower_end_of_the_paired_interval_counts(low, pa
 
 
 def test_an_undefined_or_leaked_golden_set_fails_closed_and_a_small_one_is_not_judged():
-    for golden in (_golden(math.nan, 0.5), _golden(0.5, math.nan), _golden(0.6, 0.5, leaked_keys=1)):
+    for golden in (_golden(math.nan, 0.5), _golden(0.5, math.nan), _golden(0.6, 0.5, leaked_keys=1),
+                   _golden(math.nan, 0.5, difference_ci=(-0.1, 0.1))):  # an interval never excuses NaN
         decision = _decide({"f1": 0.625}, golden=golden)
         assert _checks(decision)["golden_set"] is False and not decision.promote
     small = _decide({"f1": 0.625}, golden=_golden(0.1, 0.5, not_judged="only 3 positives"))
