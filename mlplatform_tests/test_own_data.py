@@ -47,12 +47,14 @@ def data_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("shared_data")
 
 
-def init_and_run(folder: Path, data: Path, target: str, *, torch: bool, data_dir: Path):
+def init_and_run(folder: Path, data: Path, target: str, *, torch: bool, data_dir: Path,
+                 thresholds: dict | None = None):
     brief_path = folder / "brief.yaml"
     made = invoke("init", data, "--target", target, "--output", brief_path)
     assert made.exit_code == 0, made.stderr
     raw = yaml.safe_load(brief_path.read_text())
     raw["training"] = {"tuning_trials": 3, "torch": torch, "torch_params": {"max_epochs": 5}}  # keep CI quick
+    raw["thresholds"] = {**(raw.get("thresholds") or {}), **(thresholds or {})}
     brief_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     ran = invoke("run", "--brief", brief_path, "--data-dir", data_dir)
     brief = load_brief(brief_path)
@@ -73,7 +75,10 @@ def assert_finished_with_artefacts(ran, ws: Workspace, brief) -> dict:
 
 
 def test_binary_table_without_time_or_key(tmp_path, data_dir):
-    made, ran, brief, ws = init_and_run(tmp_path, shop_visits(tmp_path), "bought", torch=False, data_dir=data_dir)
+    # About 50 buyers per gender reach the hold-out, too few to judge a TPR gap: this brief accepts that as a
+    # warning (the default fails closed, see core/test_fairness_gate.py), so the run goes on to the end.
+    made, ran, brief, ws = init_and_run(tmp_path, shop_visits(tmp_path), "bought", torch=False, data_dir=data_dir,
+                                        thresholds={"fairness_when_not_assessable": "warn"})
     assert "entity key: none found; rows are numbered into 'row_id'" in made.stdout
     metrics = assert_finished_with_artefacts(ran, ws, brief)
     assert metrics["roc_auc"] > 0.7  # the generator's signal is strong; a broken join would sit near 0.5

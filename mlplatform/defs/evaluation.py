@@ -109,7 +109,7 @@ def _choose_challenger(platform: PlatformResource, train_rows: int, unfair: dict
     return selection
 
 
-def _scored_hold_out(platform: PlatformResource, split) -> tuple[SplitFrames, dict]:
+def scored_hold_out(platform: PlatformResource, split) -> tuple[SplitFrames, dict]:
     """The split with the hold-out rows of quarantined entities set apart (see :mod:`mlplatform.core.holdout`),
     and what the report says about them."""
     b = platform.brief
@@ -372,7 +372,7 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
     the calibrator saved beside the model), slices, fairness (selection rate, TPR and calibration per group),
     the 50 worst predictions, edge cases, offline-vs-online skew and plots."""
     b = platform.brief
-    split, excluded = _scored_hold_out(platform, load_split(platform))
+    split, excluded = scored_hold_out(platform, load_split(platform))
     test, label, primary, task = split.test, b.label.column, b.metrics.primary, b.task_type
     y = test[label].to_numpy()
     trained = {name: load_candidate(platform.workspace.models_dir / name) for name in candidates(b)}

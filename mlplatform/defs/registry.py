@@ -26,7 +26,7 @@ from mlplatform.core.tracking import (
     set_alias,
     set_verdict,
 )
-from mlplatform.defs.evaluation import challenger_name
+from mlplatform.defs.evaluation import challenger_name, scored_hold_out
 from mlplatform.defs.training import load_split
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 
@@ -114,6 +114,7 @@ def _record_golden(tracking: TrackingResource, run_id: str, golden: GoldenScore 
 def promotion_gate(platform: PlatformResource, tracking: TrackingResource) -> dg.AssetCheckResult:
     b = platform.brief
     split = load_split(platform)
+    scored, _ = scored_hold_out(platform, split)  # the hold-out rows the challenger's metrics were computed on
     metrics = platform.read_table("evaluation", "metrics")
     by_candidate = {
         name: dict(zip(group["metric"], group["value"], strict=True))
@@ -123,7 +124,7 @@ def promotion_gate(platform: PlatformResource, tracking: TrackingResource) -> dg
     name, challenger_version = registered["candidate"], registered["version"]
     primary_row = metrics.filter((pl.col("candidate") == name) & (pl.col("metric") == b.metrics.primary))
     champion_version, incumbent = _incumbent(platform, tracking, challenger_version)
-    champion = _metrics_on(platform, incumbent, split.test) if incumbent is not None else None
+    champion = _metrics_on(platform, incumbent, scored.test) if incumbent is not None else None
     model_dir = platform.workspace.models_dir / name
     model = load_candidate(model_dir)
     golden = _golden_score(platform, split, model, incumbent)
