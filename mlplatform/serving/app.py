@@ -32,11 +32,12 @@ from typing import Annotated, Any
 from fastapi import Body, FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mlplatform.brief import Brief, load_brief
 from mlplatform.core.rollout import Arm, assign_arm, prediction_log_dir, rollout_state
 from mlplatform.serving.breaker import CircuitBreaker
+from mlplatform.serving.metrics import ServingMetrics
 from mlplatform.serving.model_loader import Scorer, load_version, model_name, rules_fallback
 from mlplatform.serving.prediction_log import PredictionLog, log_schema
 from mlplatform.serving.schemas import (
@@ -56,7 +57,6 @@ from mlplatform.settings import Settings, Workspace
 log = logging.getLogger(__name__)
 # Readiness asks the online store for this id: any answer, even "unknown", shows the store works.
 _PROBE_ID = 0
-_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 @dataclass(frozen=True)
@@ -148,35 +148,10 @@ class _Models:
         return self.challenger if arm == "challenger" and self.challenger is not None else self.champion
 
 
-class _Metrics:
-    """Prometheus metrics in a registry of their own, so several apps can live in one process (tests)."""
-
-    def __init__(self, circuit_open: Callable[[], bool]) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter("mlplatform_http_requests", "HTTP requests", ["endpoint", "status"],
-                                registry=self.registry)
-        self.errors = Counter("mlplatform_http_errors", "HTTP responses with status >= 400", ["endpoint", "status"],
-                              registry=self.registry)
-        self.latency = Histogram("mlplatform_http_request_duration_seconds", "Time to answer a request",
-                                 ["endpoint"], buckets=_LATENCY_BUCKETS, registry=self.registry)
-        self.predictions = Counter("mlplatform_predictions", "Rows scored, per model version and arm",
-                                   ["model_name", "model_version", "fallback", "arm"], registry=self.registry)
-        self.swaps = Counter("mlplatform_model_swaps", "Models swapped in after the registry changed",
-                             ["arm"], registry=self.registry)
-        for arm in ("champion", "challenger"):  # exported at 0 from the start, so a rate() sees the first swap
-            self.swaps.labels(arm)
-        self.dead_letters = Counter("mlplatform_prediction_log_dead_letter_rows",
-                                    "Prediction log rows that could not be written, kept in its dead-letter file",
-                                    registry=self.registry)
-        gauge = Gauge("mlplatform_online_store_circuit_open", "1 while the online-store circuit is open",
-                      registry=self.registry)
-        gauge.set_function(lambda: float(circuit_open()))
-
-
 class _MetricsMiddleware:
     """Counts every HTTP request by route template (never the raw path, which would explode the labels)."""
 
-    def __init__(self, app: Any, metrics: _Metrics) -> None:
+    def __init__(self, app: Any, metrics: ServingMetrics) -> None:
         self.app, self.metrics = app, metrics
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -457,7 +432,7 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
     brief = load_brief(settings.brief_path)
     workspace = Workspace(settings.data_dir, brief.name)
     serving = _Serving(brief, workspace, options)
-    metrics = _Metrics(lambda: serving.breaker.is_open)
+    metrics = ServingMetrics(lambda: serving.breaker.is_open)
     serving.on_swap = lambda arm: metrics.swaps.labels(arm).inc()
     models_of_api = api_models(brief)
     request_model = models_of_api.request
