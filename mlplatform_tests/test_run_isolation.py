@@ -158,6 +158,36 @@ def test_a_run_launched_outside_the_cli_takes_the_same_lock_and_a_killed_holder_
         holder.kill()
 
 
+def test_a_sensor_ticks_as_under_the_daemon_while_a_run_holds_the_namespace(tmp_path):
+    """The daemon's code server evaluates a sensor inside an entered context, so the platform resource (set up
+    as a context manager) initialises; outside a run it takes no lock, so sensors keep ticking while a run
+    holds the namespace. Evaluated through the function the code server calls for each tick."""
+    from dagster._core.definitions.sensor_definition import SensorExecutionData
+    from dagster._grpc.impl import get_external_sensor_execution
+
+    from mlplatform.core.run_lock import held_by_this_process
+    from mlplatform.definitions import build_definitions
+
+    settings = Settings(tmp_path / "data", DEMO_BRIEF)
+    namespace = settings.data_dir / NAMESPACE
+    repository = build_definitions(settings).get_repository_def()
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(HOLDER), str(namespace)], text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with dg.instance_for_test() as instance:
+            tick = get_external_sensor_execution(repository, None, instance.get_ref(), "drift_sensor",
+                                                 last_tick_completion_timestamp=None, last_run_key=None, cursor=None,
+                                                 log_key=None, last_sensor_start_timestamp=None)
+        assert isinstance(tick, SensorExecutionData), tick  # else an error snapshot, its cause inside
+        assert not tick.run_requests and tick.skip_message == "no new drift report"
+        assert held_by_this_process(namespace) is None
+        holding = current_holder(namespace)
+        assert holding is not None and holding.pid == holder.pid  # the run's record is untouched
+    finally:
+        holder.kill()
+
+
 def test_the_lock_is_reentrant_in_one_process_and_refuses_another_with_its_holder(tmp_path):
     namespace = tmp_path / NAMESPACE
     with namespace_lock(namespace) as held, namespace_lock(namespace):

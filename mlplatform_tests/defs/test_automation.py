@@ -45,9 +45,10 @@ def _write_drift(platform: PlatformResource, psi: dict[str, float]) -> None:
 
 
 def _evaluate(sensor, instance, platform, cursor=None, definitions=None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"platform": platform},
-                                      definitions=definitions)
-    return sensor.evaluate_tick(context)
+    # Entered, as the daemon enters its context: the platform resource sets up through a context manager.
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"platform": platform},
+                                 definitions=definitions) as context:
+        return sensor.evaluate_tick(context)
 
 
 def test_drift_sensor_scenarios(platform, sensors):

@@ -90,11 +90,12 @@ def test_sensors_skip_with_the_reason(plain):
         instance.report_runless_asset_event(dg.AssetMaterialization("drift_report"))
         instance.report_runless_asset_event(dg.AssetMaterialization("performance_report"))
         for name in ("drift_sensor", "performance_sensor"):
-            tick = sensors[name].evaluate_tick(dg.build_sensor_context(instance=instance,
-                                                                       resources={"platform": platform}))
+            with dg.build_sensor_context(instance=instance, resources={"platform": platform}) as context:
+                tick = sensors[name].evaluate_tick(context)
             assert not tick.run_requests, name
             assert tick.skip_message.startswith("drift over time is not measured for this brief: the data has no "
                                                 "time"), name
-        tick = sensors["new_data_sensor"].evaluate_tick(dg.build_sensor_context(
-            instance=instance, resources={"platform": platform}, definitions=defs))
+        with dg.build_sensor_context(instance=instance, resources={"platform": platform},
+                                     definitions=defs) as context:
+            tick = sensors["new_data_sensor"].evaluate_tick(context)
         assert not tick.run_requests and "no source of this brief arrives in monthly batches" in tick.skip_message
