@@ -45,14 +45,11 @@ class ProductionFeatureStoreResource(FeatureStoreResource):
 
     registry: str
 
-    def store(self):
-        from feast import FeatureStore
-
+    def config(self):
         from mlplatform.core.feature_store import feast_config
 
-        config = feast_config(self.platform.workspace.feast_dir, self.platform.brief.name, online=self.online_store,
-                              redis_connection=self.redis_connection or None, registry=self.registry)
-        return FeatureStore(config=config)
+        return feast_config(self.platform.workspace.feast_dir, self.platform.brief.name, online=self.online_store,
+                            redis_connection=self.redis_connection or None, registry=self.registry)
 
 
 def production_resources(platform: PlatformResource) -> dict:

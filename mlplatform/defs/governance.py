@@ -3,6 +3,7 @@
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -33,7 +34,7 @@ from mlplatform.core.system_score import (
     score_system,
     score_table,
 )
-from mlplatform.resources.platform import PlatformResource, TrackingResource
+from mlplatform.resources.platform import FeatureStoreResource, PlatformResource, TrackingResource
 
 INFERENCE_ROWS = 1000
 PREDICT_REQUESTS = 200  # /predict requests timed for a real-time consumer
@@ -110,11 +111,14 @@ def is_real_time(brief: Brief) -> bool:
     return "batch" not in brief.problem.latency_requirement.lower()
 
 
-def time_predict_endpoint(platform: PlatformResource, ids: list) -> InferenceTiming | None:
+def time_predict_endpoint(platform: PlatformResource, ids: list, tracking_uri: str | None = None,
+                          feature_store_config: Any = None) -> InferenceTiming | None:
     """Time ``ids`` sent one at a time to the serving app's ``/predict`` (the champion, its online-store lookup
     and the HTTP layer, through a real in-process client); None when no request was answered.
 
-    The measurement's own predictions go to a scratch log, never to the prediction log monitoring reads.
+    The app reads the run's registry (``tracking_uri``) and online store (``feature_store_config``, a Feast
+    ``RepoConfig``); None for either means the local profile's stores under the data directory. The
+    measurement's own predictions go to a scratch log, never to the prediction log monitoring reads.
     """
     import tempfile
 
@@ -125,7 +129,7 @@ def time_predict_endpoint(platform: PlatformResource, ids: list) -> InferenceTim
 
     key = platform.brief.entity_key
     settings = Settings(data_dir=Path(platform.data_dir), brief_path=Path(platform.brief_path))
-    app = create_app(settings, ServingOptions(poll_interval_s=3600))
+    app = create_app(settings, ServingOptions(poll_interval_s=3600), tracking_uri, feature_store_config)
     with tempfile.TemporaryDirectory() as scratch:
         with TestClient(app) as client:
             _log_to(app, Path(scratch))
@@ -164,14 +168,17 @@ def _wait_ready(client, timeout_s: float = 60.0) -> dict | None:
     return None
 
 
-def _inference_timing(platform: PlatformResource) -> InferenceTiming:
+def _inference_timing(platform: PlatformResource, tracking: TrackingResource,
+                      feast_store: FeatureStoreResource) -> InferenceTiming:
     """Inference timed the way the brief's consumer calls the model: /predict for a real-time consumer (the
-    newest entities of the training set), else one batch of training-set rows."""
+    newest entities of the training set, served from the run's registry and online store, so the production
+    profile's PostgreSQL and Redis rather than local files), else one batch of training-set rows."""
     b = platform.brief
     rows = platform.read_table("training", "training_set")
     if is_real_time(b):
         newest = rows.sort(b.label.timestamp, descending=True)[b.entity_key].unique(maintain_order=True)
-        timing = time_predict_endpoint(platform, newest.head(PREDICT_REQUESTS).to_list())
+        timing = time_predict_endpoint(platform, newest.head(PREDICT_REQUESTS).to_list(), tracking.uri,
+                                       feast_store.config())
         if timing is not None:
             return timing
     candidate = platform.read_table("registry", "challenger")["candidate"][0]
@@ -198,7 +205,8 @@ def _daily_volume(platform: PlatformResource) -> float | None:
 
 @dg.asset(group_name="reporting", kinds={"yaml", "matplotlib"},
           deps=["model_card", "champion_model", "performance_report", "whylogs_profiles"])
-def cost_report(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
+def cost_report(context: dg.AssetExecutionContext, platform: PlatformResource, tracking: TrackingResource,
+                feast_store: FeatureStoreResource) -> dg.MaterializeResult:
     """The seed's cost template filled from what ran: seconds and dollars per step from the Dagster instance,
     training cost per run and per month (the retraining schedule), inference cost per prediction (a real-time
     consumer's: timed through the serving app's /predict on the champion; a batch consumer's: one batch call),
@@ -208,7 +216,7 @@ def cost_report(context: dg.AssetExecutionContext, platform: PlatformResource) -
     rates = Rates(cpu_hour_usd=b.cost.price_per_cpu_hour, gpu_hour_usd=b.cost.price_per_gpu_hour)
     runs = executed_steps(context.instance, _code_location(b))
     steps = step_table(runs, rates)
-    inference = _inference_timing(platform)
+    inference = _inference_timing(platform, tracking, feast_store)
     document = cost_document(runs, training_group="training", retrain_cron=b.monitoring.retrain_cron,
                              inference=inference, storage_bytes=_storage(platform), rates=rates,
                              daily_volume=_daily_volume(platform), monthly_budget_usd=b.cost.monthly_budget,

@@ -172,11 +172,14 @@ class FeatureStoreResource(dg.ConfigurableResource):
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_connection: str = ""
 
+    def config(self):
+        """The store's Feast ``RepoConfig``: its registry and online store (what the serving app opens too)."""
+        from mlplatform.core.feature_store import feast_config  # imports Feast, slow: only steps that use it pay
+
+        return feast_config(self.platform.workspace.feast_dir, self.platform.brief.name,
+                            online=self.online_store, redis_connection=self.redis_connection or None)
+
     def store(self):
-        from feast import FeatureStore  # Feast is slow to import; only steps that use it pay for it
+        from feast import FeatureStore
 
-        from mlplatform.core.feature_store import feast_config
-
-        config = feast_config(self.platform.workspace.feast_dir, self.platform.brief.name,
-                              online=self.online_store, redis_connection=self.redis_connection or None)
-        return FeatureStore(config=config)
+        return FeatureStore(config=self.config())

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import Body, FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
@@ -244,8 +245,12 @@ def _exact_int64_bounds(node: Any) -> Any:
 class _Serving:
     """What the endpoints share: the models, the online store with its circuit breaker, the prediction log."""
 
-    def __init__(self, brief: Brief, workspace: Workspace, options: ServingOptions) -> None:
+    def __init__(self, brief: Brief, workspace: Workspace, options: ServingOptions, tracking_uri: str | None = None,
+                 feature_store_config: Any = None) -> None:
         self.brief, self.workspace, self.options = brief, workspace, options
+        # The run's stores: by default the local profile's, under the data directory (see create_app).
+        self.tracking_uri = tracking_uri or workspace.mlflow_uri
+        self.feature_store_config = feature_store_config
         self.types = feature_types(brief)
         self.breaker = CircuitBreaker(options.breaker_failures, options.breaker_cooldown_s)
         self.models: _Models | None = None  # set once loaded and warmed
@@ -281,8 +286,8 @@ class _Serving:
             downloads = dict(current.downloads) if current else {}
             name = model_name(self.brief)
             try:
-                state = rollout_state(self.workspace.mlflow_uri, name)
-                missing = f"the registry at {self.workspace.mlflow_uri} has no 'champion' alias on {name}"
+                state = rollout_state(self.tracking_uri, name)
+                missing = f"the registry at {_without_password(self.tracking_uri)} has no 'champion' alias on {name}"
             except Exception as exc:  # no registered model yet, or the registry is down
                 state, missing = None, f"the registry has no 'champion' of {name}: {exc}"
             champion = self._champion(state.champion if state else None, current, downloads, missing)
@@ -324,7 +329,7 @@ class _Serving:
         """Download, load and warm one registered version (``swap``: the arm it replaces a model of); None, with
         the cause in ``load_error``, on failure."""
         try:
-            scorer, downloads[version] = load_version(self.brief, self.workspace, version)
+            scorer, downloads[version] = load_version(self.brief, self.workspace, version, self.tracking_uri)
             self._warm(scorer)
         except Exception as exc:  # a registry error, unreadable files: the caller keeps what it has
             log.warning("could not load version %s of %s: %s", version, model_name(self.brief), exc)
@@ -367,7 +372,8 @@ class _Serving:
 
             from mlplatform.core.feature_store import OnlineReader, feast_config, feature_service_name
 
-            store = FeatureStore(config=feast_config(self.workspace.feast_dir, self.brief.name))
+            config = self.feature_store_config or feast_config(self.workspace.feast_dir, self.brief.name)
+            store = FeatureStore(config=config)
             self._reader = OnlineReader(store, feature_service_name(self.brief.name))
         columns = self._reader.read(ids)
         rows: dict[int, dict | None] = {}
@@ -414,7 +420,16 @@ async def _within(deadline: float, func: Callable, *args: Any) -> Any:
     return await asyncio.wait_for(asyncio.to_thread(func, *args), max(0.0, deadline - time.perf_counter()))
 
 
-def create_app(settings: Settings, options: ServingOptions | None = None) -> FastAPI:
+def _without_password(uri: str) -> str:
+    """``uri`` with its password masked: the registry's address appears in /ready and in the logs."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
+def create_app(settings: Settings, options: ServingOptions | None = None, tracking_uri: str | None = None,
+               feature_store_config: Any = None) -> FastAPI:
     """The serving app of ``settings``' brief and data directory.
 
     The brief is read here, because the request and response models are generated from it; the model and
@@ -423,6 +438,10 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
     Args:
         settings: the brief and the data directory.
         options: limits; by default :meth:`ServingOptions.from_env`.
+        tracking_uri: the MLflow registry to serve from; None for the local profile's SQLite store under the
+            data directory.
+        feature_store_config: the Feast ``RepoConfig`` of the online store (e.g. the production profile's Redis
+            and SQL registry); None for the local profile's files under the data directory.
 
     Raises:
         BriefError: the brief cannot be loaded.
@@ -431,7 +450,7 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
     options = options or ServingOptions.from_env()
     brief = load_brief(settings.brief_path)
     workspace = Workspace(settings.data_dir, brief.name)
-    serving = _Serving(brief, workspace, options)
+    serving = _Serving(brief, workspace, options, tracking_uri, feature_store_config)
     metrics = ServingMetrics(lambda: serving.breaker.is_open)
     serving.on_swap = lambda arm: metrics.swaps.labels(arm).inc()
     models_of_api = api_models(brief)
