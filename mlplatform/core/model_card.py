@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from mlplatform.brief import Brief, draft_notice
+from mlplatform.core.evaluation import FairnessRule, metric_verdict
 from mlplatform.core.report import SMALL_SLICE_ROWS, metric_label
 
 NOT_RECORDED = "not recorded"
@@ -99,12 +100,114 @@ def status_label(status: str) -> str:
     return status.replace("_", " ")
 
 
-def _below_minimum(ratio: float | None, minimum: float, p_value: float | None) -> str:
-    """Why a ratio under the minimum was let through, said next to the PASS; "" when it is not under it."""
-    if ratio is None or ratio >= minimum:
+# The fairness gate's statuses, worst first: an attribute's status is its worst metric's.
+_GATE_ORDER = ("FAIL", "NOT_ASSESSABLE", "WAIVED", "PASS", "NOT_APPLICABLE")
+
+
+def _worst_gate_status(statuses: Sequence[str]) -> str:
+    """The worst of some gate statuses; a status the gate does not write ranks worst of all."""
+    return min(statuses, key=lambda s: _GATE_ORDER.index(s) if s in _GATE_ORDER else -1)
+
+
+# The fairness gate's two metrics: metric → (value column, Fisher p column) of the evaluation/fairness table.
+_GATE_METRICS = {"disparate_impact": ("disparate_impact", "p_value"),
+                 "equal_opportunity": ("equal_opportunity_gap", "equal_opportunity_p_value")}
+
+
+def gate_rule(brief: Brief) -> FairnessRule:
+    """The brief's fairness limits and waivers, as the fairness gate takes them (``defs.evaluation.fairness_rule``)."""
+    t = brief.thresholds
+    return FairnessRule(t.disparate_impact_min, t.fairness_min_group_size, t.fairness_significance,
+                        t.equal_opportunity_max_gap, t.fairness_when_not_assessable,
+                        {(w.attribute, w.metric): w.reason for w in brief.fairness.waivers})
+
+
+def _metric_status(attribute: str, metric: str, result: Mapping[str, Any], rule: FairnessRule) -> str:
+    """The gate's status for one metric of one attribute: its ``<metric>_status`` column; a row written without
+    one is judged by the gate's own :func:`~mlplatform.core.evaluation.metric_verdict`."""
+    if result.get(f"{metric}_status"):
+        return str(result[f"{metric}_status"])
+    if result.get("applicable") is False:
+        return "NOT_APPLICABLE"
+    limit = rule.disparate_impact_min if metric == "disparate_impact" else rule.equal_opportunity_max_gap
+    return metric_verdict(attribute, metric, result.get(_GATE_METRICS[metric][0]), limit,
+                          higher_is_fair=metric == "disparate_impact", rule=rule)[0]
+
+
+def _not_assessable_outcome(rule: FairnessRule) -> str:
+    """What the gate does with a metric it cannot assess, as the brief says."""
+    verb = "fails" if rule.when_not_assessable == "fail" else "only warns"
+    return f"which {verb} (thresholds.fairness_when_not_assessable: {rule.when_not_assessable})"
+
+
+def _positives_per_group(groups: Sequence[Mapping[str, Any]] | None) -> str:
+    """" (hold-out positives per group: a 7, b 22)" from the per-group table; "" when it has no positives."""
+    counted = [g for g in groups or [] if g.get("group") is not None and g.get("positives") is not None]
+    if not counted:
         return ""
-    return (f" The ratio is below the minimum {minimum:g} and the gate that wrote this result passed it "
-            f"(Fisher p = {_p(p_value)}); watch it as more labelled data arrives.")
+    return " (hold-out positives per group: " + ", ".join(f"{g['group']} {g['positives']:,}" for g in counted) + ")"
+
+
+def _metric_finding(attribute: str, metric: str, result: Mapping[str, Any], rule: FairnessRule,
+                    groups: Sequence[Mapping[str, Any]] | None = None) -> tuple[str, str]:
+    """One metric of one attribute as the gate judged it: (status, e.g. "WAIVED: ratio 0.624, under the minimum
+    0.8 (Fisher p = 0.156, reported only); waived by the brief: <its reason>"), the waiver's reason given once."""
+    status = _metric_status(attribute, metric, result, rule)
+    value_key, p_key = _GATE_METRICS[metric]
+    value, p_value = result.get(value_key), result.get(p_key)
+    if value is None:
+        counted = "rows" if metric == "disparate_impact" else \
+            f"positives (a TPR's denominator){_positives_per_group(groups)}"
+        text = (f"fewer than two groups with {rule.min_group_size}+ hold-out {counted}, "
+                f"{_not_assessable_outcome(rule)}")
+        text = text if status == "NOT_ASSESSABLE" else f"not assessable: {text}"  # the status says it otherwise
+    elif metric == "disparate_impact":
+        relation = "at least" if value >= rule.disparate_impact_min else "under"
+        text = f"ratio {value:.3f}, {relation} the minimum {rule.disparate_impact_min:g} (Fisher p = {_p(p_value)}, " \
+               "reported only)"
+    else:
+        relation = "at most" if value <= rule.equal_opportunity_max_gap else "over"
+        text = f"TPR gap {value:.3f}, {relation} the maximum {rule.equal_opportunity_max_gap:g} (Fisher p = " \
+               f"{_p(p_value)}, reported only)"
+    if status == "WAIVED":
+        reason = rule.waivers.get((attribute, metric))
+        text += (f"; waived by the brief: {reason.strip()}" if reason else
+                 f"; waived (the gate's reason: {str(result.get('reason') or NOT_RECORDED).strip()})")
+    return status, f"{status_label(status)}: {text}"
+
+
+def _gate_rule_text(metric: str, rule: FairnessRule) -> str:
+    """The gate's rule for one metric, in words, with the brief's thresholds it takes."""
+    if metric == "disparate_impact":
+        judged = (f"a selection-rate ratio under {rule.disparate_impact_min:g} (thresholds.disparate_impact_min) "
+                  f"fails whatever Fisher's p, which is reported only; groups of {rule.min_group_size}+ hold-out "
+                  "rows are compared")
+    else:
+        judged = (f"a true-positive-rate gap over {rule.equal_opportunity_max_gap:g} "
+                  f"(thresholds.equal_opportunity_max_gap) fails whatever Fisher's p, which is reported only; groups "
+                  f"with {rule.min_group_size}+ hold-out positives are compared")
+    return (f"The fairness gate's rule: {judged} (thresholds.fairness_min_group_size), and with fewer than two such "
+            f"groups the metric is not assessable, {_not_assessable_outcome(rule)}; a brief's waiver turns a "
+            "failing metric into WAIVED.")
+
+
+def _sentence(text: str) -> str:
+    """``text`` ending in exactly one full stop (a waiver's reason may already end in one)."""
+    text = text.rstrip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
+def _fairness_line(attribute: str, result: Mapping[str, Any], rule: FairnessRule) -> str:
+    """The card's line on the fairness gate's verdict for one attribute, each metric as the gate judged it."""
+    findings = {m: _metric_finding(attribute, m, result, rule) for m in _GATE_METRICS}
+    status = str(result.get("status") or _worst_gate_status([s for s, _ in findings.values()]))
+    return (f"Fairness gate across {attribute}: {status_label(status)}. "
+            f"Disparate impact: {_sentence(findings['disparate_impact'][1])} "
+            f"Equal opportunity: {_sentence(findings['equal_opportunity'][1])} "
+            f"The gate fails a disparate-impact ratio under {rule.disparate_impact_min:g} or a true-positive-rate "
+            f"gap over {rule.equal_opportunity_max_gap:g} whatever Fisher's p (reported only); with fewer than two "
+            f"groups of {rule.min_group_size}+ hold-out rows (for the TPR gap: positives) a metric is not assessable, "
+            f"{_not_assessable_outcome(rule)}.")
 
 
 def _concept_drift(result: Mapping[str, Any] | None) -> str:
@@ -130,16 +233,11 @@ def _ethics(brief: Brief, meta: Mapping[str, Any]) -> list[str]:
             continue
         status, reason = fairness_status(result)
         if status == "NOT_APPLICABLE":
-            considerations.append(f"Selection-rate fairness across {attribute} is NOT APPLICABLE ({reason}); "
-                                  "compare the primary metric per group in the sliced metrics.")
+            considerations.append(f"Selection-rate fairness across {attribute} is NOT APPLICABLE "
+                                  f"({result.get('note') or reason}); compare the primary metric per group in the "
+                                  "sliced metrics.")
             continue
-        ratio, gap = result.get("disparate_impact"), result.get("equal_opportunity_gap")
-        minimum = brief.thresholds.disparate_impact_min
-        considerations.append(
-            f"Fairness gate across {attribute}: {status_label(status)}: disparate-impact ratio "
-            f"{NOT_RECORDED if ratio is None else f'{ratio:.3f}'} (minimum {minimum:g}), equal-opportunity gap "
-            f"{NOT_RECORDED if gap is None else f'{gap:.3f}'}" + (f". {reason}" if reason else "") + "."
-            + (_below_minimum(ratio, minimum, result.get("p_value")) if status == "PASS" else ""))
+        considerations.append(_fairness_line(attribute, result, gate_rule(brief)))
     if not brief.protected_attributes:
         considerations.append("The brief names no protected attributes, so fairness was not evaluated.")
     return considerations
@@ -240,8 +338,6 @@ WAIVED, NOT_ASSESSABLE = "waived", "not assessable"
 # The fairness gate's metric statuses as checklist statuses.
 _GATE_STATUS = {"PASS": PASS, "FAIL": FAIL, "WAIVED": WAIVED, "NOT_ASSESSABLE": NOT_ASSESSABLE,
                 "NOT_APPLICABLE": NOT_APPLICABLE}
-# The worst status of several, worst first.
-_WORST_FIRST = (FAIL, NOT_ASSESSABLE, WAIVED, PASS, NOT_APPLICABLE)
 
 # The seed's phase-9 bias checklist (偏见检测检查清单), in its order: (key, what it asks, the seed's words).
 BIAS_CHECKLIST = [
@@ -304,25 +400,18 @@ def _sliced_by_protected(meta: Mapping[str, Any]) -> tuple[str, str]:
     return PASS, "; ".join(parts) + "."
 
 
-def _equal_opportunity(meta: Mapping[str, Any]) -> tuple[str, str]:
-    brief: Brief = meta["brief"]
-    limit, alpha = meta["max_tpr_gap"], brief.thresholds.fairness_significance
-    status, parts = PASS, []
+def _gate_item(meta: Mapping[str, Any], metric: str) -> tuple[str, str]:
+    """A checklist item the fairness gate decides (``disparate_impact`` or ``equal_opportunity``): the gate's
+    status and numbers per attribute, from its table, and the gate's rule with the brief's thresholds."""
     if not_applicable := _decision_free(meta):
         return NOT_APPLICABLE, not_applicable
+    rule, groups = gate_rule(meta["brief"]), meta.get("fairness_groups") or {}
+    statuses, parts = [], []
     for attribute, result in meta["fairness"].items():
-        gap, p_value = result.get("equal_opportunity_gap"), result.get("equal_opportunity_p_value")
-        if gap is None:
-            status = FAIL
-            parts.append(f"{attribute}: not assessable (fewer than two groups with positives)")
-            continue
-        significant = p_value is not None and p_value < alpha
-        if gap > limit and significant:
-            status = FAIL
-        note = ("" if gap <= limit else " — significant" if significant
-                else f" — above {limit:g} but not significant (Fisher p ≥ {alpha:g}): watch it")
-        parts.append(f"{attribute}: TPR gap {gap:.3f}, Fisher p = {_p(p_value)}{note}")
-    return status, f"{'; '.join(parts)} (fails when the gap exceeds {limit:g} and p < {alpha:g})."
+        status, text = _metric_finding(attribute, metric, result, rule, groups.get(attribute))
+        statuses.append(status)
+        parts.append(_sentence(f"{attribute}: {text}"))
+    return _GATE_STATUS.get(_worst_gate_status(statuses), FAIL), " ".join([*parts, _gate_rule_text(metric, rule)])
 
 
 def _decision_free(meta: Mapping[str, Any]) -> str:
@@ -378,7 +467,8 @@ def _proxies(meta: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def _thresholds_before_training(brief: Brief) -> tuple[str, str]:
-    fairness = ("disparate_impact_min", "fairness_min_group_size", "fairness_significance")
+    fairness = ("disparate_impact_min", "equal_opportunity_max_gap", "fairness_min_group_size",
+                "fairness_significance")
     chosen = brief.thresholds.model_fields_set if "thresholds" in brief.model_fields_set else set()
     named = [f"{name} {getattr(brief.thresholds, name):g}" for name in fairness if name in chosen]
     defaults = [f"{name} {getattr(brief.thresholds, name):g}" for name in fairness if name not in chosen]
@@ -388,27 +478,6 @@ def _thresholds_before_training(brief: Brief) -> tuple[str, str]:
                       f"{rest}. Choose it in the brief before training.")
     return PASS, (f"Set in the brief, which every run reads before training and the gates take their limits "
                   f"from: {', '.join(named)}{rest}.")
-
-
-def _disparate_impact(meta: Mapping[str, Any]) -> tuple[str, str]:
-    brief: Brief = meta["brief"]
-    minimum, alpha = brief.thresholds.disparate_impact_min, brief.thresholds.fairness_significance
-    status, parts = PASS, []
-    if not_applicable := _decision_free(meta):
-        return NOT_APPLICABLE, not_applicable
-    for attribute, result in meta["fairness"].items():
-        ratio = result.get("disparate_impact")
-        if not result.get("passed"):
-            status = FAIL
-        if ratio is None:
-            parts.append(f"{attribute}: not assessable (fewer than two groups with enough rows)")
-        elif ratio >= minimum:
-            parts.append(f"{attribute}: ratio {ratio:.3f}")
-        else:
-            verdict = "significant" if not result.get("passed") else "not significant; watch it"
-            parts.append(f"{attribute}: ratio {ratio:.3f} below {minimum:g}, Fisher p = {_p(result.get('p_value'))} "
-                         f"({verdict})")
-    return status, f"{'; '.join(parts)} (a ratio under {minimum:g} fails when p < {alpha:g}, as in the gate)."
 
 
 def _edge_cases(meta: Mapping[str, Any]) -> tuple[str, str]:
@@ -425,48 +494,45 @@ def _edge_cases(meta: Mapping[str, Any]) -> tuple[str, str]:
     return PASS, f"The model answered sensibly on {probes}.{smalls}"
 
 
-def _with_gate_status(meta: Mapping[str, Any], metric: str, judged: tuple[str, str]) -> tuple[str, str]:
-    """An item judged from the numbers, overruled by the fairness gate's own status for ``metric`` where the gate
-    wrote one: a WAIVED or NOT_ASSESSABLE metric never shows as pass, and the waiver's reason is shown."""
-    statuses = {a: r.get(f"{metric}_status") for a, r in meta["fairness"].items() if r.get(f"{metric}_status")}
-    if not statuses:
-        return judged
-    status, evidence = judged
-    mapped = [_GATE_STATUS.get(str(v), FAIL) for v in statuses.values()]
-    if status != NOT_APPLICABLE:  # the gate's verdict, waivers included, is the item's
-        status = min(mapped, key=_WORST_FIRST.index)
-    notes = [f"{a}: the fairness gate says {status_label(str(v))}" for a, v in statuses.items() if v != "PASS"]
-    reasons = [str(meta["fairness"][a].get("reason") or "") for a, v in statuses.items() if v == "WAIVED"]
-    extra = "; ".join(notes + [r for r in reasons if r])
-    return status, evidence + (f" {extra}." if extra else "")
+def _fails(status: str, brief: Brief) -> bool:
+    """Whether an item counts as failing: a fail, or not assessable where the brief fails what the gate cannot
+    assess (thresholds.fairness_when_not_assessable: fail)."""
+    return status == FAIL or (status == NOT_ASSESSABLE and brief.thresholds.fairness_when_not_assessable == "fail")
 
 
-def bias_checklist(meta: Mapping[str, Any]) -> list[dict[str, str]]:
-    """The seed's eight-item bias checklist, each item pass / fail / not applicable with its evidence.
+def bias_checklist(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The methodology's eight-item bias checklist, each item pass / fail / waived / not assessable / not
+    applicable with its evidence.
 
-    Statistical items (equal opportunity, calibration per group, disparate impact) fail like the promotion
-    gate: when the measured difference crosses its limit and is significant, so a handful of rows in a group
-    cannot fail a model alone; the evidence always shows the raw numbers.
+    Disparate impact and equal opportunity are the fairness gate's verdicts, status and numbers read from its
+    table (a row without per-metric statuses is judged by the gate's rule): a ratio under
+    ``thresholds.disparate_impact_min`` or a TPR gap over ``thresholds.equal_opportunity_max_gap`` fails whatever
+    Fisher's p, which is reported only. Calibration per group fails when its gap crosses the limit and is
+    significant, so a handful of rows in a group cannot fail a model alone; the evidence always shows the numbers.
 
     Args:
         meta: ``brief`` and the recorded evidence: ``representation`` (attribute → rows of
-            :func:`~mlplatform.core.evaluation.representation`), ``fairness`` (attribute → ``{disparate_impact,
-            p_value, equal_opportunity_gap, equal_opportunity_p_value, passed}``), ``fairness_groups``
-            (attribute → per-group rows: ``group, n, assessed, primary_metric, primary_value`` and, binary,
+            :func:`~mlplatform.core.evaluation.representation`), ``fairness`` (attribute → the gate's row:
+            ``{disparate_impact, p_value, equal_opportunity_gap, equal_opportunity_p_value, passed, status,
+            disparate_impact_status, equal_opportunity_status, reason}``), ``fairness_groups`` (attribute →
+            per-group rows: ``group, n, assessed, primary_metric, primary_value``, ``positives`` and, binary,
             ``observed_rate, mean_score, calibration_gap, calibration_p_value, ece``), ``proxies`` (attribute →
             rows of :func:`~mlplatform.core.evaluation.proxy_features`), ``edge_cases`` (rows of
             :func:`~mlplatform.core.evaluation.edge_case_probe`), ``sliced_metrics`` (slice records) and the
-            limits ``representation_min_ratio``, ``max_tpr_gap``, ``max_calibration_gap``, ``proxy_max_auc``.
+            limits ``representation_min_ratio``, ``max_calibration_gap``, ``proxy_max_auc``.
             Evidence for an attribute that is missing fails its item.
 
     Returns:
-        One ``{item, check, seed, status, evidence}`` per checklist entry, in the seed's order.
+        One ``{item, check, seed, status, evidence, fails}`` per checklist entry, in the methodology's order;
+        ``fails`` counts a not-assessable item as failing where ``thresholds.fairness_when_not_assessable`` is
+        fail.
     """
     brief: Brief = meta["brief"]
     protected = brief.protected_attributes
     per_attribute = {"representation": _representation, "sliced_metrics": _sliced_by_protected,
-                     "equal_opportunity": _equal_opportunity, "calibration": _group_calibration,
-                     "proxy_features": _proxies, "disparate_impact": _disparate_impact}
+                     "equal_opportunity": lambda m: _gate_item(m, "equal_opportunity"),
+                     "calibration": _group_calibration, "proxy_features": _proxies,
+                     "disparate_impact": lambda m: _gate_item(m, "disparate_impact")}
     sources = {"representation": "representation", "sliced_metrics": "fairness_groups",
                "equal_opportunity": "fairness", "calibration": "fairness_groups", "proxy_features": "proxies",
                "disparate_impact": "fairness"}
@@ -482,9 +548,8 @@ def bias_checklist(meta: Mapping[str, Any]) -> list[dict[str, str]]:
             status, evidence = FAIL, f"No evidence was recorded for {', '.join(missing)}."
         else:
             status, evidence = per_attribute[key](meta)
-            if key in ("equal_opportunity", "disparate_impact"):
-                status, evidence = _with_gate_status(meta, key, (status, evidence))
-        items.append({"item": key, "check": check, "seed": seed, "status": status, "evidence": evidence})
+        items.append({"item": key, "check": check, "seed": seed, "status": status, "evidence": evidence,
+                      "fails": _fails(status, brief)})
     return items
 
 
@@ -498,7 +563,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def model_card_json(card: Mapping[str, Any], checklist: Sequence[Mapping[str, str]] | None = None,
+def model_card_json(card: Mapping[str, Any], checklist: Sequence[Mapping[str, Any]] | None = None,
                     extras: Mapping[str, Any] | None = None) -> str:
     """The card, its bias checklist and :func:`card_extras` as JSON (``{"model_card": ..., "bias_checklist":
     [...], "platform": {...}}``)."""
@@ -506,7 +571,26 @@ def model_card_json(card: Mapping[str, Any], checklist: Sequence[Mapping[str, st
                       indent=2, ensure_ascii=False)
 
 
-def render_model_card(card: Mapping[str, Any], checklist: Sequence[Mapping[str, str]] | None = None,
+def _checklist_summary(checklist: Sequence[Mapping[str, Any]]) -> str:
+    """E.g. "The methodology's bias checklist: 1 of 8 items fail (1 of them not assessable, which
+    thresholds.fairness_when_not_assessable: fail fails), 2 waived." An item without ``fails`` fails on fail."""
+    failing = sum(bool(item.get("fails", item["status"] == FAIL)) for item in checklist)
+    unassessed = [bool(item.get("fails")) for item in checklist if item["status"] == NOT_ASSESSABLE]
+    failing_unassessed = sum(unassessed)
+    waived = sum(item["status"] == WAIVED for item in checklist)
+    text = f"The methodology's bias checklist: {failing} of {len(checklist)} items fail"
+    if failing_unassessed:
+        text += (f" ({failing_unassessed} of them not assessable, which thresholds.fairness_when_not_assessable: "
+                 "fail fails)")
+    if waived:
+        text += f", {waived} waived"
+    if len(unassessed) > failing_unassessed:
+        text += (f", {len(unassessed) - failing_unassessed} not assessable (a warning under "
+                 "thresholds.fairness_when_not_assessable: warn)")
+    return text + "."
+
+
+def render_model_card(card: Mapping[str, Any], checklist: Sequence[Mapping[str, Any]] | None = None,
                       extras: Mapping[str, Any] | None = None) -> str:
     """The card as Markdown for people, followed by the card itself as a YAML block.
 
@@ -563,14 +647,11 @@ def render_model_card(card: Mapping[str, Any], checklist: Sequence[Mapping[str, 
               f"- **Monitoring:** {maintenance['monitoring']}",
               f"- **Contact:** {maintenance['contact']}", ""]
     if checklist:
-        failed = sum(item["status"] == FAIL for item in checklist)
-        waived = sum(item["status"] == WAIVED for item in checklist)
-        lines += ["## Bias checklist", "", f"The seed's bias checklist: {failed} of {len(checklist)} items fail"
-                  + (f", {waived} waived" if waived else "") + ".", "",
+        lines += ["## Bias checklist", "", _checklist_summary(checklist), "",
                   "| check | result | evidence |", "| --- | --- | --- |",
                   *(f"| {item['check']} | {_shown(item['status'])} | "
                     f"{_cell(item['evidence'])} |" for item in checklist), ""]
-    lines += ["## Card (seed template)", "", "```yaml",
+    lines += ["## Card (the methodology's template)", "", "```yaml",
               yaml.safe_dump({"model_card": dict(card)}, sort_keys=False, allow_unicode=True).rstrip(),
               "```", ""]
     return "\n".join(lines)

@@ -8,7 +8,6 @@ import polars as pl
 from mlplatform.brief import placeholder_fields
 from mlplatform.core.drift import NOT_APPLICABLE
 from mlplatform.core.evaluation import (
-    MAX_TPR_GAP,
     PROXY_MAX_AUC,
     REPRESENTATION_MIN_RATIO,
     proxy_features,
@@ -49,7 +48,6 @@ def _bias_evidence(platform: PlatformResource, split) -> dict:
                     for a in b.protected_attributes},
         "edge_cases": platform.read_table("evaluation", "edge_cases").to_dicts(),
         "representation_min_ratio": REPRESENTATION_MIN_RATIO,
-        "max_tpr_gap": MAX_TPR_GAP,
         "max_calibration_gap": b.thresholds.max_calibration_error,
         "proxy_max_auc": PROXY_MAX_AUC,
     }
@@ -165,7 +163,7 @@ def model_card(context: dg.AssetExecutionContext, platform: PlatformResource,
     json_path = write_text_atomic(model_card_json(card, checklist, extras),
                                   platform.workspace.reports_dir / "model_card.json")
     card_uri = _log_card(tracking, registered, [path, json_path])
-    failed = [item["item"] for item in checklist if item["status"] == "fail"]
+    failed = [item["item"] for item in checklist if item["fails"]]
     return dg.MaterializeResult(metadata={"card": dg.MetadataValue.md(markdown),
                                           "version": registered["version"],
                                           "bias_checklist_failed": ", ".join(failed) or "none",

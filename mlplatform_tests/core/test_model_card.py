@@ -9,13 +9,14 @@ import yaml
 
 from mlplatform.brief import DEMO_BRIEF, Brief, load_brief
 from mlplatform.core.drift import FeatureDrift
-from mlplatform.core.evaluation import proxy_features, representation
+from mlplatform.core.evaluation import fairness_assessment, proxy_features, representation
 from mlplatform.core.model_card import (
     BIAS_CHECKLIST,
     NOT_RECORDED,
     bias_checklist,
     build_model_card,
     card_extras,
+    gate_rule,
     model_card_json,
     render_model_card,
 )
@@ -31,6 +32,13 @@ SEED_NESTED = {"training_data": ["source", "size", "date_range", "known_biases"]
 @pytest.fixture(scope="module")
 def brief():
     return load_brief(DEMO_BRIEF)
+
+
+def _without_waivers(brief: Brief, **thresholds) -> Brief:
+    """The brief with no fairness waivers (the demo's waive both age_band metrics) and, optionally, thresholds
+    changed."""
+    return brief.model_copy(update={"fairness": brief.fairness.model_copy(update={"waivers": []}),
+                                    "thresholds": brief.thresholds.model_copy(update=thresholds)})
 
 
 @pytest.fixture
@@ -102,13 +110,16 @@ def test_ethical_considerations_come_from_the_brief_and_fairness_results(meta, b
     ethics = build_model_card(meta)["ethical_considerations"]
     assert ethics[0] == brief.problem.ethical_considerations
     assert "Protected attribute age_band: not a model input." in ethics
-    assert "Fairness gate across age_band: PASS: disparate-impact ratio 0.860 (minimum 0.8), " \
-           "equal-opportunity gap 0.040." in ethics
+    line = next(item for item in ethics if item.startswith("Fairness gate across age_band"))
+    assert line.startswith("Fairness gate across age_band: PASS. Disparate impact: PASS: ratio 0.860, at least the "
+                           "minimum 0.8") and "Equal opportunity: PASS: TPR gap 0.040, at most the maximum 0.1" in line
 
+    meta["brief"] = _without_waivers(brief)
     meta["fairness"]["age_band"] = {"disparate_impact": 0.7, "equal_opportunity_gap": 0.2, "passed": False}
     meta["features"].append("customer_age_band_young")
     ethics = build_model_card(meta)["ethical_considerations"]
-    assert any(item.startswith("Fairness gate across age_band: FAIL: disparate-impact ratio 0.700") for item in ethics)
+    assert any(item.startswith("Fairness gate across age_band: FAIL. Disparate impact: FAIL: ratio 0.700")
+               for item in ethics)
     assert "Protected attribute age_band: model inputs derived from it: customer_age_band_young." in ethics
 
 
@@ -145,21 +156,27 @@ def test_render_of_a_bare_card(brief):
     assert "Metrics: not recorded." in markdown
 
 
-def test_a_low_ratio_that_the_gate_let_through_is_explained_not_hidden(meta):
-    meta["fairness"]["age_band"] = {"disparate_impact": 0.7, "p_value": 0.2, "equal_opportunity_gap": 0.2,
-                                    "passed": True}
-    text = " ".join(build_model_card(meta)["ethical_considerations"])
-    assert "0.700" in text and "below the minimum 0.8" in text and "p = 0.2" in text
+def test_a_row_without_metric_statuses_is_judged_by_the_gates_rule_not_by_significance(meta, brief):
+    """A ratio under the minimum fails whatever Fisher's p (the gate's rule), even on a row that says passed."""
+    meta["brief"] = _without_waivers(brief)
+    meta["fairness"]["age_band"] = {"disparate_impact": 0.7, "p_value": 0.2, "equal_opportunity_gap": 0.05,
+                                    "equal_opportunity_p_value": 0.5, "passed": True}
+    line = next(item for item in build_model_card(meta)["ethical_considerations"] if "Fairness gate" in item)
+    assert line.startswith("Fairness gate across age_band: FAIL. Disparate impact: FAIL: ratio 0.700, under the "
+                           "minimum 0.8 (Fisher p = 0.2, reported only).")
+    assert "whatever Fisher's p" in line and "not significant" not in line and "watch it" not in line
 
 
-def test_a_waived_fairness_result_shows_waived_with_its_reason_never_pass(meta):
-    reason = "WAIVED by the brief: hold-out too small to resolve a 0.1 TPR gap"
+def test_a_waived_fairness_result_shows_waived_with_its_reason_never_pass(meta, brief):
     meta["fairness"]["age_band"] = {"disparate_impact": 0.7, "p_value": 0.2, "equal_opportunity_gap": 0.2,
                                     "passed": True, "applicable": True, "status": "WAIVED",
                                     "disparate_impact_status": "WAIVED", "equal_opportunity_status": "WAIVED",
-                                    "reason": reason}
+                                    "reason": "the gate's long reason text"}
     ethics = [line for line in build_model_card(meta)["ethical_considerations"] if "Fairness" in line]
-    assert ethics[0].startswith("Fairness gate across age_band: WAIVED:") and reason in ethics[0]
+    assert ethics[0].startswith("Fairness gate across age_band: WAIVED. Disparate impact: WAIVED: ratio 0.700")
+    for waiver in brief.fairness.waivers:
+        assert ethics[0].count(waiver.reason) == 1
+    assert "the gate's long reason text" not in ethics[0] and ".." not in ethics[0]
     assert "pass" not in ethics[0].lower()
 
 
@@ -230,12 +247,16 @@ def test_under_representation_measured_from_the_data_fails(evidence):
     assert item["status"] == "fail" and "age_band=65+ (50 training rows, share 5.0% vs 50.0%" in item["evidence"]
 
 
-def test_statistical_items_fail_only_on_significant_differences(evidence):
+def test_calibration_fails_only_on_significant_differences_the_tpr_gap_on_its_limit(evidence, brief):
+    evidence["brief"] = _without_waivers(brief)
     evidence["fairness"]["age_band"] |= {"equal_opportunity_gap": 0.3, "equal_opportunity_p_value": 0.2}
     evidence["fairness_groups"]["age_band"][1] = _group("65+", observed=0.1, score=0.2, p=0.3)
     status = _status(bias_checklist(evidence))
-    assert status["equal_opportunity"] == status["calibration"] == "pass"
-    assert "not significant" in {i["item"]: i for i in bias_checklist(evidence)}["equal_opportunity"]["evidence"]
+    assert status["calibration"] == "pass"
+    assert status["equal_opportunity"] == "fail"  # over 0.1: fails whatever Fisher's p, as in the gate
+    opportunity = {i["item"]: i for i in bias_checklist(evidence)}["equal_opportunity"]["evidence"]
+    assert "TPR gap 0.300, over the maximum 0.1 (Fisher p = 0.2, reported only)" in opportunity
+    assert "not significant" not in opportunity
 
     evidence["fairness"]["age_band"] |= {"equal_opportunity_p_value": 0.001, "disparate_impact": 0.5,
                                          "p_value": 0.001, "passed": False}
@@ -246,11 +267,93 @@ def test_statistical_items_fail_only_on_significant_differences(evidence):
     assert "age_band=65+ predicted 0.200 vs observed 0.100" in calibration
 
 
-def test_a_low_but_insignificant_disparate_impact_passes_with_the_reason(evidence):
-    evidence["fairness"]["age_band"] |= {"disparate_impact": 0.6, "p_value": 0.2, "passed": True}
+def _gate(brief: Brief, sizes: dict[str, int], selected: dict[str, int], positives: dict[str, int]) -> tuple:
+    """The real fairness gate on a hold-out of ``sizes`` rows per age band, ``selected`` of them predicted positive
+    and ``positives`` of them labelled positive (the first rows of each band are both): the attribute's row, as
+    the evaluation/fairness table holds it, and its per-group rows."""
+    bands = [b for b, n in sizes.items() for _ in range(n)]
+    label = [int(i < positives[b]) for b, n in sizes.items() for i in range(n)]
+    scores = np.array([0.9 if i < selected[b] else 0.1 for b, n in sizes.items() for i in range(n)])
+    frame = pl.DataFrame({"age_band": bands, "label": label})
+    rows, groups = fairness_assessment("binary", frame, "label", scores, 0.5, ["age_band"], "f1", gate_rule(brief))
+    row = {k: v for k, v in rows[0].items() if k not in ("attribute", "groups", "primary")}
+    return row, groups.to_dicts()
+
+
+def test_a_ratio_the_gate_fails_with_fishers_p_above_005_reads_fail(evidence, brief):
+    """The gate fails a ratio under the minimum whatever Fisher's p: the checklist and the card say FAIL too."""
+    evidence["brief"] = _without_waivers(brief)
+    row, groups = _gate(evidence["brief"], {"18-24": 60, "65+": 60}, {"18-24": 10, "65+": 6},
+                        {"18-24": 55, "65+": 55})
+    assert row["disparate_impact_status"] == "FAIL" and row["p_value"] > 0.05  # the gate's own verdict
+    evidence["fairness"]["age_band"] = row
     item = {i["item"]: i for i in bias_checklist(evidence)}["disparate_impact"]
-    assert item["status"] == "pass" and "ratio 0.600 below 0.8" in item["evidence"] and "not significant" in \
-        item["evidence"]
+    assert item["status"] == "fail" and item["fails"]
+    assert f"age_band: FAIL: ratio 0.600, under the minimum 0.8 (Fisher p = {row['p_value']:.3g}, reported only)." \
+        in item["evidence"]
+    assert "a selection-rate ratio under 0.8 (thresholds.disparate_impact_min) fails whatever Fisher's p" \
+        in item["evidence"]
+    assert "not significant" not in item["evidence"] and "p < 0.05" not in item["evidence"]
+    line = next(x for x in build_model_card({"brief": evidence["brief"], "fairness": evidence["fairness"]})
+                ["ethical_considerations"] if x.startswith("Fairness gate"))
+    assert line.startswith("Fairness gate across age_band: FAIL. Disparate impact: FAIL: ratio 0.600")
+
+
+def test_a_waived_row_shows_each_reason_once_and_the_gates_status(evidence, brief):
+    """The demo brief waives both age_band metrics: each row gives its own waiver's reason once, never the
+    gate's whole reason text."""
+    row, groups = _gate(brief, {"18-24": 300, "65+": 300}, {"18-24": 90, "65+": 45}, {"18-24": 20, "65+": 20})
+    assert (row["disparate_impact_status"], row["equal_opportunity_status"]) == ("WAIVED", "WAIVED")
+    evidence["fairness"]["age_band"] = row
+    evidence["fairness_groups"]["age_band"] = [{**_group(g["group"], n=g["n"]), "positives": g["positives"]}
+                                               for g in groups]
+    by = {i["item"]: i for i in bias_checklist(evidence)}
+    reasons = {w.metric: w.reason for w in brief.fairness.waivers}
+    for metric, other in (("disparate_impact", "equal_opportunity"), ("equal_opportunity", "disparate_impact")):
+        assert by[metric]["status"] == "waived" and not by[metric]["fails"]
+        assert by[metric]["evidence"].count(reasons[metric]) == 1 and reasons[other] not in by[metric]["evidence"]
+        assert ".." not in by[metric]["evidence"]
+    assert "age_band: WAIVED: ratio 0.500, under the minimum 0.8" in by["disparate_impact"]["evidence"]
+    assert "age_band: WAIVED: not assessable: fewer than two groups with 50+ hold-out positives (a TPR's " \
+           "denominator) (hold-out positives per group: 18-24 20, 65+ 20)" in by["equal_opportunity"]["evidence"]
+    markdown = render_model_card(build_model_card({"brief": brief, "fairness": evidence["fairness"]}),
+                                 list(by.values()))
+    assert "The methodology's bias checklist: 0 of 8 items fail, 2 waived." in markdown
+    ethics = markdown.split("## Ethical considerations", 1)[1].split("## Maintenance", 1)[0]
+    assert all(ethics.count(reason) == 1 for reason in reasons.values())
+
+
+def test_a_not_assessable_tpr_gap_reads_not_assessable_and_fails_the_summary_as_the_brief_says(evidence, brief):
+    evidence["brief"] = _without_waivers(brief)
+    row, groups = _gate(evidence["brief"], {"18-24": 300, "65+": 300}, {"18-24": 60, "65+": 60},
+                        {"18-24": 20, "65+": 30})
+    assert (row["disparate_impact_status"], row["equal_opportunity_status"]) == ("PASS", "NOT_ASSESSABLE")
+    evidence["fairness"]["age_band"] = row
+    evidence["fairness_groups"]["age_band"] = [{**_group(g["group"], n=g["n"]), "positives": g["positives"]}
+                                               for g in groups]
+    item = {i["item"]: i for i in bias_checklist(evidence)}["equal_opportunity"]
+    assert item["status"] == "not assessable" and item["fails"]
+    assert item["evidence"].startswith("age_band: NOT ASSESSABLE: fewer than two groups with 50+ "
+                                       "hold-out positives (a TPR's denominator) (hold-out positives per group: "
+                                       "18-24 20, 65+ 30), which fails (thresholds.fairness_when_not_assessable: "
+                                       "fail).")
+    markdown = render_model_card(build_model_card({"brief": evidence["brief"]}), bias_checklist(evidence))
+    assert "The methodology's bias checklist: 1 of 8 items fail (1 of them not assessable, which " \
+           "thresholds.fairness_when_not_assessable: fail fails)." in markdown
+    assert "| **NOT ASSESSABLE** |" in markdown
+
+    evidence["brief"] = _without_waivers(brief, fairness_when_not_assessable="warn")
+    item = {i["item"]: i for i in bias_checklist(evidence)}["equal_opportunity"]
+    assert item["status"] == "not assessable" and not item["fails"] and "which only warns" in item["evidence"]
+    markdown = render_model_card(build_model_card({"brief": evidence["brief"]}), bias_checklist(evidence))
+    assert "0 of 8 items fail, 1 not assessable (a warning under thresholds.fairness_when_not_assessable: warn)." \
+        in markdown
+
+
+def test_the_cards_rule_is_the_gates_rule(brief):
+    from mlplatform.defs.evaluation import fairness_rule
+
+    assert gate_rule(brief) == fairness_rule(brief)
 
 
 def test_broken_edge_cases_and_missing_evidence_fail(evidence):
@@ -292,7 +395,8 @@ def test_card_renders_the_checklist_and_writes_json(meta, evidence):
     assert "## Bias checklist" in markdown and "0 of 8 items fail." in markdown
     assert "| Edge cases tested: behaviour on uncommon inputs | pass |" in markdown
     assert "a \\| b" in markdown  # evidence cannot break the table
-    assert markdown.index("## Bias checklist") < markdown.index("## Card (seed template)")
+    assert markdown.index("## Bias checklist") < markdown.index("## Card (the methodology's template)")
+    assert "seed" not in markdown.lower()
     block = markdown.split("```yaml\n", 1)[1].split("```", 1)[0]
     assert yaml.safe_load(block) == {"model_card": card}
     assert json.loads(model_card_json(card, checklist)) == {"model_card": card, "bias_checklist": checklist,
@@ -331,7 +435,9 @@ def test_a_metric_the_gate_waived_is_a_waived_checklist_item_never_a_pass(eviden
     evidence["fairness"]["age_band"].update(equal_opportunity_gap=None, equal_opportunity_status="WAIVED")
     assert _status(bias_checklist(evidence))["equal_opportunity"] == "waived"
     by = {item["item"]: item["evidence"] for item in checklist}
-    assert "the fairness gate says WAIVED" in by["disparate_impact"] and "114-263 customers" in by["disparate_impact"]
+    assert by["disparate_impact"].startswith("age_band: WAIVED: ratio 0.700, under the minimum 0.8")
+    assert by["disparate_impact"].count("85-263 customers per age band") == 1  # the brief's reason, once
+    assert "114-263 customers" not in by["disparate_impact"]
     markdown = render_model_card(build_model_card({"brief": evidence["brief"]}), checklist)
     assert "1 waived" in markdown and "| **WAIVED** |" in markdown
 
