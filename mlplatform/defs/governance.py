@@ -111,6 +111,18 @@ def is_real_time(brief: Brief) -> bool:
     return "batch" not in brief.problem.latency_requirement.lower()
 
 
+def in_process_client_class() -> type:
+    """FastAPI's ``TestClient`` (an httpx client that calls the app in-process), imported without starlette's
+    notice that it prefers the httpx2 package: the platform's dependency choice, nothing a person running the
+    graph can act on, so it is kept off their terminal."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
+        from fastapi.testclient import TestClient
+    return TestClient
+
+
 def time_predict_endpoint(platform: PlatformResource, ids: list, tracking_uri: str | None = None,
                           feature_store_config: Any = None) -> InferenceTiming | None:
     """Time ``ids`` sent one at a time to the serving app's ``/predict`` (the champion, its online-store lookup
@@ -122,11 +134,10 @@ def time_predict_endpoint(platform: PlatformResource, ids: list, tracking_uri: s
     """
     import tempfile
 
-    from fastapi.testclient import TestClient
-
     from mlplatform.serving.app import ServingOptions, create_app
     from mlplatform.settings import Settings
 
+    TestClient = in_process_client_class()
     key = platform.brief.entity_key
     settings = Settings(data_dir=Path(platform.data_dir), brief_path=Path(platform.brief_path))
     app = create_app(settings, ServingOptions(poll_interval_s=3600), tracking_uri, feature_store_config)
