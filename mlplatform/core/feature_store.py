@@ -219,12 +219,99 @@ def feast_objects(
     return [key, source, view, service]
 
 
+# Tag of a FileSource whose Parquet lies in the namespace (the feature repo's parent folder): its path relative to
+# that folder, so a copied or moved data directory's registry can be pointed at its own files.
+PATH_IN_NAMESPACE_TAG = "mlplatform.path_in_namespace"
+
+
+def open_feature_store(config: feast.RepoConfig) -> feast.FeatureStore:
+    """The feature store of ``config``, its Parquet sources pointed at the namespace where the repo is now.
+
+    Feast stores a FileSource's path as given, and its DuckDB offline store reads that path as it is (a
+    relative one against the current directory, not the repo): a copied data directory would read the
+    original's feature tables, and a moved one would fail. With the registry in ``registry.db`` under the repo
+    (it travels with the data directory), :func:`relocate_sources` repoints the registered sources first.
+    A shared registry database (production) is left alone: it is not the copy's to rewrite.
+    """
+    store = feast.FeatureStore(config=config)
+    if _registry_in_repo(config) and relocate_sources(store):
+        store.refresh_registry()
+    return store
+
+
+def _registry_in_repo(config: feast.RepoConfig) -> bool:
+    registry = config.registry
+    path = registry if isinstance(registry, str) else registry.path
+    return config.repo_path is not None and path == f"sqlite:///{Path(config.repo_path) / 'registry.db'}"
+
+
+def _namespace(config: feast.RepoConfig) -> Path:
+    """The folder holding the feature repo: the brief's namespace, where its feature tables lie."""
+    if config.repo_path is None:
+        raise ValueError("the feature store's RepoConfig has no repo_path: build it with feast_config")
+    return Path(config.repo_path).resolve().parent
+
+
+def relocate_sources(store: feast.FeatureStore) -> bool:
+    """Point every registered FileSource of the namespace at its file under the repo's parent folder now.
+
+    A source tagged :data:`PATH_IN_NAMESPACE_TAG` is rewritten when its path is not that file's; an untagged
+    source lying in the namespace (registered before the tag existed) gets the tag. The data sources, the
+    feature views' batch sources and the feature services' projections are all rewritten, since each holds its
+    own copy of the path. Returns whether anything was written.
+    """
+    namespace = _namespace(store.config)
+    registry, project = store.registry, store.project
+    changed = False
+    for source in registry.list_data_sources(project, allow_cache=False):
+        if _point_at_namespace(source, namespace):
+            registry.apply_data_source(source, project, commit=True)
+            changed = True
+    for view in registry.list_feature_views(project, allow_cache=False):
+        if _point_at_namespace(view.batch_source, namespace):
+            registry.apply_feature_view(view, project, commit=True)
+            changed = True
+    for service in registry.list_feature_services(project, allow_cache=False):
+        moved = [_point_at_namespace(p.batch_source, namespace) for p in service.feature_view_projections]
+        if any(moved):
+            registry.apply_feature_service(service, project, commit=True)
+            changed = True
+    return changed
+
+
+def _point_at_namespace(source: Any, namespace: Path) -> bool:
+    """Tag ``source`` with its path in ``namespace`` and set its path to that file there; whether it changed.
+
+    Sources that are not local files, or lie outside the namespace and carry no tag, are left as they are.
+    """
+    if not isinstance(source, feast.FileSource):
+        return False
+    relative = source.tags.get(PATH_IN_NAMESPACE_TAG)
+    if relative is None:
+        if "://" in source.path or not Path(source.path).is_relative_to(namespace):
+            return False
+        relative = Path(source.path).relative_to(namespace).as_posix()
+    current = str(namespace / relative)
+    if source.path == current and source.tags.get(PATH_IN_NAMESPACE_TAG) == relative:
+        return False
+    source.file_options.uri = current
+    source.tags[PATH_IN_NAMESPACE_TAG] = relative
+    return True
+
+
 def apply_feature_store(store: feast.FeatureStore, objects: list) -> None:
     """Register ``objects`` (from :func:`feast_objects`) in the store's registry and set up the online store.
 
     A field that is already registered keeps its ``created_date`` tag, so re-applying keeps the date the
-    feature was first created.
+    feature was first created. A Parquet source in the namespace (the repo's parent folder) is tagged with its
+    path there, so that :func:`open_feature_store` can point a copied data directory's registry at its own files.
     """
+    namespace = _namespace(store.config)
+    for obj in objects:
+        if isinstance(obj, feast.FeatureView):
+            _point_at_namespace(obj.batch_source, namespace)
+        elif isinstance(obj, feast.FileSource):
+            _point_at_namespace(obj, namespace)
     for obj in objects:
         if not isinstance(obj, feast.FeatureView):
             continue

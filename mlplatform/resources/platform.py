@@ -180,6 +180,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
                             online=self.online_store, redis_connection=self.redis_connection or None)
 
     def store(self):
-        from feast import FeatureStore
+        """The feature store, its Parquet sources pointed at this data directory's files (a copied or moved one)."""
+        from mlplatform.core.feature_store import open_feature_store
 
-        return FeatureStore(config=self.config())
+        return open_feature_store(self.config())
