@@ -131,7 +131,8 @@ def _tag_root_beside_database(con: sqlite3.Connection, experiment_id: int, locat
         return
     root = Path(url2pathname(urlparse(location).path))
     if root.is_relative_to(folder):
-        con.execute("INSERT INTO experiment_tags (key, value, experiment_id) VALUES (?, ?, ?)",
+        # OR IGNORE: another process opening the same store may tag it first (the tag is the same)
+        con.execute("INSERT OR IGNORE INTO experiment_tags (key, value, experiment_id) VALUES (?, ?, ?)",
                     (ARTIFACT_ROOT_TAG, root.relative_to(folder).as_posix(), experiment_id))
 
 
