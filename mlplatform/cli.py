@@ -135,12 +135,13 @@ def _warn_about_fairness(brief: Brief, files: list[Path]) -> None:
     from mlplatform.core.preflight import fairness_outlooks
 
     source = brief.sources[brief.label.source]
-    wanted = [c for c in (*brief.protected_attributes, brief.label.timestamp) if c in source.file_columns]
+    wanted = [c for c in (*brief.protected_attributes, brief.label.timestamp, brief.label.column)
+              if c in source.file_columns]
     if not set(brief.protected_attributes) & set(wanted):
         return
     rows = pl.concat([read_file(f, source.format, source.table).select(wanted) for f in files])
     for outlook in fairness_outlooks(brief, rows):
-        if not outlook.assessable:
+        if not outlook.fully_assessable:
             typer.secho(f"  warning: {outlook.describe()}", fg="yellow")
 
 

@@ -34,9 +34,10 @@ def test_validate_warns_of_a_protected_attribute_the_hold_out_cannot_assess(tmp_
     brief = tmp_path / "b.yaml"
     made = invoke("init", election_survey(tmp_path), "--target", "vote", "--output", brief)
     assert made.exit_code == 0 and "fail closed" in made.stdout
-    if min_group:  # a threshold the five age bands (≈27 hold-out rows each) reach: no warning
+    if min_group:  # a threshold the five age bands (≈27 hold-out rows each) reach, though not in positives
         brief.write_text(brief.read_text() + f"thresholds: {{fairness_min_group_size: {min_group}}}\n")
     checked = invoke("validate", brief, "--data-dir", tmp_path)
     assert checked.exit_code == 0, checked.stderr
-    warned = "warning: protected attribute 'age': expected hold-out rows per group" in checked.stdout
-    assert warned == (min_group is None)
+    assert "warning: protected attribute 'age': expected hold-out rows per group" in checked.stdout
+    assert ("disparate-impact ratio cannot be assessed" in checked.stdout) == (min_group is None)
+    assert "equal-opportunity (TPR) gap cannot be assessed" in checked.stdout

@@ -304,7 +304,8 @@ def draft_brief(data: str, target: str, *, brief_dir: Path, today: date, table: 
         split = {"validation_fraction": 0.15, "test_fraction": 0.15, "stratify": task != "regression"}
         partition = (today, today + timedelta(days=1))
 
-    notes += _fairness_notes(frame, protected, task, split, time_column)
+    notes += _fairness_notes(frame, protected, task, split, time_column,
+                             positive=(label_index == 1) if task == "binary" else None)
 
     data_path = Path(data)
     try:
@@ -398,9 +399,10 @@ def _waiver_snippet(predictive: list[PredictiveFeature]) -> str:
 
 
 def _fairness_notes(frame: pl.DataFrame, protected: list[str], task: TaskType, split: dict,
-                    time_column: str | None) -> list[str]:
-    """Per protected attribute of a deciding model: the hold-out rows each group can be expected to have, and a
-    warning where fairness could not be assessed (the promotion gate then fails closed)."""
+                    time_column: str | None, positive: pl.Series | None) -> list[str]:
+    """Per protected attribute of a deciding model: the hold-out rows (and, given ``positive``, positives) each
+    group can be expected to have, and a warning where fairness could not be assessed (the promotion gate then
+    fails closed)."""
     defaults = Thresholds()
     if not protected or not decides(task, Label.model_fields["positive_class"].default):
         return []
@@ -409,4 +411,4 @@ def _fairness_notes(frame: pl.DataFrame, protected: list[str], task: TaskType, s
     share = hold_out_share(plan, defaults.golden_share, times)
     if share is None:
         return []
-    return [group_outlook(frame[c], share, defaults.fairness_min_group_size).describe() for c in protected]
+    return [group_outlook(frame[c], share, defaults.fairness_min_group_size, positive).describe() for c in protected]

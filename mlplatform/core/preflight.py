@@ -24,32 +24,60 @@ QUICK_HOLD_OUT = 0.3
 
 @dataclass(frozen=True)
 class GroupOutlook:
-    """A protected attribute's groups (as fairness bands them) and the hold-out rows each can be expected to have.
+    """A protected attribute's groups (as fairness bands them) and the hold-out rows and positives each can be
+    expected to have.
 
     Attributes:
         attribute: the protected column.
         expected_rows: group -> expected hold-out rows (rows of the group × the hold-out share).
         min_group_size: the brief's ``thresholds.fairness_min_group_size``.
+        expected_positives: group -> expected hold-out positives (a true-positive rate's denominator), or None
+            where the label is not at hand or the task is not binary.
     """
 
     attribute: str
     expected_rows: dict[str, float]
     min_group_size: int
+    expected_positives: dict[str, float] | None = None
 
     @property
     def assessable(self) -> bool:
-        """At least two groups can be expected to reach the minimum size: fairness can compare them."""
+        """At least two groups can be expected to reach the minimum size: the disparate-impact ratio can compare
+        them."""
         return sum(n >= self.min_group_size for n in self.expected_rows.values()) >= 2
 
+    @property
+    def tpr_assessable(self) -> bool | None:
+        """At least two groups can be expected to hold the minimum number of positives: the equal-opportunity
+        (TPR) gap can compare them. None where the positives are not known."""
+        if self.expected_positives is None:
+            return None
+        return sum(n >= self.min_group_size for n in self.expected_positives.values()) >= 2
+
+    @property
+    def fully_assessable(self) -> bool:
+        """Neither fairness metric is expected to be NOT_ASSESSABLE."""
+        return self.assessable and self.tpr_assessable is not False
+
     def describe(self) -> str:
-        """The expected rows per group in one line, and what follows when the attribute cannot be assessed."""
+        """The expected rows (and positives) per group in one line, and what follows when a fairness metric
+        cannot be assessed."""
         groups = ", ".join(f"{group} ≈{rows:.0f}" for group, rows in self.expected_rows.items())
         line = f"protected attribute '{self.attribute}': expected hold-out rows per group: {groups}"
-        if self.assessable:
+        if self.expected_positives is not None:
+            line += "; positives: " + ", ".join(f"{g} ≈{n:.0f}" for g, n in self.expected_positives.items())
+        problems = []
+        if not self.assessable:
+            problems.append(f"fewer than two groups reach thresholds.fairness_min_group_size ({self.min_group_size}) "
+                            "rows, so the disparate-impact ratio cannot be assessed")
+        if self.tpr_assessable is False:
+            problems.append(f"fewer than two groups reach {self.min_group_size} positives, so the equal-opportunity "
+                            "(TPR) gap cannot be assessed")
+        if not problems:
             return line
-        return (f"{line}; fewer than two groups reach thresholds.fairness_min_group_size ({self.min_group_size}), "
-                "so fairness cannot be assessed and the promotion gate will fail closed after training. Collect more "
-                f"rows, lower the threshold with a reason, or remove '{self.attribute}' from protected_attributes.")
+        return (f"{line}; " + "; ".join(problems) + "; the promotion gate will fail closed after training (unless "
+                "thresholds.fairness_when_not_assessable is warn). Collect more rows, lower the threshold with a "
+                f"reason, or remove '{self.attribute}' from protected_attributes.")
 
 
 def decides(task: TaskType, favourable_class: str | int | None) -> bool:
@@ -58,14 +86,23 @@ def decides(task: TaskType, favourable_class: str | int | None) -> bool:
                                 and str(favourable_class).isdigit())
 
 
-def group_outlook(values: pl.Series, hold_out_share: float, min_group_size: int) -> GroupOutlook:
+def group_outlook(values: pl.Series, hold_out_share: float, min_group_size: int,
+                  positive: pl.Series | None = None) -> GroupOutlook:
     """The groups of a protected attribute (many-valued numbers in the bands fairness uses) and their expected
-    hold-out rows: each group's rows times ``hold_out_share``. Missing values form no group."""
+    hold-out rows: each group's rows times ``hold_out_share``; with ``positive`` (True where a row's label is the
+    positive class, aligned with ``values``) also their expected positives. Missing values form no group."""
     from mlplatform.core.evaluation import protected_groups
 
-    groups = protected_groups(values.drop_nulls()).value_counts(sort=True)
-    expected = {str(group): count * hold_out_share for group, count in groups.iter_rows()}
-    return GroupOutlook(values.name, expected, min_group_size)
+    known = values.is_not_null()
+    rows = pl.DataFrame({"group": protected_groups(values.filter(known)).cast(pl.String),
+                         "positive": (positive.filter(known).fill_null(False).cast(pl.Boolean) if positive is not None
+                                      else pl.repeat(False, int(known.sum()), eager=True))})
+    counts = rows.group_by("group").agg(pl.len().alias("n"), pl.col("positive").sum().alias("positives")).sort(
+        ["n", "group"], descending=[True, False])
+    expected = {group: n * hold_out_share for group, n in zip(counts["group"], counts["n"], strict=True)}
+    positives = ({group: p * hold_out_share for group, p in zip(counts["group"], counts["positives"], strict=True)}
+                 if positive is not None else None)
+    return GroupOutlook(values.name, expected, min_group_size, positives)
 
 
 def hold_out_share(split: Split | RandomSplit, golden_share: float,
@@ -147,9 +184,22 @@ def fairness_outlooks(brief: Brief, label_rows: pl.DataFrame) -> list[GroupOutlo
     if share is None:
         return []
     outlooks = []
+    positive = _positive_rows(brief, label_rows)
     for attribute in attributes:
         values = label_rows[attribute].str.strip_chars()
         if source.columns[attribute].dtype in ("int", "float"):
             values = values.cast(pl.Float64, strict=False)
-        outlooks.append(group_outlook(values, share, brief.thresholds.fairness_min_group_size))
+        outlooks.append(group_outlook(values, share, brief.thresholds.fairness_min_group_size, positive))
     return outlooks
+
+
+def _positive_rows(brief: Brief, label_rows: pl.DataFrame) -> pl.Series | None:
+    """True where a row's label (as read, text) is a binary brief's positive class (index 1 of label.classes, or
+    1); None where the label is not among the rows or the task is not binary."""
+    column = brief.label.column
+    if brief.task_type != "binary" or column not in label_rows.columns:
+        return None
+    label = label_rows[column].cast(pl.String).str.strip_chars()
+    if brief.label.classes:
+        return label == brief.label.classes[1]
+    return label.cast(pl.Float64, strict=False) == 1

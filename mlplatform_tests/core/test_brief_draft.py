@@ -2,6 +2,7 @@
 
 from datetime import date
 
+import numpy as np
 import polars as pl
 import pytest
 import yaml
@@ -157,3 +158,18 @@ def test_a_protected_attribute_too_small_for_the_hold_out_is_said_up_front(tmp_p
     note = next(n for n in draft.inferences if n.startswith("protected attribute 'age'"))
     assert "expected hold-out rows per group" in note and "fail closed" in note
     assert "< 33 ≈27" in note
+
+
+def test_groups_with_rows_enough_but_positives_too_few_warn_of_the_tpr_gap(tmp_path):
+    """1,000 rows per gender reach ~140 hold-out rows each (a ratio can be judged), but a 10% positive rate leaves
+    ~14 positives per group: the equal-opportunity gap cannot be, and init says so before any training."""
+    rng = np.random.default_rng(3)
+    n = 2000
+    path = tmp_path / "offers.csv"
+    pl.DataFrame({"spend": rng.gamma(2.0, 30.0, n).round(2), "gender": np.repeat(["f", "m"], n // 2),
+                  "accepted": (rng.random(n) < 0.1).astype(int)}).write_csv(path)
+    _, draft = drafted(tmp_path, path, "accepted")
+    note = next(n for n in draft.inferences if n.startswith("protected attribute 'gender'"))
+    assert "positives: " in note and "fail closed" in note
+    assert "equal-opportunity (TPR) gap cannot be assessed" in note
+    assert "disparate-impact ratio cannot be assessed" not in note
