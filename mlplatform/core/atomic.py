@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlplatform.core.io import _umask
+from mlplatform.core.io import new_mode
 
 
 def write_model_folder(directory: Path, write: Callable[[Path], Any]) -> Path:
@@ -25,7 +25,7 @@ def write_model_folder(directory: Path, write: Callable[[Path], Any]) -> Path:
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700; the folder should read like any other
+        os.chmod(staging, new_mode(folder=True))  # mkdtemp makes it 0700
         write(staging)
         _fsync_tree(staging)
         previous = directory.with_name(f".{directory.name}.previous")

@@ -1,8 +1,10 @@
 """Reading inputs and writing tables atomically."""
 
+import contextlib
 import glob
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -34,9 +36,26 @@ def _umask() -> int:
     return mask
 
 
-def _file_mode() -> int:
-    """The mode a new file gets from ``open``: 0o666 less the umask (mkstemp makes files 0600)."""
-    return 0o666 & ~_umask()
+def new_mode(folder: bool = False) -> int:
+    """The mode ``open`` (0o666) or ``mkdir`` (0o777) gives a new file or folder under the umask; ``mkstemp`` and
+    ``mkdtemp`` make theirs private (0600 / 0700), so what is staged with them gets this before it is published."""
+    return (0o777 if folder else 0o666) & ~_umask()
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[str]:
+    """A temporary file beside ``path`` for the block to fill; on success it replaces ``path`` with the umask's
+    mode, so readers see the old file or the new one; on error it is removed and ``path`` is untouched."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, new_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _checksummed(frame: pl.DataFrame) -> bool:
@@ -50,34 +69,18 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> Path:
     none), which :func:`verify_parquet` checks, unless ``frame`` holds an Enum or 128-bit integer column
     (pyarrow cannot store those as polars reads them back). The file's mode follows the umask, like ``open``.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with _replacing(path) as tmp:
         if _checksummed(frame):
             frame.write_parquet(tmp, use_pyarrow=True, pyarrow_options={"write_page_checksum": True})
         else:
             frame.write_parquet(tmp)
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
 def write_text_atomic(text: str, path: Path) -> Path:
     """Write ``text`` to ``path`` so readers see the old file or the new one; the mode follows the umask."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _replacing(path) as tmp:
+        Path(tmp).write_text(text)
     return path
 
 
