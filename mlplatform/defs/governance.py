@@ -3,7 +3,6 @@
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -19,7 +18,6 @@ from mlplatform.core.cost import (
     history_row,
     step_table,
     time_batch_prediction,
-    time_requests,
     trend_plot,
 )
 from mlplatform.core.io import write_text_atomic
@@ -35,6 +33,8 @@ from mlplatform.core.system_score import (
     score_table,
 )
 from mlplatform.resources.platform import FeatureStoreResource, PlatformResource, TrackingResource
+from mlplatform.serving.timing import time_predict_endpoint
+from mlplatform.settings import Settings
 
 INFERENCE_ROWS = 1000
 PREDICT_REQUESTS = 200  # /predict requests timed for a real-time consumer
@@ -111,74 +111,6 @@ def is_real_time(brief: Brief) -> bool:
     return "batch" not in brief.problem.latency_requirement.lower()
 
 
-def in_process_client_class() -> type:
-    """FastAPI's ``TestClient`` (an httpx client that calls the app in-process), imported without starlette's
-    notice that it prefers the httpx2 package: the platform's dependency choice, nothing a person running the
-    graph can act on, so it is kept off their terminal."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
-        from fastapi.testclient import TestClient
-    return TestClient
-
-
-def time_predict_endpoint(platform: PlatformResource, ids: list, tracking_uri: str | None = None,
-                          feature_store_config: Any = None) -> InferenceTiming | None:
-    """Time ``ids`` sent one at a time to the serving app's ``/predict`` (the champion, its online-store lookup
-    and the HTTP layer, through a real in-process client); None when no request was answered.
-
-    The app reads the run's registry (``tracking_uri``) and online store (``feature_store_config``, a Feast
-    ``RepoConfig``); None for either means the local profile's stores under the data directory. The
-    measurement's own predictions go to a scratch log, never to the prediction log monitoring reads.
-    """
-    import tempfile
-
-    from mlplatform.serving.app import ServingOptions, create_app
-    from mlplatform.settings import Settings
-
-    TestClient = in_process_client_class()
-    key = platform.brief.entity_key
-    settings = Settings(data_dir=Path(platform.data_dir), brief_path=Path(platform.brief_path))
-    app = create_app(settings, ServingOptions(poll_interval_s=3600), tracking_uri, feature_store_config)
-    with tempfile.TemporaryDirectory() as scratch:
-        with TestClient(app) as client:
-            _log_to(app, Path(scratch))
-            ready = _wait_ready(client)
-            seconds, answered, refused = (0.0, 0, 0) if ready is None else time_requests(
-                lambda entity_id: client.post("/predict", json={key: entity_id}).status_code == 200, ids)
-        app.state.prediction_log.close()
-    if ready is None or not answered:
-        return None
-    return InferenceTiming(f"{ready['model_name']} version {ready['model_version']}", answered, seconds,
-                           f"{answered:,} POST /predict requests one at a time through the serving app in-process "
-                           f"(FastAPI TestClient; champion {ready['model_name']} version {ready['model_version']}, "
-                           f"online-store lookup included; {refused} ids refused), total request time on this "
-                           "machine's CPU")
-
-
-def _log_to(app, folder: Path) -> None:
-    """Point the app's prediction log at ``folder`` (the log the lifespan opened is closed empty)."""
-    from mlplatform.serving.prediction_log import PredictionLog
-
-    current = app.state.prediction_log
-    current.close()
-    app.state.prediction_log = PredictionLog(folder, current.schema, current.flush_interval_s, current.flush_rows)
-
-
-def _wait_ready(client, timeout_s: float = 60.0) -> dict | None:
-    """The app's /ready answer once it is ready; None when it is not within ``timeout_s``."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        answer = client.get("/ready")
-        if answer.status_code == 200:
-            return answer.json()
-        time.sleep(0.2)
-    return None
-
-
 def _inference_timing(platform: PlatformResource, tracking: TrackingResource,
                       feast_store: FeatureStoreResource) -> InferenceTiming:
     """Inference timed the way the brief's consumer calls the model: /predict for a real-time consumer (the
@@ -188,7 +120,8 @@ def _inference_timing(platform: PlatformResource, tracking: TrackingResource,
     rows = platform.read_table("training", "training_set")
     if is_real_time(b):
         newest = rows.sort(b.label.timestamp, descending=True)[b.entity_key].unique(maintain_order=True)
-        timing = time_predict_endpoint(platform, newest.head(PREDICT_REQUESTS).to_list(), tracking.uri,
+        settings = Settings(data_dir=Path(platform.data_dir), brief_path=Path(platform.brief_path))
+        timing = time_predict_endpoint(settings, newest.head(PREDICT_REQUESTS).to_list(), tracking.uri,
                                        feast_store.config())
         if timing is not None:
             return timing

@@ -6,9 +6,8 @@ import pytest
 from mlplatform.brief import DEMO_BRIEF
 from mlplatform.core.feature_store import feast_config
 from mlplatform.core.tracking import get_alias_version
-from mlplatform.resources.platform import PlatformResource
 from mlplatform.serving.app import _without_password
-from mlplatform.settings import Workspace
+from mlplatform.settings import Settings, Workspace
 from mlplatform_tests.serving.helpers import MODEL, copy_namespace
 
 
@@ -17,14 +16,14 @@ def test_the_cost_reports_predict_timing_serves_the_runs_stores_and_creates_none
     """As the cost report times /predict in the production profile: the registry and the online store live
     elsewhere (here copies outside the data directory stand for PostgreSQL and Redis). The champion answers
     from them, and the data directory gets no MLflow or Feast store of its own."""
-    from mlplatform.defs.governance import time_predict_endpoint
+    from mlplatform.serving.timing import time_predict_endpoint
 
     stores = Workspace(copy_namespace(demo_settings, tmp_path / "stores", ["mlflow", "feast"]).data_dir, "churn_demo")
     champion = get_alias_version(stores.mlflow_uri, MODEL, "champion")
     data_dir = tmp_path / "data"
-    platform = PlatformResource(data_dir=str(data_dir), brief_path=str(DEMO_BRIEF))
+    settings = Settings(data_dir=data_dir, brief_path=DEMO_BRIEF)
 
-    timing = time_predict_endpoint(platform, known_ids, stores.mlflow_uri, feast_config(stores.feast_dir, "churn_demo"))
+    timing = time_predict_endpoint(settings, known_ids, stores.mlflow_uri, feast_config(stores.feast_dir, "churn_demo"))
 
     assert timing is not None and timing.rows == len(known_ids)
     assert timing.model == f"{MODEL} version {champion}", timing.describe()  # not the rules fallback

@@ -26,7 +26,7 @@ def test_starlette_warns_when_its_test_client_is_imported_plainly():
 def test_the_timing_client_is_imported_without_the_notice_and_works():
     done = _runs_cleanly(
         "from fastapi import FastAPI\n"
-        "from mlplatform.defs.governance import in_process_client_class\n"
+        "from mlplatform.serving.timing import in_process_client_class\n"
         "app = FastAPI()\n"
         "app.get('/ping')(lambda: {'ok': True})\n"
         "with in_process_client_class()(app) as client:\n"
