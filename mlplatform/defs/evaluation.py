@@ -116,8 +116,8 @@ def scored_hold_out(platform: PlatformResource, split) -> tuple[SplitFrames, dic
     if not isinstance(b.features, Features):  # a plain table: a quarantined row never reaches the training set
         return split, {"rows": 0, "entities": 0}
     source = b.features.entities_source
-    path = platform.workspace.table("quarantine", source)
-    quarantine = pl.read_parquet(path) if path.exists() else pl.DataFrame()
+    quarantined = platform.workspace.table("quarantine", source).exists()
+    quarantine = platform.read_table("quarantine", source) if quarantined else pl.DataFrame()  # checksum-verified
     keys = quarantined_entities(quarantine, platform.read_table("validated", source), b.entity_key)
     kept, apart = without_entities(split.test, b.entity_key, keys)
     return (SplitFrames(split.train, split.validation, kept),
