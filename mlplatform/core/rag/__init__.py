@@ -1,0 +1,1 @@
+"""Retrieval-augmented question answering: documents → chunks → indexes → retrieval → rerank → cited answer."""
