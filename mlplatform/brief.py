@@ -518,6 +518,118 @@ class LeakageWaivers(_Strict):
                 if f in reasons or f.removeprefix(f"{entity}_") in reasons}
 
 
+class RagChunking(_Strict):
+    """How documents are cut into chunks (the method's ``rag_pipeline.ingestion.chunking``); sizes in tokens
+    (words and punctuation marks, see ``mlplatform.core.rag.chunking``). No chunk cuts a sentence."""
+
+    strategy: Literal["semantic", "fixed_size", "recursive"] = Field(
+        default="semantic", description="semantic: break where the topic shifts between sentences; fixed_size: "
+        "pack whole sentences up to chunk_size; recursive: headings, then paragraphs, then sentences")
+    chunk_size: int = Field(default=512, ge=16, le=8192, description="most tokens of a chunk (512-1024 for most "
+                            "uses); a single sentence longer than this stays whole")
+    overlap: int = Field(default=50, ge=0, description="tokens of whole sentences repeated from the previous chunk")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> "RagChunking":
+        if self.overlap >= self.chunk_size:
+            raise ValueError(f"rag.chunking.overlap ({self.overlap}) must be smaller than chunk_size "
+                             f"({self.chunk_size}), e.g. 50 for 512")
+        return self
+
+
+class RagEmbedding(_Strict):
+    """Which model turns chunks and questions into vectors; every kind runs without a download at run time."""
+
+    kind: Literal["lsa", "sentence_transformers", "model2vec", "openai"] = Field(
+        default="lsa", description="lsa: TF-IDF and truncated SVD fitted on the corpus itself (saved with the "
+        "index); sentence_transformers / model2vec: a model folder at path; openai: an OpenAI-compatible "
+        "/v1/embeddings endpoint at url")
+    path: str | None = Field(default=None, description="local model folder (sentence_transformers, model2vec); "
+                             "may start with {data_dir}")
+    url: str | None = Field(default=None, description="base URL of an OpenAI-compatible API, e.g. "
+                            "http://127.0.0.1:8000/v1 (openai)")
+    model: str | None = Field(default=None, description="model name sent to the endpoint (openai)")
+    api_key_env: str = Field(default="OPENAI_API_KEY", description="environment variable holding the endpoint's "
+                             "key (openai; unset: no key is sent)")
+    dimensions: int = Field(default=256, ge=2, le=8192, description="vector size: the LSA components, or the "
+                            "dimensions asked of the endpoint")
+    truncate_to: int | None = Field(default=None, ge=2, description="Matryoshka-style: keep the first N "
+                                    "dimensions and renormalise (for models trained that way)")
+
+    @model_validator(mode="after")
+    def _where_the_model_is(self) -> "RagEmbedding":
+        if self.kind in ("sentence_transformers", "model2vec") and not self.path:
+            raise ValueError(f"rag.embedding.kind {self.kind} needs path: the local folder of the saved model")
+        if self.kind == "openai" and not (self.url and self.model):
+            raise ValueError("rag.embedding.kind openai needs url (e.g. http://127.0.0.1:8000/v1) and model")
+        if self.truncate_to is not None and self.kind == "lsa" and self.truncate_to > self.dimensions:
+            raise ValueError(f"rag.embedding.truncate_to ({self.truncate_to}) must not exceed dimensions "
+                             f"({self.dimensions})")
+        return self
+
+
+class RagRerank(_Strict):
+    """Reranking the retrieved candidates down to the final context (the method's ``reranking``)."""
+
+    kind: Literal["lambdarank", "cross_encoder", "none"] = Field(
+        default="lambdarank", description="lambdarank: LightGBM over retrieval features, trained on the training "
+        "share of the labelled queries; cross_encoder: a model folder at path; none: keep the retrieval order")
+    top_n: int = Field(default=3, ge=1, description="final context chunks")
+    path: str | None = Field(default=None, description="local cross-encoder folder (cross_encoder)")
+    train_share: float = Field(default=0.5, gt=0, lt=1, description="share of the labelled queries the "
+                               "lambdarank reranker trains on; the rest measure it")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _cross_encoder_path(self) -> "RagRerank":
+        if self.kind == "cross_encoder" and not self.path:
+            raise ValueError("rag.retrieval.rerank.kind cross_encoder needs path: the local folder of the model")
+        return self
+
+
+class RagFilters(_Strict):
+    """Metadata filters every retrieval applies (the method's ``filters``); empty: no filter."""
+
+    sources: list[str] = Field(default_factory=list, description="documents (relative paths) or glob patterns "
+                               "to search only")
+    sections: list[str] = Field(default_factory=list, description="section headings to search only")
+    date_from: date | None = None
+    date_to: date | None = None
+
+
+class RagRetrieval(_Strict):
+    """How chunks are found for a question (the method's ``rag_pipeline.retrieval``)."""
+
+    mode: Literal["dense", "sparse", "hybrid"] = Field(default="hybrid", description="hybrid (recommended): "
+                                                       "reciprocal-rank fusion of dense and BM25")
+    top_k: int = Field(default=10, ge=1, le=1000, description="candidates retrieved before reranking")
+    rrf_k: int = Field(default=60, ge=1, description="the constant of reciprocal-rank fusion")
+    rerank: RagRerank = RagRerank()
+    filters: RagFilters = RagFilters()
+
+    @model_validator(mode="after")
+    def _rerank_within_candidates(self) -> "RagRetrieval":
+        if self.rerank.top_n > self.top_k:
+            raise ValueError(f"rag.retrieval.rerank.top_n ({self.rerank.top_n}) must not exceed top_k "
+                             f"({self.top_k}): reranking picks from the retrieved candidates")
+        return self
+
+
+class RagSpec(_Strict):
+    """Question answering over documents (the method's phase 6 ``rag_pipeline``): ingestion and retrieval."""
+
+    documents: list[str] = Field(min_length=1, description="folders, files or glob patterns of Markdown, text, "
+                                 "HTML and PDF documents; may start with {data_dir}; relative to the brief's folder")
+    chunking: RagChunking = RagChunking()
+    embedding: RagEmbedding = RagEmbedding()
+    retrieval: RagRetrieval = RagRetrieval()
+
+    def resolve(self, raw: str, data_dir: Path, brief_dir: Path) -> Path:
+        """A path of this section with ``{data_dir}`` filled in; relative paths are taken from the brief's folder."""
+        path = Path(raw.replace("{data_dir}", str(data_dir)))
+        return path if path.is_absolute() else brief_dir / path
+
+
 class Brief(_Strict):
     """A problem brief: what to predict, from which data, judged by which gates."""
 
@@ -545,6 +657,7 @@ class Brief(_Strict):
     training: Training = Training()
     leakage: LeakageWaivers = LeakageWaivers()
     hypothesis: str = ""
+    rag: RagSpec | None = Field(default=None, description="question answering over documents (phase 6)")
 
     @model_validator(mode="before")
     @classmethod
