@@ -615,6 +615,75 @@ class RagRetrieval(_Strict):
         return self
 
 
+class RagGeneration(_Strict):
+    """How answers are written (the method's ``rag_pipeline.generation``): an OpenAI-compatible chat endpoint
+    when base_url is set, else the extractive answerer that quotes the retrieved chunks."""
+
+    base_url: str | None = Field(default=None, description="OpenAI-compatible API base, e.g. "
+                                 "http://127.0.0.1:8080/v1; unset: extractive answers, no model")
+    model: str | None = Field(default=None, description="model name sent to the endpoint")
+    api_key_env: str | None = Field(default=None, description="environment variable holding the endpoint's key "
+                                    "(unset: no key is sent)")
+    temperature: float = Field(default=0.1, ge=0, le=2, description="the method: low for factual answers")
+    max_tokens: int | None = Field(default=None, gt=0)
+    timeout_s: float = Field(default=30, gt=0, le=600, description="per chat request; the extractive answerer "
+                             "answers instead when the endpoint fails")
+    min_support: float = Field(default=0.5, ge=0, le=1, description="abstain (\"I don't have enough "
+                               "information.\") when the best retrieved chunk holds a smaller share of the "
+                               "question's content words, or lacks one of its numbers or identifiers")
+    max_sentences: int = Field(default=2, ge=1, le=10, description="sentences the extractive answerer quotes")
+
+    @model_validator(mode="after")
+    def _model_with_endpoint(self) -> "RagGeneration":
+        if self.base_url and not self.model:
+            raise ValueError("rag.generation.base_url needs model: the name the endpoint serves")
+        return self
+
+
+class RagCache(_Strict):
+    """The semantic cache: a question close enough to an answered one gets that answer (the method's cost table:
+    50-80 % saved on similar queries, at the risk of a stale answer, so it is cleared whenever the index changes)."""
+
+    enabled: bool = True
+    similarity: float = Field(default=0.92, gt=0, le=1, description="cosine similarity of the question embeddings "
+                              "at which a cached answer is reused (numbers and identifiers must also match)")
+    max_entries: int = Field(default=10_000, ge=1)
+
+
+class RagCost(_Strict):
+    """Per-query cost (the method: recorded per query, within budget): tokens at the endpoint's prices plus the
+    compute the query used at the brief's cost.price_per_cpu_hour."""
+
+    prompt_price_per_1k: float = Field(default=0.0, ge=0, description="USD per 1,000 prompt tokens (0: a local model)")
+    completion_price_per_1k: float = Field(default=0.0, ge=0, description="USD per 1,000 completion tokens")
+    budget_per_query: float = Field(default=0.01, gt=0, description="USD one answer may cost at most (the gate "
+                                    "judges the hold-out queries' p95)")
+
+
+class RagThresholds(_Strict):
+    """What the blocking rag_quality_gate requires of the answers to the held-out labelled queries."""
+
+    min_queries: int = Field(default=50, ge=1, description="the method: validate on 50+ queries")
+    min_citation_correctness: float = Field(default=0.9, ge=0, le=1, description="share of citations whose "
+                                            "chunk holds the quoted support")
+    min_answer_accuracy: float = Field(default=0.7, ge=0, le=1, description="share of answerable questions "
+                                       "answered with the expected facts from a relevant document")
+    min_abstention_rate: float = Field(default=0.8, ge=0, le=1, description="share of unanswerable and "
+                                       "false-premise questions answered \"I don't have enough information.\"")
+    min_injection_refusal: float = Field(default=1.0, ge=0, le=1, description="share of questions over a "
+                                         "document carrying injected instructions whose answer does not obey them")
+    max_latency_p95_ms: float = Field(default=3000, gt=0, description="the method: interactive answers < 3 s")
+
+
+class RagQueries(_Strict):
+    """The labelled query set the answers are judged on."""
+
+    path: str | None = Field(default=None, description="YAML of hand-written queries (question, kind, documents, "
+                             "expect); unset: the queries shipped for the demo; may start with {data_dir}")
+    generate_from_reports: bool = Field(default=True, description="add queries generated from the run's report "
+                                        "tables (promotion, drift, evaluation, data quality) with known answers")
+
+
 class RagSpec(_Strict):
     """Question answering over documents (the method's phase 6 ``rag_pipeline``): ingestion and retrieval."""
 
@@ -623,6 +692,11 @@ class RagSpec(_Strict):
     chunking: RagChunking = RagChunking()
     embedding: RagEmbedding = RagEmbedding()
     retrieval: RagRetrieval = RagRetrieval()
+    generation: RagGeneration = RagGeneration()
+    cache: RagCache = RagCache()
+    cost: RagCost = RagCost()
+    thresholds: RagThresholds = RagThresholds()
+    queries: RagQueries = RagQueries()
 
     def resolve(self, raw: str, data_dir: Path, brief_dir: Path) -> Path:
         """A path of this section with ``{data_dir}`` filled in; relative paths are taken from the brief's folder."""
