@@ -1,7 +1,7 @@
 """The records the question-answering stages exchange: a chunk of a document, a retrieved hit, an answer."""
 
+import datetime as dt
 from dataclasses import dataclass, field
-from datetime import date
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class Chunk:
     position: int
     page: int | None = None
     section: str | None = None
-    date: date | None = None
+    date: dt.date | None = None
     n_tokens: int = 0
 
 
