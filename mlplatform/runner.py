@@ -113,6 +113,23 @@ def _assets_and_checks(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
     return typed
 
 
+# The named jobs the CLI's runs belong to, so the UI's Jobs and Runs pages list them with their history: the monthly
+# batches through ``ingest_job``, everything else through ``full_run`` (see defs.automation).
+RUN_JOBS = ("full_run", "ingest_job")
+
+
+def job_for(defs: dg.Definitions, keys: set[dg.AssetKey]) -> dg.JobDefinition | None:
+    """The first of :data:`RUN_JOBS` whose selection holds every asset in ``keys``; None when none does (a brief
+    whose graph has no such job), and the run falls back to an unnamed one."""
+    names = {job.name for job in defs.jobs or []}
+    for name in RUN_JOBS:
+        if name in names:
+            job = defs.resolve_job_def(name)
+            if keys <= set(job.asset_layer.selected_asset_keys):
+                return job
+    return None
+
+
 def _stage_runs(graph, keys: list[dg.AssetKey]) -> list[tuple[dg.AssetSelection, dict[str, str]]]:
     """The runs (selection, partition tags) that materialise one stage's assets with their checks, each after what
     it depends on in the stage: every unpartitioned asset whose upstream is done joins one run; then each partition
@@ -180,9 +197,15 @@ def _run_stages(settings: Settings, instance: dg.DagsterInstance, progress: Call
             continue
         started = time.perf_counter()
         for selection, partition_tags in _stage_runs(graph, keys):
-            result = dg.materialize(assets_and_checks, instance=instance, resources=defs.resources,
-                                    raise_on_error=False, run_config=run_config, selection=selection,
-                                    tags={**tags, **partition_tags})
+            selected = selection.resolve(graph)
+            job = job_for(defs, selected)
+            if job is None:
+                result = dg.materialize(assets_and_checks, instance=instance, resources=defs.resources,
+                                        raise_on_error=False, run_config=run_config, selection=selection,
+                                        tags={**tags, **partition_tags})
+            else:  # a subset of the named job: its checks on the selected assets run with them
+                result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
+                                                asset_selection=sorted(selected), tags={**tags, **partition_tags})
             stopped = _stopped_by(result, gates)
             if stopped:
                 outcome.stopped_by, outcome.reason = stopped
