@@ -117,7 +117,8 @@ def build(brief) -> list:
         "serving_job", selection=dg.AssetSelection.assets(serving_rollout, ab_test_report),
         description="Judge the served models from the prediction log: rollback, canary step, A/B report.")
 
-    @dg.sensor(job=serving_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED)
+    @dg.sensor(job=serving_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED,
+               description="Runs the rollback rule, the canary step and the A/B report when predictions are logged.")
     def serving_guard_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource):
         """Runs the rollback rule, the canary step and the A/B report whenever new predictions were logged."""
         parts = sorted(prediction_log_dir(platform.workspace).glob("part-*.parquet"))
