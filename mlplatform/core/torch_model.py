@@ -10,7 +10,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,39 @@ class Preprocessing:
         x_num = frame.select(numeric + flags).to_numpy() if numeric or flags else np.zeros((frame.height, 0))
         x_cat = frame.select(codes).to_numpy() if codes else np.zeros((frame.height, 0))
         return x_num.astype(np.float32), x_cat.astype(np.int64)
+
+    def transform_rows(self, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`transform` of feature dicts, value by value in Python: the same float64 arithmetic (so the same
+        float32 inputs) without building a frame, which costs about a millisecond for one row. A categorical
+        value must be text (or missing); a numeric one a number, a bool or missing."""
+        numeric = list(zip(self.numeric, self.medians, self.means, self.stds, strict=True))
+        vocabularies = [(name, {value: position + _RESERVED for position, value in enumerate(vocabulary)})
+                        for name, vocabulary in self.categories.items()]
+        x_num = np.empty((len(rows), len(numeric) + len(self.indicators)), dtype=np.float32)
+        x_cat = np.empty((len(rows), len(vocabularies)), dtype=np.int64)
+        for r, row in enumerate(rows):
+            values = [(_row_float(row.get(name), name), median, mean, std) for name, median, mean, std in numeric]
+            x_num[r, :len(numeric)] = [((median if x is None else x) - mean) / std for x, median, mean, std in values]
+            x_num[r, len(numeric):] = [float(_row_float(row.get(name), name) is None) for name in self.indicators]
+            x_cat[r] = [_MISSING if (text := _row_text(row.get(name), name)) is None else index.get(text, _OTHER)
+                        for name, index in vocabularies]
+        return x_num, x_cat
+
+
+def _row_float(value: Any, name: str) -> float | None:
+    """A numeric feature value as the frame path reads it: float64, NaN and missing both None."""
+    if value is None:
+        return None
+    if not isinstance(value, int | float):
+        raise TypeError(f"feature '{name}' is numeric; got {type(value).__name__} {value!r}")
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def _row_text(value: Any, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"feature '{name}' is categorical (text); got {type(value).__name__} {value!r}")
 
 
 def _as_float(name: str) -> pl.Expr:
@@ -189,12 +223,17 @@ class TorchModel:
                 out = self.network(torch.from_numpy(x_num[rows]).to(device), torch.from_numpy(x_cat[rows]).to(device))
                 outputs.append(out.float().cpu())
         logits = torch.cat(outputs) if outputs else torch.zeros((0, self.architecture["n_outputs"]))
+        return self.scores_of_logits(logits.numpy())
+
+    def scores_of_logits(self, logits: np.ndarray) -> np.ndarray:
+        """The network's float32 outputs (rows x outputs) as :meth:`predict_score` reports them."""
+        out = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))
         if self.task == "binary":
-            return torch.sigmoid(logits[:, 0]).double().numpy()
+            return torch.sigmoid(out[:, 0]).double().numpy()
         if self.task == "multiclass":
-            return torch.softmax(logits, dim=1).double().numpy()
+            return torch.softmax(out, dim=1).double().numpy()
         prep = self.preprocessing
-        return logits[:, 0].double().numpy() * prep.target_std + prep.target_mean
+        return out[:, 0].double().numpy() * prep.target_std + prep.target_mean
 
 
 @contextlib.contextmanager
@@ -406,3 +445,102 @@ def load_torch_model(directory: Path) -> TorchModel:
     network.load_state_dict(load_file(str(weights), device="cpu"))
     return TorchModel(meta["task"], network.eval(), meta["features"], Preprocessing(**meta["preprocessing"]),
                       meta["architecture"], meta["params"], meta["threshold"], meta["info"], meta["name"])
+
+
+# How a loaded network can run at inference time, fastest first in our measurement of one row on the CPU
+# (docs/serving_performance.md): ONNX Runtime on the graph exported from the network, TorchScript (traced and
+# frozen), plain eager torch, and dynamic INT8 quantisation of the linear layers by ONNX Runtime or torch.
+# Every backend is built in memory from the loaded weights: the saved model stays safetensors + JSON.
+INFERENCE_BACKENDS = ("onnxruntime", "torchscript", "eager", "onnxruntime-int8", "torch-int8")
+Network = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def compile_network(model: TorchModel, backend: str = "onnxruntime", threads: int = 1) -> Network:
+    """The model's network as a function of float32 numeric and int64 category inputs (rows x columns, as
+    :meth:`Preprocessing.transform` makes them) to float32 outputs, run by ``backend`` (one of
+    :data:`INFERENCE_BACKENDS`) with ``threads`` intra-op threads (one: requests score one row each, and idle
+    threads spin on a busy machine).
+
+    Raises:
+        ValueError: an unknown backend.
+        Exception: whatever the export or the runtime raises (e.g. a graph ONNX Runtime cannot run).
+    """
+    network = model.network.eval()
+    example = (torch.zeros((2, model.architecture["n_numeric"])),
+               torch.full((2, len(model.architecture["cardinalities"])), _MISSING, dtype=torch.int64))
+    if backend in ("eager", "torch-int8", "torchscript"):
+        if backend == "torch-int8":
+            with warnings.catch_warnings():  # torch announces the move of quantisation to torchao
+                warnings.simplefilter("ignore")
+                network = torch.ao.quantization.quantize_dynamic(network, {nn.Linear}, dtype=torch.qint8)
+        if backend == "torchscript":
+            with torch.no_grad():
+                network = torch.jit.freeze(torch.jit.trace(network, example))
+
+        def run_torch(x_num: np.ndarray, x_cat: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return network(torch.from_numpy(x_num), torch.from_numpy(x_cat)).numpy()
+
+        return run_torch
+    if backend not in ("onnxruntime", "onnxruntime-int8"):
+        raise ValueError(f"unknown inference backend '{backend}'; expected one of {INFERENCE_BACKENDS}")
+    import onnxruntime
+
+    graph = onnx_graph(model)
+    if backend == "onnxruntime-int8":
+        graph = _quantize_onnx(graph)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    # An input the graph never reads (no categorical features) is dropped by the export.
+    wanted = {item.name for item in session.get_inputs()}
+    output = session.get_outputs()[0].name
+
+    def run_onnx(x_num: np.ndarray, x_cat: np.ndarray) -> np.ndarray:
+        feed = {"x_num": x_num, "x_cat": x_cat}
+        return session.run([output], {name: value for name, value in feed.items() if name in wanted})[0]
+
+    return run_onnx
+
+
+def onnx_graph(model: TorchModel) -> bytes:
+    """The model's network exported to ONNX (opset 17, any number of rows), in memory."""
+    import io
+
+    example = (torch.zeros((2, model.architecture["n_numeric"])),
+               torch.full((2, len(model.architecture["cardinalities"])), _MISSING, dtype=torch.int64))
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # the TorchScript-based exporter is announced deprecated; it needs no onnxscript
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.network.eval(), example, buffer,  # type: ignore[arg-type]  # a file object works dynamo=False, opset_version=17,
+                          input_names=["x_num", "x_cat"], output_names=["out"],
+                          dynamic_axes={"x_num": {0: "rows"}, "x_cat": {0: "rows"}, "out": {0: "rows"}})
+    return buffer.getvalue()
+
+
+def _quantize_onnx(graph: bytes) -> bytes:
+    """ONNX Runtime's dynamic INT8 quantisation of the graph's matrix products (weights int8, activations
+    quantised per call)."""
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory(prefix="onnx_int8_") as scratch:
+        source, target = Path(scratch) / "model.onnx", Path(scratch) / "model.int8.onnx"
+        source.write_bytes(graph)
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+        return target.read_bytes()
+
+
+def row_scores(model: TorchModel, network: Network) -> Callable[[list[dict]], np.ndarray]:
+    """``rows -> scores``: :meth:`TorchModel.predict_score` of feature dicts, through
+    :meth:`Preprocessing.transform_rows` and ``network`` (see :func:`compile_network`)."""
+    prep = model.preprocessing
+
+    def score(rows: list[dict]) -> np.ndarray:
+        return model.scores_of_logits(network(*prep.transform_rows(rows)))
+
+    return score

@@ -1,4 +1,4 @@
-"""Scoring one request without building a frame: a LightGBM model's input row straight from the feature dict.
+"""Scoring one request without building a frame: a model's input row straight from the feature dict.
 
 A polars frame of one row and the model's column-wise transforms cost about a millisecond per request; the same
 arithmetic on the row's Python values costs microseconds. :func:`row_scorer` compiles a saved LightGBM model
@@ -6,6 +6,10 @@ arithmetic on the row's Python values costs microseconds. :func:`row_scorer` com
 to the model's scores, and then proves on probe rows built from the model's own statistics (every level,
 bin edge, unseen and missing value) that it scores exactly what ``predict_score`` scores on a frame. A model
 it cannot compile, or one where a single score differs, keeps the frame path.
+
+A torch model's row goes the same way (:func:`torch_row_scorer`): its preprocessing in Python, then the network
+exported to ONNX Runtime (in memory; the saved model stays safetensors + JSON), checked on probe rows within
+:data:`TORCH_TOLERANCE` of ``predict_score``.
 """
 
 import bisect
@@ -26,8 +30,10 @@ _PROBE_ROWS = 64
 
 
 def row_scorer(model: Any, types: dict[str, type]) -> Callable[[dict], np.ndarray] | None:
-    """``row -> scores`` (``predict_score`` of that one row) for a LightGBM model, or None when the model is of
-    another kind, uses a step this module does not encode, or a probe row scores differently."""
+    """``row -> scores`` (``predict_score`` of that one row) for a LightGBM or torch model, or None when the model
+    is of another kind, uses a step this module does not encode, or a probe row scores differently."""
+    if type(model).__name__ == "TorchModel":  # torch is imported only where a torch model was loaded
+        return torch_row_scorer(model, types)
     if not isinstance(model, TrainedModel):
         return None
     columns = _column_encoders(model, types)
@@ -159,3 +165,74 @@ def _probe_rows(model: TrainedModel, types: dict[str, type]) -> list[dict]:
         rows.append(row)
     return rows
 
+
+
+# A torch network's float32 arithmetic differs between runtimes and batch sizes in the last bits of a score.
+TORCH_TOLERANCE = 1e-5
+
+
+def torch_row_scorer(model: Any, types: dict[str, type], backends: tuple[str, ...] | None = None
+                     ) -> Callable[[dict], np.ndarray] | None:
+    """``row -> scores`` for a torch model: the row's inputs made in Python
+    (:meth:`~mlplatform.core.torch_model.Preprocessing.transform_rows`) and the network run by the first of
+    ``backends`` (default: ONNX Runtime, then TorchScript, then eager torch) that builds and scores the probe rows
+    within :data:`TORCH_TOLERANCE` of ``predict_score`` on a frame. None when none does (the frame path stays)."""
+    from mlplatform.core.torch_model import compile_network, row_scores
+
+    probes = _torch_probe_rows(model, types)
+    if not probes:
+        return None
+    try:
+        expected = np.asarray(model.predict_score(feature_frame(probes, types)))
+    except Exception as exc:
+        log.warning("the probe rows of %s do not score on a frame (%s); scoring frames instead", model.name, exc)
+        return None
+    for backend in backends or ("onnxruntime", "torchscript", "eager"):
+        try:
+            score_rows = row_scores(model, compile_network(model, backend))
+            found = np.concatenate([score_rows([row]) for row in probes])
+        except Exception as exc:  # a runtime that is missing or cannot run this graph: try the next one
+            log.warning("the %s backend cannot score %s (%s)", backend, model.name, exc)
+            continue
+        if found.shape == expected.shape and np.allclose(found, expected, rtol=0, atol=TORCH_TOLERANCE):
+            log.info("scoring single rows of %s with %s", model.name, backend)
+            return _single(score_rows)
+        log.warning("the %s backend disagrees with predict_score on probe rows of %s (largest difference %.3g)",
+                    backend, model.name, float(np.max(np.abs(found - expected))) if found.shape == expected.shape
+                    else float("inf"))
+    return None
+
+
+def _single(score_rows: Callable[[list[dict]], np.ndarray]) -> Callable[[dict], np.ndarray]:
+    return lambda row: score_rows([row])
+
+
+def _torch_probe_rows(model: Any, types: dict[str, type]) -> list[dict]:
+    """Rows mixing the preprocessing's statistics (medians, means, vocabularies), unseen and missing values."""
+    prep = model.preprocessing
+    if any(name not in types for name in model.features):
+        return []
+    if any(types[name] is not str for name in prep.categories):
+        return []  # a categorical input the API types as non-text: the frame path casts it
+    rng = np.random.default_rng(0)
+    numbers = [0.0, 1.0, -1.0, 1e6, *prep.medians, *prep.means, *(m + s for m, s in zip(prep.means, prep.stds,
+                                                                                      strict=True))]
+    texts = ["", "unseen level", *(level for levels in prep.categories.values() for level in levels)]
+    rows = []
+    for _ in range(_PROBE_ROWS):
+        row: dict[str, Any] = {}
+        for name, kind in types.items():
+            if rng.random() < 0.2:
+                row[name] = None
+            elif kind is str:
+                row[name] = texts[rng.integers(len(texts))]
+            elif kind is bool:
+                row[name] = bool(rng.integers(2))
+            elif kind is int:
+                row[name] = int(round(numbers[rng.integers(len(numbers))]))
+            elif kind is float:
+                row[name] = numbers[rng.integers(len(numbers))] + float(rng.normal())
+            else:
+                return []
+        rows.append(row)
+    return rows
