@@ -361,6 +361,16 @@ def _plots_section(plots: Mapping[str, Path], source: Mapping[str, str]) -> str:
     return "\n\n## Plots\n\n" + "\n\n".join(f"### {title}\n\n![{title}]({source[title]})" for title in plots)
 
 
+def inline_plots(plots: Mapping[str, Path]) -> str:
+    """The "Plots" section with each PNG embedded as a ``data:`` URI: Markdown that shows the plots with no file
+    beside it (Dagster's UI renders such images in a Markdown metadata value)."""
+    return _plots_section(plots, {title: _data_uri(Path(png)) for title, png in plots.items()})
+
+
+def _data_uri(png: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
+
+
 def write_report(markdown: str, out_dir: Path, plots: Mapping[str, Path]) -> Path:
     """Write ``report.md`` (PNGs copied next to it) and a self-contained ``report.html``.
 
@@ -376,19 +386,17 @@ def write_report(markdown: str, out_dir: Path, plots: Mapping[str, Path]) -> Pat
         FileNotFoundError: a plot file does not exist.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    local, inline = {}, {}
+    local = {}
     for title, png in plots.items():
         png = Path(png)
-        data = png.read_bytes()
         target = out_dir / png.name
         if target.resolve() != png.resolve():
             shutil.copyfile(png, target)
         local[title] = png.name
-        inline[title] = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
     write_text_atomic(markdown + _plots_section(plots, local), out_dir / "report.md")
     # Raw HTML off: criteria and slice values are data, and must not become markup.
     renderer = MarkdownIt("commonmark", {"html": False}).enable("table")
-    body = renderer.render(markdown + _plots_section(plots, inline))
+    body = renderer.render(markdown + inline_plots(plots))
     title = html.escape(next((line[2:] for line in markdown.splitlines() if line.startswith("# ")), "Report"))
     page = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
             f"<style>{_CSS}</style></head>\n<body>\n{body}</body></html>\n")

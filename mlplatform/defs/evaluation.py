@@ -51,6 +51,7 @@ from mlplatform.core.quality import normalised_total
 from mlplatform.core.report import (
     calibration_plot,
     candidate_context,
+    inline_plots,
     pr_curve_plot,
     render_evaluation_report,
     write_report,
@@ -421,7 +422,8 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
         _golden_markdown(golden, primary, b.thresholds.max_golden_regression)) if part)
     if draft := draft_notice(placeholder_fields(b)):  # a report on a draft brief says so before anything else
         markdown = f"> **{draft}**\n\n{markdown}"
-    path = write_report(markdown, platform.workspace.reports_dir / "evaluation", _plots(platform, y, scored))
+    plots = _plots(platform, y, scored)
+    path = write_report(markdown, platform.workspace.reports_dir / "evaluation", plots)
     cv, ci = ctx["cross_validation"], parts["metrics"][primary]
     return dg.MaterializeResult(metadata={
         "challenger": challenger,
@@ -437,7 +439,7 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
         "test_rows_set_apart_quarantined": excluded["rows"],
         "golden_rows": golden["rows"], "golden_version": golden["version"],
         **({f"golden_{primary}": golden["metrics"][primary]} if golden["metrics"] else {}),
-        "report": dg.MetadataValue.md(markdown),
+        "report": dg.MetadataValue.md(markdown + inline_plots(plots)),  # the UI shows the plots on the asset page
         "path": dg.MetadataValue.path(str(path)),
     })
 

@@ -111,6 +111,17 @@ def test_write_report_embeds_the_plots_in_a_self_contained_html(ctx, scores, tmp
     assert base64.b64decode(sources[0].split(",", 1)[1]) == pr.read_bytes()
 
 
+def test_inline_plots_embed_each_png_as_markdown_the_ui_renders(scores, tmp_path):
+    y, score = scores
+    pr = report.pr_curve_plot(y, score, {}, tmp_path / "pr.png", model_name="LightGBM")
+    calibration = report.calibration_plot(y, score, tmp_path / "calibration.png")
+    section = report.inline_plots({"Precision-recall": pr, "Calibration": calibration})
+    images = re.findall(r"!\[([^\]]+)\]\(data:image/png;base64,([^)]+)\)", section)
+    assert [title for title, _ in images] == ["Precision-recall", "Calibration"]
+    assert [base64.b64decode(data) for _, data in images] == [pr.read_bytes(), calibration.read_bytes()]
+    assert report.inline_plots({}) == ""
+
+
 def test_report_text_cannot_inject_markup(ctx, tmp_path):
     ctx["kill_criteria"][0]["criterion"] = "<script>alert(1)</script>"
     page = report.write_report(report.render_evaluation_report(ctx), tmp_path, {}).read_text()
