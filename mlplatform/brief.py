@@ -447,6 +447,23 @@ class Monitoring(_Strict):
     current_end: date | None = None
     retrain_psi: float = Field(default=0.2, gt=0, description="retrain when a top feature's PSI exceeds this")
     top_features: int = Field(default=10, gt=0, description="how many of the most important features to watch")
+    max_error_rate: float = Field(default=0.01, ge=0, lt=1, description="alert when more than this share of "
+                                  "online predictions fail (the method's 1%)")
+    latency_p50_ms: float | None = Field(default=None, gt=0, description="alert when the p50 latency exceeds it")
+    latency_p95_ms: float | None = Field(default=None, gt=0, description="alert when the p95 latency exceeds it")
+    latency_p99_ms: float | None = Field(default=None, gt=0, description="alert when the p99 latency exceeds it; "
+                                         "unset: thresholds.max_latency_ms")
+    alert_min_requests: int = Field(default=100, ge=1, description="error rate and latency are judged on the "
+                                    "shortest window (1h, 1d, 7d) with at least this many requests")
+    primary_metric_threshold: float | None = Field(
+        default=None, description="alert when the primary metric on labelled predictions is worse than this for "
+        "24 hours; unset: the champion's hold-out value worsened by max_metric_drop")
+    label_drift_alpha: float = Field(default=0.05, gt=0, lt=1, description="significance level of the label "
+                                     "drift chi-square test")
+    label_max_shift: float = Field(default=0.05, gt=0, lt=1, description="label drift alerts only when the "
+                                   "positive rate (or a class share) moved more than this, absolute")
+    batch_prediction_cron: str = Field(default="0 4 * * *", description="when batch_prediction_job scores every "
+                                       "entity's latest features with the champion (cron, UTC; starts stopped)")
     max_metric_drop: float = Field(default=0.05, gt=0, lt=1, description="relative drop of the primary metric "
                                    "on newly labelled data that counts as concept drift")
     retrain_cron: str = Field(default="0 3 * * 1", description="scheduled retraining (cron, UTC)")
