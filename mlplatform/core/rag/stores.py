@@ -1,0 +1,312 @@
+"""The indexes retrieval searches: dense vectors and sparse BM25, behind one store interface, saved together.
+
+Dense store: exact inner-product search over a float32 matrix held in memory (memory-mapped when loaded), by
+measurement (benchmarks/bench_rag.py): at 10^5 chunks of 256 dimensions one query takes a few milliseconds on
+two cores, with recall 1.0 by construction, so an approximate index (LanceDB's IVF-PQ, HNSW) would buy nothing at
+this scale and add a dependency; docs/scale_out.md gives the path past one machine (pgvector or Qdrant).
+
+Sparse store: BM25 (Lucene's variant) with bm25s, whose precomputed sparse score matrix answers a query with a
+few column sums; it is compared with rank_bm25 in the benchmark.
+
+Metadata filters (sources by name or glob, sections, a date range) become one boolean mask over the chunks that
+both stores apply before ranking, so a filtered search returns the best ``k`` of the chunks that pass.
+
+An index folder holds the chunk table (Parquet), the embedder, the dense vectors and the BM25 arrays, and a
+manifest; it is written all or nothing (``write_model_folder``): a failure leaves the previous index in place.
+"""
+
+import fnmatch
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from mlplatform.core.rag.chunking import STOPWORDS
+from mlplatform.core.rag.embedding import Embedder, load_embedder
+from mlplatform.core.rag.types import Chunk
+
+_WORD = re.compile(r"\w\w+")
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class StoreError(ValueError):
+    """An index that cannot be built, searched or loaded; the message names the cause and the fix."""
+
+
+def terms(text: str) -> list[str]:
+    """The sparse index's tokens: lower-case words of two or more characters, stop words out, plurals folded."""
+    out = []
+    for word in _WORD.findall(text.lower()):
+        if word in STOPWORDS:
+            continue
+        if len(word) > 4 and word.endswith("ies"):
+            word = word[:-3] + "y"
+        elif len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+            word = word[:-1]
+        out.append(word)
+    return out
+
+
+def index_text(chunk: Chunk) -> str:
+    """What both stores index for a chunk: its section heading (context the text itself may lack) and its text."""
+    return f"{chunk.section}\n{chunk.text}" if chunk.section else chunk.text
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Metadata filters: chunks from these sources (relative paths or glob patterns), under these section
+    headings, dated within [date_from, date_to]. Empty fields do not filter; a chunk without a date fails a date
+    filter."""
+
+    sources: tuple[str, ...] = ()
+    sections: tuple[str, ...] = ()
+    date_from: date | None = None
+    date_to: date | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.sources or self.sections or self.date_from or self.date_to)
+
+
+@dataclass
+class ChunkTable:
+    """The chunks an index holds, with the columns filters read as arrays."""
+
+    chunks: list[Chunk]
+    documents: np.ndarray = field(init=False)
+    sections: np.ndarray = field(init=False)
+    dates: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.documents = np.array([c.document for c in self.chunks], dtype=object)
+        self.sections = np.array([c.section or "" for c in self.chunks], dtype=object)
+        self.dates = np.array([c.date or np.datetime64("NaT") for c in self.chunks], dtype="datetime64[D]")
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def mask(self, filters: Filters | None) -> np.ndarray | None:
+        """Which chunks pass ``filters`` (None: all of them, no mask)."""
+        if filters is None or filters.empty:
+            return None
+        keep = np.ones(len(self.chunks), dtype=bool)
+        if filters.sources:
+            names = set(self.documents.tolist())
+            allowed = {n for n in names for p in filters.sources if n == p or fnmatch.fnmatchcase(n, p)}
+            keep &= np.isin(self.documents, list(allowed))
+        if filters.sections:
+            keep &= np.isin(self.sections, list(filters.sections))
+        if filters.date_from is not None:
+            keep &= self.dates >= np.datetime64(filters.date_from, "D")
+        if filters.date_to is not None:
+            keep &= self.dates <= np.datetime64(filters.date_to, "D")
+        return keep
+
+    def save(self, path: Path) -> None:
+        import pyarrow as pa  # type: ignore[import-untyped]  # no py.typed marker
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+        columns = {
+            "chunk_id": [c.chunk_id for c in self.chunks], "text": [c.text for c in self.chunks],
+            "document": [c.document for c in self.chunks], "position": [c.position for c in self.chunks],
+            "page": [c.page for c in self.chunks], "section": [c.section for c in self.chunks],
+            "date": [c.date for c in self.chunks], "n_tokens": [c.n_tokens for c in self.chunks],
+        }
+        schema = pa.schema([("chunk_id", pa.string()), ("text", pa.string()), ("document", pa.string()),
+                            ("position", pa.int32()), ("page", pa.int32()), ("section", pa.string()),
+                            ("date", pa.date32()), ("n_tokens", pa.int32())])
+        pq.write_table(pa.table(columns, schema=schema), path)
+
+    @classmethod
+    def load(cls, path: Path) -> "ChunkTable":
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]  # no py.typed marker
+
+        return cls(chunks_from_rows(pq.read_table(path).to_pylist()))
+
+
+def chunks_from_rows(rows: Sequence[dict]) -> list[Chunk]:
+    """Chunks from table rows with the columns :meth:`ChunkTable.save` writes (e.g. read back from the lake)."""
+    return [Chunk(chunk_id=row["chunk_id"], text=row["text"], document=row["document"], position=int(row["position"]),
+                  page=row.get("page"), section=row.get("section"), date=row.get("date"),
+                  n_tokens=int(row.get("n_tokens") or 0)) for row in rows]
+
+
+def top_k(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Indexes and scores of the ``k`` highest ``scores`` (among ``mask``), best first; ties by index."""
+    if mask is not None:
+        candidates = np.flatnonzero(mask)
+        scores = scores[candidates]
+    else:
+        candidates = None
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    part = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    order = part[np.lexsort((part, -scores[part]))]
+    best = order if candidates is None else candidates[order]
+    return best.astype(np.int64), scores[order]
+
+
+class Store(Protocol):
+    """A searchable index over the chunks of a :class:`ChunkTable`, row for row."""
+
+    name: str
+
+    def __len__(self) -> int: ...
+
+    def scores(self, query) -> np.ndarray:
+        """One score per chunk for ``query`` (a vector for dense, a question for sparse)."""
+
+    def search(self, query, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def save(self, folder: Path) -> None: ...
+
+
+class DenseStore:
+    """Exact inner-product (cosine, vectors being unit length) search over all vectors."""
+
+    name = "dense"
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        if vectors.ndim != 2:
+            raise StoreError(f"dense vectors must be a 2-D array, got shape {vectors.shape}")
+        self.vectors = vectors
+
+    def __len__(self) -> int:
+        return self.vectors.shape[0]
+
+    def scores(self, query: np.ndarray) -> np.ndarray:
+        query = np.asarray(query, dtype=np.float32).ravel()
+        if query.shape[0] != self.vectors.shape[1]:
+            raise StoreError(f"the query vector has {query.shape[0]} dimensions, the index {self.vectors.shape[1]}; "
+                             "query with the embedder the index was built with")
+        return self.vectors @ query
+
+    def search(self, query: np.ndarray, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        query = np.asarray(query, dtype=np.float32).ravel()
+        if mask is not None:
+            rows = np.flatnonzero(mask)
+            index, scores = top_k(self.vectors[rows] @ query, k)
+            return rows[index], scores
+        return top_k(self.scores(query), k)
+
+    def save(self, folder: Path) -> None:
+        np.save(folder / "dense_vectors.npy", self.vectors)
+
+    @classmethod
+    def load(cls, folder: Path) -> "DenseStore":
+        return cls(np.load(folder / "dense_vectors.npy", mmap_mode="r"))
+
+
+class SparseStore:
+    """BM25 over :func:`terms` with bm25s (k1 1.5, b 0.75, Lucene's IDF)."""
+
+    name = "sparse"
+
+    def __init__(self, bm25, n: int) -> None:
+        self._bm25 = bm25
+        self._n = n
+        self._vocab: dict[str, int] = bm25.vocab_dict
+
+    @classmethod
+    def build(cls, texts: Sequence[str]) -> "SparseStore":
+        import bm25s
+
+        tokens = [terms(text) or [""] for text in texts]
+        bm25 = bm25s.BM25(k1=1.5, b=0.75, method="lucene")
+        bm25.index(tokens, show_progress=False)
+        return cls(bm25, len(tokens))
+
+    def __len__(self) -> int:
+        return self._n
+
+    def scores(self, query: str) -> np.ndarray:
+        ids = [self._vocab[t] for t in terms(query) if t in self._vocab and t != ""]
+        if not ids:
+            return np.zeros(self._n, dtype=np.float32)
+        return np.asarray(self._bm25.get_scores_from_ids(ids), dtype=np.float32)
+
+    def search(self, query: str, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        scores = self.scores(query)
+        hit = scores > 0
+        index, values = top_k(scores, k, hit if mask is None else (mask & hit))
+        return index, values
+
+    def save(self, folder: Path) -> None:
+        self._bm25.save(str(folder / "bm25"), show_progress=False)
+
+    @classmethod
+    def load(cls, folder: Path, n: int) -> "SparseStore":
+        import bm25s
+
+        return cls(bm25s.BM25.load(str(folder / "bm25"), mmap=True, show_progress=False), n)
+
+
+@dataclass
+class RagIndex:
+    """Chunks with their embedder, dense and sparse stores; row ``i`` of every store is ``table.chunks[i]``."""
+
+    table: ChunkTable
+    embedder: Embedder
+    dense: DenseStore
+    sparse: SparseStore
+    manifest: dict = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, chunks: list[Chunk], embedder: Embedder, *, fit: bool = True,
+              batch_size: int = 8192) -> "RagIndex":
+        """Fit ``embedder`` on the chunks (``fit``), embed them and build both stores.
+
+        Raises:
+            StoreError: no chunks, or two chunks with one id.
+        """
+        if not chunks:
+            raise StoreError("there are no chunks to index; check rag.documents (no document had text)")
+        ids = [c.chunk_id for c in chunks]
+        if len(set(ids)) != len(ids):
+            raise StoreError("two chunks share one chunk id; chunk ids must be unique (rebuild the chunks)")
+        texts = [index_text(c) for c in chunks]
+        if fit:
+            embedder.fit(texts)
+        vectors = np.vstack([embedder.encode(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)])
+        manifest = {"format": FORMAT_VERSION, "chunks": len(chunks), "dim": int(vectors.shape[1]),
+                    "embedder": embedder.kind, "documents": len({c.document for c in chunks})}
+        return cls(ChunkTable(chunks), embedder, DenseStore(vectors), SparseStore.build(texts), manifest)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def save(self, folder: Path) -> Path:
+        """Write the index to ``folder`` all or nothing."""
+        from mlplatform.core.atomic import write_model_folder
+
+        def write(staging: Path) -> None:
+            self.table.save(staging / "chunks.parquet")
+            self.embedder.save(staging / "embedder")
+            self.dense.save(staging)
+            self.sparse.save(staging)
+            (staging / MANIFEST).write_text(json.dumps(self.manifest, indent=1))
+
+        return write_model_folder(Path(folder), write)
+
+    @classmethod
+    def load(cls, folder: Path) -> "RagIndex":
+        folder = Path(folder)
+        manifest_path = folder / MANIFEST
+        if not manifest_path.exists():
+            raise StoreError(f"{folder} holds no index ({MANIFEST} is missing); build it (materialize rag_index)")
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("format") != FORMAT_VERSION:
+            raise StoreError(f"{folder} is an index of format {manifest.get('format')}, this version reads "
+                             f"{FORMAT_VERSION}; rebuild it")
+        table = ChunkTable.load(folder / "chunks.parquet")
+        dense = DenseStore.load(folder)
+        if len(dense) != len(table):
+            raise StoreError(f"{folder} is inconsistent: {len(table)} chunks but {len(dense)} vectors; rebuild it")
+        return cls(table, load_embedder(folder / "embedder"), dense, SparseStore.load(folder, len(table)), manifest)
