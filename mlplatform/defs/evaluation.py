@@ -60,6 +60,7 @@ from mlplatform.core.selection import Selection, choose_challenger
 from mlplatform.core.tracking import dataset_version
 from mlplatform.core.training import SplitFrames, majority_baseline
 from mlplatform.core.training import rules_baseline as rules_predictor
+from mlplatform.defs.importance import record_importance
 from mlplatform.defs.training import CANDIDATE_ASSETS, candidates, load_split, model_features
 from mlplatform.resources.platform import FeatureStoreResource, PlatformResource
 
@@ -399,6 +400,8 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
                                                         model.scores, model.threshold)}.items():
         platform.write_table("evaluation", name, frame)
     calibration = _calibration(platform, split, model, models[challenger])
+    # What drift triggers rank features by once this model serves (permutation importance for a network).
+    importance = record_importance(platform, challenger, models[challenger], split.validation)
     ctx = {
         "brief": f"{b.name} (challenger {challenger}, chosen by the model guide on validation {primary}: "
                  + ", ".join(f"{n} {v:.4f}" for n, v in validation.items()) + "; see Model selection)",
@@ -436,6 +439,7 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
            else {"cross_validation": "skipped"}),
         **({"skewed_entities": ctx["skew"]["summary"]["skewed"]} if "summary" in ctx["skew"] else {}),
         "test_rows": test.height,
+        "top_features": ", ".join(importance["feature"].head(10).to_list()),
         "test_rows_set_apart_quarantined": excluded["rows"],
         "golden_rows": golden["rows"], "golden_version": golden["version"],
         **({f"golden_{primary}": golden["metrics"][primary]} if golden["metrics"] else {}),
