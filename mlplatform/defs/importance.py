@@ -67,7 +67,10 @@ def champion_importance(platform: PlatformResource, tracking_uri: str | None = N
         run_id = str(platform.read_table("candidates", candidate)["run_id"][0])
         path = _partition(platform, run_id)
         return _as_dict(read_parquet_verified(path)) if path.exists() else {}
-    run_id = client_for(uri).get_model_version(name, version).run_id
+    champion_run = client_for(uri).get_model_version(name, version).run_id
+    if champion_run is None:
+        raise LookupError(f"{name} version {version} names no training run, so its importance cannot be found")
+    run_id = champion_run
     path = _partition(platform, run_id)
     if path.exists():
         return _as_dict(read_parquet_verified(path))
