@@ -28,12 +28,14 @@ from mlplatform.core.rag.prompting import (
 )
 from mlplatform.core.rag.types import Answer, Citation, Hit
 
-_STOPWORDS = frozenset("""a about above after again all also am an and any are as at be because been before being
-below between both but by can could did do does doing done down during each few for from further had has have
-having he her here how i if in into is it its itself just me more most my no nor not now of off on once only or
-other our out over own same she should so some such than that the their them then there these they this those
-through to too under until up very was we were what when where which while who whom why will with would you your
-tell show give list explain please platform""".split())
+_STOPWORD_TEXT = (
+    """a about above after again all also am an and any are as at be because been before being below
+    between both but by can could did do does doing done down during each few for from further had has
+    have having he her here how i if in into is it its itself just me more most my no nor not now of off
+    on once only or other our out over own same she should so some such than that the their them then
+    there these they this those through to too under until up very was we were what when where which
+    while who whom why will with would you your tell show give list explain please platform""")
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _TOKEN = re.compile(r"[a-z0-9_]+(?:[-.][a-z0-9_]+)*")
 
 
@@ -88,7 +90,8 @@ class Generated:
 
 
 class Answerer(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def answer(self, question: str, hits: Sequence[Hit]) -> Generated: ...
 

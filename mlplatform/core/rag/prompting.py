@@ -73,7 +73,8 @@ def render_context(hits: Sequence[Hit]) -> tuple[str, list[str]]:
     return "\n\n".join(blocks), removed
 
 
-def build_messages(question: str, hits: Sequence[Hit], system_prompt: str = SYSTEM_PROMPT) -> tuple[list[dict], list[str]]:
+def build_messages(question: str, hits: Sequence[Hit],
+                   system_prompt: str = SYSTEM_PROMPT) -> tuple[list[dict], list[str]]:
     """The chat messages (static system prompt, then context, then the question) and the sentences removed from
     the context as instruction-like."""
     context, removed = render_context(hits)
@@ -87,7 +88,8 @@ _CITED = re.compile(r"\[Source:\s*([^,\]]+?)\s*(?:,\s*page\s*(\d+))?\s*\]", re.I
 def parse_citations(text: str, hits: Sequence[Hit]) -> tuple[list[Citation], list[str]]:
     """The citations in a generated answer matched to the context's chunks (first chunk of the cited document and
     page), and the citations that name no chunk of the context (invented sources)."""
-    found, invented = [], []
+    found: list[Citation] = []
+    invented: list[str] = []
     for match in _CITED.finditer(text):
         document, page = match.group(1).strip(), match.group(2)
         chunk = next((h for h in hits if h.chunk.document == document

@@ -26,7 +26,7 @@ from mlplatform.core.rag.answer_metrics import KINDS
 
 DEMO_QUERIES = Path(__file__).parent / "demo_queries.yaml"
 REPORT_DOCUMENTS = ("promotion_decisions.md", "drift_by_month.md", "evaluation_metrics.md", "data_quality.md")
-QUERY_SCHEMA = {"id": pl.String, "question": pl.String, "kind": pl.String, "documents": pl.List(pl.String),
+QUERY_SCHEMA: dict = {"id": pl.String, "question": pl.String, "kind": pl.String, "documents": pl.List(pl.String),
                 "expect": pl.List(pl.String), "forbid": pl.List(pl.String), "injected": pl.String,
                 "paraphrase": pl.String, "origin": pl.String, "split": pl.String}
 
