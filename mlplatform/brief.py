@@ -469,9 +469,21 @@ class Monitoring(_Strict):
     retrain_cron: str = Field(default="0 3 * * 1", description="scheduled retraining (cron, UTC)")
     webhook_url: str | None = Field(default=None, description="POSTed a JSON notice of every retraining event")
     retrain_rollout: Literal["promote", "canary"] = Field(
-        default="promote", description="what a challenger that passed the promotion gate does while a champion "
-        "serves: promote (become the champion at once) or canary (become the challenger with the first of "
-        "rollout.canary_steps, 5% by default; serving_rollout walks the rest while its guardrails hold)")
+        default="canary", description="what a challenger that passed the promotion gate does while a champion "
+        "serves: canary (become the challenger with the first of rollout.canary_steps, 5% by default; "
+        "serving_rollout walks the rest while its guardrails hold, and the A/B analysis decides the last step) or "
+        "promote (become the champion at once)")
+    period: Literal["fixed", "latest_batch"] = Field(
+        default="fixed", description="the monitored period: fixed (current_start .. current_end) or latest_batch "
+        "(the month of the newest ingested monthly batch, so each new batch is compared with the training window)")
+    retrain_on_new_data: bool = Field(default=False, description="retrain after every ingested batch whatever "
+                                      "the monitoring says; by default only drift, decay or the schedule retrain")
+    retrain_tuning: bool = Field(default=False, description="re-tune LightGBM (training.tuning_trials) when "
+                                 "retraining; by default a retrain reuses the production model's hyperparameters")
+    sensor_interval_s: int = Field(default=60, ge=1, description="how often the monitoring and retrain sensors "
+                                   "look for new batches and reports")
+    serving_interval_s: int = Field(default=300, ge=1, description="how often the serving guard looks for newly "
+                                    "logged predictions (rollback rule, canary step, A/B analysis)")
 
 
 class Rollout(_Strict):
@@ -829,6 +841,10 @@ class Brief(_Strict):
             raise ValueError("split: data with time needs a temporal split (validation_start, test_start); data "
                              "without time (a source with observed_at) needs a random split (validation_fraction, "
                              "test_fraction)")
+        if self.monitoring.period == "latest_batch" and not any(s.batches == "monthly"
+                                                                for s in self.sources.values()):
+            raise ValueError("monitoring.period latest_batch follows the monthly batches: set batches: monthly on "
+                             "the source that arrives in batches, or use period: fixed")
         if (self.monitoring.current_start is None) != (self.monitoring.current_end is None):
             raise ValueError("monitoring.current_start and current_end are set together")
         start, end = self.monitoring.current_start, self.monitoring.current_end

@@ -14,8 +14,6 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-from matplotlib.figure import Figure
-from scipy import stats
 
 from mlplatform.brief import Brief
 
@@ -37,7 +35,7 @@ def drift_not_measured(brief: Brief) -> str | None:
                 "observed on one date) and there is no later period to compare with the training data. To "
                 "measure drift, give that source a timestamp column instead of observed_at, use a temporal split "
                 "and set monitoring.current_start and current_end to the period to watch")
-    if brief.monitoring.current_start is None:
+    if brief.monitoring.current_start is None and brief.monitoring.period != "latest_batch":
         return ("the brief names no monitored period. To measure drift, set monitoring.current_start and "
                 "current_end to the period to watch (after the training data)")
     return None
@@ -107,6 +105,8 @@ def _ks(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> tuple[float, float]:
     searches on a million rows. The p-value uses the finite-n Kolmogorov distribution like scipy up to
     10,000 effective rows and its limit beyond, where the two agree to <1% and the former costs ~0.5 s.
     """
+    from scipy import stats
+
     n1, n2 = ref_sorted.size, cur_sorted.size
     merged = np.concatenate((ref_sorted, cur_sorted))
     order = np.argsort(merged, kind="stable")
@@ -138,6 +138,8 @@ def _psi_from_counts(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
 
 def _js_from_counts(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
     """Jensen-Shannon divergence in bits (0 = same, 1 = disjoint); finite without any epsilon."""
+    from scipy import stats
+
     p, q = _proportions(ref_counts), _proportions(cur_counts)
     m = (p + q) / 2
     return float((stats.entropy(p, m, base=2) + stats.entropy(q, m, base=2)) / 2)
@@ -360,6 +362,8 @@ def label_drift_chi2(reference_labels: np.ndarray, current_labels: np.ndarray) -
     Returns:
         (statistic, p-value); (0.0, 1.0) when both samples hold a single, identical class.
     """
+    from scipy import stats
+
     ref_counts, cur_counts = _category_counts(pl.Series(reference_labels), pl.Series(current_labels))
     if ref_counts.sum() == 0 or cur_counts.sum() == 0:
         raise ValueError("label drift needs labels in both the reference and the current sample")
@@ -376,6 +380,8 @@ def psi_plot(drifts: list[FeatureDrift], path: Path, *, psi_warning: float, psi_
     Returns:
         ``path``, a PNG.
     """
+    from matplotlib.figure import Figure
+
     ordered = sorted(drifts, key=lambda d: d.psi)
     colours = {"ok": "tab:green", "warning": "tab:orange", "critical": "tab:red"}
     # A bare Figure renders with Agg and touches no pyplot global state, so it is safe in any thread.
@@ -407,6 +413,7 @@ def psi_over_time_plot(by_period: pl.DataFrame, path: Path, *, psi_warning: floa
         ``path``, a PNG.
     """
     from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.figure import Figure
 
     wide = by_period.pivot(on="period", index="feature", values="psi", sort_columns=True)
     periods = wide.columns[1:]

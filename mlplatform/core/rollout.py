@@ -21,17 +21,18 @@ from typing import Literal, TypedDict
 
 import numpy as np
 import polars as pl
-from scipy.stats import norm
 
 from mlplatform.brief import Brief, Monitoring, Rollout, TaskType
 from mlplatform.core.metrics import compute_metrics, higher_is_better
-from mlplatform.core.tracking import MlflowException, client_for  # MLflow configured before its import
+from mlplatform.core.tracking import client_for  # MLflow configured before its import
 from mlplatform.settings import Workspace
 
 CHAMPION, CHALLENGER, PREVIOUS_CHAMPION = "champion", "challenger", "previous_champion"
 # Registered-model tags: the share of entities the challenger answers (the canary step the rollout reached),
 # and since when (epoch nanoseconds), so a step is judged on its own traffic.
 TRAFFIC_TAG, TRAFFIC_SINCE_TAG = "challenger_traffic", "challenger_traffic_since_ns"
+# When the running canary started (its first step): the A/B analysis compares the arms from then on.
+CANARY_SINCE_TAG = "canary_since_ns"
 # Model-version tags: when the version last became champion, and when it was rolled back (epoch nanoseconds).
 PROMOTED_AT_TAG, ROLLED_BACK_AT_TAG = "promoted_at_ns", "rolled_back_at_ns"
 PREDICTIONS_DIR = "predictions"
@@ -116,6 +117,8 @@ def min_sample_size(p_control: float, mde: float, alpha: float = 0.05, power: fl
     Raises:
         ValueError: ``p_control + mde`` is not a proportion.
     """
+    from scipy.stats import norm
+
     p1, p2 = p_control, p_control + mde
     if not (0 < p1 < 1 and 0 < p2 < 1) or mde == 0:
         raise ValueError(f"need 0 < p_control, p_control + mde < 1 and mde != 0; got {p_control} and {mde}")
@@ -131,6 +134,8 @@ def two_proportion_test(successes_a: int, n_a: int, successes_b: int, n_b: int) 
     Raises:
         ValueError: an arm has no rows, or more successes than rows.
     """
+    from scipy.stats import norm
+
     if n_a <= 0 or n_b <= 0 or not (0 <= successes_a <= n_a and 0 <= successes_b <= n_b):
         raise ValueError(f"need rows in both arms and 0 <= successes <= rows; got {successes_a}/{n_a}, "
                          f"{successes_b}/{n_b}")
@@ -188,6 +193,8 @@ class MetricComparison:
 def _bootstrap_sample_size(spread: float, mde: float, alpha: float, power: float) -> int:
     """Rows per arm for a two-sided test of a difference of ``mde`` between two arms whose per-row standard
     deviation is ``spread`` (normal approximation): 2 (z_{1-alpha/2} + z_power)² spread² / mde²."""
+    from scipy.stats import norm
+
     z = norm.ppf(1 - alpha / 2) + norm.ppf(power)
     return max(2, math.ceil(2 * (z * spread / mde) ** 2))
 
@@ -419,6 +426,21 @@ def next_canary_step(share: float, candidate: ArmHealth, reasons: list[str], pol
     return CanaryStep("advance", following, held)
 
 
+def canary_with_ab(step: CanaryStep, share: float, decision: Decision, reason: str) -> CanaryStep:
+    """The canary's move once the A/B analysis has spoken: ``kill`` aborts at any step (a guardrail breach, or
+    no significant gain after twice the minimum runtime); the last step (all traffic, a promotion) needs
+    ``ship``, so ``iterate`` holds the canary at its share while the test collects labelled predictions."""
+    if step.action == "abort":
+        return step
+    if decision == "kill":
+        return CanaryStep("abort", 0.0, f"A/B analysis: kill ({reason})")
+    if step.action != "promote":
+        return step
+    if decision == "ship":
+        return CanaryStep("promote", 1.0, f"{step.reason}; A/B analysis: ship ({reason})")
+    return CanaryStep("hold", share, f"{step.reason}; A/B analysis: iterate ({reason})")
+
+
 # --- the prediction log -----------------------------------------------------------------------------------------
 
 def prediction_log_dir(workspace: Workspace) -> Path:
@@ -461,6 +483,12 @@ class RolloutState:
     challenger: str | None
     challenger_share: float
     share_since_ns: int = 0
+    canary_since_ns: int = 0
+
+    @property
+    def canary_running(self) -> bool:
+        """A challenger other than the champion answers a share of the traffic."""
+        return self.challenger_share > 0 and self.challenger not in (None, self.champion)
 
 
 def rollout_state(tracking_uri: str, model_name: str) -> RolloutState:
@@ -469,6 +497,8 @@ def rollout_state(tracking_uri: str, model_name: str) -> RolloutState:
     Raises:
         LookupError: the registry has no model of that name.
     """
+    from mlflow.exceptions import MlflowException
+
     try:
         model = client_for(tracking_uri).get_registered_model(model_name)
     except MlflowException as exc:
@@ -478,16 +508,40 @@ def rollout_state(tracking_uri: str, model_name: str) -> RolloutState:
         raise
     aliases = {alias: str(version) for alias, version in model.aliases.items()}
     share, since = float(model.tags.get(TRAFFIC_TAG, 0.0)), int(model.tags.get(TRAFFIC_SINCE_TAG, 0))
-    return RolloutState(aliases.get(CHAMPION), aliases.get(CHALLENGER), share, since)
+    return RolloutState(aliases.get(CHAMPION), aliases.get(CHALLENGER), share, since,
+                        int(model.tags.get(CANARY_SINCE_TAG, 0)))
 
 
-def set_challenger_share(tracking_uri: str, model_name: str, share: float) -> None:
-    """Record the challenger's traffic share; serving apps pick it up on their next registry poll."""
+def set_challenger_share(tracking_uri: str, model_name: str, share: float, since_ns: int | None = None,
+                         *, new_canary: bool = False) -> None:
+    """Record the challenger's traffic share; serving apps pick it up on their next registry poll.
+
+    Args:
+        since_ns: from when the share's traffic counts (epoch ns): :func:`log_clock_ns`, so replayed traffic
+            is judged on its own clock; the wall clock when None.
+        new_canary: this share starts a canary: the A/B analysis compares the arms from ``since_ns`` on.
+    """
     if not 0 <= share <= 1:
         raise ValueError(f"a traffic share lies in [0, 1]; got {share}")
+    since = str(time.time_ns() if since_ns is None else since_ns)
     client = client_for(tracking_uri)
-    client.set_registered_model_tag(model_name, TRAFFIC_SINCE_TAG, str(time.time_ns()))
+    client.set_registered_model_tag(model_name, TRAFFIC_SINCE_TAG, since)
+    if new_canary:
+        client.set_registered_model_tag(model_name, CANARY_SINCE_TAG, since)
     client.set_registered_model_tag(model_name, TRAFFIC_TAG, str(share))
+
+
+def log_clock_ns(log: pl.DataFrame) -> int | None:
+    """Now as the prediction log tells time: just after its newest request (epoch ns); None for an empty log.
+
+    Steps and canaries start from here, not from the wall clock: every row logged after the decision counts for
+    the new step, and traffic replayed with its historical times (``X-Replay-Time``) is judged on its own clock.
+    """
+    if log.height == 0:
+        return None
+    newest = log["request_time"].max()
+    assert isinstance(newest, datetime), "request_time is a datetime column"
+    return int(newest.timestamp() * 1_000_000_000) + 1
 
 
 @contextmanager
@@ -694,8 +748,9 @@ def ab_report(labelled: pl.DataFrame, state: RolloutState, *, task: TaskType, la
     labelled rows with :func:`compare_arms`; guardrails are the serving health (error rate, p99 latency) and the
     brief's guardrail metrics, each judged by the automatic-rollback rule.
     """
-    control = served_rows(labelled, state.champion, "champion") if labelled.height else labelled
-    treatment = served_rows(labelled, state.challenger, "challenger") if labelled.height else labelled
+    since = state.canary_since_ns  # the arms side by side: the champion's rows before the canary are no control
+    control = served_rows(labelled, state.champion, "champion", since) if labelled.height else labelled
+    treatment = served_rows(labelled, state.challenger, "challenger", since) if labelled.height else labelled
     arms = {"control": control, "treatment": treatment}
     metrics: dict[str, dict[str, float]] = {}
     outcomes: dict[str, ArmOutcomes] = {}

@@ -1,9 +1,37 @@
-"""Jobs, schedules and sensors: new data is ingested, and drift, decay or the calendar retrain (seed phase 7).
+"""The retraining loop (method phases 7 and 8), run by the Dagster daemon: jobs, sensors and the schedule.
 
-Each trigger launches ``retrain_job`` — re-validate the data, rebuild features, retrain, evaluate, and run the
-promotion gate against the production model, then promote or start a canary (``monitoring.retrain_rollout``) —
-with the reason in the run's tags. Every retraining run's outcome is appended to the notifications log (and
-POSTed to the brief's webhook when one is set).
+The loop, once its sensors are switched on (``dagster sensor start --start-all``, or the UI's Automation page):
+
+1. ``new_data_sensor`` sees a monthly batch's files appear or change and launches ``ingest_job`` for that
+   partition (raw sources and the batch's whylogs profile).
+2. ``monitor_new_batch`` (a run-status sensor on ``ingest_job``'s success) launches ``monitor_job``: validation,
+   features, the online store, the training set (new labels included) and monitoring, so ``drift_report``,
+   ``performance_report`` and ``prediction_profiles`` describe the new batch (``monitoring.period:
+   latest_batch`` measures the newest month against the training window).
+3. ``drift_sensor`` and ``performance_sensor`` read each fresh report and launch ``retrain_job`` with their reason
+   in the run's tags when a top feature's PSI or the primary metric's drop crosses the brief's limits. New data
+   alone retrains only when the brief asks (``monitoring.retrain_on_new_data``).
+4. ``retrain_job`` re-validates, rebuilds features, trains on the rolling split's latest months with the
+   production model's hyperparameters (``monitoring.retrain_tuning`` re-tunes), evaluates and runs the promotion
+   gate (golden set included). A version that passes becomes the challenger of a canary
+   (``monitoring.retrain_rollout: canary``, the default) — or the champion, before any champion served.
+5. ``serving_guard_sensor`` (defs.rollout) judges the served traffic from the prediction log: the rollback rule,
+   the canary's next step (5% -> 25% -> 50%) and, for the last step, the A/B analysis: ship promotes, kill
+   aborts the canary, iterate keeps collecting.
+6. ``notify_retrain_success`` / ``notify_retrain_failure`` append every retraining run's outcome to
+   ``<data_dir>/<brief>/notifications.jsonl`` (and POST it to ``monitoring.webhook_url``).
+
+Why sensors, not declarative automation conditions: the monitoring and training assets are unpartitioned views
+over all monthly batches, downstream of a partitioned source. An eager condition on such a fan-in waits on the
+months that have not arrived yet (``any_deps_missing``), and the automation-condition sensor launches runs that
+carry no reason; the platform needs each run to say why it ran (a batch, a drift figure, a metric drop) and the
+retrain decision reads report *contents* (PSI on the champion's top features, the size of a drop), which a
+condition over materialisation status cannot express. Run-status and cursor sensors chain named jobs, tag every
+run with its trigger and reason, and fire once per event (run keys and cursors).
+
+Every job carries the brief's namespace tag: the instance's tag concurrency limit (``deploy/dagster.yaml``, and
+the local instance config the CLI writes) queues a second run of the same namespace until the first ends, so two
+retrains never overlap and no daemon-launched run meets the namespace lock.
 """
 
 import json
@@ -16,14 +44,27 @@ from mlplatform.core.drift import drift_not_measured
 from mlplatform.core.ingestion import month_keys
 from mlplatform.core.io import InputError, source_files
 from mlplatform.core.retraining import Trigger, drift_trigger, notify, performance_trigger
-from mlplatform.core.training import load_model
-from mlplatform.resources.platform import PlatformResource
+from mlplatform.core.rollout import rollout_state
+from mlplatform.defs.importance import champion_importance
+from mlplatform.resources.platform import PlatformResource, TrackingResource
 
 TRIGGER_TAG = "mlplatform/trigger"
 REASON_TAG = "mlplatform/reason"
+BATCH_TAG = "mlplatform/batch"
+# The run whose report a retrain answers: drift and decay seen in one monitoring run retrain once.
+SOURCE_RUN_TAG = "mlplatform/source_run"
+# Runs of one brief on one instance share this tag's value; the instance allows one at a time per value.
+NAMESPACE_TAG = "mlplatform/namespace"
 RETRAIN_GROUPS = ["quality", "features", "feature_store", "training", "evaluation", "registry", "reporting"]
+# What a new batch refreshes before monitoring reads it: validation, features, the online store, the training set.
+MONITOR_GROUPS = ["quality", "features", "feature_store", "monitoring"]
 # The per-batch profile (monitoring.py) is partitioned like the raw batches: it runs with each batch's ingestion.
 BATCH_PROFILES = "batch_profiles"
+
+
+def namespace_limit() -> dict:
+    """The instance's run-queue rule that keeps one run per brief namespace at a time (``concurrency.runs``)."""
+    return {"key": NAMESPACE_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
 
 
 def partitioned_sources(brief: Brief) -> list[str]:
@@ -35,16 +76,24 @@ def monthly_keys(brief: Brief) -> list[str]:
     return month_keys(brief.partition_start, brief.partition_end)
 
 
-def _retrain_request(trigger: Trigger, run_key: str) -> dg.RunRequest:
-    return dg.RunRequest(run_key=run_key, tags={TRIGGER_TAG: trigger.kind, REASON_TAG: trigger.reason[:1000]})
+def _retrain_request(trigger: Trigger, run_key: str, source_run: str | None = None) -> dg.RunRequest:
+    tags = {TRIGGER_TAG: trigger.kind, REASON_TAG: trigger.reason[:1000]}
+    return dg.RunRequest(run_key=run_key, tags={**tags, SOURCE_RUN_TAG: source_run} if source_run else tags)
 
 
-def _latest_storage_id(context: dg.SensorEvaluationContext, asset: str) -> int | None:
+def _latest_record(context: dg.SensorEvaluationContext, asset: str) -> dg.EventLogRecord | None:
     """The newest materialisation of ``asset`` not yet seen by this sensor (the cursor holds the last seen)."""
     records = context.instance.fetch_materializations(dg.AssetKey(asset), limit=1).records
     if not records or (context.cursor and records[0].storage_id <= int(context.cursor)):
         return None
-    return records[0].storage_id
+    return records[0]
+
+
+def _retrain_already_requested(context: dg.SensorEvaluationContext, source_run: str) -> dg.DagsterRun | None:
+    """A retrain launched for the same monitoring run by the other report's sensor, if any."""
+    runs = context.instance.get_runs(dg.RunsFilter(job_name="retrain_job", tags={SOURCE_RUN_TAG: source_run}),
+                                     limit=1)
+    return runs[0] if runs else None
 
 
 def _drift_skip(brief: Brief) -> dg.SkipReason | None:
@@ -53,24 +102,57 @@ def _drift_skip(brief: Brief) -> dg.SkipReason | None:
     return dg.SkipReason(f"drift over time is not measured for this brief: {reason}") if reason else None
 
 
+def _report_sensor(context: dg.SensorEvaluationContext, tracking: TrackingResource, report: str, kind: str,
+                   decide) -> dg.SkipReason | dg.RunRequest:
+    """Read the newest ``report`` once: ``decide()`` gives the trigger (or why not); one retrain per report run.
+
+    While a canary runs, the report waits (the cursor stays): a retrain would replace the challenger before the
+    A/B analysis judged it."""
+    record = _latest_record(context, report)
+    if record is None:
+        return dg.SkipReason(f"no new {report.replace('_', ' ')}")
+    try:
+        state = rollout_state(tracking.uri, tracking.model_name)
+    except LookupError:  # nothing registered yet: no canary either
+        state = None
+    if state is not None and state.canary_running:
+        return dg.SkipReason(f"{report} {record.storage_id} waits: version {state.challenger} serves a "
+                             f"{state.challenger_share:.0%} canary until the A/B analysis decides")
+    context.update_cursor(str(record.storage_id))
+    trigger, calm = decide()
+    if trigger is None:
+        return dg.SkipReason(f"{report} {record.storage_id}: {calm}")
+    source_run = record.run_id or None
+    if source_run and (earlier := _retrain_already_requested(context, source_run)):
+        return dg.SkipReason(f"{trigger.reason}; retrain run {earlier.run_id} "
+                             f"({earlier.tags.get(TRIGGER_TAG)}) already answers monitoring run {source_run}")
+    return _retrain_request(trigger, run_key=f"{kind}:{record.storage_id}", source_run=source_run)
+
+
 def build(brief: Brief) -> list:
     ingested = [f"raw_{name}" for name in partitioned_sources(brief)]
     batches = [*ingested, BATCH_PROFILES] if ingested else []
+    interval = brief.monitoring.sensor_interval_s
+    namespace = {NAMESPACE_TAG: brief.name}
     ingest_job = dg.define_asset_job(
-        "ingest_job", selection=dg.AssetSelection.assets(*batches),
+        "ingest_job", selection=dg.AssetSelection.assets(*batches), tags=namespace,
         description="Ingest one monthly batch of the time-partitioned sources and profile it.")
     full_run = dg.define_asset_job(
-        "full_run", selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*batches),
+        "full_run", selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*batches), tags=namespace,
         description="Everything after the monthly batches: validation to model card and monitoring.")
     retrain_job = dg.define_asset_job(
-        "retrain_job", selection=dg.AssetSelection.groups(*RETRAIN_GROUPS),
-        description="Re-validate the data, rebuild features, retrain, evaluate, and gate promotion against the "
-                    "production model.")
+        "retrain_job", selection=dg.AssetSelection.groups(*RETRAIN_GROUPS), tags=namespace,
+        description="Re-validate the data, rebuild features, retrain on the latest months (the production model's "
+                    "hyperparameters unless monitoring.retrain_tuning), evaluate, gate promotion against the "
+                    "production model (golden set included), then start a canary or promote.")
     monitor_job = dg.define_asset_job(
-        "monitor_job", selection=dg.AssetSelection.groups("monitoring") - dg.AssetSelection.assets(*batches),
-        description="Profiles, feature drift and the champion's performance on newly labelled data.")
+        "monitor_job", tags=namespace,
+        selection=(dg.AssetSelection.groups(*MONITOR_GROUPS) | dg.AssetSelection.assets("training_set"))
+        - dg.AssetSelection.assets(*batches),
+        description="After a batch: validation, features, the online store and the training set refreshed, then "
+                    "profiles, feature drift and the champion's performance on newly labelled data.")
 
-    @dg.sensor(job=ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
+    @dg.sensor(job=ingest_job, minimum_interval_seconds=interval, default_status=dg.DefaultSensorStatus.STOPPED)
     def new_data_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource):
         """Ingests a monthly batch when its files appear or change (name, size and modification time)."""
         if not partitioned_sources(platform.brief):
@@ -91,67 +173,83 @@ def build(brief: Brief) -> list:
         if not changed:
             return dg.SkipReason("no new or changed batch files")
         return [dg.RunRequest(run_key=f"{key}:{current[key]}", partition_key=key,
-                              tags={TRIGGER_TAG: "new_data", REASON_TAG: f"batch {key} arrived or changed"})
+                              tags={TRIGGER_TAG: "new_data", REASON_TAG: f"batch {key} arrived or changed",
+                                    BATCH_TAG: key})
                 for key in changed]
 
     @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[ingest_job],
-                          request_job=retrain_job, default_status=dg.DefaultSensorStatus.STOPPED)
-    def retrain_on_new_data(context: dg.RunStatusSensorContext):
-        """Retrains once a new batch has been ingested."""
+                          request_job=monitor_job, minimum_interval_seconds=interval,
+                          default_status=dg.DefaultSensorStatus.STOPPED)
+    def monitor_new_batch(context: dg.RunStatusSensorContext):
+        """Refreshes features and monitoring (drift, performance, prediction profiles) once a batch is ingested."""
         partition = context.dagster_run.tags.get("dagster/partition", "?")
+        return dg.RunRequest(run_key=f"monitor:{context.dagster_run.run_id}",
+                             tags={TRIGGER_TAG: "new_data", REASON_TAG: f"batch {partition} ingested",
+                                   BATCH_TAG: partition})
+
+    @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[ingest_job],
+                          request_job=retrain_job, minimum_interval_seconds=interval,
+                          default_status=dg.DefaultSensorStatus.STOPPED)
+    def retrain_on_new_data(context: dg.RunStatusSensorContext):
+        """Retrains after every ingested batch, only when the brief sets monitoring.retrain_on_new_data."""
+        partition = context.dagster_run.tags.get("dagster/partition", "?")
+        if not brief.monitoring.retrain_on_new_data:
+            return dg.SkipReason(f"batch {partition} ingested; new data alone does not retrain "
+                                 "(monitoring.retrain_on_new_data is false): drift or decay decide")
         return _retrain_request(Trigger("new_data", f"batch {partition} ingested"),
                                 run_key=f"new_data:{context.dagster_run.run_id}")
 
-    @dg.sensor(job=retrain_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
-    def drift_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource):
+    @dg.sensor(job=retrain_job, minimum_interval_seconds=interval, default_status=dg.DefaultSensorStatus.STOPPED)
+    def drift_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource, tracking: TrackingResource):
         """Retrains when a new drift report shows PSI above the brief's retrain threshold on a top feature."""
         if skip := _drift_skip(platform.brief):
             return skip
-        storage_id = _latest_storage_id(context, "drift_report")
-        if storage_id is None:
-            return dg.SkipReason("no new drift report")
-        context.update_cursor(str(storage_id))
         b = platform.brief
-        importance = load_model(platform.workspace.models_dir / "lightgbm").feature_importance
-        trigger = drift_trigger(platform.read_table("monitoring", "drift"), importance,
-                                top_n=b.monitoring.top_features, threshold=b.monitoring.retrain_psi)
-        if trigger is None:
-            return dg.SkipReason(f"drift report {storage_id}: no top-{b.monitoring.top_features} feature above "
-                                 f"PSI {b.monitoring.retrain_psi}")
-        return _retrain_request(trigger, run_key=f"drift:{storage_id}")
 
-    @dg.sensor(job=retrain_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
-    def performance_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource):
+        def decide() -> tuple[Trigger | None, str]:
+            importance = champion_importance(platform, tracking.uri)  # the serving model's, any family
+            trigger = drift_trigger(platform.read_table("monitoring", "drift"), importance,
+                                    top_n=b.monitoring.top_features, threshold=b.monitoring.retrain_psi)
+            return trigger, f"no top-{b.monitoring.top_features} feature above PSI {b.monitoring.retrain_psi}"
+
+        return _report_sensor(context, tracking, "drift_report", "drift", decide)
+
+    @dg.sensor(job=retrain_job, minimum_interval_seconds=interval, default_status=dg.DefaultSensorStatus.STOPPED)
+    def performance_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource,
+                           tracking: TrackingResource):
         """Retrains when a new performance report shows critical concept drift."""
         if skip := _drift_skip(platform.brief):
             return skip
-        storage_id = _latest_storage_id(context, "performance_report")
-        if storage_id is None:
-            return dg.SkipReason("no new performance report")
-        context.update_cursor(str(storage_id))
-        trigger = performance_trigger(platform.read_table("monitoring", "performance").row(0, named=True))
-        if trigger is None:
-            return dg.SkipReason(f"performance report {storage_id}: no critical drop")
-        return _retrain_request(trigger, run_key=f"performance:{storage_id}")
+
+        def decide() -> tuple[Trigger | None, str]:
+            row = platform.read_table("monitoring", "performance").row(0, named=True)
+            drop = row.get("relative_drop")
+            return performance_trigger(row), ("no critical drop" if drop is None else
+                                               f"no critical drop ({drop:.1%} of {row['metric']})")
+
+        return _report_sensor(context, tracking, "performance_report", "performance", decide)
 
     scheduled_retrain = dg.ScheduleDefinition(
         name="scheduled_retrain", cron_schedule=brief.monitoring.retrain_cron, job=retrain_job,
         tags={TRIGGER_TAG: "scheduled", REASON_TAG: f"schedule {brief.monitoring.retrain_cron}"},
-        default_status=dg.DefaultScheduleStatus.STOPPED)
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=f"Retrains on the calendar (monitoring.retrain_cron: {brief.monitoring.retrain_cron}, UTC) "
+                    "whatever the monitoring says.")
 
     @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[retrain_job],
-                          default_status=dg.DefaultSensorStatus.STOPPED)
+                          minimum_interval_seconds=interval, default_status=dg.DefaultSensorStatus.STOPPED)
     def notify_retrain_success(context: dg.RunStatusSensorContext, platform: PlatformResource):
         """Logs each finished retraining run with its trigger and the promotion decision."""
         _notify(platform, context.dagster_run, "succeeded")
 
-    @dg.run_failure_sensor(monitored_jobs=[retrain_job], default_status=dg.DefaultSensorStatus.STOPPED)
+    @dg.run_failure_sensor(monitored_jobs=[retrain_job], minimum_interval_seconds=interval,
+                           default_status=dg.DefaultSensorStatus.STOPPED)
     def notify_retrain_failure(context: dg.RunFailureSensorContext, platform: PlatformResource):
-        """Tells the team when a retraining run fails, with the reason."""
+        """Tells the team when a retraining run fails (a refused gate included), with the reason."""
         _notify(platform, context.dagster_run, "failed", context.failure_event.message)
 
-    return [ingest_job, full_run, retrain_job, monitor_job, new_data_sensor, retrain_on_new_data, drift_sensor,
-            performance_sensor, scheduled_retrain, notify_retrain_success, notify_retrain_failure]
+    return [ingest_job, full_run, retrain_job, monitor_job, new_data_sensor, monitor_new_batch, retrain_on_new_data,
+            drift_sensor, performance_sensor, scheduled_retrain, notify_retrain_success, notify_retrain_failure]
 
 
 def _notify(platform: PlatformResource, run: dg.DagsterRun, status: str, message: str | None = None) -> dict:
@@ -161,7 +259,9 @@ def _notify(platform: PlatformResource, run: dg.DagsterRun, status: str, message
         row = pl.read_parquet(promotion).row(0, named=True)
         decision = {"challenger_version": row["challenger_version"], "promoted": row["promote"]}
         decision["rollout"] = _rollout_of(platform, row["challenger_version"]) if row["promote"] else None
-    event = {"run_id": run.run_id, "job": run.job_name, "status": status,
+        if not row["promote"]:
+            decision["reasons"] = row["reasons"]
+    event = {"event": "retrain", "run_id": run.run_id, "job": run.job_name, "status": status,
              "trigger": run.tags.get(TRIGGER_TAG, "manual"), "reason": run.tags.get(REASON_TAG, ""),
              "promotion": decision, "message": message}
     return notify(platform.workspace.root / "notifications.jsonl", event, platform.brief.monitoring.webhook_url)

@@ -33,21 +33,13 @@ from mlplatform.core.drift import (
     psi_plot,
 )
 from mlplatform.core.drift import drift_report as compute_drift
-from mlplatform.core.feature_store import feature_view_name
+from mlplatform.core.feature_names import feature_view_name
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics, higher_is_better
-from mlplatform.core.profiling import (
-    SUMMARY_SCHEMA,
-    profile_by_period,
-    profile_frame,
-    profile_summary,
-    served_frame,
-    write_profile,
-)
 from mlplatform.core.retraining import SplitDates, split_dates
 from mlplatform.core.rollout import model_answers, prediction_log_dir, read_prediction_log
 from mlplatform.core.validation import validate_table
-from mlplatform.defs.automation import BATCH_PROFILES, partitioned_sources
+from mlplatform.defs.automation import BATCH_PROFILES, monthly_keys, partitioned_sources
 from mlplatform.defs.evaluation import challenger_name
 from mlplatform.defs.ingestion import monthly_partitions
 from mlplatform.defs.registry import load_champion
@@ -72,6 +64,22 @@ def _monitored_period(brief: Brief) -> tuple[datetime, datetime]:
     start, end = brief.monitoring.current_start, brief.monitoring.current_end
     if start is None or end is None:
         raise ValueError(f"drift over time is not measured: {drift_not_measured(brief)}")
+    return _midnight(start), _midnight(end)
+
+
+def monitored_period(platform: PlatformResource) -> tuple[datetime, datetime]:
+    """The monitored period as ``[start, end)`` midnights: the brief's fixed period, or (``monitoring.period:
+    latest_batch``) the month of the newest batch every monthly source has ingested."""
+    b = platform.brief
+    if b.monitoring.period != "latest_batch":
+        return _monitored_period(b)
+    keys = [key for key in monthly_keys(b)
+            if all(platform.workspace.partition("raw", name, key).exists() for name in partitioned_sources(b))]
+    if not keys:
+        raise ValueError("monitoring.period is latest_batch but no monthly batch has been ingested yet; "
+                         "materialise the raw sources' partitions (ingest_job) first")
+    start = date.fromisoformat(f"{keys[-1]}-01")
+    end = date(start.year + start.month // 12, start.month % 12 + 1, 1)
     return _midnight(start), _midnight(end)
 
 
@@ -107,7 +115,7 @@ def reference_and_current(platform: PlatformResource) -> tuple[pl.DataFrame, pl.
     reference = features.filter(at < _midnight(dates.validation_start))
     if dates.train_start is not None:
         reference = reference.filter(at >= _midnight(dates.train_start))
-    current = features.filter(at.is_between(*_monitored_period(b), closed="left"))
+    current = features.filter(at.is_between(*monitored_period(platform), closed="left"))
     return reference, current
 
 
@@ -115,6 +123,8 @@ def reference_and_current(platform: PlatformResource) -> tuple[pl.DataFrame, pl.
 def whylogs_profiles(platform: PlatformResource) -> dg.MaterializeResult:
     """whylogs profiles of the training reference and of the monitored period, stored mergeable. Without a
     monitored period (e.g. data without time) only the reference is profiled and the current summary is empty."""
+    from mlplatform.core.profiling import SUMMARY_SCHEMA, profile_frame, profile_summary, write_profile
+
     b = platform.brief
     measured = drift_not_measured(b) is None
     frames = (dict(zip(("reference", "current"), reference_and_current(platform), strict=True)) if measured
@@ -148,6 +158,8 @@ def _batch_profiles_asset(brief: Brief, sources: list[str]) -> dg.AssetsDefiniti
         "month; merge any months with mlplatform.core.profiling.merge_profiles), with a per-column summary.",
     )
     def batch_profiles(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
+        from mlplatform.core.profiling import profile_frame, profile_summary, write_profile
+
         key = context.partition_key
         metadata: dict = {}
         for name in sources:
@@ -178,7 +190,7 @@ def _drift_over_time(platform: PlatformResource, reference: pl.DataFrame) -> tup
                                psi_critical=b.thresholds.psi_critical)
     dates = _split_dates(platform)
     markers = {"validation": dates.validation_start.strftime(MONTH), "test": dates.test_start.strftime(MONTH),
-               "monitored": _monitored_period(b)[0].strftime(MONTH)}
+               "monitored": monitored_period(platform)[0].strftime(MONTH)}
     plot = psi_over_time_plot(by_month, platform.workspace.reports_dir / "drift" / "psi_over_time.png",
                               psi_warning=b.thresholds.psi_warning, psi_critical=b.thresholds.psi_critical,
                               markers=markers)
@@ -211,7 +223,7 @@ def drift_report(platform: PlatformResource) -> dg.MaterializeResult:
     platform.write_table("monitoring", "drift_by_month", by_month)
     counts = frame["severity"].value_counts()
     return dg.MaterializeResult(metadata={
-        "period": f"{b.monitoring.current_start} .. {b.monitoring.current_end}",
+        "period": " .. ".join(f"{day:%Y-%m-%d}" for day in monitored_period(platform)),
         "max_psi": _column_max(frame, "psi"),
         **{f"{row['severity']}_features": row["count"] for row in counts.iter_rows(named=True)},
         "psi_over_time": _png_markdown(dashboard, "PSI per feature and month"),
@@ -240,11 +252,12 @@ def performance_report(platform: PlatformResource, tracking: TrackingResource) -
         raise RuntimeError("no champion model yet: materialise champion_model (it needs the promotion gate to pass)")
     frame = platform.read_table("training", "training_set")
     at = pl.col(b.label.timestamp)
-    current = frame.filter(at.is_between(*_monitored_period(b), closed="left"))
+    period = monitored_period(platform)
+    current = frame.filter(at.is_between(*period, closed="left"))
     train = load_split(platform).train
     if current.height == 0:
-        raise RuntimeError(f"no labelled rows between {b.monitoring.current_start} and {b.monitoring.current_end} "
-                           "yet; concept drift needs labels from the monitored period")
+        raise RuntimeError(f"no labelled rows between {period[0]:%Y-%m-%d} and {period[1]:%Y-%m-%d} yet; concept "
+                           "drift needs labels from the monitored period")
     y = current[b.label.column].to_numpy()
     current_scores = model.predict_score(current)
     now = compute_metrics(b.task_type, y, current_scores, model.threshold)
@@ -288,6 +301,8 @@ def _reference_scores(platform: PlatformResource, tracking: TrackingResource, ve
 
 def _empty_prediction_log(platform: PlatformResource) -> dg.MaterializeResult:
     """Nothing served yet: empty tables with their usual columns, and metadata that says so."""
+    from mlplatform.core.profiling import SUMMARY_SCHEMA
+
     platform.write_table("profiles", "predictions", pl.DataFrame(schema={DAY: pl.String, **SUMMARY_SCHEMA}))
     path = platform.write_table("monitoring", "prediction_drift", pl.DataFrame(schema=PREDICTION_DRIFT_SCHEMA))
     folder = prediction_log_dir(platform.workspace)
@@ -303,6 +318,8 @@ def prediction_profiles(platform: PlatformResource, tracking: TrackingResource) 
     """whylogs profiles of the serving app's prediction log, one per day (UTC): the features as served and the
     outputs, stored mergeable beside the other profiles; and prediction drift per day and model version, the KL
     divergence of its served scores from its scores on the training reference. An empty log is reported as such."""
+    from mlplatform.core.profiling import profile_by_period, profile_summary, served_frame, write_profile
+
     b = platform.brief
     log = read_prediction_log(platform.workspace)
     if log.height == 0:

@@ -14,7 +14,7 @@ from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.model_integrity import record_artifact_hashes
 from mlplatform.core.models import load_candidate
 from mlplatform.core.promotion import GoldenScore, decide_promotion, score_golden
-from mlplatform.core.rollout import policy_for, rollout_state, set_challenger_share
+from mlplatform.core.rollout import log_clock_ns, policy_for, read_prediction_log, rollout_state, set_challenger_share
 from mlplatform.core.rollout import promote as promote_champion
 from mlplatform.core.tracking import (
     MODEL_ARTIFACT_PATH,
@@ -173,7 +173,9 @@ def champion_model(platform: PlatformResource, tracking: TrackingResource) -> dg
         # The champion keeps serving; the verdict stays "iterate" until the canary ends.
         share = policy_for(platform.brief).canary_steps[0]
         set_alias(uri, name, "challenger", version)
-        set_challenger_share(uri, name, share)
+        # From the prediction log's clock: the canary's rows are the ones logged after this decision.
+        set_challenger_share(uri, name, share, since_ns=log_clock_ns(read_prediction_log(platform.workspace)),
+                             new_canary=True)
         action, metadata = "canary", {"champion_version": champion, "challenger_version": version,
                                       "challenger_share": share}
     else:

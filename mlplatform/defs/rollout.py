@@ -1,6 +1,9 @@
-"""Stage: the model in front of traffic (seed phases 5 and 8): the A/B test report, the canary and the automatic
-rollback, all read from the serving app's prediction log and acted on through the registry's aliases.
+"""Stage: the model in front of traffic (method phases 5 and 8): the A/B test report, the canary and the automatic
+rollback, all read from the serving app's prediction log and acted on through the registry's aliases. Each
+rollback, canary step and verdict is appended to the notifications log (and POSTed to the brief's webhook).
 """
+
+import json
 
 import dagster as dg
 import polars as pl
@@ -8,13 +11,16 @@ import yaml
 
 from mlplatform.core.io import write_text_atomic
 from mlplatform.core.metrics import higher_is_better
+from mlplatform.core.retraining import notify
 from mlplatform.core.rollout import (
     ArmHealth,
     RolloutState,
     ab_report,
     attach_labels,
+    canary_with_ab,
     degradation_reasons,
     health_with_metric,
+    log_clock_ns,
     next_canary_step,
     policy_for,
     prediction_log_dir,
@@ -45,18 +51,22 @@ def _health(platform: PlatformResource, rows: pl.DataFrame, version: str | None)
     return health_with_metric(rows, version, task=b.task_type, label=b.label.column, primary=b.metrics.primary)
 
 
+def _ab(platform: PlatformResource, log: pl.DataFrame, state: RolloutState):
+    """The A/B test report of the running champion / challenger pair on the labelled log."""
+    b = platform.brief
+    return ab_report(log, state, task=b.task_type, label=b.label.column, primary=b.metrics.primary,
+                     guardrails=b.metrics.guardrails, hypothesis=b.hypothesis,
+                     name=f"{b.name}: version {state.challenger} vs {state.champion}", policy=policy_for(b))
+
+
 @dg.asset(group_name="serving", deps=["champion_model"], kinds={"mlflow", "parquet"})
 def ab_test_report(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
-    """The champion/challenger A/B test in the seed's template (hypothesis, primary metric, guardrails, split,
+    """The champion/challenger A/B test in the method's template (hypothesis, primary metric, guardrails, split,
     minimum sample size from a power analysis at the control arm's level, minimum runtime) with the test of the
     brief's primary metric (bootstrap, or the z-test for a rate), the p-value and the decision ship / iterate /
-    kill, from the serving app's prediction log and the labels known so far."""
-    b = platform.brief
-    policy = policy_for(b)
+    kill, from the serving app's prediction log (since the canary started) and the labels known so far."""
     state = rollout_state(tracking.uri, tracking.model_name)
-    report = ab_report(_labelled_log(platform), state, task=b.task_type, label=b.label.column,
-                       primary=b.metrics.primary, guardrails=b.metrics.guardrails, hypothesis=b.hypothesis,
-                       name=f"{b.name}: version {state.challenger} vs {state.champion}", policy=policy)
+    report = _ab(platform, _labelled_log(platform), state)
     text = yaml.safe_dump(report, sort_keys=False, allow_unicode=True)
     path = write_text_atomic(text, platform.workspace.reports_dir / "ab_test_report.yaml")
     results = report["results"]
@@ -69,17 +79,27 @@ def ab_test_report(platform: PlatformResource, tracking: TrackingResource) -> dg
         "report": dg.MetadataValue.md(f"```yaml\n{text}```"), "path": dg.MetadataValue.path(str(path))})
 
 
+def _announce(platform: PlatformResource, context: dg.AssetExecutionContext, action: str, **details) -> None:
+    """A rollout event in the notifications log, with the run that decided it."""
+    notify(platform.workspace.root / "notifications.jsonl",
+           {"event": "rollout", "run_id": context.run.run_id, "job": context.run.job_name, "action": action,
+            **details}, platform.brief.monitoring.webhook_url)
+
+
 @dg.asset(group_name="serving", deps=["champion_model"], kinds={"mlflow"})
-def serving_rollout(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
-    """The automatic rollback and the canary, applied to the registry: roll the champion back when, since its
-    promotion, its error rate or p99 latency exceeds the brief's ``rollout.degradation_factor`` (2x) times the
-    previous champion's or its primary metric fell by more than ``monitoring.max_metric_drop``; otherwise move a
-    running canary one of ``rollout.canary_steps`` (5% -> 25% -> 50% -> 100% = promotion) while the challenger's
-    guardrails hold against the champion, or abort it."""
+def serving_rollout(context: dg.AssetExecutionContext, platform: PlatformResource,
+                    tracking: TrackingResource) -> dg.MaterializeResult:
+    """The automatic rollback, the canary and the A/B verdict, applied to the registry: roll the champion back
+    when, since its promotion, its error rate or p99 latency exceeds the brief's ``rollout.degradation_factor``
+    (2x) times the previous champion's or its primary metric fell by more than ``monitoring.max_metric_drop``;
+    otherwise move a running canary one of ``rollout.canary_steps`` (5% -> 25% -> 50%) while the challenger's
+    guardrails hold against the champion, abort it on a breach or when the A/B analysis says kill, and take the
+    last step (100% = promotion) only when the A/B analysis says ship."""
     b = platform.brief
     policy, uri, name = policy_for(b), tracking.uri, tracking.model_name
     up = higher_is_better(b.metrics.primary)
     log = _labelled_log(platform)
+    clock = log_clock_ns(log)
     state: RolloutState = rollout_state(uri, name)
     metadata: dict = {"champion": state.champion or "none", "challenger": state.challenger or "none",
                       "challenger_share": state.challenger_share, "logged_predictions": log.height}
@@ -91,40 +111,60 @@ def serving_rollout(platform: PlatformResource, tracking: TrackingResource) -> d
         metadata["rollback_reasons"] = reasons or "none"
         if reasons:
             rolled_back, restored = rollback(uri, name)
+            _announce(platform, context, "rolled back", version=rolled_back, restored=restored,
+                      reason="; ".join(reasons))
             return dg.MaterializeResult(metadata={**metadata, "action": f"rolled back {rolled_back} -> {restored}"})
-    if not (log.height and state.challenger and state.challenger != state.champion):
+    if not (log.height and state.canary_running):
         return dg.MaterializeResult(metadata={**metadata, "action": "none: no challenger traffic to judge"})
     challenger = served_rows(log, state.challenger, "challenger", state.share_since_ns)
     champion = served_rows(log, state.champion, "champion", state.share_since_ns)
     candidate = _health(platform, challenger, state.challenger)
     reasons = degradation_reasons(candidate, _health(platform, champion, state.champion), policy, up)
-    step = next_canary_step(state.challenger_share, candidate, reasons, policy)
+    results = _ab(platform, log, state)["results"]
+    step = canary_with_ab(next_canary_step(state.challenger_share, candidate, reasons, policy),
+                          state.challenger_share, results["decision"], results["reason"])
     if step.action in ("advance", "abort"):
-        set_challenger_share(uri, name, step.share)
+        set_challenger_share(uri, name, step.share, since_ns=clock)
     elif step.action == "promote":
         promote(uri, name, state.challenger)
-        set_challenger_share(uri, name, 0.0)
+        set_challenger_share(uri, name, 0.0, since_ns=clock)
     if step.action in ("promote", "abort"):  # the experiment record carries how the canary ended
         run_id = client_for(uri).get_model_version(name, state.challenger).run_id
         assert run_id is not None, "every candidate version is registered from its training run"
         set_verdict(uri, run_id, "promoted" if step.action == "promote" else "archived")
+    if step.action != "hold":
+        _announce(platform, context, f"canary {step.action}", version=state.challenger, champion=state.champion,
+                  share=step.share, ab_decision=results["decision"], reason=step.reason)
     return dg.MaterializeResult(metadata={**metadata, "action": f"canary {step.action} to {step.share:.0%}",
-                                          "reason": step.reason})
+                                          "reason": step.reason, "ab_decision": results["decision"],
+                                          "ab_reason": results["reason"]})
 
 
 def build(brief) -> list:
     serving_job = dg.define_asset_job(
         "serving_job", selection=dg.AssetSelection.assets(serving_rollout, ab_test_report),
-        description="Judge the served models from the prediction log: rollback, canary step, A/B report.")
+        description="Judge the served models from the prediction log: rollback, canary step, A/B report.",
+        tags={"mlplatform/namespace": brief.name})
 
-    @dg.sensor(job=serving_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED,
-               description="Runs the rollback rule, the canary step and the A/B report when predictions are logged.")
+    @dg.sensor(job=serving_job, minimum_interval_seconds=brief.monitoring.serving_interval_s,
+               default_status=dg.DefaultSensorStatus.STOPPED)
     def serving_guard_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource):
-        """Runs the rollback rule, the canary step and the A/B report whenever new predictions were logged."""
+        """Runs the rollback rule, the canary step and the A/B analysis whenever new predictions were logged or
+        new labels reached the training set (the delayed outcomes the A/B test and the metric rule need)."""
+        seen = json.loads(context.cursor) if context.cursor and context.cursor.startswith("{") else {}
         parts = sorted(prediction_log_dir(platform.workspace).glob("part-*.parquet"))
-        if not parts or parts[-1].name == context.cursor:
-            return dg.SkipReason("no new predictions logged")
-        context.update_cursor(parts[-1].name)
-        return dg.RunRequest(run_key=parts[-1].name)
+        labels = context.instance.fetch_materializations(dg.AssetKey("training_set"), limit=1).records
+        current = {"part": parts[-1].name if parts else None,
+                   "labels": labels[0].storage_id if labels else None}
+        if not parts:
+            return dg.SkipReason("no predictions logged yet")
+        news = [what for what in ("part", "labels") if current[what] != seen.get(what)]
+        if not news:
+            return dg.SkipReason("no new predictions or labels")
+        context.update_cursor(json.dumps(current))
+        return dg.RunRequest(run_key=f"{current['part']}:{current['labels']}",
+                             tags={"mlplatform/trigger": "serving", "mlplatform/reason":
+                                   " and ".join({"part": "new predictions logged",
+                                                 "labels": "new labels arrived"}[w] for w in news)})
 
     return [serving_rollout, ab_test_report, serving_job, serving_guard_sensor]

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +77,9 @@ class ServingOptions:
         log_flush_rows: buffered predictions that trigger a write at once.
         max_body_bytes: largest request body; a larger one is refused (413) before any of it is parsed. The
             default holds a full batch with every feature given (about 1 KB an entity).
+        replay_clock: log the time a request names in its ``X-Replay-Time`` header (ISO 8601) instead of the
+            wall clock, so replayed historical traffic meets the labels of its own days (``mlplatform demo
+            --live``); off by default, where the header is ignored.
     """
 
     timeout_s: float = 1.0
@@ -87,6 +91,7 @@ class ServingOptions:
     log_flush_interval_s: float = 1.0
     log_flush_rows: int = 10_000
     max_body_bytes: int = 2 * 1024 * 1024
+    replay_clock: bool = False
 
     def __post_init__(self) -> None:
         if self.challenger_share is not None and not 0 <= self.challenger_share <= 1:
@@ -110,6 +115,8 @@ class ServingOptions:
         try:
             options = cls(challenger_share=share)
             options = options if poll is None else replace(options, poll_interval_s=poll)
+            if os.environ.get(REPLAY_CLOCK_ENV, "").lower() in ("1", "true", "yes"):
+                options = replace(options, replay_clock=True)
             return options if body is None else replace(options, max_body_bytes=int(body))
         except ValueError as exc:
             raise ValueError(f"{exc} (from MLPLATFORM_CHALLENGER_SHARE / MLPLATFORM_REGISTRY_POLL_S / "
@@ -177,6 +184,36 @@ class _MetricsMiddleware:
             if status >= 400:
                 self.metrics.errors.labels(endpoint, str(status)).inc()
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+
+REPLAY_CLOCK_ENV, REPLAY_TIME_HEADER = "MLPLATFORM_REPLAY_CLOCK", "X-Replay-Time"
+_replayed_time: ContextVar[datetime | None] = ContextVar("replayed_time", default=None)
+
+
+class _ReplayClockMiddleware:
+    """Takes a request's time from its ``X-Replay-Time`` header (ISO 8601; naive means UTC): a replayed request
+    is logged at the moment it stands for. A header that is no time is a 400."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        raw = dict(scope.get("headers") or []).get(REPLAY_TIME_HEADER.lower().encode()) \
+            if scope["type"] == "http" else None
+        if raw is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            moment = datetime.fromisoformat(raw.decode())
+        except ValueError:
+            await JSONResponse({"detail": f"{REPLAY_TIME_HEADER} must be an ISO 8601 time"},
+                               status_code=400)(scope, receive, send)
+            return
+        token = _replayed_time.set(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _replayed_time.reset(token)
 
 
 class _BodyLimitMiddleware:
@@ -482,6 +519,8 @@ def create_app(settings: Settings, options: ServingOptions | None = None, tracki
     # The last added runs first: the metrics see every answer, the 413s of the body limit included.
     app.add_middleware(_BodyLimitMiddleware, limit=options.max_body_bytes)
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    if options.replay_clock:
+        app.add_middleware(_ReplayClockMiddleware)
     app.add_exception_handler(RequestValidationError, _validation_error)
 
     def openapi() -> dict[str, Any]:
@@ -544,7 +583,7 @@ def create_app(settings: Settings, options: ServingOptions | None = None, tracki
         rows = [item.features.model_dump() if item.features else online[entity_id] for item, entity_id in
                 zip(items, ids, strict=True)]
         arms = [models.arm_of(entity_id) for entity_id in ids]
-        request_time, request_id = datetime.now(UTC), PredictionLog.request_id()
+        request_time, request_id = _replayed_time.get() or datetime.now(UTC), PredictionLog.request_id()
 
         def record(outputs: list[tuple], status: str) -> float:
             latency_ms = (time.perf_counter() - started) * 1000
