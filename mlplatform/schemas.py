@@ -5,10 +5,14 @@ it. Check names are kept readable because they become quarantine reasons, e.g.
 ``session_minutes: in_range(0, 600)``.
 """
 
-import pandera.polars as pa
+from typing import TYPE_CHECKING
+
 import polars as pl
 
 from mlplatform.brief import ColumnSpec, DType, Source
+
+if TYPE_CHECKING:  # pandera (about 1 s to import) loads when a schema is built
+    import pandera.polars as pa
 
 POLARS_DTYPES: dict[DType, pl.DataType] = {
     "int": pl.Int64(),
@@ -32,7 +36,9 @@ def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
-def _column_checks(table: str, column: str, spec: ColumnSpec) -> list[pa.Check]:
+def _column_checks(table: str, column: str, spec: ColumnSpec) -> "list[pa.Check]":
+    import pandera.polars as pa
+
     checks = []
     if spec.min is not None or spec.max is not None:
         if spec.dtype not in ("int", "float"):
@@ -68,7 +74,7 @@ def _later_occurrence_of_key(unique: list[str]):
     return check
 
 
-def source_schema(name: str, source: Source) -> pa.DataFrameSchema:
+def source_schema(name: str, source: Source) -> "pa.DataFrameSchema":
     """The pandera contract of one source.
 
     Columns are typed (int→Int64, float→Float64, str→String, bool→Boolean, date→Date,
@@ -89,11 +95,13 @@ def source_schema(name: str, source: Source) -> pa.DataFrameSchema:
         ValueError: a column spec that cannot become a check (bounds on a non-numeric column, or allowed
             values that are not of the column's dtype).
     """
+    import pandera.polars as pa
+
     rows, table = split_source_schema(name, source)
     return pa.DataFrameSchema(rows.columns, checks=table.checks, name=name, strict=False, coerce=False)
 
 
-def split_source_schema(name: str, source: Source) -> tuple[pa.DataFrameSchema, pa.DataFrameSchema]:
+def split_source_schema(name: str, source: Source) -> "tuple[pa.DataFrameSchema, pa.DataFrameSchema]":
     """:func:`source_schema` in two parts, by how much of the table each needs to see.
 
     Returns:
@@ -101,6 +109,8 @@ def split_source_schema(name: str, source: Source) -> tuple[pa.DataFrameSchema, 
         table-wide checks (the key's uniqueness), which must see every row's key columns; the second has no
         columns of its own, so it validates a frame of just the key columns.
     """
+    import pandera.polars as pa
+
     columns = {
         column: pa.Column(
             POLARS_DTYPES[spec.dtype],

@@ -13,8 +13,6 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 
 # Above this expected calibration error, scores are treated as miscalibrated and a calibrator is fitted.
 # Proposed brief field: thresholds.max_calibration_error.
@@ -168,6 +166,9 @@ def fit_calibrator(y_true: np.ndarray, y_prob: np.ndarray, isotonic_min_rows: in
     Raises:
         ValueError: bad inputs (see :func:`expected_calibration_error`) or only one class present.
     """
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+
     y_true, y_prob = _checked(y_true, y_prob)
     if np.unique(y_true).size < 2:
         raise ValueError("a calibrator needs both classes in the validation labels")

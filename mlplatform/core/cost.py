@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from matplotlib.figure import Figure
 
 # One CPU machine-hour (a small general-purpose cloud instance): every CPU step and batch inference use it.
 CPU_HOUR_USD = 0.05
@@ -307,6 +306,8 @@ def history_row(document: Mapping[str, Any], at: datetime) -> pl.DataFrame:
 
 def trend_plot(history: pl.DataFrame, path: Path) -> Path:
     """PNG of the cost figures over successive reports: training $/run, inference $/1k and storage GB."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(7, 6))
     axes = fig.subplots(3, 1, sharex=True)
     series = [("training_cost_per_run", "training $/run", 1.0), ("cost_per_1k_predictions", "inference $/1k", 1.0),

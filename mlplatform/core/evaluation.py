@@ -8,7 +8,6 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from scipy.stats import binomtest, fisher_exact
 
 from mlplatform.brief import KillCriteria, TaskType, Training
 from mlplatform.core.metrics import bootstrap_ci, compute_metrics, higher_is_better, metric_function
@@ -435,6 +434,7 @@ def group_fairness(groups: pl.Series, y_true: np.ndarray, predicted_positive: np
         demographic_parity_ratio,
         equal_opportunity_difference,
     )
+    from scipy.stats import fisher_exact
 
     names = groups.cast(pl.String)
     y = np.asarray(y_true).astype(int)
@@ -739,6 +739,8 @@ def group_calibration(groups: pl.Series, y_true: np.ndarray, y_prob: np.ndarray,
         ``group``, ``n``, ``observed_rate``, ``mean_score``, ``calibration_gap`` (mean score − observed
         rate), ``calibration_p_value``, ``ece``, ``brier``, ``assessed``.
     """
+    from scipy.stats import binomtest
+
     from mlplatform.core.calibration import brier_score, expected_calibration_error
 
     frame = pl.DataFrame({"group": groups.cast(pl.String), "y": np.asarray(y_true, dtype=float),

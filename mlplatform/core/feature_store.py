@@ -34,6 +34,7 @@ from feast.type_map import feast_value_type_to_python_type, python_values_to_pro
 from feast.utils import _convert_arrow_to_proto, make_tzaware
 
 from mlplatform.brief import Features, TableFeatures
+from mlplatform.core.feature_names import feature_service_name, feature_view_name
 from mlplatform.core.features import feature_columns
 
 # Feature-table column dtypes (polars names) that Feast can store, and their Feast types.
@@ -45,16 +46,6 @@ _FEAST_TYPES = {
     "String": ft.String,
     "Boolean": ft.Bool,
 }
-
-
-def feature_view_name(entity: str) -> str:
-    """Name of the feature view (and of the feature table) of ``entity``."""
-    return f"{entity}_daily_features"
-
-
-def feature_service_name(project: str, version: int = 1) -> str:
-    """Name of the model's versioned feature service."""
-    return f"{project}_model_v{version}"
 
 
 def feast_config(

@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from sklearn import metrics as skm
 
 from mlplatform.brief import TaskType
 from mlplatform.core.training import SplitFrames
@@ -271,6 +270,8 @@ def _targets(y: pl.Series, task: TaskType, classes: list) -> pl.DataFrame:
 def _single_feature_score(train_key: pl.Series, train_y: pl.DataFrame, hold_key: pl.Series,
                           hold_y: pl.DataFrame, task: TaskType) -> float:
     """Hold-out AUC (classification) or R² (regression) of the train label mean per feature key."""
+    from sklearn import metrics as skm
+
     means = train_y.with_columns(_key=train_key).group_by("_key").agg(pl.all().mean())
     # A key never seen in train predicts the train mean.
     predicted = (pl.DataFrame({"_key": hold_key}).join(means, on="_key", how="left", maintain_order="left")

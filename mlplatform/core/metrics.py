@@ -8,8 +8,6 @@ matrix over class indices ``0..k-1``, regression scores are the predicted values
 from collections.abc import Callable
 
 import numpy as np
-from scipy.stats import rankdata
-from sklearn import metrics as skm
 
 from mlplatform.brief import TaskType
 
@@ -49,6 +47,8 @@ def compute_metrics(
         multiclass: macro_f1, accuracy, log_loss; regression: mae, rmse, r2. A metric that is undefined
         on this data (ROC-AUC with one class present) is NaN.
     """
+    from sklearn import metrics as skm
+
     y_true = np.asarray(y_true)
     y_score = np.asarray(y_score, dtype=float)
     if len(y_true) != len(y_score):
@@ -101,6 +101,8 @@ def best_f1_threshold(y_true: np.ndarray, y_score: np.ndarray) -> float:
 
     Returns 0.5 when F1 is zero at every threshold (no positives), so callers need no special case.
     """
+    from sklearn import metrics as skm
+
     y_true = np.asarray(y_true).astype(int)
     if not y_true.any():
         return 0.5
@@ -194,6 +196,8 @@ def _average_precision(y_true: np.ndarray, y_score: np.ndarray) -> float:
 
 def _roc_auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
     """ROC-AUC as the Mann-Whitney U statistic over average ranks (ties count half)."""
+    from scipy.stats import rankdata
+
     positives = int(y_true.sum())
     negatives = len(y_true) - positives
     if not positives or not negatives:

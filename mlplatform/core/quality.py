@@ -56,7 +56,6 @@ from datetime import UTC, date, datetime, time
 
 import numpy as np
 import polars as pl
-from scipy.stats import rankdata
 
 from mlplatform.brief import Brief, Source
 from mlplatform.core.validation import CLOCK_SKEW, ValidationResult, check_kind
@@ -349,6 +348,8 @@ def _is_classification(label: pl.Series, task_type: str | None) -> bool:
 
 def _auc_signal(x: np.ndarray, positive: np.ndarray) -> float:
     """|2·AUC − 1| of ``x`` ranking ``positive`` first (Mann–Whitney, ties averaged); 0 if a class is empty."""
+    from scipy.stats import rankdata
+
     positive = positive.astype(bool)
     n_pos = int(positive.sum())
     n_neg = len(positive) - n_pos
@@ -360,6 +361,8 @@ def _auc_signal(x: np.ndarray, positive: np.ndarray) -> float:
 
 
 def _spearman_signal(x: np.ndarray, y: np.ndarray) -> float:
+    from scipy.stats import rankdata
+
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return 0.0
     return abs(float(np.corrcoef(rankdata(x), rankdata(y))[0, 1]))

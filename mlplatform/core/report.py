@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 from markdown_it import MarkdownIt
-from matplotlib.figure import Figure
 
 from mlplatform.core.io import write_text_atomic
 from mlplatform.core.metrics import higher_is_better
@@ -421,6 +420,7 @@ def pr_curve_plot(
         model_name: legend name of the model.
     """
     # sklearn.metrics takes seconds to import; only the plots need it, not the report or the model card.
+    from matplotlib.figure import Figure
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
     y_true = np.asarray(y_true)
@@ -459,6 +459,7 @@ def calibration_plot(y_true: np.ndarray, y_score: np.ndarray, path: Path, *, bin
         path: PNG to write.
         bins: number of quantile bins.
     """
+    from matplotlib.figure import Figure
     from sklearn.calibration import calibration_curve
     from sklearn.metrics import brier_score_loss
 
@@ -481,6 +482,8 @@ def calibration_plot(y_true: np.ndarray, y_score: np.ndarray, path: Path, *, bin
 
 def importance_plot(importance: dict[str, float], path: Path, *, top: int = 20) -> Path:
     """Horizontal bars of the ``top`` features by importance (LightGBM gain), largest on top."""
+    from matplotlib.figure import Figure
+
     ranked = sorted(importance.items(), key=lambda item: item[1])[-top:]
     fig = Figure(figsize=(7, 0.3 * len(ranked) + 1.2))
     axes = fig.subplots()
@@ -494,6 +497,8 @@ def importance_plot(importance: dict[str, float], path: Path, *, top: int = 20) 
 
 def confusion_matrix_plot(y_true: np.ndarray, y_pred: np.ndarray, path: Path, *, title: str) -> Path:
     """The binary confusion matrix with counts in each cell."""
+    from matplotlib.figure import Figure
+
     y_true, y_pred = np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int)
     counts = np.array([[np.sum((y_true == t) & (y_pred == p)) for p in (0, 1)] for t in (0, 1)])
     fig = Figure(figsize=(4.5, 4))

@@ -17,23 +17,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import polars as pl
 import yaml
 
-# Before mlflow is imported: its telemetry client starts at import time and would try the network; the
-# artifact progress bars would clutter asset logs. setdefault leaves a user's explicit choice alone.
+# MLflow (about 2 s to import) is imported by the functions that call it, never when this module loads. Set
+# before it is: its telemetry client starts at import time and would try the network; the artifact progress
+# bars would clutter asset logs. setdefault leaves a user's explicit choice alone.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-from mlflow.entities import Metric, Param, ViewType  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-
-from mlplatform.core.pyfunc import save_pyfunc  # noqa: E402
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 # Creating a fresh SQLite backend runs MLflow's migrations, which log every step at INFO.
 for _name in ("mlflow.store.db.utils", "alembic"):
@@ -71,7 +69,7 @@ class ExperimentRecord:
     artifacts: dict[str, str] = field(default_factory=dict)
 
 
-def client_for(tracking_uri: str) -> MlflowClient:
+def client_for(tracking_uri: str) -> "MlflowClient":
     """A client on ``tracking_uri`` (tracking and registry), creating the SQLite file's folder if needed.
 
     The first client on a new SQLite file runs MLflow's schema migrations (about 4 s); later ones are fast.
@@ -81,6 +79,8 @@ def client_for(tracking_uri: str) -> MlflowClient:
     Raises:
         ValueError: an empty URI, which MLflow would silently replace by ``./mlruns``.
     """
+    from mlflow.tracking import MlflowClient
+
     if not tracking_uri:
         raise ValueError("tracking_uri is empty; pass e.g. sqlite:///<data_dir>/<brief>/mlflow/mlflow.db")
     database = _sqlite_file(tracking_uri)
@@ -160,12 +160,14 @@ def _artifact_root_tag(tracking_uri: str, artifact_dir: Path) -> dict[str, str]:
     return {ARTIFACT_ROOT_TAG: artifact_dir.resolve().relative_to(database.resolve().parent).as_posix()}
 
 
-def experiment_id_for(client: MlflowClient, experiment_name: str, day: date) -> str:
+def experiment_id_for(client: "MlflowClient", experiment_name: str, day: date) -> str:
     """The next free ``EXP-YYYY-MM-DD-NNN`` id of ``day`` in the experiment (deleted runs keep theirs).
 
     Ids are allocated by reading existing tags, so two runs logged concurrently could get the same id;
     the platform logs runs one at a time.
     """
+    from mlflow.entities import ViewType
+
     prefix = f"EXP-{day.isoformat()}-"
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
@@ -210,6 +212,10 @@ def log_experiment(
     Returns:
         The MLflow run id; the ``EXP-…`` id is the run's ``exp_id`` tag and run name.
     """
+    from mlflow.entities import Metric, Param
+
+    from mlplatform.core.pyfunc import save_pyfunc
+
     if record.verdict not in ("promoted", "archived", "iterate"):
         raise ValueError(f"verdict must be promoted, archived or iterate; got '{record.verdict}'")
     client = client_for(tracking_uri)
@@ -312,6 +318,8 @@ def log_tuning_trials(
                if c not in trials.columns]
     if missing:
         raise ValueError(f"the trials frame lacks columns {missing}; pass TuningResult.new_trials")
+    from mlflow.entities import Metric, Param
+
     client = client_for(tracking_uri)
     parent = client.get_run(parent_run_id)
     parent_name = parent.data.tags.get(_EXP_TAG, parent.info.run_name or parent_run_id)
@@ -351,6 +359,8 @@ def set_verdict(tracking_uri: str, run_id: str, verdict: str) -> None:
 
 def experiment_record(tracking_uri: str, run_id: str) -> dict | None:
     """The run's ``experiment.yaml`` record (the seed's experiment template); None when the run has none."""
+    from mlflow.exceptions import MlflowException
+
     with tempfile.TemporaryDirectory() as scratch:
         try:
             path = client_for(tracking_uri).download_artifacts(run_id, EXPERIMENT_YAML, scratch)
@@ -363,6 +373,8 @@ def register_model(
     tracking_uri: str, model_name: str, run_id: str, artifact_path: str = MODEL_ARTIFACT_PATH
 ) -> str:
     """Register the run's ``artifact_path`` as a new version of ``model_name``; returns the version."""
+    from mlflow.exceptions import MlflowException
+
     client = client_for(tracking_uri)
     try:
         client.create_registered_model(model_name)
@@ -380,6 +392,8 @@ def set_alias(tracking_uri: str, model_name: str, alias: str, version: str) -> N
 
 def get_alias_version(tracking_uri: str, model_name: str, alias: str) -> str | None:
     """The version ``alias`` points at, or None when the model or the alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
     try:
         return str(client_for(tracking_uri).get_model_version_by_alias(model_name, alias).version)
     except MlflowException as exc:

@@ -5,9 +5,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import lightgbm as lgb
 import numpy as np
 import polars as pl
 
@@ -15,6 +14,9 @@ from mlplatform.brief import Rule, TaskType, Training
 from mlplatform.core.io import write_text_atomic
 from mlplatform.core.metrics import best_f1_threshold
 from mlplatform.core.transforms import FittedTransforms, fit_transforms, load_transforms, save_transforms
+
+if TYPE_CHECKING:  # LightGBM is imported where a model is trained or loaded
+    import lightgbm as lgb
 
 _CATEGORICAL_DTYPES = (pl.String, pl.Categorical, pl.Enum)
 _MODEL_FILE = "model.txt"
@@ -220,7 +222,7 @@ class TrainedModel:
     model-side transforms fitted on the training split (applied to every frame scored, serving included)."""
 
     task: TaskType
-    booster: lgb.Booster
+    booster: "lgb.Booster"
     features: list[str]
     categories: dict[str, list[str]]
     best_iteration: int
@@ -336,7 +338,7 @@ def train_lightgbm(
     label: str,
     params: dict[str, Any] | None = None,
     seed: int = 0,
-    callbacks: list[Callable[[lgb.callback.CallbackEnv], None]] | None = None,
+    callbacks: "list[Callable[[lgb.callback.CallbackEnv], None]] | None" = None,
     transforms: Training | None = None,
     weights: np.ndarray | None = None,
 ) -> TrainedModel:
@@ -363,6 +365,8 @@ def train_lightgbm(
             no transforms.
         weights: a weight per training row (e.g. fairness reweighing); None weighs rows equally.
     """
+    import lightgbm as lgb
+
     if not features:
         raise ValueError("train_lightgbm needs at least one feature")
     y_train = _labels(train, label, task, "train")
@@ -426,6 +430,8 @@ def load_model(directory: Path) -> TrainedModel:
     Raises:
         ValueError: the directory does not hold both files.
     """
+    import lightgbm as lgb
+
     model_file, meta_file = directory / _MODEL_FILE, directory / _META_FILE
     if not model_file.is_file() or not meta_file.is_file():
         raise ValueError(f"{directory} is not a saved model: it needs {_MODEL_FILE} and {_META_FILE}")

@@ -33,14 +33,15 @@ first gives one.
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import pandera.errors
-import pandera.polars as pa
 import polars as pl
 
 from mlplatform.brief import DType, Source
 from mlplatform.schemas import DUPLICATE_KEY, POLARS_DTYPES, split_source_schema
+
+if TYPE_CHECKING:  # pandera is imported when a table is validated (mlplatform.schemas)
+    import pandera.polars as pa
 
 ROW = "__row"
 REASONS = "_reasons"
@@ -205,8 +206,10 @@ def parse_column(text: pl.Series, dtype: DType) -> pl.Series:
     return typed["value"].alias(text.name)
 
 
-def _failure_cases(schema: pa.DataFrameSchema, frame: pl.DataFrame, name: str) -> pl.DataFrame | None:
+def _failure_cases(schema: "pa.DataFrameSchema", frame: pl.DataFrame, name: str) -> pl.DataFrame | None:
     """pandera's failure cases of ``frame`` (None when it passes); ``index`` is the row's position in it."""
+    import pandera.errors
+
     try:
         schema.validate(frame, lazy=True)
         return None
@@ -221,7 +224,7 @@ def _failure_cases(schema: pa.DataFrameSchema, frame: pl.DataFrame, name: str) -
     return cases
 
 
-def _key_failures(keys: pl.DataFrame, table: pa.DataFrameSchema, name: str, source: Source) -> pl.DataFrame:
+def _key_failures(keys: pl.DataFrame, table: "pa.DataFrameSchema", name: str, source: Source) -> pl.DataFrame:
     """The table-wide checks on the typed key columns of every kept row (``keys`` has ``ROW`` too)."""
     cases = _failure_cases(table, keys.select(source.unique), name)
     if cases is None:
@@ -249,7 +252,7 @@ def _parse_failures(chunk: pl.DataFrame, unread: dict[str, pl.Series], source: S
     return _concat(parts)
 
 
-def _contract_failures(typed: pl.DataFrame, rows: pa.DataFrameSchema, name: str, source: Source,
+def _contract_failures(typed: pl.DataFrame, rows: "pa.DataFrameSchema", name: str, source: Source,
                        unread: dict[str, pl.Series], label: str | None) -> pl.DataFrame:
     cases = _failure_cases(rows, typed.select(list(source.columns)), name)
     if cases is None:
@@ -330,7 +333,7 @@ class _Keys:
     failures: pl.DataFrame  # table-wide check failures, ROW = raw position
 
 
-def _scan_keys(raw: pl.LazyFrame, name: str, source: Source, table: pa.DataFrameSchema) -> _Keys:
+def _scan_keys(raw: pl.LazyFrame, name: str, source: Source, table: "pa.DataFrameSchema") -> _Keys:
     no_copies = pl.Series(ROW, [], dtype=pl.UInt32)
     if not source.unique:
         return _Keys(raw.select(pl.len()).collect().item(), no_copies, _concat([]))
@@ -363,7 +366,7 @@ class _Slice:
 
 
 def _validate_slice(chunk: pl.DataFrame, keys: _Keys, name: str, source: Source,
-                    rows: pa.DataFrameSchema, rules: _PlatformRules) -> _Slice:
+                    rows: "pa.DataFrameSchema", rules: _PlatformRules) -> _Slice:
     """Steps 3 and 4 on ``chunk`` (raw text with ``ROW``, the raw position), identical copies not yet removed."""
     first, end = (chunk[ROW][0], chunk[ROW][-1] + 1) if chunk.height else (0, 0)
     copies = keys.copies.filter(keys.copies.is_between(first, end, closed="left"))
