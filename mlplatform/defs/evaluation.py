@@ -48,6 +48,7 @@ from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.models import load_candidate
 from mlplatform.core.promotion import golden_shortfall
 from mlplatform.core.quality import normalised_total
+from mlplatform.core.readable import readable
 from mlplatform.core.report import (
     calibration_plot,
     candidate_context,
@@ -428,7 +429,7 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
     plots = _plots(platform, y, scored)
     path = write_report(markdown, platform.workspace.reports_dir / "evaluation", plots)
     cv, ci = ctx["cross_validation"], parts["metrics"][primary]
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata=readable({
         "challenger": challenger,
         "selection": selection.decision,
         primary: headline,
@@ -445,7 +446,7 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
         **({f"golden_{primary}": golden["metrics"][primary]} if golden["metrics"] else {}),
         "report": dg.MetadataValue.md(markdown + inline_plots(plots)),  # the UI shows the plots on the asset page
         "path": dg.MetadataValue.path(str(path)),
-    })
+    }))
 
 
 @dg.asset_check(asset="evaluation_report", name="kill_criteria", blocking=True,
@@ -457,7 +458,7 @@ def kill_criteria_check(platform: PlatformResource) -> dg.AssetCheckResult:
     failed = kills.filter(~pl.col("passed"))
     return dg.AssetCheckResult(
         passed=failed.height == 0,
-        metadata={"criteria": dg.MetadataValue.md(table(kills))},
+        metadata=readable({"criteria": dg.MetadataValue.md(table(kills))}),
         description="; ".join(failed["measured"]) if failed.height else "no kill criterion met",
     )
 

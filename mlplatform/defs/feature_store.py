@@ -18,6 +18,7 @@ from mlplatform.core.feature_store import (
 )
 from mlplatform.core.feature_store import online_features as read_online
 from mlplatform.core.markdown import table as table_md
+from mlplatform.core.readable import readable
 from mlplatform.defs.ingestion import monthly_partitions
 from mlplatform.resources.platform import FeatureStoreResource, PlatformResource
 
@@ -34,13 +35,13 @@ def feature_store(platform: PlatformResource, feast_store: FeatureStoreResource)
     store = feast_store.store()
     apply_feature_store(store, objects)
     views = store.list_feature_views()
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata=readable({
         "project": b.name,
         "feature_views": [v.name for v in views],
         "features": sum(len(v.features) for v in views),
         "feature_services": [s.name for s in store.list_feature_services()],
         "repo": dg.MetadataValue.path(str(platform.workspace.feast_dir)),
-    })
+    }))
 
 
 def online_partitions(brief: Brief) -> dg.MonthlyPartitionsDefinition | None:
@@ -89,11 +90,11 @@ def _online_features(brief: Brief) -> dg.AssetsDefinition:
             after a newer one leaves the newer values online."""
             start, end = _window(platform.brief, context)
             written = materialize_online(feast_store.store(), start, end)
-            return dg.MaterializeResult(metadata={
+            return dg.MaterializeResult(metadata=readable({
                 "window_start": start.isoformat(), "window_end": end.isoformat(),
                 "entities_in_window": written.entities, "entities_written": written.written,
                 "entities_kept_newer": written.kept_newer, "online_store": feast_store.online_store,
-            })
+            }))
 
     return online_features
 
@@ -116,9 +117,9 @@ def online_offline_consistency(platform: PlatformResource, feast_store: FeatureS
     mismatches = online_offline_mismatches(online, table, entity_key=b.entity_key, start=start, end=end)
     return dg.AssetCheckResult(
         passed=mismatches.height == 0,
-        metadata={"entities_sampled": len(ids), "mismatches": mismatches.height,
-                  "window": f"{start.isoformat()} .. {end.isoformat()}",
-                  "examples": dg.MetadataValue.md(table_md(mismatches.head(20)))},
+        metadata=readable({"entities_sampled": len(ids), "mismatches": mismatches.height,
+                           "window": f"{start.isoformat()} .. {end.isoformat()}",
+                           "examples": dg.MetadataValue.md(table_md(mismatches.head(20)))}),
         description=f"{mismatches.height} mismatching values over {len(ids)} sampled entities",
     )
 

@@ -7,6 +7,7 @@ from mlplatform.brief import Brief, TableFeatures
 from mlplatform.core.feature_store import feature_view_name
 from mlplatform.core.features import build_features, feature_columns
 from mlplatform.core.markdown import table
+from mlplatform.core.readable import readable
 from mlplatform.core.table_features import build_table_features
 from mlplatform.resources.platform import PlatformResource
 
@@ -20,13 +21,13 @@ def _describe(platform: PlatformResource, features: pl.DataFrame) -> dg.Material
         "description": list(described.values()),
         "null_share": [features[name].null_count() / max(features.height, 1) for name in described],
     })
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata=readable({
         "dagster/row_count": features.height,
         "features": len(described),
         "entities": features[b.entity_key].n_unique(),
         "catalogue": dg.MetadataValue.md(table(catalogue)),
         "path": dg.MetadataValue.path(str(path)),
-    })
+    }))
 
 
 def _table_features(spec: TableFeatures) -> dg.AssetsDefinition:

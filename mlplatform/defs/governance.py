@@ -23,6 +23,7 @@ from mlplatform.core.cost import (
 from mlplatform.core.io import write_text_atomic
 from mlplatform.core.markdown import table
 from mlplatform.core.models import load_candidate
+from mlplatform.core.readable import readable
 from mlplatform.core.system_score import (
     COST_REPORT,
     RUNNING,
@@ -175,7 +176,7 @@ def cost_report(context: dg.AssetExecutionContext, platform: PlatformResource, t
     platform.write_table("reports", "cost_history", history)
     plot = trend_plot(history, reports / "cost_trend.png")
     training, inference_costs = document["ml_costs"]["training"], document["ml_costs"]["inference"]
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata=readable({
         "compute_cost_per_run_usd": training["compute_cost_per_run"],
         "runs_per_month": training["runs_per_month"],
         "cost_per_1k_predictions_usd": inference_costs["cost_per_1k_predictions"],
@@ -186,7 +187,7 @@ def cost_report(context: dg.AssetExecutionContext, platform: PlatformResource, t
         "steps": dg.MetadataValue.md(table(steps, max_rows=200)),
         "trend": dg.MetadataValue.path(str(plot)),
         "path": dg.MetadataValue.path(str(path)),
-    })
+    }))
 
 
 # The asset that applies the automatic rollback (defs.rollout): a sensor or schedule whose job runs it automates it.
@@ -265,13 +266,13 @@ def ml_system_score(context: dg.AssetExecutionContext, platform: PlatformResourc
     markdown = render_markdown(score)
     platform.write_table("reports", "ml_system_score", score_table(score))
     path = write_text_atomic(markdown, platform.workspace.reports_dir / "ml_system_score.md")
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata=readable({
         "total": score.total,
         "band": score.band,
         **{d.name: d.points for d in score.dimensions},
         "score": dg.MetadataValue.md(markdown),
         "path": dg.MetadataValue.path(str(path)),
-    })
+    }))
 
 
 def build(brief: Brief) -> list:

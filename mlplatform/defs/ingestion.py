@@ -8,6 +8,7 @@ import polars as pl
 from mlplatform.brief import Brief
 from mlplatform.core.ingestion import add_derived_columns, batch_files, ingest
 from mlplatform.core.quality import MAX_POINTS, data_as_of, freshness_need_days, newest_time, time_column, timeliness
+from mlplatform.core.readable import readable
 from mlplatform.core.validation import parse_column
 from mlplatform.resources.platform import PlatformResource
 
@@ -32,9 +33,10 @@ def _freshness(frame: pl.DataFrame, name: str, column: str, brief: Brief, as_of:
         passed=score.points == MAX_POINTS,
         severity=dg.AssetCheckSeverity.WARN,
         description=score.detail,
-        metadata={"newest": str(newest), "as_of": f"{as_of:%Y-%m-%d %H:%M}", "age_days": round(score.measurement, 2),
-                  "need_days": need, "timeliness_points": score.points, "rows": frame.height,
-                  "unreadable_or_missing": values.null_count(), "fix": score.fix},
+        metadata=readable({"newest": str(newest), "as_of": f"{as_of:%Y-%m-%d %H:%M}",
+                           "age_days": round(score.measurement, 2),
+                           "need_days": need, "timeliness_points": score.points, "rows": frame.height,
+                           "unreadable_or_missing": values.null_count(), "fix": score.fix}),
     )
 
 
@@ -69,11 +71,11 @@ def _raw_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
         as_of = min(context.partition_time_window.end.replace(tzinfo=None), data_as_of(brief)) if partitioned \
             else data_as_of(brief)
         return dg.MaterializeResult(
-            metadata={
+            metadata=readable({
                 "dagster/row_count": frame.height,
                 "files": [f.name for f in files],
                 "path": dg.MetadataValue.path(str(path)),
-            },
+            }),
             check_results=[_freshness(frame, name, timestamp, brief, as_of)] if timestamp else [],
         )
 

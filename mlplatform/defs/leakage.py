@@ -31,6 +31,7 @@ from mlplatform.core.leakage import (
     check_temporal_split,
 )
 from mlplatform.core.models import load_candidate
+from mlplatform.core.readable import readable
 from mlplatform.core.training import TrainedModel
 from mlplatform.defs.training import CANDIDATE_ASSETS, candidates, load_split, model_features
 from mlplatform.resources.platform import PlatformResource
@@ -40,7 +41,7 @@ if TYPE_CHECKING:  # torch is heavy: imported only where a torch candidate is ch
 
 
 def _result(finding: LeakageFinding) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(passed=finding.passed, description=finding.detail, metadata=finding.evidence,
+    return dg.AssetCheckResult(passed=finding.passed, description=finding.detail, metadata=readable(finding.evidence),
                                severity=dg.AssetCheckSeverity.ERROR)
 
 

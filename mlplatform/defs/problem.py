@@ -3,6 +3,7 @@
 import dagster as dg
 import yaml
 
+from mlplatform.core.readable import readable
 from mlplatform.resources.platform import PlatformResource
 
 
@@ -12,13 +13,13 @@ def problem_brief(platform: PlatformResource) -> dg.MaterializeResult:
     brief = platform.brief
     body = yaml.safe_dump(brief.model_dump(mode="json"), sort_keys=False)
     return dg.MaterializeResult(
-        metadata={
+        metadata=readable({
             "task_type": brief.task_type,
             "primary_metric": brief.metrics.primary,
             "business_objective": brief.problem.business_objective,
             "brief": dg.MetadataValue.md(f"```yaml\n{body}```"),
             "path": dg.MetadataValue.path(platform.brief_path),
-        }
+        })
     )
 
 

@@ -25,6 +25,7 @@ from mlplatform.core.quality import (
     time_column,
     with_relevance,
 )
+from mlplatform.core.readable import readable
 from mlplatform.core.validation import single_class_problem, validate_table
 from mlplatform.resources.platform import PlatformResource
 
@@ -90,21 +91,22 @@ def _validation_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
         failures = {k: int(v) for k, v in result.failures_by_check.items()}
         yield dg.MaterializeResult(
             asset_key=f"validated_{name}",
-            metadata={"dagster/row_count": result.valid.height, **counts,
-                      "quality_before_relevance": score.summary, "path": dg.MetadataValue.path(str(valid_path))},
+            metadata=readable({"dagster/row_count": result.valid.height, **counts,
+                               "quality_before_relevance": score.summary,
+                               "path": dg.MetadataValue.path(str(valid_path))}),
         )
         yield dg.MaterializeResult(
             asset_key=f"quarantined_{name}",
-            metadata={"dagster/row_count": result.quarantined.height, "failures_by_check": failures,
-                      "path": dg.MetadataValue.path(str(quarantine_path))},
+            metadata=readable({"dagster/row_count": result.quarantined.height, "failures_by_check": failures,
+                               "path": dg.MetadataValue.path(str(quarantine_path))}),
         )
         yield dg.AssetCheckResult(
             check_name=f"{name}_contract",
             asset_key=f"validated_{name}",
             passed=result.quarantined.height == 0,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={**counts, "failures_by_check": failures,
-                      "examples": dg.MetadataValue.md(table(result.quarantined, max_rows=5))},
+            metadata=readable({**counts, "failures_by_check": failures,
+                               "examples": dg.MetadataValue.md(table(result.quarantined, max_rows=5))}),
         )
 
     return validate
@@ -150,7 +152,7 @@ def _quality_report_asset(brief: Brief) -> dg.AssetsDefinition:
         path = platform.write_table("reports", "data_quality", summary)
         platform.write_table("reports", "data_quality_overall", detail)
         platform.write_table("reports", "data_quality_relevance", relevance_table)
-        return dg.MaterializeResult(metadata={
+        return dg.MaterializeResult(metadata=readable({
             "total": overall.total,
             "min_score": overall.min_score,
             "passed": overall.passed,
@@ -159,7 +161,7 @@ def _quality_report_asset(brief: Brief) -> dg.AssetsDefinition:
             "overall": dg.MetadataValue.md(table(detail.drop("source"))),
             "relevance": dg.MetadataValue.md(_top_features(relevance_table)),
             "path": dg.MetadataValue.path(str(path)),
-        })
+        }))
 
     return data_quality_report
 
@@ -179,13 +181,13 @@ def data_quality_gate(platform: PlatformResource) -> dg.AssetCheckResult:
     weakest = overall.fix_first
     return dg.AssetCheckResult(
         passed=overall.passed,
-        metadata={"total": overall.total, "min_score": overall.min_score, "applicable_points": overall.points,
-                  "possible_points": overall.possible,
-                  "not_applicable": [d.name for d in overall.dimensions if not d.applicable],
-                  "fix_first": f"{weakest.name}: {weakest.fix}",
-                  "dimensions": dg.MetadataValue.md(table(detail)),
-                  "relevance_by_feature": dg.MetadataValue.md(
-                      _top_features(platform.read_table("reports", "data_quality_relevance")))},
+        metadata=readable({"total": overall.total, "min_score": overall.min_score, "applicable_points": overall.points,
+                           "possible_points": overall.possible,
+                           "not_applicable": [d.name for d in overall.dimensions if not d.applicable],
+                           "fix_first": f"{weakest.name}: {weakest.fix}",
+                           "dimensions": dg.MetadataValue.md(table(detail)),
+                           "relevance_by_feature": dg.MetadataValue.md(
+                               _top_features(platform.read_table("reports", "data_quality_relevance")))}),
         description=f"data quality {overall.summary}",
     )
 
@@ -202,7 +204,7 @@ def _label_classes_gate(brief: Brief) -> dg.AssetChecksDefinition:
         counts = {str(value): int(n) for value, n in labels.drop_nulls().value_counts(sort=True).iter_rows()}
         problem = None if b.task_type == "regression" else single_class_problem(labels, source, b.label.classes)
         return dg.AssetCheckResult(
-            passed=problem is None, metadata={"rows_by_class": counts} if b.task_type != "regression" else {},
+            passed=problem is None, metadata=readable({"rows_by_class": counts} if b.task_type != "regression" else {}),
             description=problem or ("not applicable: a regression label" if b.task_type == "regression"
                                     else f"{len(counts)} classes in {labels.len()} valid rows"))
 

@@ -24,6 +24,7 @@ from mlplatform.core.model_card import (
     render_model_card,
 )
 from mlplatform.core.quality import normalised_total
+from mlplatform.core.readable import readable
 from mlplatform.core.tracking import client_for
 from mlplatform.defs.training import load_split, model_features
 from mlplatform.resources.platform import PlatformResource, TrackingResource
@@ -164,12 +165,12 @@ def model_card(context: dg.AssetExecutionContext, platform: PlatformResource,
                                   platform.workspace.reports_dir / "model_card.json")
     card_uri = _log_card(tracking, registered, [path, json_path])
     failed = [item["item"] for item in checklist if item["fails"]]
-    return dg.MaterializeResult(metadata={"card": dg.MetadataValue.md(markdown),
-                                          "version": registered["version"],
-                                          "bias_checklist_failed": ", ".join(failed) or "none",
-                                          "path": dg.MetadataValue.path(str(path)),
-                                          "json": dg.MetadataValue.path(str(json_path)),
-                                          "mlflow_artifact": card_uri})
+    return dg.MaterializeResult(metadata=readable({"card": dg.MetadataValue.md(markdown),
+                                                   "version": registered["version"],
+                                                   "bias_checklist_failed": ", ".join(failed) or "none",
+                                                   "path": dg.MetadataValue.path(str(path)),
+                                                   "json": dg.MetadataValue.path(str(json_path)),
+                                                   "mlflow_artifact": card_uri}))
 
 
 def _golden_description(platform: PlatformResource) -> list[str]:

@@ -22,6 +22,7 @@ from mlplatform.core.features import feature_columns
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.pit_join import point_in_time_join
+from mlplatform.core.readable import readable
 from mlplatform.core.report import confusion_matrix_plot, importance_plot
 from mlplatform.core.tracking import ExperimentRecord, dataset_version, log_experiment, log_tuning_trials
 from mlplatform.core.training import (
@@ -88,7 +89,7 @@ def training_set(platform: PlatformResource) -> dg.MaterializeResult:
         split_row_counts(b, frame)])
     platform.write_table("training", "row_counts", counts)
     y = frame[b.label.column]
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata=readable({
         "dagster/row_count": frame.height,
         "row_counts": dg.MetadataValue.md(table(counts)),
         **{f"rows_{stage}": rows for stage, rows in counts.select("stage", "rows").iter_rows()},
@@ -97,7 +98,7 @@ def training_set(platform: PlatformResource) -> dg.MaterializeResult:
         "label_range": f"{frame[b.label.timestamp].min()!s} .. {frame[b.label.timestamp].max()!s}",
         "features": len(model_features(b)),
         "path": dg.MetadataValue.path(str(path)),
-    })
+    }))
 
 
 def _baseline_comparison(brief: Brief, split, value: float) -> str:
@@ -185,7 +186,7 @@ def baseline_model(context: dg.AssetExecutionContext, platform: PlatformResource
     predictor = majority_baseline(b.task_type, split.train[b.label.column].to_numpy())
     result = _record_candidate(context, platform, tracking, name="majority", predictor=predictor, threshold=0.5,
                                hyperparameters={}, training_time_s=0.0)
-    return dg.MaterializeResult(metadata=_metadata(result, b.metrics.primary))
+    return dg.MaterializeResult(metadata=readable(_metadata(result, b.metrics.primary)))
 
 
 @dg.asset(group_name="training", deps=["training_set"], kinds={"mlflow"})
@@ -197,8 +198,8 @@ def rules_baseline(context: dg.AssetExecutionContext, platform: PlatformResource
     result = _record_candidate(context, platform, tracking, name="rules", predictor=predictor, threshold=0.5,
                                hyperparameters={"rules": [r.model_dump() for r in b.rules_baseline]},
                                training_time_s=0.0)
-    return dg.MaterializeResult(metadata={**_metadata(result, b.metrics.primary),
-                                          "rules": [r.when for r in b.rules_baseline]})
+    return dg.MaterializeResult(metadata=readable({**_metadata(result, b.metrics.primary),
+                                                   "rules": [r.when for r in b.rules_baseline]}))
 
 
 def fit_lightgbm(brief: Brief, split: SplitFrames, params: dict | None,
@@ -254,13 +255,13 @@ def lgbm_model(context: dg.AssetExecutionContext, platform: PlatformResource,
                                notes=f"best iteration {model.best_iteration}; {tuning_note}", tags=engine)
     if settings.tuning_trials:  # each trial of this run as a child of the candidate's run
         log_tuning_trials(tracking.uri, result["run_id"], tuned.new_trials, b.metrics.primary, SEARCH_PARAMS)
-    return dg.MaterializeResult(metadata={**_metadata(result, b.metrics.primary),
-                                          "training_time_s": round(elapsed, 2),
-                                          "tuning": tuning_note,
-                                          **engine,
-                                          "train_rows": split.train.height,
-                                          "best_iteration": model.best_iteration,
-                                          "model_dir": dg.MetadataValue.path(str(model_dir))})
+    return dg.MaterializeResult(metadata=readable({**_metadata(result, b.metrics.primary),
+                                                   "training_time_s": round(elapsed, 2),
+                                                   "tuning": tuning_note,
+                                                   **engine,
+                                                   "train_rows": split.train.height,
+                                                   "best_iteration": model.best_iteration,
+                                                   "model_dir": dg.MetadataValue.path(str(model_dir))}))
 
 
 @dg.asset(group_name="training", deps=["training_set"], kinds={"torch", "mlflow"})
@@ -280,11 +281,11 @@ def torch_model(context: dg.AssetExecutionContext, platform: PlatformResource,
     result = _record_candidate(context, platform, tracking, name="torch", predictor=model, threshold=model.threshold,
                                hyperparameters=model.params, training_time_s=elapsed, model_dir=model_dir,
                                notes=f"device {model.info['device']}, {model.info['samples_per_s']:.0f} samples/s")
-    return dg.MaterializeResult(metadata={**_metadata(result, b.metrics.primary),
-                                          "training_time_s": round(elapsed, 2),
-                                          "device": str(model.info["device"]),
-                                          "samples_per_s": float(model.info["samples_per_s"]),
-                                          "model_dir": dg.MetadataValue.path(str(model_dir))})
+    return dg.MaterializeResult(metadata=readable({**_metadata(result, b.metrics.primary),
+                                                   "training_time_s": round(elapsed, 2),
+                                                   "device": str(model.info["device"]),
+                                                   "samples_per_s": float(model.info["samples_per_s"]),
+                                                   "model_dir": dg.MetadataValue.path(str(model_dir))}))
 
 
 def _protected_columns(brief: Brief, frame: pl.DataFrame) -> list[str]:
@@ -317,8 +318,9 @@ def lgbm_reweighed_model(context: dg.AssetExecutionContext, platform: PlatformRe
                                model_dir=model_dir, notes="fairness mitigation: reweighing by "
                                f"{b.protected_attributes} (weights {weights.min():.3f}..{weights.max():.3f})",
                                tags={"fairness_mitigation": "reweigh"})
-    return dg.MaterializeResult(metadata={**_metadata(result, b.metrics.primary), "training_time_s": round(elapsed, 2),
-                                          "model_dir": dg.MetadataValue.path(str(model_dir))})
+    return dg.MaterializeResult(metadata=readable({**_metadata(result, b.metrics.primary),
+                                                   "training_time_s": round(elapsed, 2),
+                                                   "model_dir": dg.MetadataValue.path(str(model_dir))}))
 
 
 @dg.asset(group_name="training", deps=["lgbm_model"], kinds={"fairlearn", "mlflow"})
@@ -350,9 +352,9 @@ def lgbm_threshold_model(context: dg.AssetExecutionContext, platform: PlatformRe
                                model_dir=model_dir, notes=f"fairness mitigation: ThresholdOptimizer "
                                f"({groups.constraint}) on {columns}",
                                tags={"fairness_mitigation": "threshold_optimizer"})
-    return dg.MaterializeResult(metadata={**_metadata(result, b.metrics.primary),
-                                          "group_thresholds": dg.MetadataValue.json(groups.thresholds),
-                                          "model_dir": dg.MetadataValue.path(str(model_dir))})
+    return dg.MaterializeResult(metadata=readable({**_metadata(result, b.metrics.primary),
+                                                   "group_thresholds": dg.MetadataValue.json(groups.thresholds),
+                                                   "model_dir": dg.MetadataValue.path(str(model_dir))}))
 
 
 CANDIDATE_ASSETS = {"lightgbm": "lgbm_model", "torch": "torch_model", "lightgbm_reweighed": "lgbm_reweighed_model",
