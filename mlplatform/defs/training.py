@@ -16,8 +16,7 @@ from mlplatform.core.datasets import (
     split_row_counts,
     split_training_set,
 )
-from mlplatform.core.distributed import dask_scheduler, rounds_after_tuning, train_lightgbm_on_cluster
-from mlplatform.core.feature_store import feature_view_name
+from mlplatform.core.feature_names import feature_view_name
 from mlplatform.core.features import feature_columns
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
@@ -35,7 +34,6 @@ from mlplatform.core.training import (
     train_lightgbm,
 )
 from mlplatform.core.training import rules_baseline as rules_predictor
-from mlplatform.core.tuning import SEARCH_PARAMS, tune_lightgbm
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 
 
@@ -215,6 +213,9 @@ def fit_lightgbm(brief: Brief, split: SplitFrames, params: dict | None,
         model = train_lightgbm(brief.task_type, split.train, split.validation, features, brief.label.column,
                                params=params, seed=settings.seed, transforms=settings)
         return model, {"training_engine": "local"}
+    # Dask and distributed take seconds to import: only a distributed fit pays for them.
+    from mlplatform.core.distributed import dask_scheduler, rounds_after_tuning, train_lightgbm_on_cluster
+
     rounds = {} if best_iteration is None else {"num_iterations": rounds_after_tuning(best_iteration)}
     with dask_scheduler(settings.distributed) as address:
         fit = train_lightgbm_on_cluster(address, brief.task_type, split.train, split.validation, features,
@@ -224,6 +225,28 @@ def fit_lightgbm(brief: Brief, split: SplitFrames, params: dict | None,
                        "dask_workers": str(fit.workers)}
 
 
+def _production_params(context: dg.AssetExecutionContext, platform: PlatformResource,
+                       tracking: TrackingResource) -> tuple[dict, str] | None:
+    """The production LightGBM's tuned hyperparameters and a note, when this run retrains (a trigger tag other
+    than the schedule) and the brief does not ask to re-tune (monitoring.retrain_tuning); else None (tune)."""
+    from mlplatform.core.tracking import get_alias_version
+    from mlplatform.core.tuning import SEARCH_PARAMS
+
+    trigger = context.run.tags.get("mlplatform/trigger")
+    if trigger in (None, "scheduled") or platform.brief.monitoring.retrain_tuning:
+        return None
+    version = get_alias_version(tracking.uri, tracking.model_name, "champion")
+    if version is None:
+        return None
+    from mlplatform.defs.registry import load_champion
+
+    _, champion = load_champion(platform, tracking)
+    params = {k: v for k, v in (getattr(champion, "params", None) or {}).items() if k in SEARCH_PARAMS}
+    if not params:  # a torch or rules champion has no LightGBM hyperparameters to keep
+        return None
+    return params, f"the production model's hyperparameters (version {version}; {trigger} retrain, no tuning)"
+
+
 @dg.asset(group_name="training", deps=["training_set"], kinds={"lightgbm", "optuna", "mlflow"})
 def lgbm_model(context: dg.AssetExecutionContext, platform: PlatformResource,
                tracking: TrackingResource) -> dg.MaterializeResult:
@@ -231,12 +254,17 @@ def lgbm_model(context: dg.AssetExecutionContext, platform: PlatformResource,
     then refitted with the best parameters (on a Dask cluster when the brief sets ``training.distributed``);
     early stopping and the decision threshold use validation only. Logged to MLflow with the seed's experiment
     record and the training engine."""
+    from mlplatform.core.tuning import SEARCH_PARAMS, tune_lightgbm
+
     b = platform.brief
     split = load_split(platform)
     features, settings = model_features(b), b.training
     started = time.perf_counter()
     params, best_iteration, tuning_note = None, None, "untuned defaults (training.tuning_trials is 0)"
-    if settings.tuning_trials:
+    production = _production_params(context, platform, tracking)
+    if production is not None:  # the method: a retrain keeps the production model's hyperparameters
+        params, tuning_note = production
+    elif settings.tuning_trials:
         storage = platform.workspace.root / "optuna" / "optuna.db"
         storage.parent.mkdir(parents=True, exist_ok=True)
         tuned = tune_lightgbm(
@@ -253,7 +281,7 @@ def lgbm_model(context: dg.AssetExecutionContext, platform: PlatformResource,
     result = _record_candidate(context, platform, tracking, name="lightgbm", predictor=model, threshold=model.threshold,
                                hyperparameters=model.params, training_time_s=elapsed, model_dir=model_dir,
                                notes=f"best iteration {model.best_iteration}; {tuning_note}", tags=engine)
-    if settings.tuning_trials:  # each trial of this run as a child of the candidate's run
+    if settings.tuning_trials and production is None:  # each trial of this run as a child of the candidate's run
         log_tuning_trials(tracking.uri, result["run_id"], tuned.new_trials, b.metrics.primary, SEARCH_PARAMS)
     return dg.MaterializeResult(metadata=readable({**_metadata(result, b.metrics.primary),
                                                    "training_time_s": round(elapsed, 2),
