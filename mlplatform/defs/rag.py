@@ -1,0 +1,301 @@
+"""Stage: question answering's retrieval half (the method's phase 6 ``rag_pipeline`` ingestion and retrieval).
+
+``rag_documents`` loads the brief's documents (and the run's report documents, when written) into lake tables;
+``rag_chunks`` cuts them into sentence-preserving chunks; ``rag_index`` embeds them and builds the dense and BM25
+stores under models/rag_index; ``rag_reranker`` trains the LambdaRank reranker on the training share of the
+labelled queries; ``rag_retrieval_eval`` measures dense, sparse, hybrid and hybrid + rerank side by side on the
+held-out queries (tracked in MLflow), and its check holds that reranking does not make precision@3 or nDCG@10
+worse. Built only when the brief has a ``rag`` section.
+"""
+
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from mlplatform.brief import Brief
+from mlplatform.resources.platform import PlatformResource, TrackingResource
+
+DOCUMENT_SCHEMA = {"source": pl.String, "kind": pl.String, "title": pl.String, "date": pl.Date,
+                   "date_source": pl.String, "pages": pl.Int64}
+SEGMENT_SCHEMA = {"source": pl.String, "segment": pl.Int64, "text": pl.String, "page": pl.Int64,
+                  "section": pl.String}
+CHUNK_SCHEMA = {"chunk_id": pl.String, "text": pl.String, "document": pl.String, "position": pl.Int64,
+                "page": pl.Int64, "section": pl.String, "date": pl.Date, "n_tokens": pl.Int64}
+RETRIEVERS = ("dense", "sparse", "hybrid", "hybrid+rerank")
+EXPERIMENT_SUFFIX = "_rag"
+
+
+def _rag(brief: Brief):
+    if brief.rag is None:
+        raise ValueError(f"the brief {brief.name} has no rag section; add rag: documents: [...] to index documents")
+    return brief.rag
+
+
+def index_dir(platform: PlatformResource) -> Path:
+    return platform.workspace.models_dir / "rag_index"
+
+
+def reranker_dir(platform: PlatformResource) -> Path:
+    return platform.workspace.models_dir / "rag_reranker"
+
+
+def _md(frame: pl.DataFrame) -> str:
+    head = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns) + "\n"
+    return head + "".join("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row) + " |\n"
+                          for row in frame.iter_rows())
+
+
+@dg.asset(group_name="rag", deps=["problem_brief", "rag_report_documents"], kinds={"polars"})
+def rag_documents(platform: PlatformResource) -> dg.MaterializeResult:
+    """The documents questions are answered from (the brief's rag.documents, plus the run's report documents under
+    reports/rag when written), in lake tables rag/documents and rag/segments: source, title, date (and whether it
+    came from the document or the file's time), pages, and each section's text. Unreadable files are listed as
+    skipped with the reason."""
+    from mlplatform.core.rag.documents import load_documents
+
+    rag = _rag(platform.brief)
+    brief_dir = Path(platform.brief_path).parent
+    patterns: list[str | Path] = [rag.resolve(p, Path(platform.data_dir), brief_dir) for p in rag.documents]
+    reports = platform.workspace.reports_dir / "rag"
+    if reports.is_dir() and any(reports.glob("*.md")):
+        patterns.append(reports)
+    loaded = load_documents(patterns)
+    if not loaded.documents:
+        raise ValueError(f"no readable document under {', '.join(map(str, patterns))}; skipped: "
+                         + "; ".join(f"{s.path}: {s.reason}" for s in loaded.skipped))
+    documents = pl.DataFrame([{"source": d.source, "kind": d.kind, "title": d.title, "date": d.date,
+                               "date_source": d.date_source, "pages": d.pages} for d in loaded.documents],
+                             schema=DOCUMENT_SCHEMA)
+    segments = pl.DataFrame([{"source": d.source, "segment": i, "text": s.text, "page": s.page, "section": s.section}
+                             for d in loaded.documents for i, s in enumerate(d.segments)], schema=SEGMENT_SCHEMA)
+    platform.write_table("rag", "documents", documents)
+    platform.write_table("rag", "segments", segments)
+    skipped = pl.DataFrame({"file": [s.path for s in loaded.skipped], "reason": [s.reason for s in loaded.skipped]},
+                           schema={"file": pl.String, "reason": pl.String})
+    return dg.MaterializeResult(metadata={
+        "documents": documents.height, "skipped": len(loaded.skipped),
+        "skipped_files": dg.MetadataValue.md(_md(skipped) if skipped.height else "none"),
+        "by_kind": dg.MetadataValue.json(dict(documents.group_by("kind").len().iter_rows())),
+        "dates_from_file_time": int((documents["date_source"] == "file_mtime").sum()),
+    })
+
+
+def _documents_from_lake(platform: PlatformResource) -> list:
+    from mlplatform.core.rag.documents import Document, Segment
+
+    documents = platform.read_table("rag", "documents")
+    segments = platform.read_table("rag", "segments").sort("source", "segment")
+    by_source: dict[str, list] = {}
+    for row in segments.iter_rows(named=True):
+        by_source.setdefault(row["source"], []).append(Segment(row["text"], row["page"], row["section"]))
+    return [Document(r["source"], r["kind"], r["title"], r["date"], r["date_source"],
+                     tuple(by_source.get(r["source"], ())), r["pages"]) for r in documents.iter_rows(named=True)]
+
+
+@dg.asset(group_name="rag", deps=["rag_documents"], kinds={"polars"})
+def rag_chunks(platform: PlatformResource) -> dg.MaterializeResult:
+    """The documents cut into chunks (lake table rag/chunks) by the brief's rag.chunking: whole sentences up to
+    chunk_size tokens with overlap, each with its document, page, section heading and date, and a stable id."""
+    from mlplatform.core.rag.chunking import chunk_documents
+
+    c = _rag(platform.brief).chunking
+    chunks = chunk_documents(_documents_from_lake(platform), c.strategy, c.chunk_size, c.overlap)
+    frame = pl.DataFrame([{"chunk_id": ch.chunk_id, "text": ch.text, "document": ch.document,
+                           "position": ch.position, "page": ch.page, "section": ch.section, "date": ch.date,
+                           "n_tokens": ch.n_tokens} for ch in chunks], schema=CHUNK_SCHEMA)
+    platform.write_table("rag", "chunks", frame)
+    tokens = frame["n_tokens"]
+    return dg.MaterializeResult(metadata={
+        "chunks": frame.height, "strategy": c.strategy, "chunk_size": c.chunk_size, "overlap": c.overlap,
+        "tokens_mean": round(float(tokens.mean() or 0), 1), "tokens_max": int(tokens.max() or 0),
+        "over_size": dg.MetadataValue.int(int((tokens > c.chunk_size).sum())),  # single sentences longer than the size
+    })
+
+
+def _chunks(platform: PlatformResource) -> list:
+    from mlplatform.core.rag.stores import chunks_from_rows
+
+    return chunks_from_rows(platform.read_table("rag", "chunks").to_dicts())
+
+
+@dg.asset(group_name="rag", deps=["rag_chunks"], kinds={"numpy"})
+def rag_index(platform: PlatformResource) -> dg.MaterializeResult:
+    """The chunks embedded (rag.embedding; LSA fitted on the corpus by default) and indexed twice: exact dense
+    search and BM25, saved together under models/rag_index, all or nothing."""
+    from mlplatform.core.rag.embedding import make_embedder
+    from mlplatform.core.rag.stores import RagIndex
+
+    e = _rag(platform.brief).embedding
+    path = e.path and str(_rag(platform.brief).resolve(e.path, Path(platform.data_dir),
+                                                        Path(platform.brief_path).parent))
+    embedder = make_embedder(e.kind, path=path, url=e.url, model=e.model, dimensions=e.dimensions,
+                             truncate_to=e.truncate_to, api_key_env=e.api_key_env)
+    started = time.perf_counter()
+    index = RagIndex.build(_chunks(platform), embedder)
+    build_s = time.perf_counter() - started
+    folder = index.save(index_dir(platform))
+    return dg.MaterializeResult(metadata={**index.manifest, "build_s": round(build_s, 2),
+                                          "path": dg.MetadataValue.path(str(folder))})
+
+
+def _filters(brief: Brief):
+    from mlplatform.core.rag.stores import Filters
+
+    f = _rag(brief).retrieval.filters
+    return Filters(tuple(f.sources), tuple(f.sections), f.date_from, f.date_to)
+
+
+def _retriever(platform: PlatformResource):
+    from mlplatform.core.rag.retrieval import Retriever
+    from mlplatform.core.rag.stores import RagIndex
+
+    r = _rag(platform.brief).retrieval
+    return Retriever(RagIndex.load(index_dir(platform)), r.mode, r.top_k, r.rrf_k, _filters(platform.brief))
+
+
+def judged_queries(platform: PlatformResource, split: str, chunks: list) -> list:
+    """The answerable labelled queries of ``split`` (lake table rag/queries) with their relevant chunks."""
+    from mlplatform.core.rag.queries import queries_from_frame, relevant_chunk_ids
+    from mlplatform.core.rag.retrieval_metrics import Judged
+
+    if not platform.workspace.table("rag", "queries").exists():
+        raise ValueError("the labelled queries (lake table rag/queries) are missing; materialize rag_queries first")
+    queries = queries_from_frame(platform.read_table("rag", "queries"))
+    return [Judged(q.id, q.question, frozenset(relevant_chunk_ids(q, chunks)), frozenset(q.documents))
+            for q in queries if q.split == split and q.kind == "answerable" and q.documents]
+
+
+@dg.asset(group_name="rag", deps=["rag_index", "rag_queries"], kinds={"lightgbm"})
+def rag_reranker(platform: PlatformResource) -> dg.MaterializeResult:
+    """The reranker of rag.retrieval.rerank, saved under models/rag_reranker: by default LightGBM LambdaRank over
+    retrieval features, trained on the training share of the labelled queries (rag/queries, split train)."""
+    from mlplatform.core.atomic import write_model_folder
+    from mlplatform.core.rag.rerank import CrossEncoderReranker, RetrievalOrder, train_lambdarank
+
+    rag = _rag(platform.brief)
+    spec = rag.retrieval.rerank
+    metadata: dict = {"kind": spec.kind, "top_n": spec.top_n}
+    if spec.kind == "lambdarank":
+        retriever = _retriever(platform)
+        train = judged_queries(platform, "train", retriever.index.table.chunks)
+        reranker = train_lambdarank(retriever, train, top_k=rag.retrieval.top_k, seed=spec.seed)
+        metadata.update(reranker.meta)
+        metadata["feature_gain"] = dg.MetadataValue.json({k: round(v, 2) for k, v in reranker.importance().items()})
+    elif spec.kind == "cross_encoder":
+        reranker = CrossEncoderReranker(rag.resolve(spec.path or "", Path(platform.data_dir),
+                                                    Path(platform.brief_path).parent))
+    else:
+        reranker = RetrievalOrder()
+    folder = write_model_folder(reranker_dir(platform), reranker.save)
+    return dg.MaterializeResult(metadata={**metadata, "path": dg.MetadataValue.path(str(folder))})
+
+
+def question_retriever(platform: PlatformResource) -> Callable[[str], list]:
+    """``question -> hits``: the brief's retrieval (mode, top_k, filters) over the saved index, reranked to
+    top_n by the saved reranker (the hybrid candidates are what a reranker reorders)."""
+    from mlplatform.core.rag.rerank import load_reranker
+
+    spec = _rag(platform.brief).retrieval
+    retriever = _retriever(platform)
+    if spec.rerank.kind == "none":
+        return lambda question: retriever.retrieve(question)[:spec.rerank.top_n]
+    reranker = load_reranker(reranker_dir(platform))
+    return lambda question: reranker.rerank(question, retriever.candidates(question), spec.rerank.top_n)
+
+
+def retrieval_table(platform: PlatformResource) -> pl.DataFrame:
+    """The held-out queries' retrieval metrics, one row per retriever and relevance level."""
+    from mlplatform.core.rag.rerank import load_reranker
+    from mlplatform.core.rag.retrieval_metrics import evaluate
+
+    retriever = _retriever(platform)
+    queries = judged_queries(platform, "eval", retriever.index.table.chunks)
+    if not queries:
+        raise ValueError("no held-out answerable query with relevant documents; label more queries (rag.queries)")
+    reranker = load_reranker(reranker_dir(platform))
+    top_k, top_n = retriever.top_k, _rag(platform.brief).retrieval.rerank.top_n
+    ranked = {
+        "dense": lambda q: retriever.retrieve(q, mode="dense"),
+        "sparse": lambda q: retriever.retrieve(q, mode="sparse"),
+        "hybrid": lambda q: retriever.retrieve(q, mode="hybrid"),
+        # the reranked top_n, then the rest of the candidates in hybrid order, so @k beyond top_n compares like
+        "hybrid+rerank": lambda q: _reranked_list(reranker, retriever, q, top_k, top_n),
+    }
+    return pl.DataFrame(evaluate(ranked, queries))
+
+
+def _reranked_list(reranker, retriever, question: str, top_k: int, top_n: int) -> list:
+    candidates = retriever.candidates(question, top_k=top_k)
+    head = reranker.rerank(question, candidates, top_n)
+    chosen = {h.chunk.chunk_id for h in head}
+    from mlplatform.core.rag.types import Hit
+
+    rest = [Hit(c.chunk, c.fused_score, len(head) + i, "hybrid")
+            for i, c in enumerate((c for c in candidates if c.chunk.chunk_id not in chosen), start=1)]
+    return [*head, *rest]
+
+
+@dg.asset(group_name="rag", deps=["rag_index", "rag_reranker", "rag_queries"], kinds={"polars", "mlflow"})
+def rag_retrieval_eval(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
+    """Recall@k, precision@k, MRR and nDCG@10 of dense, sparse, hybrid and hybrid + rerank on the held-out
+    labelled queries, by chunk and by document (lake table rag/retrieval_metrics), tracked as an MLflow run of
+    the experiment <brief>_rag."""
+    frame = retrieval_table(platform)
+    platform.write_table("rag", "retrieval_metrics", frame)
+    run_id = _track(tracking, platform.brief, frame)
+    shown = frame.select("retriever", "relevance", "queries", "recall@3", "recall@10", "precision@3", "mrr",
+                         "ndcg@10")
+    return dg.MaterializeResult(metadata={"metrics": dg.MetadataValue.md(_md(shown)), "mlflow_run_id": run_id,
+                                          "queries": int(frame["queries"].max() or 0)})
+
+
+def _track(tracking: TrackingResource, brief: Brief, frame: pl.DataFrame) -> str:
+    from mlplatform.core.tracking import client_for
+
+    client = client_for(tracking.uri)
+    name = f"{brief.name}{EXPERIMENT_SUFFIX}"
+    experiment = client.get_experiment_by_name(name)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(
+        name, artifact_location=(tracking.artifact_dir / name).as_uri())
+    run = client.create_run(experiment_id, run_name=f"rag_retrieval_eval {date.today()}")
+    rag = _rag(brief)
+    params = {"chunking": rag.chunking.strategy, "chunk_size": rag.chunking.chunk_size,
+              "overlap": rag.chunking.overlap, "embedding": rag.embedding.kind,
+              "dimensions": rag.embedding.dimensions, "truncate_to": rag.embedding.truncate_to,
+              "retrieval_mode": rag.retrieval.mode, "top_k": rag.retrieval.top_k, "rrf_k": rag.retrieval.rrf_k,
+              "rerank": rag.retrieval.rerank.kind, "top_n": rag.retrieval.rerank.top_n}
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, str(value))
+    for row in frame.iter_rows(named=True):
+        for metric in ("recall@3", "recall@10", "precision@3", "mrr", "ndcg@10"):
+            if row[metric] is not None:
+                key = f"{row['retriever'].replace('+', '_')}_{row['relevance']}_{metric.replace('@', '_at_')}"
+                client.log_metric(run.info.run_id, key, float(row[metric]))
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+@dg.asset_check(asset="rag_retrieval_eval", name="rerank_improves_precision",
+                description="Reranking is not worse than hybrid retrieval on precision@3 and nDCG@10 (by chunk, "
+                            "on the held-out queries): the method's 'reranking improves precision' item.")
+def rerank_improves_precision(platform: PlatformResource) -> dg.AssetCheckResult:
+    frame = platform.read_table("rag", "retrieval_metrics").filter(pl.col("relevance") == "chunk")
+    values = {(r["retriever"], m): r[m] for r in frame.iter_rows(named=True) for m in ("precision@3", "ndcg@10")}
+    worse = [f"{m} {values[('hybrid+rerank', m)]:.3f} < hybrid {values[('hybrid', m)]:.3f}"
+             for m in ("precision@3", "ndcg@10")
+             if (values[("hybrid+rerank", m)] or 0) < (values[("hybrid", m)] or 0) - 1e-9]
+    return dg.AssetCheckResult(
+        passed=not worse, severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(worse) + ": retrain the reranker on more labelled queries or set rerank kind none"
+        if worse else "hybrid + rerank holds or improves precision@3 and nDCG@10",
+        metadata={f"{r}_{m}": round(float(v or 0), 4) for (r, m), v in values.items()})
+
+
+def build(brief: Brief) -> list:
+    if brief.rag is None:
+        return []
+    return [rag_documents, rag_chunks, rag_index, rag_reranker, rag_retrieval_eval, rerank_improves_precision]
