@@ -111,7 +111,8 @@ def rag_chunks(platform: PlatformResource) -> dg.MaterializeResult:
     tokens = frame["n_tokens"]
     return dg.MaterializeResult(metadata={
         "chunks": frame.height, "strategy": c.strategy, "chunk_size": c.chunk_size, "overlap": c.overlap,
-        "tokens_mean": round(float(tokens.mean() or 0), 1), "tokens_max": int(tokens.max() or 0),
+        "tokens_mean": round(float(frame.select(pl.col("n_tokens").mean()).item() or 0), 1),
+        "tokens_max": int(frame.select(pl.col("n_tokens").max()).item() or 0),
         "over_size": dg.MetadataValue.int(int((tokens > c.chunk_size).sum())),  # single sentences longer than the size
     })
 
@@ -174,11 +175,12 @@ def rag_reranker(platform: PlatformResource) -> dg.MaterializeResult:
     """The reranker of rag.retrieval.rerank, saved under models/rag_reranker: by default LightGBM LambdaRank over
     retrieval features, trained on the training share of the labelled queries (rag/queries, split train)."""
     from mlplatform.core.atomic import write_model_folder
-    from mlplatform.core.rag.rerank import CrossEncoderReranker, RetrievalOrder, train_lambdarank
+    from mlplatform.core.rag.rerank import CrossEncoderReranker, Reranker, RetrievalOrder, train_lambdarank
 
     rag = _rag(platform.brief)
     spec = rag.retrieval.rerank
     metadata: dict = {"kind": spec.kind, "top_n": spec.top_n}
+    reranker: Reranker
     if spec.kind == "lambdarank":
         retriever = _retriever(platform)
         train = judged_queries(platform, "train", retriever.index.table.chunks)
@@ -250,7 +252,7 @@ def rag_retrieval_eval(platform: PlatformResource, tracking: TrackingResource) -
     shown = frame.select("retriever", "relevance", "queries", "recall@3", "recall@10", "precision@3", "mrr",
                          "ndcg@10")
     return dg.MaterializeResult(metadata={"metrics": dg.MetadataValue.md(_md(shown)), "mlflow_run_id": run_id,
-                                          "queries": int(frame["queries"].max() or 0)})
+                                          "queries": int(frame.select(pl.col("queries").max()).item() or 0)})
 
 
 def _track(tracking: TrackingResource, brief: Brief, frame: pl.DataFrame) -> str:

@@ -125,7 +125,7 @@ class ChunkTable:
 
     @classmethod
     def load(cls, path: Path) -> "ChunkTable":
-        import pyarrow.parquet as pq  # type: ignore[import-untyped]  # no py.typed marker
+        import pyarrow.parquet as pq
 
         return cls(chunks_from_rows(pq.read_table(path).to_pylist()))
 
