@@ -7,29 +7,14 @@ environment (see mlplatform.settings), so another brief runs with no code change
 import dagster as dg
 
 from mlplatform.brief import load_brief
-from mlplatform.defs import (
-    automation,
-    evaluation,
-    feature_store,
-    features,
-    governance,
-    ingestion,
-    leakage,
-    monitoring,
-    problem,
-    quality,
-    registry,
-    reporting,
-    rollout,
-    training,
-)
 from mlplatform.profiles import production_resources
 from mlplatform.resources.gates import blocking_gate_edges
 from mlplatform.resources.platform import FeatureStoreResource, PlatformResource, TrackingResource
 from mlplatform.settings import Settings
+from mlplatform.stages import build_stages, stage_modules
 
-STAGES = [problem, ingestion, quality, features, feature_store, training, leakage, evaluation, registry, rollout,
-          monitoring, reporting, governance, automation]
+# The stage modules in the order the method runs them; the list itself lives in mlplatform.stages.
+STAGES = stage_modules()
 # The asset groups in the order the method runs them; a stage module may add assets or checks to any group.
 GROUPS = ["problem", "ingestion", "quality", "features", "feature_store", "training", "evaluation", "registry",
           "serving", "monitoring", "reporting"]
@@ -48,7 +33,7 @@ def resources_for(settings: Settings, blocking_gates: list[list[str]] | None = N
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     brief = load_brief(settings.brief_path)
-    items = [item for stage in STAGES for item in stage.build(brief)]
+    items = build_stages(brief)
 
     def of(*kinds) -> list:
         return [i for i in items if isinstance(i, kinds)]

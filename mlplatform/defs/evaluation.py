@@ -41,7 +41,7 @@ from mlplatform.core.evaluation import (
     stratified_folds,
     worst_predictions,
 )
-from mlplatform.core.feature_store import feature_service_name, feature_view_name, online_features
+from mlplatform.core.feature_names import feature_service_name, feature_view_name
 from mlplatform.core.holdout import quarantined_entities, without_entities
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
@@ -271,6 +271,8 @@ def _skew(platform: PlatformResource, feast_store: FeatureStoreResource, test: p
     """Offline-vs-online skew on sampled hold-out entities (evaluation/skew): the Feast online store's features
     against the offline feature row it should hold and against the training set's hold-out row, with the
     model's prediction from each."""
+    from mlplatform.core.feature_store import online_features
+
     b = platform.brief
     path = platform.workspace.table("features", feature_view_name(b.entity))
     if not path.exists():

@@ -7,16 +7,7 @@ import dagster as dg
 import polars as pl
 
 from mlplatform.brief import Brief
-from mlplatform.core.feature_store import (
-    apply_feature_store,
-    feast_objects,
-    feature_service_name,
-    feature_view_name,
-    materialised_span,
-    materialize_online,
-    online_offline_mismatches,
-)
-from mlplatform.core.feature_store import online_features as read_online
+from mlplatform.core.feature_names import feature_service_name, feature_view_name
 from mlplatform.core.markdown import table as table_md
 from mlplatform.core.readable import readable
 from mlplatform.defs.ingestion import monthly_partitions
@@ -27,6 +18,8 @@ from mlplatform.resources.platform import FeatureStoreResource, PlatformResource
 def feature_store(platform: PlatformResource, feast_store: FeatureStoreResource) -> dg.MaterializeResult:
     """Feast entities, feature views and the model's feature service applied to the registry, with each
     feature's description, dtype, source, owner, created date and known issues."""
+    from mlplatform.core.feature_store import apply_feature_store, feast_objects
+
     b = platform.brief
     table_path = platform.workspace.table("features", feature_view_name(b.entity))
     schema = {name: str(dtype) for name, dtype in pl.read_parquet_schema(table_path).items()}
@@ -88,6 +81,8 @@ def _online_features(brief: Brief) -> dg.AssetsDefinition:
             """The latest feature values per entity, materialised into the online store for serving, one month
             per partition (a run of several months writes their latest rows at once); an older month materialised
             after a newer one leaves the newer values online."""
+            from mlplatform.core.feature_store import materialize_online
+
             start, end = _window(platform.brief, context)
             written = materialize_online(feast_store.store(), start, end)
             return dg.MaterializeResult(metadata=readable({
@@ -104,6 +99,9 @@ def _online_features(brief: Brief) -> dg.AssetsDefinition:
                 "values up to the end of the newest window materialised, from the start of the first (the seed's "
                 "offline-vs-online skew check); a month missing below the newest one shows as mismatches.")
 def online_offline_consistency(platform: PlatformResource, feast_store: FeatureStoreResource) -> dg.AssetCheckResult:
+    from mlplatform.core.feature_store import materialised_span, online_offline_mismatches
+    from mlplatform.core.feature_store import online_features as read_online
+
     b = platform.brief
     table = platform.read_table("features", feature_view_name(b.entity))
     ids = table[b.entity_key].unique().sort().sample(min(200, table[b.entity_key].n_unique()), seed=0).to_list()

@@ -4,7 +4,7 @@ import dagster as dg
 import polars as pl
 
 from mlplatform.brief import Brief, TableFeatures
-from mlplatform.core.feature_store import feature_view_name
+from mlplatform.core.feature_names import feature_view_name
 from mlplatform.core.features import build_features, feature_columns
 from mlplatform.core.markdown import table
 from mlplatform.core.readable import readable

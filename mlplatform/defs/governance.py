@@ -36,6 +36,7 @@ from mlplatform.core.system_score import (
 from mlplatform.resources.platform import FeatureStoreResource, PlatformResource, TrackingResource
 from mlplatform.serving.timing import time_predict_endpoint
 from mlplatform.settings import Settings
+from mlplatform.stages import build_stages
 
 INFERENCE_ROWS = 1000
 PREDICT_REQUESTS = 200  # /predict requests timed for a real-time consumer
@@ -45,9 +46,7 @@ _MAX_PARTITIONS = 1000
 
 def _code_location(brief: Brief) -> list:
     """Every asset, check, job, sensor and schedule the code location defines for ``brief``."""
-    from mlplatform.definitions import STAGES  # imported here: mlplatform.definitions imports this module
-
-    return [item for stage in STAGES for item in stage.build(brief)]
+    return build_stages(brief)
 
 
 def _assets(items: list) -> list[dg.AssetsDefinition]:

@@ -14,7 +14,7 @@ import dagster as dg
 import polars as pl
 
 from mlplatform.brief import Brief
-from mlplatform.core.feature_store import feature_view_name
+from mlplatform.core.feature_names import feature_view_name
 from mlplatform.core.features import feature_columns
 from mlplatform.core.leakage import (
     ITEMS,

@@ -216,6 +216,8 @@ def fit_lightgbm(brief: Brief, split: SplitFrames, params: dict | None,
     # Dask and distributed take seconds to import: only a distributed fit pays for them.
     from mlplatform.core.distributed import dask_scheduler, rounds_after_tuning, train_lightgbm_on_cluster
 
+    # Dask and distributed take seconds to import: only a distributed fit pays for them.
+    
     rounds = {} if best_iteration is None else {"num_iterations": rounds_after_tuning(best_iteration)}
     with dask_scheduler(settings.distributed) as address:
         fit = train_lightgbm_on_cluster(address, brief.task_type, split.train, split.validation, features,
@@ -254,6 +256,7 @@ def lgbm_model(context: dg.AssetExecutionContext, platform: PlatformResource,
     then refitted with the best parameters (on a Dask cluster when the brief sets ``training.distributed``);
     early stopping and the decision threshold use validation only. Logged to MLflow with the seed's experiment
     record and the training engine."""
+    
     from mlplatform.core.tuning import SEARCH_PARAMS, tune_lightgbm
 
     b = platform.brief
