@@ -150,6 +150,13 @@ def breach_span(hourly: pl.DataFrame, threshold: float, higher_is_better: bool) 
     return run_end - run_start if run_start is not None and run_end is not None else timedelta(0)
 
 
+def hourly_breach_hours(hourly: pl.DataFrame, policy: AlertPolicy) -> float | None:
+    """:func:`breach_span` in hours; None when no threshold is known."""
+    if policy.primary_threshold is None:
+        return None
+    return breach_span(hourly, policy.primary_threshold, policy.higher_is_better).total_seconds() / 3600
+
+
 def primary_metric_alert(hourly: pl.DataFrame, policy: AlertPolicy) -> Alert | None:
     """The method's performance trigger: the primary metric worse than its threshold for ``policy.sustained``
     (24 h) on end, from the hourly metric of labelled predictions. None when no threshold is known."""
