@@ -50,8 +50,12 @@ def instance_for(settings: Settings) -> dg.DagsterInstance:
 
 # The local instance's settings: the platform never reports usage anywhere; the daemon (`dagster dev`) marks runs
 # it launched that never started, or ran past two hours, as failed (the CLI checks its own runs' processes).
+# Runs the daemon launches queue per brief namespace (each job carries its namespace tag, defs.automation), so two
+# retrains, or a retrain and a monitoring run, never overlap on one data directory.
 INSTANCE_CONFIG = {"telemetry": {"enabled": False},
-                   "run_monitoring": {"enabled": True, "start_timeout_seconds": 180, "max_runtime_seconds": 7200}}
+                   "run_monitoring": {"enabled": True, "start_timeout_seconds": 180, "max_runtime_seconds": 7200},
+                   "concurrency": {"runs": {"tag_concurrency_limits": [
+                       {"key": "mlplatform/namespace", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]}}}
 
 
 def _write_instance_config(config: Path) -> None:
