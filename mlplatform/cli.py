@@ -72,8 +72,20 @@ def _run(settings: Settings, wait_s: float = 0.0) -> None:
 @app.command()
 def demo(data_dir: Path = DataDir,
          events: int = typer.Option(300_000, help="events to generate (10^4 … 10^7)"),
-         seed: int = typer.Option(7, help="random seed of the demo data"), wait: float = Wait) -> None:
-    """Generate the churn demo data and materialise the whole graph on it."""
+         seed: int = typer.Option(7, help="random seed of the demo data"), wait: float = Wait,
+         live: bool = typer.Option(False, "--live", help="run the retraining loop by itself: the Dagster daemon, "
+                                   "the UI and serving start, and the last months are replayed one by one (their "
+                                   "traffic, batches and labels); the data directory is emptied first")) -> None:
+    """Generate the churn demo data and materialise the whole graph on it (or, with --live, watch it live)."""
+    if live:
+        from mlplatform.live_demo import LiveOptions, run_live
+
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        try:
+            run_live(data_dir, LiveOptions(events=events, seed=seed), say=typer.echo)
+        except (RuntimeError, TimeoutError) as exc:
+            _fail(f"the live demo stopped: {exc}")
+        return
     from mlplatform.core.demo_data import generate_demo
     from mlplatform.core.run_lock import NamespaceLockedError, namespace_lock
 
@@ -248,7 +260,7 @@ def rollback(data_dir: Path = DataDir,
 @app.command()
 def score(data_dir: Path = DataDir,
           brief: Path = typer.Option(DEMO_BRIEF, "--brief", help="the brief whose score to show")) -> None:
-    """Print the ML-system score (the seed's 0–100 rubric) that the ml_system_score asset last wrote."""
+    """Print the ML-system score (the method's 0–100 rubric) that the ml_system_score asset last wrote."""
     import polars as pl
 
     from mlplatform.core.system_score import render_text, score_from_table
@@ -316,3 +328,36 @@ def ui(data_dir: Path = DataDir,
            "MLPLATFORM_DATA_DIR": str(settings.data_dir), "MLPLATFORM_BRIEF": str(settings.brief_path)}
     typer.echo(f"Dagster UI on http://127.0.0.1:{port} for {settings.brief_path.name} (Ctrl-C stops it)")
     os.execve(dagster, [dagster, "dev", "-m", "mlplatform.definitions", "-p", str(port)], env)
+
+
+@app.command()
+def ask(question: str = typer.Argument(..., help="the question, in quotes"), data_dir: Path = DataDir,
+        brief: Path = typer.Option(DEMO_BRIEF, "--brief", help="the brief whose documents to ask")) -> None:
+    """Answer a question from the brief's documents (its rag section) with citations, cost and timings; says
+    "I don't have enough information." when they do not hold the answer."""
+    try:
+        loaded = load_brief(brief)
+    except BriefError as exc:
+        _fail(str(exc))
+    if loaded.rag is None:
+        _fail(f"{brief} has no rag section; add rag: documents: [folders or files] and run the graph")
+    settings = _settings(data_dir, brief)
+    from mlplatform.core.rag.generation import GenerationError
+    from mlplatform.defs.rag import question_retriever
+    from mlplatform.defs.rag_quality import question_answerer
+    from mlplatform.resources.platform import PlatformResource
+    from mlplatform.serving.ask import answer_cache_path
+
+    ws = Workspace(settings.data_dir, loaded.name)
+    platform = PlatformResource(data_dir=str(settings.data_dir), brief_path=str(settings.brief_path))
+    try:
+        qa = question_answerer(loaded, ws, question_retriever(platform), answer_cache_path(ws))
+        answer = qa.ask(question)
+    except (ValueError, OSError, GenerationError) as exc:
+        _fail(f"{exc}\nBuild the index first: mlplatform run --brief {brief} (or the demo), then ask again.")
+    typer.echo(answer.text)
+    for citation in answer.citations:
+        typer.echo(f"  {citation.render()}  chunk {citation.chunk_id}")
+    timings = ", ".join(f"{k} {v:.0f} ms" for k, v in answer.timings_ms.items())
+    typer.secho(f"({answer.generator}{', from the cache' if answer.cached else ''}; {timings}; "
+                f"{answer.prompt_tokens}+{answer.completion_tokens} tokens; ${answer.cost:.6f})", dim=True)

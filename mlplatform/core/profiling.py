@@ -195,6 +195,8 @@ def served_frame(log: pl.DataFrame, *, features: str = "features",
     decoded = log[features].str.json_decode(infer_schema_length=None)
     has_fields = isinstance(decoded.dtype, pl.Struct) and bool(decoded.dtype.fields)
     inputs = decoded.struct.unnest() if has_fields else pl.DataFrame()
+    # A feature missing (JSON null) in every logged row has no type of its own: it is an unknown number.
+    inputs = inputs.with_columns(pl.col(pl.Null).cast(pl.Float64)) if inputs.width else inputs
     clash = sorted(set(inputs.columns) & set(outputs))
     if clash:
         raise ValueError(f"served feature(s) {clash} have the name of a prediction output; rename the feature")

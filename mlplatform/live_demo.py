@@ -1,0 +1,413 @@
+"""The living demo (``mlplatform demo --live``): the retraining loop running by itself under the Dagster daemon.
+
+The demo's first months train the first champion (in this process, recorded on the instance the UI shows). Then
+``dagster dev`` (webserver and daemon) and the serving app start on 127.0.0.1, every sensor is switched on, and
+the later months are replayed one by one: a traffic replayer sends each month's requests to ``/predict`` (each
+request carries the moment it stands for, ``X-Replay-Time``, which the app logs when started with
+``MLPLATFORM_REPLAY_CLOCK``), then the month's batch file appears and its labels arrive (those whose
+``label.delay_days`` has passed by the month's end). Everything after that is the platform's own automation:
+ingestion, monitoring, the drift and decay sensors, retraining, the promotion gate, the canary on served traffic
+and the A/B analysis. The terminal prints what happened as the runs finish.
+"""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+from mlplatform.brief import DEMO_BRIEF, load_brief
+from mlplatform.settings import Settings, Workspace
+
+# The first month replayed when three are; the months before it train the first champion.
+LAST_MONTH = date(2025, 10, 1)
+ACTIVE = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
+REPLAY_DAYS = (3, 10, 17, 24)  # the days of a month whose traffic is replayed: one request per customer each
+NOTIFICATIONS = "notifications.jsonl"
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """How the live demo runs.
+
+    Attributes:
+        events: size of the generated demo (events over the ten months).
+        months: how many of the last months are replayed (the earlier ones train the first champion).
+        ui: start the Dagster webserver with the daemon (``dagster dev``); False runs ``dagster-daemon`` alone.
+        ui_port / serve_port: ports on 127.0.0.1.
+        interval_s: how often the sensors look (monitoring.sensor_interval_s and serving_interval_s).
+        canary_min_rows: predictions a canary step needs before it moves on (rollout.min_rows).
+        tuning_trials: Optuna trials for the first champion (retrains reuse its hyperparameters).
+        settle_s: how long no run may be queued or running before a month counts as done.
+        timeout_s: the longest a month may take.
+    """
+
+    events: int = 300_000
+    months: int = 3
+    seed: int = 7
+    ui: bool = True
+    ui_port: int = 3000
+    serve_port: int = 8000
+    interval_s: int = 5
+    canary_min_rows: int = 50
+    tuning_trials: int = 5
+    settle_s: float = 20.0
+    timeout_s: float = 420.0
+
+
+@dataclass
+class LiveResult:
+    """What the live demo saw: every run the loop made (job, status, tags) and every notification."""
+
+    runs: list[dict] = field(default_factory=list)
+    notifications: list[dict] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def month_start(day: date, months: int = 0) -> date:
+    index = day.year * 12 + day.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def live_brief(data_dir: Path, options: LiveOptions) -> Path:
+    """The demo brief as the living loop runs it: a rolling split (the latest four months train, one validates,
+    one tests), monitoring on the newest batch, a canary after every retrain, fast sensors; written beside the
+    data."""
+    raw = yaml.safe_load(DEMO_BRIEF.read_text())
+    raw["split"] = {"rolling": True, "train_months": 4, "validation_months": 1, "test_months": 1}
+    monitoring = {k: v for k, v in raw.get("monitoring", {}).items() if k not in ("current_start", "current_end")}
+    raw["monitoring"] = {**monitoring, "period": "latest_batch", "retrain_rollout": "canary",
+                         "sensor_interval_s": options.interval_s, "serving_interval_s": options.interval_s}
+    raw["training"] = {**raw.get("training", {}), "tuning_trials": options.tuning_trials, "torch": False}
+    raw["rollout"] = {**raw.get("rollout", {}), "min_rows": options.canary_min_rows}
+    path = data_dir / "live_brief.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
+    return path
+
+
+def release(full: Path, inputs: Path, until: date, delay_days: int) -> None:
+    """Make the inputs what is known on ``until``: the customers, each month's events before it, and the labels
+    whose outcome window (``delay_days``) has passed."""
+    inputs.mkdir(parents=True, exist_ok=True)
+    (inputs / "events").mkdir(exist_ok=True)
+    if not (inputs / "customers.csv").exists():
+        shutil.copy2(full / "customers.csv", inputs / "customers.csv")
+    for month_file in sorted((full / "events").glob("*.parquet")):
+        target = inputs / "events" / month_file.name
+        if date.fromisoformat(f"{month_file.stem}-01") < until and not target.exists():
+            shutil.copy2(month_file, inputs / "events" / f".{month_file.name}.tmp")
+            os.replace(inputs / "events" / f".{month_file.name}.tmp", target)  # the batch appears whole
+    labels = pl.read_csv(full / "labels.csv", try_parse_dates=True)
+    known = labels.filter(pl.col("snapshot_date") + pl.duration(days=delay_days) <= pl.lit(until))
+    tmp = inputs / ".labels.csv.tmp"
+    known.write_csv(tmp)
+    os.replace(tmp, inputs / "labels.csv")
+
+
+class Stack:
+    """The processes of the demo: ``dagster dev`` (or the daemon alone) and the serving app, each in a process
+    group of its own, stopped together."""
+
+    def __init__(self, settings: Settings, home: Path, options: LiveOptions, log_dir: Path) -> None:
+        self.settings, self.home, self.options, self.log_dir = settings, home, options, log_dir
+        self.env = {**os.environ, "DAGSTER_HOME": str(home), "MLPLATFORM_DATA_DIR": str(settings.data_dir),
+                    "MLPLATFORM_BRIEF": str(settings.brief_path), "MLPLATFORM_REPLAY_CLOCK": "1",
+                    "MLPLATFORM_REGISTRY_POLL_S": "1", "PYTHONWARNINGS": "ignore"}
+        self.processes: list[subprocess.Popen] = []
+
+    def _tool(self, name: str) -> str:
+        found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+        if found is None:
+            raise RuntimeError(f"the {name} command is not installed in this environment; run `make install`")
+        return found
+
+    def _start(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        process = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.processes.append(process)
+        return process
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.options.ui:
+            self._start("dagster", [self._tool("dagster"), "dev", "-m", "mlplatform.definitions",
+                                    "-h", "127.0.0.1", "-p", str(self.options.ui_port)])
+        else:
+            self._start("dagster-daemon", [self._tool("dagster-daemon"), "run", "-m", "mlplatform.definitions"])
+        self._start("serving", [self._tool("mlplatform"), "serve", "--host", "127.0.0.1", "--port",
+                                str(self.options.serve_port), "--data-dir", str(self.settings.data_dir),
+                                "--brief", str(self.settings.brief_path)])
+
+    def switch_on_sensors(self) -> None:
+        """Every sensor of the code location on (the schedule stays off), through Dagster's own CLI."""
+        subprocess.run([self._tool("dagster"), "sensor", "start", "--start-all", "-m", "mlplatform.definitions"],
+                       env=self.env, check=True, capture_output=True, timeout=180)
+
+    def wait_ready(self, timeout_s: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for process in self.processes:
+                if process.poll() is not None:
+                    raise RuntimeError(f"a demo process exited with {process.returncode}; see {self.log_dir}")
+            with suppress(OSError):
+                connection = http.client.HTTPConnection("127.0.0.1", self.options.serve_port, timeout=2)
+                connection.request("GET", "/ready")
+                if connection.getresponse().status == 200:
+                    return
+            time.sleep(1)
+        raise TimeoutError(f"the serving app was not ready within {timeout_s:.0f} s; see {self.log_dir}")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+def replay_traffic(port: int, key: str, customers: list[int], day: date, workers: int = 4) -> int:
+    """One ``/predict`` per customer, stamped at noon of ``day``; returns how many were answered."""
+    stamp = datetime.combine(day, datetime.min.time()).replace(hour=12).isoformat()
+    chunks = [customers[i::workers] for i in range(workers)]
+
+    def send(chunk: list[int]) -> int:
+        connection, answered = http.client.HTTPConnection("127.0.0.1", port, timeout=10), 0
+        for customer in chunk:
+            connection.request("POST", "/predict", body=json.dumps({key: customer}),
+                               headers={"Content-Type": "application/json", "X-Replay-Time": stamp})
+            response = connection.getresponse()
+            response.read()
+            answered += response.status == 200
+        connection.close()
+        return answered
+
+    with ThreadPoolExecutor(workers) as pool:
+        return sum(pool.map(send, chunks))
+
+
+class Timeline:
+    """Prints the loop's story as runs finish: each run with its trigger and what it decided, and each notice."""
+
+    def __init__(self, instance, workspace: Workspace, say: Callable[[str], None]) -> None:
+        self.instance, self.workspace, self.say = instance, workspace, say
+        self.started = time.monotonic()
+        self.reported: set[str] = set()
+        self.notices = 0
+        self.result = LiveResult()
+
+    def line(self, text: str) -> None:
+        self.say(f"[{time.monotonic() - self.started:5.0f} s] {text}")
+
+    def active(self) -> list:
+        import dagster as dg
+
+        return list(self.instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus[s] for s in ACTIVE])))
+
+    def poll(self) -> None:
+        import dagster as dg
+
+        finished = self.instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS,
+                                                                  dg.DagsterRunStatus.FAILURE,
+                                                                  dg.DagsterRunStatus.CANCELED]))
+        for run in sorted(finished, key=lambda r: self.instance.get_run_record_by_id(r.run_id).create_timestamp):
+            if run.run_id in self.reported:
+                continue
+            self.reported.add(run.run_id)
+            self.result.runs.append({"run_id": run.run_id, "job": run.job_name, "status": run.status.value,
+                                     "trigger": run.tags.get("mlplatform/trigger"),
+                                     "reason": run.tags.get("mlplatform/reason"),
+                                     "partition": run.tags.get("dagster/partition")})
+            if run.tags.get("mlplatform/live") == "setup":
+                continue
+            self.line(f"{run.job_name} {run.status.value.lower()}"
+                      + (f" ({run.tags['mlplatform/trigger']}: {run.tags.get('mlplatform/reason', '')})"
+                         if "mlplatform/trigger" in run.tags else "") + self._what(run))
+        path = self.workspace.root / NOTIFICATIONS
+        if path.exists():
+            entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            for entry in entries[self.notices:]:
+                self.result.notifications.append(entry)
+                self.line("notice: " + _notice_text(entry))
+            self.notices = len(entries)
+
+    def _what(self, run) -> str:
+        """What a run found or decided, from its materialisations and checks."""
+        import dagster as dg
+
+        said = []
+        for record in self.instance.get_records_for_run(
+                run.run_id, of_type={dg.DagsterEventType.ASSET_MATERIALIZATION,
+                                     dg.DagsterEventType.ASSET_CHECK_EVALUATION}).records:
+            event = record.event_log_entry.dagster_event
+            if event is None:
+                continue
+            if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+                check = event.event_specific_data
+                if check.check_name == "promotion_gate":
+                    said.append(f"promotion gate: {check.description}")
+                continue
+            materialization = event.event_specific_data.materialization
+            name, meta = materialization.asset_key.to_user_string(), materialization.metadata
+            if name == "drift_report" and "max_psi" in meta:
+                said.append(f"drift over {meta['period'].value}: max PSI {meta['max_psi'].value:.2f}")
+            elif name == "performance_report" and "relative_drop" in meta:
+                said.append(f"{meta['severity'].value} decay ({meta['relative_drop'].value:+.1%} primary metric)")
+            elif name == "champion_model":
+                said.append(f"champion_model: {meta['action'].value}")
+            elif name == "serving_rollout":
+                said.append(f"rollout: {meta['action'].value}"
+                            + (f", A/B {meta['ab_decision'].value}" if "ab_decision" in meta else ""))
+        return "" if not said else " — " + "; ".join(said)
+
+
+def _notice_text(entry: dict) -> str:
+    if entry.get("event") == "rollout":
+        return f"{entry['action']} of version {entry.get('version')}: {entry.get('reason', '')}"
+    promotion = entry.get("promotion") or {}
+    outcome = ("promotion gate refused version " + str(promotion.get("challenger_version"))
+               if promotion and not promotion.get("promoted") else
+               f"version {promotion.get('challenger_version')} {promotion.get('rollout') or 'gated'}"
+               if promotion else "")
+    return f"retrain {entry.get('status')} ({entry.get('trigger')}: {entry.get('reason')}) {outcome}".strip()
+
+
+def _setup_champion(settings: Settings, instance, keys: list[str], say: Callable[[str], None]) -> None:
+    """The first champion, in this process: each initial batch ingested, then everything else (full_run)."""
+    from mlplatform.definitions import build_definitions
+
+    defs = build_definitions(settings)
+    run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    tags = {"mlplatform/live": "setup"}
+    ingest = defs.resolve_job_def("ingest_job")
+    for key in keys:
+        ingest.execute_in_process(partition_key=key, instance=instance, run_config=run_config, tags=tags)
+    result = defs.resolve_job_def("full_run").execute_in_process(instance=instance, run_config=run_config,
+                                                                  tags=tags, raise_on_error=False)
+    failed = [e.step_key for e in result.get_step_failure_events()]
+    if not result.asset_materializations_for_node("champion_model"):
+        raise RuntimeError(f"no first champion: the run failed at {failed or 'a gate'}; see the run in the UI")
+    if failed:
+        say(f"  (the first run's steps {', '.join(failed)} failed; the champion is in place, see the run in the UI)")
+
+
+def _wait_for(timeline: Timeline, done: Callable[[], bool], settle_s: float, timeout_s: float) -> None:
+    """Poll until ``done()`` and no run has been queued or running for ``settle_s`` seconds."""
+    deadline, quiet_since = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        timeline.poll()
+        if done() and not timeline.active():
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= settle_s:
+                return
+        else:
+            quiet_since = None
+        time.sleep(1)
+    raise TimeoutError(f"the loop did not settle within {timeout_s:.0f} s; runs still active: "
+                       f"{[r.job_name for r in timeline.active()]}")
+
+
+def _monitored(timeline: Timeline, key: str) -> Callable[[], bool]:
+    def done() -> bool:
+        return any(r["job"] == "monitor_job" and r["reason"] == f"batch {key} ingested" for r in timeline.result.runs)
+    return done
+
+
+def _canary_running(settings: Settings, brief_name: str) -> bool:
+    from mlplatform.core.rollout import rollout_state
+
+    return rollout_state(Workspace(settings.data_dir, brief_name).mlflow_uri, f"{brief_name}_model").canary_running
+
+
+@contextmanager
+def _instance(home: Path) -> Iterator:
+    import dagster as dg
+
+    from mlplatform.runner import _write_instance_config
+
+    home.mkdir(parents=True, exist_ok=True)
+    _write_instance_config(home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance
+
+
+def run_live(data_dir: Path, options: LiveOptions = LiveOptions(), say: Callable[[str], None] = print) -> LiveResult:
+    """Run the living demo in ``data_dir`` (made empty first) and return what happened."""
+    from mlplatform.core.demo_data import generate_demo
+
+    started = time.monotonic()
+    data_dir = data_dir.resolve()
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    brief_path = live_brief(data_dir, options)
+    brief = load_brief(brief_path)
+    settings = Settings(data_dir=data_dir, brief_path=brief_path)
+    os.environ["MLPLATFORM_DATA_DIR"], os.environ["MLPLATFORM_BRIEF"] = str(data_dir), str(brief_path)
+    full, inputs = data_dir / "replay" / brief.name, data_dir / "inputs" / brief.name
+    manifest = generate_demo(full, n_events=options.events, seed=options.seed)
+    first_replayed = month_start(LAST_MONTH, 1 - options.months)
+    release(full, inputs, first_replayed, brief.label.delay_days)
+    say(f"Demo data: {manifest.n_customers:,} customers, {manifest.n_events:,} events; months before "
+        f"{first_replayed:%Y-%m} train the first champion, {options.months} later months are replayed.")
+    home, ws = data_dir / "dagster_home", Workspace(data_dir, brief.name)
+    labels = pl.read_csv(full / "labels.csv", try_parse_dates=True)
+    with _instance(home) as instance:
+        keys = sorted(f.stem for f in (inputs / "events").glob("*.parquet"))
+        say(f"Training the first champion on {keys[0]} .. {keys[-1]} (rolling split: the latest labelled month "
+            "tests, the one before validates, four before that train) …")
+        _setup_champion(settings, instance, keys, say)
+        timeline = Timeline(instance, ws, say)
+        timeline.poll()
+        timeline.line("first champion promoted; starting the Dagster daemon"
+                      + (f", the UI (http://127.0.0.1:{options.ui_port})" if options.ui else "")
+                      + f" and serving (http://127.0.0.1:{options.serve_port}) …")
+        stack = Stack(settings, home, options, data_dir / "logs")
+        try:
+            stack.start()
+            stack.wait_ready()
+            stack.switch_on_sensors()
+            timeline.line("sensors on: new_data_sensor, monitor_new_batch, drift_sensor, performance_sensor, "
+                          "serving_guard_sensor, notify_retrain_*")
+            for offset in range(options.months):
+                month = month_start(first_replayed, offset)
+                active = labels.filter(pl.col("snapshot_date") == month)[brief.entity_key].to_list()
+                timeline.line(f"— {month:%Y-%m}: replaying traffic for {len(active):,} active customers —")
+                for day in REPLAY_DAYS:
+                    answered = replay_traffic(options.serve_port, brief.entity_key, active, month.replace(day=day))
+                    timeline.line(f"  {month:%Y-%m}-{day:02d}: {answered:,} predictions served")
+                    if _canary_running(settings, brief.name):  # let the canary judge this week's traffic
+                        time.sleep(2)  # the app flushes its log every second
+                        _wait_for(timeline, lambda: True, settle_s=2 * options.interval_s + 2,
+                                  timeout_s=options.timeout_s)
+                following = month_start(month, 1)
+                release(full, inputs, following, brief.label.delay_days)
+                timeline.line(f"  batch {month:%Y-%m} arrived, with the labels known by {following}")
+                _wait_for(timeline, _monitored(timeline, f"{month:%Y-%m}"), options.settle_s, options.timeout_s)
+            timeline.poll()
+        finally:
+            stack.stop()
+    timeline.result.wall_s = time.monotonic() - started
+    say(f"\nFinished in {timeline.result.wall_s:.0f} s. Where to look:")
+    say(f"  runs, sensors and their ticks: dagster dev (mlplatform ui --data-dir {data_dir} --brief {brief_path})")
+    say(f"  notifications:  {ws.root / NOTIFICATIONS}")
+    say(f"  A/B report:     {ws.reports_dir / 'ab_test_report.yaml'}")
+    say(f"  prediction log: {ws.root / 'predictions'}  (mlplatform sql \"SELECT arm, model_version, count(*) FROM "
+        f"'{ws.root / 'predictions'}/part-*.parquet' GROUP BY ALL\")")
+    return timeline.result
