@@ -1,4 +1,4 @@
-"""The problem brief: the seed's ``problem_brief`` plus what the platform needs to run.
+"""The problem brief: the method's ``problem_brief`` plus what the platform needs to run.
 
 A brief is a YAML file validated by :class:`Brief`. Every threshold the platform enforces (quality
 minimum, PSI bands, fairness ratio, kill criteria, promotion margin) comes from here, never from
@@ -34,7 +34,7 @@ class _Strict(BaseModel):
 
 
 class ProblemDefinition(_Strict):
-    """The seed's phase-1 ``problem_brief`` fields, in its own words."""
+    """The method's phase-1 ``problem_brief`` fields, in its own words."""
 
     business_objective: str = Field(min_length=1)
     success_metric: str = Field(min_length=1)
@@ -265,14 +265,14 @@ class Thresholds(_Strict):
         "champion and the challenger at every promotion; 0 disables it")
     max_golden_regression: float = Field(
         default=0.05, ge=0, lt=1, description="relative drop of the primary metric on the golden set, challenger "
-        "against champion, that blocks promotion (the seed's 5%) when the paired bootstrap interval of the "
+        "against champion, that blocks promotion (the method's 5%) when the paired bootstrap interval of the "
         "difference also excludes no change")
     golden_min_class_rows: int = Field(
         default=30, ge=1, description="the golden set judges only when each class (binary: positives and "
         "negatives; regression: all rows) has this many rows; below it the metric is recorded, not judged")
     max_prediction_kl: float = Field(
         default=0.1, gt=0, description="KL divergence of a day's served scores from the same version's scores on "
-        "the training split above which prediction drift warns: the seed's warning level. For normal scores of "
+        "the training split above which prediction drift warns: the method's warning level. For normal scores of "
         "equal spread it is a mean shift of 0.45 standard deviations, a PSI of 0.2 (between the PSI warning and "
         "critical bands): a move a person should look at, well above the estimate's noise on a day of a few "
         "hundred predictions")
@@ -313,7 +313,7 @@ class Fairness(_Strict):
 
 
 class KillCriteria(_Strict):
-    """The seed's kill criteria as numbers the platform checks against real results."""
+    """The method's kill criteria as numbers the platform checks against real results."""
 
     baseline_max_share: float = Field(
         default=0.9, gt=0, le=1, description="kill if the rules baseline reaches this share of the model"
@@ -323,14 +323,14 @@ class KillCriteria(_Strict):
     )
     quality_cleaning_days: float = Field(
         default=14, ge=0, description="kill if data quality has stayed below thresholds.quality_min_score for "
-        "this many days of cleaning (the seed's two weeks), judged on the data-quality history")
+        "this many days of cleaning (the method's two weeks), judged on the data-quality history")
 
 
 class Cost(_Strict):
-    """Prices, volume and targets the cost report and the ML-system score judge cost against (seed phase 10).
+    """Prices, volume and targets the cost report and the ML-system score judge cost against (method phase 10).
 
     Every field is optional: prices default to the platform's stated assumptions (one small cloud CPU machine,
-    the seed's GPU table by name); with no budget or target the cost is tracked but not judged.
+    the method's GPU table by name); with no budget or target the cost is tracked but not judged.
     """
 
     monthly_budget: float | None = Field(default=None, gt=0, description="USD a month the system may cost "
@@ -341,7 +341,7 @@ class Cost(_Strict):
     price_per_cpu_hour: float = Field(default=0.05, gt=0, description="USD for one CPU machine-hour (default: a "
                                       "small general-purpose cloud instance)")
     price_per_gpu_hour: float | None = Field(default=None, gt=0, description="USD for one GPU-hour; unset: the "
-                                             "seed's table by GPU name (H100 8, A100 4, A10G 1, T4 0.50)")
+                                             "method's table by GPU name (H100 8, A100 4, A10G 1, T4 0.50)")
     target_cost_per_prediction: float | None = Field(default=None, gt=0, description="USD one prediction may cost "
                                                      "at most; unset: no target")
 
@@ -423,7 +423,7 @@ class Training(_Strict):
     torch: bool = Field(default=True, description="train the torch tabular network as a second candidate")
     allow_deep_below_10k: bool = Field(
         default=False, description="let a deep candidate (torch) be chosen when the training split has under "
-        "10,000 rows; the seed's model guide avoids deep learning there, so it is off unless the brief says why")
+        "10,000 rows; the method's model guide avoids deep learning there, so it is off unless the brief says why")
     torch_params: dict[str, float | int | list[int]] = Field(default_factory=dict)
     transforms: dict[str, list[TransformStep]] = Field(
         default_factory=dict, description="model input -> steps applied in order, fitted on the training split "
@@ -440,7 +440,7 @@ class Training(_Strict):
 
 
 class Monitoring(_Strict):
-    """The period drift is measured on, against the training reference, and when to retrain (seed phase 7)."""
+    """The period drift is measured on, against the training reference, and when to retrain (method phase 7)."""
 
     current_start: date | None = Field(default=None, description="start of the period drift is measured on; "
                                        "leave both unset for data without time (drift is then not measured)")
@@ -487,9 +487,9 @@ class Monitoring(_Strict):
 
 
 class Rollout(_Strict):
-    """How a challenger meets traffic (seed phases 5 and 8): the A/B test's power analysis and runtime, the
+    """How a challenger meets traffic (method phases 5 and 8): the A/B test's power analysis and runtime, the
     canary's steps, and the automatic-rollback rule. The metric drop that rolls back is
-    ``monitoring.max_metric_drop``. The defaults are the seed's values."""
+    ``monitoring.max_metric_drop``. The defaults are the method's values."""
 
     mde: float = Field(default=0.02, gt=0, lt=1, description="minimum detectable effect of the A/B test: the "
                        "absolute gain in the brief's primary metric (metrics.primary) its sample size is sized to "

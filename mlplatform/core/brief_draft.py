@@ -23,7 +23,7 @@ from mlplatform.core.preflight import (
     predictive_features,
 )
 
-# The seed's primary metric switches to PR-AUC when the positive class is rarer than this.
+# The method's primary metric switches to PR-AUC when the positive class is rarer than this.
 RARE_POSITIVE_RATE = 0.05
 # Integer targets with at most this many distinct values are classes; more are a quantity to regress.
 MAX_CLASSES = 20
@@ -39,7 +39,7 @@ SPLIT_FRACTIONS = (0.70, 0.85)  # a temporal split's validation and test start a
 NUMERIC_SHARE = 0.98
 # Longer text values are not levels (a pasted document, a corrupt cell): they stay out of `allowed`.
 MAX_LEVEL_CHARS = 200
-# A column missing this share of its values or more scores 0 on completeness (the seed's 50% anchor).
+# A column missing this share of its values or more scores 0 on completeness (the method's 50% anchor).
 MOSTLY_EMPTY = 0.5
 SHOWN_CHARS = 40  # of a bad value quoted in a note
 
@@ -168,12 +168,12 @@ def _metrics(task: str, positive_rate: float | None) -> tuple[dict, str]:
     if task == "binary":
         if positive_rate is not None and positive_rate < RARE_POSITIVE_RATE:
             return ({"primary": "pr_auc", "guardrails": ["roc_auc"]},
-                    f"positives are {positive_rate:.1%} (< 5%): PR-AUC, per the seed's table")
+                    f"positives are {positive_rate:.1%} (< 5%): PR-AUC, per the method's table")
         return ({"primary": "f1", "guardrails": ["pr_auc", "roc_auc"]},
-                f"positives are {positive_rate:.1%}: F1 for a roughly balanced binary target, per the seed's table")
+                f"positives are {positive_rate:.1%}: F1 for a roughly balanced binary target, per the method's table")
     if task == "multiclass":
-        return {"primary": "macro_f1", "guardrails": ["accuracy"]}, "macro-F1 for multiclass, per the seed's table"
-    return {"primary": "mae", "guardrails": ["rmse"]}, "MAE for regression, per the seed's table"
+        return {"primary": "macro_f1", "guardrails": ["accuracy"]}, "macro-F1 for multiclass, per the method's table"
+    return {"primary": "mae", "guardrails": ["rmse"]}, "MAE for regression, per the method's table"
 
 
 def _rules(frame: pl.DataFrame, target: pl.Series, task: str, inputs: list[str], entity: str) -> tuple[list, str]:

@@ -1,4 +1,4 @@
-"""Size and latency of a model, measured the way the serving budget is stated (seed phase 5)."""
+"""Size and latency of a model, measured the way the serving budget is stated (method phase 5)."""
 
 import time
 from collections.abc import Callable

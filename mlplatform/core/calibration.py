@@ -1,5 +1,5 @@
 """Whether predicted probabilities mean what they say: expected calibration error, Brier score, and a
-calibrator (isotonic, or Platt scaling on small data) fitted on validation scores (seed phases 4 and 9).
+calibrator (isotonic, or Platt scaling on small data) fitted on validation scores (method phases 4 and 9).
 
 Binary tasks only: a score is the positive-class probability. A fitted calibrator is saved as plain JSON
 (``calibrator.json``) in the model's folder, so it is registered and served with the model; it maps the raw

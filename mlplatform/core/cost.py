@@ -1,4 +1,4 @@
-"""The seed's cost-tracking template (phase 10) filled from what ran: step compute, batch inference, storage.
+"""The method's cost-tracking template (phase 10) filled from what ran: step compute, batch inference, storage.
 
 Prices are assumptions, not measurements: the defaults below are stated in every report and are overridden by
 the brief's ``cost`` section (``price_per_cpu_hour``, ``price_per_gpu_hour``), which also sets the
@@ -21,13 +21,13 @@ import polars as pl
 
 # One CPU machine-hour (a small general-purpose cloud instance): every CPU step and batch inference use it.
 CPU_HOUR_USD = 0.05
-# The seed's GPU table (phase 10, hourly cloud cost), matched by name against the device a step ran on.
+# The method's GPU table (phase 10, hourly cloud cost), matched by name against the device a step ran on.
 SEED_GPU_HOUR_USD = {"H100": 8.0, "A100": 4.0, "A10G": 1.0, "T4": 0.50}
 # A GPU the table does not name (or a bare "cuda") is priced at the table's highest rate: never understated.
 UNKNOWN_GPU_HOUR_USD = max(SEED_GPU_HOUR_USD.values())
 # Object storage per GB-month (S3 standard list price), for the lake, models and MLflow artifacts alike.
 STORAGE_GB_MONTH_USD = 0.023
-# Stores whose bytes are experiment tracking in the seed's template; every other store is data storage.
+# Stores whose bytes are experiment tracking in the method's template; every other store is data storage.
 TRACKING_STORES = frozenset({"mlflow"})
 NOT_MEASURED = "not measured"
 _DAYS_PER_MONTH = 365 / 12
@@ -41,7 +41,7 @@ class Rates:
 
     Attributes:
         cpu_hour_usd: one CPU machine-hour.
-        gpu_hour_usd: one GPU-hour; None prices each GPU at the seed's rate for its name.
+        gpu_hour_usd: one GPU-hour; None prices each GPU at the method's rate for its name.
         storage_gb_month_usd: one GB stored for a month.
     """
 
@@ -113,7 +113,7 @@ def time_requests(send: Callable[[Any], bool], payloads: list[Any], warmup: int 
 
 
 def hour_rate(device: str, rates: Rates) -> float:
-    """USD per hour of a step on ``device``: the CPU rate, or the GPU rate (given, or the seed's for its name)."""
+    """USD per hour of a step on ``device``: the CPU rate, or the GPU rate (given, or the method's for its name)."""
     if device.lower().startswith("cpu"):
         return rates.cpu_hour_usd
     if rates.gpu_hour_usd is not None:
@@ -206,7 +206,7 @@ def cost_document(runs: list[StepRun], *, training_group: str, retrain_cron: str
                   storage_bytes: Mapping[str, int], rates: Rates = Rates(), daily_volume: float | None = None,
                   monthly_budget_usd: float | None = None,
                   target_cost_per_prediction_usd: float | None = None) -> dict:
-    """The seed's ``ml_costs`` template filled in, with the assumptions and measurements behind each value.
+    """The method's ``ml_costs`` template filled in, with the assumptions and measurements behind each value.
 
     Args:
         runs: the latest execution of every step.
@@ -270,7 +270,7 @@ def cost_document(runs: list[StepRun], *, training_group: str, retrain_cron: str
         "currency": "USD",
         "cpu_hour_usd": rates.cpu_hour_usd,
         "gpu_hour_usd": rates.gpu_hour_usd if rates.gpu_hour_usd is not None
-        else f"the seed's table by GPU name {SEED_GPU_HOUR_USD}; unnamed GPUs at {UNKNOWN_GPU_HOUR_USD}",
+        else f"the method's table by GPU name {SEED_GPU_HOUR_USD}; unnamed GPUs at {UNKNOWN_GPU_HOUR_USD}",
         "storage_gb_month_usd": rates.storage_gb_month_usd,
         "compute": "wall-clock seconds of each step's latest execution (every partition) in the Dagster "
                    f"instance; a training run is the '{training_group}' stage's steps",

@@ -1,6 +1,6 @@
 """Distribution drift between a reference (training) sample and a current one.
 
-The seed's phase-7 statistics: PSI per feature (> ``psi_warning`` warns, > ``psi_critical`` is critical),
+The method's phase-7 statistics: PSI per feature (> ``psi_warning`` warns, > ``psi_critical`` is critical),
 the Jensen-Shannon divergence on the same bins, the two-sample KS test on numerical features, KL divergence
 of the prediction distribution and a chi-square test of the label distribution. All vectorised numpy and
 scipy. Nulls are never dropped silently: they form their own bin, so a feature that starts arriving empty
@@ -277,7 +277,7 @@ def drift_report(
     psi_critical: float,
     bins: int = 10,
 ) -> list[FeatureDrift]:
-    """PSI, KS and JS of each feature, with the seed's severity (PSI above warning/critical).
+    """PSI, KS and JS of each feature, with the method's severity (PSI above warning/critical).
 
     Kinds as :func:`feature_kind`; numbers, dates and datetimes are numerical (dates by their physical value).
 
@@ -316,7 +316,7 @@ def prediction_drift_kl(
 ) -> float:
     """KL divergence of the current score distribution from the reference one, KL(current || reference).
 
-    Uses the same reference-quantile bins and ``EPS`` floor as :func:`psi`; the seed warns above 0.1.
+    Uses the same reference-quantile bins and ``EPS`` floor as :func:`psi`; the method warns above 0.1.
     """
     ref, cur = _sorted_valid(_as_float(reference_scores)), _sorted_valid(_as_float(current_scores))
     ref_counts, cur_counts = _bin_counts(ref, cur, bins)
@@ -369,7 +369,7 @@ def label_drift_chi2(reference_labels: np.ndarray, current_labels: np.ndarray) -
         raise ValueError("label drift needs labels in both the reference and the current sample")
     if ref_counts.size < 2:
         return 0.0, 1.0
-    # No Yates correction: samples are large and the seed asks for the plain chi-square test.
+    # No Yates correction: samples are large and the method asks for the plain chi-square test.
     result = stats.chi2_contingency(np.vstack([ref_counts, cur_counts]), correction=False)
     return float(result.statistic), float(result.pvalue)
 
@@ -403,7 +403,7 @@ def psi_plot(drifts: list[FeatureDrift], path: Path, *, psi_warning: float, psi_
 def psi_over_time_plot(by_period: pl.DataFrame, path: Path, *, psi_warning: float, psi_critical: float,
                        markers: dict[str, str] | None = None) -> Path:
     """The drift dashboard: a heatmap of PSI per feature (rows, most drifted first) and period (columns),
-    coloured by the seed's bands and with each value written in.
+    coloured by the method's bands and with each value written in.
 
     Args:
         by_period: the output of :func:`drift_by_period`.
@@ -456,7 +456,7 @@ class ConceptDrift:
 
 def concept_drift(metric: str, reference: float, current: float, *, max_drop: float,
                   higher_is_better: bool) -> ConceptDrift:
-    """Concept drift as the seed defines it: the primary metric worse by more than ``max_drop`` (relative).
+    """Concept drift as the method defines it: the primary metric worse by more than ``max_drop`` (relative).
 
     A drop beyond ``max_drop`` is critical; any smaller worsening is a warning to watch.
     """

@@ -1,5 +1,5 @@
 """Honest comparison on the hold-out: every candidate's metrics with bootstrap intervals, a random reference,
-slices, and the brief's kill criteria judged on those numbers (seed phases 1 and 4)."""
+slices, and the brief's kill criteria judged on those numbers (method phases 1 and 4)."""
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -150,7 +150,7 @@ class QualityRecord:
 
 
 def quality_kill_criterion(history: list[QualityRecord], minimum: float, max_days: float, now: datetime) -> dict:
-    """The seed's "data quality too poor after 2 weeks of cleaning", judged on the data-quality history.
+    """The method's "data quality too poor after 2 weeks of cleaning", judged on the data-quality history.
 
     The data has been too poor for as long as the newest reports have failed the gate without a break: from the
     first of them to ``now``. It kills once that reaches ``max_days``. No history at all fails closed.
@@ -181,7 +181,7 @@ def quality_kill_criterion(history: list[QualityRecord], minimum: float, max_day
 
 def kill_criteria(model: float, rules: float, random: float, metric: str,
                   criteria: KillCriteria, quality: dict | None = None) -> list[dict]:
-    """The seed's kill criteria judged on hold-out values of the primary metric and, given ``quality`` (a
+    """The method's kill criteria judged on hold-out values of the primary metric and, given ``quality`` (a
     :func:`quality_kill_criterion` row), on the data-quality history.
 
     Returns one row per criterion: its text, the measurement, and ``passed`` (True = no reason to kill).
@@ -282,7 +282,7 @@ _STATUS_ORDER: tuple[FairnessStatus, ...] = ("FAIL", "NOT_ASSESSABLE", "WAIVED",
 
 @dataclass(frozen=True)
 class FairnessRule:
-    """The brief's fairness limits, decided before training (seed phase 9).
+    """The brief's fairness limits, decided before training (method phase 9).
 
     A disparate-impact ratio under ``disparate_impact_min`` or a true-positive-rate gap over
     ``equal_opportunity_max_gap`` fails: the ratio among groups of at least ``min_group_size`` rows, the TPR gap
@@ -610,7 +610,7 @@ def baseline_comparison(task: TaskType, metric: str, y_true: np.ndarray, model: 
                                       "ci_high": pl.Float64, "significant": pl.Boolean})
 
 
-# The seed: cross-validate when there are fewer training rows than this.
+# The method: cross-validate when there are fewer training rows than this.
 CV_MAX_TRAIN_ROWS = 10_000
 CV_FOLD_SCHEMA = {"fold": pl.Int64, "train_rows": pl.Int64, "test_rows": pl.Int64, "test_start": pl.String,
                   "test_end": pl.String, "value": pl.Float64}
@@ -879,7 +879,7 @@ def _range_text(reference: pl.DataFrame, numeric: list[str], shown: int = 3) -> 
 
 def edge_case_probe(predict, sample: pl.DataFrame, features: list[str], task: TaskType,
                     reference: pl.DataFrame | None = None, label: str | None = None) -> pl.DataFrame:
-    """Score unusual inputs and check the model still answers sensibly (seed phase 9: test edge cases).
+    """Score unusual inputs and check the model still answers sensibly (method phase 9: test edge cases).
 
     Cases, each built from ``sample`` rows: every feature missing; text features set to a value never seen;
     numeric features far above and far below the training range (±(10·max|x| + 1), x over ``reference``).

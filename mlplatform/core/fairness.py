@@ -1,4 +1,4 @@
-"""Fairness mitigation the brief asks for (seed phase 9): reweighing before training, group thresholds after it.
+"""Fairness mitigation the brief asks for (method phase 9): reweighing before training, group thresholds after it.
 
 Each method yields one more candidate model, trained, tracked and evaluated like the others; the fairness gate
 (:func:`mlplatform.core.evaluation.fairness_assessment`) then judges it on the same hold-out.

@@ -2,7 +2,7 @@
 
 One feature view per feature table (``{entity}_daily_features``) over the Parquet that
 :func:`mlplatform.core.features.build_features` writes, read by Feast's DuckDB offline store; one versioned
-feature service for the model. Every field carries the seed's registry documentation as Feast tags
+feature service for the model. Every field carries the method's registry documentation as Feast tags
 (data_type, source_table, owner, created_date, known_issues). Callers see polars and plain Python; the
 pandas/Arrow conversions Feast needs stay in this module.
 """
@@ -601,7 +601,7 @@ class _RedisValues:
 
 def online_offline_mismatches(online: dict[str, list], feature_table: pl.DataFrame, *, entity_key: str,
                               start: datetime, end: datetime, tolerance: float = 1e-9) -> pl.DataFrame:
-    """Where the online store disagrees with the offline table (the seed's offline-vs-online skew check).
+    """Where the online store disagrees with the offline table (the method's offline-vs-online skew check).
 
     The expected online value of each entity is its latest offline row in ``[start, end]`` — what Feast's
     materialisation of that window writes (both ends inclusive) — ties broken by the latest created timestamp.

@@ -1,4 +1,4 @@
-"""The seed's eight-item leakage checklist, one pure check per item.
+"""The method's eight-item leakage checklist, one pure check per item.
 
 Each check returns a :class:`LeakageFinding`: whether the item holds, the measurements behind the verdict and
 one sentence a person reads. Checks of fitted transforms (items 2, 3 and 8) are generic: they take the
@@ -21,7 +21,7 @@ from mlplatform.core.transforms import TransformKind
 # A single feature that alone predicts the hold-out label this well is almost surely derived from it.
 SUSPICIOUS_SINGLE_FEATURE_SCORE = 0.95
 
-# The checklist's items in the seed's order: name -> what must hold.
+# The checklist's items in the method's order: name -> what must hold.
 ITEMS = {
     "no_future_information": "Features contain no information from after the label time.",
     "split_before_fitting": "Train/validation/test are split before any transform is fitted.",

@@ -1,4 +1,4 @@
-"""The seed's evaluation metrics per task type, the F1 threshold, bootstrap intervals and metric direction.
+"""The method's evaluation metrics per task type, the F1 threshold, bootstrap intervals and metric direction.
 
 Scores follow one convention everywhere: binary scores are positive-class probabilities (a row is
 predicted positive when ``score >= threshold``), multiclass scores are an ``(n, k)`` class-probability

@@ -1,4 +1,4 @@
-"""The seed's phase-9 model card, filled from the brief and run metadata, never by hand.
+"""The method's phase-9 model card, filled from the brief and run metadata, never by hand.
 
 Every field is either derived from a recorded fact (the brief, row counts, metrics, drift, data quality)
 or says plainly that the fact was not recorded. Nothing is invented to make the card look complete.
@@ -244,7 +244,7 @@ def _ethics(brief: Brief, meta: Mapping[str, Any]) -> list[str]:
 
 
 def build_model_card(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The seed's ``model_card`` structure, filled from the brief and recorded run metadata.
+    """The method's ``model_card`` structure, filled from the brief and recorded run metadata.
 
     Args:
         meta: ``brief`` (a :class:`~mlplatform.brief.Brief`, required) and, each optional (stated as
@@ -261,7 +261,7 @@ def build_model_card(meta: Mapping[str, Any]) -> dict[str, Any]:
             ``leakage_waivers`` (feature → reason), ``placeholders`` (brief fields still TODO / CONFIRM).
 
     Returns:
-        A dict with exactly the seed's keys and nesting.
+        A dict with exactly the method's keys and nesting.
     """
     brief: Brief = meta["brief"]
     problem = brief.problem
@@ -323,7 +323,7 @@ def build_model_card(meta: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def card_extras(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """What the platform adds beside the seed's card: the experiment's one promotion verdict, leakage waivers
+    """What the platform adds beside the method's card: the experiment's one promotion verdict, leakage waivers
     (WAIVED with their reason) and the brief fields still holding placeholders (a DRAFT card)."""
     return {
         "promotion_verdict": meta.get("promotion_verdict") or NOT_RECORDED,
@@ -339,7 +339,7 @@ WAIVED, NOT_ASSESSABLE = "waived", "not assessable"
 _GATE_STATUS = {"PASS": PASS, "FAIL": FAIL, "WAIVED": WAIVED, "NOT_ASSESSABLE": NOT_ASSESSABLE,
                 "NOT_APPLICABLE": NOT_APPLICABLE}
 
-# The seed's phase-9 bias checklist (偏见检测检查清单), in its order: (key, what it asks, the seed's words).
+# The method's phase-9 bias checklist (偏见检测检查清单), in its order: (key, what it asks, the method's words).
 BIAS_CHECKLIST = [
     ("representation", "Training data represents every demographic group in proportion",
      "训练数据能够按比例代表所有人口统计群体"),

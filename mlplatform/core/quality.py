@@ -1,4 +1,4 @@
-"""The seed's data-quality score (phase 2, 数据质量评估): six dimensions, 0–5 points each, total /30.
+"""The method's data-quality score (phase 2, 数据质量评估): six dimensions, 0–5 points each, total /30.
 
 Each dimension turns one measurement into points. Between its two anchors a dimension interpolates
 continuously (no bands); "log scale" means linear in the logarithm of the measurement, so every tenfold
@@ -27,9 +27,9 @@ Nullable means a missing value is allowed, not that it is free: a model input mi
 half the information whoever declared it nullable (:func:`completeness_columns`). Event columns aggregated
 into features (an amount that only payment events carry) are the exception: their blanks are structural.
 
-The completeness and volume anchors are the seed's table (>50 % missing = 0, <1 % = 5; <100 samples per
-class = 0, >10,000 = 5). The seed's 5 for accuracy is "validated against the truth": here the contract is
-that validation, and what it finds wrong costs points. Timeliness reads the seed's "real-time or daily" as
+The completeness and volume anchors are the method's table (>50 % missing = 0, <1 % = 5; <100 samples per
+class = 0, >10,000 = 5). The method's 5 for accuracy is "validated against the truth": here the contract is
+that validation, and what it finds wrong costs points. Timeliness reads the method's "real-time or daily" as
 the brief's freshness need and "months stale" as 90 days. An empty table scores 0 on the ratio dimensions.
 
 Completeness is also a floor: a source (or the overall report) with at least half of its counted cells missing
@@ -66,7 +66,7 @@ MAX_CATEGORY_LEVELS = 20  # text features with more levels are skipped for relev
 LEAKAGE_SIGNAL = 0.9  # a single feature this predictive is more likely leakage than signal
 RELEVANCE_SAMPLE_ROWS = 20_000  # labelled rows relevance is measured on: tells a 0.05 signal from none
 NOTHING_TO_FIX = "Nothing to fix."
-# Half the counted cells missing is the seed's "very poor" completeness (0 points), and it fails the gate on its
+# Half the counted cells missing is the method's "very poor" completeness (0 points), and it fails the gate on its
 # own: the other dimensions measure the cells that are there, so a table of mostly blanks can otherwise score
 # well on them and pass on the total.
 EMPTY_SHARE = 0.5
@@ -127,7 +127,7 @@ class QualityReport:
                  f"{', '.join(skipped)})" if skipped else ""
         empty = _too_empty(self.dimensions)
         veto = (f"; fails whatever the total: {empty.measurement:.0%} of the counted cells are missing "
-                f"(≥ {EMPTY_SHARE:.0%}, the seed's 'very poor' completeness)") if empty else ""
+                f"(≥ {EMPTY_SHARE:.0%}, the method's 'very poor' completeness)") if empty else ""
         return f"{self.total:g}/30{scaled} against a minimum of {self.min_score:g}{veto}"
 
 
@@ -551,7 +551,7 @@ def score_source(
     task_type: str | None = None,
     input_columns: Sequence[str] = (),
 ) -> QualityReport:
-    """Score one source on the seed's six dimensions (see the module docstring for the mapping).
+    """Score one source on the method's six dimensions (see the module docstring for the mapping).
 
     Args:
         name: the source's name.

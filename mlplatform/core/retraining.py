@@ -1,4 +1,4 @@
-"""When to retrain (seed phase 7, 自动化重新训练流程), on which months, and how retraining events are announced."""
+"""When to retrain (method phase 7, 自动化重新训练流程), on which months, and how retraining events are announced."""
 
 import json
 import urllib.request
@@ -83,7 +83,7 @@ def _months_before(first_of_month: date, months: int) -> date:
 
 def rolling_split_dates(latest_label: date, *, train_months: int | None, validation_months: int,
                         test_months: int) -> SplitDates:
-    """Whole-month windows counted back from the month of the latest known label (seed: "use latest N months").
+    """Whole-month windows counted back from the month of the latest known label (the method: "use latest N months").
 
     The test window ends with that month (it may be partly labelled when labels are daily), validation is
     the ``validation_months`` before it, and training the ``train_months`` before that (None: all earlier).

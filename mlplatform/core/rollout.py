@@ -1,4 +1,4 @@
-"""Putting a model in front of traffic safely (seed phases 5 and 8): the prediction log, the champion/challenger
+"""Putting a model in front of traffic safely (method phases 5 and 8): the prediction log, the champion/challenger
 split, the A/B test on the primary metric (power analysis, two-proportion test or bootstrap, ship / iterate /
 kill), canary steps, the automatic rollback rule, and promotion / rollback in the MLflow registry with a history
 of who was champion when.
@@ -38,7 +38,7 @@ PROMOTED_AT_TAG, ROLLED_BACK_AT_TAG = "promoted_at_ns", "rolled_back_at_ns"
 PREDICTIONS_DIR = "predictions"
 Arm = Literal["champion", "challenger"]
 Decision = Literal["ship", "iterate", "kill"]
-# The brief's defaults (the seed's values) are the policy's, so a policy built without a brief agrees with one.
+# The brief's defaults (the method's values) are the policy's, so a policy built without a brief agrees with one.
 _ROLLOUT, _MONITORING = Rollout(), Monitoring()
 
 
@@ -51,7 +51,7 @@ class RolloutPolicy:
         mde: minimum detectable effect of the A/B test: an absolute gain in the brief's primary metric.
         alpha: two-sided significance level of the A/B test.
         power: probability of detecting an effect of ``mde``.
-        min_runtime_days: one full business cycle (the seed: 7 days at least).
+        min_runtime_days: one full business cycle (the method: 7 days at least).
         canary_steps: the challenger's traffic shares in order; the last (1.0) means promote.
         degradation_factor: error rate or p99 latency above this multiple of the baseline's rolls back.
         max_metric_drop: relative drop of the primary metric (labelled predictions) that rolls back.
@@ -285,7 +285,7 @@ class ABEvidence:
 
 @dataclass(frozen=True)
 class ABResult:
-    """The test statistic, the sample the test needs, and the seed's decision with its reason."""
+    """The test statistic, the sample the test needs, and the method's decision with its reason."""
 
     decision: Decision
     reason: str
@@ -296,7 +296,7 @@ class ABResult:
 
 
 def decide_ab(evidence: ABEvidence, policy: RolloutPolicy) -> ABResult:
-    """The seed's decision criteria.
+    """The method's decision criteria.
 
     * ship: the treatment's lift on the primary metric is more than ``mde`` (absolute) with p < ``alpha``, no
       guardrail breached, the SMALLER arm holds the minimum sample size, and the minimum runtime has passed.
@@ -367,7 +367,7 @@ def health_of(log: pl.DataFrame, version: str | None) -> ArmHealth:
 
 def degradation_reasons(candidate: ArmHealth, baseline: ArmHealth, policy: RolloutPolicy,
                         higher_better: bool) -> list[str]:
-    """The seed's automatic-rollback rule: error rate or p99 latency above ``degradation_factor`` x the
+    """The method's automatic-rollback rule: error rate or p99 latency above ``degradation_factor`` x the
     baseline's, or the primary metric worse by more than ``max_metric_drop`` (relative). Empty: healthy.
 
     Error rate and latency are judged once both have ``min_rows``; the metric once both have one.
@@ -687,7 +687,7 @@ def arm_metrics(task: TaskType, y_true: np.ndarray, prediction: np.ndarray,
 
 
 class ABTestPlan(TypedDict):
-    """The seed's ``ab_test`` template, filled in."""
+    """The method's ``ab_test`` template, filled in."""
 
     name: str
     hypothesis: str
@@ -721,7 +721,7 @@ class ABTestResults(TypedDict):
 
 
 class ABReport(TypedDict):
-    """The A/B test report: the plan in the seed's template and its results so far."""
+    """The A/B test report: the plan in the method's template and its results so far."""
 
     ab_test: ABTestPlan
     results: ABTestResults
@@ -741,7 +741,7 @@ def _arm_outcomes(known: pl.DataFrame, label: str) -> ArmOutcomes:
 
 def ab_report(labelled: pl.DataFrame, state: RolloutState, *, task: TaskType, label: str, primary: str,
               guardrails: list[str], hypothesis: str, name: str, policy: RolloutPolicy) -> ABReport:
-    """The seed's A/B template filled from the prediction log (with labels where known), the test and the decision.
+    """The method's A/B template filled from the prediction log (with labels where known), the test and the decision.
 
     Control is the champion arm as answered by the champion version, treatment the challenger arm as answered
     by the challenger version. The test compares the brief's primary metric (the offline evaluation's) on the

@@ -1,4 +1,4 @@
-"""Which trained candidate becomes the challenger: the seed's model guide, simplest model first.
+"""Which trained candidate becomes the challenger: the method's model guide, simplest model first.
 
 The guide (phase 3, "模型选择指南") starts tabular work with LightGBM, uses a neural network only on large data
 and avoids deep learning below 10,000 samples. So the challenger is LightGBM unless a more complex candidate
@@ -72,7 +72,7 @@ def _gain(value: float, reference: float, metric: str) -> float:
 
 def choose_challenger(validation: dict[str, float], metric: str, *, train_rows: int, margin: float,
                       allow_deep_below_10k: bool = False, unfair: dict[str, str] | None = None) -> Selection:
-    """Choose the challenger by the seed's model guide (see the module docstring).
+    """Choose the challenger by the method's model guide (see the module docstring).
 
     Args:
         validation: candidate -> its validation value of ``metric`` (never the hold-out).

@@ -1,8 +1,8 @@
-"""The seed's ML-system quality score (phase 11): eight weighted dimensions, 0–5 each, total 0–100.
+"""The method's ML-system quality score (phase 11): eight weighted dimensions, 0–5 each, total 0–100.
 
 Every point comes from :class:`Evidence` the platform produced (the brief, lake tables, report files, MLflow,
 the code location's sensors), gathered by :func:`gather_evidence`; each dimension lists its evidence and
-what would raise it. The anchors follow the seed's table: "0–2 poor", "3–4 good", "5 excellent". Within a
+what would raise it. The anchors follow the method's table: "0–2 poor", "3–4 good", "5 excellent". Within a
 dimension the good anchor gives 3, and the excellent column's items give 4 when some are met and 5 when
 all are.
 """
@@ -26,10 +26,10 @@ from mlplatform.core.models import CANDIDATE_FILES
 from mlplatform.core.quality import data_as_of, freshness_need_days, normalised_total
 from mlplatform.settings import Workspace
 
-# The seed's weights, in its order. They add up to 105%, so totals are scaled by their sum: all fives is 100.
+# The method's weights, in its order. They add up to 105%, so totals are scaled by their sum: all fives is 100.
 WEIGHTS = {"problem_definition": 0.15, "data_quality": 0.15, "experiment_rigor": 0.15, "model_performance": 0.15,
            "deployment": 0.15, "monitoring": 0.15, "documentation": 0.05, "cost_efficiency": 0.10}
-# The seed's bands: lowest total of each, highest first.
+# The method's bands: lowest total of each, highest first.
 BANDS = [(80, "production-grade ML system"), (60, "good foundation, lacks operational maturity"),
          (40, "prototype, not ready for production"), (0, "research project, needs further work")]
 BASELINES = ("rules", "majority")
@@ -78,7 +78,7 @@ class Evidence:
         automation_states: sensor or schedule name → running / stopped in the Dagster instance; None when
             not known (no instance was read).
         model_card, evaluation_report, runbook: document files that exist.
-        cost: the cost report document (the seed's ml_costs template, assumptions, measurements).
+        cost: the cost report document (the method's ml_costs template, assumptions, measurements).
     """
 
     placeholders: tuple[str, ...] = ()
@@ -151,7 +151,7 @@ class SystemScore:
 
 
 def band(total: float) -> str:
-    """The seed's verdict for a 0–100 total, e.g. ``80-100: production-grade ML system``."""
+    """The method's verdict for a 0–100 total, e.g. ``80-100: production-grade ML system``."""
     upper = 100
     for lowest, verdict in BANDS:
         if total >= lowest:
@@ -358,7 +358,7 @@ def _documentation(e: Evidence, log: _Ledger) -> int:
 
 
 def _cost_efficiency(e: Evidence, log: _Ledger) -> int:
-    if not log.check(e.cost is not None, "cost tracking: cost_report (the seed's ml_costs template)",
+    if not log.check(e.cost is not None, "cost tracking: cost_report (the method's ml_costs template)",
                      "materialise cost_report"):
         return 0
     assert e.cost is not None  # the check above returned otherwise
@@ -388,7 +388,7 @@ _SCORERS: dict[str, Callable[[Evidence, _Ledger], int]] = {
 
 
 def score_system(evidence: Evidence) -> SystemScore:
-    """Score the eight dimensions of the seed's rubric from ``evidence``."""
+    """Score the eight dimensions of the method's rubric from ``evidence``."""
     dimensions = []
     for name, scorer in _SCORERS.items():
         log = _Ledger()

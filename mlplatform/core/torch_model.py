@@ -34,7 +34,7 @@ _OTHER, _MISSING = 0, 1
 _RESERVED = 2
 _EVAL_BATCH = 8192
 
-# The seed's neural-network ranges are learning_rate 1e-5..1e-2, batch_size 32..512, dropout 0.1..0.5.
+# The method's neural-network ranges are learning_rate 1e-5..1e-2, batch_size 32..512, dropout 0.1..0.5.
 _DEFAULT_PARAMS: dict[str, Any] = {
     "hidden": [128, 64],
     "dropout": 0.2,

@@ -1,4 +1,4 @@
-"""The seed's experiment record in MLflow, the model registry with aliases, and dataset content hashes.
+"""The method's experiment record in MLflow, the model registry with aliases, and dataset content hashes.
 
 Everything goes through an explicit ``MlflowClient(tracking_uri)``: nothing reads or changes MLflow's
 global tracking URI, so nothing lands in a default ``./mlruns``. Locally the backend is SQLite
@@ -53,7 +53,7 @@ _PARAMS_PER_BATCH = 100
 
 @dataclass
 class ExperimentRecord:
-    """The seed's experiment template; ``id`` is assigned when the record is logged."""
+    """The method's experiment template; ``id`` is assigned when the record is logged."""
 
     hypothesis: str
     dataset_version: str
@@ -192,7 +192,7 @@ def log_experiment(
     day: date | None = None,
     tags: dict[str, str] | None = None,
 ) -> str:
-    """Log one training run with the seed's experiment template.
+    """Log one training run with the method's experiment template.
 
     Hyperparameters become params; primary and secondary metrics (and ``training_time_s``) become metrics;
     the id, hypothesis, dataset version, model type, verdict and baseline comparison become tags; the whole
@@ -259,7 +259,7 @@ def log_experiment(
                 pyfunc_dir = save_pyfunc(model_dir, Path(scratch) / PYFUNC_ARTIFACT_PATH)
                 client.log_artifacts(run_id, str(pyfunc_dir), PYFUNC_ARTIFACT_PATH)
             artifacts["pyfunc_model"] = f"runs:/{run_id}/{PYFUNC_ARTIFACT_PATH}"
-        # The seed's template layout, so the YAML reads like the methodology's own example.
+        # The method's template layout, so the YAML reads like the methodology's own example.
         document = {
             "id": exp_id,
             "run_id": run_id,
@@ -350,7 +350,7 @@ def set_verdict(tracking_uri: str, run_id: str, verdict: str) -> None:
         raise ValueError(f"verdict must be promoted, archived or iterate; got '{verdict}'")
     client = client_for(tracking_uri)
     client.set_tag(run_id, "verdict", verdict)
-    # The run's experiment record (the seed's template) says the same: one verdict, wherever it is read.
+    # The run's experiment record (the method's template) says the same: one verdict, wherever it is read.
     record = experiment_record(tracking_uri, run_id)
     if record is not None:
         record["verdict"] = verdict
@@ -358,7 +358,7 @@ def set_verdict(tracking_uri: str, run_id: str, verdict: str) -> None:
 
 
 def experiment_record(tracking_uri: str, run_id: str) -> dict | None:
-    """The run's ``experiment.yaml`` record (the seed's experiment template); None when the run has none."""
+    """The run's ``experiment.yaml`` record (the method's experiment template); None when the run has none."""
     from mlflow.exceptions import MlflowException
 
     with tempfile.TemporaryDirectory() as scratch:

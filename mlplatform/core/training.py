@@ -23,7 +23,7 @@ _MODEL_FILE = "model.txt"
 _META_FILE = "model.json"
 _TRANSFORMS_FILE = "transforms.json"
 
-# Starting values inside the seed's typical LightGBM ranges; tuning (Optuna) overrides them by passing
+# Starting values inside the method's typical LightGBM ranges; tuning (Optuna) overrides them by passing
 # ``params`` with LightGBM's canonical names.
 _DEFAULT_PARAMS: dict[str, Any] = {
     "learning_rate": 0.05,

@@ -1,6 +1,6 @@
 """Model-side transforms: fitted on the training split only, saved as plain JSON, applied at every scoring.
 
-The seed's numerical and categorical feature types that need statistics of the data: ``log`` (sign-preserving
+The method's numerical and categorical feature types that need statistics of the data: ``log`` (sign-preserving
 ``log1p``, for right-skewed amounts and counts; no statistics), ``standardize`` (z-score with the training mean
 and standard deviation), ``bin`` (quantile bins whose edges come from the training values), ``one_hot`` (one
 0/1 column per training level; an unseen or missing value is all zeros) and ``target_encode`` (the smoothed

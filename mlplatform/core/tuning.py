@@ -1,4 +1,4 @@
-"""LightGBM hyperparameter search with Optuna: TPE over the seed's ranges, median pruning, resumable studies.
+"""LightGBM hyperparameter search with Optuna: TPE over the method's ranges, median pruning, resumable studies.
 
 Every trial trains through :func:`mlplatform.core.training.train_lightgbm`, so the tuned parameters mean the
 same thing when the final model is trained with them.
@@ -49,7 +49,7 @@ class TuningResult:
 
 
 def _search_space(trial: optuna.Trial) -> dict[str, Any]:
-    """The seed's LightGBM ranges, under LightGBM's canonical parameter names."""
+    """The method's LightGBM ranges, under LightGBM's canonical parameter names."""
     return {
         "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
         "num_leaves": trial.suggest_int("num_leaves", 15, 255),

@@ -1,5 +1,5 @@
 """Stage: monitoring — whylogs profiles (ingested batches, training reference, monitored period, served
-predictions), feature drift over time, prediction drift and concept drift against training (seed phase 7).
+predictions), feature drift over time, prediction drift and concept drift against training (method phase 7).
 
 Data without time (or a brief without a monitored period) has no later period to compare: the assets then
 say so, with how to enable it, and still write their tables with the usual columns (severity
@@ -200,7 +200,7 @@ def _drift_over_time(platform: PlatformResource, reference: pl.DataFrame) -> tup
 @dg.asset(group_name="monitoring", deps=["features_daily", "training_set"], kinds={"numpy", "matplotlib"})
 def drift_report(platform: PlatformResource) -> dg.MaterializeResult:
     """PSI, KS and Jensen-Shannon per model feature, monitored period against the training reference, with the
-    seed's severity bands from the brief; and the dashboard: PSI of every feature in every month. Without a
+    method's severity bands from the brief; and the dashboard: PSI of every feature in every month. Without a
     monitored period (data without time) drift is not measured: each feature is listed as not applicable."""
     b = platform.brief
     if drift_not_measured(b):
@@ -356,7 +356,7 @@ def _day_versions(frame: pl.DataFrame) -> str:
 def prediction_drift_result(drift: pl.DataFrame, *, max_kl: float, min_rows: int) -> dg.AssetCheckResult:
     """The prediction-drift verdict on ``monitoring/prediction_drift``: WARN when a day and model version with at
     least ``min_rows`` served predictions has a KL above ``max_kl``, listing each; smaller days are listed, not
-    judged. The seed calls prediction drift a warning (it may mean upstream data problems), so it never blocks."""
+    judged. The method calls prediction drift a warning (it may mean upstream data problems), so it never blocks."""
     if drift.height == 0:
         return dg.AssetCheckResult(passed=True, metadata={"max_prediction_kl": max_kl},
                                    description="no logged predictions with a model score: nothing to judge")
@@ -376,7 +376,7 @@ def prediction_drift_result(drift: pl.DataFrame, *, max_kl: float, min_rows: int
 
 @dg.asset_check(asset="prediction_profiles", name="prediction_drift",
                 description="Prediction drift: no day and model version serves scores further than the brief's "
-                "KL limit from that version's scores on the training split (WARN, never blocking: the seed reads "
+                "KL limit from that version's scores on the training split (WARN, never blocking: the method reads "
                 "it as a sign of upstream data problems); passes when nothing was logged.")
 def prediction_drift_check(platform: PlatformResource) -> dg.AssetCheckResult:
     t = platform.brief.thresholds

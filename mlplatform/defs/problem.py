@@ -1,4 +1,4 @@
-"""Stage: problem definition (seed phase 1)."""
+"""Stage: problem definition (method phase 1)."""
 
 import dagster as dg
 import yaml

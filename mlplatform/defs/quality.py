@@ -1,4 +1,4 @@
-"""Stage: contracts, quarantine and the 30-point data-quality gate (seed phase 2)."""
+"""Stage: contracts, quarantine and the 30-point data-quality gate (method phase 2)."""
 
 from dataclasses import asdict
 
@@ -133,7 +133,7 @@ def _relevance(platform: PlatformResource, sample: pl.DataFrame, name: str) -> t
 def _quality_report_asset(brief: Brief) -> dg.AssetsDefinition:
     @dg.asset(group_name="quality", deps=[f"validated_{name}" for name in brief.sources], kinds={"polars"})
     def data_quality_report(platform: PlatformResource) -> dg.MaterializeResult:
-        """The seed's six-dimension data-quality score (0–5 each, total /30) per source and overall, with
+        """The method's six-dimension data-quality score (0–5 each, total /30) per source and overall, with
         relevance measured on a seeded sample of labelled rows joined to each source."""
         b = platform.brief
         sample = relevance_sample(platform.read_table("validated", b.label.source), b.label.column,

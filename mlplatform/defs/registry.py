@@ -1,4 +1,4 @@
-"""Stage: the MLflow model registry and the blocking promotion gate (seed phase 5).
+"""Stage: the MLflow model registry and the blocking promotion gate (method phase 5).
 
 `challenger` and `champion` are MLflow aliases (staging and production). Only the gate moves `champion`.
 """

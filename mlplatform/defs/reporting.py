@@ -1,4 +1,4 @@
-"""Stage: responsible-AI documentation — the model card, filled from lineage and metadata (seed phase 9)."""
+"""Stage: responsible-AI documentation — the model card, filled from lineage and metadata (method phase 9)."""
 
 from datetime import date
 
@@ -114,8 +114,8 @@ def promotion_verdict(tracking_uri: str, run_id: str) -> str:
           kinds={"markdown"})
 def model_card(context: dg.AssetExecutionContext, platform: PlatformResource,
                tracking: TrackingResource) -> dg.MaterializeResult:
-    """The seed's model card for the registered model, generated from the brief, the training set, the
-    evaluation, fairness, drift and data-quality results — never written by hand — with the seed's bias
+    """The method's model card for the registered model, generated from the brief, the training set, the
+    evaluation, fairness, drift and data-quality results — never written by hand — with the method's bias
     checklist judged on that evidence. Written as model_card.md and model_card.json, logged as artifacts of
     the model's MLflow run, and pointed to by the registered version's `model_card` tag and description. It
     records the retraining schedule and triggers, the concept_drift check's latest result, the experiment's one

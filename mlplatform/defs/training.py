@@ -1,4 +1,4 @@
-"""Stage: the training set and the candidates — baselines first, then LightGBM (seed phases 1 and 3)."""
+"""Stage: the training set and the candidates — baselines first, then LightGBM (method phases 1 and 3)."""
 
 import time
 from datetime import datetime, timedelta
@@ -116,7 +116,7 @@ def _baseline_comparison(brief: Brief, split, value: float) -> str:
 def _record_candidate(context: dg.AssetExecutionContext, platform: PlatformResource, tracking: TrackingResource, *,
                       name: str, predictor, threshold: float, hyperparameters: dict, training_time_s: float,
                       model_dir=None, notes: str = "", tags: dict[str, str] | None = None) -> dict:
-    """Score a candidate on validation and test, log the seed's experiment record (``tags`` added to the run's),
+    """Score a candidate on validation and test, log the method's experiment record (``tags`` added to the run's),
     return its summary."""
     b = platform.brief
     split = load_split(platform)
@@ -216,8 +216,6 @@ def fit_lightgbm(brief: Brief, split: SplitFrames, params: dict | None,
     # Dask and distributed take seconds to import: only a distributed fit pays for them.
     from mlplatform.core.distributed import dask_scheduler, rounds_after_tuning, train_lightgbm_on_cluster
 
-    # Dask and distributed take seconds to import: only a distributed fit pays for them.
-    
     rounds = {} if best_iteration is None else {"num_iterations": rounds_after_tuning(best_iteration)}
     with dask_scheduler(settings.distributed) as address:
         fit = train_lightgbm_on_cluster(address, brief.task_type, split.train, split.validation, features,
@@ -252,11 +250,10 @@ def _production_params(context: dg.AssetExecutionContext, platform: PlatformReso
 @dg.asset(group_name="training", deps=["training_set"], kinds={"lightgbm", "optuna", "mlflow"})
 def lgbm_model(context: dg.AssetExecutionContext, platform: PlatformResource,
                tracking: TrackingResource) -> dg.MaterializeResult:
-    """LightGBM tuned with Optuna (TPE, pruning; the study resumes from SQLite) over the seed's search space,
+    """LightGBM tuned with Optuna (TPE, pruning; the study resumes from SQLite) over the method's search space,
     then refitted with the best parameters (on a Dask cluster when the brief sets ``training.distributed``);
-    early stopping and the decision threshold use validation only. Logged to MLflow with the seed's experiment
+    early stopping and the decision threshold use validation only. Logged to MLflow with the method's experiment
     record and the training engine."""
-    
     from mlplatform.core.tuning import SEARCH_PARAMS, tune_lightgbm
 
     b = platform.brief

@@ -44,7 +44,7 @@ def test_a_table_without_time_or_key_gets_row_numbers_observed_at_and_class_name
     assert brief.slice_by == ["city"]
     assert source.columns["city"].allowed == ["lille", "lyon", "nice", "paris"]
     assert source.columns["visits"].nullable
-    assert brief.metrics.primary == "f1"  # 20-30% positives: balanced enough for F1 in the seed's table
+    assert brief.metrics.primary == "f1"  # 20-30% positives: balanced enough for F1 in the method's table
     assert brief.sources["shop_visits"].path == "shop_visits.csv"  # relative to the brief's folder
 
 

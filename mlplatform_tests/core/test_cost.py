@@ -28,11 +28,11 @@ from mlplatform.core.cost import (
     ("cpu", 0.05), ("NVIDIA H100 80GB HBM3", 8.0), ("Tesla T4", 0.5), ("NVIDIA A10G", 1.0),
     ("NVIDIA A100-SXM4-80GB", 4.0), ("cuda", max(SEED_GPU_HOUR_USD.values())),
 ])
-def test_each_device_is_priced_at_the_cpu_rate_or_the_seeds_gpu_rate(device, usd):
+def test_each_device_is_priced_at_the_cpu_rate_or_the_methods_gpu_rate(device, usd):
     assert hour_rate(device, Rates()) == usd
 
 
-def test_a_given_gpu_rate_overrides_the_seeds_table():
+def test_a_given_gpu_rate_overrides_the_methods_table():
     assert hour_rate("NVIDIA H100", Rates(gpu_hour_usd=2.5)) == 2.5
     assert hour_rate("cpu", Rates(cpu_hour_usd=0.2, gpu_hour_usd=2.5)) == 0.2
 
@@ -96,7 +96,7 @@ def _steps() -> list[StepRun]:
             StepRun("drift_report", "asset", ("drift_report",), "monitoring", 1800.0)]
 
 
-def test_the_document_fills_the_seeds_template_with_measured_costs():
+def test_the_document_fills_the_methods_template_with_measured_costs():
     doc = cost_document(_steps(), training_group="training", retrain_cron="0 3 * * 1",
                         inference=InferenceTiming("lightgbm", 500, 2.0),
                         storage_bytes={"lake": 2_000_000_000, "models": 1_000_000_000, "mlflow": 1_000_000_000})

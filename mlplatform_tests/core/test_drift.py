@@ -323,12 +323,12 @@ def _two_bin_psi(p: float, q: float) -> float:
 
 
 @pytest.mark.parametrize(("heads", "psi_value", "severity"), [
-    (655, 0.099369, "ok"),         # just under the seed's warning line (PSI > 0.1)
+    (655, 0.099369, "ok"),         # just under the method's warning line (PSI > 0.1)
     (656, 0.100701, "warning"),    # just over it
     (739, 0.248746, "warning"),    # just under the critical line (PSI > 0.25)
     (740, 0.251032, "critical"),   # just over it
 ])
-def test_the_seeds_psi_bands_on_hand_computed_histograms(heads, psi_value, severity):
+def test_the_methods_psi_bands_on_hand_computed_histograms(heads, psi_value, severity):
     # 50/50 reference, 1000 current rows split heads/tails: PSI = d ln((0.5 + d)/(0.5 - d)) with d = heads/1000 - 0.5.
     reference = pl.DataFrame({"c": ["h"] * 500 + ["t"] * 500})
     current = pl.DataFrame({"c": ["h"] * heads + ["t"] * (1000 - heads)})

@@ -1,5 +1,5 @@
 """The fairness gate at its boundaries: the ratio and the TPR gap against the brief's limits, group size,
-not-assessable handling and waivers (seed phase 9)."""
+not-assessable handling and waivers (method phase 9)."""
 
 import numpy as np
 import polars as pl

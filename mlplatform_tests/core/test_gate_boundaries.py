@@ -29,7 +29,7 @@ TINY = 2**-20  # exact in binary, far above float rounding at these magnitudes
 NAMES = ["completeness", "accuracy", "consistency", "timeliness", "relevance", "volume"]
 
 
-# --- quality gate (seed phase 2: six dimensions, minimum 18/30) -------------------------------------------------
+# --- quality gate (method phase 2: six dimensions, minimum 18/30) -------------------------------------------------
 
 def _report(points: list[float | None], completeness_missing: float = 0.0, min_score: float = 18):
     dimensions = [not_applicable(name, "n/a", "") if p is None else
@@ -40,7 +40,7 @@ def _report(points: list[float | None], completeness_missing: float = 0.0, min_s
 
 @pytest.mark.parametrize(("points", "total", "passed"), [
     ([3, 3, 3, 3, 3, 2.99], 17.99, False),
-    ([3, 3, 3, 3, 3, 3], 18.0, True),      # the seed's minimum is "at least 18"
+    ([3, 3, 3, 3, 3, 3], 18.0, True),      # the method's minimum is "at least 18"
     ([3, 3, 3, 3, 3, 3.01], 18.01, True),
     # one dimension not applicable: the rest scaled to 30 (x 30/25)
     ([3, 3, 3, None, 3, 2.99], 17.99, False),
@@ -57,7 +57,7 @@ def test_half_the_cells_missing_fails_whatever_the_total(missing, passed):
     report = _report([5, 5, 5, 5, 5, 5], completeness_missing=missing)
     assert report.total == 30 and report.passed is passed
     assert ("fails whatever the total" in report.summary) is not passed
-    assert EMPTY_SHARE == 0.5  # the seed's "very poor" completeness: more than half missing
+    assert EMPTY_SHARE == 0.5  # the method's "very poor" completeness: more than half missing
 
 
 def test_a_not_applicable_completeness_is_no_veto():
@@ -119,7 +119,7 @@ def test_timeliness_just_inside_the_anchors():
     assert timeliness(AS_OF - timedelta(days=120), "ts", AS_OF, 40).points == 0
 
 
-# --- kill criteria (seed phase 1) -------------------------------------------------------------------------------
+# --- kill criteria (method phase 1) -------------------------------------------------------------------------------
 
 DYADIC = KillCriteria(baseline_max_share=0.75, min_lift_over_random=0.125)
 
@@ -136,7 +136,7 @@ def test_the_rules_baseline_kills_above_its_share_of_the_model(rules, passed):
     assert kill_criteria(rules, 0.5, 10.0, "mae", DYADIC)[0]["passed"] is passed
 
 
-def test_the_seeds_default_ninety_percent_share():
+def test_the_methods_default_ninety_percent_share():
     assert KillCriteria().baseline_max_share == 0.9
     assert kill_criteria(0.5, 0.45, 0.0, "f1", KillCriteria())[0]["passed"] is True  # exactly 90%
     assert kill_criteria(0.5, 0.4501, 0.0, "f1", KillCriteria())[0]["passed"] is False
@@ -156,7 +156,7 @@ def test_the_model_must_beat_random_by_more_than_the_lift(model, passed):
     assert kill_criteria(1 - model, 10.0, 0.5, "mae", DYADIC)[-1]["passed"] is passed
 
 
-def test_the_seeds_default_ten_percent_lift():
+def test_the_methods_default_ten_percent_lift():
     assert KillCriteria().min_lift_over_random == 0.10
     assert kill_criteria(0.549, 0.0, 0.5, "f1", KillCriteria())[-1]["passed"] is False
     assert kill_criteria(0.551, 0.0, 0.5, "f1", KillCriteria())[-1]["passed"] is True
@@ -191,7 +191,7 @@ def test_a_passing_report_ends_the_streak_and_no_history_fails_closed():
     assert _passed(kill_criteria(0.8, 0.1, 0.5, "f1", KillCriteria(), quality)) == [True, False, True]
 
 
-# --- promotion gate (seed phase 7: beat production, no guardrail regression, golden set, budgets) --------------
+# --- promotion gate (method phase 7: beat production, no guardrail regression, golden set, budgets) --------------
 
 CHAMPION = {"f1": 0.5, "pr_auc": 0.5}
 

@@ -1,4 +1,4 @@
-"""The seed's three kill criteria: the rules baseline's share, the lift over random, and data quality still too
+"""The method's three kill criteria: the rules baseline's share, the lift over random, and data quality still too
 poor after the brief's days of cleaning, judged on the data-quality history the Dagster instance recorded."""
 
 from datetime import UTC, datetime, timedelta
@@ -38,7 +38,7 @@ def test_no_quality_history_fails_closed():
     assert verdict["passed"] is False and "never measured" in verdict["measured"]
 
 
-def test_the_three_criteria_are_judged_in_the_seeds_order():
+def test_the_three_criteria_are_judged_in_the_methods_order():
     quality = quality_kill_criterion(_history((1, 25.0)), 18, 14, NOW)
     rows = kill_criteria(0.6, 0.3, 0.1, "f1", KillCriteria(), quality)
     assert [r["criterion"][:20] for r in rows] == ["Baseline heuristic a", "Data quality too poo",

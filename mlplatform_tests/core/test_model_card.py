@@ -21,7 +21,7 @@ from mlplatform.core.model_card import (
     render_model_card,
 )
 
-# The seed's phase-9 template: keys, nesting and order.
+# The method's phase-9 template: keys, nesting and order.
 SEED_KEYS = ["model_name", "version", "date", "owner", "description", "intended_use", "out_of_scope_uses",
              "training_data", "evaluation", "limitations", "ethical_considerations", "maintenance"]
 SEED_NESTED = {"training_data": ["source", "size", "date_range", "known_biases"],
@@ -180,7 +180,7 @@ def test_a_waived_fairness_result_shows_waived_with_its_reason_never_pass(meta, 
     assert "pass" not in ethics[0].lower()
 
 
-# The bias checklist (seed phase 9, 偏见检测检查清单).
+# The bias checklist (method phase 9, 偏见检测检查清单).
 
 LIMITS = {"representation_min_ratio": 0.8, "max_tpr_gap": 0.1, "max_calibration_gap": 0.05, "proxy_max_auc": 0.8}
 
@@ -213,7 +213,7 @@ def _status(checklist) -> dict[str, str]:
     return {item["item"]: item["status"] for item in checklist}
 
 
-def test_checklist_has_the_seeds_eight_items_in_order_and_passes_a_clean_model(evidence):
+def test_checklist_has_the_methods_eight_items_in_order_and_passes_a_clean_model(evidence):
     checklist = bias_checklist(evidence)
     assert [item["seed"] for item in checklist] == [seed for _, _, seed in BIAS_CHECKLIST]
     assert len(checklist) == 8 and set(_status(checklist).values()) == {"pass"}

@@ -1,4 +1,4 @@
-"""The seed's 30-point data-quality score: each dimension's anchors, and clean vs degraded data."""
+"""The method's 30-point data-quality score: each dimension's anchors, and clean vs degraded data."""
 
 import math
 from datetime import datetime, timedelta
@@ -137,7 +137,7 @@ def test_relevance_is_linear_between_five_and_forty_percent_signal(signal, expec
 
 @pytest.mark.parametrize(("samples", "expected"), [
     (0, 0), (99, 0), (100, 0), (1_000, 2.5), (10_000, 5), (1_000_000, 5)])
-def test_volume_anchors_the_seeds_hundred_and_ten_thousand_per_class(samples, expected):
+def test_volume_anchors_the_methods_hundred_and_ten_thousand_per_class(samples, expected):
     assert volume_points(samples) == pytest.approx(expected, abs=0.01)
 
 

@@ -367,7 +367,7 @@ def test_the_briefs_ab_settings_and_metric_drop_reach_the_decisions(tmp_path):
     policy = policy_for(load_brief(demo_brief_with(tmp_path, section, max_metric_drop=0.2)))
     found = rate_evidence(7000, 10_000, 7400, 10_000, runtime_days=4, policy=policy)
     assert decide_ab(found, policy).decision == "ship", "4 days pass the brief's 3-day minimum runtime"
-    assert decide_ab(found, POLICY).decision == "iterate", "the seed's 7 days do not"
+    assert decide_ab(found, POLICY).decision == "iterate", "the method's 7 days do not"
     assert decide_ab(found, policy).min_sample_size == min_sample_size(0.7, 0.03, alpha=0.01, power=0.9)
     base = ArmHealth(rows=1000, errors=10, p99_ms=5.0, metric=0.60)
     within_the_briefs_limits = ArmHealth(1000, 25, 12.0, 0.50)
@@ -376,12 +376,12 @@ def test_the_briefs_ab_settings_and_metric_drop_reach_the_decisions(tmp_path):
     assert len(degradation_reasons(ArmHealth(1000, 31, 16.0, 0.47), base, policy, higher_better=True)) == 3
 
 
-def test_a_brief_without_a_rollout_section_gets_the_seeds_values_which_the_demo_spells_out(tmp_path):
+def test_a_brief_without_a_rollout_section_gets_the_methods_values_which_the_demo_spells_out(tmp_path):
     without = load_brief(demo_brief_with(tmp_path, None))
-    seed = (0.02, 0.05, 0.8, 7.0, (0.05, 0.25, 0.5, 1.0), 2.0, 200, 0.001)
+    defaults = (0.02, 0.05, 0.8, 7.0, (0.05, 0.25, 0.5, 1.0), 2.0, 200, 0.001)
     policy = policy_for(without)
     assert (policy.mde, policy.alpha, policy.power, policy.min_runtime_days, policy.canary_steps,
-            policy.degradation_factor, policy.min_rows, policy.error_rate_floor) == seed
+            policy.degradation_factor, policy.min_rows, policy.error_rate_floor) == defaults
     assert policy == RolloutPolicy(max_metric_drop=without.monitoring.max_metric_drop)
     assert policy_for(load_brief(DEMO_BRIEF)) == policy
 

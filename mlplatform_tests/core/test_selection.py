@@ -1,4 +1,4 @@
-"""The challenger follows the seed's model guide: LightGBM unless a more complex model wins by the margin,
+"""The challenger follows the method's model guide: LightGBM unless a more complex model wins by the margin,
 and no deep model below 10,000 training rows unless the brief allows it."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""The seed's ML-system score: each dimension's anchors, totals and bands, the evidence read from files, and
+"""The method's ML-system score: each dimension's anchors, totals and bands, the evidence read from files, and
 the two reporting assets materialised on the session's demo."""
 
 from dataclasses import replace
@@ -65,11 +65,11 @@ def test_no_evidence_scores_zero_and_says_what_to_do_first():
     assert all(d.to_raise for d in score.dimensions)
 
 
-def test_weights_are_the_seeds_and_scaled_so_the_total_is_out_of_100():
+def test_weights_are_the_methods_and_scaled_so_the_total_is_out_of_100():
     assert WEIGHTS == {"problem_definition": 0.15, "data_quality": 0.15, "experiment_rigor": 0.15,
                        "model_performance": 0.15, "deployment": 0.15, "monitoring": 0.15, "documentation": 0.05,
                        "cost_efficiency": 0.10}
-    # Documentation at 0 loses its 5 of the seed's 105 points.
+    # Documentation at 0 loses its 5 of the method's 105 points.
     assert score_system(replace(FULL, model_card=None, evaluation_report=None)).total == pytest.approx(95.2)
     # Model performance at 2/5 loses 3/5 of 15.
     assert score_system(replace(FULL, model_ci=(0.35, 0.65))).total == pytest.approx(100 - 9 / 1.05, abs=0.05)
@@ -77,7 +77,7 @@ def test_weights_are_the_seeds_and_scaled_so_the_total_is_out_of_100():
 
 @pytest.mark.parametrize(("total", "expected"), [(100, "80-100"), (80, "80-100"), (79.9, "60-79"), (60, "60-79"),
                                                  (59.9, "40-59"), (40, "40-59"), (39.9, "below 40"), (0, "below 40")])
-def test_bands_follow_the_seed(total, expected):
+def test_bands_follow_the_method(total, expected):
     assert band(total).startswith(expected + ":")
 
 
