@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck dev mlflow-ui clean mutation
+.PHONY: install demo test test-fast lint typecheck dev mlflow-ui clean mutation
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# The unit tests only: core functions on small in-memory data and the asset-graph snapshot; no whole-graph run
+# (the session's demo_run fixture), no servers, no GPU. See docs/testing.md for what it covers and its timing.
+FAST_TESTS ?= mlplatform_tests/core mlplatform_tests/test_asset_graph_snapshot.py mlplatform_tests/test_draft_brief.py
+test-fast: install
+	$(BIN)/python -m pytest $(FAST_TESTS) -q -p no:cacheprovider -m "not slow and not integration and not gpu and not fault"
 
 lint: install
 	$(BIN)/python -m ruff check .
