@@ -10,11 +10,12 @@ alike; the report is the median of each and the ratio of the medians.
     .venv/bin/python benchmarks/bench_import.py            # 7 runs each
     .venv/bin/python benchmarks/bench_import.py --runs 11
     .venv/bin/python benchmarks/bench_import.py --importtime   # also: the slowest modules of one import
+    # an older version side by side, e.g. before a change:
+    mkdir -p /tmp/old && git archive <commit> mlplatform | tar -x -C /tmp/old
+    .venv/bin/python benchmarks/bench_import.py --baseline-tree /tmp/old
 
 The data directory points at a fresh temporary folder, so importing never reads a previous run's state.
 """
-
-from __future__ import annotations
 
 import argparse
 import os
@@ -26,22 +27,29 @@ import tempfile
 import time
 from pathlib import Path
 
+# argv, and the folder holding the mlplatform package to import (None: the installed one)
+Command = tuple[list[str], Path | None]
 
-def commands() -> dict[str, list[str]]:
+
+def commands(baseline: Path | None) -> dict[str, Command]:
     python = sys.executable
     cli = Path(python).with_name("mlplatform")
-    out = {
-        "import dagster": [python, "-c", "import dagster"],
-        "import mlplatform.definitions": [python, "-c", "import mlplatform.definitions"],
-    }
-    if cli.exists():
-        out["mlplatform --help"] = [str(cli), "--help"]
+    trees: list[tuple[str, Path | None]] = [("", None)] + ([(" (baseline)", baseline)] if baseline else [])
+    out: dict[str, Command] = {"import dagster": ([python, "-c", "import dagster"], None)}
+    for suffix, tree in trees:
+        out[f"import mlplatform.definitions{suffix}"] = ([python, "-c", "import mlplatform.definitions"], tree)
+        if cli.exists():
+            out[f"mlplatform --help{suffix}"] = ([str(cli), "--help"], tree)
     return out
 
 
-def time_once(argv: list[str], env: dict[str, str]) -> float:
+def time_once(command: Command, env: dict[str, str]) -> float:
+    """Seconds from spawning ``command`` to its exit."""
+    argv, tree = command
+    if tree is not None:  # the package in `tree` comes first on the path (``python -c`` puts the cwd first)
+        env = {**env, "PYTHONPATH": str(tree)}
     start = time.perf_counter()
-    done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(argv, env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} exited with {done.returncode}:\n{done.stderr[-2000:]}")
@@ -64,28 +72,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=7, help="fresh processes per command (default 7)")
     parser.add_argument("--importtime", action="store_true", help="list the slowest imports of the code location")
+    parser.add_argument("--baseline-tree", type=Path, help="a folder holding another version's mlplatform package "
+                        "(e.g. from git archive), timed side by side")
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    baseline = args.baseline_tree.resolve() if args.baseline_tree else None
+    if baseline is not None and not (baseline / "mlplatform" / "definitions.py").is_file():
+        parser.error(f"--baseline-tree {baseline} holds no mlplatform/definitions.py; extract one with "
+                     "'git archive <commit> mlplatform | tar -x -C <folder>'")
 
     with tempfile.TemporaryDirectory(prefix="bench_import_") as scratch:
         env = {**os.environ, "MLPLATFORM_DATA_DIR": scratch, "DAGSTER_HOME": scratch}
         env.pop("MLPLATFORM_PROFILE", None)
-        cmds = commands()
+        cmds = commands(baseline)
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
-        for argv in cmds.values():  # warm the OS file cache once; not counted
-            time_once(argv, env)
+        for command in cmds.values():  # warm the OS file cache once; not counted
+            time_once(command, env)
         samples: dict[str, list[float]] = {name: [] for name in cmds}
         for _ in range(args.runs):
-            for name, argv in cmds.items():
-                samples[name].append(time_once(argv, env))
+            for name, command in cmds.items():
+                samples[name].append(time_once(command, env))
         print(f"load average after:  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
         base = statistics.median(samples["import dagster"])
-        print(f"\n{'command':<32} {'median s':>9} {'min s':>7} {'max s':>7} {'/ dagster':>10}")
+        print(f"\n{'command':<43} {'median s':>9} {'min s':>7} {'max s':>7} {'/ dagster':>10}")
         for name, times in samples.items():
             med = statistics.median(times)
-            print(f"{name:<32} {med:9.2f} {min(times):7.2f} {max(times):7.2f} {med / base:9.2f}x")
+            print(f"{name:<43} {med:9.2f} {min(times):7.2f} {max(times):7.2f} {med / base:9.2f}x")
 
         if args.importtime:
             print("\nslowest imports of mlplatform.definitions (cumulative s, one run):")

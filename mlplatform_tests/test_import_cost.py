@@ -61,12 +61,20 @@ except SystemExit as exc:
 
 
 def _heavy_modules_loaded(action: str, tmp_path: Path) -> dict[str, list[str]]:
+    """Runs ``action`` in a fresh interpreter; the heavy libraries it loaded, each with its importers."""
     env = {**os.environ, "MLPLATFORM_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path)}
     env.pop("MLPLATFORM_PROFILE", None)
     env.pop("MLPLATFORM_BRIEF", None)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    # PYTHONPATH: the package under test, which `python -c` would otherwise look for in the (empty) cwd first
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
     done = subprocess.run([sys.executable, "-c", _PROBE.replace("{action}", action), json.dumps(HEAVY)],
-                          env=env, capture_output=True, text=True, timeout=300)
+                          env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    # Loading writes nothing: no data directory, no ./mlruns or Feast repo in the working directory.
+    assert not (tmp_path / "data").exists()
+    assert not list(cwd.iterdir())
     line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
     return json.loads(line.removeprefix("RESULT "))
 
