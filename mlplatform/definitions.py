@@ -17,7 +17,7 @@ from mlplatform.stages import build_stages, stage_modules
 STAGES = stage_modules()
 # The asset groups in the order the method runs them; a stage module may add assets or checks to any group.
 GROUPS = ["problem", "ingestion", "quality", "features", "feature_store", "training", "evaluation", "registry",
-          "serving", "monitoring", "reporting"]
+          "serving", "monitoring", "reporting", "rag"]
 
 
 def resources_for(settings: Settings, blocking_gates: list[list[str]] | None = None) -> dict:

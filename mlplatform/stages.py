@@ -13,7 +13,7 @@ from mlplatform.brief import Brief
 
 STAGE_MODULES = ("problem", "ingestion", "quality", "features", "feature_store", "training", "leakage", "evaluation",
                  "registry", "rollout", "batch_prediction", "monitoring", "serving_monitor", "reporting", "governance",
-                 "automation")
+                 "automation", "rag_quality", "rag")
 
 
 def stage_modules() -> list[ModuleType]:

@@ -228,6 +228,7 @@ def rag_answer_eval(platform: PlatformResource, tracking: TrackingResource) -> d
     platform.write_table("rag", "answer_metrics", pl.DataFrame({"metric": list(summary),
                                                                 "value": [float(v) for v in summary.values()]}))
     run_id = _track(tracking, brief, summary)
+    platform.write_table("rag", "answer_eval_run", pl.DataFrame({"run_id": [run_id]}))
     return dg.MaterializeResult(metadata={**{k: _meta(v) for k, v in summary.items()}, "mlflow_run_id": run_id,
                                           "failures": dg.MetadataValue.md(_md_table(
                                               answers.filter(~pl.col("success")).select(
@@ -340,7 +341,7 @@ def rag_report(platform: PlatformResource, tracking: TrackingResource) -> dg.Mat
     markdown = render_rag_report(platform.brief, summary, platform.read_table("rag", "answers"),
                                  platform.read_table("rag", "queries"))
     path = write_text_atomic(markdown, platform.workspace.reports_dir / "rag_report.md")
-    _log_artifact(tracking, platform.brief, path)
+    _log_artifact(tracking, platform, path)
     return dg.MaterializeResult(metadata={"report": dg.MetadataValue.md(markdown),
                                           "path": dg.MetadataValue.path(str(path))})
 
@@ -350,16 +351,12 @@ def _summary(platform: PlatformResource) -> dict[str, float]:
     return dict(zip(metrics["metric"], metrics["value"], strict=True))
 
 
-def _log_artifact(tracking: TrackingResource, brief: Brief, path: Path) -> None:
+def _log_artifact(tracking: TrackingResource, platform: PlatformResource, path: Path) -> None:
+    """Log ``path`` to the answer evaluation's MLflow run (rag/answer_eval_run)."""
     from mlplatform.core.tracking import client_for
 
-    client = client_for(tracking.uri)
-    experiment = client.get_experiment_by_name(f"{brief.name}{EXPERIMENT_SUFFIX}")
-    if experiment is None:
-        return
-    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
-    if runs:
-        client.log_artifact(runs[0].info.run_id, str(path), "rag")
+    run_id = platform.read_table("rag", "answer_eval_run")["run_id"][0]
+    client_for(tracking.uri).log_artifact(run_id, str(path), "rag")
 
 
 def render_system_card(brief: Brief, summary: dict[str, float], documents: list[str]) -> str:
@@ -412,7 +409,7 @@ def rag_system_card(platform: PlatformResource, tracking: TrackingResource) -> d
         "document" in answers_docs.columns else list(_rag(platform.brief).documents)
     markdown = render_system_card(platform.brief, _summary(platform), documents)
     path = write_text_atomic(markdown, platform.workspace.reports_dir / "rag_system_card.md")
-    _log_artifact(tracking, platform.brief, path)
+    _log_artifact(tracking, platform, path)
     return dg.MaterializeResult(metadata={"card": dg.MetadataValue.md(markdown),
                                           "path": dg.MetadataValue.path(str(path))})
 

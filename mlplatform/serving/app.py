@@ -522,6 +522,10 @@ def create_app(settings: Settings, options: ServingOptions | None = None, tracki
     if options.replay_clock:
         app.add_middleware(_ReplayClockMiddleware)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    if brief.rag is not None:  # POST /ask: cited answers over the brief's documents
+        from mlplatform.serving.ask import ask_router
+
+        app.include_router(ask_router(settings, brief, options.timeout_s))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -25,7 +25,9 @@ import yaml
 from mlplatform.core.rag.answer_metrics import KINDS
 
 DEMO_QUERIES = Path(__file__).parent / "demo_queries.yaml"
-REPORT_DOCUMENTS = ("promotion_decisions.md", "drift_by_month.md", "evaluation_metrics.md", "data_quality.md")
+# Named apart from the documentation's own files (docs/data_quality.md) so both can be indexed together.
+REPORT_DOCUMENTS = ("run_promotion_decisions.md", "run_drift_by_month.md", "run_evaluation_metrics.md",
+                    "run_data_quality.md")
 QUERY_SCHEMA: dict = {"id": pl.String, "question": pl.String, "kind": pl.String, "documents": pl.List(pl.String),
                 "expect": pl.List(pl.String), "forbid": pl.List(pl.String), "injected": pl.String,
                 "paraphrase": pl.String, "origin": pl.String, "split": pl.String}
@@ -153,7 +155,7 @@ def report_documents(tables: Mapping[str, pl.DataFrame]) -> dict[str, str]:
             if failed:
                 lines += [f"Version {v} was not promoted because: {'; '.join(failed)}.", ""]
             lines += [f"Version {v} gate reasons: {r['reasons'].strip()}.", ""]
-        docs["promotion_decisions.md"] = "\n".join(lines)
+        docs["run_promotion_decisions.md"] = "\n".join(lines)
     if (t := tables.get("drift_by_month")) is not None and t.height:
         lines = ["# Feature drift by month", "",
                  "PSI of each model feature in each month against the training data.", ""]
@@ -169,7 +171,7 @@ def report_documents(tables: Mapping[str, pl.DataFrame]) -> dict[str, str]:
                 lines.append(f"In {period} no feature drifted.")
             lines += [""] + [f"In {period} {r['feature']} had PSI {r['psi']:.3f} ({r['severity']})."
                              for r in month.iter_rows(named=True)] + [""]
-        docs["drift_by_month.md"] = "\n".join(lines)
+        docs["run_drift_by_month.md"] = "\n".join(lines)
     if (t := tables.get("metrics")) is not None and t.height:
         lines = ["# Evaluation metrics on the hold-out", "",
                  "Each candidate's metrics on the hold-out, with 95% bootstrap intervals where computed.", ""]
@@ -181,7 +183,7 @@ def report_documents(tables: Mapping[str, pl.DataFrame]) -> dict[str, str]:
                 lines.append(f"On the hold-out the {candidate} candidate has {r['metric']} {_num(r['value'])}"
                              f"{interval}.")
             lines.append("")
-        docs["evaluation_metrics.md"] = "\n".join(lines)
+        docs["run_evaluation_metrics.md"] = "\n".join(lines)
     quality, kill = tables.get("data_quality"), tables.get("kill_criteria")
     if quality is not None and quality.height:
         lines = ["# Data quality", "", "Each source's data-quality score (0-5 per dimension, 0-30 in all).", ""]
@@ -194,7 +196,7 @@ def report_documents(tables: Mapping[str, pl.DataFrame]) -> dict[str, str]:
             lines += ["## Kill criteria", ""]
             lines += [f"Kill criterion \"{r['criterion']}\": {r['measured']} ({'passed' if r['passed'] else 'FAILED'})."
                       for r in kill.iter_rows(named=True)]
-        docs["data_quality.md"] = "\n".join(lines)
+        docs["run_data_quality.md"] = "\n".join(lines)
     return docs
 
 
@@ -214,11 +216,11 @@ def generated_queries(tables: Mapping[str, pl.DataFrame], max_features: int = 12
         for r in t.iter_rows(named=True):
             v = r["challenger_version"]
             if r["promote"]:
-                add(f"promoted_{v}", f"Was version {v} promoted?", "answerable", "promotion_decisions.md",
+                add(f"promoted_{v}", f"Was version {v} promoted?", "answerable", "run_promotion_decisions.md",
                     [f"version {v} was promoted"], f"Did the promotion gate promote version {v}?")
             else:
                 add(f"not_promoted_{v}", f"Why was version {v} not promoted?", "answerable",
-                    "promotion_decisions.md", [f"version {v} was not promoted because"],
+                    "run_promotion_decisions.md", [f"version {v} was not promoted because"],
                     f"Why wasn't version {v} promoted?")
         last = versions[-1]
         nxt = str(int(last) + 1) if str(last).isdigit() else "99"
@@ -231,25 +233,25 @@ def generated_queries(tables: Mapping[str, pl.DataFrame], max_features: int = 12
             month = t.filter(pl.col("period") == period).sort("psi", descending=True)
             drifted = month.filter(pl.col("severity") != "ok")
             expect = [drifted["feature"][0]] if drifted.height else ["no feature drifted"]
-            add(f"drifted_{period}", f"Which features drifted in {period}?", "answerable", "drift_by_month.md",
+            add(f"drifted_{period}", f"Which features drifted in {period}?", "answerable", "run_drift_by_month.md",
                 expect, f"What features showed drift in {period}?")
         latest = t.filter(pl.col("period") == periods[-1]).sort("psi", descending=True).head(max_features)
         for r in latest.iter_rows(named=True):
             add(f"psi_{periods[-1]}_{r['feature']}", f"What was the PSI of {r['feature']} in {periods[-1]}?",
-                "answerable", "drift_by_month.md", [f"{r['psi']:.3f}"])
+                "answerable", "run_drift_by_month.md", [f"{r['psi']:.3f}"])
         add("premise_drift_2019", "Which features drifted in 2019-03?", "false_premise")
     if (t := tables.get("metrics")) is not None and t.height:
         for r in t.filter(pl.col("ci_low").is_not_null()).iter_rows(named=True):
             add(f"metric_{r['candidate']}_{r['metric']}",
                 f"What is the {r['metric']} of the {r['candidate']} candidate on the hold-out?", "answerable",
-                "evaluation_metrics.md", [f"{r['metric']} {_num(r['value'])}"])
+                "run_evaluation_metrics.md", [f"{r['metric']} {_num(r['value'])}"])
     if (t := tables.get("data_quality")) is not None and t.height:
         for r in t.iter_rows(named=True):
             add(f"quality_{r['source']}", f"What is the data-quality total score of {r['source']}?", "answerable",
-                "data_quality.md", [f"{_num(r['total'], 2)} of 30"],
+                "run_data_quality.md", [f"{_num(r['total'], 2)} of 30"],
                 f"How does {r['source']} score on data quality in total?")
     if (t := tables.get("kill_criteria")) is not None and t.height:
         for i, r in enumerate(t.iter_rows(named=True)):
             add(f"kill_{i}", f"What was measured for the kill criterion \"{r['criterion']}\"?", "answerable",
-                "data_quality.md", [str(r["measured"])[:40]])
+                "run_data_quality.md", [str(r["measured"])[:40]])
     return out

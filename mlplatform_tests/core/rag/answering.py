@@ -12,12 +12,12 @@ from mlplatform.core.rag.types import Chunk, Hit
 
 CORPUS = [
     Chunk("promo-1", "Version 2 was not promoted because: FAIL beats_champion: f1 0.3102 vs champion 0.3465. "
-          "The champion stayed version 1.", "promotion_decisions.md", 0, section="Version 2"),
+          "The champion stayed version 1.", "run_promotion_decisions.md", 0, section="Version 2"),
     Chunk("drift-10", "In 2025-10 the features that drifted were customer_days_since_login (PSI 0.594, critical), "
-          "customer_login_30d_count (PSI 0.423, critical).", "drift_by_month.md", 3, section="2025-10"),
-    Chunk("drift-11", "In 2025-11 no feature drifted.", "drift_by_month.md", 4, section="2025-11"),
+          "customer_login_30d_count (PSI 0.423, critical).", "run_drift_by_month.md", 3, section="2025-10"),
+    Chunk("drift-11", "In 2025-11 no feature drifted.", "run_drift_by_month.md", 4, section="2025-11"),
     Chunk("guide-3", "Rows that break the contract go to the quarantine table with their reasons. Nothing is "
-          "dropped silently.", "data_quality.md", 1, page=3, section="Contracts"),
+          "dropped silently.", "run_data_quality.md", 1, page=3, section="Contracts"),
 ]
 
 

@@ -82,8 +82,8 @@ def _answer(text, citations=(), abstained=False, ms=10.0, cost=0.001):
 
 def test_each_kind_of_query_is_judged_by_its_own_rule():
     chunks = {c.chunk_id: c for c in CORPUS}
-    cite = Citation("promo-1", "promotion_decisions.md", None, "FAIL beats_champion: f1 0.3102")
-    answerable = LabelledQuery("a", "Why was version 2 not promoted?", "answerable", ("promotion_decisions.md",),
+    cite = Citation("promo-1", "run_promotion_decisions.md", None, "FAIL beats_champion: f1 0.3102")
+    answerable = LabelledQuery("a", "Why was version 2 not promoted?", "answerable", ("run_promotion_decisions.md",),
                                ("beats_champion",))
     assert judge(answerable, _answer("FAIL beats_champion: f1 0.3102", [cite]), chunks).success
     assert judge(answerable, _answer("FAIL beats_champion", []), chunks).reason == "no relevant document cited"

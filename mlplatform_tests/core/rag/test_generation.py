@@ -26,11 +26,11 @@ def test_the_prompt_puts_the_static_system_prompt_first_then_context_then_questi
     messages, _ = build_messages("Why was version 2 not promoted?", hits)
     assert messages[0] == {"role": "system", "content": SYSTEM_PROMPT}
     user = messages[1]["content"]
-    assert user.index("[Source: promotion_decisions.md]") < user.index("Question: Why was version 2 not promoted?")
+    assert user.index("[Source: run_promotion_decisions.md]") < user.index("Question: Why was version 2 not promoted?")
     assert "I don't have enough information." in SYSTEM_PROMPT and "[Source: document_name, page X]" in SYSTEM_PROMPT
     assert TEMPERATURE == 0.1
     # A page is cited with its number.
-    assert "[Source: data_quality.md, page 3]" in build_messages("quarantine", [Hit(CORPUS[3], 1, 1, "x")])[0][1][
+    assert "[Source: run_data_quality.md, page 3]" in build_messages("quarantine", [Hit(CORPUS[3], 1, 1, "x")])[0][1][
         "content"]
 
 
@@ -45,7 +45,7 @@ def test_extractive_answer_quotes_the_supporting_sentence_with_its_citation():
     qa = QuestionAnswerer(lexical_retriever(CORPUS), ExtractiveAnswerer())
     answer = qa.ask("Why was version 2 not promoted?")
     assert not answer.abstained
-    assert "FAIL beats_champion" in answer.text and "[Source: promotion_decisions.md]" in answer.text
+    assert "FAIL beats_champion" in answer.text and "[Source: run_promotion_decisions.md]" in answer.text
     assert answer.citations[0].chunk_id == "promo-1" and answer.citations[0].quote in CORPUS[0].text
     assert set(answer.timings_ms) == {"retrieve", "generate", "total"}
 
@@ -86,7 +86,7 @@ def test_bad_questions_are_refused_with_the_cause():
 def test_the_chat_client_sends_the_grounded_prompt_and_reads_the_cited_answer(monkeypatch):
     monkeypatch.setenv("TEST_RAG_KEY", "sk-local")
     reply = "Version 2 was not promoted because its f1 0.3102 was below the champion's 0.3465 " \
-            "[Source: promotion_decisions.md]."
+            "[Source: run_promotion_decisions.md]."
     with chat_server(lambda body: completion(reply, 321, 27)) as (url, server):
         client = ChatClient(url, "local-model", "TEST_RAG_KEY", timeout_s=5)
         qa = QuestionAnswerer(lexical_retriever(CORPUS), LLMAnswerer(client))
@@ -116,7 +116,7 @@ def test_an_uncited_generated_answer_is_withheld_and_an_invented_source_flagged(
         trace = qa.trace("Why was version 2 not promoted?")
     assert trace.answer.abstained and trace.answer.text == ABSTENTION
     assert "uncited answer withheld" in trace.flagged[0]
-    text = "It failed [Source: promotion_decisions.md]. Also see [Source: secret_plan.pdf, page 9]."
+    text = "It failed [Source: run_promotion_decisions.md]. Also see [Source: secret_plan.pdf, page 9]."
     with chat_server(lambda body: completion(text)) as (url, _):
         trace = QuestionAnswerer(lexical_retriever(CORPUS), LLMAnswerer(ChatClient(url, "m"))).trace(
             "Why was version 2 not promoted?")
