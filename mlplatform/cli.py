@@ -361,36 +361,3 @@ def ask(question: str = typer.Argument(..., help="the question, in quotes"), dat
     timings = ", ".join(f"{k} {v:.0f} ms" for k, v in answer.timings_ms.items())
     typer.secho(f"({answer.generator}{', from the cache' if answer.cached else ''}; {timings}; "
                 f"{answer.prompt_tokens}+{answer.completion_tokens} tokens; ${answer.cost:.6f})", dim=True)
-
-
-@app.command()
-def ask(question: str = typer.Argument(..., help="the question, in quotes"), data_dir: Path = DataDir,
-        brief: Path = typer.Option(DEMO_BRIEF, "--brief", help="the brief whose documents to ask")) -> None:
-    """Answer a question from the brief's documents (its rag section) with citations, cost and timings; says
-    "I don't have enough information." when they do not hold the answer."""
-    try:
-        loaded = load_brief(brief)
-    except BriefError as exc:
-        _fail(str(exc))
-    if loaded.rag is None:
-        _fail(f"{brief} has no rag section; add rag: documents: [folders or files] and run the graph")
-    settings = _settings(data_dir, brief)
-    from mlplatform.core.rag.generation import GenerationError
-    from mlplatform.defs.rag import question_retriever
-    from mlplatform.defs.rag_quality import question_answerer
-    from mlplatform.resources.platform import PlatformResource
-    from mlplatform.serving.ask import answer_cache_path
-
-    ws = Workspace(settings.data_dir, loaded.name)
-    platform = PlatformResource(data_dir=str(settings.data_dir), brief_path=str(settings.brief_path))
-    try:
-        qa = question_answerer(loaded, ws, question_retriever(platform), answer_cache_path(ws))
-        answer = qa.ask(question)
-    except (ValueError, OSError, GenerationError) as exc:
-        _fail(f"{exc}\nBuild the index first: mlplatform run --brief {brief} (or the demo), then ask again.")
-    typer.echo(answer.text)
-    for citation in answer.citations:
-        typer.echo(f"  {citation.render()}  chunk {citation.chunk_id}")
-    timings = ", ".join(f"{k} {v:.0f} ms" for k, v in answer.timings_ms.items())
-    typer.secho(f"({answer.generator}{', from the cache' if answer.cached else ''}; {timings}; "
-                f"{answer.prompt_tokens}+{answer.completion_tokens} tokens; ${answer.cost:.6f})", dim=True)
