@@ -60,6 +60,10 @@ class Embedder(ABC):
     def fit(self, texts: Sequence[str]) -> "Embedder":
         return self
 
+    def fit_encode(self, texts: Sequence[str]) -> np.ndarray:
+        """:meth:`fit` on ``texts``, then :meth:`encode` them (one pass where the kind allows)."""
+        return self.fit(texts).encode(texts)
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """An array of shape (len(texts), dim), float32, rows of unit length."""
         if not len(texts):
@@ -146,6 +150,7 @@ class LsaEmbedder(Embedder):
         self.seed = seed
         self._vectorizer = None
         self._components: np.ndarray | None = None
+        self._projection: np.ndarray | None = None
 
     @property
     def dim(self) -> int:
@@ -154,6 +159,17 @@ class LsaEmbedder(Embedder):
         return self.truncate_to or self._components.shape[0]
 
     def fit(self, texts: Sequence[str]) -> "LsaEmbedder":
+        self._fit(list(texts))
+        return self
+
+    def fit_encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Fit and encode with one tokenisation of the corpus (the TF-IDF matrix of the fit is projected)."""
+        matrix = self._fit(list(texts))
+        assert self._components is not None
+        self._projection = np.ascontiguousarray(self._components.T)
+        return normalise(np.asarray(matrix @ self._projection), self.truncate_to)
+
+    def _fit(self, texts: list[str]):
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -164,9 +180,10 @@ class LsaEmbedder(Embedder):
         vectorizer = TfidfVectorizer(sublinear_tf=True, stop_words="english", token_pattern=TOKEN_PATTERN,
                                      min_df=2 if len(texts) >= 50 else 1, max_df=0.95 if len(texts) >= 50 else 1.0,
                                      max_features=200_000, dtype=np.float32)
-        matrix = vectorizer.fit_transform(texts)
-        if matrix.shape[1] < 2:
+        full = vectorizer.fit_transform(texts)
+        if full.shape[1] < 2:
             raise EmbeddingError("the corpus has fewer than 2 distinct words after stop words; LSA cannot fit")
+        matrix = full
         if matrix.shape[0] > self.max_fit_texts:
             rows = np.random.default_rng(self.seed).choice(matrix.shape[0], self.max_fit_texts, replace=False)
             matrix = matrix[np.sort(rows)]
@@ -178,13 +195,16 @@ class LsaEmbedder(Embedder):
                                  "corpus supports; lower it")
         self._vectorizer = vectorizer
         self._components = np.ascontiguousarray(svd.components_.astype(np.float32))
-        return self
+        self._projection = None
+        return full
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if self._vectorizer is None or self._components is None:
             raise EmbeddingError("the LSA embedder is not fitted; call fit on the corpus first")
+        if self._projection is None:  # (vocabulary x dimensions), C order: sparse @ it copies nothing per call
+            self._projection = np.ascontiguousarray(self._components.T)
         sparse = self._vectorizer.transform(texts)
-        return np.asarray(sparse @ self._components.T)
+        return np.asarray(sparse @ self._projection)
 
     def _config(self) -> dict:
         return {"truncate_to": self.truncate_to, "dimensions": self.dimensions, "max_fit_texts": self.max_fit_texts,

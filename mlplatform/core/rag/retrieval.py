@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlplatform.core.rag.stores import Filters, RagIndex
+from mlplatform.core.rag.stores import Filters, RagIndex, best_of
 from mlplatform.core.rag.types import Chunk, Hit
 
 MODES = ("dense", "sparse", "hybrid")
@@ -71,12 +71,12 @@ class Retriever:
         """The hybrid ``top_k`` with each retriever's score and rank (for reranking)."""
         k = top_k or self.top_k
         mask = self.index.table.mask(filters if filters is not None else self.filters)
-        vector = self._vector(question)
-        dense_all = self.index.dense.scores(vector)
+        dense_all = self.index.dense.scores(self._vector(question))
         sparse_all = self.index.sparse.scores(question)
         pool = max(k, self.pool)
-        dense_rows, _ = self.index.dense.search(vector, pool, mask)
-        sparse_rows, _ = self.index.sparse.search(question, pool, mask)
+        dense_rows, _ = best_of(dense_all, pool, mask)
+        matched = sparse_all > 0  # as SparseStore.search: a chunk sharing no term is not a sparse result
+        sparse_rows, _ = best_of(sparse_all, pool, matched if mask is None else mask & matched)
         dense_rank = {int(r): i for i, r in enumerate(dense_rows, start=1)}
         sparse_rank = {int(r): i for i, r in enumerate(sparse_rows, start=1)}
         fused = self._rrf(dense_rows, sparse_rows)[:k]

@@ -43,14 +43,29 @@ def terms(text: str) -> list[str]:
     """The sparse index's tokens: lower-case words of two or more characters, stop words out, plurals folded."""
     out = []
     for word in _WORD.findall(text.lower()):
-        if word in STOPWORDS:
-            continue
-        if len(word) > 4 and word.endswith("ies"):
-            word = word[:-3] + "y"
-        elif len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-            word = word[:-1]
-        out.append(word)
+        term = _FOLDED.get(word)
+        if term is None:
+            term = _fold(word)
+        if term:
+            out.append(term)
     return out
+
+
+_FOLDED: dict[str, str] = {}
+
+
+def _fold(word: str) -> str:
+    """A word's term ("" for a stop word), remembered: corpora repeat words, so each is folded once."""
+    term = word
+    if word in STOPWORDS:
+        term = ""
+    elif len(word) > 4 and word.endswith("ies"):
+        term = word[:-3] + "y"
+    elif len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        term = word[:-1]
+    if len(_FOLDED) < 1_000_000:
+        _FOLDED[word] = term
+    return term
 
 
 def index_text(chunk: Chunk) -> str:
@@ -137,7 +152,7 @@ def chunks_from_rows(rows: Sequence[dict]) -> list[Chunk]:
                   n_tokens=int(row.get("n_tokens") or 0)) for row in rows]
 
 
-def top_k(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def best_of(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Indexes and scores of the ``k`` highest ``scores`` (among ``mask``), best first; ties by index."""
     if mask is not None:
         candidates = np.flatnonzero(mask)
@@ -192,9 +207,9 @@ class DenseStore:
         query = np.asarray(query, dtype=np.float32).ravel()
         if mask is not None:
             rows = np.flatnonzero(mask)
-            index, scores = top_k(self.vectors[rows] @ query, k)
+            index, scores = best_of(self.vectors[rows] @ query, k)
             return rows[index], scores
-        return top_k(self.scores(query), k)
+        return best_of(self.scores(query), k)
 
     def save(self, folder: Path) -> None:
         np.save(folder / "dense_vectors.npy", self.vectors)
@@ -235,7 +250,7 @@ class SparseStore:
     def search(self, query: str, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         scores = self.scores(query)
         hit = scores > 0
-        index, values = top_k(scores, k, hit if mask is None else (mask & hit))
+        index, values = best_of(scores, k, hit if mask is None else (mask & hit))
         return index, values
 
     def save(self, folder: Path) -> None:
@@ -273,8 +288,9 @@ class RagIndex:
             raise StoreError("two chunks share one chunk id; chunk ids must be unique (rebuild the chunks)")
         texts = [index_text(c) for c in chunks]
         if fit:
-            embedder.fit(texts)
-        vectors = np.vstack([embedder.encode(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)])
+            vectors = embedder.fit_encode(texts)
+        else:
+            vectors = np.vstack([embedder.encode(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)])
         manifest = {"format": FORMAT_VERSION, "chunks": len(chunks), "dim": int(vectors.shape[1]),
                     "embedder": embedder.kind, "documents": len({c.document for c in chunks})}
         return cls(ChunkTable(chunks), embedder, DenseStore(vectors), SparseStore.build(texts), manifest)
