@@ -1,4 +1,4 @@
-"""Stage: the evaluation report on the true hold-out and the golden test set, and the kill criteria (seed phases 1
+"""Stage: the evaluation report on the true hold-out and the golden test set, and the kill criteria (method phases 1
 and 4)."""
 
 from collections.abc import Mapping
@@ -76,7 +76,7 @@ FAIRNESS_SCHEMA = {"attribute": pl.String, "disparate_impact": pl.Float64, "p_va
 CANDIDATE_FAIRNESS_SCHEMA = {"candidate": pl.String, "attribute": pl.String, "disparate_impact": pl.Float64,
                              "equal_opportunity_gap": pl.Float64, "status": pl.String, "passed": pl.Boolean,
                              "primary_metric": pl.String, "primary_value": pl.Float64, "reason": pl.String}
-WORST_ROWS = 50  # the seed: inspect the 50 worst predictions by hand
+WORST_ROWS = 50  # the method: inspect the 50 worst predictions by hand
 EDGE_CASE_ROWS = 20
 SKEW_ENTITIES = 200  # hold-out entities compared offline vs online
 # What the report says about which scores the numbers use (the calibrator is monotone and saved for serving).
@@ -96,7 +96,7 @@ def challenger_name(platform: PlatformResource) -> str:
 
 
 def _choose_challenger(platform: PlatformResource, train_rows: int, unfair: dict[str, str]) -> Selection:
-    """The challenger by the seed's model guide, from every candidate's validation primary metric, leaving out
+    """The challenger by the method's model guide, from every candidate's validation primary metric, leaving out
     candidates that fail the fairness gate on the hold-out (``unfair``) while one passes; recorded in
     evaluation/challenger (the challenger's row first)."""
     b = platform.brief
@@ -199,11 +199,11 @@ def _fairness(platform: PlatformResource, test: pl.DataFrame, model: Candidate) 
 
 
 def _cross_validation(platform: PlatformResource, split, challenger: str) -> dict:
-    """The seed's rule: cross-validate when the training split is small; else say why not."""
+    """The method's rule: cross-validate when the training split is small; else say why not."""
     b = platform.brief
     rows = split.train.height
     if rows >= CV_MAX_TRAIN_ROWS:
-        reason = (f"the training split has {rows:,} rows; the seed cross-validates below {CV_MAX_TRAIN_ROWS:,}, "
+        reason = (f"the training split has {rows:,} rows; the method cross-validates below {CV_MAX_TRAIN_ROWS:,}, "
                   "where one hold-out is too small to trust. At this size the hold-out and its bootstrap intervals "
                   "are the estimate.")
         platform.write_table("evaluation", "cross_validation", pl.DataFrame(schema=CV_FOLD_SCHEMA))
@@ -226,7 +226,7 @@ def _cross_validation(platform: PlatformResource, split, challenger: str) -> dic
     if folds.height == 0:
         return {"reason": "train and validation hold a single label timestamp, so no fold can test on later rows "
                           "than it trains on."}
-    reason = (f"The training split has {rows:,} rows (under {CV_MAX_TRAIN_ROWS:,}), so the seed's rule applies: "
+    reason = (f"The training split has {rows:,} rows (under {CV_MAX_TRAIN_ROWS:,}), so the method's rule applies: "
               f"{how}, each refitting the challenger ({challenger}): {refitted}, and its threshold "
               f"{model.threshold:.3f}. The validation rows, on which those were tuned, are in the folds, so the "
               "estimate leans optimistic.")

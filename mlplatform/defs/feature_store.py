@@ -96,7 +96,7 @@ def _online_features(brief: Brief) -> dg.AssetsDefinition:
 
 @dg.asset_check(asset="online_features", name="online_offline_consistency",
                 description="For a sample of entities, the online store serves exactly the latest offline feature "
-                "values up to the end of the newest window materialised, from the start of the first (the seed's "
+                "values up to the end of the newest window materialised, from the start of the first (the method's "
                 "offline-vs-online skew check); a month missing below the newest one shows as mismatches.")
 def online_offline_consistency(platform: PlatformResource, feast_store: FeatureStoreResource) -> dg.AssetCheckResult:
     from mlplatform.core.feature_store import materialised_span, online_offline_mismatches

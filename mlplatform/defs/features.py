@@ -1,4 +1,4 @@
-"""Stage: point-in-time feature tables (seed phase 2, feature engineering)."""
+"""Stage: point-in-time feature tables (method phase 2, feature engineering)."""
 
 import dagster as dg
 import polars as pl

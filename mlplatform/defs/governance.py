@@ -1,4 +1,4 @@
-"""Stage: what the system costs and how good it is as a whole — the seed's cost template (phase 10) and its
+"""Stage: what the system costs and how good it is as a whole — the method's cost template (phase 10) and its
 0–100 ML-system score (phase 11), both from what actually ran."""
 
 from datetime import UTC, datetime
@@ -151,7 +151,7 @@ def _daily_volume(platform: PlatformResource) -> float | None:
           deps=["model_card", "champion_model", "performance_report", "whylogs_profiles"])
 def cost_report(context: dg.AssetExecutionContext, platform: PlatformResource, tracking: TrackingResource,
                 feast_store: FeatureStoreResource) -> dg.MaterializeResult:
-    """The seed's cost template filled from what ran: seconds and dollars per step from the Dagster instance,
+    """The method's cost template filled from what ran: seconds and dollars per step from the Dagster instance,
     training cost per run and per month (the retraining schedule), inference cost per prediction (a real-time
     consumer's: timed through the serving app's /predict on the champion; a batch consumer's: one batch call),
     and storage of the lake, models and MLflow, judged against the brief's cost section (budget, volume,
@@ -251,7 +251,7 @@ def failing_checks(instance: dg.DagsterInstance, items: list, group: str) -> tup
 @dg.asset(group_name="reporting", deps=["cost_report", "model_card"], kinds={"markdown"})
 def ml_system_score(context: dg.AssetExecutionContext, platform: PlatformResource,
                     tracking: TrackingResource) -> dg.MaterializeResult:
-    """The seed's 0–100 ML-system score: eight weighted dimensions, each 0–5 from evidence the platform holds
+    """The method's 0–100 ML-system score: eight weighted dimensions, each 0–5 from evidence the platform holds
     (the brief, quality and evaluation tables, MLflow runs and aliases, monitoring outputs, sensors, the model
     card and the cost report), with the evidence and what would raise each score."""
     b = platform.brief

@@ -1,4 +1,4 @@
-"""Stage checks: the seed's 8-item leakage checklist (seed phase 2, "数据泄露预防检查清单").
+"""Stage checks: the method's 8-item leakage checklist (method phase 2, "数据泄露预防检查清单").
 
 Items about the data (1, 4, 5, 6, 7) are blocking checks on ``training_set``: failing one means no model may
 be trained on it. Items about fitted transforms (2, 3, 8) need the trained model, so they are blocking checks
