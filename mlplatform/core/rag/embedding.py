@@ -5,7 +5,7 @@
   pickle. Components are ordered by singular value, so truncating keeps the strongest directions.
 - ``model2vec``: a static embedding model (model2vec format) read from a local folder.
 - ``sentence_transformers``: a sentence-transformers model read from a local folder; the package is optional
-  (``pip install sentence-transformers``), not a platform dependency.
+  (``pip install -e ".[models]"``), not a platform dependency.
 - ``openai``: any OpenAI-compatible ``/v1/embeddings`` endpoint (a local server such as vLLM, llama.cpp or
   Ollama, or a hosted API), its key read from an environment variable.
 
@@ -270,11 +270,13 @@ class SentenceTransformerEmbedder(Embedder):
             from sentence_transformers import SentenceTransformer
         except ImportError:
             raise EmbeddingError("embedding kind sentence_transformers needs the sentence-transformers package: "
-                                 "pip install sentence-transformers (or use model2vec, lsa or openai)") from None
+                                 "pip install -e '.[models]' (or use model2vec, lsa or openai)") from None
         self.path = Path(path)
         self.truncate_to = truncate_to
         self._model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
-        self._dim = int(self._model.get_sentence_embedding_dimension() or 0)
+        dimension = getattr(self._model, "get_embedding_dimension", None) or \
+            self._model.get_sentence_embedding_dimension
+        self._dim = int(dimension() or 0)
 
     @property
     def dim(self) -> int:

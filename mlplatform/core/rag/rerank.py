@@ -167,8 +167,8 @@ class CrossEncoderReranker(Reranker):
         try:
             from sentence_transformers import CrossEncoder
         except ImportError:
-            raise RerankError("rerank kind cross_encoder needs the sentence-transformers package: pip install "
-                              "sentence-transformers (or use lambdarank)") from None
+            raise RerankError("rerank kind cross_encoder needs the sentence-transformers package: pip install -e "
+                              "'.[models]' (or use lambdarank)") from None
         self.path = Path(path)
         if not self.path.is_dir():
             raise RerankError(f"cross-encoder folder {self.path} does not exist; save the model there first "
