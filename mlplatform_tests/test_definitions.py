@@ -14,7 +14,7 @@ EXPECTED = {
     "features": {"features_daily"},
     "feature_store": {"feature_store", "online_features"},
     "training": {"training_set", "baseline_model", "rules_baseline", "lgbm_model", "torch_model",
-                 "lgbm_reweighed_model"},
+                 "lgbm_reweighed_model", "lgbm_threshold_model"},
     "evaluation": {"evaluation_report"},
     "registry": {"model_registry", "champion_model"},
     "serving": {"ab_test_report", "serving_rollout", "batch_predictions"},
@@ -29,7 +29,8 @@ BLOCKING = {("data_quality_report", "data_quality_gate"), ("evaluation_report", 
             *(("training_set", f"leakage_{item}") for item in ("no_future_information", "no_target_derived_feature",
                                                                 "temporal_split", "hold_out_untouched",
                                                                 "no_duplicates_across_splits")),
-            *((model, f"leakage_{item}") for model in ("lgbm_model", "torch_model", "lgbm_reweighed_model")
+            *((model, f"leakage_{item}") for model in ("lgbm_model", "torch_model", "lgbm_reweighed_model",
+                                                                    "lgbm_threshold_model")
               for item in ("split_before_fitting", "target_encoding_train_only", "scaler_train_only"))}
 
 

@@ -163,6 +163,10 @@ def fitted_transforms(model: Any, label: str | None = None) -> list[FittedTransf
     """
     if isinstance(model, TrainedModel):
         return _lightgbm_transforms(model)
+    from mlplatform.core.fairness import GroupThresholdModel
+
+    if isinstance(model, GroupThresholdModel):  # its transforms are its base LightGBM's (the per-group thresholds
+        return _lightgbm_transforms(model.base)  # are fitted on validation by design, never on the hold-out)
     from mlplatform.core.torch_model import TorchModel
 
     if isinstance(model, TorchModel):
