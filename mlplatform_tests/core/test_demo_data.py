@@ -107,11 +107,14 @@ def test_manifest_counts_equal_what_is_in_the_files(demo) -> None:
 
 def test_sizes_scale_with_the_target(demo, tmp_path: Path) -> None:
     _, manifest, frames = demo
-    assert manifest.n_customers == frames["customers"].height == 200
+    assert manifest.n_customers == frames["customers"].height == round(N_EVENTS / 35)
     assert 0.7 * N_EVENTS <= manifest.n_events <= 1.3 * N_EVENTS
     bigger = generate_demo(tmp_path, n_events=100_000, seed=7)
-    assert 400 <= bigger.n_customers <= 700
+    assert bigger.n_customers == round(100_000 / 35)
     assert 70_000 <= bigger.n_events <= 130_000
+    # Below 200 customers' worth of events, the minimum population is less active instead.
+    smallest = generate_demo(tmp_path / "small", n_events=3_000, seed=7)
+    assert smallest.n_customers == 200 and 2_100 <= smallest.n_events <= 3_900
     with pytest.raises(ValueError, match="n_events"):
         generate_demo(tmp_path, n_events=10)
 
@@ -186,3 +189,18 @@ def test_behaviour_signals_churn_and_drifts_from_september(demo) -> None:
     per_label = labels.join(logins, on=["customer_id", "snapshot_date"], how="left").fill_null(0)
     mean_logins = per_label.group_by("churned").agg(pl.col("len").mean()).sort("churned")["len"]
     assert mean_logins[1] < 0.85 * mean_logins[0]
+
+
+def test_age_shapes_sessions_not_churn(tmp_path: Path) -> None:
+    """The demo's fairness story: every age band churns at about the same rate, while the young's sessions are
+    much shorter than the 65+'s (the proxy a churn model misreads as disengagement)."""
+    generate_demo(tmp_path, n_events=300_000, seed=7)
+    frames = _read(tmp_path)
+    bands = frames["customers"].select("customer_id", "age_band")
+    churn = frames["labels"].join(bands, on="customer_id").group_by("age_band").agg(pl.col("churned").mean())
+    rates = dict(churn.iter_rows())
+    assert max(rates.values()) / min(rates.values()) < 1.25
+    sessions = frames["events"].filter(pl.col("event_type") == "usage", pl.col("session_minutes") > 0).join(
+        bands, on="customer_id").group_by("age_band").agg(pl.col("session_minutes").median())
+    minutes = dict(sessions.iter_rows())
+    assert minutes["65+"] > 1.8 * minutes["18-24"]
