@@ -105,3 +105,18 @@ def test_question_retriever_serves_the_saved_index_and_reranker(rag_run):
     assert len(hits) == 3 and hits[0].retriever == "rerank"
     assert hits[0].chunk.document == "titan_drill.md" and "years" in hits[0].chunk.text
     assert (Path(platform.workspace.models_dir) / "rag_index" / "manifest.json").exists()
+
+
+def test_the_code_location_builds_the_stage_only_for_a_brief_with_rag(rag_run, tmp_path):
+    from mlplatform.definitions import build_definitions
+
+    _, platform = rag_run
+    mine = {"rag_documents", "rag_chunks", "rag_index", "rag_reranker", "rag_retrieval_eval"}
+    graph = build_definitions(Settings(data_dir=tmp_path, brief_path=Path(platform.brief_path))).resolve_asset_graph()
+    rag_group = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).group_name == "rag"}
+    assert mine <= rag_group
+    plain = yaml.safe_load(DEMO_BRIEF.read_text())
+    plain.pop("rag", None)
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(plain, sort_keys=False))
+    graph = build_definitions(Settings(data_dir=tmp_path, brief_path=tmp_path / "plain.yaml")).resolve_asset_graph()
+    assert not mine & {k.to_user_string() for k in graph.get_all_asset_keys()}
