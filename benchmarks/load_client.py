@@ -23,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,10 @@ class Stream:
                 "Content-Length: ").encode()
 
 
+class _Stale(ConnectionResetError):
+    """The server closed the connection before answering (an idle keep-alive connection it timed out)."""
+
+
 class _Connection:
     """One keep-alive HTTP/1.1 connection; :meth:`request` returns the status code."""
 
@@ -62,9 +67,12 @@ class _Connection:
             self.writer.write(head)
         else:
             self.writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
-        status_line = await self.reader.readline()
+        try:
+            status_line = await self.reader.readline()
+        except ConnectionResetError:
+            raise _Stale() from None
         if not status_line:
-            raise ConnectionResetError("the server closed the connection")
+            raise _Stale()
         length, chunked = 0, False
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
             lower = line.lower()
@@ -86,12 +94,13 @@ class _Connection:
 
 async def _drive(port: int, stream: Stream, start: float, duration_s: float, connections: int,
                  max_connections: int) -> dict:
-    loop = asyncio.get_running_loop()
     idle: list[_Connection] = [await _Connection.open(port) for _ in range(connections)]
     opened = len(idle)
     total = int(stream.rate * duration_s)
     latencies = np.full(total, np.nan)
+    lags = np.full(total, np.nan)  # how late the client sent each request (its timers tick in milliseconds)
     errors = 0
+    statuses: dict[str, int] = {}
     head = stream.head()
     bodies = [None] * len(stream.bodies) if stream.method == "GET" else stream.bodies
     slots = asyncio.Semaphore(max_connections)
@@ -100,27 +109,36 @@ async def _drive(port: int, stream: Stream, start: float, duration_s: float, con
     async def one(i: int, due: float) -> None:
         nonlocal errors, opened, last_answer
         async with slots:
+            lags[i] = (time.perf_counter() - due) * 1000
             connection = idle.pop() if idle else None
-            if connection is None:
-                opened += 1
-                connection = await _Connection.open(port)
+            outcome = "broken"
             try:
-                status = await connection.request(head, bodies[i % len(bodies)])
+                if connection is None:
+                    opened += 1
+                    connection = await _Connection.open(port)
+                try:
+                    outcome = str(await connection.request(head, bodies[i % len(bodies)]))
+                except _Stale:  # the server closed an idle keep-alive connection: resend on a new one
+                    connection.close()
+                    opened += 1
+                    connection = await _Connection.open(port)
+                    outcome = str(await connection.request(head, bodies[i % len(bodies)]))
             except (OSError, asyncio.IncompleteReadError, ValueError):
-                errors += 1
-                connection.close()
-                connection = await _Connection.open(port)
-            else:
-                errors += not 200 <= status < 300
-            now = loop.time()
+                if connection is not None:
+                    connection.close()
+                connection = None
+            errors += not outcome.startswith("2")
+            statuses[outcome] = statuses.get(outcome, 0) + 1
+            now = time.perf_counter()
             latencies[i] = (now - due) * 1000
             last_answer = max(last_answer, now)
-            idle.append(connection)
+            if connection is not None:
+                idle.append(connection)
 
     tasks = []
     for i in range(total):
         due = start + i / stream.rate
-        delay = due - loop.time()
+        delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.ensure_future(one(i, due)))
@@ -133,17 +151,19 @@ async def _drive(port: int, stream: Stream, start: float, duration_s: float, con
     percentiles = {f"p{q}_ms": round(float(np.percentile(done, q)), 3) if done.size else None
                    for q in (50, 90, 95, 99)}
     return {"path": stream.path, "rate": stream.rate, "requests": total, "answered": answered, "errors": errors,
-            "achieved_rate": round(answered / window, 1), **percentiles,
-            "max_ms": round(float(done.max()), 3) if done.size else None, "connections_opened": opened}
+            "statuses": statuses, "achieved_rate": round(answered / window, 1), **percentiles,
+            "max_ms": round(float(done.max()), 3) if done.size else None, "connections_opened": opened,
+            "send_lag_p50_ms": round(float(np.nanpercentile(lags, 50)), 3),
+            "send_lag_p99_ms": round(float(np.nanpercentile(lags, 99)), 3)}
 
 
 async def _run(port: int, streams: list[Stream], duration_s: float, warmup_s: float, connections: int,
                max_connections: int) -> list[dict]:
-    loop = asyncio.get_running_loop()
+    # Times come from perf_counter: the event loop's own clock may tick in whole milliseconds (uvloop's does).
     if warmup_s > 0:  # the same streams, unrecorded: connections, caches and the server's first calls warm up
-        start = loop.time() + 0.05
+        start = time.perf_counter() + 0.05
         await asyncio.gather(*(_drive(port, s, start, warmup_s, 2, max_connections) for s in streams))
-    start = loop.time() + 0.05
+    start = time.perf_counter() + 0.05
     return list(await asyncio.gather(*(_drive(port, s, start, duration_s, connections, max_connections)
                                        for s in streams)))
 
@@ -174,6 +194,9 @@ def run_in_subprocess(port: int, streams: list[Stream], duration_s: float, warmu
         args = [sys.executable, __file__, "--port", str(port), "--duration", str(duration_s), "--warmup",
                 str(warmup_s)]
         for n, stream in enumerate(streams):
+            if stream.method == "GET":
+                args += ["--stream", f"GET:{stream.path}:{stream.rate}"]
+                continue
             bodies = Path(folder) / f"bodies_{n}.jsonl"
             bodies.write_bytes(b"\n".join(stream.bodies))
             args += ["--stream", f"{stream.method}:{stream.path}:{stream.rate}:{bodies}"]

@@ -515,7 +515,8 @@ def onnx_graph(model: TorchModel) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript-based exporter is announced deprecated; it needs no onnxscript
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.network.eval(), example, buffer,  # type: ignore[arg-type]  # a file object works dynamo=False, opset_version=17,
+        torch.onnx.export(model.network.eval(), example, buffer,  # type: ignore[arg-type]  # takes a file object
+                          dynamo=False, opset_version=17,
                           input_names=["x_num", "x_cat"], output_names=["out"],
                           dynamic_axes={"x_num": {0: "rows"}, "x_cat": {0: "rows"}, "out": {0: "rows"}})
     return buffer.getvalue()

@@ -689,5 +689,28 @@ def create_app(settings: Settings, options: ServingOptions | None = None, tracki
     return app
 
 
+def app_from_env() -> FastAPI:
+    """:func:`create_app` of :meth:`Settings.from_env`, for an ASGI server that starts each worker process
+    from an import string, e.g. ``uvicorn mlplatform.serving.app:app_from_env --factory --workers 2``
+    (``MLPLATFORM_DATA_DIR`` and ``MLPLATFORM_BRIEF`` say what to serve). Under ``MLPLATFORM_PROFILE=production``
+    the registry and the online store are the profile's (``MLPLATFORM_MLFLOW_URI``, ``MLPLATFORM_REDIS``,
+    ``MLPLATFORM_FEAST_REGISTRY``).
+
+    Raises:
+        ValueError: the production profile's variables are missing or malformed.
+    """
+    settings = Settings.from_env()
+    if settings.profile != "production":
+        return create_app(settings)
+    from mlplatform.core.feature_store import feast_config
+    from mlplatform.profiles import FEAST_REGISTRY, MLFLOW_URI, REDIS, check_environment
+
+    check_environment()
+    brief = load_brief(settings.brief_path)
+    config = feast_config(Workspace(settings.data_dir, brief.name).feast_dir, brief.name, "redis",
+                          os.environ[REDIS], os.environ[FEAST_REGISTRY])
+    return create_app(settings, tracking_uri=os.environ[MLFLOW_URI], feature_store_config=config)
+
+
 def _not_ready(reason: str) -> JSONResponse:
     return JSONResponse({"ready": False, "reason": reason}, status_code=503)

@@ -2,6 +2,7 @@
 the brief's rules when there is none."""
 
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from mlplatform.core.model_integrity import verified_download
 from mlplatform.core.models import load_candidate
 from mlplatform.core.tracking import get_alias_version
 from mlplatform.core.training import Predictor, rules_baseline
-from mlplatform.serving.row_scoring import row_scorer
+from mlplatform.serving.row_scoring import BACKEND_VARIABLE, ROW_BACKENDS, TORCH_BACKENDS, row_scorer
 from mlplatform.serving.schemas import feature_frame, feature_types
 from mlplatform.settings import Workspace
 
@@ -62,6 +63,20 @@ class Scorer:
         if self.task == "multiclass":
             return [(int(row.argmax()), float(row.max())) for row in scores]
         return [(float(value), None) for value in scores]
+
+
+def inference_backend() -> str:
+    """How one row is scored: ``MLPLATFORM_INFERENCE_BACKEND`` (default ``auto``, see
+    :func:`mlplatform.serving.row_scoring.row_scorer`).
+
+    Raises:
+        ValueError: a value that names no backend.
+    """
+    backend = os.environ.get(BACKEND_VARIABLE, "").strip() or "auto"
+    known = (*ROW_BACKENDS, *TORCH_BACKENDS)
+    if backend not in known:
+        raise ValueError(f"{BACKEND_VARIABLE}={backend!r} names no inference backend; expected one of {known}")
+    return backend
 
 
 def model_name(brief: Brief) -> str:
@@ -114,7 +129,7 @@ def load_version(brief: Brief, workspace: Workspace, version: str,
         folder = verified_download(tracking_uri or workspace.mlflow_uri, name, version, download)
         # LightGBM text or torch safetensors, and a JSON calibrator: nothing is unpickled.
         model, calibrator = load_candidate(folder), load_calibrator(folder)
-        score_row = row_scorer(model, feature_types(brief))
+        score_row = row_scorer(model, feature_types(brief), inference_backend())
     except BaseException:
         shutil.rmtree(download, ignore_errors=True)
         raise

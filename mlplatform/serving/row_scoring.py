@@ -16,6 +16,7 @@ import bisect
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,11 +30,25 @@ _Encode = Callable[[Any], list[Any]]
 _PROBE_ROWS = 64
 
 
-def row_scorer(model: Any, types: dict[str, type]) -> Callable[[dict], np.ndarray] | None:
+# ``MLPLATFORM_INFERENCE_BACKEND``: "auto" (the fastest that agrees), "frame" (no row path: every request builds
+# a frame, the reference), or one torch backend of mlplatform.core.torch_model.INFERENCE_BACKENDS.
+BACKEND_VARIABLE = "MLPLATFORM_INFERENCE_BACKEND"
+ROW_BACKENDS = ("auto", "frame")
+# mlplatform.core.torch_model.INFERENCE_BACKENDS, named here so that reading the setting does not import torch.
+TORCH_BACKENDS = ("onnxruntime", "torchscript", "eager", "onnxruntime-int8", "torch-int8")
+
+
+def row_scorer(model: Any, types: dict[str, type], backend: str = "auto") -> Callable[[dict], np.ndarray] | None:
     """``row -> scores`` (``predict_score`` of that one row) for a LightGBM or torch model, or None when the model
-    is of another kind, uses a step this module does not encode, or a probe row scores differently."""
+    is of another kind, uses a step this module does not encode, or a probe row scores differently.
+
+    ``backend``: ``auto``; ``frame`` (always None); or, for a torch model, the one runtime to use
+    (:data:`mlplatform.core.torch_model.INFERENCE_BACKENDS`; a LightGBM model takes its row path for any).
+    """
+    if backend == "frame":
+        return None
     if type(model).__name__ == "TorchModel":  # torch is imported only where a torch model was loaded
-        return torch_row_scorer(model, types)
+        return torch_row_scorer(model, types, None if backend == "auto" else (backend,))
     if not isinstance(model, TrainedModel):
         return None
     columns = _column_encoders(model, types)
@@ -196,15 +211,22 @@ def torch_row_scorer(model: Any, types: dict[str, type], backends: tuple[str, ..
             continue
         if found.shape == expected.shape and np.allclose(found, expected, rtol=0, atol=TORCH_TOLERANCE):
             log.info("scoring single rows of %s with %s", model.name, backend)
-            return _single(score_rows)
+            return TorchRowScorer(backend, score_rows)
         log.warning("the %s backend disagrees with predict_score on probe rows of %s (largest difference %.3g)",
                     backend, model.name, float(np.max(np.abs(found - expected))) if found.shape == expected.shape
                     else float("inf"))
     return None
 
 
-def _single(score_rows: Callable[[list[dict]], np.ndarray]) -> Callable[[dict], np.ndarray]:
-    return lambda row: score_rows([row])
+@dataclass(frozen=True)
+class TorchRowScorer:
+    """``row -> scores`` of a torch model through one runtime (``backend``)."""
+
+    backend: str
+    score_rows: Callable[[list[dict]], np.ndarray]
+
+    def __call__(self, row: dict) -> np.ndarray:
+        return self.score_rows([row])
 
 
 def _torch_probe_rows(model: Any, types: dict[str, type]) -> list[dict]:
