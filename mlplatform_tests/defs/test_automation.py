@@ -9,7 +9,7 @@ import pytest
 from mlplatform.brief import DEMO_BRIEF
 from mlplatform.core.io import write_parquet_atomic
 from mlplatform.definitions import build_definitions
-from mlplatform.resources.platform import PlatformResource
+from mlplatform.resources.platform import PlatformResource, TrackingResource
 from mlplatform.settings import Settings, Workspace
 
 
@@ -46,7 +46,8 @@ def _write_drift(platform: PlatformResource, psi: dict[str, float]) -> None:
 
 def _evaluate(sensor, instance, platform, cursor=None, definitions=None):
     # Entered, as the daemon enters its context: the platform resource sets up through a context manager.
-    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"platform": platform},
+    resources = {"platform": platform, "tracking": TrackingResource(platform=platform)}
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources,
                                  definitions=definitions) as context:
         return sensor.evaluate_tick(context)
 
@@ -104,3 +105,107 @@ def test_new_data_sensor_requests_each_changed_batch_once(tmp_path, defs, sensor
         write_parquet_atomic(frame.head(frame.height - 1), batch)  # a re-delivered batch
         changed = _evaluate(sensor, instance, platform, cursor=first.cursor, definitions=defs)
         assert [r.partition_key for r in changed.run_requests] == ["2025-10"]
+
+
+def _report(instance: dg.DagsterInstance, asset: str) -> str:
+    """A real run that materialises ``asset`` on ``instance``; returns its run id."""
+    @dg.asset(name=asset)
+    def report() -> None:
+        return None
+
+    return dg.materialize([report], instance=instance).run_id
+
+
+def test_drift_and_decay_in_one_monitoring_run_retrain_once(platform, sensors):
+    """The performance sensor finds a critical drop in the same monitoring run whose drift already launched a
+    retrain: it names that retrain instead of launching a second one."""
+    row = {"metric": "f1", "reference": 0.36, "current": 0.27, "relative_drop": 0.25, "severity": "critical"}
+    write_parquet_atomic(pl.DataFrame([row]), platform.workspace.table("monitoring", "performance"))
+    with dg.instance_for_test() as instance:
+        monitoring_run = _report(instance, "performance_report")
+        instance.add_run(dg.DagsterRun(job_name="retrain_job", run_id="drift-retrain",
+                                       tags={"mlplatform/trigger": "drift",
+                                             "mlplatform/source_run": monitoring_run}))
+        answered = _evaluate(sensors["performance_sensor"], instance, platform)
+        assert not answered.run_requests
+        assert "retrain run drift-retrain (drift) already answers monitoring run" in answered.skip_message
+
+        second = _report(instance, "performance_report")  # the next batch's report: a retrain of its own
+        [request] = _evaluate(sensors["performance_sensor"], instance, platform, cursor=answered.cursor).run_requests
+        assert request.tags["mlplatform/source_run"] == second
+
+
+def test_new_data_sensor_leaves_batches_already_ingested_alone(tmp_path, defs, sensors, demo_settings):
+    """Batches whose partitions were materialised after their files last changed (the CLI's runs) are not
+    ingested again when the sensor is switched on; a batch that arrives later is."""
+    inputs = tmp_path / "inputs" / "churn_demo"
+    shutil.copytree(demo_settings.data_dir / "inputs" / "churn_demo", inputs)
+    later = inputs / "events" / "2025-10.parquet"
+    held_back = tmp_path / "2025-10.parquet"
+    later.rename(held_back)
+    platform = PlatformResource(data_dir=str(tmp_path), brief_path=str(DEMO_BRIEF))
+    sensor = sensors["new_data_sensor"]
+    with dg.instance_for_test() as instance:
+        for month in range(1, 10):
+            instance.report_runless_asset_event(dg.AssetMaterialization("raw_events", partition=f"2025-{month:02d}"))
+        first = _evaluate(sensor, instance, platform, definitions=defs)
+        assert not first.run_requests and "no new or changed batch files" in first.skip_message
+        held_back.rename(later)
+        arrived = _evaluate(sensor, instance, platform, cursor=first.cursor, definitions=defs)
+        assert [(r.partition_key, r.tags["mlplatform/batch"]) for r in arrived.run_requests] == [
+            ("2025-10", "2025-10")]
+
+
+def test_new_data_alone_does_not_retrain_unless_the_brief_asks(tmp_path):
+    """retrain_on_new_data skips with its reason by default; a brief with monitoring.retrain_on_new_data retrains
+    after each ingested batch."""
+    import yaml
+
+    def evaluate(flag: bool):
+        raw = yaml.safe_load(DEMO_BRIEF.read_text())
+        raw["monitoring"]["retrain_on_new_data"] = flag
+        path = tmp_path / f"brief_{flag}.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        defs = build_definitions(Settings(data_dir=tmp_path, brief_path=path))
+        sensor = next(s for s in defs.sensors if s.name == "retrain_on_new_data")
+        with dg.instance_for_test() as instance:
+            run = dg.DagsterRun(job_name="ingest_job", run_id=f"ingest-{flag}", tags={"dagster/partition": "2025-10"})
+            event = dg.DagsterEvent(event_type_value="PIPELINE_SUCCESS", job_name="ingest_job")
+            with dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_instance=instance,
+                                                    dagster_run=run, dagster_event=event) as context:
+                return sensor(context)
+
+    assert isinstance(evaluate(False), dg.SkipReason)
+    assert "new data alone does not retrain" in evaluate(False).skip_message
+    request = evaluate(True)
+    assert request.tags["mlplatform/trigger"] == "new_data" and "2025-10" in request.tags["mlplatform/reason"]
+
+
+def test_drift_and_decay_wait_while_a_canary_runs(tmp_path, sensors):
+    """A critical drop found while a challenger serves a canary does not retrain yet (the report stays unread, so
+    the retrain follows once the canary ends): a retrain would replace a challenger the A/B analysis has not
+    judged."""
+    from mlplatform.core.rollout import set_challenger_share
+    from mlplatform.core.tracking import client_for
+
+    platform = PlatformResource(data_dir=str(tmp_path), brief_path=str(DEMO_BRIEF))
+    uri, name = platform.workspace.mlflow_uri, "churn_demo_model"
+    platform.workspace.mlflow_dir.mkdir(parents=True)
+    client = client_for(uri)
+    client.create_registered_model(name)
+    for _ in range(2):
+        client.create_model_version(name, source=(tmp_path / "model").as_uri())
+    client.set_registered_model_alias(name, "champion", "1")
+    client.set_registered_model_alias(name, "challenger", "2")
+    set_challenger_share(uri, name, 0.05, new_canary=True)
+    row = {"metric": "f1", "reference": 0.36, "current": 0.27, "relative_drop": 0.25, "severity": "critical"}
+    write_parquet_atomic(pl.DataFrame([row]), platform.workspace.table("monitoring", "performance"))
+    with dg.instance_for_test() as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization("performance_report"))
+        waiting = _evaluate(sensors["performance_sensor"], instance, platform)
+        assert not waiting.run_requests and "waits: version 2 serves a 5% canary" in waiting.skip_message
+        assert waiting.cursor is None
+
+        set_challenger_share(uri, name, 0.0)  # the canary ended
+        [request] = _evaluate(sensors["performance_sensor"], instance, platform, cursor=waiting.cursor).run_requests
+        assert request.tags["mlplatform/trigger"] == "performance"

@@ -3,6 +3,7 @@
 the first canary share, and ``serving_rollout`` moves it on. Materialised with Dagster on a copy of the demo's
 registry, lake and models."""
 
+import json
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -12,7 +13,15 @@ import pytest
 import yaml
 
 from mlplatform.brief import DEMO_BRIEF
-from mlplatform.core.rollout import RolloutPolicy, prediction_log_dir, promote, rollout_state
+from mlplatform.core.rollout import (
+    CanaryStep,
+    RolloutPolicy,
+    canary_with_ab,
+    prediction_log_dir,
+    promote,
+    rollout_state,
+    set_challenger_share,
+)
 from mlplatform.core.tracking import ExperimentRecord, client_for, log_experiment, register_model
 from mlplatform.core.training import save_model, train_lightgbm
 from mlplatform.definitions import build_definitions
@@ -120,3 +129,66 @@ def test_without_a_serving_champion_the_canary_brief_promotes_at_once(canary):
     assert metadata["action"].value == "promoted"
     assert metadata["canary"].value.startswith("none: no champion served yet")
     assert rollout_state(ws.mlflow_uri, MODEL).champion == gate.metadata["challenger_version"].value
+
+
+def _log_rows(writer: PredictionLog, at: datetime, rows: list[tuple[str, str]], count: int) -> None:
+    writer.append([(at, "r", i, {"x": 1}, 0.0, 0.1, MODEL, version, arm, False, "ok", 2.0)
+                   for version, arm in rows for i in range(count)])
+
+
+def test_replayed_traffic_counts_for_the_canary_from_the_prediction_logs_clock(canary, tmp_path):
+    """Traffic stamped with its historical time (the replay clock) is judged: the canary starts at the log's
+    newest request, not at the wall clock, so the rows logged after it move it on."""
+    ws, defs = canary
+    noise = _noise_model_version(defs.resources["platform"], ws, tmp_path)
+    promote(ws.mlflow_uri, MODEL, noise)
+    writer = PredictionLog(prediction_log_dir(ws), log_schema(KEY, pl.Int64()), 600, 10**9)
+    history = datetime(2025, 9, 3, 12, tzinfo=UTC)
+    _log_rows(writer, history, [(noise, "champion")], 50)
+    writer.close()
+
+    result = _materialise_registry(defs)
+    challenger = result.asset_materializations_for_node("champion_model")[0].metadata["challenger_version"].value
+    state = rollout_state(ws.mlflow_uri, MODEL)
+    assert state.canary_running and state.share_since_ns == state.canary_since_ns
+    assert state.share_since_ns == int(history.timestamp() * 1e9) + 1  # the log's clock, not the wall clock
+
+    writer = PredictionLog(prediction_log_dir(ws), log_schema(KEY, pl.Int64()), 600, 10**9)
+    _log_rows(writer, history.replace(day=10), [(noise, "champion"), (challenger, "challenger")], 300)
+    writer.close()
+    step = dg.materialize([rollout.serving_rollout], resources=defs.resources)
+    assert step.asset_materializations_for_node("serving_rollout")[0].metadata["action"].value == (
+        f"canary advance to {RolloutPolicy().canary_steps[1]:.0%}")
+    notices = [json.loads(line) for line in (ws.root / "notifications.jsonl").read_text().splitlines()]
+    assert notices[-1]["event"] == "rollout" and notices[-1]["action"] == "canary advance"
+
+
+def test_the_last_canary_step_waits_for_the_ab_analysis_to_say_ship(canary, tmp_path):
+    """Healthy guardrails take a canary to its last share but not to all traffic: without labelled predictions
+    the A/B analysis says iterate, so the challenger holds at 50% and the champion keeps serving."""
+    ws, defs = canary
+    noise = _noise_model_version(defs.resources["platform"], ws, tmp_path)
+    promote(ws.mlflow_uri, MODEL, noise)
+    result = _materialise_registry(defs)
+    challenger = result.asset_materializations_for_node("champion_model")[0].metadata["challenger_version"].value
+    set_challenger_share(ws.mlflow_uri, MODEL, 0.5, since_ns=0, new_canary=True)
+    writer = PredictionLog(prediction_log_dir(ws), log_schema(KEY, pl.Int64()), 600, 10**9)
+    _log_rows(writer, datetime.now(UTC), [(noise, "champion"), (challenger, "challenger")], 300)
+    writer.close()
+
+    step = dg.materialize([rollout.serving_rollout], resources=defs.resources)
+    metadata = step.asset_materializations_for_node("serving_rollout")[0].metadata
+    assert metadata["action"].value == "canary hold to 50%" and metadata["ab_decision"].value == "iterate"
+    assert "A/B analysis: iterate" in metadata["reason"].value
+    state = rollout_state(ws.mlflow_uri, MODEL)
+    assert (state.champion, state.challenger, state.challenger_share) == (noise, challenger, 0.5)
+
+
+@pytest.mark.parametrize(("action", "decision", "expected"), [
+    ("promote", "ship", ("promote", 1.0)), ("promote", "iterate", ("hold", 0.5)), ("promote", "kill", ("abort", 0.0)),
+    ("advance", "iterate", ("advance", 0.25)), ("advance", "kill", ("abort", 0.0)), ("hold", "kill", ("abort", 0.0)),
+    ("abort", "ship", ("abort", 0.0))])
+def test_the_ab_decision_takes_the_last_step_or_kills_the_canary(action, decision, expected):
+    share = {"promote": 1.0, "advance": 0.25, "hold": 0.05, "abort": 0.0}[action]
+    step = canary_with_ab(CanaryStep(action, share, "guardrails held"), 0.5, decision, "because")
+    assert (step.action, step.share) == expected
