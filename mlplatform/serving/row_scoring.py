@@ -182,7 +182,8 @@ def _probe_rows(model: TrainedModel, types: dict[str, type]) -> list[dict]:
 
 
 
-# A torch network's float32 arithmetic differs between runtimes and batch sizes in the last bits of a score.
+# A torch network's float32 arithmetic differs between runtimes and batch sizes in the last bits of a score: the
+# row path must agree within this, absolute and relative (a regression's values can be large).
 TORCH_TOLERANCE = 1e-5
 
 
@@ -191,7 +192,8 @@ def torch_row_scorer(model: Any, types: dict[str, type], backends: tuple[str, ..
     """``row -> scores`` for a torch model: the row's inputs made in Python
     (:meth:`~mlplatform.core.torch_model.Preprocessing.transform_rows`) and the network run by the first of
     ``backends`` (default: ONNX Runtime, then TorchScript, then eager torch) that builds and scores the probe rows
-    within :data:`TORCH_TOLERANCE` of ``predict_score`` on a frame. None when none does (the frame path stays)."""
+    within :data:`TORCH_TOLERANCE` (absolute and relative) of ``predict_score`` on a frame. None when none does
+    (the frame path stays)."""
     from mlplatform.core.torch_model import compile_network, row_scores
 
     probes = _torch_probe_rows(model, types)
@@ -209,7 +211,7 @@ def torch_row_scorer(model: Any, types: dict[str, type], backends: tuple[str, ..
         except Exception as exc:  # a runtime that is missing or cannot run this graph: try the next one
             log.warning("the %s backend cannot score %s (%s)", backend, model.name, exc)
             continue
-        if found.shape == expected.shape and np.allclose(found, expected, rtol=0, atol=TORCH_TOLERANCE):
+        if found.shape == expected.shape and np.allclose(found, expected, rtol=TORCH_TOLERANCE, atol=TORCH_TOLERANCE):
             log.info("scoring single rows of %s with %s", model.name, backend)
             return TorchRowScorer(backend, score_rows)
         log.warning("the %s backend disagrees with predict_score on probe rows of %s (largest difference %.3g)",
