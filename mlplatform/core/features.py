@@ -9,7 +9,7 @@ the row's other features, so they are point-in-time as well. Running sums (polar
 shorter but leave floating-point residue behind: an empty window then sums to -4e-13 instead of 0.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime, time, timedelta
 
 import numpy as np
@@ -301,6 +301,18 @@ def _row_time_and_interactions(frame: pl.DataFrame, spec: Features, entity: str)
     return frame
 
 
+# Output rows per block of entities that :func:`feature_blocks` builds at once: its dense (entity, day) arrays and
+# the block's frame stay a few hundred MB whatever the number of entities.
+BLOCK_ROWS = 2_000_000
+
+
+def event_columns(spec: Features, *, entity_key: str, timestamp: str) -> list[str]:
+    """The event columns :func:`build_features` reads: key, time and those its aggregates name (read only these)."""
+    named = [*_daily_statistics(spec), *(item.column for item in spec.counts),
+             *(_days_since_column(spec, value) for value in spec.days_since)]
+    return list(dict.fromkeys([entity_key, timestamp, *named]))
+
+
 def build_features(
     events: pl.DataFrame,
     entities: pl.DataFrame,
@@ -333,6 +345,27 @@ def build_features(
         ``entity_key`` (Int64), ``event_timestamp`` and ``created_timestamp`` (both ``T``, Datetime us), then
         the columns of :func:`feature_columns`, sorted by key and time.
     """
+    return pl.concat(list(feature_blocks(events, entities, spec, entity=entity, entity_key=entity_key,
+                                         timestamp=timestamp, start=start, end=end,
+                                         block_entities=max(entities.height, 1))))
+
+
+def feature_blocks(
+    events: pl.DataFrame,
+    entities: pl.DataFrame,
+    spec: Features,
+    *,
+    entity: str,
+    entity_key: str,
+    timestamp: str,
+    start: date,
+    end: date,
+    block_entities: int | None = None,
+) -> Iterator[pl.DataFrame]:
+    """:func:`build_features` one block of ``block_entities`` entities at a time (in key order, so the blocks
+    concatenated are its frame, row for row): each entity's rows depend on its own events only, so a block needs
+    its dense arrays alone and memory stays bounded by the block, not the entity count. By default a block holds
+    about :data:`BLOCK_ROWS` output rows. At least one block is yielded (empty without entities)."""
     n_rows = (end - start).days
     if n_rows < 1:
         raise ValueError(f"end ({end}) must be after start ({start})")
@@ -360,8 +393,23 @@ def build_features(
         .with_columns(pl.col(entity_key).cast(pl.Int64), pl.col(timestamp).cast(pl.Datetime("us")))
         .with_columns((pl.col(timestamp).dt.date() - pl.lit(origin)).dt.total_days().alias("day"))
         .join(keyed.select(entity_key, "entity_index"), on=entity_key, how="inner")
+        .sort("entity_index", maintain_order=True)
     )
-    values = _event_features(events, spec, timestamp, (keyed.height, (end - origin).days), row_times)
+    size = block_entities or max(1, BLOCK_ROWS // n_rows)
+    bounds = np.searchsorted(events["entity_index"].to_numpy(), np.arange(0, max(keyed.height, 1) + size, size))
+    for block, lo in enumerate(range(0, max(keyed.height, 1), size)):
+        hi = min(lo + size, keyed.height)
+        shift = pl.col("entity_index") - lo
+        yield _feature_block(
+            events.slice(int(bounds[block]), int(bounds[block + 1] - bounds[block])).with_columns(shift),
+            keyed.slice(lo, hi - lo).with_columns(shift), spec, entity=entity, entity_key=entity_key,
+            timestamp=timestamp, grid_shape=(hi - lo, (end - origin).days), row_times=row_times)
+
+
+def _feature_block(events: pl.DataFrame, keyed: pl.DataFrame, spec: Features, *, entity: str, entity_key: str,
+                   timestamp: str, grid_shape: tuple[int, int], row_times: pl.Series) -> pl.DataFrame:
+    """The feature rows of the entities of ``keyed`` (``entity_index`` 0..n-1), from their ``events``."""
+    values = _event_features(events, spec, timestamp, grid_shape, row_times)
     names = list(feature_columns(spec, entity))
 
     tenure_date = pl.col(spec.tenure_from).cast(pl.Date) if spec.tenure_from else pl.lit(None, pl.Date)

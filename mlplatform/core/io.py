@@ -4,7 +4,7 @@ import contextlib
 import glob
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -74,6 +74,34 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> Path:
             frame.write_parquet(tmp, use_pyarrow=True, pyarrow_options={"write_page_checksum": True})
         else:
             frame.write_parquet(tmp)
+    return path
+
+
+def write_parquet_frames_atomic(frames: Iterable[pl.DataFrame], path: Path) -> Path:
+    """Write ``frames`` (one schema, at least one frame) one after another into one Parquet file, so that only one
+    frame is in memory at a time; the file is what :func:`write_parquet_atomic` writes for their concatenation
+    (same compression, statistics and page checksums), and readers see the old file or the new one.
+
+    Raises:
+        ValueError: ``frames`` is empty (there is no schema to write).
+    """
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]  # no py.typed marker
+
+    rest = iter(frames)
+    first = next(rest, None)
+    if first is None:
+        raise ValueError(f"no frames to write to {path}")
+    with _replacing(path) as tmp:
+        if not _checksummed(first):  # see write_parquet_atomic: polars' own writer, the frames at once
+            pl.concat([first, *rest]).write_parquet(tmp)
+        else:
+            table, first = first.to_arrow(), None
+            with pq.ParquetWriter(tmp, table.schema, compression="zstd", write_statistics=True,
+                                  write_page_checksum=True) as writer:
+                writer.write_table(table)
+                del table
+                for frame in rest:
+                    writer.write_table(frame.to_arrow())
     return path
 
 

@@ -17,7 +17,7 @@ from mlplatform.brief import (
     RollingAggregate,
     load_brief,
 )
-from mlplatform.core.features import build_features, feature_columns
+from mlplatform.core.features import build_features, event_columns, feature_blocks, feature_columns
 
 EVENT_SCHEMA = {
     "event_id": pl.String,
@@ -313,6 +313,34 @@ def test_events_at_or_after_t_never_change_rows_up_to_t(data, past, cut_day, ten
     changed = build(events_frame(before + rewritten + future), entities, features, START, END)
     up_to_cut = pl.col("event_timestamp") <= cut
     assert_frame_equal(original.filter(up_to_cut), changed.filter(up_to_cut))
+
+
+@SETTINGS
+@given(rows=event_rows(GRID_START, datetime(2025, 1, 22)), temporal=st.booleans(), size=st.integers(1, 4))
+def test_blocks_of_entities_concatenate_to_the_whole_frame(rows, temporal, size):
+    features = spec(True, temporal)
+    entities = pl.concat([RANDOM_ENTITIES, ENTITIES.with_columns(pl.col("customer_id") + 10)])
+    kwargs = {"entity": "customer", "entity_key": "customer_id", "timestamp": "event_timestamp", "start": START,
+              "end": END}
+    whole = build_features(events_frame(rows), entities, features, **kwargs)
+    blocks = list(feature_blocks(events_frame(rows), entities, features, block_entities=size, **kwargs))
+    assert len(blocks) == -(-entities.height // size)
+    assert_frame_equal(pl.concat(blocks), whole)
+
+
+def test_blocks_without_entities_yield_one_empty_typed_frame():
+    kwargs = {"entity": "customer", "entity_key": "customer_id", "timestamp": "event_timestamp", "start": START,
+              "end": END}
+    blocks = list(feature_blocks(EVENTS, ENTITIES.clear(), spec(), block_entities=2, **kwargs))
+    assert [b.height for b in blocks] == [0]
+    assert blocks[0].schema == build(EVENTS, ENTITIES, spec(), START, END).schema
+
+
+def test_event_columns_are_what_the_features_read():
+    columns = event_columns(spec(temporal=True), entity_key="customer_id", timestamp="event_timestamp")
+    assert columns == ["customer_id", "event_timestamp", "session_minutes", "event_type"]
+    out = build(EVENTS.select(columns), ENTITIES, spec(temporal=True), date(2025, 1, 1), date(2025, 1, 5))
+    assert_frame_equal(out, build(EVENTS, ENTITIES, spec(temporal=True), date(2025, 1, 1), date(2025, 1, 5)))
 
 
 def test_lags_cyclical_and_interactions_by_hand():

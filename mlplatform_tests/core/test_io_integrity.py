@@ -15,6 +15,7 @@ from mlplatform.core.io import (
     read_parquet_verified,
     verify_parquet,
     write_parquet_atomic,
+    write_parquet_frames_atomic,
     write_text_atomic,
 )
 from mlplatform.resources.platform import PlatformResource
@@ -59,6 +60,22 @@ def test_the_writer_stores_page_checksums_and_the_data_round_trips(tmp_path):
     path = write_parquet_atomic(FRAME, tmp_path / "t.parquet")
     assert_frame_equal(read_parquet_verified(path), FRAME)
     assert pq.ParquetFile(path).metadata.created_by.startswith("parquet-cpp-arrow")
+
+
+def test_frames_written_one_by_one_read_back_as_their_concatenation_with_checksums(tmp_path):
+    blocks = (FRAME.slice(lo, 7_000) for lo in range(0, FRAME.height, 7_000))
+    path = write_parquet_frames_atomic(blocks, tmp_path / "t.parquet")
+    assert_frame_equal(read_parquet_verified(path), FRAME)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 3
+    _flip_data_bytes(path)
+    with pytest.raises(CorruptParquetError):
+        read_parquet_verified(path)
+    with pytest.raises(ValueError, match="no frames"):
+        write_parquet_frames_atomic(iter([]), tmp_path / "none.parquet")
+    assert not (tmp_path / "none.parquet").exists()
+    enum = pl.DataFrame({"plan": ["a", "b"]}, schema={"plan": pl.Enum(["a", "b"])})
+    path = write_parquet_frames_atomic([enum.head(1), enum.tail(1)], tmp_path / "enum.parquet")
+    assert_frame_equal(pl.read_parquet(path), enum)
 
 
 def test_a_file_with_flipped_data_bytes_is_refused_naming_it(tmp_path):
