@@ -2,6 +2,7 @@
 
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,7 +123,7 @@ def _assets_and_checks(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
 RUN_JOBS = ("full_run", "ingest_job")
 
 
-def job_for(defs: dg.Definitions, keys: set[dg.AssetKey]) -> dg.JobDefinition | None:
+def job_for(defs: dg.Definitions, keys: AbstractSet[dg.AssetKey]) -> dg.JobDefinition | None:
     """The first of :data:`RUN_JOBS` whose selection holds every asset in ``keys``; None when none does (a brief
     whose graph has no such job), and the run falls back to an unnamed one."""
     names = {job.name for job in defs.jobs or []}
