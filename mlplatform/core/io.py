@@ -77,6 +77,12 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> Path:
     return path
 
 
+def _parquet():  # pyarrow.parquet, imported when first needed (it has no type information)
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]  # no py.typed marker
+
+    return pq
+
+
 def write_parquet_frames_atomic(frames: Iterable[pl.DataFrame], path: Path) -> Path:
     """Write ``frames`` (one schema, at least one frame) one after another into one Parquet file, so that only one
     frame is in memory at a time; the file is what :func:`write_parquet_atomic` writes for their concatenation
@@ -85,8 +91,6 @@ def write_parquet_frames_atomic(frames: Iterable[pl.DataFrame], path: Path) -> P
     Raises:
         ValueError: ``frames`` is empty (there is no schema to write).
     """
-    import pyarrow.parquet as pq  # type: ignore[import-untyped]  # no py.typed marker
-
     rest = iter(frames)
     first = next(rest, None)
     if first is None:
@@ -96,7 +100,7 @@ def write_parquet_frames_atomic(frames: Iterable[pl.DataFrame], path: Path) -> P
             pl.concat([first, *rest]).write_parquet(tmp)
         else:
             table, first = first.to_arrow(), None
-            with pq.ParquetWriter(tmp, table.schema, compression="zstd", write_statistics=True,
+            with _parquet().ParquetWriter(tmp, table.schema, compression="zstd", write_statistics=True,
                                   write_page_checksum=True) as writer:
                 writer.write_table(table)
                 del table
@@ -125,8 +129,7 @@ def verify_parquet(path: Path) -> None:
     Raises:
         CorruptParquetError: a page's bytes do not match its checksum, or the file cannot be decoded.
     """
-    import pyarrow.parquet as pq  # type: ignore[import-untyped]  # no py.typed marker
-
+    pq = _parquet()
     stat = Path(path).stat()
     key = (str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
     if key in _VERIFIED:
