@@ -13,6 +13,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlplatform.core.feature_names import entity_column
+
 TaskType = Literal["binary", "multiclass", "regression"]
 DType = Literal["int", "float", "str", "bool", "date", "datetime"]
 Aggregation = Literal["sum", "mean", "min", "max", "std", "count"]
@@ -781,7 +783,7 @@ class Brief(_Strict):
     @model_validator(mode="after")
     def _waivers_name_inputs(self) -> "Brief":
         if isinstance(self.features, TableFeatures):
-            inputs = {*self.model_input_columns, *(f"{self.entity}_{c}" for c in self.model_input_columns)}
+            inputs = {*self.model_input_columns, *(entity_column(self.entity, c) for c in self.model_input_columns)}
             unknown = [w.feature for w in self.leakage.allowed_predictive_features if w.feature not in inputs]
             if unknown:
                 raise ValueError(f"leakage.allowed_predictive_features names {', '.join(unknown)}, which is not a "

@@ -9,6 +9,7 @@ from typing import NoReturn
 import typer
 
 from mlplatform.brief import DEMO_BRIEF, Brief, BriefError, draft_notice, load_brief, placeholder_fields
+from mlplatform.core import tables
 from mlplatform.core.io import InputError
 from mlplatform.settings import Settings, Workspace
 
@@ -269,7 +270,7 @@ def score(data_dir: Path = DataDir,
         ws = Workspace(data_dir.resolve(), load_brief(brief).name)
     except BriefError as exc:
         _fail(str(exc))
-    path = ws.table("reports", "ml_system_score")
+    path = ws.table(tables.ML_SYSTEM_SCORE)
     if not path.exists():
         _fail(f"no ML-system score for '{ws.name}' under {ws.data_dir} yet: run `mlplatform demo` or "
               "`mlplatform run --brief …` first, or materialise ml_system_score in the Dagster UI")

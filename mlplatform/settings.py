@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from mlplatform.brief import DEMO_BRIEF
+from mlplatform.core.tables import Table, layer_and_name, with_rest
 
 Profile = Literal["local", "production"]
 
@@ -45,11 +46,15 @@ class Workspace:
     def root(self) -> Path:
         return self.data_dir / self.name
 
-    def table(self, layer: str, name: str) -> Path:
-        """Parquet file of a table, e.g. ``table("validated", "events")``."""
+    def table(self, table: "Table | str", name: str | None = None) -> Path:
+        """Parquet file of a table: a :class:`~mlplatform.core.tables.Table`, or a layer and name
+        (``table("validated", "events")``)."""
+        layer, name = layer_and_name(table, name)
         return self.root / "lake" / layer / f"{name}.parquet"
 
-    def partition(self, layer: str, name: str, key: str) -> Path:
+    def partition(self, table: "Table | str", *name_and_key: str) -> Path:
+        """Parquet file of one partition: ``partition(table, key)`` or ``partition(layer, name, key)``."""
+        layer, name, (key,) = with_rest(table, name_and_key)
         return self.root / "lake" / layer / name / f"{key}.parquet"
 
     @property

@@ -18,10 +18,14 @@ import collections
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+# --root DIR measures another checkout (an exported earlier commit, say) with this script.
+ROOT = (Path(sys.argv[sys.argv.index("--root") + 1]).resolve() if "--root" in sys.argv
+        else Path(__file__).resolve().parents[1])
 PACKAGE = ROOT / "mlplatform"
 CATALOGUE = PACKAGE / "core" / "tables.py"
-LAKE_CALLS = {"read_table", "scan_table", "write_table", "write_partition", "table", "partition", "_read_optional"}
+LAKE_CALLS = {"read_table", "scan_table", "write_table", "write_partition", "table", "partition"}
+# Module helpers that take the platform or workspace first, then the layer and name.
+HELPER_CALLS = {"_table"}
 ASSET_NAME_KEYWORDS = {"deps", "asset", "additional_deps", "assets", "selection"}
 ASSET_DECORATORS = {"asset", "multi_asset", "asset_check", "multi_asset_check", "graph_asset"}
 
@@ -51,9 +55,12 @@ def table_literals(files: list[Path]) -> tuple[int, int, collections.Counter]:
     layers, names = 0, collections.Counter()
     for path in files:
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and _call_name(node) in LAKE_CALLS and len(node.args) >= 2:
-                layer_args = _direct_literals(node.args[:1])
-                name_args = _direct_literals(node.args[1:2])
+            if not isinstance(node, ast.Call):
+                continue
+            first = 1 if _call_name(node) in HELPER_CALLS else 0 if _call_name(node) in LAKE_CALLS else None
+            if first is not None and len(node.args) >= first + 2:
+                layer_args = _direct_literals(node.args[first:first + 1])
+                name_args = _direct_literals(node.args[first + 1:first + 2])
                 layers += len(layer_args)
                 for name in name_args:
                     names[name] += 1

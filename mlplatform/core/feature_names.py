@@ -13,3 +13,8 @@ def feature_view_name(entity: str) -> str:
 def feature_service_name(project: str, version: int = 1) -> str:
     """Name of the model's versioned feature service."""
     return f"{project}_model_v{version}"
+
+
+def entity_column(entity: str, column: str) -> str:
+    """The feature column of the entity's attribute or per-entity aggregate ``column``: ``{entity}_{column}``."""
+    return f"{entity}_{column}"

@@ -34,7 +34,7 @@ from feast.type_map import feast_value_type_to_python_type, python_values_to_pro
 from feast.utils import _convert_arrow_to_proto, make_tzaware
 
 from mlplatform.brief import Features, TableFeatures
-from mlplatform.core.feature_names import feature_service_name, feature_view_name
+from mlplatform.core.feature_names import entity_column, feature_service_name, feature_view_name
 from mlplatform.core.features import feature_columns
 
 # Feature-table column dtypes (polars names) that Feast can store, and their Feast types.
@@ -100,14 +100,14 @@ def _source_tables(spec: Features | TableFeatures) -> list[str]:
 def _field_source(name: str, spec: Features | TableFeatures, entity: str) -> str:
     if isinstance(spec, TableFeatures):
         return spec.source
-    entity_columns = {f"{entity}_{c}" for c in spec.entity_attributes} | {f"{entity}_tenure_days"}
+    entity_columns = {entity_column(entity, c) for c in spec.entity_attributes} | {entity_column(entity, "tenure_days")}
     return spec.entities_source if name in entity_columns else spec.events_source
 
 
 def _known_issues(name: str, spec: Features | TableFeatures, entity: str) -> str:
     if isinstance(spec, TableFeatures):
         return f"As recorded in {spec.source}; the platform cannot tell whether it was known at the row's time."
-    attributes = {f"{entity}_{column}" for column in spec.entity_attributes}
+    attributes = {entity_column(entity, column) for column in spec.entity_attributes}
     if name in attributes:
         return (
             "Current value from the entity table, not the value as of the row time: point-in-time only "

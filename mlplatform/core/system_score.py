@@ -19,6 +19,7 @@ import polars as pl
 import yaml
 
 from mlplatform.brief import Brief, draft_notice, placeholder_fields
+from mlplatform.core import tables
 from mlplatform.core.calibration import ECE_THRESHOLD, expected_calibration_error
 from mlplatform.core.metrics import higher_is_better
 from mlplatform.core.model_card import fairness_status
@@ -440,8 +441,8 @@ def render_text(score: SystemScore) -> str:
 
 # Reading the evidence: every value below comes from a file or table a run wrote.
 
-def _table(workspace: Workspace, layer: str, name: str) -> pl.DataFrame | None:
-    path = workspace.table(layer, name)
+def _table(workspace: Workspace, table: tables.Table) -> pl.DataFrame | None:
+    path = workspace.table(table)
     return pl.read_parquet(path) if path.exists() else None
 
 
@@ -476,7 +477,7 @@ def _performance(workspace: Workspace, brief: Brief) -> dict[str, Any]:
     """Hold-out values of the primary metric, fairness, calibration and the weakest slice."""
     found: dict[str, Any] = {}
     metric = brief.metrics.primary
-    metrics, challenger = _table(workspace, "evaluation", "metrics"), _table(workspace, "evaluation", "challenger")
+    metrics, challenger = _table(workspace, tables.METRICS), _table(workspace, tables.CHALLENGER)
     if metrics is not None and challenger is not None:
         rows = {r["candidate"]: r for r in metrics.filter(pl.col("metric") == metric).iter_rows(named=True)}
         model = rows.get(challenger["candidate"][0])
@@ -485,15 +486,15 @@ def _performance(workspace: Workspace, brief: Brief) -> dict[str, Any]:
             if model["ci_low"] is not None and model["ci_high"] is not None:
                 found["model_ci"] = (model["ci_low"], model["ci_high"])
         found["baselines"] = {name: rows[name]["value"] for name in BASELINES if name in rows}
-    fairness = _table(workspace, "evaluation", "fairness")
+    fairness = _table(workspace, tables.FAIRNESS)
     if fairness is not None:
         found["fairness"] = {r["attribute"]: fairness_status(r) for r in fairness.iter_rows(named=True)}
     found["calibration_applies"] = brief.task_type == "binary"
-    predictions = _table(workspace, "evaluation", "predictions")
+    predictions = _table(workspace, tables.PREDICTIONS)
     if predictions is not None and brief.task_type == "binary":
         found["calibration_error"] = expected_calibration_error(
             predictions[brief.label.column].to_numpy().astype(float), np.clip(predictions["score"].to_numpy(), 0, 1))
-    slices = _table(workspace, "evaluation", "slices")
+    slices = _table(workspace, tables.SLICES)
     if slices is not None and metric in slices.columns:
         judged = slices.filter(~pl.col("small_slice") & pl.col(metric).is_not_null())
         if judged.height:
@@ -517,7 +518,7 @@ def _freshness_evidence(workspace: Workspace, brief: Brief) -> tuple[tuple[str, 
     newest time is the report's as-of less the age it measured."""
     as_of, found = data_as_of(brief), []
     for source in brief.sources:
-        quality = _table(workspace, "quality", source)
+        quality = _table(workspace, tables.quality(source))
         if quality is None:
             continue
         rows = quality.filter((pl.col("name") == "timeliness") & pl.col("applicable").fill_null(True))
@@ -554,9 +555,9 @@ def gather_evidence(workspace: Workspace, brief: Brief, brief_dir: Path, *, trac
         failing_checks: monitoring checks failing at their latest evaluation; None when not known.
         scored_on: the day freshness is judged at; today by default.
     """
-    kills = _table(workspace, "evaluation", "kill_criteria")
-    quality = _table(workspace, "reports", "data_quality_overall")
-    candidates = [t for t in (_table(workspace, "candidates", n) for n in CANDIDATE_FILES) if t is not None]
+    kills = _table(workspace, tables.KILL_CRITERIA)
+    quality = _table(workspace, tables.DATA_QUALITY_OVERALL)
+    candidates = [t for t in (_table(workspace, tables.candidate(n)) for n in CANDIDATE_FILES) if t is not None]
     runs, versioned = _mlflow_runs(tracking_uri, brief.name)
     registered, champion = _aliases(tracking_uri, model_name)
     cost_path = workspace.reports_dir / COST_REPORT
@@ -587,9 +588,9 @@ def gather_evidence(workspace: Workspace, brief: Brief, brief_dir: Path, *, trac
         rollback_automation=rollback_automation,
         ab_test_predictions=_ab_test_predictions(workspace.reports_dir),
         # Monitoring counts where something was measured: data without time writes "not_applicable" rows.
-        profiles=_has_rows(workspace.table("profiles", "current")),
-        drift_report=_measured(workspace.table("monitoring", "drift")),
-        performance_report=_measured(workspace.table("monitoring", "performance")),
+        profiles=_has_rows(workspace.table(tables.CURRENT_PROFILE)),
+        drift_report=_measured(workspace.table(tables.DRIFT)),
+        performance_report=_measured(workspace.table(tables.PERFORMANCE)),
         failing_checks=failing_checks,
         retrain_triggers=retrain_triggers,
         automation_states=dict(automation_states) if automation_states is not None else None,

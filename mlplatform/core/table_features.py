@@ -9,11 +9,12 @@ point-in-time join and everything after them treat both alike.
 import polars as pl
 
 from mlplatform.brief import TableFeatures
+from mlplatform.core.feature_names import entity_column
 
 
 def table_feature_columns(spec: TableFeatures, entity: str) -> dict[str, str]:
     """Feature name -> one-line description, in output order."""
-    return {f"{entity}_{column}": f"The example's {column}, as recorded in {spec.source}"
+    return {entity_column(entity, column): f"The example's {column}, as recorded in {spec.source}"
             for column in spec.columns or []}
 
 

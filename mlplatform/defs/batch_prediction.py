@@ -16,6 +16,7 @@ import dagster as dg
 import polars as pl
 
 from mlplatform.brief import Brief
+from mlplatform.core import tables
 from mlplatform.core.feature_names import feature_view_name
 from mlplatform.core.prediction_windows import BATCH_ARM
 from mlplatform.resources.platform import PlatformResource, TrackingResource
@@ -47,7 +48,7 @@ def predict_batch(platform: PlatformResource, tracking: TrackingResource, run_id
         raise LookupError(f"no '{CHAMPION}' alias on {tracking.model_name} at {tracking.uri}: batch prediction "
                           "scores with the champion; run the graph so a model passes the promotion gate")
     types = feature_types(b)
-    latest = latest_rows(platform.read_table("features", feature_view_name(b.entity)), key)
+    latest = latest_rows(platform.read_table(tables.features(b.entity)), key)
     if latest.height == 0:
         raise ValueError(f"the feature table {feature_view_name(b.entity)} has no rows to score")
     scorer, download = load_version(b, platform.workspace, version, tracking.uri)
@@ -63,7 +64,7 @@ def predict_batch(platform: PlatformResource, tracking: TrackingResource, run_id
         pl.Series("probability", [o[1] for o in outputs], pl.Float64),
         pl.lit(scorer.model_name).alias("model_name"), pl.lit(version).alias("model_version"),
         pl.lit(scored_at).cast(pl.Datetime("us", "UTC")).alias("scored_at"), pl.lit(run_id).alias("run_id"))
-    path = platform.write_table("serving", BATCH_ASSET, frame)
+    path = platform.write_table(tables.BATCH_PREDICTIONS, frame)
     per_row_ms = seconds * 1000 / latest.height
     request_id = f"batch-{run_id}"
     rows = [(scored_at, request_id, entity, features, prediction, probability, scorer.model_name, version,

@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from mlplatform.brief import Features, draft_notice, placeholder_fields
+from mlplatform.core import tables
 from mlplatform.core.calibration import CALIBRATION_SCHEMA, calibration_summary, save_calibrator
 from mlplatform.core.datasets import golden_set
 from mlplatform.core.evaluation import (
@@ -41,7 +42,7 @@ from mlplatform.core.evaluation import (
     stratified_folds,
     worst_predictions,
 )
-from mlplatform.core.feature_names import feature_service_name, feature_view_name
+from mlplatform.core.feature_names import feature_service_name
 from mlplatform.core.holdout import quarantined_entities, without_entities
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
@@ -87,12 +88,12 @@ SCORES_USED = ("Every metric, interval, slice, fairness figure and the promotion
 
 
 def _threshold(platform: PlatformResource, candidate: str) -> float:
-    return float(platform.read_table("candidates", candidate)["threshold"][0])
+    return float(platform.read_table(tables.candidate(candidate))["threshold"][0])
 
 
 def challenger_name(platform: PlatformResource) -> str:
     """The candidate the evaluation chose (see :func:`mlplatform.core.selection.choose_challenger`)."""
-    return platform.read_table("evaluation", "challenger")["candidate"][0]
+    return platform.read_table(tables.CHALLENGER)["candidate"][0]
 
 
 def _choose_challenger(platform: PlatformResource, train_rows: int, unfair: dict[str, str]) -> Selection:
@@ -103,12 +104,12 @@ def _choose_challenger(platform: PlatformResource, train_rows: int, unfair: dict
     primary = b.metrics.primary
     validation = {}
     for name in candidates(b):
-        summary = platform.read_table("candidates", name).filter(pl.col("split") == "validation")
+        summary = platform.read_table(tables.candidate(name)).filter(pl.col("split") == "validation")
         validation[name] = float(summary[primary][0])
     selection = choose_challenger(validation, primary, train_rows=train_rows,
                                   margin=b.thresholds.complexity_margin,
                                   allow_deep_below_10k=b.training.allow_deep_below_10k, unfair=unfair)
-    platform.write_table("evaluation", "challenger", selection.table())
+    platform.write_table(tables.CHALLENGER, selection.table())
     return selection
 
 
@@ -119,9 +120,9 @@ def scored_hold_out(platform: PlatformResource, split) -> tuple[SplitFrames, dic
     if not isinstance(b.features, Features):  # a plain table: a quarantined row never reaches the training set
         return split, {"rows": 0, "entities": 0}
     source = b.features.entities_source
-    quarantined = platform.workspace.table("quarantine", source).exists()
-    quarantine = platform.read_table("quarantine", source) if quarantined else pl.DataFrame()  # checksum-verified
-    keys = quarantined_entities(quarantine, platform.read_table("validated", source), b.entity_key)
+    quarantined = platform.workspace.table(tables.quarantine(source)).exists()
+    quarantine = platform.read_table(tables.quarantine(source)) if quarantined else pl.DataFrame()  # checksum-verified
+    keys = quarantined_entities(quarantine, platform.read_table(tables.validated(source)), b.entity_key)
     kept, apart = without_entities(split.test, b.entity_key, keys)
     return (SplitFrames(split.train, split.validation, kept),
             {"rows": apart.height, "entities": apart[b.entity_key].n_unique(), "source": source,
@@ -181,7 +182,7 @@ def _candidate_fairness(platform: PlatformResource, test: pl.DataFrame, models: 
         rows += [{"candidate": name, **{k: a[k] for k in ("attribute", "disparate_impact", "equal_opportunity_gap",
                                                          "status", "passed", "reason")},
                   "primary_metric": b.metrics.primary, "primary_value": value} for a in attributes]
-    platform.write_table("evaluation", "fairness_candidates", pl.DataFrame(rows, schema=CANDIDATE_FAIRNESS_SCHEMA))
+    platform.write_table(tables.FAIRNESS_CANDIDATES, pl.DataFrame(rows, schema=CANDIDATE_FAIRNESS_SCHEMA))
     return unfair
 
 
@@ -189,13 +190,13 @@ def _fairness(platform: PlatformResource, test: pl.DataFrame, model: Candidate) 
     """Fairness per protected attribute (evaluation/fairness, evaluation/fairness_groups) for the report."""
     t = platform.brief.thresholds
     attributes, groups = _assess(platform, test, model)
-    platform.write_table("evaluation", "fairness", pl.DataFrame(
+    platform.write_table(tables.FAIRNESS, pl.DataFrame(
         [{k: f[k] for k in FAIRNESS_SCHEMA} for f in attributes], schema=FAIRNESS_SCHEMA))
-    platform.write_table("evaluation", "fairness_groups", groups)
+    platform.write_table(tables.FAIRNESS_GROUPS, groups)
     return {"minimum": t.disparate_impact_min, "min_group": t.fairness_min_group_size,
             "alpha": t.fairness_significance, "max_gap": t.equal_opportunity_max_gap,
             "when_not_assessable": t.fairness_when_not_assessable, "attributes": attributes,
-            "candidates": platform.read_table("evaluation", "fairness_candidates").to_dicts()}
+            "candidates": platform.read_table(tables.FAIRNESS_CANDIDATES).to_dicts()}
 
 
 def _cross_validation(platform: PlatformResource, split, challenger: str) -> dict:
@@ -206,7 +207,7 @@ def _cross_validation(platform: PlatformResource, split, challenger: str) -> dic
         reason = (f"the training split has {rows:,} rows; the method cross-validates below {CV_MAX_TRAIN_ROWS:,}, "
                   "where one hold-out is too small to trust. At this size the hold-out and its bootstrap intervals "
                   "are the estimate.")
-        platform.write_table("evaluation", "cross_validation", pl.DataFrame(schema=CV_FOLD_SCHEMA))
+        platform.write_table(tables.CROSS_VALIDATION, pl.DataFrame(schema=CV_FOLD_SCHEMA))
         return {"reason": reason}
     model = load_candidate(platform.workspace.models_dir / challenger)
     frame = pl.concat([split.train, split.validation])
@@ -222,7 +223,7 @@ def _cross_validation(platform: PlatformResource, split, challenger: str) -> dic
                                       transforms=b.training)
     folds = cross_validation(b.task_type, frame, model_features(b), b.label.column, b.metrics.primary, refit,
                              model.threshold, folds=index, timestamp=b.label.timestamp if b.has_time else None)
-    platform.write_table("evaluation", "cross_validation", folds)
+    platform.write_table(tables.CROSS_VALIDATION, folds)
     if folds.height == 0:
         return {"reason": "train and validation hold a single label timestamp, so no fold can test on later rows "
                           "than it trains on."}
@@ -246,7 +247,7 @@ def _calibration(platform: PlatformResource, split, model: Candidate, predictor)
                                               split.test[label].to_numpy(), model.scores,
                                               max_ece=b.thresholds.max_calibration_error)
     save_calibrator(calibrator, platform.workspace.models_dir / model.name)
-    platform.write_table("evaluation", "calibration", pl.DataFrame([summary], schema=CALIBRATION_SCHEMA))
+    platform.write_table(tables.CALIBRATION, pl.DataFrame([summary], schema=CALIBRATION_SCHEMA))
     return summary
 
 
@@ -257,7 +258,7 @@ def _error_analysis(platform: PlatformResource, test: pl.DataFrame, model: Candi
     attributes = list(dict.fromkeys([*b.protected_attributes, *b.slice_by]))
     keys = list(dict.fromkeys([b.entity_key, b.label.timestamp, *attributes]))
     worst = worst_predictions(b.task_type, test, label, model.scores, [*keys, *features], n=WORST_ROWS)
-    platform.write_table("evaluation", "worst_predictions", worst)
+    platform.write_table(tables.WORST_PREDICTIONS, worst)
     contrast = error_contrast(test, worst, features)
     error, summary = error_summary(b.task_type, worst, label)
     shown = worst.select("rank", *keys, label, "score", "error", *contrast["feature"].head(3))
@@ -274,7 +275,7 @@ def _skew(platform: PlatformResource, feast_store: FeatureStoreResource, test: p
     from mlplatform.core.feature_store import online_features
 
     b = platform.brief
-    path = platform.workspace.table("features", feature_view_name(b.entity))
+    path = platform.workspace.table(tables.features(b.entity))
     if not path.exists():
         return {"reason": f"the brief has no feature table ({path.name}) in the online store to compare with."}
     start, end = (datetime.combine(d, time()) for d in (b.partition_start, b.partition_end))
@@ -287,7 +288,7 @@ def _skew(platform: PlatformResource, feast_store: FeatureStoreResource, test: p
                       online_features(feast_store.store(), ids, feature_service_name(b.name)),
                       entity_key=b.entity_key, timestamp=b.label.timestamp, features=model_features(b),
                       predict=predictor.predict_score)
-    platform.write_table("evaluation", "skew", skew)
+    platform.write_table(tables.SKEW, skew)
     shown = skew.sort("features_differing", "prediction_difference", "holdout_prediction_difference",
                       descending=True).head(20)
     return {"summary": skew_summary(skew), "rows": shown.to_dicts(), "window": f"{start:%Y-%m-%d} .. {end:%Y-%m-%d}",
@@ -299,8 +300,8 @@ def _golden(platform: PlatformResource, predictor, threshold: float) -> dict:
     model trains, validates or tunes on), versioned by content hash, and the challenger's primary metric and
     guardrails on it (evaluation/golden_metrics). The promotion gate scores the champion on the same rows."""
     b = platform.brief
-    golden = golden_set(b, platform.read_table("training", "training_set"))
-    platform.write_table("evaluation", "golden", golden)
+    golden = golden_set(b, platform.read_table(tables.TRAINING_SET))
+    platform.write_table(tables.GOLDEN, golden)
     version, y = dataset_version(golden), golden[b.label.column].to_numpy()
     metrics: dict[str, float] = {}
     not_judged = None
@@ -310,7 +311,7 @@ def _golden(platform: PlatformResource, predictor, threshold: float) -> dict:
         metrics = {m: measured[m] for m in (b.metrics.primary, *b.metrics.guardrails)}
         classes = scores.shape[1] if b.task_type == "multiclass" else 2
         not_judged = golden_shortfall(b.task_type, y, classes, b.thresholds.golden_min_class_rows)
-    platform.write_table("evaluation", "golden_metrics", pl.DataFrame(
+    platform.write_table(tables.GOLDEN_METRICS, pl.DataFrame(
         {"metric": list(metrics), "value": list(metrics.values())},
         schema={"metric": pl.String, "value": pl.Float64}).with_columns(
         golden_version=pl.lit(version), rows=pl.lit(golden.height, pl.Int64)))
@@ -356,9 +357,9 @@ def quality_history(instance: dg.DagsterInstance, platform: PlatformResource) ->
         if isinstance(total, int | float) and "passed" in metadata:
             records.append(QualityRecord(datetime.fromtimestamp(record.timestamp, UTC).replace(tzinfo=None),
                                          float(total), bool(metadata["passed"].value)))
-    path = platform.workspace.table("reports", "data_quality_overall")
+    path = platform.workspace.table(tables.DATA_QUALITY_OVERALL)
     if not records and path.exists():
-        total = normalised_total(platform.read_table("reports", "data_quality_overall")["points"].to_list())
+        total = normalised_total(platform.read_table(tables.DATA_QUALITY_OVERALL)["points"].to_list())
         at = datetime.fromtimestamp(path.stat().st_mtime, UTC).replace(tzinfo=None)
         records.append(QualityRecord(at, total, total >= platform.brief.thresholds.quality_min_score))
     return sorted(records, key=lambda r: r.at)
@@ -397,11 +398,12 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
     random = random_reference(task, y, primary)
     headline, rules_value = parts["metrics"][primary]["value"], parts["baselines"]["rules"][primary]
     kills = kill_criteria(headline, rules_value, random, primary, b.kill_criteria, _quality_kill(context, platform))
-    for name, frame in {"metrics": metrics, "baseline_comparison": comparisons, "slices": slices,
-                        "kill_criteria": pl.DataFrame(kills), "edge_cases": edge_cases,
-                        "predictions": prediction_table(task, test.select(b.entity_key, b.label.timestamp, label),
-                                                        model.scores, model.threshold)}.items():
-        platform.write_table("evaluation", name, frame)
+    for lake_table, frame in {tables.METRICS: metrics, tables.BASELINE_COMPARISON: comparisons, tables.SLICES: slices,
+                              tables.KILL_CRITERIA: pl.DataFrame(kills), tables.EDGE_CASES: edge_cases,
+                              tables.PREDICTIONS: prediction_table(task, test.select(b.entity_key, b.label.timestamp,
+                                                                                     label),
+                                                                   model.scores, model.threshold)}.items():
+        platform.write_table(lake_table, frame)
     calibration = _calibration(platform, split, model, models[challenger])
     # What drift triggers rank features by once this model serves (permutation importance for a network).
     importance = record_importance(platform, challenger, models[challenger], split.validation)
@@ -456,7 +458,7 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
                 "before registering a model that the rules nearly match, that barely beats random, or whose data "
                 "stayed below the quality gate for the brief's days of cleaning.")
 def kill_criteria_check(platform: PlatformResource) -> dg.AssetCheckResult:
-    kills = platform.read_table("evaluation", "kill_criteria")
+    kills = platform.read_table(tables.KILL_CRITERIA)
     failed = kills.filter(~pl.col("passed"))
     return dg.AssetCheckResult(
         passed=failed.height == 0,

@@ -7,6 +7,7 @@ import dagster as dg
 import polars as pl
 
 from mlplatform.brief import Brief
+from mlplatform.core import tables
 from mlplatform.core.feature_names import feature_service_name, feature_view_name
 from mlplatform.core.markdown import table as table_md
 from mlplatform.core.readable import readable
@@ -21,7 +22,7 @@ def feature_store(platform: PlatformResource, feast_store: FeatureStoreResource)
     from mlplatform.core.feature_store import apply_feature_store, feast_objects
 
     b = platform.brief
-    table_path = platform.workspace.table("features", feature_view_name(b.entity))
+    table_path = platform.workspace.table(tables.features(b.entity))
     schema = {name: str(dtype) for name, dtype in pl.read_parquet_schema(table_path).items()}
     objects = feast_objects(table_path, b.features, project=b.name, entity=b.entity, entity_key=b.entity_key,
                             owner=b.owner, feature_table_schema=schema)
@@ -103,7 +104,7 @@ def online_offline_consistency(platform: PlatformResource, feast_store: FeatureS
     from mlplatform.core.feature_store import online_features as read_online
 
     b = platform.brief
-    table = platform.read_table("features", feature_view_name(b.entity))
+    table = platform.read_table(tables.features(b.entity))
     ids = table[b.entity_key].unique().sort().sample(min(200, table[b.entity_key].n_unique()), seed=0).to_list()
     store = feast_store.store()
     span = materialised_span(store, feature_view_name(b.entity))

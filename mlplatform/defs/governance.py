@@ -9,6 +9,7 @@ import polars as pl
 import yaml
 
 from mlplatform.brief import Brief
+from mlplatform.core import tables
 from mlplatform.core.cost import (
     InferenceTiming,
     Rates,
@@ -117,7 +118,7 @@ def _inference_timing(platform: PlatformResource, tracking: TrackingResource,
     newest entities of the training set, served from the run's registry and online store, so the production
     profile's PostgreSQL and Redis rather than local files), else one batch of training-set rows."""
     b = platform.brief
-    rows = platform.read_table("training", "training_set")
+    rows = platform.read_table(tables.TRAINING_SET)
     if is_real_time(b):
         newest = rows.sort(b.label.timestamp, descending=True)[b.entity_key].unique(maintain_order=True)
         settings = Settings(data_dir=Path(platform.data_dir), brief_path=Path(platform.brief_path))
@@ -125,7 +126,7 @@ def _inference_timing(platform: PlatformResource, tracking: TrackingResource,
                                        feast_store.config())
         if timing is not None:
             return timing
-    candidate = platform.read_table("registry", "challenger")["candidate"][0]
+    candidate = platform.read_table(tables.REGISTERED_CHALLENGER)["candidate"][0]
     model = load_candidate(platform.workspace.models_dir / candidate)
     batch = rows.head(INFERENCE_ROWS)
     method = ("" if not is_real_time(b) else "the serving app answered no /predict request, so ") + (
@@ -168,11 +169,11 @@ def cost_report(context: dg.AssetExecutionContext, platform: PlatformResource, t
     reports = platform.workspace.reports_dir
     body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
     path = write_text_atomic(body, reports / COST_REPORT)
-    platform.write_table("reports", "cost_steps", steps)
+    platform.write_table(tables.COST_STEPS, steps)
     history = history_row(document, datetime.now(UTC).replace(tzinfo=None))
-    if platform.workspace.table("reports", "cost_history").exists():
-        history = pl.concat([platform.read_table("reports", "cost_history"), history])
-    platform.write_table("reports", "cost_history", history)
+    if platform.workspace.table(tables.COST_HISTORY).exists():
+        history = pl.concat([platform.read_table(tables.COST_HISTORY), history])
+    platform.write_table(tables.COST_HISTORY, history)
     plot = trend_plot(history, reports / "cost_trend.png")
     training, inference_costs = document["ml_costs"]["training"], document["ml_costs"]["inference"]
     return dg.MaterializeResult(metadata=readable({
@@ -263,7 +264,7 @@ def ml_system_score(context: dg.AssetExecutionContext, platform: PlatformResourc
         failing_checks=failing_checks(context.instance, items, "monitoring"))
     score = score_system(evidence)
     markdown = render_markdown(score)
-    platform.write_table("reports", "ml_system_score", score_table(score))
+    platform.write_table(tables.ML_SYSTEM_SCORE, score_table(score))
     path = write_text_atomic(markdown, platform.workspace.reports_dir / "ml_system_score.md")
     return dg.MaterializeResult(metadata=readable({
         "total": score.total,

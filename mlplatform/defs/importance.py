@@ -11,15 +11,15 @@ from typing import Any
 
 import polars as pl
 
+from mlplatform.core import tables
 from mlplatform.core.importance import importance_table, own_importance, permutation_importance
 from mlplatform.resources.platform import PlatformResource
 
 log = logging.getLogger(__name__)
-LAYER, TABLE = "evaluation", "feature_importance"
 
 
 def _partition(platform: PlatformResource, run_id: str) -> Path:
-    return platform.workspace.partition(LAYER, TABLE, run_id)
+    return platform.workspace.partition(tables.FEATURE_IMPORTANCE, run_id)
 
 
 def record_importance(platform: PlatformResource, candidate: str, model: Any, rows: pl.DataFrame,
@@ -27,7 +27,7 @@ def record_importance(platform: PlatformResource, candidate: str, model: Any, ro
     """Store ``model``'s importance for its training run (``run_id``, default: the candidate's run): its own, or
     permutation importance of the brief's primary metric on ``rows`` (validation rows, never training ones)."""
     b = platform.brief
-    run_id = run_id or str(platform.read_table("candidates", candidate)["run_id"][0])
+    run_id = run_id or str(platform.read_table(tables.candidate(candidate))["run_id"][0])
     importance, method = own_importance(model), "gain"
     if not importance:
         importance = permutation_importance(model, rows, rows[b.label.column].to_numpy(), list(model.features),
@@ -35,7 +35,7 @@ def record_importance(platform: PlatformResource, candidate: str, model: Any, ro
                                             threshold=float(getattr(model, "threshold", 0.5)))
         method = "permutation"
     frame = importance_table(importance, method=method, candidate=candidate, run_id=run_id)
-    platform.write_partition(LAYER, TABLE, run_id, frame)
+    platform.write_partition(tables.FEATURE_IMPORTANCE, run_id, frame)
     return frame
 
 
@@ -60,11 +60,11 @@ def champion_importance(platform: PlatformResource, tracking_uri: str | None = N
     name = model_name(b)
     version = get_alias_version(uri, name, "champion")
     if version is None:
-        challenger = platform.workspace.table("evaluation", "challenger")
+        challenger = platform.workspace.table(tables.CHALLENGER)
         if not challenger.exists():
             return {}
         candidate = str(read_parquet_verified(challenger)["candidate"][0])
-        run_id = str(platform.read_table("candidates", candidate)["run_id"][0])
+        run_id = str(platform.read_table(tables.candidate(candidate))["run_id"][0])
         path = _partition(platform, run_id)
         return _as_dict(read_parquet_verified(path)) if path.exists() else {}
     champion_run = client_for(uri).get_model_version(name, version).run_id

@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from mlplatform.brief import Brief
+from mlplatform.core import tables
 from mlplatform.core.ingestion import add_derived_columns, batch_files, ingest
 from mlplatform.core.quality import MAX_POINTS, data_as_of, freshness_need_days, newest_time, time_column, timeliness
 from mlplatform.core.readable import readable
@@ -64,9 +65,9 @@ def _raw_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
         files = batch_files(platform.source_path(name), key)
         frame = add_derived_columns(ingest(files, source.format, source.file_columns, source.table), source)
         if partitioned:
-            path = platform.write_partition("raw", name, context.partition_key, frame)
+            path = platform.write_partition(tables.raw(name), context.partition_key, frame)
         else:
-            path = platform.write_table("raw", name, frame)
+            path = platform.write_table(tables.raw(name), frame)
         # A monthly batch is judged at the end of its month; the last one's end is the score's as-of point.
         as_of = min(context.partition_time_window.end.replace(tzinfo=None), data_as_of(brief)) if partitioned \
             else data_as_of(brief)

@@ -14,7 +14,7 @@ import dagster as dg
 import polars as pl
 
 from mlplatform.brief import Brief
-from mlplatform.core.feature_names import feature_view_name
+from mlplatform.core import tables
 from mlplatform.core.features import feature_columns
 from mlplatform.core.leakage import (
     ITEMS,
@@ -55,10 +55,10 @@ def _describe(item: str, how: str) -> str:
                                       "feature row at or before the label time, never a later row's."))
 def no_future_information(platform: PlatformResource) -> dg.AssetCheckResult:
     b = platform.brief
-    training = platform.read_table("training", "training_set")
+    training = platform.read_table(tables.TRAINING_SET)
     features = [f for f in feature_columns(b.features, b.entity) if f in training.columns]
     finding = check_no_future_information(
-        training, platform.read_table("features", feature_view_name(b.entity)), entity_key=b.entity_key,
+        training, platform.read_table(tables.features(b.entity)), entity_key=b.entity_key,
         label_time=b.label.timestamp, features=features, ttl_days=b.features.ttl_days)
     return _result(finding)
 
@@ -196,7 +196,7 @@ def _transform_check(asset: str, candidate: str, item: str) -> dg.AssetChecksDef
     def transform_check(platform: PlatformResource) -> dg.AssetCheckResult:
         model_dir = platform.workspace.models_dir / candidate
         transforms = fitted_transforms(load_candidate(model_dir), platform.brief.label.column)
-        finding = check(transforms, load_split(platform).train, platform.read_table("training", "training_set"))
+        finding = check(transforms, load_split(platform).train, platform.read_table(tables.TRAINING_SET))
         return _result(replace(finding, evidence={**finding.evidence, "model_dir": str(model_dir)}))
 
     return transform_check

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from mlplatform.brief import Brief, Split
+from mlplatform.core import tables
 from mlplatform.core.drift import (
     NOT_APPLICABLE,
     PREDICTION_DRIFT_SCHEMA,
@@ -33,7 +34,6 @@ from mlplatform.core.drift import (
     psi_plot,
 )
 from mlplatform.core.drift import drift_report as compute_drift
-from mlplatform.core.feature_names import feature_view_name
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics, higher_is_better
 from mlplatform.core.retraining import SplitDates, split_dates
@@ -74,7 +74,7 @@ def monitored_period(platform: PlatformResource) -> tuple[datetime, datetime]:
     if b.monitoring.period != "latest_batch":
         return _monitored_period(b)
     keys = [key for key in monthly_keys(b)
-            if all(platform.workspace.partition("raw", name, key).exists() for name in partitioned_sources(b))]
+            if all(platform.workspace.partition(tables.raw(name), key).exists() for name in partitioned_sources(b))]
     if not keys:
         raise ValueError("monitoring.period is latest_batch but no monthly batch has been ingested yet; "
                          "materialise the raw sources' partitions (ingest_job) first")
@@ -88,7 +88,7 @@ def _split_dates(platform: PlatformResource) -> SplitDates:
     b = platform.brief
     if not isinstance(b.split, Split):
         raise ValueError(f"drift over time needs a temporal split: {drift_not_measured(b)}")
-    return split_dates(b.split, platform.read_table("training", "training_set")[b.label.timestamp])
+    return split_dates(b.split, platform.read_table(tables.TRAINING_SET)[b.label.timestamp])
 
 
 def _column_max(frame: pl.DataFrame, column: str) -> float:
@@ -109,7 +109,7 @@ def _png_markdown(path: Path, title: str) -> dg.MetadataValue:
 def reference_and_current(platform: PlatformResource) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Daily feature rows of the training window (reference) and of the monitored period (current)."""
     b = platform.brief
-    features = platform.read_table("features", feature_view_name(b.entity))
+    features = platform.read_table(tables.features(b.entity))
     dates = _split_dates(platform)
     at = pl.col("event_timestamp")
     reference = features.filter(at < _midnight(dates.validation_start))
@@ -133,15 +133,15 @@ def whylogs_profiles(platform: PlatformResource) -> dg.MaterializeResult:
     for name, frame in frames.items():
         view = profile_frame(frame.select(model_features(b)))
         paths[name] = write_profile(view, platform.workspace.profiles_dir / f"{name}.bin")
-        platform.write_table("profiles", name, profile_summary(view))
+        platform.write_table(tables.profile(name), profile_summary(view))
     if not measured:
-        platform.write_table("profiles", "current", pl.DataFrame(schema=SUMMARY_SCHEMA))
+        platform.write_table(tables.CURRENT_PROFILE, pl.DataFrame(schema=SUMMARY_SCHEMA))
         (platform.workspace.profiles_dir / "current.bin").unlink(missing_ok=True)  # no stale period is shown
     summary = "current" if measured else "reference"
     return dg.MaterializeResult(metadata={
         **{f"{name}_rows": frame.height for name, frame in frames.items()},
         **({} if measured else _not_measured(b)),
-        f"{summary}_summary": dg.MetadataValue.md(table(platform.read_table("profiles", summary))),
+        f"{summary}_summary": dg.MetadataValue.md(table(platform.read_table(tables.profile(summary)))),
         **{f"{k}_profile": dg.MetadataValue.path(str(v)) for k, v in paths.items()},
     })
 
@@ -163,7 +163,7 @@ def _batch_profiles_asset(brief: Brief, sources: list[str]) -> dg.AssetsDefiniti
         key = context.partition_key
         metadata: dict = {}
         for name in sources:
-            path = platform.workspace.partition("raw", name, key)
+            path = platform.workspace.partition(tables.raw(name), key)
             if not path.exists():
                 raise FileNotFoundError(f"batch {key} of '{name}' has not been ingested ({path}); materialise "
                                         f"raw_{name} for partition {key} first")
@@ -171,7 +171,7 @@ def _batch_profiles_asset(brief: Brief, sources: list[str]) -> dg.AssetsDefiniti
             view = profile_frame(result.valid)
             written = write_profile(view, platform.workspace.profiles_dir / "batches" / name / f"{key}.bin")
             summary = profile_summary(view)
-            platform.write_partition("profiles", f"batch_{name}", key, summary.with_columns(pl.lit(key).alias("batch")))
+            platform.write_partition(tables.batch_profile(name), key, summary.with_columns(pl.lit(key).alias("batch")))
             metadata |= {f"{name}_rows": result.valid.height, f"{name}_quarantined": result.quarantined.height,
                          f"{name}_summary": dg.MetadataValue.md(table(summary)),
                          f"{name}_profile": dg.MetadataValue.path(str(written))}
@@ -183,7 +183,7 @@ def _batch_profiles_asset(brief: Brief, sources: list[str]) -> dg.AssetsDefiniti
 def _drift_over_time(platform: PlatformResource, reference: pl.DataFrame) -> tuple[pl.DataFrame, Path]:
     """PSI of every model feature in every month from the training window on, and its dashboard PNG."""
     b = platform.brief
-    features = platform.read_table("features", feature_view_name(b.entity))
+    features = platform.read_table(tables.features(b.entity))
     months = features.filter(pl.col("event_timestamp") >= reference["event_timestamp"].min()) \
         .with_columns(pl.col("event_timestamp").dt.strftime(MONTH).alias("month"))
     by_month = drift_by_period(reference, months, model_features(b), "month", psi_warning=b.thresholds.psi_warning,
@@ -204,10 +204,10 @@ def drift_report(platform: PlatformResource) -> dg.MaterializeResult:
     monitored period (data without time) drift is not measured: each feature is listed as not applicable."""
     b = platform.brief
     if drift_not_measured(b):
-        schema = platform.read_table("training", "training_set").schema
+        schema = platform.read_table(tables.TRAINING_SET).schema
         frame = not_applicable_drift({f: feature_kind(schema[f]) for f in model_features(b)})
-        path = platform.write_table("monitoring", "drift", frame)
-        platform.write_table("monitoring", "drift_by_month", pl.DataFrame(
+        path = platform.write_table(tables.DRIFT, frame)
+        platform.write_table(tables.DRIFT_BY_MONTH, pl.DataFrame(
             schema={"period": pl.String, "feature": pl.String, "rows": pl.Int64, "psi": pl.Float64,
                     "severity": pl.String}))
         return dg.MaterializeResult(metadata={**_not_measured(b), "features": frame.height,
@@ -216,11 +216,11 @@ def drift_report(platform: PlatformResource) -> dg.MaterializeResult:
     drifts = compute_drift(reference, current, model_features(b), psi_warning=b.thresholds.psi_warning,
                            psi_critical=b.thresholds.psi_critical)
     frame = drift_table(drifts)
-    path = platform.write_table("monitoring", "drift", frame)
+    path = platform.write_table(tables.DRIFT, frame)
     plot = psi_plot(drifts, platform.workspace.reports_dir / "drift" / "psi.png",
                     psi_warning=b.thresholds.psi_warning, psi_critical=b.thresholds.psi_critical)
     by_month, dashboard = _drift_over_time(platform, reference)
-    platform.write_table("monitoring", "drift_by_month", by_month)
+    platform.write_table(tables.DRIFT_BY_MONTH, by_month)
     counts = frame["severity"].value_counts()
     return dg.MaterializeResult(metadata={
         "period": " .. ".join(f"{day:%Y-%m-%d}" for day in monitored_period(platform)),
@@ -244,13 +244,13 @@ def performance_report(platform: PlatformResource, tracking: TrackingResource) -
     primary = b.metrics.primary
     if drift_not_measured(b):
         summary = pl.DataFrame([{"metric": primary, "severity": NOT_APPLICABLE, "rows": 0}], schema=PERFORMANCE_SCHEMA)
-        path = platform.write_table("monitoring", "performance", summary)
+        path = platform.write_table(tables.PERFORMANCE, summary)
         return dg.MaterializeResult(metadata={**_not_measured(b), "severity": NOT_APPLICABLE,
                                               "path": dg.MetadataValue.path(str(path))})
     version, model = load_champion(platform, tracking)
     if model is None:
         raise RuntimeError("no champion model yet: materialise champion_model (it needs the promotion gate to pass)")
-    frame = platform.read_table("training", "training_set")
+    frame = platform.read_table(tables.TRAINING_SET)
     at = pl.col(b.label.timestamp)
     period = monitored_period(platform)
     current = frame.filter(at.is_between(*period, closed="left"))
@@ -261,7 +261,7 @@ def performance_report(platform: PlatformResource, tracking: TrackingResource) -
     y = current[b.label.column].to_numpy()
     current_scores = model.predict_score(current)
     now = compute_metrics(b.task_type, y, current_scores, model.threshold)
-    evaluated = platform.read_table("evaluation", "metrics").filter(
+    evaluated = platform.read_table(tables.METRICS).filter(
         (pl.col("candidate") == challenger_name(platform)) & (pl.col("metric") == primary))["value"][0]
     drift = concept_drift(primary, evaluated, now[primary], max_drop=b.monitoring.max_metric_drop,
                           higher_is_better=higher_is_better(primary))
@@ -270,7 +270,7 @@ def performance_report(platform: PlatformResource, tracking: TrackingResource) -
     summary = pl.DataFrame([{**asdict(drift), "champion_version": version, "rows": current.height,
                              "prediction_kl": kl, "label_chi2": chi2, "label_chi2_pvalue": chi2_p}],
                            schema=PERFORMANCE_SCHEMA)
-    path = platform.write_table("monitoring", "performance", summary)
+    path = platform.write_table(tables.PERFORMANCE, summary)
     return dg.MaterializeResult(metadata={
         f"{primary}_at_evaluation": evaluated, f"{primary}_now": now[primary],
         "relative_drop": drift.relative_drop, "severity": drift.severity, "champion_version": version,
@@ -303,8 +303,8 @@ def _empty_prediction_log(platform: PlatformResource) -> dg.MaterializeResult:
     """Nothing served yet: empty tables with their usual columns, and metadata that says so."""
     from mlplatform.core.profiling import SUMMARY_SCHEMA
 
-    platform.write_table("profiles", "predictions", pl.DataFrame(schema={DAY: pl.String, **SUMMARY_SCHEMA}))
-    path = platform.write_table("monitoring", "prediction_drift", pl.DataFrame(schema=PREDICTION_DRIFT_SCHEMA))
+    platform.write_table(tables.PREDICTION_PROFILES, pl.DataFrame(schema={DAY: pl.String, **SUMMARY_SCHEMA}))
+    path = platform.write_table(tables.PREDICTION_DRIFT, pl.DataFrame(schema=PREDICTION_DRIFT_SCHEMA))
     folder = prediction_log_dir(platform.workspace)
     return dg.MaterializeResult(metadata={
         "logged_predictions": 0,
@@ -330,12 +330,12 @@ def prediction_profiles(platform: PlatformResource, tracking: TrackingResource) 
     for day, view in profile_by_period(served, DAY).items():
         write_profile(view, platform.workspace.profiles_dir / "predictions" / f"{day}.bin")
         summaries.append(profile_summary(view).select(pl.lit(day).alias(DAY), pl.all()))
-    platform.write_table("profiles", "predictions", pl.concat(summaries))
+    platform.write_table(tables.PREDICTION_PROFILES, pl.concat(summaries))
     score = "prediction" if b.task_type == "regression" else "probability"
     scored = model_answers(log, score)
     references = _reference_scores(platform, tracking, scored["model_version"].unique().sort().to_list())
     drift = prediction_drift_by_period(scored, references, score=score, period=DAY, version="model_version")
-    path = platform.write_table("monitoring", "prediction_drift", drift)
+    path = platform.write_table(tables.PREDICTION_DRIFT, drift)
     return dg.MaterializeResult(metadata={
         "logged_predictions": log.height,
         "scored_predictions": scored.height,
@@ -380,7 +380,7 @@ def prediction_drift_result(drift: pl.DataFrame, *, max_kl: float, min_rows: int
                 "it as a sign of upstream data problems); passes when nothing was logged.")
 def prediction_drift_check(platform: PlatformResource) -> dg.AssetCheckResult:
     t = platform.brief.thresholds
-    return prediction_drift_result(platform.read_table("monitoring", "prediction_drift"),
+    return prediction_drift_result(platform.read_table(tables.PREDICTION_DRIFT),
                                    max_kl=t.max_prediction_kl, min_rows=t.prediction_kl_min_rows)
 
 
@@ -395,7 +395,7 @@ def _not_applicable_check(brief: Brief, what: str) -> dg.AssetCheckResult:
                 "more than the brief allows (ERROR beyond it, WARN on any drop); not applicable to data without "
                 "time.")
 def concept_drift_check(platform: PlatformResource) -> dg.AssetCheckResult:
-    row = platform.read_table("monitoring", "performance").row(0, named=True)
+    row = platform.read_table(tables.PERFORMANCE).row(0, named=True)
     if row["severity"] == NOT_APPLICABLE:
         return _not_applicable_check(platform.brief, "concept drift")
     return dg.AssetCheckResult(
@@ -410,7 +410,7 @@ def concept_drift_check(platform: PlatformResource) -> dg.AssetCheckResult:
 @dg.asset_check(asset="drift_report", description="No feature drifts past the brief's PSI bands "
                 "(WARN above the warning band, ERROR above the critical one); not applicable to data without time.")
 def feature_drift(platform: PlatformResource) -> dg.AssetCheckResult:
-    frame = platform.read_table("monitoring", "drift")
+    frame = platform.read_table(tables.DRIFT)
     if frame.height and (frame["severity"] == NOT_APPLICABLE).all():
         return _not_applicable_check(platform.brief, "feature drift over time")
     critical = frame.filter(pl.col("severity") == "critical")["feature"].to_list()

@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from mlplatform.brief import Brief
+from mlplatform.core import tables
 from mlplatform.core.markdown import table
 from mlplatform.core.quality import (
     DimensionScore,
@@ -74,10 +75,10 @@ def _validation_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
         is_label = name == b.label.source
         # Streamed: validation reads the raw table in row slices, so a large source never sits in memory twice.
         # Events after the brief's as-of are quarantined, as are label rows without a label.
-        result = validate_table(platform.scan_table("raw", name), name, source, as_of=data_as_of(b),
+        result = validate_table(platform.scan_table(tables.raw(name)), name, source, as_of=data_as_of(b),
                                 label=b.label.column if is_label else None)
-        valid_path = platform.write_table("validated", name, result.valid)
-        quarantine_path = platform.write_table("quarantine", name, result.quarantined)
+        valid_path = platform.write_table(tables.validated(name), result.valid)
+        quarantine_path = platform.write_table(tables.quarantine(name), result.quarantined)
         score = score_source(
             name, result.counts["raw"], result, timestamp=time_column(source), as_of=data_as_of(b),
             freshness_days=freshness_need_days(b, name),
@@ -86,7 +87,7 @@ def _validation_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
             features_for_relevance=None, min_score=b.thresholds.quality_min_score, task_type=b.task_type,
             input_columns=completeness_columns(b, name),
         )
-        platform.write_table("quality", name, _dimensions(score))
+        platform.write_table(tables.quality(name), _dimensions(score))
         counts = {k: int(v) for k, v in result.counts.items()}
         failures = {k: int(v) for k, v in result.failures_by_check.items()}
         yield dg.MaterializeResult(
@@ -116,7 +117,7 @@ def _relevance(platform: PlatformResource, sample: pl.DataFrame, name: str) -> t
     """One source's relevance for the label, measured on the label sample, and each candidate's signal."""
     b = platform.brief
     is_label = name == b.label.source
-    source_rows = sample if is_label else platform.read_table("validated", name)
+    source_rows = sample if is_label else platform.read_table(tables.validated(name))
     candidates, basis = relevance_candidates(
         sample, source_rows, is_label_source=is_label, entity_key=b.entity_key, label_timestamp=b.label.timestamp,
         timestamp=time_column(b.sources[name]), exclude=_not_candidates(b, name))
@@ -136,12 +137,13 @@ def _quality_report_asset(brief: Brief) -> dg.AssetsDefinition:
         """The method's six-dimension data-quality score (0–5 each, total /30) per source and overall, with
         relevance measured on a seeded sample of labelled rows joined to each source."""
         b = platform.brief
-        sample = relevance_sample(platform.read_table("validated", b.label.source), b.label.column,
+        sample = relevance_sample(platform.read_table(tables.validated(b.label.source)), b.label.column,
                                   seed=b.training.seed)
         reports, signals = [], []
         for name in b.sources:
             dimension, features = _relevance(platform, sample, name)
-            reports.append(with_relevance(_report(platform, platform.read_table("quality", name), name), dimension))
+            scores = platform.read_table(tables.quality(name))
+            reports.append(with_relevance(_report(platform, scores, name), dimension))
             signals.append(features)
         overall = combine(reports, b.thresholds.quality_min_score)
         detail = _dimensions(overall)
@@ -149,9 +151,9 @@ def _quality_report_asset(brief: Brief) -> dg.AssetsDefinition:
         summary = pl.DataFrame([{"source": r.source, **{d.name: d.points for d in r.dimensions}, "total": r.total}
                                 for r in [*reports, overall]], schema_overrides={d.name: pl.Float64
                                                                                    for d in overall.dimensions})
-        path = platform.write_table("reports", "data_quality", summary)
-        platform.write_table("reports", "data_quality_overall", detail)
-        platform.write_table("reports", "data_quality_relevance", relevance_table)
+        path = platform.write_table(tables.DATA_QUALITY, summary)
+        platform.write_table(tables.DATA_QUALITY_OVERALL, detail)
+        platform.write_table(tables.DATA_QUALITY_RELEVANCE, relevance_table)
         return dg.MaterializeResult(metadata=readable({
             "total": overall.total,
             "min_score": overall.min_score,
@@ -175,7 +177,7 @@ def _top_features(signals: pl.DataFrame) -> str:
                 description="Stops everything downstream when the data-quality total is below the brief's "
                 "minimum (18/30 by default).")
 def data_quality_gate(platform: PlatformResource) -> dg.AssetCheckResult:
-    dimensions = platform.read_table("reports", "data_quality_overall")
+    dimensions = platform.read_table(tables.DATA_QUALITY_OVERALL)
     overall = _report(platform, dimensions, "overall")
     detail = dimensions.drop("source")
     weakest = overall.fix_first
@@ -187,7 +189,7 @@ def data_quality_gate(platform: PlatformResource) -> dg.AssetCheckResult:
                            "fix_first": f"{weakest.name}: {weakest.fix}",
                            "dimensions": dg.MetadataValue.md(table(detail)),
                            "relevance_by_feature": dg.MetadataValue.md(
-                               _top_features(platform.read_table("reports", "data_quality_relevance")))}),
+                               _top_features(platform.read_table(tables.DATA_QUALITY_RELEVANCE)))}),
         description=f"data quality {overall.summary}",
     )
 
@@ -200,7 +202,7 @@ def _label_classes_gate(brief: Brief) -> dg.AssetChecksDefinition:
                     "class among the valid rows (the class, its count and the fix in the reason).")
     def label_classes(platform: PlatformResource) -> dg.AssetCheckResult:
         b = platform.brief
-        labels = platform.read_table("validated", source)[b.label.column]
+        labels = platform.read_table(tables.validated(source))[b.label.column]
         counts = {str(value): int(n) for value, n in labels.drop_nulls().value_counts(sort=True).iter_rows()}
         problem = None if b.task_type == "regression" else single_class_problem(labels, source, b.label.classes)
         return dg.AssetCheckResult(

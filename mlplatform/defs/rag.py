@@ -17,6 +17,7 @@ import dagster as dg
 import polars as pl
 
 from mlplatform.brief import Brief
+from mlplatform.core import tables
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 
 DOCUMENT_SCHEMA = {"source": pl.String, "kind": pl.String, "title": pl.String, "date": pl.Date,
@@ -72,8 +73,8 @@ def rag_documents(platform: PlatformResource) -> dg.MaterializeResult:
                              schema=DOCUMENT_SCHEMA)
     segments = pl.DataFrame([{"source": d.source, "segment": i, "text": s.text, "page": s.page, "section": s.section}
                              for d in loaded.documents for i, s in enumerate(d.segments)], schema=SEGMENT_SCHEMA)
-    platform.write_table("rag", "documents", documents)
-    platform.write_table("rag", "segments", segments)
+    platform.write_table(tables.RAG_DOCUMENTS, documents)
+    platform.write_table(tables.RAG_SEGMENTS, segments)
     skipped = pl.DataFrame({"file": [s.path for s in loaded.skipped], "reason": [s.reason for s in loaded.skipped]},
                            schema={"file": pl.String, "reason": pl.String})
     return dg.MaterializeResult(metadata={
@@ -87,8 +88,8 @@ def rag_documents(platform: PlatformResource) -> dg.MaterializeResult:
 def _documents_from_lake(platform: PlatformResource) -> list:
     from mlplatform.core.rag.documents import Document, Segment
 
-    documents = platform.read_table("rag", "documents")
-    segments = platform.read_table("rag", "segments").sort("source", "segment")
+    documents = platform.read_table(tables.RAG_DOCUMENTS)
+    segments = platform.read_table(tables.RAG_SEGMENTS).sort("source", "segment")
     by_source: dict[str, list] = {}
     for row in segments.iter_rows(named=True):
         by_source.setdefault(row["source"], []).append(Segment(row["text"], row["page"], row["section"]))
@@ -107,7 +108,7 @@ def rag_chunks(platform: PlatformResource) -> dg.MaterializeResult:
     frame = pl.DataFrame([{"chunk_id": ch.chunk_id, "text": ch.text, "document": ch.document,
                            "position": ch.position, "page": ch.page, "section": ch.section, "date": ch.date,
                            "n_tokens": ch.n_tokens} for ch in chunks], schema=CHUNK_SCHEMA)
-    platform.write_table("rag", "chunks", frame)
+    platform.write_table(tables.RAG_CHUNKS, frame)
     tokens = frame["n_tokens"]
     return dg.MaterializeResult(metadata={
         "chunks": frame.height, "strategy": c.strategy, "chunk_size": c.chunk_size, "overlap": c.overlap,
@@ -120,7 +121,7 @@ def rag_chunks(platform: PlatformResource) -> dg.MaterializeResult:
 def _chunks(platform: PlatformResource) -> list:
     from mlplatform.core.rag.stores import chunks_from_rows
 
-    return chunks_from_rows(platform.read_table("rag", "chunks").to_dicts())
+    return chunks_from_rows(platform.read_table(tables.RAG_CHUNKS).to_dicts())
 
 
 @dg.asset(group_name="rag", deps=["rag_chunks"], kinds={"numpy"})
@@ -163,9 +164,9 @@ def judged_queries(platform: PlatformResource, split: str, chunks: list) -> list
     from mlplatform.core.rag.queries import queries_from_frame, relevant_chunk_ids
     from mlplatform.core.rag.retrieval_metrics import Judged
 
-    if not platform.workspace.table("rag", "queries").exists():
+    if not platform.workspace.table(tables.RAG_QUERIES).exists():
         raise ValueError("the labelled queries (lake table rag/queries) are missing; materialize rag_queries first")
-    queries = queries_from_frame(platform.read_table("rag", "queries"))
+    queries = queries_from_frame(platform.read_table(tables.RAG_QUERIES))
     return [Judged(q.id, q.question, frozenset(relevant_chunk_ids(q, chunks)), frozenset(q.documents))
             for q in queries if q.split == split and q.kind == "answerable" and q.documents]
 
@@ -247,7 +248,7 @@ def rag_retrieval_eval(platform: PlatformResource, tracking: TrackingResource) -
     labelled queries, by chunk and by document (lake table rag/retrieval_metrics), tracked as an MLflow run of
     the experiment <brief>_rag."""
     frame = retrieval_table(platform)
-    platform.write_table("rag", "retrieval_metrics", frame)
+    platform.write_table(tables.RAG_RETRIEVAL_METRICS, frame)
     run_id = _track(tracking, platform.brief, frame)
     shown = frame.select("retriever", "relevance", "queries", "recall@3", "recall@10", "precision@3", "mrr",
                          "ndcg@10")
@@ -285,7 +286,7 @@ def _track(tracking: TrackingResource, brief: Brief, frame: pl.DataFrame) -> str
                 description="Reranking is not worse than hybrid retrieval on precision@3 and nDCG@10 (by chunk, "
                             "on the held-out queries): the method's 'reranking improves precision' item.")
 def rerank_improves_precision(platform: PlatformResource) -> dg.AssetCheckResult:
-    frame = platform.read_table("rag", "retrieval_metrics").filter(pl.col("relevance") == "chunk")
+    frame = platform.read_table(tables.RAG_RETRIEVAL_METRICS).filter(pl.col("relevance") == "chunk")
     values = {(r["retriever"], m): r[m] for r in frame.iter_rows(named=True) for m in ("precision@3", "ndcg@10")}
     worse = [f"{m} {values[('hybrid+rerank', m)]:.3f} < hybrid {values[('hybrid', m)]:.3f}"
              for m in ("precision@3", "ndcg@10")

@@ -20,6 +20,7 @@ import dagster as dg
 import polars as pl
 
 from mlplatform.brief import Brief
+from mlplatform.core import tables
 from mlplatform.core.io import write_text_atomic
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 
@@ -34,17 +35,17 @@ ANSWER_SCHEMA = {"query_id": pl.String, "question": pl.String, "kind": pl.String
 EXPERIMENT_SUFFIX = "_rag"
 
 
-def _table(platform: PlatformResource, layer: str, name: str) -> pl.DataFrame | None:
-    return platform.read_table(layer, name) if platform.workspace.table(layer, name).exists() else None
+def _table(platform: PlatformResource, table: tables.Table) -> pl.DataFrame | None:
+    return platform.read_table(table) if platform.workspace.table(table).exists() else None
 
 
 def decision_tables(platform: PlatformResource) -> dict[str, pl.DataFrame]:
     """The lake tables the report documents and generated queries come from (those the run has)."""
-    found = {"promotion": _table(platform, "rag", "promotion_history"),
-             "drift_by_month": _table(platform, "monitoring", "drift_by_month"),
-             "metrics": _table(platform, "evaluation", "metrics"),
-             "data_quality": _table(platform, "reports", "data_quality"),
-             "kill_criteria": _table(platform, "evaluation", "kill_criteria")}
+    found = {"promotion": _table(platform, tables.RAG_PROMOTION_HISTORY),
+             "drift_by_month": _table(platform, tables.DRIFT_BY_MONTH),
+             "metrics": _table(platform, tables.METRICS),
+             "data_quality": _table(platform, tables.DATA_QUALITY),
+             "kill_criteria": _table(platform, tables.KILL_CRITERIA)}
     return {k: v for k, v in found.items() if v is not None}
 
 
@@ -59,14 +60,14 @@ def rag_report_documents(platform: PlatformResource) -> dg.MaterializeResult:
     one fact a sentence, under reports/rag/."""
     from mlplatform.core.rag.queries import report_documents
 
-    current = _table(platform, "registry", "promotion")
+    current = _table(platform, tables.PROMOTION)
     if current is not None:
-        history = _table(platform, "rag", "promotion_history")
+        history = _table(platform, tables.RAG_PROMOTION_HISTORY)
         current = current.with_columns(pl.col("champion_version").cast(pl.String))
         if history is not None:
             history = history.filter(~pl.col("challenger_version").is_in(current["challenger_version"].to_list()))
             current = pl.concat([history, current], how="vertical_relaxed")
-        platform.write_table("rag", "promotion_history", current)
+        platform.write_table(tables.RAG_PROMOTION_HISTORY, current)
     docs = report_documents(decision_tables(platform))
     folder = documents_dir(platform)
     for name, text in docs.items():
@@ -97,7 +98,7 @@ def rag_queries(platform: PlatformResource) -> dg.MaterializeResult:
     from mlplatform.core.rag.queries import queries_frame
 
     frame = queries_frame(labelled_queries(platform))
-    platform.write_table("rag", "queries", frame)
+    platform.write_table(tables.RAG_QUERIES, frame)
     counts = frame.group_by("kind", "split").len().sort("kind", "split")
     return dg.MaterializeResult(metadata={"queries": frame.height,
                                           "eval": int((frame["split"] == "eval").sum()),
@@ -222,13 +223,13 @@ def rag_answer_eval(platform: PlatformResource, tracking: TrackingResource) -> d
     from mlplatform.core.rag.queries import queries_from_frame
 
     brief = platform.brief
-    queries = queries_from_frame(platform.read_table("rag", "queries"))
+    queries = queries_from_frame(platform.read_table(tables.RAG_QUERIES))
     answers, summary = evaluate_answers(brief, platform.workspace, queries, question_retriever(platform))
-    platform.write_table("rag", "answers", answers)
-    platform.write_table("rag", "answer_metrics", pl.DataFrame({"metric": list(summary),
+    platform.write_table(tables.RAG_ANSWERS, answers)
+    platform.write_table(tables.RAG_ANSWER_METRICS, pl.DataFrame({"metric": list(summary),
                                                                 "value": [float(v) for v in summary.values()]}))
     run_id = _track(tracking, brief, summary)
-    platform.write_table("rag", "answer_eval_run", pl.DataFrame({"run_id": [run_id]}))
+    platform.write_table(tables.RAG_ANSWER_EVAL_RUN, pl.DataFrame({"run_id": [run_id]}))
     return dg.MaterializeResult(metadata={**{k: _meta(v) for k, v in summary.items()}, "mlflow_run_id": run_id,
                                           "failures": dg.MetadataValue.md(_md_table(
                                               answers.filter(~pl.col("success")).select(
@@ -272,7 +273,7 @@ def rag_quality_gate(platform: PlatformResource) -> dg.AssetCheckResult:
     from mlplatform.core.rag.answer_metrics import gate_failures
 
     rag = _rag(platform.brief)
-    metrics = platform.read_table("rag", "answer_metrics")
+    metrics = platform.read_table(tables.RAG_ANSWER_METRICS)
     summary = dict(zip(metrics["metric"], metrics["value"], strict=True))
     failures = gate_failures(summary, rag.thresholds, rag.cost.budget_per_query)
     return dg.AssetCheckResult(passed=not failures, metadata={k: _meta(v) for k, v in summary.items()},
@@ -338,8 +339,8 @@ def rag_report(platform: PlatformResource, tracking: TrackingResource) -> dg.Mat
     judged on the held-out answers, the gate, the cost-optimisation table and every failed query; logged to the
     evaluation's MLflow run."""
     summary = _summary(platform)
-    markdown = render_rag_report(platform.brief, summary, platform.read_table("rag", "answers"),
-                                 platform.read_table("rag", "queries"))
+    markdown = render_rag_report(platform.brief, summary, platform.read_table(tables.RAG_ANSWERS),
+                                 platform.read_table(tables.RAG_QUERIES))
     path = write_text_atomic(markdown, platform.workspace.reports_dir / "rag_report.md")
     _log_artifact(tracking, platform, path)
     return dg.MaterializeResult(metadata={"report": dg.MetadataValue.md(markdown),
@@ -347,7 +348,7 @@ def rag_report(platform: PlatformResource, tracking: TrackingResource) -> dg.Mat
 
 
 def _summary(platform: PlatformResource) -> dict[str, float]:
-    metrics = platform.read_table("rag", "answer_metrics")
+    metrics = platform.read_table(tables.RAG_ANSWER_METRICS)
     return dict(zip(metrics["metric"], metrics["value"], strict=True))
 
 
@@ -355,7 +356,7 @@ def _log_artifact(tracking: TrackingResource, platform: PlatformResource, path: 
     """Log ``path`` to the answer evaluation's MLflow run (rag/answer_eval_run)."""
     from mlplatform.core.tracking import client_for
 
-    run_id = platform.read_table("rag", "answer_eval_run")["run_id"][0]
+    run_id = platform.read_table(tables.RAG_ANSWER_EVAL_RUN)["run_id"][0]
     client_for(tracking.uri).log_artifact(run_id, str(path), "rag")
 
 
@@ -404,7 +405,7 @@ def render_system_card(brief: Brief, summary: dict[str, float], documents: list[
 def rag_system_card(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """The system card (reports/rag_system_card.md): use, documents, pipeline, held-out performance, limits;
     logged to the evaluation's MLflow run."""
-    answers_docs = _table(platform, "rag", "chunks")
+    answers_docs = _table(platform, tables.RAG_CHUNKS)
     documents = sorted(set(answers_docs["document"].to_list())) if answers_docs is not None and \
         "document" in answers_docs.columns else list(_rag(platform.brief).documents)
     markdown = render_system_card(platform.brief, _summary(platform), documents)

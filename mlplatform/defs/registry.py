@@ -7,6 +7,7 @@
 import dagster as dg
 import polars as pl
 
+from mlplatform.core import tables
 from mlplatform.core.budgets import directory_size_mb, single_row_latency_ms
 from mlplatform.core.calibration import CALIBRATOR_FILE
 from mlplatform.core.markdown import table
@@ -37,7 +38,7 @@ def model_registry(platform: PlatformResource, tracking: TrackingResource) -> dg
     `challenger` alias; a calibrator the evaluation fitted (calibrator.json) is registered with it, and every
     file's SHA-256 is recorded on the version."""
     name = challenger_name(platform)
-    run_id = platform.read_table("candidates", name)["run_id"][0]
+    run_id = platform.read_table(tables.candidate(name))["run_id"][0]
     calibrator = platform.workspace.models_dir / name / CALIBRATOR_FILE
     if calibrator.exists():  # into the run's model folder before registering, so the version holds it
         client_for(tracking.uri).log_artifact(run_id, str(calibrator), MODEL_ARTIFACT_PATH)
@@ -50,7 +51,7 @@ def model_registry(platform: PlatformResource, tracking: TrackingResource) -> dg
     canary = state.challenger_share > 0 and state.challenger not in (None, state.champion)
     if not canary:
         set_alias(tracking.uri, tracking.model_name, "challenger", version)
-    platform.write_table("registry", "challenger", pl.DataFrame({"version": [version], "run_id": [run_id],
+    platform.write_table(tables.REGISTERED_CHALLENGER, pl.DataFrame({"version": [version], "run_id": [run_id],
                                                                  "candidate": [name]}))
     alias = (f"not moved: version {state.challenger} serves a {state.challenger_share:.0%} canary"
              if canary else "challenger")
@@ -90,7 +91,7 @@ def _golden_score(platform: PlatformResource, split, challenger, champion) -> Go
     b = platform.brief
     if b.thresholds.golden_share == 0:
         return None
-    golden = platform.read_table("evaluation", "golden")
+    golden = platform.read_table(tables.GOLDEN)
     split_keys = pl.concat([part.select(b.entity_key) for part in (split.train, split.validation, split.test)])
     leaked = golden.select(b.entity_key).unique().join(split_keys.unique(), on=b.entity_key).height
     return score_golden(b.task_type, b.metrics.primary, golden, b.label.column, challenger, champion,
@@ -115,12 +116,12 @@ def promotion_gate(platform: PlatformResource, tracking: TrackingResource) -> dg
     b = platform.brief
     split = load_split(platform)
     scored, _ = scored_hold_out(platform, split)  # the hold-out rows the challenger's metrics were computed on
-    metrics = platform.read_table("evaluation", "metrics")
+    metrics = platform.read_table(tables.METRICS)
     by_candidate = {
         name: dict(zip(group["metric"], group["value"], strict=True))
         for (name,), group in metrics.group_by("candidate")
     }
-    registered = platform.read_table("registry", "challenger").row(0, named=True)
+    registered = platform.read_table(tables.REGISTERED_CHALLENGER).row(0, named=True)
     name, challenger_version = registered["candidate"], registered["version"]
     primary_row = metrics.filter((pl.col("candidate") == name) & (pl.col("metric") == b.metrics.primary))
     champion_version, incumbent = _incumbent(platform, tracking, challenger_version)
@@ -129,7 +130,7 @@ def promotion_gate(platform: PlatformResource, tracking: TrackingResource) -> dg
     model = load_candidate(model_dir)
     golden = _golden_score(platform, split, model, incumbent)
     _record_golden(tracking, registered["run_id"], golden, b.metrics.primary)
-    fairness = platform.read_table("evaluation", "fairness")
+    fairness = platform.read_table(tables.FAIRNESS)
     decision = decide_promotion(
         by_candidate[name], champion, primary=b.metrics.primary, guardrails=b.metrics.guardrails,
         margin=b.thresholds.promotion_margin,
@@ -145,7 +146,7 @@ def promotion_gate(platform: PlatformResource, tracking: TrackingResource) -> dg
     promote, reasons = decision.promote, decision.reasons
     if not promote:  # the experiment record's final verdict; `champion_model` records "promoted"
         set_verdict(tracking.uri, registered["run_id"], "archived")
-    platform.write_table("registry", "promotion", pl.DataFrame({
+    platform.write_table(tables.PROMOTION, pl.DataFrame({
         "challenger_version": [challenger_version], "champion_version": [champion_version],
         "promote": [promote], "reasons": ["; ".join(reasons)]}))
     return dg.AssetCheckResult(
@@ -163,7 +164,7 @@ def champion_model(platform: PlatformResource, tracking: TrackingResource) -> dg
     """The production model, once the promotion gate passed: the `champion` alias moved to the challenger (the
     previous champion is kept for rollback); or, with `monitoring.retrain_rollout: canary` while a champion
     serves, a canary: the challenger gets the first canary share of traffic and `serving_rollout` takes it on."""
-    promotion = platform.read_table("registry", "promotion").row(0, named=True)
+    promotion = platform.read_table(tables.PROMOTION).row(0, named=True)
     version = promotion["challenger_version"]
     if not promotion["promote"]:
         raise RuntimeError(f"the promotion gate refused version {version}: {promotion['reasons']}")
@@ -181,11 +182,11 @@ def champion_model(platform: PlatformResource, tracking: TrackingResource) -> dg
     else:
         # Under a lock, with the promotion recorded on the version: what `mlplatform rollback` walks back through.
         previous = promote_champion(uri, name, version)
-        set_verdict(uri, platform.read_table("registry", "challenger")["run_id"][0], "promoted")
+        set_verdict(uri, platform.read_table(tables.REGISTERED_CHALLENGER)["run_id"][0], "promoted")
         action, metadata = "promoted", {"champion_version": version, "previous_champion": previous or "none"}
         if platform.brief.monitoring.retrain_rollout == "canary":
             metadata["canary"] = "none: no champion served yet, so there is no traffic to share"
-    platform.write_table("registry", "rollout", pl.DataFrame({
+    platform.write_table(tables.ROLLOUT, pl.DataFrame({
         "challenger_version": [version], "action": [action], "champion_version": [metadata["champion_version"]],
         "challenger_share": [float(metadata.get("challenger_share", 0.0))]}))
     return dg.MaterializeResult(metadata={"model_name": name, "action": action, **metadata})

@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from mlplatform.brief import placeholder_fields
+from mlplatform.core import tables
 from mlplatform.core.drift import NOT_APPLICABLE
 from mlplatform.core.evaluation import (
     PROXY_MAX_AUC,
@@ -23,6 +24,7 @@ from mlplatform.core.model_card import (
     model_card_json,
     render_model_card,
 )
+from mlplatform.core.model_families import registered_model_name
 from mlplatform.core.quality import normalised_total
 from mlplatform.core.readable import readable
 from mlplatform.core.tracking import client_for
@@ -37,7 +39,7 @@ def _bias_evidence(platform: PlatformResource, split) -> dict:
     """What the bias checklist judges, per protected attribute, read from the lake or measured on the split."""
     b = platform.brief
     later = pl.concat([split.validation, split.test])
-    groups = platform.read_table("evaluation", "fairness_groups")
+    groups = platform.read_table(tables.FAIRNESS_GROUPS)
     by_attribute = {a: groups.filter(pl.col("attribute") == a).to_dicts() for a in b.protected_attributes} \
         if groups.width else {}
     return {
@@ -47,7 +49,7 @@ def _bias_evidence(platform: PlatformResource, split) -> dict:
         # Fitted on train, measured on later rows: a proxy must carry over to data it has not seen.
         "proxies": {a: proxy_features(split.train, later, model_features(b), a).to_dicts()
                     for a in b.protected_attributes},
-        "edge_cases": platform.read_table("evaluation", "edge_cases").to_dicts(),
+        "edge_cases": platform.read_table(tables.EDGE_CASES).to_dicts(),
         "representation_min_ratio": REPRESENTATION_MIN_RATIO,
         "max_calibration_gap": b.thresholds.max_calibration_error,
         "proxy_max_auc": PROXY_MAX_AUC,
@@ -121,24 +123,24 @@ def model_card(context: dg.AssetExecutionContext, platform: PlatformResource,
     records the retraining schedule and triggers, the concept_drift check's latest result, the experiment's one
     promotion verdict, leakage waivers, and says DRAFT while the brief holds placeholders."""
     b = platform.brief
-    drift = platform.read_table("monitoring", "drift")
+    drift = platform.read_table(tables.DRIFT)
     split = load_split(platform)
-    registered = platform.read_table("registry", "challenger").row(0, named=True)
+    registered = platform.read_table(tables.REGISTERED_CHALLENGER).row(0, named=True)
     name = registered["candidate"]
-    metrics = platform.read_table("evaluation", "metrics").filter(pl.col("candidate") == name)
-    slices = slice_records(platform.read_table("evaluation", "slices"))
-    fairness = {r.pop("attribute"): r for r in platform.read_table("evaluation", "fairness").to_dicts()}
+    metrics = platform.read_table(tables.METRICS).filter(pl.col("candidate") == name)
+    slices = slice_records(platform.read_table(tables.SLICES))
+    fairness = {r.pop("attribute"): r for r in platform.read_table(tables.FAIRNESS).to_dicts()}
     timestamps = split.train[b.label.timestamp]
     parts = b.split_summary()
     meta = {
         "brief": b,
-        "model_name": f"{b.name}_model",
+        "model_name": registered_model_name(b.name),
         "model_version": registered["version"],
         "date": date.today(),
         "model_type": {"lightgbm": "LightGBM", "torch": "torch MLP with categorical embeddings"}[name],
         "training_rows": split.train.height,
         "date_range": (timestamps.min().date(), timestamps.max().date()),
-        "dataset_version": platform.read_table("candidates", name)["dataset_version"][0],
+        "dataset_version": platform.read_table(tables.candidate(name))["dataset_version"][0],
         "features": model_features(b),
         "datasets": [f"validation: {parts['validation']}", f"hold-out: {parts['test']}",
                      *_golden_description(platform)],
@@ -148,7 +150,7 @@ def model_card(context: dg.AssetExecutionContext, platform: PlatformResource,
         "fairness": fairness,
         "drift": None if (drift["severity"] == NOT_APPLICABLE).all() else
         drift.select("feature", "psi", "severity").to_dicts(),
-        "quality_total": normalised_total(platform.read_table("reports", "data_quality_overall")["points"].to_list()),
+        "quality_total": normalised_total(platform.read_table(tables.DATA_QUALITY_OVERALL)["points"].to_list()),
         "retraining_schedule": retraining_schedule(context.instance, b),
         "concept_drift": concept_drift_result(context.instance),
         "promotion_verdict": promotion_verdict(tracking.uri, registered["run_id"]),
@@ -158,7 +160,7 @@ def model_card(context: dg.AssetExecutionContext, platform: PlatformResource,
     card, extras = build_model_card(meta), card_extras(meta)
     checklist = bias_checklist({"brief": b, "fairness": fairness, "sliced_metrics": slices,
                                 **_bias_evidence(platform, split)})
-    platform.write_table("reporting", "bias_checklist", pl.DataFrame(checklist))
+    platform.write_table(tables.BIAS_CHECKLIST, pl.DataFrame(checklist))
     markdown = render_model_card(card, checklist, extras)
     path = write_text_atomic(markdown, platform.workspace.reports_dir / "model_card.md")
     json_path = write_text_atomic(model_card_json(card, checklist, extras),
@@ -175,7 +177,7 @@ def model_card(context: dg.AssetExecutionContext, platform: PlatformResource,
 
 def _golden_description(platform: PlatformResource) -> list[str]:
     """The golden test set as the card lists it (none when the brief disables it): size, version, metrics."""
-    golden = platform.read_table("evaluation", "golden_metrics")
+    golden = platform.read_table(tables.GOLDEN_METRICS)
     if platform.brief.thresholds.golden_share == 0 or golden.height == 0:
         return []
     values = ", ".join(f"{r['metric']} {r['value']:.4f}" for r in golden.iter_rows(named=True))

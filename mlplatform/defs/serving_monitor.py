@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from mlplatform.brief import Brief
+from mlplatform.core import tables
 from mlplatform.core.alerts import (
     LABEL_DRIFT,
     alert_table,
@@ -53,9 +54,9 @@ def _labelled_log(platform: PlatformResource, log: pl.DataFrame) -> tuple[pl.Dat
     from mlplatform.core.rollout import attach_labels
 
     b = platform.brief
-    if log.height == 0 or not platform.workspace.table("validated", b.label.source).exists():
+    if log.height == 0 or not platform.workspace.table(tables.validated(b.label.source)).exists():
         return log, None
-    labels = platform.read_table("validated", b.label.source)
+    labels = platform.read_table(tables.validated(b.label.source))
     if b.label.timestamp not in labels.columns or b.entity_key not in labels.columns:
         return log, None
     return attach_labels(log, labels, b.entity_key, b.label.timestamp, b.label.column, b.label.delay_days), \
@@ -86,11 +87,11 @@ def _reference(platform: PlatformResource, tracking: TrackingResource) -> tuple[
 def _evaluated_primary(platform: PlatformResource) -> float | None:
     """The primary metric the evaluation measured on the hold-out for the chosen candidate."""
     b = platform.brief
-    if not (platform.workspace.table("evaluation", "metrics").exists()
-            and platform.workspace.table("evaluation", "challenger").exists()):
+    if not (platform.workspace.table(tables.METRICS).exists()
+            and platform.workspace.table(tables.CHALLENGER).exists()):
         return None
-    candidate = platform.read_table("evaluation", "challenger")["candidate"][0]
-    rows = platform.read_table("evaluation", "metrics").filter(
+    candidate = platform.read_table(tables.CHALLENGER)["candidate"][0]
+    rows = platform.read_table(tables.METRICS).filter(
         (pl.col("candidate") == candidate) & (pl.col("metric") == b.metrics.primary))
     return float(rows["value"][0]) if rows.height else None
 
@@ -135,9 +136,10 @@ def measure(platform: PlatformResource, tracking: TrackingResource, now: datetim
     drift_row = {"window": "7d", "reference_rows": drift.reference_rows, "current_rows": drift.current_rows,
                  "shift": drift.shift, "statistic": drift.statistic, "p_value": drift.p_value,
                  "alert": drift.alert.message if drift.alert else None}
-    for name, frame in {"serving_windows": windows, "serving_hourly": hourly, "serving_alerts": alert_table(alerts),
-                        "label_drift": pl.DataFrame([drift_row], schema=LABEL_DRIFT_SCHEMA)}.items():
-        platform.write_table("monitoring", name, frame)
+    for lake_table, frame in {tables.SERVING_WINDOWS: windows, tables.SERVING_HOURLY: hourly,
+                              tables.SERVING_ALERTS: alert_table(alerts),
+                              tables.LABEL_DRIFT: pl.DataFrame([drift_row], schema=LABEL_DRIFT_SCHEMA)}.items():
+        platform.write_table(lake_table, frame)
     root = platform.workspace.root
     sent = dispatch(root / "monitoring" / ALERT_STATE, root / "notifications.jsonl", alerts, now,
                     b.monitoring.webhook_url, scope=SCOPE)
@@ -173,7 +175,7 @@ def serving_monitor(platform: PlatformResource, tracking: TrackingResource) -> d
 
 
 def _alerts(platform: PlatformResource) -> pl.DataFrame:
-    return platform.read_table("monitoring", "serving_alerts")
+    return platform.read_table(tables.SERVING_ALERTS)
 
 
 @dg.asset_check(asset="serving_monitor", name="serving_slo",
@@ -195,7 +197,7 @@ def serving_slo_check(platform: PlatformResource) -> dg.AssetCheckResult:
                 "and a positive-rate or class-share move beyond the brief's monitoring.label_max_shift; PSI for "
                 "regression); WARN, not judged before labels arrive.")
 def label_drift_check(platform: PlatformResource) -> dg.AssetCheckResult:
-    row = platform.read_table("monitoring", "label_drift").row(0, named=True)
+    row = platform.read_table(tables.LABEL_DRIFT).row(0, named=True)
     metadata = {k: row[k] for k in ("current_rows", "reference_rows", "shift", "p_value") if row[k] is not None}
     if not row["current_rows"]:
         return dg.AssetCheckResult(passed=True, metadata=metadata,

@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 
 from mlplatform.brief import Brief, TableFeatures
+from mlplatform.core import tables
 from mlplatform.core.datasets import (
     attach_attributes,
     known_labels,
@@ -16,10 +17,17 @@ from mlplatform.core.datasets import (
     split_row_counts,
     split_training_set,
 )
-from mlplatform.core.feature_names import feature_view_name
+from mlplatform.core.feature_names import entity_column
 from mlplatform.core.features import feature_columns
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
+from mlplatform.core.model_families import (
+    LIGHTGBM,
+    LIGHTGBM_REWEIGHED,
+    LIGHTGBM_THRESHOLD_OPTIMIZER,
+    MODEL_FAMILIES,
+    TORCH,
+)
 from mlplatform.core.pit_join import point_in_time_join
 from mlplatform.core.readable import readable
 from mlplatform.core.report import confusion_matrix_plot, importance_plot
@@ -39,14 +47,14 @@ from mlplatform.resources.platform import PlatformResource, TrackingResource
 
 def model_features(brief: Brief) -> list[str]:
     """Model inputs: every feature of the service except protected attributes (kept for fairness only)."""
-    protected = {f"{brief.entity}_{a}" for a in brief.protected_attributes}
+    protected = {entity_column(brief.entity, a) for a in brief.protected_attributes}
     return [f for f in feature_columns(brief.features, brief.entity) if f not in protected]
 
 
 def load_split(platform: PlatformResource):
     """The training set split as the brief says (random, fixed dates, or rolling months anchored at the latest
     known label), with the golden test set set aside: see :func:`mlplatform.core.datasets.split_training_set`."""
-    return split_training_set(platform.brief, platform.read_table("training", "training_set"))
+    return split_training_set(platform.brief, platform.read_table(tables.TRAINING_SET))
 
 
 @dg.asset(
@@ -59,7 +67,7 @@ def training_set(platform: PlatformResource) -> dg.MaterializeResult:
     and tie-break semantics), plus the protected attributes used for fairness slices. Every label row left out
     is counted with its reason (metadata ``row_counts``, and the lake table training/row_counts)."""
     b = platform.brief
-    valid_labels = platform.read_table("validated", b.label.source)
+    valid_labels = platform.read_table(tables.validated(b.label.source))
     as_of = datetime.combine(b.partition_end, midnight())
     labels = known_labels(
         valid_labels, entity_key=b.entity_key, timestamp=b.label.timestamp,
@@ -68,7 +76,7 @@ def training_set(platform: PlatformResource) -> dg.MaterializeResult:
     )
     # Our DuckDB ASOF join, equal value for value to Feast's get_historical_features (tested), ~10x faster.
     joined = point_in_time_join(
-        labels, platform.workspace.table("features", feature_view_name(b.entity)),
+        labels, platform.workspace.table(tables.features(b.entity)),
         entity_key=b.entity_key, entity_timestamp=b.label.timestamp,
         features=list(feature_columns(b.features, b.entity)), ttl=timedelta(days=b.features.ttl_days),
         temp_directory=platform.workspace.root / "duckdb_tmp")
@@ -76,16 +84,17 @@ def training_set(platform: PlatformResource) -> dg.MaterializeResult:
     keys = [b.entity_key, b.label.timestamp] if b.is_table else [b.entity_key]
     spec = b.features
     attributes_source = spec.source if isinstance(spec, TableFeatures) else spec.entities_source
-    attributes = platform.read_table("validated", attributes_source)
+    attributes = platform.read_table(tables.validated(attributes_source))
     frame = attach_attributes(joined, attributes, keys, [*b.protected_attributes, *b.slice_by])
-    path = platform.write_table("training", "training_set", frame)
+    path = platform.write_table(tables.TRAINING_SET, frame)
     counts = pl.concat([
-        label_row_counts(source=b.label.source, quarantined=platform.read_table("quarantine", b.label.source).height,
+        label_row_counts(source=b.label.source,
+                         quarantined=platform.read_table(tables.quarantine(b.label.source)).height,
                          valid=valid_labels.height, known=labels.height,
                          without_entity_row=rows_without_entity_row(frame, attributes, keys),
                          delay_days=b.label.delay_days, as_of=as_of),
         split_row_counts(b, frame)])
-    platform.write_table("training", "row_counts", counts)
+    platform.write_table(tables.ROW_COUNTS, counts)
     y = frame[b.label.column]
     return dg.MaterializeResult(metadata=readable({
         "dagster/row_count": frame.height,
@@ -137,7 +146,7 @@ def _record_candidate(context: dg.AssetExecutionContext, platform: PlatformResou
             artifacts["feature_importance"] = str(importance_plot(predictor.feature_importance,
                                                                   plots / f"{name}_feature_importance.png"))
     primary = b.metrics.primary
-    version = dataset_version(platform.read_table("training", "training_set"))
+    version = dataset_version(platform.read_table(tables.TRAINING_SET))
     record = ExperimentRecord(
         hypothesis=b.hypothesis if name in candidates(b) else f"{name} baseline: the bar every model must clear",
         dataset_version=version,
@@ -158,7 +167,7 @@ def _record_candidate(context: dg.AssetExecutionContext, platform: PlatformResou
     summary = pl.DataFrame([{"candidate": name, "split": part, "run_id": run_id, "threshold": threshold,
                              "dataset_version": version, **m}
                             for part, m in metrics.items()])
-    platform.write_table("candidates", name, summary)
+    platform.write_table(tables.candidate(name), summary)
     return {"run_id": run_id, "validation": metrics["validation"], "threshold": threshold,
             "baseline_comparison": record.baseline_comparison,
             "mlflow_artifacts": str(tracking.artifact_dir / run_id / "artifacts")}
@@ -277,9 +286,10 @@ def lgbm_model(context: dg.AssetExecutionContext, platform: PlatformResource,
                        f"validation {b.metrics.primary} {tuned.best_value:.4f}")
     model, engine = fit_lightgbm(b, split, params, best_iteration)
     elapsed = time.perf_counter() - started
-    model_dir = save_model(model, platform.workspace.models_dir / "lightgbm")
-    result = _record_candidate(context, platform, tracking, name="lightgbm", predictor=model, threshold=model.threshold,
-                               hyperparameters=model.params, training_time_s=elapsed, model_dir=model_dir,
+    model_dir = save_model(model, platform.workspace.models_dir / LIGHTGBM.folder)
+    result = _record_candidate(context, platform, tracking, name=LIGHTGBM.name, predictor=model,
+                               threshold=model.threshold, hyperparameters=model.params, training_time_s=elapsed,
+                               model_dir=model_dir,
                                notes=f"best iteration {model.best_iteration}; {tuning_note}", tags=engine)
     if settings.tuning_trials and production is None:  # each trial of this run as a child of the candidate's run
         log_tuning_trials(tracking.uri, result["run_id"], tuned.new_trials, b.metrics.primary, SEARCH_PARAMS)
@@ -305,8 +315,8 @@ def torch_model(context: dg.AssetExecutionContext, platform: PlatformResource,
     model = train_torch(b.task_type, split.train, split.validation, model_features(b), b.label.column,
                         params=dict(b.training.torch_params) or None, seed=b.training.seed)
     elapsed = time.perf_counter() - started
-    model_dir = save_torch_model(model, platform.workspace.models_dir / "torch")
-    result = _record_candidate(context, platform, tracking, name="torch", predictor=model, threshold=model.threshold,
+    model_dir = save_torch_model(model, platform.workspace.models_dir / TORCH.folder)
+    result = _record_candidate(context, platform, tracking, name=TORCH.name, predictor=model, threshold=model.threshold,
                                hyperparameters=model.params, training_time_s=elapsed, model_dir=model_dir,
                                notes=f"device {model.info['device']}, {model.info['samples_per_s']:.0f} samples/s")
     return dg.MaterializeResult(metadata=readable({**_metadata(result, b.metrics.primary),
@@ -319,10 +329,11 @@ def torch_model(context: dg.AssetExecutionContext, platform: PlatformResource,
 def _protected_columns(brief: Brief, frame: pl.DataFrame) -> list[str]:
     """Where each protected attribute is read when scoring: its served feature column when the brief serves it
     (an entity attribute), else the attribute the training set carries for fairness."""
-    return [f"{brief.entity}_{a}" if f"{brief.entity}_{a}" in frame.columns else a for a in brief.protected_attributes]
+    return [entity_column(brief.entity, a) if entity_column(brief.entity, a) in frame.columns else a
+            for a in brief.protected_attributes]
 
 
-@dg.asset(group_name="training", deps=["lgbm_model"], kinds={"lightgbm", "mlflow"})
+@dg.asset(group_name="training", deps=[LIGHTGBM.asset], kinds={"lightgbm", "mlflow"})
 def lgbm_reweighed_model(context: dg.AssetExecutionContext, platform: PlatformResource,
                          tracking: TrackingResource) -> dg.MaterializeResult:
     """Fairness mitigation before training (the brief's ``fairness.mitigation: [reweigh]``): LightGBM with the
@@ -332,7 +343,7 @@ def lgbm_reweighed_model(context: dg.AssetExecutionContext, platform: PlatformRe
 
     b = platform.brief
     split = load_split(platform)
-    tuned = load_model(platform.workspace.models_dir / "lightgbm")
+    tuned = load_model(platform.workspace.models_dir / LIGHTGBM.folder)
     started = time.perf_counter()
     weights = reweighing_weights(group_key(split.train, list(b.protected_attributes)),
                                  split.train[b.label.column].to_numpy())
@@ -351,7 +362,7 @@ def lgbm_reweighed_model(context: dg.AssetExecutionContext, platform: PlatformRe
                                                    "model_dir": dg.MetadataValue.path(str(model_dir))}))
 
 
-@dg.asset(group_name="training", deps=["lgbm_model"], kinds={"fairlearn", "mlflow"})
+@dg.asset(group_name="training", deps=[LIGHTGBM.asset], kinds={"fairlearn", "mlflow"})
 def lgbm_threshold_model(context: dg.AssetExecutionContext, platform: PlatformResource,
                          tracking: TrackingResource) -> dg.MaterializeResult:
     """Fairness mitigation after training (the brief's ``fairness.mitigation: [threshold_optimizer]``): the tuned
@@ -366,7 +377,7 @@ def lgbm_threshold_model(context: dg.AssetExecutionContext, platform: PlatformRe
 
     b = platform.brief
     split = load_split(platform)
-    base = load_model(platform.workspace.models_dir / "lightgbm")
+    base = load_model(platform.workspace.models_dir / LIGHTGBM.folder)
     started = time.perf_counter()
     columns = _protected_columns(b, split.validation)
     groups = fit_group_thresholds(base.predict_score(split.validation), split.validation[b.label.column].to_numpy(),
@@ -385,15 +396,14 @@ def lgbm_threshold_model(context: dg.AssetExecutionContext, platform: PlatformRe
                                                    "model_dir": dg.MetadataValue.path(str(model_dir))}))
 
 
-CANDIDATE_ASSETS = {"lightgbm": "lgbm_model", "torch": "torch_model", "lightgbm_reweighed": "lgbm_reweighed_model",
-                    "lightgbm_threshold_optimizer": "lgbm_threshold_model"}
+CANDIDATE_ASSETS = {family.name: family.asset for family in MODEL_FAMILIES}
 # Each fairness mitigation the brief may list, and the candidate it trains.
-MITIGATION_CANDIDATES = {"reweigh": "lightgbm_reweighed", "threshold_optimizer": "lightgbm_threshold_optimizer"}
+MITIGATION_CANDIDATES = {"reweigh": LIGHTGBM_REWEIGHED.name, "threshold_optimizer": LIGHTGBM_THRESHOLD_OPTIMIZER.name}
 
 
 def candidates(brief: Brief) -> list[str]:
     """The trained models that compete, on validation, to become the challenger (mitigated ones included)."""
-    return ["lightgbm", *(["torch"] if brief.training.torch else []),
+    return [LIGHTGBM.name, *([TORCH.name] if brief.training.torch else []),
             *(MITIGATION_CANDIDATES[m] for m in brief.fairness.mitigation)]
 
 

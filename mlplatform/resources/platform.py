@@ -9,7 +9,7 @@ import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import dagster as dg
 import duckdb
@@ -18,6 +18,8 @@ from pydantic import PrivateAttr
 
 from mlplatform.brief import Brief, load_brief
 from mlplatform.core.io import scan_parquet_verified, write_parquet_atomic
+from mlplatform.core.model_families import registered_model_name
+from mlplatform.core.tables import Table, layer_and_name, with_rest
 from mlplatform.core.warehouse import lake_view_sql, set_workspace
 from mlplatform.settings import Settings, Workspace
 
@@ -86,32 +88,43 @@ class PlatformResource(dg.ConfigurableResource):
     def source_path(self, source: str) -> str:
         return self.brief.source_path(source, Path(self.data_dir), Path(self.brief_path).parent)
 
-    def write_table(self, layer: str, name: str, frame: pl.DataFrame) -> Path:
-        """Write a lake table atomically and expose it as a DuckDB view ``{layer}_{name}``.
+    def write_table(self, table: Table | str, name_or_frame: str | pl.DataFrame,
+                    frame: pl.DataFrame | None = None) -> Path:
+        """Write a lake table (a :class:`Table`, or a layer and name) atomically and expose it as a DuckDB view
+        ``{layer}_{name}``.
 
         A table without columns (a stage with nothing to report, e.g. fairness with no protected attributes)
         is stored but has no view: DuckDB cannot read a Parquet file without columns.
         """
+        if isinstance(name_or_frame, pl.DataFrame):
+            layer, name, frame = *layer_and_name(table), name_or_frame
+        else:
+            layer, name = layer_and_name(table, name_or_frame)
+        if frame is None:
+            raise TypeError(f"no frame given to write to {layer}/{name}")
         path = write_parquet_atomic(frame, self.workspace.table(layer, name))
         self.register_view(f"{layer}_{name}", str(path) if frame.width else None)
         return path
 
-    def write_partition(self, layer: str, name: str, key: str, frame: pl.DataFrame) -> Path:
-        """Write one partition of a partitioned lake table; the view spans all partitions."""
+    def write_partition(self, table: Table | str, *args: Any) -> Path:
+        """Write one partition of a partitioned lake table, ``write_partition(table, key, frame)`` (or a layer and
+        name in place of ``table``); the view spans all partitions."""
+        layer, name, (key, frame) = with_rest(table, args)
         path = write_parquet_atomic(frame, self.workspace.partition(layer, name, key))
         self.register_view(f"{layer}_{name}", str(path.parent / "*.parquet"))
         return path
 
-    def read_table(self, layer: str, name: str) -> pl.DataFrame:
+    def read_table(self, table: Table | str, name: str | None = None) -> pl.DataFrame:
         """A lake table, or all partitions of a partitioned one."""
-        return self.scan_table(layer, name).collect()
+        return self.scan_table(table, name).collect()
 
-    def scan_table(self, layer: str, name: str) -> pl.LazyFrame:
+    def scan_table(self, table: Table | str, name: str | None = None) -> pl.LazyFrame:
         """A lake table (or all partitions of a partitioned one) as a LazyFrame, read when collected.
 
         Each file's page checksums are verified first (once per file version per process): a corrupted file
         raises :class:`mlplatform.core.io.CorruptParquetError` naming it instead of feeding changed data on.
         """
+        layer, name = layer_and_name(table, name)
         path = self.workspace.table(layer, name)
         if path.exists():
             return scan_parquet_verified(path)
@@ -162,7 +175,7 @@ class TrackingResource(dg.ConfigurableResource):
 
     @property
     def model_name(self) -> str:
-        return f"{self.platform.brief.name}_model"
+        return registered_model_name(self.platform.brief.name)
 
 
 class FeatureStoreResource(dg.ConfigurableResource):

@@ -14,6 +14,7 @@ import polars as pl
 
 from mlplatform.brief import Brief, TaskType
 from mlplatform.core.calibration import Calibrator, load_calibrator
+from mlplatform.core.model_families import registered_model_name
 from mlplatform.core.model_integrity import verified_download
 from mlplatform.core.models import load_candidate
 from mlplatform.core.tracking import get_alias_version
@@ -81,7 +82,7 @@ def inference_backend() -> str:
 
 def model_name(brief: Brief) -> str:
     """The registered model of the brief (the registry stage registers under this name)."""
-    return f"{brief.name}_model"
+    return registered_model_name(brief.name)
 
 
 def rules_fallback(brief: Brief) -> Scorer:

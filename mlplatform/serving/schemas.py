@@ -16,6 +16,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from mlplatform.brief import Brief, ColumnSpec, TableFeatures
+from mlplatform.core.feature_names import entity_column
 from mlplatform.core.features import feature_columns
 
 _PYTHON_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool, "date": date,
@@ -35,9 +36,9 @@ def feature_types(brief: Brief) -> dict[str, type]:
     tenure are whole days or events, entity attributes keep their declared column type.
     """
     entity, spec = brief.entity, brief.features
-    attributes = {f"{entity}_{column}": _PYTHON_TYPES[declared.dtype] for column, declared in
+    attributes = {entity_column(entity, column): _PYTHON_TYPES[declared.dtype] for column, declared in
                   _attribute_columns(brief).items()}
-    protected = {f"{entity}_{column}" for column in brief.protected_attributes}
+    protected = {entity_column(entity, column) for column in brief.protected_attributes}
     types = {}
     for name in feature_columns(spec, entity):
         if name in protected:

@@ -1,0 +1,36 @@
+"""The candidate model families and the registered model's name, in one place.
+
+A family is one kind of candidate the training stage can fit: its candidate name (the MLflow run name, the key the
+evaluation and the registry use), the asset that trains it and the artefact folder under the workspace's
+``models`` directory that asset saves it to and later stages load it from. Fitting and loading stay in
+:mod:`mlplatform.core.training`, :mod:`mlplatform.core.torch_model` and :mod:`mlplatform.core.models`: this
+module is names only and imports nothing, so asset definitions can use it at import time.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    name: str  # the candidate's name: run name, key of its candidates/<name> table and of the selection
+    asset: str  # the asset that trains it
+    description: str = ""
+
+    @property
+    def folder(self) -> str:
+        """The artefact folder under the workspace's models directory."""
+        return self.name
+
+
+LIGHTGBM = ModelFamily("lightgbm", "lgbm_model", "tuned LightGBM (the guide's starting point for tabular data)")
+TORCH = ModelFamily("torch", "torch_model", "torch MLP with categorical embeddings")
+LIGHTGBM_REWEIGHED = ModelFamily("lightgbm_reweighed", "lgbm_reweighed_model",
+                                 "the tuned LightGBM refitted with reweighed training rows (fairness mitigation)")
+LIGHTGBM_THRESHOLD_OPTIMIZER = ModelFamily("lightgbm_threshold_optimizer", "lgbm_threshold_model",
+                                           "the tuned LightGBM with per-group thresholds (fairness mitigation)")
+MODEL_FAMILIES = (LIGHTGBM, TORCH, LIGHTGBM_REWEIGHED, LIGHTGBM_THRESHOLD_OPTIMIZER)
+
+
+def registered_model_name(brief_name: str) -> str:
+    """The MLflow registered model a brief's challengers and champion are versions of."""
+    return f"{brief_name}_model"
