@@ -7,7 +7,7 @@ scipy. Nulls are never dropped silently: they form their own bin, so a feature t
 counts as drift.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -252,20 +252,32 @@ def drift_by_period(
     parts = sorted(current.partition_by(period, as_dict=True).items(), key=lambda item: str(item[0][0]))
     rows = []
     for feature in features:
-        ref = reference[feature]
-        categorical = _is_categorical(ref.dtype)
-        ref_sorted = None if categorical else _numeric(ref)
-        for (key,), part in parts:
-            if ref_sorted is None:
-                counts = _category_counts(ref, part[feature])
-            else:
-                counts = _bin_counts(ref_sorted, _numeric(part[feature]), bins)
-            value = _psi_from_counts(*counts)
-            rows.append({"period": str(key), "feature": feature, "rows": part.height, "psi": value,
-                         "severity": _severity(value, psi_warning, psi_critical)})
-    schema = {"period": pl.String, "feature": pl.String, "rows": pl.Int64, "psi": pl.Float64, "severity": pl.String}
+        rows += _period_rows(feature, reference[feature], [(str(key), part[feature]) for (key,), part in parts],
+                             psi_warning=psi_warning, psi_critical=psi_critical, bins=bins)
+    return _by_period_frame(rows, features)
+
+
+_BY_PERIOD_SCHEMA = {"period": pl.String, "feature": pl.String, "rows": pl.Int64, "psi": pl.Float64,
+                     "severity": pl.String}
+
+
+def _by_period_frame(rows: list[dict], features: list[str]) -> pl.DataFrame:
     order = {f: i for i, f in enumerate(features)}
-    return pl.DataFrame(rows, schema=schema).sort("period", pl.col("feature").replace_strict(order))
+    return pl.DataFrame(rows, schema=_BY_PERIOD_SCHEMA).sort("period", pl.col("feature").replace_strict(order))
+
+
+def _period_rows(feature: str, ref: pl.Series, parts: list[tuple[str, pl.Series]], *, psi_warning: float,
+                 psi_critical: float, bins: int) -> list[dict]:
+    """PSI of one feature in each period (name, values) against the reference's bins."""
+    ref_sorted = None if _is_categorical(ref.dtype) else _numeric(ref)
+    rows = []
+    for key, part in parts:
+        counts = (_category_counts(ref, part) if ref_sorted is None
+                  else _bin_counts(ref_sorted, _numeric(part), bins))
+        value = _psi_from_counts(*counts)
+        rows.append({"period": key, "feature": feature, "rows": part.len(), "psi": value,
+                     "severity": _severity(value, psi_warning, psi_critical)})
+    return rows
 
 
 def drift_report(
@@ -285,30 +297,68 @@ def drift_report(
         ValueError: a feature is missing from either frame, or a sample is empty.
     """
     _require(reference, current, features)
-    report = []
+    return [_feature_drift(feature, reference[feature], current[feature], psi_warning=psi_warning,
+                           psi_critical=psi_critical, bins=bins) for feature in features]
+
+
+def _feature_drift(feature: str, ref: pl.Series, cur: pl.Series, *, psi_warning: float, psi_critical: float,
+                   bins: int) -> FeatureDrift:
+    if _is_categorical(ref.dtype):
+        counts = _category_counts(ref, cur)
+        ks, ks_pvalue = None, None
+    else:
+        ref_sorted, cur_sorted = _numeric(ref), _numeric(cur)
+        counts = _bin_counts(ref_sorted, cur_sorted, bins)
+        # An all-null current sample has no distribution to test; its drift shows in PSI's null bin.
+        ks, ks_pvalue = _ks(ref_sorted[0], cur_sorted[0]) if cur_sorted[0].size else (None, None)
+    value = _psi_from_counts(*counts)
+    return FeatureDrift(feature=feature, kind=feature_kind(ref.dtype), psi=value, ks=ks, ks_pvalue=ks_pvalue,
+                        js=_js_from_counts(*counts), severity=_severity(value, psi_warning, psi_critical))
+
+
+def drift_by_column(
+    column: Callable[[str], pl.Series],
+    features: list[str],
+    *,
+    reference: np.ndarray,
+    current: np.ndarray,
+    period: np.ndarray,
+    period_names: Sequence[str],
+    psi_warning: float,
+    psi_critical: float,
+    bins: int = 10,
+) -> tuple[list[FeatureDrift], pl.DataFrame]:
+    """:func:`drift_report` and :func:`drift_by_period` of one table, reading one feature column at a time.
+
+    For a table too large to hold: ``column(feature)`` returns the feature's values for every row of the table
+    (the same rows in the same order each call), and masks say which rows are the reference and the current
+    sample. Only one column, its samples and its periods are in memory at once; the results are those of the two
+    functions on the frames the masks select.
+
+    Args:
+        reference, current: boolean masks over the rows.
+        period: each row's period as an index into ``period_names``, or -1 for rows in no period.
+        period_names: the periods' names; periods without rows are left out, as :func:`drift_by_period` does.
+
+    Raises:
+        ValueError: a sample is empty.
+    """
+    if not reference.any() or not current.any():
+        raise ValueError("drift needs a non-empty reference and current frame")
+    order = np.argsort(period, kind="stable")  # each period's rows together, in table order
+    bounds = np.searchsorted(period[order], np.arange(len(period_names) + 1))
+    report, rows = [], []
     for feature in features:
-        ref, cur = reference[feature], current[feature]
-        if _is_categorical(ref.dtype):
-            counts = _category_counts(ref, cur)
-            ks, ks_pvalue = None, None
-        else:
-            ref_sorted, cur_sorted = _numeric(ref), _numeric(cur)
-            counts = _bin_counts(ref_sorted, cur_sorted, bins)
-            # An all-null current sample has no distribution to test; its drift shows in PSI's null bin.
-            ks, ks_pvalue = _ks(ref_sorted[0], cur_sorted[0]) if cur_sorted[0].size else (None, None)
-        value = _psi_from_counts(*counts)
-        report.append(
-            FeatureDrift(
-                feature=feature,
-                kind=feature_kind(ref.dtype),
-                psi=value,
-                ks=ks,
-                ks_pvalue=ks_pvalue,
-                js=_js_from_counts(*counts),
-                severity=_severity(value, psi_warning, psi_critical),
-            )
-        )
-    return report
+        values = column(feature)
+        ref = values.filter(pl.Series(reference))
+        report.append(_feature_drift(feature, ref, values.filter(pl.Series(current)), psi_warning=psi_warning,
+                                     psi_critical=psi_critical, bins=bins))
+        parts = [(str(name), values.gather(order[lo:hi]))
+                 for name, lo, hi in zip(period_names, bounds[:-1], bounds[1:], strict=True) if hi > lo]
+        rows += _period_rows(feature, ref, sorted(parts, key=lambda part: part[0]), psi_warning=psi_warning,
+                             psi_critical=psi_critical, bins=bins)
+        del values, ref, parts
+    return report, _by_period_frame(rows, features)
 
 
 def prediction_drift_kl(

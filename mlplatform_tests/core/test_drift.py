@@ -4,6 +4,7 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
@@ -423,3 +424,38 @@ def test_prediction_drift_kl_floors_empty_bins_at_a_hundredth_of_a_percent():
     # 1 ln(1 / 0.5) + 1e-4 ln(1e-4 / 0.5) = ln 2 - 1e-4 ln 5000 = 0.692295.
     reference = np.array([0.1] * 50 + [0.9] * 50)
     assert drift.prediction_drift_kl(reference, np.full(100, 0.1), bins=2) == pytest.approx(0.692295, abs=1e-6)
+
+
+def test_drift_by_column_equals_the_report_and_periods_of_the_selected_frames():
+    # One table holding the reference rows, three months and rows in neither (period -1), interleaved; nulls and
+    # a constant column included. Read column by column it must give what the eager functions give.
+    reference, current = _monthly(np.random.default_rng(14))
+    rng = np.random.default_rng(15)
+    table = pl.concat([reference.with_columns(month=pl.lit("2024-12")), current,
+                       current.head(500).with_columns(month=pl.lit("none"))])
+    table = table.with_columns(table["x"].scatter([3, 4000], None), flat=pl.lit(1.0)).sample(
+        fraction=1.0, shuffle=True, seed=16)
+    table = table.with_columns(pl.Series("age", rng.integers(18, 80, table.height)))
+    features = ["x", "plan", "flat", "age"]
+    is_reference = (table["month"] == "2024-12").to_numpy()
+    is_current = table["month"].is_in(["2025-02", "2025-03"]).to_numpy()
+    names = ["2025-03", "2025-01", "2025-02", "2025-04"]  # one period without rows; names in any order
+    period = table["month"].replace_strict({n: i for i, n in enumerate(names)}, default=-1).to_numpy()
+    calls = []
+
+    def column(name: str) -> pl.Series:
+        calls.append(name)
+        return table[name]
+
+    report, by_period = drift.drift_by_column(column, features, reference=is_reference, current=is_current,
+                                              period=period, period_names=names, psi_warning=0.1, psi_critical=0.25)
+    assert calls == features  # each column read once
+    reference_rows, current_rows = table.filter(is_reference), table.filter(is_current)
+    assert report == drift.drift_report(reference_rows, current_rows, features, psi_warning=0.1, psi_critical=0.25)
+    eager = drift.drift_by_period(reference_rows, table.filter(pl.Series(period >= 0)), features, "month",
+                                  psi_warning=0.1, psi_critical=0.25)
+    assert_frame_equal(by_period, eager)
+    assert by_period["period"].unique().sort().to_list() == ["2025-01", "2025-02", "2025-03"]
+    with pytest.raises(ValueError, match="non-empty"):
+        drift.drift_by_column(column, features, reference=is_reference, current=np.zeros_like(is_current),
+                              period=period, period_names=names, psi_warning=0.1, psi_critical=0.25)
