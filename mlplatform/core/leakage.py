@@ -168,7 +168,7 @@ def _same_value(column: str, other: str, dtype: pl.DataType) -> pl.Expr:
     return a.eq_missing(b)
 
 
-def check_no_future_information(training: pl.DataFrame, feature_table: pl.DataFrame, *, entity_key: str,
+def check_no_future_information(training: pl.DataFrame, feature_table: pl.DataFrame | pl.LazyFrame, *, entity_key: str,
                                 label_time: str, features: Sequence[str], feature_time: str = "event_timestamp",
                                 ttl_days: int | None = None, sample_rows: int | None = 20_000,
                                 seed: int = 0) -> LeakageFinding:
@@ -182,7 +182,8 @@ def check_no_future_information(training: pl.DataFrame, feature_table: pl.DataFr
 
     Args:
         training: the training set (entity key, label time, features).
-        feature_table: the feature rows the store serves, with their time in ``feature_time``.
+        feature_table: the feature rows the store serves, with their time in ``feature_time`` (a LazyFrame is
+            read for the sampled entities only).
         entity_key: the entity column shared by both.
         label_time: the prediction time of each training row.
         features: the feature columns to compare (present in both frames).
@@ -195,9 +196,12 @@ def check_no_future_information(training: pl.DataFrame, feature_table: pl.DataFr
     if sample_rows is not None and rows.height > sample_rows:
         rows = rows.sample(sample_rows, seed=seed)
     rows = rows.with_row_index("_row").sort(label_time)
-    source = (feature_table.select(entity_key, pl.col(feature_time).cast(pl.Datetime("us")).alias("_source_time"),
-                                   *[pl.col(f).alias(f"{f}__pit") for f in features])
-              .sort("_source_time"))
+    # Only the sampled entities' feature rows take part (every join below is by entity): a lazy feature table is
+    # read for those alone.
+    source = (feature_table.lazy().filter(pl.col(entity_key).is_in(rows[entity_key].unique().implode()))
+              .select(entity_key, pl.col(feature_time).cast(pl.Datetime("us")).alias("_source_time"),
+                      *[pl.col(f).alias(f"{f}__pit") for f in features])
+              .collect(engine="streaming").sort("_source_time"))
     joined = rows.join_asof(source, left_on=label_time, right_on="_source_time", by=entity_key,
                             strategy="backward", tolerance=f"{ttl_days}d" if ttl_days else None,
                             check_sortedness=False)  # sorted by time overall, hence within each entity

@@ -70,6 +70,15 @@ def test_features_from_a_later_row_fail_as_future_information():
     assert "future information" in finding.detail
 
 
+def test_a_lazy_feature_table_read_for_the_sampled_entities_gives_the_same_finding():
+    features = _feature_table(entities=40)
+    training = _point_in_time(features, shift_days=7)
+    for sample in (None, 5):
+        eager = _future_check(training, features, ttl_days=30, sample_rows=sample)
+        lazy = _future_check(training, features.lazy(), ttl_days=30, sample_rows=sample)
+        assert lazy == eager and not lazy.passed
+
+
 def test_one_future_column_among_correct_ones_is_found():
     features = _feature_table()
     clean, future = _point_in_time(features), _point_in_time(features, shift_days=1)
