@@ -41,14 +41,11 @@ class StoreError(ValueError):
 
 def terms(text: str) -> list[str]:
     """The sparse index's tokens: lower-case words of two or more characters, stop words out, plurals folded."""
-    out = []
-    for word in _WORD.findall(text.lower()):
-        term = _FOLDED.get(word)
-        if term is None:
-            term = _fold(word)
-        if term:
-            out.append(term)
-    return out
+    words = _WORD.findall(text.lower())
+    found = list(map(_FOLDED.get, words))
+    if None in found:  # words not seen before: fold them once
+        found = [_fold(w) if t is None else t for w, t in zip(words, found, strict=True)]
+    return [t for t in found if t]
 
 
 _FOLDED: dict[str, str] = {}
