@@ -64,7 +64,7 @@ class LiveOptions:
     canary_min_rows: int = 50
     tuning_trials: int = 5
     settle_s: float = 20.0
-    timeout_s: float = 420.0
+    timeout_s: float = 900.0
 
 
 @dataclass
@@ -291,6 +291,8 @@ class Timeline:
 
 
 def _notice_text(entry: dict) -> str:
+    if entry.get("event") == "alert":
+        return f"alert {entry.get('name')} {entry.get('status')}: {entry.get('message', '')}"
     if entry.get("event") == "rollout":
         return f"{entry['action']} of version {entry.get('version')}: {entry.get('reason', '')}"
     promotion = entry.get("promotion") or {}
@@ -311,8 +313,13 @@ def _setup_champion(settings: Settings, instance, keys: list[str], say: Callable
     ingest = defs.resolve_job_def("ingest_job")
     for key in keys:
         ingest.execute_in_process(partition_key=key, instance=instance, run_config=run_config, tags=tags)
-    result = defs.resolve_job_def("full_run").execute_in_process(instance=instance, run_config=run_config,
-                                                                  tags=tags, raise_on_error=False)
+    # Monitoring starts with the first replayed batch: the sensors, once on, must not take the champion's own test
+    # month for news.
+    graph = defs.resolve_asset_graph()
+    full_run = defs.resolve_job_def("full_run")
+    selected = [k for k in full_run.asset_layer.selected_asset_keys if graph.get(k).group_name != "monitoring"]
+    result = full_run.execute_in_process(instance=instance, run_config=run_config, tags=tags, raise_on_error=False,
+                                         asset_selection=selected)
     failed = [str(e.step_key) for e in result.get_step_failure_events()]
     if not result.asset_materializations_for_node("champion_model"):
         raise RuntimeError(f"no first champion: the run failed at {failed or 'a gate'}; see the run in the UI")
@@ -349,9 +356,11 @@ def _guarded_since(timeline: Timeline, moment: float) -> Callable[[], bool]:
 
 
 def _canary_running(settings: Settings, brief_name: str) -> bool:
+    from mlplatform.core.model_families import registered_model_name
     from mlplatform.core.rollout import rollout_state
 
-    return rollout_state(Workspace(settings.data_dir, brief_name).mlflow_uri, f"{brief_name}_model").canary_running
+    return rollout_state(Workspace(settings.data_dir, brief_name).mlflow_uri,
+                         registered_model_name(brief_name)).canary_running
 
 
 @contextmanager

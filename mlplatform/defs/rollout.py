@@ -9,6 +9,7 @@ import dagster as dg
 import polars as pl
 import yaml
 
+from mlplatform.core import tables
 from mlplatform.core.io import write_text_atomic
 from mlplatform.core.metrics import higher_is_better
 from mlplatform.core.retraining import notify
@@ -42,7 +43,7 @@ def _labelled_log(platform: PlatformResource) -> pl.DataFrame:
     log = read_prediction_log(platform.workspace)
     if log.height == 0:
         return log
-    labels = platform.read_table("validated", b.label.source)
+    labels = platform.read_table(tables.validated(b.label.source))
     return attach_labels(log, labels, b.entity_key, b.label.timestamp, b.label.column, b.label.delay_days)
 
 
@@ -116,6 +117,7 @@ def serving_rollout(context: dg.AssetExecutionContext, platform: PlatformResourc
             return dg.MaterializeResult(metadata={**metadata, "action": f"rolled back {rolled_back} -> {restored}"})
     if not (log.height and state.canary_running):
         return dg.MaterializeResult(metadata={**metadata, "action": "none: no challenger traffic to judge"})
+    assert state.challenger is not None, "a running canary has a challenger"
     challenger = served_rows(log, state.challenger, "challenger", state.share_since_ns)
     champion = served_rows(log, state.champion, "champion", state.share_since_ns)
     candidate = _health(platform, challenger, state.challenger)
@@ -144,13 +146,22 @@ def build(brief) -> list:
     serving_job = dg.define_asset_job(
         "serving_job", selection=dg.AssetSelection.assets(serving_rollout, ab_test_report),
         description="Judge the served models from the prediction log: rollback, canary step, A/B report.",
-        tags={"mlplatform/namespace": brief.name})
+        tags={"mlplatform/namespace": brief.name}, executor_def=dg.in_process_executor)
 
     @dg.sensor(job=serving_job, minimum_interval_seconds=brief.monitoring.serving_interval_s,
                default_status=dg.DefaultSensorStatus.STOPPED)
-    def serving_guard_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource):
+    def serving_guard_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource,
+                             tracking: TrackingResource):
         """Runs the rollback rule, the canary step and the A/B analysis whenever new predictions were logged or
-        new labels reached the training set (the delayed outcomes the A/B test and the metric rule need)."""
+        new labels reached the training set (the delayed outcomes the A/B test and the metric rule need), while
+        there is something to judge: a running canary, or a champion with an earlier one to roll back to."""
+        try:
+            state = rollout_state(tracking.uri, tracking.model_name)
+        except LookupError:
+            return dg.SkipReason("no model registered yet")
+        if not state.canary_running and previous_champion(tracking.uri, tracking.model_name) is None:
+            return dg.SkipReason(f"nothing to judge: version {state.champion} serves alone, with no canary and no "
+                                 "earlier champion to roll back to")
         seen = json.loads(context.cursor) if context.cursor and context.cursor.startswith("{") else {}
         parts = sorted(prediction_log_dir(platform.workspace).glob("part-*.parquet"))
         labels = context.instance.fetch_materializations(dg.AssetKey("training_set"), limit=1).records
