@@ -1000,19 +1000,21 @@ def error_summary(task: TaskType, worst: pl.DataFrame, label: str) -> tuple[str,
     return "1 − probability of the true class", f"True classes most often among them: {listed}."
 
 
-def skew_sample(holdout: pl.DataFrame, feature_table: pl.DataFrame, *, entity_key: str, timestamp: str,
+def skew_sample(holdout: pl.DataFrame, feature_table: pl.DataFrame | pl.LazyFrame, *, entity_key: str, timestamp: str,
                 start: datetime, end: datetime, ttl: timedelta | None, n: int, seed: int = 0) -> pl.DataFrame:
     """The latest hold-out row of up to ``n`` sampled entities, with the time of the feature row each path uses.
 
     ``offline_row_time`` is the feature row the point-in-time join gave that row (the latest at or before its
     ``timestamp``, within ``ttl``); ``online_row_time`` the row the online store holds (the latest in
     ``[start, end]``, what materialising that window writes). ``same_row`` is true where the two are one row:
-    only there must the training-set and online features be equal.
+    only there must the training-set and online features be equal. A lazy ``feature_table`` is read for the
+    sampled entities only.
     """
     latest = holdout.sort(timestamp).group_by(entity_key, maintain_order=True).last()
     sample = latest.sample(min(n, latest.height), seed=seed).sort(entity_key)
     ids = sample[entity_key].to_list()
-    rows = feature_table.select(entity_key, "event_timestamp").filter(pl.col(entity_key).is_in(ids))
+    rows = (feature_table.lazy().select(entity_key, "event_timestamp").filter(pl.col(entity_key).is_in(ids))
+            .collect(engine="streaming"))
     online = (rows.filter(pl.col("event_timestamp").is_between(start, end, closed="both"))
               .group_by(entity_key).agg(pl.col("event_timestamp").max().alias("online_row_time")))
     label_time = pl.col(timestamp).cast(pl.Datetime("us"))
@@ -1026,15 +1028,15 @@ def skew_sample(holdout: pl.DataFrame, feature_table: pl.DataFrame, *, entity_ke
             .with_columns(same_row=(pl.col("offline_row_time") == pl.col("online_row_time")).fill_null(False)))
 
 
-def latest_offline_rows(feature_table: pl.DataFrame, entity_ids: list, *, entity_key: str, start: datetime,
-                        end: datetime) -> pl.DataFrame:
+def latest_offline_rows(feature_table: pl.DataFrame | pl.LazyFrame, entity_ids: list, *, entity_key: str,
+                        start: datetime, end: datetime) -> pl.DataFrame:
     """The offline feature row the online store should hold for each entity: the latest in ``[start, end]``,
     ties broken by the latest ``created_timestamp`` (what Feast materialises), in ``entity_ids`` order; entities
-    without one get nulls."""
-    latest = (feature_table.filter(pl.col("event_timestamp").is_between(start, end, closed="both")
-                                   & pl.col(entity_key).is_in(entity_ids))
-              .sort("event_timestamp", "created_timestamp").group_by(entity_key).last())
-    return pl.DataFrame({entity_key: entity_ids}, schema={entity_key: feature_table.schema[entity_key]}).join(
+    without one get nulls. A lazy ``feature_table`` is read for those entities only."""
+    latest = (feature_table.lazy().filter(pl.col("event_timestamp").is_between(start, end, closed="both")
+                                          & pl.col(entity_key).is_in(entity_ids))
+              .collect(engine="streaming").sort("event_timestamp", "created_timestamp").group_by(entity_key).last())
+    return pl.DataFrame({entity_key: entity_ids}, schema={entity_key: latest.schema[entity_key]}).join(
         latest, on=entity_key, how="left", maintain_order="left")
 
 

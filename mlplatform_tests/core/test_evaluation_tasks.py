@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from sklearn.metrics import f1_score, mean_absolute_error
 
 from mlplatform.core.evaluation import (
@@ -176,6 +177,19 @@ def test_skew_sample_says_which_entities_share_one_feature_row():
     assert got[2]["same_row"] and got[2]["online_row_time"] == datetime(2025, 1, 6)
     assert got[3]["same_row"]  # day 12 lies after the materialised window
     assert sample.height == 3 and sample["id"].to_list() == [1, 2, 3]
+
+
+def test_a_lazy_feature_table_gives_the_same_skew_sample_and_offline_rows():
+    features = feature_history()
+    holdout = pl.DataFrame({"id": [1, 1, 2, 3], "label_time": [datetime(2025, 1, 4), datetime(2025, 1, 8),
+                                                               datetime(2025, 1, 8), datetime(2025, 1, 11)]})
+    window = {"entity_key": "id", "start": datetime(2025, 1, 1), "end": datetime(2025, 1, 11)}
+    for n in (2, 10):
+        eager = skew_sample(holdout, features, timestamp="label_time", ttl=timedelta(days=30), n=n, **window)
+        lazy = skew_sample(holdout, features.lazy(), timestamp="label_time", ttl=timedelta(days=30), n=n, **window)
+        assert_frame_equal(lazy, eager)
+    assert_frame_equal(latest_offline_rows(features.lazy(), [3, 1, 9], **window),
+                       latest_offline_rows(features, [3, 1, 9], **window))
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
