@@ -246,7 +246,8 @@ class Timeline:
                                      "job": run.job_name, "status": run.status.value,
                                      "trigger": run.tags.get("mlplatform/trigger"),
                                      "reason": run.tags.get("mlplatform/reason"),
-                                     "partition": run.tags.get("dagster/partition")})
+                                     "partition": run.tags.get("dagster/partition"),
+                                     "source_run": run.tags.get("mlplatform/source_run")})
             if run.tags.get("mlplatform/live") == "setup":
                 continue
             self.line(f"{run.job_name} {run.status.value.lower()}"
