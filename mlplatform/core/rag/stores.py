@@ -121,25 +121,22 @@ class ChunkTable:
         return keep
 
     def save(self, path: Path) -> None:
-        import pyarrow as pa  # type: ignore[import-untyped]  # no py.typed marker
-        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+        import polars as pl
 
-        columns = {
-            "chunk_id": [c.chunk_id for c in self.chunks], "text": [c.text for c in self.chunks],
-            "document": [c.document for c in self.chunks], "position": [c.position for c in self.chunks],
-            "page": [c.page for c in self.chunks], "section": [c.section for c in self.chunks],
-            "date": [c.date for c in self.chunks], "n_tokens": [c.n_tokens for c in self.chunks],
-        }
-        schema = pa.schema([("chunk_id", pa.string()), ("text", pa.string()), ("document", pa.string()),
-                            ("position", pa.int32()), ("page", pa.int32()), ("section", pa.string()),
-                            ("date", pa.date32()), ("n_tokens", pa.int32())])
-        pq.write_table(pa.table(columns, schema=schema), path)
+        from mlplatform.core.io import write_parquet_atomic
+
+        schema = {"chunk_id": pl.String, "text": pl.String, "document": pl.String, "position": pl.Int64,
+                  "page": pl.Int64, "section": pl.String, "date": pl.Date, "n_tokens": pl.Int64}
+        frame = pl.DataFrame([{"chunk_id": c.chunk_id, "text": c.text, "document": c.document,
+                               "position": c.position, "page": c.page, "section": c.section, "date": c.date,
+                               "n_tokens": c.n_tokens} for c in self.chunks], schema=schema)
+        write_parquet_atomic(frame, path)
 
     @classmethod
     def load(cls, path: Path) -> "ChunkTable":
-        import pyarrow.parquet as pq
+        from mlplatform.core.io import read_parquet_verified
 
-        return cls(chunks_from_rows(pq.read_table(path).to_pylist()))
+        return cls(chunks_from_rows(read_parquet_verified(path).to_dicts()))
 
 
 def chunks_from_rows(rows: Sequence[dict]) -> list[Chunk]:
