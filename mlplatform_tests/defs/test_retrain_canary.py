@@ -192,3 +192,30 @@ def test_the_ab_decision_takes_the_last_step_or_kills_the_canary(action, decisio
     share = {"promote": 1.0, "advance": 0.25, "hold": 0.05, "abort": 0.0}[action]
     step = canary_with_ab(CanaryStep(action, share, "guardrails held"), 0.5, decision, "because")
     assert (step.action, step.share) == expected
+
+
+def test_the_replay_clock_takes_a_requests_time_from_its_header_only_when_switched_on(monkeypatch):
+    """Replayed traffic is logged at the moment it stands for: X-Replay-Time (naive means UTC) when the app runs
+    with MLPLATFORM_REPLAY_CLOCK; a header that is no time is a 400; without the option the app ignores it."""
+    from fastapi import FastAPI
+
+    from mlplatform.serving import app as serving_app
+    from mlplatform_tests.serving.helpers import serving
+
+    api = FastAPI()
+    api.add_middleware(serving_app._ReplayClockMiddleware)
+
+    @api.get("/now")
+    async def now() -> dict:
+        moment = serving_app._replayed_time.get()
+        return {"at": moment.isoformat() if moment else None}
+
+    with serving(api) as served:
+        stamped = served.client.get("/now", headers={"X-Replay-Time": "2025-09-03T12:00:00"})
+        assert stamped.json() == {"at": "2025-09-03T12:00:00+00:00"}
+        assert served.client.get("/now").json() == {"at": None}
+        assert served.client.get("/now", headers={"X-Replay-Time": "next tuesday"}).status_code == 400
+    monkeypatch.setenv("MLPLATFORM_REPLAY_CLOCK", "1")
+    assert serving_app.ServingOptions.from_env().replay_clock
+    monkeypatch.delenv("MLPLATFORM_REPLAY_CLOCK")
+    assert not serving_app.ServingOptions.from_env().replay_clock
