@@ -168,6 +168,13 @@ class GroupThresholdModel:
         return np.clip(scores - shift, 0.0, 1.0)
 
 
+def scoring_columns(model: object, features: list[str]) -> list[str]:
+    """The columns ``model`` reads to score: its features, plus the protected attributes a group-threshold model
+    decides by."""
+    extra = model.groups.columns if isinstance(model, GroupThresholdModel) else []
+    return [*features, *(c for c in extra if c not in features)]
+
+
 def save_group_threshold_model(model: GroupThresholdModel, directory: Path) -> Path:
     """The base LightGBM files plus ``group_thresholds.json`` (plain text, no pickle)."""
     from mlplatform.core.training import save_model

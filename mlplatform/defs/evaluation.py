@@ -277,6 +277,7 @@ def _skew(platform: PlatformResource, feast_store: FeatureStoreResource, test: p
     b = platform.brief
     path = platform.workspace.table(tables.features(b.entity))
     if not path.exists():
+    from mlplatform.core.fairness import scoring_columns
         return {"reason": f"the brief has no feature table ({path.name}) in the online store to compare with."}
     start, end = (datetime.combine(d, time()) for d in (b.partition_start, b.partition_end))
     features = pl.read_parquet(path)
@@ -286,8 +287,8 @@ def _skew(platform: PlatformResource, feast_store: FeatureStoreResource, test: p
     skew = skew_table(b.task_type, sample,
                       latest_offline_rows(features, ids, entity_key=b.entity_key, start=start, end=end),
                       online_features(feast_store.store(), ids, feature_service_name(b.name)),
-                      entity_key=b.entity_key, timestamp=b.label.timestamp, features=model_features(b),
-                      predict=predictor.predict_score)
+                      entity_key=b.entity_key, timestamp=b.label.timestamp,
+                      features=scoring_columns(predictor, model_features(b)), predict=predictor.predict_score)
     platform.write_table(tables.SKEW, skew)
     shown = skew.sort("features_differing", "prediction_difference", "holdout_prediction_difference",
                       descending=True).head(20)

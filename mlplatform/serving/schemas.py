@@ -30,19 +30,22 @@ MAX_TEXT_LENGTH = 1000
 
 
 def feature_types(brief: Brief) -> dict[str, type]:
-    """The model's input features in feature-service order, each with the Python type its values have.
+    """The features serving gives the model, in feature-service order, each with the Python type its values have.
 
     The types follow what ``build_features`` writes: sums, means and recencies are floats, counts and
-    tenure are whole days or events, entity attributes keep their declared column type.
+    tenure are whole days or events, entity attributes keep their declared column type. Protected attributes are
+    never model inputs; they are served only where the model decides per group (fairness mitigation
+    ``threshold_optimizer``), for that decision.
     """
     entity, spec = brief.entity, brief.features
     attributes = {entity_column(entity, column): _PYTHON_TYPES[declared.dtype] for column, declared in
                   _attribute_columns(brief).items()}
+    per_group = "threshold_optimizer" in brief.fairness.mitigation
     protected = {entity_column(entity, column) for column in brief.protected_attributes}
     types = {}
     for name in feature_columns(spec, entity):
-        if name in protected:
-            continue  # kept in the feature service for fairness checks, never a model input
+        if name in protected and not per_group:
+            continue  # kept in the feature service for fairness checks
         if name in attributes:
             types[name] = attributes[name]
         elif name.endswith("_count") or name == f"{entity}_tenure_days":

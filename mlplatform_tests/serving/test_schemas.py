@@ -25,3 +25,11 @@ def test_a_plain_table_briefs_inputs_keep_their_declared_types(tmp_path):
         models.request.model_validate({"row_id": 3, "features": {"row_size": "large", "row_colour": "red"}})
     (row,) = models.batch.model_fields["predictions"].annotation.__args__
     assert set(row.model_fields) == {*models.response.model_fields, "status", "detail"}
+
+
+def test_a_protected_attribute_is_served_only_where_the_model_decides_per_group():
+    brief = load_brief(DEMO_BRIEF)
+    assert "threshold_optimizer" in brief.fairness.mitigation
+    assert feature_types(brief)["customer_age_band"] is str, "the per-band thresholds need the band at serving"
+    reweigh_only = brief.model_copy(update={"fairness": brief.fairness.model_copy(update={"mitigation": ["reweigh"]})})
+    assert "customer_age_band" not in feature_types(reweigh_only), "never a model input otherwise"
