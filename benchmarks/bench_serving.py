@@ -11,7 +11,9 @@ model version, then runs ``benchmarks/load_client.py`` as a separate process: ``
 (open loop, latency from each request's due time) and ``GET /health`` at 20 req/s over its own connections
 during the same window. It reports the achieved rate, p50/p95/p99 of both, whether /predict's p99 is within
 ``--p99-factor`` (3) times /health's, the server's CPU time per request (user + system of every server
-process, a figure that load from other processes inflates far less than latency) and the load average.
+process, a figure that load from other processes inflates far less than latency), how late the client itself
+sent its requests (p99; a large value means the client, not the server, was starved of CPU, and the window says
+little) and the load average.
 
     .venv/bin/python benchmarks/bench_serving.py --data-dir DIR                          # everything, 200 req/s
     .venv/bin/python benchmarks/bench_serving.py --data-dir DIR --models champion --variants auto --workers 1,2
@@ -193,7 +195,14 @@ def row(label: str, outcome: dict, factor: float) -> str:
                         and predict["achieved_rate"] >= 0.98 * predict["rate"]) else "NO"
     return (f"| {label} | {predict['achieved_rate']:.0f} | {predict['p50_ms']:.2f} | {predict['p95_ms']:.2f} | "
             f"{predict['p99_ms']:.2f} | {health['p50_ms']:.2f} | {health['p99_ms']:.2f} | {ratio:.1f}x {verdict} | "
-            f"{predict['errors']} | {outcome['server_cpu_ms_per_request']} | {outcome['load'][0]:.2f} |")
+            f"{predict['errors']}{_failures(predict)} | {outcome['server_cpu_ms_per_request']} | "
+            f"{predict['send_lag_p99_ms']:.1f} | {outcome['load'][0]:.2f} |")
+
+
+def _failures(result: dict) -> str:
+    """`` (503: n, ...)``: the answers other than 200, by status."""
+    failed = {status: n for status, n in result["statuses"].items() if status != "200"}
+    return f" ({', '.join(f'{status}: {n}' for status, n in sorted(failed.items()))})" if failed else ""
 
 
 def main() -> None:
@@ -273,8 +282,8 @@ def main() -> None:
           f"GET /health at {HEALTH_RATE:.0f} req/s beside it; budget: /predict p99 <= {args.p99_factor:.0f}x "
           "/health p99")
     print("| served, variant, workers | req/s | p50 ms | p95 ms | p99 ms | /health p50 | /health p99 | "
-          "p99 / health p99 | errors | server CPU ms/req | load (1 min) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+          "p99 / health p99 | errors | server CPU ms/req | client send lag p99 ms | load (1 min) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
     for label, outcome in outcomes:
         print(row(label, outcome, args.p99_factor))
     if args.json:
