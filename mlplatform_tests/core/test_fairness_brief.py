@@ -14,7 +14,7 @@ def _brief(tmp_path, **fairness):
     return load_brief(path)
 
 
-def test_defaults_fail_closed_with_the_seed_limits(tmp_path):
+def test_defaults_fail_closed_with_the_method_limits(tmp_path):
     brief = _brief(tmp_path)
     t = brief.thresholds
     assert (t.disparate_impact_min, t.equal_opportunity_max_gap, t.fairness_when_not_assessable) == (0.8, 0.1, "fail")

@@ -65,7 +65,7 @@ def meta(brief) -> dict:
     }
 
 
-def test_card_has_exactly_the_seed_structure(meta):
+def test_card_has_exactly_the_method_structure(meta):
     card = build_model_card(meta)
     assert list(card) == SEED_KEYS
     for section, keys in SEED_NESTED.items():

@@ -311,7 +311,7 @@ def ab(log: pl.DataFrame, state: RolloutState) -> dict:
                      hypothesis="v2 converts better", name="churn v2", policy=AB_POLICY)
 
 
-def test_ab_report_fills_the_seed_template_and_ships_a_clear_win():
+def test_ab_report_fills_the_method_template_and_ships_a_clear_win():
     state = RolloutState("1", "2", 0.5)
     report = ab(labelled_log({"champion": 0.70, "challenger": 0.80}, 3000, 8, {"champion": 2, "challenger": 2}),
                 state)

@@ -56,7 +56,7 @@ def record(verdict="iterate") -> ExperimentRecord:
     )
 
 
-def test_log_experiment_writes_the_seed_template(backend, model_dir, tmp_path, monkeypatch):
+def test_log_experiment_writes_the_method_template(backend, model_dir, tmp_path, monkeypatch):
     uri, artifacts = backend
     monkeypatch.chdir(tmp_path)  # a stray default ./mlruns would appear here
     run_id = log_experiment(uri, artifacts, "churn_log", record(), model_dir, day=DAY)

@@ -38,7 +38,7 @@ def stored(tmp_path_factory):
     return db, tune(storage_url=f"sqlite:///{db}")
 
 
-def test_search_stays_in_the_seed_ranges_and_reports_the_best_completed_trial(stored):
+def test_search_stays_in_the_method_ranges_and_reports_the_best_completed_trial(stored):
     _, result = stored
     trials = result.trials
     assert trials.height == result.n_trials_done == 8
