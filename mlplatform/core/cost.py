@@ -22,9 +22,9 @@ import polars as pl
 # One CPU machine-hour (a small general-purpose cloud instance): every CPU step and batch inference use it.
 CPU_HOUR_USD = 0.05
 # The method's GPU table (phase 10, hourly cloud cost), matched by name against the device a step ran on.
-SEED_GPU_HOUR_USD = {"H100": 8.0, "A100": 4.0, "A10G": 1.0, "T4": 0.50}
+METHOD_GPU_HOUR_USD = {"H100": 8.0, "A100": 4.0, "A10G": 1.0, "T4": 0.50}
 # A GPU the table does not name (or a bare "cuda") is priced at the table's highest rate: never understated.
-UNKNOWN_GPU_HOUR_USD = max(SEED_GPU_HOUR_USD.values())
+UNKNOWN_GPU_HOUR_USD = max(METHOD_GPU_HOUR_USD.values())
 # Object storage per GB-month (S3 standard list price), for the lake, models and MLflow artifacts alike.
 STORAGE_GB_MONTH_USD = 0.023
 # Stores whose bytes are experiment tracking in the method's template; every other store is data storage.
@@ -118,7 +118,7 @@ def hour_rate(device: str, rates: Rates) -> float:
         return rates.cpu_hour_usd
     if rates.gpu_hour_usd is not None:
         return rates.gpu_hour_usd
-    return next((usd for name, usd in SEED_GPU_HOUR_USD.items() if name.lower() in device.lower()),
+    return next((usd for name, usd in METHOD_GPU_HOUR_USD.items() if name.lower() in device.lower()),
                 UNKNOWN_GPU_HOUR_USD)
 
 
@@ -270,7 +270,7 @@ def cost_document(runs: list[StepRun], *, training_group: str, retrain_cron: str
         "currency": "USD",
         "cpu_hour_usd": rates.cpu_hour_usd,
         "gpu_hour_usd": rates.gpu_hour_usd if rates.gpu_hour_usd is not None
-        else f"the method's table by GPU name {SEED_GPU_HOUR_USD}; unnamed GPUs at {UNKNOWN_GPU_HOUR_USD}",
+        else f"the method's table by GPU name {METHOD_GPU_HOUR_USD}; unnamed GPUs at {UNKNOWN_GPU_HOUR_USD}",
         "storage_gb_month_usd": rates.storage_gb_month_usd,
         "compute": "wall-clock seconds of each step's latest execution (every partition) in the Dagster "
                    f"instance; a training run is the '{training_group}' stage's steps",

@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 
 from mlplatform.core.cost import (
+    METHOD_GPU_HOUR_USD,
     NOT_MEASURED,
-    SEED_GPU_HOUR_USD,
     InferenceTiming,
     Rates,
     StepRun,
@@ -26,7 +26,7 @@ from mlplatform.core.cost import (
 
 @pytest.mark.parametrize(("device", "usd"), [
     ("cpu", 0.05), ("NVIDIA H100 80GB HBM3", 8.0), ("Tesla T4", 0.5), ("NVIDIA A10G", 1.0),
-    ("NVIDIA A100-SXM4-80GB", 4.0), ("cuda", max(SEED_GPU_HOUR_USD.values())),
+    ("NVIDIA A100-SXM4-80GB", 4.0), ("cuda", max(METHOD_GPU_HOUR_USD.values())),
 ])
 def test_each_device_is_priced_at_the_cpu_rate_or_the_methods_gpu_rate(device, usd):
     assert hour_rate(device, Rates()) == usd

@@ -22,9 +22,9 @@ from mlplatform.core.model_card import (
 )
 
 # The method's phase-9 template: keys, nesting and order.
-SEED_KEYS = ["model_name", "version", "date", "owner", "description", "intended_use", "out_of_scope_uses",
+METHOD_KEYS = ["model_name", "version", "date", "owner", "description", "intended_use", "out_of_scope_uses",
              "training_data", "evaluation", "limitations", "ethical_considerations", "maintenance"]
-SEED_NESTED = {"training_data": ["source", "size", "date_range", "known_biases"],
+METHOD_NESTED = {"training_data": ["source", "size", "date_range", "known_biases"],
                "evaluation": ["metrics", "datasets", "sliced_metrics"],
                "maintenance": ["retraining_schedule", "monitoring", "contact"]}
 
@@ -67,8 +67,8 @@ def meta(brief) -> dict:
 
 def test_card_has_exactly_the_method_structure(meta):
     card = build_model_card(meta)
-    assert list(card) == SEED_KEYS
-    for section, keys in SEED_NESTED.items():
+    assert list(card) == METHOD_KEYS
+    for section, keys in METHOD_NESTED.items():
         assert list(card[section]) == keys
     assert isinstance(card["limitations"], list) and isinstance(card["ethical_considerations"], list)
     assert isinstance(card["evaluation"]["metrics"], dict) and isinstance(card["evaluation"]["datasets"], list)
