@@ -177,8 +177,26 @@ class Store(Protocol):
     def save(self, folder: Path) -> None: ...
 
 
+_BLAS = None
+
+
+def _one_blas_thread():
+    """A context holding BLAS to one thread (threadpoolctl's controller is made once: entering costs ~10 µs)."""
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]  # no py.typed marker
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
 class DenseStore:
-    """Exact inner-product (cosine, vectors being unit length) search over all vectors."""
+    """Exact inner-product (cosine, vectors being unit length) search over all vectors.
+
+    The product runs on one BLAS thread: it is memory-bound (10^5 x 256 float32 is 100 MB read per query), and on
+    a busy two-core machine (load 15) one thread answered at p95 61 ms where OpenBLAS's two spinning threads took
+    88 ms; concurrent questions are served by concurrent requests, not by threads inside one product.
+    """
 
     name = "dense"
 
@@ -195,13 +213,16 @@ class DenseStore:
         if query.shape[0] != self.vectors.shape[1]:
             raise StoreError(f"the query vector has {query.shape[0]} dimensions, the index {self.vectors.shape[1]}; "
                              "query with the embedder the index was built with")
-        return self.vectors @ query
+        with _one_blas_thread():
+            return self.vectors @ query
 
     def search(self, query: np.ndarray, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         query = np.asarray(query, dtype=np.float32).ravel()
         if mask is not None:
             rows = np.flatnonzero(mask)
-            index, scores = best_of(self.vectors[rows] @ query, k)
+            with _one_blas_thread():
+                filtered = self.vectors[rows] @ query
+            index, scores = best_of(filtered, k)
             return rows[index], scores
         return best_of(self.scores(query), k)
 
