@@ -22,10 +22,14 @@ test: install
 	$(BIN)/python -m pytest
 
 # The unit tests only: core functions on small in-memory data and the asset-graph snapshot; no whole-graph run
-# (the session's demo_run fixture), no servers, no GPU. See docs/testing.md for what it covers and its timing.
+# (the session's demo_run fixture), no servers, no GPU. Left out as well: the three unit tests that start a
+# server or child processes (a local OpenAI-compatible endpoint, racing promotions, the GPU check script), a
+# quarter of the loop's time; `make test` runs them. See docs/testing.md for the timings.
 FAST_TESTS ?= mlplatform_tests/core mlplatform_tests/test_asset_graph_snapshot.py mlplatform_tests/test_draft_brief.py
+FAST_SKIP ?= local_server or racing_promotions or gpu_check_script
 test-fast: install
-	$(BIN)/python -m pytest $(FAST_TESTS) -q -p no:cacheprovider -m "not slow and not integration and not gpu and not fault"
+	$(BIN)/python -m pytest $(FAST_TESTS) -q -p no:cacheprovider -m "not slow and not integration and not gpu and not fault" \
+		-k "not ($(FAST_SKIP))"
 
 lint: install
 	$(BIN)/python -m ruff check .
