@@ -70,8 +70,9 @@ def main() -> None:
     args = parser.parse_args()
     brief = load_brief(DEMO_BRIEF)
     ws = Workspace(args.data_dir.resolve(), brief.name)
-    types = feature_types(brief)
     test = split_training_set(brief, pl.read_parquet(ws.table("training", "training_set"))).test
+    # What serving gives the models, less a column this run's training set lacks (an older run's data).
+    types = {name: kind for name, kind in feature_types(brief).items() if name in test.columns}
     rows = test.select(list(types)).to_dicts()
     labels = test[brief.label.column].to_numpy()
     timed_rows = (rows * (args.rows // len(rows) + 1))[:args.rows]
