@@ -40,6 +40,7 @@ import dagster as dg
 import polars as pl
 
 from mlplatform.brief import Brief
+from mlplatform.core import tables
 from mlplatform.core.drift import drift_not_measured
 from mlplatform.core.ingestion import month_keys
 from mlplatform.core.io import InputError, source_files
@@ -96,6 +97,16 @@ def _retrain_already_requested(context: dg.SensorEvaluationContext, source_run: 
     return runs[0] if runs else None
 
 
+def _ingested_since(context: dg.SensorEvaluationContext, brief: Brief, key: str, modified: float) -> bool:
+    """Every monthly source's partition ``key`` was materialised after ``modified`` (epoch seconds)."""
+    for name in partitioned_sources(brief):
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(f"raw_{name}"), asset_partitions=[key]), limit=1).records
+        if not records or records[0].timestamp < modified:
+            return False
+    return True
+
+
 def _drift_skip(brief: Brief) -> dg.SkipReason | None:
     """Drift and concept-drift triggers cannot fire where drift over time is not measured: say why."""
     reason = drift_not_measured(brief)
@@ -132,32 +143,43 @@ def _report_sensor(context: dg.SensorEvaluationContext, tracking: TrackingResour
 def build(brief: Brief) -> list:
     ingested = [f"raw_{name}" for name in partitioned_sources(brief)]
     batches = [*ingested, BATCH_PROFILES] if ingested else []
+    # The sources that are re-read whole (labels, entities): every monitoring run and retrain reads them afresh.
+    whole = dg.AssetSelection.assets(*(f"raw_{name}" for name in brief.sources
+                                       if name not in partitioned_sources(brief)))
     interval = brief.monitoring.sensor_interval_s
     namespace = {NAMESPACE_TAG: brief.name}
+    # The loop's runs execute their steps in the run's own process: a step process of its own would import the
+    # platform (Dagster, polars, MLflow, LightGBM) again for each of dozens of short steps.
     ingest_job = dg.define_asset_job(
         "ingest_job", selection=dg.AssetSelection.assets(*batches), tags=namespace,
+        executor_def=dg.in_process_executor,
         description="Ingest one monthly batch of the time-partitioned sources and profile it.")
     full_run = dg.define_asset_job(
         "full_run", selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*batches), tags=namespace,
         description="Everything after the monthly batches: validation to model card and monitoring.")
     retrain_job = dg.define_asset_job(
-        "retrain_job", selection=dg.AssetSelection.groups(*RETRAIN_GROUPS), tags=namespace,
-        description="Re-validate the data, rebuild features, retrain on the latest months (the production model's "
+        "retrain_job", selection=dg.AssetSelection.groups(*RETRAIN_GROUPS) | whole, tags=namespace,
+        executor_def=dg.in_process_executor,
+        description="Re-read the whole sources, re-validate the data, rebuild features, retrain on the latest "
+                    "months (the production model's "
                     "hyperparameters unless monitoring.retrain_tuning), evaluate, gate promotion against the "
                     "production model (golden set included), then start a canary or promote.")
     monitor_job = dg.define_asset_job(
-        "monitor_job", tags=namespace,
-        selection=(dg.AssetSelection.groups(*MONITOR_GROUPS) | dg.AssetSelection.assets("training_set"))
+        "monitor_job", tags=namespace, executor_def=dg.in_process_executor,
+        selection=(dg.AssetSelection.groups(*MONITOR_GROUPS) | dg.AssetSelection.assets("training_set") | whole)
         - dg.AssetSelection.assets(*batches),
-        description="After a batch: validation, features, the online store and the training set refreshed, then "
+        description="After a batch: the whole sources (labels, entities) re-read, validation, features, the online "
+                    "store and the training set refreshed, then "
                     "profiles, feature drift and the champion's performance on newly labelled data.")
 
     @dg.sensor(job=ingest_job, minimum_interval_seconds=interval, default_status=dg.DefaultSensorStatus.STOPPED)
     def new_data_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource):
-        """Ingests a monthly batch when its files appear or change (name, size and modification time)."""
+        """Ingests a monthly batch when its files appear or change (name, size and modification time); a batch
+        whose partitions were all materialised after its files last changed counts as ingested already."""
         if not partitioned_sources(platform.brief):
             return dg.SkipReason("no source of this brief arrives in monthly batches (sources.*.batches)")
         seen = json.loads(context.cursor) if context.cursor else {}
+        newest_file: dict[str, float] = {}
         current = {}
         for name in partitioned_sources(platform.brief):
             try:
@@ -168,7 +190,9 @@ def build(brief: Brief) -> list:
                 batch = [f for f in files if key in f.name]
                 if batch:
                     current[key] = ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in batch)
-        changed = [key for key, signature in current.items() if seen.get(key) != signature]
+                    newest_file[key] = max(newest_file.get(key, 0.0), *(f.stat().st_mtime for f in batch))
+        changed = [key for key, signature in current.items() if seen.get(key) != signature
+                   and not (key not in seen and _ingested_since(context, platform.brief, key, newest_file[key]))]
         context.update_cursor(json.dumps(current))
         if not changed:
             return dg.SkipReason("no new or changed batch files")
@@ -208,7 +232,7 @@ def build(brief: Brief) -> list:
 
         def decide() -> tuple[Trigger | None, str]:
             importance = champion_importance(platform, tracking.uri)  # the serving model's, any family
-            trigger = drift_trigger(platform.read_table("monitoring", "drift"), importance,
+            trigger = drift_trigger(platform.read_table(tables.DRIFT), importance,
                                     top_n=b.monitoring.top_features, threshold=b.monitoring.retrain_psi)
             return trigger, f"no top-{b.monitoring.top_features} feature above PSI {b.monitoring.retrain_psi}"
 
@@ -222,7 +246,7 @@ def build(brief: Brief) -> list:
             return skip
 
         def decide() -> tuple[Trigger | None, str]:
-            row = platform.read_table("monitoring", "performance").row(0, named=True)
+            row = platform.read_table(tables.PERFORMANCE).row(0, named=True)
             drop = row.get("relative_drop")
             return performance_trigger(row), ("no critical drop" if drop is None else
                                                f"no critical drop ({drop:.1%} of {row['metric']})")
@@ -254,7 +278,7 @@ def build(brief: Brief) -> list:
 
 def _notify(platform: PlatformResource, run: dg.DagsterRun, status: str, message: str | None = None) -> dict:
     decision = None
-    promotion = platform.workspace.table("registry", "promotion")
+    promotion = platform.workspace.table(tables.PROMOTION)
     if promotion.exists():
         row = pl.read_parquet(promotion).row(0, named=True)
         decision = {"challenger_version": row["challenger_version"], "promoted": row["promote"]}
@@ -269,7 +293,7 @@ def _notify(platform: PlatformResource, run: dg.DagsterRun, status: str, message
 
 def _rollout_of(platform: PlatformResource, version: str) -> str | None:
     """What champion_model did with ``version`` after the gate passed: "promoted", or "canary at 5%"."""
-    path = platform.workspace.table("registry", "rollout")
+    path = platform.workspace.table(tables.ROLLOUT)
     rows = pl.read_parquet(path).filter(pl.col("challenger_version") == version) if path.exists() else None
     if rows is None or rows.height == 0:
         return None  # champion_model did not run (e.g. the run failed after the gate)
