@@ -63,7 +63,8 @@ def _scores_estimator():
     from sklearn.base import BaseEstimator
 
     class Scores(BaseEstimator):
-        fitted_ = True  # what check_is_fitted looks for: the scores are already a fitted model's
+        def __sklearn_is_fitted__(self) -> bool:  # check_is_fitted's protocol: the scores are a fitted model's
+            return True
 
         def fit(self, X, y):
             return self
