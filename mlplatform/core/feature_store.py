@@ -341,7 +341,22 @@ class OnlineWrite:
 _WRITE_BATCH_ROWS = 5_000
 
 
-def materialize_online(store: feast.FeatureStore, start: datetime, end: datetime) -> OnlineWrite:
+def _bound_offline_reads(memory_limit: str | None, temp_directory: Path | None) -> None:
+    """Cap the memory of the DuckDB connection the DuckDB offline store reads Parquet through (ibis' default
+    backend), spilling the rest to ``temp_directory``: its latest-row query sorts every feature row of the window."""
+    import ibis  # type: ignore[import-untyped]  # no py.typed marker
+
+    if memory_limit is None:
+        return
+    backend = ibis.get_backend()
+    backend.raw_sql(f"SET memory_limit = '{memory_limit}'")
+    if temp_directory is not None:
+        temp_directory.mkdir(parents=True, exist_ok=True)
+        backend.raw_sql(f"SET temp_directory = '{temp_directory}'")
+
+
+def materialize_online(store: feast.FeatureStore, start: datetime, end: datetime, *, memory_limit: str | None = None,
+                       temp_directory: Path | None = None) -> OnlineWrite:
     """Load the latest row per entity with timestamp in ``[start, end]`` into the online store, unless the online
     store already holds a newer row of that entity.
 
@@ -355,6 +370,8 @@ def materialize_online(store: feast.FeatureStore, start: datetime, end: datetime
     to the later created timestamp), written with the online store's ``online_write_batch``; the window is
     recorded in the registry's materialisation intervals as Feast records its own. Naive datetimes are UTC.
 
+    ``memory_limit`` (e.g. ``"1500MB"``) caps the offline store's DuckDB reads, which spill to ``temp_directory``.
+
     Raises:
         ValueError: ``start`` after ``end``, or no feature view applied yet.
     """
@@ -366,6 +383,7 @@ def materialize_online(store: feast.FeatureStore, start: datetime, end: datetime
         raise ValueError(f"the registry of feature store project '{store.project}' has no online feature view: "
                          "apply the feature store (the feature_store asset) before materialising it")
     online_store = get_online_store_from_config(store.config.online_store)
+    _bound_offline_reads(memory_limit, temp_directory)
     entities = written = 0
     for view in views:
         rows = _latest_rows(store, view, start, end).to_arrow()

@@ -24,9 +24,13 @@ from mlplatform.resources.platform import PlatformResource, TrackingResource
 BATCH_ASSET = "batch_predictions"
 
 
-def latest_rows(features: pl.DataFrame, key: str) -> pl.DataFrame:
-    """Each entity's newest feature row (by ``event_timestamp``), in key order."""
-    return features.sort(key, "event_timestamp").group_by(key, maintain_order=True).last()
+def latest_rows(features: pl.DataFrame | pl.LazyFrame, key: str) -> pl.DataFrame:
+    """Each entity's newest feature row (by ``event_timestamp``), in key order; a lazy table is streamed (each
+    entity's newest time first, then only the rows at it are read), not held whole."""
+    frame = features.lazy()
+    newest = frame.group_by(key).agg(pl.col("event_timestamp").max())
+    return (frame.join(newest, on=[key, "event_timestamp"], how="semi").collect(engine="streaming")
+            .sort(key, "event_timestamp").group_by(key, maintain_order=True).last())
 
 
 def predict_batch(platform: PlatformResource, tracking: TrackingResource, run_id: str) -> dict:
@@ -48,7 +52,7 @@ def predict_batch(platform: PlatformResource, tracking: TrackingResource, run_id
         raise LookupError(f"no '{CHAMPION}' alias on {tracking.model_name} at {tracking.uri}: batch prediction "
                           "scores with the champion; run the graph so a model passes the promotion gate")
     types = feature_types(b)
-    latest = latest_rows(platform.read_table(tables.features(b.entity)), key)
+    latest = latest_rows(platform.scan_table(tables.features(b.entity)), key)
     if latest.height == 0:
         raise ValueError(f"the feature table {feature_view_name(b.entity)} has no rows to score")
     scorer, download = load_version(b, platform.workspace, version, tracking.uri)

@@ -38,6 +38,10 @@ def feature_store(platform: PlatformResource, feast_store: FeatureStoreResource)
     }))
 
 
+# DuckDB's memory for the offline store's latest-row reads while materialising (the rest spills to disk).
+OFFLINE_READ_MEMORY = "1500MB"
+
+
 def online_partitions(brief: Brief) -> dg.MonthlyPartitionsDefinition | None:
     """The online store is materialised one month at a time, the raw batches' partitions; a table without time
     (every row at ``observed_at``) has no months to split and is materialised whole, unpartitioned."""
@@ -85,7 +89,8 @@ def _online_features(brief: Brief) -> dg.AssetsDefinition:
             from mlplatform.core.feature_store import materialize_online
 
             start, end = _window(platform.brief, context)
-            written = materialize_online(feast_store.store(), start, end)
+            written = materialize_online(feast_store.store(), start, end, memory_limit=OFFLINE_READ_MEMORY,
+                                         temp_directory=platform.workspace.root / "duckdb_tmp")
             return dg.MaterializeResult(metadata=readable({
                 "window_start": start.isoformat(), "window_end": end.isoformat(),
                 "entities_in_window": written.entities, "entities_written": written.written,
@@ -104,8 +109,10 @@ def online_offline_consistency(platform: PlatformResource, feast_store: FeatureS
     from mlplatform.core.feature_store import online_features as read_online
 
     b = platform.brief
-    table = platform.read_table(tables.features(b.entity))
-    ids = table[b.entity_key].unique().sort().sample(min(200, table[b.entity_key].n_unique()), seed=0).to_list()
+    scan = platform.scan_table(tables.features(b.entity))
+    keys = scan.select(pl.col(b.entity_key).unique()).collect(engine="streaming")[b.entity_key].sort()
+    ids = keys.sample(min(200, keys.len()), seed=0).to_list()
+    table = scan.filter(pl.col(b.entity_key).is_in(ids)).collect(engine="streaming")  # the sampled entities' rows
     store = feast_store.store()
     span = materialised_span(store, feature_view_name(b.entity))
     if span is None:

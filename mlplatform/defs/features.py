@@ -1,30 +1,46 @@
 """Stage: point-in-time feature tables (method phase 2, feature engineering)."""
 
+from collections.abc import Iterable
+
 import dagster as dg
 import polars as pl
 
 from mlplatform.brief import Brief, TableFeatures
-from mlplatform.core.feature_names import feature_view_name
-from mlplatform.core.features import build_features, feature_columns
+from mlplatform.core import tables
+from mlplatform.core.features import event_columns, feature_blocks, feature_columns
+from mlplatform.core.io import write_parquet_frames_atomic
 from mlplatform.core.markdown import table
 from mlplatform.core.readable import readable
 from mlplatform.core.table_features import build_table_features
 from mlplatform.resources.platform import PlatformResource
 
 
-def _describe(platform: PlatformResource, features: pl.DataFrame) -> dg.MaterializeResult:
+def _describe(platform: PlatformResource, blocks: Iterable[pl.DataFrame]) -> dg.MaterializeResult:
+    """Write the feature table from ``blocks`` (disjoint sets of entities, in key order), one block in memory at a
+    time, and describe it."""
     b = platform.brief
-    path = platform.write_table("features", feature_view_name(b.entity), features)
     described = feature_columns(b.features, b.entity)
+    rows, entities, nulls = 0, 0, dict.fromkeys(described, 0)
+
+    def counted(frame: pl.DataFrame) -> pl.DataFrame:
+        nonlocal rows, entities
+        rows, entities = rows + frame.height, entities + frame[b.entity_key].n_unique()
+        for name in described:
+            nulls[name] += frame[name].null_count()
+        return frame
+
+    target = tables.features(b.entity)
+    path = write_parquet_frames_atomic(map(counted, blocks), platform.workspace.table(target))
+    platform.register_view(target.view, str(path))
     catalogue = pl.DataFrame({
         "feature": list(described),
         "description": list(described.values()),
-        "null_share": [features[name].null_count() / max(features.height, 1) for name in described],
+        "null_share": [nulls[name] / max(rows, 1) for name in described],
     })
     return dg.MaterializeResult(metadata=readable({
-        "dagster/row_count": features.height,
+        "dagster/row_count": rows,
         "features": len(described),
-        "entities": features[b.entity_key].n_unique(),
+        "entities": entities,
         "catalogue": dg.MetadataValue.md(table(catalogue)),
         "path": dg.MetadataValue.path(str(path)),
     }))
@@ -41,9 +57,9 @@ def _table_features(spec: TableFeatures) -> dg.AssetsDefinition:
         if timestamp is None:
             raise ValueError(f"sources.{spec.source} has no time: give it a timestamp column or observed_at, "
                              "from which each row's feature time comes")
-        return _describe(platform, build_table_features(
-            platform.read_table("validated", spec.source), spec, entity=b.entity, entity_key=b.entity_key,
-            timestamp=timestamp))
+        return _describe(platform, [build_table_features(
+            platform.read_table(tables.validated(spec.source)), spec, entity=b.entity, entity_key=b.entity_key,
+            timestamp=timestamp)])
 
     return features
 
@@ -64,12 +80,14 @@ def build(brief: Brief) -> list:
         b = platform.brief
         timestamp = b.sources[spec.events_source].timestamp
         assert timestamp is not None, "the brief's validation requires a timestamp on features.events_source"
-        features = build_features(
-            platform.read_table("validated", spec.events_source),
-            platform.read_table("validated", spec.entities_source),
+        # Only the event columns the features read; the table is built and written one block of entities at a
+        # time (core.features.feature_blocks), so memory follows the block, not the number of entities.
+        events = platform.scan_table(tables.validated(spec.events_source)).select(
+            event_columns(spec, entity_key=b.entity_key, timestamp=timestamp)).collect()
+        return _describe(platform, feature_blocks(
+            events, platform.read_table(tables.validated(spec.entities_source)),
             spec, entity=b.entity, entity_key=b.entity_key,
             timestamp=timestamp, start=b.partition_start, end=b.partition_end,
-        )
-        return _describe(platform, features)
+        ))
 
     return [features_daily]

@@ -58,7 +58,7 @@ def no_future_information(platform: PlatformResource) -> dg.AssetCheckResult:
     training = platform.read_table(tables.TRAINING_SET)
     features = [f for f in feature_columns(b.features, b.entity) if f in training.columns]
     finding = check_no_future_information(
-        training, platform.read_table(tables.features(b.entity)), entity_key=b.entity_key,
+        training, platform.scan_table(tables.features(b.entity)), entity_key=b.entity_key,
         label_time=b.label.timestamp, features=features, ttl_days=b.features.ttl_days)
     return _result(finding)
 

@@ -51,6 +51,11 @@ def model_features(brief: Brief) -> list[str]:
     return [f for f in feature_columns(brief.features, brief.entity) if f not in protected]
 
 
+# DuckDB's memory for the point-in-time join (the rest spills to the namespace's duckdb_tmp): the feature table's
+# deduplication window over every feature row would otherwise take up to 80% of the machine's memory.
+PIT_JOIN_MEMORY = "1500MB"
+
+
 def load_split(platform: PlatformResource):
     """The training set split as the brief says (random, fixed dates, or rolling months anchored at the latest
     known label), with the golden test set set aside: see :func:`mlplatform.core.datasets.split_training_set`."""
@@ -79,7 +84,7 @@ def training_set(platform: PlatformResource) -> dg.MaterializeResult:
         labels, platform.workspace.table(tables.features(b.entity)),
         entity_key=b.entity_key, entity_timestamp=b.label.timestamp,
         features=list(feature_columns(b.features, b.entity)), ttl=timedelta(days=b.features.ttl_days),
-        temp_directory=platform.workspace.root / "duckdb_tmp")
+        temp_directory=platform.workspace.root / "duckdb_tmp", memory_limit=PIT_JOIN_MEMORY)
     # A plain table holds its attributes per example row; an entity table once per entity.
     keys = [b.entity_key, b.label.timestamp] if b.is_table else [b.entity_key]
     spec = b.features

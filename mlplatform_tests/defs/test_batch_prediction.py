@@ -17,7 +17,7 @@ from mlplatform.core.rollout import read_prediction_log
 from mlplatform.core.tracking import client_for, register_model, set_alias
 from mlplatform.core.training import save_model, train_lightgbm
 from mlplatform.definitions import build_definitions
-from mlplatform.defs.batch_prediction import batch_predictions
+from mlplatform.defs.batch_prediction import batch_predictions, latest_rows
 from mlplatform.serving.schemas import feature_types
 from mlplatform.settings import Settings, Workspace
 
@@ -93,6 +93,19 @@ def test_every_entity_latest_row_is_scored_into_the_lake_and_the_log(platform_wi
 
     dg.materialize([batch_predictions], resources=resources)  # a second run appends its own rows to the log
     assert read_prediction_log(ws).height == 2 * ENTITIES
+
+
+def test_latest_rows_of_a_lazy_table_are_those_of_the_frame():
+    rng = np.random.default_rng(3)
+    days = [datetime(2025, 1, 1) + timedelta(days=int(d)) for d in rng.permutation(60)]
+    frame = pl.DataFrame({"customer_id": rng.integers(1, 9, 60), "event_timestamp": days,
+                          "value": rng.normal(size=60)})
+    latest = latest_rows(frame, "customer_id")
+    assert latest["customer_id"].to_list() == sorted(frame["customer_id"].unique().to_list())
+    newest = frame.group_by("customer_id").agg(pl.col("event_timestamp").max()).sort("customer_id")
+    assert latest["event_timestamp"].to_list() == newest["event_timestamp"].to_list()
+    whole = frame.sort("customer_id", "event_timestamp").group_by("customer_id", maintain_order=True).last()
+    assert latest.equals(whole) and latest_rows(frame.lazy(), "customer_id").equals(whole)
 
 
 def test_without_a_champion_batch_prediction_says_what_is_missing(tmp_path):
