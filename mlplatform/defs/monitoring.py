@@ -11,6 +11,7 @@ import shutil
 from dataclasses import asdict
 from datetime import date, datetime, time
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -22,7 +23,7 @@ from mlplatform.core.drift import (
     NOT_APPLICABLE,
     PREDICTION_DRIFT_SCHEMA,
     concept_drift,
-    drift_by_period,
+    drift_by_column,
     drift_not_measured,
     drift_table,
     feature_kind,
@@ -33,7 +34,6 @@ from mlplatform.core.drift import (
     psi_over_time_plot,
     psi_plot,
 )
-from mlplatform.core.drift import drift_report as compute_drift
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics, higher_is_better
 from mlplatform.core.retraining import SplitDates, split_dates
@@ -106,17 +106,39 @@ def _png_markdown(path: Path, title: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
 
 
-def reference_and_current(platform: PlatformResource) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Daily feature rows of the training window (reference) and of the monitored period (current)."""
-    b = platform.brief
-    features = platform.read_table(tables.features(b.entity))
+def _windows(platform: PlatformResource) -> tuple[pl.Expr, pl.Expr]:
+    """Filters of the feature table's rows: the training window (reference) and the monitored period (current)."""
     dates = _split_dates(platform)
     at = pl.col("event_timestamp")
-    reference = features.filter(at < _midnight(dates.validation_start))
+    reference = at < _midnight(dates.validation_start)
     if dates.train_start is not None:
-        reference = reference.filter(at >= _midnight(dates.train_start))
-    current = features.filter(at.is_between(*monitored_period(platform), closed="left"))
-    return reference, current
+        reference = reference & (at >= _midnight(dates.train_start))
+    return reference, at.is_between(*monitored_period(platform), closed="left")
+
+
+# Rows of the feature table read at once where a monitoring asset walks it in chunks (about 0.5 GB of features).
+CHUNK_ROWS = 2_000_000
+
+
+def _profiles_by_chunk(platform: PlatformResource, columns: list[str]) -> dict[str, tuple[Any, int]]:
+    """whylogs profiles of the reference and current rows, ``columns`` only, built from chunks of the feature table
+    and merged (whylogs profiles are mergeable), so the windows are never held whole; with their row counts."""
+    from mlplatform.core.profiling import merge_profiles, profile_frame
+
+    scan = platform.scan_table(tables.features(platform.brief.entity))
+    windows = dict(zip(("reference", "current"), _windows(platform), strict=True))
+    total = scan.select(pl.len()).collect().item()
+    views: dict[str, list] = {name: [] for name in windows}
+    rows = dict.fromkeys(windows, 0)
+    for start in range(0, max(total, 1), CHUNK_ROWS):
+        chunk = scan.slice(start, CHUNK_ROWS).select("event_timestamp", *columns).collect()
+        for name, window in windows.items():
+            part = chunk.filter(window).drop("event_timestamp")
+            if part.height or (not views[name] and start + CHUNK_ROWS >= total):  # an empty window: one profile
+                views[name].append(profile_frame(part))
+                rows[name] += part.height
+        del chunk
+    return {name: (merge_profiles(found), rows[name]) for name, found in views.items()}
 
 
 @dg.asset(group_name="monitoring", deps=["features_daily", "training_set"], kinds={"whylogs"})
@@ -127,11 +149,12 @@ def whylogs_profiles(platform: PlatformResource) -> dg.MaterializeResult:
 
     b = platform.brief
     measured = drift_not_measured(b) is None
-    frames = (dict(zip(("reference", "current"), reference_and_current(platform), strict=True)) if measured
-              else {"reference": load_split(platform).train})
+    # With a monitored period the windows of the feature table are profiled chunk by chunk and merged.
+    profiles = (_profiles_by_chunk(platform, model_features(b)) if measured
+                else {"reference": (profile_frame(load_split(platform).train.select(model_features(b))),
+                                    load_split(platform).train.height)})
     paths = {}
-    for name, frame in frames.items():
-        view = profile_frame(frame.select(model_features(b)))
+    for name, (view, _) in profiles.items():
         paths[name] = write_profile(view, platform.workspace.profiles_dir / f"{name}.bin")
         platform.write_table(tables.profile(name), profile_summary(view))
     if not measured:
@@ -139,7 +162,7 @@ def whylogs_profiles(platform: PlatformResource) -> dg.MaterializeResult:
         (platform.workspace.profiles_dir / "current.bin").unlink(missing_ok=True)  # no stale period is shown
     summary = "current" if measured else "reference"
     return dg.MaterializeResult(metadata={
-        **{f"{name}_rows": frame.height for name, frame in frames.items()},
+        **{f"{name}_rows": rows for name, (_, rows) in profiles.items()},
         **({} if measured else _not_measured(b)),
         f"{summary}_summary": dg.MetadataValue.md(table(platform.read_table(tables.profile(summary)))),
         **{f"{k}_profile": dg.MetadataValue.path(str(v)) for k, v in paths.items()},
@@ -180,21 +203,46 @@ def _batch_profiles_asset(brief: Brief, sources: list[str]) -> dg.AssetsDefiniti
     return batch_profiles
 
 
-def _drift_over_time(platform: PlatformResource, reference: pl.DataFrame) -> tuple[pl.DataFrame, Path]:
-    """PSI of every model feature in every month from the training window on, and its dashboard PNG."""
+def _drift_by_column(platform: PlatformResource) -> tuple[list, pl.DataFrame]:
+    """The drift report (monitored period against the training window) and PSI of every model feature in every
+    month from the training window on, reading the feature table one column at a time (core.drift.drift_by_column):
+    only the row times, one feature column and its samples are in memory at once."""
     b = platform.brief
-    features = platform.read_table(tables.features(b.entity))
-    months = features.filter(pl.col("event_timestamp") >= reference["event_timestamp"].min()) \
-        .with_columns(pl.col("event_timestamp").dt.strftime(MONTH).alias("month"))
-    by_month = drift_by_period(reference, months, model_features(b), "month", psi_warning=b.thresholds.psi_warning,
-                               psi_critical=b.thresholds.psi_critical)
+    scan = platform.scan_table(tables.features(b.entity))
+    reference, current = _windows(platform)
+    at = pl.col("event_timestamp")
+    since = scan.filter(reference).select(at.min()).collect().item()  # months from the training window's first row
+    if since is None:
+        raise ValueError("drift needs a non-empty reference and current frame")
+    times = scan.select(reference.alias("reference"), current.alias("current"),
+                        pl.when(at >= since).then(at.dt.year().cast(pl.Int32) * 12 + at.dt.month() - 1)
+                        .otherwise(-1).alias("month")).collect()
+    is_reference, is_current = times["reference"].to_numpy(), times["current"].to_numpy()
+    month = times["month"].to_numpy()
+    first = since.year * 12 + since.month - 1
+    period = np.where(month >= 0, month - first, -1).astype(np.int32)
+    names = [f"{(first + k) // 12:04d}-{(first + k) % 12 + 1:02d}" for k in range(int(period.max()) + 1)]
+    del times, month
+    schema = scan.collect_schema()
+
+    def column(feature: str) -> pl.Series:  # text columns as categoricals: the same categories, a quarter the bytes
+        value = pl.col(feature).cast(pl.Categorical) if schema[feature] == pl.String else pl.col(feature)
+        return scan.select(value).collect(engine="streaming").to_series()
+
+    return drift_by_column(column, model_features(b), reference=is_reference, current=is_current, period=period,
+                           period_names=names, psi_warning=b.thresholds.psi_warning,
+                           psi_critical=b.thresholds.psi_critical)
+
+
+def _psi_over_time_plot(platform: PlatformResource, by_month: pl.DataFrame) -> Path:
+    """The dashboard: PSI of every model feature in every month, with the split's and monitored period's months."""
+    b = platform.brief
     dates = _split_dates(platform)
     markers = {"validation": dates.validation_start.strftime(MONTH), "test": dates.test_start.strftime(MONTH),
                "monitored": monitored_period(platform)[0].strftime(MONTH)}
-    plot = psi_over_time_plot(by_month, platform.workspace.reports_dir / "drift" / "psi_over_time.png",
+    return psi_over_time_plot(by_month, platform.workspace.reports_dir / "drift" / "psi_over_time.png",
                               psi_warning=b.thresholds.psi_warning, psi_critical=b.thresholds.psi_critical,
                               markers=markers)
-    return by_month, plot
 
 
 @dg.asset(group_name="monitoring", deps=["features_daily", "training_set"], kinds={"numpy", "matplotlib"})
@@ -212,14 +260,12 @@ def drift_report(platform: PlatformResource) -> dg.MaterializeResult:
                     "severity": pl.String}))
         return dg.MaterializeResult(metadata={**_not_measured(b), "features": frame.height,
                                               "path": dg.MetadataValue.path(str(path))})
-    reference, current = reference_and_current(platform)
-    drifts = compute_drift(reference, current, model_features(b), psi_warning=b.thresholds.psi_warning,
-                           psi_critical=b.thresholds.psi_critical)
+    drifts, by_month = _drift_by_column(platform)
     frame = drift_table(drifts)
     path = platform.write_table(tables.DRIFT, frame)
     plot = psi_plot(drifts, platform.workspace.reports_dir / "drift" / "psi.png",
                     psi_warning=b.thresholds.psi_warning, psi_critical=b.thresholds.psi_critical)
-    by_month, dashboard = _drift_over_time(platform, reference)
+    dashboard = _psi_over_time_plot(platform, by_month)
     platform.write_table(tables.DRIFT_BY_MONTH, by_month)
     counts = frame["severity"].value_counts()
     return dg.MaterializeResult(metadata={
