@@ -280,7 +280,7 @@ def _skew(platform: PlatformResource, feast_store: FeatureStoreResource, test: p
     from mlplatform.core.fairness import scoring_columns
         return {"reason": f"the brief has no feature table ({path.name}) in the online store to compare with."}
     start, end = (datetime.combine(d, time()) for d in (b.partition_start, b.partition_end))
-    features = pl.read_parquet(path)
+    features = pl.scan_parquet(path)  # read for the sampled entities only
     sample = skew_sample(test, features, entity_key=b.entity_key, timestamp=b.label.timestamp, start=start, end=end,
                          ttl=timedelta(days=b.features.ttl_days), n=SKEW_ENTITIES, seed=b.training.seed)
     ids = sample[b.entity_key].to_list()
