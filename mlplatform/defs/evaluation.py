@@ -272,12 +272,12 @@ def _skew(platform: PlatformResource, feast_store: FeatureStoreResource, test: p
     """Offline-vs-online skew on sampled hold-out entities (evaluation/skew): the Feast online store's features
     against the offline feature row it should hold and against the training set's hold-out row, with the
     model's prediction from each."""
+    from mlplatform.core.fairness import scoring_columns
     from mlplatform.core.feature_store import online_features
 
     b = platform.brief
     path = platform.workspace.table(tables.features(b.entity))
     if not path.exists():
-    from mlplatform.core.fairness import scoring_columns
         return {"reason": f"the brief has no feature table ({path.name}) in the online store to compare with."}
     start, end = (datetime.combine(d, time()) for d in (b.partition_start, b.partition_end))
     features = pl.scan_parquet(path)  # read for the sampled entities only
