@@ -174,9 +174,17 @@ def judged_queries(platform: PlatformResource, split: str, chunks: list) -> list
 @dg.asset(group_name="rag", deps=["rag_index", "rag_queries"], kinds={"lightgbm"})
 def rag_reranker(platform: PlatformResource) -> dg.MaterializeResult:
     """The reranker of rag.retrieval.rerank, saved under models/rag_reranker: by default LightGBM LambdaRank over
-    retrieval features, trained on the training share of the labelled queries (rag/queries, split train)."""
+    retrieval features, trained on the training share of the labelled queries (rag/queries, split train), kept
+    only where it beats the hybrid order cross-validated on those queries (else the hybrid order, with the reason
+    in the metadata)."""
     from mlplatform.core.atomic import write_model_folder
-    from mlplatform.core.rag.rerank import CrossEncoderReranker, Reranker, RetrievalOrder, train_lambdarank
+    from mlplatform.core.rag.rerank import (
+        CrossEncoderReranker,
+        LambdaRankReranker,
+        Reranker,
+        RetrievalOrder,
+        choose_reranker,
+    )
 
     rag = _rag(platform.brief)
     spec = rag.retrieval.rerank
@@ -185,9 +193,12 @@ def rag_reranker(platform: PlatformResource) -> dg.MaterializeResult:
     if spec.kind == "lambdarank":
         retriever = _retriever(platform)
         train = judged_queries(platform, "train", retriever.index.table.chunks)
-        reranker = train_lambdarank(retriever, train, top_k=rag.retrieval.top_k, seed=spec.seed)
-        metadata.update(reranker.meta)
-        metadata["feature_gain"] = dg.MetadataValue.json({k: round(v, 2) for k, v in reranker.importance().items()})
+        # LambdaRank where it beats the hybrid order cross-validated on the training queries, else that order
+        reranker, decision = choose_reranker(retriever, train, top_k=rag.retrieval.top_k, seed=spec.seed)
+        metadata.update(decision)
+        if isinstance(reranker, LambdaRankReranker):
+            metadata["feature_gain"] = dg.MetadataValue.json({k: round(v, 2)
+                                                              for k, v in reranker.importance().items()})
     elif spec.kind == "cross_encoder":
         reranker = CrossEncoderReranker(rag.resolve(spec.path or "", Path(platform.data_dir),
                                                     Path(platform.brief_path).parent))

@@ -122,6 +122,59 @@ class LambdaRankReranker(Reranker):
         return {name: float(g) for name, g in zip(FEATURES, gains, strict=True)}
 
 
+def _training_groups(retriever: Retriever, queries: Sequence[Judged], top_k: int
+                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(features, labels) of each query whose hybrid ``top_k`` holds both a relevant and an irrelevant chunk."""
+    groups = []
+    for query in queries:
+        candidates = retriever.candidates(query.question, top_k=top_k)
+        if query.relevant_chunks:
+            y = [int(c.chunk.chunk_id in query.relevant_chunks) for c in candidates]
+        else:
+            y = [int(c.chunk.document in query.relevant_documents) for c in candidates]
+        if 0 < sum(y) < len(y):
+            groups.append((features(query.question, candidates), np.asarray(y)))
+    return groups
+
+
+def _fit(groups: Sequence[tuple[np.ndarray, np.ndarray]], seed: int, rounds: int):
+    import lightgbm as lgb
+
+    params = {"objective": "lambdarank", "metric": "ndcg", "ndcg_eval_at": [3], "learning_rate": 0.05,
+              "num_leaves": 7, "min_data_in_leaf": 5, "feature_fraction": 0.9, "lambda_l2": 1.0, "seed": seed,
+              "deterministic": True, "num_threads": 1, "verbose": -1}
+    data = lgb.Dataset(np.vstack([x for x, _ in groups]), label=np.concatenate([y for _, y in groups]),
+                       group=[len(y) for _, y in groups], feature_name=list(FEATURES))
+    return lgb.train(params, data, num_boost_round=rounds)
+
+
+def _ndcg3(labels: np.ndarray) -> float:
+    """nDCG@3 of binary ``labels`` in ranked order."""
+    discounts = 1 / np.log2(np.arange(2, 5))
+    dcg = float((labels[:3] * discounts[:len(labels[:3])]).sum())
+    ideal = float(discounts[:min(int(labels.sum()), 3)].sum())
+    return dcg / ideal if ideal else 0.0
+
+
+def cross_validate(groups: Sequence[tuple[np.ndarray, np.ndarray]], *, seed: int = 0, rounds: int = 100,
+                   folds: int = 5) -> tuple[float, float]:
+    """Mean nDCG@3 over held-out training queries of LambdaRank (fitted on the other folds) and of the hybrid
+    order (the candidates' own order), with ``folds`` folds of queries (at most one query a fold)."""
+    folds = min(folds, len(groups))
+    model, hybrid = [], []
+    for fold in range(folds):
+        fit_on = [g for i, g in enumerate(groups) if i % folds != fold]
+        held = [g for i, g in enumerate(groups) if i % folds == fold]
+        if len(fit_on) < 2:
+            continue
+        booster = _fit(fit_on, seed, rounds)
+        for x, y in held:
+            order = np.argsort(-booster.predict(x), kind="stable")
+            model.append(_ndcg3(y[order]))
+            hybrid.append(_ndcg3(y))
+    return (float(np.mean(model)) if model else 0.0), (float(np.mean(hybrid)) if hybrid else 0.0)
+
+
 def train_lambdarank(retriever: Retriever, queries: Sequence[Judged], *, top_k: int = 10, seed: int = 0,
                      rounds: int = 100) -> LambdaRankReranker:
     """Fit LambdaRank on each query's hybrid ``top_k`` candidates, labelled by chunk relevance (document relevance
@@ -131,31 +184,35 @@ def train_lambdarank(retriever: Retriever, queries: Sequence[Judged], *, top_k: 
     Raises:
         RerankError: fewer than two queries with both a relevant and a not relevant candidate.
     """
-    import lightgbm as lgb
-
-    blocks, labels, groups = [], [], []
-    for query in queries:
-        candidates = retriever.candidates(query.question, top_k=top_k)
-        if query.relevant_chunks:
-            y = [int(c.chunk.chunk_id in query.relevant_chunks) for c in candidates]
-        else:
-            y = [int(c.chunk.document in query.relevant_documents) for c in candidates]
-        if 0 < sum(y) < len(y):
-            blocks.append(features(query.question, candidates))
-            labels.extend(y)
-            groups.append(len(y))
+    groups = _training_groups(retriever, queries, top_k)
     if len(groups) < 2:
         raise RerankError(f"the reranker needs at least 2 training queries whose top {top_k} candidates hold both a "
                           f"relevant and an irrelevant chunk; {len(groups)} of {len(queries)} do. Label more "
                           "queries (rag.queries) or use rerank kind none")
-    params = {"objective": "lambdarank", "metric": "ndcg", "ndcg_eval_at": [3], "learning_rate": 0.05,
-              "num_leaves": 7, "min_data_in_leaf": 5, "feature_fraction": 0.9, "lambda_l2": 1.0, "seed": seed,
-              "deterministic": True, "num_threads": 1, "verbose": -1}
-    data = lgb.Dataset(np.vstack(blocks), label=np.asarray(labels), group=groups, feature_name=list(FEATURES))
-    booster = lgb.train(params, data, num_boost_round=rounds)
-    meta = {"training_queries": len(groups), "training_pairs": len(labels), "positives": int(sum(labels)),
+    labels = np.concatenate([y for _, y in groups])
+    meta = {"training_queries": len(groups), "training_pairs": int(len(labels)), "positives": int(labels.sum()),
             "top_k": top_k, "rounds": rounds, "seed": seed}
-    return LambdaRankReranker(booster, meta)
+    return LambdaRankReranker(_fit(groups, seed, rounds), meta)
+
+
+def choose_reranker(retriever: Retriever, queries: Sequence[Judged], *, top_k: int = 10, seed: int = 0,
+                    rounds: int = 100, folds: int = 5) -> tuple[Reranker, dict]:
+    """LambdaRank if, cross-validated on the training queries alone, it ranks better than the hybrid order
+    (nDCG@3); otherwise the hybrid order, so reranking never degrades what a small query set cannot teach.
+    Returns the reranker and what decided it."""
+    groups = _training_groups(retriever, queries, top_k)
+    if len(groups) < 2:
+        return RetrievalOrder(), {"chosen": "none", "reason": f"{len(groups)} of {len(queries)} training queries "
+                                  "have both relevant and irrelevant candidates; LambdaRank needs 2 or more"}
+    model, hybrid = cross_validate(groups, seed=seed, rounds=rounds, folds=folds)
+    decision = {"cv_ndcg@3_lambdarank": round(model, 4), "cv_ndcg@3_hybrid": round(hybrid, 4),
+                "cv_queries": len(groups)}
+    if model > hybrid:
+        reranker = train_lambdarank(retriever, queries, top_k=top_k, seed=seed, rounds=rounds)
+        return reranker, {"chosen": "lambdarank", **decision, **reranker.meta}
+    return RetrievalOrder(), {"chosen": "none", "reason": f"cross-validated on {len(groups)} training queries, "
+                              f"LambdaRank's nDCG@3 {model:.3f} does not beat the hybrid order's {hybrid:.3f}; "
+                              "the hybrid order is kept (label more queries to train it)", **decision}
 
 
 class CrossEncoderReranker(Reranker):

@@ -163,3 +163,20 @@ def test_metrics_by_chunk_and_by_document():
     assert by_chunk["precision@3"] == pytest.approx(2 / 3)
     by_document = query_metrics(hits, query, "document")
     assert by_document["recall@3"] == 1 and by_document["precision@3"] == pytest.approx(1 / 3)
+
+
+def test_lambdarank_is_kept_only_where_it_beats_the_hybrid_order_on_the_training_queries(corpus):
+    from mlplatform.core.rag.rerank import LambdaRankReranker, RetrievalOrder, choose_reranker
+
+    _, _, index, judged = corpus
+    retriever = Retriever(index)
+    reranker, decision = choose_reranker(retriever, judged[:32])
+    assert isinstance(reranker, LambdaRankReranker) and decision["chosen"] == "lambdarank"
+    assert decision["cv_ndcg@3_lambdarank"] > decision["cv_ndcg@3_hybrid"]
+    kept, why = choose_reranker(retriever, judged[:1])
+    assert isinstance(kept, RetrievalOrder) and why["chosen"] == "none" and "needs 2 or more" in why["reason"]
+    # where the hybrid order is already right, nothing can beat it: the hybrid order is kept
+    solved = [q for q in judged if (hits := retriever.retrieve(q.question, top_k=3))
+              and hits[0].chunk.chunk_id in q.relevant_chunks and len(q.relevant_chunks) == 1]
+    kept, why = choose_reranker(retriever, solved[:6])
+    assert isinstance(kept, RetrievalOrder) and "does not beat the hybrid order" in why["reason"]
