@@ -9,7 +9,8 @@ model also each runtime), the script starts the server as its own process tree â
 ``uvicorn mlplatform.serving.app:app_from_env --factory --workers N`` â€” waits until /ready names the expected
 model version, then runs ``benchmarks/load_client.py`` as a separate process: ``POST /predict`` at ``--rate``
 (open loop, latency from each request's due time) and ``GET /health`` at 20 req/s over its own connections
-during the same window. It reports the achieved rate, p50/p95/p99 of both, whether /predict's p99 is within
+during the same window (first, in process, one entity's online lookup through ``OnlineReader`` and through
+Feast's SDK). It reports the achieved rate, p50/p95/p99 of both, whether /predict's p99 is within
 ``--p99-factor`` (3) times /health's, the server's CPU time per request (user + system of every server
 process, a figure that load from other processes inflates far less than latency), how late the client itself
 sent its requests (p99; a large value means the client, not the server, was starved of CPU, and the window says
@@ -100,6 +101,27 @@ def served_ids(ws: Workspace, brief: Brief, production: bool) -> list[int]:
     columns = online_features(feature_store(ws, brief, production), ids, feature_service_name(brief.name))
     features = [column for column in columns if column != brief.entity_key]
     return [i for n, i in enumerate(ids) if any(columns[column][n] is not None for column in features)]
+
+
+def lookup_latencies(store, service: str, ids: list[int], lookups: int) -> dict:
+    """p50/p99 (ms) of one entity's online lookup, in process, through ``OnlineReader`` (what serving uses) and
+    Feast's SDK (``get_online_features``), alternating on the same random ids; the answers must agree."""
+    import numpy as np
+
+    from mlplatform.core.feature_store import OnlineReader
+
+    reader = OnlineReader(store, service)
+    sides = {"OnlineReader": reader.read, "Feast get_online_features": lambda i: online_features(store, i, service)}
+    times: dict[str, list[float]] = {side: [] for side in sides}
+    for entity_id in np.random.default_rng(0).choice(ids, lookups):
+        answers = []
+        for side, read in sides.items():
+            started = time.perf_counter()
+            answers.append(read([int(entity_id)]))
+            times[side].append((time.perf_counter() - started) * 1000)
+        if answers[0] != answers[1]:
+            raise SystemExit(f"OnlineReader and Feast disagree on entity {entity_id}: {answers}")
+    return {side: (float(np.percentile(t, 50)), float(np.percentile(t, 99))) for side, t in times.items()}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -220,7 +242,9 @@ def main() -> None:
     parser.add_argument("--production", action="store_true", help="the production profile's stores")
     parser.add_argument("--no-feast", action="store_true", help="skip the `feast serve` peer")
     parser.add_argument("--json", type=Path, help="also write every outcome here")
+    parser.add_argument("--lookups", type=int, default=2000, help="in-process online lookups per side (0: none)")
     args = parser.parse_args()
+    environment = dict(os.environ)  # as this process started: what the servers inherit
     brief = load_brief(DEMO_BRIEF)
     ws = Workspace(args.data_dir.resolve(), brief.name)
     uri, name = tracking_uri(ws, args.production), model_name(brief)
@@ -228,8 +252,15 @@ def main() -> None:
     if shipped is None:
         raise SystemExit(f"no champion of {name} in {uri}: run the demo on {ws.data_dir} first")
     ids = served_ids(ws, brief, args.production)
+    if args.lookups:
+        load = os.getloadavg()[0]
+        found = lookup_latencies(feature_store(ws, brief, args.production), feature_service_name(brief.name), ids,
+                                 args.lookups)
+        print(f"online lookup of one entity, in process, {args.lookups:,} each (answers equal; load {load:.2f}):")
+        for side, (p50, p99) in found.items():
+            print(f"    {side:28} p50 {p50:7.3f} ms  p99 {p99:7.3f} ms")
     bodies = [json.dumps({brief.entity_key: i}).encode() for i in ids]
-    env = {**os.environ, "MLPLATFORM_DATA_DIR": str(ws.data_dir), "MLPLATFORM_BRIEF": str(DEMO_BRIEF),
+    env = {**environment, "MLPLATFORM_DATA_DIR": str(ws.data_dir), "MLPLATFORM_BRIEF": str(DEMO_BRIEF),
            "MLPLATFORM_REGISTRY_POLL_S": "600"}
     if not args.production:
         env["MLPLATFORM_PROFILE"] = "local"
