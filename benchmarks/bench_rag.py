@@ -2,6 +2,11 @@
 time queries (dense, sparse, hybrid) and compare with rank_bm25 and a brute-force numpy search.
 
     python benchmarks/bench_rag.py --chunks 100000 --queries 200
+    python benchmarks/bench_rag.py --chunks 100000 --queries 200 --lancedb   # needs: pip install lancedb
+
+With ``--lancedb`` the dense side is also compared with LanceDB, the embedded vector store considered for it:
+exact (flat) search and an IVF-PQ index, with recall@10 against exact search. LanceDB is not a platform
+dependency; the benchmark imports it only with the flag.
 """
 
 import argparse
@@ -42,6 +47,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--skip-rank-bm25", action="store_true")
+    parser.add_argument("--lancedb", action="store_true", help="also time LanceDB (flat and IVF-PQ)")
     args = parser.parse_args()
     texts = corpus(args.chunks)
     chunks = [Chunk(f"c{i}", t, f"doc{i // 20}.md", i % 20, n_tokens=len(t.split())) for i, t in enumerate(texts)]
@@ -98,7 +104,46 @@ def main() -> None:
             okapi_times.append((time.perf_counter() - t) * 1000)
         line += f"; rank_bm25 build {okapi_build:.1f} s, search p95 {p(okapi_times, 95):.0f} ms (20 queries)"
     print(line)
+    if args.lancedb:
+        lancedb_comparison(vectors, qv, times_store)
     print(f"load average after: {os.getloadavg()}")
+
+
+def lancedb_comparison(vectors: np.ndarray, queries: np.ndarray, store_ms: list[float]) -> None:
+    import lancedb
+    import pyarrow as pa
+
+    n, d = vectors.shape
+    exact = [set(np.argsort(-(vectors @ q))[:10].tolist()) for q in queries]
+    with tempfile.TemporaryDirectory() as folder:
+        db = lancedb.connect(folder)
+        started = time.perf_counter()
+        table = db.create_table("chunks", data=pa.table({
+            "row": pa.array(np.arange(n)),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(vectors).ravel()), d)}))
+        write_s = time.perf_counter() - started
+
+        def run(nprobes: int | None) -> tuple[list[float], float]:
+            times, recall = [], []
+            for q, truth in zip(queries, exact, strict=True):
+                t = time.perf_counter()
+                search = table.search(q).distance_type("dot").limit(10)
+                if nprobes:
+                    search = search.nprobes(nprobes)
+                rows = search.to_arrow().column("row").to_pylist()
+                times.append((time.perf_counter() - t) * 1000)
+                recall.append(len(set(rows) & truth) / 10)
+            return times, statistics.mean(recall)
+
+        flat, flat_recall = run(None)
+        started = time.perf_counter()
+        table.create_index(metric="dot", index_type="IVF_PQ", num_partitions=256, num_sub_vectors=d // 8)
+        index_s = time.perf_counter() - started
+        ivf, ivf_recall = run(20)
+    print(f"lancedb write {write_s:.1f} s; flat search p50 {p(flat, 50):.1f} / p95 {p(flat, 95):.1f} ms, recall@10 "
+          f"{flat_recall:.3f}; IVF-PQ (256 partitions, {d // 8} sub-vectors) build {index_s:.1f} s, nprobes 20 "
+          f"p50 {p(ivf, 50):.1f} / p95 {p(ivf, 95):.1f} ms, recall@10 {ivf_recall:.3f}; platform dense store p50 "
+          f"{p(store_ms, 50):.1f} / p95 {p(store_ms, 95):.1f} ms, recall@10 1.000")
 
 
 if __name__ == "__main__":
