@@ -397,7 +397,9 @@ def test_completeness_columns_are_the_model_inputs_a_source_holds(tmp_path):
     plain = load_brief(write_plain_table_brief(tmp_path))
     assert completeness_columns(plain, "shop") == ["size", "colour"]
     demo = load_brief(DEMO_BRIEF)
-    assert completeness_columns(demo, "customers") == ["plan", "region", "monthly_fee"]
+    # age_band is served for the per-band decision thresholds (fairness.mitigation threshold_optimizer): a blank
+    # band changes a decision as a blank input would, so it counts.
+    assert completeness_columns(demo, "customers") == ["plan", "region", "monthly_fee", "age_band"]
     # Event values aggregated into features stay out: an amount only payments carry is blank by design.
     assert completeness_columns(demo, "events") == []
 
