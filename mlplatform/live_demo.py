@@ -225,6 +225,7 @@ class Timeline:
 
     def line(self, text: str) -> None:
         self.say(f"[{time.monotonic() - self.started:5.0f} s] {text}")
+        sys.stdout.flush()  # a story, not a log: each line shows when it happens, also when piped to a file
 
     def active(self) -> list:
         import dagster as dg
