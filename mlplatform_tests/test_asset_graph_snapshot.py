@@ -61,3 +61,12 @@ def test_the_snapshot_holds_the_method_s_gates():
     assert {("data_quality_report", "data_quality_gate"), ("evaluation_report", "kill_criteria"),
             ("model_registry", "promotion_gate")} <= blocking
     assert sum(1 for _, name in blocking if name.startswith("leakage_")) >= 8
+
+
+def test_every_job_sensor_and_schedule_says_what_it_does(tmp_path):
+    # The UI's Jobs and Automation pages show these descriptions; a sensor's docstring is not one.
+    defs = build_definitions(Settings(tmp_path, DEMO_BRIEF))
+    jobs = [job for job in defs.resolve_all_job_defs() if not job.name.startswith("__")]
+    silent = [item.name for item in [*jobs, *(defs.sensors or []), *(defs.schedules or [])] if not item.description]
+    assert jobs and defs.sensors and defs.schedules
+    assert silent == []

@@ -172,7 +172,8 @@ def build(brief: Brief) -> list:
                     "store and the training set refreshed, then "
                     "profiles, feature drift and the champion's performance on newly labelled data.")
 
-    @dg.sensor(job=ingest_job, minimum_interval_seconds=interval, default_status=dg.DefaultSensorStatus.STOPPED)
+    @dg.sensor(job=ingest_job, minimum_interval_seconds=interval, default_status=dg.DefaultSensorStatus.STOPPED,
+               description="Ingests a monthly batch when its files appear or change.")
     def new_data_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource):
         """Ingests a monthly batch when its files appear or change (name, size and modification time); a batch
         whose partitions were all materialised after its files last changed counts as ingested already."""
@@ -203,7 +204,8 @@ def build(brief: Brief) -> list:
 
     @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[ingest_job],
                           request_job=monitor_job, minimum_interval_seconds=interval,
-                          default_status=dg.DefaultSensorStatus.STOPPED)
+                          default_status=dg.DefaultSensorStatus.STOPPED,
+                          description="Refreshes features and monitoring for each newly ingested batch.")
     def monitor_new_batch(context: dg.RunStatusSensorContext):
         """Refreshes features and monitoring (drift, performance, prediction profiles) once a batch is ingested."""
         partition = context.dagster_run.tags.get("dagster/partition", "?")
@@ -213,7 +215,8 @@ def build(brief: Brief) -> list:
 
     @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[ingest_job],
                           request_job=retrain_job, minimum_interval_seconds=interval,
-                          default_status=dg.DefaultSensorStatus.STOPPED)
+                          default_status=dg.DefaultSensorStatus.STOPPED,
+                          description="Retrains after each ingested batch when monitoring.retrain_on_new_data asks.")
     def retrain_on_new_data(context: dg.RunStatusSensorContext):
         """Retrains after every ingested batch, only when the brief sets monitoring.retrain_on_new_data."""
         partition = context.dagster_run.tags.get("dagster/partition", "?")
@@ -223,7 +226,8 @@ def build(brief: Brief) -> list:
         return _retrain_request(Trigger("new_data", f"batch {partition} ingested"),
                                 run_key=f"new_data:{context.dagster_run.run_id}")
 
-    @dg.sensor(job=retrain_job, minimum_interval_seconds=interval, default_status=dg.DefaultSensorStatus.STOPPED)
+    @dg.sensor(job=retrain_job, minimum_interval_seconds=interval, default_status=dg.DefaultSensorStatus.STOPPED,
+               description="Retrains when a top feature's PSI in a new drift report passes the retrain threshold.")
     def drift_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource, tracking: TrackingResource):
         """Retrains when a new drift report shows PSI above the brief's retrain threshold on a top feature."""
         if skip := _drift_skip(platform.brief):
@@ -238,7 +242,8 @@ def build(brief: Brief) -> list:
 
         return _report_sensor(context, tracking, "drift_report", "drift", decide)
 
-    @dg.sensor(job=retrain_job, minimum_interval_seconds=interval, default_status=dg.DefaultSensorStatus.STOPPED)
+    @dg.sensor(job=retrain_job, minimum_interval_seconds=interval, default_status=dg.DefaultSensorStatus.STOPPED,
+               description="Retrains when a new performance report shows critical concept drift.")
     def performance_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource,
                            tracking: TrackingResource):
         """Retrains when a new performance report shows critical concept drift."""
@@ -261,13 +266,15 @@ def build(brief: Brief) -> list:
                     "whatever the monitoring says.")
 
     @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[retrain_job],
-                          minimum_interval_seconds=interval, default_status=dg.DefaultSensorStatus.STOPPED)
+                          minimum_interval_seconds=interval, default_status=dg.DefaultSensorStatus.STOPPED,
+                          description="Logs each finished retraining run with its trigger and the promotion decision.")
     def notify_retrain_success(context: dg.RunStatusSensorContext, platform: PlatformResource):
         """Logs each finished retraining run with its trigger and the promotion decision."""
         _notify(platform, context.dagster_run, "succeeded")
 
     @dg.run_failure_sensor(monitored_jobs=[retrain_job], minimum_interval_seconds=interval,
-                           default_status=dg.DefaultSensorStatus.STOPPED)
+                           default_status=dg.DefaultSensorStatus.STOPPED,
+                           description="Tells the team when a retraining run fails, with the reason.")
     def notify_retrain_failure(context: dg.RunFailureSensorContext, platform: PlatformResource):
         """Tells the team when a retraining run fails (a refused gate included), with the reason."""
         _notify(platform, context.dagster_run, "failed", context.failure_event.message)

@@ -105,5 +105,6 @@ def build(brief: Brief) -> list:
                                           "deployment) into serving/batch_predictions and the prediction log.")
     schedule = dg.ScheduleDefinition(name="batch_prediction_schedule", job=job,
                                      cron_schedule=brief.monitoring.batch_prediction_cron,
-                                     default_status=dg.DefaultScheduleStatus.STOPPED)
+                                     default_status=dg.DefaultScheduleStatus.STOPPED,
+                                     description="Scores every entity with the champion on the brief's cron.")
     return [batch_predictions, job, schedule]

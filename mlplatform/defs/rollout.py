@@ -149,7 +149,8 @@ def build(brief) -> list:
         tags={"mlplatform/namespace": brief.name}, executor_def=dg.in_process_executor)
 
     @dg.sensor(job=serving_job, minimum_interval_seconds=brief.monitoring.serving_interval_s,
-               default_status=dg.DefaultSensorStatus.STOPPED)
+               default_status=dg.DefaultSensorStatus.STOPPED,
+               description="Rollback rule, canary step and A/B report whenever predictions are logged.")
     def serving_guard_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource,
                              tracking: TrackingResource):
         """Runs the rollback rule, the canary step and the A/B analysis whenever new predictions were logged or
