@@ -143,7 +143,11 @@ def _stage_runs(graph, keys: list[dg.AssetKey]) -> list[tuple[dg.AssetSelection,
     runs: list[tuple[dg.AssetSelection, dict[str, str]]] = []
     pending = list(keys)
     while pending:
-        ready = [k for k in pending if not graph.get(k).parent_keys & set(pending)]
+        # A step that writes several assets (the evaluation report and its tables) runs whole: the keys of one
+        # step wait only for what is outside it, and join a run together.
+        ready = [k for k in pending
+                 if not (graph.get(k).parent_keys & set(pending)) - graph.get(k).execution_set_asset_keys]
+        ready = [k for k in ready if graph.get(k).execution_set_asset_keys & set(pending) <= set(ready)]
         plain = [k for k in ready if graph.get(k).partitions_def is None]
         if plain:
             runs.append((dg.AssetSelection.assets(*plain) | dg.AssetSelection.checks_for_assets(*plain), {}))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 class ModelFamily:
     name: str  # the candidate's name: run name, key of its candidates/<name> table and of the selection
     asset: str  # the asset that trains it
-    description: str = ""
+    model_type: str  # what the model card calls it
 
     @property
     def folder(self) -> str:
@@ -22,13 +22,14 @@ class ModelFamily:
         return self.name
 
 
-LIGHTGBM = ModelFamily("lightgbm", "lgbm_model", "tuned LightGBM (the guide's starting point for tabular data)")
+LIGHTGBM = ModelFamily("lightgbm", "lgbm_model", "LightGBM")
 TORCH = ModelFamily("torch", "torch_model", "torch MLP with categorical embeddings")
 LIGHTGBM_REWEIGHED = ModelFamily("lightgbm_reweighed", "lgbm_reweighed_model",
-                                 "the tuned LightGBM refitted with reweighed training rows (fairness mitigation)")
+                                 "LightGBM refitted on reweighed training rows (fairness mitigation)")
 LIGHTGBM_THRESHOLD_OPTIMIZER = ModelFamily("lightgbm_threshold_optimizer", "lgbm_threshold_model",
-                                           "the tuned LightGBM with per-group thresholds (fairness mitigation)")
+                                           "LightGBM with per-group thresholds (fairness mitigation)")
 MODEL_FAMILIES = (LIGHTGBM, TORCH, LIGHTGBM_REWEIGHED, LIGHTGBM_THRESHOLD_OPTIMIZER)
+FAMILIES_BY_NAME = {family.name: family for family in MODEL_FAMILIES}
 
 
 def registered_model_name(brief_name: str) -> str:

@@ -1,7 +1,7 @@
 """Stage: the evaluation report on the true hold-out and the golden test set, and the kill criteria (method phases 1
 and 4)."""
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -80,6 +80,11 @@ CANDIDATE_FAIRNESS_SCHEMA = {"candidate": pl.String, "attribute": pl.String, "di
 WORST_ROWS = 50  # the method: inspect the 50 worst predictions by hand
 EDGE_CASE_ROWS = 20
 SKEW_ENTITIES = 200  # hold-out entities compared offline vs online
+REPORT = "evaluation_report"
+# The evaluation's tables that later stages read (the promotion gate, the model card, monitoring, the question
+# answering over the reports): each an asset of the evaluation step besides the report.
+EVALUATION_TABLES = (tables.CHALLENGER, tables.METRICS, tables.KILL_CRITERIA, tables.SLICES, tables.EDGE_CASES,
+                     tables.FAIRNESS, tables.FAIRNESS_GROUPS, tables.GOLDEN, tables.GOLDEN_METRICS)
 # What the report says about which scores the numbers use (the calibrator is monotone and saved for serving).
 SCORES_USED = ("Every metric, interval, slice, fairness figure and the promotion gate use the model's raw scores "
                "and its validation-chosen threshold. A calibrator, when fitted, is saved with the model "
@@ -373,7 +378,7 @@ def _quality_kill(context: dg.AssetExecutionContext, platform: PlatformResource)
 
 
 def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResource,
-                      feast_store: FeatureStoreResource) -> dg.MaterializeResult:
+                      feast_store: FeatureStoreResource) -> Iterator[dg.MaterializeResult]:
     """The hold-out report a person reads: primary and secondary metrics with 95% bootstrap intervals,
     paired comparisons with every baseline, kill criteria, cross-validation on small data, calibration (with
     the calibrator saved beside the model), slices, fairness (selection rate, TPR and calibration per group),
@@ -434,7 +439,7 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
     plots = _plots(platform, y, scored)
     path = write_report(markdown, platform.workspace.reports_dir / "evaluation", plots)
     cv, ci = ctx["cross_validation"], parts["metrics"][primary]
-    return dg.MaterializeResult(metadata=readable({
+    yield dg.MaterializeResult(asset_key=REPORT, metadata=readable({
         "challenger": challenger,
         "selection": selection.decision,
         primary: headline,
@@ -452,9 +457,19 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
         "report": dg.MetadataValue.md(markdown + inline_plots(plots)),  # the UI shows the plots on the asset page
         "path": dg.MetadataValue.path(str(path)),
     }))
+    for lake_table in EVALUATION_TABLES:
+        yield _table_result(platform, lake_table)
 
 
-@dg.asset_check(asset="evaluation_report", name="kill_criteria", blocking=True,
+def _table_result(platform: PlatformResource, lake_table: tables.Table) -> dg.MaterializeResult:
+    """The materialisation of one table the evaluation wrote: its file and row count (read from the file's footer)."""
+    path = platform.workspace.table(lake_table)
+    rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+    return dg.MaterializeResult(asset_key=lake_table.asset_key, metadata={
+        "dagster/row_count": rows, "path": dg.MetadataValue.path(str(path))})
+
+
+@dg.asset_check(asset=REPORT, name="kill_criteria", blocking=True,
                 description="The brief's kill criteria on hold-out results and the data-quality history: stop "
                 "before registering a model that the rules nearly match, that barely beats random, or whose data "
                 "stayed below the quality gate for the brief's days of cleaning.")
@@ -468,9 +483,30 @@ def kill_criteria_check(platform: PlatformResource) -> dg.AssetCheckResult:
     )
 
 
+def _table_spec(lake_table: tables.Table, deps: list[str]) -> dg.AssetSpec:
+    return dg.AssetSpec(lake_table.asset_key, group_name="evaluation", kinds={"parquet"}, deps=deps,
+                        description=f"{lake_table.description} (lake table {lake_table.layer}/{lake_table.name}, "
+                                    "written with the evaluation report)")
+
+
 def build(brief) -> list:
-    report = dg.asset(group_name="evaluation", kinds={"matplotlib", "markdown"},
-                      deps=["baseline_model", "rules_baseline", "online_features",
-                            *(CANDIDATE_ASSETS[n] for n in candidates(brief))],
-                      )(evaluation_report)
+    models = [CANDIDATE_ASSETS[n] for n in candidates(brief)]
+    chosen = [tables.CHALLENGER.asset_key]
+    # The report and the tables later stages read, written by one step: the tables are assets of their own so that
+    # the lineage shows which stage reads which result. The challenger is chosen among the candidates first; the
+    # other tables describe the chosen one. (The golden set also comes from the training set, and the kill criteria
+    # from the quality history: those edges stay implicit, since a direct edge to a gated asset would add a blocking
+    # gate to the evaluation step that it does not have today; see resources/gates.py.)
+    specs = [
+        dg.AssetSpec(REPORT, group_name="evaluation", kinds={"matplotlib", "markdown"},
+                     deps=["baseline_model", "rules_baseline", "online_features", *models],
+                     description=evaluation_report.__doc__),
+        _table_spec(tables.CHALLENGER, models),
+        _table_spec(tables.METRICS, [*chosen, "baseline_model", "rules_baseline"]),
+        _table_spec(tables.KILL_CRITERIA, [tables.METRICS.asset_key]),
+        _table_spec(tables.GOLDEN, chosen),
+        _table_spec(tables.GOLDEN_METRICS, [tables.GOLDEN.asset_key]),
+        *(_table_spec(t, chosen) for t in (tables.SLICES, tables.EDGE_CASES, tables.FAIRNESS, tables.FAIRNESS_GROUPS)),
+    ]
+    report = dg.multi_asset(name=REPORT, specs=specs)(evaluation_report)
     return [report, kill_criteria_check]

@@ -49,6 +49,7 @@ def _raw_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"raw_{name}",
         group_name="ingestion",
+        deps=["problem_brief"],  # the brief names the source's files, format and columns
         kinds={"parquet"},
         partitions_def=monthly_partitions(brief) if partitioned else None,
         check_specs=[dg.AssetCheckSpec(

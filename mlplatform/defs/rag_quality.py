@@ -25,7 +25,8 @@ from mlplatform.core.io import write_text_atomic
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 
 # The stages' reports the documents are rendered from; run before the rag assets.
-REPORT_ASSETS = ["model_registry", "drift_report", "data_quality_report", "evaluation_report", "model_card"]
+REPORT_ASSETS = ["model_registry", "drift_report", "data_quality_report", "evaluation_report", "model_card",
+                 tables.METRICS.asset_key, tables.KILL_CRITERIA.asset_key]
 ANSWER_SCHEMA = {"query_id": pl.String, "question": pl.String, "kind": pl.String, "answer": pl.String,
                  "citations": pl.String, "abstained": pl.Boolean, "success": pl.Boolean, "reason": pl.String,
                  "citations_supported": pl.Int64, "citations_total": pl.Int64, "confidence": pl.Float64,

@@ -32,7 +32,7 @@ from mlplatform.defs.training import load_split
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 
 
-@dg.asset(group_name="registry", deps=["evaluation_report"], kinds={"mlflow"})
+@dg.asset(group_name="registry", deps=["evaluation_report", tables.CHALLENGER.asset_key], kinds={"mlflow"})
 def model_registry(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """The challenger (the candidate chosen on validation) registered as a new model version with the
     `challenger` alias; a calibrator the evaluation fitted (calibrator.json) is registered with it, and every
@@ -109,6 +109,7 @@ def _record_golden(tracking: TrackingResource, run_id: str, golden: GoldenScore 
 
 
 @dg.asset_check(asset="model_registry", blocking=True,
+                additional_deps=[t.asset_key for t in (tables.METRICS, tables.FAIRNESS, tables.GOLDEN)],
                 description="Promotion gate: the challenger must beat the champion (or, without one, every "
                 "baseline) on the primary metric, regress no guardrail, not fall more than the brief allows below "
                 "the champion on the golden test set, pass fairness and meet the size and latency budgets.")

@@ -24,7 +24,7 @@ from mlplatform.core.model_card import (
     model_card_json,
     render_model_card,
 )
-from mlplatform.core.model_families import registered_model_name
+from mlplatform.core.model_families import FAMILIES_BY_NAME, registered_model_name
 from mlplatform.core.quality import normalised_total
 from mlplatform.core.readable import readable
 from mlplatform.core.tracking import client_for
@@ -112,7 +112,10 @@ def promotion_verdict(tracking_uri: str, run_id: str) -> str:
 
 
 @dg.asset(group_name="reporting", deps=["model_registry", "evaluation_report", "drift_report", "data_quality_report",
-                                        "performance_report"],
+                                        "performance_report",
+                                        *(t.asset_key for t in (tables.METRICS, tables.SLICES, tables.FAIRNESS,
+                                                                tables.FAIRNESS_GROUPS, tables.EDGE_CASES,
+                                                                tables.GOLDEN_METRICS))],
           kinds={"markdown"})
 def model_card(context: dg.AssetExecutionContext, platform: PlatformResource,
                tracking: TrackingResource) -> dg.MaterializeResult:
@@ -137,7 +140,7 @@ def model_card(context: dg.AssetExecutionContext, platform: PlatformResource,
         "model_name": registered_model_name(b.name),
         "model_version": registered["version"],
         "date": date.today(),
-        "model_type": {"lightgbm": "LightGBM", "torch": "torch MLP with categorical embeddings"}[name],
+        "model_type": FAMILIES_BY_NAME[name].model_type,
         "training_rows": split.train.height,
         "date_range": (timestamps.min().date(), timestamps.max().date()),
         "dataset_version": platform.read_table(tables.candidate(name))["dataset_version"][0],

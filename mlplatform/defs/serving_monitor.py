@@ -147,7 +147,8 @@ def measure(platform: PlatformResource, tracking: TrackingResource, now: datetim
             "policy": policy, "log_rows": log.height, "hours_under": hourly_breach_hours(hourly, policy)}
 
 
-@dg.asset(group_name="monitoring", deps=["champion_model", "training_set"], kinds={"polars"})
+@dg.asset(group_name="monitoring", deps=["champion_model", "training_set", tables.METRICS.asset_key,
+                                         tables.CHALLENGER.asset_key], kinds={"polars"})
 def serving_monitor(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """The monitoring dashboard of the prediction log (online and batch): requests, error rate, latency
     p50/p95/p99, score distribution, positive rate and the proxy shifts against training (score PSI, mean score,
