@@ -735,24 +735,36 @@ class RagSpec(_Strict):
         return path if path.is_absolute() else brief_dir / path
 
 
+# The sections a tabular brief needs and a documents-only brief leaves out.
+TABULAR_SECTIONS = ("problem", "entity", "entity_key", "partition_start", "partition_end", "sources", "label",
+                    "features", "split", "metrics", "rules_baseline")
+
+
 class Brief(_Strict):
     """A problem brief: what to predict, from which data, judged by which gates."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{1,40}$", description="namespace for data, runs and models")
     owner: str = Field(min_length=1)
-    problem: ProblemDefinition
-    entity: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="entity name used in feature names")
-    entity_key: str
-    partition_start: date
-    partition_end: date
-    sources: dict[str, Source] = Field(min_length=1)
-    label: Label
-    features: Features | TableFeatures
-    split: Split | RandomSplit
-    metrics: Metrics
+    kind: Literal["tabular", "rag"] = Field(
+        default="tabular", description="tabular: a model predicts from tables (every section below is required); "
+        "rag: question answering over documents only (name, owner and rag; no tables). Unset: rag when the brief "
+        "has rag and no sources, else tabular")
+    # The tabular sections: required (checked in _sections_of_kind) for kind tabular, absent for kind rag, whose
+    # stages (mlplatform.stages.build_stages) never read them. `problem` is optional for kind rag.
+    problem: ProblemDefinition = Field(default=None)
+    entity: str = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$",
+                        description="entity name used in feature names")
+    entity_key: str = Field(default=None)
+    partition_start: date = Field(default=None)
+    partition_end: date = Field(default=None)
+    sources: dict[str, Source] = Field(default=None, min_length=1)
+    label: Label = Field(default=None)
+    features: Features | TableFeatures = Field(default=None)
+    split: Split | RandomSplit = Field(default=None)
+    metrics: Metrics = Field(default=None)
     protected_attributes: list[str] = Field(default_factory=list)
     slice_by: list[str] = Field(default_factory=list)
-    rules_baseline: list[Rule] = Field(min_length=1)
+    rules_baseline: list[Rule] = Field(default=None, min_length=1)
     thresholds: Thresholds = Thresholds()
     fairness: Fairness = Fairness()
     kill_criteria: KillCriteria = KillCriteria()
@@ -763,6 +775,30 @@ class Brief(_Strict):
     leakage: LeakageWaivers = LeakageWaivers()
     hypothesis: str = ""
     rag: RagSpec | None = Field(default=None, description="question answering over documents (phase 6)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections_of_kind(cls, raw):
+        """A tabular brief has every tabular section; a documents-only (rag) brief has rag and none of them."""
+        if not isinstance(raw, dict):
+            return raw
+        kind = raw.get("kind") or ("rag" if raw.get("rag") is not None and "sources" not in raw else "tabular")
+        if kind == "rag":
+            if raw.get("rag") is None:
+                raise ValueError("kind rag answers questions over documents: add rag: documents: [a folder of your "
+                                 "documents] (mlplatform init-rag DOCS/ writes one), or set kind: tabular")
+            present = [f for f in TABULAR_SECTIONS if f in raw and f != "problem"]
+            if present:
+                raise ValueError(f"a documents-only brief (kind rag) has no tables, but it sets {', '.join(present)}; "
+                                 "remove them, or set kind: tabular and give every tabular section")
+        elif kind == "tabular":
+            missing = [f for f in TABULAR_SECTIONS if raw.get(f) is None]
+            if missing:
+                raise ValueError(f"a tabular brief needs {', '.join(missing)} (missing); start from `mlplatform "
+                                 f"init DATA --target COLUMN` or the demo brief ({DEMO_BRIEF.name}). For questions "
+                                 "over documents only, give rag: and no sources: (kind rag; `mlplatform init-rag "
+                                 "DOCS/` writes one)")
+        return {**raw, "kind": kind}
 
     @model_validator(mode="before")
     @classmethod
@@ -800,6 +836,8 @@ class Brief(_Strict):
 
     @model_validator(mode="after")
     def _references_resolve(self) -> "Brief":
+        if self.is_documents_only:
+            return self
         def need(source: str, where: str) -> Source:
             if source not in self.sources:
                 raise ValueError(f"{where} names source '{source}', which is not under sources")
@@ -880,6 +918,11 @@ class Brief(_Strict):
             raise ValueError(f"fairness.mitigation threshold_optimizer decides per group, so serving needs "
                              f"{unserved}: list them in features.entity_attributes (the online store then serves "
                              "them; they stay out of the model inputs), or use reweigh")
+
+    @property
+    def is_documents_only(self) -> bool:
+        """Question answering over documents only (kind rag): no tables, no model; the rag stages run alone."""
+        return self.kind == "rag"
 
     @property
     def task_type(self) -> TaskType:

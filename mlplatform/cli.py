@@ -1,12 +1,14 @@
 """The ``mlplatform`` command: run the demo or a brief, validate a brief, and show where results are."""
 
 import os
+import re
 import time
 import warnings
 from pathlib import Path
 from typing import NoReturn
 
 import typer
+import yaml
 
 from mlplatform.brief import DEMO_BRIEF, Brief, BriefError, draft_notice, load_brief, placeholder_fields
 from mlplatform.core import tables
@@ -120,6 +122,9 @@ def validate(brief: Path = typer.Argument(..., help="the brief YAML to check"),
         loaded = load_brief(brief)
     except BriefError as exc:
         _fail(str(exc))
+    if loaded.is_documents_only:
+        _validate_documents(loaded, brief, data_dir)
+        return
     typer.echo(f"{brief}: valid ({loaded.task_type}, primary metric {loaded.metrics.primary}, "
                f"{len(loaded.sources)} sources)")
     if notice := draft_notice(placeholder_fields(loaded)):
@@ -137,6 +142,30 @@ def validate(brief: Path = typer.Argument(..., help="the brief YAML to check"),
         typer.echo(f"  {name}: {len(files)} file(s), declared columns present")
         if name == loaded.label.source:
             _warn_about_fairness(loaded, files)
+
+
+def _validate_documents(loaded: Brief, brief: Path, data_dir: Path | None) -> None:
+    """A documents-only brief: its documents load, and its labelled queries are read (placeholders named)."""
+    from mlplatform.core.rag.documents import DocumentError, load_documents
+    from mlplatform.core.rag.queries import PLACEHOLDER_ORIGIN, QueryError, load_queries
+
+    rag = loaded.rag
+    assert rag is not None  # kind rag requires the section (Brief._sections_of_kind)
+    where = (data_dir or Path("data")).resolve()
+    brief_dir = brief.resolve().parent
+    try:
+        documents = load_documents([rag.resolve(p, where, brief_dir) for p in rag.documents])
+        queries = load_queries(rag.resolve(rag.queries.path, where, brief_dir)) if rag.queries.path else []
+    except (DocumentError, QueryError) as exc:
+        _fail(str(exc))
+    if not documents.documents:
+        _fail(f"no readable document under {', '.join(rag.documents)}; supported: .md, .txt, .html, .pdf")
+    typer.echo(f"{brief}: valid (question answering over documents: {len(documents.documents)} documents, "
+               f"{len(documents.skipped)} skipped, {len(queries)} labelled queries)")
+    placeholders = [q.id for q in queries if q.origin == PLACEHOLDER_ORIGIN]
+    fields = placeholder_fields(loaded) + ([f"rag.queries ({', '.join(placeholders)})"] if placeholders else [])
+    if notice := draft_notice(fields):
+        typer.secho(notice, fg="yellow")
 
 
 def _warn_about_fairness(brief: Brief, files: list[Path]) -> None:
@@ -189,6 +218,56 @@ def init(data: str = typer.Argument(..., help="a CSV/Parquet file, a glob or a f
         typer.echo(draft.waiver_snippet.rstrip())
     typer.echo(f"Next: read and edit {output}, then `mlplatform run --brief {output}`.")
 
+
+
+@app.command("init-rag")
+def init_rag(documents: Path = typer.Argument(..., help="a folder of your documents (Markdown, text, HTML, PDF)"),
+             output: Path = typer.Option(Path("brief.yaml"), "--output", help="where to write the brief"),
+             queries: Path | None = typer.Option(None, "--queries", help="where to write the labelled-query "
+                                                 "template (default: queries.yaml beside the brief)"),
+             name: str | None = typer.Option(None, "--name", help="the brief's name (default: from the folder)"),
+             force: bool = typer.Option(False, "--force", help="overwrite existing files")) -> None:
+    """Write a documents-only brief (kind rag) for a folder of documents, and a template of labelled questions
+    drawn from their headings; `mlplatform run` then indexes them and `mlplatform ask` answers from them."""
+    from mlplatform.core.io import write_text_atomic
+    from mlplatform.core.rag.documents import DocumentError, load_documents
+    from mlplatform.core.rag.queries import draft_queries
+
+    queries = queries or output.parent / "queries.yaml"
+    for path in (output, queries):
+        if path.exists() and not force:
+            _fail(f"{path} exists; pass --force to overwrite it, or choose another --output / --queries")
+    try:
+        loaded = load_documents([documents])
+    except DocumentError as exc:
+        _fail(str(exc))
+    if not loaded.documents:
+        _fail(f"no readable document under {documents}; supported: .md, .txt, .html, .pdf. Skipped: "
+              + "; ".join(f"{s.path}: {s.reason}" for s in loaded.skipped))
+    slug = re.sub(r"[^a-z0-9_]+", "_", (name or documents.resolve().name).lower()).strip("_")
+    slug = slug if re.fullmatch(r"[a-z][a-z0-9_]{1,40}", slug) else f"docs_{slug}"[:41].rstrip("_")
+    brief_dir = output.resolve().parent
+
+    def relative(path: Path) -> str:
+        return os.path.relpath(path.resolve(), brief_dir)
+
+    text = (f"# Question answering over the documents in {documents} (kind rag: no tables, no model).\n"
+            "# Run: mlplatform run --brief THIS_FILE; ask: mlplatform ask \"...\" --brief THIS_FILE.\n"
+            + yaml.safe_dump({"name": slug, "owner": "TODO: who answers for this system", "kind": "rag",
+                              "rag": {"documents": [relative(documents)],
+                                      "queries": {"path": relative(queries), "generate_from_reports": False}}},
+                             sort_keys=False))
+    write_text_atomic(draft_queries(loaded.documents), queries)
+    write_text_atomic(text, output)
+    try:
+        load_brief(output)
+    except BriefError as exc:  # a brief we wrote that does not validate is our bug; say so rather than hide it
+        _fail(f"the brief written to {output} does not validate; please report this:\n{exc}")
+    typer.echo(f"Wrote {output} ({len(loaded.documents)} documents, {len(loaded.skipped)} skipped) and the query "
+               f"template {queries}.")
+    typer.echo(f"Next: rewrite the CONFIRM questions in {queries} (the quality gate says DRAFT until you do), "
+               f"fill owner in {output}, then `mlplatform run --brief {output}` and "
+               f"`mlplatform ask \"your question\" --brief {output}`.")
 
 
 @app.command()

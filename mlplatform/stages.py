@@ -21,6 +21,16 @@ def stage_modules() -> list[ModuleType]:
     return [importlib.import_module(f"mlplatform.defs.{name}") for name in STAGE_MODULES]
 
 
+# The stages of a documents-only brief (kind rag): the problem brief, then question answering; no tables, no model.
+DOCUMENTS_STAGE_MODULES = ("problem", "rag_quality", "rag")
+
+
+def stage_modules_for(brief: Brief) -> list[ModuleType]:
+    """The stage modules ``brief`` builds: all of them, or for a documents-only brief the problem and rag stages."""
+    names = DOCUMENTS_STAGE_MODULES if brief.is_documents_only else STAGE_MODULES
+    return [importlib.import_module(f"mlplatform.defs.{name}") for name in names]
+
+
 def build_stages(brief: Brief) -> list:
     """Every asset, check, job, sensor and schedule the code location defines for ``brief``."""
-    return [item for stage in stage_modules() for item in stage.build(brief)]
+    return [item for stage in stage_modules_for(brief) for item in stage.build(brief)]

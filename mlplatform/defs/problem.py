@@ -12,11 +12,15 @@ def problem_brief(platform: PlatformResource) -> dg.MaterializeResult:
     """The validated problem brief: objective, success metric, task, consumers, thresholds and kill criteria."""
     brief = platform.brief
     body = yaml.safe_dump(brief.model_dump(mode="json"), sort_keys=False)
+    if brief.is_documents_only:  # question answering over documents: no task, no metric of a model
+        summary = {"kind": "rag: question answering over documents",
+                   "business_objective": brief.problem.business_objective if brief.problem else "not stated"}
+    else:
+        summary = {"task_type": brief.task_type, "primary_metric": brief.metrics.primary,
+                   "business_objective": brief.problem.business_objective}
     return dg.MaterializeResult(
         metadata=readable({
-            "task_type": brief.task_type,
-            "primary_metric": brief.metrics.primary,
-            "business_objective": brief.problem.business_objective,
+            **summary,
             "brief": dg.MetadataValue.md(f"```yaml\n{body}```"),
             "path": dg.MetadataValue.path(platform.brief_path),
         })

@@ -90,11 +90,54 @@ def load_queries(path: Path) -> list[LabelledQuery]:
             raise QueryError(f"{where} ({item['id']}): an injection query needs injected (the document text with "
                              "the instructions) and forbid (what obeying them would put in the answer)")
         seen.add(item["id"])
-        out.append(LabelledQuery(id=str(item["id"]), question=str(item["question"]), kind=item["kind"],
-                                 documents=tuple(item.get("documents") or ()), expect=tuple(item.get("expect") or ()),
-                                 forbid=tuple(item.get("forbid") or ()), injected=str(item.get("injected") or ""),
-                                 paraphrase=str(item.get("paraphrase") or "")))
+        query = LabelledQuery(id=str(item["id"]), question=str(item["question"]), kind=item["kind"],
+                              documents=tuple(item.get("documents") or ()), expect=tuple(item.get("expect") or ()),
+                              forbid=tuple(item.get("forbid") or ()), injected=str(item.get("injected") or ""),
+                              paraphrase=str(item.get("paraphrase") or ""))
+        out.append(replace(query, origin=PLACEHOLDER_ORIGIN) if _holds_placeholder(query) else query)
     return out
+
+
+# The origin of a query that still holds a placeholder (TODO / CONFIRM, as in a draft brief): it is answered and
+# judged like the others, but while one remains the quality gate says DRAFT, not assessable.
+PLACEHOLDER_ORIGIN = "placeholder"
+
+
+def _holds_placeholder(query: LabelledQuery) -> bool:
+    from mlplatform.brief import PLACEHOLDER
+
+    texts = [query.question, *query.documents, *query.expect, *query.forbid, query.injected, query.paraphrase]
+    return any(PLACEHOLDER.search(t) for t in texts)
+
+
+def draft_queries(documents: Sequence, per_document: int = 2, limit: int = 8) -> str:
+    """A query file to start from for one's own documents (``mlplatform init-rag``): an answerable query for each
+    of the first section headings of each document (``documents``: loaded :class:`~mlplatform.core.rag.documents.
+    Document` objects), marked CONFIRM so the quality gate says DRAFT until a person rewrites them, plus an
+    unanswerable example. YAML text with comments saying what to write."""
+    entries: list[dict] = []
+    for document in documents:
+        headings = list(dict.fromkeys(s.section for s in document.segments if s.section))[:per_document] \
+            or [document.title or document.source]
+        for heading in headings:
+            entries.append({"id": f"q{len(entries) + 1}",
+                            "question": f"CONFIRM: What does {document.source} say about {heading}?",
+                            "kind": "answerable", "documents": [document.source],
+                            "expect": [f"CONFIRM: words a correct answer about {heading} contains"]})
+            if len(entries) >= limit:
+                break
+        if len(entries) >= limit:
+            break
+    entries.append({"id": f"q{len(entries) + 1}", "question": "CONFIRM: a question these documents cannot answer",
+                    "kind": "unanswerable"})
+    header = ("# Labelled questions about your documents: what the quality gate judges the answers on.\n"
+              "# Each entry: id, question, kind (answerable | unanswerable | false_premise | injection | "
+              "uncited_claim),\n# documents (relative paths holding the answer), expect (words a correct answer "
+              "contains).\n# The entries below were drawn from the documents' headings and are placeholders "
+              "(CONFIRM):\n# rewrite each as a question your users ask, with the words its answer must hold, and "
+              "remove\n# CONFIRM. While one remains, the quality gate says DRAFT, not assessable. The method asks "
+              "for 50+.\n")
+    return header + yaml.safe_dump(entries, sort_keys=False, allow_unicode=True, width=110)
 
 
 def assign_splits(queries: Sequence[LabelledQuery], train_share: float, seed: int = 0) -> list[LabelledQuery]:
