@@ -333,9 +333,16 @@ def render_rag_report(brief: Brief, summary: dict[str, float], answers: pl.DataF
     failures = gate_failures(summary, t, rag.cost.budget_per_query)
     kinds = queries.group_by("kind", "split").len().sort("kind", "split")
     cost = optimisation_table({**summary, "uses_llm": 1.0 if rag.generation.base_url else 0.0})
-    lines = [f"# Question-answering evaluation: {brief.name}", "",
+    from mlplatform.brief import draft_notice, placeholder_fields
+    from mlplatform.core.rag.queries import PLACEHOLDER_ORIGIN
+
+    drafts = queries.filter(pl.col("origin") == PLACEHOLDER_ORIGIN)["id"].to_list() \
+        if "origin" in queries.columns else []
+    notice = draft_notice(placeholder_fields(brief) + ([f"rag.queries ({', '.join(drafts)})"] if drafts else []))
+    verdict = "DRAFT, not assessable" if drafts else "PASS" if not failures else "FAIL"
+    lines = [f"# Question-answering evaluation: {brief.name}", "", *([f"**{notice}**", ""] if notice else []),
              f"Generated {date.today()} from {int(summary['queries'])} held-out labelled queries "
-             f"({queries.height} in all). Gate: **{'PASS' if not failures else 'FAIL'}**.", "",
+             f"({queries.height} in all). Gate: **{verdict}**.", "",
              "## RAG quality checklist", "",
              "| item | measured | required |", "|---|---|---|",
              f"| retrieval holds the answer (50+ queries) | {int(summary['queries'])} scored; answer accuracy "
