@@ -88,7 +88,8 @@ def _split_dates(platform: PlatformResource) -> SplitDates:
     b = platform.brief
     if not isinstance(b.split, Split):
         raise ValueError(f"drift over time needs a temporal split: {drift_not_measured(b)}")
-    return split_dates(b.split, platform.read_table(tables.TRAINING_SET)[b.label.timestamp])
+    return split_dates(b.split, platform.scan_table(tables.TRAINING_SET).select(b.label.timestamp).collect()
+                       .to_series())
 
 
 def _column_max(frame: pl.DataFrame, column: str) -> float:
