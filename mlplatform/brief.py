@@ -676,7 +676,7 @@ class RagCache(_Strict):
     50-80 % saved on similar queries, at the risk of a stale answer, so it is cleared whenever the index changes)."""
 
     enabled: bool = True
-    similarity: float = Field(default=0.92, gt=0, le=1, description="cosine similarity of the question embeddings "
+    similarity: float = Field(default=0.85, gt=0, le=1, description="cosine similarity of the question embeddings "
                               "at which a cached answer is reused (numbers and identifiers must also match)")
     max_entries: int = Field(default=10_000, ge=1)
 

@@ -81,7 +81,15 @@ def test_ask_answers_from_the_documents_with_a_citation(documents_run):
     root, brief, _, _, _ = documents_run
     answer = _cli("ask", "How many days after purchase is a refund granted?", "--brief", brief,
                   "--data-dir", root / "data")
-    assert "30 days" in answer and "[Source: billing.md]" in answer
+    assert "30 days" in answer and "[Source: billing.md]" in answer and "from the cache" not in answer
+    # the semantic cache compares questions with the index's embedder: a rewording is answered from it, a question
+    # with a content word swapped is not
+    reworded = _cli("ask", "After purchase, within how many days is a refund granted?", "--brief", brief,
+                    "--data-dir", root / "data")
+    assert "from the cache" in reworded and "30 days" in reworded
+    swapped = _cli("ask", "How many days after purchase is an invoice sent?", "--brief", brief,
+                   "--data-dir", root / "data")
+    assert "from the cache" not in swapped
     unknown = _cli("ask", "What is the capital of Peru?", "--brief", brief, "--data-dir", root / "data")
     assert "I don't have enough information." in unknown
 

@@ -8,6 +8,7 @@ retrieval stage's index and reranker, judges the answers and tracks them in MLfl
 system. Built only when the brief has a ``rag`` section.
 """
 
+import functools
 import json
 import math
 import tempfile
@@ -134,7 +135,7 @@ def question_retriever(platform: PlatformResource) -> Callable[[str], list]:
 def question_answerer(brief: Brief, workspace, retrieve: Callable[[str], list], cache_path: Path | None = None):
     """The brief's answerer over ``retrieve``: its chat endpoint (falling back to extractive answers when the
     endpoint fails) or the extractive answerer, with the semantic cache at ``cache_path`` and the cost model."""
-    from mlplatform.core.rag.cache import SemanticCache, hashed_trigrams
+    from mlplatform.core.rag.cache import SemanticCache
     from mlplatform.core.rag.cost import CostModel
     from mlplatform.core.rag.generation import ChatClient, ExtractiveAnswerer, LLMAnswerer, QuestionAnswerer
 
@@ -145,10 +146,33 @@ def question_answerer(brief: Brief, workspace, retrieve: Callable[[str], list], 
                            g.min_support) if g.base_url else extractive
     cache = None
     if rag.cache.enabled and cache_path is not None:
-        cache = SemanticCache(cache_path, hashed_trigrams, rag.cache.similarity, index_version(workspace),
+        embed, embedding = question_embedding(workspace)
+        # entries made with another embedding (or index) are ignored: their vectors are not comparable
+        cache = SemanticCache(cache_path, embed, rag.cache.similarity, f"{index_version(workspace)}:{embedding}",
                               rag.cache.max_entries)
     costs = CostModel(rag.cost.prompt_price_per_1k, rag.cost.completion_price_per_1k, brief.cost.price_per_cpu_hour)
     return QuestionAnswerer(retrieve, answerer, cache, costs, fallback=extractive if g.base_url else None)
+
+
+def question_embedding(workspace) -> tuple[Callable, str]:
+    """What the semantic cache compares questions with, and its name: the index's own embedder (LSA fitted on the
+    corpus, or the brief's model), so that rewordings meet; hashed character trigrams before an index exists.
+    Loaded once per saved index."""
+    from mlplatform.core.rag.cache import hashed_trigrams
+    from mlplatform.core.rag.embedding import CONFIG
+
+    folder = Path(workspace.models_dir) / "rag_index" / "embedder"
+    if not (folder / CONFIG).exists():
+        return hashed_trigrams, "trigrams"
+    embedder = _saved_embedder(str(folder), (folder / CONFIG).stat().st_mtime_ns)
+    return embedder.encode, f"index-{embedder.kind}"
+
+
+@functools.lru_cache(maxsize=4)
+def _saved_embedder(folder: str, written_ns: int):
+    from mlplatform.core.rag.embedding import load_embedder
+
+    return load_embedder(Path(folder))
 
 
 def index_version(workspace) -> str:

@@ -9,6 +9,7 @@ atomically after each store, with its hit rate counted.
 """
 
 import json
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mlplatform.core.io import write_text_atomic
-from mlplatform.core.rag.generation import specific_terms
+from mlplatform.core.rag.generation import content_terms, specific_terms
 from mlplatform.core.rag.types import Answer, Citation
 
 Embed = Callable[[Sequence[str]], np.ndarray]
@@ -43,12 +44,46 @@ def hashed_trigrams(texts: Sequence[str], dimensions: int = 1024) -> np.ndarray:
     return out
 
 
+_NEGATION = re.compile(r"\b(?:not|no|never|none|nor|cannot|without|\w+n't)\b")
+
+
+def _roots(question: str) -> set[str]:
+    """The question's content words reduced to a common root ("moved" and "move", "data-quality" and "data
+    quality" agree); negations and specific terms are compared apart."""
+    out = set()
+    for term in content_terms(question.replace("’", "'").replace("n't", " not")):
+        if term == "not" or any(c.isdigit() for c in term) or "_" in term:
+            continue
+        for word in re.split(r"[-.]", term):
+            word = word[:-2] if word.endswith("ed") and len(word) > 4 else word
+            out.add(word[:-1] if word.endswith("e") and len(word) > 3 else word)
+    return out - {""}
+
+
+def same_question(question: str, cached: str) -> bool:
+    """Whether ``cached`` may answer ``question`` as far as its words go, whatever the embeddings say: the same
+    numbers, dates, versions and identifiers; both negated or neither ("which gates block" never answers "which
+    gates do not block"); and no content word swapped for another ("precision of lightgbm" never answers "recall
+    of lightgbm"): at most one content word more or fewer ("which gates block the run" answers "which gates
+    block"). Embeddings that place swapped or negated wordings side by side (an LSA fitted on a small corpus
+    does) therefore cannot make a false hit of them."""
+    if sorted(specific_terms(question)) != sorted(specific_terms(cached)):
+        return False
+    if bool(_NEGATION.search(question.lower().replace("’", "'"))) != \
+            bool(_NEGATION.search(cached.lower().replace("’", "'"))):
+        return False
+    mine, theirs = _roots(question), _roots(cached)
+    only_mine, only_theirs = mine - theirs, theirs - mine
+    return not (only_mine and only_theirs) and len(only_mine | only_theirs) <= 1
+
+
 class SemanticCache:
     """Answers keyed by question embedding, persisted in ``path``.
 
     Args:
         path: the JSON file (created on the first store).
-        embed: texts → vectors (the index's own question embedding, or :func:`hashed_trigrams`).
+        embed: texts → vectors (the index's own embedder, see ``defs.rag_quality.question_answerer``; or
+            :func:`hashed_trigrams` before an index exists). A hit also needs :func:`same_question`.
         similarity: cosine similarity at or above which a cached answer is reused.
         index_version: the version of the index the answers came from; entries of other versions are ignored.
         max_entries: oldest entries are dropped beyond this.
@@ -101,11 +136,10 @@ class SemanticCache:
             return None
         vector = _normalise(self.embed([question]))[0]
         scores = self._vectors @ vector
-        specifics = sorted(specific_terms(question))
         for i in np.argsort(-scores):
             if scores[i] < self.similarity:
                 return None
-            if self._entries[i]["specifics"] == specifics:
+            if same_question(question, self._entries[i]["question"]):
                 return self._entries[i]
         return None
 
