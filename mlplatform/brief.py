@@ -8,7 +8,7 @@ literals in code. ``load_brief`` turns any problem into one :class:`BriefError` 
 import re
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -735,7 +735,8 @@ class RagSpec(_Strict):
         return path if path.is_absolute() else brief_dir / path
 
 
-# The sections a tabular brief needs and a documents-only brief leaves out.
+# The sections a tabular brief needs and a documents-only brief leaves out; their value there.
+_NOT_TABULAR: Any = None
 TABULAR_SECTIONS = ("problem", "entity", "entity_key", "partition_start", "partition_end", "sources", "label",
                     "features", "split", "metrics", "rules_baseline")
 
@@ -749,22 +750,23 @@ class Brief(_Strict):
         default="tabular", description="tabular: a model predicts from tables (every section below is required); "
         "rag: question answering over documents only (name, owner and rag; no tables). Unset: rag when the brief "
         "has rag and no sources, else tabular")
-    # The tabular sections: required (checked in _sections_of_kind) for kind tabular, absent for kind rag, whose
-    # stages (mlplatform.stages.build_stages) never read them. `problem` is optional for kind rag.
-    problem: ProblemDefinition = Field(default=None)
-    entity: str = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$",
+    # The tabular sections: required (checked in _sections_of_kind) for kind tabular, None for kind rag, whose
+    # stages (mlplatform.stages.build_stages) never read them; typed for the tabular stages that do. `problem` is
+    # optional for kind rag.
+    problem: ProblemDefinition = Field(default=_NOT_TABULAR)
+    entity: str = Field(default=_NOT_TABULAR, pattern=r"^[a-z][a-z0-9_]*$",
                         description="entity name used in feature names")
-    entity_key: str = Field(default=None)
-    partition_start: date = Field(default=None)
-    partition_end: date = Field(default=None)
-    sources: dict[str, Source] = Field(default=None, min_length=1)
-    label: Label = Field(default=None)
-    features: Features | TableFeatures = Field(default=None)
-    split: Split | RandomSplit = Field(default=None)
-    metrics: Metrics = Field(default=None)
+    entity_key: str = Field(default=_NOT_TABULAR)
+    partition_start: date = Field(default=_NOT_TABULAR)
+    partition_end: date = Field(default=_NOT_TABULAR)
+    sources: dict[str, Source] = Field(default=_NOT_TABULAR, min_length=1)
+    label: Label = Field(default=_NOT_TABULAR)
+    features: Features | TableFeatures = Field(default=_NOT_TABULAR)
+    split: Split | RandomSplit = Field(default=_NOT_TABULAR)
+    metrics: Metrics = Field(default=_NOT_TABULAR)
     protected_attributes: list[str] = Field(default_factory=list)
     slice_by: list[str] = Field(default_factory=list)
-    rules_baseline: list[Rule] = Field(default=None, min_length=1)
+    rules_baseline: list[Rule] = Field(default=_NOT_TABULAR, min_length=1)
     thresholds: Thresholds = Thresholds()
     fairness: Fairness = Fairness()
     kill_criteria: KillCriteria = KillCriteria()
