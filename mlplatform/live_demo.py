@@ -283,7 +283,8 @@ class Timeline:
             if name == "drift_report" and "max_psi" in meta:
                 said.append(f"drift over {meta['period'].value}: max PSI {meta['max_psi'].value:.2f}")
             elif name == "performance_report" and "relative_drop" in meta:
-                said.append(f"{meta['severity'].value} decay ({meta['relative_drop'].value:+.1%} primary metric)")
+                said.append(f"decay {meta['severity'].value} (primary metric down {meta['relative_drop'].value:.1%} "
+                            "on the new labels)")
             elif name == "champion_model":
                 said.append(f"champion_model: {meta['action'].value}")
             elif name == "serving_rollout":
