@@ -33,7 +33,9 @@ def _reports(ws: Workspace) -> list[tuple[str, Path]]:
     return [("evaluation report", ws.reports_dir / "evaluation" / "report.html"),
             ("model card", ws.reports_dir / "model_card.md"),
             ("ML-system score", ws.reports_dir / "ml_system_score.md"),
-            ("cost report", ws.reports_dir / "cost_report.yaml")]
+            ("cost report", ws.reports_dir / "cost_report.yaml"),
+            ("answers report", ws.reports_dir / "rag_report.md"),
+            ("QA system card", ws.reports_dir / "rag_system_card.md")]
 
 
 def _settings(data_dir: Path, brief: Path) -> Settings:
@@ -359,7 +361,8 @@ def score(data_dir: Path = DataDir,
 @app.command()
 def report(data_dir: Path = DataDir,
            brief: Path = typer.Option(DEMO_BRIEF, "--brief", help="the brief whose reports to show"),
-           show: str = typer.Option("", help="print one report: evaluation | card | score | cost")) -> None:
+           show: str = typer.Option("", help="print one report: evaluation | card | score | cost | answers | "
+                                                 "qa_card")) -> None:
     """List the reports the last run wrote (evaluation report, model card, score, cost), or print one."""
     try:
         ws = Workspace(data_dir.resolve(), load_brief(brief).name)
@@ -367,7 +370,7 @@ def report(data_dir: Path = DataDir,
         _fail(str(exc))
     reports = _reports(ws)
     if show:
-        names = {"evaluation": 0, "card": 1, "score": 2, "cost": 3}
+        names = {"evaluation": 0, "card": 1, "score": 2, "cost": 3, "answers": 4, "qa_card": 5}
         if show not in names:
             _fail(f"--show must be one of {', '.join(names)}, got '{show}'")
         label, path = reports[names[show]]
