@@ -88,7 +88,7 @@ def test_card_is_filled_from_the_brief_and_metadata(meta, brief):
                                              "pr_auc": 0.61}
     assert card["evaluation"]["sliced_metrics"] == {"plan": {"basic": {"n": 5000, "f1": 0.5},
                                                              "premium": {"n": 42, "f1": 0.7}}}
-    assert "labels from 2025-08-01 to before 2025-09-01" in card["evaluation"]["datasets"][1]
+    assert "labels from 2025-05-01 to before 2025-09-01" in card["evaluation"]["datasets"][1]
     assert "above 0.1 warns, above 0.25 is critical" in card["maintenance"]["monitoring"]
     assert card["maintenance"]["retraining_schedule"] == "monthly, and on critical drift"
 

@@ -11,7 +11,7 @@ from mlplatform.settings import Workspace
 pytestmark = pytest.mark.slow
 
 STAGES = ["problem", "ingestion", "quality", "features", "feature_store", "training", "evaluation", "registry",
-          "serving", "monitoring", "reporting"]
+          "serving", "monitoring", "reporting", "rag"]
 
 
 @pytest.fixture(scope="module")
