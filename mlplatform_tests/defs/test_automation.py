@@ -15,10 +15,13 @@ from mlplatform.settings import Settings, Workspace
 
 @pytest.fixture()
 def platform(tmp_path, demo_run, demo_settings) -> PlatformResource:
-    """A data directory holding the demo's trained model, where each test writes its own monitoring tables."""
+    """A data directory holding the demo's registry (its champion) and the feature importance recorded for each
+    training run, where each test writes its own monitoring tables."""
     source = Workspace(demo_settings.data_dir, "churn_demo")
     target = Workspace(tmp_path, "churn_demo")
-    shutil.copytree(source.models_dir / "lightgbm", target.models_dir / "lightgbm")
+    shutil.copytree(source.mlflow_dir, target.mlflow_dir)
+    importance = source.table("evaluation", "feature_importance").with_suffix("")  # one partition per run
+    shutil.copytree(importance, target.root / importance.relative_to(source.root))
     return PlatformResource(data_dir=str(tmp_path), brief_path=str(DEMO_BRIEF))
 
 
@@ -33,9 +36,11 @@ def sensors(defs):
 
 
 def _importance(platform: PlatformResource) -> list[str]:
-    from mlplatform.core.training import load_model
+    """The serving champion's features, most important first (what the drift sensor ranks by)."""
+    from mlplatform.defs.importance import champion_importance
 
-    ranked = load_model(platform.workspace.models_dir / "lightgbm").feature_importance
+    ranked = champion_importance(platform)
+    assert ranked, "the demo's champion has its feature importance recorded"
     return sorted(ranked, key=lambda f: -ranked[f])
 
 
