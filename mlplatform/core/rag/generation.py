@@ -37,6 +37,8 @@ _STOPWORD_TEXT = (
     while who whom why will with would you your tell show give list explain please platform""")
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _TOKEN = re.compile(r"[a-z0-9_]+(?:[-.][a-z0-9_]+)*")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+_COMMAND = re.compile(r"`[^`\n]*\s[^`\n]*`")  # inline code with a space in it: a command line, not a name
 
 
 class GenerationError(RuntimeError):
@@ -57,9 +59,17 @@ def content_terms(text: str) -> set[str]:
 
 
 def specific_terms(text: str) -> set[str]:
-    """Terms a supporting passage must contain verbatim: numbers, dates, versions and snake_case identifiers.
-    A question about "version 5" is not answered by a passage about version 2."""
-    return {t.strip(".-") for t in _TOKEN.findall(text.lower()) if any(c.isdigit() for c in t) or "_" in t}
+    """Terms a supporting passage must contain verbatim (case aside): numbers, dates, versions, snake_case
+    identifiers and names (a capitalised word after the first). A question about "version 5" is not answered by a
+    passage about version 2, nor one about XGBoost by a passage about LightGBM."""
+    named = {w.lower() for w in _WORD.findall(text)[1:] if any(c.isupper() for c in w) and len(w) > 2}
+    return {t.strip(".-") for t in _TOKEN.findall(text.lower()) if any(c.isdigit() for c in t) or "_" in t} | named
+
+
+def prose(text: str) -> str:
+    """``text`` without its fenced code blocks: a command or an example in a code block states nothing a question
+    can be answered from (an unclosed fence runs to the end of the chunk)."""
+    return re.sub(r"```.*?(```|\Z)", " ", text, flags=re.DOTALL)
 
 
 def _contains(text: str, term: str) -> bool:
@@ -69,8 +79,9 @@ def _contains(text: str, term: str) -> bool:
 def support(question: str, text: str) -> float:
     """Share of the question's content words found in ``text``; 0 when a specific term of the question is
     missing from it."""
-    wanted = content_terms(question)
-    if not wanted or not all(_contains(text, t) for t in specific_terms(question)):
+    wanted, text = content_terms(question), prose(text)
+    stated = _COMMAND.sub(" ", text)  # a number inside a quoted command (`--workers 1,2`) states nothing
+    if not wanted or not all(_contains(stated, t) for t in specific_terms(question)):
         return 0.0
     return len(wanted & content_terms(text)) / len(wanted)
 
@@ -129,8 +140,8 @@ class ExtractiveAnswerer:
             unsafe = set(injection_flags(hit.chunk.text))
             flagged += sorted(unsafe)
             for position, sentence in enumerate(_quotable(hit.chunk.text)):
-                if sentence in unsafe:
-                    continue
+                if sentence in unsafe or not all(_contains(_COMMAND.sub(" ", sentence), t) for t in specifics):
+                    continue  # a quote must itself state the question's numbers and names
                 overlap = len(wanted & content_terms(sentence)) / len(wanted)
                 exact = sum(_contains(sentence, t) for t in specifics) / len(specifics) if specifics else 0.0
                 if overlap > 0:
@@ -151,7 +162,7 @@ def _quotable(text: str) -> list[str]:
     """The sentences of a chunk worth quoting: a Markdown table row is quoted with its header row, so its numbers
     keep their column names; headings and separator rows alone are not quoted."""
     out, header = [], None
-    for sentence in split_sentences(text):
+    for sentence in split_sentences(prose(text)):
         if sentence.startswith("|"):
             if re.fullmatch(r"\|[\s:|-]+\|?", sentence):
                 continue
