@@ -168,6 +168,7 @@ def test_feature_names_follow_the_convention_for_the_demo_brief():
         "customer_plan",
         "customer_region",
         "customer_monthly_fee",
+        "customer_age_band",
         "customer_tenure_days",
         "customer_login_7d_count_to_login_30d_count_ratio",
         "customer_amount_30d_sum_minus_monthly_fee_difference",
