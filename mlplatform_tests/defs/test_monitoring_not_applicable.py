@@ -81,16 +81,17 @@ def test_lake_tables_keep_their_schema_for_readers(monitored, plain):
 
 def test_sensors_skip_with_the_reason(plain):
     from mlplatform.definitions import build_definitions
-    from mlplatform.resources.platform import PlatformResource
+    from mlplatform.resources.platform import PlatformResource, TrackingResource
 
     defs = build_definitions(plain)
     sensors = {s.name: s for s in defs.sensors}
     platform = PlatformResource.from_settings(plain)
+    resources = {"platform": platform, "tracking": TrackingResource(platform=platform)}
     with dg.instance_for_test() as instance:
         instance.report_runless_asset_event(dg.AssetMaterialization("drift_report"))
         instance.report_runless_asset_event(dg.AssetMaterialization("performance_report"))
         for name in ("drift_sensor", "performance_sensor"):
-            with dg.build_sensor_context(instance=instance, resources={"platform": platform}) as context:
+            with dg.build_sensor_context(instance=instance, resources=resources) as context:
                 tick = sensors[name].evaluate_tick(context)
             assert not tick.run_requests, name
             assert tick.skip_message.startswith("drift over time is not measured for this brief: the data has no "
