@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from mlplatform.core.fairness import GroupThresholdModel
 from mlplatform.core.training import TrainedModel
 from mlplatform.serving.schemas import feature_frame
 
@@ -47,6 +48,8 @@ def row_scorer(model: Any, types: dict[str, type], backend: str = "auto") -> Cal
     """
     if backend == "frame":
         return None
+    if isinstance(model, GroupThresholdModel):
+        return group_threshold_row_scorer(model, types, backend)
     if type(model).__name__ == "TorchModel":  # torch is imported only where a torch model was loaded
         return torch_row_scorer(model, types, None if backend == "auto" else (backend,))
     if not isinstance(model, TrainedModel):
@@ -79,6 +82,25 @@ def row_scorer(model: Any, types: dict[str, type], backend: str = "auto") -> Cal
         log.warning("the row scorer of %s disagrees with predict_score on probe rows; scoring frames instead",
                     model.name)
         return None
+    return score
+
+
+def group_threshold_row_scorer(model: GroupThresholdModel, types: dict[str, type], backend: str = "auto"
+                               ) -> Callable[[dict], np.ndarray] | None:
+    """The row path of a model deciding by per-group thresholds: its base model's row scorer, then the row's group
+    shift (:meth:`GroupThresholdModel.predict_score`'s arithmetic; a row missing a protected value takes the
+    default threshold, as a null group does on a frame). None where the base model has no row path."""
+    base = row_scorer(model.base, types, backend)
+    if base is None:
+        return None
+    groups = model.groups
+
+    def score(row: dict) -> np.ndarray:
+        values = [row.get(column) for column in groups.columns]
+        key = None if any(v is None for v in values) else " | ".join(str(v) for v in values)
+        shift = groups.thresholds.get(key, groups.default) - groups.default if key is not None else 0.0
+        return np.clip(base(row) - shift, 0.0, 1.0)
+
     return score
 
 

@@ -63,3 +63,20 @@ def test_models_it_cannot_encode_keep_the_frame_path():
     assert row_scorer(rules, TYPES) is None
     model = trained("binary", {"visits": ["one_hot"]})  # one-hot of an integer column: level texts of numbers
     assert row_scorer(model, TYPES) is None
+
+
+def test_a_per_group_threshold_model_scores_rows_as_it_scores_frames():
+    from mlplatform.core.fairness import GroupThresholdModel, GroupThresholds
+
+    base = trained("binary", TRANSFORMS)
+    groups = GroupThresholds(["device"], {"ios": 0.3, "android": 0.6}, default=0.5, constraint="demographic_parity")
+    model = GroupThresholdModel(base, groups)
+    score_row = row_scorer(model, TYPES)
+    assert score_row is not None
+    rows = random_rows(np.random.default_rng(3), 300, unseen=True) + [{}, dict.fromkeys(TYPES)]
+    expected = model.predict_score(feature_frame(rows, TYPES))
+    found = np.concatenate([score_row(row) for row in rows])
+    np.testing.assert_allclose(found, expected.reshape(found.shape), rtol=0, atol=1e-12)
+    shifted = [r for r in rows if r.get("device") in ("ios", "android")]
+    assert shifted and not np.allclose(np.concatenate([score_row(r) for r in shifted]),
+                                       base.predict_score(feature_frame(shifted, TYPES)))
