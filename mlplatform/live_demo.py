@@ -352,6 +352,37 @@ def _monitored(timeline: Timeline, key: str) -> Callable[[], bool]:
     return done
 
 
+def _answered(timeline: Timeline, settings: Settings, brief_name: str, key: str) -> Callable[[], bool]:
+    """Batch ``key`` is monitored, the retrain sensors have read the newest drift and performance reports (or
+    hold them while a canary runs) and every finished retrain is announced: nothing the batch set off is still to
+    come once no run is queued or running either."""
+    import dagster as dg
+
+    monitored = _monitored(timeline, key)
+
+    def read(sensor: str, report: str) -> bool:
+        records = timeline.instance.fetch_materializations(dg.AssetKey(report), limit=1).records
+        if not records:
+            return True
+        for state in timeline.instance.all_instigator_state():
+            if state.instigator_name == sensor:
+                cursor = state.sensor_instigator_data.cursor if state.sensor_instigator_data else None
+                return cursor is not None and int(cursor) >= records[0].storage_id
+        return False
+
+    def announced() -> bool:
+        finished = {r["run_id"] for r in timeline.result.runs
+                    if r["job"] == "retrain_job" and r["status"] in ("SUCCESS", "FAILURE")}
+        notified = {n.get("run_id") for n in timeline.result.notifications if n.get("event") == "retrain"}
+        return finished <= notified
+
+    def done() -> bool:
+        reports = (read("drift_sensor", "drift_report") and read("performance_sensor", "performance_report")
+                   or _canary_running(settings, brief_name))
+        return monitored() and reports and announced()
+    return done
+
+
 def _guarded_since(timeline: Timeline, moment: float) -> Callable[[], bool]:
     def done() -> bool:
         return any(r["job"] == "serving_job" and r["created"] > moment for r in timeline.result.runs)
@@ -428,7 +459,8 @@ def run_live(data_dir: Path, options: LiveOptions = LiveOptions(), say: Callable
                 following = month_start(month, 1)
                 release(full, inputs, following, brief.label.delay_days)
                 timeline.line(f"  batch {month:%Y-%m} arrived, with the labels known by {following}")
-                _wait_for(timeline, _monitored(timeline, f"{month:%Y-%m}"), options.settle_s, options.timeout_s)
+                _wait_for(timeline, _answered(timeline, settings, brief.name, f"{month:%Y-%m}"), options.settle_s,
+                          options.timeout_s)
             timeline.poll()
         finally:
             stack.stop()
