@@ -23,7 +23,8 @@ from mlplatform.settings import Settings, Workspace
 
 BRIEF = load_brief(DEMO_BRIEF)
 KEY, ENTITIES, DAYS = BRIEF.entity_key, 60, 3
-LEVELS = {"customer_plan": ["basic", "standard", "premium"], "customer_region": ["north", "south", "east", "west"]}
+LEVELS = {"customer_plan": ["basic", "standard", "premium"], "customer_region": ["north", "south", "east", "west"],
+          "customer_age_band": ["18-24", "25-34", "35-49", "50-64", "65+"]}
 
 
 def features(seed: int = 0) -> pl.DataFrame:

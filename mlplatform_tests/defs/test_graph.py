@@ -128,7 +128,8 @@ def test_demo_drift_fires_the_sensor_and_the_retraining_run_meets_the_gate(demo_
         dg.materialize([*defs.assets, *defs.asset_checks], instance=instance, resources=defs.resources,
                        selection=["drift_report"])
         sensor = next(s for s in defs.sensors if s.name == "drift_sensor")
-        with dg.build_sensor_context(instance=instance, resources={"platform": defs.resources["platform"]}) as context:
+        resources = {"platform": defs.resources["platform"], "tracking": defs.resources["tracking"]}
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
             tick = sensor.evaluate_tick(context)
         [request] = tick.run_requests
         assert request.tags["mlplatform/trigger"] == "drift"

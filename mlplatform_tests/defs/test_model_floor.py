@@ -1,8 +1,9 @@
 """Model-quality regression floor for CI: the demo champion's hold-out metrics must not fall below recorded floors.
 
 The floors sit about 10% under the values measured on the default demo (300,000 events, seed 7) when they were
-recorded: primary metric F1 0.3085, PR-AUC 0.2670, with the lag/interaction features and one-hot/target-encoded
-categoricals (before them, with native LightGBM categoricals, F1 was 0.3421). A change that costs more than that
+recorded: the champion is the fairness-mitigated LightGBM (per-age-band thresholds), hold-out F1 0.2609 and PR-AUC
+0.2359 on the four-month hold-out; the unmitigated LightGBM reaches F1 0.285 but fails the fairness gate (earlier
+demo data, one-month hold-out, no fairness mitigation: F1 0.3085, PR-AUC 0.2670). A change that costs more than that
 (a lost feature, a broken encoding, a bad default) fails CI here, while small run-to-run differences do not. When
 the model gets better for good, measure again and raise the floors.
 """
@@ -15,8 +16,8 @@ from mlplatform.settings import Workspace
 
 pytestmark = pytest.mark.slow
 
-PRIMARY_FLOOR = 0.28  # 0.90 x 0.3085 = 0.278
-PR_AUC_FLOOR = 0.24  # 0.90 x 0.2670 = 0.240
+PRIMARY_FLOOR = 0.235  # 0.90 x 0.2609 = 0.235
+PR_AUC_FLOOR = 0.212  # 0.90 x 0.2359 = 0.212
 
 
 def test_the_demo_champion_stays_above_the_quality_floor(demo_run, demo_settings):
