@@ -181,8 +181,12 @@ def api_models(brief: Brief) -> ApiModels:
     key_type = entity_key_type(brief)
     # Field definitions hold type expressions built at run time (the brief's types), typed Any for that reason.
     contracts = feature_contracts(brief)
+    protected = {entity_column(brief.entity, column) for column in brief.protected_attributes}
     feature_fields: dict[str, Any] = {
-        name: (contracted_type(kind, contracts[name]) | None, Field(description=_describe(kind, contracts[name])))
+        name: (contracted_type(kind, contracts[name]) | None,
+               Field(default=None, description=f"{_describe(kind, contracts[name])}; optional: the per-group decision "
+                     "threshold reads it, and without it the model's default threshold decides")
+               if name in protected else Field(description=_describe(kind, contracts[name])))
         for name, kind in feature_types(brief).items()}
     features = create_model(f"{brief.entity.title()}Features", __base__=_Strict, **feature_fields)
     request_fields: dict[str, Any] = {

@@ -96,7 +96,9 @@ def production(demo_settings, tmp_path_factory):
     inputs = demo_settings.data_dir / "inputs" / "churn_demo"
     brief = root / "brief.yaml"
     brief.write_text(DEMO_BRIEF.read_text().replace("name: churn_demo", f"name: {project}", 1)
-                     .replace("{data_dir}/inputs/churn_demo", str(inputs)))
+                     .replace("{data_dir}/inputs/churn_demo", str(inputs))
+                     .replace('"../../README.md"', f'"{ROOT / "README.md"}"')
+                     .replace('"../../docs"', f'"{ROOT / "docs"}"'))
     settings = Settings(data_dir=root / "data", brief_path=brief, profile="production")
     env = {
         "MLPLATFORM_PROFILE": "production",

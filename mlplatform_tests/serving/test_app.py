@@ -54,6 +54,17 @@ def champion(ws, tmp_path_factory) -> tuple[str, Predictor]:
     return version, load_candidate(folder)
 
 
+@pytest.fixture(scope="module")
+def reported(ws, champion, tmp_path_factory):
+    """Scores → the probability a response reports: the calibrator's where the champion saved one (the class is
+    still decided on the raw score)."""
+    from mlplatform.core.calibration import load_calibrator
+
+    folder = download_model_version(ws.mlflow_uri, "churn_demo_model", champion[0], tmp_path_factory.mktemp("cal"))
+    calibrator = load_calibrator(folder)
+    return (lambda scores: scores) if calibrator is None else calibrator.transform
+
+
 def test_health_answers(served):
     response = served.client.get("/health")
     assert response.status_code == 200
@@ -74,18 +85,18 @@ def test_request_types_match_the_feature_table(ws, demo_settings):
     assert {name: python_type[str(table[name])] for name in feature_types(brief)} == feature_types(brief)
 
 
-def test_predict_by_entity_id_scores_the_online_features(served, champion, store, known_ids):
+def test_predict_by_entity_id_scores_the_online_features(served, champion, store, known_ids, reported):
     version, model = champion
-    expected = model.predict_score(features_of(store, known_ids))
+    scores = model.predict_score(features_of(store, known_ids))
     predictions = []
-    for entity_id, probability in zip(known_ids, expected, strict=True):
+    for entity_id, score, probability in zip(known_ids, scores, reported(scores), strict=True):
         response = served.client.post("/predict", json={KEY: entity_id})
         assert response.status_code == 200, response.text
         body = response.json()
         assert body[KEY] == entity_id
         # A torch champion computes in float32, where a row's score depends slightly on its batch.
         assert body["probability"] == pytest.approx(probability, abs=1e-6)
-        assert body["prediction"] == int(probability >= model.threshold)
+        assert body["prediction"] == int(score >= model.threshold)
         assert (body["model_name"], body["model_version"], body["fallback"], body["arm"]) == (
             "churn_demo_model", version, False, "champion")
         assert body["latency_ms"] > 0
@@ -93,14 +104,15 @@ def test_predict_by_entity_id_scores_the_online_features(served, champion, store
     assert set(predictions) == {0, 1}, "pick ids that exercise both classes"
 
 
-def test_explicit_features_never_touch_the_store(served, champion, store, known_ids):
+def test_explicit_features_never_touch_the_store(served, champion, store, known_ids, reported):
     features = features_of(store, known_ids[:1]).drop(KEY).row(0, named=True)
     # An id the store does not know: a lookup would answer 404.
     response = served.client.post("/predict", json={KEY: UNKNOWN_ID, "features": features})
     assert response.status_code == 200, response.text
     body = response.json()
     assert body[KEY] == UNKNOWN_ID
-    assert body["probability"] == pytest.approx(champion[1].predict_score(pl.DataFrame([features]))[0], abs=1e-6)
+    expected = reported(champion[1].predict_score(pl.DataFrame([features])))[0]
+    assert body["probability"] == pytest.approx(expected, abs=1e-6)
 
 
 def test_batch_matches_single_predictions_in_order(served, store, known_ids):
