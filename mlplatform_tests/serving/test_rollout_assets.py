@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 import yaml
 
-from mlplatform.brief import DEMO_BRIEF
+from mlplatform.brief import DEMO_BRIEF, load_brief
 from mlplatform.core.rollout import prediction_log_dir, promote, rollout_state, set_challenger_share
 from mlplatform.core.tracking import get_alias_version, register_model, set_alias
 from mlplatform.definitions import build_definitions
@@ -97,7 +97,7 @@ def test_the_briefs_canary_steps_decide_the_share_a_healthy_canary_moves_to(stag
 
 def test_sensor_runs_the_stage_once_per_new_log_file(stage):
     target, resources, old, _ = stage
-    sensor = next(item for item in rollout.build(None) if isinstance(item, dg.SensorDefinition))
+    sensor = next(item for item in rollout.build(load_brief(DEMO_BRIEF)) if isinstance(item, dg.SensorDefinition))
     platform = {"platform": resources["platform"]}
     with dg.instance_for_test() as instance, dg.build_sensor_context(instance=instance, resources=platform) as context:
         assert isinstance(sensor(context), dg.SkipReason)
