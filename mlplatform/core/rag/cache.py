@@ -60,6 +60,10 @@ def _roots(question: str) -> set[str]:
     return out - {""}
 
 
+def _words(text: str) -> set[str]:
+    return {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z0-9]*", text)}
+
+
 def same_question(question: str, cached: str) -> bool:
     """Whether ``cached`` may answer ``question`` as far as its words go, whatever the embeddings say: the same
     numbers, dates, versions and identifiers; both negated or neither ("which gates block" never answers "which
@@ -67,7 +71,10 @@ def same_question(question: str, cached: str) -> bool:
     of lightgbm"): at most one content word more or fewer ("which gates block the run" answers "which gates
     block"). Embeddings that place swapped or negated wordings side by side (an LSA fitted on a small corpus
     does) therefore cannot make a false hit of them."""
-    if sorted(specific_terms(question)) != sorted(specific_terms(cached)):
+    mine, theirs = specific_terms(question), specific_terms(cached)
+    # a name (a capitalised word) of one question is no different term when the other has the same word in
+    # lower case ("why was Version 2 ..." and "Why was version 2 ...")
+    if any(t not in _words(cached) for t in mine - theirs) or any(t not in _words(question) for t in theirs - mine):
         return False
     if bool(_NEGATION.search(question.lower().replace("’", "'"))) != \
             bool(_NEGATION.search(cached.lower().replace("’", "'"))):
