@@ -355,8 +355,11 @@ def _version_rows(log: pl.DataFrame, version: str | None) -> pl.DataFrame:
 
 
 def health_of(log: pl.DataFrame, version: str | None) -> ArmHealth:
-    """Serving health of ``version`` (the rules fallback when None) from prediction-log rows."""
+    """Serving health of ``version`` (the rules fallback when None) from prediction-log rows; batch predictions
+    (``arm`` batch) are not served traffic and are left out."""
     rows = _version_rows(log, version)
+    if "arm" in rows.columns:
+        rows = rows.filter(pl.col("arm").fill_null("") != "batch")
     if rows.height == 0:
         return ArmHealth(0, 0, 0.0)
     errors = rows.filter(pl.col("status") != "ok").height

@@ -196,6 +196,11 @@ def test_health_and_labels_from_a_prediction_log():
     v1 = health_of(log, "1")
     assert (v1.rows, v1.errors, v1.p99_ms) == (3, 1, 3.0)
     assert health_of(log, None).rows == 1 and health_of(log, "9").rows == 0
+    # Batch predictions (arm batch) are not served traffic: they never count toward a version's health.
+    batch = log.with_columns(arm=pl.lit("champion")).vstack(pl.DataFrame({
+        "request_time": [t0] * 50, "customer_id": list(range(50)), "model_version": ["1"] * 50,
+        "status": ["ok"] * 50, "latency_ms": [0.1] * 50, "prediction": [0.0] * 50, "arm": ["batch"] * 50}))
+    assert health_of(batch, "1") == v1
     labels = pl.DataFrame({"customer_id": [1, 2, 3, 1], "snapshot_date": [datetime(2025, 9, 1).date()] * 3 +
                            [datetime(2025, 6, 1).date()], "churned": [1, 1, 0, 0]})
     labelled = attach_labels(log, labels, "customer_id", "snapshot_date", "churned", window_days=30)
