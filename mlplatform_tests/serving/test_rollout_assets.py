@@ -96,11 +96,13 @@ def test_the_briefs_canary_steps_decide_the_share_a_healthy_canary_moves_to(stag
 
 
 def test_sensor_runs_the_stage_once_per_new_log_file(stage):
-    target, resources, old, _ = stage
+    target, resources, old, new = stage
     sensor = next(item for item in rollout.build(load_brief(DEMO_BRIEF)) if isinstance(item, dg.SensorDefinition))
-    platform = {"platform": resources["platform"]}
-    with dg.instance_for_test() as instance, dg.build_sensor_context(instance=instance, resources=platform) as context:
-        assert isinstance(sensor(context), dg.SkipReason)
+    used = {name: resources[name] for name in ("platform", "tracking")}
+    with dg.instance_for_test() as instance, dg.build_sensor_context(instance=instance, resources=used) as context:
+        set_alias(target.mlflow_uri, MODEL, "challenger", new)  # a running canary: something to judge
+        set_challenger_share(target.mlflow_uri, MODEL, 0.05)
+        assert isinstance(sensor(context), dg.SkipReason), "no predictions logged yet"
         write_log(target, [(old, "champion", 2.0)], 3)
         assert isinstance(sensor(context), dg.RunRequest)
         assert isinstance(sensor(context), dg.SkipReason), "the cursor remembers the file"
