@@ -59,6 +59,9 @@ def _labelled_log(platform: PlatformResource, log: pl.DataFrame) -> tuple[pl.Dat
     labels = platform.read_table(tables.validated(b.label.source))
     if b.label.timestamp not in labels.columns or b.entity_key not in labels.columns:
         return log, None
+    if b.label.classes is not None:  # class names -> the indices the model predicts, as in the training set
+        labels = labels.with_columns(pl.col(b.label.column).cast(pl.String).replace_strict(
+            b.label.classes, list(range(len(b.label.classes))), default=None, return_dtype=pl.Int64))
     return attach_labels(log, labels, b.entity_key, b.label.timestamp, b.label.column, b.label.delay_days), \
         b.label.column
 
