@@ -90,6 +90,8 @@ def ask_router(settings: Settings, brief: Brief, timeout_s: float, counter: Any 
     budget = max(timeout_s, INTERACTIVE_S, rag.generation.timeout_s + 1 if rag and rag.generation.base_url else 0)
 
     @router.post("/ask", response_model=AskResponse, responses={
+        400: {"description": "the body is not UTF-8 text (FastAPI cannot read it as JSON)"},
+        413: {"description": "the body exceeds the size limit; nothing was read"},
         422: {"description": "the question is empty or longer than 2000 characters"},
         503: {"description": "the index is not built yet (materialise the rag assets), or the chat endpoint "
                              "failed without a fallback"},
