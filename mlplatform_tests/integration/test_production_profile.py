@@ -38,7 +38,7 @@ PG = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 REDIS = "127.0.0.1:6379"
 SYSTEMS = ("dagster", "mlflow", "feast")
 STAGES = ["problem", "ingestion", "quality", "features", "feature_store", "training", "evaluation", "registry",
-          "serving", "monitoring", "reporting"]
+          "serving", "monitoring", "reporting", "rag"]
 CONCURRENT_GROUPS = ["feature_store", "registry"]
 
 
@@ -98,7 +98,8 @@ def production(demo_settings, tmp_path_factory):
     brief.write_text(DEMO_BRIEF.read_text().replace("name: churn_demo", f"name: {project}", 1)
                      .replace("{data_dir}/inputs/churn_demo", str(inputs))
                      .replace('"../../README.md"', f'"{ROOT / "README.md"}"')
-                     .replace('"../../docs"', f'"{ROOT / "docs"}"'))
+                     .replace('"../../docs"', f'"{ROOT / "docs"}"')
+                     .replace("{data_dir}/churn_demo/reports", f"{{data_dir}}/{project}/reports"))
     settings = Settings(data_dir=root / "data", brief_path=brief, profile="production")
     env = {
         "MLPLATFORM_PROFILE": "production",
@@ -147,7 +148,9 @@ def test_the_instance_is_the_deploy_config_on_postgres(production):
     assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
     queue = instance.get_concurrency_config().run_queue_config
     assert queue.max_concurrent_runs == 4
-    assert queue.tag_concurrency_limits == [{"key": "dagster/backfill", "limit": 1}]
+    assert queue.tag_concurrency_limits == [  # one backfill at a time; one run at a time per brief namespace
+        {"key": "dagster/backfill", "limit": 1},
+        {"key": "mlplatform/namespace", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
     runs = instance.get_runs()
     assert runs and all(run.status == DagsterRunStatus.SUCCESS for run in runs)
     # The runs are rows in PostgreSQL, not in a SQLite file under DAGSTER_HOME.
