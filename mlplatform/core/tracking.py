@@ -183,6 +183,31 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
+def ensure_experiment(client: "MlflowClient", tracking_uri: str, experiment_name: str, artifact_dir: Path) -> str:
+    """The id of ``experiment_name``, created with its artifacts in ``artifact_dir`` (tagged relative to the
+    tracking database, so a copied data directory finds them) when it does not exist yet."""
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    return client.create_experiment(experiment_name, artifact_location=artifact_dir.resolve().as_uri(),
+                                    tags=_artifact_root_tag(tracking_uri, artifact_dir))
+
+
+def log_run(tracking_uri: str, artifact_dir: Path, experiment_name: str, run_name: str, params: dict[str, Any],
+            metrics: dict[str, float]) -> str:
+    """One finished MLflow run of ``experiment_name`` with ``params`` (as text) and ``metrics``; its id."""
+    client = client_for(tracking_uri)
+    run_id = client.create_run(ensure_experiment(client, tracking_uri, experiment_name, artifact_dir),
+                               run_name=run_name).info.run_id
+    for key, value in params.items():
+        client.log_param(run_id, key, str(value))
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, float(value))
+    client.set_terminated(run_id)
+    return run_id
+
+
 def log_experiment(
     tracking_uri: str,
     artifact_dir: Path,
@@ -219,14 +244,7 @@ def log_experiment(
     if record.verdict not in ("promoted", "archived", "iterate"):
         raise ValueError(f"verdict must be promoted, archived or iterate; got '{record.verdict}'")
     client = client_for(tracking_uri)
-    experiment = client.get_experiment_by_name(experiment_name)
-    if experiment is None:
-        artifact_dir.mkdir(parents=True, exist_ok=True)
-        location = artifact_dir.resolve().as_uri()
-        experiment_id = client.create_experiment(experiment_name, artifact_location=location,
-                                                 tags=_artifact_root_tag(tracking_uri, artifact_dir))
-    else:
-        experiment_id = experiment.experiment_id
+    experiment_id = ensure_experiment(client, tracking_uri, experiment_name, artifact_dir)
     exp_id = experiment_id_for(client, experiment_name, day or date.today())
     tags = {
         _EXP_TAG: exp_id,

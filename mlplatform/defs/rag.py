@@ -268,29 +268,20 @@ def rag_retrieval_eval(platform: PlatformResource, tracking: TrackingResource) -
 
 
 def _track(tracking: TrackingResource, brief: Brief, frame: pl.DataFrame) -> str:
-    from mlplatform.core.tracking import client_for
+    from mlplatform.core.tracking import log_run
 
-    client = client_for(tracking.uri)
-    name = f"{brief.name}{EXPERIMENT_SUFFIX}"
-    experiment = client.get_experiment_by_name(name)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(
-        name, artifact_location=(tracking.artifact_dir / name).as_uri())
-    run = client.create_run(experiment_id, run_name=f"rag_retrieval_eval {date.today()}")
     rag = _rag(brief)
     params = {"chunking": rag.chunking.strategy, "chunk_size": rag.chunking.chunk_size,
               "overlap": rag.chunking.overlap, "embedding": rag.embedding.kind,
               "dimensions": rag.embedding.dimensions, "truncate_to": rag.embedding.truncate_to,
               "retrieval_mode": rag.retrieval.mode, "top_k": rag.retrieval.top_k, "rrf_k": rag.retrieval.rrf_k,
               "rerank": rag.retrieval.rerank.kind, "top_n": rag.retrieval.rerank.top_n}
-    for key, value in params.items():
-        client.log_param(run.info.run_id, key, str(value))
-    for row in frame.iter_rows(named=True):
-        for metric in ("recall@3", "recall@10", "precision@3", "mrr", "ndcg@10"):
-            if row[metric] is not None:
-                key = f"{row['retriever'].replace('+', '_')}_{row['relevance']}_{metric.replace('@', '_at_')}"
-                client.log_metric(run.info.run_id, key, float(row[metric]))
-    client.set_terminated(run.info.run_id)
-    return run.info.run_id
+    metrics = {f"{row['retriever'].replace('+', '_')}_{row['relevance']}_{metric.replace('@', '_at_')}": row[metric]
+               for row in frame.iter_rows(named=True)
+               for metric in ("recall@3", "recall@10", "precision@3", "mrr", "ndcg@10") if row[metric] is not None}
+    name = f"{brief.name}{EXPERIMENT_SUFFIX}"
+    return log_run(tracking.uri, tracking.artifact_dir / name, name, f"rag_retrieval_eval {date.today()}", params,
+                   metrics)
 
 
 @dg.asset_check(asset="rag_retrieval_eval", name="rerank_improves_precision",

@@ -276,27 +276,17 @@ def _meta(value: float) -> float | str:
 
 def _track(tracking: TrackingResource, brief: Brief, summary: dict[str, float]) -> str:
     """One MLflow run with the configuration as params and the figures as metrics; its id."""
-    from mlplatform.core.tracking import client_for
+    from mlplatform.core.tracking import log_run
 
-    client = client_for(tracking.uri)
-    name = f"{brief.name}{EXPERIMENT_SUFFIX}"
-    experiment = client.get_experiment_by_name(name)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(
-        name, artifact_location=(tracking.artifact_dir / name).as_uri())
-    run = client.create_run(experiment_id, run_name=f"rag_answer_eval {date.today()}")
     rag = _rag(brief)
     params = {"generator": rag.generation.model or "extractive", "min_support": rag.generation.min_support,
               "retrieval_mode": rag.retrieval.mode, "top_k": rag.retrieval.top_k,
               "rerank": rag.retrieval.rerank.kind, "top_n": rag.retrieval.rerank.top_n,
               "chunking": rag.chunking.strategy, "chunk_size": rag.chunking.chunk_size,
               "embedding": rag.embedding.kind, "cache_similarity": rag.cache.similarity}
-    for key, value in params.items():
-        client.log_param(run.info.run_id, key, str(value))
-    for key, value in summary.items():
-        if not math.isnan(value):
-            client.log_metric(run.info.run_id, key, float(value))
-    client.set_terminated(run.info.run_id)
-    return run.info.run_id
+    name = f"{brief.name}{EXPERIMENT_SUFFIX}"
+    return log_run(tracking.uri, tracking.artifact_dir / name, name, f"rag_answer_eval {date.today()}", params,
+                   {key: value for key, value in summary.items() if not math.isnan(value)})
 
 
 @dg.asset_check(asset="rag_answer_eval", name="rag_quality_gate", blocking=True,

@@ -194,3 +194,17 @@ def test_tuning_trials_become_child_runs_of_the_candidate_run(backend):
 
     with pytest.raises(ValueError, match=r"lacks columns \['started_at'\]"):
         log_tuning_trials(uri, parent, tuned.new_trials.drop("started_at"), "pr_auc", SEARCH_PARAMS)
+
+
+def test_log_run_records_a_finished_run_in_an_experiment_that_a_copied_data_directory_can_find(tmp_path):
+    from mlplatform.core.tracking import ARTIFACT_ROOT_TAG, client_for, log_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = log_run(uri, tmp_path / "artifacts" / "qa", "qa", "eval", {"top_k": 10}, {"mrr": 0.5})
+    again = log_run(uri, tmp_path / "artifacts" / "qa", "qa", "eval", {}, {})
+    client = client_for(uri)
+    run = client.get_run(run_id)
+    assert (run.data.params, run.data.metrics, run.info.status) == ({"top_k": "10"}, {"mrr": 0.5}, "FINISHED")
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert client.get_run(again).info.experiment_id == experiment.experiment_id
+    assert experiment.tags[ARTIFACT_ROOT_TAG] == "artifacts/qa"
