@@ -172,7 +172,6 @@ def _step_encoder(step: str, state: dict, kind: type, width: int) -> Callable[[A
 def _probe_rows(model: TrainedModel, types: dict[str, type]) -> list[dict]:
     """Rows mixing every value the model's statistics name (levels, bin edges, means), neighbours of them,
     unseen and missing values, seeded so a model is always checked on the same rows."""
-    rng = np.random.default_rng(0)
     numbers = [0.0, 1.0, -1.0, 0.5, 2.5, -3.75, 1e6, 17.0]
     texts = ["", "unseen level"]
     for column in model.transforms.columns if model.transforms is not None else []:
@@ -182,6 +181,15 @@ def _probe_rows(model: TrainedModel, types: dict[str, type]) -> list[dict]:
             texts += list(state.get("levels", [])) + list(state.get("mapping", {}))
     for levels in model.categories.values():
         texts += levels
+    return _mixed_rows(types, numbers, texts)
+
+
+def _mixed_rows(types: dict[str, type], numbers: list[float], texts: list[str]) -> list[dict]:
+    """:data:`_PROBE_ROWS` rows drawing each input from ``numbers`` (and their neighbours: +-1 for whole numbers,
+    +-1e-9 or a normal step for floats) or ``texts``, a fifth missing, seeded so a model is always checked on the
+    same rows; none when an input is neither text, number nor bool (dates are not model inputs: the frame path
+    reports them)."""
+    rng = np.random.default_rng(0)
     rows = []
     for _ in range(_PROBE_ROWS):
         row: dict[str, Any] = {}
@@ -197,7 +205,7 @@ def _probe_rows(model: TrainedModel, types: dict[str, type]) -> list[dict]:
             elif kind is float:
                 number = numbers[rng.integers(len(numbers))]
                 row[name] = number + float(rng.choice([0.0, 1e-9, -1e-9, rng.normal()]))
-            else:  # dates and datetimes are not LightGBM inputs: the frame path reports them
+            else:
                 return []
         rows.append(row)
     return rows
@@ -260,25 +268,7 @@ def _torch_probe_rows(model: Any, types: dict[str, type]) -> list[dict]:
         return []
     if any(types[name] is not str for name in prep.categories):
         return []  # a categorical input the API types as non-text: the frame path casts it
-    rng = np.random.default_rng(0)
     numbers = [0.0, 1.0, -1.0, 1e6, *prep.medians, *prep.means, *(m + s for m, s in zip(prep.means, prep.stds,
                                                                                       strict=True))]
     texts = ["", "unseen level", *(level for levels in prep.categories.values() for level in levels)]
-    rows = []
-    for _ in range(_PROBE_ROWS):
-        row: dict[str, Any] = {}
-        for name, kind in types.items():
-            if rng.random() < 0.2:
-                row[name] = None
-            elif kind is str:
-                row[name] = texts[rng.integers(len(texts))]
-            elif kind is bool:
-                row[name] = bool(rng.integers(2))
-            elif kind is int:
-                row[name] = int(round(numbers[rng.integers(len(numbers))]))
-            elif kind is float:
-                row[name] = numbers[rng.integers(len(numbers))] + float(rng.normal())
-            else:
-                return []
-        rows.append(row)
-    return rows
+    return _mixed_rows(types, numbers, texts)
