@@ -439,3 +439,12 @@ def _feature_block(events: pl.DataFrame, keyed: pl.DataFrame, spec: Features, *,
     )
     return _row_time_and_interactions(frame, spec, entity).select(entity_key, "event_timestamp", "created_timestamp",
                                                                   *names)
+
+
+def latest_rows(features: pl.DataFrame | pl.LazyFrame, key: str) -> pl.DataFrame:
+    """Each entity's newest feature row (by ``event_timestamp``), in key order; a lazy table is streamed (each
+    entity's newest time first, then only the rows at it are read), not held whole."""
+    frame = features.lazy()
+    newest = frame.group_by(key).agg(pl.col("event_timestamp").max())
+    return (frame.join(newest, on=[key, "event_timestamp"], how="semi").collect(engine="streaming")
+            .sort(key, "event_timestamp").group_by(key, maintain_order=True).last())

@@ -18,19 +18,11 @@ import polars as pl
 from mlplatform.brief import Brief
 from mlplatform.core import tables
 from mlplatform.core.feature_names import feature_view_name
+from mlplatform.core.features import latest_rows
 from mlplatform.core.prediction_windows import BATCH_ARM
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 
 BATCH_ASSET = "batch_predictions"
-
-
-def latest_rows(features: pl.DataFrame | pl.LazyFrame, key: str) -> pl.DataFrame:
-    """Each entity's newest feature row (by ``event_timestamp``), in key order; a lazy table is streamed (each
-    entity's newest time first, then only the rows at it are read), not held whole."""
-    frame = features.lazy()
-    newest = frame.group_by(key).agg(pl.col("event_timestamp").max())
-    return (frame.join(newest, on=[key, "event_timestamp"], how="semi").collect(engine="streaming")
-            .sort(key, "event_timestamp").group_by(key, maintain_order=True).last())
 
 
 def predict_batch(platform: PlatformResource, tracking: TrackingResource, run_id: str) -> dict:

@@ -10,6 +10,7 @@ import pytest
 
 from mlplatform.brief import DEMO_BRIEF, load_brief
 from mlplatform.core.feature_store import feature_view_name
+from mlplatform.core.features import latest_rows
 from mlplatform.core.io import write_parquet_atomic
 from mlplatform.core.model_integrity import record_artifact_hashes
 from mlplatform.core.prediction_windows import BATCH_ARM, prediction_windows
@@ -17,7 +18,7 @@ from mlplatform.core.rollout import read_prediction_log
 from mlplatform.core.tracking import client_for, register_model, set_alias
 from mlplatform.core.training import save_model, train_lightgbm
 from mlplatform.definitions import build_definitions
-from mlplatform.defs.batch_prediction import batch_predictions, latest_rows
+from mlplatform.defs.batch_prediction import batch_predictions
 from mlplatform.serving.schemas import feature_types
 from mlplatform.settings import Settings, Workspace
 
