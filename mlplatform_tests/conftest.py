@@ -32,15 +32,12 @@ class DemoRun:
 @pytest.fixture(scope="session")
 def demo_run(demo_settings, tmp_path_factory) -> DemoRun:
     """The whole graph materialised once, in-process, from an empty working directory (to catch stray
-    writes), on an ephemeral Dagster instance."""
+    writes), on an ephemeral Dagster instance. The settings are passed down; the environment is not touched."""
     import dagster as dg
 
     from mlplatform.runner import run_graph
 
     workdir = tmp_path_factory.mktemp("cwd")
-    previous = {k: os.environ.get(k) for k in ("MLPLATFORM_DATA_DIR", "MLPLATFORM_BRIEF")}
-    os.environ["MLPLATFORM_DATA_DIR"] = str(demo_settings.data_dir)
-    os.environ["MLPLATFORM_BRIEF"] = str(demo_settings.brief_path)
     cwd = Path.cwd()
     os.chdir(workdir)
     lines: list[str] = []
