@@ -1,8 +1,8 @@
 """Bootstrap confidence intervals of five binary metrics on 10^6 predictions, three ways side by side.
 
-- **counted**: ``mlplatform.core.evaluation.binary_bootstrap_ci``, what the evaluation report uses: one sort,
-  then each resample is a count per row (``bincount`` of seeded draws) and all five metrics are cumulative
-  sums of those counts.
+- **counted**: ``mlplatform.core.evaluation.hold_out_metrics.binary_bootstrap_ci``, what the evaluation report
+  uses: one sort, then each resample is a count per row (``bincount`` of seeded draws) and all five metrics
+  are cumulative sums of those counts.
 - **row resampling**: ``mlplatform.core.metrics.bootstrap_ci`` with ``metric_function``, one metric at a time,
   gathering the resampled rows and scoring them (numpy counts, a sort for PR-AUC, a rank for ROC-AUC).
 - **naive**: a Python loop drawing one resample at a time and calling scikit-learn's metric.
@@ -23,7 +23,7 @@ import time
 import numpy as np
 from sklearn import metrics as skm
 
-from mlplatform.core.evaluation import CountedBinaryMetrics, binary_bootstrap_ci
+from mlplatform.core.evaluation.hold_out_metrics import CountedBinaryMetrics, binary_bootstrap_ci
 from mlplatform.core.metrics import bootstrap_ci, metric_function
 
 THRESHOLD = 0.5

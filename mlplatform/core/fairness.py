@@ -1,7 +1,7 @@
 """Fairness mitigation the brief asks for (method phase 9): reweighing before training, group thresholds after it.
 
 Each method yields one more candidate model, trained, tracked and evaluated like the others; the fairness gate
-(:func:`mlplatform.core.evaluation.fairness_assessment`) then judges it on the same hold-out.
+(:func:`mlplatform.core.evaluation.fairness_assessment.fairness_assessment`) then judges it on the same hold-out.
 
 * ``reweigh`` (pre-processing, Kamiran & Calders 2012): training rows are weighted so that the label is
   independent of the protected group in the weighted training set; LightGBM is trained with those weights.

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from mlplatform.brief import Brief, draft_notice
-from mlplatform.core.evaluation import FairnessRule, metric_verdict
+from mlplatform.core.evaluation.fairness_assessment import FairnessRule, metric_verdict
 from mlplatform.core.report import SMALL_SLICE_ROWS, metric_label
 
 NOT_RECORDED = "not recorded"
@@ -124,7 +124,7 @@ def gate_rule(brief: Brief) -> FairnessRule:
 
 def _metric_status(attribute: str, metric: str, result: Mapping[str, Any], rule: FairnessRule) -> str:
     """The gate's status for one metric of one attribute: its ``<metric>_status`` column; a row written without
-    one is judged by the gate's own :func:`~mlplatform.core.evaluation.metric_verdict`."""
+    one is judged by the gate's own :func:`~mlplatform.core.evaluation.fairness_assessment.metric_verdict`."""
     if result.get(f"{metric}_status"):
         return str(result[f"{metric}_status"])
     if result.get("applicable") is False:
@@ -512,13 +512,13 @@ def bias_checklist(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     Args:
         meta: ``brief`` and the recorded evidence: ``representation`` (attribute → rows of
-            :func:`~mlplatform.core.evaluation.representation`), ``fairness`` (attribute → the gate's row:
+            :func:`~mlplatform.core.evaluation.bias_evidence.representation`), ``fairness`` (attribute → the gate's row:
             ``{disparate_impact, p_value, equal_opportunity_gap, equal_opportunity_p_value, passed, status,
             disparate_impact_status, equal_opportunity_status, reason}``), ``fairness_groups`` (attribute →
             per-group rows: ``group, n, assessed, primary_metric, primary_value``, ``positives`` and, binary,
             ``observed_rate, mean_score, calibration_gap, calibration_p_value, ece``), ``proxies`` (attribute →
-            rows of :func:`~mlplatform.core.evaluation.proxy_features`), ``edge_cases`` (rows of
-            :func:`~mlplatform.core.evaluation.edge_case_probe`), ``sliced_metrics`` (slice records) and the
+            rows of :func:`~mlplatform.core.evaluation.bias_evidence.proxy_features`), ``edge_cases`` (rows of
+            :func:`~mlplatform.core.evaluation.edge_cases.edge_case_probe`), ``sliced_metrics`` (slice records) and the
             limits ``representation_min_ratio``, ``max_calibration_gap``, ``proxy_max_auc``.
             Evidence for an attribute that is missing fails its item.
 

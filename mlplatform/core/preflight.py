@@ -91,7 +91,7 @@ def group_outlook(values: pl.Series, hold_out_share: float, min_group_size: int,
     """The groups of a protected attribute (many-valued numbers in the bands fairness uses) and their expected
     hold-out rows: each group's rows times ``hold_out_share``; with ``positive`` (True where a row's label is the
     positive class, aligned with ``values``) also their expected positives. Missing values form no group."""
-    from mlplatform.core.evaluation import protected_groups
+    from mlplatform.core.evaluation.fairness_assessment import protected_groups
 
     known = values.is_not_null()
     rows = pl.DataFrame({"group": protected_groups(values.filter(known)).cast(pl.String),

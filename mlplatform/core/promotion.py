@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from mlplatform.brief import TaskType
-from mlplatform.core.evaluation import Candidate, paired_bootstrap_difference
+from mlplatform.core.evaluation.hold_out_metrics import Candidate, paired_bootstrap_difference
 from mlplatform.core.metrics import compute_metrics, higher_is_better
 
 # How far a guardrail may move the wrong way before it counts as a regression. A bootstrap interval of
@@ -140,7 +140,8 @@ def decide_promotion(
       means the brief disabled it.
     * budgets: model size and latency within their maxima.
     * fairness: every protected attribute's verdict (``fairness``: rows of
-      :func:`~mlplatform.core.evaluation.fairness_assessment` with ``attribute``, ``passed``, ``status`` and
+      :func:`~mlplatform.core.evaluation.fairness_assessment.fairness_assessment` with ``attribute``, ``passed``,
+      ``status`` and
       ``reason``) passes: PASS, WAIVED by the brief, NOT_APPLICABLE, or NOT_ASSESSABLE where the brief says
       warn; the reason quotes the status. ``disparate_impact_min`` is the brief's minimum, quoted for rows
       without a reason.
@@ -278,7 +279,8 @@ def _golden_evidence(golden: GoldenScore | None, primary: str, max_regression: f
 
 def _fairness_reason(row: Mapping[str, Any], minimum: float) -> str:
     """One attribute's fairness verdict in words: its status and the assessment's reason (see
-    :func:`~mlplatform.core.evaluation.fairness_assessment`), or, for rows without them, the ratio."""
+    :func:`~mlplatform.core.evaluation.fairness_assessment.fairness_assessment`), or, for rows without them, the
+    ratio."""
     if row.get("reason"):
         return str(row["reason"])  # each metric's status, value, limit and any waiver's reason
     if row.get("applicable") is False:

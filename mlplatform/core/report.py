@@ -131,18 +131,19 @@ def render_evaluation_report(ctx: Mapping[str, Any]) -> str:
             ``{value, ci_low, ci_high}``), ``baselines`` (name → metric → number or ``{value, ...}``),
             ``deltas`` (baseline name → metric → model minus baseline), ``kill_criteria`` (list of
             ``{criterion, measured, passed}``) and optionally: ``comparisons`` (rows of
-            :func:`~mlplatform.core.evaluation.baseline_comparison`), ``cross_validation`` (``reason`` and,
-            unless skipped, ``folds`` (rows of :func:`~mlplatform.core.evaluation.cross_validation`),
-            ``mean``, ``std``), ``calibration`` (:func:`~mlplatform.core.calibration.calibration_summary`),
+            :func:`~mlplatform.core.evaluation.hold_out_metrics.baseline_comparison`), ``cross_validation``
+            (``reason`` and, unless skipped, ``folds`` (rows of
+            :func:`~mlplatform.core.evaluation.cross_validation.cross_validation`), ``mean``, ``std``),
+            ``calibration`` (:func:`~mlplatform.core.calibration.calibration_summary`),
             ``slices`` (list of ``{dimension, value, n, metrics}``), ``fairness`` (``minimum``, ``min_group``,
             ``alpha``, ``attributes``: list of ``{attribute, disparate_impact, p_value, equal_opportunity_gap,
             equal_opportunity_p_value, passed, primary, groups}``, each group a row of per-group rates),
             ``worst_predictions`` (``error`` (how it is measured), ``rows``, ``contrast`` (rows of
-            :func:`~mlplatform.core.evaluation.error_contrast`), ``summary``), ``edge_cases`` (rows of
-            :func:`~mlplatform.core.evaluation.edge_case_probe`), ``scores_used`` (a sentence: raw or
+            :func:`~mlplatform.core.evaluation.error_analysis.error_contrast`), ``summary``), ``edge_cases`` (rows of
+            :func:`~mlplatform.core.evaluation.edge_cases.edge_case_probe`), ``scores_used`` (a sentence: raw or
             calibrated scores) and ``skew`` (``reason`` when not measured, else ``summary``
-            (:func:`~mlplatform.core.evaluation.skew_summary`), ``rows`` (of
-            :func:`~mlplatform.core.evaluation.skew_table`), ``window``, ``task``). Missing optional parts are
+            (:func:`~mlplatform.core.evaluation.skew.skew_summary`), ``rows`` (of
+            :func:`~mlplatform.core.evaluation.skew.skew_table`), ``window``, ``task``). Missing optional parts are
             left out; missing numbers show as "—".
 
     Returns:

@@ -13,35 +13,28 @@ from mlplatform.brief import Features, draft_notice, placeholder_fields
 from mlplatform.core import tables
 from mlplatform.core.calibration import CALIBRATION_SCHEMA, calibration_summary, save_calibrator
 from mlplatform.core.datasets import golden_set
-from mlplatform.core.evaluation import (
+from mlplatform.core.evaluation.cross_validation import (
     CV_FOLD_SCHEMA,
     CV_MAX_TRAIN_ROWS,
-    Candidate,
-    FairnessRule,
-    QualityRecord,
-    baseline_comparison,
     candidate_refit,
     cross_validation,
-    edge_case_probe,
-    error_contrast,
-    error_summary,
     expanding_window_folds,
-    fairness_assessment,
-    kill_criteria,
-    latest_offline_rows,
+    stratified_folds,
+)
+from mlplatform.core.evaluation.edge_cases import edge_case_probe
+from mlplatform.core.evaluation.error_analysis import error_contrast, error_summary, worst_predictions
+from mlplatform.core.evaluation.fairness_assessment import FairnessRule, fairness_assessment
+from mlplatform.core.evaluation.hold_out_metrics import (
+    Candidate,
+    baseline_comparison,
     lift,
     metric_table,
     prediction_table,
-    quality_kill_criterion,
     random_reference,
-    skew_sample,
-    skew_summary,
-    skew_table,
-    slice_records,
-    sliced_metrics,
-    stratified_folds,
-    worst_predictions,
 )
+from mlplatform.core.evaluation.kill_criteria import QualityRecord, kill_criteria, quality_kill_criterion
+from mlplatform.core.evaluation.skew import latest_offline_rows, skew_sample, skew_summary, skew_table
+from mlplatform.core.evaluation.slices import slice_records, sliced_metrics
 from mlplatform.core.feature_names import feature_service_name
 from mlplatform.core.holdout import quarantined_entities, without_entities
 from mlplatform.core.markdown import table

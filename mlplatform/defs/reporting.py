@@ -8,13 +8,13 @@ import polars as pl
 from mlplatform.brief import placeholder_fields
 from mlplatform.core import tables
 from mlplatform.core.drift import NOT_APPLICABLE
-from mlplatform.core.evaluation import (
+from mlplatform.core.evaluation.bias_evidence import (
     PROXY_MAX_AUC,
     REPRESENTATION_MIN_RATIO,
     proxy_features,
     representation,
-    slice_records,
 )
+from mlplatform.core.evaluation.slices import slice_records
 from mlplatform.core.io import write_text_atomic
 from mlplatform.core.model_card import (
     NOT_RECORDED,

@@ -5,7 +5,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mlplatform.core.evaluation import candidate_refit, cross_validation, stratified_folds
+from mlplatform.core.evaluation.cross_validation import (
+    candidate_refit,
+    cross_validation,
+    stratified_folds,
+)
 from mlplatform.core.torch_model import TorchModel, load_torch_model, save_torch_model, train_torch
 from mlplatform.core.training import TrainedModel, train_lightgbm
 from mlplatform_tests.core.test_torch_model import FEATURES, TRAIN, VALID

@@ -6,23 +6,16 @@ import pytest
 from sklearn.metrics import f1_score, mean_absolute_error
 
 from mlplatform.core.calibration import expected_calibration_error
-from mlplatform.core.evaluation import (
-    PROXY_MAX_AUC,
-    Candidate,
-    baseline_comparison,
+from mlplatform.core.evaluation.bias_evidence import PROXY_MAX_AUC, proxy_features, representation
+from mlplatform.core.evaluation.cross_validation import (
     cross_validation,
-    edge_case_probe,
-    error_contrast,
     expanding_window_folds,
-    group_calibration,
-    group_fairness,
-    paired_bootstrap_difference,
-    prediction_errors,
-    proxy_features,
-    representation,
     stratified_folds,
-    worst_predictions,
 )
+from mlplatform.core.evaluation.edge_cases import edge_case_probe
+from mlplatform.core.evaluation.error_analysis import error_contrast, prediction_errors, worst_predictions
+from mlplatform.core.evaluation.fairness_assessment import group_calibration, group_fairness
+from mlplatform.core.evaluation.hold_out_metrics import Candidate, baseline_comparison, paired_bootstrap_difference
 
 
 @pytest.fixture
@@ -313,7 +306,7 @@ def test_edge_cases_fail_a_regression_far_outside_the_training_labels():
 
 
 def test_a_many_valued_numeric_protected_attribute_is_judged_in_quintile_bands():
-    from mlplatform.core.evaluation import protected_groups
+    from mlplatform.core.evaluation.fairness_assessment import protected_groups
 
     ages = pl.Series("age", [*range(18, 80), None])
     bands = protected_groups(ages)

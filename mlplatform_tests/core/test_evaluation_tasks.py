@@ -8,23 +8,21 @@ import pytest
 from polars.testing import assert_frame_equal
 from sklearn.metrics import f1_score, mean_absolute_error
 
-from mlplatform.core.evaluation import (
-    Candidate,
-    CountedBinaryMetrics,
+from mlplatform.core.evaluation.error_analysis import error_summary, worst_predictions
+from mlplatform.core.evaluation.fairness_assessment import (
     FairnessRule,
-    binary_bootstrap_ci,
-    error_summary,
     fairness_assessment,
     group_fairness,
-    latest_offline_rows,
+)
+from mlplatform.core.evaluation.hold_out_metrics import (
+    Candidate,
+    CountedBinaryMetrics,
+    binary_bootstrap_ci,
     metric_table,
     prediction_table,
-    skew_sample,
-    skew_summary,
-    skew_table,
-    sliced_metrics,
-    worst_predictions,
 )
+from mlplatform.core.evaluation.skew import latest_offline_rows, skew_sample, skew_summary, skew_table
+from mlplatform.core.evaluation.slices import sliced_metrics
 from mlplatform.core.report import candidate_context, render_evaluation_report
 
 RULE = FairnessRule(disparate_impact_min=0.8, min_group_size=50, significance=0.05)

@@ -5,7 +5,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mlplatform.core.evaluation import FairnessRule, fairness_assessment
+from mlplatform.core.evaluation.fairness_assessment import FairnessRule, fairness_assessment
 
 MIN_GROUP = 50
 

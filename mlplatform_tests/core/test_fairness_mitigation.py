@@ -5,7 +5,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mlplatform.core.evaluation import group_fairness
+from mlplatform.core.evaluation.fairness_assessment import group_fairness
 from mlplatform.core.fairness import (
     GroupThresholdModel,
     fit_group_thresholds,

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from mlplatform.brief import KillCriteria
-from mlplatform.core.evaluation import QualityRecord, kill_criteria, quality_kill_criterion
+from mlplatform.core.evaluation.kill_criteria import QualityRecord, kill_criteria, quality_kill_criterion
 from mlplatform.core.promotion import GUARDRAIL_TOLERANCE, GoldenScore, decide_promotion, golden_relative_drop
 from mlplatform.core.quality import (
     EMPTY_SHARE,

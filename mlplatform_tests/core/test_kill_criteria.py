@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from mlplatform.brief import DEMO_BRIEF, KillCriteria
-from mlplatform.core.evaluation import QualityRecord, kill_criteria, quality_kill_criterion
+from mlplatform.core.evaluation.kill_criteria import QualityRecord, kill_criteria, quality_kill_criterion
 from mlplatform.defs.evaluation import quality_history
 from mlplatform.resources.platform import PlatformResource
 

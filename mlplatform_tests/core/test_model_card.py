@@ -9,7 +9,8 @@ import yaml
 
 from mlplatform.brief import DEMO_BRIEF, Brief, load_brief
 from mlplatform.core.drift import FeatureDrift
-from mlplatform.core.evaluation import fairness_assessment, proxy_features, representation
+from mlplatform.core.evaluation.bias_evidence import proxy_features, representation
+from mlplatform.core.evaluation.fairness_assessment import fairness_assessment
 from mlplatform.core.model_card import (
     BIAS_CHECKLIST,
     NOT_RECORDED,

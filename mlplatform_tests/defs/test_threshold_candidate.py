@@ -13,7 +13,7 @@ import pytest
 from mlplatform.brief import DEMO_BRIEF
 from mlplatform.core.datasets import split_training_set
 from mlplatform.core.demo_data import AGE_BANDS, generate_demo
-from mlplatform.core.evaluation import group_fairness
+from mlplatform.core.evaluation.fairness_assessment import group_fairness
 from mlplatform.core.fairness import GROUP_THRESHOLDS_FILE
 from mlplatform.core.models import load_candidate
 from mlplatform.definitions import build_definitions

@@ -1,0 +1,89 @@
+"""The bias checklist's evidence besides the gate's fairness: how well each protected group is represented in the
+training rows, and which model inputs are proxies for a protected attribute."""
+
+import numpy as np
+import polars as pl
+
+# A bias-checklist limit the brief does not carry yet (proposed: thresholds.representation_min_ratio): a group
+# whose share of the training rows is under this times its share of the reference is under-represented (4/5 rule).
+REPRESENTATION_MIN_RATIO = 0.8
+
+
+def representation(train_groups: pl.Series, reference_groups: pl.Series) -> pl.DataFrame:
+    """Each group's share of the training rows against its share of a reference population (e.g. the
+    hold-out the model is judged on). Unknown values count as a group of their own.
+
+    Returns:
+        ``group``, ``train_rows``, ``train_share``, ``reference_share``, ``ratio`` (train over reference
+        share; null when the group is absent from the reference).
+    """
+    def shares(values: pl.Series, name: str) -> pl.DataFrame:
+        counts = values.cast(pl.String).rename("group").value_counts(name="rows")
+        return counts.with_columns((pl.col("rows") / values.len()).alias(name))
+
+    train = shares(train_groups, "train_share").rename({"rows": "train_rows"})
+    reference = shares(reference_groups, "reference_share").drop("rows")
+    return (train.join(reference, on="group", how="full", coalesce=True, nulls_equal=True)
+            .with_columns(pl.col("train_rows").fill_null(0).cast(pl.Int64), pl.col("train_share").fill_null(0.0))
+            .with_columns(ratio=pl.col("train_share") / pl.col("reference_share"))
+            .select("group", "train_rows", "train_share", "reference_share", "ratio")
+            .sort("group", nulls_last=True))
+
+
+def _binned(fit: pl.Series, other: pl.Series, bins: int) -> tuple[pl.Series, pl.Series]:
+    """Both series as bin labels: numeric by the fit series' quantiles, text as is; missing is a bin."""
+    if fit.dtype.is_numeric():
+        fit, other = fit.cast(pl.Float64).fill_nan(None), other.cast(pl.Float64).fill_nan(None)
+        edges = np.unique(np.nanquantile(fit.drop_nulls().to_numpy(), np.linspace(0, 1, bins + 1)[1:-1])) \
+            if fit.drop_nulls().len() else np.array([])
+
+        def label(values: pl.Series) -> pl.Series:
+            codes = np.searchsorted(edges, values.fill_null(np.nan).to_numpy(), side="right").astype(str)
+            return pl.Series(np.where(values.is_null().to_numpy(), "missing", codes))
+
+        return label(fit), label(other)
+    return fit.cast(pl.String).fill_null("missing"), other.cast(pl.String).fill_null("missing")
+
+
+# A model input that separates a protected group from the rest with at least this ROC-AUC on rows it was not
+# fitted on is a proxy for the attribute. Proposed brief field: thresholds.proxy_max_auc.
+PROXY_MAX_AUC = 0.8
+
+
+def proxy_features(fit: pl.DataFrame, evaluate: pl.DataFrame, features: list[str], attribute: str,
+                   bins: int = 10) -> pl.DataFrame:
+    """How well each feature alone predicts membership of each value of a protected attribute.
+
+    Each feature is binned (numeric: ``bins`` quantiles of ``fit``; text: its values; missing: a bin), each
+    bin gets the group's share among ``fit`` rows in it, and that share scores the ``evaluate`` rows, whose
+    one-vs-rest ROC-AUC is measured. Bins catch non-monotone proxies; measuring on rows not used for the
+    shares keeps high-cardinality features from looking predictive by memorising.
+
+    Returns:
+        One row per feature: ``feature``, ``group`` (the value it predicts best), ``auc``; best first.
+        Rows whose attribute is unknown are left out; groups absent from either frame are skipped.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    fit, evaluate = fit.filter(pl.col(attribute).is_not_null()), evaluate.filter(pl.col(attribute).is_not_null())
+    fit_groups, eval_groups = fit[attribute].cast(pl.String), evaluate[attribute].cast(pl.String)
+    values = sorted(set(fit_groups.unique()) & set(eval_groups.unique()))
+    rows = []
+    for name in features:
+        fit_bins, eval_bins = _binned(fit[name], evaluate[name], bins)
+        best_group, best_auc = None, float("nan")
+        for value in values:
+            member = (fit_groups == value).cast(pl.Float64)
+            share = pl.DataFrame({"bin": fit_bins, "m": member}).group_by("bin").agg(pl.col("m").mean())
+            # A bin unseen in fit gets the group's overall share: no information, as it should.
+            scored = (pl.DataFrame({"bin": eval_bins}).join(share, on="bin", how="left", maintain_order="left")
+                      ["m"].fill_null(member.mean()).to_numpy())
+            target = (eval_groups == value).to_numpy()
+            if target.all() or not target.any():
+                continue
+            auc = float(roc_auc_score(target, scored))
+            if best_group is None or auc > best_auc:
+                best_group, best_auc = value, auc
+        rows.append({"feature": name, "group": best_group, "auc": best_auc})
+    frame = pl.DataFrame(rows, schema={"feature": pl.String, "group": pl.String, "auc": pl.Float64})
+    return frame.sort("auc", descending=True, nulls_last=True)

@@ -1,0 +1,74 @@
+"""Error analysis on the hold-out: the worst predictions and the features where they differ from the rest."""
+
+import numpy as np
+import polars as pl
+
+from mlplatform.brief import TaskType
+
+
+def prediction_errors(task: TaskType, y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """How wrong each prediction is: |label − score| (binary, regression), 1 − p(true class) (multiclass)."""
+    y_true, scores = np.asarray(y_true, dtype=float), np.asarray(scores, dtype=float)
+    if task == "multiclass":
+        return 1.0 - scores[np.arange(len(y_true)), y_true.astype(int)]
+    return np.abs(y_true - scores)
+
+
+def worst_predictions(task: TaskType, frame: pl.DataFrame, label: str, scores: np.ndarray, columns: list[str],
+                      n: int = 50) -> pl.DataFrame:
+    """The ``n`` hold-out rows with the largest error, worst first, with ``columns`` (keys, features) kept.
+
+    Returns:
+        ``rank``, ``columns``, the label, ``score`` (binary/regression; the true class's probability for
+        multiclass) and ``error`` (see :func:`prediction_errors`). Ties keep hold-out order.
+    """
+    y = frame[label].to_numpy()
+    errors = prediction_errors(task, y, scores)
+    scores = np.asarray(scores, dtype=float)
+    shown = scores[np.arange(len(y)), y.astype(int)] if task == "multiclass" else scores
+    order = np.argsort(-errors, kind="stable")[:n]
+    picked = frame.select(*dict.fromkeys([*columns, label]))[order]
+    return picked.with_columns(pl.Series("score", shown[order]), pl.Series("error", errors[order]),
+                               pl.Series("rank", np.arange(1, len(order) + 1))).select("rank", pl.exclude("rank"))
+
+
+def error_contrast(frame: pl.DataFrame, worst: pl.DataFrame, features: list[str], top: int = 5) -> pl.DataFrame:
+    """Numeric features where the worst predictions differ most from the whole hold-out.
+
+    The difference is standardised (worst-row mean minus hold-out mean, over the hold-out's standard
+    deviation) so features on different scales compare; constant features are left out.
+
+    Returns:
+        ``feature``, ``worst_mean``, ``holdout_mean``, ``std_difference``, largest |difference| first.
+    """
+    rows = []
+    for name in features:
+        if not frame.schema[name].is_numeric():
+            continue
+        value = pl.col(name).cast(pl.Float64).fill_nan(None)
+        std, holdout_mean = frame.select(value.std().alias("std"), value.mean().alias("mean")).row(0)
+        if not std:
+            continue
+        worst_mean = worst.select(value.mean()).item()
+        if worst_mean is None:
+            continue
+        rows.append({"feature": name, "worst_mean": worst_mean, "holdout_mean": holdout_mean,
+                     "std_difference": (worst_mean - holdout_mean) / std})
+    schema = {"feature": pl.String, "worst_mean": pl.Float64, "holdout_mean": pl.Float64,
+              "std_difference": pl.Float64}
+    contrast = pl.DataFrame(rows, schema=schema)
+    return contrast.sort(pl.col("std_difference").abs(), descending=True).head(top)
+
+
+def error_summary(task: TaskType, worst: pl.DataFrame, label: str) -> tuple[str, str]:
+    """How :func:`worst_predictions` measured the error, and one sentence on which way the worst rows err."""
+    if task == "binary":
+        missed = int((worst[label] == 1).sum())
+        return "|label − score|", (f"{missed} are positives the model scored low, {worst.height - missed} "
+                                   "negatives it scored high.")
+    if task == "regression":
+        over = int((worst["score"] > worst[label]).sum())
+        return "|label − prediction|", f"{over} over-predictions, {worst.height - over} under-predictions."
+    classes = worst[label].value_counts(sort=True).head(3)
+    listed = ", ".join(f"class {c} ({n})" for c, n in classes.iter_rows())
+    return "1 − probability of the true class", f"True classes most often among them: {listed}."
