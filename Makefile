@@ -18,8 +18,12 @@ install: $(STAMP)
 demo: install
 	$(BIN)/mlplatform demo
 
+# Two pytest-xdist workers (the machine's two cores): each test file stays on one worker and every test of the
+# session's demo run shares one, so the whole graph runs once (the groups: mlplatform_tests/conftest.py).
+TEST_WORKERS ?= 2
+XDIST = -n $(TEST_WORKERS) --dist loadgroup
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(XDIST)
 
 # The unit tests only: core functions on small in-memory data and the asset-graph snapshot; no whole-graph run
 # (the session's demo_run fixture), no servers, no GPU. Left out as well: the three unit tests that start a
@@ -28,7 +32,7 @@ test: install
 FAST_TESTS ?= mlplatform_tests/core mlplatform_tests/test_asset_graph_snapshot.py mlplatform_tests/test_draft_brief.py
 FAST_SKIP ?= local_server or racing_promotions or gpu_check_script
 test-fast: install
-	$(BIN)/python -m pytest $(FAST_TESTS) -q -p no:cacheprovider -m "not slow and not integration and not gpu and not fault" \
+	$(BIN)/python -m pytest $(FAST_TESTS) $(XDIST) -q -p no:cacheprovider -m "not slow and not integration and not gpu and not fault" \
 		-k "not ($(FAST_SKIP))"
 
 lint: install

@@ -12,6 +12,29 @@ from mlplatform.settings import Settings
 DEMO_EVENTS = 300_000  # the default scale: the fairness gate needs 50+ hold-out rows per age band
 
 
+def _xdist_group(item: pytest.Item) -> str:
+    """The worker group of a test under `make test` (`pytest -n 2 --dist loadgroup`): the integration tests share
+    one worker (they share PostgreSQL and Redis); every test of the session's demo (`demo_settings`, `demo_run`)
+    shares one, so the whole graph runs once; any other test stays with its file, so module fixtures are built once."""
+    if item.get_closest_marker("integration"):
+        return "integration"
+    if "demo_settings" in getattr(item, "fixturenames", ()):
+        return "demo"
+    return item.nodeid.split("::")[0]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup`, suffix each test id with its group, which is how xdist's scheduler reads groups.
+    pytest-xdist 3.8 does this for `xdist_group` marks by setting `item._nodeid`, which pytest 9.2 no longer reads
+    (the id lives in `item._id`), so the suffix is set here."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        if "@" not in item.nodeid.rpartition("]")[2]:
+            item._id = type(item._id).parse(f"{item.nodeid}@{_xdist_group(item)}")
+
+
 @pytest.fixture(scope="session")
 def demo_settings(tmp_path_factory) -> Settings:
     """Settings pointing at a fresh data directory holding a small generated demo."""
@@ -46,9 +69,4 @@ def demo_run(demo_settings, tmp_path_factory) -> DemoRun:
             outcome = run_graph(demo_settings, instance=instance, progress=lines.append)
     finally:
         os.chdir(cwd)
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return DemoRun(outcome, lines, sorted(p for p in workdir.rglob("*") if p.is_file()))
