@@ -4,6 +4,7 @@ import os
 import re
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -13,7 +14,7 @@ import yaml
 from mlplatform.brief import DEMO_BRIEF, Brief, BriefError, draft_notice, load_brief, placeholder_fields
 from mlplatform.core import tables
 from mlplatform.core.io import InputError
-from mlplatform.settings import Settings, Workspace
+from mlplatform.settings import BRIEF, DATA_DIR, Settings, SettingsError, Workspace
 
 app = typer.Typer(help="mlplatform: the ML lifecycle as one Dagster lineage graph.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -39,15 +40,15 @@ def _reports(ws: Workspace) -> list[tuple[str, Path]]:
 
 
 def _settings(data_dir: Path, brief: Path) -> Settings:
-    """This command's data directory and brief; the profile (local | production) comes from the environment."""
-    return Settings(data_dir=data_dir.resolve(), brief_path=brief.resolve(), profile=Settings.from_env().profile)
+    """This command's data directory and brief; the rest (the profile, serving's settings) from the environment
+    (:meth:`Settings.from_env`)."""
+    try:
+        return replace(Settings.from_env(), data_dir=data_dir.resolve(), brief_path=brief.resolve())
+    except SettingsError as exc:
+        _fail(str(exc))
 
 
 def _run(settings: Settings, wait_s: float = 0.0) -> None:
-    # mlplatform.definitions builds its module-level Definitions from the environment when first imported:
-    # point it at this run's brief and data directory.
-    os.environ["MLPLATFORM_DATA_DIR"] = str(settings.data_dir)
-    os.environ["MLPLATFORM_BRIEF"] = str(settings.brief_path)
     from mlplatform.core.run_lock import NamespaceLockedError
     from mlplatform.runner import run_graph  # imports Dagster, Feast and MLflow: only when running
 
@@ -311,7 +312,7 @@ def serve(port: int = typer.Option(8000, help="port to listen on"),
     from mlplatform.serving.app import create_app
 
     try:
-        api = create_app(Settings(data_dir=data_dir.resolve(), brief_path=brief.resolve()))
+        api = create_app(_settings(data_dir, brief))
     except BriefError as exc:
         _fail(str(exc))
     # Ctrl-C or SIGTERM stops accepting connections and lets in-flight requests finish (up to 10 s). No access
@@ -407,8 +408,9 @@ def ui(data_dir: Path = DataDir,
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or shutil.which("dagster")
     if dagster is None:
         _fail("the dagster command is not installed in this environment; run `make install` first")
+    # The code location's interface is its process's environment (mlplatform.definitions.defs).
     env = {**os.environ, "DAGSTER_HOME": str(settings.data_dir / "dagster_home"),
-           "MLPLATFORM_DATA_DIR": str(settings.data_dir), "MLPLATFORM_BRIEF": str(settings.brief_path)}
+           DATA_DIR: str(settings.data_dir), BRIEF: str(settings.brief_path)}
     typer.echo(f"Dagster UI on http://127.0.0.1:{port} for {settings.brief_path.name} (Ctrl-C stops it)")
     os.execve(dagster, [dagster, "dev", "-m", "mlplatform.definitions", "-p", str(port)], env)
 

@@ -1,7 +1,9 @@
 """The single code location: every stage of the method as one lineage graph.
 
-Loaded by `dagster dev` (workspace.yaml) and by the CLI. The brief and data directory come from the
-environment (see mlplatform.settings), so another brief runs with no code change.
+:func:`build_definitions` builds the graph of one :class:`~mlplatform.settings.Settings`; the CLI and the runner
+call it with theirs. Dagster's tools (`dagster dev -m mlplatform.definitions`, workspace.yaml, the daemon, each
+run's process) load :func:`defs`, which builds it from the settings of the process's environment when a tool asks,
+never at import: importing this module builds nothing and reads no environment variable.
 """
 
 import dagster as dg
@@ -57,4 +59,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
 
 
-defs = build_definitions(Settings.from_env())
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location as Dagster's tools load it: the definitions of this process's environment
+    (:meth:`Settings.from_env`, the documented interface of the code location: ``MLPLATFORM_DATA_DIR``,
+    ``MLPLATFORM_BRIEF``, ``MLPLATFORM_PROFILE`` …)."""
+    return build_definitions(Settings.from_env())

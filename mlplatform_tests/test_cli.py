@@ -22,11 +22,11 @@ KEPT = "Results so far are kept; fix the cause and run again.\n"
 
 
 @pytest.fixture(autouse=True)
-def restore_environment(monkeypatch):
-    """The CLI points os.environ at its brief; setting then deleting makes monkeypatch put back what was there."""
-    for key in ("MLPLATFORM_DATA_DIR", "MLPLATFORM_BRIEF", "DAGSTER_HOME"):
-        monkeypatch.setenv(key, "")
-        monkeypatch.delenv(key)
+def environment_untouched():
+    """No command writes the environment: each passes its Settings down (mlplatform.settings)."""
+    before = dict(os.environ)
+    yield
+    assert dict(os.environ) == before
 
 
 def invoke(*args: str):
@@ -170,14 +170,13 @@ def test_run_without_the_input_folder(demo):
     before = digests(demo.inputs)
     result = demo.run()
     assert result.exit_code == 2
-    # The inputs are checked before anything runs: no lake, no Dagster run, DAGSTER_HOME left alone.
+    # The inputs are checked before anything runs: no lake, no Dagster run (and no variable set: the fixture).
     assert result.stderr == (
         f"error: no input files found at {demo.inputs}/events/*.parquet. "
         "Check the source path in the brief, or run the demo data generator (`mlplatform demo`) first.\n"
     )
     assert files(demo.lake) == []
     assert digests(demo.inputs) == before
-    assert "DAGSTER_HOME" not in os.environ
     assert not (demo.data_dir / "dagster_home").exists()
 
 

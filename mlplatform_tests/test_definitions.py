@@ -38,11 +38,16 @@ BLOCKING = {("data_quality_report", "data_quality_gate"), ("evaluation_report", 
               for item in ("split_before_fitting", "target_encoding_train_only", "scaler_train_only"))}
 
 
-def test_definitions_module_loads_the_demo_brief():
+def test_the_code_location_loads_the_settings_of_the_environment(tmp_path, monkeypatch):
+    """What Dagster's tools load: the definitions of the environment's settings, built when called."""
     from mlplatform.definitions import defs
 
-    assert isinstance(defs, dg.Definitions)
-    defs.resolve_all_job_defs()
+    monkeypatch.setenv("MLPLATFORM_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("MLPLATFORM_BRIEF", raising=False)
+    loaded = defs()
+    assert isinstance(loaded, dg.Definitions)
+    assert loaded.resources["platform"].data_dir == str(tmp_path)
+    loaded.resolve_all_job_defs()
 
 
 def test_every_stage_has_its_assets_in_its_group(tmp_path):

@@ -98,11 +98,13 @@ def test_the_probe_sees_a_heavy_import(tmp_path):
 
 
 def test_the_code_location_still_defines_every_stage(tmp_path):
-    """Deferring the imports loses nothing: the module-level Definitions resolves its jobs in a fresh process."""
+    """Deferring the imports loses nothing: the code location, loaded as Dagster's tools load it, resolves its jobs
+    in a fresh process."""
     env = {**os.environ, "MLPLATFORM_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path)}
     env.pop("MLPLATFORM_PROFILE", None)
     env.pop("MLPLATFORM_BRIEF", None)
     code = ("from mlplatform.definitions import defs\n"
+            "defs = defs()\n"
             "graph = defs.resolve_asset_graph()\n"
             "print(len(graph.get_all_asset_keys()), len(defs.resolve_all_job_defs()))\n")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)

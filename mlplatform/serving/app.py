@@ -18,14 +18,13 @@ share of entities to the ``challenger`` alias. Every answered row goes to the pr
 import asyncio
 import gc
 import logging
-import os
 import shutil
 import threading
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -54,7 +53,7 @@ from mlplatform.serving.schemas import (
     feature_types,
     polars_type,
 )
-from mlplatform.settings import Settings, Workspace
+from mlplatform.settings import MIN_BODY_BYTES, ServingSettings, Settings, Workspace
 
 log = logging.getLogger(__name__)
 # Readiness asks the online store for this id: any answer, even "unknown", shows the store works.
@@ -80,62 +79,37 @@ class ServingOptions:
         replay_clock: log the time a request names in its ``X-Replay-Time`` header (ISO 8601) instead of the
             wall clock, so replayed historical traffic meets the labels of its own days (``mlplatform demo
             --live``); off by default, where the header is ignored.
+        inference_backend: how one row is scored (:data:`mlplatform.settings.ROW_BACKENDS` or a torch runtime,
+            see :func:`mlplatform.serving.row_scoring.row_scorer`).
     """
 
     timeout_s: float = 1.0
     max_batch: int = 1000
     breaker_failures: int = 5
     breaker_cooldown_s: float = 30.0
-    poll_interval_s: float = 10.0
+    poll_interval_s: float = ServingSettings.registry_poll_s
     challenger_share: float | None = None
     log_flush_interval_s: float = 1.0
     log_flush_rows: int = 10_000
-    max_body_bytes: int = 2 * 1024 * 1024
+    max_body_bytes: int = ServingSettings.max_body_bytes
     replay_clock: bool = False
+    inference_backend: str = "auto"
 
     def __post_init__(self) -> None:
         if self.challenger_share is not None and not 0 <= self.challenger_share <= 1:
             raise ValueError(f"challenger_share must lie in [0, 1]; got {self.challenger_share}")
         if self.poll_interval_s <= 0 or self.log_flush_interval_s <= 0 or self.log_flush_rows < 1:
             raise ValueError("poll_interval_s and log_flush_interval_s must be > 0 and log_flush_rows >= 1")
-        if self.max_batch < 1 or self.max_body_bytes < 1024:
-            raise ValueError(f"max_batch must be >= 1 and max_body_bytes >= 1024; got {self.max_batch} and "
-                             f"{self.max_body_bytes}")
+        if self.max_batch < 1 or self.max_body_bytes < MIN_BODY_BYTES:
+            raise ValueError(f"max_batch must be >= 1 and max_body_bytes >= {MIN_BODY_BYTES}; got "
+                             f"{self.max_batch} and {self.max_body_bytes}")
 
     @classmethod
-    def from_env(cls) -> "ServingOptions":
-        """Defaults, with ``MLPLATFORM_CHALLENGER_SHARE`` (0..1), ``MLPLATFORM_REGISTRY_POLL_S`` and
-        ``MLPLATFORM_MAX_BODY_BYTES`` applied.
-
-        Raises:
-            ValueError: a variable that is not a number in range, naming it.
-        """
-        share, poll = _env_number("MLPLATFORM_CHALLENGER_SHARE"), _env_number("MLPLATFORM_REGISTRY_POLL_S")
-        body = _env_number("MLPLATFORM_MAX_BODY_BYTES")
-        try:
-            options = cls(challenger_share=share)
-            options = options if poll is None else replace(options, poll_interval_s=poll)
-            if os.environ.get(REPLAY_CLOCK_ENV, "").lower() in ("1", "true", "yes"):
-                options = replace(options, replay_clock=True)
-            return options if body is None else replace(options, max_body_bytes=int(body))
-        except ValueError as exc:
-            raise ValueError(f"{exc} (from MLPLATFORM_CHALLENGER_SHARE / MLPLATFORM_REGISTRY_POLL_S / "
-                             "MLPLATFORM_MAX_BODY_BYTES)") from None
-
-
-def _env_number(variable: str) -> float | None:
-    """The number in environment variable ``variable``; None when it is unset or empty.
-
-    Raises:
-        ValueError: the variable is not a number, naming it.
-    """
-    text = os.environ.get(variable)
-    if not text:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{variable} must be a number, got {text!r}") from None
+    def from_settings(cls, serving: ServingSettings) -> "ServingOptions":
+        """Defaults, with the serving settings of the environment (:meth:`Settings.from_env`) applied."""
+        return cls(poll_interval_s=serving.registry_poll_s, challenger_share=serving.challenger_share,
+                   max_body_bytes=serving.max_body_bytes, replay_clock=serving.replay_clock,
+                   inference_backend=serving.inference_backend)
 
 
 @dataclass(frozen=True)
@@ -186,7 +160,7 @@ class _MetricsMiddleware:
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
 
 
-REPLAY_CLOCK_ENV, REPLAY_TIME_HEADER = "MLPLATFORM_REPLAY_CLOCK", "X-Replay-Time"
+REPLAY_TIME_HEADER = "X-Replay-Time"
 _replayed_time: ContextVar[datetime | None] = ContextVar("replayed_time", default=None)
 
 
@@ -366,7 +340,8 @@ class _Serving:
         """Download, load and warm one registered version (``swap``: the arm it replaces a model of); None, with
         the cause in ``load_error``, on failure."""
         try:
-            scorer, downloads[version] = load_version(self.brief, self.workspace, version, self.tracking_uri)
+            scorer, downloads[version] = load_version(self.brief, self.workspace, version, self.tracking_uri,
+                                                       self.options.inference_backend)
             self._warm(scorer)
         except Exception as exc:  # a registry error, unreadable files: the caller keeps what it has
             log.warning("could not load version %s of %s: %s", version, model_name(self.brief), exc)
@@ -474,7 +449,7 @@ def create_app(settings: Settings, options: ServingOptions | None = None, tracki
 
     Args:
         settings: the brief and the data directory.
-        options: limits; by default :meth:`ServingOptions.from_env`.
+        options: limits; by default :meth:`ServingOptions.from_settings` of ``settings.serving``.
         tracking_uri: the MLflow registry to serve from; None for the local profile's SQLite store under the
             data directory.
         feature_store_config: the Feast ``RepoConfig`` of the online store (e.g. the production profile's Redis
@@ -482,9 +457,8 @@ def create_app(settings: Settings, options: ServingOptions | None = None, tracki
 
     Raises:
         BriefError: the brief cannot be loaded.
-        ValueError: a serving environment variable is not a valid number.
     """
-    options = options or ServingOptions.from_env()
+    options = options or ServingOptions.from_settings(settings.serving)
     brief = load_brief(settings.brief_path)
     workspace = Workspace(settings.data_dir, brief.name)
     serving = _Serving(brief, workspace, options, tracking_uri, feature_store_config)
@@ -697,19 +671,17 @@ def app_from_env() -> FastAPI:
     ``MLPLATFORM_FEAST_REGISTRY``).
 
     Raises:
-        ValueError: the production profile's variables are missing or malformed.
+        SettingsError: a variable's value is not allowed, or the production profile's endpoints are missing.
     """
     settings = Settings.from_env()
-    if settings.profile != "production":
+    if settings.endpoints is None:
         return create_app(settings)
     from mlplatform.core.feature_store import feast_config
-    from mlplatform.profiles import FEAST_REGISTRY, MLFLOW_URI, REDIS, check_environment
 
-    check_environment()
-    brief = load_brief(settings.brief_path)
+    brief, endpoints = load_brief(settings.brief_path), settings.endpoints
     config = feast_config(Workspace(settings.data_dir, brief.name).feast_dir, brief.name, "redis",
-                          os.environ[REDIS], os.environ[FEAST_REGISTRY])
-    return create_app(settings, tracking_uri=os.environ[MLFLOW_URI], feature_store_config=config)
+                          endpoints.redis, endpoints.feast_registry)
+    return create_app(settings, tracking_uri=endpoints.mlflow_uri, feature_store_config=config)
 
 
 def _not_ready(reason: str) -> JSONResponse:

@@ -2,7 +2,6 @@
 the brief's rules when there is none."""
 
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from mlplatform.core.model_integrity import verified_download
 from mlplatform.core.models import load_candidate
 from mlplatform.core.tracking import get_alias_version
 from mlplatform.core.training import Predictor, rules_baseline
-from mlplatform.serving.row_scoring import BACKEND_VARIABLE, ROW_BACKENDS, TORCH_BACKENDS, row_scorer
+from mlplatform.serving.row_scoring import row_scorer
 from mlplatform.serving.schemas import feature_frame, feature_types
 from mlplatform.settings import Workspace
 
@@ -66,20 +65,6 @@ class Scorer:
         return [(float(value), None) for value in scores]
 
 
-def inference_backend() -> str:
-    """How one row is scored: ``MLPLATFORM_INFERENCE_BACKEND`` (default ``auto``, see
-    :func:`mlplatform.serving.row_scoring.row_scorer`).
-
-    Raises:
-        ValueError: a value that names no backend.
-    """
-    backend = os.environ.get(BACKEND_VARIABLE, "").strip() or "auto"
-    known = (*ROW_BACKENDS, *TORCH_BACKENDS)
-    if backend not in known:
-        raise ValueError(f"{BACKEND_VARIABLE}={backend!r} names no inference backend; expected one of {known}")
-    return backend
-
-
 def model_name(brief: Brief) -> str:
     """The registered model of the brief (the registry stage registers under this name)."""
     return registered_model_name(brief.name)
@@ -105,8 +90,8 @@ def load_champion(brief: Brief, workspace: Workspace) -> tuple[Scorer, Path]:
     return load_version(brief, workspace, version)
 
 
-def load_version(brief: Brief, workspace: Workspace, version: str,
-                 tracking_uri: str | None = None) -> tuple[Scorer, Path]:
+def load_version(brief: Brief, workspace: Workspace, version: str, tracking_uri: str | None = None,
+                 backend: str = "auto") -> tuple[Scorer, Path]:
     """Download, verify and load one registered version of the brief's model, with its calibrator if it has one.
 
     The files go to a fresh folder under the brief's models directory (the caller removes it when the model is
@@ -114,7 +99,8 @@ def load_version(brief: Brief, workspace: Workspace, version: str,
     every file must match the SHA-256 the registry recorded at registration and be LightGBM text, JSON or
     safetensors (:func:`mlplatform.core.model_integrity.verified_download`).
 
-    ``tracking_uri`` is the registry to read (default: the brief's local MLflow store).
+    ``tracking_uri`` is the registry to read (default: the brief's local MLflow store); ``backend`` how one row is
+    scored (``MLPLATFORM_INFERENCE_BACKEND`` in serving, see :func:`mlplatform.serving.row_scoring.row_scorer`).
 
     Returns:
         The scorer and the folder holding the download.
@@ -130,7 +116,7 @@ def load_version(brief: Brief, workspace: Workspace, version: str,
         folder = verified_download(tracking_uri or workspace.mlflow_uri, name, version, download)
         # LightGBM text or torch safetensors, and a JSON calibrator: nothing is unpickled.
         model, calibrator = load_candidate(folder), load_calibrator(folder)
-        score_row = row_scorer(model, feature_types(brief), inference_backend())
+        score_row = row_scorer(model, feature_types(brief), backend)
     except BaseException:
         shutil.rmtree(download, ignore_errors=True)
         raise

@@ -31,14 +31,6 @@ _Encode = Callable[[Any], list[Any]]
 _PROBE_ROWS = 64
 
 
-# ``MLPLATFORM_INFERENCE_BACKEND``: "auto" (the fastest that agrees), "frame" (no row path: every request builds
-# a frame, the reference), or one torch backend of mlplatform.core.torch_model.INFERENCE_BACKENDS.
-BACKEND_VARIABLE = "MLPLATFORM_INFERENCE_BACKEND"
-ROW_BACKENDS = ("auto", "frame")
-# mlplatform.core.torch_model.INFERENCE_BACKENDS, named here so that reading the setting does not import torch.
-TORCH_BACKENDS = ("onnxruntime", "torchscript", "eager", "onnxruntime-int8", "torch-int8")
-
-
 def row_scorer(model: Any, types: dict[str, type], backend: str = "auto") -> Callable[[dict], np.ndarray] | None:
     """``row -> scores`` (``predict_score`` of that one row) for a LightGBM or torch model, or None when the model
     is of another kind, uses a step this module does not encode, or a probe row scores differently.

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from mlplatform.brief import DEMO_BRIEF
+from mlplatform.core.datasets import model_features
 from mlplatform.core.rollout import (
     CanaryStep,
     RolloutPolicy,
@@ -27,9 +28,9 @@ from mlplatform.core.training import save_model, train_lightgbm
 from mlplatform.definitions import build_definitions
 from mlplatform.defs import rollout
 from mlplatform.defs.automation import _notify
-from mlplatform.defs.training import load_split, model_features
 from mlplatform.serving.prediction_log import PredictionLog, log_schema
 from mlplatform.settings import Settings, Workspace
+from mlplatform.stage_io import load_split
 from mlplatform_tests.serving.helpers import KEY, copy_namespace
 
 pytestmark = pytest.mark.slow
@@ -194,7 +195,7 @@ def test_the_ab_decision_takes_the_last_step_or_kills_the_canary(action, decisio
     assert (step.action, step.share) == expected
 
 
-def test_the_replay_clock_takes_a_requests_time_from_its_header_only_when_switched_on(monkeypatch):
+def test_the_replay_clock_takes_a_requests_time_from_its_header_only_when_switched_on():
     """Replayed traffic is logged at the moment it stands for: X-Replay-Time (naive means UTC) when the app runs
     with MLPLATFORM_REPLAY_CLOCK; a header that is no time is a 400; without the option the app ignores it."""
     from fastapi import FastAPI
@@ -215,7 +216,6 @@ def test_the_replay_clock_takes_a_requests_time_from_its_header_only_when_switch
         assert stamped.json() == {"at": "2025-09-03T12:00:00+00:00"}
         assert served.client.get("/now").json() == {"at": None}
         assert served.client.get("/now", headers={"X-Replay-Time": "next tuesday"}).status_code == 400
-    monkeypatch.setenv("MLPLATFORM_REPLAY_CLOCK", "1")
-    assert serving_app.ServingOptions.from_env().replay_clock
-    monkeypatch.delenv("MLPLATFORM_REPLAY_CLOCK")
-    assert not serving_app.ServingOptions.from_env().replay_clock
+    assert serving_app.ServingOptions.from_settings(Settings.from_env({"MLPLATFORM_REPLAY_CLOCK": "1"}).serving) \
+        .replay_clock
+    assert not serving_app.ServingOptions.from_settings(Settings.from_env({}).serving).replay_clock

@@ -100,10 +100,9 @@ def production(demo_settings, tmp_path_factory):
                      .replace('"../../README.md"', f'"{ROOT / "README.md"}"')
                      .replace('"../../docs"', f'"{ROOT / "docs"}"')
                      .replace("{data_dir}/churn_demo/reports", f"{{data_dir}}/{project}/reports"))
-    settings = Settings(data_dir=root / "data", brief_path=brief, profile="production")
     env = {
         "MLPLATFORM_PROFILE": "production",
-        "MLPLATFORM_DATA_DIR": str(settings.data_dir),
+        "MLPLATFORM_DATA_DIR": str(root / "data"),
         "MLPLATFORM_BRIEF": str(brief),
         "MLPLATFORM_MLFLOW_URI": urls["mlflow"],
         "MLPLATFORM_FEAST_REGISTRY": urls["feast"],
@@ -111,6 +110,7 @@ def production(demo_settings, tmp_path_factory):
         "DAGSTER_POSTGRES_URL": urls["dagster"],
         "DAGSTER_HOME": str(home),
     }
+    settings = Settings.from_env(env)
     lines: list[str] = []
     try:
         with pytest.MonkeyPatch.context() as patch:
@@ -217,16 +217,6 @@ def test_online_features_from_redis_equal_the_offline_latest(production):
     assert projects == [(production.project,)]
     assert not (production.ws.feast_dir / "registry.db").exists()
     assert not (production.ws.feast_dir / "online.db").exists()
-
-
-def test_the_profile_names_what_is_missing_or_wrong():
-    from mlplatform.profiles import check_environment
-
-    with pytest.raises(ValueError, match="MLPLATFORM_REDIS, MLPLATFORM_FEAST_REGISTRY"):
-        check_environment({"MLPLATFORM_MLFLOW_URI": f"{PG}/mlflow"})
-    with pytest.raises(ValueError, match="postgresql\\+psycopg2"):
-        check_environment({"MLPLATFORM_MLFLOW_URI": "postgresql://h/m", "MLPLATFORM_REDIS": REDIS,
-                           "MLPLATFORM_FEAST_REGISTRY": f"{PG}/feast"})
 
 
 def materialise_groups_in_this_process(groups: list[str], barrier: str, parties: int) -> None:

@@ -224,12 +224,13 @@ def test_a_batch_over_the_length_cap_is_422(served):
     assert "at most 1000" in response.json()["detail"][0]["msg"]
 
 
-def test_the_body_limit_is_a_setting(monkeypatch):
-    monkeypatch.setenv("MLPLATFORM_MAX_BODY_BYTES", "65536")
-    assert ServingOptions.from_env().max_body_bytes == 65536
-    monkeypatch.setenv("MLPLATFORM_MAX_BODY_BYTES", "12")
-    with pytest.raises(ValueError, match="max_body_bytes >= 1024.*MLPLATFORM_MAX_BODY_BYTES"):
-        ServingOptions.from_env()
+def test_the_body_limit_is_a_setting():
+    settings = Settings.from_env({"MLPLATFORM_MAX_BODY_BYTES": "65536"})
+    assert ServingOptions.from_settings(settings.serving).max_body_bytes == 65536
+    with pytest.raises(ValueError, match="MLPLATFORM_MAX_BODY_BYTES='12': expected an integer >= 1024"):
+        Settings.from_env({"MLPLATFORM_MAX_BODY_BYTES": "12"})
+    with pytest.raises(ValueError, match="max_body_bytes >= 1024"):
+        ServingOptions(max_body_bytes=12)
 
 
 def test_openapi_declares_every_answer_with_its_model(served):

@@ -25,7 +25,7 @@ from mlplatform.core.rollout import (
 )
 from mlplatform.core.tracking import set_alias
 from mlplatform.serving.app import ServingOptions, create_app
-from mlplatform.settings import Workspace
+from mlplatform.settings import Settings, Workspace
 from mlplatform_tests.serving.helpers import (
     KEY,
     MODEL,
@@ -142,17 +142,14 @@ def test_ab_split_follows_the_registry_share_by_a_stable_hash(demo_settings, ws,
         assert {(row["arm"], row["model_version"]) for row in rows} == {("champion", champion)}
 
 
-def test_options_override_the_registry_share_and_reject_nonsense(monkeypatch):
-    monkeypatch.setenv("MLPLATFORM_CHALLENGER_SHARE", "0.25")
-    monkeypatch.setenv("MLPLATFORM_REGISTRY_POLL_S", "3")
-    options = ServingOptions.from_env()
+def test_options_override_the_registry_share_and_reject_nonsense():
+    settings = Settings.from_env({"MLPLATFORM_CHALLENGER_SHARE": "0.25", "MLPLATFORM_REGISTRY_POLL_S": "3"})
+    options = ServingOptions.from_settings(settings.serving)
     assert (options.challenger_share, options.poll_interval_s) == (0.25, 3.0)
-    monkeypatch.setenv("MLPLATFORM_CHALLENGER_SHARE", "1.5")
     with pytest.raises(ValueError, match="challenger_share must lie in"):
-        ServingOptions.from_env()
-    monkeypatch.setenv("MLPLATFORM_CHALLENGER_SHARE", "half")
-    with pytest.raises(ValueError, match="MLPLATFORM_CHALLENGER_SHARE must be a number"):
-        ServingOptions.from_env()
+        ServingOptions(challenger_share=1.5)
+    with pytest.raises(ValueError, match="MLPLATFORM_CHALLENGER_SHARE='half': expected a number >= 0 and <= 1"):
+        Settings.from_env({"MLPLATFORM_CHALLENGER_SHARE": "half"})
 
 
 def test_cli_rollback_restores_the_previous_champion(demo_settings, ws, tmp_path):

@@ -11,16 +11,14 @@ import pytest
 from mlplatform.core.models import load_candidate
 from mlplatform.core.pyfunc import save_pyfunc
 from mlplatform.core.torch_model import INFERENCE_BACKENDS, compile_network, row_scores, save_torch_model, train_torch
-from mlplatform.serving.model_loader import inference_backend
 from mlplatform.serving.row_scoring import (
-    BACKEND_VARIABLE,
-    TORCH_BACKENDS,
     TORCH_TOLERANCE,
     TorchRowScorer,
     row_scorer,
     torch_row_scorer,
 )
 from mlplatform.serving.schemas import feature_frame
+from mlplatform.settings import TORCH_BACKENDS, Settings
 from mlplatform_tests.serving.test_row_scoring import TYPES, random_rows
 
 LABELS = {"binary": "churned", "multiclass": "segment", "regression": "spend"}
@@ -128,11 +126,8 @@ def test_the_saved_model_round_trips_through_mlflow_pyfunc_and_scores_as_the_row
     np.testing.assert_allclose(through_mlflow, binary.predict_score(feature_frame(rows, TYPES)), rtol=0, atol=1e-12)
 
 
-def test_the_serving_setting_names_a_backend(monkeypatch):
-    monkeypatch.delenv(BACKEND_VARIABLE, raising=False)
-    assert inference_backend() == "auto"
-    monkeypatch.setenv(BACKEND_VARIABLE, "frame")
-    assert inference_backend() == "frame"
-    monkeypatch.setenv(BACKEND_VARIABLE, "tensorrt")
-    with pytest.raises(ValueError, match="MLPLATFORM_INFERENCE_BACKEND='tensorrt' names no inference backend"):
-        inference_backend()
+def test_the_serving_setting_names_a_backend():
+    assert Settings.from_env({}).serving.inference_backend == "auto"
+    assert Settings.from_env({"MLPLATFORM_INFERENCE_BACKEND": "frame"}).serving.inference_backend == "frame"
+    with pytest.raises(ValueError, match="MLPLATFORM_INFERENCE_BACKEND='tensorrt': expected one of auto, frame"):
+        Settings.from_env({"MLPLATFORM_INFERENCE_BACKEND": "tensorrt"})
