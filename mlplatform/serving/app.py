@@ -499,7 +499,7 @@ def create_app(settings: Settings, options: ServingOptions | None = None, tracki
     if brief.rag is not None:  # POST /ask: cited answers over the brief's documents
         from mlplatform.serving.ask import ask_router
 
-        app.include_router(ask_router(settings, brief, options.timeout_s))
+        app.include_router(ask_router(settings, brief, options.timeout_s, metrics.answers))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -5,7 +5,8 @@ The index and reranker the graph built (``rag_index``, ``rag_reranker``) are loa
 the event loop; answering runs on a worker thread bounded by the app's request timeout (at least the chat
 endpoint's timeout when one is configured). Answers go through the persisted semantic cache under
 ``<data_dir>/<brief>/rag/answer_cache.json``. Requests, errors and latency are counted by the app's metrics
-middleware like every route; this router adds the answers by outcome (answered, abstained, cached).
+middleware like every route; this router counts every request by outcome (answered, abstained, cached, error)
+in ``mlplatform_ask_answers``.
 """
 
 import asyncio
@@ -18,6 +19,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlplatform.brief import Brief
+from mlplatform.serving.metrics import Counter
 from mlplatform.settings import Settings, Workspace
 
 log = logging.getLogger(__name__)
@@ -81,8 +83,14 @@ def answer_cache_path(workspace: Workspace):
     return workspace.root / "rag" / "answer_cache.json"
 
 
-def ask_router(settings: Settings, brief: Brief, timeout_s: float, counter: Any = None) -> APIRouter:
-    """The ``/ask`` route of ``brief``'s documents. ``counter``: a labelled counter (outcome) of answers."""
+def ask_router(settings: Settings, brief: Brief, timeout_s: float, counter: Counter | None = None) -> APIRouter:
+    """The ``/ask`` route of ``brief``'s documents. ``counter``: requests by outcome (labelled with one of
+    :data:`~mlplatform.serving.metrics.ASK_OUTCOMES`)."""
+
+    def count(outcome: str) -> None:
+        if counter is not None:
+            counter.labels(outcome).inc()
+
     answering = _Answering(settings, brief)
     router = APIRouter()
     rag = brief.rag
@@ -108,16 +116,18 @@ def ask_router(settings: Settings, brief: Brief, timeout_s: float, counter: Any 
             asked, stage = time.perf_counter(), f"answering, {budget:g} s"
             answer = await asyncio.wait_for(asyncio.to_thread(answerer.ask, request.question), budget)
         except TimeoutError:
+            count("error")
             raise HTTPException(504, f"no answer within the time limit ({stage})") from None
         except ValueError as exc:
+            count("error")
             if "question" in str(exc):
                 raise HTTPException(422, str(exc)) from None
             raise HTTPException(503, f"question answering is not ready: {exc}") from None
         except (OSError, GenerationError) as exc:  # no index yet, or the endpoint failed without fallback
+            count("error")
             log.warning("ask failed: %s", exc)
             raise HTTPException(503, f"question answering is not ready: {exc}") from None
-        if counter is not None:
-            counter.labels("cached" if answer.cached else "abstained" if answer.abstained else "answered").inc()
+        count("cached" if answer.cached else "abstained" if answer.abstained else "answered")
         return {"question": answer.question, "answer": answer.text, "abstained": answer.abstained,
                 "citations": [{"chunk_id": c.chunk_id, "document": c.document, "page": c.page, "quote": c.quote,
                                "source": c.render()} for c in answer.citations],

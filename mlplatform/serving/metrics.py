@@ -26,6 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+ASK_OUTCOMES = ("answered", "abstained", "cached", "error")  # what became of each POST /ask
 
 
 class _Labelled:
@@ -149,12 +150,16 @@ class ServingMetrics:
             self.swaps.labels(arm)
         self.dead_letters = Counter("mlplatform_prediction_log_dead_letter_rows",
                                     "Prediction log rows that could not be written, kept in its dead-letter file")
+        self.answers = Counter("mlplatform_ask_answers", "POST /ask requests by outcome", ["outcome"])
+        for outcome in ASK_OUTCOMES:  # exported at 0 from the start, like the swaps
+            self.answers.labels(outcome)
         self.registry = CollectorRegistry()
         self.registry.register(self)
 
     def collect(self) -> Iterator[Metric]:
         """Every metric family with its values now (the registry calls this at each scrape)."""
-        for counted in (self.requests, self.errors, self.latency, self.predictions, self.swaps, self.dead_letters):
+        for counted in (self.requests, self.errors, self.latency, self.predictions, self.swaps, self.dead_letters,
+                        self.answers):
             yield counted.collect()
         yield GaugeMetricFamily("mlplatform_online_store_circuit_open", "1 while the online-store circuit is open",
                                 value=float(self.circuit_open()))

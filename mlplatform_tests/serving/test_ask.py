@@ -1,5 +1,7 @@
 """POST /ask on the real serving app, over an index the rag stages built (real HTTP through Starlette's client)."""
 
+import re
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -37,8 +39,28 @@ def test_ask_abstains_and_refuses_bad_questions(client):
     assert client.post("/ask", json={"question": "why?", "extra": 1}).status_code == 422
 
 
+def _outcomes(client: TestClient) -> dict[str, float]:
+    """The /metrics counter of /ask requests by outcome, read from the exposition text."""
+    found = re.findall(r'^mlplatform_ask_answers_total\{outcome="(\w+)"\} (\S+)$', client.get("/metrics").text, re.M)
+    return {outcome: float(value) for outcome, value in found}
+
+
 def test_ask_is_counted_in_metrics_and_health_stays_up(client):
+    before = _outcomes(client)
+    assert set(before) == {"answered", "abstained", "cached", "error"}
     client.post("/ask", json={"question": "Which gates are blocking?"})
+    client.post("/ask", json={"question": "Who won the football world cup in 1954?"})
+    client.post("/ask", json={"question": "which gates are blocking"})
     assert client.get("/health").json() == {"status": "ok"}
-    metrics = client.get("/metrics").text
-    assert 'endpoint="/ask"' in metrics
+    after = _outcomes(client)
+    assert {k: after[k] - before[k] for k in after} == {"answered": 1, "abstained": 1, "cached": 1, "error": 0}
+    assert 'endpoint="/ask"' in client.get("/metrics").text
+
+
+def test_ask_before_the_index_is_built_is_a_503_counted_as_an_error(tmp_path):
+    brief = _brief(tmp_path, min_queries=1)  # the rag stages never ran: no index
+    app = create_app(Settings(data_dir=tmp_path / "data", brief_path=brief), ServingOptions(poll_interval_s=3600))
+    with TestClient(app) as fresh:
+        response = fresh.post("/ask", json={"question": "Why was version 2 not promoted?"})
+        assert response.status_code == 503 and "not ready" in response.json()["detail"]
+        assert _outcomes(fresh) == {"answered": 0, "abstained": 0, "cached": 0, "error": 1}
