@@ -420,7 +420,6 @@ def run_live(data_dir: Path, options: LiveOptions = LiveOptions(), say: Callable
     brief_path = live_brief(data_dir, options)
     brief = load_brief(brief_path)
     settings = Settings(data_dir=data_dir, brief_path=brief_path)
-    os.environ["MLPLATFORM_DATA_DIR"], os.environ["MLPLATFORM_BRIEF"] = str(data_dir), str(brief_path)
     full, inputs = data_dir / "replay" / brief.name, data_dir / "inputs" / brief.name
     manifest = generate_demo(full, n_events=options.events, seed=options.seed)
     first_replayed = month_start(LAST_MONTH, 1 - options.months)
