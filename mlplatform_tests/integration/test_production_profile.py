@@ -97,8 +97,7 @@ def production(demo_settings, tmp_path_factory):
     brief = root / "brief.yaml"
     brief.write_text(DEMO_BRIEF.read_text().replace("name: churn_demo", f"name: {project}", 1)
                      .replace("{data_dir}/inputs/churn_demo", str(inputs))
-                     .replace('"../../README.md"', f'"{ROOT / "README.md"}"')
-                     .replace('"../../docs"', f'"{ROOT / "docs"}"')
+                     .replace('"../platform_docs/', f'"{ROOT / "mlplatform" / "platform_docs"}/')
                      .replace("{data_dir}/churn_demo/reports", f"{{data_dir}}/{project}/reports"))
     env = {
         "MLPLATFORM_PROFILE": "production",
