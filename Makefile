@@ -19,9 +19,10 @@ demo: install
 	$(BIN)/mlplatform demo
 
 # Two pytest-xdist workers (the machine's two cores): each test file stays on one worker and every test of the
-# session's demo run shares one, so the whole graph runs once (the groups: mlplatform_tests/conftest.py).
+# session's demo run shares one, so the whole graph runs once; the longest groups start first (the groups and their
+# order: mlplatform_tests/conftest.py).
 TEST_WORKERS ?= 2
-XDIST = -n $(TEST_WORKERS) --dist loadgroup
+XDIST = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 test: install
 	$(BIN)/python -m pytest $(XDIST)
 
