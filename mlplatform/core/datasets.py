@@ -7,6 +7,8 @@ from datetime import datetime
 import polars as pl
 
 from mlplatform.brief import Brief, RandomSplit
+from mlplatform.core.feature_names import entity_column
+from mlplatform.core.features import feature_columns
 from mlplatform.core.retraining import split_dates
 from mlplatform.core.training import SplitFrames, random_split, temporal_split
 
@@ -75,6 +77,12 @@ def golden_set(brief: Brief, frame: pl.DataFrame) -> pl.DataFrame:
     """The golden test set: every labelled row of the training set whose entity (plain tables: row) key the
     brief's ``thresholds.golden_share`` sets aside; empty when the share is 0."""
     return split_off_golden(frame, brief.entity_key, brief.thresholds.golden_share)[1]
+
+
+def model_features(brief: Brief) -> list[str]:
+    """Model inputs: every feature of the service except protected attributes (kept for fairness only)."""
+    protected = {entity_column(brief.entity, a) for a in brief.protected_attributes}
+    return [f for f in feature_columns(brief.features, brief.entity) if f not in protected]
 
 
 def split_training_set(brief: Brief, frame: pl.DataFrame) -> SplitFrames:

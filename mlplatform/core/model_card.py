@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from mlplatform.brief import Brief, draft_notice
-from mlplatform.core.evaluation.fairness_assessment import FairnessRule, metric_verdict
+from mlplatform.core.evaluation.fairness_assessment import FairnessRule, fairness_rule, metric_verdict
 from mlplatform.core.report import SMALL_SLICE_ROWS, metric_label
 
 NOT_RECORDED = "not recorded"
@@ -112,14 +112,6 @@ def _worst_gate_status(statuses: Sequence[str]) -> str:
 # The fairness gate's two metrics: metric → (value column, Fisher p column) of the evaluation/fairness table.
 _GATE_METRICS = {"disparate_impact": ("disparate_impact", "p_value"),
                  "equal_opportunity": ("equal_opportunity_gap", "equal_opportunity_p_value")}
-
-
-def gate_rule(brief: Brief) -> FairnessRule:
-    """The brief's fairness limits and waivers, as the fairness gate takes them (``defs.evaluation.fairness_rule``)."""
-    t = brief.thresholds
-    return FairnessRule(t.disparate_impact_min, t.fairness_min_group_size, t.fairness_significance,
-                        t.equal_opportunity_max_gap, t.fairness_when_not_assessable,
-                        {(w.attribute, w.metric): w.reason for w in brief.fairness.waivers})
 
 
 def _metric_status(attribute: str, metric: str, result: Mapping[str, Any], rule: FairnessRule) -> str:
@@ -237,7 +229,7 @@ def _ethics(brief: Brief, meta: Mapping[str, Any]) -> list[str]:
                                   f"({result.get('note') or reason}); compare the primary metric per group in the "
                                   "sliced metrics.")
             continue
-        considerations.append(_fairness_line(attribute, result, gate_rule(brief)))
+        considerations.append(_fairness_line(attribute, result, fairness_rule(brief)))
     if not brief.protected_attributes:
         considerations.append("The brief names no protected attributes, so fairness was not evaluated.")
     return considerations
@@ -405,7 +397,7 @@ def _gate_item(meta: Mapping[str, Any], metric: str) -> tuple[str, str]:
     status and numbers per attribute, from its table, and the gate's rule with the brief's thresholds."""
     if not_applicable := _decision_free(meta):
         return NOT_APPLICABLE, not_applicable
-    rule, groups = gate_rule(meta["brief"]), meta.get("fairness_groups") or {}
+    rule, groups = fairness_rule(meta["brief"]), meta.get("fairness_groups") or {}
     statuses, parts = [], []
     for attribute, result in meta["fairness"].items():
         status, text = _metric_finding(attribute, metric, result, rule, groups.get(attribute))

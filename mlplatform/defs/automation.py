@@ -46,8 +46,8 @@ from mlplatform.core.ingestion import month_keys
 from mlplatform.core.io import InputError, source_files
 from mlplatform.core.retraining import Trigger, drift_trigger, notify, performance_trigger
 from mlplatform.core.rollout import rollout_state
-from mlplatform.defs.importance import champion_importance
 from mlplatform.resources.platform import PlatformResource, TrackingResource
+from mlplatform.stage_io import champion_importance
 
 TRIGGER_TAG = "mlplatform/trigger"
 REASON_TAG = "mlplatform/reason"

@@ -9,10 +9,10 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from mlplatform.brief import Features, draft_notice, placeholder_fields
+from mlplatform.brief import draft_notice, placeholder_fields
 from mlplatform.core import tables
 from mlplatform.core.calibration import CALIBRATION_SCHEMA, calibration_summary, save_calibrator
-from mlplatform.core.datasets import golden_set
+from mlplatform.core.datasets import golden_set, model_features
 from mlplatform.core.evaluation.cross_validation import (
     CV_FOLD_SCHEMA,
     CV_MAX_TRAIN_ROWS,
@@ -23,7 +23,7 @@ from mlplatform.core.evaluation.cross_validation import (
 )
 from mlplatform.core.evaluation.edge_cases import edge_case_probe
 from mlplatform.core.evaluation.error_analysis import error_contrast, error_summary, worst_predictions
-from mlplatform.core.evaluation.fairness_assessment import FairnessRule, fairness_assessment
+from mlplatform.core.evaluation.fairness_assessment import fairness_assessment, fairness_rule
 from mlplatform.core.evaluation.hold_out_metrics import (
     Candidate,
     baseline_comparison,
@@ -36,9 +36,9 @@ from mlplatform.core.evaluation.kill_criteria import QualityRecord, kill_criteri
 from mlplatform.core.evaluation.skew import latest_offline_rows, skew_sample, skew_summary, skew_table
 from mlplatform.core.evaluation.slices import slice_records, sliced_metrics
 from mlplatform.core.feature_names import feature_service_name
-from mlplatform.core.holdout import quarantined_entities, without_entities
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
+from mlplatform.core.model_families import CANDIDATE_ASSETS, candidates
 from mlplatform.core.models import load_candidate
 from mlplatform.core.promotion import golden_shortfall
 from mlplatform.core.quality import normalised_total
@@ -53,11 +53,10 @@ from mlplatform.core.report import (
 )
 from mlplatform.core.selection import Selection, choose_challenger
 from mlplatform.core.tracking import dataset_version
-from mlplatform.core.training import SplitFrames, majority_baseline
+from mlplatform.core.training import majority_baseline
 from mlplatform.core.training import rules_baseline as rules_predictor
-from mlplatform.defs.importance import record_importance
-from mlplatform.defs.training import CANDIDATE_ASSETS, candidates, load_split, model_features
 from mlplatform.resources.platform import FeatureStoreResource, PlatformResource
+from mlplatform.stage_io import load_split, record_importance, scored_hold_out
 
 # evaluation/fairness, which the promotion gate and the model card read; new columns go last.
 FAIRNESS_SCHEMA = {"attribute": pl.String, "disparate_impact": pl.Float64, "p_value": pl.Float64,
@@ -89,11 +88,6 @@ def _threshold(platform: PlatformResource, candidate: str) -> float:
     return float(platform.read_table(tables.candidate(candidate))["threshold"][0])
 
 
-def challenger_name(platform: PlatformResource) -> str:
-    """The candidate the evaluation chose (see :func:`mlplatform.core.selection.choose_challenger`)."""
-    return platform.read_table(tables.CHALLENGER)["candidate"][0]
-
-
 def _choose_challenger(platform: PlatformResource, train_rows: int, unfair: dict[str, str]) -> Selection:
     """The challenger by the method's model guide, from every candidate's validation primary metric, leaving out
     candidates that fail the fairness gate on the hold-out (``unfair``) while one passes; recorded in
@@ -109,22 +103,6 @@ def _choose_challenger(platform: PlatformResource, train_rows: int, unfair: dict
                                   allow_deep_below_10k=b.training.allow_deep_below_10k, unfair=unfair)
     platform.write_table(tables.CHALLENGER, selection.table())
     return selection
-
-
-def scored_hold_out(platform: PlatformResource, split) -> tuple[SplitFrames, dict]:
-    """The split with the hold-out rows of quarantined entities set apart (see :mod:`mlplatform.core.holdout`),
-    and what the report says about them."""
-    b = platform.brief
-    if not isinstance(b.features, Features):  # a plain table: a quarantined row never reaches the training set
-        return split, {"rows": 0, "entities": 0}
-    source = b.features.entities_source
-    quarantined = platform.workspace.table(tables.quarantine(source)).exists()
-    quarantine = platform.read_table(tables.quarantine(source)) if quarantined else pl.DataFrame()  # checksum-verified
-    keys = quarantined_entities(quarantine, platform.read_table(tables.validated(source)), b.entity_key)
-    kept, apart = without_entities(split.test, b.entity_key, keys)
-    return (SplitFrames(split.train, split.validation, kept),
-            {"rows": apart.height, "entities": apart[b.entity_key].n_unique(), "source": source,
-             "positives": int(apart[b.label.column].sum()) if b.task_type == "binary" and apart.height else None})
 
 
 def _excluded_markdown(excluded: dict) -> str:
@@ -148,14 +126,6 @@ def hold_out_candidates(platform: PlatformResource, split, models: dict) -> list
     return [*scored,
             Candidate("rules", rules.predict_score(test), _threshold(platform, "rules")),
             Candidate("majority", majority.predict_score(test), _threshold(platform, "majority"))]
-
-
-def fairness_rule(brief) -> FairnessRule:
-    """The brief's fairness limits and waivers as the assessment takes them."""
-    t = brief.thresholds
-    return FairnessRule(t.disparate_impact_min, t.fairness_min_group_size, t.fairness_significance,
-                        t.equal_opportunity_max_gap, t.fairness_when_not_assessable,
-                        {(w.attribute, w.metric): w.reason for w in brief.fairness.waivers})
 
 
 def _assess(platform: PlatformResource, test: pl.DataFrame, model: Candidate) -> tuple[list[dict], pl.DataFrame]:

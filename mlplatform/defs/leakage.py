@@ -15,6 +15,7 @@ import polars as pl
 
 from mlplatform.brief import Brief
 from mlplatform.core import tables
+from mlplatform.core.datasets import model_features
 from mlplatform.core.features import feature_columns
 from mlplatform.core.leakage import (
     ITEMS,
@@ -30,11 +31,12 @@ from mlplatform.core.leakage import (
     check_target_encoding_train_only,
     check_temporal_split,
 )
+from mlplatform.core.model_families import CANDIDATE_ASSETS, candidates
 from mlplatform.core.models import load_candidate
 from mlplatform.core.readable import readable
 from mlplatform.core.training import TrainedModel
-from mlplatform.defs.training import CANDIDATE_ASSETS, candidates, load_split, model_features
 from mlplatform.resources.platform import PlatformResource
+from mlplatform.stage_io import load_split
 
 if TYPE_CHECKING:  # torch is heavy: imported only where a torch candidate is checked
     from mlplatform.core.torch_model import TorchModel

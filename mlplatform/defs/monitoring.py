@@ -19,6 +19,7 @@ import polars as pl
 
 from mlplatform.brief import Brief, Split
 from mlplatform.core import tables
+from mlplatform.core.datasets import model_features
 from mlplatform.core.drift import (
     NOT_APPLICABLE,
     PREDICTION_DRIFT_SCHEMA,
@@ -40,12 +41,10 @@ from mlplatform.core.retraining import SplitDates, split_dates
 from mlplatform.core.rollout import model_answers, prediction_log_dir, read_prediction_log
 from mlplatform.core.validation import validate_table
 from mlplatform.defs.automation import BATCH_PROFILES, monthly_keys, partitioned_sources
-from mlplatform.defs.evaluation import challenger_name
 from mlplatform.defs.ingestion import monthly_partitions
-from mlplatform.defs.registry import load_champion
-from mlplatform.defs.training import load_split, model_features
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 from mlplatform.serving.model_loader import load_version
+from mlplatform.stage_io import challenger_name, load_champion, load_split
 
 MONTH = "%Y-%m"
 DAY = "day"

@@ -21,15 +21,12 @@ from mlplatform.core.tracking import (
     MODEL_ARTIFACT_PATH,
     client_for,
     dataset_version,
-    download_model_version,
-    get_alias_version,
     register_model,
     set_alias,
     set_verdict,
 )
-from mlplatform.defs.evaluation import challenger_name, scored_hold_out
-from mlplatform.defs.training import load_split
 from mlplatform.resources.platform import PlatformResource, TrackingResource
+from mlplatform.stage_io import challenger_name, load_champion, load_split, scored_hold_out
 
 
 @dg.asset(group_name="registry", deps=["evaluation_report", tables.CHALLENGER.asset_key], kinds={"mlflow"})
@@ -58,17 +55,6 @@ def model_registry(platform: PlatformResource, tracking: TrackingResource) -> dg
     return dg.MaterializeResult(metadata={"model_name": tracking.model_name, "version": version, "candidate": name,
                                           "run_id": run_id, "alias": alias,
                                           "calibrator": CALIBRATOR_FILE if calibrator.exists() else "none"})
-
-
-def load_champion(platform: PlatformResource, tracking: TrackingResource):
-    """The production model from the registry as ``(version, model)``, or ``(None, None)`` before the first
-    promotion."""
-    version = get_alias_version(tracking.uri, tracking.model_name, "champion")
-    if version is None:
-        return None, None
-    model_dir = download_model_version(tracking.uri, tracking.model_name, version,
-                                       platform.workspace.models_dir / f"champion_v{version}")
-    return version, load_candidate(model_dir)
 
 
 def _incumbent(platform: PlatformResource, tracking: TrackingResource, challenger_version: str):

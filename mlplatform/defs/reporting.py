@@ -7,6 +7,7 @@ import polars as pl
 
 from mlplatform.brief import placeholder_fields
 from mlplatform.core import tables
+from mlplatform.core.datasets import model_features
 from mlplatform.core.drift import NOT_APPLICABLE
 from mlplatform.core.evaluation.bias_evidence import (
     PROXY_MAX_AUC,
@@ -28,8 +29,8 @@ from mlplatform.core.model_families import FAMILIES_BY_NAME, registered_model_na
 from mlplatform.core.quality import normalised_total
 from mlplatform.core.readable import readable
 from mlplatform.core.tracking import client_for
-from mlplatform.defs.training import load_split, model_features
 from mlplatform.resources.platform import PlatformResource, TrackingResource
+from mlplatform.stage_io import load_split
 
 # Where the card lies among the registered model run's MLflow artifacts.
 CARD_ARTIFACT_PATH = "model_card"
@@ -133,7 +134,7 @@ def model_card(context: dg.AssetExecutionContext, platform: PlatformResource,
     metrics = platform.read_table(tables.METRICS).filter(pl.col("candidate") == name)
     slices = slice_records(platform.read_table(tables.SLICES))
     fairness = {r.pop("attribute"): r for r in platform.read_table(tables.FAIRNESS).to_dicts()}
-    timestamps = split.train[b.label.timestamp]
+    timestamps = pl.col(b.label.timestamp)
     parts = b.split_summary()
     meta = {
         "brief": b,
@@ -142,7 +143,8 @@ def model_card(context: dg.AssetExecutionContext, platform: PlatformResource,
         "date": date.today(),
         "model_type": FAMILIES_BY_NAME[name].model_type,
         "training_rows": split.train.height,
-        "date_range": (timestamps.min().date(), timestamps.max().date()),
+        "date_range": split.train.select(timestamps.dt.date().min().alias("first"),
+                                         timestamps.dt.date().max().alias("last")).row(0),
         "dataset_version": platform.read_table(tables.candidate(name))["dataset_version"][0],
         "features": model_features(b),
         "datasets": [f"validation: {parts['validation']}", f"hold-out: {parts['test']}",

@@ -70,8 +70,8 @@ def _reference(platform: PlatformResource, tracking: TrackingResource) -> tuple[
     """The champion's scores and positive rate on its training rows, scored as the serving app scores
     (verified files, calibrator), and its version; (None, None) before the first promotion."""
     from mlplatform.core.tracking import get_alias_version
-    from mlplatform.defs.training import load_split
     from mlplatform.serving.model_loader import load_version
+    from mlplatform.stage_io import load_split
 
     b = platform.brief
     version = get_alias_version(tracking.uri, tracking.model_name, "champion")
@@ -108,7 +108,7 @@ def _as_of(log: pl.DataFrame, now: datetime) -> datetime:
 
 
 def _training_labels(platform: PlatformResource) -> np.ndarray:
-    from mlplatform.defs.training import load_split
+    from mlplatform.stage_io import load_split
 
     return load_split(platform).train[platform.brief.label.column].drop_nulls().to_numpy()
 

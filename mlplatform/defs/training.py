@@ -13,9 +13,9 @@ from mlplatform.core.datasets import (
     attach_attributes,
     known_labels,
     label_row_counts,
+    model_features,
     rows_without_entity_row,
     split_row_counts,
-    split_training_set,
 )
 from mlplatform.core.feature_names import entity_column
 from mlplatform.core.features import feature_columns
@@ -23,10 +23,8 @@ from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.model_families import (
     LIGHTGBM,
-    LIGHTGBM_REWEIGHED,
-    LIGHTGBM_THRESHOLD_OPTIMIZER,
-    MODEL_FAMILIES,
     TORCH,
+    candidates,
 )
 from mlplatform.core.pit_join import point_in_time_join
 from mlplatform.core.readable import readable
@@ -43,23 +41,11 @@ from mlplatform.core.training import (
 )
 from mlplatform.core.training import rules_baseline as rules_predictor
 from mlplatform.resources.platform import PlatformResource, TrackingResource
-
-
-def model_features(brief: Brief) -> list[str]:
-    """Model inputs: every feature of the service except protected attributes (kept for fairness only)."""
-    protected = {entity_column(brief.entity, a) for a in brief.protected_attributes}
-    return [f for f in feature_columns(brief.features, brief.entity) if f not in protected]
-
+from mlplatform.stage_io import load_champion, load_split
 
 # DuckDB's memory for the point-in-time join (the rest spills to the namespace's duckdb_tmp): the feature table's
 # deduplication window over every feature row would otherwise take up to 80% of the machine's memory.
 PIT_JOIN_MEMORY = "1500MB"
-
-
-def load_split(platform: PlatformResource):
-    """The training set split as the brief says (random, fixed dates, or rolling months anchored at the latest
-    known label), with the golden test set set aside: see :func:`mlplatform.core.datasets.split_training_set`."""
-    return split_training_set(platform.brief, platform.read_table(tables.TRAINING_SET))
 
 
 @dg.asset(
@@ -252,8 +238,6 @@ def _production_params(context: dg.AssetExecutionContext, platform: PlatformReso
     version = get_alias_version(tracking.uri, tracking.model_name, "champion")
     if version is None:
         return None
-    from mlplatform.defs.registry import load_champion
-
     _, champion = load_champion(platform, tracking)
     params = {k: v for k, v in (getattr(champion, "params", None) or {}).items() if k in SEARCH_PARAMS}
     if not params:  # a torch or rules champion has no LightGBM hyperparameters to keep
@@ -399,17 +383,6 @@ def lgbm_threshold_model(context: dg.AssetExecutionContext, platform: PlatformRe
     return dg.MaterializeResult(metadata=readable({**_metadata(result, b.metrics.primary),
                                                    "group_thresholds": dg.MetadataValue.json(groups.thresholds),
                                                    "model_dir": dg.MetadataValue.path(str(model_dir))}))
-
-
-CANDIDATE_ASSETS = {family.name: family.asset for family in MODEL_FAMILIES}
-# Each fairness mitigation the brief may list, and the candidate it trains.
-MITIGATION_CANDIDATES = {"reweigh": LIGHTGBM_REWEIGHED.name, "threshold_optimizer": LIGHTGBM_THRESHOLD_OPTIMIZER.name}
-
-
-def candidates(brief: Brief) -> list[str]:
-    """The trained models that compete, on validation, to become the challenger (mitigated ones included)."""
-    return [LIGHTGBM.name, *([TORCH.name] if brief.training.torch else []),
-            *(MITIGATION_CANDIDATES[m] for m in brief.fairness.mitigation)]
 
 
 def build(brief: Brief) -> list:

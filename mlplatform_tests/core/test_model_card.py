@@ -10,14 +10,13 @@ import yaml
 from mlplatform.brief import DEMO_BRIEF, Brief, load_brief
 from mlplatform.core.drift import FeatureDrift
 from mlplatform.core.evaluation.bias_evidence import proxy_features, representation
-from mlplatform.core.evaluation.fairness_assessment import fairness_assessment
+from mlplatform.core.evaluation.fairness_assessment import fairness_assessment, fairness_rule
 from mlplatform.core.model_card import (
     BIAS_CHECKLIST,
     NOT_RECORDED,
     bias_checklist,
     build_model_card,
     card_extras,
-    gate_rule,
     model_card_json,
     render_model_card,
 )
@@ -286,7 +285,7 @@ def _gate(brief: Brief, sizes: dict[str, int], selected: dict[str, int], positiv
     label = [int(i < positives[b]) for b, n in sizes.items() for i in range(n)]
     scores = np.array([0.9 if i < selected[b] else 0.1 for b, n in sizes.items() for i in range(n)])
     frame = pl.DataFrame({"age_band": bands, "label": label})
-    rows, groups = fairness_assessment("binary", frame, "label", scores, 0.5, ["age_band"], "f1", gate_rule(brief))
+    rows, groups = fairness_assessment("binary", frame, "label", scores, 0.5, ["age_band"], "f1", fairness_rule(brief))
     row = {k: v for k, v in rows[0].items() if k not in ("attribute", "groups", "primary")}
     return row, groups.to_dicts()
 
@@ -360,12 +359,6 @@ def test_a_not_assessable_tpr_gap_reads_not_assessable_and_fails_the_summary_as_
     markdown = render_model_card(build_model_card({"brief": evidence["brief"]}), bias_checklist(evidence))
     assert "0 of 8 items fail, 1 not assessable (a warning under thresholds.fairness_when_not_assessable: warn)." \
         in markdown
-
-
-def test_the_cards_rule_is_the_gates_rule(brief):
-    from mlplatform.defs.evaluation import fairness_rule
-
-    assert gate_rule(brief) == fairness_rule(brief)
 
 
 def test_broken_edge_cases_and_missing_evidence_fail(evidence):

@@ -37,7 +37,7 @@ def sensors(defs):
 
 def _importance(platform: PlatformResource) -> list[str]:
     """The serving champion's features, most important first (what the drift sensor ranks by)."""
-    from mlplatform.defs.importance import champion_importance
+    from mlplatform.stage_io import champion_importance
 
     ranked = champion_importance(platform)
     assert ranked, "the demo's champion has its feature importance recorded"

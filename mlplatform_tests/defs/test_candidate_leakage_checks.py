@@ -6,9 +6,9 @@ import pytest
 
 from mlplatform.brief import DEMO_BRIEF, load_brief
 from mlplatform.core.leakage import check_scaler_train_only, check_split_before_fitting
+from mlplatform.core.model_families import CANDIDATE_ASSETS, candidates
 from mlplatform.core.torch_model import load_torch_model, save_torch_model, train_torch
 from mlplatform.defs import leakage
-from mlplatform.defs.training import CANDIDATE_ASSETS, candidates
 from mlplatform_tests.core.test_torch_model import FEATURES, TEST, TRAIN, VALID
 
 FAST = {"max_epochs": 2, "patience": 1}

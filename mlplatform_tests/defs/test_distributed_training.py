@@ -8,13 +8,14 @@ import pytest
 import yaml
 
 from mlplatform.brief import BriefError, load_brief
+from mlplatform.core.datasets import model_features
 from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.tracking import client_for
 from mlplatform.core.training import load_model, train_lightgbm
 from mlplatform.core.tuning import SEARCH_PARAMS
-from mlplatform.defs.training import load_split, model_features
 from mlplatform.resources.platform import PlatformResource
 from mlplatform.settings import Settings, Workspace
+from mlplatform.stage_io import load_split
 from mlplatform_tests.defs.plain_table import write_plain_table_brief
 
 LOCAL_TWO_WORKERS = {"scheduler": "local", "workers": 2}

@@ -20,7 +20,7 @@ def test_the_golden_rows_are_every_label_of_the_golden_customers_and_in_no_split
     from mlplatform.core.datasets import golden_members
     from mlplatform.core.tracking import dataset_version
     from mlplatform.definitions import build_definitions
-    from mlplatform.defs.training import load_split
+    from mlplatform.stage_io import load_split
 
     platform = build_definitions(demo_settings).resources["platform"]
     share = platform.brief.thresholds.golden_share

@@ -4,9 +4,9 @@ import dagster as dg
 import pytest
 
 from mlplatform.brief import DEMO_BRIEF, load_brief
+from mlplatform.core.model_families import CANDIDATE_ASSETS, candidates
 from mlplatform.definitions import build_definitions
 from mlplatform.defs import leakage
-from mlplatform.defs.training import CANDIDATE_ASSETS, candidates
 
 pytestmark = pytest.mark.slow
 

@@ -137,7 +137,8 @@ def test_prediction_profiles_say_when_nothing_was_served(served):
 
 
 def test_a_day_serving_only_high_risk_customers_warns_of_prediction_drift(served):
-    from mlplatform.defs.training import load_split, model_features
+    from mlplatform.core.datasets import model_features
+    from mlplatform.stage_io import load_split
 
     target, defs, scorer = served
     platform = defs.resources["platform"]
@@ -161,8 +162,9 @@ def test_logged_predictions_are_profiled_per_day_with_prediction_drift_against_t
 
     import numpy as np
 
+    from mlplatform.core.datasets import model_features
     from mlplatform.core.drift import prediction_drift_kl
-    from mlplatform.defs.training import load_split, model_features
+    from mlplatform.stage_io import load_split
 
     target, defs, scorer = served
     platform = defs.resources["platform"]

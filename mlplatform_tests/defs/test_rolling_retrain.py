@@ -63,9 +63,7 @@ def data_dir(demo_run, demo_settings, tmp_path):
 def test_a_retrain_after_new_labels_is_judged_on_a_newer_hold_out_than_the_champion(data_dir, tmp_path):
     from mlplatform.core.metrics import compute_metrics
     from mlplatform.core.tracking import get_alias_version
-    from mlplatform.defs.evaluation import scored_hold_out
-    from mlplatform.defs.registry import load_champion
-    from mlplatform.defs.training import load_split
+    from mlplatform.stage_io import load_champion, load_split, scored_hold_out
 
     ws = Workspace(data_dir, "churn_demo")
     # Labels known until September: the first model is trained up to July and judged on August.

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from mlplatform.brief import TaskType
+from mlplatform.brief import Brief, TaskType
 from mlplatform.core.evaluation.hold_out_metrics import predicted_labels
 from mlplatform.core.evaluation.slices import group_rows
 from mlplatform.core.metrics import metric_function
@@ -74,6 +74,14 @@ class FairnessRule:
     equal_opportunity_max_gap: float = 0.1
     when_not_assessable: Literal["fail", "warn"] = "fail"
     waivers: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+
+def fairness_rule(brief: Brief) -> FairnessRule:
+    """The brief's fairness limits and waivers, as the gate, the evaluation and the model card judge them."""
+    t = brief.thresholds
+    return FairnessRule(t.disparate_impact_min, t.fairness_min_group_size, t.fairness_significance,
+                        t.equal_opportunity_max_gap, t.fairness_when_not_assessable,
+                        {(w.attribute, w.metric): w.reason for w in brief.fairness.waivers})
 
 
 def metric_verdict(attribute: str, metric: str, value: float | None, limit: float, *, higher_is_fair: bool,
