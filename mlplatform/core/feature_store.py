@@ -34,18 +34,11 @@ from feast.type_map import feast_value_type_to_python_type, python_values_to_pro
 from feast.utils import _convert_arrow_to_proto, make_tzaware
 
 from mlplatform.brief import Features, TableFeatures
-from mlplatform.core.feature_names import entity_column, feature_service_name, feature_view_name
-from mlplatform.core.features import feature_columns
+from mlplatform.core.feature_catalogue import FeatureCatalogue
+from mlplatform.core.feature_names import feature_service_name, feature_view_name
 
-# Feature-table column dtypes (polars names) that Feast can store, and their Feast types.
-_FEAST_TYPES = {
-    "Int64": ft.Int64,
-    "Int32": ft.Int32,
-    "Float64": ft.Float64,
-    "Float32": ft.Float32,
-    "String": ft.String,
-    "Boolean": ft.Bool,
-}
+# The feature catalogue's dtypes that Feast can store, and their Feast types.
+_FEAST_TYPES = {"int": ft.Int64, "float": ft.Float64, "str": ft.String, "bool": ft.Bool}
 
 
 def feast_config(
@@ -97,78 +90,51 @@ def _source_tables(spec: Features | TableFeatures) -> list[str]:
     return [spec.source] if isinstance(spec, TableFeatures) else [spec.events_source, spec.entities_source]
 
 
-def _field_source(name: str, spec: Features | TableFeatures, entity: str) -> str:
-    if isinstance(spec, TableFeatures):
-        return spec.source
-    entity_columns = {entity_column(entity, c) for c in spec.entity_attributes} | {entity_column(entity, "tenure_days")}
-    return spec.entities_source if name in entity_columns else spec.events_source
-
-
-def _known_issues(name: str, spec: Features | TableFeatures, entity: str) -> str:
-    if isinstance(spec, TableFeatures):
-        return f"As recorded in {spec.source}; the platform cannot tell whether it was known at the row's time."
-    attributes = {entity_column(entity, column) for column in spec.entity_attributes}
-    if name in attributes:
-        return (
-            "Current value from the entity table, not the value as of the row time: point-in-time only "
-            "while the attribute never changes."
-        )
-    if name == f"{entity}_tenure_days":
-        return f"Null when {spec.tenure_from} is missing."
-    if name.startswith(f"{entity}_days_since_"):
-        return "Null until the first such event; events before the data's start are not seen."
-    if name.endswith(("_mean", "_min", "_max")):
-        return "Null when the window holds no non-null value."
-    if name.endswith("_std"):
-        return "Null when the window holds fewer than two non-null values."
-    return "Windows reaching before the first ingested event undercount."
-
-
 def feast_objects(
     feature_table: Path,
     spec: Features | TableFeatures,
     *,
+    catalogue: FeatureCatalogue,
     project: str,
     entity: str,
     entity_key: str,
     owner: str,
-    feature_table_schema: dict[str, str],
 ) -> list:
     """The Feast objects of one feature table: Entity, FileSource, FeatureView and FeatureService.
 
     Args:
         feature_table: Parquet file from ``build_features`` (need not exist yet).
-        spec: the brief's feature section; it names the features and their descriptions.
+        spec: the brief's feature section (its sources and TTL).
+        catalogue: the brief's feature catalogue: each field's name, type, description, source and known issues.
         project: Feast project (the brief's name); prefixes the feature service.
         entity: entity name, e.g. ``customer``.
         entity_key: join key column, e.g. ``customer_id`` (Int64).
         owner: owner recorded on the view, the service and every field.
-        feature_table_schema: feature column -> polars dtype name (``str(dtype)``, e.g. ``"Float64"``).
 
     Returns:
         ``[Entity, FileSource, FeatureView, FeatureService]``, ready for :func:`apply_feature_store`.
 
     Raises:
-        ValueError: a feature missing from ``feature_table_schema`` or of a type Feast cannot store.
+        ValueError: a feature of a type Feast cannot store (a date or datetime).
     """
-    descriptions = feature_columns(spec, entity)
     today = date.today().isoformat()
     fields = []
-    for name, description in descriptions.items():
-        dtype = feature_table_schema.get(name)
-        if dtype not in _FEAST_TYPES:
+    for feature in catalogue.features:
+        if feature.dtype not in _FEAST_TYPES:
             raise ValueError(
-                f"feature '{name}' has type {dtype!r} in the feature table; Feast fields need one of "
-                f"{sorted(_FEAST_TYPES)}. Rebuild the feature table with build_features."
+                f"feature '{feature.name}' is a {feature.dtype} ({feature.source_table}.{feature.source_column}); "
+                f"Feast fields are one of {sorted(_FEAST_TYPES)}. Leave the column out of the features, or derive a "
+                "number from it (features.tenure_from counts the days since a date)."
             )
         tags = {
-            "data_type": dtype,
-            "source_table": _field_source(name, spec, entity),
+            "data_type": str(feature.polars_dtype),
+            "source_table": feature.source_table,
             "owner": owner,
             "created_date": today,
-            "known_issues": _known_issues(name, spec, entity),
+            "known_issues": feature.caveats,
         }
-        fields.append(feast.Field(name=name, dtype=_FEAST_TYPES[dtype], description=description, tags=tags))
+        fields.append(feast.Field(name=feature.name, dtype=_FEAST_TYPES[feature.dtype],
+                                  description=feature.description, tags=tags))
 
     view_name = feature_view_name(entity)
     key = feast.Entity(

@@ -94,6 +94,10 @@ DATA_QUALITY = Table("reports", "data_quality", "the 18/30 data-quality score pe
 DATA_QUALITY_OVERALL = Table("reports", "data_quality_overall", "points per quality dimension over all sources")
 DATA_QUALITY_RELEVANCE = Table("reports", "data_quality_relevance", "relevance of each input to the label")
 
+# Features.
+FEATURE_CATALOGUE = Table("features", "catalogue", "one row per feature: its type, source, description, caveats and "
+                          "whether it is a protected attribute", ("name",))
+
 # Training.
 TRAINING_SET = Table("training", "training_set", "labelled rows joined point-in-time with their features")
 ROW_COUNTS = Table("training", "row_counts", "rows kept and lost between the label source and the training set")

@@ -19,13 +19,13 @@ from mlplatform.resources.platform import FeatureStoreResource, PlatformResource
 def feature_store(platform: PlatformResource, feast_store: FeatureStoreResource) -> dg.MaterializeResult:
     """Feast entities, feature views and the model's feature service applied to the registry, with each
     feature's description, dtype, source, owner, created date and known issues."""
+    from mlplatform.core.feature_catalogue import feature_catalogue
     from mlplatform.core.feature_store import apply_feature_store, feast_objects
 
     b = platform.brief
     table_path = platform.workspace.table(tables.features(b.entity))
-    schema = {name: str(dtype) for name, dtype in pl.read_parquet_schema(table_path).items()}
-    objects = feast_objects(table_path, b.features, project=b.name, entity=b.entity, entity_key=b.entity_key,
-                            owner=b.owner, feature_table_schema=schema)
+    objects = feast_objects(table_path, b.features, catalogue=feature_catalogue(b), project=b.name, entity=b.entity,
+                            entity_key=b.entity_key, owner=b.owner)
     store = feast_store.store()
     apply_feature_store(store, objects)
     views = store.list_feature_views()

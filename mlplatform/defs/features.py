@@ -7,6 +7,7 @@ import polars as pl
 
 from mlplatform.brief import Brief, TableFeatures
 from mlplatform.core import tables
+from mlplatform.core.feature_catalogue import check_schema, feature_catalogue
 from mlplatform.core.features import event_columns, feature_blocks, feature_columns
 from mlplatform.core.io import write_parquet_frames_atomic
 from mlplatform.core.markdown import table
@@ -19,11 +20,12 @@ def _describe(platform: PlatformResource, blocks: Iterable[pl.DataFrame]) -> dg.
     """Write the feature table from ``blocks`` (disjoint sets of entities, in key order), one block in memory at a
     time, and describe it."""
     b = platform.brief
-    described = feature_columns(b.features, b.entity)
+    described, expected = feature_columns(b.features, b.entity), feature_catalogue(b)
     rows, entities, nulls = 0, 0, dict.fromkeys(described, 0)
 
     def counted(frame: pl.DataFrame) -> pl.DataFrame:
         nonlocal rows, entities
+        check_schema(expected, frame.schema)  # the types every reader of the features relies on
         rows, entities = rows + frame.height, entities + frame[b.entity_key].n_unique()
         for name in described:
             nulls[name] += frame[name].null_count()
@@ -46,9 +48,24 @@ def _describe(platform: PlatformResource, blocks: Iterable[pl.DataFrame]) -> dg.
     }))
 
 
+@dg.asset(name="feature_catalogue", group_name="features", deps=["problem_brief"], kinds={"polars", "parquet"})
+def feature_catalogue_table(platform: PlatformResource) -> dg.MaterializeResult:
+    """Every feature the brief defines, known before any data exists: its type, source, description, caveats and
+    whether it is a protected attribute. The feature table is checked against it; the feature store, the serving
+    API and the model inputs read it."""
+    frame = feature_catalogue(platform.brief).frame()
+    path = platform.write_table(tables.FEATURE_CATALOGUE, frame)
+    return dg.MaterializeResult(metadata=readable({
+        "dagster/row_count": frame.height,
+        "model_inputs": frame.filter(~pl.col("protected")).height,
+        "catalogue": dg.MetadataValue.md(table(frame.drop("kind"))),
+        "path": dg.MetadataValue.path(str(path)),
+    }))
+
+
 def _table_features(spec: TableFeatures) -> dg.AssetsDefinition:
-    @dg.asset(name="features_daily", group_name="features", deps=["data_quality_report", f"validated_{spec.source}"],
-              kinds={"polars", "parquet"})
+    @dg.asset(name="features_daily", group_name="features", kinds={"polars", "parquet"},
+              deps=["data_quality_report", f"validated_{spec.source}", "feature_catalogue"])
     def features(platform: PlatformResource) -> dg.MaterializeResult:
         """One row per example: the table's input columns at the row's time (a plain table has no history to
         aggregate, so every value is point-in-time as recorded)."""
@@ -67,11 +84,12 @@ def _table_features(spec: TableFeatures) -> dg.AssetsDefinition:
 def build(brief: Brief) -> list:
     spec = brief.features
     if isinstance(spec, TableFeatures):
-        return [_table_features(spec)]
+        return [feature_catalogue_table, _table_features(spec)]
 
     @dg.asset(
         group_name="features",
-        deps=["data_quality_report", f"validated_{spec.events_source}", f"validated_{spec.entities_source}"],
+        deps=["data_quality_report", f"validated_{spec.events_source}", f"validated_{spec.entities_source}",
+              "feature_catalogue"],
         kinds={"polars", "parquet"},
     )
     def features_daily(platform: PlatformResource) -> dg.MaterializeResult:
@@ -90,4 +108,4 @@ def build(brief: Brief) -> list:
             timestamp=timestamp, start=b.partition_start, end=b.partition_end,
         ))
 
-    return [features_daily]
+    return [feature_catalogue_table, features_daily]

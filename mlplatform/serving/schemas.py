@@ -15,9 +15,8 @@ from typing import Annotated, Any, Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from mlplatform.brief import Brief, ColumnSpec, TableFeatures
-from mlplatform.core.feature_names import entity_column
-from mlplatform.core.features import feature_columns
+from mlplatform.brief import Brief, ColumnSpec
+from mlplatform.core.feature_catalogue import CatalogueFeature, feature_catalogue
 
 _PYTHON_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool, "date": date,
                                   "datetime": datetime}
@@ -30,46 +29,27 @@ MAX_TEXT_LENGTH = 1000
 
 
 def feature_types(brief: Brief) -> dict[str, type]:
-    """The features serving gives the model, in feature-service order, each with the Python type its values have.
+    """The features serving gives the model, in feature-service order, each with the Python type of its values in
+    the feature table (the feature catalogue's dtype).
 
-    The types follow what ``build_features`` writes: sums, means and recencies are floats, counts and
-    tenure are whole days or events, entity attributes keep their declared column type. Protected attributes are
-    never model inputs; they are served only where the model decides per group (fairness mitigation
-    ``threshold_optimizer``), for that decision.
+    Protected attributes are never model inputs; they are served only where the model decides per group (fairness
+    mitigation ``threshold_optimizer``), for that decision.
     """
-    entity, spec = brief.entity, brief.features
-    attributes = {entity_column(entity, column): _PYTHON_TYPES[declared.dtype] for column, declared in
-                  _attribute_columns(brief).items()}
+    return {feature.name: _PYTHON_TYPES[feature.dtype] for feature in _served(brief)}
+
+
+def _served(brief: Brief) -> list[CatalogueFeature]:
+    """The catalogue's features that serving takes: the model inputs, and the protected attributes where the model
+    decides per group."""
     per_group = "threshold_optimizer" in brief.fairness.mitigation
-    protected = {entity_column(entity, column) for column in brief.protected_attributes}
-    types = {}
-    for name in feature_columns(spec, entity):
-        if name in protected and not per_group:
-            continue  # kept in the feature service for fairness checks
-        if name in attributes:
-            types[name] = attributes[name]
-        elif name.endswith("_count") or name == f"{entity}_tenure_days":
-            types[name] = int
-        else:
-            types[name] = float
-    return types
-
-
-def _attribute_columns(brief: Brief) -> dict[str, ColumnSpec]:
-    """The columns whose values are model inputs as they are: the entity attributes, or a plain table's inputs."""
-    spec = brief.features
-    if isinstance(spec, TableFeatures):
-        return {column: brief.sources[spec.source].columns[column] for column in spec.columns or []}
-    entities = brief.sources[spec.entities_source].columns
-    return {column: entities[column] for column in spec.entity_attributes}
+    return [f for f in feature_catalogue(brief).features if per_group or not f.protected]
 
 
 def feature_contracts(brief: Brief) -> dict[str, ColumnSpec | None]:
-    """The declared column contract of each model input that is a source column as it is (an entity attribute
+    """The declared column contract of each served feature that is a source column as it is (an entity attribute
     or a plain table's input); None for a derived feature (sums, counts, ratios), whose contract is its type."""
-    entity, columns = brief.entity, _attribute_columns(brief)
-    return {name: columns.get(name.removeprefix(f"{entity}_")) if name.startswith(f"{entity}_") else None
-            for name in feature_types(brief)}
+    return {f.name: brief.sources[f.source_table].columns[f.source_column] if f.kind in ("attribute", "column")
+            else None for f in _served(brief)}
 
 
 def contracted_type(kind: type, spec: ColumnSpec | None) -> Any:
@@ -181,13 +161,13 @@ def api_models(brief: Brief) -> ApiModels:
     key_type = entity_key_type(brief)
     # Field definitions hold type expressions built at run time (the brief's types), typed Any for that reason.
     contracts = feature_contracts(brief)
-    protected = {entity_column(brief.entity, column) for column in brief.protected_attributes}
-    feature_fields: dict[str, Any] = {
-        name: (contracted_type(kind, contracts[name]) | None,
-               Field(default=None, description=f"{_describe(kind, contracts[name])}; optional: the per-group decision "
-                     "threshold reads it, and without it the model's default threshold decides")
-               if name in protected else Field(description=_describe(kind, contracts[name])))
-        for name, kind in feature_types(brief).items()}
+    feature_fields: dict[str, Any] = {}
+    for feature in _served(brief):
+        kind, contract = _PYTHON_TYPES[feature.dtype], contracts[feature.name]
+        described = f"{_describe(kind, contract)}. {feature.description}"
+        feature_fields[feature.name] = (contracted_type(kind, contract) | None, Field(
+            default=None, description=f"{described}; optional: the per-group decision threshold reads it, and "
+            "without it the model's default threshold decides") if feature.protected else Field(description=described))
     features = create_model(f"{brief.entity.title()}Features", __base__=_Strict, **feature_fields)
     request_fields: dict[str, Any] = {
         key: (contracted_type(key_type, entity_key_contract(brief)), Field(description=f"the {brief.entity} to score")),

@@ -6,7 +6,8 @@ from pathlib import Path
 import feast
 import polars as pl
 
-from mlplatform.brief import EventCount, Features, RollingAggregate
+from mlplatform.brief import ColumnSpec, EventCount, Features, RollingAggregate, Source
+from mlplatform.core.feature_catalogue import build_catalogue
 from mlplatform.core.feature_store import apply_feature_store, feast_config, feast_objects
 
 SPEC = Features(
@@ -27,6 +28,9 @@ FEATURES = [
     "customer_plan",
     "customer_tenure_days",
 ]
+CUSTOMERS = Source(path="customers.csv", format="csv", columns={
+    "customer_id": ColumnSpec(dtype="int"), "plan": ColumnSpec(dtype="str"), "signup_date": ColumnSpec(dtype="date")})
+CATALOGUE = build_catalogue(SPEC, entity="customer", sources={"customers": CUSTOMERS})
 T0 = datetime(2025, 1, 1)
 
 
@@ -37,6 +41,5 @@ def applied_store(root: Path, table: pl.DataFrame, *, project: str = "shop", onl
     table.write_parquet(path)
     store = feast.FeatureStore(config=feast_config(root / "repo", project, online, redis_connection))
     apply_feature_store(store, feast_objects(
-        path, SPEC, project=project, entity="customer", entity_key="customer_id", owner=owner,
-        feature_table_schema={name: str(dtype) for name, dtype in table.schema.items()}))
+        path, SPEC, catalogue=CATALOGUE, project=project, entity="customer", entity_key="customer_id", owner=owner))
     return store

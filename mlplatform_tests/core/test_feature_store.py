@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from mlplatform.core.feature_catalogue import build_catalogue
 from mlplatform.core.feature_store import (
     OnlineReader,
     apply_feature_store,
@@ -22,7 +23,7 @@ from mlplatform.core.feature_store import (
     online_features,
 )
 from mlplatform.core.features import build_features
-from mlplatform_tests.core.shop_features import FEATURES, SPEC, T0, applied_store
+from mlplatform_tests.core.shop_features import CATALOGUE, CUSTOMERS, FEATURES, SPEC, T0, applied_store
 
 SERVICE = feature_service_name("shop")
 
@@ -176,31 +177,26 @@ def test_registry_documents_every_field_and_keeps_created_dates(store, tmp_path)
     }
 
     # Re-applying (as every run does) keeps the date a feature was first registered.
-    schema = {name: str(dtype) for name, dtype in table.schema.items()}
-    args = dict(project="shop", entity="customer", entity_key="customer_id", owner="team@example.com")
-    older = feast_objects(tmp_path / "t.parquet", SPEC, feature_table_schema=schema, **args)
+    args = dict(catalogue=CATALOGUE, project="shop", entity="customer", entity_key="customer_id",
+                owner="team@example.com")
+    older = feast_objects(tmp_path / "t.parquet", SPEC, **args)
     for field in older[2].features:
         field.tags["created_date"] = "2020-01-01"
     repo = feast.FeatureStore(config=feast_config(tmp_path / "repo", "shop"))
     apply_feature_store(repo, older)
     apply_feature_store(
-        repo, feast_objects(tmp_path / "t.parquet", SPEC, feature_table_schema=schema, **args)
+        repo, feast_objects(tmp_path / "t.parquet", SPEC, **args)
     )
     dates = {f.tags["created_date"] for f in repo.get_feature_view("customer_daily_features").features}
     assert dates == {"2020-01-01"}
 
 
-def test_bad_schema_and_redis_without_connection_are_named(tmp_path):
-    with pytest.raises(ValueError, match="customer_plan"):
-        feast_objects(
-            tmp_path / "t.parquet",
-            SPEC,
-            project="shop",
-            entity="customer",
-            entity_key="customer_id",
-            owner="o",
-            feature_table_schema={f: "Float64" for f in FEATURES} | {"customer_plan": "Date"},
-        )
+def test_a_feature_feast_cannot_store_and_redis_without_connection_are_named(tmp_path):
+    dated = SPEC.model_copy(update={"entity_attributes": ["plan", "signup_date"]})
+    catalogue = build_catalogue(dated, entity="customer", sources={"customers": CUSTOMERS})
+    with pytest.raises(ValueError, match="'customer_signup_date' is a date"):
+        feast_objects(tmp_path / "t.parquet", dated, catalogue=catalogue, project="shop", entity="customer",
+                      entity_key="customer_id", owner="o")
     with pytest.raises(ValueError, match="redis_connection"):
         feast_config(tmp_path, "shop", online="redis")
 

@@ -21,7 +21,7 @@ from mlplatform.core.feature_store import (
     open_feature_store,
 )
 from mlplatform.settings import Workspace
-from mlplatform_tests.core.shop_features import SPEC, T0
+from mlplatform_tests.core.shop_features import CATALOGUE, SPEC, T0
 
 SERVICE = feature_service_name("shop")
 COUNT = "customer_login_7d_count"
@@ -46,10 +46,9 @@ def _feature_table() -> pl.DataFrame:
     })
 
 
-def _objects(ws: Workspace, table: pl.DataFrame) -> list:
-    return feast_objects(ws.table("features", feature_view_name("customer")), SPEC, project="shop",
-                         entity="customer", entity_key="customer_id", owner="team@example.com",
-                         feature_table_schema={name: str(dtype) for name, dtype in table.schema.items()})
+def _objects(ws: Workspace) -> list:
+    return feast_objects(ws.table("features", feature_view_name("customer")), SPEC, catalogue=CATALOGUE,
+                         project="shop", entity="customer", entity_key="customer_id", owner="team@example.com")
 
 
 def _applied_namespace(root: Path) -> tuple[Workspace, pl.DataFrame]:
@@ -59,7 +58,7 @@ def _applied_namespace(root: Path) -> tuple[Workspace, pl.DataFrame]:
     path = ws.table("features", feature_view_name("customer"))
     path.parent.mkdir(parents=True)
     table.write_parquet(path)
-    apply_feature_store(open_feature_store(feast_config(ws.feast_dir, "shop")), _objects(ws, table))
+    apply_feature_store(open_feature_store(feast_config(ws.feast_dir, "shop")), _objects(ws))
     return ws, table
 
 
@@ -111,7 +110,7 @@ def test_a_moved_data_directory_reads_its_feature_table_after_the_original_is_go
     assert out[COUNT].to_list() == expected.to_list()
     assert materialize_online(store, T0, T0 + timedelta(days=4)).written == 3
     # Re-applying in the moved directory keeps the sources where they are.
-    apply_feature_store(store, _objects(moved, table))
+    apply_feature_store(store, _objects(moved))
     assert _registered_path(moved) == str(moved.table("features", feature_view_name("customer")).resolve())
 
 
@@ -121,7 +120,7 @@ def test_a_registry_applied_before_the_tag_is_tagged_in_place_then_moves(tmp_pat
     path = ws.table("features", feature_view_name("customer"))
     path.parent.mkdir(parents=True)
     table.write_parquet(path)
-    feast.FeatureStore(config=feast_config(ws.feast_dir, "shop")).apply(_objects(ws, table))  # untagged
+    feast.FeatureStore(config=feast_config(ws.feast_dir, "shop")).apply(_objects(ws))  # untagged
     open_feature_store(feast_config(ws.feast_dir, "shop"))
     source = feast.FeatureStore(config=feast_config(ws.feast_dir, "shop")).get_data_source(
         f"{feature_view_name('customer')}_source")

@@ -3,7 +3,8 @@
 import pytest
 from pydantic import ValidationError
 
-from mlplatform.brief import DEMO_BRIEF, load_brief
+from mlplatform.brief import DEMO_BRIEF, Interaction, load_brief
+from mlplatform.core.feature_catalogue import feature_catalogue
 from mlplatform.serving.schemas import api_models, feature_types
 from mlplatform_tests.defs.plain_table import write_plain_table_brief
 
@@ -33,3 +34,19 @@ def test_a_protected_attribute_is_served_only_where_the_model_decides_per_group(
     assert feature_types(brief)["customer_age_band"] is str, "the per-band thresholds need the band at serving"
     reweigh_only = brief.model_copy(update={"fairness": brief.fairness.model_copy(update={"mitigation": ["reweigh"]})})
     assert "customer_age_band" not in feature_types(reweigh_only), "never a model input otherwise"
+
+
+def test_request_types_come_from_the_feature_catalogue_not_the_names():
+    brief = load_brief(DEMO_BRIEF)
+    share = Interaction(left="login_7d_count", right="login_30d_count", kind="ratio", name="weekly_login_count")
+    brief = brief.model_copy(update={"features": brief.features.model_copy(
+        update={"interactions": [*brief.features.interactions, share]})})
+    catalogue = feature_catalogue(brief)
+    types = feature_types(brief)
+    assert types == {f.name: {"int": int, "float": float, "str": str}[f.dtype] for f in catalogue.features}
+    assert types["customer_weekly_login_count"] is float, "a ratio named like a count is still a float"
+    features = {name: (1 if kind is int else 0.5 if kind is float else None) for name, kind in types.items()}
+    request = api_models(brief).request
+    assert request.model_validate({"customer_id": 1, "features": features}).features.customer_weekly_login_count == 0.5
+    with pytest.raises(ValidationError, match="customer_login_7d_count"):
+        request.model_validate({"customer_id": 1, "features": features | {"customer_login_7d_count": 0.5}})
