@@ -23,10 +23,14 @@ KEPT = "Results so far are kept; fix the cause and run again.\n"
 
 @pytest.fixture(autouse=True)
 def environment_untouched():
-    """No command writes the environment: each passes its Settings down (mlplatform.settings)."""
-    before = dict(os.environ)
+    """No command writes the platform's or Dagster's variables: each passes its Settings down (mlplatform.settings)."""
+
+    def ours() -> dict[str, str]:
+        return {k: v for k, v in os.environ.items() if k.startswith(("MLPLATFORM_", "DAGSTER_"))}
+
+    before = ours()
     yield
-    assert dict(os.environ) == before
+    assert ours() == before
 
 
 def invoke(*args: str):
@@ -42,6 +46,13 @@ def write_brief(path: Path, change=None) -> Path:
         change(raw)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+def test_a_bad_setting_is_one_error_naming_the_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLPLATFORM_REGISTRY_POLL_S", "soon")
+    result = invoke("serve", "--data-dir", tmp_path)
+    assert result.exit_code == 2
+    assert result.stderr == "error: MLPLATFORM_REGISTRY_POLL_S='soon': expected a number > 0\n"
 
 
 # ---------------------------------------------------------------------------------------------------- validate
