@@ -7,8 +7,7 @@ from datetime import datetime
 import polars as pl
 
 from mlplatform.brief import Brief, RandomSplit
-from mlplatform.core.feature_names import entity_column
-from mlplatform.core.features import feature_columns
+from mlplatform.core.feature_catalogue import feature_catalogue
 from mlplatform.core.retraining import split_dates
 from mlplatform.core.training import SplitFrames, random_split, temporal_split
 
@@ -80,9 +79,8 @@ def golden_set(brief: Brief, frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def model_features(brief: Brief) -> list[str]:
-    """Model inputs: every feature of the service except protected attributes (kept for fairness only)."""
-    protected = {entity_column(brief.entity, a) for a in brief.protected_attributes}
-    return [f for f in feature_columns(brief.features, brief.entity) if f not in protected]
+    """Model inputs: the feature catalogue's features except protected attributes (kept for fairness only)."""
+    return feature_catalogue(brief).model_inputs
 
 
 def split_training_set(brief: Brief, frame: pl.DataFrame) -> SplitFrames:

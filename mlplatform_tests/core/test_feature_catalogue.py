@@ -9,6 +9,7 @@ import pytest
 
 from mlplatform.brief import DEMO_BRIEF, Brief, DailyLag, Interaction, RollingAggregate, load_brief
 from mlplatform.core.brief_draft import draft_brief, read_dataset
+from mlplatform.core.datasets import model_features
 from mlplatform.core.demo_data import generate_demo
 from mlplatform.core.feature_catalogue import FeatureCatalogue, FeatureTypeError, check_schema, feature_catalogue
 from mlplatform.core.features import build_features
@@ -62,6 +63,8 @@ def test_the_feature_table_built_from_demo_data_has_the_catalogues_types(tmp_pat
     assert all(table[name].null_count() > 0 for name in nullable if "mean" in name or "days_since" in name), (
         "the windows and recencies the catalogue calls nullable do hold nulls on real data")
     assert table.schema["customer_weekly_login_count"] == pl.Float64
+    inputs = table.select(model_features(brief))  # the columns training takes
+    assert "customer_age_band" not in inputs.columns and inputs.width == len(catalogue.names) - 1
 
 
 def test_a_feature_whose_type_differs_from_the_catalogue_is_named():
