@@ -107,7 +107,7 @@ def graph_numbers() -> dict:
     sys.path.insert(0, str(ROOT))
     from mlplatform.definitions import defs
 
-    graph = defs.resolve_asset_graph()
+    graph = defs().resolve_asset_graph()  # the code location is built when loaded (a @dg.definitions function)
     keys = [key for key in graph.get_all_asset_keys() if graph.get(key).is_materializable]
     edges = sum(len(graph.get(key).parent_keys) for key in keys)
     checks = len(list(graph.asset_check_keys))
