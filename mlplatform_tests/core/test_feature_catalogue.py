@@ -4,10 +4,13 @@ defines it, for event features and a plain table (the `mlplatform init` path) al
 from datetime import date, datetime
 from pathlib import Path
 
+import dagster as dg
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from mlplatform.brief import DEMO_BRIEF, Brief, DailyLag, Interaction, RollingAggregate, load_brief
+from mlplatform.core import tables
 from mlplatform.core.brief_draft import draft_brief, read_dataset
 from mlplatform.core.datasets import model_features
 from mlplatform.core.demo_data import generate_demo
@@ -16,6 +19,8 @@ from mlplatform.core.features import build_features
 from mlplatform.core.ingestion import add_derived_columns, ingest
 from mlplatform.core.table_features import build_table_features
 from mlplatform.core.validation import validate_table
+from mlplatform.defs import features as defs_features
+from mlplatform.resources.platform import PlatformResource
 
 AGGS = ["sum", "mean", "min", "max", "std", "count"]
 # A ratio whose name ends in _count: a float, whatever its name says.
@@ -119,3 +124,14 @@ def test_a_drafted_plain_table_brief_types_its_features_as_declared(tmp_path):
     features = build_table_features(table, brief.features, entity=entity, entity_key=brief.entity_key,
                                     timestamp=brief.sources[source].timestamp)
     assert_table_matches(catalogue, features)
+
+
+def test_the_feature_catalogue_asset_writes_the_catalogue_and_shows_it(tmp_path):
+    platform = PlatformResource(data_dir=str(tmp_path), brief_path=str(DEMO_BRIEF))
+    result = dg.materialize([defs_features.feature_catalogue_table], resources={"platform": platform})
+    (materialization,) = result.asset_materializations_for_node("feature_catalogue")
+    expected = feature_catalogue(platform.brief).frame()
+    assert_frame_equal(platform.read_table(tables.FEATURE_CATALOGUE), expected)
+    shown = materialization.metadata["catalogue"].value
+    assert shown.startswith("| name | dtype | source_table |") and shown.count("\n") == expected.height + 1
+    assert materialization.metadata["model_inputs"].value == expected.height - 1  # all but customer_age_band
