@@ -9,7 +9,7 @@ pandas/Arrow conversions Feast needs stay in this module.
 
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -21,21 +21,21 @@ from feast import types as ft
 from feast.data_format import ParquetFormat
 from feast.errors import FeatureViewNotFoundException
 from feast.infra.key_encoding_utils import serialize_entity_key
-from feast.infra.offline_stores.duckdb import DuckDBOfflineStoreConfig
-from feast.infra.offline_stores.offline_store import RetrievalJob
-from feast.infra.offline_stores.offline_utils import get_offline_store_from_config
-from feast.infra.online_stores.helpers import compute_table_id, get_online_store_from_config
+from feast.infra.offline_stores.duckdb import DuckDBOfflineStoreConfig, _read_data_source, _write_data_source
+from feast.infra.offline_stores.ibis import pull_latest_from_table_or_query_ibis
+from feast.infra.online_stores.helpers import compute_table_id, extract_text_and_num, get_online_store_from_config
 from feast.infra.online_stores.online_store import OnlineStore
 from feast.infra.online_stores.sqlite import SqliteOnlineStore, SqliteOnlineStoreConfig
 from feast.infra.registry.sql import SqlRegistryConfig
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
-from feast.utils import _convert_arrow_to_proto, make_tzaware
+from feast.utils import _convert_arrow_to_proto, make_tzaware, to_naive_utc
 
 from mlplatform.brief import Features, TableFeatures
 from mlplatform.core.feature_catalogue import FeatureCatalogue
 from mlplatform.core.feature_names import feature_service_name, feature_view_name
+from mlplatform.core.pit_join import BLOCK_ROWS, key_ranges
 
 # The feature catalogue's dtypes that Feast can store, and their Feast types.
 _FEAST_TYPES = {"int": ft.Int64, "float": ft.Float64, "str": ft.String, "bool": ft.Bool}
@@ -352,28 +352,45 @@ def materialize_online(store: feast.FeatureStore, start: datetime, end: datetime
     _bound_offline_reads(memory_limit, temp_directory)
     entities = written = 0
     for view in views:
-        rows = _latest_rows(store, view, start, end).to_arrow()
-        entities += rows.num_rows
-        written += _write_unless_newer_online(store.config, online_store, view, rows)
+        for rows in _latest_rows(store, view, start, end):
+            entities += rows.num_rows
+            written += _write_unless_newer_online(store.config, online_store, view, rows)
         store.registry.apply_materialization(view, store.project, start, end)
     return OnlineWrite(start=start, end=end, entities=entities, written=written, kept_newer=entities - written)
 
 
 def _latest_rows(store: feast.FeatureStore, view: feast.FeatureView, start: datetime,
-                 end: datetime) -> RetrievalJob:
-    """The offline store's latest row per entity of ``view`` with timestamp in ``[start, end]``."""
+                 end: datetime) -> Iterator[Any]:
+    """The offline store's latest row per entity of ``view`` with timestamp in ``[start, end]``, one block of
+    entities at a time (Arrow tables).
+
+    Feast's own query (``pull_latest_from_table_or_query`` of the DuckDB offline store) on the feature rows of one
+    range of join keys at a time (ranges of about :data:`BLOCK_ROWS` rows): an entity's latest row depends on its
+    own rows only, so the blocks' results together are the whole query's, while DuckDB's deduplication window holds
+    one block and a feature table stored in key order is read only where the block's keys lie. Rows without a key
+    (no entity to serve) are left out.
+    """
     source = view.batch_source
     assert source is not None, "feast_objects gives every feature view its Parquet source"
-    offline_store = get_offline_store_from_config(store.config.offline_store)
-    return offline_store.pull_latest_from_table_or_query(
-        config=store.config, data_source=source, join_key_columns=[c.name for c in view.entity_columns],
-        feature_name_columns=[f.name for f in view.features], timestamp_field=source.timestamp_field,
-        created_timestamp_column=source.created_timestamp_column, start_date=start, end_date=end,
-    )
+    key = view.entity_columns[0].name  # rows of one entity share their first join key, so no entity is split
+    whole = _read_data_source(source, str(store.config.repo_path))
+    keys = pl.from_arrow(whole.select(key).distinct().order_by(key).to_pyarrow())[key]  # type: ignore[index]
+    blocks = -(-int(whole.count().execute()) // BLOCK_ROWS)
+    for lo, hi in key_ranges(keys, blocks):
+        def block(data_source: Any, repo_path: str, lo: Any = lo, hi: Any = hi) -> Any:
+            table = _read_data_source(data_source, repo_path)
+            return table.filter(table[key].between(lo, hi))
+
+        yield pull_latest_from_table_or_query_ibis(
+            config=store.config, data_source=source, join_key_columns=[c.name for c in view.entity_columns],
+            feature_name_columns=[f.name for f in view.features], timestamp_field=source.timestamp_field,
+            created_timestamp_column=source.created_timestamp_column, start_date=start, end_date=end,
+            data_source_reader=block, data_source_writer=_write_data_source,
+        ).to_arrow()
 
 
 def _write_unless_newer_online(config: feast.RepoConfig, online_store: OnlineStore, view: feast.FeatureView,
-                               rows) -> int:
+                               rows: Any) -> int:
     """Write ``rows`` (an Arrow table, one row per entity) to the online store, except those older than their
     entity's online row; returns how many were written."""
     join_keys = {c.name: c.dtype.to_value_type() for c in view.entity_columns}
@@ -384,9 +401,36 @@ def _write_unless_newer_online(config: feast.RepoConfig, online_store: OnlineSto
         fresh = [row for row, (online_time, _) in zip(data, online, strict=True)
                  if online_time is None or make_tzaware(row[2]) >= online_time]
         if fresh:
-            online_store.online_write_batch(config, view, fresh, progress=None)
+            _write_online(config, online_store, view, fresh)
         written += len(fresh)
     return written
+
+
+def _write_online(config: feast.RepoConfig, online_store: OnlineStore, view: feast.FeatureView, rows: list) -> None:
+    """Feast's ``online_write_batch``; for Feast's SQLite store in its plain layout (no vector or numeric-value
+    column) the same rows, upserted with the same statement, go in as one ``executemany`` per batch instead of one
+    statement per feature value (Feast's loop, most of a large materialisation's time)."""
+    settings = config.online_store
+    if (not isinstance(online_store, SqliteOnlineStore) or settings.vector_enabled
+            or getattr(settings, "enable_openai_compatible_store", False)):
+        online_store.online_write_batch(config, view, rows, progress=None)
+        return
+    table = compute_table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
+    upsert = ('INSERT INTO "{}" (entity_key, feature_name, value, value_text, event_ts, created_ts) '
+              "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
+              "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts"
+              ).format(table.replace('"', '""'))
+    version = config.entity_key_serialization_version
+    values = []
+    for entity_key, features, event_ts, created_ts in rows:
+        key = serialize_entity_key(entity_key, entity_key_serialization_version=version)
+        event = to_naive_utc(event_ts)
+        created = None if created_ts is None else to_naive_utc(created_ts)
+        values += [(key, name, value.SerializeToString(), extract_text_and_num(value, False)[0], event, created)
+                   for name, value in features.items()]
+    connection = online_store._get_conn(config)
+    with connection:
+        connection.executemany(upsert, values)
 
 
 def materialised_span(store: feast.FeatureStore, view_name: str) -> tuple[datetime, datetime] | None:

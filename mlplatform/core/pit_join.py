@@ -7,7 +7,12 @@ So an entity row gets the latest feature row of its key at or before its time; t
 the latest created timestamp (a null created timestamp loses, as DuckDB sorts nulls last); the TTL bound
 is inclusive; a zero TTL means no expiry (Feast tests ``if ttl:``). Feast's inequality join materialises
 every (entity row, feature row in its TTL window) pair; the ASOF join sorts both sides once instead, so its
-cost grows with the row counts, not with the history depth, and DuckDB can spill the sort to disk.
+cost grows with the row counts, not with the history depth.
+
+A large feature table is joined one block of keys at a time (each entity's result depends on its own key's rows
+only): the deduplication window and the ASOF join then hold one block's feature rows in memory instead of sorting
+(and spilling) the whole table, and a feature table stored in key order (as ``features_daily`` writes it) is read
+only where a block's keys lie, by the Parquet row groups' key statistics.
 """
 
 from datetime import timedelta
@@ -17,6 +22,9 @@ import duckdb
 import polars as pl
 
 _ROW = "__pit_row"
+
+# Feature rows joined per block of keys (about 0.4 GB of a 23-column table in DuckDB's window and join).
+BLOCK_ROWS = 2_000_000
 
 
 def _quote(name: str) -> str:
@@ -42,6 +50,7 @@ def point_in_time_join(
     ttl: timedelta | None,
     memory_limit: str | None = None,
     temp_directory: Path | None = None,
+    block_rows: int = BLOCK_ROWS,
 ) -> pl.DataFrame:
     """The latest feature row at or before each entity row's time, within the TTL (Feast's semantics).
 
@@ -58,6 +67,8 @@ def point_in_time_join(
         memory_limit: DuckDB's memory limit, e.g. ``"4GB"`` (DuckDB's default: 80% of the RAM).
         temp_directory: where DuckDB spills what exceeds ``memory_limit``; None: no spilling, the join
             fails with an out-of-memory error instead.
+        block_rows: about how many feature rows are joined at once: the entity rows' keys are split into
+            ``ceil(feature rows / block_rows)`` ranges of equal key counts, joined one after the other.
 
     Returns:
         ``entity_df`` (same rows, order, columns and dtypes) followed by ``features``; nulls where no feature
@@ -87,7 +98,6 @@ def point_in_time_join(
     try:
         # Feast compares in UTC; a zoned feature time cast to TIMESTAMP then reads as UTC wall time.
         con.execute("SET TimeZone = 'UTC'")
-        con.register("entities", entities)
         if isinstance(feature_table, pl.DataFrame):
             con.register("feature_source", feature_table)
         else:
@@ -108,14 +118,35 @@ def point_in_time_join(
             WITH latest AS (
                 SELECT {key} AS __pit_key, CAST({ts} AS TIMESTAMP) AS __pit_ts, {", ".join(map(_quote, features))}
                 FROM feature_source
-                WHERE {key} IS NOT NULL AND {ts} IS NOT NULL
+                WHERE {key} BETWEEN $lo AND $hi AND {ts} IS NOT NULL
                 QUALIFY row_number() OVER (PARTITION BY {key}, CAST({ts} AS TIMESTAMP) ORDER BY {newest}) = 1
             )
             SELECT e.{_ROW}, {picked}
-            FROM entities e ASOF LEFT JOIN latest f ON e.__pit_key = f.__pit_key AND e.__pit_ts >= f.__pit_ts
+            FROM block e ASOF LEFT JOIN latest f ON e.__pit_key = f.__pit_key AND e.__pit_ts >= f.__pit_ts
         """
-        # Sorting in polars is faster than an ORDER BY that drags every feature column through DuckDB's sort.
-        joined = con.sql(sql, params={"ttl": ttl} if ttl else None).pl().sort(_ROW).drop(_ROW)
+        feature_rows = con.execute("SELECT count(*) FROM feature_source").fetchall()[0][0]
+        parts = []
+        for lo, hi in key_ranges(entities["__pit_key"], -(-feature_rows // block_rows)):
+            block = entities.filter(pl.col("__pit_key").is_between(lo, hi))
+            con.register("block", block)
+            params = {"lo": lo, "hi": hi} | ({"ttl": ttl} if ttl else {})
+            parts.append(con.sql(sql, params=params).pl())
+            con.unregister("block")
     finally:
         con.close()
-    return entity_df.hstack(joined)
+    # Entity rows without a key join no feature row; sorting in polars is faster than an ORDER BY that drags
+    # every feature column through DuckDB's sort.
+    unkeyed = entities.filter(pl.col("__pit_key").is_null()).select(_ROW)
+    joined = pl.concat([*parts, unkeyed], how="diagonal_relaxed").sort(_ROW).drop(_ROW)
+    return entity_df.hstack(joined.select(features))
+
+
+def key_ranges(keys: pl.Series, blocks: int) -> list[tuple]:
+    """``blocks`` (at least one) inclusive ranges ``(lo, hi)`` over the distinct non-null ``keys``, each holding
+    about as many of them; without keys one range that holds none, so the result still gets its columns."""
+    distinct = keys.drop_nulls().unique().sort()
+    if distinct.is_empty():
+        return [(None, None)]
+    edges = sorted({i * distinct.len() // max(blocks, 1) for i in range(max(blocks, 1))})
+    ends = [*edges[1:], distinct.len()]
+    return [(distinct[start], distinct[end - 1]) for start, end in zip(edges, ends, strict=True)]

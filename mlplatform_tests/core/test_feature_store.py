@@ -404,3 +404,43 @@ def test_materialising_before_the_feature_store_is_applied_names_the_fix(tmp_pat
     store = feast.FeatureStore(config=feast_config(tmp_path / "repo", "shop"))
     with pytest.raises(ValueError, match="apply the feature store"):
         materialize_online(store, T0, T0 + timedelta(days=1))
+
+
+def online_table_rows(store: feast.FeatureStore) -> list[tuple]:
+    """Every row of the view's SQLite online table, as Feast stores them (serialised keys and values)."""
+    import sqlite3
+
+    from feast.infra.online_stores.helpers import compute_table_id
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+    view = store.get_feature_view("customer_daily_features")
+    table = compute_table_id(store.project, view, store.config.registry.enable_online_feature_view_versioning)
+    with sqlite3.connect(SqliteOnlineStore._get_db_path(store.config)) as connection:
+        return connection.execute(f'SELECT entity_key, feature_name, value, value_text, vector_value, event_ts, '
+                                  f'created_ts FROM "{table}" ORDER BY entity_key, feature_name').fetchall()
+
+
+@pytest.mark.parametrize("block_rows", [7, 10**9])
+def test_bulk_materialisation_writes_what_feast_materialize_writes(tmp_path, monkeypatch, block_rows):
+    """Blocks of keys and one executemany per batch leave the SQLite online table byte for byte as Feast's own
+    materialize does (nulls, empty and non-ASCII text, large integers), and get_online_features reads it alike."""
+    import mlplatform.core.feature_store as feature_store
+
+    monkeypatch.setattr(feature_store, "BLOCK_ROWS", block_rows)
+    table = nullable_feature_table(np.random.default_rng(31))
+    (tmp_path / "ours").mkdir(), (tmp_path / "feast").mkdir()
+    ours, feasts = applied_store(tmp_path / "ours", table), applied_store(tmp_path / "feast", table)
+    start, end = T0 + timedelta(days=2), T0 + timedelta(days=15)
+
+    result = materialize_online(ours, start, end)
+    feasts.materialize(start, end)
+
+    rows = online_table_rows(ours)
+    assert result.written == len({row[0] for row in rows}) > 20
+    assert rows == online_table_rows(feasts)
+    ids = list(range(0, 45))
+    read = ours.get_online_features(features=ours.get_feature_service(SERVICE), entity_rows=[
+        {"customer_id": i} for i in ids]).to_dict()
+    assert read == feasts.get_online_features(features=feasts.get_feature_service(SERVICE), entity_rows=[
+        {"customer_id": i} for i in ids]).to_dict()
+    assert any(value is None for value in read["customer_plan"]) and "ü-plan" in read["customer_plan"]

@@ -156,6 +156,24 @@ def test_path_frame_zoned_and_date_inputs_agree(tmp_path):
     assert_frame_equal(join(days, table).drop("event_timestamp"), join(at_midnight, table).drop("event_timestamp"))
 
 
+@pytest.mark.parametrize("block_rows", [1, 30, 10**9])
+def test_blocks_of_keys_join_as_the_whole_table(tmp_path, block_rows):
+    """Any split into key blocks (one key per block, a few, one block) gives the Feast-equal join, with entity rows
+    without a key, with keys beyond every feature row and with the table stored in key order."""
+    rng = np.random.default_rng(11)
+    table = random_feature_table(rng)
+    entity_df = random_entity_rows(rng, table)
+    entity_df = pl.concat([entity_df, entity_df.head(3).with_columns(pl.lit(None, pl.Int64).alias("customer_id"))])
+    table.sort("customer_id").write_parquet(tmp_path / "t.parquet", row_group_size=10)
+    expected = join(entity_df, table, block_rows=10**9)
+    assert expected["customer_plan"].is_not_null().any() and expected.tail(3)["customer_plan"].is_null().all()
+
+    assert_frame_equal(join(entity_df, tmp_path / "t.parquet", block_rows=block_rows), expected)
+    assert_frame_equal(join(entity_df, table, block_rows=block_rows), expected)
+    empty = entity_df.clear()
+    assert_frame_equal(join(empty, table, block_rows=block_rows), join(empty, table, block_rows=10**9))
+
+
 def test_missing_and_clashing_columns_are_named(tmp_path):
     table = random_feature_table(np.random.default_rng(4))
     entity_df = pl.DataFrame({"customer_id": [1], "event_timestamp": [T0]})
