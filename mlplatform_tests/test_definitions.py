@@ -13,7 +13,7 @@ EXPECTED = {
     "ingestion": {"raw_customers", "raw_events", "raw_labels"},
     "quality": {"validated_customers", "quarantined_customers", "validated_events", "quarantined_events",
                 "validated_labels", "quarantined_labels", "data_quality_report"},
-    "features": {"features_daily"},
+    "features": {"feature_catalogue", "features_daily"},
     "feature_store": {"feature_store", "online_features"},
     "training": {"training_set", "baseline_model", "rules_baseline", "lgbm_model", "torch_model",
                  "lgbm_reweighed_model", "lgbm_threshold_model"},

@@ -36,6 +36,7 @@ def _describe(platform: PlatformResource, blocks: Iterable[pl.DataFrame]) -> dg.
     platform.register_view(target.view, str(path))
     catalogue = pl.DataFrame({
         "feature": list(described),
+        "dtype": [expected[name].dtype for name in described],
         "description": list(described.values()),
         "null_share": [nulls[name] / max(rows, 1) for name in described],
     })
