@@ -4,7 +4,10 @@ A latent per-customer risk follows a mean-reverting random walk. It drives behav
 shorter sessions, more support tickets, missed payments) and, together with tenure, plan economics and
 support load, the chance to cancel at each monthly snapshot. From 2025-09-01 the world drifts: an app
 change shortens sessions, one region gets an outage-driven wave of tickets, and a price rise makes the
-monthly fee matter much more for churn. Age never changes the chance to cancel, but it shapes session
+monthly fee matter much more for churn. ``extra_months`` simulates months after 2025-10 for the live demo's
+replay: from November the basic plan's price rises and basic customers leave far more often, a concept shift that
+a model fitted before it misses and a retrain on the months after it learns (the ten months before are the same
+with or without them). Age never changes the chance to cancel, but it shapes session
 length, which the model reads as risk: the proxy bias the fairness gate catches (see ``AGE_SESSION``). A
 small, counted share of rows is deliberately broken so that quality gates and quarantine have real work to do.
 
@@ -26,6 +29,7 @@ START = date(2025, 1, 1)
 END = date(2025, 11, 1)
 DRIFT_START = date(2025, 9, 1)
 MONTH_STARTS = [date(2025, m, 1) for m in range(1, 11)] + [END]
+MAX_EXTRA_MONTHS = 12
 PLANS = ["basic", "standard", "premium"]
 REGIONS = ["north", "south", "east", "west"]
 AGE_BANDS = ["18-24", "25-34", "35-49", "50-64", "65+"]
@@ -51,12 +55,25 @@ AGE_REGION = np.array([  # P(north, south, east, west) per age band
     [0.25, 0.10, 0.25, 0.40], [0.30, 0.15, 0.25, 0.30], [0.30, 0.25, 0.25, 0.20], [0.30, 0.35, 0.25, 0.10],
     [0.25, 0.50, 0.20, 0.05]])
 LIST_PRICE = np.array([15.0, 30.0, 60.0])  # per plan; customers pay 0.8-1.3x of it (discounts, legacy prices)
+# From November 2025 (a month the live demo simulates after the default ten) the basic plan costs 30% more: its
+# renewals are that much larger and a basic customer has this much more log-odds of cancelling (the base rate falls
+# to keep the others' churn near its old level). A model fitted before barely reads the plan; one trained on a
+# month after it does, and beats the stale one on the months that follow.
+PRICE_RISE_START = date(2025, 11, 1)
+PRICE_RISE, BASIC_PRICE_RISE = 3.0, 1.3
 # Basic customers raise many more tickets per unit of risk (self-serve problems) without churning for it.
 TICKET_PROPENSITY = np.array([2.2, 1.0, 0.9])
 NEVER = 10**6  # churn day of a customer who never churns
 US_PER_DAY = 86_400_000_000
-_DAY = {d: (d - START).days for d in MONTH_STARTS}
-_US = {d: (d - date(1970, 1, 1)).days * US_PER_DAY for d in MONTH_STARTS}
+
+def month_starts(extra_months: int = 0) -> list[date]:
+    """The first day of every simulated month and of the month after the last."""
+    index = [END.year * 12 + END.month - 1 + k for k in range(1, extra_months + 1)]
+    return MONTH_STARTS + [date(i // 12, i % 12 + 1, 1) for i in index]
+
+
+_DAY = {d: (d - START).days for d in month_starts(MAX_EXTRA_MONTHS)}
+_US = {d: (d - date(1970, 1, 1)).days * US_PER_DAY for d in month_starts(MAX_EXTRA_MONTHS)}
 DRIFT_DAY = (DRIFT_START - START).days
 
 # Share of eligible events given each problem. Bands of one uniform draw keep the problems disjoint, so
@@ -86,7 +103,7 @@ class DemoManifest:
     injected: dict[str, int]
 
 
-def generate_demo(out_dir: Path, n_events: int = 300_000, seed: int = 7) -> DemoManifest:
+def generate_demo(out_dir: Path, n_events: int = 300_000, seed: int = 7, extra_months: int = 0) -> DemoManifest:
     """Generate the churn demo's inputs into ``out_dir``, replacing any earlier run.
 
     The same ``seed`` and ``n_events`` give the same data. Each file is written atomically.
@@ -96,27 +113,37 @@ def generate_demo(out_dir: Path, n_events: int = 300_000, seed: int = 7) -> Demo
         n_events: target number of event rows; the result lies within about ±30% of it. Customers scale
             with it (one per 35 target events, at least 200).
         seed: random seed.
+        extra_months: months simulated after 2025-10 (0 to 12), from a random stream of their own: the files and
+            rows of the first ten months do not change with it, except that events of 2025-10 arriving late
+            land in 2025-11's file instead of being left out. Customers stop signing up at 2025-11-01.
 
     Returns:
         The manifest of what was written.
     """
     if n_events < 1_000:
         raise ValueError(f"n_events must be at least 1000 to simulate a population, got {n_events}")
-    rng = np.random.default_rng(seed)
+    if not 0 <= extra_months <= MAX_EXTRA_MONTHS:
+        raise ValueError(f"extra_months must lie in 0..{MAX_EXTRA_MONTHS}, got {extra_months}")
+    rng, later = np.random.default_rng(seed), np.random.default_rng([seed, 1])
+    months = month_starts(extra_months)
     n_customers = max(MIN_CUSTOMERS, round(n_events / EVENTS_PER_CUSTOMER))
     # With the minimum population, less activity per customer keeps the event count on target.
     activity = min(1.0, n_events / (n_customers * EVENTS_PER_CUSTOMER))
     customers = _customers(rng, n_customers)
-    simulated, labels = _simulate(rng, customers, activity)
-    events, injected = _break_events(rng, simulated)
+    (simulated, extended), labels = _simulate((rng, later), customers, activity, months)
+    events, injected = _break_events(rng, simulated, months[-1])
     customer_frame, customer_injected = _customer_frame(rng, customers)
     injected.update(customer_injected)
+    if extra_months:  # the later months' events, broken by their own stream and numbered after the others
+        more, more_injected = _break_events(later, extended, months[-1], first_id=len(simulated["customer"]) + 1)
+        events = pl.concat([events, more]).sort("ingested_at", maintain_order=True)
+        injected = {name: count + more_injected.get(name, 0) for name, count in injected.items()}
 
     out_dir = Path(out_dir)
     write_text_atomic(customer_frame.write_csv(), out_dir / "customers.csv")
     write_text_atomic(labels.write_csv(), out_dir / "labels.csv")
-    bounds = np.searchsorted(events["ingested_at"].cast(pl.Int64).to_numpy(), [_US[m] for m in MONTH_STARTS])
-    for month, lo, hi in zip(MONTH_STARTS[:-1], bounds[:-1], bounds[1:], strict=True):
+    bounds = np.searchsorted(events["ingested_at"].cast(pl.Int64).to_numpy(), [_US[m] for m in months])
+    for month, lo, hi in zip(months[:-1], bounds[:-1], bounds[1:], strict=True):
         part = events.slice(int(lo), int(hi - lo))
         write_parquet_atomic(part, out_dir / "events" / f"{month:%Y-%m}.parquet")
 
@@ -156,14 +183,17 @@ def _draw(rng: np.random.Generator, p: np.ndarray) -> np.ndarray:
 
 
 def _simulate(
-    rng: np.random.Generator, c: dict[str, np.ndarray], activity: float
-) -> tuple[dict[str, np.ndarray], pl.DataFrame]:
-    """Walk month by month: churn decisions at each snapshot, then that month's daily events.
+    streams: tuple[np.random.Generator, np.random.Generator], c: dict[str, np.ndarray], activity: float,
+    months: list[date],
+) -> tuple[tuple[dict[str, np.ndarray], dict[str, np.ndarray]], pl.DataFrame]:
+    """Walk month by month: churn decisions at each snapshot, then that month's daily events. The ten months
+    up to ``END`` draw from the first stream, any later month from the second.
 
     Returns:
-        Clean event columns (customer index, type code, timestamp in µs, minutes, amount) and the labels.
+        Clean event columns (customer index, type code, timestamp in µs, minutes, amount) of the ten months and
+        of the later ones, and the labels.
     """
-    n = len(c["signup"])
+    n, rng = len(c["signup"]), streams[0]
     signup, plan, region, fee = c["signup"], c["plan"], c["region"], c["fee"]
     fee_ratio = fee / LIST_PRICE[plan]
     # Some customers stay signed in and rarely log in at all, whatever their risk.
@@ -177,23 +207,27 @@ def _simulate(
     last_tickets = np.zeros(n)
     last_missed = np.zeros(n, dtype=bool)
     parts: list[dict[str, np.ndarray]] = []
+    later_parts: list[dict[str, np.ndarray]] = []
     label_parts: list[pl.DataFrame] = []
 
-    for m, month in enumerate(MONTH_STARTS[:-1]):
-        a, b = _DAY[month], _DAY[MONTH_STARTS[m + 1]]
+    for m, month in enumerate(months[:-1]):
+        rng, out = (streams[0], parts) if month < END else (streams[1], later_parts)
+        a, b = _DAY[month], _DAY[months[m + 1]]
         days = b - a
         risk_now = np.clip(c["risk_base"] + deviation, -3, 4)
         if m > 0:  # January is burn-in: no snapshot, no churn
             active = (signup < a) & (churn_day == NEVER)
-            # From September a price rise makes the fee the main reason to leave, engagement less so.
+            # From September a price rise makes the fee the main reason to leave, engagement less so; from November
+            # (a later month only the live demo simulates) the basic plan's price rises too (PRICE_RISE).
             drifted = month >= DRIFT_START
             fee_weight, engagement = (9.0, 0.6) if drifted else (1.5, 1.0)
             logit = (
-                (-3.85 if drifted else -3.75)
+                (-3.75 if not drifted else -3.85 if month < PRICE_RISE_START else -4.6)
                 + engagement * (1.0 * risk_now + 2.5 / (1 + np.exp(-2.5 * (risk_now - 1.2))))
                 + 1.2 * (a - signup < 90)
                 + 2.0 * ((plan == 2) & (last_tickets >= 3))
                 + fee_weight * (fee_ratio - 1.0)
+                + PRICE_RISE * (month >= PRICE_RISE_START) * (plan == PLANS.index("basic"))
                 + 1.5 * last_missed
                 + rng.normal(0.0, 0.4, n)
             )
@@ -225,8 +259,8 @@ def _simulate(
             if kind == TICKET:
                 month_tickets = counts.sum(axis=1)
             cell = np.repeat(np.arange(counts.size), counts.ravel())
-            parts.append(_events(rng, rows[cell // days], kind, day[cell % days], risk.ravel()[cell], fee,
-                                 AGE_SESSION[c["age"]]))
+            out.append(_events(rng, rows[cell // days], kind, day[cell % days], risk.ravel()[cell], fee,
+                               AGE_SESSION[c["age"]]))
 
         # One renewal a month; risky customers miss it more often.
         bill = np.clip(a + billing_day[rows] - 1, a, b - 1)
@@ -234,16 +268,21 @@ def _simulate(
         p_miss = 1 / (1 + np.exp(-(-3.0 + 1.0 * risk[np.arange(len(rows)), bill - a])))
         missed = due & (rng.random(len(rows)) < p_miss)
         paid = due & ~missed
-        parts.append(_events(rng, rows[paid], PAYMENT, bill[paid], risk[paid, bill[paid] - a], fee,
-                             AGE_SESSION[c["age"]]))
+        billed = fee if month < PRICE_RISE_START else np.round(
+            fee * np.where(plan == PLANS.index("basic"), BASIC_PRICE_RISE, 1.0), 2)
+        out.append(_events(rng, rows[paid], PAYMENT, bill[paid], risk[paid, bill[paid] - a], billed,
+                           AGE_SESSION[c["age"]]))
         last_tickets[:] = 0
         last_tickets[rows] = month_tickets
         last_missed[:] = False
         last_missed[rows] = missed
 
-    events = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    events["timestamp"] += _US[START]
-    return events, pl.concat(label_parts)
+    def joined(pieces: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        events = {k: np.concatenate([p[k] for p in pieces]) for k in parts[0]}
+        events["timestamp"] += _US[START]
+        return events
+
+    return (joined(parts), joined(later_parts or [{k: v[:0] for k, v in parts[0].items()}])), pl.concat(label_parts)
 
 
 def _events(
@@ -268,8 +307,10 @@ def _events(
     }
 
 
-def _break_events(rng: np.random.Generator, ev: dict[str, np.ndarray]) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Assign ids and arrival times, inject the counted problems, and drop what arrives after the period.
+def _break_events(rng: np.random.Generator, ev: dict[str, np.ndarray], end: date,
+                  first_id: int = 1) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Assign ids (from ``first_id``) and arrival times, inject the counted problems, and drop what arrives on or
+    after ``end``.
 
     Returns:
         Events sorted by arrival (so each month's file is one slice) and the count of each problem.
@@ -298,12 +339,12 @@ def _break_events(rng: np.random.Generator, ev: dict[str, np.ndarray]) -> tuple[
 
     # What arrives after the period is not in the data yet. Duplicates are copies of clean rows only, so
     # each problem's count is both a row count and an event count.
-    kept = ingested < _US[END]
+    kept = ingested < _US[end]
     rows = np.concatenate([np.nonzero(kept)[0], np.nonzero(kept & band["duplicate_events"])[0]])
     rows = rows[np.lexsort((rows, ingested[rows]))]
     type_names = pl.Series(EVENT_TYPES + [t.upper() + " " for t in EVENT_TYPES] + ["unknown"])
     frame = pl.DataFrame({
-        "event_id": pl.Series(rows + 1).cast(pl.String).str.zfill(10),
+        "event_id": pl.Series(rows + first_id).cast(pl.String).str.zfill(10),
         "customer_id": (ev["customer"][rows] + 1).astype(np.int64),
         "event_timestamp": ev["timestamp"][rows],
         "event_type": type_names.gather(type_code[rows]),

@@ -204,3 +204,33 @@ def test_age_shapes_sessions_not_churn(tmp_path: Path) -> None:
         bands, on="customer_id").group_by("age_band").agg(pl.col("session_minutes").median())
     minutes = dict(sessions.iter_rows())
     assert minutes["65+"] > 1.8 * minutes["18-24"]
+
+
+def test_extra_months_leave_the_ten_months_alone_and_carry_the_basic_price_rise(demo, tmp_path: Path) -> None:
+    """The live demo's later months: the default ten months' files do not change, and from 2025-11 basic
+    customers pay 30% more and cancel far more often than the other plans (the concept shift a retrain must learn);
+    before it they cancel about as often."""
+    out, _, frames = demo
+    longer = tmp_path / "longer"
+    generate_demo(longer, n_events=N_EVENTS, seed=7, extra_months=2)
+    names = sorted(p.name for p in (longer / "events").iterdir())
+    assert names == sorted(p.name for p in (out / "events").iterdir()) + ["2025-11.parquet", "2025-12.parquet"]
+    for name in [*names[:10]]:
+        assert (longer / "events" / name).read_bytes() == (out / "events" / name).read_bytes(), name
+    assert (longer / "customers.csv").read_bytes() == (out / "customers.csv").read_bytes()
+    labels = pl.read_csv(longer / "labels.csv", try_parse_dates=True)
+    rise = date(2025, 11, 1)
+    assert labels.filter(pl.col("snapshot_date") < rise).equals(frames["labels"].with_columns(
+        pl.col("snapshot_date").str.to_date()))
+    plans = frames["customers"].select("customer_id", "plan")
+    rate = (labels.join(plans, on="customer_id").group_by(pl.col("snapshot_date") >= rise, pl.col("plan") == "basic")
+            .agg(pl.col("churned").mean()).rows_by_key(["snapshot_date", "plan"]))
+    assert rate[(True, True)][0][0] > 2.5 * rate[(True, False)][0][0]
+    assert rate[(False, True)][0][0] < 1.5 * rate[(False, False)][0][0]
+    payments = pl.read_parquet(longer / "events" / "2025-12.parquet").filter(
+        pl.col("event_type") == "payment", pl.col("amount") < 5_000).join(
+        frames["customers"].select("customer_id", "plan", "monthly_fee"), on="customer_id")
+    ratio = payments.group_by(pl.col("plan") == "basic").agg((pl.col("amount") / pl.col("monthly_fee")).median())
+    assert dict(ratio.rows()) == pytest.approx({True: 1.3, False: 1.0}, abs=0.01)
+    with pytest.raises(ValueError, match="extra_months must lie in 0..12"):
+        generate_demo(tmp_path / "bad", n_events=N_EVENTS, extra_months=13)
