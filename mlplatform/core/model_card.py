@@ -9,10 +9,16 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
+import polars as pl
 import yaml
 
 from mlplatform.brief import Brief, draft_notice
+from mlplatform.core.datasets import model_features
+from mlplatform.core.drift import NOT_APPLICABLE as DRIFT_NOT_APPLICABLE
 from mlplatform.core.evaluation.fairness_assessment import FairnessRule, fairness_rule, metric_verdict
+from mlplatform.core.evaluation.slices import slice_records
+from mlplatform.core.model_families import FAMILIES_BY_NAME
+from mlplatform.core.quality import normalised_total
 from mlplatform.core.report import SMALL_SLICE_ROWS, metric_label
 
 NOT_RECORDED = "not recorded"
@@ -647,3 +653,40 @@ def render_model_card(card: Mapping[str, Any], checklist: Sequence[Mapping[str, 
               yaml.safe_dump({"model_card": dict(card)}, sort_keys=False, allow_unicode=True).rstrip(),
               "```", ""]
     return "\n".join(lines)
+
+
+def golden_description(brief: Brief, golden_metrics: pl.DataFrame) -> list[str]:
+    """The golden test set as the card lists it among its datasets (none when the brief disables it or it is
+    empty): size, version and the challenger's metrics, from the evaluation's golden_metrics table."""
+    if brief.thresholds.golden_share == 0 or golden_metrics.height == 0:
+        return []
+    values = ", ".join(f"{r['metric']} {r['value']:.4f}" for r in golden_metrics.iter_rows(named=True))
+    return [f"golden test set: {golden_metrics['rows'][0]:,} rows of keys never trained or tuned on "
+            f"(version {golden_metrics['golden_version'][0]}); {values}"]
+
+
+def card_evidence(brief: Brief, candidate: str, train: pl.DataFrame, *, metrics: pl.DataFrame, slices: pl.DataFrame,
+                  fairness: pl.DataFrame, drift: pl.DataFrame, quality_points: list[float | None], dataset_version: str,
+                  golden_metrics: pl.DataFrame) -> dict[str, Any]:
+    """The measured part of the card's ``meta`` (see :func:`build_model_card`) for the registered ``candidate``,
+    from the training rows and the lake's tables: the evaluation's metrics, slices, fairness and golden metrics,
+    the drift report (None when no feature's drift applies) and the data-quality points."""
+    parts = brief.split_summary()
+    timestamps = pl.col(brief.label.timestamp)
+    return {
+        "model_type": FAMILIES_BY_NAME[candidate].model_type,
+        "training_rows": train.height,
+        "date_range": train.select(timestamps.dt.date().min().alias("first"),
+                                   timestamps.dt.date().max().alias("last")).row(0),
+        "dataset_version": dataset_version,
+        "features": model_features(brief),
+        "datasets": [f"validation: {parts['validation']}", f"hold-out: {parts['test']}",
+                     *golden_description(brief, golden_metrics)],
+        "metrics": {r["metric"]: {"value": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
+                    for r in metrics.filter(pl.col("candidate") == candidate).iter_rows(named=True)},
+        "sliced_metrics": slice_records(slices),
+        "fairness": {r.pop("attribute"): r for r in fairness.to_dicts()},
+        "drift": None if (drift["severity"] == DRIFT_NOT_APPLICABLE).all() else
+        drift.select("feature", "psi", "severity").to_dicts(),
+        "quality_total": normalised_total(quality_points),
+    }

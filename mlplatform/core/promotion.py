@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
-from mlplatform.brief import TaskType
+from mlplatform.brief import Brief, TaskType
 from mlplatform.core.evaluation.hold_out_metrics import Candidate, paired_bootstrap_difference
 from mlplatform.core.metrics import compute_metrics, higher_is_better
 
@@ -289,3 +289,29 @@ def _fairness_reason(row: Mapping[str, Any], minimum: float) -> str:
     if impact is None:
         return "not assessable: fewer than two groups with enough hold-out rows (fails closed)"
     return f"disparate impact {impact:.3f} (minimum {minimum:g})"
+
+
+def judge_challenger(brief: Brief, metrics: pl.DataFrame, challenger: str, champion: dict[str, float] | None, *,
+                     size_mb: float, latency_ms: float, fairness: Sequence[Mapping[str, Any]],
+                     golden: GoldenScore | None) -> PromotionDecision:
+    """:func:`decide_promotion` under the brief's metrics and thresholds, for the candidate ``challenger`` of the
+    evaluation's metric table (``candidate``, ``metric``, ``value``, ``ci_low``, ``ci_high``; the baselines' rows
+    are the ``rules`` and ``majority`` candidates'), against the champion's hold-out ``champion`` metrics (None
+    before the first promotion)."""
+    primary, t = brief.metrics.primary, brief.thresholds
+    by_candidate = {name: dict(zip(group["metric"], group["value"], strict=True))
+                    for (name,), group in metrics.group_by("candidate")}
+    row = metrics.filter((pl.col("candidate") == challenger) & (pl.col("metric") == primary))
+    return decide_promotion(
+        by_candidate[challenger], champion, primary=primary, guardrails=brief.metrics.guardrails,
+        margin=t.promotion_margin, challenger_ci=(row["ci_low"][0], row["ci_high"][0]),
+        baselines={k: v for k, v in by_candidate.items() if k in ("rules", "majority")},
+        size_mb=size_mb, max_size_mb=t.max_model_size_mb, latency_ms=latency_ms, max_latency_ms=t.max_latency_ms,
+        fairness=fairness, disparate_impact_min=t.disparate_impact_min,
+        golden=golden, max_golden_regression=t.max_golden_regression)
+
+
+def decision_table(challenger_version: str, champion_version: str | None, decision: PromotionDecision) -> pl.DataFrame:
+    """The gate's answer as the lake's registry/promotion row, which ``champion_model`` acts on."""
+    return pl.DataFrame({"challenger_version": [challenger_version], "champion_version": [champion_version],
+                         "promote": [decision.promote], "reasons": ["; ".join(decision.reasons)]})

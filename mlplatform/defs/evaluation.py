@@ -6,54 +6,34 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import dagster as dg
-import numpy as np
 import polars as pl
 
-from mlplatform.brief import draft_notice, placeholder_fields
 from mlplatform.core import tables
 from mlplatform.core.calibration import CALIBRATION_SCHEMA, calibration_summary, save_calibrator
 from mlplatform.core.datasets import golden_set, model_features
-from mlplatform.core.evaluation.cross_validation import (
-    CV_FOLD_SCHEMA,
-    CV_MAX_TRAIN_ROWS,
-    candidate_refit,
-    cross_validation,
-    expanding_window_folds,
-    stratified_folds,
-)
-from mlplatform.core.evaluation.edge_cases import edge_case_probe
-from mlplatform.core.evaluation.error_analysis import error_contrast, error_summary, worst_predictions
+from mlplatform.core.evaluation.cross_validation import cross_validate_challenger
+from mlplatform.core.evaluation.error_analysis import error_analysis
 from mlplatform.core.evaluation.fairness_assessment import fairness_assessment, fairness_rule
-from mlplatform.core.evaluation.hold_out_metrics import (
-    Candidate,
-    baseline_comparison,
-    lift,
-    metric_table,
-    prediction_table,
-    random_reference,
+from mlplatform.core.evaluation.golden import golden_evaluation
+from mlplatform.core.evaluation.hold_out_metrics import Candidate
+from mlplatform.core.evaluation.hold_out_report import (
+    evaluate_hold_out,
+    report_context,
+    report_figures,
+    report_markdown,
 )
-from mlplatform.core.evaluation.kill_criteria import QualityRecord, kill_criteria, quality_kill_criterion
+from mlplatform.core.evaluation.kill_criteria import QualityRecord, quality_kill_criterion
 from mlplatform.core.evaluation.skew import latest_offline_rows, skew_sample, skew_summary, skew_table
-from mlplatform.core.evaluation.slices import slice_records, sliced_metrics
 from mlplatform.core.feature_names import feature_service_name
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.model_families import CANDIDATE_ASSETS, candidates
 from mlplatform.core.models import load_candidate
-from mlplatform.core.promotion import golden_shortfall
 from mlplatform.core.quality import normalised_total
 from mlplatform.core.readable import readable
-from mlplatform.core.report import (
-    calibration_plot,
-    candidate_context,
-    inline_plots,
-    pr_curve_plot,
-    render_evaluation_report,
-    write_report,
-)
+from mlplatform.core.report import calibration_plot, inline_plots, pr_curve_plot, write_report
 from mlplatform.core.selection import Selection, choose_challenger
-from mlplatform.core.tracking import dataset_version
-from mlplatform.core.training import majority_baseline
+from mlplatform.core.training import SplitFrames, majority_baseline
 from mlplatform.core.training import rules_baseline as rules_predictor
 from mlplatform.resources.platform import FeatureStoreResource, PlatformResource
 from mlplatform.stage_io import load_split, record_importance, scored_hold_out
@@ -69,19 +49,12 @@ FAIRNESS_SCHEMA = {"attribute": pl.String, "disparate_impact": pl.Float64, "p_va
 CANDIDATE_FAIRNESS_SCHEMA = {"candidate": pl.String, "attribute": pl.String, "disparate_impact": pl.Float64,
                              "equal_opportunity_gap": pl.Float64, "status": pl.String, "passed": pl.Boolean,
                              "primary_metric": pl.String, "primary_value": pl.Float64, "reason": pl.String}
-WORST_ROWS = 50  # the method: inspect the 50 worst predictions by hand
-EDGE_CASE_ROWS = 20
 SKEW_ENTITIES = 200  # hold-out entities compared offline vs online
 REPORT = "evaluation_report"
 # The evaluation's tables that later stages read (the promotion gate, the model card, monitoring, the question
 # answering over the reports): each an asset of the evaluation step besides the report.
 EVALUATION_TABLES = (tables.CHALLENGER, tables.METRICS, tables.KILL_CRITERIA, tables.SLICES, tables.EDGE_CASES,
                      tables.FAIRNESS, tables.FAIRNESS_GROUPS, tables.GOLDEN, tables.GOLDEN_METRICS)
-# What the report says about which scores the numbers use (the calibrator is monotone and saved for serving).
-SCORES_USED = ("Every metric, interval, slice, fairness figure and the promotion gate use the model's raw scores "
-               "and its validation-chosen threshold. A calibrator, when fitted, is saved with the model "
-               "(calibrator.json) and changes only the probability a prediction reports; decisions stay on "
-               "the raw score, so they and these metrics are the same with or without it.")
 
 
 def _threshold(platform: PlatformResource, candidate: str) -> float:
@@ -103,17 +76,6 @@ def _choose_challenger(platform: PlatformResource, train_rows: int, unfair: dict
                                   allow_deep_below_10k=b.training.allow_deep_below_10k, unfair=unfair)
     platform.write_table(tables.CHALLENGER, selection.table())
     return selection
-
-
-def _excluded_markdown(excluded: dict) -> str:
-    """The report's note on hold-out rows set apart."""
-    if not excluded["rows"]:
-        return ""
-    positives = f", {excluded['positives']} positive" if excluded.get("positives") is not None else ""
-    return (f"## Hold-out rows set apart\n\n{excluded['rows']:,} hold-out rows ({excluded['entities']:,} entities"
-            f"{positives}) belong to entities whose `{excluded['source']}` record was quarantined, so their "
-            "attributes reached the training set blank. They are not scored: every hold-out number above is "
-            "on the other rows.")
 
 
 def hold_out_candidates(platform: PlatformResource, split, models: dict) -> list[Candidate]:
@@ -167,39 +129,13 @@ def _fairness(platform: PlatformResource, test: pl.DataFrame, model: Candidate) 
             "candidates": platform.read_table(tables.FAIRNESS_CANDIDATES).to_dicts()}
 
 
-def _cross_validation(platform: PlatformResource, split, challenger: str) -> dict:
-    """The method's rule: cross-validate when the training split is small; else say why not."""
-    b = platform.brief
-    rows = split.train.height
-    if rows >= CV_MAX_TRAIN_ROWS:
-        reason = (f"the training split has {rows:,} rows; the method cross-validates below {CV_MAX_TRAIN_ROWS:,}, "
-                  "where one hold-out is too small to trust. At this size the hold-out and its bootstrap intervals "
-                  "are the estimate.")
-        platform.write_table(tables.CROSS_VALIDATION, pl.DataFrame(schema=CV_FOLD_SCHEMA))
-        return {"reason": reason}
-    model = load_candidate(platform.workspace.models_dir / challenger)
-    frame = pl.concat([split.train, split.validation])
-    if b.has_time:
-        frame = frame.sort(b.label.timestamp, maintain_order=True)
-        how = "expanding-window folds over train + validation in time order"
-        index = expanding_window_folds(frame[b.label.timestamp])
-    else:
-        stratify = b.task_type != "regression"
-        how = f"5 random folds over train + validation{', stratified by class' if stratify else ''}"
-        index = stratified_folds(frame[b.label.column], stratify=stratify, seed=b.training.seed)
-    refit, refitted = candidate_refit(model, b.task_type, model_features(b), b.label.column, seed=b.training.seed,
-                                      transforms=b.training)
-    folds = cross_validation(b.task_type, frame, model_features(b), b.label.column, b.metrics.primary, refit,
-                             model.threshold, folds=index, timestamp=b.label.timestamp if b.has_time else None)
+def _cross_validation(platform: PlatformResource, split: SplitFrames, challenger: str) -> dict:
+    """The method's rule: cross-validate when the training split is small (evaluation/cross_validation); else say
+    why not."""
+    folds, summary = cross_validate_challenger(platform.brief, split, challenger,
+                                               platform.workspace.models_dir / challenger)
     platform.write_table(tables.CROSS_VALIDATION, folds)
-    if folds.height == 0:
-        return {"reason": "train and validation hold a single label timestamp, so no fold can test on later rows "
-                          "than it trains on."}
-    reason = (f"The training split has {rows:,} rows (under {CV_MAX_TRAIN_ROWS:,}), so the method's rule applies: "
-              f"{how}, each refitting the challenger ({challenger}): {refitted}, and its threshold "
-              f"{model.threshold:.3f}. The validation rows, on which those were tuned, are in the folds, so the "
-              "estimate leans optimistic.")
-    return {"reason": reason, "folds": folds.to_dicts(), "mean": folds["value"].mean(), "std": folds["value"].std()}
+    return summary
 
 
 def _calibration(platform: PlatformResource, split, model: Candidate, predictor) -> dict | None:
@@ -221,19 +157,9 @@ def _calibration(platform: PlatformResource, split, model: Candidate, predictor)
 
 def _error_analysis(platform: PlatformResource, test: pl.DataFrame, model: Candidate) -> dict:
     """The worst predictions with every feature (evaluation/worst_predictions) and what the report shows."""
-    b = platform.brief
-    label, features = b.label.column, model_features(b)
-    attributes = list(dict.fromkeys([*b.protected_attributes, *b.slice_by]))
-    keys = list(dict.fromkeys([b.entity_key, b.label.timestamp, *attributes]))
-    worst = worst_predictions(b.task_type, test, label, model.scores, [*keys, *features], n=WORST_ROWS)
+    worst, summary = error_analysis(platform.brief, test, model.scores)
     platform.write_table(tables.WORST_PREDICTIONS, worst)
-    contrast = error_contrast(test, worst, features)
-    error, summary = error_summary(b.task_type, worst, label)
-    shown = worst.select("rank", *keys, label, "score", "error", *contrast["feature"].head(3))
-    # Midnight timestamps read as dates.
-    when = pl.col(b.label.timestamp).cast(pl.String).str.replace(r" 00:00:00(\.0+)?$", "")
-    return {"rows": shown.with_columns(when).to_dicts(), "contrast": contrast.to_dicts(), "summary": summary,
-            "error": error}
+    return summary
 
 
 def _skew(platform: PlatformResource, feast_store: FeatureStoreResource, test: pl.DataFrame, predictor) -> dict:
@@ -266,49 +192,21 @@ def _skew(platform: PlatformResource, feast_store: FeatureStoreResource, test: p
 
 def _golden(platform: PlatformResource, predictor, threshold: float) -> dict:
     """The golden test set (evaluation/golden: every labelled row of the keys the brief sets aside, which no
-    model trains, validates or tunes on), versioned by content hash, and the challenger's primary metric and
-    guardrails on it (evaluation/golden_metrics). The promotion gate scores the champion on the same rows."""
+    model trains, validates or tunes on) and the challenger's primary metric and guardrails on it
+    (evaluation/golden_metrics). The promotion gate scores the champion on the same rows."""
     b = platform.brief
     golden = golden_set(b, platform.read_table(tables.TRAINING_SET))
     platform.write_table(tables.GOLDEN, golden)
-    version, y = dataset_version(golden), golden[b.label.column].to_numpy()
-    metrics: dict[str, float] = {}
-    not_judged = None
-    if golden.height:
-        scores = predictor.predict_score(golden)
-        measured = compute_metrics(b.task_type, y, scores, threshold)
-        metrics = {m: measured[m] for m in (b.metrics.primary, *b.metrics.guardrails)}
-        classes = scores.shape[1] if b.task_type == "multiclass" else 2
-        not_judged = golden_shortfall(b.task_type, y, classes, b.thresholds.golden_min_class_rows)
-    platform.write_table(tables.GOLDEN_METRICS, pl.DataFrame(
-        {"metric": list(metrics), "value": list(metrics.values())},
-        schema={"metric": pl.String, "value": pl.Float64}).with_columns(
-        golden_version=pl.lit(version), rows=pl.lit(golden.height, pl.Int64)))
-    return {"share": b.thresholds.golden_share, "version": version, "rows": golden.height,
-            "keys": golden[b.entity_key].n_unique(), "metrics": metrics, "not_judged": not_judged}
+    metrics, summary = golden_evaluation(b, golden, predictor, threshold)
+    platform.write_table(tables.GOLDEN_METRICS, metrics)
+    return summary
 
 
-def _golden_markdown(golden: dict, primary: str, max_regression: float) -> str:
-    """The report's golden-set section."""
-    head = "## Golden test set\n\n"
-    if golden["share"] == 0:
-        return head + "Disabled (thresholds.golden_share is 0): promotions are judged on the hold-out only."
-    text = (f"{golden['rows']:,} labelled rows of {golden['keys']:,} keys ({golden['share']:.0%} of keys, chosen "
-            f"by a stable hash of the key; version `{golden['version']}`), never trained, validated or tuned on. "
-            "The promotion gate scores the champion on the same rows and blocks a challenger whose "
-            f"{primary} falls more than {max_regression:.0%} below it.")
-    if golden["metrics"]:
-        text += "\n\n" + table(pl.DataFrame({"metric": list(golden["metrics"]),
-                                              "challenger": list(golden["metrics"].values())}))
-    if golden["not_judged"]:
-        text += f"\n\nNot judged at promotion: {golden['not_judged']}."
-    return head + text
-
-
-def _plots(platform: PlatformResource, y, scored: list[Candidate]) -> dict:
+def _plots(platform: PlatformResource, test: pl.DataFrame, scored: list[Candidate]) -> dict:
     """Binary tasks: the precision-recall curves and the reliability diagram (PNGs beside the report)."""
     if platform.brief.task_type != "binary":
         return {}
+    y = test[platform.brief.label.column].to_numpy()
     reports = platform.workspace.reports_dir / "evaluation"
     model = scored[0]
     return {"pr_curve": pr_curve_plot(y, model.scores, {c.name: c.scores for c in scored[1:]},
@@ -348,78 +246,30 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
     the 50 worst predictions, edge cases, offline-vs-online skew and plots."""
     b = platform.brief
     split, excluded = scored_hold_out(platform, load_split(platform))
-    test, label, primary, task = split.test, b.label.column, b.metrics.primary, b.task_type
-    y = test[label].to_numpy()
     trained = {name: load_candidate(platform.workspace.models_dir / name) for name in candidates(b)}
-    selection = _choose_challenger(platform, split.train.height, _candidate_fairness(platform, test, trained))
-    challenger, validation = selection.challenger, selection.validation
-    models = {name: trained[name] for name in [challenger, *(n for n in validation if n != challenger)]}
-    scored = hold_out_candidates(platform, split, models)
-    model = scored[0]
-    metrics = metric_table(task, y, scored, {c.name: [primary] for c in scored}
-                           | {challenger: [primary, *b.metrics.guardrails]})
-    comparisons = baseline_comparison(task, primary, y, model, scored[1:])
-    slices = sliced_metrics(task, test, label, model.scores, model.threshold, b.slice_by)
-    edge_cases = edge_case_probe(models[challenger].predict_score, test.head(EDGE_CASE_ROWS), model_features(b), task,
-                                 reference=split.train, label=label)
-    metric_rows: list[Mapping[str, Any]] = list(metrics.to_dicts())
-    parts = candidate_context(metric_rows, challenger, primary)
-    random = random_reference(task, y, primary)
-    headline, rules_value = parts["metrics"][primary]["value"], parts["baselines"]["rules"][primary]
-    kills = kill_criteria(headline, rules_value, random, primary, b.kill_criteria, _quality_kill(context, platform))
-    for lake_table, frame in {tables.METRICS: metrics, tables.BASELINE_COMPARISON: comparisons, tables.SLICES: slices,
-                              tables.KILL_CRITERIA: pl.DataFrame(kills), tables.EDGE_CASES: edge_cases,
-                              tables.PREDICTIONS: prediction_table(task, test.select(b.entity_key, b.label.timestamp,
-                                                                                     label),
-                                                                   model.scores, model.threshold)}.items():
+    selection = _choose_challenger(platform, split.train.height, _candidate_fairness(platform, split.test, trained))
+    # The challenger first: a dict keeps each key where it was first inserted.
+    models = {name: trained[name] for name in [selection.challenger, *selection.validation]}
+    challenger, scored = models[selection.challenger], hold_out_candidates(platform, split, models)
+    results = evaluate_hold_out(b, split.train, split.test, scored, challenger.predict_score,
+                                _quality_kill(context, platform))
+    for lake_table, frame in results.lake_tables().items():
         platform.write_table(lake_table, frame)
-    calibration = _calibration(platform, split, model, models[challenger])
+    calibration = _calibration(platform, split, scored[0], challenger)
     # What drift triggers rank features by once this model serves (permutation importance for a network).
-    importance = record_importance(platform, challenger, models[challenger], split.validation)
-    ctx = {
-        "brief": f"{b.name} (challenger {challenger}, chosen by the model guide on validation {primary}: "
-                 + ", ".join(f"{n} {v:.4f}" for n, v in validation.items()) + "; see Model selection)",
-        "task": task, "model_name": challenger, "primary_metric": primary, "scores_used": SCORES_USED,
-        "holdout": {"period": (" .. ".join(test.select(pl.col(b.label.timestamp).min().alias("first"),
-                                                       pl.col(b.label.timestamp).max().alias("last"))
-                                           .select(pl.all().dt.strftime("%Y-%m-%d")).row(0))
-                               if b.has_time else b.split_summary()["test"]), "rows": test.height,
-                    "positive_rate": float(np.mean(y)) if task == "binary" else None},
-        "metrics": parts["metrics"], "baselines": parts["baselines"] | {"random": {primary: random}},
-        "deltas": parts["deltas"],
-        "comparisons": comparisons.with_columns(pl.col("baseline").replace(parts["shown"])).to_dicts(),
-        "kill_criteria": kills, "cross_validation": _cross_validation(platform, split, challenger),
-        "calibration": calibration, "slices": slice_records(slices), "fairness": _fairness(platform, test, model),
-        "worst_predictions": _error_analysis(platform, test, model), "edge_cases": edge_cases.to_dicts(),
-        "skew": _skew(platform, feast_store, test, models[challenger]),
-    }
-    golden = _golden(platform, models[challenger], model.threshold)
-    markdown = "\n\n".join(part for part in (
-        render_evaluation_report(ctx), selection.markdown(), _excluded_markdown(excluded),
-        _golden_markdown(golden, primary, b.thresholds.max_golden_regression)) if part)
-    if draft := draft_notice(placeholder_fields(b)):  # a report on a draft brief says so before anything else
-        markdown = f"> **{draft}**\n\n{markdown}"
-    plots = _plots(platform, y, scored)
+    importance = record_importance(platform, selection.challenger, challenger, split.validation)
+    ctx = report_context(b, selection, split.test, results, calibration=calibration,
+                         cross_validation=_cross_validation(platform, split, selection.challenger),
+                         fairness=_fairness(platform, split.test, scored[0]),
+                         worst_predictions=_error_analysis(platform, split.test, scored[0]),
+                         skew=_skew(platform, feast_store, split.test, challenger))
+    golden = _golden(platform, challenger, scored[0].threshold)
+    markdown, plots = report_markdown(b, ctx, selection, excluded, golden), _plots(platform, split.test, scored)
     path = write_report(markdown, platform.workspace.reports_dir / "evaluation", plots)
-    cv, ci = ctx["cross_validation"], parts["metrics"][primary]
     yield dg.MaterializeResult(asset_key=REPORT, metadata=readable({
-        "challenger": challenger,
-        "selection": selection.decision,
-        primary: headline,
-        f"{primary}_ci": f"[{ci['ci_low']:.4f}, {ci['ci_high']:.4f}]",
-        f"lift_over_rules_{primary}": lift(headline, rules_value, primary),
-        **({"ece": calibration["ece"], "calibrated": calibration["calibrated"]} if calibration else {}),
-        **({f"cv_{primary}_mean": cv["mean"], f"cv_{primary}_std": cv["std"]} if "folds" in cv
-           else {"cross_validation": "skipped"}),
-        **({"skewed_entities": ctx["skew"]["summary"]["skewed"]} if "summary" in ctx["skew"] else {}),
-        "test_rows": test.height,
-        "top_features": ", ".join(importance["feature"].head(10).to_list()),
-        "test_rows_set_apart_quarantined": excluded["rows"],
-        "golden_rows": golden["rows"], "golden_version": golden["version"],
-        **({f"golden_{primary}": golden["metrics"][primary]} if golden["metrics"] else {}),
+        **report_figures(b, selection, results, ctx, excluded, golden, importance),
         "report": dg.MetadataValue.md(markdown + inline_plots(plots)),  # the UI shows the plots on the asset page
-        "path": dg.MetadataValue.path(str(path)),
-    }))
+        "path": dg.MetadataValue.path(str(path))}))
     for lake_table in EVALUATION_TABLES:
         yield _table_result(platform, lake_table)
 

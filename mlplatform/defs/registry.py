@@ -14,7 +14,7 @@ from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.model_integrity import record_artifact_hashes
 from mlplatform.core.models import load_candidate
-from mlplatform.core.promotion import GoldenScore, decide_promotion, score_golden
+from mlplatform.core.promotion import GoldenScore, decision_table, judge_challenger, score_golden
 from mlplatform.core.rollout import log_clock_ns, policy_for, read_prediction_log, rollout_state, set_challenger_share
 from mlplatform.core.rollout import promote as promote_champion
 from mlplatform.core.tracking import (
@@ -66,9 +66,14 @@ def _incumbent(platform: PlatformResource, tracking: TrackingResource, challenge
     return version, model
 
 
-def _metrics_on(platform: PlatformResource, model, frame: pl.DataFrame) -> dict[str, float]:
+def _champion_metrics(platform: PlatformResource, champion, split) -> dict[str, float] | None:
+    """The champion's metrics on the hold-out rows the challenger's were computed on; None without a champion."""
+    if champion is None:
+        return None
     b = platform.brief
-    return compute_metrics(b.task_type, frame[b.label.column].to_numpy(), model.predict_score(frame), model.threshold)
+    test = scored_hold_out(platform, split)[0].test
+    return compute_metrics(b.task_type, test[b.label.column].to_numpy(), champion.predict_score(test),
+                           champion.threshold)
 
 
 def _golden_score(platform: PlatformResource, split, challenger, champion) -> GoldenScore | None:
@@ -102,47 +107,28 @@ def _record_golden(tracking: TrackingResource, run_id: str, golden: GoldenScore 
 def promotion_gate(platform: PlatformResource, tracking: TrackingResource) -> dg.AssetCheckResult:
     b = platform.brief
     split = load_split(platform)
-    scored, _ = scored_hold_out(platform, split)  # the hold-out rows the challenger's metrics were computed on
-    metrics = platform.read_table(tables.METRICS)
-    by_candidate = {
-        name: dict(zip(group["metric"], group["value"], strict=True))
-        for (name,), group in metrics.group_by("candidate")
-    }
     registered = platform.read_table(tables.REGISTERED_CHALLENGER).row(0, named=True)
-    name, challenger_version = registered["candidate"], registered["version"]
-    primary_row = metrics.filter((pl.col("candidate") == name) & (pl.col("metric") == b.metrics.primary))
+    challenger_version, model_dir = registered["version"], platform.workspace.models_dir / registered["candidate"]
     champion_version, incumbent = _incumbent(platform, tracking, challenger_version)
-    champion = _metrics_on(platform, incumbent, scored.test) if incumbent is not None else None
-    model_dir = platform.workspace.models_dir / name
     model = load_candidate(model_dir)
     golden = _golden_score(platform, split, model, incumbent)
     _record_golden(tracking, registered["run_id"], golden, b.metrics.primary)
     fairness = platform.read_table(tables.FAIRNESS)
-    decision = decide_promotion(
-        by_candidate[name], champion, primary=b.metrics.primary, guardrails=b.metrics.guardrails,
-        margin=b.thresholds.promotion_margin,
-        challenger_ci=(primary_row["ci_low"][0], primary_row["ci_high"][0]),
-        baselines={k: v for k, v in by_candidate.items() if k in ("rules", "majority")},
-        size_mb=directory_size_mb(model_dir), max_size_mb=b.thresholds.max_model_size_mb,
-        latency_ms=single_row_latency_ms(model.predict_score, split.test),
-        max_latency_ms=b.thresholds.max_latency_ms,
-        fairness=fairness.to_dicts(),
-        disparate_impact_min=b.thresholds.disparate_impact_min,
-        golden=golden, max_golden_regression=b.thresholds.max_golden_regression,
-    )
-    promote, reasons = decision.promote, decision.reasons
-    if not promote:  # the experiment record's final verdict; `champion_model` records "promoted"
+    decision = judge_challenger(b, platform.read_table(tables.METRICS), registered["candidate"],
+                                _champion_metrics(platform, incumbent, split), size_mb=directory_size_mb(model_dir),
+                                latency_ms=single_row_latency_ms(model.predict_score, split.test),
+                                fairness=fairness.to_dicts(), golden=golden)
+    if not decision.promote:  # the experiment record's final verdict; `champion_model` records "promoted"
         set_verdict(tracking.uri, registered["run_id"], "archived")
-    platform.write_table(tables.PROMOTION, pl.DataFrame({
-        "challenger_version": [challenger_version], "champion_version": [champion_version],
-        "promote": [promote], "reasons": ["; ".join(reasons)]}))
+    platform.write_table(tables.PROMOTION, decision_table(challenger_version, champion_version, decision))
     return dg.AssetCheckResult(
-        passed=promote,
+        passed=decision.promote,
         metadata={"challenger_version": challenger_version, "champion_version": champion_version or "none",
-                  "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in reasons) or "-"),
+                  "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons) or "-"),
                   "evidence": dg.MetadataValue.json(decision.evidence),
                   "fairness": dg.MetadataValue.md(table(fairness))},
-        description="promote" if promote else "blocked: " + "; ".join(r for r in reasons if r.startswith("FAIL")),
+        description="promote" if decision.promote
+        else "blocked: " + "; ".join(r for r in decision.reasons if r.startswith("FAIL")),
     )
 
 

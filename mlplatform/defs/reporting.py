@@ -7,26 +7,18 @@ import polars as pl
 
 from mlplatform.brief import placeholder_fields
 from mlplatform.core import tables
-from mlplatform.core.datasets import model_features
-from mlplatform.core.drift import NOT_APPLICABLE
-from mlplatform.core.evaluation.bias_evidence import (
-    PROXY_MAX_AUC,
-    REPRESENTATION_MIN_RATIO,
-    proxy_features,
-    representation,
-)
-from mlplatform.core.evaluation.slices import slice_records
+from mlplatform.core.evaluation.bias_evidence import bias_evidence
 from mlplatform.core.io import write_text_atomic
 from mlplatform.core.model_card import (
     NOT_RECORDED,
     bias_checklist,
     build_model_card,
+    card_evidence,
     card_extras,
     model_card_json,
     render_model_card,
 )
-from mlplatform.core.model_families import FAMILIES_BY_NAME, registered_model_name
-from mlplatform.core.quality import normalised_total
+from mlplatform.core.model_families import registered_model_name
 from mlplatform.core.readable import readable
 from mlplatform.core.tracking import client_for
 from mlplatform.resources.platform import PlatformResource, TrackingResource
@@ -34,27 +26,6 @@ from mlplatform.stage_io import load_split
 
 # Where the card lies among the registered model run's MLflow artifacts.
 CARD_ARTIFACT_PATH = "model_card"
-
-
-def _bias_evidence(platform: PlatformResource, split) -> dict:
-    """What the bias checklist judges, per protected attribute, read from the lake or measured on the split."""
-    b = platform.brief
-    later = pl.concat([split.validation, split.test])
-    groups = platform.read_table(tables.FAIRNESS_GROUPS)
-    by_attribute = {a: groups.filter(pl.col("attribute") == a).to_dicts() for a in b.protected_attributes} \
-        if groups.width else {}
-    return {
-        # Proportional to whom: the hold-out is the population the model is judged on.
-        "representation": {a: representation(split.train[a], split.test[a]).to_dicts() for a in b.protected_attributes},
-        "fairness_groups": by_attribute,
-        # Fitted on train, measured on later rows: a proxy must carry over to data it has not seen.
-        "proxies": {a: proxy_features(split.train, later, model_features(b), a).to_dicts()
-                    for a in b.protected_attributes},
-        "edge_cases": platform.read_table(tables.EDGE_CASES).to_dicts(),
-        "representation_min_ratio": REPRESENTATION_MIN_RATIO,
-        "max_calibration_gap": b.thresholds.max_calibration_error,
-        "proxy_max_auc": PROXY_MAX_AUC,
-    }
 
 
 def latest_check(instance: dg.DagsterInstance, asset: str, name: str):
@@ -127,67 +98,45 @@ def model_card(context: dg.AssetExecutionContext, platform: PlatformResource,
     records the retraining schedule and triggers, the concept_drift check's latest result, the experiment's one
     promotion verdict, leakage waivers, and says DRAFT while the brief holds placeholders."""
     b = platform.brief
-    drift = platform.read_table(tables.DRIFT)
     split = load_split(platform)
     registered = platform.read_table(tables.REGISTERED_CHALLENGER).row(0, named=True)
-    name = registered["candidate"]
-    metrics = platform.read_table(tables.METRICS).filter(pl.col("candidate") == name)
-    slices = slice_records(platform.read_table(tables.SLICES))
-    fairness = {r.pop("attribute"): r for r in platform.read_table(tables.FAIRNESS).to_dicts()}
-    timestamps = pl.col(b.label.timestamp)
-    parts = b.split_summary()
-    meta = {
-        "brief": b,
-        "model_name": registered_model_name(b.name),
-        "model_version": registered["version"],
-        "date": date.today(),
-        "model_type": FAMILIES_BY_NAME[name].model_type,
-        "training_rows": split.train.height,
-        "date_range": split.train.select(timestamps.dt.date().min().alias("first"),
-                                         timestamps.dt.date().max().alias("last")).row(0),
-        "dataset_version": platform.read_table(tables.candidate(name))["dataset_version"][0],
-        "features": model_features(b),
-        "datasets": [f"validation: {parts['validation']}", f"hold-out: {parts['test']}",
-                     *_golden_description(platform)],
-        "metrics": {r["metric"]: {"value": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
-                    for r in metrics.iter_rows(named=True)},
-        "sliced_metrics": slices,
-        "fairness": fairness,
-        "drift": None if (drift["severity"] == NOT_APPLICABLE).all() else
-        drift.select("feature", "psi", "severity").to_dicts(),
-        "quality_total": normalised_total(platform.read_table(tables.DATA_QUALITY_OVERALL)["points"].to_list()),
-        "retraining_schedule": retraining_schedule(context.instance, b),
-        "concept_drift": concept_drift_result(context.instance),
-        "promotion_verdict": promotion_verdict(tracking.uri, registered["run_id"]),
-        "leakage_waivers": leakage_waivers(context.instance),
-        "placeholders": placeholder_fields(b),
-    }
-    card, extras = build_model_card(meta), card_extras(meta)
-    checklist = bias_checklist({"brief": b, "fairness": fairness, "sliced_metrics": slices,
-                                **_bias_evidence(platform, split)})
+    evidence = card_evidence(
+        b, registered["candidate"], split.train, metrics=platform.read_table(tables.METRICS),
+        slices=platform.read_table(tables.SLICES), fairness=platform.read_table(tables.FAIRNESS),
+        drift=platform.read_table(tables.DRIFT),
+        quality_points=platform.read_table(tables.DATA_QUALITY_OVERALL)["points"].to_list(),
+        dataset_version=platform.read_table(tables.candidate(registered["candidate"]))["dataset_version"][0],
+        golden_metrics=platform.read_table(tables.GOLDEN_METRICS))
+    meta = {"brief": b, "model_name": registered_model_name(b.name), "model_version": registered["version"],
+            "date": date.today(), **evidence, **_platform_records(context.instance, b, tracking, registered["run_id"])}
+    checklist = bias_checklist({"brief": b, "fairness": evidence["fairness"],
+                                "sliced_metrics": evidence["sliced_metrics"],
+                                **bias_evidence(b, split, platform.read_table(tables.FAIRNESS_GROUPS),
+                                                platform.read_table(tables.EDGE_CASES))})
     platform.write_table(tables.BIAS_CHECKLIST, pl.DataFrame(checklist))
+    markdown, files = _write_card(platform, build_model_card(meta), checklist, card_extras(meta))
+    return dg.MaterializeResult(metadata=readable({
+        "card": dg.MetadataValue.md(markdown), "version": registered["version"],
+        "bias_checklist_failed": ", ".join(item["item"] for item in checklist if item["fails"]) or "none",
+        "path": dg.MetadataValue.path(str(files[0])), "json": dg.MetadataValue.path(str(files[1])),
+        "mlflow_artifact": _log_card(tracking, registered, files)}))
+
+
+def _platform_records(instance: dg.DagsterInstance, brief, tracking: TrackingResource, run_id: str) -> dict:
+    """The card's ``meta`` read from the Dagster instance and MLflow: retraining, the concept_drift check's latest
+    result, the promotion verdict, leakage waivers, and the brief's placeholders."""
+    return {"retraining_schedule": retraining_schedule(instance, brief),
+            "concept_drift": concept_drift_result(instance),
+            "promotion_verdict": promotion_verdict(tracking.uri, run_id),
+            "leakage_waivers": leakage_waivers(instance), "placeholders": placeholder_fields(brief)}
+
+
+def _write_card(platform: PlatformResource, card: dict, checklist: list, extras: dict) -> tuple[str, list]:
+    """The card as model_card.md and model_card.json in the reports folder; returns the Markdown and both paths."""
     markdown = render_model_card(card, checklist, extras)
-    path = write_text_atomic(markdown, platform.workspace.reports_dir / "model_card.md")
-    json_path = write_text_atomic(model_card_json(card, checklist, extras),
-                                  platform.workspace.reports_dir / "model_card.json")
-    card_uri = _log_card(tracking, registered, [path, json_path])
-    failed = [item["item"] for item in checklist if item["fails"]]
-    return dg.MaterializeResult(metadata=readable({"card": dg.MetadataValue.md(markdown),
-                                                   "version": registered["version"],
-                                                   "bias_checklist_failed": ", ".join(failed) or "none",
-                                                   "path": dg.MetadataValue.path(str(path)),
-                                                   "json": dg.MetadataValue.path(str(json_path)),
-                                                   "mlflow_artifact": card_uri}))
-
-
-def _golden_description(platform: PlatformResource) -> list[str]:
-    """The golden test set as the card lists it (none when the brief disables it): size, version, metrics."""
-    golden = platform.read_table(tables.GOLDEN_METRICS)
-    if platform.brief.thresholds.golden_share == 0 or golden.height == 0:
-        return []
-    values = ", ".join(f"{r['metric']} {r['value']:.4f}" for r in golden.iter_rows(named=True))
-    return [f"golden test set: {golden['rows'][0]:,} rows of keys never trained or tuned on "
-            f"(version {golden['golden_version'][0]}); {values}"]
+    reports = platform.workspace.reports_dir
+    return markdown, [write_text_atomic(markdown, reports / "model_card.md"),
+                      write_text_atomic(model_card_json(card, checklist, extras), reports / "model_card.json")]
 
 
 def _log_card(tracking: TrackingResource, registered: dict, files: list) -> str:

@@ -1,8 +1,15 @@
 """The bias checklist's evidence besides the gate's fairness: how well each protected group is represented in the
-training rows, and which model inputs are proxies for a protected attribute."""
+training rows, and which model inputs are proxies for a protected attribute; :func:`bias_evidence` gathers them
+for the model card."""
+
+from typing import Any
 
 import numpy as np
 import polars as pl
+
+from mlplatform.brief import Brief
+from mlplatform.core.datasets import model_features
+from mlplatform.core.training import SplitFrames
 
 # A bias-checklist limit the brief does not carry yet (proposed: thresholds.representation_min_ratio): a group
 # whose share of the training rows is under this times its share of the reference is under-represented (4/5 rule).
@@ -87,3 +94,25 @@ def proxy_features(fit: pl.DataFrame, evaluate: pl.DataFrame, features: list[str
         rows.append({"feature": name, "group": best_group, "auc": best_auc})
     frame = pl.DataFrame(rows, schema={"feature": pl.String, "group": pl.String, "auc": pl.Float64})
     return frame.sort("auc", descending=True, nulls_last=True)
+
+
+def bias_evidence(brief: Brief, split: SplitFrames, fairness_groups: pl.DataFrame,
+                  edge_cases: pl.DataFrame) -> dict[str, Any]:
+    """What the model card's bias checklist judges besides the gate's fairness verdicts, per protected attribute:
+    representation in the training rows against the hold-out, the per-group fairness rows (evaluation's
+    fairness_groups table), proxies among the model inputs, the edge-case probes, and the checklist's limits."""
+    attributes = brief.protected_attributes
+    later = pl.concat([split.validation, split.test])
+    by_attribute = ({a: fairness_groups.filter(pl.col("attribute") == a).to_dicts() for a in attributes}
+                    if fairness_groups.width else {})
+    return {
+        # Proportional to whom: the hold-out is the population the model is judged on.
+        "representation": {a: representation(split.train[a], split.test[a]).to_dicts() for a in attributes},
+        "fairness_groups": by_attribute,
+        # Fitted on train, measured on later rows: a proxy must carry over to data it has not seen.
+        "proxies": {a: proxy_features(split.train, later, model_features(brief), a).to_dicts() for a in attributes},
+        "edge_cases": edge_cases.to_dicts(),
+        "representation_min_ratio": REPRESENTATION_MIN_RATIO,
+        "max_calibration_gap": brief.thresholds.max_calibration_error,
+        "proxy_max_auc": PROXY_MAX_AUC,
+    }

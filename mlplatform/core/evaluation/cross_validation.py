@@ -2,18 +2,20 @@
 
 from collections.abc import Callable
 from datetime import datetime, time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from mlplatform.brief import TaskType, Training
+from mlplatform.brief import Brief, TaskType, Training
+from mlplatform.core.datasets import model_features
 from mlplatform.core.metrics import metric_function
+from mlplatform.core.models import load_candidate
+from mlplatform.core.training import SplitFrames
 
 # The method: cross-validate when there are fewer training rows than this.
 CV_MAX_TRAIN_ROWS = 10_000
-
-
 CV_FOLD_SCHEMA = {"fold": pl.Int64, "train_rows": pl.Int64, "test_rows": pl.Int64, "test_start": pl.String,
                   "test_end": pl.String, "value": pl.Float64}
 
@@ -128,3 +130,43 @@ def cross_validation(task: TaskType, frame: pl.DataFrame, features: list[str], l
                      "test_end": _when(test[timestamp].max()) if timestamp else "",
                      "value": one(test[label].to_numpy(), model.predict_score(test))})
     return pl.DataFrame(rows, schema=CV_FOLD_SCHEMA)
+
+
+def cross_validate_challenger(brief: Brief, split: SplitFrames, challenger: str,
+                              model_dir: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The method's rule: cross-validate the challenger (saved in ``model_dir``) when the training split is small;
+    else say why not.
+
+    Returns:
+        The folds (:data:`CV_FOLD_SCHEMA`, empty when skipped) and what the report says: ``reason`` and, when
+        folds ran, ``folds`` (their rows), ``mean`` and ``std``.
+    """
+    b, rows = brief, split.train.height
+    if rows >= CV_MAX_TRAIN_ROWS:
+        return pl.DataFrame(schema=CV_FOLD_SCHEMA), {"reason": (
+            f"the training split has {rows:,} rows; the method cross-validates below {CV_MAX_TRAIN_ROWS:,}, "
+            "where one hold-out is too small to trust. At this size the hold-out and its bootstrap intervals "
+            "are the estimate.")}
+    model = load_candidate(model_dir)
+    frame = pl.concat([split.train, split.validation])
+    if b.has_time:
+        frame = frame.sort(b.label.timestamp, maintain_order=True)
+        how = "expanding-window folds over train + validation in time order"
+        index = expanding_window_folds(frame[b.label.timestamp])
+    else:
+        stratify = b.task_type != "regression"
+        how = f"5 random folds over train + validation{', stratified by class' if stratify else ''}"
+        index = stratified_folds(frame[b.label.column], stratify=stratify, seed=b.training.seed)
+    refit, refitted = candidate_refit(model, b.task_type, model_features(b), b.label.column, seed=b.training.seed,
+                                      transforms=b.training)
+    folds = cross_validation(b.task_type, frame, model_features(b), b.label.column, b.metrics.primary, refit,
+                             model.threshold, folds=index, timestamp=b.label.timestamp if b.has_time else None)
+    if folds.height == 0:
+        return folds, {"reason": "train and validation hold a single label timestamp, so no fold can test on later "
+                                 "rows than it trains on."}
+    reason = (f"The training split has {rows:,} rows (under {CV_MAX_TRAIN_ROWS:,}), so the method's rule applies: "
+              f"{how}, each refitting the challenger ({challenger}): {refitted}, and its threshold "
+              f"{model.threshold:.3f}. The validation rows, on which those were tuned, are in the folds, so the "
+              "estimate leans optimistic.")
+    return folds, {"reason": reason, "folds": folds.to_dicts(), "mean": folds["value"].mean(),
+                   "std": folds["value"].std()}

@@ -1,9 +1,14 @@
 """Error analysis on the hold-out: the worst predictions and the features where they differ from the rest."""
 
+from typing import Any
+
 import numpy as np
 import polars as pl
 
-from mlplatform.brief import TaskType
+from mlplatform.brief import Brief, TaskType
+from mlplatform.core.datasets import model_features
+
+WORST_ROWS = 50  # the method: inspect the 50 worst predictions by hand
 
 
 def prediction_errors(task: TaskType, y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -72,3 +77,21 @@ def error_summary(task: TaskType, worst: pl.DataFrame, label: str) -> tuple[str,
     classes = worst[label].value_counts(sort=True).head(3)
     listed = ", ".join(f"class {c} ({n})" for c, n in classes.iter_rows())
     return "1 − probability of the true class", f"True classes most often among them: {listed}."
+
+
+def error_analysis(brief: Brief, test: pl.DataFrame, scores: np.ndarray,
+                   n: int = WORST_ROWS) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The ``n`` worst hold-out predictions with their keys, protected and slice attributes and every model input
+    (the evaluation's worst_predictions table), and what the report shows: the rows with the three features that
+    set them apart most, the feature contrast, a summary and how the error is measured."""
+    label, features = brief.label.column, model_features(brief)
+    attributes = list(dict.fromkeys([*brief.protected_attributes, *brief.slice_by]))
+    keys = list(dict.fromkeys([brief.entity_key, brief.label.timestamp, *attributes]))
+    worst = worst_predictions(brief.task_type, test, label, scores, [*keys, *features], n=n)
+    contrast = error_contrast(test, worst, features)
+    error, summary = error_summary(brief.task_type, worst, label)
+    shown = worst.select("rank", *keys, label, "score", "error", *contrast["feature"].head(3))
+    # Midnight timestamps read as dates.
+    when = pl.col(brief.label.timestamp).cast(pl.String).str.replace(r" 00:00:00(\.0+)?$", "")
+    return worst, {"rows": shown.with_columns(when).to_dicts(), "contrast": contrast.to_dicts(), "summary": summary,
+                   "error": error}
