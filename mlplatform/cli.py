@@ -77,7 +77,8 @@ def _run(settings: Settings, wait_s: float = 0.0) -> None:
 
 @app.command()
 def demo(data_dir: Path = DataDir,
-         events: int = typer.Option(300_000, help="events to generate (10^4 … 10^7)"),
+         events: int | None = typer.Option(None, help="events to generate (10^4 … 10^7; default 300,000, with --live "
+                                    "100,000)"),
          seed: int = typer.Option(7, help="random seed of the demo data"), wait: float = Wait,
          live: bool = typer.Option(False, "--live", help="run the retraining loop by itself: the Dagster daemon, "
                                    "the UI and serving start, and the last months are replayed one by one (their "
@@ -88,13 +89,14 @@ def demo(data_dir: Path = DataDir,
 
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         try:
-            run_live(data_dir, LiveOptions(events=events, seed=seed), say=typer.echo)
+            run_live(data_dir, LiveOptions(events=events or LiveOptions.events, seed=seed), say=typer.echo)
         except (RuntimeError, TimeoutError) as exc:
             _fail(f"the live demo stopped: {exc}")
         return
     from mlplatform.core.demo_data import generate_demo
     from mlplatform.core.run_lock import NamespaceLockedError, namespace_lock
 
+    events = events or 300_000
     settings = _settings(data_dir, DEMO_BRIEF)
     inputs = settings.data_dir / "inputs" / "churn_demo"
     try:  # held from before the inputs are rewritten: a run reading them must finish first

@@ -1,19 +1,24 @@
 """The retraining loop runs by itself: the real ``dagster-daemon`` process with every sensor on and the serving
-app on a local port, over two replayed months of a small generated demo (``mlplatform.live_demo``). Nothing
-is called by hand after the sensors are switched on: each month's traffic goes to /predict over HTTP, its batch
-file and labels appear, and the daemon's runs do the rest."""
+app on a local port, over the live demo's four replayed months (``mlplatform.live_demo``, its default options
+without the UI). Nothing is called by hand after the sensors are switched on: each month's traffic goes to
+/predict over HTTP, its batch file and labels appear, and the daemon's runs do the rest.
+
+The story the data tells: from 2025-11 the basic plan's price rises. The first retrains train on months before it
+and are refused by the promotion gate; the one that trains on 2025-11 wins, serves a canary that widens 5% -> 25%
+-> 50% on the next month's traffic, and the A/B analysis of its labelled predictions ships it."""
 
 import json
 import socket
 
 import pytest
+import yaml
 
 from mlplatform.live_demo import LiveOptions, run_live
 from mlplatform.settings import Workspace
 
 pytestmark = pytest.mark.slow
-# The replayed months (the last two of the demo); the months before them train the first champion.
-MONTHS = ("2025-09", "2025-10")
+MONTHS = ("2025-11", "2025-12", "2026-01", "2026-02")
+MODEL = "churn_demo_model"
 
 
 def _free_port() -> int:
@@ -26,25 +31,27 @@ def _free_port() -> int:
 def loop(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("living_loop")
     lines: list[str] = []
-    options = LiveOptions(events=100_000, months=len(MONTHS), ui=False, serve_port=_free_port(), interval_s=3,
-                          canary_min_rows=20, tuning_trials=2, settle_s=5)
+    options = LiveOptions(months=len(MONTHS), ui=False, serve_port=_free_port())
     result = run_live(data_dir / "data", options, say=lines.append)
-    return result, lines, Workspace(data_dir / "data", "churn_demo")
+    ws = Workspace(data_dir / "data", "churn_demo")
+    notices = [json.loads(line) for line in (ws.root / "notifications.jsonl").read_text().splitlines()]
+    return result, lines, ws, notices
 
 
 def test_each_batch_is_ingested_then_monitored_by_the_daemon(loop):
-    result, lines, _ = loop
+    result, lines, _, _ = loop
     runs = [r for r in result.runs if r["trigger"]]  # the daemon's runs carry their trigger
     for month in MONTHS:
         ingest = [r for r in runs if r["job"] == "ingest_job" and r["partition"] == month]
         monitor = [r for r in runs if r["job"] == "monitor_job" and r["reason"] == f"batch {month} ingested"]
-        assert [r["status"] for r in ingest] == ["SUCCESS"], (month, lines)
-        assert len(monitor) == 1, (month, lines)
+        assert [(r["status"], r["trigger"]) for r in ingest] == [("SUCCESS", "new_data")], (month, lines)
+        assert [(r["status"], r["trigger"]) for r in monitor] == [("SUCCESS", "new_data")], (month, lines)
         assert runs.index(ingest[0]) < runs.index(monitor[0])
+    assert {r["job"]: r["trigger"] for r in runs if r["job"] == "serving_job"} == {"serving_job": "serving"}
 
 
 def test_only_drift_or_decay_retrain_each_answering_one_monitoring_run(loop):
-    result, lines, _ = loop
+    result, lines, _, _ = loop
     retrains = [r for r in result.runs if r["job"] == "retrain_job"]
     assert retrains, lines
     assert {r["trigger"] for r in retrains} <= {"drift", "performance"}, retrains
@@ -56,9 +63,8 @@ def test_only_drift_or_decay_retrain_each_answering_one_monitoring_run(loop):
 
 
 def test_every_retrain_is_announced_with_the_gates_outcome(loop):
-    result, lines, ws = loop
+    result, lines, _, notices = loop
     retrains = {r["run_id"]: r for r in result.runs if r["job"] == "retrain_job"}
-    notices = [json.loads(line) for line in (ws.root / "notifications.jsonl").read_text().splitlines()]
     announced = {n["run_id"]: n for n in notices if n.get("event") == "retrain"}
     assert set(announced) == set(retrains), (announced, retrains)
     for run_id, notice in announced.items():
@@ -70,19 +76,23 @@ def test_every_retrain_is_announced_with_the_gates_outcome(loop):
             assert notice["status"] == "failed" and notice["promotion"]["reasons"], notice
 
 
-def test_a_version_is_refused_or_its_canary_ends_and_the_champion_history_says_so(loop):
-    result, lines, ws = loop
+def test_a_stale_retrain_is_refused_then_one_after_the_shift_wins_its_canary_and_ships(loop):
+    result, lines, ws, notices = loop
     from mlplatform.core.rollout import champion_history, rollout_state
 
-    notices = [json.loads(line) for line in (ws.root / "notifications.jsonl").read_text().splitlines()]
-    refused = [n for n in notices if n.get("event") == "retrain" and not n["promotion"]["promoted"]]
-    ended = [n for n in notices if n.get("event") == "rollout" and n["action"] in ("canary abort", "canary promote",
-                                                                                   "rolled back")]
-    assert refused or ended, lines
-    history = champion_history(ws.mlflow_uri, "churn_demo_model")
-    state = rollout_state(ws.mlflow_uri, "churn_demo_model")
-    assert history[0]["version"] == state.champion
-    promoted = [n["version"] for n in ended if n["action"] == "canary promote"]
-    assert {row["version"] for row in history} == {"1", *promoted}, (history, lines)
-    assert not state.canary_running or any(n["action"] == "canary advance" for n in notices
-                                           if n.get("event") == "rollout")
+    retrains = [n for n in notices if n.get("event") == "retrain"]
+    refused = [n for n in retrains if not n["promotion"]["promoted"]]
+    gated = [n for n in retrains if n["promotion"]["promoted"]]
+    assert refused and gated, lines
+    assert retrains.index(refused[0]) < retrains.index(gated[0])  # the months before the shift lose first
+    version = gated[0]["promotion"]["challenger_version"]
+    steps = [(n["action"], n["share"]) for n in notices if n.get("event") == "rollout" and n["version"] == version]
+    assert steps == [("canary advance", 0.25), ("canary advance", 0.5), ("canary promote", 1.0)], lines
+    shipped = [n for n in notices if n.get("event") == "rollout" and n["action"] == "canary promote"][0]
+    assert shipped["ab_decision"] == "ship", shipped
+    report = yaml.safe_load((ws.reports_dir / "ab_test_report.yaml").read_text())
+    assert report["results"]["treatment_version"] == version and report["results"]["decision"] == "ship"
+    history = champion_history(ws.mlflow_uri, MODEL)
+    assert [row["version"] for row in history] == [version, "1"], (history, lines)
+    assert rollout_state(ws.mlflow_uri, MODEL).champion == version
+    assert any("notice: canary promote" in line for line in lines)
