@@ -67,24 +67,25 @@ def _sorted_valid(values: np.ndarray) -> tuple[np.ndarray, int]:
     return np.sort(values[~null]), int(null.sum())
 
 
-def _bin_counts(
-    ref: tuple[np.ndarray, int], cur: tuple[np.ndarray, int], bins: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Counts of both samples over bins fixed by the reference; the last bin holds the nulls.
+def _binner(ref: tuple[np.ndarray, int], bins: int) -> Callable[[np.ndarray, int], np.ndarray]:
+    """Counts of a sample (its non-null values in any order, and its null count) over bins fixed by the
+    reference (:func:`_sorted_valid` output); the last bin holds the nulls.
 
     Continuous references get ``bins`` quantile bins with open outer ends. A reference with at most
     ``bins`` distinct values (flags, small counts, a constant) gets one bin per value plus one for values
-    it never had, so a constant feature that starts moving is still seen. Inputs come from
-    :func:`_sorted_valid`; on sorted data every count is a binary search, not a pass over the rows.
+    it never had, so a constant feature that starts moving is still seen. Each value's bin is a binary search
+    among the few edges, so a sample need not be sorted.
     """
-    (ref_sorted, ref_nulls), (cur_sorted, cur_nulls) = ref, cur
+    ref_sorted = ref[0]
     if ref_sorted.size == 0:
         raise ValueError("reference has no non-null values; drift needs a reference distribution")
     distinct = ref_sorted[np.concatenate(([True], np.diff(ref_sorted) > 0))]
     if distinct.size <= bins:
 
         def counts(values: np.ndarray, nulls: int) -> np.ndarray:
-            per_value = np.searchsorted(values, distinct, "right") - np.searchsorted(values, distinct, "left")
+            at = np.minimum(np.searchsorted(distinct, values), distinct.size - 1)
+            known = distinct[at] == values
+            per_value = np.bincount(at[known], minlength=distinct.size)
             return np.concatenate((per_value, [values.size - per_value.sum(), nulls]))
     else:
         # Bins [e_i, e_i+1) between reference quantiles read off the sorted reference; ties merge bins.
@@ -92,10 +93,18 @@ def _bin_counts(
         edges = np.unique(ref_sorted[np.round(positions).astype(np.int64)])
 
         def counts(values: np.ndarray, nulls: int) -> np.ndarray:
-            below = np.searchsorted(values, edges, "left")
-            return np.concatenate((np.diff(below, prepend=0, append=values.size), [nulls]))
+            return np.concatenate((np.bincount(np.searchsorted(edges, values, "right"), minlength=edges.size + 1),
+                                   [nulls]))
 
-    return counts(ref_sorted, ref_nulls), counts(cur_sorted, cur_nulls)
+    return counts
+
+
+def _bin_counts(
+    ref: tuple[np.ndarray, int], cur: tuple[np.ndarray, int], bins: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of both samples over the reference's bins (:func:`_binner`)."""
+    counts = _binner(ref, bins)
+    return counts(*ref), counts(*cur)
 
 
 def _ks(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> tuple[float, float]:
@@ -165,8 +174,9 @@ def psi(reference: np.ndarray | pl.Series, current: np.ndarray | pl.Series, bins
 
 def _category_counts(reference: pl.Series, current: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """Counts per category over the union of both samples; null is a category of its own."""
-    ref = reference.cast(pl.String).rename("value").value_counts(name="ref")
-    cur = current.cast(pl.String).rename("value").value_counts(name="cur")
+    # Counted first, then the few distinct values cast: a category is one string, so the counts are the same.
+    ref = reference.rename("value").value_counts(name="ref").with_columns(pl.col("value").cast(pl.String))
+    cur = current.rename("value").value_counts(name="cur").with_columns(pl.col("value").cast(pl.String))
     joined = ref.join(cur, on="value", how="full", coalesce=True, nulls_equal=True).fill_null(0)
     return joined["ref"].to_numpy(), joined["cur"].to_numpy()
 
@@ -199,6 +209,13 @@ def feature_kind(dtype: pl.DataType) -> Literal["numerical", "categorical"]:
 def _numeric(values: pl.Series) -> tuple[np.ndarray, int]:
     """A numerical (or date/datetime, by its physical value) column as :func:`_sorted_valid` output."""
     return _sorted_valid(_as_float(values.to_physical()))
+
+
+def _valid(values: pl.Series) -> tuple[np.ndarray, int]:
+    """A numerical column's non-null values (in table order, unsorted) and its null count."""
+    floats = _as_float(values.to_physical())
+    null = np.isnan(floats)
+    return floats[~null], int(null.sum())
 
 
 def _require(reference: pl.DataFrame, current: pl.DataFrame, features: list[str]) -> None:
@@ -267,13 +284,17 @@ def _by_period_frame(rows: list[dict], features: list[str]) -> pl.DataFrame:
 
 
 def _period_rows(feature: str, ref: pl.Series, parts: list[tuple[str, pl.Series]], *, psi_warning: float,
-                 psi_critical: float, bins: int) -> list[dict]:
-    """PSI of one feature in each period (name, values) against the reference's bins."""
-    ref_sorted = None if _is_categorical(ref.dtype) else _numeric(ref)
+                 psi_critical: float, bins: int, ref_sorted: tuple[np.ndarray, int] | None = None) -> list[dict]:
+    """PSI of one feature in each period (name, values) against the reference's bins; ``ref_sorted``: the
+    reference's :func:`_numeric` when the caller has it already."""
+    binner = None
+    if not _is_categorical(ref.dtype):
+        ref_sorted = _numeric(ref) if ref_sorted is None else ref_sorted
+        binner = _binner(ref_sorted, bins)
+        ref_counts = binner(*ref_sorted)
     rows = []
     for key, part in parts:
-        counts = (_category_counts(ref, part) if ref_sorted is None
-                  else _bin_counts(ref_sorted, _numeric(part), bins))
+        counts = _category_counts(ref, part) if binner is None else (ref_counts, binner(*_valid(part)))
         value = _psi_from_counts(*counts)
         rows.append({"period": key, "feature": feature, "rows": part.len(), "psi": value,
                      "severity": _severity(value, psi_warning, psi_critical)})
@@ -302,12 +323,13 @@ def drift_report(
 
 
 def _feature_drift(feature: str, ref: pl.Series, cur: pl.Series, *, psi_warning: float, psi_critical: float,
-                   bins: int) -> FeatureDrift:
+                   bins: int, ref_sorted: tuple[np.ndarray, int] | None = None) -> FeatureDrift:
     if _is_categorical(ref.dtype):
         counts = _category_counts(ref, cur)
         ks, ks_pvalue = None, None
     else:
-        ref_sorted, cur_sorted = _numeric(ref), _numeric(cur)
+        ref_sorted = _numeric(ref) if ref_sorted is None else ref_sorted
+        cur_sorted = _numeric(cur)
         counts = _bin_counts(ref_sorted, cur_sorted, bins)
         # An all-null current sample has no distribution to test; its drift shows in PSI's null bin.
         ks, ks_pvalue = _ks(ref_sorted[0], cur_sorted[0]) if cur_sorted[0].size else (None, None)
@@ -351,13 +373,14 @@ def drift_by_column(
     for feature in features:
         values = column(feature)
         ref = values.filter(pl.Series(reference))
+        ref_sorted = None if _is_categorical(ref.dtype) else _numeric(ref)  # sorted once for the report and periods
         report.append(_feature_drift(feature, ref, values.filter(pl.Series(current)), psi_warning=psi_warning,
-                                     psi_critical=psi_critical, bins=bins))
+                                     psi_critical=psi_critical, bins=bins, ref_sorted=ref_sorted))
         parts = [(str(name), values.gather(order[lo:hi]))
                  for name, lo, hi in zip(period_names, bounds[:-1], bounds[1:], strict=True) if hi > lo]
         rows += _period_rows(feature, ref, sorted(parts, key=lambda part: part[0]), psi_warning=psi_warning,
-                             psi_critical=psi_critical, bins=bins)
-        del values, ref, parts
+                             psi_critical=psi_critical, bins=bins, ref_sorted=ref_sorted)
+        del values, ref, ref_sorted, parts
     return report, _by_period_frame(rows, features)
 
 

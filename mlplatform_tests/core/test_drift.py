@@ -467,3 +467,27 @@ def test_drift_by_column_equals_the_report_and_periods_of_the_selected_frames():
     with pytest.raises(ValueError, match="non-empty"):
         drift.drift_by_column(column, features, reference=is_reference, current=np.zeros_like(is_current),
                               period=period, period_names=names, psi_warning=0.1, psi_critical=0.25)
+
+
+@pytest.mark.parametrize("values", [lambda rng, n: rng.normal(size=n), lambda rng, n: rng.integers(0, 6, n) * 1.0,
+                                    lambda rng, n: np.repeat([0.0, 1.0], n // 2)])
+def test_bins_of_an_unsorted_sample_are_counted_as_on_the_sorted_one(values):
+    """Each value's bin found by binary search among the reference's edges (quantile bins, one bin per value of a
+    few-valued reference, a flag) counts what comparing the sorted sample with every edge counts."""
+    rng = np.random.default_rng(3)
+    ref = drift._numeric(pl.Series(values(rng, 5000)))
+    cur = np.concatenate([values(rng, 3000) + rng.choice([0.0, 0.5, 7.0], 3000), [np.nan] * 40])
+    rng.shuffle(cur)
+
+    counts = drift._binner(ref, 10)(*drift._valid(pl.Series(cur, nan_to_null=True)))
+
+    sorted_cur = np.sort(cur[~np.isnan(cur)])
+    distinct = np.unique(ref[0])
+    if distinct.size <= 10:
+        per_value = np.array([(sorted_cur == d).sum() for d in distinct])
+        expected = [*per_value, sorted_cur.size - per_value.sum(), 40]
+    else:
+        edges = np.unique(ref[0][np.round(np.linspace(0, ref[0].size - 1, 11)[1:-1]).astype(np.int64)])
+        below = [(sorted_cur < e).sum() for e in edges]
+        expected = [*np.diff(below, prepend=0, append=sorted_cur.size), 40]
+    assert counts.tolist() == expected and sum(expected) == cur.size
