@@ -9,6 +9,14 @@ import polars as pl
 import yaml
 
 from mlplatform.brief import Brief
+from mlplatform.code_location import (
+    asset_definitions,
+    automation_states,
+    code_location,
+    failing_checks,
+    retrain_triggers,
+    rollback_automation,
+)
 from mlplatform.core import tables
 from mlplatform.core.cost import (
     InferenceTiming,
@@ -27,8 +35,6 @@ from mlplatform.core.models import load_candidate
 from mlplatform.core.readable import readable
 from mlplatform.core.system_score import (
     COST_REPORT,
-    RUNNING,
-    STOPPED,
     gather_evidence,
     render_markdown,
     score_system,
@@ -37,7 +43,6 @@ from mlplatform.core.system_score import (
 from mlplatform.resources.platform import FeatureStoreResource, PlatformResource, TrackingResource
 from mlplatform.serving.timing import time_predict_endpoint
 from mlplatform.settings import Settings
-from mlplatform.stages import build_stages
 
 INFERENCE_ROWS = 1000
 PREDICT_REQUESTS = 200  # /predict requests timed for a real-time consumer
@@ -45,18 +50,9 @@ PREDICT_REQUESTS = 200  # /predict requests timed for a real-time consumer
 _MAX_PARTITIONS = 1000
 
 
-def _code_location(brief: Brief) -> list:
-    """Every asset, check, job, sensor and schedule the code location defines for ``brief``."""
-    return build_stages(brief)
-
-
-def _assets(items: list) -> list[dg.AssetsDefinition]:
-    return [i for i in items if isinstance(i, dg.AssetsDefinition) and not isinstance(i, dg.AssetChecksDefinition)]
-
-
 def _steps(items: list) -> dict[str, tuple[str, tuple[dg.AssetKey, ...], str]]:
     """Step (op) name → (asset or check, the assets it materialises or checks, its group)."""
-    assets = _assets(items)
+    assets = asset_definitions(items)
     groups = {key: group for a in assets for key, group in a.group_names_by_key.items()}
     steps = {a.node_def.name: ("asset", tuple(a.keys), groups[next(iter(a.keys))]) for a in assets}
     for check in (i for i in items if isinstance(i, dg.AssetChecksDefinition)):
@@ -159,7 +155,7 @@ def cost_report(context: dg.AssetExecutionContext, platform: PlatformResource, t
     target, prices; unset prices are the stated defaults of mlplatform.core.cost)."""
     b = platform.brief
     rates = Rates(cpu_hour_usd=b.cost.price_per_cpu_hour, gpu_hour_usd=b.cost.price_per_gpu_hour)
-    runs = executed_steps(context.instance, _code_location(b))
+    runs = executed_steps(context.instance, code_location(b))
     steps = step_table(runs, rates)
     inference = _inference_timing(platform, tracking, feast_store)
     document = cost_document(runs, training_group="training", retrain_cron=b.monitoring.retrain_cron,
@@ -190,65 +186,6 @@ def cost_report(context: dg.AssetExecutionContext, platform: PlatformResource, t
     }))
 
 
-# The asset that applies the automatic rollback (defs.rollout): a sensor or schedule whose job runs it automates it.
-ROLLBACK_ASSET = dg.AssetKey("serving_rollout")
-
-
-def _triggers(items: list, wanted: set[dg.AssetKey]) -> tuple[str, ...]:
-    """Sensors and schedules whose job's selection holds any of the ``wanted`` assets."""
-    assets = _assets(items)
-    triggers = []
-    for item in items:
-        targets = (item.targets if isinstance(item, dg.SensorDefinition)
-                   else [item.target] if isinstance(item, dg.ScheduleDefinition) else [])
-        selections = [getattr(t.job_def, "selection", None) for t in targets]
-        if any(s is not None and s.resolve(assets) & wanted for s in selections):
-            triggers.append(item.name)
-    return tuple(triggers)
-
-
-def _retrain_triggers(items: list) -> tuple[str, ...]:
-    """Sensors and schedules whose job retrains: its selection holds an asset of the training stage."""
-    training = {k for a in _assets(items) for k, group in a.group_names_by_key.items() if group == "training"}
-    return _triggers(items, training)
-
-
-def _rollback_automation(items: list) -> tuple[str, ...]:
-    """Sensors and schedules whose job runs the automatic rollback."""
-    return _triggers(items, {ROLLBACK_ASSET})
-
-
-def automation_states(instance: dg.DagsterInstance, items: list) -> dict[str, str]:
-    """Sensor or schedule name → running / stopped: the state a person set in the instance, else its default in
-    code (what the daemon would do)."""
-    from dagster._core.scheduler.instigation import InstigatorStatus
-
-    stored = {state.name: state.status for state in instance.all_instigator_state()}
-    states = {}
-    for item in items:
-        if not isinstance(item, dg.SensorDefinition | dg.ScheduleDefinition):
-            continue
-        status = stored.get(item.name, InstigatorStatus.DECLARED_IN_CODE)
-        if status in (InstigatorStatus.DECLARED_IN_CODE, InstigatorStatus.AUTOMATICALLY_RUNNING):
-            running = item.default_status.value == "RUNNING"
-        else:
-            running = status == InstigatorStatus.RUNNING
-        states[item.name] = RUNNING if running else STOPPED
-    return states
-
-
-def failing_checks(instance: dg.DagsterInstance, items: list, group: str) -> tuple[str, ...]:
-    """Checks on the ``group`` stage's assets whose latest evaluation in the instance failed."""
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-
-    groups = {key: g for a in _assets(items) for key, g in a.group_names_by_key.items()}
-    keys = [key for item in items if isinstance(item, dg.AssetsDefinition) for key in item.check_keys
-            if groups.get(key.asset_key) == group]
-    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
-    return tuple(sorted(key.name for key, record in latest.items()
-                        if record.status == AssetCheckExecutionRecordStatus.FAILED))
-
-
 @dg.asset(group_name="reporting", deps=["cost_report", "model_card"], kinds={"markdown"})
 def ml_system_score(context: dg.AssetExecutionContext, platform: PlatformResource,
                     tracking: TrackingResource) -> dg.MaterializeResult:
@@ -256,11 +193,11 @@ def ml_system_score(context: dg.AssetExecutionContext, platform: PlatformResourc
     (the brief, quality and evaluation tables, MLflow runs and aliases, monitoring outputs, sensors, the model
     card and the cost report), with the evidence and what would raise each score."""
     b = platform.brief
-    items = _code_location(b)
+    items = code_location(b)
     evidence = gather_evidence(
         platform.workspace, b, Path(platform.brief_path).parent, tracking_uri=tracking.uri,
-        model_name=tracking.model_name, rollback_automation=_rollback_automation(items),
-        retrain_triggers=_retrain_triggers(items), automation_states=automation_states(context.instance, items),
+        model_name=tracking.model_name, rollback_automation=rollback_automation(items),
+        retrain_triggers=retrain_triggers(items), automation_states=automation_states(context.instance, items),
         failing_checks=failing_checks(context.instance, items, "monitoring"))
     score = score_system(evidence)
     markdown = render_markdown(score)

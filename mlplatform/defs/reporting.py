@@ -58,12 +58,12 @@ def leakage_waivers(instance: dg.DagsterInstance) -> dict[str, str]:
 def retraining_schedule(instance: dg.DagsterInstance, brief) -> str:
     """When the model is retrained: the brief's schedule and rules, and each sensor or schedule of the code
     location whose job retrains, with its running / stopped state in the instance."""
-    from mlplatform.defs.governance import _code_location, _retrain_triggers, automation_states
+    from mlplatform.code_location import automation_states, code_location, retrain_triggers
 
-    items = _code_location(brief)
+    items = code_location(brief)
     states = automation_states(instance, items)
     m = brief.monitoring
-    triggers = ", ".join(f"{name} ({states.get(name, 'state not known')})" for name in _retrain_triggers(items))
+    triggers = ", ".join(f"{name} ({states.get(name, 'state not known')})" for name in retrain_triggers(items))
     return (f"cron '{m.retrain_cron}' (UTC); on drift (a top-{m.top_features} feature's PSI above "
             f"{m.retrain_psi:g}) and on concept drift (primary metric down more than {m.max_metric_drop:.0%} on new "
             f"labels); a retrained challenger goes through the promotion gate ({m.retrain_rollout}). "

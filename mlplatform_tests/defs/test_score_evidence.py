@@ -7,8 +7,8 @@ from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteInsti
 from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus, InstigatorType
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
+from mlplatform import code_location
 from mlplatform.brief import DEMO_BRIEF, load_brief
-from mlplatform.defs import governance
 
 
 @dg.asset(group_name="monitoring")
@@ -54,22 +54,22 @@ def _stored_state(name: str, status: InstigatorStatus) -> InstigatorState:
 
 
 def test_the_rollback_is_found_by_what_the_sensor_runs_on_the_real_code_location():
-    items = governance._code_location(load_brief(DEMO_BRIEF))
-    assert "serving_guard_sensor" in governance._rollback_automation(items)  # no "rollback" in its name
-    assert governance._rollback_automation(ITEMS) == ("guard", "watcher")
+    items = code_location.code_location(load_brief(DEMO_BRIEF))
+    assert "serving_guard_sensor" in code_location.rollback_automation(items)  # no "rollback" in its name
+    assert code_location.rollback_automation(ITEMS) == ("guard", "watcher")
 
 
 def test_states_come_from_the_instance_else_from_the_default_in_code():
     with dg.instance_for_test() as instance:
-        assert governance.automation_states(instance, ITEMS) == {"guard": "stopped", "watcher": "running"}
+        assert code_location.automation_states(instance, ITEMS) == {"guard": "stopped", "watcher": "running"}
         instance.add_instigator_state(_stored_state("guard", InstigatorStatus.RUNNING))
         instance.add_instigator_state(_stored_state("watcher", InstigatorStatus.STOPPED))
-        assert governance.automation_states(instance, ITEMS) == {"guard": "running", "watcher": "stopped"}
+        assert code_location.automation_states(instance, ITEMS) == {"guard": "running", "watcher": "stopped"}
 
 
 def test_failing_checks_are_the_latest_failed_evaluations_of_the_stage():
     with dg.instance_for_test() as instance:
-        assert governance.failing_checks(instance, ITEMS, "monitoring") == ()  # never evaluated: none failed
+        assert code_location.failing_checks(instance, ITEMS, "monitoring") == ()  # never evaluated: none failed
         assert dg.materialize([drift_report, feature_drift, stable_check], instance=instance).success
-        assert governance.failing_checks(instance, ITEMS, "monitoring") == ("feature_drift",)
-        assert governance.failing_checks(instance, ITEMS, "serving") == ()
+        assert code_location.failing_checks(instance, ITEMS, "monitoring") == ("feature_drift",)
+        assert code_location.failing_checks(instance, ITEMS, "serving") == ()
