@@ -23,19 +23,17 @@ def _xdist_group(item: pytest.Item) -> str:
     return item.nodeid.split("::")[0]
 
 
-FIRST_GROUPS = ("demo", "integration")  # the longest groups (minutes each) start first, one on each worker
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under `--dist loadgroup`, suffix each test id with its group, which is how xdist's scheduler reads groups,
-    and put the longest groups first (with `--no-loadscope-reorder` the workers take groups in this order).
+    and put the longest groups first (with `--no-loadscope-reorder` the workers take groups in this order): the
+    demo, then the integration tests (PostgreSQL and Redis, and the living loop with its own daemon), minutes each.
     pytest-xdist 3.8 sets the suffix for `xdist_group` marks through `item._nodeid`, which pytest 9.2 no longer
     reads (the id lives in `item._id`), so it is set here."""
     if not getattr(config.option, "loadgroup", False):
         return
     groups = {item: _xdist_group(item) for item in items}
-    items.sort(key=lambda item: FIRST_GROUPS.index(groups[item]) if groups[item] in FIRST_GROUPS else len(FIRST_GROUPS))
+    items.sort(key=lambda item: 0 if groups[item] == "demo" else 1 if "integration" in item.path.parts else 2)
     for item in items:
         if "@" not in item.nodeid.rpartition("]")[2]:
             item._id = type(item._id).parse(f"{item.nodeid}@{groups[item]}")
