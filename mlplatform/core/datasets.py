@@ -6,7 +6,7 @@ from datetime import datetime
 
 import polars as pl
 
-from mlplatform.brief import Brief, RandomSplit
+from mlplatform.brief import Brief, RandomSplit, TableFeatures
 from mlplatform.core.feature_catalogue import feature_catalogue
 from mlplatform.core.retraining import split_dates
 from mlplatform.core.training import SplitFrames, random_split, temporal_split
@@ -146,3 +146,26 @@ def rows_without_entity_row(frame: pl.DataFrame, entities: pl.DataFrame, keys: l
     present = entities.select(keys).unique().with_columns(
         pl.col(k).cast(frame.schema[k]) for k in keys if frame.schema[k] != entities.schema[k])
     return frame.select(keys).join(present, on=keys, how="anti", nulls_equal=True).height
+
+
+def attributes_source(brief: Brief) -> str:
+    """The validated source the protected and slice attributes come from: the plain table, or the entities."""
+    spec = brief.features
+    return spec.source if isinstance(spec, TableFeatures) else spec.entities_source
+
+
+def attribute_keys(brief: Brief) -> list[str]:
+    """The keys that attach attributes to training rows: a plain table holds its attributes per example row (key
+    and label time), an entity table once per entity."""
+    return [brief.entity_key, brief.label.timestamp] if brief.is_table else [brief.entity_key]
+
+
+def training_row_counts(brief: Brief, frame: pl.DataFrame, attributes: pl.DataFrame, *, quarantined: int, valid: int,
+                        known: int, as_of: datetime) -> pl.DataFrame:
+    """Every label row's way into the training set ``frame`` (see :func:`label_row_counts`), then how the
+    training set's rows divide among the split's parts (:func:`split_row_counts`)."""
+    return pl.concat([
+        label_row_counts(source=brief.label.source, quarantined=quarantined, valid=valid, known=known,
+                         without_entity_row=rows_without_entity_row(frame, attributes, attribute_keys(brief)),
+                         delay_days=brief.label.delay_days, as_of=as_of),
+        split_row_counts(brief, frame)])

@@ -14,9 +14,11 @@ import numpy as np
 import optuna
 import polars as pl
 
-from mlplatform.brief import TaskType, Training
+from mlplatform.brief import Brief, TaskType, Training
+from mlplatform.core.datasets import model_features
 from mlplatform.core.metrics import compute_metrics, higher_is_better
-from mlplatform.core.training import train_lightgbm
+from mlplatform.core.tracking import dataset_version
+from mlplatform.core.training import SplitFrames, train_lightgbm
 
 # Report to the pruner every few boosting rounds only: with SQLite storage a report and a pruning decision
 # cost ~40 ms together, as much as 25 rounds of training on a few thousand rows.
@@ -189,3 +191,22 @@ def tune_lightgbm(
                          "raise n_trials, timeout_s or warmup_rounds")
     return TuningResult(dict(study.best_params), float(study.best_value), len(study.trials) - earlier,
                         _trials_frame(study), int(study.best_trial.user_attrs["best_iteration"]))
+
+
+def tune_for_brief(brief: Brief, split: SplitFrames, storage: Path) -> TuningResult:
+    """:func:`tune_lightgbm` on the brief's model inputs, label, primary metric and tuning budget, the study kept in
+    SQLite at ``storage`` under a name of the brief and the training rows' content (a rerun on the same rows
+    resumes it)."""
+    settings = brief.training
+    storage.parent.mkdir(parents=True, exist_ok=True)
+    return tune_lightgbm(
+        brief.task_type, split.train, split.validation, model_features(brief), brief.label.column,
+        primary_metric=brief.metrics.primary, n_trials=settings.tuning_trials, timeout_s=settings.tuning_timeout_s,
+        storage_url=f"sqlite:///{storage}", study_name=f"{brief.name}_lightgbm_{dataset_version(split.train)[:12]}",
+        seed=settings.seed, transforms=settings)
+
+
+def tuning_note(tuned: TuningResult, primary: str) -> str:
+    """What the experiment record says about the search."""
+    return (f"Optuna: {tuned.n_trials_done} trials this run ({len(tuned.trials)} in the study), best "
+            f"validation {primary} {tuned.best_value:.4f}")

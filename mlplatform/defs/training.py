@@ -7,15 +7,15 @@ from datetime import time as midnight
 import dagster as dg
 import polars as pl
 
-from mlplatform.brief import Brief, TableFeatures
+from mlplatform.brief import Brief
 from mlplatform.core import tables
 from mlplatform.core.datasets import (
     attach_attributes,
+    attribute_keys,
+    attributes_source,
     known_labels,
-    label_row_counts,
     model_features,
-    rows_without_entity_row,
-    split_row_counts,
+    training_row_counts,
 )
 from mlplatform.core.feature_names import entity_column
 from mlplatform.core.features import feature_columns
@@ -60,43 +60,27 @@ def training_set(platform: PlatformResource) -> dg.MaterializeResult:
     b = platform.brief
     valid_labels = platform.read_table(tables.validated(b.label.source))
     as_of = datetime.combine(b.partition_end, midnight())
-    labels = known_labels(
-        valid_labels, entity_key=b.entity_key, timestamp=b.label.timestamp,
-        label=b.label.column, delay_days=b.label.delay_days, as_of=as_of,
-        classes=b.label.classes,
-    )
+    labels = known_labels(valid_labels, entity_key=b.entity_key, timestamp=b.label.timestamp, label=b.label.column,
+                          delay_days=b.label.delay_days, as_of=as_of, classes=b.label.classes)
     # Our DuckDB ASOF join, equal value for value to Feast's get_historical_features (tested), ~10x faster.
     joined = point_in_time_join(
         labels, platform.workspace.table(tables.features(b.entity)),
         entity_key=b.entity_key, entity_timestamp=b.label.timestamp,
         features=list(feature_columns(b.features, b.entity)), ttl=timedelta(days=b.features.ttl_days),
         temp_directory=platform.workspace.root / "duckdb_tmp", memory_limit=PIT_JOIN_MEMORY)
-    # A plain table holds its attributes per example row; an entity table once per entity.
-    keys = [b.entity_key, b.label.timestamp] if b.is_table else [b.entity_key]
-    spec = b.features
-    attributes_source = spec.source if isinstance(spec, TableFeatures) else spec.entities_source
-    attributes = platform.read_table(tables.validated(attributes_source))
-    frame = attach_attributes(joined, attributes, keys, [*b.protected_attributes, *b.slice_by])
+    attributes = platform.read_table(tables.validated(attributes_source(b)))
+    frame = attach_attributes(joined, attributes, attribute_keys(b), [*b.protected_attributes, *b.slice_by])
     path = platform.write_table(tables.TRAINING_SET, frame)
-    counts = pl.concat([
-        label_row_counts(source=b.label.source,
-                         quarantined=platform.read_table(tables.quarantine(b.label.source)).height,
-                         valid=valid_labels.height, known=labels.height,
-                         without_entity_row=rows_without_entity_row(frame, attributes, keys),
-                         delay_days=b.label.delay_days, as_of=as_of),
-        split_row_counts(b, frame)])
+    counts = training_row_counts(b, frame, attributes, valid=valid_labels.height, known=labels.height, as_of=as_of,
+                                 quarantined=platform.read_table(tables.quarantine(b.label.source)).height)
     platform.write_table(tables.ROW_COUNTS, counts)
-    y = frame[b.label.column]
     return dg.MaterializeResult(metadata=readable({
-        "dagster/row_count": frame.height,
-        "row_counts": dg.MetadataValue.md(table(counts)),
+        "dagster/row_count": frame.height, "row_counts": dg.MetadataValue.md(table(counts)),
         **{f"rows_{stage}": rows for stage, rows in counts.select("stage", "rows").iter_rows()},
         "dataset_version": dataset_version(frame),
-        "positive_rate": float(y.to_numpy().mean()) if b.task_type == "binary" else None,
+        "positive_rate": float(frame[b.label.column].to_numpy().mean()) if b.task_type == "binary" else None,
         "label_range": f"{frame[b.label.timestamp].min()!s} .. {frame[b.label.timestamp].max()!s}",
-        "features": len(model_features(b)),
-        "path": dg.MetadataValue.path(str(path)),
-    }))
+        "features": len(model_features(b)), "path": dg.MetadataValue.path(str(path))}))
 
 
 def _baseline_comparison(brief: Brief, split, value: float) -> str:
@@ -245,6 +229,24 @@ def _production_params(context: dg.AssetExecutionContext, platform: PlatformReso
     return params, f"the production model's hyperparameters (version {version}; {trigger} retrain, no tuning)"
 
 
+def _lightgbm_params(context: dg.AssetExecutionContext, platform: PlatformResource, tracking: TrackingResource,
+                     split: SplitFrames):
+    """The final fit's hyperparameters, best iteration (None: early stopping decides), a note, and the tuning
+    result when this run tuned: a retrain keeps the production model's (the method), else Optuna searches when
+    the brief gives it trials, else LightGBM's defaults."""
+    from mlplatform.core.tuning import tune_for_brief, tuning_note
+
+    b = platform.brief
+    production = _production_params(context, platform, tracking)
+    if production is not None:
+        params, note = production
+        return params, None, note, None
+    if not b.training.tuning_trials:
+        return None, None, "untuned defaults (training.tuning_trials is 0)", None
+    tuned = tune_for_brief(b, split, platform.workspace.root / "optuna" / "optuna.db")
+    return tuned.best_params, tuned.best_iteration, tuning_note(tuned, b.metrics.primary), tuned
+
+
 @dg.asset(group_name="training", deps=["training_set"], kinds={"lightgbm", "optuna", "mlflow"})
 def lgbm_model(context: dg.AssetExecutionContext, platform: PlatformResource,
                tracking: TrackingResource) -> dg.MaterializeResult:
@@ -252,43 +254,25 @@ def lgbm_model(context: dg.AssetExecutionContext, platform: PlatformResource,
     then refitted with the best parameters (on a Dask cluster when the brief sets ``training.distributed``);
     early stopping and the decision threshold use validation only. Logged to MLflow with the method's experiment
     record and the training engine."""
-    from mlplatform.core.tuning import SEARCH_PARAMS, tune_lightgbm
+    from mlplatform.core.tuning import SEARCH_PARAMS
 
     b = platform.brief
     split = load_split(platform)
-    features, settings = model_features(b), b.training
     started = time.perf_counter()
-    params, best_iteration, tuning_note = None, None, "untuned defaults (training.tuning_trials is 0)"
-    production = _production_params(context, platform, tracking)
-    if production is not None:  # the method: a retrain keeps the production model's hyperparameters
-        params, tuning_note = production
-    elif settings.tuning_trials:
-        storage = platform.workspace.root / "optuna" / "optuna.db"
-        storage.parent.mkdir(parents=True, exist_ok=True)
-        tuned = tune_lightgbm(
-            b.task_type, split.train, split.validation, features, b.label.column, primary_metric=b.metrics.primary,
-            n_trials=settings.tuning_trials, timeout_s=settings.tuning_timeout_s, storage_url=f"sqlite:///{storage}",
-            study_name=f"{b.name}_lightgbm_{dataset_version(split.train)[:12]}", seed=settings.seed,
-            transforms=settings)
-        params, best_iteration = tuned.best_params, tuned.best_iteration
-        tuning_note = (f"Optuna: {tuned.n_trials_done} trials this run ({len(tuned.trials)} in the study), best "
-                       f"validation {b.metrics.primary} {tuned.best_value:.4f}")
+    params, best_iteration, note, tuned = _lightgbm_params(context, platform, tracking, split)
     model, engine = fit_lightgbm(b, split, params, best_iteration)
     elapsed = time.perf_counter() - started
     model_dir = save_model(model, platform.workspace.models_dir / LIGHTGBM.folder)
     result = _record_candidate(context, platform, tracking, name=LIGHTGBM.name, predictor=model,
                                threshold=model.threshold, hyperparameters=model.params, training_time_s=elapsed,
-                               model_dir=model_dir,
-                               notes=f"best iteration {model.best_iteration}; {tuning_note}", tags=engine)
-    if settings.tuning_trials and production is None:  # each trial of this run as a child of the candidate's run
+                               model_dir=model_dir, notes=f"best iteration {model.best_iteration}; {note}",
+                               tags=engine)
+    if tuned is not None:  # each trial of this run as a child of the candidate's run
         log_tuning_trials(tracking.uri, result["run_id"], tuned.new_trials, b.metrics.primary, SEARCH_PARAMS)
-    return dg.MaterializeResult(metadata=readable({**_metadata(result, b.metrics.primary),
-                                                   "training_time_s": round(elapsed, 2),
-                                                   "tuning": tuning_note,
-                                                   **engine,
-                                                   "train_rows": split.train.height,
-                                                   "best_iteration": model.best_iteration,
-                                                   "model_dir": dg.MetadataValue.path(str(model_dir))}))
+    return dg.MaterializeResult(metadata=readable({
+        **_metadata(result, b.metrics.primary), "training_time_s": round(elapsed, 2), "tuning": note, **engine,
+        "train_rows": split.train.height, "best_iteration": model.best_iteration,
+        "model_dir": dg.MetadataValue.path(str(model_dir))}))
 
 
 @dg.asset(group_name="training", deps=["training_set"], kinds={"torch", "mlflow"})

@@ -164,3 +164,35 @@ def test_error_analysis_keeps_the_worst_rows_and_shows_what_sets_them_apart(brie
     assert worst["error"].is_sorted(descending=True)
     assert set(model_features(brief)) <= set(worst.columns) and len(shown["rows"]) == 10
     assert list(shown["rows"][0])[-3:] == [c["feature"] for c in shown["contrast"]][:3]
+
+
+def test_the_training_sets_row_counts_follow_labels_then_the_split(tmp_path):
+    from mlplatform.core.datasets import attribute_keys, attributes_source, training_row_counts
+    from mlplatform_tests.defs.plain_table import write_plain_table_brief
+
+    table_brief = load_brief(write_plain_table_brief(tmp_path))
+    at = datetime(2024, 6, 1)
+    frame = pl.DataFrame({"row_id": range(1, 501), "observed_at": [at] * 500, "bought": [0, 1] * 250})
+    attributes = frame.select("row_id", "observed_at").head(490)  # ten rows lost their attribute row
+    counts = dict(training_row_counts(table_brief, frame, attributes, quarantined=4, valid=520, known=500,
+                                      as_of=at).select("stage", "rows").iter_rows())
+    assert counts["label_rows_quarantined"] == 4 and counts["label_not_known_yet"] == 20
+    assert counts["entity_without_valid_row"] == 10 and counts["train"] + counts["validation"] + counts["test"] \
+        + counts["golden"] + counts["outside_split_windows"] == 500
+    assert attribute_keys(table_brief) == ["row_id", "observed_at"]
+    assert attributes_source(table_brief) == table_brief.features.source
+
+
+def test_the_demo_attaches_attributes_from_its_entities_once_per_entity(brief):
+    from mlplatform.core.datasets import attribute_keys, attributes_source
+
+    assert attribute_keys(brief) == [brief.entity_key]
+    assert attributes_source(brief) == brief.features.entities_source
+
+
+def test_the_tuning_note_names_the_trials_and_the_best_value():
+    from mlplatform.core.tuning import TuningResult, tuning_note
+
+    tuned = TuningResult(best_params={}, best_value=0.61234, n_trials_done=3,
+                         trials=pl.DataFrame({"number": [0, 1, 2, 3, 4]}), best_iteration=10)
+    assert tuning_note(tuned, "f1") == "Optuna: 3 trials this run (5 in the study), best validation f1 0.6123"
