@@ -100,6 +100,22 @@ def profile_frame(frame: pl.DataFrame) -> DatasetProfileView:
         TypeError: a column's dtype cannot be profiled.
     """
     safe = _whylogs_safe(frame)
+    # A float column whose only gaps are nulls or NaN (no inf) is profiled as two parts merged: its values, declared
+    # homogeneous, and its gaps; whylogs would otherwise test every value for inf in Python (see _track).
+    split = [name for name, series in safe.to_dict().items() if series.dtype == pl.Float64
+             and series.fill_nan(None).null_count() > 0 and not series.is_infinite().any()]
+    if not split or safe.height == 0:
+        return _track(safe)
+    parts = [_track(safe.drop(split))] if len(split) < safe.width else []
+    for name in split:
+        gaps = safe[name].fill_nan(None).is_null()
+        parts += [_track(part) for part in (safe.select(name).filter(~gaps), safe.select(name).filter(gaps))
+                  if part.height]
+    return merge_profiles(parts)
+
+
+def _track(safe: pl.DataFrame) -> DatasetProfileView:
+    """whylogs' profile of a :func:`_whylogs_safe` frame."""
     data = _to_pandas(safe)
     # whylogs inspects each value of a column that may hold missing values in Python (~5 µs a value);
     # a column declared homogeneous (no null, NaN or inf) goes to its sketches in one vectorised step.

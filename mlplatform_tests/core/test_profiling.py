@@ -163,3 +163,20 @@ def test_profile_by_period_profiles_each_period_alone_and_merges_to_the_whole(fr
         assert (merged[column]["count"], merged[column]["null_count"]) == (frame.height, whole[column]["null_count"])
     with pytest.raises(ValueError, match="period column 'week'"):
         profiling.profile_by_period(days, "week")
+
+
+def test_float_columns_with_gaps_profile_as_whylogs_profiles_them_whole(frame):
+    """A float column with nulls or NaN is profiled as its values plus its gaps, merged: every metric whylogs
+    reports (counts, null/NaN counts, types, distribution and its quantiles, cardinality, frequent items) equals
+    whylogs' own profile of the whole frame."""
+    rng = np.random.default_rng(5)
+    gappy = frame.with_columns(
+        nan=pl.Series(rng.normal(size=frame.height)).scatter([1, 2, 500], float("nan")).scatter([7], None),
+        empty=pl.Series([None] * frame.height, dtype=pl.Float64),
+        few=pl.Series(rng.integers(0, 4, frame.height) * 0.5).scatter(np.arange(0, frame.height, 3), None))
+    ours = profiling.profile_frame(gappy).to_pandas().sort_index()
+    whylogs_own = profiling._track(profiling._whylogs_safe(gappy)).to_pandas().sort_index()
+
+    assert list(ours.index) == list(whylogs_own.index) and list(ours.columns) == list(whylogs_own.columns)
+    pd.testing.assert_frame_equal(ours, whylogs_own, check_exact=False, rtol=1e-12)
+    assert ours.loc["nan", "counts/nan"] == ours.loc["nan", "counts/null"] == 4  # NaN and null are both missing
