@@ -15,7 +15,7 @@ from mlplatform.defs.ingestion import monthly_partitions
 from mlplatform.resources.platform import FeatureStoreResource, PlatformResource
 
 
-@dg.asset(group_name="feature_store", deps=["features_daily"], kinds={"feast"})
+@dg.asset(group_name="feature_store", deps=["feature_catalogue", "features_daily"], kinds={"feast"})
 def feature_store(platform: PlatformResource, feast_store: FeatureStoreResource) -> dg.MaterializeResult:
     """Feast entities, feature views and the model's feature service applied to the registry, with each
     feature's description, dtype, source, owner, created date and known issues."""
