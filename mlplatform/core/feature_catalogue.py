@@ -35,7 +35,7 @@ from mlplatform.brief import (
     TableFeatures,
 )
 from mlplatform.core.feature_names import entity_column
-from mlplatform.core.features import _days_since_column, feature_columns
+from mlplatform.core.features import days_since_column, feature_columns
 from mlplatform.schemas import POLARS_DTYPES
 
 Kind = Literal["attribute", "column", "tenure", "rolling", "count", "days_since", "lag", "cyclical", "interaction"]
@@ -217,7 +217,7 @@ def _definition_facts(spec: Features, entity: str, declared: Mapping[str, Column
                 yield name, _Facts("int", "count", events, count.column, f"count of {value}", False, _UNDERCOUNT)
     for value in spec.days_since:
         (name,) = [n for n in named(counts=spec.counts, days_since=[value]) if n not in named(counts=spec.counts)]
-        yield name, _Facts("float", "days_since", events, _days_since_column(spec, value), f"days since {value}",
+        yield name, _Facts("float", "days_since", events, days_since_column(spec, value), f"days since {value}",
                            True, "Null until the first such event; events before the data's start are not seen.")
     for lag in spec.lags:
         for days in lag.lags_days:

@@ -61,7 +61,7 @@ def _daily_statistics(spec: Features) -> dict[str, set[str]]:
     return needs
 
 
-def _days_since_column(spec: Features, value: str) -> str:
+def days_since_column(spec: Features, value: str) -> str:
     """The event column that ``days_since`` looks ``value`` up in.
 
     The brief names only the value, so the column is the one of the counts item listing it (or the only
@@ -114,7 +114,7 @@ def feature_columns(spec: Features | TableFeatures, entity: str) -> dict[str, st
                 )
     for value in spec.days_since:
         out[f"{entity}_days_since_{_slug(value)}"] = (
-            f"Days from the last event with {_days_since_column(spec, value)} = '{value}' before the row "
+            f"Days from the last event with {days_since_column(spec, value)} = '{value}' before the row "
             "time to the row time (null if none)"
         )
     for lag_item in spec.lags:
@@ -268,7 +268,7 @@ def _event_features(
     for value in spec.days_since:
         # Events before the grid's first day count as on that day: they precede every row anyway.
         last = (
-            events.filter(pl.col(_days_since_column(spec, value)).cast(pl.String) == value)
+            events.filter(pl.col(days_since_column(spec, value)).cast(pl.String) == value)
             .group_by(cell(pl.col("day").clip(lower_bound=0)))
             .agg(pl.col(timestamp).max().dt.epoch("us").cast(pl.Float64).alias("last"))
         )
@@ -309,7 +309,7 @@ BLOCK_ROWS = 2_000_000
 def event_columns(spec: Features, *, entity_key: str, timestamp: str) -> list[str]:
     """The event columns :func:`build_features` reads: key, time and those its aggregates name (read only these)."""
     named = [*_daily_statistics(spec), *(item.column for item in spec.counts),
-             *(_days_since_column(spec, value) for value in spec.days_since)]
+             *(days_since_column(spec, value) for value in spec.days_since)]
     return list(dict.fromkeys([entity_key, timestamp, *named]))
 
 
