@@ -337,7 +337,23 @@ def _pct(value: float) -> str:
     return "not measured" if math.isnan(value) else f"{value:.1%}"
 
 
-def render_rag_report(brief: Brief, summary: dict[str, float], answers: pl.DataFrame, queries: pl.DataFrame) -> str:
+def rerank_verdict(retrieval: pl.DataFrame) -> str:
+    """Whether reranking improved precision, in words, from the held-out retrieval metrics (rag_retrieval_eval's
+    table, by chunk): yes, no or no change, with precision@3 and nDCG@10 with and without it."""
+    rows = {r["retriever"]: r for r in retrieval.filter(pl.col("relevance") == "chunk").iter_rows(named=True)}
+    measured = [rows[r] for r in ("hybrid", "hybrid+rerank") if r in rows and rows[r]["precision@3"] is not None]
+    if len(measured) < 2:
+        return "not measured (no held-out answerable query with relevant chunks)"
+    plain, reranked = measured
+    gain = reranked["precision@3"] - plain["precision@3"]
+    word = "yes" if gain > 1e-9 else "no" if gain < -1e-9 else "no change"
+    ndcg = " / ".join("-" if r["ndcg@10"] is None else f"{r['ndcg@10']:.3f}" for r in (reranked, plain))
+    return (f"{word}: precision@3 {reranked['precision@3']:.3f} with reranking, {plain['precision@3']:.3f} without "
+            f"(nDCG@10 {ndcg}; {plain['queries']} held-out queries, by chunk)")
+
+
+def render_rag_report(brief: Brief, summary: dict[str, float], answers: pl.DataFrame, queries: pl.DataFrame,
+                      retrieval: pl.DataFrame) -> str:
     """The evaluation report: the method's RAG quality checklist judged on the figures, then the failures."""
     from mlplatform.core.rag.answer_metrics import gate_failures
     from mlplatform.core.rag.cost import optimisation_table
@@ -361,7 +377,7 @@ def render_rag_report(brief: Brief, summary: dict[str, float], answers: pl.DataF
              "| item | measured | required |", "|---|---|---|",
              f"| retrieval holds the answer (50+ queries) | {int(summary['queries'])} scored; answer accuracy "
              f"{_pct(summary['answer_accuracy'])} | >= {t.min_queries}; >= {t.min_answer_accuracy:.0%} |",
-             "| reranking improves precision | see rag_retrieval_eval (with and without reranking) | - |",
+             f"| reranking improves precision | {rerank_verdict(retrieval)} | - |",
              f"| the system prompt prevents false information (adversarial queries) | false premises and "
              f"unanswerable abstained {_pct(summary['abstention_rate'])}; injected instructions refused "
              f"{_pct(summary['injection_refusal'])}; uncited claims refused "
@@ -387,14 +403,15 @@ def render_rag_report(brief: Brief, summary: dict[str, float], answers: pl.DataF
     return "\n".join(lines)
 
 
-@dg.asset(group_name="rag", deps=["rag_answer_eval"], kinds={"markdown"})
+@dg.asset(group_name="rag", deps=["rag_answer_eval", "rag_retrieval_eval"], kinds={"markdown"})
 def rag_report(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """The question-answering evaluation report (reports/rag_report.md): the method's RAG quality checklist
     judged on the held-out answers, the gate, the cost-optimisation table and every failed query; logged to the
     evaluation's MLflow run."""
     summary = _summary(platform)
     markdown = render_rag_report(platform.brief, summary, platform.read_table(tables.RAG_ANSWERS),
-                                 platform.read_table(tables.RAG_QUERIES))
+                                 platform.read_table(tables.RAG_QUERIES),
+                                 platform.read_table(tables.RAG_RETRIEVAL_METRICS))
     path = write_text_atomic(markdown, platform.workspace.reports_dir / "rag_report.md")
     _log_artifact(tracking, platform, path)
     return dg.MaterializeResult(metadata={"report": dg.MetadataValue.md(markdown),

@@ -10,6 +10,7 @@ import yaml
 
 from mlplatform.brief import DEMO_BRIEF
 from mlplatform.defs import rag, rag_quality
+from mlplatform.defs.rag_quality import rerank_verdict
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,6 +85,9 @@ def test_the_stage_answers_the_held_out_queries_and_the_gate_judges_them(passed)
     assert metrics["queries"] >= 40 and metrics["injection_refusal"] == 1.0 and metrics["latency_p95_ms"] < 3000
     report = (platform.workspace.reports_dir / "rag_report.md").read_text()
     assert "Gate: **PASS**" in report and "semantic cache" in report
+    verdict = rerank_verdict(platform.read_table("rag", "retrieval_metrics"))
+    assert verdict.split(":")[0] in ("yes", "no", "no change") and f"| reranking improves precision | {verdict} |" \
+        in report
     card = (platform.workspace.reports_dir / "rag_system_card.md").read_text()
     assert "# System card" in card and "README.md" in card
 
@@ -109,3 +113,20 @@ def test_a_failed_gate_blocks_the_report_and_names_the_threshold(tmp_path):
     materialized = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()
                     for m in [m.event_specific_data.materialization]}
     assert "rag_answer_eval" in materialized and "rag_report" not in materialized
+
+
+def _retrieval(p3_plain: float, p3_reranked: float) -> pl.DataFrame:
+    return pl.DataFrame({"retriever": ["hybrid", "hybrid+rerank", "hybrid"],
+                         "relevance": ["chunk", "chunk", "document"], "queries": [23, 23, 23],
+                         "precision@3": [p3_plain, p3_reranked, 0.9],
+                         "ndcg@10": [0.878, 0.885, 0.9]})
+
+
+def test_the_report_says_plainly_whether_reranking_improved_precision():
+    assert rerank_verdict(_retrieval(0.507, 0.565)) == ("yes: precision@3 0.565 with reranking, 0.507 without "
+                                                        "(nDCG@10 0.885 / 0.878; 23 held-out queries, by chunk)")
+    assert rerank_verdict(_retrieval(0.542, 0.458)).startswith("no: precision@3 0.458 with reranking, 0.542")
+    assert rerank_verdict(_retrieval(0.5, 0.5)).startswith("no change: ")
+    assert rerank_verdict(_retrieval(0.5, 0.5).filter(pl.col("retriever") == "hybrid")).startswith("not measured")
+    unjudged = _retrieval(0.5, 0.5).with_columns(pl.lit(None, pl.Float64).alias("precision@3"))
+    assert rerank_verdict(unjudged).startswith("not measured")
