@@ -188,10 +188,18 @@ class Stack:
                                 str(self.options.serve_port), "--data-dir", str(self.settings.data_dir),
                                 "--brief", str(self.settings.brief_path)])
 
-    def switch_on_sensors(self) -> None:
-        """Every sensor of the code location on (the schedule stays off), through Dagster's own CLI."""
-        subprocess.run([self._tool("dagster"), "sensor", "start", "--start-all", "-m", "mlplatform.definitions"],
-                       env=self.env, check=True, capture_output=True, timeout=180)
+    def switch_on_sensors(self) -> subprocess.Popen:
+        """Every sensor of the code location on (the schedule stays off), through Dagster's own CLI; returns the
+        command's process (:meth:`sensors_on` waits for it)."""
+        return subprocess.Popen([self._tool("dagster"), "sensor", "start", "--start-all", "-m",
+                                 "mlplatform.definitions"], env=self.env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+
+    @staticmethod
+    def sensors_on(command: subprocess.Popen) -> None:
+        _, error = command.communicate(timeout=180)
+        if command.returncode:
+            raise RuntimeError(f"dagster sensor start failed: {error.decode(errors='replace')[-2000:]}")
 
     def wait_ready(self, timeout_s: float = 180.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -485,8 +493,9 @@ def run_live(data_dir: Path, options: LiveOptions = LiveOptions(), say: Callable
             timeline.poll()
             timeline.line(f"first champion promoted; starting serving (http://127.0.0.1:{options.serve_port}) …")
             stack.start_serving()
+            switching = stack.switch_on_sensors()  # while serving loads the champion
             stack.wait_ready()
-            stack.switch_on_sensors()
+            stack.sensors_on(switching)
             timeline.line("sensors on: new_data_sensor, monitor_new_batch, drift_sensor, performance_sensor, "
                           "serving_guard_sensor, notify_retrain_*")
             for offset in range(options.months):

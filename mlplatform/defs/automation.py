@@ -9,7 +9,8 @@ The loop, once its sensors are switched on (``dagster sensor start --start-all``
    ``performance_report`` and ``prediction_profiles`` describe the new batch (``monitoring.period:
    latest_batch`` measures the newest month against the training window).
 3. ``drift_sensor`` and ``performance_sensor`` read each fresh report and launch ``retrain_job`` with their reason
-   in the run's tags when a top feature's PSI or the primary metric's drop crosses the brief's limits. New data
+   in the run's tags when a top feature's PSI or the primary metric's drop crosses the brief's limits (from the
+   training stage on: the monitoring run has just validated the batch and rebuilt features and training set). New data
    alone retrains only when the brief asks (``monitoring.retrain_on_new_data``).
 4. ``retrain_job`` re-validates, rebuilds features, trains on the rolling split's latest months with the
    production model's hyperparameters (``monitoring.retrain_tuning`` re-tunes), evaluates and runs the promotion
@@ -59,6 +60,9 @@ NAMESPACE_TAG = "mlplatform/namespace"
 RETRAIN_GROUPS = ["quality", "features", "feature_store", "training", "evaluation", "registry", "reporting"]
 # What a new batch refreshes before monitoring reads it: validation, features, the online store, the training set.
 MONITOR_GROUPS = ["quality", "features", "feature_store", "monitoring"]
+# A retrain answering a monitoring run starts where that run stopped: it has just validated the batch and rebuilt
+# the features, the online store and the training set from the same inputs, so the retrain does not redo them.
+AFTER_MONITORING = ["training", "evaluation", "registry", "reporting"]
 # The per-batch profile (monitoring.py) is partitioned like the raw batches: it runs with each batch's ingestion.
 BATCH_PROFILES = "batch_profiles"
 
@@ -77,9 +81,20 @@ def monthly_keys(brief: Brief) -> list[str]:
     return month_keys(brief.partition_start, brief.partition_end)
 
 
-def _retrain_request(trigger: Trigger, run_key: str, source_run: str | None = None) -> dg.RunRequest:
+def _retrain_request(trigger: Trigger, run_key: str, source_run: str | None = None,
+                     asset_selection: list[dg.AssetKey] | None = None) -> dg.RunRequest:
     tags = {TRIGGER_TAG: trigger.kind, REASON_TAG: trigger.reason[:1000]}
-    return dg.RunRequest(run_key=run_key, tags={**tags, SOURCE_RUN_TAG: source_run} if source_run else tags)
+    return dg.RunRequest(run_key=run_key, tags={**tags, SOURCE_RUN_TAG: source_run} if source_run else tags,
+                         asset_selection=asset_selection)
+
+
+def _after_monitoring(context: dg.SensorEvaluationContext) -> list[dg.AssetKey] | None:
+    """The retrain's assets that a monitoring run has not just refreshed (None: the whole job, when the sensor
+    runs without its code location, as in a test's sensor context)."""
+    repository = context.repository_def
+    if repository is None:
+        return None
+    return sorted(dg.AssetSelection.groups(*AFTER_MONITORING).resolve(repository.asset_graph))
 
 
 def _latest_record(context: dg.SensorEvaluationContext, asset: str) -> dg.EventLogRecord | None:
@@ -137,7 +152,8 @@ def _report_sensor(context: dg.SensorEvaluationContext, tracking: TrackingResour
     if source_run and (earlier := _retrain_already_requested(context, source_run)):
         return dg.SkipReason(f"{trigger.reason}; retrain run {earlier.run_id} "
                              f"({earlier.tags.get(TRIGGER_TAG)}) already answers monitoring run {source_run}")
-    return _retrain_request(trigger, run_key=f"{kind}:{record.storage_id}", source_run=source_run)
+    return _retrain_request(trigger, run_key=f"{kind}:{record.storage_id}", source_run=source_run,
+                            asset_selection=_after_monitoring(context) if source_run else None)
 
 
 def build(brief: Brief) -> list:

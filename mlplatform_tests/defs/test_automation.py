@@ -121,9 +121,10 @@ def _report(instance: dg.DagsterInstance, asset: str) -> str:
     return dg.materialize([report], instance=instance).run_id
 
 
-def test_drift_and_decay_in_one_monitoring_run_retrain_once(platform, sensors):
+def test_drift_and_decay_in_one_monitoring_run_retrain_once(platform, sensors, defs):
     """The performance sensor finds a critical drop in the same monitoring run whose drift already launched a
-    retrain: it names that retrain instead of launching a second one."""
+    retrain: it names that retrain instead of launching a second one. In its code location, the retrain it launches
+    starts at training (the monitoring run has just rebuilt the features and the training set)."""
     row = {"metric": "f1", "reference": 0.36, "current": 0.27, "relative_drop": 0.25, "severity": "critical"}
     write_parquet_atomic(pl.DataFrame([row]), platform.workspace.table("monitoring", "performance"))
     with dg.instance_for_test() as instance:
@@ -136,8 +137,12 @@ def test_drift_and_decay_in_one_monitoring_run_retrain_once(platform, sensors):
         assert "retrain run drift-retrain (drift) already answers monitoring run" in answered.skip_message
 
         second = _report(instance, "performance_report")  # the next batch's report: a retrain of its own
-        [request] = _evaluate(sensors["performance_sensor"], instance, platform, cursor=answered.cursor).run_requests
+        [request] = _evaluate(sensors["performance_sensor"], instance, platform, cursor=answered.cursor,
+                              definitions=defs).run_requests
         assert request.tags["mlplatform/source_run"] == second
+        selected = {key.to_user_string() for key in request.asset_selection}
+        assert {"training_set", "lgbm_model", "evaluation_report", "champion_model", "model_card"} <= selected
+        assert not selected & {"validated_events", "features_daily", "feature_store", "drift_report"}
 
 
 def test_new_data_sensor_leaves_batches_already_ingested_alone(tmp_path, defs, sensors, demo_settings):
