@@ -368,12 +368,18 @@ def health_of(log: pl.DataFrame, version: str | None) -> ArmHealth:
     return ArmHealth(rows.height, errors, p99)
 
 
+# Rows an arm needs before its p99 latency is judged: with fewer, the "99th percentile" is the slowest single
+# request, and one garbage-collection pause or cold call would roll a healthy model back.
+P99_MIN_ROWS = 100
+
+
 def degradation_reasons(candidate: ArmHealth, baseline: ArmHealth, policy: RolloutPolicy,
                         higher_better: bool) -> list[str]:
     """The method's automatic-rollback rule: error rate or p99 latency above ``degradation_factor`` x the
     baseline's, or the primary metric worse by more than ``max_metric_drop`` (relative). Empty: healthy.
 
-    Error rate and latency are judged once both have ``min_rows``; the metric once both have one.
+    Error rate is judged once both have ``min_rows``, p99 latency once both also have :data:`P99_MIN_ROWS`, the
+    metric once both have one.
     """
     reasons = []
     factor = policy.degradation_factor
@@ -381,7 +387,7 @@ def degradation_reasons(candidate: ArmHealth, baseline: ArmHealth, policy: Rollo
         floor = policy.error_rate_floor
         if max(candidate.error_rate, floor) > factor * max(baseline.error_rate, floor):
             reasons.append(f"error rate {candidate.error_rate:.4f} > {factor}x baseline {baseline.error_rate:.4f}")
-        if candidate.p99_ms > factor * baseline.p99_ms:
+        if min(candidate.rows, baseline.rows) >= P99_MIN_ROWS and candidate.p99_ms > factor * baseline.p99_ms:
             reasons.append(f"p99 latency {candidate.p99_ms:.2f} ms > {factor}x baseline {baseline.p99_ms:.2f} ms")
     if candidate.metric is not None and baseline.metric is not None and baseline.metric != 0:
         change = (candidate.metric - baseline.metric) / abs(baseline.metric)

@@ -157,6 +157,10 @@ def test_rollback_rule_fires_on_2x_errors_or_latency_or_a_5_percent_metric_drop(
     assert degradation_reasons(ArmHealth(1000, 19, 9.9, 0.58), base, POLICY, higher_better=True) == []
     reasons = degradation_reasons(ArmHealth(1000, 21, 10.1, 0.56), base, POLICY, higher_better=True)
     assert [r.split()[0] for r in reasons] == ["error", "p99", "primary"]
+    # p99 of fewer than 100 rows is the slowest request: not judged, however slow.
+    few = RolloutPolicy(min_rows=50)
+    assert degradation_reasons(ArmHealth(99, 0, 30.0), ArmHealth(1000, 0, 5.0), few, higher_better=True) == []
+    assert degradation_reasons(ArmHealth(100, 0, 30.0), ArmHealth(1000, 0, 5.0), few, True)[0].startswith("p99")
     # Lower-is-better metrics drop when they rise.
     assert degradation_reasons(ArmHealth(1000, 0, 5, 0.64), ArmHealth(1000, 0, 5, 0.60), POLICY, False)
     # Too few rows: error rate and latency are not judged yet; zero baseline errors use the floor.
