@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -508,7 +508,9 @@ def run_live(data_dir: Path, options: LiveOptions = LiveOptions(), say: Callable
                     timeline.line(f"  {month:%Y-%m}-{day:02d}: {answered:,} predictions served")
                     if _canary_running(settings, brief.name):  # the serving guard judges this week's traffic
                         _wait_for(timeline, _guarded_since(timeline, sent), settle_s=2, timeout_s=options.timeout_s)
-                following = month_start(month, 1)
+                # The batch arrives with the month's labels: at the month's end, or once their outcome window has
+                # passed (February is shorter than label.delay_days), so the A/B test of the month's traffic can decide.
+                following = max(month_start(month, 1), month + timedelta(days=brief.label.delay_days))
                 release(full, inputs, following, brief.label.delay_days)
                 timeline.line(f"  batch {month:%Y-%m} arrived, with the labels known by {following}")
                 _wait_for(timeline, _answered(timeline, settings, brief.name, f"{month:%Y-%m}"), options.settle_s,
