@@ -326,6 +326,8 @@ class Timeline:
             name, meta = materialization.asset_key.to_user_string(), materialization.metadata
             if name == "drift_report" and "max_psi" in meta:
                 said.append(f"drift over {meta['period'].value}: max PSI {meta['max_psi'].value:.2f}")
+            elif name == "performance_report" and "reason" in meta:
+                said.append(f"decay {meta['severity'].value}: {meta['reason'].value}")
             elif name == "performance_report" and "relative_drop" in meta:
                 said.append(f"decay {meta['severity'].value} (primary metric down {meta['relative_drop'].value:.1%} "
                             "on the new labels)")

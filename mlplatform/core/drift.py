@@ -23,6 +23,8 @@ EPS = 1e-4
 Severity = Literal["ok", "warning", "critical"]
 # The severity of a monitoring output when drift over time cannot be measured (data without time).
 NOT_APPLICABLE = "not_applicable"
+# The severity of concept drift while the monitored period has no labels yet (labels arrive after their delay).
+AWAITING_LABELS = "awaiting_labels"
 # The drift table's contract (the lake's monitoring/drift), also when drift is not applicable.
 DRIFT_SCHEMA = {"feature": pl.String, "kind": pl.String, "psi": pl.Float64, "ks": pl.Float64,
                 "ks_pvalue": pl.Float64, "js": pl.Float64, "severity": pl.String}

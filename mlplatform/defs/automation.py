@@ -42,7 +42,7 @@ import polars as pl
 
 from mlplatform.brief import Brief
 from mlplatform.core import tables
-from mlplatform.core.drift import drift_not_measured
+from mlplatform.core.drift import AWAITING_LABELS, drift_not_measured
 from mlplatform.core.ingestion import month_keys
 from mlplatform.core.io import InputError, source_files
 from mlplatform.core.retraining import Trigger, drift_trigger, notify, performance_trigger
@@ -269,8 +269,9 @@ def build(brief: Brief) -> list:
         def decide() -> tuple[Trigger | None, str]:
             row = platform.read_table(tables.PERFORMANCE).row(0, named=True)
             drop = row.get("relative_drop")
-            return performance_trigger(row), ("no critical drop" if drop is None else
-                                               f"no critical drop ({drop:.1%} of {row['metric']})")
+            return performance_trigger(row), ("awaiting labels for the monitored period"
+                                               if row["severity"] == AWAITING_LABELS else "no critical drop"
+                                               if drop is None else f"no critical drop ({drop:.1%} of {row['metric']})")
 
         return _report_sensor(context, tracking, "performance_report", "performance", decide)
 

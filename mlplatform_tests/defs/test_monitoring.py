@@ -203,3 +203,26 @@ def test_logged_predictions_are_profiled_per_day_with_prediction_drift_against_t
     assert drift["kl"][1] == pytest.approx(prediction_drift_kl(reference, served_scores), rel=1e-12)
     assert drift["kl"][1] > 0  # the monitored months move the demo's scores a little (KL ~0.007)
     assert check.passed and check.description.startswith("every judged day is within KL 0.1")
+
+
+def test_a_monitored_period_whose_labels_have_not_arrived_waits_for_them(served):
+    """Labels come after their delay: a monitoring run over a batch without labels yet records that it waits
+    (the run succeeds, the concept-drift check passes saying so, the performance sensor does not retrain)."""
+    from mlplatform.core import tables
+    from mlplatform.core.drift import AWAITING_LABELS
+    from mlplatform.core.retraining import performance_trigger
+    from mlplatform.defs.monitoring import concept_drift_check, performance_report
+
+    target, defs, _ = served
+    path = target.table(tables.TRAINING_SET)
+    training = pl.read_parquet(path)
+    labelled = training.filter(pl.col("snapshot_date") < pl.date(2025, 9, 1))  # the monitored months' labels are late
+    labelled.write_parquet(path)
+    result = dg.materialize([performance_report, concept_drift_check], resources=defs.resources)
+    [check] = result.get_asset_check_evaluations()
+    metadata = {k: v.value for k, v in result.asset_materializations_for_node("performance_report")[0].metadata.items()}
+    assert metadata["severity"] == AWAITING_LABELS and metadata["labelled_rows"] == 0
+    assert metadata["reason"].startswith("no labelled rows between 2025-09-01 and 2025-11-01 yet")
+    assert check.passed and check.description.startswith("awaiting labels")
+    row = pl.read_parquet(target.table(tables.PERFORMANCE)).row(0, named=True)
+    assert performance_trigger(row) is None
