@@ -15,9 +15,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import polars as pl
 
-from mlplatform.brief import Features
+from mlplatform.brief import Brief, Features
 from mlplatform.core import tables
 from mlplatform.core.datasets import split_training_set
 from mlplatform.core.holdout import quarantined_entities, without_entities
@@ -28,6 +29,15 @@ from mlplatform.core.training import SplitFrames
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 
 log = logging.getLogger(__name__)
+# The per-batch profile (monitoring) is partitioned like the raw batches: it runs with each batch's ingestion.
+BATCH_PROFILES = "batch_profiles"
+
+
+def monthly_partitions(brief: Brief) -> dg.MonthlyPartitionsDefinition:
+    """The monthly partitions of the raw batches, the per-batch profiles and the online store."""
+    return dg.MonthlyPartitionsDefinition(
+        start_date=brief.partition_start.strftime("%Y-%m"), end_date=brief.partition_end.strftime("%Y-%m"), fmt="%Y-%m"
+    )
 
 
 def load_split(platform: PlatformResource) -> SplitFrames:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import polars as pl
 
-from mlplatform.brief import OBSERVED_AT, Source
+from mlplatform.brief import OBSERVED_AT, Brief, Source
 from mlplatform.core.io import InputError, read_file, source_files
 
 SOURCE_FILE = "_source_file"
@@ -76,6 +76,16 @@ def month_keys(start, end) -> list[str]:
         keys.append(f"{year:04d}-{month:02d}")
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return keys
+
+
+def monthly_keys(brief: Brief) -> list[str]:
+    """The brief's monthly partition keys, ``partition_start`` to ``partition_end``."""
+    return month_keys(brief.partition_start, brief.partition_end)
+
+
+def partitioned_sources(brief: Brief) -> list[str]:
+    """Sources that arrive in monthly batches (the partitioned raw assets)."""
+    return [name for name, source in brief.sources.items() if source.batches == "monthly"]
 
 
 __all__ = ["SOURCE_FILE", "InputError", "add_derived_columns", "batch_files", "ingest", "month_keys"]

@@ -43,12 +43,12 @@ import polars as pl
 from mlplatform.brief import Brief
 from mlplatform.core import tables
 from mlplatform.core.drift import AWAITING_LABELS, drift_not_measured
-from mlplatform.core.ingestion import month_keys
+from mlplatform.core.ingestion import monthly_keys, partitioned_sources
 from mlplatform.core.io import InputError, source_files
 from mlplatform.core.retraining import Trigger, drift_trigger, notify, performance_trigger
 from mlplatform.core.rollout import rollout_state
 from mlplatform.resources.platform import PlatformResource, TrackingResource
-from mlplatform.stage_io import champion_importance
+from mlplatform.stage_io import BATCH_PROFILES, champion_importance
 
 TRIGGER_TAG = "mlplatform/trigger"
 REASON_TAG = "mlplatform/reason"
@@ -63,22 +63,9 @@ MONITOR_GROUPS = ["quality", "features", "feature_store", "monitoring"]
 # A retrain answering a monitoring run starts where that run stopped: it has just validated the batch and rebuilt
 # the features, the online store and the training set from the same inputs, so the retrain does not redo them.
 AFTER_MONITORING = ["training", "evaluation", "registry", "reporting"]
-# The per-batch profile (monitoring.py) is partitioned like the raw batches: it runs with each batch's ingestion.
-BATCH_PROFILES = "batch_profiles"
-
-
 def namespace_limit() -> dict:
     """The instance's run-queue rule that keeps one run per brief namespace at a time (``concurrency.runs``)."""
     return {"key": NAMESPACE_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
-
-
-def partitioned_sources(brief: Brief) -> list[str]:
-    """Sources that arrive in monthly batches (the partitioned raw assets)."""
-    return [name for name, source in brief.sources.items() if source.batches == "monthly"]
-
-
-def monthly_keys(brief: Brief) -> list[str]:
-    return month_keys(brief.partition_start, brief.partition_end)
 
 
 def _retrain_request(trigger: Trigger, run_key: str, source_run: str | None = None,

@@ -11,8 +11,8 @@ from mlplatform.core import tables
 from mlplatform.core.feature_names import feature_service_name, feature_view_name
 from mlplatform.core.markdown import table as table_md
 from mlplatform.core.readable import readable
-from mlplatform.defs.ingestion import monthly_partitions
 from mlplatform.resources.platform import FeatureStoreResource, PlatformResource
+from mlplatform.stage_io import monthly_partitions
 
 
 @dg.asset(group_name="feature_store", deps=["feature_catalogue", "features_daily"], kinds={"feast"})

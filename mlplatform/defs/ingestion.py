@@ -12,14 +12,9 @@ from mlplatform.core.quality import MAX_POINTS, data_as_of, freshness_need_days,
 from mlplatform.core.readable import readable
 from mlplatform.core.validation import parse_column
 from mlplatform.resources.platform import PlatformResource
+from mlplatform.stage_io import monthly_partitions
 
 FRESHNESS = "freshness"
-
-
-def monthly_partitions(brief: Brief) -> dg.MonthlyPartitionsDefinition:
-    return dg.MonthlyPartitionsDefinition(
-        start_date=brief.partition_start.strftime("%Y-%m"), end_date=brief.partition_end.strftime("%Y-%m"), fmt="%Y-%m"
-    )
 
 
 def _freshness(frame: pl.DataFrame, name: str, column: str, brief: Brief, as_of: datetime) -> dg.AssetCheckResult:

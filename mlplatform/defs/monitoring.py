@@ -36,16 +36,15 @@ from mlplatform.core.drift import (
     psi_over_time_plot,
     psi_plot,
 )
+from mlplatform.core.ingestion import monthly_keys, partitioned_sources
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics, higher_is_better
 from mlplatform.core.retraining import SplitDates, split_dates
 from mlplatform.core.rollout import model_answers, prediction_log_dir, read_prediction_log
 from mlplatform.core.validation import validate_table
-from mlplatform.defs.automation import BATCH_PROFILES, monthly_keys, partitioned_sources
-from mlplatform.defs.ingestion import monthly_partitions
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 from mlplatform.serving.model_loader import load_version
-from mlplatform.stage_io import challenger_name, load_champion, load_split
+from mlplatform.stage_io import BATCH_PROFILES, challenger_name, load_champion, load_split, monthly_partitions
 
 MONTH = "%Y-%m"
 DAY = "day"

@@ -16,9 +16,9 @@ from mlplatform.core.feature_store import feature_service_name, feature_view_nam
 from mlplatform.core.table_features import build_table_features
 from mlplatform.definitions import resources_for
 from mlplatform.defs import feature_store
-from mlplatform.defs.ingestion import monthly_partitions
 from mlplatform.resources.platform import FeatureStoreResource, PlatformResource
 from mlplatform.settings import Settings
+from mlplatform.stage_io import monthly_partitions
 from mlplatform_tests.defs.plain_table import write_plain_table_brief
 
 CHECK = dg.AssetCheckKey(dg.AssetKey("online_features"), "online_offline_consistency")
