@@ -90,9 +90,12 @@ def test_a_stale_retrain_is_refused_then_one_after_the_shift_wins_its_canary_and
     assert steps == [("canary advance", 0.25), ("canary advance", 0.5), ("canary promote", 1.0)], lines
     shipped = [n for n in notices if n.get("event") == "rollout" and n["action"] == "canary promote"][0]
     assert shipped["ab_decision"] == "ship", shipped
+    # The A/B report holds the latest analysis: this version's, or a later gated retrain's canary (a retrain after
+    # the shift may tie or beat the new champion; which one does is not fixed across machines).
     report = yaml.safe_load((ws.reports_dir / "ab_test_report.yaml").read_text())
-    assert report["results"]["treatment_version"] == version and report["results"]["decision"] == "ship"
-    history = champion_history(ws.mlflow_uri, MODEL)
-    assert [row["version"] for row in history] == [version, "1"], (history, lines)
-    assert rollout_state(ws.mlflow_uri, MODEL).champion == version
+    later = [n["promotion"]["challenger_version"] for n in gated[1:]]
+    assert report["results"]["treatment_version"] in [version, *later], report
+    history = [row["version"] for row in champion_history(ws.mlflow_uri, MODEL)]
+    assert history[-2:] == [version, "1"] and set(history[:-2]) <= set(later), (history, lines)
+    assert rollout_state(ws.mlflow_uri, MODEL).champion == history[0]
     assert any("notice: canary promote" in line for line in lines)
