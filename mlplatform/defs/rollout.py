@@ -68,9 +68,16 @@ def ab_test_report(platform: PlatformResource, tracking: TrackingResource) -> dg
     kill, from the serving app's prediction log (since the canary started) and the labels known so far."""
     state = rollout_state(tracking.uri, tracking.model_name)
     report = _ab(platform, _labelled_log(platform), state)
-    text = yaml.safe_dump(report, sort_keys=False, allow_unicode=True)
-    path = write_text_atomic(text, platform.workspace.reports_dir / "ab_test_report.yaml")
     results = report["results"]
+    path = platform.workspace.reports_dir / "ab_test_report.yaml"
+    if path.exists() and not state.canary_running and results["predictions"]["treatment"] == 0:
+        # A challenger that never served (refused by the gate, or no canary started) is in no A/B test: the report
+        # of the last test that had traffic stands.
+        reason = f"version {state.challenger} has served no traffic; the last A/B test's report stands"
+        return dg.MaterializeResult(metadata={"decision": "none", "reason": reason,
+                                              "path": dg.MetadataValue.path(str(path))})
+    text = yaml.safe_dump(report, sort_keys=False, allow_unicode=True)
+    write_text_atomic(text, path)
     return dg.MaterializeResult(metadata={
         "decision": results["decision"], "reason": results["reason"],
         "primary_metric": report["ab_test"]["primary_metric"],

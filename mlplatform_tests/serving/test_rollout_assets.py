@@ -86,6 +86,25 @@ def test_a_healthy_canary_advances_one_step_and_the_ab_report_is_written(stage):
     assert report["ab_test"]["traffic_split"] == {"control": 95.0, "treatment": 5.0}
 
 
+def test_a_challenger_that_never_served_leaves_the_last_ab_report_standing(stage):
+    """A retrain refused by the gate is registered as challenger without a canary: it is in no A/B test, so the
+    report of the last test that had traffic is not overwritten by an empty one."""
+    target, resources, old, new = stage
+    set_alias(target.mlflow_uri, MODEL, "challenger", new)
+    set_challenger_share(target.mlflow_uri, MODEL, 0.05)
+    write_log(target, [(old, "champion", 2.0), (new, "challenger", 2.5)], 300)
+    materialise(resources)
+    tested = (target.reports_dir / "ab_test_report.yaml").read_text()
+    run_id = pl.read_parquet(target.table("candidates", "lightgbm"))["run_id"][0]
+    refused = register_model(target.mlflow_uri, MODEL, run_id)
+    set_alias(target.mlflow_uri, MODEL, "challenger", refused)
+    set_challenger_share(target.mlflow_uri, MODEL, 0.0)
+    metadata = materialise(resources)["ab_test_report"]
+    assert metadata["decision"] == "none"
+    assert metadata["reason"] == f"version {refused} has served no traffic; the last A/B test's report stands"
+    assert (target.reports_dir / "ab_test_report.yaml").read_text() == tested
+
+
 def test_the_briefs_canary_steps_decide_the_share_a_healthy_canary_moves_to(stage_with_two_canary_steps):
     target, resources, old, new = stage_with_two_canary_steps
     set_alias(target.mlflow_uri, MODEL, "challenger", new)
