@@ -42,6 +42,16 @@ def trained(task: str, transforms: dict[str, list[str]] | None, seed: int = 0):
                           transforms=settings)
 
 
+def _row_and_frame_scores(model, seed: int, n: int) -> tuple[list[dict], np.ndarray, np.ndarray]:
+    """``n`` random rows (unseen levels, an empty row and an all-missing row included), each scored by the model's
+    row scorer and, together, as one frame: (rows, row scores, frame scores in the same shape)."""
+    score_row = row_scorer(model, TYPES)
+    assert score_row is not None
+    rows = random_rows(np.random.default_rng(seed), n, unseen=True) + [{}, dict.fromkeys(TYPES)]
+    found = np.concatenate([score_row(row) for row in rows])
+    return rows, found, model.predict_score(feature_frame(rows, TYPES)).reshape(found.shape)
+
+
 @pytest.mark.parametrize(("task", "transforms"), [
     ("binary", TRANSFORMS), ("multiclass", TRANSFORMS), ("regression", TRANSFORMS),
     ("binary", {}),  # defaults: one-hot under 20 levels, target encoding above
@@ -49,12 +59,8 @@ def trained(task: str, transforms: dict[str, list[str]] | None, seed: int = 0):
 ])
 def test_row_scores_equal_frame_scores(task, transforms):
     model = trained(task, transforms)
-    score_row = row_scorer(model, TYPES)
-    assert score_row is not None
-    rows = random_rows(np.random.default_rng(7), 400, unseen=True) + [{}, dict.fromkeys(TYPES)]
-    expected = model.predict_score(feature_frame(rows, TYPES))
-    found = np.concatenate([score_row(row) for row in rows])
-    assert np.array_equal(found, expected.reshape(found.shape))
+    rows, found, expected = _row_and_frame_scores(model, seed=7, n=400)
+    assert np.array_equal(found, expected)
     assert len(np.unique(found)) > 10, "the rows must reach many leaves"
 
 
@@ -71,12 +77,8 @@ def test_a_per_group_threshold_model_scores_rows_as_it_scores_frames():
     base = trained("binary", TRANSFORMS)
     groups = GroupThresholds(["device"], {"ios": 0.3, "android": 0.6}, default=0.5, constraint="demographic_parity")
     model = GroupThresholdModel(base, groups)
-    score_row = row_scorer(model, TYPES)
-    assert score_row is not None
-    rows = random_rows(np.random.default_rng(3), 300, unseen=True) + [{}, dict.fromkeys(TYPES)]
-    expected = model.predict_score(feature_frame(rows, TYPES))
-    found = np.concatenate([score_row(row) for row in rows])
-    np.testing.assert_allclose(found, expected.reshape(found.shape), rtol=0, atol=1e-12)
-    shifted = [r for r in rows if r.get("device") in ("ios", "android")]
-    assert shifted and not np.allclose(np.concatenate([score_row(r) for r in shifted]),
-                                       base.predict_score(feature_frame(shifted, TYPES)))
+    rows, found, expected = _row_and_frame_scores(model, seed=3, n=300)
+    np.testing.assert_allclose(found, expected, rtol=0, atol=1e-12)
+    in_group = [i for i, r in enumerate(rows) if r.get("device") in ("ios", "android")]
+    shifted = [rows[i] for i in in_group]
+    assert shifted and not np.allclose(found[in_group], base.predict_score(feature_frame(shifted, TYPES)))
