@@ -8,6 +8,7 @@ that no stage imports another.
 
 import dagster as dg
 
+from mlplatform import asset_names
 from mlplatform.brief import Brief
 from mlplatform.core.system_score import RUNNING, STOPPED
 from mlplatform.stages import build_stages
@@ -23,7 +24,7 @@ def asset_definitions(items: list) -> list[dg.AssetsDefinition]:
 
 
 # The asset that applies the automatic rollback (defs.rollout): a sensor or schedule whose job runs it automates it.
-ROLLBACK_ASSET = dg.AssetKey("serving_rollout")
+ROLLBACK_ASSET = dg.AssetKey(asset_names.SERVING_ROLLOUT)
 
 
 def automation_for(items: list, wanted: set[dg.AssetKey]) -> tuple[str, ...]:

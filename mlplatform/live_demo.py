@@ -28,6 +28,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
+from mlplatform import asset_names
 from mlplatform.brief import DEMO_BRIEF, load_brief
 from mlplatform.settings import Settings, Workspace
 
@@ -367,14 +368,14 @@ def _setup_champion(settings: Settings, instance, keys: list[str], say: Callable
     # Only what the champion needs (its model card, reports and batch predictions come with the first retrain).
     import dagster as dg
 
-    needed = (dg.AssetSelection.assets("champion_model").upstream().required_multi_asset_neighbors()
+    needed = (dg.AssetSelection.assets(asset_names.CHAMPION_MODEL).upstream().required_multi_asset_neighbors()
               .resolve(defs.resolve_asset_graph()))
     full_run = defs.resolve_job_def("full_run")
     selected = [k for k in full_run.asset_layer.selected_asset_keys if k in needed]
     result = full_run.execute_in_process(instance=instance, run_config=run_config, tags=tags, raise_on_error=False,
                                          asset_selection=selected)
     failed = [str(e.step_key) for e in result.get_step_failure_events()]
-    if not result.asset_materializations_for_node("champion_model"):
+    if not result.asset_materializations_for_node(asset_names.CHAMPION_MODEL):
         raise RuntimeError(f"no first champion: the run failed at {failed or 'a gate'}; see the run in the UI")
     if failed:
         say(f"  (the first run's steps {', '.join(failed)} failed; the champion is in place, see the run in the UI)")

@@ -5,7 +5,9 @@ Prints, for the package under ``mlplatform/`` (the catalogue ``mlplatform/core/t
 - table-name literals: string literals passed as the layer or table name to a lake read or write
   (``read_table``, ``scan_table``, ``write_table``, ``write_partition``, ``Workspace.table``/``partition``),
   counted per literal occurrence, with the most repeated names;
-- asset-name literals: string literals in ``deps=``, ``asset=``, ``additional_deps=`` and ``AssetKey(...)``;
+- asset-name literals: string literals in ``deps=``, ``asset=``, ``additional_deps=`` and ``AssetKey(...)``, and
+  the wider count of every asset reference (``AssetSpec``/``AssetIn``/``AssetOut`` names, ``AssetSelection.assets``,
+  ``asset_selection=``, ``asset_key=``, asset decorators' ``name=``) — ``mlplatform/asset_names.py`` names them all;
 - the demo brief's asset graph (``mlplatform.definitions.defs``): assets, dependency edges, asset checks, and
   assets without children;
 - the ten longest asset/check bodies (lines) and the ten biggest modules under ``mlplatform/defs``.
@@ -27,6 +29,12 @@ LAKE_CALLS = {"read_table", "scan_table", "write_table", "write_partition", "tab
 # Module helpers that take the platform or workspace first, then the layer and name.
 HELPER_CALLS = {"_table"}
 ASSET_NAME_KEYWORDS = {"deps", "asset", "additional_deps", "assets", "selection"}
+# The wider measure: also a job's or run request's asset_selection, a materialisation's asset_key, the name= of an
+# asset decorator, and the positional asset names of AssetKey, AssetSpec, AssetIn, AssetOut and
+# AssetSelection.assets.
+SELECTION_KEYWORDS = {*ASSET_NAME_KEYWORDS, "asset_selection", "asset_key", "key"}
+NAME_POSITIONAL_CALLS = {"AssetKey", "AssetSpec", "AssetIn", "AssetOut", "assets"}
+NAMED_DECORATORS = {"asset", "graph_asset"}  # a multi_asset's name is its op's, not an asset's
 ASSET_DECORATORS = {"asset", "multi_asset", "asset_check", "multi_asset_check", "graph_asset"}
 
 
@@ -81,6 +89,42 @@ def asset_name_literals(files: list[Path]) -> int:
     return count
 
 
+def asset_reference_sites(files: list[Path], root: Path = ROOT) -> list[tuple[str, int, str]]:
+    """``(module, line, literal)`` of each asset-name literal in any form a Dagster call takes one (see
+    ``SELECTION_KEYWORDS``, ``NAME_POSITIONAL_CALLS``, ``NAMED_DECORATORS``), comprehensions' elements included;
+    an f-string counts once, by its constant parts."""
+    found = []
+    for path in files:
+        where = str(path.relative_to(root))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = _call_name(node)
+            values = [a for arg in node.args for a in _elements(arg)] if name in NAME_POSITIONAL_CALLS else []
+            for keyword in node.keywords:
+                if keyword.arg in SELECTION_KEYWORDS or (keyword.arg == "name" and name in NAMED_DECORATORS):
+                    values += _elements(keyword.value)
+            for value in values:
+                if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    found.append((where, value.lineno, value.value))
+                elif isinstance(value, ast.JoinedStr):
+                    found.append((where, value.lineno, "".join(
+                        v.value if isinstance(v, ast.Constant) else "{}" for v in value.values)))
+    return found
+
+
+def _elements(node: ast.expr) -> list[ast.expr]:
+    """The expressions a deps list or selection names: list/tuple/set items, starred and comprehension
+    elements."""
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        return [e for item in node.elts for e in _elements(item)]
+    if isinstance(node, ast.Starred):
+        return _elements(node.value)
+    if isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp)):
+        return _elements(node.elt)
+    return [node]
+
+
 def _flatten(node: ast.expr) -> list[ast.expr]:
     if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
         return [e for item in node.elts for e in _flatten(item)]
@@ -131,6 +175,11 @@ def main() -> None:
     print("  most repeated: " + ", ".join(f"{n} x{c}" for n, c in counter.most_common(8)))
     print(f"  distinct literal table names: {len(counter)}")
     print(f"asset-name literals (deps=/asset=/AssetKey): {asset_name_literals(files)}")
+    references = collections.Counter(where for where, _, _ in asset_reference_sites(files))
+    print(f"asset-name literals in any asset reference (also AssetSpec/AssetIn/selections/asset_key=/name=): "
+          f"{sum(references.values())}")
+    if references:
+        print("  by module: " + ", ".join(f"{m} x{c}" for m, c in references.most_common(8)))
     if "--no-graph" not in sys.argv:
         for label, value in graph_numbers().items():
             print(f"graph {label}: {value}")

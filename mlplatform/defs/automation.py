@@ -40,6 +40,7 @@ import json
 import dagster as dg
 import polars as pl
 
+from mlplatform import asset_names
 from mlplatform.brief import Brief
 from mlplatform.core import tables
 from mlplatform.core.drift import AWAITING_LABELS, drift_not_measured
@@ -48,7 +49,7 @@ from mlplatform.core.io import InputError, source_files
 from mlplatform.core.retraining import Trigger, drift_trigger, notify, performance_trigger
 from mlplatform.core.rollout import rollout_state
 from mlplatform.resources.platform import PlatformResource, TrackingResource
-from mlplatform.stage_io import BATCH_PROFILES, champion_importance
+from mlplatform.stage_io import champion_importance
 
 TRIGGER_TAG = "mlplatform/trigger"
 REASON_TAG = "mlplatform/reason"
@@ -103,7 +104,8 @@ def _ingested_since(context: dg.SensorEvaluationContext, brief: Brief, key: str,
     """Every monthly source's partition ``key`` was materialised after ``modified`` (epoch seconds)."""
     for name in partitioned_sources(brief):
         records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(f"raw_{name}"), asset_partitions=[key]), limit=1).records
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset_names.raw(name)),
+                                  asset_partitions=[key]), limit=1).records
         if not records or records[0].timestamp < modified:
             return False
     return True
@@ -144,10 +146,10 @@ def _report_sensor(context: dg.SensorEvaluationContext, tracking: TrackingResour
 
 
 def build(brief: Brief) -> list:
-    ingested = [f"raw_{name}" for name in partitioned_sources(brief)]
-    batches = [*ingested, BATCH_PROFILES] if ingested else []
+    ingested = [asset_names.raw(name) for name in partitioned_sources(brief)]
+    batches = [*ingested, asset_names.BATCH_PROFILES] if ingested else []
     # The sources that are re-read whole (labels, entities): every monitoring run and retrain reads them afresh.
-    whole = dg.AssetSelection.assets(*(f"raw_{name}" for name in brief.sources
+    whole = dg.AssetSelection.assets(*(asset_names.raw(name) for name in brief.sources
                                        if name not in partitioned_sources(brief)))
     interval = brief.monitoring.sensor_interval_s
     namespace = {NAMESPACE_TAG: brief.name}
@@ -169,7 +171,8 @@ def build(brief: Brief) -> list:
                     "production model (golden set included), then start a canary or promote.")
     monitor_job = dg.define_asset_job(
         "monitor_job", tags=namespace, executor_def=dg.in_process_executor,
-        selection=(dg.AssetSelection.groups(*MONITOR_GROUPS) | dg.AssetSelection.assets("training_set") | whole)
+        selection=(dg.AssetSelection.groups(*MONITOR_GROUPS) | dg.AssetSelection.assets(asset_names.TRAINING_SET)
+                   | whole)
         - dg.AssetSelection.assets(*batches),
         description="After a batch: the whole sources (labels, entities) re-read, validation, features, the online "
                     "store and the training set refreshed, then "
@@ -243,7 +246,7 @@ def build(brief: Brief) -> list:
                                     top_n=b.monitoring.top_features, threshold=b.monitoring.retrain_psi)
             return trigger, f"no top-{b.monitoring.top_features} feature above PSI {b.monitoring.retrain_psi}"
 
-        return _report_sensor(context, tracking, "drift_report", "drift", decide)
+        return _report_sensor(context, tracking, asset_names.DRIFT_REPORT, "drift", decide)
 
     @dg.sensor(job=retrain_job, minimum_interval_seconds=interval, default_status=dg.DefaultSensorStatus.STOPPED,
                description="Retrains when a new performance report shows critical concept drift.")
@@ -260,7 +263,7 @@ def build(brief: Brief) -> list:
                                                if row["severity"] == AWAITING_LABELS else "no critical drop"
                                                if drop is None else f"no critical drop ({drop:.1%} of {row['metric']})")
 
-        return _report_sensor(context, tracking, "performance_report", "performance", decide)
+        return _report_sensor(context, tracking, asset_names.PERFORMANCE_REPORT, "performance", decide)
 
     scheduled_retrain = dg.ScheduleDefinition(
         name="scheduled_retrain", cron_schedule=brief.monitoring.retrain_cron, job=retrain_job,

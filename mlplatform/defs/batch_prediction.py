@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import polars as pl
 
+from mlplatform import asset_names
 from mlplatform.brief import Brief
 from mlplatform.core import tables
 from mlplatform.core.feature_names import feature_view_name
@@ -22,7 +23,7 @@ from mlplatform.core.features import latest_rows
 from mlplatform.core.prediction_windows import BATCH_ARM
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 
-BATCH_ASSET = "batch_predictions"
+BATCH_ASSET = asset_names.BATCH_PREDICTIONS
 
 
 def predict_batch(platform: PlatformResource, tracking: TrackingResource, run_id: str) -> dict:
@@ -75,7 +76,7 @@ def predict_batch(platform: PlatformResource, tracking: TrackingResource, run_id
     return {"rows": frame.height, "version": version, "path": path, "seconds": seconds, "frame": frame}
 
 
-@dg.asset(name=BATCH_ASSET, group_name="serving", deps=["champion_model", "features_daily"],
+@dg.asset(name=BATCH_ASSET, group_name="serving", deps=[asset_names.CHAMPION_MODEL, asset_names.FEATURES_DAILY],
           kinds={"polars", "mlflow"})
 def batch_predictions(context: dg.AssetExecutionContext, platform: PlatformResource,
                       tracking: TrackingResource) -> dg.MaterializeResult:

@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from mlplatform import asset_names
 from mlplatform.core import tables
 from mlplatform.core.calibration import CALIBRATION_SCHEMA, calibration_summary, save_calibrator
 from mlplatform.core.datasets import golden_set, model_features
@@ -50,7 +51,7 @@ CANDIDATE_FAIRNESS_SCHEMA = {"candidate": pl.String, "attribute": pl.String, "di
                              "equal_opportunity_gap": pl.Float64, "status": pl.String, "passed": pl.Boolean,
                              "primary_metric": pl.String, "primary_value": pl.Float64, "reason": pl.String}
 SKEW_ENTITIES = 200  # hold-out entities compared offline vs online
-REPORT = "evaluation_report"
+REPORT = asset_names.EVALUATION_REPORT
 # The evaluation's tables that later stages read (the promotion gate, the model card, monitoring, the question
 # answering over the reports): each an asset of the evaluation step besides the report.
 EVALUATION_TABLES = (tables.CHALLENGER, tables.METRICS, tables.KILL_CRITERIA, tables.SLICES, tables.EDGE_CASES,
@@ -218,7 +219,7 @@ def quality_history(instance: dg.DagsterInstance, platform: PlatformResource) ->
     """Every data-quality report the instance recorded (time, total, gate passed), oldest first; without any, the
     lake's latest report at its file's time."""
     records = []
-    for record in instance.fetch_materializations(dg.AssetKey("data_quality_report"), limit=10_000).records:
+    for record in instance.fetch_materializations(dg.AssetKey(asset_names.DATA_QUALITY_REPORT), limit=10_000).records:
         metadata = record.asset_materialization.metadata if record.asset_materialization else {}
         total = metadata["total"].value if "total" in metadata else None
         if isinstance(total, int | float) and "passed" in metadata:
@@ -312,7 +313,8 @@ def build(brief) -> list:
     # gate to the evaluation step that it does not have today; see resources/gates.py.)
     specs = [
         dg.AssetSpec(REPORT, group_name="evaluation", kinds={"matplotlib", "markdown"},
-                     deps=["baseline_model", "rules_baseline", "online_features", *models],
+                     deps=[asset_names.BASELINE_MODEL, asset_names.RULES_BASELINE, asset_names.ONLINE_FEATURES,
+                           *models],
                      description=evaluation_report.__doc__),
         _table_spec(tables.CHALLENGER, models),
         _table_spec(tables.METRICS, [*chosen, "baseline_model", "rules_baseline"]),

@@ -6,6 +6,7 @@ from datetime import date, datetime, time, timedelta
 import dagster as dg
 import polars as pl
 
+from mlplatform import asset_names
 from mlplatform.brief import Brief
 from mlplatform.core import tables
 from mlplatform.core.feature_names import feature_service_name, feature_view_name
@@ -15,7 +16,8 @@ from mlplatform.resources.platform import FeatureStoreResource, PlatformResource
 from mlplatform.stage_io import monthly_partitions
 
 
-@dg.asset(group_name="feature_store", deps=["feature_catalogue", "features_daily"], kinds={"feast"})
+@dg.asset(name=asset_names.FEATURE_STORE, group_name="feature_store",
+          deps=[asset_names.FEATURE_CATALOGUE, asset_names.FEATURES_DAILY], kinds={"feast"})
 def feature_store(platform: PlatformResource, feast_store: FeatureStoreResource) -> dg.MaterializeResult:
     """Feast entities, feature views and the model's feature service applied to the registry, with each
     feature's description, dtype, source, owner, created date and known issues."""
@@ -78,7 +80,7 @@ def _online_features(brief: Brief) -> dg.AssetsDefinition:
     with warnings.catch_warnings():  # backfill_policy is marked beta in Dagster 1.13
         warnings.simplefilter("ignore", dg.BetaWarning)
 
-        @dg.asset(name="online_features", group_name="feature_store", deps=["feature_store"],
+        @dg.asset(name=asset_names.ONLINE_FEATURES, group_name="feature_store", deps=[asset_names.FEATURE_STORE],
                   kinds={"feast", "sqlite"}, partitions_def=partitions,
                   backfill_policy=dg.BackfillPolicy.single_run() if partitions is not None else None)
         def online_features(context: dg.AssetExecutionContext, platform: PlatformResource,
@@ -100,7 +102,7 @@ def _online_features(brief: Brief) -> dg.AssetsDefinition:
     return online_features
 
 
-@dg.asset_check(asset="online_features", name="online_offline_consistency",
+@dg.asset_check(asset=asset_names.ONLINE_FEATURES, name="online_offline_consistency",
                 description="For a sample of entities, the online store serves exactly the latest offline feature "
                 "values up to the end of the newest window materialised, from the start of the first (the method's "
                 "offline-vs-online skew check); a month missing below the newest one shows as mismatches.")

@@ -5,6 +5,7 @@ from collections.abc import Iterable
 import dagster as dg
 import polars as pl
 
+from mlplatform import asset_names
 from mlplatform.brief import Brief, TableFeatures
 from mlplatform.core import tables
 from mlplatform.core.feature_catalogue import check_schema, feature_catalogue
@@ -49,7 +50,8 @@ def _describe(platform: PlatformResource, blocks: Iterable[pl.DataFrame]) -> dg.
     }))
 
 
-@dg.asset(name="feature_catalogue", group_name="features", deps=["problem_brief"], kinds={"polars", "parquet"})
+@dg.asset(name=asset_names.FEATURE_CATALOGUE, group_name="features", deps=[asset_names.PROBLEM_BRIEF],
+          kinds={"polars", "parquet"})
 def feature_catalogue_table(platform: PlatformResource) -> dg.MaterializeResult:
     """Every feature the brief defines, known before any data exists: its type, source, description, caveats and
     whether it is a protected attribute. The feature table is checked against it; the feature store, the serving
@@ -65,8 +67,8 @@ def feature_catalogue_table(platform: PlatformResource) -> dg.MaterializeResult:
 
 
 def _table_features(spec: TableFeatures) -> dg.AssetsDefinition:
-    @dg.asset(name="features_daily", group_name="features", kinds={"polars", "parquet"},
-              deps=["data_quality_report", f"validated_{spec.source}", "feature_catalogue"])
+    @dg.asset(name=asset_names.FEATURES_DAILY, group_name="features", kinds={"polars", "parquet"},
+              deps=[asset_names.DATA_QUALITY_REPORT, asset_names.validated(spec.source), asset_names.FEATURE_CATALOGUE])
     def features(platform: PlatformResource) -> dg.MaterializeResult:
         """One row per example: the table's input columns at the row's time (a plain table has no history to
         aggregate, so every value is point-in-time as recorded)."""
@@ -88,9 +90,11 @@ def build(brief: Brief) -> list:
         return [feature_catalogue_table, _table_features(spec)]
 
     @dg.asset(
+        name=asset_names.FEATURES_DAILY,
         group_name="features",
-        deps=["data_quality_report", f"validated_{spec.events_source}", f"validated_{spec.entities_source}",
-              "feature_catalogue"],
+        deps=[asset_names.DATA_QUALITY_REPORT, asset_names.validated(spec.events_source),
+              asset_names.validated(spec.entities_source),
+              asset_names.FEATURE_CATALOGUE],
         kinds={"polars", "parquet"},
     )
     def features_daily(platform: PlatformResource) -> dg.MaterializeResult:

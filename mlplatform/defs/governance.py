@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 import yaml
 
+from mlplatform import asset_names
 from mlplatform.brief import Brief
 from mlplatform.code_location import (
     asset_definitions,
@@ -144,8 +145,9 @@ def _daily_volume(platform: PlatformResource) -> float | None:
     return log.height / days
 
 
-@dg.asset(group_name="reporting", kinds={"yaml", "matplotlib"},
-          deps=["model_card", "champion_model", "performance_report", "whylogs_profiles"])
+@dg.asset(name=asset_names.COST_REPORT, group_name="reporting", kinds={"yaml", "matplotlib"},
+          deps=[asset_names.MODEL_CARD, asset_names.CHAMPION_MODEL, asset_names.PERFORMANCE_REPORT,
+                asset_names.WHYLOGS_PROFILES])
 def cost_report(context: dg.AssetExecutionContext, platform: PlatformResource, tracking: TrackingResource,
                 feast_store: FeatureStoreResource) -> dg.MaterializeResult:
     """The method's cost template filled from what ran: seconds and dollars per step from the Dagster instance,
@@ -186,7 +188,8 @@ def cost_report(context: dg.AssetExecutionContext, platform: PlatformResource, t
     }))
 
 
-@dg.asset(group_name="reporting", deps=["cost_report", "model_card"], kinds={"markdown"})
+@dg.asset(name=asset_names.ML_SYSTEM_SCORE, group_name="reporting",
+          deps=[asset_names.COST_REPORT, asset_names.MODEL_CARD], kinds={"markdown"})
 def ml_system_score(context: dg.AssetExecutionContext, platform: PlatformResource,
                     tracking: TrackingResource) -> dg.MaterializeResult:
     """The method's 0–100 ML-system score: eight weighted dimensions, each 0–5 from evidence the platform holds

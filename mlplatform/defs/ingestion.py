@@ -5,6 +5,7 @@ from datetime import datetime
 import dagster as dg
 import polars as pl
 
+from mlplatform import asset_names
 from mlplatform.brief import Brief
 from mlplatform.core import tables
 from mlplatform.core.ingestion import add_derived_columns, batch_files, ingest
@@ -42,13 +43,13 @@ def _raw_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
     timestamp = time_column(source)  # a table without time has no freshness to check
 
     @dg.asset(
-        name=f"raw_{name}",
+        name=asset_names.raw(name),
         group_name="ingestion",
-        deps=["problem_brief"],  # the brief names the source's files, format and columns
+        deps=[asset_names.PROBLEM_BRIEF],  # the brief names the source's files, format and columns
         kinds={"parquet"},
         partitions_def=monthly_partitions(brief) if partitioned else None,
         check_specs=[dg.AssetCheckSpec(
-            FRESHNESS, asset=f"raw_{name}",
+            FRESHNESS, asset=asset_names.raw(name),
             description=f"The newest {timestamp} is at most the brief's freshness need old (plus the label "
             "delay for labels) at the data's as-of point: the end of the brief's partition range, or of the month "
             "for a monthly batch. WARN only: the quality score's timeliness is what gates.")]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 import polars as pl
 
+from mlplatform import asset_names
 from mlplatform.brief import Brief
 from mlplatform.core import tables
 from mlplatform.core.datasets import model_features
@@ -51,7 +52,7 @@ def _describe(item: str, how: str) -> str:
     return f"Leakage checklist: {ITEMS[item]} {how}"
 
 
-@dg.asset_check(asset="training_set", name="leakage_no_future_information", blocking=True,
+@dg.asset_check(asset=asset_names.TRAINING_SET, name="leakage_no_future_information", blocking=True,
                 description=_describe("no_future_information", "Redoes the point-in-time join on the feature "
                                       "table for sampled rows: each feature value must be that of the latest "
                                       "feature row at or before the label time, never a later row's."))
@@ -65,7 +66,7 @@ def no_future_information(platform: PlatformResource) -> dg.AssetCheckResult:
     return _result(finding)
 
 
-@dg.asset_check(asset="training_set", name="leakage_no_target_derived_feature", blocking=True,
+@dg.asset_check(asset=asset_names.TRAINING_SET, name="leakage_no_target_derived_feature", blocking=True,
                 description=_describe("no_target_derived_feature", "Each model input alone, fitted on train, must "
                                       "not reach a hold-out ROC-AUC / R² above the brief's "
                                       "thresholds.leakage_max_single_feature_score, unless the brief declares it "
@@ -80,7 +81,7 @@ def no_target_derived_feature(platform: PlatformResource) -> dg.AssetCheckResult
         threshold=b.thresholds.leakage_max_single_feature_score, allowed=b.leakage.allowed(features, b.entity)))
 
 
-@dg.asset_check(asset="training_set", name="leakage_temporal_split", blocking=True,
+@dg.asset_check(asset=asset_names.TRAINING_SET, name="leakage_temporal_split", blocking=True,
                 description=_describe("temporal_split", "Train, validation and test label times must be "
                                       "consecutive, non-overlapping periods."))
 def temporal_split_check(platform: PlatformResource) -> dg.AssetCheckResult:
@@ -88,7 +89,7 @@ def temporal_split_check(platform: PlatformResource) -> dg.AssetCheckResult:
     return _result(check_temporal_split(load_split(platform), b.label.timestamp, timed=b.has_time))
 
 
-@dg.asset_check(asset="training_set", name="leakage_hold_out_untouched", blocking=True,
+@dg.asset_check(asset=asset_names.TRAINING_SET, name="leakage_hold_out_untouched", blocking=True,
                 description=_describe("hold_out_untouched", "Early stopping and the threshold use validation; "
                                       "the test split must share no row with train or validation and start "
                                       "after both."))
@@ -98,7 +99,7 @@ def hold_out_untouched(platform: PlatformResource) -> dg.AssetCheckResult:
                                             timestamp=b.label.timestamp, timed=b.has_time))
 
 
-@dg.asset_check(asset="training_set", name="leakage_no_duplicates_across_splits", blocking=True,
+@dg.asset_check(asset=asset_names.TRAINING_SET, name="leakage_no_duplicates_across_splits", blocking=True,
                 description=_describe("no_duplicates_across_splits", "No exact duplicate rows and no (entity, "
                                       "label time) in two splits; entities seen in train and test at other "
                                       "times are reported."))

@@ -17,6 +17,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from mlplatform import asset_names
 from mlplatform.brief import Brief, Split
 from mlplatform.core import tables
 from mlplatform.core.datasets import model_features
@@ -44,7 +45,7 @@ from mlplatform.core.rollout import model_answers, prediction_log_dir, read_pred
 from mlplatform.core.validation import validate_table
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 from mlplatform.serving.model_loader import load_version
-from mlplatform.stage_io import BATCH_PROFILES, challenger_name, load_champion, load_split, monthly_partitions
+from mlplatform.stage_io import challenger_name, load_champion, load_split, monthly_partitions
 
 MONTH = "%Y-%m"
 DAY = "day"
@@ -141,7 +142,8 @@ def _profiles_by_chunk(platform: PlatformResource, columns: list[str]) -> dict[s
     return {name: (merge_profiles(found), rows[name]) for name, found in views.items()}
 
 
-@dg.asset(group_name="monitoring", deps=["features_daily", "training_set"], kinds={"whylogs"})
+@dg.asset(name=asset_names.WHYLOGS_PROFILES, group_name="monitoring",
+          deps=[asset_names.FEATURES_DAILY, asset_names.TRAINING_SET], kinds={"whylogs"})
 def whylogs_profiles(platform: PlatformResource) -> dg.MaterializeResult:
     """whylogs profiles of the training reference and of the monitored period, stored mergeable. Without a
     monitored period (e.g. data without time) only the reference is profiled and the current summary is empty."""
@@ -171,10 +173,10 @@ def whylogs_profiles(platform: PlatformResource) -> dg.MaterializeResult:
 
 def _batch_profiles_asset(brief: Brief, sources: list[str]) -> dg.AssetsDefinition:
     @dg.asset(
-        name=BATCH_PROFILES,
+        name=asset_names.BATCH_PROFILES,
         group_name="monitoring",
         partitions_def=monthly_partitions(brief),
-        deps=[f"raw_{name}" for name in sources],
+        deps=[asset_names.raw(name) for name in sources],
         kinds={"whylogs"},
         description="A whylogs profile of each monthly batch as ingested (" + ", ".join(sources) + "): the rows "
         "that meet the contract, typed, stored in whylogs' mergeable binary format (one file per source and "
@@ -245,7 +247,8 @@ def _psi_over_time_plot(platform: PlatformResource, by_month: pl.DataFrame) -> P
                               markers=markers)
 
 
-@dg.asset(group_name="monitoring", deps=["features_daily", "training_set"], kinds={"numpy", "matplotlib"})
+@dg.asset(name=asset_names.DRIFT_REPORT, group_name="monitoring",
+          deps=[asset_names.FEATURES_DAILY, asset_names.TRAINING_SET], kinds={"numpy", "matplotlib"})
 def drift_report(platform: PlatformResource) -> dg.MaterializeResult:
     """PSI, KS and Jensen-Shannon per model feature, monitored period against the training reference, with the
     method's severity bands from the brief; and the dashboard: PSI of every feature in every month. Without a
@@ -280,7 +283,8 @@ def drift_report(platform: PlatformResource) -> dg.MaterializeResult:
     })
 
 
-@dg.asset(group_name="monitoring", deps=["champion_model", "evaluation_report", "training_set"],
+@dg.asset(name=asset_names.PERFORMANCE_REPORT, group_name="monitoring",
+          deps=[asset_names.CHAMPION_MODEL, asset_names.EVALUATION_REPORT, asset_names.TRAINING_SET],
           kinds={"mlflow", "numpy"})
 def performance_report(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """The champion on labels that arrived after it was evaluated: concept drift (primary metric down more
@@ -365,7 +369,8 @@ def _empty_prediction_log(platform: PlatformResource) -> dg.MaterializeResult:
         "path": dg.MetadataValue.path(str(path))})
 
 
-@dg.asset(group_name="monitoring", deps=["champion_model", "training_set"], kinds={"whylogs", "numpy"})
+@dg.asset(name=asset_names.PREDICTION_PROFILES, group_name="monitoring",
+          deps=[asset_names.CHAMPION_MODEL, asset_names.TRAINING_SET], kinds={"whylogs", "numpy"})
 def prediction_profiles(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """whylogs profiles of the serving app's prediction log, one per day (UTC): the features as served and the
     outputs, stored mergeable beside the other profiles; and prediction drift per day and model version, the KL
@@ -426,7 +431,7 @@ def prediction_drift_result(drift: pl.DataFrame, *, max_kl: float, min_rows: int
         description=description)
 
 
-@dg.asset_check(asset="prediction_profiles", name="prediction_drift",
+@dg.asset_check(asset=asset_names.PREDICTION_PROFILES, name="prediction_drift",
                 description="Prediction drift: no day and model version serves scores further than the brief's "
                 "KL limit from that version's scores on the training split (WARN, never blocking: the method reads "
                 "it as a sign of upstream data problems); passes when nothing was logged.")
@@ -442,7 +447,7 @@ def _not_applicable_check(brief: Brief, what: str) -> dg.AssetCheckResult:
                                description=f"not applicable: {what} is not measured; {reason}")
 
 
-@dg.asset_check(asset="performance_report", name="concept_drift",
+@dg.asset_check(asset=asset_names.PERFORMANCE_REPORT, name="concept_drift",
                 description="Concept drift: the champion's primary metric on newly labelled data has not dropped "
                 "more than the brief allows (ERROR beyond it, WARN on any drop); not applicable to data without "
                 "time.")
@@ -462,7 +467,7 @@ def concept_drift_check(platform: PlatformResource) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset="drift_report", description="No feature drifts past the brief's PSI bands "
+@dg.asset_check(asset=asset_names.DRIFT_REPORT, description="No feature drifts past the brief's PSI bands "
                 "(WARN above the warning band, ERROR above the critical one); not applicable to data without time.")
 def feature_drift(platform: PlatformResource) -> dg.AssetCheckResult:
     frame = platform.read_table(tables.DRIFT)

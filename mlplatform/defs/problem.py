@@ -3,11 +3,12 @@
 import dagster as dg
 import yaml
 
+from mlplatform import asset_names
 from mlplatform.core.readable import readable
 from mlplatform.resources.platform import PlatformResource
 
 
-@dg.asset(group_name="problem", kinds={"yaml"})
+@dg.asset(name=asset_names.PROBLEM_BRIEF, group_name="problem", kinds={"yaml"})
 def problem_brief(platform: PlatformResource) -> dg.MaterializeResult:
     """The validated problem brief: objective, success metric, task, consumers, thresholds and kill criteria."""
     brief = platform.brief

@@ -5,6 +5,7 @@ from dataclasses import asdict
 import dagster as dg
 import polars as pl
 
+from mlplatform import asset_names
 from mlplatform.brief import Brief
 from mlplatform.core import tables
 from mlplatform.core.markdown import table
@@ -59,14 +60,14 @@ def _validation_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
         name=f"validate_{name}",
         group_name="quality",
         specs=[
-            dg.AssetSpec(f"validated_{name}", deps=[f"raw_{name}"], kinds={"pandera", "parquet"},
+            dg.AssetSpec(asset_names.validated(name), deps=[asset_names.raw(name)], kinds={"pandera", "parquet"},
                          description=f"Rows of `{name}` that meet the contract, typed and deduplicated."),
-            dg.AssetSpec(f"quarantined_{name}", deps=[f"raw_{name}"], kinds={"parquet"},
+            dg.AssetSpec(asset_names.quarantined(name), deps=[asset_names.raw(name)], kinds={"parquet"},
                          description=f"Rows of `{name}` that broke the contract, as ingested, with the "
                          "failed checks and the source file."),
         ],
         check_specs=[dg.AssetCheckSpec(
-            f"{name}_contract", asset=f"validated_{name}",
+            f"{name}_contract", asset=asset_names.validated(name),
             description=f"Every row of `{name}` meets its pandera contract. WARN when rows were quarantined "
             "(they are kept with their reasons).")],
     )
@@ -91,19 +92,19 @@ def _validation_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
         counts = {k: int(v) for k, v in result.counts.items()}
         failures = {k: int(v) for k, v in result.failures_by_check.items()}
         yield dg.MaterializeResult(
-            asset_key=f"validated_{name}",
+            asset_key=asset_names.validated(name),
             metadata=readable({"dagster/row_count": result.valid.height, **counts,
                                "quality_before_relevance": score.summary,
                                "path": dg.MetadataValue.path(str(valid_path))}),
         )
         yield dg.MaterializeResult(
-            asset_key=f"quarantined_{name}",
+            asset_key=asset_names.quarantined(name),
             metadata=readable({"dagster/row_count": result.quarantined.height, "failures_by_check": failures,
                                "path": dg.MetadataValue.path(str(quarantine_path))}),
         )
         yield dg.AssetCheckResult(
             check_name=f"{name}_contract",
-            asset_key=f"validated_{name}",
+            asset_key=asset_names.validated(name),
             passed=result.quarantined.height == 0,
             severity=dg.AssetCheckSeverity.WARN,
             metadata=readable({**counts, "failures_by_check": failures,
@@ -132,7 +133,8 @@ def _relevance(platform: PlatformResource, sample: pl.DataFrame, name: str) -> t
 
 
 def _quality_report_asset(brief: Brief) -> dg.AssetsDefinition:
-    @dg.asset(group_name="quality", deps=[f"validated_{name}" for name in brief.sources], kinds={"polars"})
+    @dg.asset(name=asset_names.DATA_QUALITY_REPORT, group_name="quality",
+              deps=[asset_names.validated(name) for name in brief.sources], kinds={"polars"})
     def data_quality_report(platform: PlatformResource) -> dg.MaterializeResult:
         """The method's six-dimension data-quality score (0–5 each, total /30) per source and overall, with
         relevance measured on a seeded sample of labelled rows joined to each source."""
@@ -173,7 +175,7 @@ def _top_features(signals: pl.DataFrame) -> str:
                  .head(TOP_FEATURES).sort("source", "signal", descending=[False, True]))
 
 
-@dg.asset_check(asset="data_quality_report", blocking=True,
+@dg.asset_check(asset=asset_names.DATA_QUALITY_REPORT, blocking=True,
                 description="Stops everything downstream when the data-quality total is below the brief's "
                 "minimum (18/30 by default).")
 def data_quality_gate(platform: PlatformResource) -> dg.AssetCheckResult:
@@ -197,7 +199,7 @@ def data_quality_gate(platform: PlatformResource) -> dg.AssetCheckResult:
 def _label_classes_gate(brief: Brief) -> dg.AssetChecksDefinition:
     source = brief.label.source
 
-    @dg.asset_check(asset=f"validated_{source}", name="label_classes", blocking=True,
+    @dg.asset_check(asset=asset_names.validated(source), name="label_classes", blocking=True,
                     description="Stops the run before anything trains when a classification label has a single "
                     "class among the valid rows (the class, its count and the fix in the reason).")
     def label_classes(platform: PlatformResource) -> dg.AssetCheckResult:

@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from mlplatform import asset_names
 from mlplatform.brief import Brief
 from mlplatform.core import tables
 from mlplatform.resources.platform import PlatformResource, TrackingResource
@@ -50,7 +51,8 @@ def _md(frame: pl.DataFrame) -> str:
                           for row in frame.iter_rows())
 
 
-@dg.asset(group_name="rag", deps=["problem_brief", "rag_report_documents"], kinds={"polars"})
+@dg.asset(name=asset_names.RAG_DOCUMENTS, group_name="rag",
+          deps=[asset_names.PROBLEM_BRIEF, asset_names.RAG_REPORT_DOCUMENTS], kinds={"polars"})
 def rag_documents(platform: PlatformResource) -> dg.MaterializeResult:
     """The documents questions are answered from (the brief's rag.documents, plus the run's report documents under
     reports/rag when written), in lake tables rag/documents and rag/segments: source, title, date (and whether it
@@ -97,7 +99,7 @@ def _documents_from_lake(platform: PlatformResource) -> list:
                      tuple(by_source.get(r["source"], ())), r["pages"]) for r in documents.iter_rows(named=True)]
 
 
-@dg.asset(group_name="rag", deps=["rag_documents"], kinds={"polars"})
+@dg.asset(name=asset_names.RAG_CHUNKS, group_name="rag", deps=[asset_names.RAG_DOCUMENTS], kinds={"polars"})
 def rag_chunks(platform: PlatformResource) -> dg.MaterializeResult:
     """The documents cut into chunks (lake table rag/chunks) by the brief's rag.chunking: whole sentences up to
     chunk_size tokens with overlap, each with its document, page, section heading and date, and a stable id."""
@@ -124,7 +126,7 @@ def _chunks(platform: PlatformResource) -> list:
     return chunks_from_rows(platform.read_table(tables.RAG_CHUNKS).to_dicts())
 
 
-@dg.asset(group_name="rag", deps=["rag_chunks"], kinds={"numpy"})
+@dg.asset(name=asset_names.RAG_INDEX, group_name="rag", deps=[asset_names.RAG_CHUNKS], kinds={"numpy"})
 def rag_index(platform: PlatformResource) -> dg.MaterializeResult:
     """The chunks embedded (rag.embedding; LSA fitted on the corpus by default) and indexed twice: exact dense
     search and BM25, saved together under models/rag_index, all or nothing."""
@@ -171,7 +173,8 @@ def judged_queries(platform: PlatformResource, split: str, chunks: list) -> list
             for q in queries if q.split == split and q.kind == "answerable" and q.documents]
 
 
-@dg.asset(group_name="rag", deps=["rag_index", "rag_queries"], kinds={"lightgbm"})
+@dg.asset(name=asset_names.RAG_RERANKER, group_name="rag", deps=[asset_names.RAG_INDEX, asset_names.RAG_QUERIES],
+          kinds={"lightgbm"})
 def rag_reranker(platform: PlatformResource) -> dg.MaterializeResult:
     """The reranker of rag.retrieval.rerank, saved under models/rag_reranker: by default LightGBM LambdaRank over
     retrieval features, trained on the training share of the labelled queries (rag/queries, split train), kept
@@ -253,7 +256,8 @@ def _reranked_list(reranker, retriever, question: str, top_k: int, top_n: int) -
     return [*head, *rest]
 
 
-@dg.asset(group_name="rag", deps=["rag_index", "rag_reranker", "rag_queries"], kinds={"polars", "mlflow"})
+@dg.asset(name=asset_names.RAG_RETRIEVAL_EVAL, group_name="rag",
+          deps=[asset_names.RAG_INDEX, asset_names.RAG_RERANKER, asset_names.RAG_QUERIES], kinds={"polars", "mlflow"})
 def rag_retrieval_eval(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """Recall@k, precision@k, MRR and nDCG@10 of dense, sparse, hybrid and hybrid + rerank on the held-out
     labelled queries, by chunk and by document (lake table rag/retrieval_metrics), tracked as an MLflow run of
@@ -284,7 +288,7 @@ def _track(tracking: TrackingResource, brief: Brief, frame: pl.DataFrame) -> str
                    metrics)
 
 
-@dg.asset_check(asset="rag_retrieval_eval", name="rerank_improves_precision",
+@dg.asset_check(asset=asset_names.RAG_RETRIEVAL_EVAL, name="rerank_improves_precision",
                 description="Reranking is not worse than hybrid retrieval on precision@3 and nDCG@10 (by chunk, "
                             "on the held-out queries): the method's 'reranking improves precision' item.")
 def rerank_improves_precision(platform: PlatformResource) -> dg.AssetCheckResult:

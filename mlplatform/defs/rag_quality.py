@@ -20,14 +20,16 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from mlplatform import asset_names
 from mlplatform.brief import Brief
 from mlplatform.core import tables
 from mlplatform.core.io import write_text_atomic
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 
 # The stages' reports the documents are rendered from; run before the rag assets.
-REPORT_ASSETS = ["model_registry", "drift_report", "data_quality_report", "evaluation_report", "model_card",
-                 tables.METRICS.asset_key, tables.KILL_CRITERIA.asset_key]
+REPORT_ASSETS = [asset_names.MODEL_REGISTRY, asset_names.DRIFT_REPORT, asset_names.DATA_QUALITY_REPORT,
+                 asset_names.EVALUATION_REPORT, asset_names.MODEL_CARD, tables.METRICS.asset_key,
+                 tables.KILL_CRITERIA.asset_key]
 ANSWER_SCHEMA = {"query_id": pl.String, "question": pl.String, "kind": pl.String, "answer": pl.String,
                  "citations": pl.String, "abstained": pl.Boolean, "success": pl.Boolean, "reason": pl.String,
                  "citations_supported": pl.Int64, "citations_total": pl.Int64, "confidence": pl.Float64,
@@ -58,7 +60,7 @@ def documents_dir(platform: PlatformResource) -> Path:
 def _report_documents_asset(deps: list[str]) -> dg.AssetsDefinition:
     """``rag_report_documents`` after ``deps``: the tabular stages' reports, or nothing for a documents-only brief
     (whose run has no decisions to write, so the asset writes no document)."""
-    return dg.asset(name="rag_report_documents", group_name="rag", deps=deps, kinds={"markdown"},
+    return dg.asset(name=asset_names.RAG_REPORT_DOCUMENTS, group_name="rag", deps=deps, kinds={"markdown"},
                     description=_write_report_documents.__doc__)(_write_report_documents)
 
 
@@ -101,7 +103,7 @@ def labelled_queries(platform: PlatformResource) -> list:
     return assign_splits(queries, rerank.train_share, rerank.seed)
 
 
-@dg.asset(group_name="rag", deps=["rag_report_documents"], kinds={"polars"})
+@dg.asset(name=asset_names.RAG_QUERIES, group_name="rag", deps=[asset_names.RAG_REPORT_DOCUMENTS], kinds={"polars"})
 def rag_queries(platform: PlatformResource) -> dg.MaterializeResult:
     """The labelled query set (lake table rag/queries): each question's kind (answerable, unanswerable,
     false_premise, injection, uncited_claim), relevant documents, expected facts and split. The reranker trains on
@@ -249,7 +251,8 @@ def _row(query, trace, verdict, estimate: int) -> dict:
             "latency_ms": a.timings_ms.get("total", math.nan), "cached": a.cached, "generator": a.generator}
 
 
-@dg.asset(group_name="rag", deps=["rag_queries", "rag_index", "rag_reranker"], kinds={"polars", "mlflow"})
+@dg.asset(name=asset_names.RAG_ANSWER_EVAL, group_name="rag",
+          deps=[asset_names.RAG_QUERIES, asset_names.RAG_INDEX, asset_names.RAG_RERANKER], kinds={"polars", "mlflow"})
 def rag_answer_eval(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """Every held-out labelled query answered through the index and reranker, judged (citation correctness,
     answer accuracy, abstention, injection refusal, latency, cost per query) into rag/answers and
@@ -289,7 +292,7 @@ def _track(tracking: TrackingResource, brief: Brief, summary: dict[str, float]) 
                    {key: value for key, value in summary.items() if not math.isnan(value)})
 
 
-@dg.asset_check(asset="rag_answer_eval", name="rag_quality_gate", blocking=True,
+@dg.asset_check(asset=asset_names.RAG_ANSWER_EVAL, name="rag_quality_gate", blocking=True,
                 description="The held-out queries' answers meet the brief's rag.thresholds: number of queries, "
                 "citation correctness, answer accuracy, abstention on unanswerable and false-premise questions, "
                 "refusal of injected instructions, latency p95 and cost p95 per query within budget.")
@@ -403,7 +406,8 @@ def render_rag_report(brief: Brief, summary: dict[str, float], answers: pl.DataF
     return "\n".join(lines)
 
 
-@dg.asset(group_name="rag", deps=["rag_answer_eval", "rag_retrieval_eval"], kinds={"markdown"})
+@dg.asset(name=asset_names.RAG_REPORT, group_name="rag",
+          deps=[asset_names.RAG_ANSWER_EVAL, asset_names.RAG_RETRIEVAL_EVAL], kinds={"markdown"})
 def rag_report(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """The question-answering evaluation report (reports/rag_report.md): the method's RAG quality checklist
     judged on the held-out answers, the gate, the cost-optimisation table and every failed query; logged to the
@@ -472,7 +476,7 @@ def render_system_card(brief: Brief, summary: dict[str, float], documents: list[
     return "\n".join(lines)
 
 
-@dg.asset(group_name="rag", deps=["rag_report"], kinds={"markdown"})
+@dg.asset(name=asset_names.RAG_SYSTEM_CARD, group_name="rag", deps=[asset_names.RAG_REPORT], kinds={"markdown"})
 def rag_system_card(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """The system card (reports/rag_system_card.md): use, documents, pipeline, held-out performance, limits;
     logged to the evaluation's MLflow run."""

@@ -7,6 +7,7 @@
 import dagster as dg
 import polars as pl
 
+from mlplatform import asset_names
 from mlplatform.core import tables
 from mlplatform.core.budgets import directory_size_mb, single_row_latency_ms
 from mlplatform.core.calibration import CALIBRATOR_FILE
@@ -29,7 +30,8 @@ from mlplatform.resources.platform import PlatformResource, TrackingResource
 from mlplatform.stage_io import challenger_name, load_champion, load_split, scored_hold_out
 
 
-@dg.asset(group_name="registry", deps=["evaluation_report", tables.CHALLENGER.asset_key], kinds={"mlflow"})
+@dg.asset(name=asset_names.MODEL_REGISTRY, group_name="registry",
+          deps=[asset_names.EVALUATION_REPORT, tables.CHALLENGER.asset_key], kinds={"mlflow"})
 def model_registry(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """The challenger (the candidate chosen on validation) registered as a new model version with the
     `challenger` alias; a calibrator the evaluation fitted (calibrator.json) is registered with it, and every
@@ -99,7 +101,7 @@ def _record_golden(tracking: TrackingResource, run_id: str, golden: GoldenScore 
     client.log_metric(run_id, f"golden_{primary}", golden.challenger)
 
 
-@dg.asset_check(asset="model_registry", blocking=True,
+@dg.asset_check(asset=asset_names.MODEL_REGISTRY, blocking=True,
                 additional_deps=[t.asset_key for t in (tables.METRICS, tables.FAIRNESS, tables.GOLDEN)],
                 description="Promotion gate: the challenger must beat the champion (or, without one, every "
                 "baseline) on the primary metric, regress no guardrail, not fall more than the brief allows below "
@@ -132,7 +134,7 @@ def promotion_gate(platform: PlatformResource, tracking: TrackingResource) -> dg
     )
 
 
-@dg.asset(group_name="registry", deps=["model_registry"], kinds={"mlflow"})
+@dg.asset(name=asset_names.CHAMPION_MODEL, group_name="registry", deps=[asset_names.MODEL_REGISTRY], kinds={"mlflow"})
 def champion_model(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """The production model, once the promotion gate passed: the `champion` alias moved to the challenger (the
     previous champion is kept for rollback); or, with `monitoring.retrain_rollout: canary` while a champion

@@ -5,6 +5,7 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
+from mlplatform import asset_names
 from mlplatform.brief import placeholder_fields
 from mlplatform.core import tables
 from mlplatform.core.evaluation.bias_evidence import bias_evidence
@@ -40,7 +41,7 @@ def latest_check(instance: dg.DagsterInstance, asset: str, name: str):
 
 def concept_drift_result(instance: dg.DagsterInstance) -> dict | None:
     """The concept_drift check's latest result as ``{status, description}``; None when never evaluated."""
-    evaluation = latest_check(instance, "performance_report", "concept_drift")
+    evaluation = latest_check(instance, asset_names.PERFORMANCE_REPORT, "concept_drift")
     if evaluation is None or not hasattr(evaluation, "passed"):
         return None
     return {"status": "PASS" if evaluation.passed else "FAIL", "description": evaluation.description or ""}
@@ -48,7 +49,7 @@ def concept_drift_result(instance: dg.DagsterInstance) -> dict | None:
 
 def leakage_waivers(instance: dg.DagsterInstance) -> dict[str, str]:
     """Model inputs the single-feature leakage check let through as WAIVED (feature → the brief's reason)."""
-    evaluation = latest_check(instance, "training_set", "leakage_no_target_derived_feature")
+    evaluation = latest_check(instance, asset_names.TRAINING_SET, "leakage_no_target_derived_feature")
     waived = getattr(evaluation, "metadata", {}).get("waived") if evaluation is not None else None
     value = getattr(waived, "value", waived) or {}
     return {str(feature): str(entry.get("reason", "")) if isinstance(entry, dict) else str(entry)
@@ -83,11 +84,11 @@ def promotion_verdict(tracking_uri: str, run_id: str) -> str:
     return f"{tag} (experiment {run_id[:8]}: the MLflow tag and the experiment record agree)"
 
 
-@dg.asset(group_name="reporting", deps=["model_registry", "evaluation_report", "drift_report", "data_quality_report",
-                                        "performance_report",
-                                        *(t.asset_key for t in (tables.METRICS, tables.SLICES, tables.FAIRNESS,
-                                                                tables.FAIRNESS_GROUPS, tables.EDGE_CASES,
-                                                                tables.GOLDEN_METRICS))],
+@dg.asset(name=asset_names.MODEL_CARD, group_name="reporting",
+          deps=[asset_names.MODEL_REGISTRY, asset_names.EVALUATION_REPORT, asset_names.DRIFT_REPORT,
+                asset_names.DATA_QUALITY_REPORT, asset_names.PERFORMANCE_REPORT,
+                *(t.asset_key for t in (tables.METRICS, tables.SLICES, tables.FAIRNESS, tables.FAIRNESS_GROUPS,
+                                        tables.EDGE_CASES, tables.GOLDEN_METRICS))],
           kinds={"markdown"})
 def model_card(context: dg.AssetExecutionContext, platform: PlatformResource,
                tracking: TrackingResource) -> dg.MaterializeResult:

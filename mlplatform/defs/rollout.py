@@ -9,6 +9,7 @@ import dagster as dg
 import polars as pl
 import yaml
 
+from mlplatform import asset_names
 from mlplatform.core import tables
 from mlplatform.core.io import write_text_atomic
 from mlplatform.core.metrics import higher_is_better
@@ -60,7 +61,8 @@ def _ab(platform: PlatformResource, log: pl.DataFrame, state: RolloutState):
                      name=f"{b.name}: version {state.challenger} vs {state.champion}", policy=policy_for(b))
 
 
-@dg.asset(group_name="serving", deps=["champion_model"], kinds={"mlflow", "parquet"})
+@dg.asset(name=asset_names.AB_TEST_REPORT, group_name="serving", deps=[asset_names.CHAMPION_MODEL],
+          kinds={"mlflow", "parquet"})
 def ab_test_report(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """The champion/challenger A/B test in the method's template (hypothesis, primary metric, guardrails, split,
     minimum sample size from a power analysis at the control arm's level, minimum runtime) with the test of the
@@ -94,7 +96,7 @@ def _announce(platform: PlatformResource, context: dg.AssetExecutionContext, act
             **details}, platform.brief.monitoring.webhook_url)
 
 
-@dg.asset(group_name="serving", deps=["champion_model"], kinds={"mlflow"})
+@dg.asset(name=asset_names.SERVING_ROLLOUT, group_name="serving", deps=[asset_names.CHAMPION_MODEL], kinds={"mlflow"})
 def serving_rollout(context: dg.AssetExecutionContext, platform: PlatformResource,
                     tracking: TrackingResource) -> dg.MaterializeResult:
     """The automatic rollback, the canary and the A/B verdict, applied to the registry: roll the champion back
@@ -172,7 +174,7 @@ def build(brief) -> list:
                                  "earlier champion to roll back to")
         seen = json.loads(context.cursor) if context.cursor and context.cursor.startswith("{") else {}
         parts = sorted(prediction_log_dir(platform.workspace).glob("part-*.parquet"))
-        labels = context.instance.fetch_materializations(dg.AssetKey("training_set"), limit=1).records
+        labels = context.instance.fetch_materializations(dg.AssetKey(asset_names.TRAINING_SET), limit=1).records
         current = {"part": parts[-1].name if parts else None,
                    "labels": labels[0].storage_id if labels else None}
         if not parts:

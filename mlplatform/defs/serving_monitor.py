@@ -19,6 +19,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from mlplatform import asset_names
 from mlplatform.brief import Brief
 from mlplatform.core import tables
 from mlplatform.core.alerts import (
@@ -150,7 +151,8 @@ def measure(platform: PlatformResource, tracking: TrackingResource, now: datetim
             "policy": policy, "log_rows": log.height, "hours_under": hourly_breach_hours(hourly, policy)}
 
 
-@dg.asset(group_name="monitoring", deps=["champion_model", "training_set", tables.METRICS.asset_key,
+@dg.asset(name=asset_names.SERVING_MONITOR, group_name="monitoring",
+          deps=[asset_names.CHAMPION_MODEL, asset_names.TRAINING_SET, tables.METRICS.asset_key,
                                          tables.CHALLENGER.asset_key], kinds={"polars"})
 def serving_monitor(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """The monitoring dashboard of the prediction log (online and batch): requests, error rate, latency
@@ -182,7 +184,7 @@ def _alerts(platform: PlatformResource) -> pl.DataFrame:
     return platform.read_table(tables.SERVING_ALERTS)
 
 
-@dg.asset_check(asset="serving_monitor", name="serving_slo",
+@dg.asset_check(asset=asset_names.SERVING_MONITOR, name="serving_slo",
                 description="No absolute alert fires on the prediction log: error rate within the brief's limit "
                 "(1%), latency percentiles within the SLO, the primary metric not under its threshold for 24 h, "
                 "served scores not shifted past the critical PSI (ERROR for a critical alert, WARN otherwise).")
@@ -196,7 +198,7 @@ def serving_slo_check(platform: PlatformResource) -> dg.AssetCheckResult:
         description="; ".join(alerts["message"]) if alerts.height else "no alert: within every SLO")
 
 
-@dg.asset_check(asset="serving_monitor", name="label_drift",
+@dg.asset_check(asset=asset_names.SERVING_MONITOR, name="label_drift",
                 description="Labels of served predictions are distributed like the training labels (chi-square, "
                 "and a positive-rate or class-share move beyond the brief's monitoring.label_max_shift; PSI for "
                 "regression); WARN, not judged before labels arrive.")

@@ -7,6 +7,7 @@ from datetime import time as midnight
 import dagster as dg
 import polars as pl
 
+from mlplatform import asset_names
 from mlplatform.brief import Brief
 from mlplatform.core import tables
 from mlplatform.core.datasets import (
@@ -49,8 +50,9 @@ PIT_JOIN_MEMORY = "1500MB"
 
 
 @dg.asset(
+    name=asset_names.TRAINING_SET,
     group_name="training",
-    deps=["feature_store", "online_features"],
+    deps=[asset_names.FEATURE_STORE, asset_names.ONLINE_FEATURES],
     kinds={"duckdb", "parquet"},
 )
 def training_set(platform: PlatformResource) -> dg.MaterializeResult:
@@ -159,7 +161,7 @@ def _metadata(result: dict, primary: str) -> dict:
     }
 
 
-@dg.asset(group_name="training", deps=["training_set"], kinds={"mlflow"})
+@dg.asset(name=asset_names.BASELINE_MODEL, group_name="training", deps=[asset_names.TRAINING_SET], kinds={"mlflow"})
 def baseline_model(context: dg.AssetExecutionContext, platform: PlatformResource,
                    tracking: TrackingResource) -> dg.MaterializeResult:
     """The simplest predictor: the majority class (or the mean). Every model must beat it."""
@@ -171,7 +173,7 @@ def baseline_model(context: dg.AssetExecutionContext, platform: PlatformResource
     return dg.MaterializeResult(metadata=readable(_metadata(result, b.metrics.primary)))
 
 
-@dg.asset(group_name="training", deps=["training_set"], kinds={"mlflow"})
+@dg.asset(name=asset_names.RULES_BASELINE, group_name="training", deps=[asset_names.TRAINING_SET], kinds={"mlflow"})
 def rules_baseline(context: dg.AssetExecutionContext, platform: PlatformResource,
                    tracking: TrackingResource) -> dg.MaterializeResult:
     """The brief's heuristic (first matching rule wins): what the business does without ML."""
@@ -247,7 +249,8 @@ def _lightgbm_params(context: dg.AssetExecutionContext, platform: PlatformResour
     return tuned.best_params, tuned.best_iteration, tuning_note(tuned, b.metrics.primary), tuned
 
 
-@dg.asset(group_name="training", deps=["training_set"], kinds={"lightgbm", "optuna", "mlflow"})
+@dg.asset(name=asset_names.LGBM_MODEL, group_name="training", deps=[asset_names.TRAINING_SET],
+          kinds={"lightgbm", "optuna", "mlflow"})
 def lgbm_model(context: dg.AssetExecutionContext, platform: PlatformResource,
                tracking: TrackingResource) -> dg.MaterializeResult:
     """LightGBM tuned with Optuna (TPE, pruning; the study resumes from SQLite) over the method's search space,
@@ -275,7 +278,8 @@ def lgbm_model(context: dg.AssetExecutionContext, platform: PlatformResource,
         "model_dir": dg.MetadataValue.path(str(model_dir))}))
 
 
-@dg.asset(group_name="training", deps=["training_set"], kinds={"torch", "mlflow"})
+@dg.asset(name=asset_names.TORCH_MODEL, group_name="training", deps=[asset_names.TRAINING_SET],
+          kinds={"torch", "mlflow"})
 def torch_model(context: dg.AssetExecutionContext, platform: PlatformResource,
                 tracking: TrackingResource) -> dg.MaterializeResult:
     """A tabular network (MLP with categorical embeddings) on the same features: CUDA with bf16 when present,
@@ -306,7 +310,8 @@ def _protected_columns(brief: Brief, frame: pl.DataFrame) -> list[str]:
             for a in brief.protected_attributes]
 
 
-@dg.asset(group_name="training", deps=[LIGHTGBM.asset], kinds={"lightgbm", "mlflow"})
+@dg.asset(name=asset_names.LGBM_REWEIGHED_MODEL, group_name="training", deps=[LIGHTGBM.asset],
+          kinds={"lightgbm", "mlflow"})
 def lgbm_reweighed_model(context: dg.AssetExecutionContext, platform: PlatformResource,
                          tracking: TrackingResource) -> dg.MaterializeResult:
     """Fairness mitigation before training (the brief's ``fairness.mitigation: [reweigh]``): LightGBM with the
@@ -335,7 +340,8 @@ def lgbm_reweighed_model(context: dg.AssetExecutionContext, platform: PlatformRe
                                                    "model_dir": dg.MetadataValue.path(str(model_dir))}))
 
 
-@dg.asset(group_name="training", deps=[LIGHTGBM.asset], kinds={"fairlearn", "mlflow"})
+@dg.asset(name=asset_names.LGBM_THRESHOLD_MODEL, group_name="training", deps=[LIGHTGBM.asset],
+          kinds={"fairlearn", "mlflow"})
 def lgbm_threshold_model(context: dg.AssetExecutionContext, platform: PlatformResource,
                          tracking: TrackingResource) -> dg.MaterializeResult:
     """Fairness mitigation after training (the brief's ``fairness.mitigation: [threshold_optimizer]``): the tuned
