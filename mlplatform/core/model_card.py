@@ -6,6 +6,7 @@ or says plainly that the fact was not recorded. Nothing is invented to make the 
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -15,6 +16,7 @@ import yaml
 from mlplatform.brief import Brief, draft_notice
 from mlplatform.core.datasets import model_features
 from mlplatform.core.drift import NOT_APPLICABLE as DRIFT_NOT_APPLICABLE
+from mlplatform.core.evaluation.bias_evidence import BiasEvidence, Row
 from mlplatform.core.evaluation.fairness_assessment import FairnessRule, fairness_rule, metric_verdict
 from mlplatform.core.evaluation.slices import slice_records
 from mlplatform.core.model_families import FAMILIES_BY_NAME
@@ -22,6 +24,55 @@ from mlplatform.core.quality import normalised_total
 from mlplatform.core.report import SMALL_SLICE_ROWS, metric_label
 
 NOT_RECORDED = "not recorded"
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    """What a model card is filled from: the brief and the run's recorded facts. Only the brief is required; a
+    fact left at its default is stated on the card as not recorded, never invented.
+
+    Attributes:
+        brief: the problem brief the model answers.
+        model_name, model_version, date, model_type: the registered model, its version, the card's date and the
+            model family's description.
+        training_rows: rows the model was fitted on.
+        date_range: the first and last day of the training rows (or the range already written out).
+        dataset_version: the training set's content hash.
+        metrics: hold-out metric → a number or ``{value, ci_low, ci_high}``.
+        sliced_metrics: slice records ``{dimension, value, n, metrics}``; None when slices were not recorded.
+        datasets: the evaluation sets, described (default: the brief's validation and hold-out periods).
+        drift: ``{feature, psi, severity}`` rows against current data; None when drift was not measured.
+        quality_total: the data-quality score out of 30.
+        features: the model's input names.
+        fairness: protected attribute → the fairness gate's row (``disparate_impact, equal_opportunity_gap,
+            passed, status, reason`` and the per-metric statuses).
+        retraining_schedule: the schedule and the sensors that retrain, with their state.
+        concept_drift: the concept_drift check's latest result ``{status, description}``.
+        promotion_verdict: the experiment's one promotion verdict.
+        leakage_waivers: feature → the brief's reason for declaring it legitimate.
+        placeholders: brief fields still holding TODO / CONFIRM (the card is then a DRAFT).
+    """
+
+    brief: Brief
+    model_name: str | None = None
+    model_version: str | int | None = None
+    date: date | str | None = None
+    model_type: str | None = None
+    training_rows: int | None = None
+    date_range: tuple[Any, Any] | str | None = None
+    dataset_version: str | None = None
+    metrics: Mapping[str, float | Mapping[str, float | None]] | None = None
+    sliced_metrics: Sequence[Row] | None = None
+    datasets: Sequence[str] = ()
+    drift: Sequence[Row] | None = None
+    quality_total: float | None = None
+    features: Sequence[str] | None = None
+    fairness: Mapping[str, Row] | None = None
+    retraining_schedule: str | None = None
+    concept_drift: Row | None = None
+    promotion_verdict: str | None = None
+    leakage_waivers: Mapping[str, str] = field(default_factory=dict)
+    placeholders: Sequence[str] = ()
 
 
 def _metric(entry: Any) -> Any:
@@ -41,7 +92,7 @@ def _date_range(value: Any) -> str:
     return f"{start}..{end}"
 
 
-def _sliced(slices: Sequence[Mapping[str, Any]] | None) -> dict[str, dict[str, dict[str, Any]]]:
+def _sliced(slices: Sequence[Row] | None) -> dict[str, dict[str, dict[str, Any]]]:
     """Slices as ``{dimension: {value: {n, metric: value, ...}}}``."""
     sliced: dict[str, dict[str, dict[str, Any]]] = {}
     for s in slices or []:
@@ -50,23 +101,24 @@ def _sliced(slices: Sequence[Mapping[str, Any]] | None) -> dict[str, dict[str, d
     return sliced
 
 
-def _limitations(brief: Brief, meta: Mapping[str, Any], date_range: str) -> list[str]:
-    limitations = [] if meta.get("metrics") else ["Evaluation metrics were not recorded."]
+def _limitations(facts: CardFacts, date_range: str) -> list[str]:
+    brief = facts.brief
+    limitations = [] if facts.metrics else ["Evaluation metrics were not recorded."]
     if date_range == NOT_RECORDED:
         limitations.append("The training period was not recorded, so its coverage in time is unknown.")
     else:
         limitations.append(f"Trained on {date_range} only; behaviour outside that period is unknown.")
-    for feature, reason in (meta.get("leakage_waivers") or {}).items():
+    for feature, reason in facts.leakage_waivers.items():
         limitations.append(f"Leakage check WAIVED for {feature}: it alone predicts the label beyond the brief's "
                            f"threshold; the brief declares it legitimate: {reason}")
-    for s in meta.get("sliced_metrics") or []:
+    for s in facts.sliced_metrics or []:
         if s["n"] < SMALL_SLICE_ROWS:
             limitations.append(f"Slice {s['dimension']}={s['value']} has only {s['n']} hold-out rows; "
                                "its metrics are uncertain.")
-    if meta.get("sliced_metrics") is None:
+    if facts.sliced_metrics is None:
         limitations.append("Metrics by slice were not recorded.")
 
-    drift = meta.get("drift")
+    drift = facts.drift
     if drift is None:
         limitations.append("Drift against current data was not measured.")
     else:
@@ -76,7 +128,7 @@ def _limitations(brief: Brief, meta: Mapping[str, Any], date_range: str) -> list
                 listed = ", ".join(f"{d['feature']} (PSI {d['psi']:.2f})" for d in found)
                 limitations.append(f"Drift ({level}) between training and current data in: {listed}.")
 
-    quality = meta.get("quality_total")
+    quality = facts.quality_total
     if quality is None:
         limitations.append("The data-quality score was not recorded.")
     elif quality < 30:
@@ -208,16 +260,17 @@ def _fairness_line(attribute: str, result: Mapping[str, Any], rule: FairnessRule
             f"{_not_assessable_outcome(rule)}.")
 
 
-def _concept_drift(result: Mapping[str, Any] | None) -> str:
+def _concept_drift(result: Row | None) -> str:
     if not result:
         return "not evaluated yet."
     return f"{result['status']}: {result.get('description') or 'no description recorded'}."
 
 
-def _ethics(brief: Brief, meta: Mapping[str, Any]) -> list[str]:
+def _ethics(facts: CardFacts) -> list[str]:
+    brief = facts.brief
     considerations = [brief.problem.ethical_considerations or "The brief records no ethical considerations."]
-    features = meta.get("features")
-    fairness = meta.get("fairness") or {}
+    features = facts.features
+    fairness = facts.fairness or {}
     for attribute in brief.protected_attributes:
         if features is None:
             use = "whether it is a model input was not recorded"
@@ -241,40 +294,27 @@ def _ethics(brief: Brief, meta: Mapping[str, Any]) -> list[str]:
     return considerations
 
 
-def build_model_card(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The method's ``model_card`` structure, filled from the brief and recorded run metadata.
-
-    Args:
-        meta: ``brief`` (a :class:`~mlplatform.brief.Brief`, required) and, each optional (stated as
-            not recorded when missing): ``model_name``, ``model_version``, ``date``, ``model_type``,
-            ``training_rows``, ``date_range`` (``(start, end)`` or a string), ``dataset_version``,
-            ``metrics`` (metric → number or ``{value, ci_low, ci_high}``), ``sliced_metrics`` (list of
-            ``{dimension, value, n, metrics}``), ``datasets`` (list of evaluation-set descriptions),
-            ``drift`` (list of ``{feature, psi, severity}``, e.g. ``asdict`` of
-            :class:`~mlplatform.core.drift.FeatureDrift`), ``quality_total`` (data-quality score /30),
-            ``features`` (model input names), ``fairness`` (protected attribute → ``{disparate_impact,
-            equal_opportunity_gap, passed, status, reason}``), ``retraining_schedule`` (the schedule and the
-            sensors that retrain, with their state), ``concept_drift`` (``{status, description}``: the
-            concept_drift check's latest result), ``promotion_verdict`` (the experiment's one verdict),
-            ``leakage_waivers`` (feature → reason), ``placeholders`` (brief fields still TODO / CONFIRM).
+def build_model_card(facts: CardFacts) -> dict[str, Any]:
+    """The method's ``model_card`` structure, filled from the brief and the recorded facts (a fact not recorded
+    is stated as such).
 
     Returns:
         A dict with exactly the method's keys and nesting.
     """
-    brief: Brief = meta["brief"]
+    brief = facts.brief
     problem = brief.problem
-    date_range = _date_range(meta.get("date_range"))
-    model_name = meta.get("model_name") or NOT_RECORDED
-    model_type = f" ({meta['model_type']})" if meta.get("model_type") else ""
-    rows = meta.get("training_rows")
+    date_range = _date_range(facts.date_range)
+    model_name = facts.model_name or NOT_RECORDED
+    model_type = f" ({facts.model_type})" if facts.model_type else ""
+    rows = facts.training_rows
     sources = ", ".join(f"{name} ({src.format}: {src.path})" for name, src in brief.sources.items())
-    if meta.get("dataset_version"):
-        sources += f"; dataset version {meta['dataset_version']}"
+    if facts.dataset_version:
+        sources += f"; dataset version {facts.dataset_version}"
     parts = brief.split_summary()
-    datasets = meta.get("datasets") or [f"validation: {parts['validation']}", f"hold-out: {parts['test']}"]
+    datasets = list(facts.datasets) or [f"validation: {parts['validation']}", f"hold-out: {parts['test']}"]
     protected = ", ".join(brief.protected_attributes)
     known_biases = [f"Data gaps: {problem.data_gaps}" if problem.data_gaps else "No data gaps recorded."]
-    if protected and not meta.get("fairness"):
+    if protected and not facts.fairness:
         known_biases.append(f"Outcomes across {protected} were not measured")
     elif protected:
         known_biases.append(f"Outcomes across {protected} are reported under ethical considerations")
@@ -284,13 +324,13 @@ def build_model_card(meta: Mapping[str, Any]) -> dict[str, Any]:
                   f"(chi-square); {metric_label(brief.metrics.primary)} compared once labels arrive "
                   f"({brief.label.delay_days} days); guardrails: "
                   f"{', '.join(metric_label(m) for m in brief.metrics.guardrails) or 'none'}.")
-    card_date = meta.get("date")
+    card_date = facts.date
     return {
         "model_name": model_name,
-        "version": str(meta.get("model_version") or NOT_RECORDED),
+        "version": str(facts.model_version or NOT_RECORDED),
         "date": card_date.isoformat() if isinstance(card_date, date) else (card_date or NOT_RECORDED),
         "owner": brief.owner,
-        "description": f"{meta.get('model_name') or 'The model (name not recorded)'}{model_type}, "
+        "description": f"{facts.model_name or 'The model (name not recorded)'}{model_type}, "
                        f"a {problem.ml_task_type} model predicting: "
                        f"{problem.prediction_target}. Label: {brief.label.definition}.",
         "intended_use": f"{problem.business_objective}. Predictions go to: {problem.prediction_consumer} "
@@ -305,29 +345,28 @@ def build_model_card(meta: Mapping[str, Any]) -> dict[str, Any]:
             "known_biases": "; ".join(known_biases),
         },
         "evaluation": {
-            "metrics": {name: _metric(v) for name, v in (meta.get("metrics") or {}).items()},
+            "metrics": {name: _metric(v) for name, v in (facts.metrics or {}).items()},
             "datasets": datasets,
-            "sliced_metrics": _sliced(meta.get("sliced_metrics")),
+            "sliced_metrics": _sliced(facts.sliced_metrics),
         },
-        "limitations": _limitations(brief, meta, date_range),
-        "ethical_considerations": _ethics(brief, meta),
+        "limitations": _limitations(facts, date_range),
+        "ethical_considerations": _ethics(facts),
         "maintenance": {
-            "retraining_schedule": meta.get("retraining_schedule") or NOT_RECORDED,
+            "retraining_schedule": facts.retraining_schedule or NOT_RECORDED,
             "monitoring": f"{monitoring} Concept drift (the concept_drift check's latest result): "
-                          f"{_concept_drift(meta.get('concept_drift'))}",
+                          f"{_concept_drift(facts.concept_drift)}",
             "contact": brief.owner,
         },
     }
 
 
-def card_extras(meta: Mapping[str, Any]) -> dict[str, Any]:
+def card_extras(facts: CardFacts) -> dict[str, Any]:
     """What the platform adds beside the method's card: the experiment's one promotion verdict, leakage waivers
     (WAIVED with their reason) and the brief fields still holding placeholders (a DRAFT card)."""
     return {
-        "promotion_verdict": meta.get("promotion_verdict") or NOT_RECORDED,
-        "leakage_waivers": {feature: f"WAIVED: {reason}" for feature, reason in
-                            (meta.get("leakage_waivers") or {}).items()},
-        "draft_placeholders": list(meta.get("placeholders") or []),
+        "promotion_verdict": facts.promotion_verdict or NOT_RECORDED,
+        "leakage_waivers": {feature: f"WAIVED: {reason}" for feature, reason in facts.leakage_waivers.items()},
+        "draft_placeholders": list(facts.placeholders),
     }
 
 
@@ -359,11 +398,11 @@ def _group_name(value: Any) -> str:
     return "unknown" if value is None else str(value)
 
 
-def _representation(meta: Mapping[str, Any]) -> tuple[str, str]:
-    brief: Brief = meta["brief"]
+def _representation(evidence: BiasEvidence) -> tuple[str, str]:
+    brief = evidence.brief
     found, failures = [], []
-    minimum, min_rows = meta["representation_min_ratio"], brief.thresholds.fairness_min_group_size
-    for attribute, rows in meta["representation"].items():
+    minimum, min_rows = evidence.representation_min_ratio, brief.thresholds.fairness_min_group_size
+    for attribute, rows in evidence.representation.items():
         known = [r for r in rows if r["group"] is not None]
         for r in known:
             if r["train_rows"] < min_rows or r["ratio"] is None or r["ratio"] < minimum:
@@ -383,9 +422,9 @@ def _pct(value: float | None) -> str:
     return NOT_RECORDED if value is None else f"{value:.1%}"
 
 
-def _sliced_by_protected(meta: Mapping[str, Any]) -> tuple[str, str]:
+def _sliced_by_protected(evidence: BiasEvidence) -> tuple[str, str]:
     parts, failures = [], []
-    for attribute, groups in meta["fairness_groups"].items():
+    for attribute, groups in evidence.fairness_groups.items():
         assessed = [g for g in groups if g["assessed"]]
         metric = groups[0]["primary_metric"] if groups else "metric"
         if len(assessed) < 2:
@@ -398,24 +437,24 @@ def _sliced_by_protected(meta: Mapping[str, Any]) -> tuple[str, str]:
     return PASS, "; ".join(parts) + "."
 
 
-def _gate_item(meta: Mapping[str, Any], metric: str) -> tuple[str, str]:
+def _gate_item(evidence: BiasEvidence, metric: str) -> tuple[str, str]:
     """A checklist item the fairness gate decides (``disparate_impact`` or ``equal_opportunity``): the gate's
     status and numbers per attribute, from its table, and the gate's rule with the brief's thresholds."""
-    if not_applicable := _decision_free(meta):
+    if not_applicable := _decision_free(evidence):
         return NOT_APPLICABLE, not_applicable
-    rule, groups = fairness_rule(meta["brief"]), meta.get("fairness_groups") or {}
+    rule, groups = fairness_rule(evidence.brief), evidence.fairness_groups
     statuses, parts = [], []
-    for attribute, result in meta["fairness"].items():
+    for attribute, result in evidence.fairness.items():
         status, text = _metric_finding(attribute, metric, result, rule, groups.get(attribute))
         statuses.append(status)
         parts.append(_sentence(f"{attribute}: {text}"))
     return _GATE_STATUS.get(_worst_gate_status(statuses), FAIL), " ".join([*parts, _gate_rule_text(metric, rule)])
 
 
-def _decision_free(meta: Mapping[str, Any]) -> str:
+def _decision_free(evidence: BiasEvidence) -> str:
     """Why selection-rate fairness does not apply (every attribute marked ``applicable`` False, e.g. a regression
     model), or "" when it does."""
-    results = list(meta["fairness"].values())
+    results = list(evidence.fairness.values())
     if results and all(r.get("applicable") is False for r in results):
         return (f"{results[0].get('note') or 'the model makes no selection decision'}; the primary metric per "
                 "group is under 'sliced_metrics'.")
@@ -426,13 +465,13 @@ def _p(value: float | None) -> str:
     return NOT_RECORDED if value is None else f"{value:.3g}"
 
 
-def _group_calibration(meta: Mapping[str, Any]) -> tuple[str, str]:
-    brief: Brief = meta["brief"]
+def _group_calibration(evidence: BiasEvidence) -> tuple[str, str]:
+    brief = evidence.brief
     if brief.task_type != "binary":
         return NOT_APPLICABLE, f"A {brief.task_type} model gives no probability of a positive outcome to calibrate."
-    limit, alpha = meta["max_calibration_gap"], brief.thresholds.fairness_significance
+    limit, alpha = evidence.max_calibration_gap, brief.thresholds.fairness_significance
     failures, parts = [], []
-    for attribute, groups in meta["fairness_groups"].items():
+    for attribute, groups in evidence.fairness_groups.items():
         for g in (g for g in groups if g["assessed"]):
             if "calibration_gap" not in g:
                 return FAIL, f"Calibration per {attribute} group was not recorded."
@@ -447,9 +486,9 @@ def _group_calibration(meta: Mapping[str, Any]) -> tuple[str, str]:
     return PASS, f"{'; '.join(parts)} ({rule})."
 
 
-def _proxies(meta: Mapping[str, Any]) -> tuple[str, str]:
-    limit, found, flagged = meta["proxy_max_auc"], [], []
-    for attribute, rows in meta["proxies"].items():
+def _proxies(evidence: BiasEvidence) -> tuple[str, str]:
+    limit, found, flagged = evidence.proxy_max_auc, [], []
+    for attribute, rows in evidence.proxies.items():
         scored = [r for r in rows if r["auc"] is not None]
         flagged += [f"{r['feature']} predicts {attribute}={r['group']} with AUC {r['auc']:.3f}"
                     for r in scored if r["auc"] >= limit]
@@ -478,11 +517,11 @@ def _thresholds_before_training(brief: Brief) -> tuple[str, str]:
                   f"from: {', '.join(named)}{rest}.")
 
 
-def _edge_cases(meta: Mapping[str, Any]) -> tuple[str, str]:
-    cases = meta.get("edge_cases")
+def _edge_cases(evidence: BiasEvidence) -> tuple[str, str]:
+    cases = evidence.edge_cases
     if not cases:
         return FAIL, "No edge-case probe was recorded."
-    small = [s for s in meta.get("sliced_metrics") or [] if s["n"] < SMALL_SLICE_ROWS]
+    small = [s for s in evidence.sliced_metrics if s["n"] < SMALL_SLICE_ROWS]
     failed = [f"{c['case']}: {c['detail']}" for c in cases if not c["passed"]]
     probes = ", ".join(f"{c['case']} ({'pass' if c['passed'] else 'FAIL'})" for c in cases)
     smalls = (f" Small slices (under {SMALL_SLICE_ROWS} hold-out rows) are evaluated and flagged, not hidden: "
@@ -498,7 +537,7 @@ def _fails(status: str, brief: Brief) -> bool:
     return status == FAIL or (status == NOT_ASSESSABLE and brief.thresholds.fairness_when_not_assessable == "fail")
 
 
-def bias_checklist(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
+def bias_checklist(evidence: BiasEvidence) -> list[dict[str, Any]]:
     """The methodology's eight-item bias checklist, each item pass / fail / waived / not assessable / not
     applicable with its evidence.
 
@@ -507,46 +546,35 @@ def bias_checklist(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
     ``thresholds.disparate_impact_min`` or a TPR gap over ``thresholds.equal_opportunity_max_gap`` fails whatever
     Fisher's p, which is reported only. Calibration per group fails when its gap crosses the limit and is
     significant, so a handful of rows in a group cannot fail a model alone; the evidence always shows the numbers.
-
-    Args:
-        meta: ``brief`` and the recorded evidence: ``representation`` (attribute → rows of
-            :func:`~mlplatform.core.evaluation.bias_evidence.representation`), ``fairness`` (attribute → the gate's row:
-            ``{disparate_impact, p_value, equal_opportunity_gap, equal_opportunity_p_value, passed, status,
-            disparate_impact_status, equal_opportunity_status, reason}``), ``fairness_groups`` (attribute →
-            per-group rows: ``group, n, assessed, primary_metric, primary_value``, ``positives`` and, binary,
-            ``observed_rate, mean_score, calibration_gap, calibration_p_value, ece``), ``proxies`` (attribute →
-            rows of :func:`~mlplatform.core.evaluation.bias_evidence.proxy_features`), ``edge_cases`` (rows of
-            :func:`~mlplatform.core.evaluation.edge_cases.edge_case_probe`), ``sliced_metrics`` (slice records) and the
-            limits ``representation_min_ratio``, ``max_calibration_gap``, ``proxy_max_auc``.
-            Evidence for an attribute that is missing fails its item.
+    A protected attribute missing from an item's evidence fails that item.
 
     Returns:
         One ``{item, check, seed, status, evidence, fails}`` per checklist entry, in the methodology's order;
         ``fails`` counts a not-assessable item as failing where ``thresholds.fairness_when_not_assessable`` is
         fail.
     """
-    brief: Brief = meta["brief"]
+    brief = evidence.brief
     protected = brief.protected_attributes
-    per_attribute = {"representation": _representation, "sliced_metrics": _sliced_by_protected,
-                     "equal_opportunity": lambda m: _gate_item(m, "equal_opportunity"),
-                     "calibration": _group_calibration, "proxy_features": _proxies,
-                     "disparate_impact": lambda m: _gate_item(m, "disparate_impact")}
-    sources = {"representation": "representation", "sliced_metrics": "fairness_groups",
-               "equal_opportunity": "fairness", "calibration": "fairness_groups", "proxy_features": "proxies",
-               "disparate_impact": "fairness"}
+    judged_per_attribute: dict[str, tuple[Mapping[str, Any], Any]] = {
+        "representation": (evidence.representation, _representation),
+        "sliced_metrics": (evidence.fairness_groups, _sliced_by_protected),
+        "equal_opportunity": (evidence.fairness, lambda e: _gate_item(e, "equal_opportunity")),
+        "calibration": (evidence.fairness_groups, _group_calibration),
+        "proxy_features": (evidence.proxies, _proxies),
+        "disparate_impact": (evidence.fairness, lambda e: _gate_item(e, "disparate_impact"))}
     items = []
     for key, check, seed in BIAS_CHECKLIST:
         if key == "edge_cases":
-            status, evidence = _edge_cases(meta)
+            status, found = _edge_cases(evidence)
         elif not protected:
-            status, evidence = NOT_APPLICABLE, "The brief names no protected attributes."
+            status, found = NOT_APPLICABLE, "The brief names no protected attributes."
         elif key == "thresholds_before_training":
-            status, evidence = _thresholds_before_training(brief)
-        elif missing := [a for a in protected if a not in (meta.get(sources[key]) or {})]:
-            status, evidence = FAIL, f"No evidence was recorded for {', '.join(missing)}."
+            status, found = _thresholds_before_training(brief)
+        elif missing := [a for a in protected if a not in judged_per_attribute[key][0]]:
+            status, found = FAIL, f"No evidence was recorded for {', '.join(missing)}."
         else:
-            status, evidence = per_attribute[key](meta)
-        items.append({"item": key, "check": check, "seed": seed, "status": status, "evidence": evidence,
+            status, found = judged_per_attribute[key][1](evidence)
+        items.append({"item": key, "check": check, "seed": seed, "status": status, "evidence": found,
                       "fails": _fails(status, brief)})
     return items
 
@@ -667,26 +695,27 @@ def golden_description(brief: Brief, golden_metrics: pl.DataFrame) -> list[str]:
 
 def card_evidence(brief: Brief, candidate: str, train: pl.DataFrame, *, metrics: pl.DataFrame, slices: pl.DataFrame,
                   fairness: pl.DataFrame, drift: pl.DataFrame, quality_points: list[float | None], dataset_version: str,
-                  golden_metrics: pl.DataFrame) -> dict[str, Any]:
-    """The measured part of the card's ``meta`` (see :func:`build_model_card`) for the registered ``candidate``,
-    from the training rows and the lake's tables: the evaluation's metrics, slices, fairness and golden metrics,
-    the drift report (None when no feature's drift applies) and the data-quality points."""
+                  golden_metrics: pl.DataFrame) -> CardFacts:
+    """The card's measured facts for the registered ``candidate``, from the training rows and the lake's tables:
+    the evaluation's metrics, slices, fairness and golden metrics, the drift report (None when no feature's drift
+    applies) and the data-quality points. The registry's and the instance's records are added by the caller."""
     parts = brief.split_summary()
     timestamps = pl.col(brief.label.timestamp)
-    return {
-        "model_type": FAMILIES_BY_NAME[candidate].model_type,
-        "training_rows": train.height,
-        "date_range": train.select(timestamps.dt.date().min().alias("first"),
-                                   timestamps.dt.date().max().alias("last")).row(0),
-        "dataset_version": dataset_version,
-        "features": model_features(brief),
-        "datasets": [f"validation: {parts['validation']}", f"hold-out: {parts['test']}",
-                     *golden_description(brief, golden_metrics)],
-        "metrics": {r["metric"]: {"value": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
-                    for r in metrics.filter(pl.col("candidate") == candidate).iter_rows(named=True)},
-        "sliced_metrics": slice_records(slices),
-        "fairness": {r.pop("attribute"): r for r in fairness.to_dicts()},
-        "drift": None if (drift["severity"] == DRIFT_NOT_APPLICABLE).all() else
+    return CardFacts(
+        brief=brief,
+        model_type=FAMILIES_BY_NAME[candidate].model_type,
+        training_rows=train.height,
+        date_range=train.select(timestamps.dt.date().min().alias("first"),
+                                timestamps.dt.date().max().alias("last")).row(0),
+        dataset_version=dataset_version,
+        features=model_features(brief),
+        datasets=[f"validation: {parts['validation']}", f"hold-out: {parts['test']}",
+                  *golden_description(brief, golden_metrics)],
+        metrics={r["metric"]: {"value": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
+                 for r in metrics.filter(pl.col("candidate") == candidate).iter_rows(named=True)},
+        sliced_metrics=slice_records(slices),
+        fairness={r.pop("attribute"): r for r in fairness.to_dicts()},
+        drift=None if (drift["severity"] == DRIFT_NOT_APPLICABLE).all() else
         drift.select("feature", "psi", "severity").to_dicts(),
-        "quality_total": normalised_total(quality_points),
-    }
+        quality_total=normalised_total(quality_points),
+    )

@@ -1,5 +1,6 @@
 """Stage: responsible-AI documentation — the model card, filled from lineage and metadata (method phase 9)."""
 
+from dataclasses import replace
 from datetime import date
 
 import dagster as dg
@@ -12,6 +13,7 @@ from mlplatform.core.evaluation.bias_evidence import bias_evidence
 from mlplatform.core.io import write_text_atomic
 from mlplatform.core.model_card import (
     NOT_RECORDED,
+    CardFacts,
     bias_checklist,
     build_model_card,
     card_evidence,
@@ -108,14 +110,14 @@ def model_card(context: dg.AssetExecutionContext, platform: PlatformResource,
         quality_points=platform.read_table(tables.DATA_QUALITY_OVERALL)["points"].to_list(),
         dataset_version=platform.read_table(tables.candidate(registered["candidate"]))["dataset_version"][0],
         golden_metrics=platform.read_table(tables.GOLDEN_METRICS))
-    meta = {"brief": b, "model_name": registered_model_name(b.name), "model_version": registered["version"],
-            "date": date.today(), **evidence, **_platform_records(context.instance, b, tracking, registered["run_id"])}
-    checklist = bias_checklist({"brief": b, "fairness": evidence["fairness"],
-                                "sliced_metrics": evidence["sliced_metrics"],
-                                **bias_evidence(b, split, platform.read_table(tables.FAIRNESS_GROUPS),
-                                                platform.read_table(tables.EDGE_CASES))})
+    facts = _with_platform_records(replace(evidence, model_name=registered_model_name(b.name),
+                                           model_version=registered["version"], date=date.today()),
+                                   context.instance, tracking, registered["run_id"])
+    checklist = bias_checklist(bias_evidence(b, split, platform.read_table(tables.FAIRNESS_GROUPS),
+                                             platform.read_table(tables.EDGE_CASES), fairness=facts.fairness or {},
+                                             sliced_metrics=facts.sliced_metrics or ()))
     platform.write_table(tables.BIAS_CHECKLIST, pl.DataFrame(checklist))
-    markdown, files = _write_card(platform, build_model_card(meta), checklist, card_extras(meta))
+    markdown, files = _write_card(platform, build_model_card(facts), checklist, card_extras(facts))
     return dg.MaterializeResult(metadata=readable({
         "card": dg.MetadataValue.md(markdown), "version": registered["version"],
         "bias_checklist_failed": ", ".join(item["item"] for item in checklist if item["fails"]) or "none",
@@ -123,13 +125,14 @@ def model_card(context: dg.AssetExecutionContext, platform: PlatformResource,
         "mlflow_artifact": _log_card(tracking, registered, files)}))
 
 
-def _platform_records(instance: dg.DagsterInstance, brief, tracking: TrackingResource, run_id: str) -> dict:
-    """The card's ``meta`` read from the Dagster instance and MLflow: retraining, the concept_drift check's latest
-    result, the promotion verdict, leakage waivers, and the brief's placeholders."""
-    return {"retraining_schedule": retraining_schedule(instance, brief),
-            "concept_drift": concept_drift_result(instance),
-            "promotion_verdict": promotion_verdict(tracking.uri, run_id),
-            "leakage_waivers": leakage_waivers(instance), "placeholders": placeholder_fields(brief)}
+def _with_platform_records(facts: CardFacts, instance: dg.DagsterInstance, tracking: TrackingResource,
+                           run_id: str) -> CardFacts:
+    """The card's facts with what the Dagster instance and MLflow record: retraining, the concept_drift check's
+    latest result, the promotion verdict, leakage waivers, and the brief's placeholders."""
+    return replace(facts, retraining_schedule=retraining_schedule(instance, facts.brief),
+                   concept_drift=concept_drift_result(instance),
+                   promotion_verdict=promotion_verdict(tracking.uri, run_id),
+                   leakage_waivers=leakage_waivers(instance), placeholders=placeholder_fields(facts.brief))
 
 
 def _write_card(platform: PlatformResource, card: dict, checklist: list, extras: dict) -> tuple[str, list]:

@@ -139,11 +139,11 @@ def test_the_cards_evidence_comes_from_the_lake_tables(brief):
         fairness=pl.DataFrame({"attribute": ["age_band"], "passed": [True]}),
         drift=pl.DataFrame({"feature": ["x"], "psi": [0.0], "severity": [NOT_APPLICABLE]}),
         quality_points=[10.0, 10.0, 10.0], dataset_version="v1", golden_metrics=golden)
-    assert set(evidence["metrics"]) == {"f1", "pr_auc", "roc_auc"} and evidence["metrics"]["f1"]["value"] == 0.6
-    assert evidence["fairness"] == {"age_band": {"passed": True}} and evidence["drift"] is None
-    assert evidence["training_rows"] == 50 and evidence["model_type"] == "LightGBM"
-    assert evidence["datasets"][-1].startswith("golden test set: 120 rows") and "f1 0.6100" in evidence["datasets"][-1]
-    first, last = evidence["date_range"]
+    assert set(evidence.metrics) == {"f1", "pr_auc", "roc_auc"} and evidence.metrics["f1"]["value"] == 0.6
+    assert evidence.fairness == {"age_band": {"passed": True}} and evidence.drift is None
+    assert evidence.training_rows == 50 and evidence.model_type == "LightGBM"
+    assert evidence.datasets[-1].startswith("golden test set: 120 rows") and "f1 0.6100" in evidence.datasets[-1]
+    first, last = evidence.date_range
     assert first == train[brief.label.timestamp].min().date() and last == train[brief.label.timestamp].max().date()
     disabled = brief.model_copy(update={"thresholds": brief.thresholds.model_copy(update={"golden_share": 0})})
     assert golden_description(disabled, golden) == []

@@ -9,11 +9,12 @@ import yaml
 
 from mlplatform.brief import DEMO_BRIEF, Brief, load_brief
 from mlplatform.core.drift import FeatureDrift
-from mlplatform.core.evaluation.bias_evidence import proxy_features, representation
+from mlplatform.core.evaluation.bias_evidence import BiasEvidence, proxy_features, representation
 from mlplatform.core.evaluation.fairness_assessment import fairness_assessment, fairness_rule
 from mlplatform.core.model_card import (
     BIAS_CHECKLIST,
     NOT_RECORDED,
+    CardFacts,
     bias_checklist,
     build_model_card,
     card_extras,
@@ -74,7 +75,7 @@ def meta(brief) -> dict:
 
 
 def test_card_has_exactly_the_method_structure(meta):
-    card = build_model_card(meta)
+    card = build_model_card(CardFacts(**meta))
     assert list(card) == METHOD_KEYS
     for section, keys in METHOD_NESTED.items():
         assert list(card[section]) == keys
@@ -83,7 +84,7 @@ def test_card_has_exactly_the_method_structure(meta):
 
 
 def test_card_is_filled_from_the_brief_and_metadata(meta, brief):
-    card = build_model_card(meta)
+    card = build_model_card(CardFacts(**meta))
     assert (card["model_name"], card["version"], card["date"]) == ("churn_demo_lgbm", "3", "2025-09-02")
     assert card["owner"] == card["maintenance"]["contact"] == brief.owner
     assert brief.problem.prediction_target in card["description"] and "LightGBM" in card["description"]
@@ -102,7 +103,7 @@ def test_card_is_filled_from_the_brief_and_metadata(meta, brief):
 
 
 def test_limitations_are_derived_from_what_was_measured(meta):
-    limitations = build_model_card(meta)["limitations"]
+    limitations = build_model_card(CardFacts(**meta))["limitations"]
     assert "Trained on 2025-02-01..2025-06-30 only; behaviour outside that period is unknown." in limitations
     assert any("plan=premium has only 42 hold-out rows" in item for item in limitations)
     assert not any("plan=basic" in item for item in limitations)
@@ -115,7 +116,7 @@ def test_limitations_are_derived_from_what_was_measured(meta):
 
 
 def test_ethical_considerations_come_from_the_brief_and_fairness_results(meta, brief):
-    ethics = build_model_card(meta)["ethical_considerations"]
+    ethics = build_model_card(CardFacts(**meta))["ethical_considerations"]
     assert ethics[0] == brief.problem.ethical_considerations
     assert "Protected attribute age_band: not a model input." in ethics
     line = next(item for item in ethics if item.startswith("Fairness gate across age_band"))
@@ -125,14 +126,14 @@ def test_ethical_considerations_come_from_the_brief_and_fairness_results(meta, b
     meta["brief"] = _without_waivers(brief)
     meta["fairness"]["age_band"] = {"disparate_impact": 0.7, "equal_opportunity_gap": 0.2, "passed": False}
     meta["features"].append("customer_age_band_young")
-    ethics = build_model_card(meta)["ethical_considerations"]
+    ethics = build_model_card(CardFacts(**meta))["ethical_considerations"]
     assert any(item.startswith("Fairness gate across age_band: FAIL. Disparate impact: FAIL: ratio 0.700")
                for item in ethics)
     assert "Protected attribute age_band: model inputs derived from it: customer_age_band_young." in ethics
 
 
 def test_missing_information_is_stated_as_missing_never_invented(brief):
-    card = build_model_card({"brief": brief})
+    card = build_model_card(CardFacts(brief))
     assert card["model_name"] == card["version"] == card["date"] == NOT_RECORDED
     assert card["training_data"]["size"] == card["training_data"]["date_range"] == NOT_RECORDED
     assert card["maintenance"]["retraining_schedule"] == NOT_RECORDED
@@ -147,7 +148,7 @@ def test_missing_information_is_stated_as_missing_never_invented(brief):
 
 
 def test_render_has_readable_sections_and_the_card_as_yaml(meta):
-    card = build_model_card(meta)
+    card = build_model_card(CardFacts(**meta))
     markdown = render_model_card(card)
     assert markdown.startswith("# Model card: churn_demo_lgbm version 3\n")
     for heading in ("## Training data", "## Evaluation", "## Limitations", "## Ethical considerations",
@@ -159,7 +160,7 @@ def test_render_has_readable_sections_and_the_card_as_yaml(meta):
 
 
 def test_render_of_a_bare_card(brief):
-    markdown = render_model_card(build_model_card({"brief": brief}))
+    markdown = render_model_card(build_model_card(CardFacts(brief)))
     assert markdown.startswith("# Model card: not recorded\n")
     assert "Metrics: not recorded." in markdown
 
@@ -169,7 +170,8 @@ def test_a_row_without_metric_statuses_is_judged_by_the_gates_rule_not_by_signif
     meta["brief"] = _without_waivers(brief)
     meta["fairness"]["age_band"] = {"disparate_impact": 0.7, "p_value": 0.2, "equal_opportunity_gap": 0.05,
                                     "equal_opportunity_p_value": 0.5, "passed": True}
-    line = next(item for item in build_model_card(meta)["ethical_considerations"] if "Fairness gate" in item)
+    ethics = build_model_card(CardFacts(**meta))["ethical_considerations"]
+    line = next(item for item in ethics if "Fairness gate" in item)
     assert line.startswith("Fairness gate across age_band: FAIL. Disparate impact: FAIL: ratio 0.700, under the "
                            "minimum 0.8 (Fisher p = 0.2, reported only).")
     assert "whatever Fisher's p" in line and "not significant" not in line and "watch it" not in line
@@ -182,7 +184,7 @@ def test_a_waived_fairness_result_shows_waived_with_its_reason_never_pass(meta, 
                                     "passed": True, "applicable": True, "status": "WAIVED",
                                     "disparate_impact_status": "WAIVED", "equal_opportunity_status": "WAIVED",
                                     "reason": "the gate's long reason text"}
-    ethics = [line for line in build_model_card(meta)["ethical_considerations"] if "Fairness" in line]
+    ethics = [line for line in build_model_card(CardFacts(**meta))["ethical_considerations"] if "Fairness" in line]
     assert ethics[0].startswith("Fairness gate across age_band: WAIVED. Disparate impact: WAIVED: ratio 0.700")
     for waiver in brief.fairness.waivers:
         assert ethics[0].count(waiver.reason) == 1
@@ -192,7 +194,7 @@ def test_a_waived_fairness_result_shows_waived_with_its_reason_never_pass(meta, 
 
 # The bias checklist (method phase 9, 偏见检测检查清单).
 
-LIMITS = {"representation_min_ratio": 0.8, "max_tpr_gap": 0.1, "max_calibration_gap": 0.05, "proxy_max_auc": 0.8}
+LIMITS = {"representation_min_ratio": 0.8, "max_calibration_gap": 0.05, "proxy_max_auc": 0.8}
 
 
 def _group(name, n=200, tpr=0.5, primary=0.4, observed=0.1, score=0.1, p=0.5) -> dict:
@@ -224,7 +226,7 @@ def _status(checklist) -> dict[str, str]:
 
 
 def test_checklist_has_the_methods_eight_items_in_order_and_passes_a_clean_model(evidence):
-    checklist = bias_checklist(evidence)
+    checklist = bias_checklist(BiasEvidence(**evidence))
     assert [item["seed"] for item in checklist] == [seed for _, _, seed in BIAS_CHECKLIST]
     assert len(checklist) == 8 and set(_status(checklist).values()) == {"pass"}
     assert all(item["evidence"] for item in checklist)
@@ -244,7 +246,7 @@ def test_a_planted_proxy_feature_is_flagged(evidence, brief):
 
     evidence["proxies"] = {"age_band": proxy_features(people(600), people(400), ["noise", "years_since_school"],
                                                       "age_band").to_dicts()}
-    item = {i["item"]: i for i in bias_checklist(evidence)}["proxy_features"]
+    item = {i["item"]: i for i in bias_checklist(BiasEvidence(**evidence))}["proxy_features"]
     assert item["status"] == "fail"
     assert "years_since_school predicts age_band=" in item["evidence"] and "noise" not in item["evidence"]
 
@@ -253,7 +255,7 @@ def test_under_representation_measured_from_the_data_fails(evidence):
     train = pl.Series(["18-24"] * 950 + ["65+"] * 50)
     holdout = pl.Series(["18-24"] * 500 + ["65+"] * 500)
     evidence["representation"] = {"age_band": representation(train, holdout).to_dicts()}
-    item = {i["item"]: i for i in bias_checklist(evidence)}["representation"]
+    item = {i["item"]: i for i in bias_checklist(BiasEvidence(**evidence))}["representation"]
     assert item["status"] == "fail" and "age_band=65+ (50 training rows, share 5.0% vs 50.0%" in item["evidence"]
 
 
@@ -261,19 +263,19 @@ def test_calibration_fails_only_on_significant_differences_the_tpr_gap_on_its_li
     evidence["brief"] = _without_waivers(brief)
     evidence["fairness"]["age_band"] |= {"equal_opportunity_gap": 0.3, "equal_opportunity_p_value": 0.2}
     evidence["fairness_groups"]["age_band"][1] = _group("65+", observed=0.1, score=0.2, p=0.3)
-    status = _status(bias_checklist(evidence))
+    status = _status(bias_checklist(BiasEvidence(**evidence)))
     assert status["calibration"] == "pass"
     assert status["equal_opportunity"] == "fail"  # over 0.1: fails whatever Fisher's p, as in the gate
-    opportunity = {i["item"]: i for i in bias_checklist(evidence)}["equal_opportunity"]["evidence"]
+    opportunity = {i["item"]: i for i in bias_checklist(BiasEvidence(**evidence))}["equal_opportunity"]["evidence"]
     assert "TPR gap 0.300, over the maximum 0.1 (Fisher p = 0.2, reported only)" in opportunity
     assert "not significant" not in opportunity
 
     evidence["fairness"]["age_band"] |= {"equal_opportunity_p_value": 0.001, "disparate_impact": 0.5,
                                          "p_value": 0.001, "passed": False}
     evidence["fairness_groups"]["age_band"][1] = _group("65+", observed=0.1, score=0.2, p=0.001)
-    status = _status(bias_checklist(evidence))
+    status = _status(bias_checklist(BiasEvidence(**evidence)))
     assert status["equal_opportunity"] == status["calibration"] == status["disparate_impact"] == "fail"
-    calibration = {i["item"]: i for i in bias_checklist(evidence)}["calibration"]["evidence"]
+    calibration = {i["item"]: i for i in bias_checklist(BiasEvidence(**evidence))}["calibration"]["evidence"]
     assert "age_band=65+ predicted 0.200 vs observed 0.100" in calibration
 
 
@@ -297,14 +299,14 @@ def test_a_ratio_the_gate_fails_with_fishers_p_above_005_reads_fail(evidence, br
                         {"18-24": 55, "65+": 55})
     assert row["disparate_impact_status"] == "FAIL" and row["p_value"] > 0.05  # the gate's own verdict
     evidence["fairness"]["age_band"] = row
-    item = {i["item"]: i for i in bias_checklist(evidence)}["disparate_impact"]
+    item = {i["item"]: i for i in bias_checklist(BiasEvidence(**evidence))}["disparate_impact"]
     assert item["status"] == "fail" and item["fails"]
     assert f"age_band: FAIL: ratio 0.600, under the minimum 0.8 (Fisher p = {row['p_value']:.3g}, reported only)." \
         in item["evidence"]
     assert "a selection-rate ratio under 0.8 (thresholds.disparate_impact_min) fails whatever Fisher's p" \
         in item["evidence"]
     assert "not significant" not in item["evidence"] and "p < 0.05" not in item["evidence"]
-    line = next(x for x in build_model_card({"brief": evidence["brief"], "fairness": evidence["fairness"]})
+    line = next(x for x in build_model_card(CardFacts(evidence["brief"], fairness=evidence["fairness"]))
                 ["ethical_considerations"] if x.startswith("Fairness gate"))
     assert line.startswith("Fairness gate across age_band: FAIL. Disparate impact: FAIL: ratio 0.600")
 
@@ -318,7 +320,7 @@ def test_a_waived_row_shows_each_reason_once_and_the_gates_status(evidence, brie
     evidence["fairness"]["age_band"] = row
     evidence["fairness_groups"]["age_band"] = [{**_group(g["group"], n=g["n"]), "positives": g["positives"]}
                                                for g in groups]
-    by = {i["item"]: i for i in bias_checklist(evidence)}
+    by = {i["item"]: i for i in bias_checklist(BiasEvidence(**evidence))}
     reasons = {w.metric: w.reason for w in brief.fairness.waivers}
     for metric, other in (("disparate_impact", "equal_opportunity"), ("equal_opportunity", "disparate_impact")):
         assert by[metric]["status"] == "waived" and not by[metric]["fails"]
@@ -327,7 +329,7 @@ def test_a_waived_row_shows_each_reason_once_and_the_gates_status(evidence, brie
     assert "age_band: WAIVED: ratio 0.500, under the minimum 0.8" in by["disparate_impact"]["evidence"]
     assert "age_band: WAIVED: not assessable: fewer than two groups with 50+ hold-out positives (a TPR's " \
            "denominator) (hold-out positives per group: 18-24 20, 65+ 20)" in by["equal_opportunity"]["evidence"]
-    markdown = render_model_card(build_model_card({"brief": brief, "fairness": evidence["fairness"]}),
+    markdown = render_model_card(build_model_card(CardFacts(brief, fairness=evidence["fairness"])),
                                  list(by.values()))
     assert "The methodology's bias checklist: 0 of 8 items fail, 2 waived." in markdown
     ethics = markdown.split("## Ethical considerations", 1)[1].split("## Maintenance", 1)[0]
@@ -342,21 +344,23 @@ def test_a_not_assessable_tpr_gap_reads_not_assessable_and_fails_the_summary_as_
     evidence["fairness"]["age_band"] = row
     evidence["fairness_groups"]["age_band"] = [{**_group(g["group"], n=g["n"]), "positives": g["positives"]}
                                                for g in groups]
-    item = {i["item"]: i for i in bias_checklist(evidence)}["equal_opportunity"]
+    item = {i["item"]: i for i in bias_checklist(BiasEvidence(**evidence))}["equal_opportunity"]
     assert item["status"] == "not assessable" and item["fails"]
     assert item["evidence"].startswith("age_band: NOT ASSESSABLE: fewer than two groups with 50+ "
                                        "hold-out positives (a TPR's denominator) (hold-out positives per group: "
                                        "18-24 20, 65+ 30), which fails (thresholds.fairness_when_not_assessable: "
                                        "fail).")
-    markdown = render_model_card(build_model_card({"brief": evidence["brief"]}), bias_checklist(evidence))
+    markdown = render_model_card(build_model_card(CardFacts(evidence["brief"])),
+                                 bias_checklist(BiasEvidence(**evidence)))
     assert "The methodology's bias checklist: 1 of 8 items fail (1 of them not assessable, which " \
            "thresholds.fairness_when_not_assessable: fail fails)." in markdown
     assert "| **NOT ASSESSABLE** |" in markdown
 
     evidence["brief"] = _without_waivers(brief, fairness_when_not_assessable="warn")
-    item = {i["item"]: i for i in bias_checklist(evidence)}["equal_opportunity"]
+    item = {i["item"]: i for i in bias_checklist(BiasEvidence(**evidence))}["equal_opportunity"]
     assert item["status"] == "not assessable" and not item["fails"] and "which only warns" in item["evidence"]
-    markdown = render_model_card(build_model_card({"brief": evidence["brief"]}), bias_checklist(evidence))
+    markdown = render_model_card(build_model_card(CardFacts(evidence["brief"])),
+                                 bias_checklist(BiasEvidence(**evidence)))
     assert "0 of 8 items fail, 1 not assessable (a warning under thresholds.fairness_when_not_assessable: warn)." \
         in markdown
 
@@ -365,23 +369,23 @@ def test_broken_edge_cases_and_missing_evidence_fail(evidence):
     evidence["edge_cases"].append({"case": "unseen categories", "rows": 20, "passed": False,
                                    "detail": "raised KeyError: 'x'"})
     del evidence["proxies"]["age_band"]
-    status = _status(bias_checklist(evidence))
+    status = _status(bias_checklist(BiasEvidence(**evidence)))
     assert status["edge_cases"] == status["proxy_features"] == "fail"
     evidence["fairness_groups"]["age_band"] = [_group("18-24"), _group("65+", n=20)]
-    assert _status(bias_checklist(evidence))["sliced_metrics"] == "fail"
+    assert _status(bias_checklist(BiasEvidence(**evidence)))["sliced_metrics"] == "fail"
 
 
 def test_thresholds_left_to_platform_defaults_fail(evidence):
     raw = yaml.safe_load(DEMO_BRIEF.read_text())
     del raw["thresholds"]["disparate_impact_min"]
     evidence["brief"] = Brief.model_validate(raw)
-    item = {i["item"]: i for i in bias_checklist(evidence)}["thresholds_before_training"]
+    item = {i["item"]: i for i in bias_checklist(BiasEvidence(**evidence))}["thresholds_before_training"]
     assert item["status"] == "fail" and "does not set thresholds.disparate_impact_min" in item["evidence"]
 
 
 def test_without_protected_attributes_the_group_items_do_not_apply(evidence, brief):
     evidence["brief"] = brief.model_copy(update={"protected_attributes": []})
-    status = _status(bias_checklist(evidence))
+    status = _status(bias_checklist(BiasEvidence(**evidence)))
     assert status.pop("edge_cases") == "pass"
     assert set(status.values()) == {"not applicable"}
 
@@ -389,13 +393,13 @@ def test_without_protected_attributes_the_group_items_do_not_apply(evidence, bri
 def test_group_calibration_does_not_apply_to_regression(evidence, brief):
     problem = brief.problem.model_copy(update={"ml_task_type": "regression"})
     evidence["brief"] = brief.model_copy(update={"problem": problem})
-    assert _status(bias_checklist(evidence))["calibration"] == "not applicable"
+    assert _status(bias_checklist(BiasEvidence(**evidence)))["calibration"] == "not applicable"
 
 
 def test_card_renders_the_checklist_and_writes_json(meta, evidence):
-    card = build_model_card(meta)
+    card = build_model_card(CardFacts(**meta))
     evidence["edge_cases"][0]["case"] = "a | b"
-    checklist = bias_checklist(evidence)
+    checklist = bias_checklist(BiasEvidence(**evidence))
     markdown = render_model_card(card, checklist)
     assert "## Bias checklist" in markdown and "0 of 8 items fail." in markdown
     assert "| Edge cases tested: behaviour on uncommon inputs | pass |" in markdown
@@ -418,14 +422,15 @@ def test_a_regression_model_gets_not_applicable_decision_items_and_a_card(eviden
                              "equal_opportunity_p_value": None, "passed": True, "applicable": False, "note": note}}
     groups = [{"group": g, "n": 200, "assessed": True, "primary_metric": "mae", "primary_value": v}
               for g, v in (("18-24", 9.0), ("65+", 11.0))]
-    checklist = {i["item"]: i for i in bias_checklist({**evidence, "brief": regression, "fairness": fairness,
-                                                       "fairness_groups": {"age_band": groups}})}
+    regression_evidence = BiasEvidence(**{**evidence, "brief": regression, "fairness": fairness,
+                                          "fairness_groups": {"age_band": groups}})
+    checklist = {i["item"]: i for i in bias_checklist(regression_evidence)}
     for item in ("disparate_impact", "equal_opportunity", "calibration"):
         assert checklist[item]["status"] == "not applicable", checklist[item]
     assert "regression model makes none" in checklist["disparate_impact"]["evidence"]
     assert checklist["sliced_metrics"]["status"] == "pass"
-    card = build_model_card({**meta, "brief": regression, "fairness": fairness,
-                             "metrics": {"mae": {"value": 9.5, "ci_low": 9.0, "ci_high": 10.1}}})
+    card = build_model_card(CardFacts(**{**meta, "brief": regression, "fairness": fairness,
+                                         "metrics": {"mae": {"value": 9.5, "ci_low": 9.0, "ci_high": 10.1}}}))
     assert any("NOT APPLICABLE" in line for line in card["ethical_considerations"])
 
 
@@ -434,17 +439,17 @@ def test_a_metric_the_gate_waived_is_a_waived_checklist_item_never_a_pass(eviden
     evidence["fairness"]["age_band"].update(
         disparate_impact=0.7, status="WAIVED", disparate_impact_status="WAIVED", equal_opportunity_status="PASS",
         reason="WAIVED disparate impact: the gate's own wording of the waiver")
-    checklist = bias_checklist(evidence)
+    checklist = bias_checklist(BiasEvidence(**evidence))
     assert _status(checklist)["disparate_impact"] == "waived"
     assert _status(checklist)["equal_opportunity"] == "pass"
     # Not assessable by the numbers, waived by the brief: the item shows the waiver, not a failure or a pass.
     evidence["fairness"]["age_band"].update(equal_opportunity_gap=None, equal_opportunity_status="WAIVED")
-    assert _status(bias_checklist(evidence))["equal_opportunity"] == "waived"
+    assert _status(bias_checklist(BiasEvidence(**evidence)))["equal_opportunity"] == "waived"
     by = {item["item"]: item["evidence"] for item in checklist}
     assert by["disparate_impact"].startswith("age_band: WAIVED: ratio 0.700, under the minimum 0.8")
     assert by["disparate_impact"].count("the brief's measured reason for disparate_impact") == 1  # once
     assert "the gate's own wording" not in by["disparate_impact"]
-    markdown = render_model_card(build_model_card({"brief": evidence["brief"]}), checklist)
+    markdown = render_model_card(build_model_card(CardFacts(evidence["brief"])), checklist)
     assert "1 waived" in markdown and "| **WAIVED** |" in markdown
 
 
@@ -455,12 +460,12 @@ def test_the_card_records_one_verdict_retraining_concept_drift_leakage_waivers_a
         concept_drift={"status": "FAIL", "description": "f1 0.3235 -> 0.2100 (-35.1%)"},
         leakage_waivers={"customer_fee": "set by contract before the month starts"},
         placeholders=["owner", "problem.success_metric"])
-    card = build_model_card(meta)
+    card = build_model_card(CardFacts(**meta))
     assert card["maintenance"]["retraining_schedule"].startswith("scheduled_retrain: cron '0 3 * * 1'")
     assert card["maintenance"]["monitoring"].endswith(
         "Concept drift (the concept_drift check's latest result): FAIL: f1 0.3235 -> 0.2100 (-35.1%).")
     assert any(line.startswith("Leakage check WAIVED for customer_fee") for line in card["limitations"])
-    extras = card_extras(meta)
+    extras = card_extras(CardFacts(**meta))
     markdown = render_model_card(card, None, extras)
     assert markdown.splitlines()[0].endswith("(DRAFT)")
     assert "owner, problem.success_metric" in markdown

@@ -2,6 +2,8 @@
 training rows, and which model inputs are proxies for a protected attribute; :func:`bias_evidence` gathers them
 for the model card."""
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -14,6 +16,42 @@ from mlplatform.core.training import SplitFrames
 # A bias-checklist limit the brief does not carry yet (proposed: thresholds.representation_min_ratio): a group
 # whose share of the training rows is under this times its share of the reference is under-represented (4/5 rule).
 REPRESENTATION_MIN_RATIO = 0.8
+
+# One recorded row of a table, as ``DataFrame.to_dicts`` gives it.
+Row = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class BiasEvidence:
+    """What the model card's bias checklist judges, per protected attribute, with the checklist's limits.
+
+    Attributes:
+        brief: the problem brief (its protected attributes and fairness thresholds).
+        representation_min_ratio: a group whose training share is under this times its hold-out share is
+            under-represented.
+        max_calibration_gap: the largest |predicted − observed| rate a group may show.
+        proxy_max_auc: a single model input predicting a group with this AUC or more is a proxy.
+        fairness: attribute → the fairness gate's row (``disparate_impact, p_value, equal_opportunity_gap,
+            equal_opportunity_p_value, passed, status, disparate_impact_status, equal_opportunity_status,
+            reason``).
+        fairness_groups: attribute → per-group rows (``group, n, assessed, primary_metric, primary_value,
+            positives`` and, binary, ``observed_rate, mean_score, calibration_gap, calibration_p_value, ece``).
+        representation: attribute → rows of :func:`representation`.
+        proxies: attribute → rows of :func:`proxy_features`.
+        edge_cases: rows of :func:`~mlplatform.core.evaluation.edge_cases.edge_case_probe`.
+        sliced_metrics: slice records ``{dimension, value, n, metrics}``.
+    """
+
+    brief: Brief
+    representation_min_ratio: float
+    max_calibration_gap: float
+    proxy_max_auc: float
+    fairness: Mapping[str, Row] = field(default_factory=dict)
+    fairness_groups: Mapping[str, Sequence[Row]] = field(default_factory=dict)
+    representation: Mapping[str, Sequence[Row]] = field(default_factory=dict)
+    proxies: Mapping[str, Sequence[Row]] = field(default_factory=dict)
+    edge_cases: Sequence[Row] = ()
+    sliced_metrics: Sequence[Row] = ()
 
 
 def representation(train_groups: pl.Series, reference_groups: pl.Series) -> pl.DataFrame:
@@ -96,23 +134,27 @@ def proxy_features(fit: pl.DataFrame, evaluate: pl.DataFrame, features: list[str
     return frame.sort("auc", descending=True, nulls_last=True)
 
 
-def bias_evidence(brief: Brief, split: SplitFrames, fairness_groups: pl.DataFrame,
-                  edge_cases: pl.DataFrame) -> dict[str, Any]:
-    """What the model card's bias checklist judges besides the gate's fairness verdicts, per protected attribute:
-    representation in the training rows against the hold-out, the per-group fairness rows (evaluation's
-    fairness_groups table), proxies among the model inputs, the edge-case probes, and the checklist's limits."""
+def bias_evidence(brief: Brief, split: SplitFrames, fairness_groups: pl.DataFrame, edge_cases: pl.DataFrame, *,
+                  fairness: Mapping[str, Row], sliced_metrics: Sequence[Row]) -> BiasEvidence:
+    """The bias checklist's evidence: the fairness gate's rows and the slices (as the card records them), and per
+    protected attribute the representation in the training rows against the hold-out, the per-group fairness
+    rows (evaluation's fairness_groups table), proxies among the model inputs, the edge-case probes, and the
+    checklist's limits."""
     attributes = brief.protected_attributes
     later = pl.concat([split.validation, split.test])
     by_attribute = ({a: fairness_groups.filter(pl.col("attribute") == a).to_dicts() for a in attributes}
                     if fairness_groups.width else {})
-    return {
+    return BiasEvidence(
+        brief=brief,
+        fairness=fairness,
+        sliced_metrics=sliced_metrics,
         # Proportional to whom: the hold-out is the population the model is judged on.
-        "representation": {a: representation(split.train[a], split.test[a]).to_dicts() for a in attributes},
-        "fairness_groups": by_attribute,
+        representation={a: representation(split.train[a], split.test[a]).to_dicts() for a in attributes},
+        fairness_groups=by_attribute,
         # Fitted on train, measured on later rows: a proxy must carry over to data it has not seen.
-        "proxies": {a: proxy_features(split.train, later, model_features(brief), a).to_dicts() for a in attributes},
-        "edge_cases": edge_cases.to_dicts(),
-        "representation_min_ratio": REPRESENTATION_MIN_RATIO,
-        "max_calibration_gap": brief.thresholds.max_calibration_error,
-        "proxy_max_auc": PROXY_MAX_AUC,
-    }
+        proxies={a: proxy_features(split.train, later, model_features(brief), a).to_dicts() for a in attributes},
+        edge_cases=edge_cases.to_dicts(),
+        representation_min_ratio=REPRESENTATION_MIN_RATIO,
+        max_calibration_gap=brief.thresholds.max_calibration_error,
+        proxy_max_auc=PROXY_MAX_AUC,
+    )
