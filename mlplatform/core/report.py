@@ -10,6 +10,7 @@ import html
 import math
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,60 @@ from mlplatform.core.metrics import higher_is_better
 
 # Slices with fewer hold-out rows than this get a warning: their metrics swing with a handful of rows.
 SMALL_SLICE_ROWS = 100
+
+# One recorded row of a table, as ``DataFrame.to_dicts`` gives it.
+Row = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """What the evaluation report is rendered from. The title, the primary metric and the model's metrics are
+    required; an optional section left at None is left out of the report, and a missing number shows as "—".
+
+    Attributes:
+        title: the report's subject (the brief's name and how the challenger was chosen).
+        primary_metric: the brief's primary metric.
+        metrics: the model's hold-out metrics, metric → ``{value, ci_low, ci_high}``.
+        task: the task type.
+        model_name: the candidate reported on.
+        holdout: ``period``, ``rows`` and, binary, ``positive_rate``.
+        baselines: shown name → metric → a number or ``{value, ...}``.
+        deltas: shown baseline name → metric → model minus baseline.
+        kill_criteria: ``{criterion, measured, passed}`` rows.
+        comparisons: rows of :func:`~mlplatform.core.evaluation.hold_out_metrics.baseline_comparison`.
+        cross_validation: ``reason`` and, unless skipped, ``folds`` (rows of
+            :func:`~mlplatform.core.evaluation.cross_validation.cross_validation`), ``mean``, ``std``.
+        calibration: :func:`~mlplatform.core.calibration.calibration_summary`.
+        slices: ``{dimension, value, n, metrics}`` records.
+        fairness: ``minimum``, ``min_group``, ``alpha``, ``attributes`` (``{attribute, disparate_impact, p_value,
+            equal_opportunity_gap, equal_opportunity_p_value, passed, primary, groups}``, each group a row of
+            per-group rates).
+        worst_predictions: ``error`` (how it is measured), ``rows``, ``contrast`` (rows of
+            :func:`~mlplatform.core.evaluation.error_analysis.error_contrast`), ``summary``.
+        edge_cases: rows of :func:`~mlplatform.core.evaluation.edge_cases.edge_case_probe`.
+        scores_used: a sentence: raw or calibrated scores.
+        skew: ``reason`` when not measured, else ``summary`` (:func:`~mlplatform.core.evaluation.skew.skew_summary`),
+            ``rows`` (of :func:`~mlplatform.core.evaluation.skew.skew_table`), ``window``, ``task``.
+    """
+
+    title: str
+    primary_metric: str
+    metrics: Mapping[str, Row]
+    task: str | None = None
+    model_name: str = "model"
+    holdout: Row = field(default_factory=dict)
+    baselines: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    deltas: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    kill_criteria: Sequence[Row] = ()
+    comparisons: Sequence[Row] | None = None
+    cross_validation: Row | None = None
+    calibration: Row | None = None
+    slices: Sequence[Row] | None = None
+    fairness: Row | None = None
+    worst_predictions: Row | None = None
+    edge_cases: Sequence[Row] | None = None
+    scores_used: str | None = None
+    skew: Row | None = None
 
 
 _DISPLAY = {"f1": "F1", "macro_f1": "macro-F1", "pr_auc": "PR-AUC", "roc_auc": "ROC-AUC", "mae": "MAE",
@@ -64,9 +119,9 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), line(["---"] * len(header)), *(line(r) for r in rows)])
 
 
-def _verdict(ctx: Mapping[str, Any]) -> str:
-    primary, model = ctx["primary_metric"], ctx.get("model_name", "model")
-    entry = ctx["metrics"].get(primary)
+def _verdict(ctx: ReportContext) -> str:
+    primary, model = ctx.primary_metric, ctx.model_name
+    entry = ctx.metrics.get(primary)
     value = _value(entry)
     label = metric_label(primary)
     if value is None:
@@ -75,7 +130,7 @@ def _verdict(ctx: Mapping[str, Any]) -> str:
     if _ci(entry, 2) != "—":
         sentence += f" {_ci(entry, 2)}"
     baselines: dict[str, float] = {}
-    for name, values in ctx.get("baselines", {}).items():
+    for name, values in ctx.baselines.items():
         if (baseline := _value(values.get(primary))) is not None:
             baselines[name] = baseline
     if baselines:
@@ -88,7 +143,7 @@ def _verdict(ctx: Mapping[str, Any]) -> str:
     sentence += "."
     if not higher_is_better(primary):
         sentence += f" Lower {label} is better."
-    kills = ctx.get("kill_criteria", [])
+    kills = ctx.kill_criteria
     failed = [k["criterion"] for k in kills if not k["passed"]]
     if failed:
         sentence += f" Kill criteria: {len(failed)} of {len(kills)} failed ({'; '.join(failed)})."
@@ -120,42 +175,20 @@ def candidate_context(metrics: Sequence[Mapping[str, Any]], model: str, primary:
     return {"metrics": own, "baselines": others, "deltas": deltas, "shown": shown}
 
 
-def render_evaluation_report(ctx: Mapping[str, Any]) -> str:
+def render_evaluation_report(ctx: ReportContext) -> str:
     """The evaluation report as Markdown: verdict, hold-out, metrics vs baselines, the paired comparison with
     each baseline, kill criteria, cross-validation, calibration, slices, fairness, the worst predictions and
-    edge cases.
-
-    Args:
-        ctx: ``brief`` (name), ``task``, ``model_name``, ``primary_metric``, ``holdout`` (``period``,
-            ``rows``, ``positive_rate``; the last is omitted for regression), ``metrics`` (metric →
-            ``{value, ci_low, ci_high}``), ``baselines`` (name → metric → number or ``{value, ...}``),
-            ``deltas`` (baseline name → metric → model minus baseline), ``kill_criteria`` (list of
-            ``{criterion, measured, passed}``) and optionally: ``comparisons`` (rows of
-            :func:`~mlplatform.core.evaluation.hold_out_metrics.baseline_comparison`), ``cross_validation``
-            (``reason`` and, unless skipped, ``folds`` (rows of
-            :func:`~mlplatform.core.evaluation.cross_validation.cross_validation`), ``mean``, ``std``),
-            ``calibration`` (:func:`~mlplatform.core.calibration.calibration_summary`),
-            ``slices`` (list of ``{dimension, value, n, metrics}``), ``fairness`` (``minimum``, ``min_group``,
-            ``alpha``, ``attributes``: list of ``{attribute, disparate_impact, p_value, equal_opportunity_gap,
-            equal_opportunity_p_value, passed, primary, groups}``, each group a row of per-group rates),
-            ``worst_predictions`` (``error`` (how it is measured), ``rows``, ``contrast`` (rows of
-            :func:`~mlplatform.core.evaluation.error_analysis.error_contrast`), ``summary``), ``edge_cases`` (rows of
-            :func:`~mlplatform.core.evaluation.edge_cases.edge_case_probe`), ``scores_used`` (a sentence: raw or
-            calibrated scores) and ``skew`` (``reason`` when not measured, else ``summary``
-            (:func:`~mlplatform.core.evaluation.skew.skew_summary`), ``rows`` (of
-            :func:`~mlplatform.core.evaluation.skew.skew_table`), ``window``, ``task``). Missing optional parts are
-            left out; missing numbers show as "—".
+    edge cases (the sections the context holds).
 
     Returns:
         Markdown, starting with a one-line verdict on the primary metric.
     """
-    primary, model = ctx["primary_metric"], ctx.get("model_name", "model")
-    metrics, baselines = ctx["metrics"], ctx.get("baselines", {})
-    deltas = ctx.get("deltas", {})
-    parts = [f"# Evaluation report: {ctx['brief']}", f"**Verdict.** {_verdict(ctx)}"]
+    primary, model = ctx.primary_metric, ctx.model_name
+    metrics, baselines, deltas = ctx.metrics, ctx.baselines, ctx.deltas
+    parts = [f"# Evaluation report: {ctx.title}", f"**Verdict.** {_verdict(ctx)}"]
 
-    holdout = ctx.get("holdout", {})
-    rows = [["task", ctx.get("task", "—")], ["primary metric", metric_label(primary)],
+    holdout = ctx.holdout
+    rows = [["task", ctx.task or "—"], ["primary metric", metric_label(primary)],
             ["period", holdout.get("period", "—")],
             ["rows", f"{holdout['rows']:,}" if holdout.get("rows") is not None else "—"]]
     if holdout.get("positive_rate") is not None:
@@ -175,26 +208,26 @@ def render_evaluation_report(ctx: Mapping[str, Any]) -> str:
             row += [_num(_value(values.get(name))), "—" if delta is None else f"{delta:+.3f}"]
         table.append(row)
     parts += ["## Metrics", _table(header, table)]
-    if ctx.get("scores_used"):
-        parts.append(ctx["scores_used"])
+    if ctx.scores_used:
+        parts.append(ctx.scores_used)
     if not higher_is_better(primary):
         parts.append(f"Lower {metric_label(primary)} is better; a negative Δ is an improvement.")
 
-    if ctx.get("comparisons"):
-        parts += _comparisons(ctx["comparisons"], model)
+    if ctx.comparisons:
+        parts += _comparisons(ctx.comparisons, model)
 
-    kills = ctx.get("kill_criteria", [])
+    kills = ctx.kill_criteria
     if kills:
         parts += ["## Kill criteria", _table(
             ["criterion", "measured", "result"],
             [[k["criterion"], str(k["measured"]), "pass" if k["passed"] else "**FAIL**"] for k in kills])]
 
-    if ctx.get("cross_validation") is not None:
-        parts += _cross_validation(ctx["cross_validation"], primary)
-    if ctx.get("calibration") is not None:
-        parts += _calibration(ctx["calibration"])
+    if ctx.cross_validation is not None:
+        parts += _cross_validation(ctx.cross_validation, primary)
+    if ctx.calibration is not None:
+        parts += _calibration(ctx.calibration)
 
-    slices = ctx.get("slices", [])
+    slices = ctx.slices or []
     if slices:
         slice_metrics = list(dict.fromkeys(m for s in slices for m in s["metrics"]))
         slice_rows = []
@@ -206,22 +239,22 @@ def render_evaluation_report(ctx: Mapping[str, Any]) -> str:
         parts += ["## Slices", _table(header, slice_rows)]
         if any(s["n"] < SMALL_SLICE_ROWS for s in slices):
             parts.append(f"† fewer than {SMALL_SLICE_ROWS} hold-out rows: treat these metrics as rough.")
-    if ctx.get("fairness") is not None:
-        parts += _fairness(ctx["fairness"])
-    if ctx.get("worst_predictions") is not None:
-        parts += _worst(ctx["worst_predictions"])
-    if ctx.get("edge_cases"):
+    if ctx.fairness is not None:
+        parts += _fairness(ctx.fairness)
+    if ctx.worst_predictions is not None:
+        parts += _worst(ctx.worst_predictions)
+    if ctx.edge_cases:
         parts += ["## Edge cases", "The model scored unusual inputs built from real hold-out rows; a sensible "
                   "answer is a valid score, not an error or NaN.",
                   _table(["case", "rows", "result", "detail"],
                          [[e["case"], str(e["rows"]), "pass" if e["passed"] else "**FAIL**", e["detail"]]
-                          for e in ctx["edge_cases"]])]
-    if ctx.get("skew") is not None:
-        parts += _skew(ctx["skew"])
+                          for e in ctx.edge_cases])]
+    if ctx.skew is not None:
+        parts += _skew(ctx.skew)
     return "\n\n".join(parts) + "\n"
 
 
-def _comparisons(rows: list[Mapping[str, Any]], model: str) -> list[str]:
+def _comparisons(rows: Sequence[Row], model: str) -> list[str]:
     label = metric_label(rows[0]["metric"])
     table = [[r["baseline"], _num(r["model"]), _num(r["baseline_value"]), f"{r['delta']:+.3f}",
               _ci({"ci_low": r["ci_low"], "ci_high": r["ci_high"]}), "yes" if r["significant"] else "no"]

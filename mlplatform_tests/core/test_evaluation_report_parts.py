@@ -24,6 +24,7 @@ from mlplatform.core.evaluation.hold_out_report import (
 from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.model_card import card_evidence, golden_description
 from mlplatform.core.promotion import decision_table, judge_challenger
+from mlplatform.core.report import ReportContext
 from mlplatform.core.training import SplitFrames, majority_baseline
 
 
@@ -68,8 +69,9 @@ def test_the_hold_out_results_and_the_reports_figures(brief):
                                           tables.KILL_CRITERIA, tables.EDGE_CASES, tables.PREDICTIONS}
     assert hold_out_summary(brief, test)["positive_rate"] == pytest.approx(float(y.mean()))
 
-    ctx = {"calibration": None, "cross_validation": {"reason": "skipped"}, "skew": {"reason": "none"},
-           "holdout": hold_out_summary(brief, test)}
+    ctx = ReportContext(title="churn_demo", primary_metric="f1", metrics=results.parts["metrics"], calibration=None,
+                        cross_validation={"reason": "skipped"}, skew={"reason": "none"},
+                        holdout=hold_out_summary(brief, test))
     golden = {"rows": 0, "version": "v", "metrics": {}}
     figures = report_figures(brief, _Selection(), results, ctx, {"rows": 4}, golden,
                              pl.DataFrame({"feature": ["a", "b"]}))

@@ -23,7 +23,7 @@ from mlplatform.core.evaluation.hold_out_metrics import (
 )
 from mlplatform.core.evaluation.skew import latest_offline_rows, skew_sample, skew_summary, skew_table
 from mlplatform.core.evaluation.slices import sliced_metrics
-from mlplatform.core.report import candidate_context, render_evaluation_report
+from mlplatform.core.report import ReportContext, candidate_context, render_evaluation_report
 
 RULE = FairnessRule(disparate_impact_min=0.8, min_group_size=50, significance=0.05)
 
@@ -140,11 +140,11 @@ def test_candidate_context_and_report_render_for_regression():
     assert parts["deltas"]["rules"]["mae"] == -5.0 and "torch (not chosen)" in parts["baselines"]
     frame, predicted = regression_holdout()
     attributes, _ = fairness_assessment("regression", frame, "label", predicted, 0.5, ["group"], "mae", RULE)
-    markdown = render_evaluation_report({
-        "brief": "prices", "task": "regression", "model_name": "lightgbm", "primary_metric": "mae",
-        "metrics": parts["metrics"], "baselines": parts["baselines"], "deltas": parts["deltas"], "kill_criteria": [],
-        "fairness": {"minimum": 0.8, "min_group": 50, "alpha": 0.05, "attributes": attributes},
-        "skew": {"reason": "the brief has no feature table"}})
+    markdown = render_evaluation_report(ReportContext(
+        title="prices", task="regression", model_name="lightgbm", primary_metric="mae",
+        metrics=parts["metrics"], baselines=parts["baselines"], deltas=parts["deltas"], kill_criteria=[],
+        fairness={"minimum": 0.8, "min_group": 50, "alpha": 0.05, "attributes": attributes},
+        skew={"reason": "the brief has no feature table"}))
     assert "Lower MAE is better" in markdown
     assert "do not apply" in markdown and "## Offline-vs-online skew" in markdown
     with pytest.raises(ValueError, match="no mae for xgboost"):

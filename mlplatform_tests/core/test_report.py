@@ -12,7 +12,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture
 def ctx() -> dict:
     return {
-        "brief": "churn_demo",
+        "title": "churn_demo",
         "task": "binary",
         "model_name": "LightGBM",
         "primary_metric": "f1",
@@ -40,7 +40,7 @@ def scores() -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_verdict_leads_with_the_primary_metric_against_the_best_baseline(ctx):
-    markdown = report.render_evaluation_report(ctx)
+    markdown = report.render_evaluation_report(report.ReportContext(**ctx))
     lines = markdown.splitlines()
     assert lines[0] == "# Evaluation report: churn_demo"
     assert lines[2].startswith("**Verdict.** LightGBM F1 0.52 [0.48, 0.56] vs rules 0.31: +0.21 ")
@@ -49,7 +49,7 @@ def test_verdict_leads_with_the_primary_metric_against_the_best_baseline(ctx):
 
 
 def test_metrics_table_puts_the_primary_metric_first_with_ci_and_deltas(ctx):
-    markdown = report.render_evaluation_report(ctx)
+    markdown = report.render_evaluation_report(report.ReportContext(**ctx))
     assert "| metric | LightGBM | 95% CI | majority | Δ vs majority | rules | Δ vs rules |" in markdown
     rows = [line for line in markdown.splitlines() if line.startswith("| **F1**") or line.startswith("| PR-AUC")]
     assert rows == ["| **F1** (primary) | 0.520 | [0.480, 0.560] | 0.000 | +0.520 | 0.310 | +0.210 |",
@@ -59,27 +59,27 @@ def test_metrics_table_puts_the_primary_metric_first_with_ci_and_deltas(ctx):
 
 def test_failed_kill_criteria_are_in_the_verdict_and_the_table(ctx):
     ctx["kill_criteria"][0]["passed"] = False
-    markdown = report.render_evaluation_report(ctx)
+    markdown = report.render_evaluation_report(report.ReportContext(**ctx))
     assert "Kill criteria: 1 of 2 failed (rules baseline reaches 90% of the model's F1)." in markdown
     assert "| rules baseline reaches 90% of the model's F1 | 60% | **FAIL** |" in markdown
 
 
 def test_small_slices_are_flagged(ctx):
-    markdown = report.render_evaluation_report(ctx)
+    markdown = report.render_evaluation_report(report.ReportContext(**ctx))
     assert "| plan | premium † | 42 | 0.700 | 0.300 |" in markdown
     assert "| plan | basic | 5,000 | 0.500 | — |" in markdown
     assert f"† fewer than {report.SMALL_SLICE_ROWS} hold-out rows" in markdown
     del ctx["slices"]
-    assert "## Slices" not in report.render_evaluation_report(ctx)
+    assert "## Slices" not in report.render_evaluation_report(report.ReportContext(**ctx))
 
 
 def test_lower_is_better_metrics_compare_against_the_lowest_baseline():
-    ctx = {"brief": "demand", "task": "regression", "model_name": "LightGBM", "primary_metric": "mae",
+    ctx = {"title": "demand", "task": "regression", "model_name": "LightGBM", "primary_metric": "mae",
            "holdout": {"period": "2025-08", "rows": 900},
            "metrics": {"mae": {"value": 3.1, "ci_low": 2.9, "ci_high": 3.4}},
            "baselines": {"mean": {"mae": 4.2}, "rules": {"mae": 5.0}},
            "deltas": {"mean": {"mae": -1.1}, "rules": {"mae": -1.9}}}
-    markdown = report.render_evaluation_report(ctx)
+    markdown = report.render_evaluation_report(report.ReportContext(**ctx))
     assert "LightGBM MAE 3.10 [2.90, 3.40] vs mean 4.20: -1.10 (baseline outside the 95% CI). " \
            "Lower MAE is better." in markdown
     assert "positive rate" not in markdown
@@ -87,7 +87,8 @@ def test_lower_is_better_metrics_compare_against_the_lowest_baseline():
 
 def test_a_missing_primary_metric_is_said_not_hidden(ctx):
     del ctx["metrics"]["f1"]
-    assert "LightGBM has no F1 on the hold-out: the primary metric is missing." in report.render_evaluation_report(ctx)
+    markdown = report.render_evaluation_report(report.ReportContext(**ctx))
+    assert "LightGBM has no F1 on the hold-out: the primary metric is missing." in markdown
 
 
 def test_write_report_embeds_the_plots_in_a_self_contained_html(ctx, scores, tmp_path):
@@ -96,7 +97,7 @@ def test_write_report_embeds_the_plots_in_a_self_contained_html(ctx, scores, tmp
                               model_name="LightGBM")
     calibration = report.calibration_plot(y, score, tmp_path / "src" / "calibration.png")
     out = tmp_path / "report"
-    html_path = report.write_report(report.render_evaluation_report(ctx), out,
+    html_path = report.write_report(report.render_evaluation_report(report.ReportContext(**ctx)), out,
                                     {"Precision-recall": pr, "Calibration": calibration})
 
     assert html_path == out / "report.html"
@@ -124,7 +125,7 @@ def test_inline_plots_embed_each_png_as_markdown_the_ui_renders(scores, tmp_path
 
 def test_report_text_cannot_inject_markup(ctx, tmp_path):
     ctx["kill_criteria"][0]["criterion"] = "<script>alert(1)</script>"
-    page = report.write_report(report.render_evaluation_report(ctx), tmp_path, {}).read_text()
+    page = report.write_report(report.render_evaluation_report(report.ReportContext(**ctx)), tmp_path, {}).read_text()
     assert "<script>" not in page and "&lt;script&gt;" in page
 
 
@@ -182,7 +183,7 @@ def deep(ctx) -> dict:
 
 
 def test_baseline_comparison_section_says_whether_each_difference_is_significant(deep):
-    markdown = report.render_evaluation_report(deep)
+    markdown = report.render_evaluation_report(report.ReportContext(**deep))
     assert "| baseline | LightGBM | baseline value | Δ | 95% CI of Δ | significant |" in markdown
     assert "| rules | 0.520 | 0.310 | +0.210 | [0.120, 0.300] | yes |" in markdown
     assert "| lightgbm (not chosen) | 0.520 | 0.550 | -0.030 | [-0.080, 0.020] | no |" in markdown
@@ -190,27 +191,27 @@ def test_baseline_comparison_section_says_whether_each_difference_is_significant
 
 
 def test_cross_validation_section_shows_folds_or_why_it_was_skipped(deep):
-    markdown = report.render_evaluation_report(deep)
+    markdown = report.render_evaluation_report(report.ReportContext(**deep))
     assert "Small data. F1 0.371 ± 0.030 (mean ± standard deviation over 1 folds)." in markdown
     assert "| 1 | 1,318 | 1,208 | 2025-03-01 .. 2025-03-01 | 0.353 |" in markdown
     deep["cross_validation"] = {"reason": "the training split has 50,000 rows"}
-    markdown = report.render_evaluation_report(deep)
+    markdown = report.render_evaluation_report(report.ReportContext(**deep))
     assert "## Cross-validation\n\nSkipped: the training split has 50,000 rows" in markdown
     assert "| fold |" not in markdown
 
 
 def test_calibration_section_reports_before_and_after(deep):
-    markdown = report.render_evaluation_report(deep)
+    markdown = report.render_evaluation_report(report.ReportContext(**deep))
     assert "| hold-out, raw scores | 0.0810 | 0.0700 |" in markdown
     assert "| hold-out, platt calibrator | 0.0120 | 0.0620 |" in markdown
     assert "fitted on 900 validation rows" in markdown and "saved with the model as calibrator.json" in markdown
     deep["calibration"] |= {"validation_ece": 0.02, "calibrated": False, "method": None, "ece_after": None}
-    markdown = report.render_evaluation_report(deep)
+    markdown = report.render_evaluation_report(report.ReportContext(**deep))
     assert "no calibrator was fitted" in markdown and "calibrator |" not in markdown
 
 
 def test_fairness_section_has_tpr_and_calibration_per_group(deep):
-    markdown = report.render_evaluation_report(deep)
+    markdown = report.render_evaluation_report(report.ReportContext(**deep))
     assert "**age_band**: **FAIL** — FAIL disparate impact 0.466, under the minimum 0.8 (Fisher p = 0.082, " \
            "reported only)" in markdown and "(pass)" not in markdown
     assert "| lightgbm | age_band | 0.466 | 0.371 | FAIL | F1 0.520 |" in markdown  # before/after mitigation
@@ -220,11 +221,11 @@ def test_fairness_section_has_tpr_and_calibration_per_group(deep):
     assert "| 18-24 | 129 | 0.124 | 0.375 | 0.250 | 0.062 | 0.084 | 0.430 | 0.047 |" in markdown
     assert "| unknown | 17 (not assessed) |" in markdown
     deep["fairness"]["attributes"] = []
-    assert "The brief names no protected attributes." in report.render_evaluation_report(deep)
+    assert "The brief names no protected attributes." in report.render_evaluation_report(report.ReportContext(**deep))
 
 
 def test_worst_predictions_and_edge_cases_are_shown(deep):
-    markdown = report.render_evaluation_report(deep)
+    markdown = report.render_evaluation_report(report.ReportContext(**deep))
     assert "## Error analysis: the worst predictions" in markdown
     assert "The 1 hold-out rows with the largest error (|label − score|)" in markdown
     assert "2 are positives the model scored low." in markdown

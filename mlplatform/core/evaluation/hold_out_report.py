@@ -22,7 +22,7 @@ from mlplatform.core.evaluation.hold_out_metrics import (
 )
 from mlplatform.core.evaluation.kill_criteria import kill_criteria
 from mlplatform.core.evaluation.slices import slice_records, sliced_metrics
-from mlplatform.core.report import candidate_context, render_evaluation_report
+from mlplatform.core.report import ReportContext, Row, candidate_context, render_evaluation_report
 from mlplatform.core.selection import Selection
 
 EDGE_CASE_ROWS = 20
@@ -100,23 +100,25 @@ def hold_out_summary(brief: Brief, test: pl.DataFrame) -> dict[str, Any]:
             else None}
 
 
-def report_context(brief: Brief, selection: Selection, test: pl.DataFrame, results: HoldOutResults,
-                   **sections: Any) -> dict[str, Any]:
-    """The context :func:`mlplatform.core.report.render_evaluation_report` takes: the hold-out results, plus
-    ``sections`` (``cross_validation``, ``calibration``, ``fairness``, ``worst_predictions``, ``skew``) as given."""
+def report_context(brief: Brief, selection: Selection, test: pl.DataFrame, results: HoldOutResults, *,
+                   cross_validation: Row, calibration: Row | None, fairness: Row, worst_predictions: Row,
+                   skew: Row) -> ReportContext:
+    """What :func:`mlplatform.core.report.render_evaluation_report` renders: the hold-out results and the deeper
+    evaluation's sections (see :class:`~mlplatform.core.report.ReportContext`)."""
     primary, parts = brief.metrics.primary, results.parts
-    return {
-        "brief": f"{brief.name} (challenger {selection.challenger}, chosen by the model guide on validation "
-                 f"{primary}: " + ", ".join(f"{n} {v:.4f}" for n, v in selection.validation.items())
-                 + "; see Model selection)",
-        "task": brief.task_type, "model_name": selection.challenger, "primary_metric": primary,
-        "scores_used": SCORES_USED, "holdout": hold_out_summary(brief, test),
-        "metrics": parts["metrics"], "baselines": parts["baselines"] | {"random": {primary: results.random}},
-        "deltas": parts["deltas"],
-        "comparisons": results.comparisons.with_columns(pl.col("baseline").replace(parts["shown"])).to_dicts(),
-        "kill_criteria": results.kill_criteria, "slices": slice_records(results.slices),
-        "edge_cases": results.edge_cases.to_dicts(), **sections,
-    }
+    return ReportContext(
+        title=f"{brief.name} (challenger {selection.challenger}, chosen by the model guide on validation "
+              f"{primary}: " + ", ".join(f"{n} {v:.4f}" for n, v in selection.validation.items())
+              + "; see Model selection)",
+        task=brief.task_type, model_name=selection.challenger, primary_metric=primary,
+        scores_used=SCORES_USED, holdout=hold_out_summary(brief, test),
+        metrics=parts["metrics"], baselines=parts["baselines"] | {"random": {primary: results.random}},
+        deltas=parts["deltas"],
+        comparisons=results.comparisons.with_columns(pl.col("baseline").replace(parts["shown"])).to_dicts(),
+        kill_criteria=results.kill_criteria, slices=slice_records(results.slices),
+        edge_cases=results.edge_cases.to_dicts(), cross_validation=cross_validation, calibration=calibration,
+        fairness=fairness, worst_predictions=worst_predictions, skew=skew,
+    )
 
 
 def excluded_markdown(excluded: dict[str, Any]) -> str:
@@ -130,7 +132,7 @@ def excluded_markdown(excluded: dict[str, Any]) -> str:
             "on the other rows.")
 
 
-def report_markdown(brief: Brief, ctx: dict[str, Any], selection: Selection, excluded: dict[str, Any],
+def report_markdown(brief: Brief, ctx: ReportContext, selection: Selection, excluded: dict[str, Any],
                     golden: dict[str, Any]) -> str:
     """The whole report: the rendered context, the model selection, the rows set apart and the golden set; a
     report on a draft brief says so before anything else."""
@@ -142,11 +144,11 @@ def report_markdown(brief: Brief, ctx: dict[str, Any], selection: Selection, exc
     return markdown
 
 
-def report_figures(brief: Brief, selection: Selection, results: HoldOutResults, ctx: dict[str, Any],
+def report_figures(brief: Brief, selection: Selection, results: HoldOutResults, ctx: ReportContext,
                    excluded: dict[str, Any], golden: dict[str, Any], importance: pl.DataFrame) -> dict[str, Any]:
     """The report's headline numbers, as the asset's metadata shows them."""
     primary, headline = brief.metrics.primary, results.headline
-    calibration, cv, ci = ctx["calibration"], ctx["cross_validation"], results.parts["metrics"][primary]
+    calibration, cv, ci = ctx.calibration, ctx.cross_validation or {}, results.parts["metrics"][primary]
     return {
         "challenger": selection.challenger,
         "selection": selection.decision,
@@ -156,8 +158,8 @@ def report_figures(brief: Brief, selection: Selection, results: HoldOutResults, 
         **({"ece": calibration["ece"], "calibrated": calibration["calibrated"]} if calibration else {}),
         **({f"cv_{primary}_mean": cv["mean"], f"cv_{primary}_std": cv["std"]} if "folds" in cv
            else {"cross_validation": "skipped"}),
-        **({"skewed_entities": ctx["skew"]["summary"]["skewed"]} if "summary" in ctx["skew"] else {}),
-        "test_rows": ctx["holdout"]["rows"],
+        **({"skewed_entities": ctx.skew["summary"]["skewed"]} if ctx.skew and "summary" in ctx.skew else {}),
+        "test_rows": ctx.holdout["rows"],
         "top_features": ", ".join(importance["feature"].head(10).to_list()),
         "test_rows_set_apart_quarantined": excluded["rows"],
         "golden_rows": golden["rows"], "golden_version": golden["version"],
