@@ -21,7 +21,7 @@ import polars as pl
 from mlplatform.brief import Brief, Features
 from mlplatform.core import tables
 from mlplatform.core.datasets import split_training_set
-from mlplatform.core.holdout import quarantined_entities, without_entities
+from mlplatform.core.holdout import NOTHING_SET_APART, SetApart, quarantined_entities, without_entities
 from mlplatform.core.importance import importance_table, own_importance, permutation_importance
 from mlplatform.core.models import load_candidate
 from mlplatform.core.tracking import download_model_version, get_alias_version
@@ -51,20 +51,20 @@ def challenger_name(platform: PlatformResource) -> str:
     return platform.read_table(tables.CHALLENGER)["candidate"][0]
 
 
-def scored_hold_out(platform: PlatformResource, split: SplitFrames) -> tuple[SplitFrames, dict]:
+def scored_hold_out(platform: PlatformResource, split: SplitFrames) -> tuple[SplitFrames, SetApart]:
     """The split with the hold-out rows of quarantined entities set apart (see :mod:`mlplatform.core.holdout`),
     and what the report says about them."""
     b = platform.brief
     if not isinstance(b.features, Features):  # a plain table: a quarantined row never reaches the training set
-        return split, {"rows": 0, "entities": 0}
+        return split, NOTHING_SET_APART
     source = b.features.entities_source
     quarantined = platform.workspace.table(tables.quarantine(source)).exists()
     quarantine = platform.read_table(tables.quarantine(source)) if quarantined else pl.DataFrame()  # checksum-verified
     keys = quarantined_entities(quarantine, platform.read_table(tables.validated(source)), b.entity_key)
     kept, apart = without_entities(split.test, b.entity_key, keys)
     return (SplitFrames(split.train, split.validation, kept),
-            {"rows": apart.height, "entities": apart[b.entity_key].n_unique(), "source": source,
-             "positives": int(apart[b.label.column].sum()) if b.task_type == "binary" and apart.height else None})
+            SetApart(rows=apart.height, entities=apart[b.entity_key].n_unique(), source=source,
+                     positives=int(apart[b.label.column].sum()) if b.task_type == "binary" and apart.height else None))
 
 
 def load_champion(platform: PlatformResource, tracking: TrackingResource):

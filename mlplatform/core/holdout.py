@@ -5,7 +5,29 @@ because its record broke the contract. Scoring it would judge the model on input
 serving never sees for a valid entity; so the evaluation leaves those rows out and counts them in the report.
 """
 
+from dataclasses import dataclass
+
 import polars as pl
+
+
+@dataclass(frozen=True)
+class SetApart:
+    """The hold-out rows set apart, as the report counts them.
+
+    Attributes:
+        rows: hold-out rows not scored.
+        entities: distinct entities among them.
+        source: the entity source whose quarantined records caused it (None when nothing can be set apart).
+        positives: positive labels among them (binary tasks with rows set apart; else None).
+    """
+
+    rows: int
+    entities: int
+    source: str | None = None
+    positives: int | None = None
+
+
+NOTHING_SET_APART = SetApart(rows=0, entities=0)
 
 
 def quarantined_entities(quarantined: pl.DataFrame, validated: pl.DataFrame, entity_key: str) -> pl.Series:

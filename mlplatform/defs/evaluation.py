@@ -15,7 +15,7 @@ from mlplatform.core.datasets import golden_set, model_features
 from mlplatform.core.evaluation.cross_validation import cross_validate_challenger
 from mlplatform.core.evaluation.error_analysis import error_analysis
 from mlplatform.core.evaluation.fairness_assessment import fairness_assessment, fairness_rule
-from mlplatform.core.evaluation.golden import golden_evaluation
+from mlplatform.core.evaluation.golden import GoldenSummary, golden_evaluation
 from mlplatform.core.evaluation.hold_out_metrics import Candidate
 from mlplatform.core.evaluation.hold_out_report import (
     evaluate_hold_out,
@@ -191,7 +191,7 @@ def _skew(platform: PlatformResource, feast_store: FeatureStoreResource, test: p
             "task": b.task_type}
 
 
-def _golden(platform: PlatformResource, predictor, threshold: float) -> dict:
+def _golden(platform: PlatformResource, predictor, threshold: float) -> GoldenSummary:
     """The golden test set (evaluation/golden: every labelled row of the keys the brief sets aside, which no
     model trains, validates or tunes on) and the challenger's primary metric and guardrails on it
     (evaluation/golden_metrics). The promotion gate scores the champion on the same rows."""

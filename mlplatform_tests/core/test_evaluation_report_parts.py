@@ -1,5 +1,6 @@
 """The evaluation report, the promotion gate and the model card assembled by core functions from plain frames."""
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from mlplatform.core.datasets import model_features
 from mlplatform.core.drift import NOT_APPLICABLE
 from mlplatform.core.evaluation.cross_validation import CV_FOLD_SCHEMA, CV_MAX_TRAIN_ROWS, cross_validate_challenger
 from mlplatform.core.evaluation.error_analysis import error_analysis
-from mlplatform.core.evaluation.golden import golden_evaluation, golden_markdown
+from mlplatform.core.evaluation.golden import GoldenSummary, golden_evaluation, golden_markdown
 from mlplatform.core.evaluation.hold_out_metrics import Candidate
 from mlplatform.core.evaluation.hold_out_report import (
     evaluate_hold_out,
@@ -21,6 +22,7 @@ from mlplatform.core.evaluation.hold_out_report import (
     hold_out_summary,
     report_figures,
 )
+from mlplatform.core.holdout import SetApart
 from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.model_card import card_evidence, golden_description
 from mlplatform.core.promotion import decision_table, judge_challenger
@@ -72,8 +74,8 @@ def test_the_hold_out_results_and_the_reports_figures(brief):
     ctx = ReportContext(title="churn_demo", primary_metric="f1", metrics=results.parts["metrics"], calibration=None,
                         cross_validation={"reason": "skipped"}, skew={"reason": "none"},
                         holdout=hold_out_summary(brief, test))
-    golden = {"rows": 0, "version": "v", "metrics": {}}
-    figures = report_figures(brief, _Selection(), results, ctx, {"rows": 4}, golden,
+    golden = GoldenSummary(share=0.1, version="v", rows=0, keys=0, metrics={}, not_judged=None)
+    figures = report_figures(brief, _Selection(), results, ctx, SetApart(rows=4, entities=2), golden,
                              pl.DataFrame({"feature": ["a", "b"]}))
     rules = results.parts["baselines"]["rules"]["f1"]
     assert figures["lift_over_rules_f1"] == pytest.approx((results.headline - rules) / abs(rules))
@@ -87,8 +89,8 @@ class _Selection:
 
 
 def test_rows_set_apart_are_reported_only_when_there_are_some():
-    assert excluded_markdown({"rows": 0, "entities": 0}) == ""
-    text = excluded_markdown({"rows": 1200, "entities": 40, "positives": 3, "source": "customers"})
+    assert excluded_markdown(SetApart(rows=0, entities=0)) == ""
+    text = excluded_markdown(SetApart(rows=1200, entities=40, positives=3, source="customers"))
     assert "1,200 hold-out rows (40 entities, 3 positive)" in text and "`customers`" in text
 
 
@@ -96,16 +98,16 @@ def test_the_golden_set_is_scored_and_described(brief):
     golden = _rows(brief, 200, 3)
     metrics, summary = golden_evaluation(brief, golden, _Predictor(), 0.5)
     expected = compute_metrics("binary", golden[brief.label.column].to_numpy(), _score(golden), 0.5)
-    assert summary["metrics"] == {m: expected[m] for m in ("f1", "pr_auc", "roc_auc")}
-    assert metrics["rows"].to_list() == [200] * 3 and summary["keys"] == 200
-    assert summary["not_judged"] is None  # both classes have the brief's 30 rows
-    assert golden_evaluation(brief, golden.head(20), _Predictor(), 0.5)[1]["not_judged"]  # neither has
+    assert summary.metrics == {m: expected[m] for m in ("f1", "pr_auc", "roc_auc")}
+    assert metrics["rows"].to_list() == [200] * 3 and summary.keys == 200
+    assert summary.not_judged is None  # both classes have the brief's 30 rows
+    assert golden_evaluation(brief, golden.head(20), _Predictor(), 0.5)[1].not_judged  # neither has
     text = golden_markdown(summary, "f1", 0.05)
     assert "200 labelled rows of 200 keys" in text and "falls more than 5% below it" in text
 
     empty, nothing = golden_evaluation(brief, golden.head(0), _Predictor(), 0.5)
-    assert empty.height == 0 and nothing["metrics"] == {} and nothing["not_judged"] is None
-    assert "Disabled" in golden_markdown({**nothing, "share": 0}, "f1", 0.05)
+    assert empty.height == 0 and nothing.metrics == {} and nothing.not_judged is None
+    assert "Disabled" in golden_markdown(replace(nothing, share=0), "f1", 0.05)
 
 
 class _Predictor:

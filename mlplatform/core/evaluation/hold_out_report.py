@@ -11,7 +11,7 @@ from mlplatform.brief import Brief, draft_notice, placeholder_fields
 from mlplatform.core import tables
 from mlplatform.core.datasets import model_features
 from mlplatform.core.evaluation.edge_cases import edge_case_probe
-from mlplatform.core.evaluation.golden import golden_markdown
+from mlplatform.core.evaluation.golden import GoldenSummary, golden_markdown
 from mlplatform.core.evaluation.hold_out_metrics import (
     Candidate,
     baseline_comparison,
@@ -22,6 +22,7 @@ from mlplatform.core.evaluation.hold_out_metrics import (
 )
 from mlplatform.core.evaluation.kill_criteria import kill_criteria
 from mlplatform.core.evaluation.slices import slice_records, sliced_metrics
+from mlplatform.core.holdout import SetApart
 from mlplatform.core.report import ReportContext, Row, candidate_context, render_evaluation_report
 from mlplatform.core.selection import Selection
 
@@ -121,19 +122,19 @@ def report_context(brief: Brief, selection: Selection, test: pl.DataFrame, resul
     )
 
 
-def excluded_markdown(excluded: dict[str, Any]) -> str:
+def excluded_markdown(excluded: SetApart) -> str:
     """The report's note on hold-out rows set apart (see :func:`mlplatform.stage_io.scored_hold_out`)."""
-    if not excluded["rows"]:
+    if not excluded.rows:
         return ""
-    positives = f", {excluded['positives']} positive" if excluded.get("positives") is not None else ""
-    return (f"## Hold-out rows set apart\n\n{excluded['rows']:,} hold-out rows ({excluded['entities']:,} entities"
-            f"{positives}) belong to entities whose `{excluded['source']}` record was quarantined, so their "
+    positives = f", {excluded.positives} positive" if excluded.positives is not None else ""
+    return (f"## Hold-out rows set apart\n\n{excluded.rows:,} hold-out rows ({excluded.entities:,} entities"
+            f"{positives}) belong to entities whose `{excluded.source}` record was quarantined, so their "
             "attributes reached the training set blank. They are not scored: every hold-out number above is "
             "on the other rows.")
 
 
-def report_markdown(brief: Brief, ctx: ReportContext, selection: Selection, excluded: dict[str, Any],
-                    golden: dict[str, Any]) -> str:
+def report_markdown(brief: Brief, ctx: ReportContext, selection: Selection, excluded: SetApart,
+                    golden: GoldenSummary) -> str:
     """The whole report: the rendered context, the model selection, the rows set apart and the golden set; a
     report on a draft brief says so before anything else."""
     markdown = "\n\n".join(part for part in (
@@ -145,7 +146,7 @@ def report_markdown(brief: Brief, ctx: ReportContext, selection: Selection, excl
 
 
 def report_figures(brief: Brief, selection: Selection, results: HoldOutResults, ctx: ReportContext,
-                   excluded: dict[str, Any], golden: dict[str, Any], importance: pl.DataFrame) -> dict[str, Any]:
+                   excluded: SetApart, golden: GoldenSummary, importance: pl.DataFrame) -> dict[str, Any]:
     """The report's headline numbers, as the asset's metadata shows them."""
     primary, headline = brief.metrics.primary, results.headline
     calibration, cv, ci = ctx.calibration, ctx.cross_validation or {}, results.parts["metrics"][primary]
@@ -161,7 +162,7 @@ def report_figures(brief: Brief, selection: Selection, results: HoldOutResults, 
         **({"skewed_entities": ctx.skew["summary"]["skewed"]} if ctx.skew and "summary" in ctx.skew else {}),
         "test_rows": ctx.holdout["rows"],
         "top_features": ", ".join(importance["feature"].head(10).to_list()),
-        "test_rows_set_apart_quarantined": excluded["rows"],
-        "golden_rows": golden["rows"], "golden_version": golden["version"],
-        **({f"golden_{primary}": golden["metrics"][primary]} if golden["metrics"] else {}),
+        "test_rows_set_apart_quarantined": excluded.rows,
+        "golden_rows": golden.rows, "golden_version": golden.version,
+        **({f"golden_{primary}": golden.metrics[primary]} if golden.metrics else {}),
     }
