@@ -44,7 +44,7 @@ from load_client import Stream, run_in_subprocess  # noqa: E402
 from mlplatform.brief import DEMO_BRIEF, Brief, load_brief  # noqa: E402
 from mlplatform.core.feature_store import feast_config, feature_service_name, online_features  # noqa: E402
 from mlplatform.core.model_integrity import record_artifact_hashes  # noqa: E402
-from mlplatform.core.rollout import promote  # noqa: E402
+from mlplatform.core.rollout.registry import promote  # noqa: E402
 from mlplatform.core.tracking import client_for, get_alias_version, register_model  # noqa: E402
 from mlplatform.serving.model_loader import model_name  # noqa: E402
 from mlplatform.settings import Workspace  # noqa: E402

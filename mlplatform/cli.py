@@ -326,7 +326,7 @@ def serve(port: int = typer.Option(8000, help="port to listen on"),
 def rollback(data_dir: Path = DataDir,
              brief: Path = typer.Option(DEMO_BRIEF, "--brief", help="the brief whose champion to roll back")) -> None:
     """Restore the previous champion in the model registry; serving apps swap to it on their next poll."""
-    from mlplatform.core.rollout import rollback as restore_previous
+    from mlplatform.core.rollout.registry import rollback as restore_previous
     from mlplatform.serving.model_loader import model_name
 
     try:

@@ -442,7 +442,7 @@ def _guarded_since(timeline: Timeline, moment: float) -> Callable[[], bool]:
 
 def _canary_running(settings: Settings, brief_name: str) -> bool:
     from mlplatform.core.model_families import registered_model_name
-    from mlplatform.core.rollout import rollout_state
+    from mlplatform.core.rollout.registry import rollout_state
 
     return rollout_state(Workspace(settings.data_dir, brief_name).mlflow_uri,
                          registered_model_name(brief_name)).canary_running

@@ -96,7 +96,7 @@ def primary_value(task: TaskType, rows: pl.DataFrame, label: str, primary: str) 
     from the reported probabilities, as the A/B test reads them); None without rows or where it is undefined."""
     if rows.height == 0:
         return None
-    from mlplatform.core.rollout import arm_metrics  # scikit-learn: imported when a metric is computed
+    from mlplatform.core.rollout.prediction_log import arm_metrics  # scikit-learn: imported when a metric is computed
 
     value = arm_metrics(task, rows[label].to_numpy(), rows["prediction"].to_numpy(),
                         rows["probability"].fill_null(0.0).to_numpy()).get(primary)

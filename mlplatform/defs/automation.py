@@ -47,7 +47,7 @@ from mlplatform.core.drift import AWAITING_LABELS, drift_not_measured
 from mlplatform.core.ingestion import monthly_keys, partitioned_sources
 from mlplatform.core.io import InputError, source_files
 from mlplatform.core.retraining import Trigger, drift_trigger, notify, performance_trigger
-from mlplatform.core.rollout import rollout_state
+from mlplatform.core.rollout.registry import rollout_state
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 from mlplatform.stage_io import champion_importance
 

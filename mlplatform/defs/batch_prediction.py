@@ -32,7 +32,7 @@ def predict_batch(platform: PlatformResource, tracking: TrackingResource, run_id
     Raises:
         LookupError: the registry has no champion yet.
     """
-    from mlplatform.core.rollout import prediction_log_dir
+    from mlplatform.core.rollout.prediction_log import prediction_log_dir
     from mlplatform.core.tracking import get_alias_version
     from mlplatform.serving.model_loader import CHAMPION, load_version
     from mlplatform.serving.prediction_log import PredictionLog, log_schema

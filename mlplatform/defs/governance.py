@@ -134,7 +134,7 @@ def _inference_timing(platform: PlatformResource, tracking: TrackingResource,
 
 def _daily_volume(platform: PlatformResource) -> float | None:
     """Predictions a day: the brief's cost.daily_volume, else the prediction log's mean per day, else None."""
-    from mlplatform.core.rollout import read_prediction_log
+    from mlplatform.core.rollout.prediction_log import read_prediction_log
 
     if platform.brief.cost.daily_volume is not None:
         return platform.brief.cost.daily_volume

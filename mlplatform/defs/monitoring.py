@@ -41,7 +41,7 @@ from mlplatform.core.ingestion import monthly_keys, partitioned_sources
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics, higher_is_better
 from mlplatform.core.retraining import SplitDates, split_dates
-from mlplatform.core.rollout import model_answers, prediction_log_dir, read_prediction_log
+from mlplatform.core.rollout.prediction_log import model_answers, prediction_log_dir, read_prediction_log
 from mlplatform.core.validation import validate_table
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 from mlplatform.serving.model_loader import load_version

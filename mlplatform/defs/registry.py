@@ -16,8 +16,10 @@ from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.model_integrity import record_artifact_hashes
 from mlplatform.core.models import load_candidate
 from mlplatform.core.promotion import GoldenScore, decision_table, judge_challenger, score_golden
-from mlplatform.core.rollout import log_clock_ns, policy_for, read_prediction_log, rollout_state, set_challenger_share
-from mlplatform.core.rollout import promote as promote_champion
+from mlplatform.core.rollout.policy import policy_for
+from mlplatform.core.rollout.prediction_log import log_clock_ns, read_prediction_log
+from mlplatform.core.rollout.registry import promote as promote_champion
+from mlplatform.core.rollout.registry import rollout_state, set_challenger_share
 from mlplatform.core.tracking import (
     MODEL_ARTIFACT_PATH,
     client_for,

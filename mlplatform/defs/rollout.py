@@ -14,24 +14,28 @@ from mlplatform.core import tables
 from mlplatform.core.io import write_text_atomic
 from mlplatform.core.metrics import higher_is_better
 from mlplatform.core.retraining import notify
-from mlplatform.core.rollout import (
+from mlplatform.core.rollout.ab_report import ab_report
+from mlplatform.core.rollout.canary import (
     ArmHealth,
-    RolloutState,
-    ab_report,
-    attach_labels,
     canary_with_ab,
     degradation_reasons,
     health_with_metric,
-    log_clock_ns,
     next_canary_step,
-    policy_for,
+)
+from mlplatform.core.rollout.policy import policy_for
+from mlplatform.core.rollout.prediction_log import (
+    attach_labels,
+    log_clock_ns,
     prediction_log_dir,
+    read_prediction_log,
+    served_rows,
+)
+from mlplatform.core.rollout.registry import (
+    RolloutState,
     previous_champion,
     promote,
-    read_prediction_log,
     rollback,
     rollout_state,
-    served_rows,
     set_challenger_share,
 )
 from mlplatform.core.tracking import client_for, set_verdict

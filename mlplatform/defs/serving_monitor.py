@@ -52,7 +52,7 @@ LABEL_DRIFT_SCHEMA = {"window": pl.String, "reference_rows": pl.Int64, "current_
 def _labelled_log(platform: PlatformResource, log: pl.DataFrame) -> tuple[pl.DataFrame, str | None]:
     """The log with each row's label where its outcome is known by now, and the label column (None when the
     labels have not been validated yet)."""
-    from mlplatform.core.rollout import attach_labels
+    from mlplatform.core.rollout.prediction_log import attach_labels
 
     b = platform.brief
     if log.height == 0 or not platform.workspace.table(tables.validated(b.label.source)).exists():
@@ -117,7 +117,7 @@ def _training_labels(platform: PlatformResource) -> np.ndarray:
 def measure(platform: PlatformResource, tracking: TrackingResource, now: datetime) -> dict:
     """Windows, hourly metric, label drift and alerts of the prediction log, written to the lake; the alerts
     are dispatched. Returns what the asset's metadata shows."""
-    from mlplatform.core.rollout import read_prediction_log
+    from mlplatform.core.rollout.prediction_log import read_prediction_log
 
     b: Brief = platform.brief
     log, label = _labelled_log(platform, read_prediction_log(platform.workspace))

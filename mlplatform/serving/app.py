@@ -36,7 +36,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mlplatform.brief import Brief, load_brief
-from mlplatform.core.rollout import Arm, assign_arm, prediction_log_dir, rollout_state
+from mlplatform.core.rollout.assignment import Arm, assign_arm
+from mlplatform.core.rollout.prediction_log import prediction_log_dir
+from mlplatform.core.rollout.registry import rollout_state
 from mlplatform.serving.breaker import CircuitBreaker
 from mlplatform.serving.metrics import ServingMetrics
 from mlplatform.serving.model_loader import Scorer, load_version, model_name, rules_fallback

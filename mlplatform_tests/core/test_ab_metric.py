@@ -7,14 +7,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mlplatform.core.rollout import (
-    ArmOutcomes,
-    RolloutPolicy,
-    RolloutState,
-    ab_report,
-    compare_arms,
-    min_sample_size,
-)
+from mlplatform.core.rollout.ab_report import ab_report
+from mlplatform.core.rollout.ab_test import ArmOutcomes, compare_arms, min_sample_size
+from mlplatform.core.rollout.policy import RolloutPolicy
+from mlplatform.core.rollout.registry import RolloutState
 
 POLICY = RolloutPolicy(min_rows=100, mde=0.05)
 STATE = RolloutState("1", "2", 0.5)

@@ -12,30 +12,31 @@ import yaml
 from scipy.stats import chi2_contingency, norm
 
 from mlplatform.brief import DEMO_BRIEF, BriefError, load_brief
-from mlplatform.core.rollout import (
+from mlplatform.core.rollout.ab_report import ab_report
+from mlplatform.core.rollout.ab_test import (
     ABEvidence,
-    ArmHealth,
     MetricComparison,
-    RolloutPolicy,
-    RolloutState,
-    ab_report,
-    assign_arm,
-    attach_labels,
-    champion_history,
     decide_ab,
+    min_sample_size,
+    two_proportion_test,
+)
+from mlplatform.core.rollout.assignment import assign_arm
+from mlplatform.core.rollout.canary import (
+    ArmHealth,
     degradation_reasons,
     health_of,
     health_with_metric,
-    known_outcomes,
-    min_sample_size,
-    model_answers,
     next_canary_step,
-    policy_for,
+)
+from mlplatform.core.rollout.policy import RolloutPolicy, policy_for
+from mlplatform.core.rollout.prediction_log import attach_labels, known_outcomes, model_answers
+from mlplatform.core.rollout.registry import (
+    RolloutState,
+    champion_history,
     promote,
     rollback,
     rollout_state,
     set_challenger_share,
-    two_proportion_test,
 )
 from mlplatform.core.tracking import client_for
 

@@ -195,7 +195,7 @@ def test_drift_and_decay_wait_while_a_canary_runs(tmp_path, sensors):
     """A critical drop found while a challenger serves a canary does not retrain yet (the report stays unread, so
     the retrain follows once the canary ends): a retrain would replace a challenger the A/B analysis has not
     judged."""
-    from mlplatform.core.rollout import set_challenger_share
+    from mlplatform.core.rollout.registry import set_challenger_share
     from mlplatform.core.tracking import client_for
 
     platform = PlatformResource(data_dir=str(tmp_path), brief_path=str(DEMO_BRIEF))

@@ -14,7 +14,7 @@ from mlplatform.core.features import latest_rows
 from mlplatform.core.io import write_parquet_atomic
 from mlplatform.core.model_integrity import record_artifact_hashes
 from mlplatform.core.prediction_windows import BATCH_ARM, prediction_windows
-from mlplatform.core.rollout import read_prediction_log
+from mlplatform.core.rollout.prediction_log import read_prediction_log
 from mlplatform.core.tracking import client_for, register_model, set_alias
 from mlplatform.core.training import save_model, train_lightgbm
 from mlplatform.definitions import build_definitions

@@ -113,7 +113,7 @@ def _serve(target, scorer, features: list[str], days: dict, extra: list[tuple] |
     ``extra`` log rows as given."""
     from datetime import UTC, datetime
 
-    from mlplatform.core.rollout import prediction_log_dir
+    from mlplatform.core.rollout.prediction_log import prediction_log_dir
     from mlplatform.serving.prediction_log import PredictionLog, log_schema
 
     writer = PredictionLog(prediction_log_dir(target), log_schema("customer_id", pl.Int64()), 600, 10**9)

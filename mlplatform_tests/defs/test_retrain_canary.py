@@ -14,15 +14,10 @@ import yaml
 
 from mlplatform.brief import DEMO_BRIEF
 from mlplatform.core.datasets import model_features
-from mlplatform.core.rollout import (
-    CanaryStep,
-    RolloutPolicy,
-    canary_with_ab,
-    prediction_log_dir,
-    promote,
-    rollout_state,
-    set_challenger_share,
-)
+from mlplatform.core.rollout.canary import CanaryStep, canary_with_ab
+from mlplatform.core.rollout.policy import RolloutPolicy
+from mlplatform.core.rollout.prediction_log import prediction_log_dir
+from mlplatform.core.rollout.registry import promote, rollout_state, set_challenger_share
 from mlplatform.core.tracking import ExperimentRecord, client_for, log_experiment, register_model
 from mlplatform.core.training import save_model, train_lightgbm
 from mlplatform.definitions import build_definitions

@@ -8,7 +8,7 @@ import dagster as dg
 import polars as pl
 
 from mlplatform.core.io import write_parquet_atomic
-from mlplatform.core.rollout import prediction_log_dir
+from mlplatform.core.rollout.prediction_log import prediction_log_dir
 from mlplatform.definitions import build_definitions
 from mlplatform.defs.batch_prediction import batch_predictions
 from mlplatform.defs.serving_monitor import label_drift_check, serving_monitor, serving_slo_check

@@ -78,7 +78,7 @@ def test_every_retrain_is_announced_with_the_gates_outcome(loop):
 
 def test_a_stale_retrain_is_refused_then_one_after_the_shift_wins_its_canary_and_ships(loop):
     result, lines, ws, notices = loop
-    from mlplatform.core.rollout import champion_history, rollout_state
+    from mlplatform.core.rollout.registry import champion_history, rollout_state
 
     retrains = [n for n in notices if n.get("event") == "retrain"]
     refused = [n for n in retrains if not n["promotion"]["promoted"]]

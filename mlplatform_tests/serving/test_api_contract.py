@@ -21,7 +21,7 @@ import polars as pl
 import pytest
 
 from mlplatform.brief import DEMO_BRIEF
-from mlplatform.core.rollout import prediction_log_dir, read_prediction_log
+from mlplatform.core.rollout.prediction_log import prediction_log_dir, read_prediction_log
 from mlplatform.serving.app import ServingOptions, create_app
 from mlplatform.serving.prediction_log import DEAD_LETTER_FILE, PredictionLog, log_schema
 from mlplatform.settings import Settings, Workspace

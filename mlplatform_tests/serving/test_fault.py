@@ -21,7 +21,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import status_code_conformance
 
-from mlplatform.core.rollout import promote, rollback
+from mlplatform.core.rollout.registry import promote, rollback
 from mlplatform.serving.app import ServingOptions, create_app
 from mlplatform.settings import Workspace
 from mlplatform_tests.serving.helpers import (

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from mlplatform.brief import DEMO_BRIEF, load_brief
-from mlplatform.core.rollout import prediction_log_dir, promote, rollout_state, set_challenger_share
+from mlplatform.core.rollout.prediction_log import prediction_log_dir
+from mlplatform.core.rollout.registry import promote, rollout_state, set_challenger_share
 from mlplatform.core.tracking import get_alias_version, register_model, set_alias
 from mlplatform.definitions import build_definitions
 from mlplatform.defs import rollout

@@ -15,14 +15,9 @@ from typer.testing import CliRunner
 
 from mlplatform.cli import app as cli
 from mlplatform.core.models import load_candidate
-from mlplatform.core.rollout import (
-    assign_arm,
-    prediction_log_dir,
-    promote,
-    read_prediction_log,
-    rollout_state,
-    set_challenger_share,
-)
+from mlplatform.core.rollout.assignment import assign_arm
+from mlplatform.core.rollout.prediction_log import prediction_log_dir, read_prediction_log
+from mlplatform.core.rollout.registry import promote, rollout_state, set_challenger_share
 from mlplatform.core.tracking import set_alias
 from mlplatform.serving.app import ServingOptions, create_app
 from mlplatform.settings import Settings, Workspace

@@ -1,0 +1,134 @@
+"""Serving health from the prediction log, the method's automatic-rollback rule and the canary steps."""
+
+from dataclasses import dataclass
+from typing import Literal
+
+import polars as pl
+
+from mlplatform.brief import TaskType
+from mlplatform.core.rollout.ab_test import Decision
+from mlplatform.core.rollout.policy import RolloutPolicy
+from mlplatform.core.rollout.prediction_log import outcome_metrics
+
+
+@dataclass(frozen=True)
+class ArmHealth:
+    """How one model version served: rows answered, failed rows, p99 latency, and the primary metric on the
+    rows whose labels are known (None while none are)."""
+
+    rows: int
+    errors: int
+    p99_ms: float
+    metric: float | None = None
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.rows if self.rows else 0.0
+
+
+def _version_rows(log: pl.DataFrame, version: str | None) -> pl.DataFrame:
+    return log.filter(pl.col("model_version").is_null() if version is None else pl.col("model_version") == version)
+
+
+def health_of(log: pl.DataFrame, version: str | None) -> ArmHealth:
+    """Serving health of ``version`` (the rules fallback when None) from prediction-log rows; batch predictions
+    (``arm`` batch) are not served traffic and are left out."""
+    rows = _version_rows(log, version)
+    if "arm" in rows.columns:
+        rows = rows.filter(pl.col("arm").fill_null("") != "batch")
+    if rows.height == 0:
+        return ArmHealth(0, 0, 0.0)
+    errors = rows.filter(pl.col("status") != "ok").height
+    p99 = rows["latency_ms"].quantile(0.99, "higher")
+    assert p99 is not None, "the serving app records a latency for every logged prediction"
+    return ArmHealth(rows.height, errors, p99)
+
+
+# Rows an arm needs before its p99 latency is judged: with fewer, the "99th percentile" is the slowest single
+# request, and one garbage-collection pause or cold call would roll a healthy model back.
+P99_MIN_ROWS = 100
+
+
+def degradation_reasons(candidate: ArmHealth, baseline: ArmHealth, policy: RolloutPolicy,
+                        higher_better: bool) -> list[str]:
+    """The method's automatic-rollback rule: error rate or p99 latency above ``degradation_factor`` x the
+    baseline's, or the primary metric worse by more than ``max_metric_drop`` (relative). Empty: healthy.
+
+    Error rate is judged once both have ``min_rows``, p99 latency once both also have :data:`P99_MIN_ROWS`, the
+    metric once both have one.
+    """
+    reasons = []
+    factor = policy.degradation_factor
+    if min(candidate.rows, baseline.rows) >= policy.min_rows:
+        floor = policy.error_rate_floor
+        if max(candidate.error_rate, floor) > factor * max(baseline.error_rate, floor):
+            reasons.append(f"error rate {candidate.error_rate:.4f} > {factor}x baseline {baseline.error_rate:.4f}")
+        if min(candidate.rows, baseline.rows) >= P99_MIN_ROWS and candidate.p99_ms > factor * baseline.p99_ms:
+            reasons.append(f"p99 latency {candidate.p99_ms:.2f} ms > {factor}x baseline {baseline.p99_ms:.2f} ms")
+    if candidate.metric is not None and baseline.metric is not None and baseline.metric != 0:
+        change = (candidate.metric - baseline.metric) / abs(baseline.metric)
+        drop = -change if higher_better else change
+        if drop > policy.max_metric_drop:
+            reasons.append(f"primary metric {baseline.metric:.4f} -> {candidate.metric:.4f}: a {drop:.1%} drop "
+                           f"> {policy.max_metric_drop:.0%}")
+    return reasons
+
+
+@dataclass(frozen=True)
+class CanaryStep:
+    """The canary's next move: ``share`` is the challenger's traffic share after it."""
+
+    action: Literal["hold", "advance", "promote", "abort"]
+    share: float
+    reason: str
+
+
+def next_canary_step(share: float, candidate: ArmHealth, reasons: list[str], policy: RolloutPolicy) -> CanaryStep:
+    """Advance the challenger one of ``policy.canary_steps`` (by default 5% -> 25% -> 50% -> 100%) when its
+    guardrails hold on enough traffic.
+
+    Args:
+        share: the challenger's current traffic share (0: no canary running, which this never starts).
+        candidate: the challenger's health at this share.
+        reasons: :func:`degradation_reasons` of the challenger against the champion.
+        policy: the steps and the evidence each step needs.
+
+    Returns:
+        abort (share 0) on any breach; hold while no canary runs or the step has fewer than ``min_rows``
+        predictions; advance to the next step; promote when the next step is the last (all traffic).
+    """
+    steps = policy.canary_steps
+    if share <= 0:  # a canary starts on purpose (a challenger that passed review), never by itself
+        return CanaryStep("hold", 0.0, f"no canary running: give the challenger {steps[0]:.0%} of traffic to start")
+    if reasons:
+        return CanaryStep("abort", 0.0, "guardrail breached: " + "; ".join(reasons))
+    if candidate.rows < policy.min_rows:
+        return CanaryStep("hold", share, f"{candidate.rows} of {policy.min_rows} predictions at {share:.0%}")
+    following = next((s for s in steps if s > share), steps[-1])
+    held = f"guardrails held at {share:.0%} over {candidate.rows} predictions"
+    if following == steps[-1]:
+        return CanaryStep("promote", 1.0, held)
+    return CanaryStep("advance", following, held)
+
+
+def canary_with_ab(step: CanaryStep, share: float, decision: Decision, reason: str) -> CanaryStep:
+    """The canary's move once the A/B analysis has spoken: ``kill`` aborts at any step (a guardrail breach, or
+    no significant gain after twice the minimum runtime); the last step (all traffic, a promotion) needs
+    ``ship``, so ``iterate`` holds the canary at its share while the test collects labelled predictions."""
+    if step.action == "abort":
+        return step
+    if decision == "kill":
+        return CanaryStep("abort", 0.0, f"A/B analysis: kill ({reason})")
+    if step.action != "promote":
+        return step
+    if decision == "ship":
+        return CanaryStep("promote", 1.0, f"{step.reason}; A/B analysis: ship ({reason})")
+    return CanaryStep("hold", share, f"{step.reason}; A/B analysis: iterate ({reason})")
+
+
+def health_with_metric(rows: pl.DataFrame, version: str | None, *, task: TaskType, label: str,
+                       primary: str) -> ArmHealth:
+    """:func:`health_of` ``version`` plus its primary metric on the rows whose labels are known."""
+    health = health_of(rows, version)
+    metrics = outcome_metrics(task, _version_rows(rows, version), label)
+    return ArmHealth(health.rows, health.errors, health.p99_ms, metrics[primary]) if metrics else health
