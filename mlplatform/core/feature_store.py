@@ -16,23 +16,27 @@ from pathlib import Path
 from typing import Any, Literal
 
 import feast
+import numpy as np
 import polars as pl
+import pyarrow as pa  # type: ignore[import-untyped]  # no py.typed marker
 from feast import types as ft
 from feast.data_format import ParquetFormat
 from feast.errors import FeatureViewNotFoundException
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.offline_stores.duckdb import DuckDBOfflineStoreConfig, _read_data_source, _write_data_source
 from feast.infra.offline_stores.ibis import pull_latest_from_table_or_query_ibis
-from feast.infra.online_stores.helpers import compute_table_id, extract_text_and_num, get_online_store_from_config
+from feast.infra.online_stores.helpers import compute_table_id, get_online_store_from_config
 from feast.infra.online_stores.online_store import OnlineStore
 from feast.infra.online_stores.sqlite import SqliteOnlineStore, SqliteOnlineStoreConfig
 from feast.infra.registry.sql import SqlRegistryConfig
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
-from feast.utils import _convert_arrow_to_proto, make_tzaware, to_naive_utc
+from feast.utils import _convert_arrow_to_proto, make_tzaware
+from feast.value_type import ValueType
 
 from mlplatform.brief import Features, TableFeatures
+from mlplatform.core.feast_values import encodable, encode_column, encode_entity_keys, naive_utc_times
 from mlplatform.core.feature_catalogue import FeatureCatalogue
 from mlplatform.core.feature_names import feature_service_name, feature_view_name
 from mlplatform.core.pit_join import BLOCK_ROWS, key_ranges
@@ -394,6 +398,8 @@ def _write_unless_newer_online(config: feast.RepoConfig, online_store: OnlineSto
     """Write ``rows`` (an Arrow table, one row per entity) to the online store, except those older than their
     entity's online row; returns how many were written."""
     join_keys = {c.name: c.dtype.to_value_type() for c in view.entity_columns}
+    if _bulk_sqlite(config, online_store, view, join_keys, rows.schema):
+        return _write_sqlite_unless_newer(config, online_store, view, rows)
     written = 0
     for batch in rows.to_batches(max_chunksize=_WRITE_BATCH_ROWS):
         data = _convert_arrow_to_proto(batch, view, join_keys)
@@ -401,36 +407,91 @@ def _write_unless_newer_online(config: feast.RepoConfig, online_store: OnlineSto
         fresh = [row for row, (online_time, _) in zip(data, online, strict=True)
                  if online_time is None or make_tzaware(row[2]) >= online_time]
         if fresh:
-            _write_online(config, online_store, view, fresh)
+            online_store.online_write_batch(config, view, fresh, progress=None)
         written += len(fresh)
     return written
 
 
-def _write_online(config: feast.RepoConfig, online_store: OnlineStore, view: feast.FeatureView, rows: list) -> None:
-    """Feast's ``online_write_batch``; for Feast's SQLite store in its plain layout (no vector or numeric-value
-    column) the same rows, upserted with the same statement, go in as one ``executemany`` per batch instead of one
-    statement per feature value (Feast's loop, most of a large materialisation's time)."""
+def _bulk_sqlite(config: feast.RepoConfig, online_store: OnlineStore, view: feast.FeatureView,
+                 join_keys: dict[str, Any], schema: Any) -> bool:
+    """Whether the rows can go into Feast's SQLite online store through :func:`_write_sqlite_unless_newer`: its plain
+    layout (no vector or numeric-value column), entity keys of serialisation version 3 with one Int64 join key, and
+    features of the scalar types :mod:`mlplatform.core.feast_values` encodes. Otherwise Feast's own conversion and
+    ``online_write_batch`` write them (Redis, other layouts and types)."""
     settings = config.online_store
     if (not isinstance(online_store, SqliteOnlineStore) or settings.vector_enabled
-            or getattr(settings, "enable_openai_compatible_store", False)):
-        online_store.online_write_batch(config, view, rows, progress=None)
-        return
-    table = compute_table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
-    upsert = ('INSERT INTO "{}" (entity_key, feature_name, value, value_text, event_ts, created_ts) '
+            or getattr(settings, "enable_openai_compatible_store", False)
+            or config.entity_key_serialization_version != 3):
+        return False
+    key = next(iter(join_keys))
+    if list(join_keys.values()) != [ValueType.INT64] or not pa.types.is_integer(schema.field(key).type):
+        return False
+    return all(feature.name in schema.names
+               and encodable(feature.dtype.to_value_type(), schema.field(feature.name).type)
+               for feature in view.features)
+
+
+def _write_sqlite_unless_newer(config: feast.RepoConfig, online_store: OnlineStore, view: feast.FeatureView,
+                               rows: Any) -> int:
+    """Feast's SQLite ``online_write_batch`` of the rows at least as new as their entity's online row, in bulk.
+
+    The same table, upsert statement and row values as Feast's (entity key, feature name, serialised value, value
+    text, naive UTC event and created times), but keys and values are encoded a column at a time
+    (:mod:`mlplatform.core.feast_values`, byte for byte Feast's serialisation) rather than through one proto object
+    per value, and each batch of :data:`_WRITE_BATCH_ROWS` entities is one ``executemany``."""
+    table = _quoted(compute_table_id(config.project, view, config.registry.enable_online_feature_view_versioning))
+    upsert = (f"INSERT INTO {table} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
               "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
-              "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts"
-              ).format(table.replace('"', '""'))
-    version = config.entity_key_serialization_version
-    values = []
-    for entity_key, features, event_ts, created_ts in rows:
-        key = serialize_entity_key(entity_key, entity_key_serialization_version=version)
-        event = to_naive_utc(event_ts)
-        created = None if created_ts is None else to_naive_utc(created_ts)
-        values += [(key, name, value.SerializeToString(), extract_text_and_num(value, False)[0], event, created)
-                   for name, value in features.items()]
+              "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts")
+    source = view.batch_source
+    assert source is not None, "feast_objects gives every feature view its Parquet source"
+    join_key = view.entity_columns[0].name
+    names = [feature.name for feature in view.features]
+    assert isinstance(online_store, SqliteOnlineStore), "_bulk_sqlite chose this path"
     connection = online_store._get_conn(config)
-    with connection:
-        connection.executemany(upsert, values)
+    written = 0
+    for batch in rows.to_batches(max_chunksize=_WRITE_BATCH_ROWS):
+        keys = encode_entity_keys(join_key, batch.column(join_key))
+        events = naive_utc_times(batch.column(source.timestamp_field))
+        fresh = _not_older_than_online(connection, table, keys, events)
+        if not fresh.any():
+            continue
+        if not fresh.all():
+            batch = batch.filter(pa.array(fresh))
+            keys = [key for key, keep in zip(keys, fresh.tolist(), strict=True) if keep]
+            events = [event for event, keep in zip(events, fresh.tolist(), strict=True) if keep]
+        created = (naive_utc_times(batch.column(source.created_timestamp_column)) if source.created_timestamp_column
+                   else [None] * batch.num_rows)
+        n, width = batch.num_rows, len(names)
+        # Entity-major rows (each entity's features in the view's order), as Feast's loop writes them.
+        values, texts = np.empty((n, width), dtype=object), np.empty((n, width), dtype=object)
+        for j, feature in enumerate(view.features):
+            column = encode_column(batch.column(feature.name), feature.dtype.to_value_type())
+            values[:, j], texts[:, j] = column.values, column.texts
+        per_entity = [np.repeat(np.array(part, dtype=object), width).tolist() for part in (keys, events, created)]
+        with connection:
+            connection.executemany(upsert, zip(per_entity[0], names * n, values.ravel().tolist(),
+                                               texts.ravel().tolist(), per_entity[1], per_entity[2], strict=True))
+        written += n
+    return written
+
+
+def _not_older_than_online(connection: sqlite3.Connection, table: str, keys: list[bytes],
+                           events: list[datetime | None]) -> np.ndarray:
+    """Per entity, whether its row (event time in ``events``, naive UTC) is at least as new as the entity's online
+    row, or it has none. The online time is the one Feast's ``online_read`` gives: the last ``event_ts`` of the
+    entity's rows in key order."""
+    query = (f"SELECT entity_key, event_ts FROM {table} WHERE entity_key IN ({','.join('?' * len(keys))}) "
+             "ORDER BY entity_key")
+    online = {key: stamp for key, stamp in connection.execute(query, keys)}
+    if not online:
+        return np.ones(len(keys), dtype=bool)
+    return np.array([key not in online or (event is not None and event >= _naive_utc(online[key]))
+                     for key, event in zip(keys, events, strict=True)], dtype=bool)
+
+
+def _quoted(identifier: str) -> str:
+    return '"{}"'.format(identifier.replace('"', '""'))
 
 
 def materialised_span(store: feast.FeatureStore, view_name: str) -> tuple[datetime, datetime] | None:

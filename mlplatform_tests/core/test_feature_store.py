@@ -422,11 +422,17 @@ def online_table_rows(store: feast.FeatureStore) -> list[tuple]:
 
 @pytest.mark.parametrize("block_rows", [7, 10**9])
 def test_bulk_materialisation_writes_what_feast_materialize_writes(tmp_path, monkeypatch, block_rows):
-    """Blocks of keys and one executemany per batch leave the SQLite online table byte for byte as Feast's own
-    materialize does (nulls, empty and non-ASCII text, large integers), and get_online_features reads it alike."""
+    """Blocks of keys, values encoded a column at a time and one executemany per batch leave the SQLite online table
+    byte for byte as Feast's own materialize does (nulls, empty and non-ASCII text, large integers), and
+    get_online_features reads it alike."""
     import mlplatform.core.feature_store as feature_store
 
     monkeypatch.setattr(feature_store, "BLOCK_ROWS", block_rows)
+
+    def per_value_protos(*args, **kwargs):
+        raise AssertionError("the SQLite bulk path builds no proto per value")
+
+    monkeypatch.setattr(feature_store, "_convert_arrow_to_proto", per_value_protos)
     table = nullable_feature_table(np.random.default_rng(31))
     (tmp_path / "ours").mkdir(), (tmp_path / "feast").mkdir()
     ours, feasts = applied_store(tmp_path / "ours", table), applied_store(tmp_path / "feast", table)
