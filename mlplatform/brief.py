@@ -8,7 +8,7 @@ literals in code. ``load_brief`` turns any problem into one :class:`BriefError` 
 import re
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -735,38 +735,70 @@ class RagSpec(_Strict):
         return path if path.is_absolute() else brief_dir / path
 
 
-# The sections a tabular brief needs and a documents-only brief leaves out; their value there.
-_NOT_TABULAR: Any = None
+# The sections a tabular brief needs and a documents-only brief leaves out.
 TABULAR_SECTIONS = ("problem", "entity", "entity_key", "partition_start", "partition_end", "sources", "label",
                     "features", "split", "metrics", "rules_baseline")
 
 
-class Brief(_Strict):
-    """A problem brief: what to predict, from which data, judged by which gates."""
+def brief_kind(raw: dict) -> str:
+    """A brief mapping's kind: as written, else rag when it has rag and no sources, else tabular."""
+    return raw.get("kind") or ("rag" if raw.get("rag") is not None and "sources" not in raw else "tabular")
+
+
+class _BriefName(_Strict):
+    """What every brief has: the namespace and who answers for it."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{1,40}$", description="namespace for data, runs and models")
     owner: str = Field(min_length=1)
-    kind: Literal["tabular", "rag"] = Field(
+
+
+class DocumentsBrief(_BriefName):
+    """A documents-only brief (kind rag): question answering over documents; no tables, no model, so only the
+    problem and rag stages run (:data:`mlplatform.stages.DOCUMENTS_STAGE_MODULES`)."""
+
+    kind: Literal["rag"] = Field(default="rag", description="rag: question answering over documents only")
+    problem: ProblemDefinition | None = Field(default=None, description="optional: the business objective")
+    cost: Cost = Cost()
+    hypothesis: str = ""
+    rag: RagSpec = Field(description="question answering over documents (phase 6)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_tables(cls, raw):
+        """A documents-only brief has rag and none of the tabular sections."""
+        if not isinstance(raw, dict):
+            return raw
+        if raw.get("rag") is None:
+            raise ValueError("kind rag answers questions over documents: add rag: documents: [a folder of your "
+                             "documents] (mlplatform init-rag DOCS/ writes one), or set kind: tabular")
+        # The sections of a model over tables (all of Brief's own fields), named rather than "not a known field".
+        present = [f for f in Brief.model_fields if f in raw and f not in cls.model_fields]
+        if present:
+            raise ValueError(f"a documents-only brief (kind rag) has no tables, but it sets {', '.join(present)}; "
+                             "remove them, or set kind: tabular and give every tabular section")
+        return raw
+
+
+class Brief(_BriefName):
+    """A problem brief: what to predict, from which data, judged by which gates (kind tabular)."""
+
+    kind: Literal["tabular"] = Field(
         default="tabular", description="tabular: a model predicts from tables (every section below is required); "
-        "rag: question answering over documents only (name, owner and rag; no tables). Unset: rag when the brief "
-        "has rag and no sources, else tabular")
-    # The tabular sections: required (checked in _sections_of_kind) for kind tabular, None for kind rag, whose
-    # stages (mlplatform.stages.build_stages) never read them; typed for the tabular stages that do. `problem` is
-    # optional for kind rag.
-    problem: ProblemDefinition = Field(default=_NOT_TABULAR)
-    entity: str = Field(default=_NOT_TABULAR, pattern=r"^[a-z][a-z0-9_]*$",
-                        description="entity name used in feature names")
-    entity_key: str = Field(default=_NOT_TABULAR)
-    partition_start: date = Field(default=_NOT_TABULAR)
-    partition_end: date = Field(default=_NOT_TABULAR)
-    sources: dict[str, Source] = Field(default=_NOT_TABULAR, min_length=1)
-    label: Label = Field(default=_NOT_TABULAR)
-    features: Features | TableFeatures = Field(default=_NOT_TABULAR)
-    split: Split | RandomSplit = Field(default=_NOT_TABULAR)
-    metrics: Metrics = Field(default=_NOT_TABULAR)
+        "a documents-only brief (kind rag) is a DocumentsBrief. Unset: rag when the brief has rag and no sources, "
+        "else tabular")
+    problem: ProblemDefinition
+    entity: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="entity name used in feature names")
+    entity_key: str
+    partition_start: date
+    partition_end: date
+    sources: dict[str, Source] = Field(min_length=1)
+    label: Label
+    features: Features | TableFeatures
+    split: Split | RandomSplit
+    metrics: Metrics
     protected_attributes: list[str] = Field(default_factory=list)
     slice_by: list[str] = Field(default_factory=list)
-    rules_baseline: list[Rule] = Field(default=_NOT_TABULAR, min_length=1)
+    rules_baseline: list[Rule] = Field(min_length=1)
     thresholds: Thresholds = Thresholds()
     fairness: Fairness = Fairness()
     kill_criteria: KillCriteria = KillCriteria()
@@ -780,27 +812,17 @@ class Brief(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _sections_of_kind(cls, raw):
-        """A tabular brief has every tabular section; a documents-only (rag) brief has rag and none of them."""
+    def _every_tabular_section(cls, raw):
+        """A tabular brief has every tabular section; the message points a documents-only brief to kind rag."""
         if not isinstance(raw, dict):
             return raw
-        kind = raw.get("kind") or ("rag" if raw.get("rag") is not None and "sources" not in raw else "tabular")
-        if kind == "rag":
-            if raw.get("rag") is None:
-                raise ValueError("kind rag answers questions over documents: add rag: documents: [a folder of your "
-                                 "documents] (mlplatform init-rag DOCS/ writes one), or set kind: tabular")
-            present = [f for f in TABULAR_SECTIONS if f in raw and f != "problem"]
-            if present:
-                raise ValueError(f"a documents-only brief (kind rag) has no tables, but it sets {', '.join(present)}; "
-                                 "remove them, or set kind: tabular and give every tabular section")
-        elif kind == "tabular":
-            missing = [f for f in TABULAR_SECTIONS if raw.get(f) is None]
-            if missing:
-                raise ValueError(f"a tabular brief needs {', '.join(missing)} (missing); start from `mlplatform "
-                                 f"init DATA --target COLUMN` or the demo brief ({DEMO_BRIEF.name}). For questions "
-                                 "over documents only, give rag: and no sources: (kind rag; `mlplatform init-rag "
-                                 "DOCS/` writes one)")
-        return {**raw, "kind": kind}
+        missing = [f for f in TABULAR_SECTIONS if raw.get(f) is None]
+        if missing:
+            raise ValueError(f"a tabular brief needs {', '.join(missing)} (missing); start from `mlplatform "
+                             f"init DATA --target COLUMN` or the demo brief ({DEMO_BRIEF.name}). For questions "
+                             "over documents only, give rag: and no sources: (kind rag; `mlplatform init-rag "
+                             "DOCS/` writes one)")
+        return raw
 
     @model_validator(mode="before")
     @classmethod
@@ -838,8 +860,6 @@ class Brief(_Strict):
 
     @model_validator(mode="after")
     def _references_resolve(self) -> "Brief":
-        if self.is_documents_only:
-            return self
         def need(source: str, where: str) -> Source:
             if source not in self.sources:
                 raise ValueError(f"{where} names source '{source}', which is not under sources")
@@ -922,11 +942,6 @@ class Brief(_Strict):
                              "them; they stay out of the model inputs), or use reweigh")
 
     @property
-    def is_documents_only(self) -> bool:
-        """Question answering over documents only (kind rag): no tables, no model; the rag stages run alone."""
-        return self.kind == "rag"
-
-    @property
     def task_type(self) -> TaskType:
         return self.problem.ml_task_type
 
@@ -972,11 +987,15 @@ class Brief(_Strict):
         return str(path if path.is_absolute() else brief_dir / path)
 
 
+# Any brief the platform runs: a tabular problem, or question answering over documents only.
+AnyBrief = Brief | DocumentsBrief
+
+
 # What `mlplatform init` writes where only a person can answer: a brief holding one is a draft.
 PLACEHOLDER = re.compile(r"\b(TODO|CONFIRM)\b")
 
 
-def placeholder_fields(brief: Brief) -> list[str]:
+def placeholder_fields(brief: AnyBrief) -> list[str]:
     """Dotted paths of the brief's fields that still hold a placeholder (``TODO`` or ``CONFIRM``), in field order.
 
     A brief with any is a draft: it runs, but its reports say DRAFT and name these fields.
@@ -1020,8 +1039,8 @@ def _describe(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_brief(path: str | Path) -> Brief:
-    """Read and validate a brief.
+def load_brief(path: str | Path) -> AnyBrief:
+    """Read and validate a brief: a :class:`DocumentsBrief` for kind rag, else a tabular :class:`Brief`.
 
     Raises:
         BriefError: naming the file, each bad field, and what is expected.
@@ -1038,7 +1057,24 @@ def load_brief(path: str | Path) -> Brief:
         raise BriefError(f"brief {path} is empty. Start from the demo brief ({DEMO_BRIEF}) and edit it.")
     if not isinstance(raw, dict):
         raise BriefError(f"brief {path} must be a YAML mapping of fields, got {type(raw).__name__}")
+    kind = brief_kind(raw)
+    if kind not in ("tabular", "rag"):
+        raise BriefError(f"brief {path} is invalid:\n  kind: {kind!r} is not a kind of brief; use tabular (a model "
+                         "from tables) or rag (question answering over documents only)")
     try:
-        return Brief.model_validate(raw)
+        return (DocumentsBrief if kind == "rag" else Brief).model_validate(raw)
     except ValidationError as exc:
         raise BriefError(f"brief {path} is invalid:\n{_describe(exc)}") from None
+
+
+def load_tabular_brief(path: str | Path, needed_for: str) -> Brief:
+    """Read a brief that must be tabular (``needed_for`` says what needs a model's tables, e.g. "serving").
+
+    Raises:
+        BriefError: as :func:`load_brief`, or naming a documents-only brief and what it cannot do.
+    """
+    brief = load_brief(path)
+    if isinstance(brief, DocumentsBrief):
+        raise BriefError(f"{needed_for} needs a tabular brief (a model over tables), but {path} is a documents-only "
+                         "brief (kind rag); use `mlplatform ask` for its questions, or pass a tabular brief")
+    return brief

@@ -11,7 +11,16 @@ from typing import NoReturn
 import typer
 import yaml
 
-from mlplatform.brief import DEMO_BRIEF, Brief, BriefError, draft_notice, load_brief, placeholder_fields
+from mlplatform.brief import (
+    DEMO_BRIEF,
+    Brief,
+    BriefError,
+    DocumentsBrief,
+    draft_notice,
+    load_brief,
+    load_tabular_brief,
+    placeholder_fields,
+)
 from mlplatform.core import tables
 from mlplatform.core.io import InputError
 from mlplatform.settings import BRIEF, DATA_DIR, Settings, SettingsError, Workspace
@@ -127,7 +136,7 @@ def validate(brief: Path = typer.Argument(..., help="the brief YAML to check"),
         loaded = load_brief(brief)
     except BriefError as exc:
         _fail(str(exc))
-    if loaded.is_documents_only:
+    if isinstance(loaded, DocumentsBrief):
         _validate_documents(loaded, brief, data_dir)
         return
     typer.echo(f"{brief}: valid ({loaded.task_type}, primary metric {loaded.metrics.primary}, "
@@ -149,13 +158,12 @@ def validate(brief: Path = typer.Argument(..., help="the brief YAML to check"),
             _warn_about_fairness(loaded, files)
 
 
-def _validate_documents(loaded: Brief, brief: Path, data_dir: Path | None) -> None:
+def _validate_documents(loaded: DocumentsBrief, brief: Path, data_dir: Path | None) -> None:
     """A documents-only brief: its documents load, and its labelled queries are read (placeholders named)."""
     from mlplatform.core.rag.documents import DocumentError, load_documents
     from mlplatform.core.rag.queries import PLACEHOLDER_ORIGIN, QueryError, load_queries
 
     rag = loaded.rag
-    assert rag is not None  # kind rag requires the section (Brief._sections_of_kind)
     where = (data_dir or Path("data")).resolve()
     brief_dir = brief.resolve().parent
     try:
@@ -330,7 +338,7 @@ def rollback(data_dir: Path = DataDir,
     from mlplatform.serving.model_loader import model_name
 
     try:
-        loaded = load_brief(brief)
+        loaded = load_tabular_brief(brief, "mlplatform rollback (a champion model)")
         ws = Workspace(data_dir.resolve(), loaded.name)
         if not ws.mlflow_dir.exists():
             _fail(f"no model registry for '{ws.name}' under {ws.data_dir}: run `mlplatform demo` or "

@@ -29,7 +29,7 @@ import polars as pl
 import yaml
 
 from mlplatform import asset_names
-from mlplatform.brief import DEMO_BRIEF, load_brief
+from mlplatform.brief import DEMO_BRIEF, load_tabular_brief
 from mlplatform.settings import Settings, Workspace
 
 # The last month replayed: the demo's ten months plus the four the generator adds for the live demo (from 2025-11
@@ -469,7 +469,7 @@ def run_live(data_dir: Path, options: LiveOptions = LiveOptions(), say: Callable
     if data_dir.exists():
         shutil.rmtree(data_dir)
     brief_path = live_brief(data_dir, options)
-    brief = load_brief(brief_path)
+    brief = load_tabular_brief(brief_path, "the live demo")
     settings = Settings(data_dir=data_dir, brief_path=brief_path)
     full, inputs = data_dir / "replay" / brief.name, data_dir / "inputs" / brief.name
     extra = (LAST_MONTH.year - DEMO_END.year) * 12 + LAST_MONTH.month - DEMO_END.month + 1

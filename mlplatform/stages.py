@@ -9,7 +9,7 @@ the other. The modules are imported by name when first asked for; importing this
 import importlib
 from types import ModuleType
 
-from mlplatform.brief import Brief
+from mlplatform.brief import AnyBrief, DocumentsBrief
 
 STAGE_MODULES = ("problem", "ingestion", "quality", "features", "feature_store", "training", "leakage", "evaluation",
                  "registry", "rollout", "batch_prediction", "monitoring", "serving_monitor", "reporting", "governance",
@@ -25,12 +25,12 @@ def stage_modules() -> list[ModuleType]:
 DOCUMENTS_STAGE_MODULES = ("problem", "rag_quality", "rag")
 
 
-def stage_modules_for(brief: Brief) -> list[ModuleType]:
+def stage_modules_for(brief: AnyBrief) -> list[ModuleType]:
     """The stage modules ``brief`` builds: all of them, or for a documents-only brief the problem and rag stages."""
-    names = DOCUMENTS_STAGE_MODULES if brief.is_documents_only else STAGE_MODULES
+    names = DOCUMENTS_STAGE_MODULES if isinstance(brief, DocumentsBrief) else STAGE_MODULES
     return [importlib.import_module(f"mlplatform.defs.{name}") for name in names]
 
 
-def build_stages(brief: Brief) -> list:
+def build_stages(brief: AnyBrief) -> list:
     """Every asset, check, job, sensor and schedule the code location defines for ``brief``."""
     return [item for stage in stage_modules_for(brief) for item in stage.build(brief)]

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from mlplatform.brief import DEMO_BRIEF, BriefError, load_brief
+from mlplatform.brief import DEMO_BRIEF, BriefError, DocumentsBrief, load_brief
 from mlplatform.cli import app
 from mlplatform.settings import Settings
 
@@ -49,7 +49,7 @@ def documents_run(tmp_path_factory):
 def test_init_rag_writes_a_documents_only_brief_and_a_placeholder_query_template(documents_run):
     root, brief, output, _, _ = documents_run
     loaded = load_brief(brief)
-    assert loaded.is_documents_only and loaded.name == "handbook" and loaded.sources is None
+    assert isinstance(loaded, DocumentsBrief) and loaded.name == "handbook" and not hasattr(loaded, "sources")
     queries = yaml.safe_load((root / "queries.yaml").read_text())
     answerable = [q for q in queries if q["kind"] == "answerable"]
     # drawn from the headings, each naming the document it came from, each marked as a placeholder
@@ -115,3 +115,24 @@ def test_a_documents_only_brief_with_tables_or_without_documents_is_refused(tmp_
         load_brief(_write(tmp_path, {"name": "docs", "owner": "me", "kind": "rag"}))
     with pytest.raises(BriefError, match="a tabular brief needs problem, entity"):
         load_brief(_write(tmp_path, {"name": "docs", "owner": "me"}))
+
+
+def test_a_documents_only_brief_refuses_the_sections_of_a_model_and_an_unknown_kind(tmp_path):
+    with pytest.raises(BriefError, match=r"has no tables, but it sets protected_attributes, thresholds"):
+        load_brief(_write(tmp_path, {"name": "docs", "owner": "me", "kind": "rag", "protected_attributes": ["a"],
+                                     "thresholds": {}, "rag": {"documents": ["docs"]}}))
+    with pytest.raises(BriefError, match=r"kind: 'table' is not a kind of brief; use tabular .* or rag"):
+        load_brief(_write(tmp_path, {"name": "docs", "owner": "me", "kind": "table"}))
+
+
+def test_what_needs_a_model_names_the_documents_only_brief_instead_of_failing_inside(tmp_path):
+    from mlplatform.brief import load_tabular_brief
+    from mlplatform.serving.app import create_app
+
+    brief = _write(tmp_path, {"name": "docs", "owner": "me", "rag": {"documents": ["docs"]}})
+    assert isinstance(load_brief(brief), DocumentsBrief)  # kind inferred: rag and no sources
+    with pytest.raises(BriefError, match=r"the prediction service needs a tabular brief .* documents-only brief "
+                                         r"\(kind rag\); use `mlplatform ask`"):
+        create_app(Settings(data_dir=tmp_path / "data", brief_path=brief))
+    with pytest.raises(BriefError, match="the live demo needs a tabular brief"):
+        load_tabular_brief(brief, "the live demo")

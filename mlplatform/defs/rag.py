@@ -17,7 +17,7 @@ import dagster as dg
 import polars as pl
 
 from mlplatform import asset_names
-from mlplatform.brief import Brief
+from mlplatform.brief import AnyBrief
 from mlplatform.core import tables
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 
@@ -31,7 +31,7 @@ RETRIEVERS = ("dense", "sparse", "hybrid", "hybrid+rerank")
 EXPERIMENT_SUFFIX = "_rag"
 
 
-def _rag(brief: Brief):
+def _rag(brief: AnyBrief):
     if brief.rag is None:
         raise ValueError(f"the brief {brief.name} has no rag section; add rag: documents: [...] to index documents")
     return brief.rag
@@ -60,7 +60,7 @@ def rag_documents(platform: PlatformResource) -> dg.MaterializeResult:
     skipped with the reason."""
     from mlplatform.core.rag.documents import load_documents
 
-    rag = _rag(platform.brief)
+    rag = _rag(platform.any_brief)
     brief_dir = Path(platform.brief_path).parent
     patterns: list[str | Path] = [rag.resolve(p, Path(platform.data_dir), brief_dir) for p in rag.documents]
     reports = platform.workspace.reports_dir / "rag"
@@ -105,7 +105,7 @@ def rag_chunks(platform: PlatformResource) -> dg.MaterializeResult:
     chunk_size tokens with overlap, each with its document, page, section heading and date, and a stable id."""
     from mlplatform.core.rag.chunking import chunk_documents
 
-    c = _rag(platform.brief).chunking
+    c = _rag(platform.any_brief).chunking
     chunks = chunk_documents(_documents_from_lake(platform), c.strategy, c.chunk_size, c.overlap)
     frame = pl.DataFrame([{"chunk_id": ch.chunk_id, "text": ch.text, "document": ch.document,
                            "position": ch.position, "page": ch.page, "section": ch.section, "date": ch.date,
@@ -133,8 +133,8 @@ def rag_index(platform: PlatformResource) -> dg.MaterializeResult:
     from mlplatform.core.rag.embedding import make_embedder
     from mlplatform.core.rag.stores import RagIndex
 
-    e = _rag(platform.brief).embedding
-    path = e.path and str(_rag(platform.brief).resolve(e.path, Path(platform.data_dir),
+    e = _rag(platform.any_brief).embedding
+    path = e.path and str(_rag(platform.any_brief).resolve(e.path, Path(platform.data_dir),
                                                         Path(platform.brief_path).parent))
     embedder = make_embedder(e.kind, path=path, url=e.url, model=e.model, dimensions=e.dimensions,
                              truncate_to=e.truncate_to, api_key_env=e.api_key_env)
@@ -146,7 +146,7 @@ def rag_index(platform: PlatformResource) -> dg.MaterializeResult:
                                           "path": dg.MetadataValue.path(str(folder))})
 
 
-def _filters(brief: Brief):
+def _filters(brief: AnyBrief):
     from mlplatform.core.rag.stores import Filters
 
     f = _rag(brief).retrieval.filters
@@ -157,8 +157,8 @@ def _retriever(platform: PlatformResource):
     from mlplatform.core.rag.retrieval import Retriever
     from mlplatform.core.rag.stores import RagIndex
 
-    r = _rag(platform.brief).retrieval
-    return Retriever(RagIndex.load(index_dir(platform)), r.mode, r.top_k, r.rrf_k, _filters(platform.brief))
+    r = _rag(platform.any_brief).retrieval
+    return Retriever(RagIndex.load(index_dir(platform)), r.mode, r.top_k, r.rrf_k, _filters(platform.any_brief))
 
 
 def judged_queries(platform: PlatformResource, split: str, chunks: list) -> list:
@@ -189,7 +189,7 @@ def rag_reranker(platform: PlatformResource) -> dg.MaterializeResult:
         choose_reranker,
     )
 
-    rag = _rag(platform.brief)
+    rag = _rag(platform.any_brief)
     spec = rag.retrieval.rerank
     metadata: dict = {"kind": spec.kind, "top_n": spec.top_n}
     reranker: Reranker
@@ -216,7 +216,7 @@ def question_retriever(platform: PlatformResource) -> Callable[[str], list]:
     top_n by the saved reranker (the hybrid candidates are what a reranker reorders)."""
     from mlplatform.core.rag.rerank import load_reranker
 
-    spec = _rag(platform.brief).retrieval
+    spec = _rag(platform.any_brief).retrieval
     retriever = _retriever(platform)
     if spec.rerank.kind == "none":
         return lambda question: retriever.retrieve(question)[:spec.rerank.top_n]
@@ -234,7 +234,7 @@ def retrieval_table(platform: PlatformResource) -> pl.DataFrame:
     if not queries:
         raise ValueError("no held-out answerable query with relevant documents; label more queries (rag.queries)")
     reranker = load_reranker(reranker_dir(platform))
-    top_k, top_n = retriever.top_k, _rag(platform.brief).retrieval.rerank.top_n
+    top_k, top_n = retriever.top_k, _rag(platform.any_brief).retrieval.rerank.top_n
     ranked = {
         "dense": lambda q: retriever.retrieve(q, mode="dense"),
         "sparse": lambda q: retriever.retrieve(q, mode="sparse"),
@@ -264,14 +264,14 @@ def rag_retrieval_eval(platform: PlatformResource, tracking: TrackingResource) -
     the experiment <brief>_rag."""
     frame = retrieval_table(platform)
     platform.write_table(tables.RAG_RETRIEVAL_METRICS, frame)
-    run_id = _track(tracking, platform.brief, frame)
+    run_id = _track(tracking, platform.any_brief, frame)
     shown = frame.select("retriever", "relevance", "queries", "recall@3", "recall@10", "precision@3", "mrr",
                          "ndcg@10")
     return dg.MaterializeResult(metadata={"metrics": dg.MetadataValue.md(_md(shown)), "mlflow_run_id": run_id,
                                           "queries": int(frame.select(pl.col("queries").max()).item() or 0)})
 
 
-def _track(tracking: TrackingResource, brief: Brief, frame: pl.DataFrame) -> str:
+def _track(tracking: TrackingResource, brief: AnyBrief, frame: pl.DataFrame) -> str:
     from mlplatform.core.tracking import log_run
 
     rag = _rag(brief)
@@ -304,7 +304,7 @@ def rerank_improves_precision(platform: PlatformResource) -> dg.AssetCheckResult
         metadata={f"{r}_{m}": round(float(v or 0), 4) for (r, m), v in values.items()})
 
 
-def build(brief: Brief) -> list:
+def build(brief: AnyBrief) -> list:
     if brief.rag is None:
         return []
     return [rag_documents, rag_chunks, rag_index, rag_reranker, rag_retrieval_eval, rerank_improves_precision]

@@ -21,7 +21,7 @@ import dagster as dg
 import polars as pl
 
 from mlplatform import asset_names
-from mlplatform.brief import Brief
+from mlplatform.brief import AnyBrief, DocumentsBrief
 from mlplatform.core import tables
 from mlplatform.core.io import write_text_atomic
 from mlplatform.resources.platform import PlatformResource, TrackingResource
@@ -93,7 +93,7 @@ def labelled_queries(platform: PlatformResource) -> list:
     """Hand-written (the brief's file, or the demo's) and generated queries, split train / eval."""
     from mlplatform.core.rag.queries import DEMO_QUERIES, assign_splits, generated_queries, load_queries
 
-    rag = _rag(platform.brief)
+    rag = _rag(platform.any_brief)
     path = rag.resolve(rag.queries.path, Path(platform.data_dir), Path(platform.brief_path).parent) \
         if rag.queries.path else DEMO_QUERIES
     queries = load_queries(path)
@@ -134,7 +134,7 @@ def question_retriever(platform: PlatformResource) -> Callable[[str], list]:
     return factory(platform)
 
 
-def question_answerer(brief: Brief, workspace, retrieve: Callable[[str], list], cache_path: Path | None = None):
+def question_answerer(brief: AnyBrief, workspace, retrieve: Callable[[str], list], cache_path: Path | None = None):
     """The brief's answerer over ``retrieve``: its chat endpoint (falling back to extractive answers when the
     endpoint fails) or the extractive answerer, with the semantic cache at ``cache_path`` and the cost model."""
     from mlplatform.core.rag.cache import SemanticCache
@@ -185,7 +185,7 @@ def index_version(workspace) -> str:
     return hashlib.sha256(b"".join(p.read_bytes() for p in manifests)).hexdigest()[:16] if manifests else "none"
 
 
-def _rag(brief: Brief):
+def _rag(brief: AnyBrief):
     if brief.rag is None:
         raise ValueError(f"the brief {brief.name} has no rag section; add rag: documents: [...] to ask questions")
     return brief.rag
@@ -207,7 +207,7 @@ def _with_injection(retrieve: Callable[[str], list], query) -> Callable[[str], l
     return poisoned
 
 
-def evaluate_answers(brief: Brief, workspace, queries: list, retrieve: Callable[[str], list]) -> tuple[
+def evaluate_answers(brief: AnyBrief, workspace, queries: list, retrieve: Callable[[str], list]) -> tuple[
         pl.DataFrame, dict[str, float]]:
     """Answer the eval split, judge each answer, then ask each paraphrase once through a fresh semantic cache
     (its hit rate); the answers table and the summary."""
@@ -259,7 +259,7 @@ def rag_answer_eval(platform: PlatformResource, tracking: TrackingResource) -> d
     rag/answer_metrics, and tracked as an MLflow run of the experiment <brief>_rag."""
     from mlplatform.core.rag.queries import queries_from_frame
 
-    brief = platform.brief
+    brief = platform.any_brief
     queries = queries_from_frame(platform.read_table(tables.RAG_QUERIES))
     answers, summary = evaluate_answers(brief, platform.workspace, queries, question_retriever(platform))
     platform.write_table(tables.RAG_ANSWERS, answers)
@@ -277,7 +277,7 @@ def _meta(value: float) -> float | str:
     return "not measured" if math.isnan(value) else round(value, 6)
 
 
-def _track(tracking: TrackingResource, brief: Brief, summary: dict[str, float]) -> str:
+def _track(tracking: TrackingResource, brief: AnyBrief, summary: dict[str, float]) -> str:
     """One MLflow run with the configuration as params and the figures as metrics; its id."""
     from mlplatform.core.tracking import log_run
 
@@ -299,7 +299,7 @@ def _track(tracking: TrackingResource, brief: Brief, summary: dict[str, float]) 
 def rag_quality_gate(platform: PlatformResource) -> dg.AssetCheckResult:
     from mlplatform.core.rag.answer_metrics import gate_failures
 
-    rag = _rag(platform.brief)
+    rag = _rag(platform.any_brief)
     metrics = platform.read_table(tables.RAG_ANSWER_METRICS)
     summary = dict(zip(metrics["metric"], metrics["value"], strict=True))
     failures = gate_failures(summary, rag.thresholds, rag.cost.budget_per_query)
@@ -325,7 +325,7 @@ def draft_query_ids(platform: PlatformResource) -> list[str]:
 
 
 def _queries_file(platform: PlatformResource) -> str:
-    rag = _rag(platform.brief)
+    rag = _rag(platform.any_brief)
     return str(rag.resolve(rag.queries.path, Path(platform.data_dir), Path(platform.brief_path).parent)) \
         if rag.queries.path else "the brief's rag.queries.path file"
 
@@ -355,7 +355,7 @@ def rerank_verdict(retrieval: pl.DataFrame) -> str:
             f"(nDCG@10 {ndcg}; {plain['queries']} held-out queries, by chunk)")
 
 
-def render_rag_report(brief: Brief, summary: dict[str, float], answers: pl.DataFrame, queries: pl.DataFrame,
+def render_rag_report(brief: AnyBrief, summary: dict[str, float], answers: pl.DataFrame, queries: pl.DataFrame,
                       retrieval: pl.DataFrame) -> str:
     """The evaluation report: the method's RAG quality checklist judged on the figures, then the failures."""
     from mlplatform.core.rag.answer_metrics import gate_failures
@@ -413,7 +413,7 @@ def rag_report(platform: PlatformResource, tracking: TrackingResource) -> dg.Mat
     judged on the held-out answers, the gate, the cost-optimisation table and every failed query; logged to the
     evaluation's MLflow run."""
     summary = _summary(platform)
-    markdown = render_rag_report(platform.brief, summary, platform.read_table(tables.RAG_ANSWERS),
+    markdown = render_rag_report(platform.any_brief, summary, platform.read_table(tables.RAG_ANSWERS),
                                  platform.read_table(tables.RAG_QUERIES),
                                  platform.read_table(tables.RAG_RETRIEVAL_METRICS))
     path = write_text_atomic(markdown, platform.workspace.reports_dir / "rag_report.md")
@@ -435,7 +435,7 @@ def _log_artifact(tracking: TrackingResource, platform: PlatformResource, path: 
     client_for(tracking.uri).log_artifact(run_id, str(path), "rag")
 
 
-def render_system_card(brief: Brief, summary: dict[str, float], documents: list[str]) -> str:
+def render_system_card(brief: AnyBrief, summary: dict[str, float], documents: list[str]) -> str:
     """The system card of the question-answering system, in the model card's manner: what it is for, how it is
     built, how well it does, its limits."""
     rag = _rag(brief)
@@ -482,16 +482,16 @@ def rag_system_card(platform: PlatformResource, tracking: TrackingResource) -> d
     logged to the evaluation's MLflow run."""
     answers_docs = _table(platform, tables.RAG_CHUNKS)
     documents = sorted(set(answers_docs["document"].to_list())) if answers_docs is not None and \
-        "document" in answers_docs.columns else list(_rag(platform.brief).documents)
-    markdown = render_system_card(platform.brief, _summary(platform), documents)
+        "document" in answers_docs.columns else list(_rag(platform.any_brief).documents)
+    markdown = render_system_card(platform.any_brief, _summary(platform), documents)
     path = write_text_atomic(markdown, platform.workspace.reports_dir / "rag_system_card.md")
     _log_artifact(tracking, platform, path)
     return dg.MaterializeResult(metadata={"card": dg.MetadataValue.md(markdown),
                                           "path": dg.MetadataValue.path(str(path))})
 
 
-def build(brief: Brief) -> list:
+def build(brief: AnyBrief) -> list:
     if brief.rag is None:
         return []
-    report_documents = _report_documents_asset([]) if brief.is_documents_only else rag_report_documents
+    report_documents = _report_documents_asset([]) if isinstance(brief, DocumentsBrief) else rag_report_documents
     return [report_documents, rag_queries, rag_answer_eval, rag_quality_gate, rag_report, rag_system_card]

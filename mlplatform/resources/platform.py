@@ -16,7 +16,7 @@ import duckdb
 import polars as pl
 from pydantic import PrivateAttr
 
-from mlplatform.brief import Brief, load_brief
+from mlplatform.brief import AnyBrief, Brief, BriefError, DocumentsBrief, load_brief
 from mlplatform.core.io import scan_parquet_verified, write_parquet_atomic
 from mlplatform.core.model_families import registered_model_name
 from mlplatform.core.tables import Table, layer_and_name, with_rest
@@ -34,7 +34,7 @@ class PlatformResource(dg.ConfigurableResource):
     # (child asset, parent asset, blocking check) edges: a run refuses children whose gate last failed.
     blocking_gates: list[list[str]] = []
 
-    _brief: Brief | None = PrivateAttr(default=None)
+    _brief: AnyBrief | None = PrivateAttr(default=None)
 
     @contextlib.contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["PlatformResource"]:
@@ -76,14 +76,28 @@ class PlatformResource(dg.ConfigurableResource):
                    blocking_gates=blocking_gates or [])
 
     @property
-    def brief(self) -> Brief:
+    def any_brief(self) -> AnyBrief:
+        """The brief, tabular or documents-only: for the stages every brief has (problem, question answering)."""
         if self._brief is None:
             self._brief = load_brief(self.brief_path)
         return self._brief
 
     @property
+    def brief(self) -> Brief:
+        """The tabular brief the model stages read.
+
+        Raises:
+            BriefError: the brief is documents-only (its graph has no model stage, so only a misuse gets here).
+        """
+        brief = self.any_brief
+        if isinstance(brief, DocumentsBrief):
+            raise BriefError(f"{self.brief_path} is a documents-only brief (kind rag): it has no tables, so only the "
+                             "problem and question-answering stages run for it")
+        return brief
+
+    @property
     def workspace(self) -> Workspace:
-        return Workspace(Path(self.data_dir), self.brief.name)
+        return Workspace(Path(self.data_dir), self.any_brief.name)
 
     def source_path(self, source: str) -> str:
         return self.brief.source_path(source, Path(self.data_dir), Path(self.brief_path).parent)

@@ -35,7 +35,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from mlplatform.brief import Brief, load_brief
+from mlplatform.brief import Brief, load_brief, load_tabular_brief
 from mlplatform.core.rollout.assignment import Arm, assign_arm
 from mlplatform.core.rollout.prediction_log import prediction_log_dir
 from mlplatform.core.rollout.registry import rollout_state
@@ -461,7 +461,7 @@ def create_app(settings: Settings, options: ServingOptions | None = None, tracki
         BriefError: the brief cannot be loaded.
     """
     options = options or ServingOptions.from_settings(settings.serving)
-    brief = load_brief(settings.brief_path)
+    brief = load_tabular_brief(settings.brief_path, "the prediction service")
     workspace = Workspace(settings.data_dir, brief.name)
     serving = _Serving(brief, workspace, options, tracking_uri, feature_store_config)
     metrics = ServingMetrics(lambda: serving.breaker.is_open)

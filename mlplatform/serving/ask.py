@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlplatform.brief import Brief
+from mlplatform.brief import AnyBrief
 from mlplatform.serving.metrics import Counter
 from mlplatform.settings import Settings, Workspace
 
@@ -58,7 +58,7 @@ class AskResponse(BaseModel):
 class _Answering:
     """The question answerer, built once (the index load takes a moment) and shared by requests."""
 
-    def __init__(self, settings: Settings, brief: Brief) -> None:
+    def __init__(self, settings: Settings, brief: AnyBrief) -> None:
         self.settings, self.brief = settings, brief
         self._answerer: Any = None
         self._lock = threading.Lock()
@@ -83,7 +83,7 @@ def answer_cache_path(workspace: Workspace):
     return workspace.root / "rag" / "answer_cache.json"
 
 
-def ask_router(settings: Settings, brief: Brief, timeout_s: float, counter: Counter | None = None) -> APIRouter:
+def ask_router(settings: Settings, brief: AnyBrief, timeout_s: float, counter: Counter | None = None) -> APIRouter:
     """The ``/ask`` route of ``brief``'s documents. ``counter``: requests by outcome (labelled with one of
     :data:`~mlplatform.serving.metrics.ASK_OUTCOMES`)."""
 

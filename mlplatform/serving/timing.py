@@ -30,11 +30,11 @@ def time_predict_endpoint(settings: Settings, ids: list, tracking_uri: str | Non
     ``RepoConfig``); None for either means the local profile's stores under the data directory. The
     measurement's own predictions go to a scratch log, never to the prediction log monitoring reads.
     """
-    from mlplatform.brief import load_brief
+    from mlplatform.brief import load_tabular_brief
     from mlplatform.serving.app import ServingOptions, create_app
 
     TestClient = in_process_client_class()
-    key = load_brief(settings.brief_path).entity_key
+    key = load_tabular_brief(settings.brief_path, "timing /predict").entity_key
     app = create_app(settings, ServingOptions(poll_interval_s=3600), tracking_uri, feature_store_config)
     with tempfile.TemporaryDirectory() as scratch:
         with TestClient(app) as client:
