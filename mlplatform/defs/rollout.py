@@ -62,7 +62,8 @@ def _ab(platform: PlatformResource, log: pl.DataFrame, state: RolloutState):
     b = platform.brief
     return ab_report(log, state, task=b.task_type, label=b.label.column, primary=b.metrics.primary,
                      guardrails=b.metrics.guardrails, hypothesis=b.hypothesis,
-                     name=f"{b.name}: version {state.challenger} vs {state.champion}", policy=policy_for(b))
+                     name=f"{b.name}: version {state.challenger} vs {state.champion}", policy=policy_for(b),
+                     entity_key=b.entity_key)
 
 
 @dg.asset(name=asset_names.AB_TEST_REPORT, group_name="serving", deps=[asset_names.CHAMPION_MODEL],

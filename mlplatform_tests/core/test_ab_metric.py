@@ -116,3 +116,109 @@ def test_a_lower_is_better_metric_counts_a_smaller_error_as_lift():
     comparison = compare_arms("regression", "mae", control, treatment, RolloutPolicy(mde=0.1), resamples=300)
     assert comparison.lift == pytest.approx(comparison.control - comparison.treatment) and comparison.lift > 0.3
     assert comparison.p_value < 0.01 and comparison.lift_ci[0] > 0
+
+
+def weekly(rng: np.random.Generator, entities: int, weeks: int, accuracy: float, first_id: int = 0) -> ArmOutcomes:
+    """One arm whose entities are each scored every week for ``weeks`` weeks with the same label and the same
+    decision each time: ``weeks`` rows per entity that carry one entity's worth of evidence."""
+    y = rng.integers(0, 2, entities)
+    prediction = np.where(rng.random(entities) < accuracy, y, 1 - y)
+    ids = np.arange(first_id, first_id + entities)
+    return ArmOutcomes(np.tile(y, weeks), np.tile(prediction, weeks), np.tile(prediction, weeks).astype(float),
+                       np.tile(ids, weeks))
+
+
+def without_ids(arm: ArmOutcomes) -> ArmOutcomes:
+    return ArmOutcomes(arm.y_true, arm.prediction, arm.probability)
+
+
+def first_week(arm: ArmOutcomes) -> ArmOutcomes:
+    """The same entities served once: the evidence the ten weekly copies really hold."""
+    once = len(np.unique(arm.entity))
+    return ArmOutcomes(arm.y_true[:once], arm.prediction[:once], arm.probability[:once], arm.entity[:once])
+
+
+def test_with_no_true_difference_the_entity_bootstrap_keeps_its_false_positive_rate():
+    # Both arms as good as each other; each of 300 entities per arm is scored 10 times with the same outcome.
+    rng = np.random.default_rng(5)
+    by_entity, by_row = [], []
+    for seed in range(40):
+        control, treatment = weekly(rng, 300, 10, 0.7), weekly(rng, 300, 10, 0.7, first_id=300)
+        by_entity.append(compare_arms("binary", "f1", control, treatment, POLICY, resamples=200,
+                                      seed=seed).p_value < 0.05)
+        by_row.append(compare_arms("binary", "f1", without_ids(control), without_ids(treatment), POLICY,
+                                   resamples=200, seed=seed).p_value < 0.05)
+    assert np.mean(by_row) > 0.3, "ten copies of each entity read as ten independent rows: significance overstated"
+    assert np.mean(by_entity) <= 0.15, f"{np.mean(by_entity):.0%} false positives at alpha 0.05"
+
+
+def test_ten_weekly_copies_of_each_entity_hold_the_evidence_of_one_week():
+    rng = np.random.default_rng(6)
+    control, treatment = weekly(rng, 2000, 10, 0.65), weekly(rng, 2000, 10, 0.68, first_id=2000)
+    ten = compare_arms("binary", "f1", control, treatment, POLICY, resamples=300)
+    once = compare_arms("binary", "f1", first_week(control), first_week(treatment), POLICY, resamples=300)
+    assert ten.unit == "entities" and ten.method.startswith("two-sample bootstrap over entities")
+    assert ten.lift_ci == pytest.approx(once.lift_ci) and ten.p_value == pytest.approx(once.p_value)
+    assert ten.min_sample_size == once.min_sample_size, "the minimum sample counts entities, not rows"
+    rows = compare_arms("binary", "f1", without_ids(control), without_ids(treatment), POLICY, resamples=300)
+    width = {name: c.lift_ci[1] - c.lift_ci[0] for name, c in (("ten", ten), ("rows", rows))}
+    assert width["rows"] < 0.5 * width["ten"], "the row bootstrap's interval is about sqrt(10) too narrow"
+
+
+def test_the_z_test_divides_repeated_rows_by_their_design_effect():
+    rng = np.random.default_rng(7)
+    control, treatment = weekly(rng, 3000, 10, 0.70), weekly(rng, 3000, 10, 0.72, first_id=3000)
+    ten = compare_arms("multiclass", "accuracy", control, treatment, POLICY)
+    once = compare_arms("multiclass", "accuracy", first_week(control), first_week(treatment), POLICY)
+    rows = compare_arms("multiclass", "accuracy", without_ids(control), without_ids(treatment), POLICY)
+    assert ten.method == "two-proportion z-test (Rao-Scott, clustered by entity)" and ten.unit == "entities"
+    # Identical copies: the design effect is 10 k/(k-1), leaving k-1 effective rows of k entities.
+    assert ten.statistic == pytest.approx(once.statistic, rel=1e-3) and ten.p_value == pytest.approx(once.p_value,
+                                                                                                       rel=0.01)
+    assert ten.min_sample_size == pytest.approx(once.min_sample_size, abs=1)
+    assert abs(rows.statistic) == pytest.approx(abs(once.statistic) * np.sqrt(10), rel=1e-3)
+    assert "design effect 10.00 over 10.00 rows per entity" in ten.sample_size_basis
+
+
+@pytest.mark.parametrize(("task", "metric"), [("binary", "f1"), ("multiclass", "accuracy"), ("binary", "pr_auc")])
+def test_with_one_row_per_entity_the_entity_tests_are_the_row_tests(task: str, metric: str):
+    rng = np.random.default_rng(8)
+    control, treatment = weekly(rng, 1500, 1, 0.7), weekly(rng, 1500, 1, 0.74, first_id=1500)
+    shuffled = ArmOutcomes(control.y_true, control.prediction, control.probability,
+                           rng.permutation(control.entity).astype(str))
+    for arms in ((control, treatment), (shuffled, treatment)):
+        by_entity = compare_arms(task, metric, *arms, POLICY, resamples=200)
+        by_row = compare_arms(task, metric, *map(without_ids, arms), POLICY, resamples=200)
+        assert (by_entity.p_value, by_entity.lift_ci, by_entity.statistic, by_entity.min_sample_size) == (
+            by_row.p_value, by_row.lift_ci, by_row.statistic, by_row.min_sample_size)
+        assert by_entity.unit == "entities" and by_row.unit == "rows"
+
+
+def weekly_log(entities: int = 400, weeks: int = 10) -> pl.DataFrame:
+    """A prediction log in which each customer is scored once a week on the arm its id hashes to."""
+    rng = np.random.default_rng(9)
+    frames = []
+    for arm, version, first in (("champion", "1", 0), ("challenger", "2", entities)):
+        outcomes = weekly(rng, entities, weeks, 0.7, first_id=first)
+        frames.append(arm_log(arm, version, outcomes.y_true, outcomes.prediction, outcomes.probability)
+                      .with_columns(customer_id=pl.Series(outcomes.entity).cast(pl.String)))
+    return pl.concat(frames)
+
+
+def test_the_report_says_it_resampled_entities_and_counts_them_against_the_minimum_sample():
+    log = weekly_log()
+    results = ab_report(log, STATE, task="binary", label="churned", primary="f1", guardrails=[], hypothesis="",
+                        name="churn", policy=POLICY, entity_key="customer_id")
+    assert results["results"]["sampling_unit"].startswith("entities (customer_id)")
+    assert results["results"]["units"] == {"control": 400, "treatment": 400}
+    assert results["results"]["labelled"] == {"control": 4000, "treatment": 4000}
+    assert results["ab_test"]["minimum_sample_size_basis"].startswith("entities per arm")
+    needed = results["ab_test"]["minimum_sample_size"]
+    assert needed > 400 and f"sample 400 of {needed} entities in the smaller arm" in results["results"]["reason"]
+    assert report(log, "f1")["results"]["sampling_unit"] == "rows"  # without the key: rows, as before
+
+
+def test_an_entity_key_the_log_lacks_is_named_with_the_fix():
+    with pytest.raises(ValueError, match="no column 'customer_id'.*log the entity id"):
+        ab_report(multiclass_logs(), STATE, task="multiclass", label="churned", primary="accuracy", guardrails=[],
+                  hypothesis="", name="churn", policy=POLICY, entity_key="customer_id")

@@ -138,7 +138,7 @@ def test_ship_needs_the_minimum_sample_in_the_smaller_arm():
     # The larger arm alone reaching the sample is not enough, whichever arm it is.
     for control, treatment in ((5000, 999), (999, 5000)):
         short = decide_ab(evidence(0.05, n_control=control, n_treatment=treatment), POLICY)
-        assert short.decision == "iterate" and "sample 999 of 1000 in the smaller arm" in short.reason
+        assert short.decision == "iterate" and "sample 999 of 1000 rows in the smaller arm" in short.reason
     assert decide_ab(evidence(0.05, n_control=1000, n_treatment=5000), POLICY).decision == "ship"
 
 

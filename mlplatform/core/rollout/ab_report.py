@@ -40,6 +40,8 @@ class ABTestResults(TypedDict):
     labelled: dict[str, int]
     primary_metric: dict[str, float | None]  # control / treatment value of the tested metric
     test: str
+    sampling_unit: str  # what the test resampled and the minimum sample counts: entities (the key) or rows
+    units: dict[str, int]  # control / treatment: distinct entities with a label (or labelled rows)
     metrics: dict[str, dict[str, float]]
     guardrail_breaches: list[str]
     runtime_days: float
@@ -65,20 +67,34 @@ def _runtime_days(rows: pl.DataFrame) -> float:
     return (last - first).total_seconds() / 86_400
 
 
-def _arm_outcomes(known: pl.DataFrame, label: str) -> ArmOutcomes:
+def _arm_outcomes(known: pl.DataFrame, label: str, entity_key: str | None) -> ArmOutcomes:
+    """One arm's labelled rows as the A/B test reads them; with ``entity_key``, each row's entity id (as text)."""
+    if known.height == 0:
+        return ArmOutcomes(np.zeros(0), np.zeros(0), np.zeros(0), None if entity_key is None else np.zeros(0, str))
+    entity = None if entity_key is None else known[entity_key].cast(pl.String).fill_null("").to_numpy()
     return ArmOutcomes(known[label].to_numpy(), known["prediction"].to_numpy(),
-                       known["probability"].fill_null(0.0).to_numpy())
+                       known["probability"].fill_null(0.0).to_numpy(), entity)
 
 
 def ab_report(labelled: pl.DataFrame, state: RolloutState, *, task: TaskType, label: str, primary: str,
-              guardrails: list[str], hypothesis: str, name: str, policy: RolloutPolicy) -> ABReport:
+              guardrails: list[str], hypothesis: str, name: str, policy: RolloutPolicy,
+              entity_key: str | None = None) -> ABReport:
     """The method's A/B template filled from the prediction log (with labels where known), the test and the decision.
 
     Control is the champion arm as answered by the champion version, treatment the challenger arm as answered
     by the challenger version. The test compares the brief's primary metric (the offline evaluation's) on the
     labelled rows with :func:`compare_arms`; guardrails are the serving health (error rate, p99 latency) and the
     brief's guardrail metrics, each judged by the automatic-rollback rule.
+
+    With ``entity_key`` (the brief's entity key, a column of the prediction log) an entity's repeated predictions
+    (a customer scored every week) are one unit: the test resamples entities and the minimum sample counts them.
+
+    Raises:
+        ValueError: ``entity_key`` is no column of the logged rows.
     """
+    if entity_key is not None and labelled.height and entity_key not in labelled.columns:
+        raise ValueError(f"the prediction log has no column '{entity_key}' (the entity key the A/B test resamples "
+                         f"by); log the entity id with each prediction, or pass entity_key=None to test rows")
     since = state.canary_since_ns  # the arms side by side: the champion's rows before the canary are no control
     control = served_rows(labelled, state.champion, "champion", since) if labelled.height else labelled
     treatment = served_rows(labelled, state.challenger, "challenger", since) if labelled.height else labelled
@@ -87,8 +103,7 @@ def ab_report(labelled: pl.DataFrame, state: RolloutState, *, task: TaskType, la
     outcomes: dict[str, ArmOutcomes] = {}
     for arm, rows in arms.items():
         known = known_outcomes(rows, label)
-        outcomes[arm] = (_arm_outcomes(known, label) if known.height else
-                         ArmOutcomes(np.zeros(0), np.zeros(0), np.zeros(0)))
+        outcomes[arm] = _arm_outcomes(known, label, entity_key)
         metrics[arm] = outcome_metrics(task, known, label)
     breaches = []
     if control.height and treatment.height:
@@ -102,7 +117,9 @@ def ab_report(labelled: pl.DataFrame, state: RolloutState, *, task: TaskType, la
                 breaches.append(f"{metric} {old:.4f} -> {new:.4f} ({drop:.1%} worse)")
     runtime = _runtime_days(pl.concat([control, treatment])) if control.height and treatment.height else 0.0
     comparison = compare_arms(task, primary, outcomes["control"], outcomes["treatment"], policy)
-    evidence = ABEvidence(comparison, outcomes["control"].rows, outcomes["treatment"].rows, runtime, breaches)
+    # The minimum sample counts the test's unit: entities when the log carries the entity key, else rows.
+    units = {arm: outcome.units for arm, outcome in outcomes.items()}
+    evidence = ABEvidence(comparison, units["control"], units["treatment"], runtime, breaches)
     result = decide_ab(evidence, policy)
     share = state.challenger_share
     direction = "higher" if higher_is_better(primary) else "lower"
@@ -119,7 +136,8 @@ def ab_report(labelled: pl.DataFrame, state: RolloutState, *, task: TaskType, la
             "minimum_runtime_days": policy.min_runtime_days,
             "decision_criteria": {
                 "ship": f"Treatment > control on {primary} by >{policy.mde} (absolute) with p<{policy.alpha}, the "
-                        "minimum sample reached in the smaller arm, AND no guardrail regression",
+                        f"minimum sample ({comparison.unit}) reached in the smaller arm, AND no guardrail "
+                        "regression",
                 "iterate": "Promising signal but not significant — extend test or refine model",
                 "kill": "No improvement after 2x minimum runtime OR guardrail breach"},
         },
@@ -129,6 +147,9 @@ def ab_report(labelled: pl.DataFrame, state: RolloutState, *, task: TaskType, la
             "labelled": {"control": outcomes["control"].rows, "treatment": outcomes["treatment"].rows},
             "primary_metric": {"control": comparison.control, "treatment": comparison.treatment},
             "test": comparison.method,
+            "sampling_unit": (f"entities ({entity_key}): an entity's repeated predictions are one unit"
+                              if comparison.unit == "entities" else "rows"),
+            "units": units,
             "metrics": metrics, "guardrail_breaches": breaches, "runtime_days": round(runtime, 3),
             "z": result.z, "p_value": result.p_value, "lift": result.lift,
             "lift_ci": list(comparison.lift_ci) if comparison.lift_ci else None,

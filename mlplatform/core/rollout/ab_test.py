@@ -2,6 +2,7 @@
 other metric, and the method's ship / iterate / kill decision. Pure functions of the arms' labelled outcomes."""
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -33,8 +34,10 @@ def min_sample_size(p_control: float, mde: float, alpha: float = 0.05, power: fl
     return math.ceil(root**2 / mde**2)
 
 
-def two_proportion_test(successes_a: int, n_a: int, successes_b: int, n_b: int) -> tuple[float, float]:
+def two_proportion_test(successes_a: float, n_a: float, successes_b: float, n_b: float) -> tuple[float, float]:
     """Pooled two-proportion z-test of arm B against arm A: ``(z, two-sided p-value)``; z > 0 means B is higher.
+
+    Counts may be fractional: the effective counts of clustered rows (:func:`design_effect`).
 
     Raises:
         ValueError: an arm has no rows, or more successes than rows.
@@ -63,19 +66,87 @@ AB_BOOTSTRAP_RESAMPLES = 1000
 
 @dataclass(frozen=True)
 class ArmOutcomes:
-    """One arm's labelled predictions: the true label, the decision served and its reported probability."""
+    """One arm's labelled predictions: the true label, the decision served, its reported probability and, when
+    the rows carry it, the entity each row is about.
+
+    An entity served again and again (a customer scored every week) gives rows that are no independent draws:
+    with ``entity`` the tests resample and count entities (clusters), not rows.
+    """
 
     y_true: np.ndarray
     prediction: np.ndarray
     probability: np.ndarray
+    entity: np.ndarray | None = None
 
     @property
     def rows(self) -> int:
         return len(self.y_true)
 
+    @property
+    def unit(self) -> str:
+        """What the tests resample and the minimum sample counts: ``entities`` or ``rows``."""
+        return "rows" if self.entity is None else "entities"
+
+    @property
+    def units(self) -> int:
+        """The arm's independent units: its distinct entities, or its rows without entity ids."""
+        return self.rows if self.entity is None else len(self._clusters()[1])
+
+    def _clusters(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(row order, first position, rows)`` of each entity in the order of first appearance: the rows of the
+        k-th entity are ``order[start[k]:start[k] + rows[k]]``. Without entity ids each row is its own entity."""
+        if self.entity is None:
+            return np.arange(self.rows), np.arange(self.rows), np.ones(self.rows, dtype=np.int64)
+        _, first, inverse = np.unique(self.entity, return_index=True, return_inverse=True)
+        code = np.argsort(np.argsort(first))[inverse.ravel()]  # entity numbers by first appearance
+        sizes = np.bincount(code)
+        return np.argsort(code, kind="stable"), np.cumsum(sizes) - sizes, sizes
+
+    def resampler(self) -> Callable[[np.random.Generator], np.ndarray]:
+        """Draws the row indices of one bootstrap resample: as many entities as the arm has, with replacement, each
+        with all its rows. With one row per entity (or no entity ids) this is the plain row bootstrap, draw for
+        draw."""
+        order, starts, sizes = self._clusters()
+        k = len(sizes)
+
+        def draw(rng: np.random.Generator) -> np.ndarray:
+            picked = rng.integers(0, k, k)
+            lengths = sizes[picked]
+            ends = np.cumsum(lengths)
+            within = np.arange(ends[-1] if k else 0) - np.repeat(ends - lengths, lengths)
+            return order[np.repeat(starts[picked], lengths) + within]
+        return draw
+
+    def design_effect(self) -> float:
+        """How much the variance of the arm's share of correct predictions exceeds that of independent rows:
+        :func:`design_effect` of the correct (1) and wrong (0) rows clustered by entity."""
+        if self.entity is None or self.rows == 0:
+            return 1.0
+        order, starts, sizes = self._clusters()
+        correct = (self.prediction == self.y_true).astype(float)[order]
+        return design_effect(np.add.reduceat(correct, starts), sizes)
+
     def scores(self, task: TaskType, metric: str) -> np.ndarray:
         """What ``metric`` is computed on: the probability for a binary ranking metric, else the decision."""
         return self.probability if task == "binary" and metric in _RANKING_METRICS else self.prediction
+
+
+def design_effect(successes: np.ndarray, sizes: np.ndarray) -> float:
+    """Rao and Scott's design effect of a proportion estimated from clusters (1992, "A simple method for the
+    analysis of clustered binary data"): the variance of the ratio estimate across clusters over the binomial
+    variance of as many independent rows, never below 1. One row per cluster gives exactly 1.
+
+    d = k/(k-1) · Σ (s_j - p̂ m_j)² / (n p̂ (1 - p̂)), with k clusters, s_j successes of the m_j rows of cluster j,
+    n = Σ m_j and p̂ = Σ s_j / n.
+    """
+    k, n = len(sizes), float(np.sum(sizes))
+    if k < 2 or k == n:
+        return 1.0
+    rate = float(np.sum(successes)) / n
+    if rate in (0.0, 1.0):
+        return 1.0
+    spread = k / (k - 1) * float(np.sum((successes - rate * sizes) ** 2))
+    return max(1.0, spread / (n * rate * (1 - rate)))
 
 
 @dataclass(frozen=True)
@@ -93,11 +164,12 @@ class MetricComparison:
     lift_ci: tuple[float, float] | None
     min_sample_size: int | None
     sample_size_basis: str
+    unit: str = "rows"
 
 
 def _bootstrap_sample_size(spread: float, mde: float, alpha: float, power: float) -> int:
-    """Rows per arm for a two-sided test of a difference of ``mde`` between two arms whose per-row standard
-    deviation is ``spread`` (normal approximation): 2 (z_{1-alpha/2} + z_power)² spread² / mde²."""
+    """Units (entities or rows) per arm for a two-sided test of a difference of ``mde`` between two arms whose
+    per-unit standard deviation is ``spread`` (normal approximation): 2 (z_{1-alpha/2} + z_power)² spread² / mde²."""
     from scipy.stats import norm
 
     z = norm.ppf(1 - alpha / 2) + norm.ppf(power)
@@ -112,9 +184,13 @@ def compare_arms(task: TaskType, metric: str, control: ArmOutcomes, treatment: A
     A rate (:data:`RATE_METRICS`: the share of correct predictions) gets the pooled two-proportion z-test and a
     sample size from :func:`min_sample_size` at the control arm's observed rate. Any other metric gets a two-sample
     bootstrap (each arm resampled on its own; the two-sided p-value is twice the smaller share of resampled lifts
-    on either side of zero) and a sample size from the per-row spread of the metric that the control arm's
-    bootstrap shows (standard error x sqrt(rows)). Without control rows the sample size is unknown (None), never
+    on either side of zero) and a sample size from the per-unit spread of the metric that the control arm's
+    bootstrap shows (standard error x sqrt(units)). Without control rows the sample size is unknown (None), never
     a guess.
+
+    When the arms carry entity ids (:class:`ArmOutcomes`), an entity's repeated rows are one unit: the bootstrap
+    resamples entities with all their rows, the z-test divides each arm's counts by its :func:`design_effect`,
+    and the sample size counts entities. With one row per entity both equal the row tests.
     """
     from mlplatform.core.metrics import metric_function
 
@@ -128,58 +204,72 @@ def compare_arms(task: TaskType, metric: str, control: ArmOutcomes, treatment: A
     treated = value(treatment) if treatment.rows else None
     if metric in RATE_METRICS and task in ("binary", "multiclass"):
         return _rate_comparison(metric, control, treatment, level, treated, policy)
+    unit = control.unit if control.rows else treatment.unit
     spread, rng = None, np.random.default_rng(seed)
-    if control.rows > 1:
-        drawn = np.array([value(control, rng.integers(0, control.rows, control.rows)) for _ in range(resamples)])
-        spread = float(np.nanstd(drawn)) * math.sqrt(control.rows)
+    per = "row" if unit == "rows" else "entity"
+    if control.units > 1:
+        resample = control.resampler()
+        drawn = np.array([value(control, resample(rng)) for _ in range(resamples)])
+        spread = float(np.nanstd(drawn)) * math.sqrt(control.units)
     needed = _bootstrap_sample_size(spread, policy.mde, policy.alpha, policy.power) if spread else None
-    basis = (f"per arm; two-sample bootstrap of {metric}, alpha {policy.alpha}, power {policy.power}, MDE "
-             f"{policy.mde} (absolute {metric}), control {metric} "
-             + (f"{level:.4f} with a per-row spread of {spread:.4f} from the control arm's bootstrap"
+    basis = (f"{unit} per arm; two-sample bootstrap of {metric} over {unit}, alpha {policy.alpha}, power "
+             f"{policy.power}, MDE {policy.mde} (absolute {metric}), control {metric} "
+             + (f"{level:.4f} with a per-{per} spread of {spread:.4f} from the control arm's bootstrap"
                 if spread and level is not None else "unknown until control labels arrive"))
-    if level is None or treated is None or control.rows < 2 or treatment.rows < 2:
-        return MetricComparison(metric, "two-sample bootstrap", level, treated, None, None, None, None, needed, basis)
+    method = "two-sample bootstrap" + ("" if unit == "rows" else " over entities")
+    if level is None or treated is None or control.units < 2 or treatment.units < 2:
+        return MetricComparison(metric, method, level, treated, None, None, None, None, needed, basis, unit)
     # Each arm resampled on its own (independent groups); the control draws above serve the difference too.
-    treated_draws = np.array([value(treatment, rng.integers(0, treatment.rows, treatment.rows))
-                              for _ in range(resamples)])
+    resample = treatment.resampler()
+    treated_draws = np.array([value(treatment, resample(rng)) for _ in range(resamples)])
     lifts = treated_draws - drawn if up else drawn - treated_draws
     lifts = lifts[np.isfinite(lifts)]
     lift = treated - level if up else level - treated
     if lifts.size == 0:
-        return MetricComparison(metric, "two-sample bootstrap", level, treated, lift, None, None, None, needed, basis)
+        return MetricComparison(metric, method, level, treated, lift, None, None, None, needed, basis, unit)
     share = min(float(np.mean(lifts <= 0)), float(np.mean(lifts >= 0)))
     p_value = min(1.0, 2 * (share * lifts.size + 1) / (lifts.size + 1))
     low, high = np.quantile(lifts, [policy.alpha / 2, 1 - policy.alpha / 2])
-    return MetricComparison(metric, f"two-sample bootstrap ({lifts.size} resamples)", level, treated, lift, None,
-                            p_value, (float(low), float(high)), needed, basis)
+    return MetricComparison(metric, f"{method} ({lifts.size} resamples)", level, treated, lift, None,
+                            p_value, (float(low), float(high)), needed, basis, unit)
 
 
 def _rate_comparison(metric: str, control: ArmOutcomes, treatment: ArmOutcomes, level: float | None,
                      treated: float | None, policy: "RolloutPolicy") -> MetricComparison:
-    """The two-proportion z-test of the share of correct predictions, sized at the control arm's rate."""
-    correct = {name: int(np.sum(arm.prediction == arm.y_true)) for name, arm in
-               (("control", control), ("treatment", treatment))}
-    needed = None
+    """The two-proportion z-test of the share of correct predictions, sized at the control arm's rate.
+
+    With entity ids, each arm's counts are divided by its design effect (Rao-Scott), and the sample size in rows
+    becomes entities: the rows' size times the control arm's design effect over its rows per entity."""
+    unit = control.unit if control.rows else treatment.unit
+    effect = {name: arm.design_effect() for name, arm in (("control", control), ("treatment", treatment))}
+    needed, clustered = None, unit == "entities"
     if level is not None:
         try:
             needed = min_sample_size(level, policy.mde, policy.alpha, policy.power)
         except ValueError:  # control at 0 or within mde of 1: no room for an improvement of mde
             needed = None
-    basis = (f"per arm; two-proportion z-test, alpha {policy.alpha}, power {policy.power}, MDE {policy.mde}, "
+    if needed is not None and clustered:
+        needed = math.ceil(needed * effect["control"] * control.units / control.rows)
+    basis = (f"{unit} per arm; two-proportion z-test, alpha {policy.alpha}, power {policy.power}, MDE {policy.mde}, "
              + (f"control {metric} {level:.4f} (observed)" if level is not None
-                else "control rate unknown until control labels arrive"))
+                else "control rate unknown until control labels arrive")
+             + (f", design effect {effect['control']:.2f} over {control.rows / control.units:.2f} rows per entity"
+                if clustered and level is not None else ""))
+    method = "two-proportion z-test" + (" (Rao-Scott, clustered by entity)" if clustered else "")
     if level is None or treated is None:
-        return MetricComparison(metric, "two-proportion z-test", level, treated, None, None, None, None, needed,
-                                basis)
-    z, p = two_proportion_test(correct["control"], control.rows, correct["treatment"], treatment.rows)
-    return MetricComparison(metric, "two-proportion z-test", level, treated, treated - level, z, p, None, needed,
-                            basis)
+        return MetricComparison(metric, method, level, treated, None, None, None, None, needed, basis, unit)
+    correct = {name: float(np.sum(arm.prediction == arm.y_true)) for name, arm in
+               (("control", control), ("treatment", treatment))}
+    z, p = two_proportion_test(correct["control"] / effect["control"], control.rows / effect["control"],
+                               correct["treatment"] / effect["treatment"], treatment.rows / effect["treatment"])
+    return MetricComparison(metric, method, level, treated, treated - level, z, p, None, needed, basis, unit)
 
 
 @dataclass(frozen=True)
 class ABEvidence:
-    """What the A/B decision is made from: the primary metric's comparison, the labelled rows per arm, how long
-    the test ran and any guardrail breached."""
+    """What the A/B decision is made from: the primary metric's comparison, the labelled units per arm (the
+    comparison's ``unit``: distinct entities when the rows carry entity ids, else rows), how long the test ran
+    and any guardrail breached."""
 
     comparison: MetricComparison
     n_control: int
@@ -205,6 +295,8 @@ def decide_ab(evidence: ABEvidence, policy: RolloutPolicy) -> ABResult:
 
     * ship: the treatment's lift on the primary metric is more than ``mde`` (absolute) with p < ``alpha``, no
       guardrail breached, the SMALLER arm holds the minimum sample size, and the minimum runtime has passed.
+      The minimum sample counts the comparison's unit: entities when the rows carry entity ids (a customer
+      scored every week is one unit, however many rows), else rows.
     * kill: a guardrail breached, or no significant improvement after twice the minimum runtime.
     * iterate: anything else: a promising but unproven signal, or a test still collecting its sample.
     """
@@ -228,7 +320,7 @@ def decide_ab(evidence: ABEvidence, policy: RolloutPolicy) -> ABResult:
                                 f"{e.runtime_days:.1f} days (2x the minimum runtime)", c.statistic, p, lift, needed)
     missing = []
     if not sampled:
-        missing.append(f"sample {smaller} of {needed or 'unknown'} in the smaller arm")
+        missing.append(f"sample {smaller} of {needed or 'unknown'} {c.unit} in the smaller arm")
     if not ran:
         missing.append(f"runtime {e.runtime_days:.1f} of {policy.min_runtime_days} days")
     signal = "promising" if lift > 0 else "no positive"
