@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import polars as pl
 
 from mlplatform.core.metrics import higher_is_better
+from mlplatform.core.model_families import LIGHTGBM, MODEL_FAMILIES
 
-SIMPLE_REFERENCE = "lightgbm"  # the guide's starting point for tabular data; every other candidate is "more complex"
-DEEP_CANDIDATES = frozenset({"torch"})
+SIMPLE_REFERENCE = LIGHTGBM.name  # the guide's starting point for tabular data; every other candidate is "more complex"
+DEEP_CANDIDATES = frozenset(family.name for family in MODEL_FAMILIES if family.deep)
 DEEP_MIN_TRAIN_ROWS = 10_000  # the guide: no deep learning below this many samples
 
 

@@ -28,7 +28,7 @@ from mlplatform.core.evaluation.skew import latest_offline_rows, skew_sample, sk
 from mlplatform.core.feature_names import feature_service_name
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
-from mlplatform.core.model_families import CANDIDATE_ASSETS, candidates
+from mlplatform.core.model_families import CANDIDATE_ASSETS, candidates, model_dir
 from mlplatform.core.models import load_candidate
 from mlplatform.core.quality import normalised_total
 from mlplatform.core.readable import readable
@@ -134,7 +134,7 @@ def _cross_validation(platform: PlatformResource, split: SplitFrames, challenger
     """The method's rule: cross-validate when the training split is small (evaluation/cross_validation); else say
     why not."""
     folds, summary = cross_validate_challenger(platform.brief, split, challenger,
-                                               platform.workspace.models_dir / challenger)
+                                               model_dir(platform.workspace.models_dir, challenger))
     platform.write_table(tables.CROSS_VALIDATION, folds)
     return summary
 
@@ -151,7 +151,7 @@ def _calibration(platform: PlatformResource, split, model: Candidate, predictor)
                                               predictor.predict_score(split.validation),
                                               split.test[label].to_numpy(), model.scores,
                                               max_ece=b.thresholds.max_calibration_error)
-    save_calibrator(calibrator, platform.workspace.models_dir / model.name)
+    save_calibrator(calibrator, model_dir(platform.workspace.models_dir, model.name))
     platform.write_table(tables.CALIBRATION, pl.DataFrame([summary], schema=CALIBRATION_SCHEMA))
     return summary
 
@@ -247,7 +247,7 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
     the 50 worst predictions, edge cases, offline-vs-online skew and plots."""
     b = platform.brief
     split, excluded = scored_hold_out(platform, load_split(platform))
-    trained = {name: load_candidate(platform.workspace.models_dir / name) for name in candidates(b)}
+    trained = {name: load_candidate(model_dir(platform.workspace.models_dir, name)) for name in candidates(b)}
     selection = _choose_challenger(platform, split.train.height, _candidate_fairness(platform, split.test, trained))
     # The challenger first: a dict keeps each key where it was first inserted.
     models = {name: trained[name] for name in [selection.challenger, *selection.validation]}

@@ -32,6 +32,7 @@ from mlplatform.core.cost import (
 )
 from mlplatform.core.io import write_text_atomic
 from mlplatform.core.markdown import table
+from mlplatform.core.model_families import model_dir
 from mlplatform.core.models import load_candidate
 from mlplatform.core.readable import readable
 from mlplatform.core.system_score import (
@@ -124,7 +125,7 @@ def _inference_timing(platform: PlatformResource, tracking: TrackingResource,
         if timing is not None:
             return timing
     candidate = platform.read_table(tables.REGISTERED_CHALLENGER)["candidate"][0]
-    model = load_candidate(platform.workspace.models_dir / candidate)
+    model = load_candidate(model_dir(platform.workspace.models_dir, candidate))
     batch = rows.head(INFERENCE_ROWS)
     method = ("" if not is_real_time(b) else "the serving app answered no /predict request, so ") + (
         f"{candidate} scoring {batch.height:,} training-set rows in one batch on this machine's CPU (fastest of 3 "

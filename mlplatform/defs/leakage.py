@@ -32,7 +32,7 @@ from mlplatform.core.leakage import (
     check_target_encoding_train_only,
     check_temporal_split,
 )
-from mlplatform.core.model_families import CANDIDATE_ASSETS, candidates
+from mlplatform.core.model_families import CANDIDATE_ASSETS, candidates, model_dir
 from mlplatform.core.models import load_candidate
 from mlplatform.core.readable import readable
 from mlplatform.core.training import TrainedModel
@@ -197,10 +197,10 @@ def _transform_check(asset: str, candidate: str, item: str) -> dg.AssetChecksDef
 
     @dg.asset_check(asset=asset, name=f"leakage_{item}", blocking=True, description=_describe(item, how))
     def transform_check(platform: PlatformResource) -> dg.AssetCheckResult:
-        model_dir = platform.workspace.models_dir / candidate
-        transforms = fitted_transforms(load_candidate(model_dir), platform.brief.label.column)
+        folder = model_dir(platform.workspace.models_dir, candidate)
+        transforms = fitted_transforms(load_candidate(folder), platform.brief.label.column)
         finding = check(transforms, load_split(platform).train, platform.read_table(tables.TRAINING_SET))
-        return _result(replace(finding, evidence={**finding.evidence, "model_dir": str(model_dir)}))
+        return _result(replace(finding, evidence={**finding.evidence, "model_dir": str(folder)}))
 
     return transform_check
 

@@ -13,6 +13,7 @@ from mlplatform.core.budgets import directory_size_mb, single_row_latency_ms
 from mlplatform.core.calibration import CALIBRATOR_FILE
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
+from mlplatform.core.model_families import model_dir
 from mlplatform.core.model_integrity import record_artifact_hashes
 from mlplatform.core.models import load_candidate
 from mlplatform.core.promotion import GoldenScore, decision_table, judge_challenger, score_golden
@@ -40,7 +41,7 @@ def model_registry(platform: PlatformResource, tracking: TrackingResource) -> dg
     file's SHA-256 is recorded on the version."""
     name = challenger_name(platform)
     run_id = platform.read_table(tables.candidate(name))["run_id"][0]
-    calibrator = platform.workspace.models_dir / name / CALIBRATOR_FILE
+    calibrator = model_dir(platform.workspace.models_dir, name) / CALIBRATOR_FILE
     if calibrator.exists():  # into the run's model folder before registering, so the version holds it
         client_for(tracking.uri).log_artifact(run_id, str(calibrator), MODEL_ARTIFACT_PATH)
     version = register_model(tracking.uri, tracking.model_name, run_id, MODEL_ARTIFACT_PATH)
@@ -112,14 +113,15 @@ def promotion_gate(platform: PlatformResource, tracking: TrackingResource) -> dg
     b = platform.brief
     split = load_split(platform)
     registered = platform.read_table(tables.REGISTERED_CHALLENGER).row(0, named=True)
-    challenger_version, model_dir = registered["version"], platform.workspace.models_dir / registered["candidate"]
+    challenger_version = registered["version"]
+    folder = model_dir(platform.workspace.models_dir, registered["candidate"])
     champion_version, incumbent = _incumbent(platform, tracking, challenger_version)
-    model = load_candidate(model_dir)
+    model = load_candidate(folder)
     golden = _golden_score(platform, split, model, incumbent)
     _record_golden(tracking, registered["run_id"], golden, b.metrics.primary)
     fairness = platform.read_table(tables.FAIRNESS)
     decision = judge_challenger(b, platform.read_table(tables.METRICS), registered["candidate"],
-                                _champion_metrics(platform, incumbent, split), size_mb=directory_size_mb(model_dir),
+                                _champion_metrics(platform, incumbent, split), size_mb=directory_size_mb(folder),
                                 latency_ms=single_row_latency_ms(model.predict_score, split.test),
                                 fairness=fairness.to_dicts(), golden=golden)
     if not decision.promote:  # the experiment record's final verdict; `champion_model` records "promoted"

@@ -1,8 +1,11 @@
 """Stage: the training set and the candidates — baselines first, then LightGBM (method phases 1 and 3)."""
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as midnight
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -24,7 +27,11 @@ from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.model_families import (
     LIGHTGBM,
+    LIGHTGBM_REWEIGHED,
+    LIGHTGBM_THRESHOLD_OPTIMIZER,
+    MODEL_FAMILIES,
     TORCH,
+    ModelFamily,
     candidates,
 )
 from mlplatform.core.pit_join import point_in_time_join
@@ -35,9 +42,7 @@ from mlplatform.core.training import (
     Predictor,
     SplitFrames,
     TrainedModel,
-    load_model,
     majority_baseline,
-    save_model,
     train_lightgbm,
 )
 from mlplatform.core.training import rules_baseline as rules_predictor
@@ -249,10 +254,24 @@ def _lightgbm_params(context: dg.AssetExecutionContext, platform: PlatformResour
     return tuned.best_params, tuned.best_iteration, tuning_note(tuned, b.metrics.primary), tuned
 
 
-@dg.asset(name=asset_names.LGBM_MODEL, group_name="training", deps=[asset_names.TRAINING_SET],
-          kinds={"lightgbm", "optuna", "mlflow"})
-def lgbm_model(context: dg.AssetExecutionContext, platform: PlatformResource,
-               tracking: TrackingResource) -> dg.MaterializeResult:
+@dataclass
+class Fitted:
+    """What a family's fit hands its candidate asset: the model, how long the fit took, what the experiment record
+    says about it, and the metadata the asset adds after the record's (the model folder comes last)."""
+
+    model: Any
+    training_time_s: float
+    notes: str
+    metadata: dict
+    tags: dict[str, str] | None = None
+    after_record: Callable[[dict], None] | None = None  # called with the record's summary (its run id)
+
+
+Fit = Callable[[dg.AssetExecutionContext, PlatformResource, TrackingResource, SplitFrames], Fitted]
+
+
+def _fit_lightgbm(context: dg.AssetExecutionContext, platform: PlatformResource, tracking: TrackingResource,
+                  split: SplitFrames) -> Fitted:
     """LightGBM tuned with Optuna (TPE, pruning; the study resumes from SQLite) over the method's search space,
     then refitted with the best parameters (on a Dask cluster when the brief sets ``training.distributed``);
     early stopping and the decision threshold use validation only. Logged to MLflow with the method's experiment
@@ -260,47 +279,34 @@ def lgbm_model(context: dg.AssetExecutionContext, platform: PlatformResource,
     from mlplatform.core.tuning import SEARCH_PARAMS
 
     b = platform.brief
-    split = load_split(platform)
     started = time.perf_counter()
     params, best_iteration, note, tuned = _lightgbm_params(context, platform, tracking, split)
     model, engine = fit_lightgbm(b, split, params, best_iteration)
     elapsed = time.perf_counter() - started
-    model_dir = save_model(model, platform.workspace.models_dir / LIGHTGBM.folder)
-    result = _record_candidate(context, platform, tracking, name=LIGHTGBM.name, predictor=model,
-                               threshold=model.threshold, hyperparameters=model.params, training_time_s=elapsed,
-                               model_dir=model_dir, notes=f"best iteration {model.best_iteration}; {note}",
-                               tags=engine)
-    if tuned is not None:  # each trial of this run as a child of the candidate's run
-        log_tuning_trials(tracking.uri, result["run_id"], tuned.new_trials, b.metrics.primary, SEARCH_PARAMS)
-    return dg.MaterializeResult(metadata=readable({
-        **_metadata(result, b.metrics.primary), "training_time_s": round(elapsed, 2), "tuning": note, **engine,
-        "train_rows": split.train.height, "best_iteration": model.best_iteration,
-        "model_dir": dg.MetadataValue.path(str(model_dir))}))
+
+    def log_trials(result: dict) -> None:  # each trial of this run as a child of the candidate's run
+        if tuned is not None:
+            log_tuning_trials(tracking.uri, result["run_id"], tuned.new_trials, b.metrics.primary, SEARCH_PARAMS)
+
+    return Fitted(model, elapsed, f"best iteration {model.best_iteration}; {note}",
+                  {"training_time_s": round(elapsed, 2), "tuning": note, **engine, "train_rows": split.train.height,
+                   "best_iteration": model.best_iteration}, tags=engine, after_record=log_trials)
 
 
-@dg.asset(name=asset_names.TORCH_MODEL, group_name="training", deps=[asset_names.TRAINING_SET],
-          kinds={"torch", "mlflow"})
-def torch_model(context: dg.AssetExecutionContext, platform: PlatformResource,
-                tracking: TrackingResource) -> dg.MaterializeResult:
+def _fit_torch(context: dg.AssetExecutionContext, platform: PlatformResource, tracking: TrackingResource,
+               split: SplitFrames) -> Fitted:
     """A tabular network (MLP with categorical embeddings) on the same features: CUDA with bf16 when present,
     else CPU, same code; standardisation and vocabularies fitted on train; weights saved as safetensors."""
-    from mlplatform.core.torch_model import save_torch_model, train_torch  # torch loads only for this step
+    from mlplatform.core.torch_model import train_torch  # torch loads only for this step
 
     b = platform.brief
-    split = load_split(platform)
     started = time.perf_counter()
     model = train_torch(b.task_type, split.train, split.validation, model_features(b), b.label.column,
                         params=dict(b.training.torch_params) or None, seed=b.training.seed)
     elapsed = time.perf_counter() - started
-    model_dir = save_torch_model(model, platform.workspace.models_dir / TORCH.folder)
-    result = _record_candidate(context, platform, tracking, name=TORCH.name, predictor=model, threshold=model.threshold,
-                               hyperparameters=model.params, training_time_s=elapsed, model_dir=model_dir,
-                               notes=f"device {model.info['device']}, {model.info['samples_per_s']:.0f} samples/s")
-    return dg.MaterializeResult(metadata=readable({**_metadata(result, b.metrics.primary),
-                                                   "training_time_s": round(elapsed, 2),
-                                                   "device": str(model.info["device"]),
-                                                   "samples_per_s": float(model.info["samples_per_s"]),
-                                                   "model_dir": dg.MetadataValue.path(str(model_dir))}))
+    return Fitted(model, elapsed, f"device {model.info['device']}, {model.info['samples_per_s']:.0f} samples/s",
+                  {"training_time_s": round(elapsed, 2), "device": str(model.info["device"]),
+                   "samples_per_s": float(model.info["samples_per_s"])})
 
 
 def _protected_columns(brief: Brief, frame: pl.DataFrame) -> list[str]:
@@ -310,73 +316,81 @@ def _protected_columns(brief: Brief, frame: pl.DataFrame) -> list[str]:
             for a in brief.protected_attributes]
 
 
-@dg.asset(name=asset_names.LGBM_REWEIGHED_MODEL, group_name="training", deps=[LIGHTGBM.asset],
-          kinds={"lightgbm", "mlflow"})
-def lgbm_reweighed_model(context: dg.AssetExecutionContext, platform: PlatformResource,
-                         tracking: TrackingResource) -> dg.MaterializeResult:
+def _fit_reweighed(context: dg.AssetExecutionContext, platform: PlatformResource, tracking: TrackingResource,
+                   split: SplitFrames) -> Fitted:
     """Fairness mitigation before training (the brief's ``fairness.mitigation: [reweigh]``): LightGBM with the
     tuned candidate's parameters, trained on rows reweighed (Kamiran-Calders) so that the label is independent of
     the protected groups. The attribute stays out of the model inputs."""
     from mlplatform.core.fairness import group_key, reweighing_weights
 
     b = platform.brief
-    split = load_split(platform)
-    tuned = load_model(platform.workspace.models_dir / LIGHTGBM.folder)
+    tuned = LIGHTGBM.load(LIGHTGBM.directory(platform.workspace.models_dir))
     started = time.perf_counter()
     weights = reweighing_weights(group_key(split.train, list(b.protected_attributes)),
                                  split.train[b.label.column].to_numpy())
     model = train_lightgbm(b.task_type, split.train, split.validation, model_features(b), b.label.column,
                            params=tuned.params, seed=b.training.seed, transforms=b.training, weights=weights)
-    model.name = "lightgbm_reweighed"
+    model.name = LIGHTGBM_REWEIGHED.name
     elapsed = time.perf_counter() - started
-    model_dir = save_model(model, platform.workspace.models_dir / model.name)
-    result = _record_candidate(context, platform, tracking, name=model.name, predictor=model,
-                               threshold=model.threshold, hyperparameters=model.params, training_time_s=elapsed,
-                               model_dir=model_dir, notes="fairness mitigation: reweighing by "
-                               f"{b.protected_attributes} (weights {weights.min():.3f}..{weights.max():.3f})",
-                               tags={"fairness_mitigation": "reweigh"})
-    return dg.MaterializeResult(metadata=readable({**_metadata(result, b.metrics.primary),
-                                                   "training_time_s": round(elapsed, 2),
-                                                   "model_dir": dg.MetadataValue.path(str(model_dir))}))
+    return Fitted(model, elapsed, "fairness mitigation: reweighing by "
+                  f"{b.protected_attributes} (weights {weights.min():.3f}..{weights.max():.3f})",
+                  {"training_time_s": round(elapsed, 2)}, tags={"fairness_mitigation": "reweigh"})
 
 
-@dg.asset(name=asset_names.LGBM_THRESHOLD_MODEL, group_name="training", deps=[LIGHTGBM.asset],
-          kinds={"fairlearn", "mlflow"})
-def lgbm_threshold_model(context: dg.AssetExecutionContext, platform: PlatformResource,
-                         tracking: TrackingResource) -> dg.MaterializeResult:
+def _fit_group_thresholds(context: dg.AssetExecutionContext, platform: PlatformResource, tracking: TrackingResource,
+                          split: SplitFrames) -> Fitted:
     """Fairness mitigation after training (the brief's ``fairness.mitigation: [threshold_optimizer]``): the tuned
     LightGBM with per-group thresholds fitted by fairlearn's ThresholdOptimizer on validation under
     ``fairness.threshold_constraint``. Scoring reads the protected attribute, so serving must receive it."""
-    from mlplatform.core.fairness import (
-        GroupThresholdModel,
-        fit_group_thresholds,
-        group_key,
-        save_group_threshold_model,
-    )
+    from mlplatform.core.fairness import GroupThresholdModel, fit_group_thresholds, group_key
 
     b = platform.brief
-    split = load_split(platform)
-    base = load_model(platform.workspace.models_dir / LIGHTGBM.folder)
+    base = LIGHTGBM.load(LIGHTGBM.directory(platform.workspace.models_dir))
     started = time.perf_counter()
     columns = _protected_columns(b, split.validation)
     groups = fit_group_thresholds(base.predict_score(split.validation), split.validation[b.label.column].to_numpy(),
                                   group_key(split.validation, columns), columns=columns, default=base.threshold,
                                   constraint=b.fairness.threshold_constraint, seed=b.training.seed)
-    model = GroupThresholdModel(base, groups)
+    model = GroupThresholdModel(base, groups, LIGHTGBM_THRESHOLD_OPTIMIZER.name)
     elapsed = time.perf_counter() - started
-    model_dir = save_group_threshold_model(model, platform.workspace.models_dir / model.name)
-    result = _record_candidate(context, platform, tracking, name=model.name, predictor=model,
-                               threshold=model.threshold, hyperparameters=model.params, training_time_s=elapsed,
-                               model_dir=model_dir, notes=f"fairness mitigation: ThresholdOptimizer "
-                               f"({groups.constraint}) on {columns}",
-                               tags={"fairness_mitigation": "threshold_optimizer"})
-    return dg.MaterializeResult(metadata=readable({**_metadata(result, b.metrics.primary),
-                                                   "group_thresholds": dg.MetadataValue.json(groups.thresholds),
-                                                   "model_dir": dg.MetadataValue.path(str(model_dir))}))
+    return Fitted(model, elapsed, f"fairness mitigation: ThresholdOptimizer ({groups.constraint}) on {columns}",
+                  {"group_thresholds": dg.MetadataValue.json(groups.thresholds)},
+                  tags={"fairness_mitigation": "threshold_optimizer"})
+
+
+# Each model family's fit; the registry (mlplatform.core.model_families) holds the rest of what a family is.
+FITS: dict[str, Fit] = {LIGHTGBM.name: _fit_lightgbm, TORCH.name: _fit_torch,
+                        LIGHTGBM_REWEIGHED.name: _fit_reweighed,
+                        LIGHTGBM_THRESHOLD_OPTIMIZER.name: _fit_group_thresholds}
+
+
+def candidate_asset(family: ModelFamily) -> dg.AssetsDefinition:
+    """The asset that trains ``family``'s candidate: its fit on the split, saved to the family's folder, scored on
+    validation and test and logged with the method's experiment record. Described by the fit's docstring."""
+    fit = FITS[family.name]
+
+    def train(context: dg.AssetExecutionContext, platform: PlatformResource,
+              tracking: TrackingResource) -> dg.MaterializeResult:
+        b = platform.brief
+        fitted = fit(context, platform, tracking, load_split(platform))
+        model_dir = family.save(fitted.model, family.directory(platform.workspace.models_dir))
+        result = _record_candidate(context, platform, tracking, name=family.name, predictor=fitted.model,
+                                   threshold=fitted.model.threshold, hyperparameters=fitted.model.params,
+                                   training_time_s=fitted.training_time_s, model_dir=model_dir, notes=fitted.notes,
+                                   tags=fitted.tags)
+        if fitted.after_record is not None:
+            fitted.after_record(result)
+        return dg.MaterializeResult(metadata=readable({**_metadata(result, b.metrics.primary), **fitted.metadata,
+                                                       "model_dir": dg.MetadataValue.path(str(model_dir))}))
+
+    train.__doc__ = fit.__doc__
+    return dg.asset(name=family.asset, group_name="training", deps=[family.starts_from],
+                    kinds=set(family.kinds))(train)
+
+
+# One candidate asset per model family, generated from the registry.
+CANDIDATES = {family.name: candidate_asset(family) for family in MODEL_FAMILIES}
 
 
 def build(brief: Brief) -> list:
-    mitigated = {"reweigh": lgbm_reweighed_model, "threshold_optimizer": lgbm_threshold_model}
-    return [training_set, baseline_model, rules_baseline, lgbm_model, *([torch_model] if brief.training.torch else []),
-            *(mitigated[m] for m in brief.fairness.mitigation)]
-
+    return [training_set, baseline_model, rules_baseline, *(CANDIDATES[name] for name in candidates(brief))]
