@@ -29,8 +29,6 @@ from mlplatform.core.training import SplitFrames
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 
 log = logging.getLogger(__name__)
-# The per-batch profile (monitoring) is partitioned like the raw batches: it runs with each batch's ingestion.
-BATCH_PROFILES = "batch_profiles"
 
 
 def monthly_partitions(brief: Brief) -> dg.MonthlyPartitionsDefinition:

@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from mlplatform.core.io import write_text_atomic
+from mlplatform.core.model_families import LIGHTGBM_THRESHOLD_OPTIMIZER
 
 if TYPE_CHECKING:
     from mlplatform.core.training import TrainedModel
@@ -141,7 +142,7 @@ class GroupThresholdModel:
 
     base: "TrainedModel"
     groups: GroupThresholds
-    name: str = "lightgbm_threshold_optimizer"
+    name: str = LIGHTGBM_THRESHOLD_OPTIMIZER.name
 
     @property
     def threshold(self) -> float:

@@ -13,6 +13,7 @@ import polars as pl
 from mlplatform.brief import Rule, TaskType, Training
 from mlplatform.core.io import write_text_atomic
 from mlplatform.core.metrics import best_f1_threshold
+from mlplatform.core.model_families import LIGHTGBM
 from mlplatform.core.transforms import FittedTransforms, fit_transforms, load_transforms, save_transforms
 
 if TYPE_CHECKING:  # LightGBM is imported where a model is trained or loaded
@@ -229,7 +230,7 @@ class TrainedModel:
     params: dict[str, Any]
     feature_importance: dict[str, float]
     threshold: float = 0.5
-    name: str = "lightgbm"
+    name: str = LIGHTGBM.name
     transforms: FittedTransforms | None = None
 
     def predict_score(self, frame: pl.DataFrame) -> np.ndarray:
