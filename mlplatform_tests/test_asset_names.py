@@ -45,9 +45,11 @@ def test_the_literal_finder_sees_every_form_of_asset_reference(tmp_path):
         "job = dg.define_asset_job('j', selection=dg.AssetSelection.assets('a6'))\n"
         "request = dg.RunRequest(asset_selection=['a7'])\n"
         "result = dg.MaterializeResult(asset_key='a8')\n"
-        "ok = dg.asset(name=NAME, deps=[OTHER])\n")
+        "ok = dg.asset(name=NAME, deps=[OTHER])\n"
+        "def _spec(table, deps, key): return dg.AssetSpec(table, deps=deps)\n"
+        "helper = _spec(NAME, ['a9'], 'not an asset')\n")
     found = sorted(literal for _, _, literal in _script().asset_reference_sites([source], tmp_path))
-    assert found == ["a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "raw_{}"]
+    assert found == ["a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9", "raw_{}"]
 
 
 def test_the_catalogue_names_exactly_the_graph_s_assets(tmp_path):

@@ -96,11 +96,14 @@ def asset_reference_sites(files: list[Path], root: Path = ROOT) -> list[tuple[st
     found = []
     for path in files:
         where = str(path.relative_to(root))
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        helpers = _asset_parameters(tree)
+        for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue
             name = _call_name(node)
             values = [a for arg in node.args for a in _elements(arg)] if name in NAME_POSITIONAL_CALLS else []
+            values += [a for i, arg in enumerate(node.args) if i in helpers.get(name, ()) for a in _elements(arg)]
             for keyword in node.keywords:
                 if keyword.arg in SELECTION_KEYWORDS or (keyword.arg == "name" and name in NAMED_DECORATORS):
                     values += _elements(keyword.value)
@@ -111,6 +114,19 @@ def asset_reference_sites(files: list[Path], root: Path = ROOT) -> list[tuple[st
                     found.append((where, value.lineno, "".join(
                         v.value if isinstance(v, ast.Constant) else "{}" for v in value.values)))
     return found
+
+
+def _asset_parameters(tree: ast.Module) -> dict[str, set[int]]:
+    """The module's own functions taking an asset name or a deps list (a parameter named like Dagster's: ``deps``,
+    ``asset``, ``asset_key``..., not a bare ``key``), with those parameters' positions: ``_table_spec(table, deps)``
+    passes its ``deps`` on to an ``AssetSpec``, so a literal given to it is a literal dependency too."""
+    helpers = {}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            positions = {i for i, arg in enumerate(node.args.args) if arg.arg in SELECTION_KEYWORDS - {"key"}}
+            if positions:
+                helpers[node.name] = positions
+    return helpers
 
 
 def _elements(node: ast.expr) -> list[ast.expr]:

@@ -317,7 +317,7 @@ def build(brief) -> list:
                            *models],
                      description=evaluation_report.__doc__),
         _table_spec(tables.CHALLENGER, models),
-        _table_spec(tables.METRICS, [*chosen, "baseline_model", "rules_baseline"]),
+        _table_spec(tables.METRICS, [*chosen, asset_names.BASELINE_MODEL, asset_names.RULES_BASELINE]),
         _table_spec(tables.KILL_CRITERIA, [tables.METRICS.asset_key]),
         _table_spec(tables.GOLDEN, chosen),
         _table_spec(tables.GOLDEN_METRICS, [tables.GOLDEN.asset_key]),
