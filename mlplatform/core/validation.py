@@ -30,9 +30,10 @@ values that reading leaves unread take the lenient one of step 3, which gives th
 first gives one.
 """
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import polars as pl
@@ -396,6 +397,74 @@ def _validate_slice(chunk: pl.DataFrame, keys: _Keys, name: str, source: Source,
     )
 
 
+@dataclass
+class _Run:
+    """What every slice of one validation shares."""
+
+    lazy: pl.LazyFrame  # the raw table, every column text
+    name: str
+    source: Source
+    rows: "pa.DataFrameSchema"  # the row-wise part of the contract
+    rules: _PlatformRules
+    keys: _Keys
+    extra: list[str]
+    chunk_rows: int
+
+
+def _start(raw: pl.DataFrame | pl.LazyFrame, name: str, source: Source, chunk_rows: int, as_of: datetime | None,
+           label: str | None) -> _Run:
+    """Steps 1 and 2 and the table-wide checks, before any slice is read."""
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1 (is {chunk_rows})")
+    if label is not None and label not in source.columns:
+        raise SchemaError(f"label column '{label}' is not declared in sources.{name}.columns; declare it")
+    if as_of is None:
+        as_of = datetime.now(UTC).replace(tzinfo=None)
+    elif as_of.tzinfo is not None:
+        as_of = as_of.astimezone(UTC).replace(tzinfo=None)
+    lazy = raw.lazy()
+    schema = lazy.collect_schema()
+    missing = [column for column in source.columns if column not in schema]
+    if missing:
+        raise SchemaError(
+            f"table '{name}' is missing declared column(s) {', '.join(missing)} (it has: "
+            f"{', '.join(schema.names())}). Add them to the input files, or change sources.{name}.columns in "
+            "the brief.")
+    extra = [column for column in schema.names() if column not in source.columns and column != SOURCE_FILE]
+    lazy = lazy.with_columns(pl.col(c).cast(pl.String) for c, t in schema.items() if t != pl.String)
+    rows, table = split_source_schema(name, source)
+    return _Run(lazy=lazy, name=name, source=source, rows=rows, rules=_PlatformRules(latest=as_of + CLOCK_SKEW,
+                label=label), keys=_scan_keys(lazy, name, source, table), extra=extra, chunk_rows=chunk_rows)
+
+
+def _slices(run: _Run) -> Iterator[_Slice]:
+    """Steps 3 and 4, one slice of ``chunk_rows`` raw rows at a time (at least one slice, maybe empty)."""
+    for offset in range(0, max(run.keys.height, 1), run.chunk_rows):
+        chunk = run.lazy.slice(offset, run.chunk_rows).collect().with_row_index(ROW, offset)
+        yield _validate_slice(chunk, run.keys, run.name, run.source, run.rows, run.rules)
+
+
+def _result(run: _Run, slices: list[_Slice], valid: pl.DataFrame, valid_rows: int) -> ValidationResult:
+    quarantined = pl.concat([s.quarantined for s in slices], rechunk=False)
+    by_check = (pl.concat([s.failures_by_check for s in slices]).group_by("check").agg(pl.col("len").sum())
+                .sort("len", "check", descending=[True, False]))
+    by_kind = pl.concat([s.rows_by_kind for s in slices]).group_by("kind").agg(pl.col("len").sum())
+    source, copies = run.source, run.keys.copies.len()
+    return ValidationResult(
+        valid=valid,
+        quarantined=quarantined,
+        duplicates_removed=copies,
+        counts={"raw": run.keys.height, "valid": valid_rows, "quarantined": quarantined.height,
+                "duplicates_removed": copies},
+        failures_by_check=dict(by_check.iter_rows()),
+        extra_columns=run.extra,
+        null_counts={column: sum(s.null_counts[column] for s in slices) for column in source.columns},
+        required_columns=[column for column, spec in source.columns.items()
+                          if not spec.nullable or column == run.rules.label],
+        rows_by_kind={kind: 0 for kind in KINDS} | dict(by_kind.iter_rows()),
+    )
+
+
 def validate_table(raw: pl.DataFrame | pl.LazyFrame, name: str, source: Source, *,
                    chunk_rows: int = CHUNK_ROWS, as_of: datetime | None = None,
                    label: str | None = None) -> ValidationResult:
@@ -417,47 +486,43 @@ def validate_table(raw: pl.DataFrame | pl.LazyFrame, name: str, source: Source, 
     Raises:
         SchemaError: declared columns are missing from the table (the message names them and the fix).
     """
-    if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be at least 1 (is {chunk_rows})")
-    if label is not None and label not in source.columns:
-        raise SchemaError(f"label column '{label}' is not declared in sources.{name}.columns; declare it")
-    if as_of is None:
-        as_of = datetime.now(UTC).replace(tzinfo=None)
-    elif as_of.tzinfo is not None:
-        as_of = as_of.astimezone(UTC).replace(tzinfo=None)
-    rules = _PlatformRules(latest=as_of + CLOCK_SKEW, label=label)
-    lazy = raw.lazy()
-    schema = lazy.collect_schema()
-    missing = [column for column in source.columns if column not in schema]
-    if missing:
-        raise SchemaError(
-            f"table '{name}' is missing declared column(s) {', '.join(missing)} (it has: "
-            f"{', '.join(schema.names())}). Add them to the input files, or change sources.{name}.columns in "
-            "the brief.")
-    extra = [column for column in schema.names() if column not in source.columns and column != SOURCE_FILE]
-    lazy = lazy.with_columns(pl.col(c).cast(pl.String) for c, t in schema.items() if t != pl.String)
-    rows, table = split_source_schema(name, source)
-    keys = _scan_keys(lazy, name, source, table)
-    slices = [_validate_slice(lazy.slice(offset, chunk_rows).collect().with_row_index(ROW, offset), keys, name,
-                              source, rows, rules)
-              for offset in range(0, max(keys.height, 1), chunk_rows)]
+    run = _start(raw, name, source, chunk_rows, as_of, label)
+    slices = list(_slices(run))
     valid = pl.concat([s.valid for s in slices], rechunk=False)
-    quarantined = pl.concat([s.quarantined for s in slices], rechunk=False)
-    by_check = (pl.concat([s.failures_by_check for s in slices]).group_by("check").agg(pl.col("len").sum())
-                .sort("len", "check", descending=[True, False]))
-    by_kind = pl.concat([s.rows_by_kind for s in slices]).group_by("kind").agg(pl.col("len").sum())
-    return ValidationResult(
-        valid=valid,
-        quarantined=quarantined,
-        duplicates_removed=keys.copies.len(),
-        counts={"raw": keys.height, "valid": valid.height, "quarantined": quarantined.height,
-                "duplicates_removed": keys.copies.len()},
-        failures_by_check=dict(by_check.iter_rows()),
-        extra_columns=extra,
-        null_counts={column: sum(s.null_counts[column] for s in slices) for column in source.columns},
-        required_columns=[column for column, spec in source.columns.items() if not spec.nullable or column == label],
-        rows_by_kind={kind: 0 for kind in KINDS} | dict(by_kind.iter_rows()),
-    )
+    return _result(run, slices, valid, valid.height)
+
+
+def validate_table_to_parquet(raw: pl.DataFrame | pl.LazyFrame, name: str, source: Source, path: Path, *,
+                              keep: Sequence[str] = (), chunk_rows: int = CHUNK_ROWS, as_of: datetime | None = None,
+                              label: str | None = None) -> ValidationResult:
+    """:func:`validate_table`, with the valid rows written to the Parquet file ``path`` slice by slice as they are
+    validated (:func:`mlplatform.core.io.write_parquet_frames_atomic`: the file ``write_parquet_atomic`` writes for
+    :func:`validate_table`'s ``valid``), so they are never all in memory.
+
+    The result is :func:`validate_table`'s except ``valid``: every valid row, but only the columns in ``keep``
+    (what the caller still needs in memory, e.g. the timestamp for timeliness, the label); ``counts["valid"]`` is
+    the number of rows written.
+
+    Raises:
+        SchemaError: as :func:`validate_table`; ValueError: a ``keep`` column that the source does not declare.
+    """
+    from mlplatform.core.io import write_parquet_frames_atomic
+
+    unknown = [column for column in keep if column not in source.columns]
+    if unknown:
+        raise ValueError(f"cannot keep {unknown}: sources.{name} declares no such column (it declares "
+                         f"{', '.join(source.columns)})")
+    run = _start(raw, name, source, chunk_rows, as_of, label)
+    done: list[_Slice] = []
+
+    def frames() -> Iterator[pl.DataFrame]:
+        for piece in _slices(run):
+            done.append(replace(piece, valid=piece.valid.select(keep)))
+            yield piece.valid
+
+    write_parquet_frames_atomic(frames(), path)
+    valid = pl.concat([s.valid for s in done], rechunk=False)
+    return _result(run, done, valid, valid.height)
 
 
 def single_class_problem(labels: pl.Series, source: str, expected: list[str] | None = None) -> str | None:

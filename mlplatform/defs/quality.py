@@ -28,7 +28,7 @@ from mlplatform.core.quality import (
     with_relevance,
 )
 from mlplatform.core.readable import readable
-from mlplatform.core.validation import single_class_problem, validate_table
+from mlplatform.core.validation import single_class_problem, validate_table_to_parquet
 from mlplatform.resources.platform import PlatformResource
 
 RELEVANCE_SCHEMA = {"source": pl.String, "feature": pl.String, "signal": pl.Float64, "measure": pl.String,
@@ -74,11 +74,15 @@ def _validation_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
     def validate(platform: PlatformResource):
         b = platform.brief
         is_label = name == b.label.source
-        # Streamed: validation reads the raw table in row slices, so a large source never sits in memory twice.
+        # Streamed: validation reads the raw table in row slices and writes each slice's valid rows as it goes, so
+        # a large source is never whole in memory; the result keeps only the columns the score reads.
         # Events after the brief's as-of are quarantined, as are label rows without a label.
-        result = validate_table(platform.scan_table(tables.raw(name)), name, source, as_of=data_as_of(b),
-                                label=b.label.column if is_label else None)
-        valid_path = platform.write_table(tables.validated(name), result.valid)
+        keep = [column for column in (time_column(source), b.label.column if is_label else None) if column]
+        validated = tables.validated(name)
+        valid_path = platform.workspace.table(validated)
+        result = validate_table_to_parquet(platform.scan_table(tables.raw(name)), name, source, valid_path,
+                                           keep=keep, as_of=data_as_of(b), label=b.label.column if is_label else None)
+        platform.register_view(validated.view, str(valid_path))
         quarantine_path = platform.write_table(tables.quarantine(name), result.quarantined)
         score = score_source(
             name, result.counts["raw"], result, timestamp=time_column(source), as_of=data_as_of(b),
@@ -93,7 +97,7 @@ def _validation_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
         failures = {k: int(v) for k, v in result.failures_by_check.items()}
         yield dg.MaterializeResult(
             asset_key=asset_names.validated(name),
-            metadata=readable({"dagster/row_count": result.valid.height, **counts,
+            metadata=readable({"dagster/row_count": result.counts["valid"], **counts,
                                "quality_before_relevance": score.summary,
                                "path": dg.MetadataValue.path(str(valid_path))}),
         )

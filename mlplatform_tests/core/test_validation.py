@@ -1,14 +1,23 @@
 """Table contracts and quarantine: every bad row kept with all its reasons, counts that reconcile."""
 
+from dataclasses import replace
 from datetime import date, datetime
 
 import pandera.polars as pa
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from mlplatform.brief import Source
-from mlplatform.core.io import read_file
-from mlplatform.core.validation import REASONS, SchemaError, check_kind, parse_column, validate_table
+from mlplatform.core.io import read_file, verify_parquet, write_parquet_atomic
+from mlplatform.core.validation import (
+    REASONS,
+    SchemaError,
+    check_kind,
+    parse_column,
+    validate_table,
+    validate_table_to_parquet,
+)
 from mlplatform.schemas import source_schema
 
 EVENTS = Source.model_validate({
@@ -347,3 +356,37 @@ def test_parse_column_reads_booleans():
 def test_slices_must_hold_a_row():
     with pytest.raises(ValueError, match="chunk_rows must be at least 1"):
         validate_table(rows({}), "events", EVENTS, chunk_rows=0)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 4, 100])
+def test_streaming_the_valid_rows_to_parquet_writes_the_file_validate_table_gives(chunk_rows, tmp_path):
+    """The streamed file holds validate_table's valid rows (as write_parquet_atomic writes them: same columns,
+    types, values and page checksums); the result is the same but for ``valid``, which keeps the asked columns."""
+    raw = table_across_slices()
+    raw.write_parquet(tmp_path / "events.parquet", row_group_size=2)
+    expected = validate_table(raw, "events", EVENTS, chunk_rows=chunk_rows, as_of=datetime(2025, 2, 1))
+    write_parquet_atomic(expected.valid, tmp_path / "expected.parquet")
+
+    result = validate_table_to_parquet(pl.scan_parquet(tmp_path / "events.parquet"), "events", EVENTS,
+                                       tmp_path / "valid.parquet", keep=["ts", "paid"], chunk_rows=chunk_rows,
+                                       as_of=datetime(2025, 2, 1))
+
+    written = pl.read_parquet(tmp_path / "valid.parquet")
+    assert written.equals(pl.read_parquet(tmp_path / "expected.parquet")) and written.height == 3
+    verify_parquet(tmp_path / "valid.parquet")  # checksummed pages, all intact
+    assert pq.read_schema(tmp_path / "valid.parquet").equals(pq.read_schema(tmp_path / "expected.parquet"))
+    assert result.valid.equals(expected.valid.select("ts", "paid"))
+    assert_same_result(replace(result, valid=expected.valid), expected)
+
+
+def test_streaming_an_empty_table_writes_its_typed_columns(tmp_path):
+    result = validate_table_to_parquet(rows(), "events", EVENTS, tmp_path / "valid.parquet", keep=["ts"])
+    written = pl.read_parquet(tmp_path / "valid.parquet")
+    assert written.height == 0 and written.schema == validate_table(rows(), "events", EVENTS).valid.schema
+    assert result.counts == {"raw": 0, "valid": 0, "quarantined": 0, "duplicates_removed": 0}
+
+
+def test_keeping_an_undeclared_column_names_the_declared_ones(tmp_path):
+    with pytest.raises(ValueError, match=r"cannot keep \['when'\]: sources.events declares no such column.*event_id"):
+        validate_table_to_parquet(rows({}), "events", EVENTS, tmp_path / "valid.parquet", keep=["when"])
+    assert not (tmp_path / "valid.parquet").exists()
