@@ -58,3 +58,11 @@ def test_the_history_is_every_data_quality_report_the_instance_recorded(tmp_path
     # Every report since the first failed: with no days of cleaning allowed, the criterion kills.
     verdict = quality_kill_criterion(history, 18, 0, datetime.now(UTC).replace(tzinfo=None))
     assert verdict["passed"] is False and "in the 2 latest report(s)" in verdict["measured"]
+
+
+def test_without_a_quality_history_there_are_two_criteria_each_with_its_measurement():
+    rows = kill_criteria(0.6, 0.3, 0.1, "f1", KillCriteria())
+    assert [r["criterion"][:20] for r in rows] == ["Baseline heuristic a", "Model can't beat ran"]
+    # rules 0.3 / model 0.6 = 50%; (0.6 - 0.1) / 0.1 = +500% over random
+    assert rows[0]["measured"] == "rules reach 50% of the model's f1 (0.3000 vs 0.6000)"
+    assert rows[1]["measured"] == "model f1 0.6000 vs random 0.1000: +500%"

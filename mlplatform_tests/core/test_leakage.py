@@ -344,3 +344,168 @@ def test_an_exact_duplicate_row_fails_the_duplicate_check():
     assert not finding.passed
     assert finding.evidence["exact_duplicate_rows"] == 2
     assert finding.evidence["duplicate_keys_within_splits"]["train"] == 2
+
+
+# Boundaries and fail-closed branches the checks above leave open -------------------------------------------------
+
+
+def test_only_the_statistics_that_differ_from_a_train_refit_are_named(frames):
+    train, full = frames
+    mean_from_every_split = {"mean": full["fee"].mean(), "std": train["fee"].std()}
+    finding = check_scaler_train_only([FittedTransform("fee scaler", "scaler", mean_from_every_split, _scaler)],
+                                      train, full)
+    assert not finding.passed and finding.evidence["fee scaler"]["differs_from_train_refit"] == ["mean"]
+    # A statistic the refit does not produce at all is named too (it cannot come from the training split).
+    extra = {**_scaler(train), "median": 10.0}
+    finding = check_scaler_train_only([FittedTransform("fee scaler", "scaler", extra, _scaler)], train, full)
+    assert not finding.passed and finding.evidence["fee scaler"]["differs_from_train_refit"] == ["median"]
+
+
+def test_every_transform_fitted_on_more_than_train_is_named_and_the_evidence_lists_the_pipeline(frames):
+    train, full = frames
+    transforms = [FittedTransform("levels", "category_levels", _levels(full), _levels),
+                  FittedTransform("plan encoding", "target_encoding", _target_encoding(full), _target_encoding)]
+    finding = check_split_before_fitting(transforms, train, full)
+    assert not finding.passed
+    assert finding.detail.endswith(": levels, plan encoding")
+    assert finding.evidence["applicable"] is True
+    assert finding.evidence["fitted_transforms_in_pipeline"] == ["levels (category_levels)",
+                                                                 "plan encoding (target_encoding)"]
+    clean = [FittedTransform("levels", "category_levels", _levels(train), _levels),
+             FittedTransform("fee scaler", "scaler", _scaler(train), _scaler)]
+    assert check_split_before_fitting(clean, train, full).detail.endswith("reproduces levels, fee scaler")
+
+
+def test_a_check_that_cannot_tell_train_from_every_split_says_so(frames):
+    train, _ = frames
+    full = pl.concat([train, train.head(20)])  # the later rows bring no new level
+    same = check_split_before_fitting([FittedTransform("levels", "category_levels", _levels(train), _levels)],
+                                      train, full)
+    assert same.passed and same.evidence["levels"]["train_and_full_refits_differ"] is False
+    assert "reproduces levels" in same.detail and "cannot tell them apart" in same.detail
+    differ = check_split_before_fitting([FittedTransform("levels", "category_levels", _levels(train), _levels)],
+                                        *frames)
+    assert differ.passed and "cannot tell them apart" not in differ.detail
+
+
+def test_the_scaler_check_judges_scalers_only_and_names_the_missing_kind(frames):
+    train, full = frames
+    leaky_levels = FittedTransform("levels", "category_levels", _levels(full), _levels)
+    honest_scaler = FittedTransform("fee scaler", "scaler", _scaler(train), _scaler)
+    assert check_scaler_train_only([leaky_levels, honest_scaler], train, full).passed
+    assert not check_split_before_fitting([leaky_levels, honest_scaler], train, full).passed
+    assert check_scaler_train_only([leaky_levels], train, full).detail == \
+        "not applicable: no fitted scaler in this pipeline"
+    assert check_target_encoding_train_only([leaky_levels], train, full).detail == \
+        "not applicable: no fitted target encoding in this pipeline"
+    assert check_split_before_fitting([], train, full).detail == "not applicable: no fitted transform in this pipeline"
+
+
+def test_a_split_of_data_without_time_is_not_judged_by_time():
+    finding = check_temporal_split(_shuffled(_snapshots()), "at", timed=False)
+    assert finding.passed and finding.detail.startswith("not applicable")
+    assert finding.evidence == {"rows": {"train": 100, "validation": 30, "test": 30}}
+
+
+def test_the_temporal_evidence_gives_each_splits_period_and_rows():
+    finding = check_temporal_split(_split(_snapshots()), "at")
+    assert finding.evidence == {
+        "train_label_time": ["2025-01-01 00:00:00", "2025-04-01 00:00:00"],
+        "validation_label_time": ["2025-05-01 00:00:00", "2025-06-01 00:00:00"],
+        "test_label_time": ["2025-07-01 00:00:00", "2025-08-01 00:00:00"],
+        "rows": {"train": 80, "validation": 40, "test": 40},
+    }
+
+
+def test_the_temporal_check_names_the_empty_splits():
+    split = _split(_snapshots())
+    finding = check_temporal_split(SplitFrames(split.train, split.validation.clear(), split.test.clear()), "at")
+    assert not finding.passed and finding.detail == "empty split(s): validation, test"
+
+
+def _overlapping_test_period() -> SplitFrames:
+    """Train Jan-Apr; validation May-Jul (customers 1-10); test Jun-Aug (customers 11-20): no shared row, but the
+    test period starts a month before validation ends."""
+    frame = _snapshots()
+    at = pl.col("at")
+    return SplitFrames(frame.filter(at < datetime(2025, 5, 1)),
+                       frame.filter(at.is_between(datetime(2025, 5, 1), datetime(2025, 7, 1)) & (pl.col("id") <= 10)),
+                       frame.filter((at >= datetime(2025, 6, 1)) & (pl.col("id") > 10)))
+
+
+def test_a_test_period_that_starts_before_validation_ends_fails_the_hold_out_check():
+    finding = check_hold_out_untouched(_overlapping_test_period(), entity_key="id", timestamp="at")
+    assert not finding.passed
+    assert finding.evidence == {"test_rows_in_validation": 0, "test_rows_in_train": 0,
+                                "test_start": "2025-06-01 00:00:00",
+                                "train_and_validation_end": "2025-07-01 00:00:00", "test_rows": 30}
+    assert "0 test rows in validation, 0 in train" in finding.detail
+
+
+def test_without_time_the_hold_out_check_judges_shared_rows_only():
+    shuffled = _shuffled(_snapshots())  # every (customer, month) row in one split only, periods interleaved
+    assert not check_hold_out_untouched(shuffled, entity_key="id", timestamp="at").passed
+    untimed = check_hold_out_untouched(shuffled, entity_key="id", timestamp="at", timed=False)
+    assert untimed.passed and "data without time" in untimed.detail
+    reused = SplitFrames(shuffled.train, pl.concat([shuffled.validation, shuffled.test.head(5)]), shuffled.test)
+    finding = check_hold_out_untouched(reused, entity_key="id", timestamp="at", timed=False)
+    assert not finding.passed and "5 test rows in validation, 0 in train" in finding.detail
+    timed = check_hold_out_untouched(_split(_snapshots()), entity_key="id", timestamp="at")
+    assert timed.passed and "data without time" not in timed.detail
+
+
+def test_an_empty_test_split_fails_the_hold_out_check_as_no_hold_out():
+    split = _split(_snapshots())
+    finding = check_hold_out_untouched(SplitFrames(split.train, split.validation, split.test.clear()),
+                                       entity_key="id", timestamp="at")
+    assert not finding.passed and "no hold-out" in finding.detail and finding.evidence["test_rows"] == 0
+    # Nothing before the test split: nothing can have seen it (the temporal check fails such a split instead).
+    alone = check_hold_out_untouched(SplitFrames(split.train.clear(), split.validation.clear(), split.test),
+                                     entity_key="id", timestamp="at")
+    assert alone.passed and alone.evidence["train_and_validation_end"] == "None"
+
+
+def _every_check(frames) -> list:
+    """(expected item key, finding) for each check, once passing and once failing."""
+    train, full = frames
+    split, shuffled = _split(_snapshots()), _shuffled(_snapshots())
+    leaky = [FittedTransform("levels", "category_levels", _levels(full), _levels),
+             FittedTransform("plan encoding", "target_encoding", _target_encoding(full), _target_encoding),
+             FittedTransform("fee scaler", "scaler", _scaler(full), _scaler)]
+    features = _feature_table()
+    hold_keys = {"entity_key": "id", "timestamp": "at"}
+    derived_train, derived_hold_out = _derived("binary")
+    return [
+        ("no_future_information", _future_check(_point_in_time(features), features)),
+        ("no_future_information", _future_check(_point_in_time(features, shift_days=7), features)),
+        *[(item, check([], train, full)) for item, check in (
+            ("split_before_fitting", check_split_before_fitting),
+            ("target_encoding_train_only", check_target_encoding_train_only),
+            ("scaler_train_only", check_scaler_train_only))],
+        *[(item, check(leaky, train, full)) for item, check in (
+            ("split_before_fitting", check_split_before_fitting),
+            ("target_encoding_train_only", check_target_encoding_train_only),
+            ("scaler_train_only", check_scaler_train_only))],
+        ("no_target_derived_feature", check_no_target_derived_feature(
+            derived_train, derived_hold_out, features=["noise", "derived"], label="y", task="binary")),
+        ("temporal_split", check_temporal_split(split, "at")),
+        ("temporal_split", check_temporal_split(shuffled, "at")),
+        ("temporal_split", check_temporal_split(shuffled, "at", timed=False)),
+        ("hold_out_untouched", check_hold_out_untouched(split, **hold_keys)),
+        ("hold_out_untouched", check_hold_out_untouched(shuffled, **hold_keys)),
+        ("hold_out_untouched", check_hold_out_untouched(shuffled, **hold_keys, timed=False)),
+        ("hold_out_untouched", check_hold_out_untouched(SplitFrames(split.train, split.validation,
+                                                                    split.test.clear()), **hold_keys)),
+        ("no_duplicates_across_splits", check_no_duplicates_across_splits(split, **hold_keys)),
+        ("no_duplicates_across_splits", check_no_duplicates_across_splits(
+            SplitFrames(split.train, split.test, split.test), **hold_keys)),
+    ]
+
+
+def test_every_finding_names_its_checklist_item_and_states_the_verdict_in_a_sentence(frames):
+    findings = _every_check(frames)
+    assert {f.passed for _, f in findings} == {True, False}
+    for item, finding in findings:
+        assert finding.item == item
+        assert isinstance(finding.passed, bool)
+        assert isinstance(finding.detail, str) and len(finding.detail.split()) >= 4, (item, finding.detail)
