@@ -8,7 +8,6 @@ say so, with how to enable it, and still write their tables with the usual colum
 
 import base64
 import shutil
-from dataclasses import asdict
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -25,21 +24,18 @@ from mlplatform.core.drift import (
     AWAITING_LABELS,
     NOT_APPLICABLE,
     PREDICTION_DRIFT_SCHEMA,
-    concept_drift,
     drift_by_column,
     drift_not_measured,
     drift_table,
     feature_kind,
-    label_drift_chi2,
     not_applicable_drift,
     prediction_drift_by_period,
-    prediction_drift_kl,
     psi_over_time_plot,
     psi_plot,
 )
 from mlplatform.core.ingestion import monthly_keys, partitioned_sources
 from mlplatform.core.markdown import table
-from mlplatform.core.metrics import compute_metrics, higher_is_better
+from mlplatform.core.model_performance import awaiting_labels, measured_performance, not_applicable_performance
 from mlplatform.core.retraining import SplitDates, split_dates
 from mlplatform.core.rollout.prediction_log import model_answers, prediction_log_dir, read_prediction_log
 from mlplatform.core.validation import validate_table
@@ -49,10 +45,6 @@ from mlplatform.stage_io import challenger_name, load_champion, load_split, mont
 
 MONTH = "%Y-%m"
 DAY = "day"
-PERFORMANCE_SCHEMA = {"metric": pl.String, "reference": pl.Float64, "current": pl.Float64,
-                      "relative_drop": pl.Float64, "severity": pl.String, "champion_version": pl.String,
-                      "rows": pl.Int64, "prediction_kl": pl.Float64, "label_chi2": pl.Float64,
-                      "label_chi2_pvalue": pl.Float64}
 
 
 def _midnight(day: date) -> datetime:
@@ -290,49 +282,28 @@ def performance_report(platform: PlatformResource, tracking: TrackingResource) -
     """The champion on labels that arrived after it was evaluated: concept drift (primary metric down more
     than the brief allows), prediction drift (KL of scores) and label drift (chi-square), against training.
     Data without time has no later labels: the report then says concept drift is not applicable."""
-    b = platform.brief
-    primary = b.metrics.primary
+    b, primary = platform.brief, platform.brief.metrics.primary
     if drift_not_measured(b):
-        summary = pl.DataFrame([{"metric": primary, "severity": NOT_APPLICABLE, "rows": 0}], schema=PERFORMANCE_SCHEMA)
-        path = platform.write_table(tables.PERFORMANCE, summary)
+        path = platform.write_table(tables.PERFORMANCE, not_applicable_performance(primary))
         return dg.MaterializeResult(metadata={**_not_measured(b), "severity": NOT_APPLICABLE,
                                               "path": dg.MetadataValue.path(str(path))})
     version, model = load_champion(platform, tracking)
     if model is None:
         raise RuntimeError("no champion model yet: materialise champion_model (it needs the promotion gate to pass)")
-    frame = platform.read_table(tables.TRAINING_SET)
-    at = pl.col(b.label.timestamp)
-    period = monitored_period(platform)
-    current = frame.filter(at.is_between(*period, closed="left"))
-    train = load_split(platform).train
+    at, label, period = pl.col(b.label.timestamp), b.label.column, monitored_period(platform)
+    current = platform.read_table(tables.TRAINING_SET).filter(at.is_between(*period, closed="left"))
     if current.height == 0:  # labels arrive after their delay: judged by a later run, proxies meanwhile
-        reason = (f"no labelled rows between {period[0]:%Y-%m-%d} and {period[1]:%Y-%m-%d} yet (labels arrive "
-                  f"{b.label.delay_days} days after their snapshot); concept drift is judged when they arrive, the "
-                  "serving monitor's score-shift alert stands in until then")
-        summary = pl.DataFrame([{"metric": primary, "severity": AWAITING_LABELS, "champion_version": version,
-                                 "rows": 0}], schema=PERFORMANCE_SCHEMA)
-        path = platform.write_table(tables.PERFORMANCE, summary)
-        return dg.MaterializeResult(metadata={"severity": AWAITING_LABELS, "reason": reason, "labelled_rows": 0,
-                                              "champion_version": version, "path": dg.MetadataValue.path(str(path))})
-    y = current[b.label.column].to_numpy()
-    current_scores = model.predict_score(current)
-    now = compute_metrics(b.task_type, y, current_scores, model.threshold)
-    evaluated = platform.read_table(tables.METRICS).filter(
-        (pl.col("candidate") == challenger_name(platform)) & (pl.col("metric") == primary))["value"][0]
-    drift = concept_drift(primary, evaluated, now[primary], max_drop=b.monitoring.max_metric_drop,
-                          higher_is_better=higher_is_better(primary))
-    kl = prediction_drift_kl(model.predict_score(train), current_scores)
-    chi2, chi2_p = label_drift_chi2(train[b.label.column].to_numpy(), y)
-    summary = pl.DataFrame([{**asdict(drift), "champion_version": version, "rows": current.height,
-                             "prediction_kl": kl, "label_chi2": chi2, "label_chi2_pvalue": chi2_p}],
-                           schema=PERFORMANCE_SCHEMA)
+        summary, metadata = awaiting_labels(primary, version, period, b.label.delay_days)
+    else:
+        evaluated = platform.read_table(tables.METRICS).filter(
+            (pl.col("candidate") == challenger_name(platform)) & (pl.col("metric") == primary))["value"][0]
+        train = load_split(platform).train
+        summary, metadata = measured_performance(
+            b.task_type, primary, version, evaluated=evaluated, labels=current[label].to_numpy(),
+            scores=model.predict_score(current), threshold=model.threshold, train_labels=train[label].to_numpy(),
+            train_scores=model.predict_score(train), max_drop=b.monitoring.max_metric_drop)
     path = platform.write_table(tables.PERFORMANCE, summary)
-    return dg.MaterializeResult(metadata={
-        f"{primary}_at_evaluation": evaluated, f"{primary}_now": now[primary],
-        "relative_drop": drift.relative_drop, "severity": drift.severity, "champion_version": version,
-        "prediction_kl": kl, "label_chi2_pvalue": chi2_p, "labelled_rows": current.height,
-        "path": dg.MetadataValue.path(str(path)),
-    })
+    return dg.MaterializeResult(metadata={**metadata, "path": dg.MetadataValue.path(str(path))})
 
 
 def _served_scores(rows: list[tuple], task: str) -> np.ndarray:

@@ -12,33 +12,23 @@ import yaml
 from mlplatform import asset_names
 from mlplatform.core import tables
 from mlplatform.core.io import write_text_atomic
-from mlplatform.core.metrics import higher_is_better
 from mlplatform.core.retraining import notify
 from mlplatform.core.rollout.ab_report import ab_report
-from mlplatform.core.rollout.canary import (
-    ArmHealth,
-    canary_with_ab,
-    degradation_reasons,
-    health_with_metric,
-    next_canary_step,
-)
+from mlplatform.core.rollout.canary import ServingJudge, canary_move, rollback_reasons
 from mlplatform.core.rollout.policy import policy_for
 from mlplatform.core.rollout.prediction_log import (
     attach_labels,
     log_clock_ns,
     prediction_log_dir,
     read_prediction_log,
-    served_rows,
 )
 from mlplatform.core.rollout.registry import (
     RolloutState,
+    apply_canary_step,
     previous_champion,
-    promote,
     rollback,
     rollout_state,
-    set_challenger_share,
 )
-from mlplatform.core.tracking import client_for, set_verdict
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 
 
@@ -50,11 +40,6 @@ def _labelled_log(platform: PlatformResource) -> pl.DataFrame:
         return log
     labels = platform.read_table(tables.validated(b.label.source))
     return attach_labels(log, labels, b.entity_key, b.label.timestamp, b.label.column, b.label.delay_days)
-
-
-def _health(platform: PlatformResource, rows: pl.DataFrame, version: str | None) -> ArmHealth:
-    b = platform.brief
-    return health_with_metric(rows, version, task=b.task_type, label=b.label.column, primary=b.metrics.primary)
 
 
 def _ab(platform: PlatformResource, log: pl.DataFrame, state: RolloutState):
@@ -104,50 +89,25 @@ def _announce(platform: PlatformResource, context: dg.AssetExecutionContext, act
 @dg.asset(name=asset_names.SERVING_ROLLOUT, group_name="serving", deps=[asset_names.CHAMPION_MODEL], kinds={"mlflow"})
 def serving_rollout(context: dg.AssetExecutionContext, platform: PlatformResource,
                     tracking: TrackingResource) -> dg.MaterializeResult:
-    """The automatic rollback, the canary and the A/B verdict, applied to the registry: roll the champion back
-    when, since its promotion, its error rate or p99 latency exceeds the brief's ``rollout.degradation_factor``
-    (2x) times the previous champion's or its primary metric fell by more than ``monitoring.max_metric_drop``;
-    otherwise move a running canary one of ``rollout.canary_steps`` (5% -> 25% -> 50%) while the challenger's
-    guardrails hold against the champion, abort it on a breach or when the A/B analysis says kill, and take the
-    last step (100% = promotion) only when the A/B analysis says ship."""
-    b = platform.brief
-    policy, uri, name = policy_for(b), tracking.uri, tracking.model_name
-    up = higher_is_better(b.metrics.primary)
-    log = _labelled_log(platform)
-    clock = log_clock_ns(log)
-    state: RolloutState = rollout_state(uri, name)
+    """The automatic rollback, the canary and the A/B verdict, applied to the registry: roll the champion back when
+    its error rate or p99 latency (over ``rollout.degradation_factor`` x) or its primary metric (down more than
+    ``monitoring.max_metric_drop``) regressed against the previous champion's; else step a running canary through
+    ``rollout.canary_steps`` while its guardrails hold, abort it on a breach or an A/B kill, promote on an A/B ship."""
+    uri, name, judge = tracking.uri, tracking.model_name, ServingJudge.of(platform.brief)
+    log, state = _labelled_log(platform), rollout_state(uri, name)
     metadata: dict = {"champion": state.champion or "none", "challenger": state.challenger or "none",
                       "challenger_share": state.challenger_share, "logged_predictions": log.height}
-    baseline_version = previous_champion(uri, name)
-    if log.height and state.champion and baseline_version:
-        current = _health(platform, served_rows(log, state.champion, "champion"), state.champion)
-        baseline = _health(platform, served_rows(log, baseline_version, "champion"), baseline_version)
-        reasons = degradation_reasons(current, baseline, policy, up)
-        metadata["rollback_reasons"] = reasons or "none"
-        if reasons:
-            rolled_back, restored = rollback(uri, name)
-            _announce(platform, context, "rolled back", version=rolled_back, restored=restored,
-                      reason="; ".join(reasons))
-            return dg.MaterializeResult(metadata={**metadata, "action": f"rolled back {rolled_back} -> {restored}"})
+    reasons = rollback_reasons(judge, log, state, previous_champion(uri, name))
+    metadata |= {} if reasons is None else {"rollback_reasons": reasons or "none"}
+    if reasons:
+        rolled_back, restored = rollback(uri, name)
+        _announce(platform, context, "rolled back", version=rolled_back, restored=restored, reason="; ".join(reasons))
+        return dg.MaterializeResult(metadata={**metadata, "action": f"rolled back {rolled_back} -> {restored}"})
     if not (log.height and state.canary_running):
         return dg.MaterializeResult(metadata={**metadata, "action": "none: no challenger traffic to judge"})
-    assert state.challenger is not None, "a running canary has a challenger"
-    challenger = served_rows(log, state.challenger, "challenger", state.share_since_ns)
-    champion = served_rows(log, state.champion, "champion", state.share_since_ns)
-    candidate = _health(platform, challenger, state.challenger)
-    reasons = degradation_reasons(candidate, _health(platform, champion, state.champion), policy, up)
     results = _ab(platform, log, state)["results"]
-    step = canary_with_ab(next_canary_step(state.challenger_share, candidate, reasons, policy),
-                          state.challenger_share, results["decision"], results["reason"])
-    if step.action in ("advance", "abort"):
-        set_challenger_share(uri, name, step.share, since_ns=clock)
-    elif step.action == "promote":
-        promote(uri, name, state.challenger)
-        set_challenger_share(uri, name, 0.0, since_ns=clock)
-    if step.action in ("promote", "abort"):  # the experiment record carries how the canary ended
-        run_id = client_for(uri).get_model_version(name, state.challenger).run_id
-        assert run_id is not None, "every candidate version is registered from its training run"
-        set_verdict(uri, run_id, "promoted" if step.action == "promote" else "archived")
+    step = canary_move(judge, log, state, results["decision"], results["reason"])
+    apply_canary_step(uri, name, state, step, since_ns=log_clock_ns(log))
     if step.action != "hold":
         _announce(platform, context, f"canary {step.action}", version=state.challenger, champion=state.champion,
                   share=step.share, ab_decision=results["decision"], reason=step.reason)

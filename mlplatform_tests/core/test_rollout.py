@@ -23,10 +23,13 @@ from mlplatform.core.rollout.ab_test import (
 from mlplatform.core.rollout.assignment import assign_arm
 from mlplatform.core.rollout.canary import (
     ArmHealth,
+    ServingJudge,
+    canary_move,
     degradation_reasons,
     health_of,
     health_with_metric,
     next_canary_step,
+    rollback_reasons,
 )
 from mlplatform.core.rollout.policy import RolloutPolicy, policy_for
 from mlplatform.core.rollout.prediction_log import attach_labels, known_outcomes, model_answers
@@ -410,3 +413,30 @@ def test_a_bad_rollout_section_is_one_error_naming_the_field(tmp_path, section, 
         load_brief(demo_brief_with(tmp_path, section))
     problems = str(raised.value).splitlines()[1:]
     assert len(problems) == 1 and error in problems[0], problems
+
+
+JUDGE = ServingJudge(task="binary", label="churned", primary="f1", policy=POLICY)
+
+
+def test_the_rollback_rule_judges_the_champion_against_the_champion_before_it():
+    # Both versions answered on the champion arm: v1 before, v2 (the current champion) after its promotion.
+    log = labelled_log({"champion": 0.80, "challenger": 0.80}, 400, 8, {"champion": 2, "challenger": 9}).with_columns(
+        arm=pl.lit("champion"))
+    state = RolloutState("2", None, 0.0)
+    assert rollback_reasons(JUDGE, log, state, "1")[0].startswith("p99 latency 9.00 ms > 2.0x baseline 2.00 ms")
+    assert rollback_reasons(JUDGE, log.with_columns(latency_ms=pl.lit(2.0)), state, "1") == []
+    assert rollback_reasons(JUDGE, log, state, None) is None, "no earlier champion: nothing to judge"
+    assert rollback_reasons(JUDGE, log.clear(), state, "1") is None, "no predictions: nothing to judge"
+
+
+def test_the_canary_moves_on_the_challengers_health_since_its_share_and_the_ab_decision():
+    log = labelled_log({"champion": 0.70, "challenger": 0.80}, 400, 8, {"champion": 2, "challenger": 2})
+    at_50 = RolloutState("1", "2", 0.5)
+    assert canary_move(JUDGE, log, at_50, "ship", "wins").action == "promote"
+    assert canary_move(JUDGE, log, at_50, "iterate", "collecting").action == "hold"
+    assert canary_move(JUDGE, log, RolloutState("1", "2", 0.05), "iterate", "collecting").share == 0.25
+    slow = log.with_columns(latency_ms=pl.when(pl.col("arm") == "challenger").then(9.0).otherwise(2.0))
+    assert canary_move(JUDGE, slow, at_50, "ship", "wins").action == "abort"
+    # Rows from before the share was set do not count for the step: none left, so the step holds.
+    later = RolloutState("1", "2", 0.5, share_since_ns=int(datetime(2026, 1, 1).timestamp() * 1e9))
+    assert canary_move(JUDGE, log, later, "ship", "wins").action == "hold"

@@ -5,8 +5,8 @@ import polars as pl
 import pytest
 
 from mlplatform.core.drift import DRIFT_SCHEMA, NOT_APPLICABLE
+from mlplatform.core.model_performance import PERFORMANCE_SCHEMA
 from mlplatform.core.profiling import SUMMARY_SCHEMA
-from mlplatform.defs.monitoring import PERFORMANCE_SCHEMA
 from mlplatform.settings import Settings
 from mlplatform_tests.defs.plain_table import write_plain_table_brief
 

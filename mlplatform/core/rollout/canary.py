@@ -1,14 +1,19 @@
-"""Serving health from the prediction log, the method's automatic-rollback rule and the canary steps."""
+"""Serving health from the prediction log, the method's automatic-rollback rule and the canary steps, and the
+serving guard that applies both to the labelled log."""
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import polars as pl
 
-from mlplatform.brief import TaskType
+from mlplatform.brief import Brief, TaskType
+from mlplatform.core.metrics import higher_is_better
 from mlplatform.core.rollout.ab_test import Decision
-from mlplatform.core.rollout.policy import RolloutPolicy
-from mlplatform.core.rollout.prediction_log import outcome_metrics
+from mlplatform.core.rollout.policy import RolloutPolicy, policy_for
+from mlplatform.core.rollout.prediction_log import outcome_metrics, served_rows
+
+if TYPE_CHECKING:  # the registry module needs MLflow; the guard only reads its state
+    from mlplatform.core.rollout.registry import RolloutState
 
 
 @dataclass(frozen=True)
@@ -132,3 +137,46 @@ def health_with_metric(rows: pl.DataFrame, version: str | None, *, task: TaskTyp
     health = health_of(rows, version)
     metrics = outcome_metrics(task, _version_rows(rows, version), label)
     return ArmHealth(health.rows, health.errors, health.p99_ms, metrics[primary]) if metrics else health
+
+
+@dataclass(frozen=True)
+class ServingJudge:
+    """What the serving guard judges a version on: the brief's task, label and primary metric, and its policy."""
+
+    task: TaskType
+    label: str
+    primary: str
+    policy: RolloutPolicy
+
+    @classmethod
+    def of(cls, brief: Brief) -> "ServingJudge":
+        return cls(brief.task_type, brief.label.column, brief.metrics.primary, policy_for(brief))
+
+    def health(self, rows: pl.DataFrame, version: str | None) -> ArmHealth:
+        return health_with_metric(rows, version, task=self.task, label=self.label, primary=self.primary)
+
+    def reasons(self, candidate: ArmHealth, baseline: ArmHealth) -> list[str]:
+        return degradation_reasons(candidate, baseline, self.policy, higher_is_better(self.primary))
+
+
+def rollback_reasons(judge: ServingJudge, log: pl.DataFrame, state: "RolloutState",
+                     baseline_version: str | None) -> list[str] | None:
+    """The automatic-rollback rule for the champion against the champion before it (each on the rows it answered
+    on the champion arm): the reasons to roll back, empty when healthy; None when there is nothing to judge (no
+    logged predictions, no champion, or no earlier champion to compare with and return to)."""
+    if not (log.height and state.champion and baseline_version):
+        return None
+    current = judge.health(served_rows(log, state.champion, "champion"), state.champion)
+    baseline = judge.health(served_rows(log, baseline_version, "champion"), baseline_version)
+    return judge.reasons(current, baseline)
+
+
+def canary_move(judge: ServingJudge, log: pl.DataFrame, state: "RolloutState", decision: Decision,
+                reason: str) -> CanaryStep:
+    """The running canary's next step: :func:`next_canary_step` on the challenger's health against the
+    champion's since the current share was set, then :func:`canary_with_ab` with the A/B ``decision``."""
+    since = state.share_since_ns
+    candidate = judge.health(served_rows(log, state.challenger, "challenger", since), state.challenger)
+    champion = judge.health(served_rows(log, state.champion, "champion", since), state.champion)
+    step = next_canary_step(state.challenger_share, candidate, judge.reasons(candidate, champion), judge.policy)
+    return canary_with_ab(step, state.challenger_share, decision, reason)

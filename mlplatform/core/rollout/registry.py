@@ -7,9 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
-from mlplatform.core.tracking import client_for  # MLflow configured before its import
+from mlplatform.core.tracking import client_for, set_verdict  # MLflow configured before its import
+
+if TYPE_CHECKING:
+    from mlplatform.core.rollout.canary import CanaryStep
 
 CHAMPION, CHALLENGER, PREVIOUS_CHAMPION = "champion", "challenger", "previous_champion"
 # Registered-model tags: the share of entities the challenger answers (the canary step the rollout reached),
@@ -112,6 +115,24 @@ def promote(tracking_uri: str, model_name: str, version: str) -> str | None:
             client.set_registered_model_alias(model_name, PREVIOUS_CHAMPION, str(previous))
         client.set_registered_model_alias(model_name, CHAMPION, version)
     return None if previous is None else str(previous)
+
+
+def apply_canary_step(tracking_uri: str, model_name: str, state: RolloutState, step: "CanaryStep",
+                      since_ns: int | None) -> None:
+    """Act on the running canary's ``step`` in the registry: advance and abort set the challenger's share (from
+    ``since_ns``), promote makes the challenger the champion and sets the share to 0; a promoted or aborted
+    challenger's training run gets its verdict (promoted / archived). Hold changes nothing."""
+    challenger = state.challenger
+    assert challenger is not None, "a running canary has a challenger"
+    if step.action in ("advance", "abort"):
+        set_challenger_share(tracking_uri, model_name, step.share, since_ns=since_ns)
+    elif step.action == "promote":
+        promote(tracking_uri, model_name, challenger)
+        set_challenger_share(tracking_uri, model_name, 0.0, since_ns=since_ns)
+    if step.action in ("promote", "abort"):  # the experiment record carries how the canary ended
+        run_id = client_for(tracking_uri).get_model_version(model_name, challenger).run_id
+        assert run_id is not None, "every candidate version is registered from its training run"
+        set_verdict(tracking_uri, run_id, "promoted" if step.action == "promote" else "archived")
 
 
 class ChampionRecord(TypedDict):
