@@ -23,17 +23,28 @@ def _xdist_group(item: pytest.Item) -> str:
     return item.nodeid.split("::")[0]
 
 
+# The groups that take minutes, longest first (measured: docs/testing.md). xdist hands groups out in collection
+# order (`--no-loadscope-reorder`), so the two longest start at once, one on each worker, the next ones follow as
+# a worker frees up and the short files fill in behind them: the workers finish close together.
+LONG_GROUPS = (
+    "mlplatform_tests/integration/test_living_loop.py",  # the daemon's loop over four replayed months
+    "demo",  # the whole graph on 300,000 events, then its 70-odd readers and two retraining runs
+    "integration",  # the production profile's whole graph on PostgreSQL and Redis, the compose stack
+    "mlplatform_tests/test_own_data.py",  # six graphs on other data sets
+)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under `--dist loadgroup`, suffix each test id with its group, which is how xdist's scheduler reads groups,
-    and put the longest groups first (with `--no-loadscope-reorder` the workers take groups in this order): the
-    demo, then the integration tests (PostgreSQL and Redis, and the living loop with its own daemon), minutes each.
-    pytest-xdist 3.8 sets the suffix for `xdist_group` marks through `item._nodeid`, which pytest 9.2 no longer
-    reads (the id lives in `item._id`), so it is set here."""
+    and put the longest groups first (:data:`LONG_GROUPS`; with `--no-loadscope-reorder` the workers take groups
+    in this order). pytest-xdist 3.8 sets the suffix for `xdist_group` marks through `item._nodeid`, which pytest
+    9.2 no longer reads (the id lives in `item._id`), so it is set here."""
     if not getattr(config.option, "loadgroup", False):
         return
     groups = {item: _xdist_group(item) for item in items}
-    items.sort(key=lambda item: 0 if groups[item] == "demo" else 1 if "integration" in item.path.parts else 2)
+    rank = {group: index for index, group in enumerate(LONG_GROUPS)}
+    items.sort(key=lambda item: rank.get(groups[item], len(LONG_GROUPS)))  # stable: collection order otherwise
     for item in items:
         if "@" not in item.nodeid.rpartition("]")[2]:
             item._id = type(item._id).parse(f"{item.nodeid}@{groups[item]}")
