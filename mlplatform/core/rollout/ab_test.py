@@ -106,8 +106,12 @@ class ArmOutcomes:
         """Draws the row indices of one bootstrap resample: as many entities as the arm has, with replacement, each
         with all its rows. With one row per entity (or no entity ids) this is the plain row bootstrap, draw for
         draw."""
+        if self.entity is None:  # each row its own entity: the same draws, without the cluster bookkeeping
+            return lambda rng: rng.integers(0, self.rows, self.rows)
         order, starts, sizes = self._clusters()
         k = len(sizes)
+        if k == self.rows:  # one row per entity: entity k is row order[k]
+            return lambda rng: order[rng.integers(0, k, k)]
 
         def draw(rng: np.random.Generator) -> np.ndarray:
             picked = rng.integers(0, k, k)
