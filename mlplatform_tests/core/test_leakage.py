@@ -509,3 +509,123 @@ def test_every_finding_names_its_checklist_item_and_states_the_verdict_in_a_sent
         assert finding.item == item
         assert isinstance(finding.passed, bool)
         assert isinstance(finding.detail, str) and len(finding.detail.split()) >= 4, (item, finding.detail)
+
+
+def test_the_duplicate_check_reports_where_each_shared_row_sits():
+    split = _split(_snapshots())
+    copied = split.test.head(3).with_columns(pl.col("x") + 1)  # same (entity, time) as three test rows
+    finding = check_no_duplicates_across_splits(
+        SplitFrames(pl.concat([split.train, copied]), split.validation, split.test), entity_key="id", timestamp="at")
+    assert finding.detail.endswith("shared across splits: train_validation 0, train_test 3, validation_test 0")
+    assert finding.evidence["test_entities"] == 20 and finding.evidence["entities_in_train_and_test"] == 20
+    # No rows at all hold no duplicate (the temporal and hold-out checks fail such a split).
+    empty = check_no_duplicates_across_splits(SplitFrames(split.train.clear(), split.validation.clear(),
+                                                          split.test.clear()), entity_key="id", timestamp="at")
+    assert empty.evidence["exact_duplicate_rows"] == 0 and empty.evidence["test_entities"] == 0
+
+
+def test_by_default_the_future_check_compares_a_sample_of_twenty_thousand_rows():
+    days = 20_001
+    features = pl.DataFrame({"id": [1] * days, "event_timestamp": [START + timedelta(days=d) for d in range(days)],
+                             "f_count": list(range(days))})
+    training = features.rename({"event_timestamp": "label_time"})
+    finding = check_no_future_information(training, features, entity_key="id", label_time="label_time",
+                                          features=["f_count"])
+    assert finding.passed and finding.evidence["rows_checked"] == 20_000
+    everything = check_no_future_information(training, features, entity_key="id", label_time="label_time",
+                                             features=["f_count"], sample_rows=None)
+    assert everything.evidence["rows_checked"] == days
+
+
+def _weekly_training() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Feature rows every 7 days; training rows at days 20, 45 and 70 carry the rows of days 14, 42 and 70 (ages
+    6, 3 and 0 days), written out by hand."""
+    weekly = _feature_table().filter(pl.col("event_timestamp").dt.ordinal_day() % 7 == 1)  # days 0, 7, ... 84
+    rows = []
+    for e in range(1, 5):
+        for day, source in ((20, 14), (45, 42), (70, 70)):
+            rows.append({"id": e, "label_time": START + timedelta(days=day), "y": 0, "f_count": e * 1000 + source,
+                         "f_mean": (e * 1000 + source) / 7, "f_plan": "gold" if (e + source // 30) % 2 else "basic"})
+    return pl.DataFrame(rows), weekly
+
+
+def test_the_future_check_reports_the_age_of_each_rows_source_and_counts_the_matches():
+    training, weekly = _weekly_training()
+    finding = _future_check(training, weekly)
+    assert finding.passed, finding.detail
+    assert finding.evidence["rows_matching_point_in_time_row"] == 12 and finding.evidence["mismatched_rows"] == 0
+    assert (finding.evidence["source_age_days_min"], finding.evidence["source_age_days_max"]) == (0, 6)
+    assert finding.detail.startswith("all 12 sampled rows")
+
+
+def test_one_differing_row_fails_and_is_given_as_an_example():
+    training, weekly = _weekly_training()
+    one_off = training.with_columns(  # customer 1 at day 20: a value no feature row holds
+        pl.when((pl.col("id") == 1) & (pl.col("f_count") == 1014)).then(pl.lit(1015)).otherwise("f_count")
+        .alias("f_count"))
+    finding = _future_check(one_off, weekly)
+    assert not finding.passed
+    assert finding.evidence["rows_matching_point_in_time_row"] == 11 and finding.evidence["mismatched_rows"] == 1
+    assert finding.evidence["examples"] == [{"id": 1, "label_time": str(START + timedelta(days=20)) + ".000000",
+                                             "differing_features": ["f_count"]}]
+    assert finding.detail == "1 of 12 sampled rows differ from their point-in-time feature row"
+
+
+def test_rows_before_any_feature_row_carry_nulls_and_have_no_source_age():
+    training, weekly = _weekly_training()
+    late = weekly.filter(pl.col("event_timestamp") >= START + timedelta(days=77))  # after every label time
+    nulls = training.with_columns(pl.lit(None, pl.Int64).alias("f_count"), pl.lit(None, pl.Float64).alias("f_mean"),
+                                  pl.lit(None, pl.String).alias("f_plan"))
+    finding = _future_check(nulls, late)
+    assert finding.passed, finding.detail
+    assert finding.evidence["rows_without_feature_row"] == 12
+    assert finding.evidence["source_age_days_min"] is None and finding.evidence["source_age_days_max"] is None
+
+
+def _keyed(keys: str, labels: list[int]) -> pl.DataFrame:
+    return pl.DataFrame({"k": list(keys), "y": labels})
+
+
+# Train: key a always positive, b never, m half; each hold-out below is scored by that per-key mean.
+KEYED_TRAIN = _keyed("aaaaabbbbbmm", [1] * 5 + [0] * 5 + [1, 0])
+
+
+def test_a_single_feature_scoring_exactly_the_threshold_passes_and_one_just_above_fails():
+    # Positives a, a, a, b; negatives a, b, b, b: 9 of 16 pairs ranked right and 6 tied, AUC (9 + 3) / 16 = 0.75.
+    hold_out = _keyed("aaabab" + "bb", [1, 1, 1, 1, 0, 0, 0, 0])
+    at = check_no_target_derived_feature(KEYED_TRAIN, hold_out, features=["k"], label="y", task="binary",
+                                         threshold=0.75)
+    assert at.passed and at.evidence["top_features"] == {"k": 0.75} and at.evidence["scores_above_threshold"] == {}
+    assert at.detail.endswith("roc_auc 0.750 (≤ 0.75)")
+    below = check_no_target_derived_feature(KEYED_TRAIN, hold_out, features=["k"], label="y", task="binary",
+                                            threshold=0.7499)
+    assert not below.passed and below.evidence["flagged"] == ["k"]
+    assert below.evidence["scores_above_threshold"] == {"k": 0.75}
+
+
+def test_the_default_threshold_flags_a_score_over_ninety_five_percent_only():
+    # Positives a, a; negatives a and nine b: 18 of 20 pairs right, 2 tied: AUC 19/20 = 0.95 (0.9500000000000001
+    # in floating point, which must not count as above).
+    at = check_no_target_derived_feature(KEYED_TRAIN, _keyed("aaa" + "b" * 9, [1, 1] + [0] * 10), features=["k"],
+                                         label="y", task="binary")
+    assert at.passed, at.detail
+    # Positives a, m; negatives m and nine b: 19 of 20 right, 1 tied: AUC 19.5/20 = 0.975.
+    above = check_no_target_derived_feature(KEYED_TRAIN, _keyed("amm" + "b" * 9, [1, 1] + [0] * 10),
+                                            features=["k"], label="y", task="binary")
+    assert not above.passed and above.evidence["scores_above_threshold"] == {"k": 0.975}
+
+
+def test_features_are_ranked_by_their_score_not_their_name():
+    train, hold_out = (f.rename({"signal": "a_signal", "plan": "b_plan", "noise": "z_noise"})
+                       for f in (_labelled(1500, 1), _labelled(500, 2)))
+    features = ["z_noise", "b_plan", "a_signal"]
+    finding = check_no_target_derived_feature(train, hold_out, features=features, label="y", task="binary")
+    top = finding.evidence["top_features"]
+    assert list(top) == sorted(top, key=top.get, reverse=True) and list(top)[0] == "a_signal"
+    assert finding.detail.startswith("best single feature a_signal reaches hold-out roc_auc")
+    # Under a lower threshold the signal is flagged with the same four-digit score the ranking shows.
+    low = check_no_target_derived_feature(train, hold_out, features=features, label="y", task="binary",
+                                          threshold=0.6)
+    score = low.evidence["scores_above_threshold"]["a_signal"]
+    assert isinstance(score, float) and 0.6 < score < 1 and score == low.evidence["top_features"]["a_signal"]
+    assert score == round(score, 4) and score != round(score, 3)
