@@ -66,3 +66,10 @@ def test_without_a_quality_history_there_are_two_criteria_each_with_its_measurem
     # rules 0.3 / model 0.6 = 50%; (0.6 - 0.1) / 0.1 = +500% over random
     assert rows[0]["measured"] == "rules reach 50% of the model's f1 (0.3000 vs 0.6000)"
     assert rows[1]["measured"] == "model f1 0.6000 vs random 0.1000: +500%"
+
+
+def test_every_quality_verdict_names_the_criterion_with_its_days_of_cleaning():
+    for history in ([], _history((20, 12.0)), _history((1, 25.0))):
+        verdict = quality_kill_criterion(history, 18, 14, NOW)
+        assert verdict["criterion"] == "Data quality too poor after 14 days of cleaning"
+        assert set(verdict) == {"criterion", "measured", "passed"}
