@@ -292,6 +292,17 @@ def cost_document(runs: list[StepRun], *, training_group: str, retrain_cron: str
     return {"ml_costs": ml_costs, "assumptions": assumptions, "measured": measured}
 
 
+def headline_figures(document: Mapping[str, Any]) -> dict[str, float | str]:
+    """A cost document's headline numbers (US dollars, seconds, bytes), as the cost report's asset shows them."""
+    training, inference, measured = (document["ml_costs"]["training"], document["ml_costs"]["inference"],
+                                     document["measured"])
+    return {"compute_cost_per_run_usd": training["compute_cost_per_run"],
+            "runs_per_month": training["runs_per_month"],
+            "cost_per_1k_predictions_usd": inference["cost_per_1k_predictions"],
+            "pipeline_seconds_per_run": measured["pipeline_seconds_per_run"],
+            "storage_bytes": sum(measured["storage_bytes"].values())}
+
+
 def history_row(document: Mapping[str, Any], at: datetime) -> pl.DataFrame:
     """One row of the cost trend: the headline figures of a cost document at time ``at``."""
     ml_costs, measured = document["ml_costs"], document["measured"]

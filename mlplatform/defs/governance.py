@@ -25,6 +25,7 @@ from mlplatform.core.cost import (
     StepRun,
     cost_document,
     directory_bytes,
+    headline_figures,
     history_row,
     step_table,
     time_batch_prediction,
@@ -159,7 +160,6 @@ def cost_report(context: dg.AssetExecutionContext, platform: PlatformResource, t
     b = platform.brief
     rates = Rates(cpu_hour_usd=b.cost.price_per_cpu_hour, gpu_hour_usd=b.cost.price_per_gpu_hour)
     runs = executed_steps(context.instance, code_location(b))
-    steps = step_table(runs, rates)
     inference = _inference_timing(platform, tracking, feast_store)
     document = cost_document(runs, training_group="training", retrain_cron=b.monitoring.retrain_cron,
                              inference=inference, storage_bytes=_storage(platform), rates=rates,
@@ -168,20 +168,11 @@ def cost_report(context: dg.AssetExecutionContext, platform: PlatformResource, t
     reports = platform.workspace.reports_dir
     body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
     path = write_text_atomic(body, reports / COST_REPORT)
-    platform.write_table(tables.COST_STEPS, steps)
-    history = history_row(document, datetime.now(UTC).replace(tzinfo=None))
-    if platform.workspace.table(tables.COST_HISTORY).exists():
-        history = pl.concat([platform.read_table(tables.COST_HISTORY), history])
-    platform.write_table(tables.COST_HISTORY, history)
+    platform.write_table(tables.COST_STEPS, steps := step_table(runs, rates))
+    history = platform.append_rows(tables.COST_HISTORY, history_row(document, datetime.now(UTC).replace(tzinfo=None)))
     plot = trend_plot(history, reports / "cost_trend.png")
-    training, inference_costs = document["ml_costs"]["training"], document["ml_costs"]["inference"]
     return dg.MaterializeResult(metadata=readable({
-        "compute_cost_per_run_usd": training["compute_cost_per_run"],
-        "runs_per_month": training["runs_per_month"],
-        "cost_per_1k_predictions_usd": inference_costs["cost_per_1k_predictions"],
-        "inference_method": inference.describe(),
-        "pipeline_seconds_per_run": document["measured"]["pipeline_seconds_per_run"],
-        "storage_bytes": sum(document["measured"]["storage_bytes"].values()),
+        **headline_figures(document), "inference_method": inference.describe(),
         "ml_costs": dg.MetadataValue.md(f"```yaml\n{body}```"),
         "steps": dg.MetadataValue.md(table(steps, max_rows=200)),
         "trend": dg.MetadataValue.path(str(plot)),

@@ -120,6 +120,13 @@ class PlatformResource(dg.ConfigurableResource):
         self.register_view(f"{layer}_{name}", str(path) if frame.width else None)
         return path
 
+    def append_rows(self, table: Table, rows: pl.DataFrame) -> pl.DataFrame:
+        """Add ``rows`` to the end of a lake table (created by the first rows) and return the whole table."""
+        if self.workspace.table(table).exists():
+            rows = pl.concat([self.read_table(table), rows])
+        self.write_table(table, rows)
+        return rows
+
     def write_partition(self, table: Table | str, *args: Any) -> Path:
         """Write one partition of a partitioned lake table, ``write_partition(table, key, frame)`` (or a layer and
         name in place of ``table``); the view spans all partitions."""

@@ -14,6 +14,7 @@ from mlplatform.core.cost import (
     StepRun,
     cost_document,
     directory_bytes,
+    headline_figures,
     history_row,
     hour_rate,
     runs_per_month,
@@ -142,6 +143,9 @@ def test_history_rows_make_a_trend_plot(tmp_path):
     history = pl.concat([history_row(doc, datetime(2025, 1, day)) for day in (1, 2)])
     assert history.height == 2
     assert history["storage_bytes"].to_list() == [10, 10]
+    figures = headline_figures(doc)
+    assert figures["storage_bytes"] == 10 and figures["runs_per_month"] == doc["ml_costs"]["training"]["runs_per_month"]
+    assert figures["compute_cost_per_run_usd"] == history["training_cost_per_run"][0]
     path = trend_plot(history, tmp_path / "trend.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

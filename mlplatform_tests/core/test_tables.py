@@ -55,6 +55,14 @@ def test_the_lake_reads_what_it_wrote_under_either_spelling(tmp_path):
     assert sorted(platform.read_table(tables.FEATURE_IMPORTANCE)["value"].to_list()) == [0.25, 0.5]
 
 
+def test_appended_rows_go_after_the_table_and_the_first_rows_create_it(tmp_path):
+    platform = PlatformResource(data_dir=str(tmp_path), brief_path=str(DEMO_BRIEF))
+    first = platform.append_rows(tables.COST_HISTORY, pl.DataFrame({"run": [1], "usd": [0.5]}))
+    assert first.to_dict(as_series=False) == {"run": [1], "usd": [0.5]}
+    both = platform.append_rows(tables.COST_HISTORY, pl.DataFrame({"run": [2], "usd": [0.25]}))
+    assert both["run"].to_list() == [1, 2] and platform.read_table(tables.COST_HISTORY).equals(both)
+
+
 def test_model_families_and_names_in_one_place():
     assert [f.name for f in MODEL_FAMILIES] == ["lightgbm", "torch", "lightgbm_reweighed",
                                                 "lightgbm_threshold_optimizer"]
