@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import polars as pl
@@ -20,6 +21,9 @@ from mlplatform import asset_names
 from mlplatform.brief import AnyBrief
 from mlplatform.core import tables
 from mlplatform.resources.platform import PlatformResource, TrackingResource
+
+if TYPE_CHECKING:
+    from mlplatform.core.rag.rerank import Reranker
 
 DOCUMENT_SCHEMA = {"source": pl.String, "kind": pl.String, "title": pl.String, "date": pl.Date,
                    "date_source": pl.String, "pages": pl.Int64}
@@ -181,34 +185,33 @@ def rag_reranker(platform: PlatformResource) -> dg.MaterializeResult:
     only where it beats the hybrid order cross-validated on those queries (else the hybrid order, with the reason
     in the metadata)."""
     from mlplatform.core.atomic import write_model_folder
-    from mlplatform.core.rag.rerank import (
-        CrossEncoderReranker,
-        LambdaRankReranker,
-        Reranker,
-        RetrievalOrder,
-        choose_reranker,
-    )
+
+    reranker, metadata = _configured_reranker(platform)
+    folder = write_model_folder(reranker_dir(platform), reranker.save)
+    return dg.MaterializeResult(metadata={**metadata, "path": dg.MetadataValue.path(str(folder))})
+
+
+def _configured_reranker(platform: PlatformResource) -> tuple["Reranker", dict]:
+    """The reranker rag.retrieval.rerank asks for, and what the asset says about it: for lambdarank, the one
+    :func:`~mlplatform.core.rag.rerank.choose_reranker` keeps on the training queries (and its feature gain)."""
+    from mlplatform.core.rag.rerank import CrossEncoderReranker, LambdaRankReranker, RetrievalOrder, choose_reranker
 
     rag = _rag(platform.any_brief)
     spec = rag.retrieval.rerank
     metadata: dict = {"kind": spec.kind, "top_n": spec.top_n}
-    reranker: Reranker
-    if spec.kind == "lambdarank":
-        retriever = _retriever(platform)
-        train = judged_queries(platform, "train", retriever.index.table.chunks)
-        # LambdaRank where it beats the hybrid order cross-validated on the training queries, else that order
-        reranker, decision = choose_reranker(retriever, train, top_k=rag.retrieval.top_k, seed=spec.seed)
-        metadata.update(decision)
-        if isinstance(reranker, LambdaRankReranker):
-            metadata["feature_gain"] = dg.MetadataValue.json({k: round(v, 2)
-                                                              for k, v in reranker.importance().items()})
-    elif spec.kind == "cross_encoder":
-        reranker = CrossEncoderReranker(rag.resolve(spec.path or "", Path(platform.data_dir),
-                                                    Path(platform.brief_path).parent))
-    else:
-        reranker = RetrievalOrder()
-    folder = write_model_folder(reranker_dir(platform), reranker.save)
-    return dg.MaterializeResult(metadata={**metadata, "path": dg.MetadataValue.path(str(folder))})
+    if spec.kind == "cross_encoder":
+        return CrossEncoderReranker(rag.resolve(spec.path or "", Path(platform.data_dir),
+                                                Path(platform.brief_path).parent)), metadata
+    if spec.kind != "lambdarank":
+        return RetrievalOrder(), metadata
+    retriever = _retriever(platform)
+    train = judged_queries(platform, "train", retriever.index.table.chunks)
+    # LambdaRank where it beats the hybrid order cross-validated on the training queries, else that order
+    reranker, decision = choose_reranker(retriever, train, top_k=rag.retrieval.top_k, seed=spec.seed)
+    metadata.update(decision)
+    if isinstance(reranker, LambdaRankReranker):
+        metadata["feature_gain"] = dg.MetadataValue.json({k: round(v, 2) for k, v in reranker.importance().items()})
+    return reranker, metadata
 
 
 def question_retriever(platform: PlatformResource) -> Callable[[str], list]:
