@@ -73,3 +73,10 @@ def test_every_quality_verdict_names_the_criterion_with_its_days_of_cleaning():
         verdict = quality_kill_criterion(history, 18, 14, NOW)
         assert verdict["criterion"] == "Data quality too poor after 14 days of cleaning"
         assert set(verdict) == {"criterion", "measured", "passed"}
+
+
+def test_quality_that_never_failed_says_only_that_it_meets_the_gate():
+    verdict = quality_kill_criterion(_history((9, 19.0), (1, 25.0)), 18, 14, NOW)
+    assert verdict["passed"] is True
+    assert verdict["measured"] == ("the latest of 2 data-quality reports (2026-02-28) scores 25.0/30, "
+                                   "meeting the gate's 18")
