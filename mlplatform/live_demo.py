@@ -440,12 +440,13 @@ def _guarded_since(timeline: Timeline, moment: float) -> Callable[[], bool]:
     return done
 
 
-def _canary_running(settings: Settings, brief_name: str) -> bool:
+def _canary_running(settings: Settings, brief_name: str, below: float | None = None) -> bool:
+    """A challenger serves a share of the traffic (a share under ``below``, when given)."""
     from mlplatform.core.model_families import registered_model_name
     from mlplatform.core.rollout.registry import rollout_state
 
-    return rollout_state(Workspace(settings.data_dir, brief_name).mlflow_uri,
-                         registered_model_name(brief_name)).canary_running
+    state = rollout_state(Workspace(settings.data_dir, brief_name).mlflow_uri, registered_model_name(brief_name))
+    return state.canary_running and (below is None or state.challenger_share < below)
 
 
 @contextmanager
@@ -455,6 +456,9 @@ def _instance(home: Path) -> Iterator:
     from mlplatform.runner import _write_instance_config
 
     home.mkdir(parents=True, exist_ok=True)
+    # The daemon takes queued runs every second, not every 5 s: each month of the loop is a chain of runs, each
+    # started by the one before it (a batch's ingestion, its monitoring, a retrain, the serving guard).
+    (home / "dagster.yaml").write_text(yaml.safe_dump({"run_queue": {"dequeue_interval_seconds": 1}}))
     _write_instance_config(home / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         yield instance
@@ -501,6 +505,8 @@ def run_live(data_dir: Path, options: LiveOptions = LiveOptions(), say: Callable
             stack.sensors_on(switching)
             timeline.line("sensors on: new_data_sensor, monitor_new_batch, drift_sensor, performance_sensor, "
                           "serving_guard_sensor, notify_retrain_*")
+            steps = brief.rollout.canary_steps
+            widest = steps[-2] if len(steps) > 1 else 0.0  # the widest canary share traffic alone can reach
             for offset in range(options.months):
                 month = month_start(first_replayed, offset)
                 active = labels.filter(pl.col("snapshot_date") == month)[brief.entity_key].to_list()
@@ -509,7 +515,11 @@ def run_live(data_dir: Path, options: LiveOptions = LiveOptions(), say: Callable
                     sent = time.time()
                     answered = replay_traffic(options.serve_port, brief.entity_key, active, month.replace(day=day))
                     timeline.line(f"  {month:%Y-%m}-{day:02d}: {answered:,} predictions served")
-                    if _canary_running(settings, brief.name):  # the serving guard judges this week's traffic
+                    # The serving guard judges this traffic before the next day's, while the canary can still widen
+                    # on traffic alone. Its last step (all traffic) needs the A/B verdict on labelled predictions,
+                    # and labels come with the month's batch: a canary at the step before it holds until then, so
+                    # the days go on without waiting (the guard's runs still follow the traffic).
+                    if _canary_running(settings, brief.name, below=widest):
                         _wait_for(timeline, _guarded_since(timeline, sent), settle_s=2, timeout_s=options.timeout_s)
                 # The batch arrives with the month's labels: at the month's end, or once their outcome window has
                 # passed (February is shorter than label.delay_days), so the A/B test of the month's traffic can decide.
