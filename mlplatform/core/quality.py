@@ -520,9 +520,8 @@ def _relevance(label: pl.Series | None, features: pl.DataFrame | None, task_type
     return relevance(feature_signals(features, label, task_type), basis)
 
 
-def _volume(valid: pl.DataFrame, label: pl.Series | None, task_type: str | None) -> DimensionScore:
+def _volume(rows: int, label: pl.Series | None, task_type: str | None) -> DimensionScore:
     if label is None or not _is_classification(label, task_type):
-        rows = valid.height
         points = volume_points(rows)
         return DimensionScore("volume", float(rows), points, f"{rows} valid rows",
                               _fix(points, f"Collect more rows: {rows} valid now, 10,000 scores 5."))
@@ -583,7 +582,7 @@ def score_source(
         _consistency(result, raw_count),
         _timeliness(result.valid, timestamp, as_of, freshness_days),
         _relevance(label, features_for_relevance, task_type, "candidate features given"),
-        _volume(result.valid, label, task_type),
+        _volume(result.counts["valid"], label, task_type),
     ]
     return report_of(name, dimensions, min_score)
 

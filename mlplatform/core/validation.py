@@ -514,15 +514,17 @@ def validate_table_to_parquet(raw: pl.DataFrame | pl.LazyFrame, name: str, sourc
                          f"{', '.join(source.columns)})")
     run = _start(raw, name, source, chunk_rows, as_of, label)
     done: list[_Slice] = []
+    written = [0]  # counted as written: a frame of no columns (nothing kept) has no rows to count
 
     def frames() -> Iterator[pl.DataFrame]:
         for piece in _slices(run):
             done.append(replace(piece, valid=piece.valid.select(keep)))
+            written[0] += piece.valid.height
             yield piece.valid
 
     write_parquet_frames_atomic(frames(), path)
     valid = pl.concat([s.valid for s in done], rechunk=False)
-    return _result(run, done, valid, valid.height)
+    return _result(run, done, valid, written[0])
 
 
 def single_class_problem(labels: pl.Series, source: str, expected: list[str] | None = None) -> str | None:

@@ -10,6 +10,7 @@ import pytest
 
 from mlplatform.brief import Source
 from mlplatform.core.io import read_file, verify_parquet, write_parquet_atomic
+from mlplatform.core.quality import score_source
 from mlplatform.core.validation import (
     REASONS,
     SchemaError,
@@ -377,6 +378,20 @@ def test_streaming_the_valid_rows_to_parquet_writes_the_file_validate_table_give
     assert pq.read_schema(tmp_path / "valid.parquet").equals(pq.read_schema(tmp_path / "expected.parquet"))
     assert result.valid.equals(expected.valid.select("ts", "paid"))
     assert_same_result(replace(result, valid=expected.valid), expected)
+
+
+def test_streaming_with_nothing_kept_still_counts_every_valid_row_and_scores_their_volume(tmp_path):
+    """A source whose columns the score does not need (no timestamp, no label) keeps no column in memory; its
+    valid rows are still counted, and the volume score reads that count."""
+    raw = table_across_slices()
+    expected = validate_table(raw, "events", EVENTS, chunk_rows=2, as_of=datetime(2025, 2, 1))
+    result = validate_table_to_parquet(raw, "events", EVENTS, tmp_path / "valid.parquet", chunk_rows=2,
+                                       as_of=datetime(2025, 2, 1))
+    assert result.valid.width == 0 and result.counts == expected.counts and result.counts["valid"] == 3
+    report = score_source("events", expected.counts["raw"], result, timestamp=None, as_of=datetime(2025, 2, 1),
+                          freshness_days=30, label=None, features_for_relevance=None, min_score=18)
+    volume = next(d for d in report.dimensions if d.name == "volume")
+    assert (volume.measurement, volume.detail) == (3.0, "3 valid rows")
 
 
 def test_streaming_an_empty_table_writes_its_typed_columns(tmp_path):
