@@ -629,3 +629,11 @@ def test_features_are_ranked_by_their_score_not_their_name():
     score = low.evidence["scores_above_threshold"]["a_signal"]
     assert isinstance(score, float) and 0.6 < score < 1 and score == low.evidence["top_features"]["a_signal"]
     assert score == round(score, 4) and score != round(score, 3)
+
+
+def test_a_hold_out_with_one_label_value_scores_no_feature_and_says_so():
+    finding = check_no_target_derived_feature(KEYED_TRAIN, _keyed("ab", [0, 0]), features=["k"], label="y",
+                                              task="binary", threshold=0.9)
+    assert finding.evidence["not_scored"] == ["k"] and finding.evidence["top_features"] == {}
+    assert (finding.evidence["threshold"], finding.evidence["hold_out_rows"]) == (0.9, 2)
+    assert finding.detail == "no feature could be scored: the hold-out label has a single value"
