@@ -76,6 +76,19 @@ def test_sample_size_rejects_impossible_proportions():
         min_sample_size(0.99, 0.02)
 
 
+@pytest.mark.parametrize(("p", "mde"), [
+    (0.0, 0.05),    # a control that is never right: 0 is no proportion to test from
+    (1.0, -0.05),   # a control that is always right
+    (0.05, -0.05),  # the treatment's rate would be exactly 0
+    (0.95, 0.05),   # ... or exactly 1
+    (0.5, 0.0),     # no effect to detect
+])
+def test_sample_size_needs_both_rates_strictly_inside_zero_and_one_and_an_effect(p, mde):
+    # The A/B test then has no sample size (unknown), so it cannot ship; never a number from a degenerate formula.
+    with pytest.raises(ValueError, match="p_control"):
+        min_sample_size(p, mde)
+
+
 @pytest.mark.parametrize(("a", "n_a", "b", "n_b"), [(120, 1000, 150, 1000), (45, 300, 30, 280), (7, 50, 9, 61)])
 def test_z_test_equals_the_chi_square_test_of_the_2x2_table(a, n_a, b, n_b):
     z, p = two_proportion_test(a, n_a, b, n_b)
@@ -112,6 +125,8 @@ def test_ab_ships_a_significant_win_after_the_sample_and_the_runtime():
     result = decide_ab(rate_evidence(7000, 10_000, 7400, 10_000, runtime_days=8), POLICY)
     assert result.decision == "ship", result.reason
     assert result.lift == pytest.approx(0.04) and result.p_value < 0.05
+    # z = 0.04 / sqrt(0.72 * 0.28 * (1/10000 + 1/10000)) = 6.2994 (pooled rate 0.72)
+    assert result.z == pytest.approx(6.2994, abs=1e-4)
     assert result.min_sample_size == min_sample_size(0.7, POLICY.mde)
 
 
@@ -145,6 +160,43 @@ def test_ship_needs_the_minimum_sample_in_the_smaller_arm():
     assert decide_ab(evidence(0.05, n_control=1000, n_treatment=5000), POLICY).decision == "ship"
 
 
+def test_ship_from_the_minimum_runtime_on_and_kill_from_twice_it_on():
+    # The policy's minimum runtime is 7 days (the method's default): a clear win ships on day 7, not on 6.9.
+    assert decide_ab(evidence(0.05, runtime_days=7), POLICY).decision == "ship"
+    early = decide_ab(evidence(0.05, runtime_days=6.9), POLICY)
+    assert early.decision == "iterate" and "runtime 6.9 of 7.0 days" in early.reason
+    # Without a win the test is killed on day 14 (2 x 7), not on 13.9.
+    assert decide_ab(evidence(0.0, p=0.9, runtime_days=14), POLICY).decision == "kill"
+    assert decide_ab(evidence(0.0, p=0.9, runtime_days=13.9), POLICY).decision == "iterate"
+
+
+@pytest.mark.parametrize(("runtime_days", "decision"), [(14, "kill"), (8, "iterate")])
+def test_a_kill_or_iterate_reports_the_comparisons_statistic_p_value_lift_and_sample(runtime_days, decision):
+    # The A/B report prints these numbers whatever the decision; they are the comparison's, unchanged.
+    flat = MetricComparison("accuracy", "two-proportion z-test", 0.70, 0.701, 0.001, 0.3, 0.76, None, 1200, "")
+    result = decide_ab(ABEvidence(flat, 5000, 5000, runtime_days), POLICY)
+    assert (result.decision, result.z, result.p_value, result.lift, result.min_sample_size) == (
+        decision, 0.3, 0.76, 0.001, 1200)
+
+
+@pytest.mark.parametrize(("n_control", "n_treatment"), [(0, 5000), (5000, 0)])
+def test_an_arm_without_labelled_rows_is_not_judged_even_after_twice_the_runtime(n_control, n_treatment):
+    # With both arms labelled, 14 days (2x the 7-day minimum) of a flat lift is a kill; one empty arm means the
+    # test has not run, so it keeps collecting, and still says which sample it needs.
+    assert decide_ab(evidence(0.0, p=0.9, runtime_days=14), POLICY).decision == "kill"
+    waiting = decide_ab(evidence(0.0, p=0.9, n_control=n_control, n_treatment=n_treatment, runtime_days=14), POLICY)
+    assert (waiting.decision, waiting.min_sample_size) == ("iterate", 1000)
+    assert (waiting.z, waiting.p_value, waiting.lift) == (None, None, None)
+
+
+@pytest.mark.parametrize(("lift", "p"), [(0.1, None), (None, 0.001)])
+def test_a_comparison_without_a_lift_or_a_p_value_iterates(lift, p):
+    # A bootstrap whose resampled lifts were all undefined has a lift but no p-value: nothing to ship or kill on.
+    result = decide_ab(ABEvidence(MetricComparison("f1", "two-sample bootstrap", 0.4, None, lift, None, p, None,
+                                                   1000, ""), 5000, 5000, 14), POLICY)
+    assert (result.decision, result.min_sample_size) == ("iterate", 1000)
+
+
 def test_arm_assignment_is_stable_nested_and_close_to_the_share():
     ids = range(20_000)
     at_5 = {i for i in ids if assign_arm(i, 0.05, MODEL) == "challenger"}
@@ -172,16 +224,39 @@ def test_rollback_rule_fires_on_2x_errors_or_latency_or_a_5_percent_metric_drop(
     assert degradation_reasons(ArmHealth(1000, 1, 5.0), ArmHealth(1000, 0, 5.0), POLICY, True) == []
 
 
+def test_the_rollback_rule_at_its_boundaries():
+    policy = RolloutPolicy(min_rows=100, degradation_factor=2.0, error_rate_floor=0.01, max_metric_drop=0.05)
+    # Both arms at exactly min_rows are judged: 100 errors in 100 rows against none.
+    assert [r.split()[0] for r in degradation_reasons(ArmHealth(100, 100, 5.0), ArmHealth(100, 0, 5.0), policy,
+                                                      True)] == ["error"]
+    # Exactly twice the baseline's error rate (0.10 vs 0.05) or p99 latency (10 ms vs 5 ms) is not above it.
+    assert degradation_reasons(ArmHealth(1000, 100, 10.0), ArmHealth(1000, 50, 5.0), policy, True) == []
+    assert [r.split()[0] for r in degradation_reasons(ArmHealth(1000, 101, 10.01), ArmHealth(1000, 50, 5.0),
+                                                      policy, True)] == ["error", "p99"]
+    # A perfect baseline metric (1.0) still counts a drop: 1.0 -> 0.90 is 10% > 5%.
+    assert [r.split()[0] for r in degradation_reasons(ArmHealth(1000, 0, 5.0, 0.90), ArmHealth(1000, 0, 5.0, 1.0),
+                                                      policy, True)] == ["primary"]
+    # A drop of exactly the allowed share is no breach: 1.0 -> 0.75 against 25% (all exact in binary).
+    quarter = RolloutPolicy(min_rows=100, max_metric_drop=0.25)
+    assert degradation_reasons(ArmHealth(1000, 0, 5.0, 0.75), ArmHealth(1000, 0, 5.0, 1.0), quarter, True) == []
+    assert degradation_reasons(ArmHealth(1000, 0, 5.0, 0.74), ArmHealth(1000, 0, 5.0, 1.0), quarter, True)
+
+
 def test_canary_walks_5_25_50_then_promotes_and_aborts_on_a_breach():
     healthy = ArmHealth(rows=500, errors=0, p99_ms=4.0)
-    assert next_canary_step(0.0, healthy, [], POLICY).action == "hold", "a canary never starts by itself"
+    idle = next_canary_step(0.0, healthy, [], POLICY)
+    assert (idle.action, idle.share) == ("hold", 0.0), "a canary never starts by itself"
     share, path = 0.05, []
     for _ in range(3):
         step = next_canary_step(share, healthy, [], POLICY)
         path.append((step.action, step.share))
         share = step.share
     assert path == [("advance", 0.25), ("advance", 0.5), ("promote", 1.0)]
-    assert next_canary_step(0.25, ArmHealth(20, 0, 4.0), [], POLICY).action == "hold"
+    short = next_canary_step(0.25, ArmHealth(20, 0, 4.0), [], POLICY)
+    assert (short.action, short.share) == ("hold", 0.25), "too few predictions: stay at the current share"
+    # A challenger already on all traffic (no step above 100%) is promoted there, never sent back down a step.
+    assert (next_canary_step(1.0, healthy, [], POLICY).action, next_canary_step(1.0, healthy, [], POLICY).share) == (
+        "promote", 1.0)
     abort = next_canary_step(0.25, healthy, ["p99 latency 9 ms > 2x"], POLICY)
     assert (abort.action, abort.share) == ("abort", 0.0) and "p99" in abort.reason
 
