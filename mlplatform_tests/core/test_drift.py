@@ -86,6 +86,15 @@ def test_categorical_psi_counts_new_categories_and_nulls():
     assert drift.categorical_psi(reference, with_nulls) == pytest.approx(expected, rel=1e-12)
 
 
+def test_a_null_category_in_both_samples_is_one_category():
+    reference = ["a"] * 40 + ["b"] * 40 + [None] * 20
+    same = ["b"] * 20 + [None] * 10 + ["a"] * 20
+    assert drift.categorical_psi(reference, same) == 0.0  # nulls matched across the samples, not two new bins
+    fewer_nulls = ["a"] * 45 + ["b"] * 45 + [None] * 10
+    expected = 2 * (0.45 - 0.4) * math.log(0.45 / 0.4) + (0.1 - 0.2) * math.log(0.1 / 0.2)
+    assert drift.categorical_psi(reference, fewer_nulls) == pytest.approx(expected, rel=1e-12)
+
+
 def test_ks_matches_scipy_with_ties_and_small_samples():
     rng = np.random.default_rng(3)
     reference = np.round(rng.normal(size=3000), 1)  # rounding makes many ties across both samples
