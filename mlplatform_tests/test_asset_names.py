@@ -1,7 +1,6 @@
 """Asset names are spelled once, in mlplatform.asset_names: no stage names an asset with a string literal, and the
 catalogue names exactly the assets the graph has."""
 
-import importlib.util
 from pathlib import Path
 
 import dagster as dg
@@ -11,16 +10,13 @@ from mlplatform.brief import DEMO_BRIEF, load_brief
 from mlplatform.core import tables
 from mlplatform.definitions import build_definitions
 from mlplatform.settings import Settings
+from mlplatform_tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("lineage_stats", ROOT / "scripts" / "lineage_stats.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("lineage_stats")
 
 
 def _stage_files() -> list[Path]:

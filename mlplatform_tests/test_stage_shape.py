@@ -1,8 +1,9 @@
 """The stages stay thin: asset and check bodies read, call core, write and return metadata, and no stage module
 imports another (measured by scripts/asset_body_lengths.py, the script the issue's numbers come from)."""
 
-import importlib.util
 from pathlib import Path
+
+from mlplatform_tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 # The stages made thin so far, and the longest body (lines, docstring included) each may have.
@@ -18,11 +19,7 @@ KNOWN_STAGE_IMPORTS: set[str] = set()
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("asset_body_lengths", ROOT / "scripts" / "asset_body_lengths.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("asset_body_lengths")
 
 
 def test_the_thin_stages_bodies_stay_short():

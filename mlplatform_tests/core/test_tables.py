@@ -1,7 +1,6 @@
 """The lake's table catalogue: one name per table, the lake's functions take a Table or a layer and name alike,
 and no module spells a table name outside the catalogue."""
 
-import importlib.util
 from pathlib import Path
 
 import polars as pl
@@ -13,6 +12,7 @@ from mlplatform.core.feature_names import entity_column, feature_view_name
 from mlplatform.core.model_families import MODEL_FAMILIES, registered_model_name
 from mlplatform.resources.platform import PlatformResource
 from mlplatform.settings import Workspace
+from mlplatform_tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = [value for value in vars(tables).values() if isinstance(value, tables.Table)]
@@ -76,10 +76,7 @@ def test_model_families_and_names_in_one_place():
 
 
 def test_no_module_spells_a_lake_table_name_outside_the_catalogue():
-    spec = importlib.util.spec_from_file_location("lineage_stats", ROOT / "scripts" / "lineage_stats.py")
-    assert spec is not None and spec.loader is not None
-    stats = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stats)
+    stats = load_script("lineage_stats")
     files = sorted(p for p in (ROOT / "mlplatform").rglob("*.py") if p != stats.CATALOGUE)
     layers, names, counter = stats.table_literals(files)
     assert (layers, names) == (0, 0), f"literal table names: {dict(counter)}; use mlplatform.core.tables"
