@@ -94,9 +94,8 @@ class ArmOutcomes:
 
     def _clusters(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(row order, first position, rows)`` of each entity in the order of first appearance: the rows of the
-        k-th entity are ``order[start[k]:start[k] + rows[k]]``. Without entity ids each row is its own entity."""
-        if self.entity is None:
-            return np.arange(self.rows), np.arange(self.rows), np.ones(self.rows, dtype=np.int64)
+        k-th entity are ``order[start[k]:start[k] + rows[k]]``. Only for an arm with entity ids."""
+        assert self.entity is not None
         _, first, inverse = np.unique(self.entity, return_index=True, return_inverse=True)
         code = np.argsort(np.argsort(first))[inverse.ravel()]  # entity numbers by first appearance
         sizes = np.bincount(code)
