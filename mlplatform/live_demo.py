@@ -327,16 +327,16 @@ class Timeline:
                 continue
             materialization = event.event_specific_data.materialization
             name, meta = materialization.asset_key.to_user_string(), materialization.metadata
-            if name == "drift_report" and "max_psi" in meta:
+            if name == asset_names.DRIFT_REPORT and "max_psi" in meta:
                 said.append(f"drift over {meta['period'].value}: max PSI {meta['max_psi'].value:.2f}")
-            elif name == "performance_report" and "reason" in meta:
+            elif name == asset_names.PERFORMANCE_REPORT and "reason" in meta:
                 said.append(f"decay {meta['severity'].value}: {meta['reason'].value}")
-            elif name == "performance_report" and "relative_drop" in meta:
+            elif name == asset_names.PERFORMANCE_REPORT and "relative_drop" in meta:
                 said.append(f"decay {meta['severity'].value} (primary metric down {meta['relative_drop'].value:.1%} "
                             "on the new labels)")
-            elif name == "champion_model":
+            elif name == asset_names.CHAMPION_MODEL:
                 said.append(f"champion_model: {meta['action'].value}")
-            elif name == "serving_rollout":
+            elif name == asset_names.SERVING_ROLLOUT:
                 said.append(f"rollout: {meta['action'].value}"
                             + (f", A/B {meta['ab_decision'].value}" if "ab_decision" in meta else ""))
         return "" if not said else " — " + "; ".join(said)
@@ -430,7 +430,8 @@ def _answered(timeline: Timeline, settings: Settings, brief_name: str, key: str)
         return finished <= notified
 
     def done() -> bool:
-        reports = (read("drift_sensor", "drift_report") and read("performance_sensor", "performance_report")
+        reports = (read("drift_sensor", asset_names.DRIFT_REPORT)
+                   and read("performance_sensor", asset_names.PERFORMANCE_REPORT)
                    or _canary_running(settings, brief_name))
         return monitored() and reports and announced()
     return done
