@@ -291,6 +291,36 @@ def freshness_need_days(brief: Brief, source: str) -> float:
     return brief.thresholds.freshness_days + delay
 
 
+def label_of_source(brief: Brief, source: str) -> str | None:
+    """The label column when ``source`` is the label's source (validated and scored with its label), else None."""
+    return brief.label.column if source == brief.label.source else None
+
+
+def score_columns(brief: Brief, source: str) -> list[str]:
+    """The columns of ``source`` that scoring reads after validation: its time column (timeliness) and, on the
+    label source, the label (per-class volume); validation keeps only these in memory."""
+    return [c for c in (time_column(brief.sources[source]), label_of_source(brief, source)) if c]
+
+
+def score_before_relevance(brief: Brief, source: str, result: ValidationResult) -> QualityReport:
+    """A validated source's score as the brief asks for it, relevance left not applicable: relevance needs the
+    label joined to the source, which the overall report measures (:func:`relevance_candidates`,
+    :func:`with_relevance`)."""
+    label = label_of_source(brief, source)
+    return score_source(
+        source, result.counts["raw"], result, timestamp=time_column(brief.sources[source]), as_of=data_as_of(brief),
+        freshness_days=freshness_need_days(brief, source), label=result.valid[label] if label else None,
+        features_for_relevance=None, min_score=brief.thresholds.quality_min_score, task_type=brief.task_type,
+        input_columns=completeness_columns(brief, source))
+
+
+def never_relevance_candidates(brief: Brief, source: str) -> set[str]:
+    """Columns of ``source`` that are never relevance candidates: keys, times, the label, protected attributes."""
+    declared = brief.sources[source]
+    return {brief.entity_key, brief.label.column, brief.label.timestamp, *brief.protected_attributes,
+            *declared.unique, *([declared.timestamp] if declared.timestamp else [])}
+
+
 def newest_time(values: pl.Series) -> datetime | None:
     """The latest value of a date or datetime column as a naive datetime (midnight for a date); None if empty."""
     newest = values.max()

@@ -1,6 +1,7 @@
 """Stage: contracts, quarantine and the 30-point data-quality gate (method phase 2)."""
 
-from dataclasses import asdict
+from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -13,44 +14,36 @@ from mlplatform.core.quality import (
     DimensionScore,
     QualityReport,
     combine,
-    completeness_columns,
     data_as_of,
     feature_signals,
-    freshness_need_days,
+    label_of_source,
+    never_relevance_candidates,
     not_applicable,
     relevance,
     relevance_candidates,
-    relevance_points,
     relevance_sample,
-    report_of,
-    score_source,
+    score_before_relevance,
+    score_columns,
     time_column,
     with_relevance,
 )
+from mlplatform.core.quality_tables import (
+    RELEVANCE_SCHEMA,
+    dimension_table,
+    quality_summary,
+    report_from_table,
+    signal_table,
+    top_signals,
+)
 from mlplatform.core.readable import readable
-from mlplatform.core.validation import single_class_problem, validate_table_to_parquet
+from mlplatform.core.validation import ValidationResult, single_class_problem, validate_table_to_parquet
 from mlplatform.resources.platform import PlatformResource
 
-RELEVANCE_SCHEMA = {"source": pl.String, "feature": pl.String, "signal": pl.Float64, "measure": pl.String,
-                    "rows": pl.Int64, "points": pl.Float64}
 TOP_FEATURES = 5  # per source, in the UI; the lake table keeps them all
 
 
-def _dimensions(report: QualityReport) -> pl.DataFrame:
-    return pl.DataFrame([{"source": report.source, **asdict(d)} for d in report.dimensions],
-                        schema_overrides={"points": pl.Float64})
-
-
 def _report(platform: PlatformResource, dimensions: pl.DataFrame, source: str) -> QualityReport:
-    rows = dimensions.drop("source").iter_rows(named=True)
-    return report_of(source, [DimensionScore(**row) for row in rows], platform.brief.thresholds.quality_min_score)
-
-
-def _not_candidates(brief: Brief, name: str) -> set[str]:
-    """Columns of a source that are never relevance candidates: keys, times, the label, protected attributes."""
-    source = brief.sources[name]
-    return {brief.entity_key, brief.label.column, brief.label.timestamp, *brief.protected_attributes,
-            *source.unique, *([source.timestamp] if source.timestamp else [])}
+    return report_from_table(dimensions, source, platform.brief.thresholds.quality_min_score)
 
 
 def _validation_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
@@ -73,49 +66,48 @@ def _validation_asset(name: str, brief: Brief) -> dg.AssetsDefinition:
     )
     def validate(platform: PlatformResource):
         b = platform.brief
-        is_label = name == b.label.source
         # Streamed: validation reads the raw table in row slices and writes each slice's valid rows as it goes, so
         # a large source is never whole in memory; the result keeps only the columns the score reads.
         # Events after the brief's as-of are quarantined, as are label rows without a label.
-        keep = [column for column in (time_column(source), b.label.column if is_label else None) if column]
         validated = tables.validated(name)
         valid_path = platform.workspace.table(validated)
         result = validate_table_to_parquet(platform.scan_table(tables.raw(name)), name, source, valid_path,
-                                           keep=keep, as_of=data_as_of(b), label=b.label.column if is_label else None)
+                                           keep=score_columns(b, name), as_of=data_as_of(b),
+                                           label=label_of_source(b, name))
         platform.register_view(validated.view, str(valid_path))
         quarantine_path = platform.write_table(tables.quarantine(name), result.quarantined)
-        score = score_source(
-            name, result.counts["raw"], result, timestamp=time_column(source), as_of=data_as_of(b),
-            freshness_days=freshness_need_days(b, name),
-            label=result.valid[b.label.column] if is_label else None,
-            # relevance needs the label joined to this source: data_quality_report measures it
-            features_for_relevance=None, min_score=b.thresholds.quality_min_score, task_type=b.task_type,
-            input_columns=completeness_columns(b, name),
-        )
-        platform.write_table(tables.quality(name), _dimensions(score))
-        counts = {k: int(v) for k, v in result.counts.items()}
-        failures = {k: int(v) for k, v in result.failures_by_check.items()}
-        yield dg.MaterializeResult(
-            asset_key=asset_names.validated(name),
-            metadata=readable({"dagster/row_count": result.counts["valid"], **counts,
-                               "quality_before_relevance": score.summary,
-                               "path": dg.MetadataValue.path(str(valid_path))}),
-        )
-        yield dg.MaterializeResult(
-            asset_key=asset_names.quarantined(name),
-            metadata=readable({"dagster/row_count": result.quarantined.height, "failures_by_check": failures,
-                               "path": dg.MetadataValue.path(str(quarantine_path))}),
-        )
-        yield dg.AssetCheckResult(
-            check_name=f"{name}_contract",
-            asset_key=asset_names.validated(name),
-            passed=result.quarantined.height == 0,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata=readable({**counts, "failures_by_check": failures,
-                               "examples": dg.MetadataValue.md(table(result.quarantined, max_rows=5))}),
-        )
+        score = score_before_relevance(b, name, result)
+        platform.write_table(tables.quality(name), dimension_table(score))
+        yield from _contract_results(name, result, score, valid_path, quarantine_path)
 
     return validate
+
+
+def _contract_results(name: str, result: ValidationResult, score: QualityReport, valid_path: Path,
+                      quarantine_path: Path) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """What ``validate_<name>`` reports: the valid rows, the quarantined rows, and the contract check (WARN when
+    rows were quarantined)."""
+    counts = {k: int(v) for k, v in result.counts.items()}
+    failures = {k: int(v) for k, v in result.failures_by_check.items()}
+    yield dg.MaterializeResult(
+        asset_key=asset_names.validated(name),
+        metadata=readable({"dagster/row_count": result.counts["valid"], **counts,
+                           "quality_before_relevance": score.summary,
+                           "path": dg.MetadataValue.path(str(valid_path))}),
+    )
+    yield dg.MaterializeResult(
+        asset_key=asset_names.quarantined(name),
+        metadata=readable({"dagster/row_count": result.quarantined.height, "failures_by_check": failures,
+                           "path": dg.MetadataValue.path(str(quarantine_path))}),
+    )
+    yield dg.AssetCheckResult(
+        check_name=f"{name}_contract",
+        asset_key=asset_names.validated(name),
+        passed=result.quarantined.height == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=readable({**counts, "failures_by_check": failures,
+                           "examples": dg.MetadataValue.md(table(result.quarantined, max_rows=5))}),
+    )
 
 
 def _relevance(platform: PlatformResource, sample: pl.DataFrame, name: str) -> tuple[DimensionScore, pl.DataFrame]:
@@ -125,15 +117,25 @@ def _relevance(platform: PlatformResource, sample: pl.DataFrame, name: str) -> t
     source_rows = sample if is_label else platform.read_table(tables.validated(name))
     candidates, basis = relevance_candidates(
         sample, source_rows, is_label_source=is_label, entity_key=b.entity_key, label_timestamp=b.label.timestamp,
-        timestamp=time_column(b.sources[name]), exclude=_not_candidates(b, name))
+        timestamp=time_column(b.sources[name]), exclude=never_relevance_candidates(b, name))
     if candidates is None:
         fix = (f"Nothing to change if {name} holds no model inputs; otherwise give it a {b.entity_key} column and "
                "value columns so it can be joined to the label.")
         return not_applicable("relevance", basis, fix), pl.DataFrame(schema=RELEVANCE_SCHEMA)
     signals = feature_signals(candidates, sample[b.label.column], b.task_type)
-    frame = pl.DataFrame([{"source": name, **asdict(s), "points": relevance_points(s.signal)} for s in signals],
-                         schema=RELEVANCE_SCHEMA)
-    return relevance(signals, basis), frame
+    return relevance(signals, basis), signal_table(name, signals)
+
+
+def _scored_sources(platform: PlatformResource, sample: pl.DataFrame) -> tuple[list[QualityReport], pl.DataFrame]:
+    """Each source's report (its validation score with relevance measured on the label ``sample``), and every
+    source's candidate features with their signal."""
+    reports, signals = [], []
+    for name in platform.brief.sources:
+        dimension, features = _relevance(platform, sample, name)
+        scores = platform.read_table(tables.quality(name))
+        reports.append(with_relevance(_report(platform, scores, name), dimension))
+        signals.append(features)
+    return reports, pl.concat(signals)
 
 
 def _quality_report_asset(brief: Brief) -> dg.AssetsDefinition:
@@ -145,18 +147,10 @@ def _quality_report_asset(brief: Brief) -> dg.AssetsDefinition:
         b = platform.brief
         sample = relevance_sample(platform.read_table(tables.validated(b.label.source)), b.label.column,
                                   seed=b.training.seed)
-        reports, signals = [], []
-        for name in b.sources:
-            dimension, features = _relevance(platform, sample, name)
-            scores = platform.read_table(tables.quality(name))
-            reports.append(with_relevance(_report(platform, scores, name), dimension))
-            signals.append(features)
+        reports, relevance_table = _scored_sources(platform, sample)
         overall = combine(reports, b.thresholds.quality_min_score)
-        detail = _dimensions(overall)
-        relevance_table = pl.concat(signals)
-        summary = pl.DataFrame([{"source": r.source, **{d.name: d.points for d in r.dimensions}, "total": r.total}
-                                for r in [*reports, overall]], schema_overrides={d.name: pl.Float64
-                                                                                   for d in overall.dimensions})
+        detail = dimension_table(overall)
+        summary = quality_summary([*reports, overall])
         path = platform.write_table(tables.DATA_QUALITY, summary)
         platform.write_table(tables.DATA_QUALITY_OVERALL, detail)
         platform.write_table(tables.DATA_QUALITY_RELEVANCE, relevance_table)
@@ -167,16 +161,11 @@ def _quality_report_asset(brief: Brief) -> dg.AssetsDefinition:
             "summary": overall.summary,
             "scores": dg.MetadataValue.md(table(summary)),
             "overall": dg.MetadataValue.md(table(detail.drop("source"))),
-            "relevance": dg.MetadataValue.md(_top_features(relevance_table)),
+            "relevance": dg.MetadataValue.md(table(top_signals(relevance_table, TOP_FEATURES))),
             "path": dg.MetadataValue.path(str(path)),
         }))
 
     return data_quality_report
-
-
-def _top_features(signals: pl.DataFrame) -> str:
-    return table(signals.sort("signal", descending=True).group_by("source", maintain_order=True)
-                 .head(TOP_FEATURES).sort("source", "signal", descending=[False, True]))
 
 
 @dg.asset_check(asset=asset_names.DATA_QUALITY_REPORT, blocking=True,
@@ -194,8 +183,8 @@ def data_quality_gate(platform: PlatformResource) -> dg.AssetCheckResult:
                            "not_applicable": [d.name for d in overall.dimensions if not d.applicable],
                            "fix_first": f"{weakest.name}: {weakest.fix}",
                            "dimensions": dg.MetadataValue.md(table(detail)),
-                           "relevance_by_feature": dg.MetadataValue.md(
-                               _top_features(platform.read_table(tables.DATA_QUALITY_RELEVANCE)))}),
+                           "relevance_by_feature": dg.MetadataValue.md(table(top_signals(
+                               platform.read_table(tables.DATA_QUALITY_RELEVANCE), TOP_FEATURES)))}),
         description=f"data quality {overall.summary}",
     )
 
