@@ -25,10 +25,6 @@ from mlplatform.resources.platform import PlatformResource, TrackingResource
 if TYPE_CHECKING:
     from mlplatform.core.rag.rerank import Reranker
 
-DOCUMENT_SCHEMA = {"source": pl.String, "kind": pl.String, "title": pl.String, "date": pl.Date,
-                   "date_source": pl.String, "pages": pl.Int64}
-SEGMENT_SCHEMA = {"source": pl.String, "segment": pl.Int64, "text": pl.String, "page": pl.Int64,
-                  "section": pl.String}
 CHUNK_SCHEMA = {"chunk_id": pl.String, "text": pl.String, "document": pl.String, "position": pl.Int64,
                 "page": pl.Int64, "section": pl.String, "date": pl.Date, "n_tokens": pl.Int64}
 RETRIEVERS = ("dense", "sparse", "hybrid", "hybrid+rerank")
@@ -55,6 +51,18 @@ def _md(frame: pl.DataFrame) -> str:
                           for row in frame.iter_rows())
 
 
+def _document_patterns(platform: PlatformResource) -> list[str | Path]:
+    """Where the documents are: the brief's rag.documents (relative to the data folder or the brief), and the
+    run's report documents under reports/rag once written."""
+    rag = _rag(platform.any_brief)
+    brief_dir = Path(platform.brief_path).parent
+    patterns: list[str | Path] = [rag.resolve(p, Path(platform.data_dir), brief_dir) for p in rag.documents]
+    reports = platform.workspace.reports_dir / "rag"
+    if reports.is_dir() and any(reports.glob("*.md")):
+        patterns.append(reports)
+    return patterns
+
+
 @dg.asset(name=asset_names.RAG_DOCUMENTS, group_name="rag",
           deps=[asset_names.PROBLEM_BRIEF, asset_names.RAG_REPORT_DOCUMENTS], kinds={"polars"})
 def rag_documents(platform: PlatformResource) -> dg.MaterializeResult:
@@ -62,27 +70,20 @@ def rag_documents(platform: PlatformResource) -> dg.MaterializeResult:
     reports/rag when written), in lake tables rag/documents and rag/segments: source, title, date (and whether it
     came from the document or the file's time), pages, and each section's text. Unreadable files are listed as
     skipped with the reason."""
+    from mlplatform.core.rag.document_tables import (
+        documents_table,
+        readable_documents,
+        segments_table,
+        skipped_table,
+    )
     from mlplatform.core.rag.documents import load_documents
 
-    rag = _rag(platform.any_brief)
-    brief_dir = Path(platform.brief_path).parent
-    patterns: list[str | Path] = [rag.resolve(p, Path(platform.data_dir), brief_dir) for p in rag.documents]
-    reports = platform.workspace.reports_dir / "rag"
-    if reports.is_dir() and any(reports.glob("*.md")):
-        patterns.append(reports)
+    patterns = _document_patterns(platform)
     loaded = load_documents(patterns)
-    if not loaded.documents:
-        raise ValueError(f"no readable document under {', '.join(map(str, patterns))}; skipped: "
-                         + "; ".join(f"{s.path}: {s.reason}" for s in loaded.skipped))
-    documents = pl.DataFrame([{"source": d.source, "kind": d.kind, "title": d.title, "date": d.date,
-                               "date_source": d.date_source, "pages": d.pages} for d in loaded.documents],
-                             schema=DOCUMENT_SCHEMA)
-    segments = pl.DataFrame([{"source": d.source, "segment": i, "text": s.text, "page": s.page, "section": s.section}
-                             for d in loaded.documents for i, s in enumerate(d.segments)], schema=SEGMENT_SCHEMA)
+    documents = documents_table(readable_documents(loaded, patterns))
     platform.write_table(tables.RAG_DOCUMENTS, documents)
-    platform.write_table(tables.RAG_SEGMENTS, segments)
-    skipped = pl.DataFrame({"file": [s.path for s in loaded.skipped], "reason": [s.reason for s in loaded.skipped]},
-                           schema={"file": pl.String, "reason": pl.String})
+    platform.write_table(tables.RAG_SEGMENTS, segments_table(loaded.documents))
+    skipped = skipped_table(loaded.skipped)
     return dg.MaterializeResult(metadata={
         "documents": documents.height, "skipped": len(loaded.skipped),
         "skipped_files": dg.MetadataValue.md(_md(skipped) if skipped.height else "none"),
@@ -92,15 +93,9 @@ def rag_documents(platform: PlatformResource) -> dg.MaterializeResult:
 
 
 def _documents_from_lake(platform: PlatformResource) -> list:
-    from mlplatform.core.rag.documents import Document, Segment
+    from mlplatform.core.rag.document_tables import documents_from_tables
 
-    documents = platform.read_table(tables.RAG_DOCUMENTS)
-    segments = platform.read_table(tables.RAG_SEGMENTS).sort("source", "segment")
-    by_source: dict[str, list] = {}
-    for row in segments.iter_rows(named=True):
-        by_source.setdefault(row["source"], []).append(Segment(row["text"], row["page"], row["section"]))
-    return [Document(r["source"], r["kind"], r["title"], r["date"], r["date_source"],
-                     tuple(by_source.get(r["source"], ())), r["pages"]) for r in documents.iter_rows(named=True)]
+    return documents_from_tables(platform.read_table(tables.RAG_DOCUMENTS), platform.read_table(tables.RAG_SEGMENTS))
 
 
 @dg.asset(name=asset_names.RAG_CHUNKS, group_name="rag", deps=[asset_names.RAG_DOCUMENTS], kinds={"polars"})
