@@ -230,3 +230,21 @@ def profile_by_period(frame: pl.DataFrame, period: str) -> dict[str, DatasetProf
         raise ValueError(f"period column '{period}' is not in the frame")
     parts = frame.partition_by(period, as_dict=True)
     return {str(key): profile_frame(parts[(key,)].drop(period)) for (key,) in sorted(parts, key=lambda k: str(k[0]))}
+
+
+def write_profiles_by_period(frame: pl.DataFrame, period: str, folder: Path) -> pl.DataFrame:
+    """Profile ``frame`` per value of its ``period`` column (:func:`profile_by_period`), write each profile to
+    ``folder/<value>.bin`` and return their summaries (:func:`profile_summary`) with the value in a first column
+    named ``period``, oldest first.
+
+    Raises:
+        ValueError: ``period`` is not a column, or ``frame`` has no rows (nothing to profile).
+        TypeError: a column's dtype cannot be profiled.
+    """
+    summaries = []
+    for value, view in profile_by_period(frame, period).items():
+        write_profile(view, folder / f"{value}.bin")
+        summaries.append(profile_summary(view).select(pl.lit(value).alias(period), pl.all()))
+    if not summaries:
+        raise ValueError(f"no rows to profile by {period}: profile a frame with at least one row")
+    return pl.concat(summaries)

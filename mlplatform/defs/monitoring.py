@@ -340,38 +340,42 @@ def _empty_prediction_log(platform: PlatformResource) -> dg.MaterializeResult:
         "path": dg.MetadataValue.path(str(path))})
 
 
+def _prediction_drift(platform: PlatformResource, tracking: TrackingResource,
+                      log: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The logged predictions a model scored, and their drift per day and model version: the KL divergence of each
+    version's served scores from its scores on the training reference."""
+    score = "prediction" if platform.brief.task_type == "regression" else "probability"
+    scored = model_answers(log, score)
+    references = _reference_scores(platform, tracking, scored["model_version"].unique().sort().to_list())
+    return scored, prediction_drift_by_period(scored, references, score=score, period=DAY, version="model_version")
+
+
 @dg.asset(name=asset_names.PREDICTION_PROFILES, group_name="monitoring",
           deps=[asset_names.CHAMPION_MODEL, asset_names.TRAINING_SET], kinds={"whylogs", "numpy"})
 def prediction_profiles(platform: PlatformResource, tracking: TrackingResource) -> dg.MaterializeResult:
     """whylogs profiles of the serving app's prediction log, one per day (UTC): the features as served and the
     outputs, stored mergeable beside the other profiles; and prediction drift per day and model version, the KL
     divergence of its served scores from its scores on the training reference. An empty log is reported as such."""
-    from mlplatform.core.profiling import profile_by_period, profile_summary, served_frame, write_profile
+    from mlplatform.core.profiling import served_frame, write_profiles_by_period
 
-    b = platform.brief
     log = read_prediction_log(platform.workspace)
     if log.height == 0:
         return _empty_prediction_log(platform)
     log = log.with_columns(pl.col("request_time").dt.strftime("%Y-%m-%d").alias(DAY))
-    served = served_frame(log).with_columns(log[DAY])
-    summaries = []
-    for day, view in profile_by_period(served, DAY).items():
-        write_profile(view, platform.workspace.profiles_dir / "predictions" / f"{day}.bin")
-        summaries.append(profile_summary(view).select(pl.lit(day).alias(DAY), pl.all()))
-    platform.write_table(tables.PREDICTION_PROFILES, pl.concat(summaries))
-    score = "prediction" if b.task_type == "regression" else "probability"
-    scored = model_answers(log, score)
-    references = _reference_scores(platform, tracking, scored["model_version"].unique().sort().to_list())
-    drift = prediction_drift_by_period(scored, references, score=score, period=DAY, version="model_version")
+    folder = platform.workspace.profiles_dir / "predictions"
+    summaries = write_profiles_by_period(served_frame(log).with_columns(log[DAY]), DAY, folder)
+    platform.write_table(tables.PREDICTION_PROFILES, summaries)
+    scored, drift = _prediction_drift(platform, tracking, log)
     path = platform.write_table(tables.PREDICTION_DRIFT, drift)
+    latest = summaries.filter(pl.col(DAY) == summaries[DAY][-1])
     return dg.MaterializeResult(metadata={
         "logged_predictions": log.height,
         "scored_predictions": scored.height,
-        "days": served[DAY].n_unique(),
+        "days": log[DAY].n_unique(),
         "max_prediction_kl": _column_max(drift, "kl") if drift.height else "n/a: no model-scored predictions",
         "prediction_drift": dg.MetadataValue.md(table(drift)),
-        f"summary_{summaries[-1][DAY][0]}": dg.MetadataValue.md(table(summaries[-1].drop(DAY))),
-        "profiles": dg.MetadataValue.path(str(platform.workspace.profiles_dir / "predictions")),
+        f"summary_{latest[DAY][0]}": dg.MetadataValue.md(table(latest.drop(DAY))),
+        "profiles": dg.MetadataValue.path(str(folder)),
         "path": dg.MetadataValue.path(str(path)),
     })
 

@@ -1,0 +1,36 @@
+"""Profiles written per period (the served predictions' daily profiles): one mergeable file per period value,
+and the summaries of all of them in one table, oldest first."""
+
+import polars as pl
+import pytest
+
+from mlplatform.core.profiling import SUMMARY_SCHEMA, read_profile, write_profiles_by_period
+
+
+def _served() -> pl.DataFrame:
+    return pl.DataFrame({
+        "day": ["2025-06-02", "2025-06-01", "2025-06-02", "2025-06-02", "2025-06-01"],
+        "tenure_days": [10, 20, 30, None, 50],
+        "plan": ["basic", "premium", "basic", "basic", None],
+        "probability": [0.1, 0.9, 0.4, 0.6, 0.2],
+    })
+
+
+def test_each_period_is_profiled_into_its_own_file_and_summarised_oldest_first(tmp_path):
+    summaries = write_profiles_by_period(_served(), "day", tmp_path / "predictions")
+
+    assert sorted(p.name for p in (tmp_path / "predictions").iterdir()) == ["2025-06-01.bin", "2025-06-02.bin"]
+    assert summaries.schema == pl.Schema({"day": pl.String, **SUMMARY_SCHEMA})
+    assert summaries["day"].to_list() == ["2025-06-01"] * 3 + ["2025-06-02"] * 3
+    tenure = summaries.filter(pl.col("column") == "tenure_days").select("day", "count", "null_count", "mean")
+    assert tenure.rows() == [("2025-06-01", 2, 0, 35.0), ("2025-06-02", 3, 1, 20.0)]
+    written = read_profile(tmp_path / "predictions" / "2025-06-02.bin").to_pandas()
+    assert int(written.loc["probability", "counts/n"]) == 3  # the file holds that day's rows only
+
+
+def test_a_frame_without_rows_or_without_the_period_column_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="no rows to profile by day"):
+        write_profiles_by_period(_served().clear(), "day", tmp_path)
+    with pytest.raises(ValueError, match="period column 'hour' is not in the frame"):
+        write_profiles_by_period(_served(), "hour", tmp_path)
+    assert not any(tmp_path.iterdir())
