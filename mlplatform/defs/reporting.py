@@ -103,16 +103,7 @@ def model_card(context: dg.AssetExecutionContext, platform: PlatformResource,
     b = platform.brief
     split = load_split(platform)
     registered = platform.read_table(tables.REGISTERED_CHALLENGER).row(0, named=True)
-    evidence = card_evidence(
-        b, registered["candidate"], split.train, metrics=platform.read_table(tables.METRICS),
-        slices=platform.read_table(tables.SLICES), fairness=platform.read_table(tables.FAIRNESS),
-        drift=platform.read_table(tables.DRIFT),
-        quality_points=platform.read_table(tables.DATA_QUALITY_OVERALL)["points"].to_list(),
-        dataset_version=platform.read_table(tables.candidate(registered["candidate"]))["dataset_version"][0],
-        golden_metrics=platform.read_table(tables.GOLDEN_METRICS))
-    facts = _with_platform_records(replace(evidence, model_name=registered_model_name(b.name),
-                                           model_version=registered["version"], date=date.today()),
-                                   context.instance, tracking, registered["run_id"])
+    facts = _card_facts(platform, split.train, registered, context.instance, tracking)
     checklist = bias_checklist(bias_evidence(b, split, platform.read_table(tables.FAIRNESS_GROUPS),
                                              platform.read_table(tables.EDGE_CASES), fairness=facts.fairness or {},
                                              sliced_metrics=facts.sliced_metrics or ()))
@@ -123,6 +114,23 @@ def model_card(context: dg.AssetExecutionContext, platform: PlatformResource,
         "bias_checklist_failed": ", ".join(item["item"] for item in checklist if item["fails"]) or "none",
         "path": dg.MetadataValue.path(str(files[0])), "json": dg.MetadataValue.path(str(files[1])),
         "mlflow_artifact": _log_card(tracking, registered, files)}))
+
+
+def _card_facts(platform: PlatformResource, train: pl.DataFrame, registered: dict, instance: dg.DagsterInstance,
+                tracking: TrackingResource) -> CardFacts:
+    """What the card says about the registered version: the evidence in the lake (training rows, metrics, slices,
+    fairness, drift, data quality, the golden set) and what the Dagster instance and MLflow record."""
+    b = platform.brief
+    evidence = card_evidence(
+        b, registered["candidate"], train, metrics=platform.read_table(tables.METRICS),
+        slices=platform.read_table(tables.SLICES), fairness=platform.read_table(tables.FAIRNESS),
+        drift=platform.read_table(tables.DRIFT),
+        quality_points=platform.read_table(tables.DATA_QUALITY_OVERALL)["points"].to_list(),
+        dataset_version=platform.read_table(tables.candidate(registered["candidate"]))["dataset_version"][0],
+        golden_metrics=platform.read_table(tables.GOLDEN_METRICS))
+    return _with_platform_records(replace(evidence, model_name=registered_model_name(b.name),
+                                          model_version=registered["version"], date=date.today()),
+                                  instance, tracking, registered["run_id"])
 
 
 def _with_platform_records(facts: CardFacts, instance: dg.DagsterInstance, tracking: TrackingResource,
