@@ -26,6 +26,16 @@ class PromotionDecision:
     reasons: list[str]
     evidence: dict[str, Any]
 
+    @property
+    def summary(self) -> str:
+        """One line for the gate: ``promote``, or ``blocked:`` and the failed checks' reasons."""
+        return "promote" if self.promote else "blocked: " + "; ".join(r for r in self.reasons if r.startswith("FAIL"))
+
+    @property
+    def reasons_markdown(self) -> str:
+        """The reasons as a Markdown list (``-`` when there are none)."""
+        return "\n".join(f"- {r}" for r in self.reasons) or "-"
+
 
 @dataclass(frozen=True)
 class GoldenScore:

@@ -17,10 +17,10 @@ from mlplatform.core.model_families import model_dir
 from mlplatform.core.model_integrity import record_artifact_hashes
 from mlplatform.core.models import load_candidate
 from mlplatform.core.promotion import GoldenScore, decision_table, judge_challenger, score_golden
+from mlplatform.core.rollout.champion import promote_challenger, start_canary
 from mlplatform.core.rollout.policy import policy_for
 from mlplatform.core.rollout.prediction_log import log_clock_ns, read_prediction_log
-from mlplatform.core.rollout.registry import promote as promote_champion
-from mlplatform.core.rollout.registry import rollout_state, set_challenger_share
+from mlplatform.core.rollout.registry import rollout_state
 from mlplatform.core.tracking import (
     MODEL_ARTIFACT_PATH,
     client_for,
@@ -128,14 +128,11 @@ def promotion_gate(platform: PlatformResource, tracking: TrackingResource) -> dg
         set_verdict(tracking.uri, registered["run_id"], "archived")
     platform.write_table(tables.PROMOTION, decision_table(challenger_version, champion_version, decision))
     return dg.AssetCheckResult(
-        passed=decision.promote,
+        passed=decision.promote, description=decision.summary,
         metadata={"challenger_version": challenger_version, "champion_version": champion_version or "none",
-                  "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons) or "-"),
+                  "reasons": dg.MetadataValue.md(decision.reasons_markdown),
                   "evidence": dg.MetadataValue.json(decision.evidence),
-                  "fairness": dg.MetadataValue.md(table(fairness))},
-        description="promote" if decision.promote
-        else "blocked: " + "; ".join(r for r in decision.reasons if r.startswith("FAIL")),
-    )
+                  "fairness": dg.MetadataValue.md(table(fairness))})
 
 
 @dg.asset(name=asset_names.CHAMPION_MODEL, group_name="registry", deps=[asset_names.MODEL_REGISTRY], kinds={"mlflow"})
@@ -149,26 +146,18 @@ def champion_model(platform: PlatformResource, tracking: TrackingResource) -> dg
         raise RuntimeError(f"the promotion gate refused version {version}: {promotion['reasons']}")
     uri, name = tracking.uri, tracking.model_name
     champion = rollout_state(uri, name).champion
-    if platform.brief.monitoring.retrain_rollout == "canary" and champion not in (None, version):
-        # The champion keeps serving; the verdict stays "iterate" until the canary ends.
-        share = policy_for(platform.brief).canary_steps[0]
-        set_alias(uri, name, "challenger", version)
+    canary = platform.brief.monitoring.retrain_rollout == "canary"
+    if canary and champion is not None and champion != version:
         # From the prediction log's clock: the canary's rows are the ones logged after this decision.
-        set_challenger_share(uri, name, share, since_ns=log_clock_ns(read_prediction_log(platform.workspace)),
-                             new_canary=True)
-        action, metadata = "canary", {"champion_version": champion, "challenger_version": version,
-                                      "challenger_share": share}
+        move = start_canary(uri, name, version, champion, policy_for(platform.brief).canary_steps[0],
+                            since_ns=log_clock_ns(read_prediction_log(platform.workspace)))
     else:
-        # Under a lock, with the promotion recorded on the version: what `mlplatform rollback` walks back through.
-        previous = promote_champion(uri, name, version)
-        set_verdict(uri, platform.read_table(tables.REGISTERED_CHALLENGER)["run_id"][0], "promoted")
-        action, metadata = "promoted", {"champion_version": version, "previous_champion": previous or "none"}
-        if platform.brief.monitoring.retrain_rollout == "canary":
-            metadata["canary"] = "none: no champion served yet, so there is no traffic to share"
+        run_id = platform.read_table(tables.REGISTERED_CHALLENGER)["run_id"][0]
+        move = promote_challenger(uri, name, version, run_id, canary_asked=canary)
     platform.write_table(tables.ROLLOUT, pl.DataFrame({
-        "challenger_version": [version], "action": [action], "champion_version": [metadata["champion_version"]],
-        "challenger_share": [float(metadata.get("challenger_share", 0.0))]}))
-    return dg.MaterializeResult(metadata={"model_name": name, "action": action, **metadata})
+        "challenger_version": [version], "action": [move.action], "champion_version": [move.champion_version],
+        "challenger_share": [move.challenger_share]}))
+    return dg.MaterializeResult(metadata={"model_name": name, "action": move.action, **move.metadata()})
 
 
 def build(brief) -> list:
