@@ -197,7 +197,7 @@ def _attribute_verdict(attribute: str, result: Mapping[str, Any], rule: Fairness
 
 def group_fairness(groups: pl.Series, y_true: np.ndarray, predicted_positive: np.ndarray,
                    min_group_size: int) -> dict:
-    """Fairness across the values of one protected attribute, computed with fairlearn.
+    """Fairness across the values of one protected attribute: fairlearn's definitions, computed from counts.
 
     Groups with fewer than ``min_group_size`` rows, and rows whose attribute is unknown, are listed but
     left out of the ratios: a selection rate over a handful of rows says nothing about the group.
@@ -212,12 +212,12 @@ def group_fairness(groups: pl.Series, y_true: np.ndarray, predicted_positive: np
         moves it by more than the gap the gate judges), None when fewer than two groups have that many, and
         ``equal_opportunity_p_value``: Fisher's exact test of those two groups' true positives
         and false negatives; ``rates``: the per-group table (n, selection rate, TPR, positives, true positives,
-        assessed) from a fairlearn ``MetricFrame``.
+        assessed), the numbers a fairlearn ``MetricFrame`` gives.
+
+    Every figure is a ratio of per-group counts (one pass over the rows), equal to fairlearn's value bit for bit:
+    fairlearn evaluates each metric per group in Python over pandas groups, which took ~20 s of a 10^6-event
+    evaluation (mlplatform_tests/core/test_group_fairness_counts.py pins the equality).
     """
-    from fairlearn.metrics import (  # fairlearn pulls in pandas and scikit-learn: import on use
-        demographic_parity_ratio,
-        equal_opportunity_difference,
-    )
     from scipy.stats import fisher_exact
 
     names = groups.cast(pl.String)
@@ -226,11 +226,12 @@ def group_fairness(groups: pl.Series, y_true: np.ndarray, predicted_positive: np
     rates = _group_rates(names, y, selected).with_columns(
         assessed=pl.col("group").is_not_null() & (pl.col("n") >= min_group_size))
     assessed = rates.filter("assessed")
-    in_assessed = names.is_in(assessed["group"].implode()).fill_null(False).to_numpy()
     impact = p_value = None
     if assessed.height >= 2:
-        impact = float(demographic_parity_ratio(y[in_assessed], selected[in_assessed],
-                                                sensitive_features=names.to_numpy()[in_assessed]))
+        # demographic_parity_ratio: the lowest group selection rate over the highest (0/0 is NaN, as in pandas).
+        chosen = assessed["selection_rate"].to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            impact = float(np.float64(chosen.min()) / np.float64(chosen.max()))
         low, high = (assessed.sort("selection_rate").row(i, named=True) for i in (0, -1))
         counts = [round(g["selection_rate"] * g["n"]) for g in (low, high)]
         p_value = float(fisher_exact([[counts[0], low["n"] - counts[0]],
@@ -238,8 +239,12 @@ def group_fairness(groups: pl.Series, y_true: np.ndarray, predicted_positive: np
     with_positives = assessed.filter(pl.col("positives") >= min_group_size).sort("tpr")
     gap = gap_p = None
     if with_positives.height >= 2:
-        rows = names.is_in(with_positives["group"].implode()).fill_null(False).to_numpy()
-        gap = float(equal_opportunity_difference(y[rows], selected[rows], sensitive_features=names.to_numpy()[rows]))
+        # equal_opportunity_difference: the highest group TPR minus the lowest; scikit-learn's confusion matrix
+        # (which fairlearn's TPR reads) turns a group without positives into a TPR of 0, not NaN.
+        found, positives = with_positives["true_positives"].to_numpy(), with_positives["positives"].to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tpr = np.nan_to_num(found / positives)
+        gap = float(tpr.max() - tpr.min())
         low, high = with_positives.row(0, named=True), with_positives.row(-1, named=True)
         # Like the selection rates: is the TPR gap more than the luck of a few positives per group?
         gap_p = float(fisher_exact([[low["true_positives"], low["positives"] - low["true_positives"]],
@@ -253,34 +258,26 @@ def group_fairness(groups: pl.Series, y_true: np.ndarray, predicted_positive: np
     }
 
 
-# The label MetricFrame gets for rows whose attribute is unknown (it needs a value per row); mapped back to null.
-_UNKNOWN_GROUP = "\x00unknown"
-
-
 def _group_rates(names: pl.Series, y: np.ndarray, selected: np.ndarray) -> pl.DataFrame:
-    """Per group: n, selection rate and TPR (fairlearn MetricFrame), positives and true positives."""
-    from fairlearn.metrics import MetricFrame, count, selection_rate, true_positive_rate
-
-    def positives(y_true, y_pred) -> int:
-        return int(np.sum(y_true))
-
-    def true_positives(y_true, y_pred) -> int:
-        return int(np.sum(np.asarray(y_true) * np.asarray(y_pred)))
-
-    def tpr(y_true, y_pred) -> float:  # NaN, not fairlearn's 0, where a group has no positives to find
-        return float(true_positive_rate(y_true, y_pred)) if np.sum(y_true) else float("nan")
-
-    frame = MetricFrame(metrics={"n": count, "selection_rate": selection_rate, "tpr": tpr, "positives": positives,
-                                 "true_positives": true_positives},
-                        y_true=y, y_pred=selected,
-                        sensitive_features=names.fill_null(_UNKNOWN_GROUP).to_numpy().astype(object))
-    table = pl.from_pandas(frame.by_group.reset_index(names="group").astype({"group": str}))
-    return (table.with_columns(pl.when(pl.col("group") == _UNKNOWN_GROUP).then(None).otherwise(pl.col("group"))
-                               .alias("group"),
-                               pl.col("n", "positives", "true_positives").cast(pl.Int64),
-                               pl.col("selection_rate", "tpr").cast(pl.Float64))
-            .select("group", "n", "selection_rate", "tpr", "positives", "true_positives")
-            .sort("group", nulls_last=True))
+    """Per group (null: rows whose attribute is unknown): n, selection rate (share predicted 1) and TPR (true
+    positives over positives; null, not fairlearn's 0, where a group has no positives to find), positives and
+    true positives, from per-group counts in one pass."""
+    frame = pl.DataFrame({"group": names.alias("group"), "y": y, "s": selected})
+    counts = (frame.group_by("group")
+              .agg(pl.len().cast(pl.Int64).alias("n"), (pl.col("s") == 1).sum().cast(pl.Int64).alias("chosen"),
+                   pl.col("y").sum().cast(pl.Int64).alias("positives"),
+                   (pl.col("y") * pl.col("s")).sum().cast(pl.Int64).alias("true_positives"),
+                   ((pl.col("y") == 1) & (pl.col("s") == 1)).sum().cast(pl.Int64).alias("hits"),
+                   (pl.col("y") == 1).sum().cast(pl.Int64).alias("label_ones"))
+              .sort("group", nulls_last=True))
+    n, chosen = counts["n"].to_numpy(), counts["chosen"].to_numpy()
+    hits, ones = counts["hits"].to_numpy(), counts["label_ones"].to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tpr = np.nan_to_num(hits / ones)
+    return counts.select(
+        "group", "n", pl.Series("selection_rate", chosen / n, dtype=pl.Float64),
+        pl.when(pl.col("positives") != 0).then(pl.Series("tpr", tpr, dtype=pl.Float64)).alias("tpr"),
+        "positives", "true_positives")
 
 
 def group_calibration(groups: pl.Series, y_true: np.ndarray, y_prob: np.ndarray, min_group_size: int) -> pl.DataFrame:
