@@ -26,9 +26,11 @@ def _fairlearn_rates(names: pl.Series, y: np.ndarray, selected: np.ndarray) -> p
 
     frame = MetricFrame(metrics={"n": count, "selection_rate": selection_rate, "tpr": tpr, "positives": positives,
                                  "true_positives": true_positives},
-                        y_true=y, y_pred=selected, sensitive_features=names.fill_null(_UNKNOWN).to_numpy().astype(object))
+                        y_true=y, y_pred=selected,
+                        sensitive_features=names.fill_null(_UNKNOWN).to_numpy().astype(object))
     table = pl.from_pandas(frame.by_group.reset_index(names="group").astype({"group": str}))
-    return (table.with_columns(pl.when(pl.col("group") == _UNKNOWN).then(None).otherwise(pl.col("group")).alias("group"),
+    unknown_to_null = pl.when(pl.col("group") == _UNKNOWN).then(None).otherwise(pl.col("group")).alias("group")
+    return (table.with_columns(unknown_to_null,
                                pl.col("n", "positives", "true_positives").cast(pl.Int64),
                                pl.col("selection_rate", "tpr").cast(pl.Float64))
             .select("group", "n", "selection_rate", "tpr", "positives", "true_positives")
