@@ -72,6 +72,15 @@ def split_off_golden(frame: pl.DataFrame, key: str, share: float) -> tuple[pl.Da
     return frame.filter(~member), frame.filter(member)
 
 
+def training_set_figures(brief: Brief, frame: pl.DataFrame) -> dict[str, float | str | int | None]:
+    """What the training set ``frame`` is like besides its row counts: the positive rate (a binary task's; None for
+    another task), the range of its label times, and the number of model inputs."""
+    label, at = frame[brief.label.column], frame[brief.label.timestamp]
+    return {"positive_rate": float(label.to_numpy().mean()) if brief.task_type == "binary" else None,
+            "label_range": f"{at.min()!s} .. {at.max()!s}",
+            "features": len(model_features(brief))}
+
+
 def golden_set(brief: Brief, frame: pl.DataFrame) -> pl.DataFrame:
     """The golden test set: every labelled row of the training set whose entity (plain tables: row) key the
     brief's ``thresholds.golden_share`` sets aside; empty when the share is 0."""

@@ -20,6 +20,7 @@ from mlplatform.core.datasets import (
     known_labels,
     model_features,
     training_row_counts,
+    training_set_figures,
 )
 from mlplatform.core.feature_names import entity_column
 from mlplatform.core.features import feature_columns
@@ -69,12 +70,7 @@ def training_set(platform: PlatformResource) -> dg.MaterializeResult:
     as_of = datetime.combine(b.partition_end, midnight())
     labels = known_labels(valid_labels, entity_key=b.entity_key, timestamp=b.label.timestamp, label=b.label.column,
                           delay_days=b.label.delay_days, as_of=as_of, classes=b.label.classes)
-    # Our DuckDB ASOF join, equal value for value to Feast's get_historical_features (tested), ~10x faster.
-    joined = point_in_time_join(
-        labels, platform.workspace.table(tables.features(b.entity)),
-        entity_key=b.entity_key, entity_timestamp=b.label.timestamp,
-        features=list(feature_columns(b.features, b.entity)), ttl=timedelta(days=b.features.ttl_days),
-        temp_directory=platform.workspace.root / "duckdb_tmp", memory_limit=PIT_JOIN_MEMORY)
+    joined = _with_features(platform, labels)
     attributes = platform.read_table(tables.validated(attributes_source(b)))
     frame = attach_attributes(joined, attributes, attribute_keys(b), [*b.protected_attributes, *b.slice_by])
     path = platform.write_table(tables.TRAINING_SET, frame)
@@ -84,10 +80,19 @@ def training_set(platform: PlatformResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=readable({
         "dagster/row_count": frame.height, "row_counts": dg.MetadataValue.md(table(counts)),
         **{f"rows_{stage}": rows for stage, rows in counts.select("stage", "rows").iter_rows()},
-        "dataset_version": dataset_version(frame),
-        "positive_rate": float(frame[b.label.column].to_numpy().mean()) if b.task_type == "binary" else None,
-        "label_range": f"{frame[b.label.timestamp].min()!s} .. {frame[b.label.timestamp].max()!s}",
-        "features": len(model_features(b)), "path": dg.MetadataValue.path(str(path))}))
+        "dataset_version": dataset_version(frame), **training_set_figures(b, frame),
+        "path": dg.MetadataValue.path(str(path))}))
+
+
+def _with_features(platform: PlatformResource, labels: pl.DataFrame) -> pl.DataFrame:
+    """The label rows with the registered features as of each label's time, read from the lake's feature table."""
+    b = platform.brief
+    # Our DuckDB ASOF join, equal value for value to Feast's get_historical_features (tested), ~10x faster.
+    return point_in_time_join(
+        labels, platform.workspace.table(tables.features(b.entity)),
+        entity_key=b.entity_key, entity_timestamp=b.label.timestamp,
+        features=list(feature_columns(b.features, b.entity)), ttl=timedelta(days=b.features.ttl_days),
+        temp_directory=platform.workspace.root / "duckdb_tmp", memory_limit=PIT_JOIN_MEMORY)
 
 
 def _baseline_comparison(brief: Brief, split, value: float) -> str:
