@@ -292,6 +292,17 @@ def cost_document(runs: list[StepRun], *, training_group: str, retrain_cron: str
     return {"ml_costs": ml_costs, "assumptions": assumptions, "measured": measured}
 
 
+def write_cost_yaml(document: Mapping[str, Any], path: Path) -> tuple[str, Path]:
+    """Write the cost document (:func:`cost_document`) to ``path`` as YAML, keys in the template's order and text
+    as is (not escaped), atomically; returns the YAML and the path."""
+    import yaml
+
+    from mlplatform.core.io import write_text_atomic
+
+    body = yaml.safe_dump(dict(document), sort_keys=False, allow_unicode=True)
+    return body, write_text_atomic(body, path)
+
+
 def headline_figures(document: Mapping[str, Any]) -> dict[str, float | str]:
     """A cost document's headline numbers (US dollars, seconds, bytes), as the cost report's asset shows them."""
     training, inference, measured = (document["ml_costs"]["training"], document["ml_costs"]["inference"],

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-import yaml
 
 from mlplatform import asset_names
 from mlplatform.brief import Brief
@@ -30,6 +29,7 @@ from mlplatform.core.cost import (
     step_table,
     time_batch_prediction,
     trend_plot,
+    write_cost_yaml,
 )
 from mlplatform.core.io import write_text_atomic
 from mlplatform.core.markdown import table
@@ -166,8 +166,7 @@ def cost_report(context: dg.AssetExecutionContext, platform: PlatformResource, t
                              daily_volume=_daily_volume(platform), monthly_budget_usd=b.cost.monthly_budget,
                              target_cost_per_prediction_usd=b.cost.target_cost_per_prediction)
     reports = platform.workspace.reports_dir
-    body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
-    path = write_text_atomic(body, reports / COST_REPORT)
+    body, path = write_cost_yaml(document, reports / COST_REPORT)
     platform.write_table(tables.COST_STEPS, steps := step_table(runs, rates))
     history = platform.append_rows(tables.COST_HISTORY, history_row(document, datetime.now(UTC).replace(tzinfo=None)))
     plot = trend_plot(history, reports / "cost_trend.png")
