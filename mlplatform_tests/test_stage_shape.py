@@ -6,14 +6,24 @@ from pathlib import Path
 from mlplatform_tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-# The stages made thin so far, and the longest body (lines, docstring included) each may have.
-THIN_STAGES = ("training", "evaluation", "registry", "reporting")
-MAX_BODY_LINES = 33
-# Bodies made thinner than MAX_BODY_LINES, in other stages too: each may not grow back past its limit.
+# The longest body (lines, docstring included) an asset or check of any stage may have.
+MAX_BODY_LINES = 25
+# Bodies still longer than MAX_BODY_LINES (being thinned in their own stages' work), held at their length meanwhile.
+STILL_TO_THIN = {"mlplatform/defs/evaluation.py::evaluation_report": 32,
+                 "mlplatform/defs/monitoring.py::drift_report": 31}
+# Bodies made thin, at their length when they were: each may not grow back past it.
 BODY_LIMITS = {"mlplatform/defs/rollout.py::serving_rollout": 25,
                "mlplatform/defs/monitoring.py::performance_report": 25,
-               "mlplatform/defs/governance.py::cost_report": 26,
-               "mlplatform/defs/rag.py::rag_reranker": 13}
+               "mlplatform/defs/monitoring.py::prediction_profiles": 25,
+               "mlplatform/defs/governance.py::cost_report": 25,
+               "mlplatform/defs/rag.py::rag_reranker": 13,
+               "mlplatform/defs/rag.py::rag_documents": 24,
+               "mlplatform/defs/quality.py::validate": 14,
+               "mlplatform/defs/quality.py::data_quality_report": 22,
+               "mlplatform/defs/reporting.py::model_card": 20,
+               "mlplatform/defs/registry.py::champion_model": 21,
+               "mlplatform/defs/registry.py::promotion_gate": 23,
+               "mlplatform/defs/training.py::training_set": 20}
 # Imports between stage modules still to remove (their helpers belong to other modules' owners).
 KNOWN_STAGE_IMPORTS: set[str] = set()
 
@@ -22,13 +32,14 @@ def _script():
     return load_script("asset_body_lengths")
 
 
-def test_the_thin_stages_bodies_stay_short():
+def test_every_stage_s_bodies_stay_short():
     script = _script()
-    files = [ROOT / "mlplatform" / "defs" / f"{name}.py" for name in THIN_STAGES]
-    bodies = script.asset_bodies(files, ROOT)
+    bodies = script.asset_bodies(sorted((ROOT / "mlplatform" / "defs").glob("*.py")), ROOT)
     assert any(where.endswith("::evaluation_report") for _, where in bodies)  # a multi-asset body passed by call
-    too_long = [(lines, where) for lines, where in bodies if lines > MAX_BODY_LINES]
-    assert not too_long, f"move logic from these bodies into mlplatform.core: {too_long}"
+    lengths = {where: lines for lines, where in bodies}
+    assert set(STILL_TO_THIN) <= set(lengths), f"no such asset bodies: {sorted(set(STILL_TO_THIN) - set(lengths))}"
+    too_long = [(lines, where) for lines, where in bodies if lines > STILL_TO_THIN.get(where, MAX_BODY_LINES)]
+    assert not too_long, f"move logic from these bodies into mlplatform.core (limit {MAX_BODY_LINES}): {too_long}"
 
 
 def test_the_bodies_made_thin_stay_within_their_limits():
