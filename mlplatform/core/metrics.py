@@ -5,7 +5,7 @@ predicted positive when ``score >= threshold``), multiclass scores are an ``(n, 
 matrix over class indices ``0..k-1``, regression scores are the predicted values.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import numpy as np
 
@@ -30,7 +30,8 @@ def higher_is_better(metric: str) -> bool:
 
 
 def compute_metrics(
-    task: TaskType, y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5
+    task: TaskType, y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5,
+    only: Collection[str] | None = None,
 ) -> dict[str, float]:
     """The metrics of one task type on one set of predictions.
 
@@ -40,6 +41,8 @@ def compute_metrics(
         y_score: scores in the module's convention. For multiclass a 1-D array of predicted class
             indices is accepted too (e.g. from the rules baseline) and treated as one-hot probabilities.
         threshold: binary decision threshold; ignored for the other tasks.
+        only: binary tasks compute just these metrics (each the same value as in the full dict); None, or another
+            task, computes all.
 
     Returns:
         binary: f1, precision, recall, pr_auc (average precision), roc_auc, log_loss, brier and
@@ -58,17 +61,18 @@ def compute_metrics(
     if task == "binary":
         y_true = y_true.astype(int)
         y_pred = (y_score >= threshold).astype(int)
-        both_classes = len(np.unique(y_true)) == 2
-        return {
-            "f1": float(skm.f1_score(y_true, y_pred, zero_division=0)),
-            "precision": float(skm.precision_score(y_true, y_pred, zero_division=0)),
-            "recall": float(skm.recall_score(y_true, y_pred, zero_division=0)),
-            "pr_auc": float(skm.average_precision_score(y_true, y_score)) if y_true.any() else float("nan"),
-            "roc_auc": float(skm.roc_auc_score(y_true, y_score)) if both_classes else float("nan"),
-            "log_loss": float(skm.log_loss(y_true, np.clip(y_score, 0, 1), labels=[0, 1])),
-            "brier": float(skm.brier_score_loss(y_true, np.clip(y_score, 0, 1), pos_label=1)),
-            "positive_rate": float(y_pred.mean()),
+        binary: dict[str, Callable[[], float]] = {
+            "f1": lambda: float(skm.f1_score(y_true, y_pred, zero_division=0)),
+            "precision": lambda: float(skm.precision_score(y_true, y_pred, zero_division=0)),
+            "recall": lambda: float(skm.recall_score(y_true, y_pred, zero_division=0)),
+            "pr_auc": lambda: float(skm.average_precision_score(y_true, y_score)) if y_true.any() else float("nan"),
+            "roc_auc": lambda: (float(skm.roc_auc_score(y_true, y_score)) if len(np.unique(y_true)) == 2
+                                else float("nan")),
+            "log_loss": lambda: float(skm.log_loss(y_true, np.clip(y_score, 0, 1), labels=[0, 1])),
+            "brier": lambda: float(skm.brier_score_loss(y_true, np.clip(y_score, 0, 1), pos_label=1)),
+            "positive_rate": lambda: float(y_pred.mean()),
         }
+        return {name: value() for name, value in binary.items() if only is None or name in only}
     if task == "multiclass":
         y_true = y_true.astype(int)
         proba = y_score if y_score.ndim == 2 else _one_hot(y_score.astype(int), int(y_true.max()) + 1)

@@ -25,11 +25,16 @@ def metric_table(task: TaskType, y_true: np.ndarray, candidates: list[Candidate]
     ``ci_metrics`` names per candidate (binary metrics by :func:`binary_bootstrap_ci`, others by resampling
     rows with :func:`~mlplatform.core.metrics.bootstrap_ci`)."""
     rows = []
+    counted = {c.name: [m for m in ci_metrics.get(c.name, []) if task == "binary" and m in COUNTED_BINARY_METRICS]
+               for c in candidates}
+    # Every candidate's resamples come from its own generator seeded alike, so one set of draws serves them all.
+    with_counted = [c for c in candidates if counted[c.name]]
+    shared = binary_bootstrap_cis(y_true, [(c.scores, c.threshold, counted[c.name]) for c in with_counted],
+                                  n=n_boot, seed=seed) if with_counted else []
+    found = {c.name: intervals for c, intervals in zip(with_counted, shared, strict=True)}
     for cand in candidates:
         wanted = ci_metrics.get(cand.name, [])
-        counted = [m for m in wanted if task == "binary" and m in COUNTED_BINARY_METRICS]
-        intervals = binary_bootstrap_ci(y_true, cand.scores, cand.threshold, counted, n=n_boot, seed=seed) \
-            if counted else {}
+        intervals = found.get(cand.name, {})
         for metric, value in compute_metrics(task, y_true, cand.scores, cand.threshold).items():
             low = high = None
             if metric in intervals:
@@ -83,6 +88,23 @@ class CountedBinaryMetrics:
                 "positive_rate": chosen / rows, "pr_auc": ap, "roc_auc": roc}
 
 
+# Metrics of one decision threshold: each a ratio of counts above the threshold, so linear in the resample counts.
+THRESHOLD_METRICS = ("f1", "precision", "recall", "positive_rate")
+# Resample counts held at once (a block of resamples times the rows) where they are multiplied out together.
+_COUNT_CELLS = 4_000_000
+
+
+def _threshold_metrics(tp: np.ndarray, chosen: np.ndarray, positives: np.ndarray,
+                       rows: float) -> dict[str, np.ndarray]:
+    """F1, precision, recall and the positive rate of many resamples from their counts (exact integers as floats),
+    by the same float operations as :meth:`CountedBinaryMetrics.from_counts` (0 where a denominator is 0)."""
+    def ratio(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
+        return np.divide(top, bottom, out=np.zeros_like(top), where=bottom != 0)
+
+    return {"f1": ratio(2 * tp, chosen + positives), "precision": ratio(tp, chosen), "recall": ratio(tp, positives),
+            "positive_rate": chosen / rows}
+
+
 def binary_bootstrap_ci(y_true: np.ndarray, scores: np.ndarray, threshold: float, metrics: list[str],
                         n: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap intervals of several binary metrics at once (see :class:`CountedBinaryMetrics`).
@@ -97,19 +119,63 @@ def binary_bootstrap_ci(y_true: np.ndarray, scores: np.ndarray, threshold: float
     Raises:
         ValueError: no rows, or a metric outside :data:`COUNTED_BINARY_METRICS`.
     """
-    unknown = sorted(set(metrics) - set(COUNTED_BINARY_METRICS))
+    return binary_bootstrap_cis(y_true, [(scores, threshold, metrics)], n=n, seed=seed, alpha=alpha)[0]
+
+
+def binary_bootstrap_cis(y_true: np.ndarray, candidates: list[tuple[np.ndarray, float, list[str]]],
+                         n: int = 1000, seed: int = 0, alpha: float = 0.05) -> list[dict[str, tuple[float, float]]]:
+    """:func:`binary_bootstrap_ci` of several candidates (``(scores, threshold, metrics)`` each) on the same
+    labels, from one set of draws: each candidate's intervals equal its own call's, since every call draws the
+    same counts from a generator seeded alike.
+
+    A candidate wanting only :data:`THRESHOLD_METRICS` needs three counts per resample (rows above its threshold,
+    positives among them, positives): each a sum of the resample counts against a fixed 0/1 column over its sorted
+    rows, so a block of resamples is one matrix product (exact: integers far below 2^53), not a cumulative sum
+    over every row per resample. Other candidates go through :meth:`CountedBinaryMetrics.from_counts`.
+
+    Raises:
+        ValueError: no rows, or a metric outside :data:`COUNTED_BINARY_METRICS`.
+    """
+    unknown = sorted({m for _, _, metrics in candidates for m in metrics} - set(COUNTED_BINARY_METRICS))
     if unknown:
         raise ValueError(f"no counted bootstrap for {unknown}; use bootstrap_ci for them")
     size = len(y_true)
     if size == 0:
         raise ValueError("cannot bootstrap a metric on zero rows")
-    counted = CountedBinaryMetrics(y_true, scores, threshold)
+    counted = [CountedBinaryMetrics(y_true, scores, threshold) for scores, threshold, _ in candidates]
+    linear = [i for i, (_, _, metrics) in enumerate(candidates) if set(metrics) <= set(THRESHOLD_METRICS)]
+    curves = [i for i in range(len(candidates)) if i not in linear]
+    # Per linear candidate, three 0/1 columns over its sorted rows: positive, above the threshold, both.
+    columns = np.zeros((size, 3 * len(linear)))
+    for j, i in enumerate(linear):
+        above = np.arange(size) < counted[i].selected
+        columns[:, 3 * j] = counted[i].positive
+        columns[:, 3 * j + 1] = above
+        columns[:, 3 * j + 2] = counted[i].positive * above
+    values = [{m: np.empty(n) for m in metrics} for _, _, metrics in candidates]
     rng = np.random.default_rng(seed)
-    values = {m: np.empty(n) for m in metrics}
-    for i in range(n):
-        one = counted.from_counts(np.bincount(rng.integers(0, size, size), minlength=size))
-        for metric in metrics:
-            values[metric][i] = one[metric]
+    block = max(1, min(n, _COUNT_CELLS // size))
+    drawn = np.empty((block, size))
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        for r in range(start, stop):
+            counts = np.bincount(rng.integers(0, size, size), minlength=size)
+            drawn[r - start] = counts
+            for i in curves:
+                one = counted[i].from_counts(counts)
+                for metric in values[i]:
+                    values[i][metric][r] = one[metric]
+        if linear:
+            sums = drawn[: stop - start] @ columns
+            for j, i in enumerate(linear):
+                positives, chosen, tp = sums[:, 3 * j], sums[:, 3 * j + 1], sums[:, 3 * j + 2]
+                for metric, got in _threshold_metrics(tp, chosen, positives, float(size)).items():
+                    if metric in values[i]:
+                        values[i][metric][start:stop] = got
+    return [_percentiles(found, alpha) for found in values]
+
+
+def _percentiles(values: dict[str, np.ndarray], alpha: float) -> dict[str, tuple[float, float]]:
     intervals: dict[str, tuple[float, float]] = {}
     for metric, drawn in values.items():
         drawn = drawn[~np.isnan(drawn)]
@@ -125,7 +191,8 @@ def random_reference(task: TaskType, y_true: np.ndarray, metric: str, repeats: i
     """The metric of guessing from the label distribution (labels shuffled against rows), averaged."""
     rng = np.random.default_rng(seed)
     y_true = np.asarray(y_true)
-    values = [compute_metrics(task, y_true, rng.permutation(y_true).astype(float))[metric] for _ in range(repeats)]
+    values = [compute_metrics(task, y_true, rng.permutation(y_true).astype(float), only=[metric])[metric]
+              for _ in range(repeats)]
     return float(np.nanmean(values))
 
 
@@ -160,25 +227,67 @@ def paired_bootstrap_difference(task: TaskType, metric: str, y_true: np.ndarray,
     Returns:
         ``(delta, low, high)``; ``low``/``high`` are NaN when no resample gives a defined difference.
     """
+    return paired_bootstrap_differences(task, metric, y_true, model, [baseline], n=n, seed=seed, alpha=alpha)[0]
+
+
+def paired_bootstrap_differences(task: TaskType, metric: str, y_true: np.ndarray, model: Candidate,
+                                 baselines: list[Candidate], n: int = 1000, seed: int = 0,
+                                 alpha: float = 0.05) -> list[tuple[float, float, float]]:
+    """:func:`paired_bootstrap_difference` of the model against each baseline, from one set of draws (each
+    baseline's call would draw the same rows from a generator seeded alike), equal to the calls one by one.
+
+    A binary metric of one threshold (:data:`THRESHOLD_METRICS`) is a ratio of counts, so a resample needs only
+    how often each row was drawn: the counts of a block of resamples times the 0/1 columns (label, each
+    candidate's decision, both) give every candidate's true positives and decisions at once, exact in floats,
+    instead of indexing the labels and each candidate's scores by every resample's rows.
+    """
     y_true = np.asarray(y_true)
     size = len(y_true)
     if size == 0:
         raise ValueError("cannot bootstrap a difference on zero rows")
     a = metric_function(task, metric, model.threshold)
-    b = metric_function(task, metric, baseline.threshold)
-    delta = a(y_true, model.scores) - b(y_true, baseline.scores)
+    deltas = [a(y_true, model.scores) - metric_function(task, metric, base.threshold)(y_true, base.scores)
+              for base in baselines]
     rng = np.random.default_rng(seed)
     block = max(1, min(n, 5_000_000 // size))
-    values: list[float] = []
-    for start in range(0, n, block):
-        for idx in rng.integers(0, size, size=(min(block, n - start), size)):
-            values.append(a(y_true[idx], model.scores[idx]) - b(y_true[idx], baseline.scores[idx]))
-    finite = np.asarray(values, dtype=float)
-    finite = finite[~np.isnan(finite)]
-    if finite.size == 0:
-        return float(delta), float("nan"), float("nan")
-    low, high = np.quantile(finite, [alpha / 2, 1 - alpha / 2])
-    return float(delta), float(low), float(high)
+    values = np.empty((n, len(baselines)))
+    if task == "binary" and metric in THRESHOLD_METRICS:
+        label = y_true.astype(bool)
+        columns = [label]
+        for cand in (model, *baselines):
+            decided = np.asarray(cand.scores) >= cand.threshold
+            columns += [decided, decided & label]
+        ones = np.column_stack(columns).astype(float)
+        for start in range(0, n, block):
+            rows = min(block, n - start)
+            drawn = rng.integers(0, size, size=(rows, size))
+            counts = np.bincount((drawn + size * np.arange(rows)[:, None]).ravel(), minlength=rows * size)
+            del drawn
+            sums = counts.reshape(rows, size).astype(float) @ ones
+            del counts
+            # The metric of candidate k (0: the model) on each resample of the block.
+            each = [_threshold_metrics(sums[:, 2 + 2 * k], sums[:, 1 + 2 * k], sums[:, 0], float(size))[metric]
+                    for k in range(len(baselines) + 1)]
+            for b in range(len(baselines)):
+                values[start:start + rows, b] = each[0] - each[b + 1]
+    else:
+        others = [metric_function(task, metric, base.threshold) for base in baselines]
+        row = 0
+        for start in range(0, n, block):
+            for idx in rng.integers(0, size, size=(min(block, n - start), size)):
+                y, mine = y_true[idx], a(y_true[idx], model.scores[idx])
+                for b, (base, other) in enumerate(zip(baselines, others, strict=True)):
+                    values[row, b] = mine - other(y, base.scores[idx])
+                row += 1
+    results = []
+    for b, delta in enumerate(deltas):
+        finite = values[:, b][~np.isnan(values[:, b])]
+        if finite.size == 0:
+            results.append((float(delta), float("nan"), float("nan")))
+            continue
+        low, high = np.quantile(finite, [alpha / 2, 1 - alpha / 2])
+        results.append((float(delta), float(low), float(high)))
+    return results
 
 
 def baseline_comparison(task: TaskType, metric: str, y_true: np.ndarray, model: Candidate,
@@ -187,8 +296,9 @@ def baseline_comparison(task: TaskType, metric: str, y_true: np.ndarray, model: 
     bootstrap interval; ``significant`` when that interval excludes zero."""
     rows = []
     one = metric_function(task, metric, model.threshold)
-    for base in baselines:
-        delta, low, high = paired_bootstrap_difference(task, metric, y_true, model, base, n=n, seed=seed)
+    differences = paired_bootstrap_differences(task, metric, y_true, model, baselines, n=n, seed=seed) \
+        if baselines else []
+    for base, (delta, low, high) in zip(baselines, differences, strict=True):
         rows.append({"baseline": base.name, "metric": metric, "model": one(np.asarray(y_true), model.scores),
                      "baseline_value": metric_function(task, metric, base.threshold)(np.asarray(y_true), base.scores),
                      "delta": delta, "ci_low": low, "ci_high": high,
