@@ -79,13 +79,17 @@ def _choose_challenger(platform: PlatformResource, train_rows: int, unfair: dict
     return selection
 
 
-def hold_out_candidates(platform: PlatformResource, split, models: dict) -> list[Candidate]:
-    """Every model (name → loaded predictor) and both baselines scored on the test split, models first."""
+def hold_out_candidates(platform: PlatformResource, split, models: dict,
+                        scores: Mapping[str, Any] | None = None) -> list[Candidate]:
+    """Every model (name → loaded predictor) and both baselines scored on the test split, models first;
+    ``scores``: test-split scores already computed, by model name."""
     b = platform.brief
     test = split.test
     majority = majority_baseline(b.task_type, split.train[b.label.column].to_numpy())
     rules = rules_predictor(b.rules_baseline)
-    scored = [Candidate(name, model.predict_score(test), _threshold(platform, name)) for name, model in models.items()]
+    known = scores or {}
+    scored = [Candidate(name, known[name] if name in known else model.predict_score(test), _threshold(platform, name))
+              for name, model in models.items()]
     return [*scored,
             Candidate("rules", rules.predict_score(test), _threshold(platform, "rules")),
             Candidate("majority", majority.predict_score(test), _threshold(platform, "majority"))]
@@ -97,14 +101,17 @@ def _assess(platform: PlatformResource, test: pl.DataFrame, model: Candidate) ->
                                b.protected_attributes, b.metrics.primary, fairness_rule(b), b.label.positive_class)
 
 
-def _candidate_fairness(platform: PlatformResource, test: pl.DataFrame, models: Mapping[str, Any]) -> dict[str, str]:
+def _candidate_fairness(platform: PlatformResource, test: pl.DataFrame,
+                        scores: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, tuple[list[dict], pl.DataFrame]]]:
     """Every trained candidate's fairness verdict on the hold-out (evaluation/fairness_candidates, with its primary
-    metric: the report's before/after mitigation); returns candidate -> why it fails the gate, for those that do."""
+    metric: the report's before/after mitigation), from its test-split ``scores`` (name → scores); returns
+    candidate -> why it fails the gate, for those that do, and each candidate's assessment (:func:`_assess`)."""
     b = platform.brief
-    rows, unfair = [], {}
-    for name, predictor in models.items():
-        model = Candidate(name, predictor.predict_score(test), _threshold(platform, name))
-        attributes, _ = _assess(platform, test, model)
+    rows, unfair, assessed = [], {}, {}
+    for name, found in scores.items():
+        model = Candidate(name, found, _threshold(platform, name))
+        assessed[name] = _assess(platform, test, model)
+        attributes, _ = assessed[name]
         value = compute_metrics(b.task_type, test[b.label.column].to_numpy(), model.scores, model.threshold)[
             b.metrics.primary]
         failing = [f"{a['attribute']}: {a['reason']}" for a in attributes if not a["passed"]]
@@ -114,13 +121,25 @@ def _candidate_fairness(platform: PlatformResource, test: pl.DataFrame, models: 
                                                          "status", "passed", "reason")},
                   "primary_metric": b.metrics.primary, "primary_value": value} for a in attributes]
     platform.write_table(tables.FAIRNESS_CANDIDATES, pl.DataFrame(rows, schema=CANDIDATE_FAIRNESS_SCHEMA))
-    return unfair
+    return unfair, assessed
 
 
-def _fairness(platform: PlatformResource, test: pl.DataFrame, model: Candidate) -> dict:
-    """Fairness per protected attribute (evaluation/fairness, evaluation/fairness_groups) for the report."""
+def _select(platform: PlatformResource, split: SplitFrames, trained: Mapping[str, Any]
+            ) -> tuple[Selection, dict[str, Any], dict[str, tuple[list[dict], pl.DataFrame]]]:
+    """The challenger (:func:`_choose_challenger`, leaving out candidates unfair on the hold-out), with every
+    trained model's hold-out scores and fairness assessment: each model scores the hold-out once, and the
+    fairness of every candidate, the metrics and the report share them."""
+    scores = {name: model.predict_score(split.test) for name, model in trained.items()}
+    unfair, assessed = _candidate_fairness(platform, split.test, scores)
+    return _choose_challenger(platform, split.train.height, unfair), scores, assessed
+
+
+def _fairness(platform: PlatformResource, test: pl.DataFrame, model: Candidate,
+              assessed: tuple[list[dict], pl.DataFrame] | None = None) -> dict:
+    """Fairness per protected attribute (evaluation/fairness, evaluation/fairness_groups) for the report;
+    ``assessed``: the model's :func:`_assess` on these scores when already computed."""
     t = platform.brief.thresholds
-    attributes, groups = _assess(platform, test, model)
+    attributes, groups = assessed if assessed is not None else _assess(platform, test, model)
     platform.write_table(tables.FAIRNESS, pl.DataFrame(
         [{k: f[k] for k in FAIRNESS_SCHEMA} for f in attributes], schema=FAIRNESS_SCHEMA))
     platform.write_table(tables.FAIRNESS_GROUPS, groups)
@@ -248,10 +267,10 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
     b = platform.brief
     split, excluded = scored_hold_out(platform, load_split(platform))
     trained = {name: load_candidate(model_dir(platform.workspace.models_dir, name)) for name in candidates(b)}
-    selection = _choose_challenger(platform, split.train.height, _candidate_fairness(platform, split.test, trained))
+    selection, test_scores, assessed = _select(platform, split, trained)
     # The challenger first: a dict keeps each key where it was first inserted.
     models = {name: trained[name] for name in [selection.challenger, *selection.validation]}
-    challenger, scored = models[selection.challenger], hold_out_candidates(platform, split, models)
+    challenger, scored = models[selection.challenger], hold_out_candidates(platform, split, models, test_scores)
     results = evaluate_hold_out(b, split.train, split.test, scored, challenger.predict_score,
                                 _quality_kill(context, platform))
     for lake_table, frame in results.lake_tables().items():
@@ -261,7 +280,7 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
     importance = record_importance(platform, selection.challenger, challenger, split.validation)
     ctx = report_context(b, selection, split.test, results, calibration=calibration,
                          cross_validation=_cross_validation(platform, split, selection.challenger),
-                         fairness=_fairness(platform, split.test, scored[0]),
+                         fairness=_fairness(platform, split.test, scored[0], assessed[selection.challenger]),
                          worst_predictions=_error_analysis(platform, split.test, scored[0]),
                          skew=_skew(platform, feast_store, split.test, challenger))
     golden = _golden(platform, challenger, scored[0].threshold)

@@ -90,8 +90,6 @@ class CountedBinaryMetrics:
 
 # Metrics of one decision threshold: each a ratio of counts above the threshold, so linear in the resample counts.
 THRESHOLD_METRICS = ("f1", "precision", "recall", "positive_rate")
-# Resample counts held at once (a block of resamples times the rows) where they are multiplied out together.
-_COUNT_CELLS = 4_000_000
 
 
 def _threshold_metrics(tp: np.ndarray, chosen: np.ndarray, positives: np.ndarray,
@@ -129,9 +127,10 @@ def binary_bootstrap_cis(y_true: np.ndarray, candidates: list[tuple[np.ndarray, 
     same counts from a generator seeded alike.
 
     A candidate wanting only :data:`THRESHOLD_METRICS` needs three counts per resample (rows above its threshold,
-    positives among them, positives): each a sum of the resample counts against a fixed 0/1 column over its sorted
-    rows, so a block of resamples is one matrix product (exact: integers far below 2^53), not a cumulative sum
-    over every row per resample. Other candidates go through :meth:`CountedBinaryMetrics.from_counts`.
+    positives among them, positives): sums of the resample counts against fixed 0/1 columns over its sorted rows,
+    so a resample's draws counted per pattern of those columns (few patterns) times the patterns give them all
+    (exact: integers far below 2^53), without a cumulative sum over every row. Other candidates go through
+    :meth:`CountedBinaryMetrics.from_counts`.
 
     Raises:
         ValueError: no rows, or a metric outside :data:`COUNTED_BINARY_METRICS`.
@@ -145,34 +144,44 @@ def binary_bootstrap_cis(y_true: np.ndarray, candidates: list[tuple[np.ndarray, 
     counted = [CountedBinaryMetrics(y_true, scores, threshold) for scores, threshold, _ in candidates]
     linear = [i for i, (_, _, metrics) in enumerate(candidates) if set(metrics) <= set(THRESHOLD_METRICS)]
     curves = [i for i in range(len(candidates)) if i not in linear]
-    # Per linear candidate, three 0/1 columns over its sorted rows: positive, above the threshold, both.
-    columns = np.zeros((size, 3 * len(linear)))
+    # Per linear candidate, two 0/1 columns over its sorted rows (positive, above the threshold); the rows fall
+    # into few patterns of them, so a resample's counts are its draws' patterns counted.
+    flags = np.zeros((size, 2 * len(linear)), dtype=bool)
     for j, i in enumerate(linear):
-        above = np.arange(size) < counted[i].selected
-        columns[:, 3 * j] = counted[i].positive
-        columns[:, 3 * j + 1] = above
-        columns[:, 3 * j + 2] = counted[i].positive * above
+        flags[:, 2 * j] = counted[i].positive.astype(bool)
+        flags[:, 2 * j + 1] = np.arange(size) < counted[i].selected
+    pattern, kinds = _patterns(flags)
+    # Per pattern and linear candidate: positive, above the threshold, both (true positive).
+    table = np.column_stack([np.zeros(len(kinds), dtype=bool), *(column for j in range(len(linear)) for column in (
+        kinds[:, 2 * j], kinds[:, 2 * j + 1], kinds[:, 2 * j] & kinds[:, 2 * j + 1]))])[:, 1:].astype(float)
+    sums = np.empty((n, table.shape[1]))
     values = [{m: np.empty(n) for m in metrics} for _, _, metrics in candidates]
     rng = np.random.default_rng(seed)
-    block = max(1, min(n, _COUNT_CELLS // size))
-    drawn = np.empty((block, size))
-    for start in range(0, n, block):
-        stop = min(n, start + block)
-        for r in range(start, stop):
-            counts = np.bincount(rng.integers(0, size, size), minlength=size)
-            drawn[r - start] = counts
+    for r in range(n):
+        drawn = rng.integers(0, size, size)
+        if linear:
+            sums[r] = np.bincount(pattern[drawn], minlength=len(kinds)).astype(float) @ table
+        if curves:
+            counts = np.bincount(drawn, minlength=size)
             for i in curves:
                 one = counted[i].from_counts(counts)
                 for metric in values[i]:
                     values[i][metric][r] = one[metric]
-        if linear:
-            sums = drawn[: stop - start] @ columns
-            for j, i in enumerate(linear):
-                positives, chosen, tp = sums[:, 3 * j], sums[:, 3 * j + 1], sums[:, 3 * j + 2]
-                for metric, got in _threshold_metrics(tp, chosen, positives, float(size)).items():
-                    if metric in values[i]:
-                        values[i][metric][start:stop] = got
+    for j, i in enumerate(linear):
+        positives, chosen, tp = sums[:, 3 * j], sums[:, 3 * j + 1], sums[:, 3 * j + 2]
+        for metric, got in _threshold_metrics(tp, chosen, positives, float(size)).items():
+            if metric in values[i]:
+                values[i][metric] = got
     return [_percentiles(found, alpha) for found in values]
+
+
+def _patterns(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's pattern of 0/1 ``flags`` (rows × columns) as an index into the distinct patterns, and those
+    patterns (distinct rows × columns, bool)."""
+    if flags.shape[1] == 0:
+        return np.zeros(flags.shape[0], dtype=np.int64), np.zeros((1, 0), dtype=bool)
+    kinds, pattern = np.unique(flags, axis=0, return_inverse=True)
+    return pattern.reshape(-1).astype(np.int64), kinds.astype(bool)
 
 
 def _percentiles(values: dict[str, np.ndarray], alpha: float) -> dict[str, tuple[float, float]]:
@@ -237,9 +246,9 @@ def paired_bootstrap_differences(task: TaskType, metric: str, y_true: np.ndarray
     baseline's call would draw the same rows from a generator seeded alike), equal to the calls one by one.
 
     A binary metric of one threshold (:data:`THRESHOLD_METRICS`) is a ratio of counts, so a resample needs only
-    how often each row was drawn: the counts of a block of resamples times the 0/1 columns (label, each
-    candidate's decision, both) give every candidate's true positives and decisions at once, exact in floats,
-    instead of indexing the labels and each candidate's scores by every resample's rows.
+    how many of its rows fall into each pattern of label and decisions (few): those counts times the patterns
+    give every candidate's positives, decisions and true positives at once, exact in floats, instead of indexing
+    the labels and each candidate's scores by every resample's rows.
     """
     y_true = np.asarray(y_true)
     size = len(y_true)
@@ -253,21 +262,21 @@ def paired_bootstrap_differences(task: TaskType, metric: str, y_true: np.ndarray
     values = np.empty((n, len(baselines)))
     if task == "binary" and metric in THRESHOLD_METRICS:
         label = y_true.astype(bool)
-        columns = [label]
-        for cand in (model, *baselines):
-            decided = np.asarray(cand.scores) >= cand.threshold
-            columns += [decided, decided & label]
-        ones = np.column_stack(columns).astype(float)
+        decisions = [np.asarray(cand.scores) >= cand.threshold for cand in (model, *baselines)]
+        # The rows fall into few patterns of label and decisions: a resample's counts are its draws' patterns
+        # counted, then per candidate the label, decision and true-positive counts one small product away.
+        pattern, kinds = _patterns(np.column_stack([label, *decisions]))
+        table = np.column_stack([kinds[:, 0]] + [column for k in range(len(decisions)) for column in (
+            kinds[:, 1 + k], kinds[:, 1 + k] & kinds[:, 0])]).astype(float)
         for start in range(0, n, block):
             rows = min(block, n - start)
-            drawn = rng.integers(0, size, size=(rows, size))
-            counts = np.bincount((drawn + size * np.arange(rows)[:, None]).ravel(), minlength=rows * size)
-            del drawn
-            sums = counts.reshape(rows, size).astype(float) @ ones
-            del counts
+            drawn = pattern[rng.integers(0, size, size=(rows, size))]
+            drawn += len(kinds) * np.arange(rows)[:, None]
+            counts = np.bincount(drawn.ravel(), minlength=rows * len(kinds)).reshape(rows, len(kinds))
+            sums = counts.astype(float) @ table
             # The metric of candidate k (0: the model) on each resample of the block.
             each = [_threshold_metrics(sums[:, 2 + 2 * k], sums[:, 1 + 2 * k], sums[:, 0], float(size))[metric]
-                    for k in range(len(baselines) + 1)]
+                    for k in range(len(decisions))]
             for b in range(len(baselines)):
                 values[start:start + rows, b] = each[0] - each[b + 1]
     else:
