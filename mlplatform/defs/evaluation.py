@@ -112,8 +112,8 @@ def _candidate_fairness(platform: PlatformResource, test: pl.DataFrame,
         model = Candidate(name, found, _threshold(platform, name))
         assessed[name] = _assess(platform, test, model)
         attributes, _ = assessed[name]
-        value = compute_metrics(b.task_type, test[b.label.column].to_numpy(), model.scores, model.threshold)[
-            b.metrics.primary]
+        value = compute_metrics(b.task_type, test[b.label.column].to_numpy(), model.scores, model.threshold,
+                                only=[b.metrics.primary])[b.metrics.primary]
         failing = [f"{a['attribute']}: {a['reason']}" for a in attributes if not a["passed"]]
         if failing:
             unfair[name] = "; ".join(failing)

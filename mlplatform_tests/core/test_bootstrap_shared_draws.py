@@ -139,3 +139,16 @@ def test_random_reference_and_compute_metrics_only_equal_the_full_metrics(metric
         full = compute_metrics("binary", y, cand.scores, cand.threshold)
         one = compute_metrics("binary", y, cand.scores, cand.threshold, only=[metric])
         assert list(one) == [metric] and _same([one[metric]], [full[metric]])
+
+
+def test_row_patterns_index_the_distinct_flag_rows():
+    from mlplatform.core.evaluation.hold_out_metrics import _patterns
+
+    rng = np.random.default_rng(8)
+    for width in (1, 3, 12, 63):
+        flags = rng.random((500, width)) < 0.3
+        pattern, kinds = _patterns(flags)
+        assert (kinds[pattern] == flags).all()
+        assert len({tuple(k) for k in kinds}) == len(kinds)
+    pattern, kinds = _patterns(np.zeros((4, 0), dtype=bool))
+    assert pattern.tolist() == [0, 0, 0, 0] and kinds.shape == (1, 0)

@@ -178,10 +178,15 @@ def binary_bootstrap_cis(y_true: np.ndarray, candidates: list[tuple[np.ndarray, 
 def _patterns(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's pattern of 0/1 ``flags`` (rows × columns) as an index into the distinct patterns, and those
     patterns (distinct rows × columns, bool)."""
-    if flags.shape[1] == 0:
+    width = flags.shape[1]
+    if width == 0:
         return np.zeros(flags.shape[0], dtype=np.int64), np.zeros((1, 0), dtype=bool)
-    kinds, pattern = np.unique(flags, axis=0, return_inverse=True)
-    return pattern.reshape(-1).astype(np.int64), kinds.astype(bool)
+    if width > 62:  # too many flags to pack into one integer per row
+        kinds, pattern = np.unique(flags, axis=0, return_inverse=True)
+        return pattern.reshape(-1).astype(np.int64), kinds.astype(bool)
+    bits = np.left_shift(np.int64(1), np.arange(width, dtype=np.int64))
+    codes, pattern = np.unique(flags.astype(np.int64) @ bits, return_inverse=True)
+    return pattern.reshape(-1).astype(np.int64), (codes[:, None] & bits) != 0
 
 
 def _percentiles(values: dict[str, np.ndarray], alpha: float) -> dict[str, tuple[float, float]]:
