@@ -6,7 +6,7 @@ import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 import typer
 import yaml
@@ -57,13 +57,27 @@ def _settings(data_dir: Path, brief: Path) -> Settings:
         _fail(str(exc))
 
 
+def _hide_library_deprecations() -> None:
+    """Libraries' deprecation notices about their own internals say nothing to the person running the graph.
+
+    A filter alone does not hold: Feast, imported lazily by the first stage that needs it, puts its own
+    ``simplefilter("once", DeprecationWarning)`` in front of every filter. So the display hook drops them."""
+    shown = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        if not issubclass(category, DeprecationWarning):
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.showwarning = show
+
+
 def _run(settings: Settings, wait_s: float = 0.0) -> None:
     from mlplatform.core.run_lock import NamespaceLockedError
     from mlplatform.runner import run_graph  # imports Dagster, Feast and MLflow: only when running
 
-    # Libraries' deprecation notices about their own internals say nothing to the person running the graph.
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-
+    _hide_library_deprecations()
     started = time.perf_counter()
     try:
         outcome = run_graph(settings, wait_s=wait_s)
@@ -96,7 +110,7 @@ def demo(data_dir: Path = DataDir,
     if live:
         from mlplatform.live_demo import LiveOptions, run_live
 
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        _hide_library_deprecations()
         try:
             run_live(data_dir, LiveOptions(events=events or LiveOptions.events, seed=seed), say=typer.echo)
         except (RuntimeError, TimeoutError) as exc:

@@ -271,3 +271,20 @@ def test_report_lists_and_prints_what_the_run_wrote(demo_run, demo_settings, tmp
     assert missing.stderr.startswith("error: no reports for 'churn_demo'")
     wrong = invoke("report", "--data-dir", demo_settings.data_dir, "--show", "nope")
     assert wrong.exit_code == 2 and "--show must be one of evaluation, card, score, cost" in wrong.stderr
+
+
+def test_library_deprecations_stay_off_the_terminal_after_a_library_resets_the_filters():
+    """Feast's import puts ``simplefilter("once", DeprecationWarning)`` in front of every filter; the run's
+    terminal must still show no library deprecation notice, and still show other warnings."""
+    import warnings
+
+    from mlplatform.cli import _hide_library_deprecations
+
+    shown: list[type[Warning]] = []
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, category, *rest, **named: shown.append(category)  # the terminal
+        _hide_library_deprecations()
+        warnings.simplefilter("once", DeprecationWarning)  # what `import feast` does
+        warnings.warn("InitResourceContext.dagster_run is deprecated", DeprecationWarning, stacklevel=1)
+        warnings.warn("a warning meant for the user", UserWarning, stacklevel=1)
+    assert shown == [UserWarning]

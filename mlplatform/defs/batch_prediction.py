@@ -83,7 +83,7 @@ def batch_predictions(context: dg.AssetExecutionContext, platform: PlatformResou
     """Every entity's latest feature row scored by the champion (the serving app's loader and scorer), as the
     lake table serving/batch_predictions and as prediction-log rows marked arm=batch, which the monitoring
     windows count as batch predictions beside the online requests."""
-    found = predict_batch(platform, tracking, context.run_id)
+    found = predict_batch(platform, tracking, context.run.run_id)
     frame: pl.DataFrame = found["frame"]
     metadata: dict = {"rows": found["rows"], "champion_version": found["version"],
                       "scoring_s": round(found["seconds"], 3), "path": dg.MetadataValue.path(str(found["path"]))}
