@@ -76,29 +76,44 @@ def _binner(ref: tuple[np.ndarray, int], bins: int) -> Callable[[np.ndarray, int
     Continuous references get ``bins`` quantile bins with open outer ends. A reference with at most
     ``bins`` distinct values (flags, small counts, a constant) gets one bin per value plus one for values
     it never had, so a constant feature that starts moving is still seen. Each value's bin is a binary search
-    among the few edges, so a sample need not be sorted.
+    among the few edges (:func:`_bin_index`), so a sample need not be sorted.
     """
+    index, size = _bin_index(ref, bins)
+
+    def counts(values: np.ndarray, nulls: int) -> np.ndarray:
+        found = np.bincount(index(values), minlength=size)
+        found[-1] += nulls
+        return found
+
+    return counts
+
+
+def _bin_index(ref: tuple[np.ndarray, int], bins: int) -> tuple[Callable[[np.ndarray], np.ndarray], int]:
+    """Each value's bin among the reference's bins (see :func:`_binner`), NaN (null) in the last one, and how
+    many bins there are: quantile bins and the null bin, or one bin per reference value, one for values the
+    reference never had and the null bin."""
     ref_sorted = ref[0]
     if ref_sorted.size == 0:
         raise ValueError("reference has no non-null values; drift needs a reference distribution")
     distinct = ref_sorted[np.concatenate(([True], np.diff(ref_sorted) > 0))]
     if distinct.size <= bins:
-
-        def counts(values: np.ndarray, nulls: int) -> np.ndarray:
+        def per_value(values: np.ndarray) -> np.ndarray:
             at = np.minimum(np.searchsorted(distinct, values), distinct.size - 1)
-            known = distinct[at] == values
-            per_value = np.bincount(at[known], minlength=distinct.size)
-            return np.concatenate((per_value, [values.size - per_value.sum(), nulls]))
-    else:
-        # Bins [e_i, e_i+1) between reference quantiles read off the sorted reference; ties merge bins.
-        positions = np.linspace(0, ref_sorted.size - 1, bins + 1)[1:-1]
-        edges = np.unique(ref_sorted[np.round(positions).astype(np.int64)])
+            index = np.where(distinct[at] == values, at, distinct.size)
+            index[np.isnan(values)] = distinct.size + 1
+            return index
 
-        def counts(values: np.ndarray, nulls: int) -> np.ndarray:
-            return np.concatenate((np.bincount(np.searchsorted(edges, values, "right"), minlength=edges.size + 1),
-                                   [nulls]))
+        return per_value, distinct.size + 2
+    # Bins [e_i, e_i+1) between reference quantiles read off the sorted reference; ties merge bins.
+    positions = np.linspace(0, ref_sorted.size - 1, bins + 1)[1:-1]
+    edges = np.unique(ref_sorted[np.round(positions).astype(np.int64)])
 
-    return counts
+    def quantile(values: np.ndarray) -> np.ndarray:
+        index = np.searchsorted(edges, values, "right")
+        index[np.isnan(values)] = edges.size + 1
+        return index
+
+    return quantile, edges.size + 2
 
 
 def _bin_counts(
@@ -369,21 +384,64 @@ def drift_by_column(
     """
     if not reference.any() or not current.any():
         raise ValueError("drift needs a non-empty reference and current frame")
-    order = np.argsort(period, kind="stable")  # each period's rows together, in table order
-    bounds = np.searchsorted(period[order], np.arange(len(period_names) + 1))
+    names = [str(name) for name in period_names]
+    in_period = [k for k in np.unique(period) if k >= 0]
     report, rows = [], []
     for feature in features:
         values = column(feature)
-        ref = values.filter(pl.Series(reference))
-        ref_sorted = None if _is_categorical(ref.dtype) else _numeric(ref)  # sorted once for the report and periods
-        report.append(_feature_drift(feature, ref, values.filter(pl.Series(current)), psi_warning=psi_warning,
-                                     psi_critical=psi_critical, bins=bins, ref_sorted=ref_sorted))
-        parts = [(str(name), values.gather(order[lo:hi]))
-                 for name, lo, hi in zip(period_names, bounds[:-1], bounds[1:], strict=True) if hi > lo]
-        rows += _period_rows(feature, ref, sorted(parts, key=lambda part: part[0]), psi_warning=psi_warning,
-                             psi_critical=psi_critical, bins=bins, ref_sorted=ref_sorted)
-        del values, ref, ref_sorted, parts
+        if _is_categorical(values.dtype):
+            ref = values.filter(pl.Series(reference))
+            report.append(_feature_drift(feature, ref, values.filter(pl.Series(current)), psi_warning=psi_warning,
+                                         psi_critical=psi_critical, bins=bins))
+            # Each period's rows in table order.
+            parts = [(names[k], values.filter(pl.Series(period == k))) for k in in_period]
+            rows += _period_rows(feature, ref, sorted(parts, key=lambda part: part[0]), psi_warning=psi_warning,
+                                 psi_critical=psi_critical, bins=bins)
+            del values, ref, parts
+            continue
+        kind = feature_kind(values.dtype)
+        floats = _as_float(values.to_physical())
+        del values
+        drift, by_period = _numeric_by_column(feature, kind, floats, reference=reference, current=current,
+                                              period=period, period_names=names, bins=bins)
+        del floats
+        report.append(FeatureDrift(**{**drift, "severity": _severity(drift["psi"], psi_warning, psi_critical)}))
+        rows += [{**row, "severity": _severity(row["psi"], psi_warning, psi_critical)} for row in by_period]
     return report, _by_period_frame(rows, features)
+
+
+# Rows binned at once where a numerical column is counted per period (bounds the temporaries of a long column).
+_BIN_ROWS = 1 << 22
+
+
+def _numeric_by_column(feature: str, kind: str, floats: np.ndarray, *, reference: np.ndarray, current: np.ndarray,
+                       period: np.ndarray, period_names: Sequence[str], bins: int) -> tuple[dict, list[dict]]:
+    """One numerical column's report figures and per-period PSI (severities left to the caller): the column's
+    values (NaN for null) are binned once, in slices, and counted for the reference, the current sample and every
+    period together, rather than copying and binning each period's rows apart. The counts are those
+    :func:`_feature_drift` and :func:`_period_rows` take, so the figures are theirs."""
+    ref_sorted, cur_sorted = _sorted_valid(floats[reference]), _sorted_valid(floats[current])
+    index, size = _bin_index(ref_sorted, bins)
+    periods = len(period_names)
+    ref_counts = np.zeros(size, dtype=np.int64)
+    cur_counts = np.zeros(size, dtype=np.int64)
+    by_period = np.zeros(periods * size, dtype=np.int64)
+    for start in range(0, floats.size, _BIN_ROWS):
+        part = slice(start, start + _BIN_ROWS)
+        found, when = index(floats[part]), period[part]
+        ref_counts += np.bincount(found[reference[part]], minlength=size)
+        cur_counts += np.bincount(found[current[part]], minlength=size)
+        dated = when >= 0
+        by_period += np.bincount(when[dated].astype(np.int64) * size + found[dated], minlength=periods * size)
+    per_period = by_period.reshape(periods, size)
+    # An all-null current sample has no distribution to test; its drift shows in PSI's null bin.
+    ks, ks_pvalue = _ks(ref_sorted[0], cur_sorted[0]) if cur_sorted[0].size else (None, None)
+    drift = {"feature": feature, "kind": kind, "psi": _psi_from_counts(ref_counts, cur_counts), "ks": ks,
+             "ks_pvalue": ks_pvalue, "js": _js_from_counts(ref_counts, cur_counts)}
+    rows = [{"period": period_names[k], "feature": feature, "rows": int(per_period[k].sum()),
+             "psi": _psi_from_counts(ref_counts, per_period[k])}
+            for k in sorted((k for k in range(periods) if per_period[k].any()), key=lambda k: period_names[k])]
+    return drift, rows
 
 
 def prediction_drift_kl(

@@ -208,15 +208,15 @@ def _drift_by_column(platform: PlatformResource) -> tuple[list, pl.DataFrame]:
     since = scan.filter(reference).select(at.min()).collect().item()  # months from the training window's first row
     if since is None:
         raise ValueError("drift needs a non-empty reference and current frame")
-    times = scan.select(reference.alias("reference"), current.alias("current"),
-                        pl.when(at >= since).then(at.dt.year().cast(pl.Int32) * 12 + at.dt.month() - 1)
-                        .otherwise(-1).alias("month")).collect()
-    is_reference, is_current = times["reference"].to_numpy(), times["current"].to_numpy()
-    month = times["month"].to_numpy()
     first = since.year * 12 + since.month - 1
-    period = np.where(month >= 0, month - first, -1).astype(np.int32)
+    # Each row's month counted from the first (-1 before it), as Int32 straight from the scan.
+    times = scan.select(reference.alias("reference"), current.alias("current"),
+                        pl.when(at >= since).then(at.dt.year().cast(pl.Int32) * 12 + at.dt.month() - 1 - first)
+                        .otherwise(-1).cast(pl.Int32).alias("period")).collect()
+    is_reference, is_current = times["reference"].to_numpy(), times["current"].to_numpy()
+    period = times["period"].to_numpy()
     names = [f"{(first + k) // 12:04d}-{(first + k) % 12 + 1:02d}" for k in range(int(period.max()) + 1)]
-    del times, month
+    del times
     schema = scan.collect_schema()
 
     def column(feature: str) -> pl.Series:  # text columns as categoricals: the same categories, a quarter the bytes
