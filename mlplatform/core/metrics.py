@@ -61,10 +61,11 @@ def compute_metrics(
     if task == "binary":
         y_true = y_true.astype(int)
         y_pred = (y_score >= threshold).astype(int)
+        f1, precision, recall = _threshold_scores(y_true, y_pred)
         binary: dict[str, Callable[[], float]] = {
-            "f1": lambda: float(skm.f1_score(y_true, y_pred, zero_division=0)),
-            "precision": lambda: float(skm.precision_score(y_true, y_pred, zero_division=0)),
-            "recall": lambda: float(skm.recall_score(y_true, y_pred, zero_division=0)),
+            "f1": f1,
+            "precision": precision,
+            "recall": recall,
             "pr_auc": lambda: float(skm.average_precision_score(y_true, y_score)) if y_true.any() else float("nan"),
             "roc_auc": lambda: (float(skm.roc_auc_score(y_true, y_score)) if len(np.unique(y_true)) == 2
                                 else float("nan")),
@@ -91,6 +92,26 @@ def compute_metrics(
             "r2": float(skm.r2_score(y_true, y_score)) if len(y_true) > 1 else float("nan"),
         }
     raise ValueError(f"unknown task type '{task}'; expected binary, multiclass or regression")
+
+
+def _threshold_scores(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[Callable[[], float], ...]:
+    """F1, precision and recall of 0/1 labels and decisions, as scikit-learn's ``f1_score``, ``precision_score``
+    and ``recall_score`` (``zero_division=0``) compute them: the same counts and float operations
+    (``2·tp / (positives + decided)``, ``tp / decided``, ``tp / positives``; 0 where a denominator is 0), without
+    their input checks and confusion matrix per call. Labels other than 0/1 go to scikit-learn."""
+    from sklearn import metrics as skm
+
+    if not np.isin(y_true, (0, 1)).all():
+        return (lambda: float(skm.f1_score(y_true, y_pred, zero_division=0)),
+                lambda: float(skm.precision_score(y_true, y_pred, zero_division=0)),
+                lambda: float(skm.recall_score(y_true, y_pred, zero_division=0)))
+    truth, decided = y_true == 1, y_pred == 1
+    tp, positives, chosen = (float(np.count_nonzero(v)) for v in (truth & decided, truth, decided))
+
+    def ratio(top: float, bottom: float) -> float:
+        return top / bottom if bottom else 0.0
+
+    return (lambda: ratio(2.0 * tp, positives + chosen), lambda: ratio(tp, chosen), lambda: ratio(tp, positives))
 
 
 def _one_hot(classes: np.ndarray, n_classes: int) -> np.ndarray:
