@@ -101,3 +101,38 @@ def test_bin_index_counts_what_the_binner_counts(values):
     found = np.bincount(index(sample), minlength=size)
     assert found.size == size and found[-1] == 30
     assert (found == drift._binner(ref, 10)(*drift._valid(pl.Series(sample, nan_to_null=True)))).all()
+
+
+def _old_ks(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> tuple[float, float]:
+    """The KS statistic as it was: a stable argsort merging both sorted samples."""
+    from scipy import stats
+
+    n1, n2 = ref_sorted.size, cur_sorted.size
+    merged = np.concatenate((ref_sorted, cur_sorted))
+    order = np.argsort(merged, kind="stable")
+    gap = (n1 + n2) * np.cumsum(order < n1) - n1 * np.arange(1, n1 + n2 + 1)
+    values = merged[order]
+    last = np.append(values[1:] != values[:-1], True)
+    statistic = float(np.abs(gap[last]).max() / (n1 * n2))
+    effective_n = n1 * n2 / (n1 + n2)
+    pvalue = stats.kstwo.sf(statistic, np.round(effective_n)) if effective_n <= 10_000 else \
+        stats.kstwobign.sf(statistic * np.sqrt(effective_n))
+    return statistic, float(pvalue)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_ks_from_run_ends_equals_the_merged_argsort_bit_for_bit(seed):
+    from scipy import stats
+
+    rng = np.random.default_rng(seed)
+    n1, n2 = int(rng.integers(1, 4_000)), int(rng.integers(1, 30_000))
+    draw = [lambda n: rng.normal(size=n), lambda n: np.round(rng.normal(size=n), 1),
+            lambda n: rng.integers(0, 3, n).astype(float), lambda n: np.r_[rng.normal(size=n - 1), np.inf],
+            lambda n: np.zeros(n) * rng.choice([-1.0, 1.0], n)][seed % 5]  # ties, few values, inf, -0.0 and 0.0
+    ref, cur = np.sort(draw(n1)), np.sort(draw(n2) + rng.choice([0.0, 0.3]))
+    got = drift._ks(ref, cur)
+    assert got == _old_ks(ref, cur)
+    if n1 * n2 / (n1 + n2) > 10_000 or seed % 5 == 3:
+        return
+    expected = stats.ks_2samp(ref, cur, method="asymp")
+    assert got[0] == pytest.approx(expected.statistic, abs=1e-12)
