@@ -197,11 +197,36 @@ def metric_function(task: TaskType, metric: str, threshold: float = 0.5) -> Call
         return _average_precision
     if task == "binary" and metric == "roc_auc":
         return _roc_auc
+    if task == "multiclass" and metric in ("macro_f1", "accuracy", "log_loss"):
+        return lambda y, s: _multiclass_metric(metric, y, s)
     if task == "regression" and metric in ("mae", "rmse"):
         if metric == "mae":
             return lambda y, s: float(np.mean(np.abs(y - s)))
         return lambda y, s: float(np.sqrt(np.mean((y - s) ** 2)))
     return lambda y, s: compute_metrics(task, y, s, threshold)[metric]
+
+
+def _multiclass_metric(metric: str, y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """Macro F1, accuracy or log loss of class indices and scores, as ``compute_metrics`` gets them from
+    scikit-learn, from per-class counts: macro F1 averages ``2·tp / (true + predicted)`` over the classes present in
+    the labels or the predictions, log loss is the mean of ``-log`` of the true class's probability clipped to
+    ``[eps, 1 - eps]``. Without scikit-learn's input checks, one metric costs a bincount instead of ~9 ms."""
+    y_true, y_score = y_true.astype(int), np.asarray(y_score, dtype=float)
+    n_classes = int(y_true.max()) + 1
+    proba = y_score if y_score.ndim == 2 else _one_hot(y_score.astype(int), n_classes)
+    proba = proba / proba.sum(axis=1, keepdims=True)
+    if metric == "log_loss":
+        eps = np.finfo(proba.dtype).eps
+        return float(np.mean(-np.log(np.clip(proba[np.arange(len(y_true)), y_true], eps, 1 - eps))))
+    predicted = proba.argmax(axis=1)
+    if metric == "accuracy":
+        return float(np.mean(y_true == predicted))
+    width = max(n_classes, proba.shape[1])
+    present = np.union1d(y_true, predicted)
+    tp = np.bincount(y_true[y_true == predicted], minlength=width)[present].astype(float)
+    both = (np.bincount(y_true, minlength=width)[present].astype(float)
+            + np.bincount(predicted, minlength=width)[present].astype(float))
+    return float(np.mean(2.0 * tp / both))
 
 
 def _average_precision(y_true: np.ndarray, y_score: np.ndarray) -> float:
