@@ -137,9 +137,10 @@ def _ks(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> tuple[float, float]:
     from scipy import stats
 
     n1, n2 = ref_sorted.size, cur_sorted.size
-    ref_ends = np.flatnonzero(np.append(ref_sorted[1:] != ref_sorted[:-1], True))
-    cur_ends = np.flatnonzero(np.append(cur_sorted[1:] != cur_sorted[:-1], True))
-    if 8 * (ref_ends.size + cur_ends.size) <= n1 + n2:
+    runs = sum(int(np.count_nonzero(s[1:] != s[:-1])) + 1 for s in (ref_sorted, cur_sorted))
+    if 8 * runs <= n1 + n2:
+        ref_ends = np.flatnonzero(np.append(ref_sorted[1:] != ref_sorted[:-1], True))
+        cur_ends = np.flatnonzero(np.append(cur_sorted[1:] != cur_sorted[:-1], True))
         at_ref = n2 * (ref_ends + 1) - n1 * np.searchsorted(cur_sorted, ref_sorted[ref_ends], "right")
         at_cur = n2 * np.searchsorted(ref_sorted, cur_sorted[cur_ends], "right") - n1 * (cur_ends + 1)
         largest = max(np.abs(at_ref).max(), np.abs(at_cur).max())
