@@ -147,10 +147,18 @@ def _ks(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> tuple[float, float]:
     else:
         merged = np.concatenate((ref_sorted, cur_sorted))
         order = np.argsort(merged, kind="stable")
-        values = merged[order]
-        # n1*n2*(F_ref - F_cur) after the last of each run of equal merged values, in integers.
-        last = np.flatnonzero(np.append(values[1:] != values[:-1], True))
-        largest = np.abs((n1 + n2) * np.cumsum(order < n1)[last] - n1 * (last + 1)).max()
+        merged = merged[order]
+        # n1*n2*(F_ref - F_cur) after the last of each run of equal merged values, in integers (in place: these
+        # arrays are as long as both samples together).
+        last = np.flatnonzero(np.append(merged[1:] != merged[:-1], True))
+        del merged
+        gap = np.cumsum(order < n1, dtype=np.int64)[last]
+        del order
+        gap *= n1 + n2
+        last += 1
+        last *= n1
+        gap -= last
+        largest = np.abs(gap, out=gap).max()
     statistic = float(largest / (n1 * n2))
     effective_n = n1 * n2 / (n1 + n2)
     if effective_n <= 10_000:
