@@ -1,12 +1,13 @@
 """The whole graph, materialised in-process on a small generated demo (one run shared by these tests)."""
 
 import json
+import shutil
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from mlplatform.settings import Workspace
+from mlplatform.settings import Settings, Workspace
 
 pytestmark = pytest.mark.slow
 
@@ -17,6 +18,15 @@ STAGES = ["problem", "ingestion", "quality", "features", "feature_store", "train
 @pytest.fixture(scope="module")
 def ws(demo_settings) -> Workspace:
     return Workspace(demo_settings.data_dir, "churn_demo")
+
+
+@pytest.fixture()
+def demo_copy(demo_run, demo_settings, tmp_path) -> Settings:
+    """A copy of the demo's data directory (its own Dagster instance left out), for a test that registers or
+    retrains: the shared demo stays as its run left it, whatever order the tests run in."""
+    target = tmp_path / "data"
+    shutil.copytree(demo_settings.data_dir, target, ignore=shutil.ignore_patterns("dagster_home"))
+    return Settings(data_dir=target, brief_path=demo_settings.brief_path)
 
 
 def test_every_stage_materialises(demo_run):
@@ -91,15 +101,15 @@ def test_reports_a_person_reads_exist(demo_run, ws):
     assert drift.filter(pl.col("feature").str.contains("session_minutes"))["psi"].max() > 0.1
 
 
-def test_a_challenger_no_better_than_the_champion_is_not_promoted(demo_run, demo_settings, ws):
-    """Re-registering the same model makes a challenger equal to the champion: the gate must refuse it.
-    (Runs last: it adds a model version.)"""
+def test_a_challenger_no_better_than_the_champion_is_not_promoted(demo_copy):
+    """Re-registering the same model makes a challenger equal to the champion: the gate must refuse it."""
     import dagster as dg
 
     from mlplatform.core.tracking import get_alias_version
     from mlplatform.definitions import build_definitions
 
-    defs = build_definitions(demo_settings)
+    ws = Workspace(demo_copy.data_dir, "churn_demo")
+    defs = build_definitions(demo_copy)
     champion = get_alias_version(ws.mlflow_uri, "churn_demo_model", "champion")
     registry = ["model_registry", "champion_model"]
     with dg.instance_for_test() as instance:
@@ -114,7 +124,7 @@ def test_a_challenger_no_better_than_the_champion_is_not_promoted(demo_run, demo
     assert get_alias_version(ws.mlflow_uri, "churn_demo_model", "challenger") != champion
 
 
-def test_demo_drift_fires_the_sensor_and_the_retraining_run_meets_the_gate(demo_run, demo_settings, ws):
+def test_demo_drift_fires_the_sensor_and_the_retraining_run_meets_the_gate(demo_copy):
     """The demo story: the drifted period trips the drift sensor, whose run request retrains through the
     promotion gate. Retraining on the same data cannot beat the champion, so the gate refuses, with its reason."""
     import dagster as dg
@@ -122,7 +132,8 @@ def test_demo_drift_fires_the_sensor_and_the_retraining_run_meets_the_gate(demo_
     from mlplatform.core.tracking import get_alias_version
     from mlplatform.definitions import build_definitions
 
-    defs = build_definitions(demo_settings)
+    ws = Workspace(demo_copy.data_dir, "churn_demo")
+    defs = build_definitions(demo_copy)
     champion = get_alias_version(ws.mlflow_uri, "churn_demo_model", "champion")
     with dg.instance_for_test() as instance:
         dg.materialize([*defs.assets, *defs.asset_checks], instance=instance, resources=defs.resources,
