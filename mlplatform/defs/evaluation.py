@@ -2,6 +2,7 @@
 and 4)."""
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from mlplatform.core.evaluation.fairness_assessment import fairness_assessment, 
 from mlplatform.core.evaluation.golden import GoldenSummary, golden_evaluation
 from mlplatform.core.evaluation.hold_out_metrics import Candidate
 from mlplatform.core.evaluation.hold_out_report import (
+    HoldOutResults,
     evaluate_hold_out,
     report_context,
     report_figures,
@@ -266,32 +268,55 @@ def evaluation_report(context: dg.AssetExecutionContext, platform: PlatformResou
     the 50 worst predictions, edge cases, offline-vs-online skew and plots."""
     b = platform.brief
     split, excluded = scored_hold_out(platform, load_split(platform))
-    trained = {name: load_candidate(model_dir(platform.workspace.models_dir, name)) for name in candidates(b)}
+    held = _evaluate_hold_out(context, platform, split)
+    challenger, scored = held.challenger, held.scored[0]
+    calibration = _calibration(platform, split, scored, challenger)
+    # What drift triggers rank features by once this model serves (permutation importance for a network).
+    importance = record_importance(platform, held.selection.challenger, challenger, split.validation)
+    ctx = report_context(b, held.selection, split.test, held.results, calibration=calibration,
+                         cross_validation=_cross_validation(platform, split, held.selection.challenger),
+                         fairness=_fairness(platform, split.test, scored, held.challenger_fairness),
+                         worst_predictions=_error_analysis(platform, split.test, scored),
+                         skew=_skew(platform, feast_store, split.test, challenger))
+    golden = _golden(platform, challenger, scored.threshold)
+    markdown = report_markdown(b, ctx, held.selection, excluded, golden)
+    plots = _plots(platform, split.test, held.scored)
+    path = write_report(markdown, platform.workspace.reports_dir / "evaluation", plots)
+    yield dg.MaterializeResult(asset_key=REPORT, metadata=readable({
+        **report_figures(b, held.selection, held.results, ctx, excluded, golden, importance),
+        "report": dg.MetadataValue.md(markdown + inline_plots(plots)),  # the UI shows the plots on the asset page
+        "path": dg.MetadataValue.path(str(path))}))
+    yield from (_table_result(platform, lake_table) for lake_table in EVALUATION_TABLES)
+
+
+@dataclass(frozen=True)
+class _HeldOut:
+    """The hold-out evaluation the report is written from: the chosen challenger and its model, every scored
+    candidate (the challenger first), the metrics, comparisons and kill criteria, and the challenger's fairness
+    assessment (already computed while choosing it)."""
+
+    selection: Selection
+    challenger: Any
+    scored: list[Candidate]
+    results: HoldOutResults
+    challenger_fairness: tuple[list[dict], pl.DataFrame]
+
+
+def _evaluate_hold_out(context: dg.AssetExecutionContext, platform: PlatformResource,
+                       split: SplitFrames) -> _HeldOut:
+    """Choose the challenger among the trained candidates, score the hold-out once per model, evaluate it
+    against the baselines and kill criteria and write the evaluation's lake tables."""
+    trained = {name: load_candidate(model_dir(platform.workspace.models_dir, name))
+               for name in candidates(platform.brief)}
     selection, test_scores, assessed = _select(platform, split, trained)
     # The challenger first: a dict keeps each key where it was first inserted.
     models = {name: trained[name] for name in [selection.challenger, *selection.validation]}
     challenger, scored = models[selection.challenger], hold_out_candidates(platform, split, models, test_scores)
-    results = evaluate_hold_out(b, split.train, split.test, scored, challenger.predict_score,
+    results = evaluate_hold_out(platform.brief, split.train, split.test, scored, challenger.predict_score,
                                 _quality_kill(context, platform))
     for lake_table, frame in results.lake_tables().items():
         platform.write_table(lake_table, frame)
-    calibration = _calibration(platform, split, scored[0], challenger)
-    # What drift triggers rank features by once this model serves (permutation importance for a network).
-    importance = record_importance(platform, selection.challenger, challenger, split.validation)
-    ctx = report_context(b, selection, split.test, results, calibration=calibration,
-                         cross_validation=_cross_validation(platform, split, selection.challenger),
-                         fairness=_fairness(platform, split.test, scored[0], assessed[selection.challenger]),
-                         worst_predictions=_error_analysis(platform, split.test, scored[0]),
-                         skew=_skew(platform, feast_store, split.test, challenger))
-    golden = _golden(platform, challenger, scored[0].threshold)
-    markdown, plots = report_markdown(b, ctx, selection, excluded, golden), _plots(platform, split.test, scored)
-    path = write_report(markdown, platform.workspace.reports_dir / "evaluation", plots)
-    yield dg.MaterializeResult(asset_key=REPORT, metadata=readable({
-        **report_figures(b, selection, results, ctx, excluded, golden, importance),
-        "report": dg.MetadataValue.md(markdown + inline_plots(plots)),  # the UI shows the plots on the asset page
-        "path": dg.MetadataValue.path(str(path))}))
-    for lake_table in EVALUATION_TABLES:
-        yield _table_result(platform, lake_table)
+    return _HeldOut(selection, challenger, scored, results, assessed[selection.challenger])
 
 
 def _table_result(platform: PlatformResource, lake_table: tables.Table) -> dg.MaterializeResult:

@@ -247,14 +247,7 @@ def drift_report(platform: PlatformResource) -> dg.MaterializeResult:
     monitored period (data without time) drift is not measured: each feature is listed as not applicable."""
     b = platform.brief
     if drift_not_measured(b):
-        schema = platform.read_table(tables.TRAINING_SET).schema
-        frame = not_applicable_drift({f: feature_kind(schema[f]) for f in model_features(b)})
-        path = platform.write_table(tables.DRIFT, frame)
-        platform.write_table(tables.DRIFT_BY_MONTH, pl.DataFrame(
-            schema={"period": pl.String, "feature": pl.String, "rows": pl.Int64, "psi": pl.Float64,
-                    "severity": pl.String}))
-        return dg.MaterializeResult(metadata={**_not_measured(b), "features": frame.height,
-                                              "path": dg.MetadataValue.path(str(path))})
+        return _drift_not_applicable(platform)
     drifts, by_month = _drift_by_column(platform)
     frame = drift_table(drifts)
     path = platform.write_table(tables.DRIFT, frame)
@@ -273,6 +266,19 @@ def drift_report(platform: PlatformResource) -> dg.MaterializeResult:
         "dashboard": dg.MetadataValue.path(str(dashboard)),
         "path": dg.MetadataValue.path(str(path)),
     })
+
+
+def _drift_not_applicable(platform: PlatformResource) -> dg.MaterializeResult:
+    """Data without a monitored period: each model feature listed as not applicable, no month measured."""
+    b = platform.brief
+    schema = platform.read_table(tables.TRAINING_SET).schema
+    frame = not_applicable_drift({f: feature_kind(schema[f]) for f in model_features(b)})
+    path = platform.write_table(tables.DRIFT, frame)
+    platform.write_table(tables.DRIFT_BY_MONTH, pl.DataFrame(
+        schema={"period": pl.String, "feature": pl.String, "rows": pl.Int64, "psi": pl.Float64,
+                "severity": pl.String}))
+    return dg.MaterializeResult(metadata={**_not_measured(b), "features": frame.height,
+                                          "path": dg.MetadataValue.path(str(path))})
 
 
 @dg.asset(name=asset_names.PERFORMANCE_REPORT, group_name="monitoring",
