@@ -7,6 +7,7 @@ import pytest
 from mlplatform.core.rollout.champion import NO_CANARY_YET, ChallengerMove, promote_challenger, start_canary
 from mlplatform.core.rollout.registry import champion_history, rollout_state
 from mlplatform.core.tracking import client_for
+from mlplatform_tests.core.model_registry import registry_with_versions
 
 MODEL = "shop_model"
 
@@ -14,15 +15,7 @@ MODEL = "shop_model"
 @pytest.fixture()
 def registry(tmp_path) -> tuple[str, list[tuple[str, str]]]:
     """A SQLite registry holding three versions of one model, each registered from its run: (version, run id)."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = client_for(uri)
-    experiment = client.create_experiment("shop", artifact_location=(tmp_path / "artifacts").as_uri())
-    client.create_registered_model(MODEL)
-    versions = []
-    for _ in range(3):
-        run = client.create_run(experiment).info.run_id
-        versions.append((str(client.create_model_version(MODEL, f"runs:/{run}/model", run_id=run).version), run))
-    return uri, versions
+    return registry_with_versions(tmp_path, MODEL, 3)
 
 
 def _verdict(uri: str, run_id: str) -> str | None:

@@ -42,6 +42,7 @@ from mlplatform.core.rollout.registry import (
     set_challenger_share,
 )
 from mlplatform.core.tracking import client_for
+from mlplatform_tests.core.model_registry import registry_with_versions
 
 MODEL = "shop_model"
 POLICY = RolloutPolicy(min_rows=100)
@@ -316,15 +317,8 @@ def test_model_answers_and_known_outcomes_keep_only_what_a_model_scored_and_a_la
 @pytest.fixture()
 def registry(tmp_path) -> tuple[str, list[str]]:
     """A SQLite registry holding four versions of one model (registered from runs, like the graph does)."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = client_for(uri)
-    experiment = client.create_experiment("shop", artifact_location=(tmp_path / "artifacts").as_uri())
-    client.create_registered_model(MODEL)
-    versions = []
-    for _ in range(4):
-        run = client.create_run(experiment).info.run_id
-        versions.append(str(client.create_model_version(MODEL, f"runs:/{run}/model", run_id=run).version))
-    return uri, versions
+    uri, versions = registry_with_versions(tmp_path, MODEL, 4)
+    return uri, [version for version, _ in versions]
 
 
 def test_rollback_walks_back_through_the_promotion_history(registry):
