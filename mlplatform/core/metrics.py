@@ -178,21 +178,9 @@ def bootstrap_ci(
 def metric_function(task: TaskType, metric: str, threshold: float = 0.5) -> Callable[[np.ndarray, np.ndarray], float]:
     """One metric as a fast ``f(y_true, y_score)`` for resampling; equal to ``compute_metrics(...)[metric]``.
 
-    ``compute_metrics`` computes every metric of the task, about 50 ms a call; a bootstrap of 1,000 resamples
-    needs one metric at a time.
+    Binary ranking metrics and the multiclass and regression error metrics have resampling-speed versions here;
+    the rest is ``compute_metrics`` of that one metric (binary threshold metrics there are a few counts).
     """
-    if task == "binary" and metric in ("f1", "precision", "recall", "positive_rate"):
-        def counted(y_true: np.ndarray, y_score: np.ndarray) -> float:
-            y_true = y_true.astype(bool)
-            predicted = y_score >= threshold
-            tp = float(np.sum(predicted & y_true))
-            if metric == "positive_rate":
-                return float(predicted.mean())
-            denominator = {"f1": predicted.sum() + y_true.sum(), "precision": predicted.sum(),
-                           "recall": y_true.sum()}[metric]
-            numerator = 2 * tp if metric == "f1" else tp
-            return numerator / denominator if denominator else 0.0
-        return counted
     if task == "binary" and metric == "pr_auc":
         return _average_precision
     if task == "binary" and metric == "roc_auc":
@@ -203,7 +191,7 @@ def metric_function(task: TaskType, metric: str, threshold: float = 0.5) -> Call
         if metric == "mae":
             return lambda y, s: float(np.mean(np.abs(y - s)))
         return lambda y, s: float(np.sqrt(np.mean((y - s) ** 2)))
-    return lambda y, s: compute_metrics(task, y, s, threshold)[metric]
+    return lambda y, s: compute_metrics(task, y, s, threshold, only=[metric])[metric]
 
 
 def _multiclass_metric(metric: str, y_true: np.ndarray, y_score: np.ndarray) -> float:
