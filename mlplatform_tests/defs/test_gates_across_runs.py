@@ -1,6 +1,8 @@
 """Blocking gates hold across runs: a child materialised in a later run than its gate's failure is refused, on a
 persistent Dagster instance; once the gate passes again, the child runs."""
 
+import json
+
 import dagster as dg
 import polars as pl
 import pytest
@@ -42,7 +44,7 @@ def _run_failure(result: dg.ExecuteInProcessResult) -> str:
 def test_a_child_alone_is_refused_after_its_gate_failed_in_an_earlier_run_and_runs_after_it_passes(tmp_path):
     edges = blocking_gate_edges([scores, report], [scores_gate])
     assert edges == [["report", "scores", "scores_gate"]]
-    platform = PlatformResource(data_dir=str(tmp_path), brief_path=str(DEMO_BRIEF), blocking_gates=edges)
+    platform = PlatformResource(data_dir=str(tmp_path), brief_path=str(DEMO_BRIEF), gate_edges=json.dumps(edges))
     table = platform.workspace.table("test", "scores")
     everything = [scores, scores_gate, report]
     with dg.instance_for_test() as instance:
