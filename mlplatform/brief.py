@@ -5,6 +5,7 @@ minimum, PSI bands, fairness ratio, kill criteria, promotion margin) comes from 
 literals in code. ``load_brief`` turns any problem into one :class:`BriefError` naming the field.
 """
 
+import functools
 import re
 from datetime import date
 from pathlib import Path
@@ -422,6 +423,11 @@ class Training(_Strict):
     seed: int = 0
     tuning_trials: int = Field(default=20, ge=0, description="Optuna trials for LightGBM; 0 trains the defaults")
     tuning_timeout_s: float = Field(default=180, gt=0)
+    tuning_max_rows: int | None = Field(
+        default=100_000, ge=1_000, description="Optuna's trials fit on at most this many training rows: above it, a "
+        "random sample of that many, each class in its share of the rows (LightGBM's scores rank hyperparameters "
+        "alike on a large sample; trials on every row of a large training split cost minutes each); the final model "
+        "fits on every row. None: trials fit on every row")
     torch: bool = Field(default=True, description="train the torch tabular network as a second candidate")
     allow_deep_below_10k: bool = Field(
         default=False, description="let a deep candidate (torch) be chosen when the training split has under "
@@ -1048,9 +1054,15 @@ def load_brief(path: str | Path) -> AnyBrief:
     path = Path(path)
     if not path.is_file():
         raise BriefError(f"brief not found: {path}. Pass an existing YAML file (e.g. --brief my_brief.yaml).")
+    return _parse_brief(path, path.read_text())
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_brief(path: Path, text: str) -> AnyBrief:
+    """The brief in ``text`` (read from ``path``), validated once per content: a sensor builds its resources at
+    every tick and each asking for the brief would parse the YAML again. Briefs are frozen models, safe to share."""
     try:
-        with path.open() as handle:
-            raw = yaml.safe_load(handle)
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise BriefError(f"brief {path} is not valid YAML: {exc}\nFix the indentation or quoting there.") from None
     if raw is None:
