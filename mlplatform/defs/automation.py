@@ -11,7 +11,8 @@ The loop, once its sensors are switched on (``dagster sensor start --start-all``
 3. ``drift_sensor`` and ``performance_sensor`` read each fresh report and launch ``retrain_job`` with their reason
    in the run's tags when a top feature's PSI or the primary metric's drop crosses the brief's limits (from the
    training stage on: the monitoring run has just validated the batch and rebuilt features and training set). New data
-   alone retrains only when the brief asks (``monitoring.retrain_on_new_data``).
+   alone retrains only when the brief asks (``monitoring.retrain_on_new_data``: ``monitor_new_batch`` then launches
+   ``retrain_job`` as well).
 4. ``retrain_job`` re-validates, rebuilds features, trains on the rolling split's latest months with the
    production model's hyperparameters (``monitoring.retrain_tuning`` re-tunes), evaluates and runs the promotion
    gate (golden set included). A version that passes becomes the challenger of a canary
@@ -70,10 +71,10 @@ def namespace_limit() -> dict:
 
 
 def _retrain_request(trigger: Trigger, run_key: str, source_run: str | None = None,
-                     asset_selection: list[dg.AssetKey] | None = None) -> dg.RunRequest:
+                     asset_selection: list[dg.AssetKey] | None = None, job_name: str | None = None) -> dg.RunRequest:
     tags = {TRIGGER_TAG: trigger.kind, REASON_TAG: trigger.reason[:1000]}
     return dg.RunRequest(run_key=run_key, tags={**tags, SOURCE_RUN_TAG: source_run} if source_run else tags,
-                         asset_selection=asset_selection)
+                         asset_selection=asset_selection, job_name=job_name)
 
 
 def _after_monitoring(context: dg.SensorEvaluationContext) -> list[dg.AssetKey] | None:
@@ -209,28 +210,23 @@ def build(brief: Brief) -> list:
                 for key in changed]
 
     @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[ingest_job],
-                          request_job=monitor_job, minimum_interval_seconds=interval,
+                          request_jobs=[monitor_job, retrain_job], minimum_interval_seconds=interval,
                           default_status=dg.DefaultSensorStatus.STOPPED,
-                          description="Refreshes features and monitoring for each newly ingested batch.")
+                          description="Refreshes features and monitoring for each newly ingested batch; retrains "
+                                      "after it too when monitoring.retrain_on_new_data asks.")
     def monitor_new_batch(context: dg.RunStatusSensorContext):
-        """Refreshes features and monitoring (drift, performance, prediction profiles) once a batch is ingested."""
+        """Refreshes features and monitoring (drift, performance, prediction profiles) once a batch is ingested.
+        New data alone retrains only when the brief sets monitoring.retrain_on_new_data (drift and decay decide
+        otherwise); one sensor for both, since every sensor costs a tick of the daemon every interval."""
         partition = context.dagster_run.tags.get("dagster/partition", "?")
-        return dg.RunRequest(run_key=f"monitor:{context.dagster_run.run_id}",
-                             tags={TRIGGER_TAG: "new_data", REASON_TAG: f"batch {partition} ingested",
-                                   BATCH_TAG: partition})
-
-    @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[ingest_job],
-                          request_job=retrain_job, minimum_interval_seconds=interval,
-                          default_status=dg.DefaultSensorStatus.STOPPED,
-                          description="Retrains after each ingested batch when monitoring.retrain_on_new_data asks.")
-    def retrain_on_new_data(context: dg.RunStatusSensorContext):
-        """Retrains after every ingested batch, only when the brief sets monitoring.retrain_on_new_data."""
-        partition = context.dagster_run.tags.get("dagster/partition", "?")
+        monitor = dg.RunRequest(run_key=f"monitor:{context.dagster_run.run_id}", job_name=monitor_job.name,
+                                tags={TRIGGER_TAG: "new_data", REASON_TAG: f"batch {partition} ingested",
+                                      BATCH_TAG: partition})
         if not brief.monitoring.retrain_on_new_data:
-            return dg.SkipReason(f"batch {partition} ingested; new data alone does not retrain "
-                                 "(monitoring.retrain_on_new_data is false): drift or decay decide")
-        return _retrain_request(Trigger("new_data", f"batch {partition} ingested"),
-                                run_key=f"new_data:{context.dagster_run.run_id}")
+            return monitor
+        return [monitor, _retrain_request(Trigger("new_data", f"batch {partition} ingested"),
+                                          run_key=f"new_data:{context.dagster_run.run_id}",
+                                          job_name=retrain_job.name)]
 
     @dg.sensor(job=retrain_job, minimum_interval_seconds=interval, default_status=dg.DefaultSensorStatus.STOPPED,
                description="Retrains when a top feature's PSI in a new drift report passes the retrain threshold.")
@@ -286,7 +282,7 @@ def build(brief: Brief) -> list:
         """Tells the team when a retraining run fails (a refused gate included), with the reason."""
         _notify(platform, context.dagster_run, "failed", context.failure_event.message)
 
-    return [ingest_job, full_run, retrain_job, monitor_job, new_data_sensor, monitor_new_batch, retrain_on_new_data,
+    return [ingest_job, full_run, retrain_job, monitor_job, new_data_sensor, monitor_new_batch,
             drift_sensor, performance_sensor, scheduled_retrain, notify_retrain_success, notify_retrain_failure]
 
 

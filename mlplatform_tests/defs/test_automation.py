@@ -167,28 +167,30 @@ def test_new_data_sensor_leaves_batches_already_ingested_alone(tmp_path, defs, s
 
 
 def test_new_data_alone_does_not_retrain_unless_the_brief_asks(tmp_path):
-    """retrain_on_new_data skips with its reason by default; a brief with monitoring.retrain_on_new_data retrains
-    after each ingested batch."""
+    """After an ingested batch monitor_new_batch launches monitoring only; a brief with
+    monitoring.retrain_on_new_data gets a retrain of that batch as well."""
     import yaml
 
-    def evaluate(flag: bool):
+    def evaluate(flag: bool) -> list[dg.RunRequest]:
         raw = yaml.safe_load(DEMO_BRIEF.read_text())
         raw["monitoring"]["retrain_on_new_data"] = flag
         path = tmp_path / f"brief_{flag}.yaml"
         path.write_text(yaml.safe_dump(raw))
         defs = build_definitions(Settings(data_dir=tmp_path, brief_path=path))
-        sensor = next(s for s in defs.sensors if s.name == "retrain_on_new_data")
+        sensor = next(s for s in defs.sensors if s.name == "monitor_new_batch")
         with dg.instance_for_test() as instance:
             run = dg.DagsterRun(job_name="ingest_job", run_id=f"ingest-{flag}", tags={"dagster/partition": "2025-10"})
             event = dg.DagsterEvent(event_type_value="PIPELINE_SUCCESS", job_name="ingest_job")
             with dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_instance=instance,
                                                     dagster_run=run, dagster_event=event) as context:
-                return sensor(context)
+                requested = sensor(context)
+        return requested if isinstance(requested, list) else [requested]
 
-    assert isinstance(evaluate(False), dg.SkipReason)
-    assert "new data alone does not retrain" in evaluate(False).skip_message
-    request = evaluate(True)
-    assert request.tags["mlplatform/trigger"] == "new_data" and "2025-10" in request.tags["mlplatform/reason"]
+    assert [r.job_name for r in evaluate(False)] == ["monitor_job"]
+    monitor, retrain = evaluate(True)
+    assert (monitor.job_name, retrain.job_name) == ("monitor_job", "retrain_job")
+    assert retrain.tags["mlplatform/trigger"] == "new_data" and "2025-10" in retrain.tags["mlplatform/reason"]
+    assert monitor.run_key != retrain.run_key
 
 
 def test_drift_and_decay_wait_while_a_canary_runs(tmp_path, sensors):
