@@ -110,19 +110,27 @@ def point_in_time_join(
             raise ValueError(f"{name} lacks columns {absent}")
 
         key, ts = _quote(entity_key), _quote(feature_timestamp)
-        newest = f"CAST({_quote(created_timestamp)} AS TIMESTAMP) DESC NULLS LAST" if created_timestamp else "1"
-        fresh = "f.__pit_ts >= e.__pit_ts - $ttl" if ttl else "TRUE"
+        newest = f"CAST(f.{_quote(created_timestamp)} AS TIMESTAMP) DESC NULLS LAST" if created_timestamp else "1"
+        fresh = "e.__pit_ts >= e.__pit_entity_ts - $ttl" if ttl else "TRUE"
         picked = ", ".join(f"CASE WHEN {fresh} THEN f.{_quote(c)} END AS {_quote(c)}" for c in features)
-        # The ASOF join picks one row among equal feature times arbitrarily, so duplicates go first.
+        # Two steps, so that only the key and time of every feature row are sorted: the ASOF join finds the time of
+        # the feature row each entity row takes (rows sharing a key and a time give the same time, whichever it
+        # picks), then the matched rows' features are fetched by key and time, the latest created one winning among
+        # rows sharing them. The window then ranks the few matched rows instead of every feature row with its
+        # features.
         sql = f"""
-            WITH latest AS (
-                SELECT {key} AS __pit_key, CAST({ts} AS TIMESTAMP) AS __pit_ts, {", ".join(map(_quote, features))}
+            WITH times AS (
+                SELECT {key} AS __pit_key, CAST({ts} AS TIMESTAMP) AS __pit_ts
                 FROM feature_source
                 WHERE {key} BETWEEN $lo AND $hi AND {ts} IS NOT NULL
-                QUALIFY row_number() OVER (PARTITION BY {key}, CAST({ts} AS TIMESTAMP) ORDER BY {newest}) = 1
+            ), matched AS (
+                SELECT e.{_ROW}, e.__pit_key, e.__pit_ts AS __pit_entity_ts, f.__pit_ts
+                FROM block e ASOF JOIN times f ON e.__pit_key = f.__pit_key AND e.__pit_ts >= f.__pit_ts
             )
             SELECT e.{_ROW}, {picked}
-            FROM block e ASOF LEFT JOIN latest f ON e.__pit_key = f.__pit_key AND e.__pit_ts >= f.__pit_ts
+            FROM matched e JOIN feature_source f
+                ON f.{key} = e.__pit_key AND CAST(f.{ts} AS TIMESTAMP) = e.__pit_ts AND f.{key} BETWEEN $lo AND $hi
+            QUALIFY row_number() OVER (PARTITION BY e.{_ROW} ORDER BY {newest}) = 1
         """
         feature_rows = con.execute("SELECT count(*) FROM feature_source").fetchall()[0][0]
         parts = []
@@ -134,10 +142,11 @@ def point_in_time_join(
             con.unregister("block")
     finally:
         con.close()
-    # Entity rows without a key join no feature row; sorting in polars is faster than an ORDER BY that drags
-    # every feature column through DuckDB's sort.
-    unkeyed = entities.filter(pl.col("__pit_key").is_null()).select(_ROW)
-    joined = pl.concat([*parts, unkeyed], how="diagonal_relaxed").sort(_ROW).drop(_ROW)
+    # Entity rows without a key, or without a feature row at or before their time, matched none: they get nulls.
+    # Putting rows back in order in polars is faster than an ORDER BY that drags every feature column through
+    # DuckDB's sort.
+    matched = pl.concat(parts, how="diagonal_relaxed")
+    joined = entities.select(_ROW).join(matched, on=_ROW, how="left", maintain_order="left").drop(_ROW)
     return entity_df.hstack(joined.select(features))
 
 
