@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from whylogs.core import DatasetProfileView
 from whylogs.core.datatypes import StandardTypeMapper, String
 
 from mlplatform.core import profiling
@@ -180,3 +181,19 @@ def test_float_columns_with_gaps_profile_as_whylogs_profiles_them_whole(frame):
     assert list(ours.index) == list(whylogs_own.index) and list(ours.columns) == list(whylogs_own.columns)
     pd.testing.assert_frame_equal(ours, whylogs_own, check_exact=False, rtol=1e-12)
     assert ours.loc["nan", "counts/nan"] == ours.loc["nan", "counts/null"] == 4  # NaN and null are both missing
+
+
+@pytest.mark.parametrize("dtype", [pl.Float64, pl.Int64])
+def test_gaps_profiled_by_doubling_equal_whylogs_profile_of_every_gap(dtype):
+    """A column of gaps is profiled from one gap's profile merged by doubling: every metric equals whylogs' own
+    profile of all of them (null and NaN alike for floats), and so does the profile as written and read back."""
+    for times in (1, 2, 3, 5, 64, 1000, 1023):
+        values = [float("nan") if i % 3 and dtype == pl.Float64 else None for i in range(times)]
+        safe = profiling._whylogs_safe(pl.DataFrame({"x": pl.Series(values, dtype=dtype)}))
+        ours, whylogs_own = profiling._repeated(safe.head(1), times), profiling._track(safe)
+        # A merged empty distribution keeps an integer 0 as its mean until written (then 0.0, as whylogs' own).
+        pd.testing.assert_frame_equal(ours.to_pandas().sort_index(), whylogs_own.to_pandas().sort_index(),
+                                      check_exact=True, check_dtype=False)
+        written, own_written = (DatasetProfileView.deserialize(view.serialize()).to_pandas().sort_index()
+                                for view in (ours, whylogs_own))
+        pd.testing.assert_frame_equal(written, own_written, check_exact=True)
