@@ -372,7 +372,10 @@ def _latest_rows(store: feast.FeatureStore, view: feast.FeatureView, start: date
     range of join keys at a time (ranges of about :data:`BLOCK_ROWS` rows): an entity's latest row depends on its
     own rows only, so the blocks' results together are the whole query's, while DuckDB's deduplication window holds
     one block and a feature table stored in key order is read only where the block's keys lie. Rows without a key
-    (no entity to serve) are left out.
+    (no entity to serve) are left out. Feast's query is given only each entity's rows at its latest time in the
+    window (a grouped maximum over the keys and times): the rows its window ranks first are among them, ties on
+    time included, so it returns the same rows while ranking about one row per entity instead of every row with
+    all its features.
     """
     source = view.batch_source
     assert source is not None, "feast_objects gives every feature view its Parquet source"
@@ -380,10 +383,17 @@ def _latest_rows(store: feast.FeatureStore, view: feast.FeatureView, start: date
     whole = _read_data_source(source, str(store.config.repo_path))
     keys = pl.from_arrow(whole.select(key).distinct().order_by(key).to_pyarrow())[key]  # type: ignore[index]
     blocks = -(-int(whole.count().execute()) // BLOCK_ROWS)
+    # Feast's window bounds, as its query compares them (naive UTC, the time column cast to timestamp).
+    first, last = (moment.astimezone(UTC).replace(tzinfo=None) for moment in (start, end))
     for lo, hi in key_ranges(keys, blocks):
         def block(data_source: Any, repo_path: str, lo: Any = lo, hi: Any = hi) -> Any:
             table = _read_data_source(data_source, repo_path)
-            return table.filter(table[key].between(lo, hi))
+            table = table.filter(table[key].between(lo, hi))
+            at = table[source.timestamp_field].cast("timestamp")
+            window = table.filter((at >= first) & (at <= last))
+            latest = window.group_by(window[key].name("__latest_key")).aggregate(
+                __latest=window[source.timestamp_field].cast("timestamp").max())
+            return table.semi_join(latest, [table[key] == latest["__latest_key"], at == latest["__latest"]])
 
         yield pull_latest_from_table_or_query_ibis(
             config=store.config, data_source=source, join_key_columns=[c.name for c in view.entity_columns],
@@ -468,12 +478,22 @@ def _write_sqlite_unless_newer(config: feast.RepoConfig, online_store: OnlineSto
         for j, feature in enumerate(view.features):
             column = encode_column(batch.column(feature.name), feature.dtype.to_value_type())
             values[:, j], texts[:, j] = column.values, column.texts
-        per_entity = [np.repeat(np.array(part, dtype=object), width).tolist() for part in (keys, events, created)]
+        # The event and created times as SQLite stores them (Feast registers its own datetime adapter), adapted once
+        # per entity rather than once per value.
+        times = [_sqlite_values(part) for part in (events, created)]
+        per_entity = [np.repeat(np.array(part, dtype=object), width).tolist() for part in (keys, *times)]
         with connection:
             connection.executemany(upsert, zip(per_entity[0], names * n, values.ravel().tolist(),
                                                texts.ravel().tolist(), per_entity[1], per_entity[2], strict=True))
         written += n
     return written
+
+
+def _sqlite_values(moments: "list[datetime | None] | list[None]") -> list:
+    """``moments`` as the sqlite3 module would bind them: through the adapter registered for datetimes (Feast's
+    ``adapt_datetime_epoch``), None as it is."""
+    adapt = sqlite3.adapters.get((datetime, sqlite3.PrepareProtocol))
+    return moments if adapt is None else [None if moment is None else adapt(moment) for moment in moments]
 
 
 def _not_older_than_online(connection: sqlite3.Connection, table: str, keys: list[bytes],
