@@ -24,6 +24,8 @@ from urllib.request import url2pathname
 import polars as pl
 import yaml
 
+from mlplatform.core.io import read_parquet_verified
+
 # MLflow (about 2 s to import) is imported by the functions that call it, never when this module loads. Set
 # before it is: its telemetry client starts at import time and would try the network; the artifact progress
 # bars would clutter asset logs. setdefault leaves a user's explicit choice alone.
@@ -435,6 +437,27 @@ def download_model_version(tracking_uri: str, model_name: str, version: str, des
                          "artifacts; register it with register_model")
     destination.mkdir(parents=True, exist_ok=True)
     return Path(client.download_artifacts(run_id, source.removeprefix(f"runs:/{run_id}/"), str(destination)))
+
+
+# dataset_version of Parquet files already hashed by this process, by file identity: an atomic rewrite makes a new
+# inode and mtime.
+_FILE_VERSIONS: dict[tuple[str, int, int, int], str] = {}
+
+
+def file_dataset_version(path: Path, frame: pl.DataFrame | None = None) -> str:
+    """:func:`dataset_version` of the frame stored in the Parquet file ``path``, computed once per file version per
+    process: the graph's steps (one process in ``mlplatform demo``) record the training set's version with every
+    candidate, and hashing it costs a sort and a CSV rendering of every row.
+
+    Args:
+        path: a Parquet file the platform wrote (read checksum-verified when the version is not known yet).
+        frame: the file's content when the caller holds it already (it has just written it); None reads the file.
+    """
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_VERSIONS:
+        _FILE_VERSIONS[key] = dataset_version(read_parquet_verified(path) if frame is None else frame)
+    return _FILE_VERSIONS[key]
 
 
 def dataset_version(frame: pl.DataFrame) -> str:

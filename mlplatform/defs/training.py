@@ -38,7 +38,7 @@ from mlplatform.core.model_families import (
 from mlplatform.core.pit_join import point_in_time_join
 from mlplatform.core.readable import readable
 from mlplatform.core.report import confusion_matrix_plot, importance_plot
-from mlplatform.core.tracking import ExperimentRecord, dataset_version, log_experiment, log_tuning_trials
+from mlplatform.core.tracking import ExperimentRecord, file_dataset_version, log_experiment, log_tuning_trials
 from mlplatform.core.training import (
     Predictor,
     SplitFrames,
@@ -74,13 +74,14 @@ def training_set(platform: PlatformResource) -> dg.MaterializeResult:
     attributes = platform.read_table(tables.validated(attributes_source(b)))
     frame = attach_attributes(joined, attributes, attribute_keys(b), [*b.protected_attributes, *b.slice_by])
     path = platform.write_table(tables.TRAINING_SET, frame)
+    version = file_dataset_version(path, frame)
     counts = training_row_counts(b, frame, attributes, valid=valid_labels.height, known=labels.height, as_of=as_of,
                                  quarantined=platform.read_table(tables.quarantine(b.label.source)).height)
     platform.write_table(tables.ROW_COUNTS, counts)
     return dg.MaterializeResult(metadata=readable({
         "dagster/row_count": frame.height, "row_counts": dg.MetadataValue.md(table(counts)),
         **{f"rows_{stage}": rows for stage, rows in counts.select("stage", "rows").iter_rows()},
-        "dataset_version": dataset_version(frame), **training_set_figures(b, frame),
+        "dataset_version": version, **training_set_figures(b, frame),
         "path": dg.MetadataValue.path(str(path))}))
 
 
@@ -133,7 +134,7 @@ def _record_candidate(context: dg.AssetExecutionContext, platform: PlatformResou
             artifacts["feature_importance"] = str(importance_plot(predictor.feature_importance,
                                                                   plots / f"{name}_feature_importance.png"))
     primary = b.metrics.primary
-    version = dataset_version(platform.read_table(tables.TRAINING_SET))
+    version = file_dataset_version(platform.workspace.table(tables.TRAINING_SET))
     record = ExperimentRecord(
         hypothesis=b.hypothesis if name in candidates(b) else f"{name} baseline: the bar every model must clear",
         dataset_version=version,

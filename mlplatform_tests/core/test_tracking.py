@@ -135,6 +135,25 @@ def test_dataset_version_ignores_column_and_row_order_but_not_content():
     assert dataset_version(frame.head(2)) != version
 
 
+def test_file_dataset_version_is_the_frames_computed_once_per_file_version(tmp_path, monkeypatch):
+    from mlplatform.core import tracking
+    from mlplatform.core.io import write_parquet_atomic
+
+    frame = pl.DataFrame({"id": [3, 1, 2], "x": [0.5, None, 2.0], "s": ["a", "b", None],
+                          "at": [date(2025, 1, d) for d in (1, 2, 3)]})
+    frame = frame.with_columns(pl.col("at").cast(pl.Datetime("us")))
+    path = write_parquet_atomic(frame, tmp_path / "t.parquet")
+    # What a reader of the file gets, whether the version comes from the file or from the frame just written.
+    assert tracking.file_dataset_version(path) == dataset_version(frame)
+    other = write_parquet_atomic(frame, tmp_path / "u.parquet")
+    assert tracking.file_dataset_version(other, frame) == tracking.file_dataset_version(path)
+    hashed = []
+    monkeypatch.setattr(tracking, "dataset_version", lambda f: hashed.append(f) or "v")
+    assert tracking.file_dataset_version(path) == dataset_version(frame)  # known: not hashed again
+    write_parquet_atomic(frame.head(2), path)  # a rewrite is a new file version
+    assert tracking.file_dataset_version(path) == "v" and len(hashed) == 1
+
+
 def test_extra_tags_and_the_final_verdict_are_recorded(backend):
     from mlplatform.core.tracking import set_verdict
 
