@@ -193,16 +193,32 @@ def tune_lightgbm(
                         _trials_frame(study), int(study.best_trial.user_attrs["best_iteration"]))
 
 
+def tuning_rows(task: TaskType, train: pl.DataFrame, label: str, max_rows: int | None, seed: int) -> pl.DataFrame:
+    """The training rows Optuna's trials fit on: all of them when there are at most ``max_rows`` (or no cap);
+    otherwise a random sample of about ``max_rows`` (seeded), for a classification task drawn per class so that each
+    class keeps its share of the rows (at least one row each). Rows keep their order."""
+    if max_rows is None or train.height <= max_rows:
+        return train
+    row = "__tuning_row"
+    indexed = train.with_row_index(row)
+    groups = ([group for _, group in indexed.group_by(label, maintain_order=True)] if task != "regression"
+              else [indexed])
+    drawn = [group.sample(n=max(1, group.height * max_rows // train.height), seed=seed) for group in groups]
+    return pl.concat(drawn).sort(row).drop(row)
+
+
 def tune_for_brief(brief: Brief, split: SplitFrames, storage: Path) -> TuningResult:
-    """:func:`tune_lightgbm` on the brief's model inputs, label, primary metric and tuning budget, the study kept in
-    SQLite at ``storage`` under a name of the brief and the training rows' content (a rerun on the same rows
+    """:func:`tune_lightgbm` on the brief's model inputs, label, primary metric and tuning budget, the trials fitting
+    at most ``training.tuning_max_rows`` training rows (:func:`tuning_rows`; validation whole), the study kept in
+    SQLite at ``storage`` under a name of the brief and the trials' training rows' content (a rerun on the same rows
     resumes it)."""
     settings = brief.training
     storage.parent.mkdir(parents=True, exist_ok=True)
+    train = tuning_rows(brief.task_type, split.train, brief.label.column, settings.tuning_max_rows, settings.seed)
     return tune_lightgbm(
-        brief.task_type, split.train, split.validation, model_features(brief), brief.label.column,
+        brief.task_type, train, split.validation, model_features(brief), brief.label.column,
         primary_metric=brief.metrics.primary, n_trials=settings.tuning_trials, timeout_s=settings.tuning_timeout_s,
-        storage_url=f"sqlite:///{storage}", study_name=f"{brief.name}_lightgbm_{dataset_version(split.train)[:12]}",
+        storage_url=f"sqlite:///{storage}", study_name=f"{brief.name}_lightgbm_{dataset_version(train)[:12]}",
         seed=settings.seed, transforms=settings)
 
 

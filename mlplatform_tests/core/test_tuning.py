@@ -7,7 +7,7 @@ import pytest
 
 from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.training import train_lightgbm
-from mlplatform.core.tuning import tune_lightgbm
+from mlplatform.core.tuning import tune_lightgbm, tuning_rows
 
 FEATURES = ["x0", "x1", "x2", "x3", "plan"]
 
@@ -113,3 +113,26 @@ def test_a_study_cannot_resume_in_the_other_direction(stored, tmp_path):
     shutil.copy(db, copy)
     with pytest.raises(ValueError, match="created to maximize"):
         tune(storage_url=f"sqlite:///{copy}", primary_metric="log_loss", n_trials=1)
+
+
+def test_trials_fit_every_row_up_to_the_cap_and_a_stratified_sample_above_it():
+    from mlplatform.brief import Training
+
+    rows = frame(5000, 3).with_row_index("id")
+    assert tuning_rows("binary", rows, "churned", None, 0) is rows
+    assert tuning_rows("binary", rows, "churned", 5000, 0) is rows
+    # The default cap is above the default demo's training split (~12,000 rows), whose study is unchanged.
+    assert Training().tuning_max_rows == 100_000
+
+    sample = tuning_rows("binary", rows, "churned", 1000, seed=0)
+    assert abs(sample.height - 1000) <= 2 and sample["id"].is_sorted() and sample["id"].is_unique().all()
+    assert sample.join(rows, on=rows.columns, how="anti").is_empty()  # rows as they were
+    for label in (0, 1):  # each class keeps its share, to the row
+        share = (rows["churned"] == label).sum() * 1000 // rows.height
+        assert (sample["churned"] == label).sum() == share
+    assert sample.equals(tuning_rows("binary", rows, "churned", 1000, seed=0))
+    assert not sample.equals(tuning_rows("binary", rows, "churned", 1000, seed=1))
+    rare = rows.with_columns(pl.when(pl.col("id") == 7).then(2).otherwise(pl.col("churned")).alias("churned"))
+    assert (tuning_rows("multiclass", rare, "churned", 1000, seed=0)["churned"] == 2).sum() == 1
+    regression = tuning_rows("regression", rows.with_columns(pl.col("x0").alias("y")), "y", 1000, seed=0)
+    assert regression.height == 1000 and regression["id"].is_sorted()
