@@ -214,10 +214,11 @@ def test_rollback_rule_fires_on_2x_errors_or_latency_or_a_5_percent_metric_drop(
     assert degradation_reasons(ArmHealth(1000, 19, 9.9, 0.58), base, POLICY, higher_better=True) == []
     reasons = degradation_reasons(ArmHealth(1000, 21, 10.1, 0.56), base, POLICY, higher_better=True)
     assert [r.split()[0] for r in reasons] == ["error", "p99", "primary"]
-    # p99 of fewer than 100 rows is the slowest request: not judged, however slow.
+    # p99 of fewer than 1,000 rows is one of a handful of slowest requests: not judged, however slow, on either arm.
     few = RolloutPolicy(min_rows=50)
-    assert degradation_reasons(ArmHealth(99, 0, 30.0), ArmHealth(1000, 0, 5.0), few, higher_better=True) == []
-    assert degradation_reasons(ArmHealth(100, 0, 30.0), ArmHealth(1000, 0, 5.0), few, True)[0].startswith("p99")
+    assert degradation_reasons(ArmHealth(999, 0, 30.0), ArmHealth(1000, 0, 5.0), few, higher_better=True) == []
+    assert degradation_reasons(ArmHealth(1000, 0, 30.0), ArmHealth(999, 0, 5.0), few, higher_better=True) == []
+    assert degradation_reasons(ArmHealth(1000, 0, 30.0), ArmHealth(1000, 0, 5.0), few, True)[0].startswith("p99")
     # Lower-is-better metrics drop when they rise.
     assert degradation_reasons(ArmHealth(1000, 0, 5, 0.64), ArmHealth(1000, 0, 5, 0.60), POLICY, False)
     # Too few rows: error rate and latency are not judged yet; zero baseline errors use the floor.
@@ -489,8 +490,8 @@ JUDGE = ServingJudge(task="binary", label="churned", primary="f1", policy=POLICY
 
 def test_the_rollback_rule_judges_the_champion_against_the_champion_before_it():
     # Both versions answered on the champion arm: v1 before, v2 (the current champion) after its promotion.
-    log = labelled_log({"champion": 0.80, "challenger": 0.80}, 400, 8, {"champion": 2, "challenger": 9}).with_columns(
-        arm=pl.lit("champion"))
+    log = labelled_log({"champion": 0.80, "challenger": 0.80}, 1000, 8,  # p99 is judged from 1,000 rows an arm
+                       {"champion": 2, "challenger": 9}).with_columns(arm=pl.lit("champion"))
     state = RolloutState("2", None, 0.0)
     assert rollback_reasons(JUDGE, log, state, "1")[0].startswith("p99 latency 9.00 ms > 2.0x baseline 2.00 ms")
     assert rollback_reasons(JUDGE, log.with_columns(latency_ms=pl.lit(2.0)), state, "1") == []
@@ -499,7 +500,7 @@ def test_the_rollback_rule_judges_the_champion_against_the_champion_before_it():
 
 
 def test_the_canary_moves_on_the_challengers_health_since_its_share_and_the_ab_decision():
-    log = labelled_log({"champion": 0.70, "challenger": 0.80}, 400, 8, {"champion": 2, "challenger": 2})
+    log = labelled_log({"champion": 0.70, "challenger": 0.80}, 1000, 8, {"champion": 2, "challenger": 2})
     at_50 = RolloutState("1", "2", 0.5)
     assert canary_move(JUDGE, log, at_50, "ship", "wins").action == "promote"
     assert canary_move(JUDGE, log, at_50, "iterate", "collecting").action == "hold"
