@@ -459,6 +459,24 @@ def _write_sqlite_unless_newer(config: feast.RepoConfig, online_store: OnlineSto
     names = [feature.name for feature in view.features]
     assert isinstance(online_store, SqliteOnlineStore), "_bulk_sqlite chose this path"
     connection = online_store._get_conn(config)
+    # The table's two indexes (primary key, entity key) take each entity's rows at a random place: a page cache that
+    # holds them (SQLite's default is 2 MB) and each batch's entities in key order cut the page reads of the inserts.
+    cache = connection.execute("PRAGMA cache_size").fetchone()[0]
+    connection.execute(f"PRAGMA cache_size = -{_WRITE_CACHE_KIB}")
+    try:
+        return _write_sqlite_batches(connection, table, upsert, view, rows, join_key, names)
+    finally:
+        connection.execute(f"PRAGMA cache_size = {int(cache)}")
+
+
+# SQLite's page cache while writing the online table, in KiB.
+_WRITE_CACHE_KIB = 256 * 1024
+
+
+def _write_sqlite_batches(connection: sqlite3.Connection, table: str, upsert: str, view: feast.FeatureView, rows: Any,
+                          join_key: str, names: list[str]) -> int:
+    source = view.batch_source
+    assert source is not None, "feast_objects gives every feature view its Parquet source"
     written = 0
     for batch in rows.to_batches(max_chunksize=_WRITE_BATCH_ROWS):
         keys = encode_entity_keys(join_key, batch.column(join_key))
@@ -466,10 +484,10 @@ def _write_sqlite_unless_newer(config: feast.RepoConfig, online_store: OnlineSto
         fresh = _not_older_than_online(connection, table, keys, events)
         if not fresh.any():
             continue
-        if not fresh.all():
-            batch = batch.filter(pa.array(fresh))
-            keys = [key for key, keep in zip(keys, fresh.tolist(), strict=True) if keep]
-            events = [event for event, keep in zip(events, fresh.tolist(), strict=True) if keep]
+        order = [i for i in sorted(range(len(keys)), key=keys.__getitem__) if fresh[i]]
+        if len(order) < len(keys) or order != sorted(order):
+            batch = batch.take(pa.array(order, type=pa.int64()))
+            keys, events = [keys[i] for i in order], [events[i] for i in order]
         created = (naive_utc_times(batch.column(source.created_timestamp_column)) if source.created_timestamp_column
                    else [None] * batch.num_rows)
         n, width = batch.num_rows, len(names)
