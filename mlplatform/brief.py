@@ -6,6 +6,7 @@ literals in code. ``load_brief`` turns any problem into one :class:`BriefError` 
 """
 
 import functools
+import io
 import re
 from datetime import date
 from pathlib import Path
@@ -1061,8 +1062,10 @@ def load_brief(path: str | Path) -> AnyBrief:
 def _parse_brief(path: Path, text: str) -> AnyBrief:
     """The brief in ``text`` (read from ``path``), validated once per content: a sensor builds its resources at
     every tick and each asking for the brief would parse the YAML again. Briefs are frozen models, safe to share."""
+    stream = io.StringIO(text)
+    stream.name = str(path)  # what PyYAML's error marks name: the file, not "<unicode string>"
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.safe_load(stream)
     except yaml.YAMLError as exc:
         raise BriefError(f"brief {path} is not valid YAML: {exc}\nFix the indentation or quoting there.") from None
     if raw is None:
