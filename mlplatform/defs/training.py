@@ -74,14 +74,13 @@ def training_set(platform: PlatformResource) -> dg.MaterializeResult:
     attributes = platform.read_table(tables.validated(attributes_source(b)))
     frame = attach_attributes(joined, attributes, attribute_keys(b), [*b.protected_attributes, *b.slice_by])
     path = platform.write_table(tables.TRAINING_SET, frame)
-    version = file_dataset_version(path, frame)
     counts = training_row_counts(b, frame, attributes, valid=valid_labels.height, known=labels.height, as_of=as_of,
                                  quarantined=platform.read_table(tables.quarantine(b.label.source)).height)
     platform.write_table(tables.ROW_COUNTS, counts)
     return dg.MaterializeResult(metadata=readable({
         "dagster/row_count": frame.height, "row_counts": dg.MetadataValue.md(table(counts)),
         **{f"rows_{stage}": rows for stage, rows in counts.select("stage", "rows").iter_rows()},
-        "dataset_version": version, **training_set_figures(b, frame),
+        "dataset_version": file_dataset_version(path, frame), **training_set_figures(b, frame),
         "path": dg.MetadataValue.path(str(path))}))
 
 
