@@ -116,8 +116,18 @@ def write_text_atomic(text: str, path: Path) -> Path:
     return path
 
 
-# Files already verified by this process, by identity: an atomic rewrite makes a new inode and mtime.
-_VERIFIED: set[tuple[str, int, int, int]] = set()
+FileVersion = tuple[str, int, int, int]
+
+
+def file_version(path: Path) -> FileVersion:
+    """What identifies one version of a file within a process: its resolved path, inode, size and modification
+    time (an atomic rewrite makes a new inode and mtime). Work keyed by it is done once per version."""
+    stat = Path(path).stat()
+    return str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+# Files already verified by this process, by version.
+_VERIFIED: set[FileVersion] = set()
 
 
 def verify_parquet(path: Path) -> None:
@@ -130,8 +140,7 @@ def verify_parquet(path: Path) -> None:
         CorruptParquetError: a page's bytes do not match its checksum, or the file cannot be decoded.
     """
     pq = _parquet()
-    stat = Path(path).stat()
-    key = (str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    key = file_version(path)
     if key in _VERIFIED:
         return
     try:

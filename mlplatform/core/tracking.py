@@ -24,7 +24,7 @@ from urllib.request import url2pathname
 import polars as pl
 import yaml
 
-from mlplatform.core.io import read_parquet_verified
+from mlplatform.core.io import FileVersion, file_version, read_parquet_verified
 
 # MLflow (about 2 s to import) is imported by the functions that call it, never when this module loads. Set
 # before it is: its telemetry client starts at import time and would try the network; the artifact progress
@@ -439,9 +439,8 @@ def download_model_version(tracking_uri: str, model_name: str, version: str, des
     return Path(client.download_artifacts(run_id, source.removeprefix(f"runs:/{run_id}/"), str(destination)))
 
 
-# dataset_version of Parquet files already hashed by this process, by file identity: an atomic rewrite makes a new
-# inode and mtime.
-_FILE_VERSIONS: dict[tuple[str, int, int, int], str] = {}
+# dataset_version of Parquet files already hashed by this process, by file version (core.io.file_version).
+_FILE_VERSIONS: dict[FileVersion, str] = {}
 
 
 def file_dataset_version(path: Path, frame: pl.DataFrame | None = None) -> str:
@@ -453,8 +452,7 @@ def file_dataset_version(path: Path, frame: pl.DataFrame | None = None) -> str:
         path: a Parquet file the platform wrote (read checksum-verified when the version is not known yet).
         frame: the file's content when the caller holds it already (it has just written it); None reads the file.
     """
-    stat = Path(path).stat()
-    key = (str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    key = file_version(path)
     if key not in _FILE_VERSIONS:
         _FILE_VERSIONS[key] = dataset_version(read_parquet_verified(path) if frame is None else frame)
     return _FILE_VERSIONS[key]
