@@ -485,7 +485,7 @@ def _write_sqlite_batches(connection: sqlite3.Connection, table: str, upsert: st
         if not fresh.any():
             continue
         order = [i for i in sorted(range(len(keys)), key=keys.__getitem__) if fresh[i]]
-        if len(order) < len(keys) or order != sorted(order):
+        if order != list(range(len(keys))):  # some rows older than online, or the batch not in key order
             batch = batch.take(pa.array(order, type=pa.int64()))
             keys, events = [keys[i] for i in order], [events[i] for i in order]
         created = (naive_utc_times(batch.column(source.created_timestamp_column)) if source.created_timestamp_column
