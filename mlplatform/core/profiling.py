@@ -87,7 +87,9 @@ def _to_pandas(safe: pl.DataFrame) -> pd.DataFrame:
             columns[series.name] = pd.Series(pd.arrays.IntegerArray(values, nulls))
         else:
             columns[series.name] = pd.Series(series.to_numpy(), dtype="float64")
-    return pd.DataFrame(columns)
+    # copy=False: pandas would otherwise copy the float and the integer columns into one 2-D block each
+    # (consolidation), about a fifth of a profile's time; whylogs reads the columns one at a time.
+    return pd.DataFrame(columns, copy=False)
 
 
 def profile_frame(frame: pl.DataFrame) -> DatasetProfileView:
@@ -100,26 +102,42 @@ def profile_frame(frame: pl.DataFrame) -> DatasetProfileView:
         TypeError: a column's dtype cannot be profiled.
     """
     safe = _whylogs_safe(frame)
+    if safe.height == 0:
+        return _track(safe)
     # A float column whose only gaps are nulls or NaN (no inf) is profiled as two parts merged: its values, declared
     # homogeneous, and its gaps; whylogs would otherwise test every value for inf in Python (see _track).
     split = [name for name, series in safe.to_dict().items() if series.dtype == pl.Float64
              and series.fill_nan(None).null_count() > 0 and not series.is_infinite().any()]
-    if not split or safe.height == 0:
+    # A text column of a few values over many rows (a plan, a region) is profiled per value: each value's copies from
+    # its one-row profile by doubling; whylogs would otherwise pass every string through Python several times.
+    few = [name for name, series in safe.to_dict().items() if series.dtype == pl.String
+           and series.n_unique() <= min(_FEW_VALUES, safe.height // _ROWS_PER_FEW_VALUE)]
+    if not split and not few:
         return _track(safe)
-    parts = [_track(safe.drop(split))] if len(split) < safe.width else []
+    parts = [_track(safe.drop(*split, *few))] if len(split) + len(few) < safe.width else []
     for name in split:
         gaps = safe[name].fill_nan(None).is_null()
         values = safe.select(name).filter(~gaps)
         parts += [_track(values)] if values.height else []
         parts.append(_repeated(safe.select(name).filter(gaps).head(1), int(gaps.sum())))
+    for name in few:
+        counts = safe.group_by(name, maintain_order=True).len()
+        parts += [_repeated(counts.slice(k, 1).select(name), times) for k, times in enumerate(counts["len"])]
     return merge_profiles(parts)
 
 
+# Text columns with at most this many distinct values (null counted as one), and at least this many rows per value,
+# are profiled per value (profile_frame): whylogs' frequent-items and cardinality sketches hold so few values exactly,
+# so merged copies equal the sketches of the whole column; below that many rows whylogs' own pass is cheaper.
+_FEW_VALUES = 32
+_ROWS_PER_FEW_VALUE = 1 << 16
+
+
 def _repeated(row: pl.DataFrame, times: int) -> DatasetProfileView:
-    """whylogs' profile of ``times`` copies of a one-row frame of gaps, merged from the profile of the row alone by
-    doubling (about 2·log2(times) merges). A column of gaps has only counts (its sketches stay empty), and merging
-    adds counts, so this is the profile whylogs builds of the copies, which it would build by testing every value
-    in Python."""
+    """whylogs' profile of ``times`` copies of a one-row frame, merged from the profile of the row alone by doubling
+    (about 2·log2(times) merges). For a gap (null, NaN) or a text value this is the profile whylogs builds of the
+    copies: a gap has only counts, which merging adds; a text value adds its count to the frequent items (exact
+    while they hold few values) and the same entry to the cardinality sketch, which a merge keeps once."""
     power, result = _track(row), None
     while True:
         if times & 1:

@@ -197,3 +197,34 @@ def test_gaps_profiled_by_doubling_equal_whylogs_profile_of_every_gap(dtype):
         written, own_written = (DatasetProfileView.deserialize(view.serialize()).to_pandas().sort_index()
                                 for view in (ours, whylogs_own))
         pd.testing.assert_frame_equal(written, own_written, check_exact=True)
+
+
+@pytest.mark.parametrize("values", [2, 5, 32])
+def test_few_valued_text_profiled_per_value_equal_whylogs_profile_of_the_column(monkeypatch, values):
+    """A text column of few values (ties in their counts, a null among them) is profiled per value by doubling: every
+    metric equals whylogs' own profile of the frame (frequent items with their bounds, cardinality, types, counts),
+    in memory and as written; only the order of frequent items with equal counts may differ (the sketch lists them
+    in its hash table's order)."""
+    monkeypatch.setattr(profiling, "_ROWS_PER_FEW_VALUE", 4)
+    rng = np.random.default_rng(values)
+    height = 200 * values
+    words = [f"value-{k}" for k in range(values - 1)] + [None]
+    text = [words[k] for k in rng.integers(0, values, height)]
+    text[: 2 * values] = words * 2  # every value present
+    frame = pl.DataFrame({"plan": text, "tied": ["a", "b"] * (height // 2), "x": rng.normal(size=height),
+                          "many": [f"id-{k}" for k in range(height)]})
+    ours, whylogs_own = profiling.profile_frame(frame), profiling._track(profiling._whylogs_safe(frame))
+    # The text columns on every metric; x's KLL quantiles are randomised by whylogs (they differ run to run).
+    text_rows = ["many", "plan", "tied"]
+
+    def metrics(view: DatasetProfileView) -> pd.DataFrame:
+        table = view.to_pandas().sort_index().loc[text_rows]
+        items = "frequent_items/frequent_strings"
+        table[items] = [sorted((i.value, i.est, i.upper, i.lower) for i in found) for found in table[items]]
+        return table
+
+    # A merged empty distribution keeps an integer 0 as its mean until written (then 0.0, as whylogs' own).
+    pd.testing.assert_frame_equal(metrics(ours), metrics(whylogs_own), check_exact=True, check_dtype=False)
+    assert ours.to_pandas().loc["x", "counts/n"] == height
+    written, own_written = (metrics(DatasetProfileView.deserialize(view.serialize())) for view in (ours, whylogs_own))
+    pd.testing.assert_frame_equal(written, own_written, check_exact=True)
