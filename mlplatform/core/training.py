@@ -366,6 +366,24 @@ def train_lightgbm(
             no transforms.
         weights: a weight per training row (e.g. fairness reweighing); None weighs rows equally.
     """
+    return fit_lightgbm_scored(task, train, validation, features, label, params, seed, callbacks, transforms,
+                               weights)[0]
+
+
+def fit_lightgbm_scored(
+    task: TaskType,
+    train: pl.DataFrame,
+    validation: pl.DataFrame,
+    features: list[str],
+    label: str,
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    callbacks: "list[Callable[[lgb.callback.CallbackEnv], None]] | None" = None,
+    transforms: Training | None = None,
+    weights: np.ndarray | None = None,
+) -> tuple[TrainedModel, np.ndarray]:
+    """:func:`train_lightgbm`, and the model's scores of ``validation`` (``predict_score``'s): the validation rows
+    are encoded once, for early stopping, the threshold and these scores (tuning scores every trial on them)."""
     import lightgbm as lgb
 
     if not features:
@@ -387,16 +405,19 @@ def train_lightgbm(
     categorical = [columns.index(name) for name in categories]
     train_set = lgb.Dataset(_design_matrix(inputs.train, columns, categories), y_train, weight=weights,
                             feature_name=columns, categorical_feature=categorical, free_raw_data=True)
-    valid_set = lgb.Dataset(_design_matrix(inputs.validation, columns, categories), y_valid, reference=train_set)
+    # The matrix predict_score builds of validation: the same transforms applied, the same columns and categories.
+    valid_matrix = _design_matrix(inputs.validation, columns, categories)
+    valid_set = lgb.Dataset(valid_matrix, y_valid, reference=train_set)
     booster = lgb.train(full_params, train_set, valid_sets=[valid_set], valid_names=["validation"],
                         callbacks=callbacks)
     best = booster.best_iteration or booster.current_iteration()
     importance = inputs.importance(booster.feature_importance(importance_type="gain", iteration=best))
     model = TrainedModel(task, booster, list(features), categories, best, full_params, importance,
                          transforms=inputs.transforms)
+    scores = model.predict_matrix(valid_matrix)
     if task == "binary":
-        model.threshold = best_f1_threshold(y_valid, model.predict_score(validation))
-    return model
+        model.threshold = best_f1_threshold(y_valid, scores)
+    return model, scores
 
 
 def save_model(model: TrainedModel, directory: Path) -> Path:

@@ -1,7 +1,7 @@
 """LightGBM hyperparameter search with Optuna: TPE over the method's ranges, median pruning, resumable studies.
 
-Every trial trains through :func:`mlplatform.core.training.train_lightgbm`, so the tuned parameters mean the
-same thing when the final model is trained with them.
+Every trial trains through :func:`mlplatform.core.training.fit_lightgbm_scored` (``train_lightgbm`` with its
+validation scores), so the tuned parameters mean the same thing when the final model is trained with them.
 """
 
 from collections.abc import Callable
@@ -18,7 +18,7 @@ from mlplatform.brief import Brief, TaskType, Training
 from mlplatform.core.datasets import model_features
 from mlplatform.core.metrics import compute_metrics, higher_is_better
 from mlplatform.core.tracking import dataset_version
-from mlplatform.core.training import SplitFrames, train_lightgbm
+from mlplatform.core.training import SplitFrames, fit_lightgbm_scored
 
 # Report to the pruner every few boosting rounds only: with SQLite storage a report and a pruning decision
 # cost ~40 ms together, as much as 25 rounds of training on a few thousand rows.
@@ -164,10 +164,11 @@ def tune_lightgbm(
     y_valid = validation[label].to_numpy()
 
     def objective(trial: optuna.Trial) -> float:
-        model = train_lightgbm(task, train, validation, features, label, params=_search_space(trial), seed=seed,
-                               callbacks=[_pruning_callback(trial, maximise)], transforms=transforms)
+        model, scores = fit_lightgbm_scored(task, train, validation, features, label, params=_search_space(trial),
+                                            seed=seed, callbacks=[_pruning_callback(trial, maximise)],
+                                            transforms=transforms)
         trial.set_user_attr("best_iteration", model.best_iteration)
-        metrics = compute_metrics(task, y_valid, model.predict_score(validation), model.threshold)
+        metrics = compute_metrics(task, y_valid, scores, model.threshold)
         return metrics[primary_metric]
 
     verbosity = optuna.logging.get_verbosity()

@@ -4,9 +4,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mlplatform.brief import Rule, load_brief
+from mlplatform.brief import Rule, Training, load_brief
 from mlplatform.core.metrics import best_f1_threshold, compute_metrics
 from mlplatform.core.training import (
+    fit_lightgbm_scored,
     load_model,
     majority_baseline,
     rules_baseline,
@@ -129,6 +130,19 @@ def test_lightgbm_stops_early_and_picks_the_threshold_on_validation(splits, mode
     assert 1 <= model.best_iteration < model.params["num_iterations"]
     validation_scores = model.predict_score(splits.validation)
     assert model.threshold == best_f1_threshold(splits.validation["churned"].to_numpy(), validation_scores)
+
+
+@pytest.mark.parametrize("transforms", [None, Training(transforms={"fee": ["log", "standardize"], "tickets": ["bin"]})])
+def test_fit_lightgbm_scored_gives_train_lightgbms_model_and_its_validation_scores(splits, transforms):
+    """The validation rows encoded once (early stopping, threshold, scores) give train_lightgbm's model and threshold,
+    and scores equal to predict_score's on the frame, with a categorical and with the brief's transforms."""
+    model, scores = fit_lightgbm_scored("binary", splits.train, splits.validation, FEATURES, "churned",
+                                        transforms=transforms)
+    plain = train_lightgbm("binary", splits.train, splits.validation, FEATURES, "churned", transforms=transforms)
+    np.testing.assert_array_equal(scores, model.predict_score(splits.validation))
+    np.testing.assert_array_equal(scores, plain.predict_score(splits.validation))
+    assert (model.threshold, model.best_iteration) == (plain.threshold, plain.best_iteration)
+    assert model.booster.model_to_string() == plain.booster.model_to_string()
 
 
 def test_categories_come_from_train_only_and_unseen_scores_as_missing(splits):
