@@ -28,6 +28,10 @@ from datetime import datetime
 import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]  # no py.typed marker
 import pyarrow.compute as pc  # type: ignore[import-untyped]  # no py.typed marker
+
+import mlplatform.core.feast_import  # noqa: F401  # first: Feast without typeguard's rewrites (see the module)
+
+# isort: split
 from feast.value_type import ValueType
 
 _INT64, _DOUBLE, _STRING, _BOOL = ValueType.INT64, ValueType.DOUBLE, ValueType.STRING, ValueType.BOOL

@@ -15,6 +15,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import mlplatform.core.feast_import  # noqa: F401  # first: Feast without typeguard's rewrites (see the module)
+
+# isort: split
 import feast
 import numpy as np
 import polars as pl

@@ -382,12 +382,11 @@ class _Serving:
         """Features per id from the online store; None for an id the store has no features of."""
         if self._reader is None:  # opened on first use, so a store that failed to open is retried
             # Feast is slow to import: only the loading thread pays for it, not create_app.
-            from feast import FeatureStore
-
+            from mlplatform.core.feast_import import feast
             from mlplatform.core.feature_store import OnlineReader, feast_config, feature_service_name
 
             config = self.feature_store_config or feast_config(self.workspace.feast_dir, self.brief.name)
-            store = FeatureStore(config=config)
+            store = feast.FeatureStore(config=config)
             self._reader = OnlineReader(store, feature_service_name(self.brief.name))
         columns = self._reader.read(ids)
         rows: dict[int, dict | None] = {}

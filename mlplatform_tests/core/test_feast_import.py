@@ -1,0 +1,24 @@
+"""Feast is imported without typeguard's rewrites of its classes, and typeguard is left as it was for everything else.
+
+Run in a fresh interpreter: the test process may have imported Feast already (another test, or a plugin)."""
+
+import subprocess
+import sys
+
+PROBE = """
+import typeguard
+real = typeguard.typechecked
+import mlplatform.core.feature_store
+import feast
+assert typeguard.typechecked is real, "typeguard.typechecked was not put back"
+names = feast.Entity.__init__.__code__.co_names
+assert "check_argument_types_internal" not in names, names
+entity = feast.Entity(name="customer", join_keys=["customer_id"])
+assert entity.join_key == "customer_id"
+print("ok")
+"""
+
+
+def test_feast_classes_are_not_rewritten_and_typeguard_is_restored():
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
