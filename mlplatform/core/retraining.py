@@ -9,6 +9,11 @@ from pathlib import Path
 import polars as pl
 
 from mlplatform.brief import Split
+from mlplatform.core.tracking import dataset_version
+from mlplatform.core.training import SplitFrames
+
+# The model-version tag naming the rows a version was fitted on (see :func:`fit_rows_version`).
+FIT_ROWS_TAG = "fit_rows"
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,19 @@ def performance_trigger(performance: dict) -> Trigger | None:
         return None
     return Trigger("performance", f"{performance['metric']} fell {performance['relative_drop']:.1%} on newly "
                                   f"labelled data ({performance['reference']:.4f} → {performance['current']:.4f})")
+
+
+def fit_rows_version(split: SplitFrames) -> str:
+    """A content hash of the rows a model is fitted on: the split's training and validation parts (validation
+    picks the threshold and stops boosting), each row with its part. The test part is left out: it only judges.
+
+    Two splits with the same value give a retrain nothing new to learn from: with the same hyperparameters and
+    seed it fits the same model again. A fixed-date split keeps its value while new labels all fall into its test
+    window; a rolling split changes it once a newer month is labelled.
+    """
+    parts = [split.train.with_columns(pl.lit("train").alias("_part")),
+             split.validation.with_columns(pl.lit("validation").alias("_part"))]
+    return dataset_version(pl.concat(parts, how="vertical_relaxed"))
 
 
 def notify(log_path: Path, event: dict, webhook_url: str | None = None) -> dict:

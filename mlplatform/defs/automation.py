@@ -10,8 +10,9 @@ The loop, once its sensors are switched on (``dagster sensor start --start-all``
    latest_batch`` measures the newest month against the training window).
 3. ``drift_sensor`` and ``performance_sensor`` read each fresh report and launch ``retrain_job`` with their reason
    in the run's tags when a top feature's PSI or the primary metric's drop crosses the brief's limits (from the
-   training stage on: the monitoring run has just validated the batch and rebuilt features and training set). New data
-   alone retrains only when the brief asks (``monitoring.retrain_on_new_data``: ``monitor_new_batch`` then launches
+   training stage on: the monitoring run has just validated the batch and rebuilt features and training set). Not when
+   the serving version was fitted on the very rows a retrain would fit (its version tag ``fit_rows``): no newer month
+   is labelled yet, so the retrain would fit the same model again. New data alone retrains only when the brief asks (``monitoring.retrain_on_new_data``: ``monitor_new_batch`` then launches
    ``retrain_job`` as well).
 4. ``retrain_job`` re-validates, rebuilds features, trains on the rolling split's latest months with the
    production model's hyperparameters (``monitoring.retrain_tuning`` re-tunes), evaluates and runs the promotion
@@ -47,10 +48,18 @@ from mlplatform.core import tables
 from mlplatform.core.drift import AWAITING_LABELS, drift_not_measured
 from mlplatform.core.ingestion import monthly_keys, partitioned_sources
 from mlplatform.core.io import InputError, source_files
-from mlplatform.core.retraining import Trigger, drift_trigger, notify, performance_trigger
-from mlplatform.core.rollout.registry import rollout_state
+from mlplatform.core.retraining import (
+    FIT_ROWS_TAG,
+    Trigger,
+    drift_trigger,
+    fit_rows_version,
+    notify,
+    performance_trigger,
+)
+from mlplatform.core.rollout.registry import RolloutState, rollout_state
+from mlplatform.core.tracking import client_for
 from mlplatform.resources.platform import PlatformResource, TrackingResource
-from mlplatform.stage_io import champion_importance
+from mlplatform.stage_io import champion_importance, load_split
 
 TRIGGER_TAG = "mlplatform/trigger"
 REASON_TAG = "mlplatform/reason"
@@ -118,12 +127,29 @@ def _drift_skip(brief: Brief) -> dg.SkipReason | None:
     return dg.SkipReason(f"drift over time is not measured for this brief: {reason}") if reason else None
 
 
-def _report_sensor(context: dg.SensorEvaluationContext, tracking: TrackingResource, report: str, kind: str,
-                   decide) -> dg.SkipReason | dg.RunRequest:
+def _fitted_on_these_rows(platform: PlatformResource, tracking: TrackingResource,
+                          state: RolloutState | None) -> str | None:
+    """The serving version, when a retrain now would fit the very rows it was fitted on (the split's training and
+    validation parts, :func:`~mlplatform.core.retraining.fit_rows_version`); None when the rows differ or either
+    side is unknown (no champion, a version registered without the tag, no training set)."""
+    if state is None or state.champion is None or not platform.workspace.table(tables.TRAINING_SET).exists():
+        return None
+    fitted = client_for(tracking.uri).get_model_version(tracking.model_name, state.champion).tags.get(FIT_ROWS_TAG)
+    try:
+        same = fitted is not None and fit_rows_version(load_split(platform)) == fitted
+    except ValueError:  # no split can be made (e.g. no labelled row): the retrain says why
+        return None
+    return state.champion if same else None
+
+
+def _report_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource, tracking: TrackingResource,
+                   report: str, kind: str, decide) -> dg.SkipReason | dg.RunRequest:
     """Read the newest ``report`` once: ``decide()`` gives the trigger (or why not); one retrain per report run.
 
     While a canary runs, the report waits (the cursor stays): a retrain would replace the challenger before the
-    A/B analysis judged it."""
+    A/B analysis judged it. A trigger does not retrain when the serving version was fitted on the rows a retrain
+    would fit (no newer labelled month yet, or a fixed-date split): it would fit the same model again. Launch
+    ``retrain_job`` by hand to retrain anyway (e.g. after changing the brief's candidates)."""
     record = _latest_record(context, report)
     if record is None:
         return dg.SkipReason(f"no new {report.replace('_', ' ')}")
@@ -138,6 +164,11 @@ def _report_sensor(context: dg.SensorEvaluationContext, tracking: TrackingResour
     trigger, calm = decide()
     if trigger is None:
         return dg.SkipReason(f"{report} {record.storage_id}: {calm}")
+    if version := _fitted_on_these_rows(platform, tracking, state):
+        return dg.SkipReason(f"{trigger.reason}; not retrained: version {version} serves and was fitted on the rows "
+                             "a retrain would fit now (the split's training and validation parts); retraining "
+                             "resumes once new labelled rows reach them (a fixed-date split's windows take none: "
+                             "split.rolling moves them)")
     source_run = record.run_id or None
     if source_run and (earlier := _retrain_already_requested(context, source_run)):
         return dg.SkipReason(f"{trigger.reason}; retrain run {earlier.run_id} "
@@ -242,7 +273,7 @@ def build(brief: Brief) -> list:
                                     top_n=b.monitoring.top_features, threshold=b.monitoring.retrain_psi)
             return trigger, f"no top-{b.monitoring.top_features} feature above PSI {b.monitoring.retrain_psi}"
 
-        return _report_sensor(context, tracking, asset_names.DRIFT_REPORT, "drift", decide)
+        return _report_sensor(context, platform, tracking, asset_names.DRIFT_REPORT, "drift", decide)
 
     @dg.sensor(job=retrain_job, minimum_interval_seconds=interval, default_status=dg.DefaultSensorStatus.STOPPED,
                description="Retrains when a new performance report shows critical concept drift.")
@@ -259,7 +290,7 @@ def build(brief: Brief) -> list:
                                                if row["severity"] == AWAITING_LABELS else "no critical drop"
                                                if drop is None else f"no critical drop ({drop:.1%} of {row['metric']})")
 
-        return _report_sensor(context, tracking, asset_names.PERFORMANCE_REPORT, "performance", decide)
+        return _report_sensor(context, platform, tracking, asset_names.PERFORMANCE_REPORT, "performance", decide)
 
     scheduled_retrain = dg.ScheduleDefinition(
         name="scheduled_retrain", cron_schedule=brief.monitoring.retrain_cron, job=retrain_job,

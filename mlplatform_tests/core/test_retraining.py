@@ -11,11 +11,13 @@ from mlplatform.brief import Split
 from mlplatform.core.retraining import (
     SplitDates,
     drift_trigger,
+    fit_rows_version,
     notify,
     performance_trigger,
     rolling_split_dates,
     split_dates,
 )
+from mlplatform.core.training import SplitFrames
 
 DRIFT = pl.DataFrame({"feature": ["a", "b", "c", "d"], "psi": [0.05, 0.22, 0.40, 0.15]})
 IMPORTANCE = {"a": 10.0, "b": 8.0, "c": 0.5, "d": 5.0}
@@ -114,3 +116,13 @@ def test_split_dates_are_fixed_or_follow_the_newest_label():
 def test_a_split_is_either_fixed_or_rolling(fields, message):
     with pytest.raises(ValidationError, match=message):
         Split.model_validate(fields)
+
+
+def test_fit_rows_version_names_the_rows_a_model_is_fitted_on():
+    rows = pl.DataFrame({"id": [1, 2, 3, 4], "x": [0.5, None, 2.0, 3.0], "y": [0, 1, 0, 1]})
+    train, validation, test = rows[:2], rows[2:3], rows[3:]
+    version = fit_rows_version(SplitFrames(train, validation, test))
+    assert version == fit_rows_version(SplitFrames(train.reverse(), validation, test))  # row order aside
+    assert version == fit_rows_version(SplitFrames(train, validation, rows))  # the test part only judges
+    assert version != fit_rows_version(SplitFrames(train[:1], rows[1:3], test))  # a row moved to validation
+    assert version != fit_rows_version(SplitFrames(train.with_columns(x=pl.lit(0.5)), validation, test))  # a value

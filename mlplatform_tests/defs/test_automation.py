@@ -221,3 +221,46 @@ def test_drift_and_decay_wait_while_a_canary_runs(tmp_path, sensors):
         set_challenger_share(uri, name, 0.0)  # the canary ended
         [request] = _evaluate(sensors["performance_sensor"], instance, platform, cursor=waiting.cursor).run_requests
         assert request.tags["mlplatform/trigger"] == "performance"
+
+
+def test_drift_and_decay_do_not_retrain_on_the_rows_the_serving_version_was_fitted_on(tmp_path, sensors):
+    """A retrain that would fit the champion's own training and validation rows again is not launched: the demo's
+    fixed-date split puts every new label into its test window, so only a row inside the fitted windows makes one."""
+    from datetime import date
+
+    from mlplatform.core import tables
+    from mlplatform.core.retraining import FIT_ROWS_TAG, fit_rows_version
+    from mlplatform.core.tracking import client_for
+    from mlplatform.stage_io import load_split
+
+    platform = PlatformResource(data_dir=str(tmp_path), brief_path=str(DEMO_BRIEF))
+    uri, name = platform.workspace.mlflow_uri, "churn_demo_model"
+    platform.workspace.mlflow_dir.mkdir(parents=True)
+    client = client_for(uri)
+    client.create_registered_model(name)
+    client.create_model_version(name, source=(tmp_path / "model").as_uri())
+    client.set_registered_model_alias(name, "champion", "1")
+
+    def training_set(days: list[date]) -> None:
+        platform.write_table(tables.TRAINING_SET, pl.DataFrame({
+            "customer_id": range(len(days)), "snapshot_date": days, "churned": [i % 2 for i in range(len(days))],
+            "customer_events_30d_count": [float(i) for i in range(len(days))]}))
+
+    # Training (February, March), validation (April) and test (May) rows.
+    fitted = [date(2025, 2, 1), date(2025, 3, 1), date(2025, 4, 1), date(2025, 5, 1)] * 40
+    training_set(fitted)
+    client.set_model_version_tag(name, "1", FIT_ROWS_TAG, fit_rows_version(load_split(platform)))
+    row = {"metric": "f1", "reference": 0.36, "current": 0.27, "relative_drop": 0.25, "severity": "critical"}
+    write_parquet_atomic(pl.DataFrame([row]), platform.workspace.table("monitoring", "performance"))
+    sensor = sensors["performance_sensor"]
+    with dg.instance_for_test() as instance:
+        training_set([*fitted, date(2025, 6, 1)])  # a new label in the test window only
+        instance.report_runless_asset_event(dg.AssetMaterialization("performance_report"))
+        same = _evaluate(sensor, instance, platform)
+        assert not same.run_requests, same
+        assert "f1 fell 25.0%" in same.skip_message and "version 1 serves and was fitted on" in same.skip_message
+
+        training_set([*fitted, date(2025, 3, 15)])  # a late label inside the training window
+        instance.report_runless_asset_event(dg.AssetMaterialization("performance_report"))
+        [request] = _evaluate(sensor, instance, platform, cursor=same.cursor).run_requests
+        assert request.tags["mlplatform/trigger"] == "performance"
