@@ -1,6 +1,7 @@
 """Assembling the training set: which labels are known, the columns that sit beside the features, the golden
 test set no model ever sees, and the split of the rest into train, validation and test."""
 
+import functools
 import hashlib
 from datetime import datetime
 
@@ -42,6 +43,9 @@ def attach_attributes(frame: pl.DataFrame, entities: pl.DataFrame, keys: list[st
     return frame.join(attributes, on=keys, how="left")
 
 
+# Kept per key for the process: every stage that loads the split asks for the same keys (typed: 1, 1.0 and True
+# render differently, so they hash differently).
+@functools.lru_cache(maxsize=1 << 20, typed=True)
 def _hash_fraction(key: object) -> float:
     """A stable number in [0, 1) for a key: blake2b of the salted key, the same on every machine and run."""
     digest = hashlib.blake2b(f"{GOLDEN_SALT}:{key}".encode(), digest_size=8).digest()

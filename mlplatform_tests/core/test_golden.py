@@ -115,3 +115,17 @@ def test_the_golden_set_changes_only_by_new_labels_of_its_keys():
     after = golden_set(brief, _monthly_labels(2_000, MONTHS))
     assert set(before["customer_id"]) == set(after["customer_id"])
     assert after.height == before.height * len(MONTHS) // (len(MONTHS) - 2)
+
+
+def test_hash_fraction_kept_per_key_is_the_keys_own_hash():
+    """The per-process cache of key hashes returns each key's own blake2b fraction, for a key asked again too, and
+    keeps keys that compare equal but render differently (1, 1.0, True) apart."""
+    from mlplatform.core import datasets
+
+    keys = [7, 7.0, True, "7", 123456789, "customer-1", 7, "7"]
+    assert [datasets._hash_fraction(k) for k in keys] == [datasets._hash_fraction.__wrapped__(k) for k in keys]
+    assert len({datasets._hash_fraction(k) for k in (7, 7.0, True)}) == 3
+    keys = pl.Series("customer_id", np.arange(3_000))
+    fresh = keys.is_in([k for k in keys.to_list() if datasets._hash_fraction.__wrapped__(k) < 0.05])
+    assert golden_members(keys, 0.05).equals(fresh.alias("golden"))
+    assert golden_members(keys, 0.05).equals(fresh.alias("golden"))
