@@ -124,17 +124,17 @@ def test_a_challenger_no_better_than_the_champion_is_not_promoted(demo_copy):
     assert get_alias_version(ws.mlflow_uri, "churn_demo_model", "challenger") != champion
 
 
-def test_demo_drift_fires_the_sensor_and_the_retraining_run_meets_the_gate(demo_copy):
-    """The demo story: the drifted period trips the drift sensor, whose run request retrains through the
-    promotion gate. Retraining on the same data cannot beat the champion, so the gate refuses, with its reason."""
+def test_demo_drift_trips_the_sensor_but_no_retrain_fits_the_champion_s_own_rows(demo_copy):
+    """The demo story: the drifted period trips the drift sensor's threshold. The demo's split has fixed dates, so
+    the drifted months' labels fall in its test window and a retrain would fit the champion's own training and
+    validation rows again (the same model): the sensor says so instead of launching it."""
     import dagster as dg
 
     from mlplatform.core.tracking import get_alias_version
     from mlplatform.definitions import build_definitions
 
-    ws = Workspace(demo_copy.data_dir, "churn_demo")
+    champion = get_alias_version(Workspace(demo_copy.data_dir, "churn_demo").mlflow_uri, "churn_demo_model", "champion")
     defs = build_definitions(demo_copy)
-    champion = get_alias_version(ws.mlflow_uri, "churn_demo_model", "champion")
     with dg.instance_for_test() as instance:
         dg.materialize([*defs.assets, *defs.asset_checks], instance=instance, resources=defs.resources,
                        selection=["drift_report"])
@@ -142,13 +142,9 @@ def test_demo_drift_fires_the_sensor_and_the_retraining_run_meets_the_gate(demo_
         resources = {"platform": defs.resources["platform"], "tracking": defs.resources["tracking"]}
         with dg.build_sensor_context(instance=instance, resources=resources) as context:
             tick = sensor.evaluate_tick(context)
-        [request] = tick.run_requests
-        assert request.tags["mlplatform/trigger"] == "drift"
-        run = defs.resolve_job_def("retrain_job").execute_in_process(
-            instance=instance, tags=request.tags, raise_on_error=False)
-    [gate] = [e for e in run.get_asset_check_evaluations() if e.check_name == "promotion_gate"]
-    assert not gate.passed and "FAIL beats_champion" in gate.description
-    assert get_alias_version(ws.mlflow_uri, "churn_demo_model", "champion") == champion
+    assert not tick.run_requests
+    assert tick.skip_message.startswith("PSI above 0.2 on top-10 feature(s): "), tick.skip_message
+    assert f"not retrained: version {champion} serves and was fitted on the rows" in tick.skip_message
 
 
 def test_online_store_serves_the_latest_offline_values(demo_run, demo_settings):
