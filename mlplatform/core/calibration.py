@@ -7,7 +7,7 @@ score to the probability a response reports, while the decision threshold stays 
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -180,13 +180,40 @@ def fit_calibrator(y_true: np.ndarray, y_prob: np.ndarray, isotonic_min_rows: in
     return Calibrator("platt", rows, slope=float(model.coef_[0, 0]), intercept=float(model.intercept_[0]))
 
 
+@dataclass(frozen=True)
+class CalibrationSummary:
+    """How well calibrated the challenger's scores are, and what a calibrator fitted on validation changed."""
+
+    validation_ece: float
+    """Expected calibration error on validation, which decides whether to calibrate."""
+    ece: float
+    """Hold-out ECE of the raw scores."""
+    brier: float
+    """Hold-out Brier score of the raw scores."""
+    max_ece: float
+    """The validation ECE above which a calibrator is fitted."""
+    calibrated: bool = False
+    method: str | None = None
+    """``isotonic`` or ``platt`` when calibrated."""
+    fitted_rows: int | None = None
+    """Validation rows the calibrator was fitted on."""
+    ece_after: float | None = None
+    """Hold-out ECE of the calibrated scores."""
+    brier_after: float | None = None
+    """Hold-out Brier score of the calibrated scores."""
+
+    def row(self) -> dict[str, object]:
+        """The summary as a row of :data:`CALIBRATION_SCHEMA`."""
+        return asdict(self)
+
+
 def calibration_summary(
     y_valid: np.ndarray,
     p_valid: np.ndarray,
     y_test: np.ndarray,
     p_test: np.ndarray,
     max_ece: float = ECE_THRESHOLD,
-) -> tuple[dict, Calibrator | None]:
+) -> tuple[CalibrationSummary, Calibrator | None]:
     """ECE and Brier of the scores; when the validation ECE exceeds ``max_ece``, a calibrator fitted on
     validation and its effect on the hold-out.
 
@@ -194,18 +221,15 @@ def calibration_summary(
     hold-out shows whether it helped.
 
     Returns:
-        The summary: ``validation_ece``, ``ece``, ``brier`` (hold-out, raw scores), ``max_ece``, ``calibrated``
-        (bool), and when calibrated ``method``, ``fitted_rows``, ``ece_after``, ``brier_after`` (hold-out;
-        None otherwise); and the fitted calibrator, or None.
+        The summary (the calibrated fields None when no calibrator was fitted) and the fitted calibrator, or None.
     """
     validation_ece = expected_calibration_error(y_valid, p_valid)
-    summary = {"validation_ece": validation_ece, "ece": expected_calibration_error(y_test, p_test),
-               "brier": brier_score(y_test, p_test), "max_ece": max_ece, "calibrated": False, "method": None,
-               "fitted_rows": None, "ece_after": None, "brier_after": None}
+    summary = CalibrationSummary(validation_ece=validation_ece, ece=expected_calibration_error(y_test, p_test),
+                                 brier=brier_score(y_test, p_test), max_ece=max_ece)
     if validation_ece <= max_ece:
         return summary, None
     calibrator = fit_calibrator(y_valid, p_valid)
     after = calibrator.transform(p_test)
-    return summary | {"calibrated": True, "method": calibrator.method, "fitted_rows": calibrator.fitted_rows,
-                      "ece_after": expected_calibration_error(y_test, after),
-                      "brier_after": brier_score(y_test, after)}, calibrator
+    return replace(summary, calibrated=True, method=calibrator.method, fitted_rows=calibrator.fitted_rows,
+                   ece_after=expected_calibration_error(y_test, after),
+                   brier_after=brier_score(y_test, after)), calibrator

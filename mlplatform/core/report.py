@@ -17,6 +17,11 @@ from typing import Any
 import numpy as np
 from markdown_it import MarkdownIt
 
+from mlplatform.core.calibration import CalibrationSummary
+from mlplatform.core.evaluation.cross_validation import CrossValidation
+from mlplatform.core.evaluation.error_analysis import ErrorAnalysis
+from mlplatform.core.evaluation.fairness_assessment import FairnessReport
+from mlplatform.core.evaluation.skew import SkewComparison
 from mlplatform.core.io import write_text_atomic
 from mlplatform.core.metrics import higher_is_better
 
@@ -43,19 +48,14 @@ class ReportContext:
         deltas: shown baseline name → metric → model minus baseline.
         kill_criteria: ``{criterion, measured, passed}`` rows.
         comparisons: rows of :func:`~mlplatform.core.evaluation.hold_out_metrics.baseline_comparison`.
-        cross_validation: ``reason`` and, unless skipped, ``folds`` (rows of
-            :func:`~mlplatform.core.evaluation.cross_validation.cross_validation`), ``mean``, ``std``.
-        calibration: :func:`~mlplatform.core.calibration.calibration_summary`.
+        cross_validation: the challenger's cross-validation, or why it was skipped.
+        calibration: the calibration summary (binary tasks).
         slices: ``{dimension, value, n, metrics}`` records.
-        fairness: ``minimum``, ``min_group``, ``alpha``, ``attributes`` (``{attribute, disparate_impact, p_value,
-            equal_opportunity_gap, equal_opportunity_p_value, passed, primary, groups}``, each group a row of
-            per-group rates).
-        worst_predictions: ``error`` (how it is measured), ``rows``, ``contrast`` (rows of
-            :func:`~mlplatform.core.evaluation.error_analysis.error_contrast`), ``summary``.
+        fairness: the rule, each protected attribute's assessment and every candidate's verdict.
+        worst_predictions: the error analysis of the worst predictions.
         edge_cases: rows of :func:`~mlplatform.core.evaluation.edge_cases.edge_case_probe`.
         scores_used: a sentence: raw or calibrated scores.
-        skew: ``reason`` when not measured, else ``summary`` (:func:`~mlplatform.core.evaluation.skew.skew_summary`),
-            ``rows`` (of :func:`~mlplatform.core.evaluation.skew.skew_table`), ``window``, ``task``.
+        skew: offline-vs-online skew, or why it was not measured.
     """
 
     title: str
@@ -68,14 +68,28 @@ class ReportContext:
     deltas: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     kill_criteria: Sequence[Row] = ()
     comparisons: Sequence[Row] | None = None
-    cross_validation: Row | None = None
-    calibration: Row | None = None
+    cross_validation: CrossValidation | None = None
+    calibration: CalibrationSummary | None = None
     slices: Sequence[Row] | None = None
-    fairness: Row | None = None
-    worst_predictions: Row | None = None
+    fairness: FairnessReport | None = None
+    worst_predictions: ErrorAnalysis | None = None
     edge_cases: Sequence[Row] | None = None
     scores_used: str | None = None
-    skew: Row | None = None
+    skew: SkewComparison | None = None
+
+
+@dataclass(frozen=True)
+class CandidateMetrics:
+    """The report's metric parts from the long metric table, for one model against every other candidate."""
+
+    metrics: Mapping[str, Row]
+    """The model's metrics: metric → row (``value, ci_low, ci_high``...)."""
+    baselines: Mapping[str, Mapping[str, float]]
+    """Every other candidate, by shown name: metric → value."""
+    deltas: Mapping[str, Mapping[str, float]]
+    """Shown name → metric → the model's value minus the other's."""
+    shown: Mapping[str, str]
+    """Candidate → its shown name."""
 
 
 _DISPLAY = {"f1": "F1", "macro_f1": "macro-F1", "pr_auc": "PR-AUC", "roc_auc": "ROC-AUC", "mae": "MAE",
@@ -152,17 +166,12 @@ def _verdict(ctx: ReportContext) -> str:
     return sentence
 
 
-def candidate_context(metrics: Sequence[Mapping[str, Any]], model: str, primary: str,
-                      baselines: tuple[str, ...] = ("rules", "majority")) -> dict[str, Any]:
+def candidate_context(metrics: Sequence[Row], model: str, primary: str,
+                      baselines: tuple[str, ...] = ("rules", "majority")) -> CandidateMetrics:
     """The report's metric parts from the long metric table (rows of ``candidate, metric, value, ci_low,
     ci_high``): the model's metrics, every other candidate's values beside it (candidates that are not
-    ``baselines`` marked "(not chosen)": they lost on validation, not on this hold-out) and the deltas.
-
-    Returns:
-        ``metrics`` (metric → row), ``baselines`` (shown name → metric → value), ``deltas`` (shown name →
-        metric → model minus other) and ``shown`` (candidate → shown name).
-    """
-    by_candidate: dict[str, dict[str, Mapping[str, Any]]] = {}
+    ``baselines`` marked "(not chosen)": they lost on validation, not on this hold-out) and the deltas."""
+    by_candidate: dict[str, dict[str, Row]] = {}
     for row in metrics:
         by_candidate.setdefault(row["candidate"], {})[row["metric"]] = row
     if model not in by_candidate or primary not in by_candidate[model]:
@@ -172,7 +181,7 @@ def candidate_context(metrics: Sequence[Mapping[str, Any]], model: str, primary:
     others = {shown[name]: {m: r["value"] for m, r in rows.items()} for name, rows in by_candidate.items()}
     deltas = {name: {m: own[m]["value"] - v for m, v in values.items() if m in own and v is not None}
               for name, values in others.items()}
-    return {"metrics": own, "baselines": others, "deltas": deltas, "shown": shown}
+    return CandidateMetrics(metrics=own, baselines=others, deltas=deltas, shown=shown)
 
 
 def render_evaluation_report(ctx: ReportContext) -> str:
@@ -265,25 +274,25 @@ def _comparisons(rows: Sequence[Row], model: str) -> list[str]:
             _table(["baseline", model, "baseline value", "Δ", "95% CI of Δ", "significant"], table)]
 
 
-def _cross_validation(cv: Mapping[str, Any], primary: str) -> list[str]:
+def _cross_validation(cv: CrossValidation, primary: str) -> list[str]:
     label = metric_label(primary)
-    if cv.get("folds") is None:
-        return ["## Cross-validation", f"Skipped: {cv['reason']}"]
+    if not cv.ran:
+        return ["## Cross-validation", f"Skipped: {cv.reason}"]
     rows = [[str(f["fold"]), f"{f['train_rows']:,}", f"{f['test_rows']:,}", f"{f['test_start']} .. {f['test_end']}",
-             _num(f["value"])] for f in cv["folds"]]
+             _num(f["value"])] for f in cv.folds.iter_rows(named=True)]
     return ["## Cross-validation",
-            f"{cv['reason']} {label} {_num(cv['mean'])} ± {_num(cv['std'])} (mean ± standard deviation over "
+            f"{cv.reason} {label} {_num(cv.mean)} ± {_num(cv.std)} (mean ± standard deviation over "
             f"{len(rows)} folds).",
             _table(["fold", "train rows", "test rows", "test period", label], rows)]
 
 
-def _calibration(c: Mapping[str, Any]) -> list[str]:
-    rows = [["hold-out, raw scores", _num(c["ece"], 4), _num(c["brier"], 4)]]
+def _calibration(c: CalibrationSummary) -> list[str]:
+    rows = [["hold-out, raw scores", _num(c.ece, 4), _num(c.brier, 4)]]
     text = (f"Expected calibration error (10 equal-width bins) and Brier score. Scores count as miscalibrated "
-            f"when the validation ECE exceeds {c['max_ece']:g}; it is {c['validation_ece']:.4f}")
-    if c["calibrated"]:
-        rows.append([f"hold-out, {c['method']} calibrator", _num(c["ece_after"], 4), _num(c["brier_after"], 4)])
-        text += (f", so a {c['method']} calibrator was fitted on {c['fitted_rows']:,} validation rows (isotonic "
+            f"when the validation ECE exceeds {c.max_ece:g}; it is {c.validation_ece:.4f}")
+    if c.calibrated:
+        rows.append([f"hold-out, {c.method} calibrator", _num(c.ece_after, 4), _num(c.brier_after, 4)])
+        text += (f", so a {c.method} calibrator was fitted on {c.fitted_rows:,} validation rows (isotonic "
                  f"from 1,000 rows, else Platt). It is saved with the model as calibrator.json and registered "
                  "with it, for the probability a prediction reports; the metrics above use the raw scores.")
     else:
@@ -291,42 +300,44 @@ def _calibration(c: Mapping[str, Any]) -> list[str]:
     return ["## Calibration", text, _table(["scores", "ECE", "Brier"], rows)]
 
 
-def _fairness(f: Mapping[str, Any]) -> list[str]:
+def _fairness(f: FairnessReport) -> list[str]:
     parts = ["## Fairness"]
-    if not f["attributes"]:
+    if not f.attributes:
         return parts + ["The brief names no protected attributes."]
-    parts.append(f"Disparate-impact ratio (80% rule, minimum {f['minimum']:g}): lowest group selection rate over "
-                 f"the highest, among groups with at least {f['min_group']} hold-out rows and a known value; a "
-                 "ratio under the minimum FAILS. Equal opportunity: the gap between the highest and lowest "
-                 f"true-positive rate, which FAILS above {f.get('max_gap', 0.1):g}. Fisher's exact test of the two "
-                 "groups is reported beside each, never used to pass. Fewer than two groups large enough: "
-                 f"NOT_ASSESSABLE ({f.get('when_not_assessable', 'fail')}, as the brief says). A metric the brief "
+    rule = f.rule
+    parts.append(f"Disparate-impact ratio (80% rule, minimum {rule.disparate_impact_min:g}): lowest group selection "
+                 f"rate over the highest, among groups with at least {rule.min_group_size} hold-out rows and a known "
+                 "value; a ratio under the minimum FAILS. Equal opportunity: the gap between the highest and lowest "
+                 f"true-positive rate, which FAILS above {rule.equal_opportunity_max_gap:g}. Fisher's exact test of "
+                 "the two groups is reported beside each, never used to pass. Fewer than two groups large enough: "
+                 f"NOT_ASSESSABLE ({rule.when_not_assessable}, as the brief says). A metric the brief "
                  "waives is WAIVED with its reason. Calibration per group: mean predicted probability against the "
                  "observed rate (binomial test), and the group's ECE.")
-    if f.get("candidates"):
+    if f.candidates is not None and f.candidates.height:
         parts.append("Every candidate on this hold-out (before and after mitigation; a candidate failing the gate "
                      "is not chosen while one passes):")
         parts.append(_table(["candidate", "attribute", "disparate impact", "TPR gap", "status", "primary metric"],
                             [[c["candidate"], c["attribute"], _num(c["disparate_impact"]),
                               _num(c["equal_opportunity_gap"]), c["status"],
                               f"{metric_label(c['primary_metric'])} {_num(c['primary_value'])}"]
-                             for c in f["candidates"]]))
-    for a in f["attributes"]:
-        if a.get("applicable") is False:
-            parts.append(f"**{a['attribute']}**: disparate impact and equal opportunity do not apply "
-                         f"({a.get('note')}); the primary metric per group is the evidence (pass).")
+                             for c in f.candidates.iter_rows(named=True)]))
+    for a in f.attributes:
+        if a.applicable is False:
+            primary = a.primary or ""
+            parts.append(f"**{a.attribute}**: disparate impact and equal opportunity do not apply "
+                         f"({a.note}); the primary metric per group is the evidence (pass).")
             rows = [[str(g["group"]) if g["group"] is not None else "unknown",
-                     f"{g['n']:,}" + ("" if g["assessed"] else " (not assessed)"), _num(_value(g.get(a["primary"])))]
-                    for g in a["groups"]]
-            parts.append(_table(["group", "n", metric_label(a["primary"])], rows))
+                     f"{g['n']:,}" + ("" if g["assessed"] else " (not assessed)"), _num(_value(g.get(primary)))]
+                    for g in a.groups]
+            parts.append(_table(["group", "n", metric_label(primary)], rows))
             continue
-        parts.append(f"**{a['attribute']}**: **{a.get('status', 'PASS' if a['passed'] else 'FAIL')}** — "
-                     f"{a.get('reason') or ''}")
-        columns = [c for c in ("selection_rate", "tpr", a.get("primary"), "observed_rate", "mean_score",
-                               "calibration_p_value", "ece") if c and any(c in g for g in a["groups"])]
+        status = a.status if a.status is not None else "PASS" if a.passed else "FAIL"
+        parts.append(f"**{a.attribute}**: **{status}** — {a.reason or ''}")
+        columns = [c for c in ("selection_rate", "tpr", a.primary, "observed_rate", "mean_score",
+                               "calibration_p_value", "ece") if c and any(c in g for g in a.groups)]
         rows = [[str(g["group"]) if g["group"] is not None else "unknown",
                  f"{g['n']:,}" + ("" if g["assessed"] else " (not assessed)"),
-                 *(_num(_value(g.get(c))) for c in columns)] for g in a["groups"]]
+                 *(_num(_value(g.get(c))) for c in columns)] for g in a.groups]
         parts.append(_table(["group", "n", *map(metric_label, columns)], rows))
     return parts
 
@@ -335,30 +346,30 @@ _SKEW_PREDICTION = {"binary": "positive-class probability", "multiclass": "predi
                     "regression": "predicted value"}
 
 
-def _skew(k: Mapping[str, Any]) -> list[str]:
+def _skew(k: SkewComparison) -> list[str]:
     parts = ["## Offline-vs-online skew"]
-    if "summary" not in k:
-        return parts + [f"Not measured: {k['reason']}"]
-    s, shown = k["summary"], _SKEW_PREDICTION.get(k["task"], "prediction")
+    if k.summary is None or k.rows is None:
+        return parts + [f"Not measured: {k.reason}"]
+    s, shown = k.summary, _SKEW_PREDICTION.get(k.task, "prediction")
     parts.append(
-        f"For {s['entities']} sampled hold-out entities, the features the Feast online store serves (the online "
-        f"path: the latest feature row of the materialised window {k['window']}) against the same feature row read "
+        f"For {s.entities} sampled hold-out entities, the features the Feast online store serves (the online "
+        f"path: the latest feature row of the materialised window {k.window}) against the same feature row read "
         f"from the offline feature table (the offline path the training set is joined from), and the model's "
-        f"{shown} from each. One row by both paths, so any difference is skew: **{s['skewed']} of "
-        f"{s['entities']} entities differ**, largest prediction difference "
-        f"{_num(s['max_prediction_difference'], 4)}.")
+        f"{shown} from each. One row by both paths, so any difference is skew: **{s.skewed} of "
+        f"{s.entities} entities differ**, largest prediction difference "
+        f"{_num(s.max_prediction_difference, 4)}.")
     parts.append(
         f"Second comparison, the training set itself: each entity's latest hold-out row against the online "
-        f"features. Only where that row is the online row (same row: {s['same_row']} entities; "
-        f"{s['same_row_skewed']} of them differ) must they agree; for the other {s['newer_online_row']} the online "
+        f"features. Only where that row is the online row (same row: {s.same_row} entities; "
+        f"{s.same_row_skewed} of them differ) must they agree; for the other {s.newer_online_row} the online "
         f"row is newer than the hold-out row, so differences there are the entities "
         f"changing over time (mean prediction difference "
-        f"{_num(s['newer_online_row_mean_prediction_difference'], 4)}), not skew. Every row is in the lake table "
+        f"{_num(s.newer_online_row_mean_prediction_difference, 4)}), not skew. Every row is in the lake table "
         "evaluation/skew; the 20 below are the most different (skew first, then change since the hold-out row).")
     header = ["entity", "online row", "features differing", "offline prediction", "online prediction",
               "difference", "hold-out row", "hold-out prediction", "hold-out difference"]
     rows = []
-    for r in k["rows"]:
+    for r in k.rows.iter_rows(named=True):
         key = next(iter(r))
         rows.append([str(r[key]), str(r["online_row_time"]),
                      f"{r['features_differing']}" + (f" ({r['differing'][:80]})" if r["differing"] else ""),
@@ -369,22 +380,21 @@ def _skew(k: Mapping[str, Any]) -> list[str]:
     return parts + [_table(header, rows)]
 
 
-def _worst(w: Mapping[str, Any]) -> list[str]:
-    rows = w["rows"]
+def _worst(w: ErrorAnalysis) -> list[str]:
+    rows = w.rows
     parts = ["## Error analysis: the worst predictions",
-             f"The {len(rows)} hold-out rows with the largest error ({w['error']}), worst first; every feature of "
-             f"them is in the lake table evaluation/worst_predictions. {w.get('summary', '')}".rstrip()]
-    contrast = w.get("contrast") or []
-    if contrast:
+             f"The {rows.height} hold-out rows with the largest error ({w.error}), worst first; every feature of "
+             f"them is in the lake table evaluation/worst_predictions. {w.summary}".rstrip()]
+    contrast = w.contrast
+    if contrast.height:
         parts.append("Features where these rows differ most from the whole hold-out (difference of means in "
                      "hold-out standard deviations):")
         parts.append(_table(["feature", "worst rows mean", "hold-out mean", "difference (SD)"],
                             [[c["feature"], _num(c["worst_mean"]), _num(c["holdout_mean"]),
-                              f"{c['std_difference']:+.2f}"] for c in contrast]))
-    if rows:
-        header = list(rows[0])
-        parts.append(_table(header, [[_num(v) if isinstance(v, float) else "—" if v is None else str(v)
-                                      for v in r.values()] for r in rows]))
+                              f"{c['std_difference']:+.2f}"] for c in contrast.iter_rows(named=True)]))
+    if rows.height:
+        parts.append(_table(rows.columns, [[_num(v) if isinstance(v, float) else "—" if v is None else str(v)
+                                            for v in r] for r in rows.iter_rows()]))
     return parts
 
 

@@ -11,11 +11,16 @@ import polars as pl
 
 from mlplatform import asset_names
 from mlplatform.core import tables
-from mlplatform.core.calibration import CALIBRATION_SCHEMA, calibration_summary, save_calibrator
+from mlplatform.core.calibration import CALIBRATION_SCHEMA, CalibrationSummary, calibration_summary, save_calibrator
 from mlplatform.core.datasets import golden_set, model_features
-from mlplatform.core.evaluation.cross_validation import cross_validate_challenger
-from mlplatform.core.evaluation.error_analysis import error_analysis
-from mlplatform.core.evaluation.fairness_assessment import fairness_assessment, fairness_rule
+from mlplatform.core.evaluation.cross_validation import CrossValidation, cross_validate_challenger
+from mlplatform.core.evaluation.error_analysis import ErrorAnalysis, error_analysis
+from mlplatform.core.evaluation.fairness_assessment import (
+    AttributeFairness,
+    FairnessReport,
+    fairness_assessment,
+    fairness_rule,
+)
 from mlplatform.core.evaluation.golden import GoldenSummary, golden_evaluation
 from mlplatform.core.evaluation.hold_out_metrics import Candidate
 from mlplatform.core.evaluation.hold_out_report import (
@@ -26,7 +31,13 @@ from mlplatform.core.evaluation.hold_out_report import (
     report_markdown,
 )
 from mlplatform.core.evaluation.kill_criteria import QualityRecord, quality_kill_criterion
-from mlplatform.core.evaluation.skew import latest_offline_rows, skew_sample, skew_summary, skew_table
+from mlplatform.core.evaluation.skew import (
+    SkewComparison,
+    latest_offline_rows,
+    skew_sample,
+    skew_summary,
+    skew_table,
+)
 from mlplatform.core.feature_names import feature_service_name
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
@@ -97,14 +108,18 @@ def hold_out_candidates(platform: PlatformResource, split, models: dict,
             Candidate("majority", majority.predict_score(test), _threshold(platform, "majority"))]
 
 
-def _assess(platform: PlatformResource, test: pl.DataFrame, model: Candidate) -> tuple[list[dict], pl.DataFrame]:
+# An assessment of one model: each protected attribute and the long per-group table.
+Assessment = tuple[list[AttributeFairness], pl.DataFrame]
+
+
+def _assess(platform: PlatformResource, test: pl.DataFrame, model: Candidate) -> Assessment:
     b = platform.brief
     return fairness_assessment(b.task_type, test, b.label.column, model.scores, model.threshold,
                                b.protected_attributes, b.metrics.primary, fairness_rule(b), b.label.positive_class)
 
 
 def _candidate_fairness(platform: PlatformResource, test: pl.DataFrame,
-                        scores: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, tuple[list[dict], pl.DataFrame]]]:
+                        scores: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, Assessment]]:
     """Every trained candidate's fairness verdict on the hold-out (evaluation/fairness_candidates, with its primary
     metric: the report's before/after mitigation), from its test-split ``scores`` (name → scores); returns
     candidate -> why it fails the gate, for those that do, and each candidate's assessment (:func:`_assess`)."""
@@ -116,18 +131,19 @@ def _candidate_fairness(platform: PlatformResource, test: pl.DataFrame,
         attributes, _ = assessed[name]
         value = compute_metrics(b.task_type, test[b.label.column].to_numpy(), model.scores, model.threshold,
                                 only=[b.metrics.primary])[b.metrics.primary]
-        failing = [f"{a['attribute']}: {a['reason']}" for a in attributes if not a["passed"]]
+        failing = [f"{a.attribute}: {a.reason}" for a in attributes if not a.passed]
         if failing:
             unfair[name] = "; ".join(failing)
-        rows += [{"candidate": name, **{k: a[k] for k in ("attribute", "disparate_impact", "equal_opportunity_gap",
-                                                         "status", "passed", "reason")},
-                  "primary_metric": b.metrics.primary, "primary_value": value} for a in attributes]
+        rows += [{"candidate": name, "attribute": a.attribute, "disparate_impact": a.disparate_impact,
+                  "equal_opportunity_gap": a.equal_opportunity_gap, "status": a.status, "passed": a.passed,
+                  "reason": a.reason, "primary_metric": b.metrics.primary, "primary_value": value}
+                 for a in attributes]
     platform.write_table(tables.FAIRNESS_CANDIDATES, pl.DataFrame(rows, schema=CANDIDATE_FAIRNESS_SCHEMA))
     return unfair, assessed
 
 
 def _select(platform: PlatformResource, split: SplitFrames, trained: Mapping[str, Any]
-            ) -> tuple[Selection, dict[str, Any], dict[str, tuple[list[dict], pl.DataFrame]]]:
+            ) -> tuple[Selection, dict[str, Any], dict[str, Assessment]]:
     """The challenger (:func:`_choose_challenger`, leaving out candidates unfair on the hold-out), with every
     trained model's hold-out scores and fairness assessment: each model scores the hold-out once, and the
     fairness of every candidate, the metrics and the report share them."""
@@ -137,30 +153,26 @@ def _select(platform: PlatformResource, split: SplitFrames, trained: Mapping[str
 
 
 def _fairness(platform: PlatformResource, test: pl.DataFrame, model: Candidate,
-              assessed: tuple[list[dict], pl.DataFrame] | None = None) -> dict:
+              assessed: Assessment | None = None) -> FairnessReport:
     """Fairness per protected attribute (evaluation/fairness, evaluation/fairness_groups) for the report;
     ``assessed``: the model's :func:`_assess` on these scores when already computed."""
-    t = platform.brief.thresholds
     attributes, groups = assessed if assessed is not None else _assess(platform, test, model)
-    platform.write_table(tables.FAIRNESS, pl.DataFrame(
-        [{k: f[k] for k in FAIRNESS_SCHEMA} for f in attributes], schema=FAIRNESS_SCHEMA))
+    platform.write_table(tables.FAIRNESS, pl.DataFrame([a.row() for a in attributes], schema=FAIRNESS_SCHEMA))
     platform.write_table(tables.FAIRNESS_GROUPS, groups)
-    return {"minimum": t.disparate_impact_min, "min_group": t.fairness_min_group_size,
-            "alpha": t.fairness_significance, "max_gap": t.equal_opportunity_max_gap,
-            "when_not_assessable": t.fairness_when_not_assessable, "attributes": attributes,
-            "candidates": platform.read_table(tables.FAIRNESS_CANDIDATES).to_dicts()}
+    return FairnessReport(rule=fairness_rule(platform.brief), attributes=attributes,
+                          candidates=platform.read_table(tables.FAIRNESS_CANDIDATES))
 
 
-def _cross_validation(platform: PlatformResource, split: SplitFrames, challenger: str) -> dict:
+def _cross_validation(platform: PlatformResource, split: SplitFrames, challenger: str) -> CrossValidation:
     """The method's rule: cross-validate when the training split is small (evaluation/cross_validation); else say
     why not."""
-    folds, summary = cross_validate_challenger(platform.brief, split, challenger,
-                                               model_dir(platform.workspace.models_dir, challenger))
-    platform.write_table(tables.CROSS_VALIDATION, folds)
-    return summary
+    cv = cross_validate_challenger(platform.brief, split, challenger,
+                                   model_dir(platform.workspace.models_dir, challenger))
+    platform.write_table(tables.CROSS_VALIDATION, cv.folds)
+    return cv
 
 
-def _calibration(platform: PlatformResource, split, model: Candidate, predictor) -> dict | None:
+def _calibration(platform: PlatformResource, split, model: Candidate, predictor) -> CalibrationSummary | None:
     """Binary tasks: ECE and Brier, and a calibrator fitted on validation when miscalibrated, saved into the
     challenger's model folder (calibrator.json) so that it is registered with the model; a stale one is
     removed. Other tasks have no positive-class probability to calibrate: None."""
@@ -173,18 +185,19 @@ def _calibration(platform: PlatformResource, split, model: Candidate, predictor)
                                               split.test[label].to_numpy(), model.scores,
                                               max_ece=b.thresholds.max_calibration_error)
     save_calibrator(calibrator, model_dir(platform.workspace.models_dir, model.name))
-    platform.write_table(tables.CALIBRATION, pl.DataFrame([summary], schema=CALIBRATION_SCHEMA))
+    platform.write_table(tables.CALIBRATION, pl.DataFrame([summary.row()], schema=CALIBRATION_SCHEMA))
     return summary
 
 
-def _error_analysis(platform: PlatformResource, test: pl.DataFrame, model: Candidate) -> dict:
+def _error_analysis(platform: PlatformResource, test: pl.DataFrame, model: Candidate) -> ErrorAnalysis:
     """The worst predictions with every feature (evaluation/worst_predictions) and what the report shows."""
     worst, summary = error_analysis(platform.brief, test, model.scores)
     platform.write_table(tables.WORST_PREDICTIONS, worst)
     return summary
 
 
-def _skew(platform: PlatformResource, feast_store: FeatureStoreResource, test: pl.DataFrame, predictor) -> dict:
+def _skew(platform: PlatformResource, feast_store: FeatureStoreResource, test: pl.DataFrame,
+          predictor) -> SkewComparison:
     """Offline-vs-online skew on sampled hold-out entities (evaluation/skew): the Feast online store's features
     against the offline feature row it should hold and against the training set's hold-out row, with the
     model's prediction from each."""
@@ -194,7 +207,8 @@ def _skew(platform: PlatformResource, feast_store: FeatureStoreResource, test: p
     b = platform.brief
     path = platform.workspace.table(tables.features(b.entity))
     if not path.exists():
-        return {"reason": f"the brief has no feature table ({path.name}) in the online store to compare with."}
+        return SkewComparison(reason=f"the brief has no feature table ({path.name}) in the online store to compare "
+                                     "with.")
     start, end = (datetime.combine(d, time()) for d in (b.partition_start, b.partition_end))
     features = pl.scan_parquet(path)  # read for the sampled entities only
     sample = skew_sample(test, features, entity_key=b.entity_key, timestamp=b.label.timestamp, start=start, end=end,
@@ -208,8 +222,8 @@ def _skew(platform: PlatformResource, feast_store: FeatureStoreResource, test: p
     platform.write_table(tables.SKEW, skew)
     shown = skew.sort("features_differing", "prediction_difference", "holdout_prediction_difference",
                       descending=True).head(20)
-    return {"summary": skew_summary(skew), "rows": shown.to_dicts(), "window": f"{start:%Y-%m-%d} .. {end:%Y-%m-%d}",
-            "task": b.task_type}
+    return SkewComparison(summary=skew_summary(skew), rows=shown, window=f"{start:%Y-%m-%d} .. {end:%Y-%m-%d}",
+                          task=b.task_type)
 
 
 def _golden(platform: PlatformResource, predictor, threshold: float) -> GoldenSummary:
@@ -299,7 +313,7 @@ class _HeldOut:
     challenger: Any
     scored: list[Candidate]
     results: HoldOutResults
-    challenger_fairness: tuple[list[dict], pl.DataFrame]
+    challenger_fairness: Assessment
 
 
 def _evaluate_hold_out(context: dg.AssetExecutionContext, platform: PlatformResource,

@@ -70,14 +70,14 @@ def test_summary_fits_a_calibrator_only_when_validation_is_miscalibrated():
     y_test, p_test = calibrated(3000, 6)
     fine, none = calibration_summary(y_valid, p_valid, y_test, p_test)
     assert none is None
-    assert not fine["calibrated"] and fine["ece_after"] is None and fine["method"] is None
-    assert fine["max_ece"] == ECE_THRESHOLD and fine["validation_ece"] <= ECE_THRESHOLD
+    assert not fine.calibrated and fine.ece_after is None and fine.method is None
+    assert fine.max_ece == ECE_THRESHOLD and fine.validation_ece <= ECE_THRESHOLD
 
     bad, calibrator = calibration_summary(y_valid, overconfident(p_valid), y_test, overconfident(p_test))
     assert calibrator.method == "isotonic"
-    assert bad["calibrated"] and bad["method"] == "isotonic" and bad["fitted_rows"] == 3000
-    assert bad["ece"] > ECE_THRESHOLD > bad["ece_after"]
-    assert bad["brier_after"] < bad["brier"]
+    assert bad.calibrated and bad.method == "isotonic" and bad.fitted_rows == 3000
+    assert bad.ece > ECE_THRESHOLD > bad.ece_after
+    assert bad.brier_after < bad.brier
 
 
 def test_bad_inputs_are_refused():

@@ -12,7 +12,12 @@ from mlplatform.brief import DEMO_BRIEF, Brief, load_brief
 from mlplatform.core import tables
 from mlplatform.core.datasets import model_features
 from mlplatform.core.drift import NOT_APPLICABLE
-from mlplatform.core.evaluation.cross_validation import CV_FOLD_SCHEMA, CV_MAX_TRAIN_ROWS, cross_validate_challenger
+from mlplatform.core.evaluation.cross_validation import (
+    CV_FOLD_SCHEMA,
+    CV_MAX_TRAIN_ROWS,
+    CrossValidation,
+    cross_validate_challenger,
+)
 from mlplatform.core.evaluation.error_analysis import error_analysis
 from mlplatform.core.evaluation.golden import GoldenSummary, golden_evaluation, golden_markdown
 from mlplatform.core.evaluation.hold_out_metrics import Candidate
@@ -22,6 +27,7 @@ from mlplatform.core.evaluation.hold_out_report import (
     hold_out_summary,
     report_figures,
 )
+from mlplatform.core.evaluation.skew import SkewComparison
 from mlplatform.core.holdout import SetApart
 from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.model_card import card_evidence, golden_description
@@ -71,13 +77,14 @@ def test_the_hold_out_results_and_the_reports_figures(brief):
                                           tables.KILL_CRITERIA, tables.EDGE_CASES, tables.PREDICTIONS}
     assert hold_out_summary(brief, test)["positive_rate"] == pytest.approx(float(y.mean()))
 
-    ctx = ReportContext(title="churn_demo", primary_metric="f1", metrics=results.parts["metrics"], calibration=None,
-                        cross_validation={"reason": "skipped"}, skew={"reason": "none"},
+    ctx = ReportContext(title="churn_demo", primary_metric="f1", metrics=results.parts.metrics, calibration=None,
+                        cross_validation=CrossValidation("skipped", pl.DataFrame(schema=CV_FOLD_SCHEMA)),
+                        skew=SkewComparison(reason="none"),
                         holdout=hold_out_summary(brief, test))
     golden = GoldenSummary(share=0.1, version="v", rows=0, keys=0, metrics={}, not_judged=None)
     figures = report_figures(brief, _Selection(), results, ctx, SetApart(rows=4, entities=2), golden,
                              pl.DataFrame({"feature": ["a", "b"]}))
-    rules = results.parts["baselines"]["rules"]["f1"]
+    rules = results.parts.baselines["rules"]["f1"]
     assert figures["lift_over_rules_f1"] == pytest.approx((results.headline - rules) / abs(rules))
     assert figures["cross_validation"] == "skipped" and "ece" not in figures and "golden_f1" not in figures
     assert figures["test_rows"] == 300 and figures["test_rows_set_apart_quarantined"] == 4
@@ -155,10 +162,10 @@ def test_the_cards_evidence_comes_from_the_lake_tables(brief):
 
 def test_cross_validation_is_skipped_on_a_large_training_split_without_loading_the_model(brief):
     big = _rows(brief, CV_MAX_TRAIN_ROWS, 5)
-    folds, summary = cross_validate_challenger(brief, SplitFrames(big, big.head(10), big.head(10)), "lightgbm",
-                                               Path("/nonexistent/model"))
-    assert folds.schema == pl.Schema(CV_FOLD_SCHEMA) and folds.height == 0
-    assert f"{CV_MAX_TRAIN_ROWS:,} rows" in summary["reason"] and "folds" not in summary
+    cv = cross_validate_challenger(brief, SplitFrames(big, big.head(10), big.head(10)), "lightgbm",
+                                   Path("/nonexistent/model"))
+    assert cv.folds.schema == pl.Schema(CV_FOLD_SCHEMA) and cv.folds.height == 0
+    assert f"{CV_MAX_TRAIN_ROWS:,} rows" in cv.reason and not cv.ran
 
 
 def test_error_analysis_keeps_the_worst_rows_and_shows_what_sets_them_apart(brief):
@@ -166,8 +173,8 @@ def test_error_analysis_keeps_the_worst_rows_and_shows_what_sets_them_apart(brie
     worst, shown = error_analysis(brief, test, _score(test), n=10)
     assert worst.height == 10 and worst["rank"].to_list() == list(range(1, 11))
     assert worst["error"].is_sorted(descending=True)
-    assert set(model_features(brief)) <= set(worst.columns) and len(shown["rows"]) == 10
-    assert list(shown["rows"][0])[-3:] == [c["feature"] for c in shown["contrast"]][:3]
+    assert set(model_features(brief)) <= set(worst.columns) and shown.rows.height == 10
+    assert shown.rows.columns[-3:] == shown.contrast["feature"].head(3).to_list()
 
 
 def test_the_training_sets_row_counts_follow_labels_then_the_split(tmp_path):

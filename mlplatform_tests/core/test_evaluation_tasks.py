@@ -10,6 +10,7 @@ from sklearn.metrics import f1_score, mean_absolute_error
 
 from mlplatform.core.evaluation.error_analysis import error_summary, worst_predictions
 from mlplatform.core.evaluation.fairness_assessment import (
+    FairnessReport,
     FairnessRule,
     fairness_assessment,
     group_fairness,
@@ -21,7 +22,13 @@ from mlplatform.core.evaluation.hold_out_metrics import (
     metric_table,
     prediction_table,
 )
-from mlplatform.core.evaluation.skew import latest_offline_rows, skew_sample, skew_summary, skew_table
+from mlplatform.core.evaluation.skew import (
+    SkewComparison,
+    latest_offline_rows,
+    skew_sample,
+    skew_summary,
+    skew_table,
+)
 from mlplatform.core.evaluation.slices import sliced_metrics
 from mlplatform.core.report import ReportContext, candidate_context, render_evaluation_report
 
@@ -75,8 +82,8 @@ def test_binary_fairness_assessment_is_group_fairness_plus_the_gate_verdict():
     frame = pl.DataFrame({"label": y, "g": group})
     [row], groups = fairness_assessment("binary", frame, "label", score, 0.5, ["g"], "f1", RULE)
     expected = group_fairness(frame["g"], y, score >= 0.5, RULE.min_group_size)
-    assert row["disparate_impact"] == pytest.approx(expected["disparate_impact"])
-    assert row["applicable"] and not row["passed"]  # a large, significant gap
+    assert row.disparate_impact == pytest.approx(expected["disparate_impact"])
+    assert row.applicable and not row.passed  # a large, significant gap
     assert {"ece", "calibration_gap", "tpr", "primary_value"} <= set(groups.columns)
     selected = ((group == "x") & (score >= 0.5)).sum() / (group == "x").sum()
     assert groups.filter(pl.col("group") == "x")["selection_rate"][0] == pytest.approx(selected)
@@ -88,22 +95,22 @@ def test_multiclass_fairness_compares_selection_of_the_favourable_class():
                                         favourable_class=1)
     selected = proba.argmax(axis=1) == 1
     rates = {g: selected[(frame["group"] == g).to_numpy()].mean() for g in ("a", "b")}
-    assert row["disparate_impact"] == pytest.approx(min(rates.values()) / max(rates.values()))
-    assert row["disparate_impact"] < 0.8 and not row["passed"]
+    assert row.disparate_impact == pytest.approx(min(rates.values()) / max(rates.values()))
+    assert row.disparate_impact < 0.8 and not row.passed
     assert "calibration_gap" not in groups.columns  # binary only
     macro = groups.filter(pl.col("group") == "a")["primary_value"][0]
     rows = (frame["group"] == "a").to_numpy()
     assert macro == pytest.approx(f1_score(frame["label"].to_numpy()[rows], proba[rows].argmax(axis=1),
                                            average="macro"))
     [without], _ = fairness_assessment("multiclass", frame, "label", proba, 0.5, ["group"], "macro_f1", RULE)
-    assert without["passed"] and not without["applicable"] and "positive_class" in without["note"]
+    assert without.passed and not without.applicable and "positive_class" in without.note
 
 
 def test_regression_fairness_does_not_apply_and_shows_the_metric_per_group():
     frame, predicted = regression_holdout()
     [row], groups = fairness_assessment("regression", frame, "label", predicted, 0.5, ["group"], "mae", RULE)
-    assert row["passed"] and not row["applicable"] and row["disparate_impact"] is None
-    assert "regression" in row["note"]
+    assert row.passed and not row.applicable and row.disparate_impact is None
+    assert "regression" in row.note
     mae = dict(zip(groups["group"], groups["primary_value"], strict=True))
     assert mae["b"] > 3 * mae["a"]
     assert groups["n"].sum() == frame.height and groups["assessed"].all()
@@ -137,14 +144,13 @@ def test_candidate_context_and_report_render_for_regression():
             for c, values in {"lightgbm": {"mae": 9.0, "rmse": 12.0}, "torch": {"mae": 9.5, "rmse": 12.5},
                               "rules": {"mae": 14.0, "rmse": 18.0}}.items() for m, v in values.items()]
     parts = candidate_context(rows, "lightgbm", "mae")
-    assert parts["deltas"]["rules"]["mae"] == -5.0 and "torch (not chosen)" in parts["baselines"]
+    assert parts.deltas["rules"]["mae"] == -5.0 and "torch (not chosen)" in parts.baselines
     frame, predicted = regression_holdout()
     attributes, _ = fairness_assessment("regression", frame, "label", predicted, 0.5, ["group"], "mae", RULE)
     markdown = render_evaluation_report(ReportContext(
         title="prices", task="regression", model_name="lightgbm", primary_metric="mae",
-        metrics=parts["metrics"], baselines=parts["baselines"], deltas=parts["deltas"], kill_criteria=[],
-        fairness={"minimum": 0.8, "min_group": 50, "alpha": 0.05, "attributes": attributes},
-        skew={"reason": "the brief has no feature table"}))
+        metrics=parts.metrics, baselines=parts.baselines, deltas=parts.deltas, kill_criteria=[],
+        fairness=FairnessReport(RULE, attributes), skew=SkewComparison(reason="the brief has no feature table")))
     assert "Lower MAE is better" in markdown
     assert "do not apply" in markdown and "## Offline-vs-online skew" in markdown
     with pytest.raises(ValueError, match="no mae for xgboost"):
@@ -224,8 +230,8 @@ def test_skew_table_finds_a_planted_online_difference_and_its_prediction_change(
     if task == "multiclass":
         assert row[2]["offline_prediction"] == row[2]["online_prediction"] == 1.0
     summary = skew_summary(table)
-    assert summary["skewed"] == 1 and summary["same_row"] == 2 and summary["same_row_skewed"] == 1
-    assert summary["newer_online_row"] == 1
+    assert summary.skewed == 1 and summary.same_row == 2 and summary.same_row_skewed == 1
+    assert summary.newer_online_row == 1
     with pytest.raises(ValueError, match="sample's entities"):
         skew_table(task, sample, latest, {**online, "id": [3, 2, 1]}, entity_key="id", timestamp="label_time",
                    features=["f_num"], predict=predict)

@@ -41,10 +41,10 @@ def _verdict(frame, scores, **rule):
 def test_disparate_impact_fails_below_the_minimum_whatever_the_p_value(selected_b, status):
     frame, scores = _frame(selected_b)  # ratio 0.78 / 0.80 / 0.82 against group a's 0.50
     row = _verdict(frame, scores)
-    assert row["disparate_impact"] == pytest.approx(selected_b / 50)
-    assert row["disparate_impact_status"] == status and row["passed"] is (status == "PASS")
+    assert row.disparate_impact == pytest.approx(selected_b / 50)
+    assert row.disparate_impact_status == status and row.passed is (status == "PASS")
     if status == "FAIL":  # Fisher's p is far from significant here; the ratio alone decides
-        assert row["p_value"] > 0.05 and row["status"] == "FAIL" and "reported only" in row["reason"]
+        assert row.p_value > 0.05 and row.status == "FAIL" and "reported only" in row.reason
 
 
 @pytest.mark.parametrize(("tp_b", "status"), [(21, "FAIL"), (24, "PASS"), (27, "PASS")])
@@ -52,21 +52,21 @@ def test_equal_opportunity_gap_is_gated_at_the_maximum(tp_b, status):
     # 60 positives per group; TPR 0.50 vs 0.35 / 0.40 / 0.45: gaps 0.15 / 0.10 / 0.05
     frame, scores = _frame(100, n_a=200, n_b=200, selected_a=100, positives=60, tp_a=30, tp_b=tp_b)
     row = _verdict(frame, scores, equal_opportunity_max_gap=0.1)
-    assert row["equal_opportunity_gap"] == pytest.approx(0.5 - tp_b / 60)
-    assert row["equal_opportunity_status"] == status and row["passed"] is (status == "PASS")
-    assert row["disparate_impact_status"] == "PASS"
+    assert row.equal_opportunity_gap == pytest.approx(0.5 - tp_b / 60)
+    assert row.equal_opportunity_status == status and row.passed is (status == "PASS")
+    assert row.disparate_impact_status == "PASS"
 
 
 @pytest.mark.parametrize(("n_b", "assessable"), [(MIN_GROUP - 1, False), (MIN_GROUP, True)])
 def test_a_group_under_the_minimum_size_makes_the_check_not_assessable_and_fail_closed(n_b, assessable):
     frame, scores = _frame(selected_b=n_b // 2, n_b=n_b, positives=10, tp_a=5, tp_b=5)
     row = _verdict(frame, scores)
-    assert row["status"] == "NOT_ASSESSABLE" and not row["passed"]  # 10 positives: no TPR gap either way
+    assert row.status == "NOT_ASSESSABLE" and not row.passed  # 10 positives: no TPR gap either way
     if assessable:
-        assert row["disparate_impact_status"] == "PASS"
+        assert row.disparate_impact_status == "PASS"
     else:
-        assert row["disparate_impact"] is None and row["disparate_impact_status"] == "NOT_ASSESSABLE"
-        assert "not assessable" in row["reason"] and "fail" in row["reason"]
+        assert row.disparate_impact is None and row.disparate_impact_status == "NOT_ASSESSABLE"
+        assert "not assessable" in row.reason and "fail" in row.reason
 
 
 @pytest.mark.parametrize(("positives", "assessable"), [(MIN_GROUP - 1, False), (MIN_GROUP, True)])
@@ -75,37 +75,37 @@ def test_equal_opportunity_needs_the_minimum_number_of_positives_per_group_not_r
     tp = positives // 2
     frame, scores = _frame(100, n_a=300, n_b=300, selected_a=100, positives=positives, tp_a=tp, tp_b=tp)
     row = _verdict(frame, scores)
-    assert row["disparate_impact_status"] == "PASS"
+    assert row.disparate_impact_status == "PASS"
     if assessable:
-        assert row["equal_opportunity_gap"] == pytest.approx(0.0)
-        assert row["equal_opportunity_status"] == "PASS" and row["passed"]
+        assert row.equal_opportunity_gap == pytest.approx(0.0)
+        assert row.equal_opportunity_status == "PASS" and row.passed
     else:
-        assert row["equal_opportunity_gap"] is None and row["equal_opportunity_status"] == "NOT_ASSESSABLE"
-        assert not row["passed"] and f"{MIN_GROUP}+ hold-out positives" in row["reason"]
+        assert row.equal_opportunity_gap is None and row.equal_opportunity_status == "NOT_ASSESSABLE"
+        assert not row.passed and f"{MIN_GROUP}+ hold-out positives" in row.reason
         warned = _verdict(frame, scores, when_not_assessable="warn")
-        assert warned["passed"] and warned["equal_opportunity_status"] == "NOT_ASSESSABLE"
+        assert warned.passed and warned.equal_opportunity_status == "NOT_ASSESSABLE"
 
 
 def test_not_assessable_passes_with_a_warning_only_when_the_brief_says_so():
     frame, scores = _frame(selected_b=20, n_b=MIN_GROUP - 1, positives=10, tp_a=5, tp_b=5)
     row = _verdict(frame, scores, when_not_assessable="warn")
-    assert row["status"] == "NOT_ASSESSABLE" and row["passed"]
+    assert row.status == "NOT_ASSESSABLE" and row.passed
 
 
 def test_a_waiver_lets_a_failing_metric_through_as_waived_with_its_reason_never_as_pass():
     frame, scores = _frame(30)  # ratio 0.6
     reason = "hold-out too small to resolve the ratio; re-judged next quarter"
     row = _verdict(frame, scores, waivers={("g", "disparate_impact"): reason})
-    assert row["passed"] and row["status"] == "WAIVED" and row["disparate_impact_status"] == "WAIVED"
-    assert reason in row["reason"] and "PASS disparate" not in row["reason"]
+    assert row.passed and row.status == "WAIVED" and row.disparate_impact_status == "WAIVED"
+    assert reason in row.reason and "PASS disparate" not in row.reason
     other = _verdict(frame, scores, waivers={("g", "equal_opportunity"): reason})  # waives the other metric only
-    assert not other["passed"] and other["status"] == "FAIL"
+    assert not other.passed and other.status == "FAIL"
 
 
 def test_a_waiver_does_not_hide_a_second_failing_metric():
     frame, scores = _frame(30, tp_b=4)  # ratio 0.6 and TPR gap 0.12 (10 vs 4 of 50 positives)
     row = _verdict(frame, scores, waivers={("g", "disparate_impact"): "explicitly accepted for this test"})
-    assert row["status"] == "FAIL" and not row["passed"] and row["equal_opportunity_status"] == "FAIL"
+    assert row.status == "FAIL" and not row.passed and row.equal_opportunity_status == "FAIL"
 
 
 # metric_verdict and the attribute's worst status, directly at their limits ---------------------------------------
@@ -160,19 +160,19 @@ def _result(impact: float | None, gap: float | None) -> dict:
 ])
 def test_the_attribute_takes_its_worst_metrics_status_and_passes_only_if_both_do(impact, gap, rule, status, passed):
     verdict = _attribute_verdict("g", _result(impact, gap), rule)
-    assert verdict["status"] == status and verdict["passed"] is passed
-    assert verdict["applicable"] is True and verdict["note"] == ""
+    assert verdict.status == status and verdict.passed is passed
+    assert verdict.applicable is True and verdict.note == ""
 
 
 def test_the_verdict_reason_gives_each_value_against_its_limit():
     verdict = _attribute_verdict("g", _result(0.85, 0.15), RULE)
-    assert (verdict["disparate_impact_status"], verdict["equal_opportunity_status"]) == ("PASS", "FAIL")
-    assert verdict["reason"] == (
+    assert (verdict.disparate_impact_status, verdict.equal_opportunity_status) == ("PASS", "FAIL")
+    assert verdict.reason == (
         "PASS disparate impact 0.850, at least the minimum 0.8 (Fisher p = 0.123, reported only); "
         "FAIL equal-opportunity (TPR) gap 0.150, over the maximum 0.1 (Fisher p = 0.0456, reported only)")
-    under = _attribute_verdict("g", _result(0.75, 0.1), RULE)["reason"]
+    under = _attribute_verdict("g", _result(0.75, 0.1), RULE).reason
     assert "disparate impact 0.750, under the minimum 0.8" in under and "gap 0.100, at most the maximum 0.1" in under
-    missing = _attribute_verdict("g", _result(None, None), RULE)["reason"]
+    missing = _attribute_verdict("g", _result(None, None), RULE).reason
     assert missing.startswith(f"NOT_ASSESSABLE disparate impact not assessable: fewer than two groups with "
                               f"{MIN_GROUP}+ hold-out rows")
 

@@ -1,10 +1,16 @@
 import base64
 import re
+from dataclasses import replace
 
 import numpy as np
+import polars as pl
 import pytest
 
 from mlplatform.core import report
+from mlplatform.core.calibration import CalibrationSummary
+from mlplatform.core.evaluation.cross_validation import CV_FOLD_SCHEMA, CrossValidation
+from mlplatform.core.evaluation.error_analysis import ErrorAnalysis
+from mlplatform.core.evaluation.fairness_assessment import AttributeFairness, FairnessReport, FairnessRule
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -155,28 +161,30 @@ def deep(ctx) -> dict:
              "ci_low": 0.12, "ci_high": 0.3, "significant": True},
             {"baseline": "lightgbm (not chosen)", "metric": "f1", "model": 0.52, "baseline_value": 0.55,
              "delta": -0.03, "ci_low": -0.08, "ci_high": 0.02, "significant": False}],
-        "cross_validation": {"reason": "Small data.", "mean": 0.371, "std": 0.03, "folds": [
-            {"fold": 1, "train_rows": 1318, "test_rows": 1208, "test_start": "2025-03-01", "test_end": "2025-03-01",
-             "value": 0.353}]},
-        "calibration": {"validation_ece": 0.09, "ece": 0.081, "brier": 0.07, "max_ece": 0.05, "calibrated": True,
-                        "method": "platt", "fitted_rows": 900, "ece_after": 0.012, "brier_after": 0.062},
-        "fairness": {"minimum": 0.8, "min_group": 50, "alpha": 0.05, "attributes": [
-            {"attribute": "age_band", "disparate_impact": 0.466, "p_value": 0.082, "equal_opportunity_gap": 0.371,
-             "equal_opportunity_p_value": 0.0527, "passed": False, "primary": "f1", "status": "FAIL",
-             "reason": "FAIL disparate impact 0.466, under the minimum 0.8 (Fisher p = 0.082, reported only); FAIL "
-                       "equal-opportunity (TPR) gap 0.371, over the maximum 0.1 (Fisher p = 0.0527, reported only)",
-             "groups": [group, group | {"group": None, "n": 17, "assessed": False}]}],
-            "candidates": [{"candidate": "lightgbm", "attribute": "age_band", "disparate_impact": 0.466,
-                            "equal_opportunity_gap": 0.371, "status": "FAIL", "primary_metric": "f1",
-                            "primary_value": 0.52},
-                           {"candidate": "lightgbm_reweighed", "attribute": "age_band", "disparate_impact": 0.83,
-                            "equal_opportunity_gap": 0.08, "status": "PASS", "primary_metric": "f1",
-                            "primary_value": 0.5}]},
-        "worst_predictions": {"error": "|label − score|", "summary": "2 are positives the model scored low.",
-                              "contrast": [{"feature": "tickets", "worst_mean": 4.0, "holdout_mean": 1.0,
-                                            "std_difference": 2.5}],
-                              "rows": [{"rank": 1, "customer_id": 7, "label": 1, "score": 0.01, "error": 0.99,
-                                        "plan": None}]},
+        "cross_validation": CrossValidation("Small data.", pl.DataFrame(
+            [{"fold": 1, "train_rows": 1318, "test_rows": 1208, "test_start": "2025-03-01", "test_end": "2025-03-01",
+              "value": 0.353}, {"fold": 2, "train_rows": 2526, "test_rows": 1208, "test_start": "2025-04-01",
+                                "test_end": "2025-04-01", "value": 0.389}], schema=CV_FOLD_SCHEMA)),
+        "calibration": CalibrationSummary(validation_ece=0.09, ece=0.081, brier=0.07, max_ece=0.05, calibrated=True,
+                                          method="platt", fitted_rows=900, ece_after=0.012, brier_after=0.062),
+        "fairness": FairnessReport(FairnessRule(0.8, 50, 0.05), [AttributeFairness(
+            "age_band", disparate_impact=0.466, p_value=0.082, equal_opportunity_gap=0.371,
+            equal_opportunity_p_value=0.0527, passed=False, primary="f1", status="FAIL",
+            reason="FAIL disparate impact 0.466, under the minimum 0.8 (Fisher p = 0.082, reported only); FAIL "
+                   "equal-opportunity (TPR) gap 0.371, over the maximum 0.1 (Fisher p = 0.0527, reported only)",
+            groups=(group, group | {"group": None, "n": 17, "assessed": False}))],
+            candidates=pl.DataFrame([{"candidate": "lightgbm", "attribute": "age_band", "disparate_impact": 0.466,
+                                      "equal_opportunity_gap": 0.371, "status": "FAIL", "primary_metric": "f1",
+                                      "primary_value": 0.52},
+                                     {"candidate": "lightgbm_reweighed", "attribute": "age_band",
+                                      "disparate_impact": 0.83, "equal_opportunity_gap": 0.08, "status": "PASS",
+                                      "primary_metric": "f1", "primary_value": 0.5}])),
+        "worst_predictions": ErrorAnalysis(
+            error="|label − score|", summary="2 are positives the model scored low.",
+            contrast=pl.DataFrame([{"feature": "tickets", "worst_mean": 4.0, "holdout_mean": 1.0,
+                                    "std_difference": 2.5}]),
+            rows=pl.DataFrame([{"rank": 1, "customer_id": 7, "label": 1, "score": 0.01, "error": 0.99,
+                                "plan": None}])),
         "edge_cases": [{"case": "all features missing", "rows": 20, "passed": True, "detail": "scores 0.1 .. 0.1"},
                        {"case": "unseen categories", "rows": 20, "passed": False, "detail": "raised KeyError: x"}],
     }
@@ -192,9 +200,10 @@ def test_baseline_comparison_section_says_whether_each_difference_is_significant
 
 def test_cross_validation_section_shows_folds_or_why_it_was_skipped(deep):
     markdown = report.render_evaluation_report(report.ReportContext(**deep))
-    assert "Small data. F1 0.371 ± 0.030 (mean ± standard deviation over 1 folds)." in markdown
+    assert "Small data. F1 0.371 ± 0.025 (mean ± standard deviation over 2 folds)." in markdown
     assert "| 1 | 1,318 | 1,208 | 2025-03-01 .. 2025-03-01 | 0.353 |" in markdown
-    deep["cross_validation"] = {"reason": "the training split has 50,000 rows"}
+    deep["cross_validation"] = CrossValidation("the training split has 50,000 rows",
+                                               pl.DataFrame(schema=CV_FOLD_SCHEMA))
     markdown = report.render_evaluation_report(report.ReportContext(**deep))
     assert "## Cross-validation\n\nSkipped: the training split has 50,000 rows" in markdown
     assert "| fold |" not in markdown
@@ -205,7 +214,8 @@ def test_calibration_section_reports_before_and_after(deep):
     assert "| hold-out, raw scores | 0.0810 | 0.0700 |" in markdown
     assert "| hold-out, platt calibrator | 0.0120 | 0.0620 |" in markdown
     assert "fitted on 900 validation rows" in markdown and "saved with the model as calibrator.json" in markdown
-    deep["calibration"] |= {"validation_ece": 0.02, "calibrated": False, "method": None, "ece_after": None}
+    deep["calibration"] = replace(deep["calibration"], validation_ece=0.02, calibrated=False, method=None,
+                                  ece_after=None)
     markdown = report.render_evaluation_report(report.ReportContext(**deep))
     assert "no calibrator was fitted" in markdown and "calibrator |" not in markdown
 
@@ -220,7 +230,7 @@ def test_fairness_section_has_tpr_and_calibration_per_group(deep):
             in markdown)
     assert "| 18-24 | 129 | 0.124 | 0.375 | 0.250 | 0.062 | 0.084 | 0.430 | 0.047 |" in markdown
     assert "| unknown | 17 (not assessed) |" in markdown
-    deep["fairness"]["attributes"] = []
+    deep["fairness"] = replace(deep["fairness"], attributes=[])
     assert "The brief names no protected attributes." in report.render_evaluation_report(report.ReportContext(**deep))
 
 

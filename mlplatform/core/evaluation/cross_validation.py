@@ -1,6 +1,7 @@
 """Cross-validation on small data: time-ordered or stratified folds, each refitting the challenger."""
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,31 @@ from mlplatform.core.training import SplitFrames
 CV_MAX_TRAIN_ROWS = 10_000
 CV_FOLD_SCHEMA = {"fold": pl.Int64, "train_rows": pl.Int64, "test_rows": pl.Int64, "test_start": pl.String,
                   "test_end": pl.String, "value": pl.Float64}
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """The method's cross-validation of the challenger, or why it was skipped."""
+
+    reason: str
+    """Why it ran (with how the folds were cut and what each refits) or why it was skipped."""
+    folds: pl.DataFrame
+    """One row per fold (:data:`CV_FOLD_SCHEMA`); empty when skipped."""
+
+    @property
+    def ran(self) -> bool:
+        """Whether any fold ran."""
+        return self.folds.height > 0
+
+    @property
+    def mean(self) -> float | None:
+        """The primary metric's mean over the folds."""
+        return self.folds["value"].mean()  # type: ignore[return-value]
+
+    @property
+    def std(self) -> float | None:
+        """The primary metric's standard deviation over the folds."""
+        return self.folds["value"].std()  # type: ignore[return-value]
 
 
 def expanding_window_folds(times: pl.Series, k: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -133,20 +159,15 @@ def cross_validation(task: TaskType, frame: pl.DataFrame, features: list[str], l
 
 
 def cross_validate_challenger(brief: Brief, split: SplitFrames, challenger: str,
-                              model_dir: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
+                              model_dir: Path) -> CrossValidation:
     """The method's rule: cross-validate the challenger (saved in ``model_dir``) when the training split is small;
-    else say why not.
-
-    Returns:
-        The folds (:data:`CV_FOLD_SCHEMA`, empty when skipped) and what the report says: ``reason`` and, when
-        folds ran, ``folds`` (their rows), ``mean`` and ``std``.
-    """
+    else say why not (no folds)."""
     b, rows = brief, split.train.height
     if rows >= CV_MAX_TRAIN_ROWS:
-        return pl.DataFrame(schema=CV_FOLD_SCHEMA), {"reason": (
+        return CrossValidation(folds=pl.DataFrame(schema=CV_FOLD_SCHEMA), reason=(
             f"the training split has {rows:,} rows; the method cross-validates below {CV_MAX_TRAIN_ROWS:,}, "
             "where one hold-out is too small to trust. At this size the hold-out and its bootstrap intervals "
-            "are the estimate.")}
+            "are the estimate."))
     model = load_candidate(model_dir)
     frame = pl.concat([split.train, split.validation])
     if b.has_time:
@@ -162,11 +183,10 @@ def cross_validate_challenger(brief: Brief, split: SplitFrames, challenger: str,
     folds = cross_validation(b.task_type, frame, model_features(b), b.label.column, b.metrics.primary, refit,
                              model.threshold, folds=index, timestamp=b.label.timestamp if b.has_time else None)
     if folds.height == 0:
-        return folds, {"reason": "train and validation hold a single label timestamp, so no fold can test on later "
-                                 "rows than it trains on."}
+        return CrossValidation(folds=folds, reason="train and validation hold a single label timestamp, so no fold "
+                                                   "can test on later rows than it trains on.")
     reason = (f"The training split has {rows:,} rows (under {CV_MAX_TRAIN_ROWS:,}), so the method's rule applies: "
               f"{how}, each refitting the challenger ({challenger}): {refitted}, and its threshold "
               f"{model.threshold:.3f}. The validation rows, on which those were tuned, are in the folds, so the "
               "estimate leans optimistic.")
-    return folds, {"reason": reason, "folds": folds.to_dicts(), "mean": folds["value"].mean(),
-                   "std": folds["value"].std()}
+    return CrossValidation(reason=reason, folds=folds)

@@ -1,6 +1,6 @@
 """Error analysis on the hold-out: the worst predictions and the features where they differ from the rest."""
 
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -9,6 +9,21 @@ from mlplatform.brief import Brief, TaskType
 from mlplatform.core.datasets import model_features
 
 WORST_ROWS = 50  # the method: inspect the 50 worst predictions by hand
+
+
+@dataclass(frozen=True)
+class ErrorAnalysis:
+    """What the report shows of the worst hold-out predictions."""
+
+    rows: pl.DataFrame
+    """The worst rows, worst first: rank, keys, label, score, error and the three features that set them apart
+    most (midnight timestamps as dates)."""
+    contrast: pl.DataFrame
+    """:func:`error_contrast` of those rows against the whole hold-out."""
+    summary: str
+    """One sentence on which way the worst rows err."""
+    error: str
+    """How the error is measured."""
 
 
 def prediction_errors(task: TaskType, y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -80,7 +95,7 @@ def error_summary(task: TaskType, worst: pl.DataFrame, label: str) -> tuple[str,
 
 
 def error_analysis(brief: Brief, test: pl.DataFrame, scores: np.ndarray,
-                   n: int = WORST_ROWS) -> tuple[pl.DataFrame, dict[str, Any]]:
+                   n: int = WORST_ROWS) -> tuple[pl.DataFrame, ErrorAnalysis]:
     """The ``n`` worst hold-out predictions with their keys, protected and slice attributes and every model input
     (the evaluation's worst_predictions table), and what the report shows: the rows with the three features that
     set them apart most, the feature contrast, a summary and how the error is measured."""
@@ -93,5 +108,4 @@ def error_analysis(brief: Brief, test: pl.DataFrame, scores: np.ndarray,
     shown = worst.select("rank", *keys, label, "score", "error", *contrast["feature"].head(3))
     # Midnight timestamps read as dates.
     when = pl.col(brief.label.timestamp).cast(pl.String).str.replace(r" 00:00:00(\.0+)?$", "")
-    return worst, {"rows": shown.with_columns(when).to_dicts(), "contrast": contrast.to_dicts(), "summary": summary,
-                   "error": error}
+    return worst, ErrorAnalysis(rows=shown.with_columns(when), contrast=contrast, summary=summary, error=error)

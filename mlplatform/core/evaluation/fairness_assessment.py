@@ -1,8 +1,8 @@
 """Fairness of one model across each protected attribute on the hold-out, with the promotion gate's verdict per
 attribute: selection rate, true-positive rate and calibration per group (method phase 9)."""
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -76,6 +76,73 @@ class FairnessRule:
     waivers: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
 
+# The fairness gate's two metrics: metric → (value, Fisher p) fields of :class:`AttributeFairness`.
+GATE_METRICS = {"disparate_impact": ("disparate_impact", "p_value"),
+                "equal_opportunity": ("equal_opportunity_gap", "equal_opportunity_p_value")}
+
+
+@dataclass(frozen=True)
+class AttributeFairness:
+    """One protected attribute's fairness on the hold-out and the gate's verdict on it. The fields up to ``reason``
+    are a row of the lake table evaluation/fairness, in its column order; a row read from an older table may lack
+    some (None)."""
+
+    attribute: str
+    disparate_impact: float | None = None
+    """Lowest group selection rate over the highest (the 80% rule); None when not assessable."""
+    p_value: float | None = None
+    """Fisher's exact test of the disparate-impact groups (reported, never used to pass)."""
+    equal_opportunity_gap: float | None = None
+    """Highest minus lowest group true-positive rate; None when not assessable."""
+    passed: bool | None = None
+    """Whether the gate lets the attribute through."""
+    equal_opportunity_p_value: float | None = None
+    applicable: bool | None = None
+    """False where the model makes no selection decision (e.g. regression)."""
+    note: str | None = None
+    """Why it does not apply."""
+    status: str | None = None
+    """The worst of the two metrics' statuses (PASS, FAIL, NOT_ASSESSABLE, WAIVED, NOT_APPLICABLE)."""
+    disparate_impact_status: str | None = None
+    equal_opportunity_status: str | None = None
+    reason: str | None = None
+    """The verdict in words."""
+    primary: str | None = None
+    """The brief's primary metric, shown per group."""
+    groups: tuple[Mapping[str, Any], ...] = ()
+    """Per-group rows of the assessment's long table, each with the primary metric under its name too."""
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "AttributeFairness":
+        """An attribute read back from a row of evaluation/fairness."""
+        return cls(**{f.name: row[f.name] for f in fields(cls) if f.name in row})
+
+    def row(self) -> dict[str, Any]:
+        """The row of evaluation/fairness: every field but ``primary`` and ``groups``."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("primary", "groups")}
+
+    def measured(self, metric: str) -> tuple[float | None, float | None]:
+        """A gate metric's (``disparate_impact`` or ``equal_opportunity``) value and Fisher p."""
+        value, p_value = GATE_METRICS[metric]
+        return getattr(self, value), getattr(self, p_value)
+
+    def metric_status(self, metric: str) -> str | None:
+        """The gate's status for one of its metrics, None in a row written without it."""
+        status: str | None = getattr(self, f"{metric}_status")
+        return status
+
+
+@dataclass(frozen=True)
+class FairnessReport:
+    """The report's fairness section: the brief's rule, each protected attribute's assessment and every
+    candidate's verdict (before and after mitigation)."""
+
+    rule: FairnessRule
+    attributes: Sequence[AttributeFairness]
+    candidates: pl.DataFrame | None = None
+    """Rows of evaluation/fairness_candidates."""
+
+
 def fairness_rule(brief: Brief) -> FairnessRule:
     """The brief's fairness limits and waivers, as the gate, the evaluation and the model card judge them."""
     t = brief.thresholds
@@ -129,7 +196,7 @@ def _verdict_reason(result: Mapping[str, Any], statuses: Mapping[str, str], attr
 
 def fairness_assessment(task: TaskType, frame: pl.DataFrame, label: str, scores: np.ndarray, threshold: float,
                         attributes: list[str], primary: str, rule: FairnessRule,
-                        favourable_class: str | int | None = None) -> tuple[list[dict], pl.DataFrame]:
+                        favourable_class: str | int | None = None) -> tuple[list[AttributeFairness], pl.DataFrame]:
     """Fairness of one model across each protected attribute, with the gate's verdict per attribute.
 
     Per attribute (numeric ones in bands, see :func:`protected_groups`): :func:`group_fairness` on the favourable
@@ -140,10 +207,8 @@ def fairness_assessment(task: TaskType, frame: pl.DataFrame, label: str, scores:
     passes as NOT_APPLICABLE and the per-group metric is the evidence.
 
     Returns:
-        The attribute rows (``attribute``, ``disparate_impact``, ``p_value``, ``equal_opportunity_gap``,
-        ``equal_opportunity_p_value``, ``passed``, ``applicable``, ``note``, ``status``,
-        ``disparate_impact_status``, ``equal_opportunity_status``, ``reason``, ``primary``, ``groups``) and the
-        long per-group table (``attribute``, ``group``, ``n``, rates, ``primary_value``, ``primary_metric``...).
+        Each attribute's assessment and the long per-group table (``attribute``, ``group``, ``n``, rates,
+        ``primary_value``, ``primary_metric``...).
     """
     y, scores = frame[label].to_numpy(), np.asarray(scores, dtype=float)
     one = metric_function(task, primary, threshold)
@@ -157,14 +222,12 @@ def fairness_assessment(task: TaskType, frame: pl.DataFrame, label: str, scores:
         if outcomes is None:
             note = ("disparate impact and equal opportunity compare decisions; a regression model makes none"
                     if task == "regression" else "the brief names no favourable class (label.positive_class)")
-            result: dict[str, Any] = {"disparate_impact": None, "p_value": None, "equal_opportunity_gap": None,
-                                      "equal_opportunity_p_value": None}
             rates = metric.join(frame.group_by(pl.col(attribute).cast(pl.String).alias("group")).len("n"),
                                 on="group", nulls_equal=True).with_columns(
                 assessed=pl.col("group").is_not_null() & (pl.col("n") >= rule.min_group_size))
-            verdict = {"passed": True, "applicable": False, "note": note, "status": "NOT_APPLICABLE",
-                       "disparate_impact_status": "NOT_APPLICABLE", "equal_opportunity_status": "NOT_APPLICABLE",
-                       "reason": f"NOT_APPLICABLE: {note}"}
+            verdict = AttributeFairness(attribute, passed=True, applicable=False, note=note, status="NOT_APPLICABLE",
+                                        disparate_impact_status="NOT_APPLICABLE",
+                                        equal_opportunity_status="NOT_APPLICABLE", reason=f"NOT_APPLICABLE: {note}")
         else:
             result = group_fairness(frame[attribute], outcomes[0], outcomes[1], rule.min_group_size)
             verdict = _attribute_verdict(attribute, result, rule)
@@ -175,24 +238,24 @@ def fairness_assessment(task: TaskType, frame: pl.DataFrame, label: str, scores:
         rates = rates.with_columns(pl.lit(attribute).alias("attribute"), pl.lit(primary).alias("primary_metric"),
                                    pl.col("n").cast(pl.Int64)).sort("group", nulls_last=True)
         tables.append(rates.select("attribute", pl.exclude("attribute")))
-        attribute_rows.append({"attribute": attribute, **{k: result[k] for k in (
-            "disparate_impact", "p_value", "equal_opportunity_gap", "equal_opportunity_p_value")},
-            **verdict, "primary": primary,
-            "groups": [{**g, primary: g["primary_value"]} for g in rates.to_dicts()]})
+        attribute_rows.append(replace(verdict, primary=primary,
+                                      groups=tuple({**g, primary: g["primary_value"]} for g in rates.to_dicts())))
     return attribute_rows, pl.concat(tables, how="diagonal") if tables else pl.DataFrame()
 
 
-def _attribute_verdict(attribute: str, result: Mapping[str, Any], rule: FairnessRule) -> dict[str, Any]:
-    """The gate's columns for one attribute whose decisions can be compared."""
+def _attribute_verdict(attribute: str, result: Mapping[str, Any], rule: FairnessRule) -> AttributeFairness:
+    """The gate's verdict on one attribute whose decisions can be compared, from :func:`group_fairness`."""
     impact_status, impact_ok = metric_verdict(attribute, "disparate_impact", result["disparate_impact"],
                                               rule.disparate_impact_min, higher_is_fair=True, rule=rule)
     gap_status, gap_ok = metric_verdict(attribute, "equal_opportunity", result["equal_opportunity_gap"],
                                         rule.equal_opportunity_max_gap, higher_is_fair=False, rule=rule)
     statuses = {"disparate_impact": impact_status, "equal_opportunity": gap_status}
-    return {"passed": impact_ok and gap_ok, "applicable": True, "note": "",
-            "status": min(statuses.values(), key=_STATUS_ORDER.index),
-            "disparate_impact_status": impact_status, "equal_opportunity_status": gap_status,
-            "reason": _verdict_reason(result, statuses, attribute, rule)}
+    return AttributeFairness(
+        attribute, disparate_impact=result["disparate_impact"], p_value=result["p_value"],
+        equal_opportunity_gap=result["equal_opportunity_gap"], passed=impact_ok and gap_ok,
+        equal_opportunity_p_value=result["equal_opportunity_p_value"], applicable=True, note="",
+        status=min(statuses.values(), key=_STATUS_ORDER.index), disparate_impact_status=impact_status,
+        equal_opportunity_status=gap_status, reason=_verdict_reason(result, statuses, attribute, rule))
 
 
 def group_fairness(groups: pl.Series, y_true: np.ndarray, predicted_positive: np.ndarray,

@@ -9,8 +9,12 @@ import polars as pl
 
 from mlplatform.brief import Brief, draft_notice, placeholder_fields
 from mlplatform.core import tables
+from mlplatform.core.calibration import CalibrationSummary
 from mlplatform.core.datasets import model_features
+from mlplatform.core.evaluation.cross_validation import CrossValidation
 from mlplatform.core.evaluation.edge_cases import edge_case_probe
+from mlplatform.core.evaluation.error_analysis import ErrorAnalysis
+from mlplatform.core.evaluation.fairness_assessment import FairnessReport
 from mlplatform.core.evaluation.golden import GoldenSummary, golden_markdown
 from mlplatform.core.evaluation.hold_out_metrics import (
     Candidate,
@@ -21,9 +25,10 @@ from mlplatform.core.evaluation.hold_out_metrics import (
     random_reference,
 )
 from mlplatform.core.evaluation.kill_criteria import kill_criteria
+from mlplatform.core.evaluation.skew import SkewComparison
 from mlplatform.core.evaluation.slices import slice_records, sliced_metrics
 from mlplatform.core.holdout import SetApart
-from mlplatform.core.report import ReportContext, Row, candidate_context, render_evaluation_report
+from mlplatform.core.report import CandidateMetrics, ReportContext, candidate_context, render_evaluation_report
 from mlplatform.core.selection import Selection
 
 EDGE_CASE_ROWS = 20
@@ -48,14 +53,14 @@ class HoldOutResults:
     edge_cases: pl.DataFrame
     kill_criteria: list[dict]
     predictions: pl.DataFrame
-    parts: dict[str, Any]
+    parts: CandidateMetrics
     random: float
     primary: str
 
     @property
     def headline(self) -> float:
         """The challenger's primary metric on the hold-out."""
-        return self.parts["metrics"][self.primary]["value"]
+        return self.parts.metrics[self.primary]["value"]
 
     def lake_tables(self) -> dict[tables.Table, pl.DataFrame]:
         """Each result's lake table."""
@@ -76,7 +81,7 @@ def evaluate_hold_out(brief: Brief, train: pl.DataFrame, test: pl.DataFrame, sco
                            | {model.name: [primary, *brief.metrics.guardrails]})
     parts = candidate_context(list(metrics.to_dicts()), model.name, primary)
     random = random_reference(task, y, primary)
-    kills = kill_criteria(parts["metrics"][primary]["value"], parts["baselines"]["rules"][primary], random, primary,
+    kills = kill_criteria(parts.metrics[primary]["value"], parts.baselines["rules"][primary], random, primary,
                           brief.kill_criteria, quality)
     return HoldOutResults(
         metrics=metrics, comparisons=baseline_comparison(task, primary, y, model, scored[1:]),
@@ -102,8 +107,8 @@ def hold_out_summary(brief: Brief, test: pl.DataFrame) -> dict[str, Any]:
 
 
 def report_context(brief: Brief, selection: Selection, test: pl.DataFrame, results: HoldOutResults, *,
-                   cross_validation: Row, calibration: Row | None, fairness: Row, worst_predictions: Row,
-                   skew: Row) -> ReportContext:
+                   cross_validation: CrossValidation, calibration: CalibrationSummary | None,
+                   fairness: FairnessReport, worst_predictions: ErrorAnalysis, skew: SkewComparison) -> ReportContext:
     """What :func:`mlplatform.core.report.render_evaluation_report` renders: the hold-out results and the deeper
     evaluation's sections (see :class:`~mlplatform.core.report.ReportContext`)."""
     primary, parts = brief.metrics.primary, results.parts
@@ -113,9 +118,9 @@ def report_context(brief: Brief, selection: Selection, test: pl.DataFrame, resul
               + "; see Model selection)",
         task=brief.task_type, model_name=selection.challenger, primary_metric=primary,
         scores_used=SCORES_USED, holdout=hold_out_summary(brief, test),
-        metrics=parts["metrics"], baselines=parts["baselines"] | {"random": {primary: results.random}},
-        deltas=parts["deltas"],
-        comparisons=results.comparisons.with_columns(pl.col("baseline").replace(parts["shown"])).to_dicts(),
+        metrics=parts.metrics, baselines={**parts.baselines, "random": {primary: results.random}},
+        deltas=parts.deltas,
+        comparisons=results.comparisons.with_columns(pl.col("baseline").replace(parts.shown)).to_dicts(),
         kill_criteria=results.kill_criteria, slices=slice_records(results.slices),
         edge_cases=results.edge_cases.to_dicts(), cross_validation=cross_validation, calibration=calibration,
         fairness=fairness, worst_predictions=worst_predictions, skew=skew,
@@ -149,17 +154,17 @@ def report_figures(brief: Brief, selection: Selection, results: HoldOutResults, 
                    excluded: SetApart, golden: GoldenSummary, importance: pl.DataFrame) -> dict[str, Any]:
     """The report's headline numbers, as the asset's metadata shows them."""
     primary, headline = brief.metrics.primary, results.headline
-    calibration, cv, ci = ctx.calibration, ctx.cross_validation or {}, results.parts["metrics"][primary]
+    calibration, cv, ci = ctx.calibration, ctx.cross_validation, results.parts.metrics[primary]
     return {
         "challenger": selection.challenger,
         "selection": selection.decision,
         primary: headline,
         f"{primary}_ci": f"[{ci['ci_low']:.4f}, {ci['ci_high']:.4f}]",
-        f"lift_over_rules_{primary}": lift(headline, results.parts["baselines"]["rules"][primary], primary),
-        **({"ece": calibration["ece"], "calibrated": calibration["calibrated"]} if calibration else {}),
-        **({f"cv_{primary}_mean": cv["mean"], f"cv_{primary}_std": cv["std"]} if "folds" in cv
+        f"lift_over_rules_{primary}": lift(headline, results.parts.baselines["rules"][primary], primary),
+        **({"ece": calibration.ece, "calibrated": calibration.calibrated} if calibration else {}),
+        **({f"cv_{primary}_mean": cv.mean, f"cv_{primary}_std": cv.std} if cv is not None and cv.ran
            else {"cross_validation": "skipped"}),
-        **({"skewed_entities": ctx.skew["summary"]["skewed"]} if ctx.skew and "summary" in ctx.skew else {}),
+        **({"skewed_entities": ctx.skew.summary.skewed} if ctx.skew and ctx.skew.summary else {}),
         "test_rows": ctx.holdout["rows"],
         "top_features": ", ".join(importance["feature"].head(10).to_list()),
         "test_rows_set_apart_quarantined": excluded.rows,

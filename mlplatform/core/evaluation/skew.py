@@ -1,5 +1,6 @@
 """Offline-vs-online skew: the online store's features and prediction against the offline rows they should equal."""
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -108,14 +109,45 @@ def skew_table(task: TaskType, sample: pl.DataFrame, offline_latest: pl.DataFram
         drift["prediction_difference"].alias("holdout_prediction_difference"))
 
 
-def skew_summary(table: pl.DataFrame) -> dict:
-    """What a reader needs from :func:`skew_table`: entities compared and how many are skewed (a feature
-    differs between the offline and online copy of one row) with the largest prediction difference; how many
-    hold-out rows are the online row, and how many of those differ; for the other hold-out rows the mean
-    prediction difference, which is the entities changing over time, not skew."""
+@dataclass(frozen=True)
+class SkewSummary:
+    """What a reader needs from :func:`skew_table`."""
+
+    entities: int
+    """Entities compared."""
+    skewed: int
+    """Entities where a feature differs between the offline and online copy of one row."""
+    max_prediction_difference: float | None
+    same_row: int
+    """Entities whose latest hold-out row is the online row."""
+    same_row_skewed: int
+    """Of those, how many differ."""
+    newer_online_row: int
+    """Entities whose online row is newer than their latest hold-out row."""
+    newer_online_row_mean_prediction_difference: float | None
+    """Their mean prediction difference: the entities changing over time, not skew."""
+
+
+@dataclass(frozen=True)
+class SkewComparison:
+    """The report's offline-vs-online skew: what was measured, or why not (``summary`` None)."""
+
+    reason: str = ""
+    """Why skew was not measured."""
+    summary: SkewSummary | None = None
+    rows: pl.DataFrame | None = None
+    """The most different rows of :func:`skew_table`, shown in the report."""
+    window: str = ""
+    """The materialised window the online store holds, as ``start .. end``."""
+    task: str = ""
+
+
+def skew_summary(table: pl.DataFrame) -> SkewSummary:
+    """What a reader needs from :func:`skew_table` (see :class:`SkewSummary`)."""
     same, other = table.filter("same_row"), table.filter(~pl.col("same_row"))
-    return {"entities": table.height, "skewed": int((table["features_differing"] > 0).sum()),
-            "max_prediction_difference": table["prediction_difference"].max(),
-            "same_row": same.height, "same_row_skewed": int((same["holdout_features_differing"] > 0).sum()),
-            "newer_online_row": other.height,
-            "newer_online_row_mean_prediction_difference": other["holdout_prediction_difference"].mean()}
+    return SkewSummary(entities=table.height, skewed=int((table["features_differing"] > 0).sum()),
+                       max_prediction_difference=table["prediction_difference"].max(),  # type: ignore[arg-type]
+                       same_row=same.height, same_row_skewed=int((same["holdout_features_differing"] > 0).sum()),
+                       newer_online_row=other.height,
+                       newer_online_row_mean_prediction_difference=other[
+                           "holdout_prediction_difference"].mean())  # type: ignore[arg-type]
