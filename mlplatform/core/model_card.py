@@ -6,7 +6,7 @@ or says plainly that the fact was not recorded. Nothing is invented to make the 
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
@@ -17,7 +17,13 @@ from mlplatform.brief import Brief, draft_notice
 from mlplatform.core.datasets import model_features
 from mlplatform.core.drift import NOT_APPLICABLE as DRIFT_NOT_APPLICABLE
 from mlplatform.core.evaluation.bias_evidence import BiasEvidence, Row
-from mlplatform.core.evaluation.fairness_assessment import FairnessRule, fairness_rule, metric_verdict
+from mlplatform.core.evaluation.fairness_assessment import (
+    GATE_METRICS,
+    AttributeFairness,
+    FairnessRule,
+    fairness_rule,
+    metric_verdict,
+)
 from mlplatform.core.evaluation.slices import slice_records
 from mlplatform.core.model_families import FAMILIES_BY_NAME
 from mlplatform.core.quality import normalised_total
@@ -44,8 +50,7 @@ class CardFacts:
         drift: ``{feature, psi, severity}`` rows against current data; None when drift was not measured.
         quality_total: the data-quality score out of 30.
         features: the model's input names.
-        fairness: protected attribute → the fairness gate's row (``disparate_impact, equal_opportunity_gap,
-            passed, status, reason`` and the per-metric statuses).
+        fairness: protected attribute → the fairness gate's verdict (a row of evaluation/fairness).
         retraining_schedule: the schedule and the sensors that retrain, with their state.
         concept_drift: the concept_drift check's latest result ``{status, description}``.
         promotion_verdict: the experiment's one promotion verdict.
@@ -67,7 +72,7 @@ class CardFacts:
     drift: Sequence[Row] | None = None
     quality_total: float | None = None
     features: Sequence[str] | None = None
-    fairness: Mapping[str, Row] | None = None
+    fairness: Mapping[str, AttributeFairness] | None = None
     retraining_schedule: str | None = None
     concept_drift: Row | None = None
     promotion_verdict: str | None = None
@@ -140,17 +145,17 @@ def _limitations(facts: CardFacts, date_range: str) -> list[str]:
     return limitations
 
 
-def fairness_status(result: Mapping[str, Any]) -> tuple[str, str]:
+def fairness_status(result: AttributeFairness) -> tuple[str, str]:
     """An attribute's fairness-gate result as (status, reason): PASS, FAIL, NOT_ASSESSABLE, WAIVED or
     NOT_APPLICABLE, read from the gate's ``status`` where it wrote one, else from ``passed`` / ``applicable``."""
-    reason = str(result.get("reason") or result.get("note") or "")
-    if result.get("status"):
-        return str(result["status"]), reason
-    if result.get("applicable") is False:
+    reason = str(result.reason or result.note or "")
+    if result.status:
+        return str(result.status), reason
+    if result.applicable is False:
         return "NOT_APPLICABLE", reason
-    if result.get("disparate_impact") is None and result.get("equal_opportunity_gap") is None:
+    if result.disparate_impact is None and result.equal_opportunity_gap is None:
         return "NOT_ASSESSABLE", reason or "fewer than two groups large enough to compare"
-    return ("PASS" if result.get("passed") else "FAIL"), reason
+    return ("PASS" if result.passed else "FAIL"), reason
 
 
 def status_label(status: str) -> str:
@@ -167,20 +172,15 @@ def _worst_gate_status(statuses: Sequence[str]) -> str:
     return min(statuses, key=lambda s: _GATE_ORDER.index(s) if s in _GATE_ORDER else -1)
 
 
-# The fairness gate's two metrics: metric → (value column, Fisher p column) of the evaluation/fairness table.
-_GATE_METRICS = {"disparate_impact": ("disparate_impact", "p_value"),
-                 "equal_opportunity": ("equal_opportunity_gap", "equal_opportunity_p_value")}
-
-
-def _metric_status(attribute: str, metric: str, result: Mapping[str, Any], rule: FairnessRule) -> str:
+def _metric_status(attribute: str, metric: str, result: AttributeFairness, rule: FairnessRule) -> str:
     """The gate's status for one metric of one attribute: its ``<metric>_status`` column; a row written without
     one is judged by the gate's own :func:`~mlplatform.core.evaluation.fairness_assessment.metric_verdict`."""
-    if result.get(f"{metric}_status"):
-        return str(result[f"{metric}_status"])
-    if result.get("applicable") is False:
+    if status := result.metric_status(metric):
+        return str(status)
+    if result.applicable is False:
         return "NOT_APPLICABLE"
     limit = rule.disparate_impact_min if metric == "disparate_impact" else rule.equal_opportunity_max_gap
-    return metric_verdict(attribute, metric, result.get(_GATE_METRICS[metric][0]), limit,
+    return metric_verdict(attribute, metric, result.measured(metric)[0], limit,
                           higher_is_fair=metric == "disparate_impact", rule=rule)[0]
 
 
@@ -190,7 +190,7 @@ def _not_assessable_outcome(rule: FairnessRule) -> str:
     return f"which {verb} (thresholds.fairness_when_not_assessable: {rule.when_not_assessable})"
 
 
-def _positives_per_group(groups: Sequence[Mapping[str, Any]] | None) -> str:
+def _positives_per_group(groups: Sequence[Row] | None) -> str:
     """" (hold-out positives per group: a 7, b 22)" from the per-group table; "" when it has no positives."""
     counted = [g for g in groups or [] if g.get("group") is not None and g.get("positives") is not None]
     if not counted:
@@ -198,13 +198,12 @@ def _positives_per_group(groups: Sequence[Mapping[str, Any]] | None) -> str:
     return " (hold-out positives per group: " + ", ".join(f"{g['group']} {g['positives']:,}" for g in counted) + ")"
 
 
-def _metric_finding(attribute: str, metric: str, result: Mapping[str, Any], rule: FairnessRule,
-                    groups: Sequence[Mapping[str, Any]] | None = None) -> tuple[str, str]:
+def _metric_finding(attribute: str, metric: str, result: AttributeFairness, rule: FairnessRule,
+                    groups: Sequence[Row] | None = None) -> tuple[str, str]:
     """One metric of one attribute as the gate judged it: (status, e.g. "WAIVED: ratio 0.624, under the minimum
     0.8 (Fisher p = 0.156, reported only); waived by the brief: <its reason>"), the waiver's reason given once."""
     status = _metric_status(attribute, metric, result, rule)
-    value_key, p_key = _GATE_METRICS[metric]
-    value, p_value = result.get(value_key), result.get(p_key)
+    value, p_value = result.measured(metric)
     if value is None:
         counted = "rows" if metric == "disparate_impact" else \
             f"positives (a TPR's denominator){_positives_per_group(groups)}"
@@ -222,7 +221,7 @@ def _metric_finding(attribute: str, metric: str, result: Mapping[str, Any], rule
     if status == "WAIVED":
         reason = rule.waivers.get((attribute, metric))
         text += (f"; waived by the brief: {reason.strip()}" if reason else
-                 f"; waived (the gate's reason: {str(result.get('reason') or NOT_RECORDED).strip()})")
+                 f"; waived (the gate's reason: {str(result.reason or NOT_RECORDED).strip()})")
     return status, f"{status_label(status)}: {text}"
 
 
@@ -247,10 +246,10 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
-def _fairness_line(attribute: str, result: Mapping[str, Any], rule: FairnessRule) -> str:
+def _fairness_line(attribute: str, result: AttributeFairness, rule: FairnessRule) -> str:
     """The card's line on the fairness gate's verdict for one attribute, each metric as the gate judged it."""
-    findings = {m: _metric_finding(attribute, m, result, rule) for m in _GATE_METRICS}
-    status = str(result.get("status") or _worst_gate_status([s for s, _ in findings.values()]))
+    findings = {m: _metric_finding(attribute, m, result, rule) for m in GATE_METRICS}
+    status = str(result.status or _worst_gate_status([s for s, _ in findings.values()]))
     return (f"Fairness gate across {attribute}: {status_label(status)}. "
             f"Disparate impact: {_sentence(findings['disparate_impact'][1])} "
             f"Equal opportunity: {_sentence(findings['equal_opportunity'][1])} "
@@ -285,7 +284,7 @@ def _ethics(facts: CardFacts) -> list[str]:
         status, reason = fairness_status(result)
         if status == "NOT_APPLICABLE":
             considerations.append(f"Selection-rate fairness across {attribute} is NOT APPLICABLE "
-                                  f"({result.get('note') or reason}); compare the primary metric per group in the "
+                                  f"({result.note or reason}); compare the primary metric per group in the "
                                   "sliced metrics.")
             continue
         considerations.append(_fairness_line(attribute, result, fairness_rule(brief)))
@@ -294,13 +293,74 @@ def _ethics(facts: CardFacts) -> list[str]:
     return considerations
 
 
-def build_model_card(facts: CardFacts) -> dict[str, Any]:
-    """The method's ``model_card`` structure, filled from the brief and the recorded facts (a fact not recorded
-    is stated as such).
+@dataclass(frozen=True)
+class TrainingData:
+    """The card's training data: sources (and the dataset version), size, date range and known biases."""
 
-    Returns:
-        A dict with exactly the method's keys and nesting.
-    """
+    source: str
+    size: str
+    date_range: str
+    known_biases: str
+
+
+@dataclass(frozen=True)
+class CardEvaluation:
+    """The card's evaluation: the hold-out metrics, the evaluation sets and the metrics by slice."""
+
+    metrics: Mapping[str, Any]
+    """Metric → a number or ``{value, ci_low, ci_high}``, rounded to 4 places."""
+    datasets: list[str]
+    sliced_metrics: Mapping[str, Mapping[str, Mapping[str, Any]]]
+    """Dimension → value → ``{n, metric: value, ...}``."""
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    """How the model is kept: retraining, monitoring and whom to contact."""
+
+    retraining_schedule: str
+    monitoring: str
+    contact: str
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """The method's phase-9 model card; its fields, their nesting and their order are the method's template, which
+    :meth:`as_dict` gives for the YAML and JSON files."""
+
+    model_name: str
+    version: str
+    date: str
+    owner: str
+    description: str
+    intended_use: str
+    out_of_scope_uses: str
+    training_data: TrainingData
+    evaluation: CardEvaluation
+    limitations: list[str]
+    ethical_considerations: list[str]
+    maintenance: Maintenance
+
+    def as_dict(self) -> dict[str, Any]:
+        """The card as the method's template: nested mappings with exactly its keys, in its order."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CardExtras:
+    """What the platform adds beside the method's card (the JSON's ``platform`` part)."""
+
+    promotion_verdict: str
+    """The experiment's one promotion verdict."""
+    leakage_waivers: Mapping[str, str]
+    """Feature → ``WAIVED: <the brief's reason>``."""
+    draft_placeholders: list[str]
+    """Brief fields still holding placeholders: the card is a DRAFT."""
+
+
+def build_model_card(facts: CardFacts) -> ModelCard:
+    """The method's ``model_card`` structure, filled from the brief and the recorded facts (a fact not recorded
+    is stated as such)."""
     brief = facts.brief
     problem = brief.problem
     date_range = _date_range(facts.date_range)
@@ -325,49 +385,49 @@ def build_model_card(facts: CardFacts) -> dict[str, Any]:
                   f"({brief.label.delay_days} days); guardrails: "
                   f"{', '.join(metric_label(m) for m in brief.metrics.guardrails) or 'none'}.")
     card_date = facts.date
-    return {
-        "model_name": model_name,
-        "version": str(facts.model_version or NOT_RECORDED),
-        "date": card_date.isoformat() if isinstance(card_date, date) else (card_date or NOT_RECORDED),
-        "owner": brief.owner,
-        "description": f"{facts.model_name or 'The model (name not recorded)'}{model_type}, "
-                       f"a {problem.ml_task_type} model predicting: "
-                       f"{problem.prediction_target}. Label: {brief.label.definition}.",
-        "intended_use": f"{problem.business_objective}. Predictions go to: {problem.prediction_consumer} "
-                        f"({problem.latency_requirement}). Success: {problem.success_metric}.",
-        "out_of_scope_uses": f"Predicting anything other than the target above; {brief.entity}s or periods "
-                             f"outside the training data ({date_range}); decisions that treat people "
-                             f"differently by a protected attribute{f' ({protected})' if protected else ''}.",
-        "training_data": {
-            "source": sources,
-            "size": f"{rows:,} rows" if rows is not None else NOT_RECORDED,
-            "date_range": date_range,
-            "known_biases": "; ".join(known_biases),
-        },
-        "evaluation": {
-            "metrics": {name: _metric(v) for name, v in (facts.metrics or {}).items()},
-            "datasets": datasets,
-            "sliced_metrics": _sliced(facts.sliced_metrics),
-        },
-        "limitations": _limitations(facts, date_range),
-        "ethical_considerations": _ethics(facts),
-        "maintenance": {
-            "retraining_schedule": facts.retraining_schedule or NOT_RECORDED,
-            "monitoring": f"{monitoring} Concept drift (the concept_drift check's latest result): "
-                          f"{_concept_drift(facts.concept_drift)}",
-            "contact": brief.owner,
-        },
-    }
+    return ModelCard(
+        model_name=model_name,
+        version=str(facts.model_version or NOT_RECORDED),
+        date=card_date.isoformat() if isinstance(card_date, date) else (card_date or NOT_RECORDED),
+        owner=brief.owner,
+        description=f"{facts.model_name or 'The model (name not recorded)'}{model_type}, "
+                    f"a {problem.ml_task_type} model predicting: "
+                    f"{problem.prediction_target}. Label: {brief.label.definition}.",
+        intended_use=f"{problem.business_objective}. Predictions go to: {problem.prediction_consumer} "
+                     f"({problem.latency_requirement}). Success: {problem.success_metric}.",
+        out_of_scope_uses=f"Predicting anything other than the target above; {brief.entity}s or periods "
+                          f"outside the training data ({date_range}); decisions that treat people "
+                          f"differently by a protected attribute{f' ({protected})' if protected else ''}.",
+        training_data=TrainingData(
+            source=sources,
+            size=f"{rows:,} rows" if rows is not None else NOT_RECORDED,
+            date_range=date_range,
+            known_biases="; ".join(known_biases),
+        ),
+        evaluation=CardEvaluation(
+            metrics={name: _metric(v) for name, v in (facts.metrics or {}).items()},
+            datasets=datasets,
+            sliced_metrics=_sliced(facts.sliced_metrics),
+        ),
+        limitations=_limitations(facts, date_range),
+        ethical_considerations=_ethics(facts),
+        maintenance=Maintenance(
+            retraining_schedule=facts.retraining_schedule or NOT_RECORDED,
+            monitoring=f"{monitoring} Concept drift (the concept_drift check's latest result): "
+                       f"{_concept_drift(facts.concept_drift)}",
+            contact=brief.owner,
+        ),
+    )
 
 
-def card_extras(facts: CardFacts) -> dict[str, Any]:
+def card_extras(facts: CardFacts) -> CardExtras:
     """What the platform adds beside the method's card: the experiment's one promotion verdict, leakage waivers
     (WAIVED with their reason) and the brief fields still holding placeholders (a DRAFT card)."""
-    return {
-        "promotion_verdict": facts.promotion_verdict or NOT_RECORDED,
-        "leakage_waivers": {feature: f"WAIVED: {reason}" for feature, reason in facts.leakage_waivers.items()},
-        "draft_placeholders": list(facts.placeholders),
-    }
+    return CardExtras(
+        promotion_verdict=facts.promotion_verdict or NOT_RECORDED,
+        leakage_waivers={feature: f"WAIVED: {reason}" for feature, reason in facts.leakage_waivers.items()},
+        draft_placeholders=list(facts.placeholders),
+    )
 
 
 PASS, FAIL, NOT_APPLICABLE = "pass", "fail", "not applicable"
@@ -455,8 +515,8 @@ def _decision_free(evidence: BiasEvidence) -> str:
     """Why selection-rate fairness does not apply (every attribute marked ``applicable`` False, e.g. a regression
     model), or "" when it does."""
     results = list(evidence.fairness.values())
-    if results and all(r.get("applicable") is False for r in results):
-        return (f"{results[0].get('note') or 'the model makes no selection decision'}; the primary metric per "
+    if results and all(r.applicable is False for r in results):
+        return (f"{results[0].note or 'the model makes no selection decision'}; the primary metric per "
                 "group is under 'sliced_metrics'.")
     return ""
 
@@ -537,7 +597,25 @@ def _fails(status: str, brief: Brief) -> bool:
     return status == FAIL or (status == NOT_ASSESSABLE and brief.thresholds.fairness_when_not_assessable == "fail")
 
 
-def bias_checklist(evidence: BiasEvidence) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class ChecklistItem:
+    """One item of the method's bias checklist, judged; a row of the bias_checklist table."""
+
+    item: str
+    """The item's key, e.g. ``disparate_impact``."""
+    check: str
+    """What the item asks."""
+    seed: str
+    """The method's own words."""
+    status: str
+    """pass, fail, waived, not assessable or not applicable."""
+    evidence: str
+    """The numbers the status rests on, and the rule."""
+    fails: bool
+    """Whether it counts as failing: a fail, or not assessable where the brief fails what the gate cannot assess."""
+
+
+def bias_checklist(evidence: BiasEvidence) -> list[ChecklistItem]:
     """The methodology's eight-item bias checklist, each item pass / fail / waived / not assessable / not
     applicable with its evidence.
 
@@ -549,13 +627,11 @@ def bias_checklist(evidence: BiasEvidence) -> list[dict[str, Any]]:
     A protected attribute missing from an item's evidence fails that item.
 
     Returns:
-        One ``{item, check, seed, status, evidence, fails}`` per checklist entry, in the methodology's order;
-        ``fails`` counts a not-assessable item as failing where ``thresholds.fairness_when_not_assessable`` is
-        fail.
+        One item per checklist entry, in the methodology's order.
     """
     brief = evidence.brief
     protected = brief.protected_attributes
-    judged_per_attribute: dict[str, tuple[Mapping[str, Any], Any]] = {
+    judged_per_attribute: dict[str, tuple[Mapping[str, object], Any]] = {
         "representation": (evidence.representation, _representation),
         "sliced_metrics": (evidence.fairness_groups, _sliced_by_protected),
         "equal_opportunity": (evidence.fairness, lambda e: _gate_item(e, "equal_opportunity")),
@@ -574,8 +650,8 @@ def bias_checklist(evidence: BiasEvidence) -> list[dict[str, Any]]:
             status, found = FAIL, f"No evidence was recorded for {', '.join(missing)}."
         else:
             status, found = judged_per_attribute[key][1](evidence)
-        items.append({"item": key, "check": check, "seed": seed, "status": status, "evidence": found,
-                      "fails": _fails(status, brief)})
+        items.append(ChecklistItem(item=key, check=check, seed=seed, status=status, evidence=found,
+                                   fails=_fails(status, brief)))
     return items
 
 
@@ -589,21 +665,21 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def model_card_json(card: Mapping[str, Any], checklist: Sequence[Mapping[str, Any]] | None = None,
-                    extras: Mapping[str, Any] | None = None) -> str:
+def model_card_json(card: ModelCard, checklist: Sequence[ChecklistItem] | None = None,
+                    extras: CardExtras | None = None) -> str:
     """The card, its bias checklist and :func:`card_extras` as JSON (``{"model_card": ..., "bias_checklist":
     [...], "platform": {...}}``)."""
-    return json.dumps({"model_card": card, "bias_checklist": list(checklist or []), "platform": dict(extras or {})},
-                      indent=2, ensure_ascii=False)
+    return json.dumps({"model_card": card.as_dict(), "bias_checklist": [asdict(item) for item in checklist or []],
+                       "platform": asdict(extras) if extras else {}}, indent=2, ensure_ascii=False)
 
 
-def _checklist_summary(checklist: Sequence[Mapping[str, Any]]) -> str:
+def _checklist_summary(checklist: Sequence[ChecklistItem]) -> str:
     """E.g. "The methodology's bias checklist: 1 of 8 items fail (1 of them not assessable, which
-    thresholds.fairness_when_not_assessable: fail fails), 2 waived." An item without ``fails`` fails on fail."""
-    failing = sum(bool(item.get("fails", item["status"] == FAIL)) for item in checklist)
-    unassessed = [bool(item.get("fails")) for item in checklist if item["status"] == NOT_ASSESSABLE]
+    thresholds.fairness_when_not_assessable: fail fails), 2 waived."."""
+    failing = sum(item.fails for item in checklist)
+    unassessed = [item.fails for item in checklist if item.status == NOT_ASSESSABLE]
     failing_unassessed = sum(unassessed)
-    waived = sum(item["status"] == WAIVED for item in checklist)
+    waived = sum(item.status == WAIVED for item in checklist)
     text = f"The methodology's bias checklist: {failing} of {len(checklist)} items fail"
     if failing_unassessed:
         text += (f" ({failing_unassessed} of them not assessable, which thresholds.fairness_when_not_assessable: "
@@ -616,44 +692,43 @@ def _checklist_summary(checklist: Sequence[Mapping[str, Any]]) -> str:
     return text + "."
 
 
-def render_model_card(card: Mapping[str, Any], checklist: Sequence[Mapping[str, Any]] | None = None,
-                      extras: Mapping[str, Any] | None = None) -> str:
+def render_model_card(card: ModelCard, checklist: Sequence[ChecklistItem] | None = None,
+                      extras: CardExtras | None = None) -> str:
     """The card as Markdown for people, followed by the card itself as a YAML block.
 
     Args:
-        card: a dict from :func:`build_model_card`.
+        card: the card from :func:`build_model_card`.
         checklist: optionally, :func:`bias_checklist`'s items, rendered as a table before the YAML block.
         extras: optionally, :func:`card_extras` (promotion verdict, leakage waivers, DRAFT placeholders).
     """
-    extras = extras or {}
-    training, evaluation, maintenance = card["training_data"], card["evaluation"], card["maintenance"]
-    draft = draft_notice(list(extras.get("draft_placeholders") or []))
+    training, evaluation, maintenance = card.training_data, card.evaluation, card.maintenance
+    draft = draft_notice(list(extras.draft_placeholders) if extras else [])
     lines = [
-        f"# Model card: {card['model_name']}"
-        + ("" if card["version"] == NOT_RECORDED else f" version {card['version']}") + (" (DRAFT)" if draft else ""),
+        f"# Model card: {card.model_name}"
+        + ("" if card.version == NOT_RECORDED else f" version {card.version}") + (" (DRAFT)" if draft else ""),
         "",
         *([f"> **{draft}**", ""] if draft else []),
-        f"{card['description']}",
+        f"{card.description}",
         "",
-        f"- **Date:** {card['date']}",
-        f"- **Promotion verdict:** {extras.get('promotion_verdict', NOT_RECORDED)}",
-        f"- **Owner:** {card['owner']}",
-        f"- **Intended use:** {card['intended_use']}",
-        f"- **Out of scope:** {card['out_of_scope_uses']}",
+        f"- **Date:** {card.date}",
+        f"- **Promotion verdict:** {extras.promotion_verdict if extras else NOT_RECORDED}",
+        f"- **Owner:** {card.owner}",
+        f"- **Intended use:** {card.intended_use}",
+        f"- **Out of scope:** {card.out_of_scope_uses}",
         "",
         "## Training data",
         "",
-        f"- **Source:** {training['source']}",
-        f"- **Size:** {training['size']}",
-        f"- **Date range:** {training['date_range']}",
-        f"- **Known biases:** {training['known_biases']}",
+        f"- **Source:** {training.source}",
+        f"- **Size:** {training.size}",
+        f"- **Date range:** {training.date_range}",
+        f"- **Known biases:** {training.known_biases}",
         "",
         "## Evaluation",
         "",
-        *(f"- {d}" for d in evaluation["datasets"]),
+        *(f"- {d}" for d in evaluation.datasets),
         "",
     ]
-    metrics = evaluation["metrics"]
+    metrics = evaluation.metrics
     if metrics:
         lines += ["| metric | value | 95% CI |", "| --- | --- | --- |"]
         for name, entry in metrics.items():
@@ -663,22 +738,21 @@ def render_model_card(card: Mapping[str, Any], checklist: Sequence[Mapping[str, 
             lines.append(f"| {metric_label(name)} | {'—' if value is None else f'{value:.3f}'} | {ci} |")
     else:
         lines.append(f"Metrics: {NOT_RECORDED}.")
-    waivers = extras.get("leakage_waivers") or {}
+    waivers = extras.leakage_waivers if extras else {}
     if waivers:
         lines += ["", "## Leakage waivers", "", *(f"- {feature}: {text}" for feature, text in waivers.items())]
-    lines += ["", "## Limitations", "", *(f"- {item}" for item in card["limitations"]),
-              "", "## Ethical considerations", "", *(f"- {item}" for item in card["ethical_considerations"]),
+    lines += ["", "## Limitations", "", *(f"- {item}" for item in card.limitations),
+              "", "## Ethical considerations", "", *(f"- {item}" for item in card.ethical_considerations),
               "", "## Maintenance", "",
-              f"- **Retraining:** {maintenance['retraining_schedule']}",
-              f"- **Monitoring:** {maintenance['monitoring']}",
-              f"- **Contact:** {maintenance['contact']}", ""]
+              f"- **Retraining:** {maintenance.retraining_schedule}",
+              f"- **Monitoring:** {maintenance.monitoring}",
+              f"- **Contact:** {maintenance.contact}", ""]
     if checklist:
         lines += ["## Bias checklist", "", _checklist_summary(checklist), "",
                   "| check | result | evidence |", "| --- | --- | --- |",
-                  *(f"| {item['check']} | {_shown(item['status'])} | "
-                    f"{_cell(item['evidence'])} |" for item in checklist), ""]
+                  *(f"| {item.check} | {_shown(item.status)} | {_cell(item.evidence)} |" for item in checklist), ""]
     lines += ["## Card (the methodology's template)", "", "```yaml",
-              yaml.safe_dump({"model_card": dict(card)}, sort_keys=False, allow_unicode=True).rstrip(),
+              yaml.safe_dump({"model_card": card.as_dict()}, sort_keys=False, allow_unicode=True).rstrip(),
               "```", ""]
     return "\n".join(lines)
 
@@ -714,7 +788,7 @@ def card_evidence(brief: Brief, candidate: str, train: pl.DataFrame, *, metrics:
         metrics={r["metric"]: {"value": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
                  for r in metrics.filter(pl.col("candidate") == candidate).iter_rows(named=True)},
         sliced_metrics=slice_records(slices),
-        fairness={r.pop("attribute"): r for r in fairness.to_dicts()},
+        fairness={r["attribute"]: AttributeFairness.from_row(r) for r in fairness.to_dicts()},
         drift=None if (drift["severity"] == DRIFT_NOT_APPLICABLE).all() else
         drift.select("feature", "psi", "severity").to_dicts(),
         quality_total=normalised_total(quality_points),

@@ -21,6 +21,7 @@ import yaml
 from mlplatform.brief import Brief, draft_notice, placeholder_fields
 from mlplatform.core import tables
 from mlplatform.core.calibration import ECE_THRESHOLD, expected_calibration_error
+from mlplatform.core.evaluation.fairness_assessment import AttributeFairness
 from mlplatform.core.metrics import higher_is_better
 from mlplatform.core.model_card import fairness_status
 from mlplatform.core.models import CANDIDATE_FILES
@@ -488,7 +489,8 @@ def _performance(workspace: Workspace, brief: Brief) -> dict[str, Any]:
         found["baselines"] = {name: rows[name]["value"] for name in BASELINES if name in rows}
     fairness = _table(workspace, tables.FAIRNESS)
     if fairness is not None:
-        found["fairness"] = {r["attribute"]: fairness_status(r) for r in fairness.iter_rows(named=True)}
+        found["fairness"] = {r["attribute"]: fairness_status(AttributeFairness.from_row(r))
+                             for r in fairness.iter_rows(named=True)}
     found["calibration_applies"] = brief.task_type == "binary"
     predictions = _table(workspace, tables.PREDICTIONS)
     if predictions is not None and brief.task_type == "binary":

@@ -1,6 +1,6 @@
 """Stage: responsible-AI documentation — the model card, filled from lineage and metadata (method phase 9)."""
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import date
 
 import dagster as dg
@@ -13,7 +13,10 @@ from mlplatform.core.evaluation.bias_evidence import bias_evidence
 from mlplatform.core.io import write_text_atomic
 from mlplatform.core.model_card import (
     NOT_RECORDED,
+    CardExtras,
     CardFacts,
+    ChecklistItem,
+    ModelCard,
     bias_checklist,
     build_model_card,
     card_evidence,
@@ -107,11 +110,11 @@ def model_card(context: dg.AssetExecutionContext, platform: PlatformResource,
     checklist = bias_checklist(bias_evidence(b, split, platform.read_table(tables.FAIRNESS_GROUPS),
                                              platform.read_table(tables.EDGE_CASES), fairness=facts.fairness or {},
                                              sliced_metrics=facts.sliced_metrics or ()))
-    platform.write_table(tables.BIAS_CHECKLIST, pl.DataFrame(checklist))
+    platform.write_table(tables.BIAS_CHECKLIST, pl.DataFrame([asdict(item) for item in checklist]))
     markdown, files = _write_card(platform, build_model_card(facts), checklist, card_extras(facts))
     return dg.MaterializeResult(metadata=readable({
         "card": dg.MetadataValue.md(markdown), "version": registered["version"],
-        "bias_checklist_failed": ", ".join(item["item"] for item in checklist if item["fails"]) or "none",
+        "bias_checklist_failed": ", ".join(item.item for item in checklist if item.fails) or "none",
         "path": dg.MetadataValue.path(str(files[0])), "json": dg.MetadataValue.path(str(files[1])),
         "mlflow_artifact": _log_card(tracking, registered, files)}))
 
@@ -143,7 +146,8 @@ def _with_platform_records(facts: CardFacts, instance: dg.DagsterInstance, track
                    leakage_waivers=leakage_waivers(instance), placeholders=placeholder_fields(facts.brief))
 
 
-def _write_card(platform: PlatformResource, card: dict, checklist: list, extras: dict) -> tuple[str, list]:
+def _write_card(platform: PlatformResource, card: ModelCard, checklist: list[ChecklistItem],
+                extras: CardExtras) -> tuple[str, list]:
     """The card as model_card.md and model_card.json in the reports folder; returns the Markdown and both paths."""
     markdown = render_model_card(card, checklist, extras)
     reports = platform.workspace.reports_dir

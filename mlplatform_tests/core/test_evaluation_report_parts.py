@@ -19,6 +19,7 @@ from mlplatform.core.evaluation.cross_validation import (
     cross_validate_challenger,
 )
 from mlplatform.core.evaluation.error_analysis import error_analysis
+from mlplatform.core.evaluation.fairness_assessment import AttributeFairness
 from mlplatform.core.evaluation.golden import GoldenSummary, golden_evaluation, golden_markdown
 from mlplatform.core.evaluation.hold_out_metrics import Candidate
 from mlplatform.core.evaluation.hold_out_report import (
@@ -151,7 +152,7 @@ def test_the_cards_evidence_comes_from_the_lake_tables(brief):
         drift=pl.DataFrame({"feature": ["x"], "psi": [0.0], "severity": [NOT_APPLICABLE]}),
         quality_points=[10.0, 10.0, 10.0], dataset_version="v1", golden_metrics=golden)
     assert set(evidence.metrics) == {"f1", "pr_auc", "roc_auc"} and evidence.metrics["f1"]["value"] == 0.6
-    assert evidence.fairness == {"age_band": {"passed": True}} and evidence.drift is None
+    assert evidence.fairness == {"age_band": AttributeFairness("age_band", passed=True)} and evidence.drift is None
     assert evidence.training_rows == 50 and evidence.model_type == "LightGBM"
     assert evidence.datasets[-1].startswith("golden test set: 120 rows") and "f1 0.6100" in evidence.datasets[-1]
     first, last = evidence.date_range

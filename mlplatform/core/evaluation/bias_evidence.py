@@ -11,6 +11,7 @@ import polars as pl
 
 from mlplatform.brief import Brief
 from mlplatform.core.datasets import model_features
+from mlplatform.core.evaluation.fairness_assessment import AttributeFairness
 from mlplatform.core.training import SplitFrames
 
 # A bias-checklist limit the brief does not carry yet (proposed: thresholds.representation_min_ratio): a group
@@ -31,9 +32,7 @@ class BiasEvidence:
             under-represented.
         max_calibration_gap: the largest |predicted − observed| rate a group may show.
         proxy_max_auc: a single model input predicting a group with this AUC or more is a proxy.
-        fairness: attribute → the fairness gate's row (``disparate_impact, p_value, equal_opportunity_gap,
-            equal_opportunity_p_value, passed, status, disparate_impact_status, equal_opportunity_status,
-            reason``).
+        fairness: attribute → the fairness gate's verdict.
         fairness_groups: attribute → per-group rows (``group, n, assessed, primary_metric, primary_value,
             positives`` and, binary, ``observed_rate, mean_score, calibration_gap, calibration_p_value, ece``).
         representation: attribute → rows of :func:`representation`.
@@ -46,7 +45,7 @@ class BiasEvidence:
     representation_min_ratio: float
     max_calibration_gap: float
     proxy_max_auc: float
-    fairness: Mapping[str, Row] = field(default_factory=dict)
+    fairness: Mapping[str, AttributeFairness] = field(default_factory=dict)
     fairness_groups: Mapping[str, Sequence[Row]] = field(default_factory=dict)
     representation: Mapping[str, Sequence[Row]] = field(default_factory=dict)
     proxies: Mapping[str, Sequence[Row]] = field(default_factory=dict)
@@ -135,7 +134,7 @@ def proxy_features(fit: pl.DataFrame, evaluate: pl.DataFrame, features: list[str
 
 
 def bias_evidence(brief: Brief, split: SplitFrames, fairness_groups: pl.DataFrame, edge_cases: pl.DataFrame, *,
-                  fairness: Mapping[str, Row], sliced_metrics: Sequence[Row]) -> BiasEvidence:
+                  fairness: Mapping[str, AttributeFairness], sliced_metrics: Sequence[Row]) -> BiasEvidence:
     """The bias checklist's evidence: the fairness gate's rows and the slices (as the card records them), and per
     protected attribute the representation in the training rows against the hold-out, the per-group fairness
     rows (evaluation's fairness_groups table), proxies among the model inputs, the edge-case probes, and the
