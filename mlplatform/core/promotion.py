@@ -1,7 +1,7 @@
 """The blocking promotion gate: promote a challenger only on evidence, and say why either way."""
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 
 from mlplatform.brief import Brief, TaskType
+from mlplatform.core.evaluation.fairness_assessment import AttributeFairness
 from mlplatform.core.evaluation.hold_out_metrics import Candidate, paired_bootstrap_difference
 from mlplatform.core.metrics import compute_metrics, higher_is_better
 
@@ -125,7 +126,7 @@ def decide_promotion(
     max_size_mb: float,
     latency_ms: float,
     max_latency_ms: float,
-    fairness: Sequence[Mapping[str, Any]],
+    fairness: Sequence[AttributeFairness],
     disparate_impact_min: float,
     guardrail_tolerance: float = GUARDRAIL_TOLERANCE,
     golden: GoldenScore | None = None,
@@ -149,10 +150,8 @@ def decide_promotion(
       on noise. Without a champion, or with too few rows per class, it is recorded, not judged; ``golden`` None
       means the brief disabled it.
     * budgets: model size and latency within their maxima.
-    * fairness: every protected attribute's verdict (``fairness``: rows of
-      :func:`~mlplatform.core.evaluation.fairness_assessment.fairness_assessment` with ``attribute``, ``passed``,
-      ``status`` and
-      ``reason``) passes: PASS, WAIVED by the brief, NOT_APPLICABLE, or NOT_ASSESSABLE where the brief says
+    * fairness: every protected attribute's verdict (``fairness``, as the evaluation/fairness table holds it)
+      passes: PASS, WAIVED by the brief, NOT_APPLICABLE, or NOT_ASSESSABLE where the brief says
       warn; the reason quotes the status. ``disparate_impact_min`` is the brief's minimum, quoted for rows
       without a reason.
 
@@ -202,12 +201,12 @@ def decide_promotion(
     check("size_budget", size_mb <= max_size_mb, f"{size_mb:.2f} MB, budget {max_size_mb} MB")
     check("latency_budget", latency_ms <= max_latency_ms, f"{latency_ms:.2f} ms, budget {max_latency_ms} ms")
     for row in fairness:
-        name, reason = f"fairness_{row['attribute']}", _fairness_reason(row, disparate_impact_min)
-        if row.get("status") in ("WAIVED", "NOT_ASSESSABLE") and row["passed"]:
+        name, reason = f"fairness_{row.attribute}", _fairness_reason(row, disparate_impact_min)
+        if row.status in ("WAIVED", "NOT_ASSESSABLE") and row.passed:
             checks[name] = True  # let through by the brief's word, and said so: never "PASS"
-            reasons.append(f"{row['status']} {name}: {reason}")
+            reasons.append(f"{row.status} {name}: {reason}")
         else:
-            check(name, bool(row["passed"]), reason)
+            check(name, bool(row.passed), reason)
     if not fairness:
         reasons.append("NOTE fairness: the brief names no protected attributes")
 
@@ -225,7 +224,7 @@ def decide_promotion(
         "max_size_mb": max_size_mb,
         "latency_ms": latency_ms,
         "max_latency_ms": max_latency_ms,
-        "fairness": [{k: v for k, v in row.items() if k != "groups"} for row in fairness],
+        "fairness": [row.row() for row in fairness],
         "disparate_impact_min": disparate_impact_min,
         "golden": _golden_evidence(golden, primary, max_golden_regression),
         "checks": checks,
@@ -287,22 +286,22 @@ def _golden_evidence(golden: GoldenScore | None, primary: str, max_regression: f
             "difference_ci": list(golden.difference_ci) if golden.difference_ci is not None else None}
 
 
-def _fairness_reason(row: Mapping[str, Any], minimum: float) -> str:
+def _fairness_reason(row: AttributeFairness, minimum: float) -> str:
     """One attribute's fairness verdict in words: its status and the assessment's reason (see
     :func:`~mlplatform.core.evaluation.fairness_assessment.fairness_assessment`), or, for rows without them, the
     ratio."""
-    if row.get("reason"):
-        return str(row["reason"])  # each metric's status, value, limit and any waiver's reason
-    if row.get("applicable") is False:
-        return f"disparate impact does not apply ({row.get('note') or 'no selection decision'})"
-    impact = row.get("disparate_impact")
+    if row.reason:
+        return str(row.reason)  # each metric's status, value, limit and any waiver's reason
+    if row.applicable is False:
+        return f"disparate impact does not apply ({row.note or 'no selection decision'})"
+    impact = row.disparate_impact
     if impact is None:
         return "not assessable: fewer than two groups with enough hold-out rows (fails closed)"
     return f"disparate impact {impact:.3f} (minimum {minimum:g})"
 
 
 def judge_challenger(brief: Brief, metrics: pl.DataFrame, challenger: str, champion: dict[str, float] | None, *,
-                     size_mb: float, latency_ms: float, fairness: Sequence[Mapping[str, Any]],
+                     size_mb: float, latency_ms: float, fairness: Sequence[AttributeFairness],
                      golden: GoldenScore | None) -> PromotionDecision:
     """:func:`decide_promotion` under the brief's metrics and thresholds, for the candidate ``challenger`` of the
     evaluation's metric table (``candidate``, ``metric``, ``value``, ``ci_low``, ``ci_high``; the baselines' rows

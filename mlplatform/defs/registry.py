@@ -11,6 +11,7 @@ from mlplatform import asset_names
 from mlplatform.core import tables
 from mlplatform.core.budgets import directory_size_mb, single_row_latency_ms
 from mlplatform.core.calibration import CALIBRATOR_FILE
+from mlplatform.core.evaluation.fairness_assessment import AttributeFairness
 from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.model_families import model_dir
@@ -127,7 +128,7 @@ def promotion_gate(platform: PlatformResource, tracking: TrackingResource) -> dg
     decision = judge_challenger(b, platform.read_table(tables.METRICS), registered["candidate"],
                                 _champion_metrics(platform, incumbent, split), size_mb=directory_size_mb(folder),
                                 latency_ms=single_row_latency_ms(model.predict_score, split.test),
-                                fairness=fairness.to_dicts(), golden=golden)
+                                fairness=[AttributeFairness.from_row(r) for r in fairness.to_dicts()], golden=golden)
     if not decision.promote:  # the experiment record's final verdict; `champion_model` records "promoted"
         set_verdict(tracking.uri, registered["run_id"], "archived")
     platform.write_table(tables.PROMOTION, decision_table(challenger_version, champion_version, decision))

@@ -129,7 +129,7 @@ def _metric_rows(values: dict[str, float]) -> pl.DataFrame:
 
 
 def test_the_gate_judges_the_registered_candidate_under_the_briefs_thresholds(brief):
-    fairness = [{"attribute": "age_band", "passed": True, "status": "PASS", "reason": "PASS"}]
+    fairness = [AttributeFairness("age_band", passed=True, status="PASS", reason="PASS")]
     arguments = {"size_mb": 1.0, "latency_ms": 1.0, "fairness": fairness, "golden": None}
     better = judge_challenger(brief, _metric_rows({"lightgbm": 0.6, "rules": 0.4, "majority": 0.0}), "lightgbm",
                               None, **arguments)
@@ -208,3 +208,11 @@ def test_the_tuning_note_names_the_trials_and_the_best_value():
     tuned = TuningResult(best_params={}, best_value=0.61234, n_trials_done=3,
                          trials=pl.DataFrame({"number": [0, 1, 2, 3, 4]}), best_iteration=10)
     assert tuning_note(tuned, "f1") == "Optuna: 3 trials this run (5 in the study), best validation f1 0.6123"
+
+
+def test_an_attribute_fairness_row_is_the_fairness_tables_columns_in_order():
+    from mlplatform.defs.evaluation import FAIRNESS_SCHEMA
+
+    row = AttributeFairness("age_band", passed=True, primary="f1", groups=({"group": "a"},)).row()
+    assert list(row) == list(FAIRNESS_SCHEMA)  # the promotion gate's evidence quotes rows in the table's order
+    assert AttributeFairness.from_row({**row, "extra": 1}) == AttributeFairness("age_band", passed=True)

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from mlplatform.brief import KillCriteria
+from mlplatform.core.evaluation.fairness_assessment import AttributeFairness
 from mlplatform.core.evaluation.kill_criteria import QualityRecord, kill_criteria, quality_kill_criterion
 from mlplatform.core.promotion import GUARDRAIL_TOLERANCE, GoldenScore, decide_promotion, golden_relative_drop
 from mlplatform.core.quality import (
@@ -341,20 +342,20 @@ def test_a_golden_drop_against_a_champion_of_zero():
     ("WAIVED", False, "FAIL"),                   # a status never overrides the assessment's passed
 ])
 def test_fairness_rows_pass_only_on_the_assessments_word(status, passed, verdict):
-    row = {"attribute": "sex", "status": status, "passed": passed, "reason": f"{status} disparate impact ..."}
+    row = AttributeFairness("sex", status=status, passed=passed, reason=f"{status} disparate impact ...")
     decision = _decide({"f1": 0.625}, fairness=[row])
     assert _checks(decision)["fairness_sex"] is passed and decision.promote is passed
     assert any(reason.startswith(f"{verdict} fairness_sex: ") for reason in decision.reasons)
 
 
 def test_a_fairness_row_without_a_ratio_fails_closed():
-    decision = _decide({"f1": 0.625}, fairness=[{"attribute": "sex", "disparate_impact": None, "passed": False}])
+    decision = _decide({"f1": 0.625}, fairness=[AttributeFairness("sex", passed=False)])
     assert not decision.promote
     assert any("not assessable" in r and "fails closed" in r for r in decision.reasons)
 
 
 def test_the_evidence_records_every_input_the_decision_was_made_on():
-    fair = {"attribute": "sex", "status": "PASS", "passed": True, "reason": "PASS ...", "groups": [{"group": "f"}]}
+    fair = AttributeFairness("sex", status="PASS", passed=True, reason="PASS ...", groups=({"group": "f"},))
     decision = _decide({"f1": 0.625, "pr_auc": 0.5}, guardrails=["pr_auc"], challenger_ci=(0.55, 0.7),
                        fairness=[fair])
     assert decision.evidence == {
@@ -362,8 +363,9 @@ def test_the_evidence_records_every_input_the_decision_was_made_on():
         "challenger_ci": [0.55, 0.7], "margin": 0.0, "baselines": {"rules": {"f1": 0.25, "mae": 20.0}},
         "guardrails": {"pr_auc": {"challenger": 0.5, "champion": 0.5, "gain": 0.0}},
         "guardrail_tolerance": GUARDRAIL_TOLERANCE, "size_mb": 1.0, "max_size_mb": 10.0, "latency_ms": 1.0,
-        "max_latency_ms": 10.0, "fairness": [{k: v for k, v in fair.items() if k != "groups"}],
+        "max_latency_ms": 10.0, "fairness": [fair.row()],
         "disparate_impact_min": 0.8, "golden": None, "checks": _checks(decision)}
+    assert "groups" not in decision.evidence["fairness"][0] and decision.evidence["fairness"][0]["reason"] == "PASS ..."
     assert all(_checks(decision).values()) and decision.promote
     golden = _decide({"f1": 0.625}, golden=_golden(0.45, 0.5), max_golden_regression=0.125).evidence["golden"]
     assert (golden["relative_drop"], golden["max_regression"], golden["metric"]) == (pytest.approx(0.1), 0.125, "f1")

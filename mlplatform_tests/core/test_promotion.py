@@ -1,12 +1,15 @@
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
 
+from mlplatform.core.evaluation.fairness_assessment import AttributeFairness
 from mlplatform.core.promotion import GoldenScore, decide_promotion, golden_shortfall, score_golden
 
 BASELINES = {"majority": {"f1": 0.0, "pr_auc": 0.2}, "rules": {"f1": 0.45, "pr_auc": 0.3}}
 CHAMPION = {"f1": 0.60, "pr_auc": 0.50, "roc_auc": 0.80}
-FAIR = {"attribute": "age_band", "disparate_impact": 0.91, "p_value": 0.4, "passed": True, "applicable": True}
+FAIR = AttributeFairness("age_band", disparate_impact=0.91, p_value=0.4, passed=True, applicable=True)
 
 
 def decide(challenger, champion=CHAMPION, **overrides):
@@ -109,12 +112,12 @@ def test_missing_metric_is_a_clear_error():
 
 def test_fairness_is_part_of_the_decision():
     better = {"f1": 0.65, "pr_auc": 0.51, "roc_auc": 0.80}
-    unfair = {**FAIR, "attribute": "gender", "disparate_impact": 0.62, "p_value": 0.001, "passed": False}
+    unfair = replace(FAIR, attribute="gender", disparate_impact=0.62, p_value=0.001, passed=False)
     decision = decide(better, fairness=[FAIR, unfair])
     assert not decision.promote and failed(decision) == {"fairness_gender"}
     assert any("FAIL fairness_gender" in r and "0.620" in r for r in decision.reasons)
     assert decision.evidence["fairness"][1]["disparate_impact"] == 0.62
-    unassessable = {**FAIR, "disparate_impact": None, "p_value": None, "passed": False}
+    unassessable = replace(FAIR, disparate_impact=None, p_value=None, passed=False)
     assert any("fails closed" in r for r in decide(better, fairness=[unassessable]).reasons)
     assert decide(better, fairness=[]).promote  # no protected attributes: nothing to judge, said as a note
     assert any(r.startswith("NOTE fairness") for r in decide(better, fairness=[]).reasons)
@@ -122,20 +125,19 @@ def test_fairness_is_part_of_the_decision():
 
 def test_a_waived_fairness_item_is_let_through_as_waived_with_its_reason_never_as_pass():
     better = {"f1": 0.65, "pr_auc": 0.51, "roc_auc": 0.80}
-    waived = {**FAIR, "disparate_impact": 0.6, "passed": True, "status": "WAIVED",
-              "reason": "WAIVED disparate impact 0.600, under the minimum 0.8; WAIVED by the brief: tiny hold-out"}
+    waived = replace(FAIR, disparate_impact=0.6, passed=True, status="WAIVED",
+                     reason="WAIVED disparate impact 0.600, under the minimum 0.8; WAIVED by the brief: tiny hold-out")
     decision = decide(better, fairness=[waived])
     assert decision.promote
     [line] = [r for r in decision.reasons if "fairness_age_band" in r]
     assert line.startswith("WAIVED fairness_age_band") and "tiny hold-out" in line and "PASS" not in line
-    failing = {**waived, "passed": False, "status": "FAIL", "reason": "FAIL disparate impact 0.600"}
+    failing = replace(waived, passed=False, status="FAIL", reason="FAIL disparate impact 0.600")
     assert not decide(better, fairness=[failing]).promote
 
 
 def test_regression_promotion_with_decision_free_fairness():
     """A regression model makes no selection decision: the attribute passes and the reason says why."""
-    fairness = [{"attribute": "region", "disparate_impact": None, "p_value": None, "passed": True,
-                 "applicable": False, "note": "a regression model makes no decision"}]
+    fairness = [AttributeFairness("region", passed=True, applicable=False, note="a regression model makes no decision")]
     decision = decide({"mae": 9.0, "rmse": 13.0}, {"mae": 10.0, "rmse": 14.0}, primary="mae", guardrails=["rmse"],
                       baselines={"majority": {"mae": 15.0}, "rules": {"mae": 12.0}}, fairness=fairness)
     assert decision.promote, decision.reasons
