@@ -11,6 +11,8 @@ times, about 4x slower. No other module imports whylogs.
 """
 
 import functools
+import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterable
@@ -18,6 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 import polars as pl
+
+from mlplatform.core.io import write_text_atomic
 
 # whylogs posts usage statistics from a thread at import time; the platform must not reach the network.
 os.environ.setdefault("WHYLOGS_NO_ANALYTICS", "1")
@@ -255,6 +259,14 @@ def served_frame(log: pl.DataFrame, *, features: str = "features",
     return pl.concat([inputs, log.select(outputs)], how="horizontal")
 
 
+def _periods(frame: pl.DataFrame, period: str) -> list[tuple[str, pl.DataFrame]]:
+    """The rows of each value of the ``period`` column, without that column; oldest first."""
+    if period not in frame.columns:
+        raise ValueError(f"period column '{period}' is not in the frame")
+    parts = frame.partition_by(period, as_dict=True)
+    return [(str(key), parts[(key,)].drop(period)) for (key,) in sorted(parts, key=lambda k: str(k[0]))]
+
+
 def profile_by_period(frame: pl.DataFrame, period: str) -> dict[str, DatasetProfileView]:
     """One profile per value of the ``period`` column (e.g. each day), of every other column; oldest first.
 
@@ -262,10 +274,18 @@ def profile_by_period(frame: pl.DataFrame, period: str) -> dict[str, DatasetProf
         ValueError: ``period`` is not a column.
         TypeError: a column's dtype cannot be profiled.
     """
-    if period not in frame.columns:
-        raise ValueError(f"period column '{period}' is not in the frame")
-    parts = frame.partition_by(period, as_dict=True)
-    return {str(key): profile_frame(parts[(key,)].drop(period)) for (key,) in sorted(parts, key=lambda k: str(k[0]))}
+    return {value: profile_frame(rows) for value, rows in _periods(frame, period)}
+
+
+# Beside the period profiles: each period's row fingerprint when its profile was written.
+PERIOD_FINGERPRINTS = "fingerprints.json"
+
+
+def _fingerprint(rows: pl.DataFrame) -> str:
+    """The rows' schema and values, hashed in order (polars' row hash, so the polars version is part of it)."""
+    digest = hashlib.sha256(f"{pl.__version__}|{rows.schema}|{rows.height}".encode())
+    digest.update(rows.hash_rows(seed=0).to_numpy().tobytes())
+    return digest.hexdigest()[:32]
 
 
 def write_profiles_by_period(frame: pl.DataFrame, period: str, folder: Path) -> pl.DataFrame:
@@ -273,14 +293,27 @@ def write_profiles_by_period(frame: pl.DataFrame, period: str, folder: Path) -> 
     ``folder/<value>.bin`` and return their summaries (:func:`profile_summary`) with the value in a first column
     named ``period``, oldest first.
 
+    A period whose rows are those profiled last time (the fingerprint kept in ``folder/fingerprints.json``) is read
+    back from its file instead: a log that grows day by day is profiled once per new or changed day, not whole on
+    every run.
+
     Raises:
         ValueError: ``period`` is not a column, or ``frame`` has no rows (nothing to profile).
         TypeError: a column's dtype cannot be profiled.
     """
-    summaries = []
-    for value, view in profile_by_period(frame, period).items():
-        write_profile(view, folder / f"{value}.bin")
-        summaries.append(profile_summary(view).select(pl.lit(value).alias(period), pl.all()))
-    if not summaries:
+    periods = _periods(frame, period)
+    if not periods:
         raise ValueError(f"no rows to profile by {period}: profile a frame with at least one row")
+    manifest = folder / PERIOD_FINGERPRINTS
+    known = json.loads(manifest.read_text()) if manifest.exists() else {}
+    fingerprints, summaries = {}, []
+    for value, rows in periods:
+        path, fingerprints[value] = folder / f"{value}.bin", _fingerprint(rows)
+        if known.get(value) == fingerprints[value] and path.exists():
+            view = read_profile(path)
+        else:
+            view = profile_frame(rows)
+            write_profile(view, path)
+        summaries.append(profile_summary(view).select(pl.lit(value).alias(period), pl.all()))
+    write_text_atomic(json.dumps(fingerprints, indent=1), manifest)
     return pl.concat(summaries)
