@@ -33,6 +33,15 @@ NOT_RECORDED = "not recorded"
 
 
 @dataclass(frozen=True)
+class CheckOutcome:
+    """A Dagster check's latest result as the card quotes it."""
+
+    status: str
+    """PASS or FAIL."""
+    description: str
+
+
+@dataclass(frozen=True)
 class CardFacts:
     """What a model card is filled from: the brief and the run's recorded facts. Only the brief is required; a
     fact left at its default is stated on the card as not recorded, never invented.
@@ -52,7 +61,7 @@ class CardFacts:
         features: the model's input names.
         fairness: protected attribute → the fairness gate's verdict (a row of evaluation/fairness).
         retraining_schedule: the schedule and the sensors that retrain, with their state.
-        concept_drift: the concept_drift check's latest result ``{status, description}``.
+        concept_drift: the concept_drift check's latest result.
         promotion_verdict: the experiment's one promotion verdict.
         leakage_waivers: feature → the brief's reason for declaring it legitimate.
         placeholders: brief fields still holding TODO / CONFIRM (the card is then a DRAFT).
@@ -74,7 +83,7 @@ class CardFacts:
     features: Sequence[str] | None = None
     fairness: Mapping[str, AttributeFairness] | None = None
     retraining_schedule: str | None = None
-    concept_drift: Row | None = None
+    concept_drift: CheckOutcome | None = None
     promotion_verdict: str | None = None
     leakage_waivers: Mapping[str, str] = field(default_factory=dict)
     placeholders: Sequence[str] = ()
@@ -259,10 +268,10 @@ def _fairness_line(attribute: str, result: AttributeFairness, rule: FairnessRule
             f"{_not_assessable_outcome(rule)}.")
 
 
-def _concept_drift(result: Row | None) -> str:
+def _concept_drift(result: CheckOutcome | None) -> str:
     if not result:
         return "not evaluated yet."
-    return f"{result['status']}: {result.get('description') or 'no description recorded'}."
+    return f"{result.status}: {result.description or 'no description recorded'}."
 
 
 def _ethics(facts: CardFacts) -> list[str]:

@@ -33,6 +33,17 @@ Row = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
+class HoldOut:
+    """The hold-out the report is on."""
+
+    period: str
+    """First and last label day (``start .. end``), or the split's description for data without time."""
+    rows: int
+    positive_rate: float | None = None
+    """The share of positive labels (binary tasks)."""
+
+
+@dataclass(frozen=True)
 class ReportContext:
     """What the evaluation report is rendered from. The title, the primary metric and the model's metrics are
     required; an optional section left at None is left out of the report, and a missing number shows as "—".
@@ -43,7 +54,7 @@ class ReportContext:
         metrics: the model's hold-out metrics, metric → ``{value, ci_low, ci_high}``.
         task: the task type.
         model_name: the candidate reported on.
-        holdout: ``period``, ``rows`` and, binary, ``positive_rate``.
+        holdout: the hold-out's period, rows and positive rate.
         baselines: shown name → metric → a number or ``{value, ...}``.
         deltas: shown baseline name → metric → model minus baseline.
         kill_criteria: ``{criterion, measured, passed}`` rows.
@@ -63,7 +74,7 @@ class ReportContext:
     metrics: Mapping[str, Row]
     task: str | None = None
     model_name: str = "model"
-    holdout: Row = field(default_factory=dict)
+    holdout: HoldOut | None = None
     baselines: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     deltas: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     kill_criteria: Sequence[Row] = ()
@@ -198,10 +209,10 @@ def render_evaluation_report(ctx: ReportContext) -> str:
 
     holdout = ctx.holdout
     rows = [["task", ctx.task or "—"], ["primary metric", metric_label(primary)],
-            ["period", holdout.get("period", "—")],
-            ["rows", f"{holdout['rows']:,}" if holdout.get("rows") is not None else "—"]]
-    if holdout.get("positive_rate") is not None:
-        rows.append(["positive rate", f"{holdout['positive_rate']:.1%}"])
+            ["period", holdout.period if holdout else "—"],
+            ["rows", f"{holdout.rows:,}" if holdout else "—"]]
+    if holdout and holdout.positive_rate is not None:
+        rows.append(["positive rate", f"{holdout.positive_rate:.1%}"])
     parts += ["## Hold-out", _table(["", "value"], rows)]
 
     header = ["metric", model, "95% CI"]

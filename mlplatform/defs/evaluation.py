@@ -7,6 +7,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import polars as pl
 
 from mlplatform import asset_names
@@ -43,6 +44,7 @@ from mlplatform.core.markdown import table
 from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.model_families import CANDIDATE_ASSETS, candidates, model_dir
 from mlplatform.core.models import load_candidate
+from mlplatform.core.promotion import Scorer
 from mlplatform.core.quality import normalised_total
 from mlplatform.core.readable import readable
 from mlplatform.core.report import calibration_plot, inline_plots, pr_curve_plot, write_report
@@ -93,7 +95,7 @@ def _choose_challenger(platform: PlatformResource, train_rows: int, unfair: dict
 
 
 def hold_out_candidates(platform: PlatformResource, split, models: dict,
-                        scores: Mapping[str, Any] | None = None) -> list[Candidate]:
+                        scores: Mapping[str, np.ndarray] | None = None) -> list[Candidate]:
     """Every model (name → loaded predictor) and both baselines scored on the test split, models first;
     ``scores``: test-split scores already computed, by model name."""
     b = platform.brief
@@ -119,7 +121,7 @@ def _assess(platform: PlatformResource, test: pl.DataFrame, model: Candidate) ->
 
 
 def _candidate_fairness(platform: PlatformResource, test: pl.DataFrame,
-                        scores: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, Assessment]]:
+                        scores: Mapping[str, np.ndarray]) -> tuple[dict[str, str], dict[str, Assessment]]:
     """Every trained candidate's fairness verdict on the hold-out (evaluation/fairness_candidates, with its primary
     metric: the report's before/after mitigation), from its test-split ``scores`` (name → scores); returns
     candidate -> why it fails the gate, for those that do, and each candidate's assessment (:func:`_assess`)."""
@@ -142,8 +144,8 @@ def _candidate_fairness(platform: PlatformResource, test: pl.DataFrame,
     return unfair, assessed
 
 
-def _select(platform: PlatformResource, split: SplitFrames, trained: Mapping[str, Any]
-            ) -> tuple[Selection, dict[str, Any], dict[str, Assessment]]:
+def _select(platform: PlatformResource, split: SplitFrames, trained: Mapping[str, Scorer]
+            ) -> tuple[Selection, dict[str, np.ndarray], dict[str, Assessment]]:
     """The challenger (:func:`_choose_challenger`, leaving out candidates unfair on the hold-out), with every
     trained model's hold-out scores and fairness assessment: each model scores the hold-out once, and the
     fairness of every candidate, the metrics and the report share them."""

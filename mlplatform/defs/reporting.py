@@ -16,6 +16,7 @@ from mlplatform.core.model_card import (
     CardExtras,
     CardFacts,
     ChecklistItem,
+    CheckOutcome,
     ModelCard,
     bias_checklist,
     build_model_card,
@@ -44,12 +45,12 @@ def latest_check(instance: dg.DagsterInstance, asset: str, name: str):
     return record.event.dagster_event.event_specific_data
 
 
-def concept_drift_result(instance: dg.DagsterInstance) -> dict | None:
-    """The concept_drift check's latest result as ``{status, description}``; None when never evaluated."""
+def concept_drift_result(instance: dg.DagsterInstance) -> CheckOutcome | None:
+    """The concept_drift check's latest result; None when never evaluated."""
     evaluation = latest_check(instance, asset_names.PERFORMANCE_REPORT, "concept_drift")
     if evaluation is None or not hasattr(evaluation, "passed"):
         return None
-    return {"status": "PASS" if evaluation.passed else "FAIL", "description": evaluation.description or ""}
+    return CheckOutcome("PASS" if evaluation.passed else "FAIL", evaluation.description or "")
 
 
 def leakage_waivers(instance: dg.DagsterInstance) -> dict[str, str]:

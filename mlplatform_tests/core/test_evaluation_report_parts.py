@@ -76,7 +76,7 @@ def test_the_hold_out_results_and_the_reports_figures(brief):
     assert results.predictions.height == test.height and results.edge_cases.height > 0
     assert set(results.lake_tables()) == {tables.METRICS, tables.BASELINE_COMPARISON, tables.SLICES,
                                           tables.KILL_CRITERIA, tables.EDGE_CASES, tables.PREDICTIONS}
-    assert hold_out_summary(brief, test)["positive_rate"] == pytest.approx(float(y.mean()))
+    assert hold_out_summary(brief, test).positive_rate == pytest.approx(float(y.mean()))
 
     ctx = ReportContext(title="churn_demo", primary_metric="f1", metrics=results.parts.metrics, calibration=None,
                         cross_validation=CrossValidation("skipped", pl.DataFrame(schema=CV_FOLD_SCHEMA)),

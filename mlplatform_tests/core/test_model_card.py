@@ -15,6 +15,7 @@ from mlplatform.core.model_card import (
     BIAS_CHECKLIST,
     NOT_RECORDED,
     CardFacts,
+    CheckOutcome,
     bias_checklist,
     build_model_card,
     card_extras,
@@ -471,7 +472,7 @@ def test_the_card_records_one_verdict_retraining_concept_drift_leakage_waivers_a
     meta.update(
         promotion_verdict="promoted (the run's MLflow tag and its experiment record agree)",
         retraining_schedule="scheduled_retrain: cron '0 3 * * 1' UTC (stopped); drift_sensor (running)",
-        concept_drift={"status": "FAIL", "description": "f1 0.3235 -> 0.2100 (-35.1%)"},
+        concept_drift=CheckOutcome("FAIL", "f1 0.3235 -> 0.2100 (-35.1%)"),
         leakage_waivers={"customer_fee": "set by contract before the month starts"},
         placeholders=["owner", "problem.success_metric"])
     card = build_model_card(_facts(meta))

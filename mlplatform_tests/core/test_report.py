@@ -22,7 +22,7 @@ def ctx() -> dict:
         "task": "binary",
         "model_name": "LightGBM",
         "primary_metric": "f1",
-        "holdout": {"period": "2025-08-01..2025-09-01", "rows": 12345, "positive_rate": 0.123},
+        "holdout": report.HoldOut(period="2025-08-01..2025-09-01", rows=12345, positive_rate=0.123),
         "metrics": {"pr_auc": {"value": 0.61, "ci_low": 0.57, "ci_high": 0.65},
                     "f1": {"value": 0.52, "ci_low": 0.48, "ci_high": 0.56}},
         "baselines": {"majority": {"f1": 0.0, "pr_auc": 0.12}, "rules": {"f1": 0.31, "pr_auc": 0.2}},
@@ -81,7 +81,7 @@ def test_small_slices_are_flagged(ctx):
 
 def test_lower_is_better_metrics_compare_against_the_lowest_baseline():
     ctx = {"title": "demand", "task": "regression", "model_name": "LightGBM", "primary_metric": "mae",
-           "holdout": {"period": "2025-08", "rows": 900},
+           "holdout": report.HoldOut(period="2025-08", rows=900),
            "metrics": {"mae": {"value": 3.1, "ci_low": 2.9, "ci_high": 3.4}},
            "baselines": {"mean": {"mae": 4.2}, "rules": {"mae": 5.0}},
            "deltas": {"mean": {"mae": -1.1}, "rules": {"mae": -1.9}}}

@@ -28,7 +28,13 @@ from mlplatform.core.evaluation.kill_criteria import kill_criteria
 from mlplatform.core.evaluation.skew import SkewComparison
 from mlplatform.core.evaluation.slices import slice_records, sliced_metrics
 from mlplatform.core.holdout import SetApart
-from mlplatform.core.report import CandidateMetrics, ReportContext, candidate_context, render_evaluation_report
+from mlplatform.core.report import (
+    CandidateMetrics,
+    HoldOut,
+    ReportContext,
+    candidate_context,
+    render_evaluation_report,
+)
 from mlplatform.core.selection import Selection
 
 EDGE_CASE_ROWS = 20
@@ -94,16 +100,16 @@ def evaluate_hold_out(brief: Brief, train: pl.DataFrame, test: pl.DataFrame, sco
         parts=parts, random=random, primary=primary)
 
 
-def hold_out_summary(brief: Brief, test: pl.DataFrame) -> dict[str, Any]:
+def hold_out_summary(brief: Brief, test: pl.DataFrame) -> HoldOut:
     """The report's hold-out line: its period (first and last label day, or the split's description without
     time), rows and, binary, the positive rate."""
     timestamp = pl.col(brief.label.timestamp)
     period = (" .. ".join(test.select(timestamp.min().alias("first"), timestamp.max().alias("last"))
                           .select(pl.all().dt.strftime("%Y-%m-%d")).row(0))
               if brief.has_time else brief.split_summary()["test"])
-    return {"period": period, "rows": test.height,
-            "positive_rate": float(np.mean(test[brief.label.column].to_numpy())) if brief.task_type == "binary"
-            else None}
+    return HoldOut(period=period, rows=test.height,
+                   positive_rate=float(np.mean(test[brief.label.column].to_numpy())) if brief.task_type == "binary"
+                   else None)
 
 
 def report_context(brief: Brief, selection: Selection, test: pl.DataFrame, results: HoldOutResults, *,
@@ -165,7 +171,7 @@ def report_figures(brief: Brief, selection: Selection, results: HoldOutResults, 
         **({f"cv_{primary}_mean": cv.mean, f"cv_{primary}_std": cv.std} if cv is not None and cv.ran
            else {"cross_validation": "skipped"}),
         **({"skewed_entities": ctx.skew.summary.skewed} if ctx.skew and ctx.skew.summary else {}),
-        "test_rows": ctx.holdout["rows"],
+        "test_rows": ctx.holdout.rows if ctx.holdout else None,
         "top_features": ", ".join(importance["feature"].head(10).to_list()),
         "test_rows_set_apart_quarantined": excluded.rows,
         "golden_rows": golden.rows, "golden_version": golden.version,
