@@ -21,6 +21,7 @@ from mlplatform.core.calibration import CalibrationSummary
 from mlplatform.core.evaluation.cross_validation import CrossValidation
 from mlplatform.core.evaluation.error_analysis import ErrorAnalysis
 from mlplatform.core.evaluation.fairness_assessment import FairnessReport
+from mlplatform.core.evaluation.kill_criteria import KillCriterion
 from mlplatform.core.evaluation.skew import SkewComparison
 from mlplatform.core.io import write_text_atomic
 from mlplatform.core.metrics import higher_is_better
@@ -57,7 +58,7 @@ class ReportContext:
         holdout: the hold-out's period, rows and positive rate.
         baselines: shown name → metric → a number or ``{value, ...}``.
         deltas: shown baseline name → metric → model minus baseline.
-        kill_criteria: ``{criterion, measured, passed}`` rows.
+        kill_criteria: the brief's kill criteria, judged.
         comparisons: rows of :func:`~mlplatform.core.evaluation.hold_out_metrics.baseline_comparison`.
         cross_validation: the challenger's cross-validation, or why it was skipped.
         calibration: the calibration summary (binary tasks).
@@ -77,7 +78,7 @@ class ReportContext:
     holdout: HoldOut | None = None
     baselines: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     deltas: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-    kill_criteria: Sequence[Row] = ()
+    kill_criteria: Sequence[KillCriterion] = ()
     comparisons: Sequence[Row] | None = None
     cross_validation: CrossValidation | None = None
     calibration: CalibrationSummary | None = None
@@ -169,7 +170,7 @@ def _verdict(ctx: ReportContext) -> str:
     if not higher_is_better(primary):
         sentence += f" Lower {label} is better."
     kills = ctx.kill_criteria
-    failed = [k["criterion"] for k in kills if not k["passed"]]
+    failed = [k.criterion for k in kills if not k.passed]
     if failed:
         sentence += f" Kill criteria: {len(failed)} of {len(kills)} failed ({'; '.join(failed)})."
     elif kills:
@@ -240,7 +241,7 @@ def render_evaluation_report(ctx: ReportContext) -> str:
     if kills:
         parts += ["## Kill criteria", _table(
             ["criterion", "measured", "result"],
-            [[k["criterion"], str(k["measured"]), "pass" if k["passed"] else "**FAIL**"] for k in kills])]
+            [[k.criterion, str(k.measured), "pass" if k.passed else "**FAIL**"] for k in kills])]
 
     if ctx.cross_validation is not None:
         parts += _cross_validation(ctx.cross_validation, primary)

@@ -31,7 +31,7 @@ from mlplatform.core.evaluation.hold_out_report import (
     report_figures,
     report_markdown,
 )
-from mlplatform.core.evaluation.kill_criteria import QualityRecord, quality_kill_criterion
+from mlplatform.core.evaluation.kill_criteria import KillCriterion, QualityRecord, quality_kill_criterion
 from mlplatform.core.evaluation.skew import (
     SkewComparison,
     latest_offline_rows,
@@ -270,7 +270,7 @@ def quality_history(instance: dg.DagsterInstance, platform: PlatformResource) ->
     return sorted(records, key=lambda r: r.at)
 
 
-def _quality_kill(context: dg.AssetExecutionContext, platform: PlatformResource) -> dict:
+def _quality_kill(context: dg.AssetExecutionContext, platform: PlatformResource) -> KillCriterion:
     b = platform.brief
     return quality_kill_criterion(quality_history(context.instance, platform), b.thresholds.quality_min_score,
                                   b.kill_criteria.quality_cleaning_days, datetime.now(UTC).replace(tzinfo=None))

@@ -28,6 +28,7 @@ from mlplatform.core.evaluation.hold_out_report import (
     hold_out_summary,
     report_figures,
 )
+from mlplatform.core.evaluation.kill_criteria import KillCriterion
 from mlplatform.core.evaluation.skew import SkewComparison
 from mlplatform.core.holdout import SetApart
 from mlplatform.core.metrics import compute_metrics
@@ -65,14 +66,14 @@ def test_the_hold_out_results_and_the_reports_figures(brief):
     scored = [Candidate("lightgbm", _score(test), 0.5),
               Candidate("rules", np.where(test["customer_tenure_days"].to_numpy() > 1, 1.0, 0.0), 0.5),
               Candidate("majority", majority_baseline("binary", y).predict_score(test), 0.5)]
-    quality = {"criterion": "quality", "measured": "fine", "passed": True}
+    quality = KillCriterion("quality", "fine", True)
     results = evaluate_hold_out(brief, train, test, scored, _score, quality)
 
     intervals = results.metrics.filter(pl.col("ci_low").is_not_null())
     assert set(intervals.filter(pl.col("candidate") == "lightgbm")["metric"]) == {"f1", "pr_auc", "roc_auc"}
     assert set(intervals.filter(pl.col("candidate") == "rules")["metric"]) == {"f1"}
     assert results.headline == pytest.approx(compute_metrics("binary", y, scored[0].scores, 0.5)["f1"])
-    assert [k["passed"] for k in results.kill_criteria][1] is True and len(results.kill_criteria) == 3
+    assert [k.passed for k in results.kill_criteria][1] is True and len(results.kill_criteria) == 3
     assert results.predictions.height == test.height and results.edge_cases.height > 0
     assert set(results.lake_tables()) == {tables.METRICS, tables.BASELINE_COMPARISON, tables.SLICES,
                                           tables.KILL_CRITERIA, tables.EDGE_CASES, tables.PREDICTIONS}

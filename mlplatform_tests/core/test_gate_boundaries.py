@@ -11,7 +11,7 @@ import pytest
 
 from mlplatform.brief import KillCriteria
 from mlplatform.core.evaluation.fairness_assessment import AttributeFairness
-from mlplatform.core.evaluation.kill_criteria import QualityRecord, kill_criteria, quality_kill_criterion
+from mlplatform.core.evaluation.kill_criteria import KillCriterion, QualityRecord, kill_criteria, quality_kill_criterion
 from mlplatform.core.promotion import GUARDRAIL_TOLERANCE, GoldenScore, decide_promotion, golden_relative_drop
 from mlplatform.core.quality import (
     EMPTY_SHARE,
@@ -125,47 +125,47 @@ def test_timeliness_just_inside_the_anchors():
 DYADIC = KillCriteria(baseline_max_share=0.75, min_lift_over_random=0.125)
 
 
-def _passed(rows: list[dict]) -> list[bool]:
-    return [row["passed"] for row in rows]
+def _passed(rows: list[KillCriterion]) -> list[bool]:
+    return [row.passed for row in rows]
 
 
 @pytest.mark.parametrize(("rules", "passed"), [(0.375 - TINY, True), (0.375, True), (0.375 + TINY, False)])
 def test_the_rules_baseline_kills_above_its_share_of_the_model(rules, passed):
     # model 0.5: rules at 0.375 reach exactly 75%, "achieves > 75%" kills.
-    assert kill_criteria(0.5, rules, 0.0, "f1", DYADIC)[0]["passed"] is passed
+    assert kill_criteria(0.5, rules, 0.0, "f1", DYADIC)[0].passed is passed
     # An error metric: the baseline "reaches" the model when the model's error is that share of the rules' error.
-    assert kill_criteria(rules, 0.5, 10.0, "mae", DYADIC)[0]["passed"] is passed
+    assert kill_criteria(rules, 0.5, 10.0, "mae", DYADIC)[0].passed is passed
 
 
 def test_the_methods_default_ninety_percent_share():
     assert KillCriteria().baseline_max_share == 0.9
-    assert kill_criteria(0.5, 0.45, 0.0, "f1", KillCriteria())[0]["passed"] is True  # exactly 90%
-    assert kill_criteria(0.5, 0.4501, 0.0, "f1", KillCriteria())[0]["passed"] is False
+    assert kill_criteria(0.5, 0.45, 0.0, "f1", KillCriteria())[0].passed is True  # exactly 90%
+    assert kill_criteria(0.5, 0.4501, 0.0, "f1", KillCriteria())[0].passed is False
 
 
 def test_a_model_of_zero_or_a_perfect_error_baseline_fails_closed():
     zero = kill_criteria(0.0, 0.0, 0.0, "f1", KillCriteria())[0]
-    assert zero["passed"] is False and "any baseline matches it" in zero["measured"]
-    assert kill_criteria(3.0, 0.0, 10.0, "mae", KillCriteria())[0]["passed"] is False
+    assert zero.passed is False and "any baseline matches it" in zero.measured
+    assert kill_criteria(3.0, 0.0, 10.0, "mae", KillCriteria())[0].passed is False
 
 
 @pytest.mark.parametrize(("model", "passed"), [(0.5625 - TINY, False), (0.5625, False), (0.5625 + TINY, True)])
 def test_the_model_must_beat_random_by_more_than_the_lift(model, passed):
     # random 0.5: 0.5625 is exactly +12.5%, "can't beat random by > 12.5%" kills at it.
-    assert kill_criteria(model, 0.0, 0.5, "f1", DYADIC)[-1]["passed"] is passed
+    assert kill_criteria(model, 0.0, 0.5, "f1", DYADIC)[-1].passed is passed
     # An error metric: beating random means a lower error, 12.5% of random's.
-    assert kill_criteria(1 - model, 10.0, 0.5, "mae", DYADIC)[-1]["passed"] is passed
+    assert kill_criteria(1 - model, 10.0, 0.5, "mae", DYADIC)[-1].passed is passed
 
 
 def test_the_methods_default_ten_percent_lift():
     assert KillCriteria().min_lift_over_random == 0.10
-    assert kill_criteria(0.549, 0.0, 0.5, "f1", KillCriteria())[-1]["passed"] is False
-    assert kill_criteria(0.551, 0.0, 0.5, "f1", KillCriteria())[-1]["passed"] is True
+    assert kill_criteria(0.549, 0.0, 0.5, "f1", KillCriteria())[-1].passed is False
+    assert kill_criteria(0.551, 0.0, 0.5, "f1", KillCriteria())[-1].passed is True
 
 
 def test_a_random_reference_of_zero():
-    assert kill_criteria(0.2, 0.0, 0.0, "f1", KillCriteria())[-1]["passed"] is True  # any gain over nothing
-    assert kill_criteria(0.0, 0.0, 0.0, "f1", KillCriteria())[-1]["passed"] is False  # no gain at all
+    assert kill_criteria(0.2, 0.0, 0.0, "f1", KillCriteria())[-1].passed is True  # any gain over nothing
+    assert kill_criteria(0.0, 0.0, 0.0, "f1", KillCriteria())[-1].passed is False  # no gain at all
 
 
 NOW = datetime(2026, 3, 1)
@@ -179,15 +179,15 @@ NOW = datetime(2026, 3, 1)
 def test_poor_quality_kills_once_the_cleaning_days_are_reached(failing_for, passed):
     history = [QualityRecord(NOW - timedelta(days=30), 25.0, True), QualityRecord(NOW - failing_for, 12.0, False),
                QualityRecord(NOW - timedelta(days=1), 17.99, False)]
-    assert quality_kill_criterion(history, 18, 14, NOW)["passed"] is passed
+    assert quality_kill_criterion(history, 18, 14, NOW).passed is passed
     # The order the history arrives in does not matter.
-    assert quality_kill_criterion(history[::-1], 18, 14, NOW)["passed"] is passed
+    assert quality_kill_criterion(history[::-1], 18, 14, NOW).passed is passed
 
 
 def test_a_passing_report_ends_the_streak_and_no_history_fails_closed():
     history = [QualityRecord(NOW - timedelta(days=40), 12.0, False), QualityRecord(NOW - timedelta(days=2), 18.0, True)]
-    assert quality_kill_criterion(history, 18, 14, NOW)["passed"] is True
-    assert quality_kill_criterion([], 18, 14, NOW)["passed"] is False
+    assert quality_kill_criterion(history, 18, 14, NOW).passed is True
+    assert quality_kill_criterion([], 18, 14, NOW).passed is False
     quality = quality_kill_criterion([], 18, 14, NOW)
     assert _passed(kill_criteria(0.8, 0.1, 0.5, "f1", KillCriteria(), quality)) == [True, False, True]
 

@@ -11,6 +11,7 @@ from mlplatform.core.calibration import CalibrationSummary
 from mlplatform.core.evaluation.cross_validation import CV_FOLD_SCHEMA, CrossValidation
 from mlplatform.core.evaluation.error_analysis import ErrorAnalysis
 from mlplatform.core.evaluation.fairness_assessment import AttributeFairness, FairnessReport, FairnessRule
+from mlplatform.core.evaluation.kill_criteria import KillCriterion
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -28,8 +29,8 @@ def ctx() -> dict:
         "baselines": {"majority": {"f1": 0.0, "pr_auc": 0.12}, "rules": {"f1": 0.31, "pr_auc": 0.2}},
         "deltas": {"majority": {"f1": 0.52, "pr_auc": 0.49}, "rules": {"f1": 0.21, "pr_auc": 0.41}},
         "kill_criteria": [
-            {"criterion": "rules baseline reaches 90% of the model's F1", "measured": "60%", "passed": True},
-            {"criterion": "model beats random by more than 10%", "measured": "+310%", "passed": True},
+            KillCriterion("rules baseline reaches 90% of the model's F1", "60%", True),
+            KillCriterion("model beats random by more than 10%", "+310%", True),
         ],
         "slices": [
             {"dimension": "plan", "value": "basic", "n": 5000, "metrics": {"f1": 0.5}},
@@ -64,7 +65,7 @@ def test_metrics_table_puts_the_primary_metric_first_with_ci_and_deltas(ctx):
 
 
 def test_failed_kill_criteria_are_in_the_verdict_and_the_table(ctx):
-    ctx["kill_criteria"][0]["passed"] = False
+    ctx["kill_criteria"][0] = replace(ctx["kill_criteria"][0], passed=False)
     markdown = report.render_evaluation_report(report.ReportContext(**ctx))
     assert "Kill criteria: 1 of 2 failed (rules baseline reaches 90% of the model's F1)." in markdown
     assert "| rules baseline reaches 90% of the model's F1 | 60% | **FAIL** |" in markdown
@@ -130,7 +131,7 @@ def test_inline_plots_embed_each_png_as_markdown_the_ui_renders(scores, tmp_path
 
 
 def test_report_text_cannot_inject_markup(ctx, tmp_path):
-    ctx["kill_criteria"][0]["criterion"] = "<script>alert(1)</script>"
+    ctx["kill_criteria"][0] = replace(ctx["kill_criteria"][0], criterion="<script>alert(1)</script>")
     page = report.write_report(report.render_evaluation_report(report.ReportContext(**ctx)), tmp_path, {}).read_text()
     assert "<script>" not in page and "&lt;script&gt;" in page
 

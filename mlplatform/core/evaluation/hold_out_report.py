@@ -1,7 +1,7 @@
 """The evaluation report's numbers and text, assembled from the subject modules: the challenger and every baseline
 on the hold-out (:func:`evaluate_hold_out`), the report's context and Markdown, and the figures its asset shows."""
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ from mlplatform.core.evaluation.hold_out_metrics import (
     prediction_table,
     random_reference,
 )
-from mlplatform.core.evaluation.kill_criteria import kill_criteria
+from mlplatform.core.evaluation.kill_criteria import KillCriterion, kill_criteria
 from mlplatform.core.evaluation.skew import SkewComparison
 from mlplatform.core.evaluation.slices import slice_records, sliced_metrics
 from mlplatform.core.holdout import SetApart
@@ -57,7 +57,7 @@ class HoldOutResults:
     comparisons: pl.DataFrame
     slices: pl.DataFrame
     edge_cases: pl.DataFrame
-    kill_criteria: list[dict]
+    kill_criteria: list[KillCriterion]
     predictions: pl.DataFrame
     parts: CandidateMetrics
     random: float
@@ -71,12 +71,12 @@ class HoldOutResults:
     def lake_tables(self) -> dict[tables.Table, pl.DataFrame]:
         """Each result's lake table."""
         return {tables.METRICS: self.metrics, tables.BASELINE_COMPARISON: self.comparisons,
-                tables.SLICES: self.slices, tables.KILL_CRITERIA: pl.DataFrame(self.kill_criteria),
+                tables.SLICES: self.slices, tables.KILL_CRITERIA: pl.DataFrame([asdict(k) for k in self.kill_criteria]),
                 tables.EDGE_CASES: self.edge_cases, tables.PREDICTIONS: self.predictions}
 
 
 def evaluate_hold_out(brief: Brief, train: pl.DataFrame, test: pl.DataFrame, scored: list[Candidate],
-                      predict: Any, quality: dict | None) -> HoldOutResults:
+                      predict: Any, quality: KillCriterion | None) -> HoldOutResults:
     """The challenger (``scored[0]``, scored by ``predict``) against the other candidates and the baselines
     (``scored[1:]``) on the ``test`` rows: metrics with intervals (the guardrails' for the challenger), paired
     comparisons, slices, edge-case probes (reference ranges from ``train``), the kill criteria (``quality``: the

@@ -9,6 +9,18 @@ from mlplatform.core.metrics import higher_is_better
 
 
 @dataclass(frozen=True)
+class KillCriterion:
+    """One of the brief's kill criteria, judged; a row of the evaluation/kill_criteria table."""
+
+    criterion: str
+    """The criterion in the method's words, with the brief's numbers."""
+    measured: str
+    """What was measured, in words."""
+    passed: bool
+    """True when it gives no reason to kill the project."""
+
+
+@dataclass(frozen=True)
 class QualityRecord:
     """One data-quality report of the history: when, its total /30, and whether the gate passed it."""
 
@@ -17,7 +29,8 @@ class QualityRecord:
     passed: bool
 
 
-def quality_kill_criterion(history: list[QualityRecord], minimum: float, max_days: float, now: datetime) -> dict:
+def quality_kill_criterion(history: list[QualityRecord], minimum: float, max_days: float,
+                           now: datetime) -> KillCriterion:
     """The method's "data quality too poor after 2 weeks of cleaning", judged on the data-quality history.
 
     The data has been too poor for as long as the newest reports have failed the gate without a break: from the
@@ -25,8 +38,7 @@ def quality_kill_criterion(history: list[QualityRecord], minimum: float, max_day
     """
     criterion = f"Data quality too poor after {max_days:g} days of cleaning"
     if not history:
-        return {"criterion": criterion, "measured": "no data-quality report recorded: quality was never measured",
-                "passed": False}
+        return KillCriterion(criterion, "no data-quality report recorded: quality was never measured", False)
     ordered = sorted(history, key=lambda r: r.at)
     latest = ordered[-1]
     failing: list[QualityRecord] = []
@@ -37,23 +49,20 @@ def quality_kill_criterion(history: list[QualityRecord], minimum: float, max_day
     if not failing:
         earlier = [r for r in ordered if not r.passed]
         since = f"; below it in {len(earlier)} earlier report(s)" if earlier else ""
-        return {"criterion": criterion, "passed": True,
-                "measured": f"the latest of {len(ordered)} data-quality reports ({latest.at:%Y-%m-%d}) scores "
-                            f"{latest.total:.1f}/30, meeting the gate's {minimum:g}{since}"}
+        return KillCriterion(criterion, passed=True,
+                             measured=f"the latest of {len(ordered)} data-quality reports ({latest.at:%Y-%m-%d}) "
+                                      f"scores {latest.total:.1f}/30, meeting the gate's {minimum:g}{since}")
     days = (now - failing[0].at).total_seconds() / 86_400
-    return {"criterion": criterion, "passed": bool(days < max_days),
-            "measured": f"below the gate's {minimum:g}/30 in the {len(failing)} latest report(s) since "
-                        f"{failing[0].at:%Y-%m-%d} ({days:.1f} days of cleaning; limit {max_days:g}); latest "
-                        f"{latest.total:.1f}/30"}
+    return KillCriterion(criterion, passed=bool(days < max_days),
+                         measured=f"below the gate's {minimum:g}/30 in the {len(failing)} latest report(s) since "
+                                  f"{failing[0].at:%Y-%m-%d} ({days:.1f} days of cleaning; limit {max_days:g}); "
+                                  f"latest {latest.total:.1f}/30")
 
 
 def kill_criteria(model: float, rules: float, random: float, metric: str,
-                  criteria: KillCriteria, quality: dict | None = None) -> list[dict]:
-    """The method's kill criteria judged on hold-out values of the primary metric and, given ``quality`` (a
-    :func:`quality_kill_criterion` row), on the data-quality history.
-
-    Returns one row per criterion: its text, the measurement, and ``passed`` (True = no reason to kill).
-    """
+                  criteria: KillCriteria, quality: KillCriterion | None = None) -> list[KillCriterion]:
+    """The method's kill criteria judged on hold-out values of the primary metric and, given ``quality`` (from
+    :func:`quality_kill_criterion`), on the data-quality history, in the method's order."""
     if higher_is_better(metric):
         share = rules / model if model else float("inf")
     else:  # for errors, the baseline "reaches" the model when its error is close to the model's
@@ -62,15 +71,15 @@ def kill_criteria(model: float, rules: float, random: float, metric: str,
     measured = (f"the model's {metric} is {model:.4f}: any baseline matches it" if share == float("inf")
                 else f"rules reach {share:.0%} of the model's {metric} ({rules:.4f} vs {model:.4f})")
     return [
-        {
-            "criterion": f"Baseline heuristic achieves >{criteria.baseline_max_share:.0%} of ML performance",
-            "measured": measured,
-            "passed": bool(share <= criteria.baseline_max_share),
-        },
+        KillCriterion(
+            criterion=f"Baseline heuristic achieves >{criteria.baseline_max_share:.0%} of ML performance",
+            measured=measured,
+            passed=bool(share <= criteria.baseline_max_share),
+        ),
         *([quality] if quality is not None else []),
-        {
-            "criterion": f"Model can't beat random by >{criteria.min_lift_over_random:.0%} on holdout set",
-            "measured": f"model {metric} {model:.4f} vs random {random:.4f}: {beat_random:+.0%}",
-            "passed": bool(beat_random > criteria.min_lift_over_random),
-        },
+        KillCriterion(
+            criterion=f"Model can't beat random by >{criteria.min_lift_over_random:.0%} on holdout set",
+            measured=f"model {metric} {model:.4f} vs random {random:.4f}: {beat_random:+.0%}",
+            passed=bool(beat_random > criteria.min_lift_over_random),
+        ),
     ]
