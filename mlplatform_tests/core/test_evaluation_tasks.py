@@ -82,7 +82,7 @@ def test_binary_fairness_assessment_is_group_fairness_plus_the_gate_verdict():
     frame = pl.DataFrame({"label": y, "g": group})
     [row], groups = fairness_assessment("binary", frame, "label", score, 0.5, ["g"], "f1", RULE)
     expected = group_fairness(frame["g"], y, score >= 0.5, RULE.min_group_size)
-    assert row.disparate_impact == pytest.approx(expected["disparate_impact"])
+    assert row.disparate_impact == pytest.approx(expected.disparate_impact)
     assert row.applicable and not row.passed  # a large, significant gap
     assert {"ece", "calibration_gap", "tpr", "primary_value"} <= set(groups.columns)
     selected = ((group == "x") & (score >= 0.5)).sum() / (group == "x").sum()

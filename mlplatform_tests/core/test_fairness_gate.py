@@ -8,6 +8,7 @@ from scipy.stats import fisher_exact
 
 from mlplatform.core.evaluation.fairness_assessment import (
     FairnessRule,
+    GroupFairness,
     _attribute_verdict,
     fairness_assessment,
     group_fairness,
@@ -145,9 +146,10 @@ def test_a_waiver_covers_only_its_attribute_and_metric_and_never_turns_a_pass_in
         ("FAIL", False)
 
 
-def _result(impact: float | None, gap: float | None) -> dict:
-    return {"disparate_impact": impact, "p_value": None if impact is None else 0.123,
-            "equal_opportunity_gap": gap, "equal_opportunity_p_value": None if gap is None else 0.0456}
+def _result(impact: float | None, gap: float | None) -> GroupFairness:
+    return GroupFairness(disparate_impact=impact, p_value=None if impact is None else 0.123,
+                         equal_opportunity_gap=gap, equal_opportunity_p_value=None if gap is None else 0.0456,
+                         rates=pl.DataFrame())
 
 
 @pytest.mark.parametrize(("impact", "gap", "rule", "status", "passed"), [
@@ -186,11 +188,11 @@ def test_small_and_unknown_groups_are_listed_but_left_out_of_the_ratio_and_the_g
     y = np.r_[frame["label"].to_numpy(), np.ones(MIN_GROUP - 1), np.ones(60)]
     selected = np.r_[frame["score"].to_numpy(), np.ones(MIN_GROUP - 1), np.zeros(60)]  # c: all; unknown: none
     result = group_fairness(groups, y, selected, MIN_GROUP)
-    assert result["disparate_impact"] == pytest.approx(0.4 / 0.5)
-    assert result["p_value"] == pytest.approx(fisher_exact([[40, 60], [50, 50]]).pvalue)
-    assert result["equal_opportunity_gap"] == pytest.approx(0.0)
-    assert result["equal_opportunity_p_value"] == pytest.approx(1.0)
-    rates = {r["group"]: r for r in result["rates"].to_dicts()}
+    assert result.disparate_impact == pytest.approx(0.4 / 0.5)
+    assert result.p_value == pytest.approx(fisher_exact([[40, 60], [50, 50]]).pvalue)
+    assert result.equal_opportunity_gap == pytest.approx(0.0)
+    assert result.equal_opportunity_p_value == pytest.approx(1.0)
+    rates = {r["group"]: r for r in result.rates.to_dicts()}
     assert set(rates) == {"a", "b", "c", None}
     assert [rates[g]["assessed"] for g in ("a", "b", "c", None)] == [True, True, False, False]
     assert (rates[None]["n"], rates[None]["selection_rate"]) == (60, 0.0)
@@ -204,14 +206,14 @@ def test_fishers_test_compares_the_lowest_and_highest_groups_selections_and_true
         y += [1] * 60 + [0] * 40
         selected += [1] * tp + [0] * (60 - tp) + [1] * (chosen - tp) + [0] * (40 - (chosen - tp))
     result = group_fairness(pl.Series(groups), np.array(y), np.array(selected), MIN_GROUP)
-    assert result["disparate_impact"] == pytest.approx(30 / 60)
-    assert result["p_value"] == pytest.approx(fisher_exact([[30, 70], [60, 40]]).pvalue)
-    assert result["equal_opportunity_gap"] == pytest.approx(42 / 60 - 18 / 60)
-    assert result["equal_opportunity_p_value"] == pytest.approx(fisher_exact([[18, 42], [42, 18]]).pvalue)
+    assert result.disparate_impact == pytest.approx(30 / 60)
+    assert result.p_value == pytest.approx(fisher_exact([[30, 70], [60, 40]]).pvalue)
+    assert result.equal_opportunity_gap == pytest.approx(42 / 60 - 18 / 60)
+    assert result.equal_opportunity_p_value == pytest.approx(fisher_exact([[18, 42], [42, 18]]).pvalue)
 
 
 def test_with_one_assessable_group_nothing_is_compared():
     frame, _ = _frame(40, n_b=MIN_GROUP - 1, positives=10, tp_a=5, tp_b=5)
     result = group_fairness(frame["g"], frame["label"].to_numpy(), frame["score"].to_numpy(), MIN_GROUP)
-    assert result["disparate_impact"] is None and result["p_value"] is None
-    assert result["equal_opportunity_gap"] is None and result["equal_opportunity_p_value"] is None
+    assert result.disparate_impact is None and result.p_value is None
+    assert result.equal_opportunity_gap is None and result.equal_opportunity_p_value is None

@@ -44,7 +44,7 @@ def unmitigated(data):
 
 def _impact(model, frame: pl.DataFrame) -> float:
     scores = model.predict_score(frame)
-    return group_fairness(frame["group"], frame["label"].to_numpy(), scores >= model.threshold, 50)["disparate_impact"]
+    return group_fairness(frame["group"], frame["label"].to_numpy(), scores >= model.threshold, 50).disparate_impact
 
 
 def test_reweighing_weights_make_the_label_independent_of_the_group(data):

@@ -75,9 +75,9 @@ def test_group_fairness_equals_fairlearn_bit_for_bit(seed):
     min_group = int(rng.choice([0, 1, 5, 30, 200]))
     got = group_fairness(groups, y, selected, min_group)
     rates, impact, gap = _fairlearn_figures(groups, y, selected, min_group)
-    assert_frame_equal(got["rates"], rates)
-    assert _same(got["disparate_impact"], impact)
-    assert _same(got["equal_opportunity_gap"], gap)
+    assert_frame_equal(got.rates, rates)
+    assert _same(got.disparate_impact, impact)
+    assert _same(got.equal_opportunity_gap, gap)
 
 
 def test_group_fairness_counts_edges_equal_fairlearn():
@@ -89,12 +89,12 @@ def test_group_fairness_counts_edges_equal_fairlearn():
         for min_group in (0, 5, 30):
             got = group_fairness(groups, y, selected, min_group)
             rates, impact, gap = _fairlearn_figures(groups, y, selected, min_group)
-            assert_frame_equal(got["rates"], rates)
-            assert _same(got["disparate_impact"], impact)
-            assert _same(got["equal_opportunity_gap"], gap)
+            assert_frame_equal(got.rates, rates)
+            assert _same(got.disparate_impact, impact)
+            assert _same(got.equal_opportunity_gap, gap)
     numeric = pl.Series("band", np.repeat([1, 2, 3], 40))
     y3, chosen = np.tile([1, 0, 0, 1], 30), np.tile([1, 1, 0, 0, 0, 1], 20)
     got = group_fairness(numeric, y3, chosen, 10)
     rates, impact, gap = _fairlearn_figures(numeric, y3, chosen, 10)
-    assert_frame_equal(got["rates"], rates)
-    assert _same(got["disparate_impact"], impact) and _same(got["equal_opportunity_gap"], gap)
+    assert_frame_equal(got.rates, rates)
+    assert _same(got.disparate_impact, impact) and _same(got.equal_opportunity_gap, gap)

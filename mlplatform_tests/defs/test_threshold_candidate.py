@@ -41,7 +41,7 @@ def materialised(tmp_path_factory):
 def _impact(model, frame) -> float:
     scores = model.predict_score(frame)
     return group_fairness(frame["age_band"], frame["churned"].to_numpy(), scores >= model.threshold,
-                          50)["disparate_impact"]
+                          50).disparate_impact
 
 
 def test_the_threshold_candidate_saves_one_threshold_per_served_age_band(materialised):

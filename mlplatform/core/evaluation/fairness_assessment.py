@@ -170,15 +170,16 @@ def metric_verdict(attribute: str, metric: str, value: float | None, limit: floa
     return status, status == "PASS"
 
 
-def _verdict_reason(result: Mapping[str, Any], statuses: Mapping[str, str], attribute: str,
+def _verdict_reason(result: "GroupFairness", statuses: Mapping[str, str], attribute: str,
                     rule: FairnessRule) -> str:
     """The attribute's verdict in words: each metric's value against its limit, significance beside it."""
     parts = []
-    for metric, value_key, p_key, limit, words in (
-            ("disparate_impact", "disparate_impact", "p_value", rule.disparate_impact_min, "disparate impact"),
-            ("equal_opportunity", "equal_opportunity_gap", "equal_opportunity_p_value",
+    for metric, value, p_value, limit, words in (
+            ("disparate_impact", result.disparate_impact, result.p_value, rule.disparate_impact_min,
+             "disparate impact"),
+            ("equal_opportunity", result.equal_opportunity_gap, result.equal_opportunity_p_value,
              rule.equal_opportunity_max_gap, "equal-opportunity (TPR) gap")):
-        value, status = result[value_key], statuses[metric]
+        status = statuses[metric]
         if value is None:
             counted = "positives (a TPR's denominator)" if metric == "equal_opportunity" else "rows"
             text = (f"{words} not assessable: fewer than two groups with {rule.min_group_size}+ hold-out {counted}"
@@ -187,7 +188,7 @@ def _verdict_reason(result: Mapping[str, Any], statuses: Mapping[str, str], attr
             relation = ("at least" if value >= limit else "under") if metric == "disparate_impact" \
                 else ("at most" if value <= limit else "over")
             text = f"{words} {value:.3f}, {relation} the {'minimum' if metric == 'disparate_impact' else 'maximum'} " \
-                   f"{limit:g} (Fisher p = {result[p_key]:.3g}, reported only)"
+                   f"{limit:g} (Fisher p = {p_value:.3g}, reported only)"
         if status == "WAIVED":
             text += f"; WAIVED by the brief: {rule.waivers[(attribute, metric)]}"
         parts.append(f"{status} {text}")
@@ -231,7 +232,7 @@ def fairness_assessment(task: TaskType, frame: pl.DataFrame, label: str, scores:
         else:
             result = group_fairness(frame[attribute], outcomes[0], outcomes[1], rule.min_group_size)
             verdict = _attribute_verdict(attribute, result, rule)
-            rates = result["rates"].join(metric, on="group", how="left", nulls_equal=True)
+            rates = result.rates.join(metric, on="group", how="left", nulls_equal=True)
             if task == "binary":
                 calibration = group_calibration(frame[attribute], y, scores, rule.min_group_size)
                 rates = rates.join(calibration.drop("n", "assessed"), on="group", how="left", nulls_equal=True)
@@ -243,23 +244,39 @@ def fairness_assessment(task: TaskType, frame: pl.DataFrame, label: str, scores:
     return attribute_rows, pl.concat(tables, how="diagonal") if tables else pl.DataFrame()
 
 
-def _attribute_verdict(attribute: str, result: Mapping[str, Any], rule: FairnessRule) -> AttributeFairness:
+def _attribute_verdict(attribute: str, result: "GroupFairness", rule: FairnessRule) -> AttributeFairness:
     """The gate's verdict on one attribute whose decisions can be compared, from :func:`group_fairness`."""
-    impact_status, impact_ok = metric_verdict(attribute, "disparate_impact", result["disparate_impact"],
+    impact_status, impact_ok = metric_verdict(attribute, "disparate_impact", result.disparate_impact,
                                               rule.disparate_impact_min, higher_is_fair=True, rule=rule)
-    gap_status, gap_ok = metric_verdict(attribute, "equal_opportunity", result["equal_opportunity_gap"],
+    gap_status, gap_ok = metric_verdict(attribute, "equal_opportunity", result.equal_opportunity_gap,
                                         rule.equal_opportunity_max_gap, higher_is_fair=False, rule=rule)
     statuses = {"disparate_impact": impact_status, "equal_opportunity": gap_status}
     return AttributeFairness(
-        attribute, disparate_impact=result["disparate_impact"], p_value=result["p_value"],
-        equal_opportunity_gap=result["equal_opportunity_gap"], passed=impact_ok and gap_ok,
-        equal_opportunity_p_value=result["equal_opportunity_p_value"], applicable=True, note="",
+        attribute, disparate_impact=result.disparate_impact, p_value=result.p_value,
+        equal_opportunity_gap=result.equal_opportunity_gap, passed=impact_ok and gap_ok,
+        equal_opportunity_p_value=result.equal_opportunity_p_value, applicable=True, note="",
         status=min(statuses.values(), key=_STATUS_ORDER.index), disparate_impact_status=impact_status,
         equal_opportunity_status=gap_status, reason=_verdict_reason(result, statuses, attribute, rule))
 
 
+@dataclass(frozen=True)
+class GroupFairness:
+    """Selection-rate fairness across the values of one protected attribute (see :func:`group_fairness`)."""
+
+    disparate_impact: float | None
+    """fairlearn's ``demographic_parity_ratio`` over the assessed groups; None with fewer than two."""
+    p_value: float | None
+    """Fisher's exact test of the lowest and highest selection rate's groups."""
+    equal_opportunity_gap: float | None
+    """fairlearn's ``equal_opportunity_difference`` over groups with enough positives; None with fewer than two."""
+    equal_opportunity_p_value: float | None
+    """Fisher's exact test of the lowest and highest TPR's groups."""
+    rates: pl.DataFrame
+    """Per group: n, selection rate, TPR, positives, true positives, assessed."""
+
+
 def group_fairness(groups: pl.Series, y_true: np.ndarray, predicted_positive: np.ndarray,
-                   min_group_size: int) -> dict:
+                   min_group_size: int) -> GroupFairness:
     """Fairness across the values of one protected attribute: fairlearn's definitions, computed from counts.
 
     Groups with fewer than ``min_group_size`` rows, and rows whose attribute is unknown, are listed but
@@ -312,13 +329,8 @@ def group_fairness(groups: pl.Series, y_true: np.ndarray, predicted_positive: np
         # Like the selection rates: is the TPR gap more than the luck of a few positives per group?
         gap_p = float(fisher_exact([[low["true_positives"], low["positives"] - low["true_positives"]],
                                     [high["true_positives"], high["positives"] - high["true_positives"]]]).pvalue)
-    return {
-        "disparate_impact": impact,
-        "p_value": p_value,
-        "equal_opportunity_gap": gap,
-        "equal_opportunity_p_value": gap_p,
-        "rates": rates,
-    }
+    return GroupFairness(disparate_impact=impact, p_value=p_value, equal_opportunity_gap=gap,
+                         equal_opportunity_p_value=gap_p, rates=rates)
 
 
 def _group_rates(names: pl.Series, y: np.ndarray, selected: np.ndarray) -> pl.DataFrame:
