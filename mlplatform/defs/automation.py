@@ -12,8 +12,8 @@ The loop, once its sensors are switched on (``dagster sensor start --start-all``
    in the run's tags when a top feature's PSI or the primary metric's drop crosses the brief's limits (from the
    training stage on: the monitoring run has just validated the batch and rebuilt features and training set). Not when
    the serving version was fitted on the very rows a retrain would fit (its version tag ``fit_rows``): no newer month
-   is labelled yet, so the retrain would fit the same model again. New data alone retrains only when the brief asks (``monitoring.retrain_on_new_data``: ``monitor_new_batch`` then launches
-   ``retrain_job`` as well).
+   is labelled yet, so the retrain would fit the same model again. New data alone retrains only when the brief asks
+   (``monitoring.retrain_on_new_data``: ``monitor_new_batch`` then launches ``retrain_job`` as well).
 4. ``retrain_job`` re-validates, rebuilds features, trains on the rolling split's latest months with the
    production model's hyperparameters (``monitoring.retrain_tuning`` re-tunes), evaluates and runs the promotion
    gate (golden set included). A version that passes becomes the challenger of a canary
