@@ -189,17 +189,17 @@ def test_equal_opportunity_gap_is_tested_for_significance():
     # Group a: 80% of positives caught; group b: 40%.
     selected = np.r_[np.arange(100) < 80, np.zeros(300), np.arange(100) < 40, np.zeros(300)].astype(bool)
     result = group_fairness(groups, y, selected, min_group_size=50)
-    assert result["equal_opportunity_gap"] == pytest.approx(0.4) and result["equal_opportunity_p_value"] < 1e-4
-    rates = result["rates"].to_dicts()
+    assert result.equal_opportunity_gap == pytest.approx(0.4) and result.equal_opportunity_p_value < 1e-4
+    rates = result.rates.to_dicts()
     assert [r["positives"] for r in rates] == [100, 100]
     assert rates[0]["true_positives"] == int(selected[:100].sum())
     # The same rates on a handful of positives are not evidence: under min_group_size positives no gap at all,
     # and with the minimum lowered to let them in, Fisher's test says so.
     groups, y = pl.Series(["a"] * 60 + ["b"] * 60), np.r_[np.ones(5), np.zeros(55), np.ones(5), np.zeros(55)]
     selected = np.r_[np.ones(4), np.zeros(56), np.ones(2), np.zeros(58)].astype(bool)
-    assert group_fairness(groups, y, selected, min_group_size=50)["equal_opportunity_gap"] is None
+    assert group_fairness(groups, y, selected, min_group_size=50).equal_opportunity_gap is None
     few = group_fairness(groups, y, selected, min_group_size=5)
-    assert few["equal_opportunity_gap"] == pytest.approx(0.4) and few["equal_opportunity_p_value"] > 0.05
+    assert few.equal_opportunity_gap == pytest.approx(0.4) and few.equal_opportunity_p_value > 0.05
 
 
 def test_group_calibration_finds_the_group_whose_probabilities_are_off():
