@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from mlplatform.brief import Split
-from mlplatform.core.tracking import dataset_version
+from mlplatform.core.tracking import client_for, dataset_version
 from mlplatform.core.training import SplitFrames
 
 # The model-version tag naming the rows a version was fitted on (see :func:`fit_rows_version`).
@@ -61,6 +61,12 @@ def fit_rows_version(split: SplitFrames) -> str:
     parts = [split.train.with_columns(pl.lit("train").alias("_part")),
              split.validation.with_columns(pl.lit("validation").alias("_part"))]
     return dataset_version(pl.concat(parts, how="vertical_relaxed"))
+
+
+def record_fit_rows(tracking_uri: str, model_name: str, version: str, split: SplitFrames) -> None:
+    """Tag a registered model version with the rows it was fitted on (:data:`FIT_ROWS_TAG`, :func:`fit_rows_version`):
+    the drift and decay sensors do not retrain while a retrain would fit those rows again."""
+    client_for(tracking_uri).set_model_version_tag(model_name, version, FIT_ROWS_TAG, fit_rows_version(split))
 
 
 def notify(log_path: Path, event: dict, webhook_url: str | None = None) -> dict:

@@ -18,7 +18,7 @@ from mlplatform.core.model_families import model_dir
 from mlplatform.core.model_integrity import record_artifact_hashes
 from mlplatform.core.models import load_candidate
 from mlplatform.core.promotion import GoldenScore, decision_table, judge_challenger, score_golden
-from mlplatform.core.retraining import FIT_ROWS_TAG, fit_rows_version
+from mlplatform.core.retraining import record_fit_rows
 from mlplatform.core.rollout.champion import promote_challenger, start_canary
 from mlplatform.core.rollout.policy import policy_for
 from mlplatform.core.rollout.prediction_log import log_clock_ns, read_prediction_log
@@ -49,9 +49,7 @@ def model_registry(platform: PlatformResource, tracking: TrackingResource) -> dg
     version = register_model(tracking.uri, tracking.model_name, run_id, MODEL_ARTIFACT_PATH)
     # Each file's SHA-256 as a version tag: serving loads only files that match it (safe loading).
     record_artifact_hashes(tracking.uri, tracking.model_name, version)
-    # The rows it was fitted on: the drift and decay sensors do not retrain while a retrain would fit them again.
-    client_for(tracking.uri).set_model_version_tag(tracking.model_name, version, FIT_ROWS_TAG,
-                                                   fit_rows_version(load_split(platform)))
+    record_fit_rows(tracking.uri, tracking.model_name, version, load_split(platform))
     # The `challenger` alias is what serving's B arm answers with: while a canary gives it traffic, a new
     # (not yet judged) version must not take that traffic over. The gate reads the version from the lake.
     state = rollout_state(tracking.uri, tracking.model_name)
