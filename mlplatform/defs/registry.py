@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 
 from mlplatform import asset_names
+from mlplatform.brief import Brief
 from mlplatform.core import tables
 from mlplatform.core.budgets import directory_size_mb, single_row_latency_ms
 from mlplatform.core.calibration import CALIBRATOR_FILE
@@ -17,7 +18,7 @@ from mlplatform.core.metrics import compute_metrics
 from mlplatform.core.model_families import model_dir
 from mlplatform.core.model_integrity import record_artifact_hashes
 from mlplatform.core.models import load_candidate
-from mlplatform.core.promotion import GoldenScore, decision_table, judge_challenger, score_golden
+from mlplatform.core.promotion import GoldenScore, Scorer, decision_table, judge_challenger, score_golden
 from mlplatform.core.retraining import record_fit_rows
 from mlplatform.core.rollout.champion import promote_challenger, start_canary
 from mlplatform.core.rollout.policy import policy_for
@@ -31,6 +32,7 @@ from mlplatform.core.tracking import (
     set_alias,
     set_verdict,
 )
+from mlplatform.core.training import SplitFrames
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 from mlplatform.stage_io import challenger_name, load_champion, load_split, scored_hold_out
 
@@ -98,6 +100,12 @@ def _golden_score(platform: PlatformResource, split, challenger, champion) -> Go
                         leaked_keys=leaked, seed=b.training.seed)
 
 
+def _latency_ms(brief: Brief, model: Scorer, split: SplitFrames) -> float:
+    """The challenger's p95 latency for one row, over the test rows; measured again while over the brief's budget
+    (see :func:`~mlplatform.core.budgets.single_row_latency_ms`)."""
+    return single_row_latency_ms(model.predict_score, split.test, budget_ms=brief.thresholds.max_latency_ms)
+
+
 def _record_golden(tracking: TrackingResource, run_id: str, golden: GoldenScore | None, primary: str) -> None:
     """The golden set's version and the challenger's metric on it, on the challenger's MLflow run."""
     if golden is None or golden.rows == 0:
@@ -125,7 +133,7 @@ def promotion_gate(platform: PlatformResource, tracking: TrackingResource) -> dg
     fairness = platform.read_table(tables.FAIRNESS)
     decision = judge_challenger(b, platform.read_table(tables.METRICS), registered["candidate"],
                                 _champion_metrics(platform, incumbent, split), size_mb=directory_size_mb(folder),
-                                latency_ms=single_row_latency_ms(model.predict_score, split.test),
+                                latency_ms=_latency_ms(b, model, split),
                                 fairness=[AttributeFairness.from_row(r) for r in fairness.to_dicts()], golden=golden)
     if not decision.promote:  # the experiment record's final verdict; `champion_model` records "promoted"
         set_verdict(tracking.uri, registered["run_id"], "archived")
