@@ -28,11 +28,10 @@ test: install
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(XDIST)
 
 # The unit tests only: core functions on small in-memory data and the asset-graph snapshot; no whole-graph run
-# (the session's demo_run fixture), no servers, no GPU. Left out as well: the three unit tests that start a
-# server or child processes (a local OpenAI-compatible endpoint, racing promotions, the GPU check script), a
-# quarter of the loop's time; `make test` runs them. See docs/testing.md for the timings.
+# (the session's demo_run fixture), no GPU. Left out as well: the two unit tests that start child processes
+# (racing promotions, the GPU check script); `make test` runs them. See docs/testing.md for the timings.
 FAST_TESTS ?= mlplatform_tests/core mlplatform_tests/test_asset_graph_snapshot.py mlplatform_tests/test_draft_brief.py
-FAST_SKIP ?= local_server or racing_promotions or gpu_check_script
+FAST_SKIP ?= racing_promotions or gpu_check_script
 # Unit tests keep their worker's core busy all the time: one worker per core.
 FAST_WORKERS ?= 2
 test-fast: install

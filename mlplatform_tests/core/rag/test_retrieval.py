@@ -104,6 +104,7 @@ def test_openai_compatible_endpoint_on_a_local_server():
             make_embedder("openai", url=url, model="other").encode(["x"])
     finally:
         server.shutdown()
+        server.server_close()  # the port closed: a request is refused at once (an open one waits for the timeout)
     with pytest.raises(EmbeddingError, match="cannot be reached"):
         make_embedder("openai", url=url, model="tiny").encode(["x"])
 
