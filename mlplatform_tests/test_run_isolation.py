@@ -92,7 +92,10 @@ def test_a_second_run_on_one_data_directory_is_refused_or_waits_its_turn(tmp_pat
         waiting = subprocess.Popen([sys.executable, "-c", textwrap.dedent(WAITING_RUN), str(data_dir)], text=True,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    env={**os.environ, "MLPLATFORM_DATA_DIR": str(data_dir)})
-        time.sleep(15)  # long enough for it to import and reach the lock
+        assert waiting.stdout is not None
+        said = waiting.stdout.readline()  # the run says it waits, then waits (the first one holds the lock)
+        assert said.startswith("… waiting up to 300 s for the run holding") and f"(pid {first.pid} on " in said, said
+        time.sleep(1)
         assert waiting.poll() is None, waiting.communicate()
         release.touch()
         first_out, first_err = first.communicate(timeout=300)
