@@ -27,6 +27,7 @@ import polars as pl
 import psycopg2
 import pytest
 import redis
+import yaml
 
 from mlplatform.brief import DEMO_BRIEF
 from mlplatform.settings import Settings, Workspace
@@ -95,10 +96,14 @@ def production(demo_settings, tmp_path_factory):
     # Reads the inputs the session's demo already generated; everything this run writes goes under root.
     inputs = demo_settings.data_dir / "inputs" / "churn_demo"
     brief = root / "brief.yaml"
-    brief.write_text(DEMO_BRIEF.read_text().replace("name: churn_demo", f"name: {project}", 1)
-                     .replace("{data_dir}/inputs/churn_demo", str(inputs))
-                     .replace('"../platform_docs/', f'"{ROOT / "mlplatform" / "platform_docs"}/')
-                     .replace("{data_dir}/churn_demo/reports", f"{{data_dir}}/{project}/reports"))
+    raw = yaml.safe_load(DEMO_BRIEF.read_text().replace("name: churn_demo", f"name: {project}", 1)
+                         .replace("{data_dir}/inputs/churn_demo", str(inputs))
+                         .replace('"../platform_docs/', f'"{ROOT / "mlplatform" / "platform_docs"}/')
+                         .replace("{data_dir}/churn_demo/reports", f"{{data_dir}}/{project}/reports"))
+    # What this module tests is where the graph keeps its state, not how good its models are: the demo's training
+    # with fewer Optuna trials and no torch network (the demo run itself trains both in full).
+    raw["training"] = {**raw["training"], "tuning_trials": 3, "torch": False}
+    brief.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
     env = {
         "MLPLATFORM_PROFILE": "production",
         "MLPLATFORM_DATA_DIR": str(root / "data"),
