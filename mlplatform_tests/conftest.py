@@ -30,7 +30,8 @@ LONG_GROUPS = (
     "mlplatform_tests/integration/test_living_loop.py",  # the daemon's loop over four replayed months
     "demo",  # the whole graph on 300,000 events, then its 70-odd readers and two retraining runs
     "integration",  # the production profile's whole graph on PostgreSQL and Redis, the compose stack
-    "mlplatform_tests/test_own_data.py",  # six graphs on other data sets
+    "mlplatform_tests/test_own_data.py",  # three graphs on other data sets, in one shared data directory
+    "mlplatform_tests/test_real_tables.py",  # seven graphs on a DuckDB table and real public tables
 )
 
 
