@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from mlplatform.brief import load_brief
-from mlplatform.core.run_lock import current_holder, held_by_this_process, namespace_lock
+from mlplatform.core.run_lock import Holder, namespace_lock
 from mlplatform.definitions import GROUPS, build_definitions
 from mlplatform.resources.runs import PID_TAG, fail_dead_runs, process_tags
 from mlplatform.settings import Settings, Workspace
@@ -182,11 +182,12 @@ def run_graph(settings: Settings, instance: dg.DagsterInstance | None = None,
     if until is not None and until not in GROUPS:
         raise ValueError(f"until must be one of {', '.join(GROUPS)}, got '{until}'")
     namespace = namespace_of(settings)
-    holder = current_holder(namespace) if wait_s > 0 and held_by_this_process(namespace) is None else None
-    if holder is not None:
-        progress(f"… waiting up to {wait_s:.0f} s for the run holding {namespace} (pid {holder.pid} on {holder.host}, "
-                 f"since {holder.started_at}) to finish")
-    with namespace_lock(namespace, wait_s):
+
+    def waiting(holder: Holder | None) -> None:
+        progress(f"… waiting up to {wait_s:.0f} s for the run holding {namespace} to finish: "
+                 f"{holder.describe() if holder else 'another process (it has not written its details yet)'}")
+
+    with namespace_lock(namespace, wait_s, on_wait=waiting):
         instance = instance or instance_for(settings)
         report_dead_runs(instance, progress)
         return _run_stages(settings, instance, progress, until)

@@ -94,7 +94,8 @@ def test_a_second_run_on_one_data_directory_is_refused_or_waits_its_turn(tmp_pat
                                    env={**os.environ, "MLPLATFORM_DATA_DIR": str(data_dir)})
         assert waiting.stdout is not None
         said = waiting.stdout.readline()  # the run says it waits, then waits (the first one holds the lock)
-        assert said.startswith("… waiting up to 300 s for the run holding") and f"(pid {first.pid} on " in said, said
+        assert said.startswith("… waiting up to 300 s for the run holding"), said
+        assert f"to finish: pid {first.pid} on " in said, said
         time.sleep(1)
         assert waiting.poll() is None, waiting.communicate()
         release.touch()
@@ -193,23 +194,29 @@ def test_a_sensor_ticks_as_under_the_daemon_while_a_run_holds_the_namespace(tmp_
 
 def test_the_lock_is_reentrant_in_one_process_and_refuses_another_with_its_holder(tmp_path):
     namespace = tmp_path / NAMESPACE
-    with namespace_lock(namespace) as held, namespace_lock(namespace):
+    never: list = []
+    with namespace_lock(namespace, on_wait=never.append) as held, namespace_lock(namespace, 5, on_wait=never.append):
         record = json.loads((namespace / LOCK_FILE).read_text())
         assert record["pid"] == os.getpid() == held.pid
         other = subprocess.run([sys.executable, "-c", textwrap.dedent("""
             import sys
             from pathlib import Path
             from mlplatform.core.run_lock import NamespaceLockedError, acquire
-            try:
-                acquire(Path(sys.argv[1]), timeout_s=0.5)
-            except NamespaceLockedError as exc:
-                print(exc)
+            for timeout_s in (0, 0.5):  # told it waits only when it does wait, and once
+                try:
+                    acquire(Path(sys.argv[1]), timeout_s=timeout_s, on_wait=lambda h: print("waits for", h.pid))
+                except NamespaceLockedError as exc:
+                    print(exc)
         """), str(namespace)], capture_output=True, text=True, timeout=60)
-        assert f"pid {os.getpid()} on " in other.stdout and "after waiting 0.5 s" in other.stdout, other.stderr
+        said = other.stdout.splitlines()
+        assert len(said) == 3 and said[1] == f"waits for {os.getpid()}", other.stdout + other.stderr
+        assert f"pid {os.getpid()} on " in said[2] and "after waiting 0.5 s" in said[2], other.stdout
+        assert "after waiting" not in said[0], other.stdout
     # Released: this process can take it with no wait, and the record no longer names a holder.
     assert current_holder(namespace) is None
-    with namespace_lock(namespace):
+    with namespace_lock(namespace, 5, on_wait=never.append):
         pass
+    assert never == []  # a free or re-entered lock is never waited for
     with pytest.raises(NamespaceLockedError), namespace_lock(namespace):
         raise NamespaceLockedError("inner errors pass through and the lock is still released")
     assert current_holder(namespace) is None

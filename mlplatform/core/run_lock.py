@@ -16,7 +16,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -103,10 +103,13 @@ def _write_holder(fd: int, holder: Holder) -> None:
     os.fsync(fd)
 
 
-def acquire(namespace: Path, timeout_s: float = 0.0, run_id: str = "") -> Holder:
+def acquire(namespace: Path, timeout_s: float = 0.0, run_id: str = "",
+            on_wait: Callable[[Holder | None], None] | None = None) -> Holder:
     """Take ``namespace``'s lock, waiting up to ``timeout_s`` seconds for another run to finish.
 
-    Re-entrant: a process that already holds the lock gets it again at once (release it as often).
+    Re-entrant: a process that already holds the lock gets it again at once (release it as often). ``on_wait`` is
+    called once, with the holder's record (None before it wrote one), when the lock is held and this call starts
+    to wait for it.
 
     Raises:
         NamespaceLockedError: another process still holds the lock after ``timeout_s``; the message names it.
@@ -120,7 +123,11 @@ def acquire(namespace: Path, timeout_s: float = 0.0, run_id: str = "") -> Holder
         # No O_TRUNC: opening must not erase the holder's record while it holds the lock.
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + max(timeout_s, 0.0)
+        waiting = False
         while not _try_flock(fd):
+            if on_wait is not None and not waiting and timeout_s > 0:
+                waiting = True
+                on_wait(current_holder(namespace))
             if time.monotonic() >= deadline:
                 os.close(fd)
                 raise NamespaceLockedError(_locked_message(namespace, timeout_s))
@@ -148,9 +155,10 @@ def release(namespace: Path) -> None:
 
 
 @contextmanager
-def namespace_lock(namespace: Path, timeout_s: float = 0.0, run_id: str = "") -> Iterator[Holder]:
+def namespace_lock(namespace: Path, timeout_s: float = 0.0, run_id: str = "",
+                   on_wait: Callable[[Holder | None], None] | None = None) -> Iterator[Holder]:
     """Hold ``namespace``'s lock for the ``with`` block (see :func:`acquire`)."""
-    holder = acquire(namespace, timeout_s, run_id)
+    holder = acquire(namespace, timeout_s, run_id, on_wait)
     try:
         yield holder
     finally:
