@@ -69,6 +69,13 @@ def record_fit_rows(tracking_uri: str, model_name: str, version: str, split: Spl
     client_for(tracking_uri).set_model_version_tag(model_name, version, FIT_ROWS_TAG, fit_rows_version(split))
 
 
+def fitted_on(tracking_uri: str, model_name: str, version: str, split: SplitFrames) -> bool:
+    """Whether the registered ``version`` was fitted on ``split``'s training and validation rows (its
+    :data:`FIT_ROWS_TAG`, see :func:`record_fit_rows`); False for a version registered without the tag."""
+    fitted = client_for(tracking_uri).get_model_version(model_name, version).tags.get(FIT_ROWS_TAG)
+    return fitted is not None and fitted == fit_rows_version(split)
+
+
 def notify(log_path: Path, event: dict, webhook_url: str | None = None) -> dict:
     """Append a retraining event to the notifications log (JSON lines) and POST it to the webhook, if any.
 

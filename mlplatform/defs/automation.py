@@ -48,16 +48,8 @@ from mlplatform.core import tables
 from mlplatform.core.drift import AWAITING_LABELS, drift_not_measured
 from mlplatform.core.ingestion import monthly_keys, partitioned_sources
 from mlplatform.core.io import InputError, source_files
-from mlplatform.core.retraining import (
-    FIT_ROWS_TAG,
-    Trigger,
-    drift_trigger,
-    fit_rows_version,
-    notify,
-    performance_trigger,
-)
+from mlplatform.core.retraining import Trigger, drift_trigger, fitted_on, notify, performance_trigger
 from mlplatform.core.rollout.registry import RolloutState, rollout_state
-from mlplatform.core.tracking import client_for
 from mlplatform.resources.platform import PlatformResource, TrackingResource
 from mlplatform.stage_io import champion_importance, load_split
 
@@ -134,12 +126,11 @@ def _fitted_on_these_rows(platform: PlatformResource, tracking: TrackingResource
     side is unknown (no champion, a version registered without the tag, no training set)."""
     if state is None or state.champion is None or not platform.workspace.table(tables.TRAINING_SET).exists():
         return None
-    fitted = client_for(tracking.uri).get_model_version(tracking.model_name, state.champion).tags.get(FIT_ROWS_TAG)
     try:
-        same = fitted is not None and fit_rows_version(load_split(platform)) == fitted
+        split = load_split(platform)
     except ValueError:  # no split can be made (e.g. no labelled row): the retrain says why
         return None
-    return state.champion if same else None
+    return state.champion if fitted_on(tracking.uri, tracking.model_name, state.champion, split) else None
 
 
 def _report_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource, tracking: TrackingResource,

@@ -12,8 +12,10 @@ from mlplatform.core.retraining import (
     SplitDates,
     drift_trigger,
     fit_rows_version,
+    fitted_on,
     notify,
     performance_trigger,
+    record_fit_rows,
     rolling_split_dates,
     split_dates,
 )
@@ -126,3 +128,20 @@ def test_fit_rows_version_names_the_rows_a_model_is_fitted_on():
     assert version == fit_rows_version(SplitFrames(train, validation, rows))  # the test part only judges
     assert version != fit_rows_version(SplitFrames(train[:1], rows[1:3], test))  # a row moved to validation
     assert version != fit_rows_version(SplitFrames(train.with_columns(x=pl.lit(0.5)), validation, test))  # a value
+
+
+def test_a_version_is_fitted_on_the_rows_recorded_at_registration_and_an_untagged_one_on_none(tmp_path):
+    from mlplatform.core.tracking import client_for
+
+    uri, name = f"sqlite:///{tmp_path / 'mlflow.db'}", "model"
+    client = client_for(uri)
+    client.create_registered_model(name)
+    for _ in range(2):
+        client.create_model_version(name, source=(tmp_path / "model").as_uri())
+    rows = pl.DataFrame({"id": [1, 2, 3, 4], "x": [0.5, 1.5, 2.0, 3.0], "y": [0, 1, 0, 1]})
+    split = SplitFrames(rows[:2], rows[2:3], rows[3:])
+    record_fit_rows(uri, name, "1", split)
+    assert fitted_on(uri, name, "1", split)
+    assert fitted_on(uri, name, "1", SplitFrames(split.train, split.validation, rows))  # only the test part grew
+    assert not fitted_on(uri, name, "1", SplitFrames(rows[:3], rows[3:], rows[3:]))  # a newer labelled row fits
+    assert not fitted_on(uri, name, "2", split)  # registered without the tag: unknown, so a retrain may run

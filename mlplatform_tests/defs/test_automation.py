@@ -229,7 +229,7 @@ def test_drift_and_decay_do_not_retrain_on_the_rows_the_serving_version_was_fitt
     from datetime import date
 
     from mlplatform.core import tables
-    from mlplatform.core.retraining import FIT_ROWS_TAG, fit_rows_version
+    from mlplatform.core.retraining import record_fit_rows
     from mlplatform.core.tracking import client_for
     from mlplatform.stage_io import load_split
 
@@ -249,7 +249,7 @@ def test_drift_and_decay_do_not_retrain_on_the_rows_the_serving_version_was_fitt
     # Training (February, March), validation (April) and test (May) rows.
     fitted = [date(2025, 2, 1), date(2025, 3, 1), date(2025, 4, 1), date(2025, 5, 1)] * 40
     training_set(fitted)
-    client.set_model_version_tag(name, "1", FIT_ROWS_TAG, fit_rows_version(load_split(platform)))
+    record_fit_rows(uri, name, "1", load_split(platform))  # as model_registry tags the version it registers
     row = {"metric": "f1", "reference": 0.36, "current": 0.27, "relative_drop": 0.25, "severity": "critical"}
     write_parquet_atomic(pl.DataFrame([row]), platform.workspace.table("monitoring", "performance"))
     sensor = sensors["performance_sensor"]
