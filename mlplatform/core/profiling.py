@@ -288,6 +288,25 @@ def _fingerprint(rows: pl.DataFrame) -> str:
     return digest.hexdigest()[:32]
 
 
+def _read_fingerprints(manifest: Path) -> dict[str, str]:
+    """The fingerprints kept beside the period profiles; none when the file is missing or unreadable (every period
+    is then profiled again and the file rewritten)."""
+    try:
+        known = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _profile_kept(path: Path) -> DatasetProfileView | None:
+    """The profile written for a period earlier; None when it is missing or unreadable (the period is profiled
+    again and the file rewritten)."""
+    try:
+        return read_profile(path)
+    except (OSError, ValueError):
+        return None
+
+
 def write_profiles_by_period(frame: pl.DataFrame, period: str, folder: Path) -> pl.DataFrame:
     """Profile ``frame`` per value of its ``period`` column (:func:`profile_by_period`), write each profile to
     ``folder/<value>.bin`` and return their summaries (:func:`profile_summary`) with the value in a first column
@@ -295,7 +314,7 @@ def write_profiles_by_period(frame: pl.DataFrame, period: str, folder: Path) -> 
 
     A period whose rows are those profiled last time (the fingerprint kept in ``folder/fingerprints.json``) is read
     back from its file instead: a log that grows day by day is profiled once per new or changed day, not whole on
-    every run.
+    every run. A missing or unreadable fingerprint file or profile only means profiling that period again.
 
     Raises:
         ValueError: ``period`` is not a column, or ``frame`` has no rows (nothing to profile).
@@ -305,13 +324,12 @@ def write_profiles_by_period(frame: pl.DataFrame, period: str, folder: Path) -> 
     if not periods:
         raise ValueError(f"no rows to profile by {period}: profile a frame with at least one row")
     manifest = folder / PERIOD_FINGERPRINTS
-    known = json.loads(manifest.read_text()) if manifest.exists() else {}
+    known = _read_fingerprints(manifest)
     fingerprints, summaries = {}, []
     for value, rows in periods:
         path, fingerprints[value] = folder / f"{value}.bin", _fingerprint(rows)
-        if known.get(value) == fingerprints[value] and path.exists():
-            view = read_profile(path)
-        else:
+        view = _profile_kept(path) if known.get(value) == fingerprints[value] else None
+        if view is None:
             view = profile_frame(rows)
             write_profile(view, path)
         summaries.append(profile_summary(view).select(pl.lit(value).alias(period), pl.all()))

@@ -57,3 +57,11 @@ def test_a_period_whose_rows_did_not_change_is_read_back_not_profiled_again(tmp_
     (folder / "2025-06-02.bin").unlink()  # a profile file gone: profiled again
     write_profiles_by_period(grown, "day", folder)
     assert profiled == [3]
+    profiled.clear()
+    (folder / "2025-06-03.bin").write_bytes(b"not a profile")  # unreadable: profiled again, the file rewritten
+    write_profiles_by_period(grown, "day", folder)
+    assert profiled == [1] and read_profile(folder / "2025-06-03.bin")
+    profiled.clear()
+    (folder / "fingerprints.json").write_text("{truncated")  # unreadable fingerprints: every day profiled again
+    assert write_profiles_by_period(grown, "day", folder).equals(summaries)
+    assert profiled == [3, 3, 1]
