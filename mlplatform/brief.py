@@ -455,6 +455,12 @@ class Monitoring(_Strict):
                                        "leave both unset for data without time (drift is then not measured)")
     current_end: date | None = None
     retrain_psi: float = Field(default=0.2, gt=0, description="retrain when a top feature's PSI exceeds this")
+    drift_max_rows: int | None = Field(
+        default=1_000_000, ge=1_000, description="rows of each drift window (the training window as reference, "
+        "the monitored period, each month of the drift dashboard) the drift statistics use at most: a larger "
+        "window is replaced by a fixed-seed uniform sample of that many of its rows (binning and sorting every "
+        "feature's tens of millions of rows for exact KS and quantile bins costs minutes; a million rows move PSI "
+        "and the KS statistic by a few thousandths at most). None: every row")
     top_features: int = Field(default=10, gt=0, description="how many of the most important features to watch")
     max_error_rate: float = Field(default=0.01, ge=0, lt=1, description="alert when more than this share of "
                                   "online predictions fail (the method's 1%)")

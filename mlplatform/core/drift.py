@@ -385,6 +385,7 @@ def drift_by_column(
     psi_warning: float,
     psi_critical: float,
     bins: int = 10,
+    max_rows: int | None = None,
 ) -> tuple[list[FeatureDrift], pl.DataFrame]:
     """:func:`drift_report` and :func:`drift_by_period` of one table, reading one feature column at a time.
 
@@ -397,6 +398,10 @@ def drift_by_column(
         reference, current: boolean masks over the rows.
         period: each row's period as an index into ``period_names``, or -1 for rows in no period.
         period_names: the periods' names; periods without rows are left out, as :func:`drift_by_period` does.
+        max_rows: the most rows of each window (the reference, the current sample, each period) the statistics
+            use: a larger one is replaced by a uniform sample of that many of its rows (:func:`capped_rows`, from a
+            generator seeded with :data:`SAMPLE_SEED`, so the same table gives the same figures); each period's
+            ``rows`` stays its number of rows. None: every row.
 
     Raises:
         ValueError: a sample is empty.
@@ -405,9 +410,19 @@ def drift_by_column(
         raise ValueError("drift needs a non-empty reference and current frame")
     names = [str(name) for name in period_names]
     in_period = [k for k in np.unique(period) if k >= 0]
+    period_rows = np.bincount(period[period >= 0], minlength=len(names))
+    rng = np.random.default_rng(SAMPLE_SEED)
+    reference, current = capped_rows(reference, max_rows, rng), capped_rows(current, max_rows, rng)
+    period = _capped_periods(period, in_period, max_rows, rng)
+    # Only rows of some sample are read on: every row while no window is over the cap.
+    sampled = np.flatnonzero(reference | current | (period >= 0))
+    kept = None if sampled.size == period.size else sampled
+    if kept is not None:
+        reference, current, period = reference[kept], current[kept], period[kept]
+    groups = _row_groups(reference, current, period, len(names))
     report, rows = [], []
     for feature in features:
-        values = column(feature)
+        values = column(feature) if kept is None else column(feature).gather(kept)
         if _is_categorical(values.dtype):
             ref = values.filter(pl.Series(reference))
             report.append(_feature_drift(feature, ref, values.filter(pl.Series(current)), psi_warning=psi_warning,
@@ -422,37 +437,81 @@ def drift_by_column(
         floats = _as_float(values.to_physical())
         del values
         drift, by_period = _numeric_by_column(feature, kind, floats, reference=reference, current=current,
-                                              period=period, period_names=names, bins=bins)
+                                              groups=groups, period_names=names, bins=bins)
         del floats
         report.append(FeatureDrift(**{**drift, "severity": _severity(drift["psi"], psi_warning, psi_critical)}))
         rows += [{**row, "severity": _severity(row["psi"], psi_warning, psi_critical)} for row in by_period]
+    rows = [{**row, "rows": int(period_rows[names.index(row["period"])])} for row in rows]
     return report, _by_period_frame(rows, features)
+
+
+# Seed of the samples that stand for a reference or current window larger than drift_by_column's max_rows.
+SAMPLE_SEED = 0
+
+
+def capped_rows(mask: np.ndarray, max_rows: int | None, rng: np.random.Generator) -> np.ndarray:
+    """The rows a boolean mask selects, at most ``max_rows`` of them: the mask itself when it selects no more (or
+    there is no cap), otherwise a uniform sample without replacement of ``max_rows`` of its rows drawn with ``rng``
+    (a generator seeded alike gives the same rows)."""
+    if max_rows is None or np.count_nonzero(mask) <= max_rows:
+        return mask
+    selected = np.flatnonzero(mask)
+    sampled = np.zeros(mask.shape, dtype=bool)
+    sampled[selected[rng.choice(selected.size, size=max_rows, replace=False, shuffle=False)]] = True
+    return sampled
+
+
+def _capped_periods(period: np.ndarray, in_period: list[int], max_rows: int | None,
+                    rng: np.random.Generator) -> np.ndarray:
+    """``period`` with each period over ``max_rows`` rows cut to a uniform sample of that many (:func:`capped_rows`;
+    the other rows marked -1, in no period); ``period`` itself when none is over."""
+    capped = period
+    for k in in_period:
+        rows = period == k
+        sampled = capped_rows(rows, max_rows, rng)
+        if sampled is not rows:
+            capped = capped.copy() if capped is period else capped
+            capped[rows & ~sampled] = -1
+    return capped
 
 
 # Rows binned at once where a numerical column is counted per period (bounds the temporaries of a long column).
 _BIN_ROWS = 1 << 22
 
 
+def _row_groups(reference: np.ndarray, current: np.ndarray, period: np.ndarray, periods: int) -> np.ndarray:
+    """Each row's group, as one small integer: ``4 * (period + 1) + 1 (in the reference) + 2 (in the current
+    sample)``, period -1 (no period) being group block 0; the smallest unsigned type that holds them."""
+    groups = np.empty(period.shape, dtype=np.min_scalar_type(4 * (periods + 1) - 1))
+    np.add(period, 1, out=groups, casting="unsafe")
+    groups *= 4
+    groups += reference
+    groups += current
+    groups += current
+    return groups
+
+
 def _numeric_by_column(feature: str, kind: str, floats: np.ndarray, *, reference: np.ndarray, current: np.ndarray,
-                       period: np.ndarray, period_names: Sequence[str], bins: int) -> tuple[dict, list[dict]]:
+                       groups: np.ndarray, period_names: Sequence[str], bins: int) -> tuple[dict, list[dict]]:
     """One numerical column's report figures and per-period PSI (severities left to the caller): the column's
-    values (NaN for null) are binned once, in slices, and counted for the reference, the current sample and every
-    period together, rather than copying and binning each period's rows apart. The counts are those
-    :func:`_feature_drift` and :func:`_period_rows` take, so the figures are theirs."""
+    values (NaN for null) are binned once, in slices, and counted per row group (:func:`_row_groups`: period and
+    sample) in one ``bincount``; the reference's, the current sample's and each period's counts are sums of those.
+    The counts are those :func:`_feature_drift` and :func:`_period_rows` take, so the figures are theirs."""
     ref_sorted, cur_sorted = _sorted_valid(floats[reference]), _sorted_valid(floats[current])
     index, size = _bin_index(ref_sorted, bins)
     periods = len(period_names)
-    ref_counts = np.zeros(size, dtype=np.int64)
-    cur_counts = np.zeros(size, dtype=np.int64)
-    by_period = np.zeros(periods * size, dtype=np.int64)
+    width = 4 * (periods + 1) * size
+    counts = np.zeros(width, dtype=np.int64)
     for start in range(0, floats.size, _BIN_ROWS):
         part = slice(start, start + _BIN_ROWS)
-        found, when = index(floats[part]), period[part]
-        ref_counts += np.bincount(found[reference[part]], minlength=size)
-        cur_counts += np.bincount(found[current[part]], minlength=size)
-        dated = when >= 0
-        by_period += np.bincount(when[dated].astype(np.int64) * size + found[dated], minlength=periods * size)
-    per_period = by_period.reshape(periods, size)
+        code = groups[part].astype(np.int64)
+        code *= size
+        code += index(floats[part])
+        counts += np.bincount(code, minlength=width)
+    by_group = counts.reshape(periods + 1, 4, size)
+    by_sample = by_group.sum(axis=0)  # neither, reference only, current only, both
+    ref_counts, cur_counts = by_sample[1] + by_sample[3], by_sample[2] + by_sample[3]
+    per_period = by_group[1:].sum(axis=1)
     # An all-null current sample has no distribution to test; its drift shows in PSI's null bin.
     ks, ks_pvalue = _ks(ref_sorted[0], cur_sorted[0]) if cur_sorted[0].size else (None, None)
     drift = {"feature": feature, "kind": kind, "psi": _psi_from_counts(ref_counts, cur_counts), "ks": ks,

@@ -225,7 +225,7 @@ def _drift_by_column(platform: PlatformResource) -> tuple[list, pl.DataFrame]:
 
     return drift_by_column(column, model_features(b), reference=is_reference, current=is_current, period=period,
                            period_names=names, psi_warning=b.thresholds.psi_warning,
-                           psi_critical=b.thresholds.psi_critical)
+                           psi_critical=b.thresholds.psi_critical, max_rows=b.monitoring.drift_max_rows)
 
 
 def _psi_over_time_plot(platform: PlatformResource, by_month: pl.DataFrame) -> Path:

@@ -52,8 +52,9 @@ def _table(seed: int, n: int) -> pl.DataFrame:
     })
 
 
-@pytest.mark.parametrize(("seed", "n", "bin_rows"), [(0, 400, 1 << 22), (1, 5_000, 777), (2, 30_000, 4096)])
-def test_drift_by_column_equals_the_per_period_copies_bit_for_bit(seed, n, bin_rows, monkeypatch):
+@pytest.mark.parametrize(("seed", "n", "bin_rows", "overlap"),
+                         [(0, 400, 1 << 22, False), (1, 5_000, 777, False), (2, 30_000, 4096, True)])
+def test_drift_by_column_equals_the_per_period_copies_bit_for_bit(seed, n, bin_rows, overlap, monkeypatch):
     monkeypatch.setattr(drift, "_BIN_ROWS", bin_rows)  # slices of the column, their edges included
     table = _table(seed, n)
     rng = np.random.default_rng(seed + 100)
@@ -61,6 +62,8 @@ def test_drift_by_column_equals_the_per_period_copies_bit_for_bit(seed, n, bin_r
     period[period == 4] = -1  # a named period without rows
     names = ["2024-11", "2024-12", "2025-01", "2025-02", "2025-03", "2025-04", "2025-05"]
     reference, current = (period == 0) | (period == 1), period == 6
+    if overlap:  # rows in both samples
+        current |= period == 1
     features = table.columns
     got = drift.drift_by_column(lambda f: table[f], features, reference=reference, current=current, period=period,
                                 period_names=names, psi_warning=0.1, psi_critical=0.25)
