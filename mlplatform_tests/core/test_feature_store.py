@@ -452,6 +452,35 @@ def test_bulk_materialisation_writes_what_feast_materialize_writes(tmp_path, mon
     assert any(value is None for value in read["customer_plan"]) and "ü-plan" in read["customer_plan"]
 
 
+def test_the_sqlite_online_table_is_written_in_key_order_across_blocks_and_batches(tmp_path, monkeypatch):
+    """Every block's entities are written together in serialised key order (SQLite's B-trees then grow at their
+    ends), with batches smaller than a block and blocks smaller than the table; the table stays Feast's."""
+    import sqlite3
+
+    from feast.infra.online_stores.helpers import compute_table_id
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+    import mlplatform.core.feature_store as feature_store
+
+    monkeypatch.setattr(feature_store, "BLOCK_ROWS", 7)
+    monkeypatch.setattr(feature_store, "_WRITE_BATCH_ROWS", 3)
+    # Keys over 255: their serialised (little-endian) order is not their numeric order, in which blocks come.
+    table = nullable_feature_table(np.random.default_rng(31)).with_columns(pl.col("customer_id") * 251)
+    (tmp_path / "ours").mkdir(), (tmp_path / "feast").mkdir()
+    ours, feasts = applied_store(tmp_path / "ours", table), applied_store(tmp_path / "feast", table)
+    start, end = T0 + timedelta(days=2), T0 + timedelta(days=15)
+
+    materialize_online(ours, start, end)
+    feasts.materialize(start, end)
+
+    view = ours.get_feature_view("customer_daily_features")
+    name = compute_table_id(ours.project, view, ours.config.registry.enable_online_feature_view_versioning)
+    with sqlite3.connect(SqliteOnlineStore._get_db_path(ours.config)) as connection:
+        keys = [key for (key,) in connection.execute(f'SELECT entity_key FROM "{name}" ORDER BY rowid')]
+    assert len(set(keys)) > 20 and keys == sorted(keys)
+    assert online_table_rows(ours) == online_table_rows(feasts)
+
+
 @pytest.mark.parametrize("block_rows", [7, 10**9])
 def test_latest_rows_with_ties_on_time_are_what_feast_materialize_writes(tmp_path, monkeypatch, block_rows):
     """Only each entity's rows at its latest time in the window reach Feast's ranking: entities whose latest rows
