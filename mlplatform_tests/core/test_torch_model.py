@@ -125,3 +125,23 @@ def test_gpu_check_script_runs_on_the_cpu_and_reports_throughput():
     if not torch.cuda.is_available():
         refused = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
         assert refused.returncode == 2 and "--cpu-only" in refused.stderr
+
+
+def test_batches_indexed_once_and_the_foreach_step_train_the_same_weights(model, monkeypatch):
+    """The batch's indices made one tensor for every input and AdamW's foreach step leave every weight, the epochs
+    and the threshold bit for bit as a plain TensorDataset and the per-tensor AdamW loop give them."""
+    import torch.utils.data
+
+    import mlplatform.core.torch_model as torch_model
+
+    adamw = torch.optim.AdamW
+
+    def per_tensor_adamw(*args, **kwargs):
+        return adamw(*args, **{**kwargs, "foreach": False})
+
+    monkeypatch.setattr(torch_model, "_BatchRows", torch.utils.data.TensorDataset)
+    monkeypatch.setattr(torch.optim, "AdamW", per_tensor_adamw)
+    plain = train_torch("binary", TRAIN, VALID, FEATURES, "churned", params=FAST, seed=0, device="cpu")
+    assert plain.info["epochs_run"] == model.info["epochs_run"] and plain.threshold == model.threshold
+    ours, theirs = model.network.state_dict(), plain.network.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
