@@ -3,6 +3,7 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from sklearn.metrics import f1_score, mean_absolute_error
 
 from mlplatform.core.calibration import expected_calibration_error
@@ -250,6 +251,31 @@ def test_proxy_features_flag_planted_proxies_and_nothing_else():
     for innocent in ("noise", "user_code", "plan"):
         assert auc[innocent] < 0.6 < PROXY_MAX_AUC
     assert result["feature"][0] == "tenure_proxy"
+
+
+def test_proxy_features_on_integer_bins_equal_those_on_text_bins(monkeypatch):
+    """Numeric bins labelled by their index (missing -1) give every AUC bit for bit as the text labels did."""
+    from mlplatform.core.evaluation import bias_evidence
+
+    def text_bins(fit: pl.Series, other: pl.Series, bins: int) -> tuple[pl.Series, pl.Series]:
+        if not fit.dtype.is_numeric():
+            return fit.cast(pl.String).fill_null("missing"), other.cast(pl.String).fill_null("missing")
+        fit, other = fit.cast(pl.Float64).fill_nan(None), other.cast(pl.Float64).fill_nan(None)
+        edges = np.unique(np.nanquantile(fit.drop_nulls().to_numpy(), np.linspace(0, 1, bins + 1)[1:-1]))
+
+        def label(values: pl.Series) -> pl.Series:
+            codes = np.searchsorted(edges, values.fill_null(np.nan).to_numpy(), side="right").astype(str)
+            return pl.Series(np.where(values.is_null().to_numpy(), "missing", codes))
+
+        return label(fit), label(other)
+
+    fit, evaluate = _people(1500, 8), _people(800, 9)
+    fit = fit.with_columns(fit["noise"].scatter([3, 40, 700], None), pl.col("middle_proxy").round(0))
+    evaluate = evaluate.with_columns(evaluate["tenure_proxy"].scatter([5, 6], float("nan")))
+    features = ["noise", "tenure_proxy", "middle_proxy", "user_code", "plan"]
+    ours = proxy_features(fit, evaluate, features, "band")
+    monkeypatch.setattr(bias_evidence, "_binned", text_bins)
+    assert_frame_equal(ours, proxy_features(fit, evaluate, features, "band"), check_exact=True)
 
 
 def test_edge_case_probe_passes_a_robust_model_and_catches_a_fragile_one():
