@@ -425,7 +425,7 @@ class Training(_Strict):
     tuning_trials: int = Field(default=20, ge=0, description="Optuna trials for LightGBM; 0 trains the defaults")
     tuning_timeout_s: float = Field(default=180, gt=0)
     tuning_max_rows: int | None = Field(
-        default=100_000, ge=1_000, description="Optuna's trials fit on at most this many training rows: above it, a "
+        default=50_000, ge=1_000, description="Optuna's trials fit on at most this many training rows: above it, a "
         "random sample of that many, each class in its share of the rows (LightGBM's scores rank hyperparameters "
         "alike on a large sample; trials on every row of a large training split cost minutes each); the final model "
         "fits on every row. None: trials fit on every row")

@@ -122,7 +122,7 @@ def test_trials_fit_every_row_up_to_the_cap_and_a_stratified_sample_above_it():
     assert tuning_rows("binary", rows, "churned", None, 0) is rows
     assert tuning_rows("binary", rows, "churned", 5000, 0) is rows
     # The default cap is above the default demo's training split (~12,000 rows), whose study is unchanged.
-    assert Training().tuning_max_rows == 100_000
+    assert Training().tuning_max_rows == 50_000
 
     sample = tuning_rows("binary", rows, "churned", 1000, seed=0)
     assert abs(sample.height - 1000) <= 2 and sample["id"].is_sorted() and sample["id"].is_unique().all()
