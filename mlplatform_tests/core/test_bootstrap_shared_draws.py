@@ -152,3 +152,36 @@ def test_row_patterns_index_the_distinct_flag_rows():
         assert len({tuple(k) for k in kinds}) == len(kinds)
     pattern, kinds = _patterns(np.zeros((4, 0), dtype=bool))
     assert pattern.tolist() == [0, 0, 0, 0] and kinds.shape == (1, 0)
+
+
+def _old_from_counts(counted: CountedBinaryMetrics, counts: np.ndarray) -> dict[str, float]:
+    """CountedBinaryMetrics.from_counts as it was: gathers at the tie ends, np.diff with a prepended zero."""
+    pos_cum, all_cum = np.cumsum(counts * counted.positive), np.cumsum(counts)
+    rows, positives = float(all_cum[-1]), float(pos_cum[-1])
+    negatives = rows - positives
+    k = counted.selected
+    tp, chosen = (float(pos_cum[k - 1]), float(all_cum[k - 1])) if k else (0.0, 0.0)
+    pos_g, all_g = pos_cum[counted.tie_ends].astype(float), all_cum[counted.tie_ends].astype(float)
+    new_pos, new_neg = np.diff(pos_g, prepend=0.0), np.diff(all_g - pos_g, prepend=0.0)
+    below = negatives - (all_g - pos_g)
+    roc = (float(np.sum(new_pos * (below + 0.5 * new_neg))) / (positives * negatives)
+           if positives and negatives else float("nan"))
+    precision_at = np.divide(pos_g, all_g, out=np.zeros_like(pos_g), where=all_g > 0)
+    ap = float(np.sum(new_pos * precision_at)) / positives if positives else float("nan")
+    return {"f1": 2 * tp / (chosen + positives) if chosen + positives else 0.0,
+            "precision": tp / chosen if chosen else 0.0, "recall": tp / positives if positives else 0.0,
+            "positive_rate": chosen / rows, "pr_auc": ap, "roc_auc": roc}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_from_counts_in_place_equals_the_gathered_diffs_bit_for_bit(seed):
+    """Distinct scores, heavy ties, no positives, only positives, a threshold above every score, zero counts."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 3_000))
+    scores = rng.random(n) if seed % 3 else np.round(rng.random(n), 1)
+    y = (rng.random(n) < [0.1, 0.0, 1.0, 0.5][seed % 4]).astype(int)
+    counted = CountedBinaryMetrics(y, scores, [0.5, 2.0, 0.0][seed % 3])
+    for counts in (np.bincount(rng.integers(0, n, n), minlength=n), np.ones(n, dtype=np.int64)):
+        got, expected = counted.from_counts(counts), _old_from_counts(counted, counts)
+        assert got.keys() == expected.keys()
+        assert all(got[m] == expected[m] or (np.isnan(got[m]) and np.isnan(expected[m])) for m in got)

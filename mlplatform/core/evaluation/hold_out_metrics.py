@@ -67,25 +67,42 @@ class CountedBinaryMetrics:
         ranked = scores[self.order]
         self.positive = np.asarray(y_true)[self.order].astype(np.int64)
         self.tie_ends = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], True])
+        self.tied = self.tie_ends.size < ranked.size  # else every row is its own group
         self.selected = int(np.sum(scores >= threshold))  # a prefix of the sorted rows
 
     def from_counts(self, counts: np.ndarray) -> dict[str, float]:
-        """Metrics of the resample drawing sorted row ``i`` ``counts[i]`` times (undefined ones NaN)."""
+        """Metrics of the resample drawing sorted row ``i`` ``counts[i]`` times (undefined ones NaN).
+
+        Every array is computed once, in place where it can be: these run once per resample over every row."""
         pos_cum, all_cum = np.cumsum(counts * self.positive), np.cumsum(counts)
         rows, positives = float(all_cum[-1]), float(pos_cum[-1])
         negatives = rows - positives
         k = self.selected
         tp, chosen = (float(pos_cum[k - 1]), float(all_cum[k - 1])) if k else (0.0, 0.0)
-        pos_g, all_g = pos_cum[self.tie_ends].astype(float), all_cum[self.tie_ends].astype(float)
-        new_pos, new_neg = np.diff(pos_g, prepend=0.0), np.diff(all_g - pos_g, prepend=0.0)
-        below = negatives - (all_g - pos_g)  # negatives scored lower than the group
-        roc = (float(np.sum(new_pos * (below + 0.5 * new_neg))) / (positives * negatives)
-               if positives and negatives else float("nan"))
+        if self.tied:
+            pos_cum, all_cum = pos_cum[self.tie_ends], all_cum[self.tie_ends]
+        pos_g, all_g = pos_cum.astype(float), all_cum.astype(float)
+        neg_g = all_g - pos_g
+        new_pos, new_neg = _steps(pos_g), _steps(neg_g)
+        below = np.subtract(negatives, neg_g, out=neg_g)  # negatives scored lower than the group
+        new_neg *= 0.5
+        below += new_neg
+        below *= new_pos
+        roc = float(np.sum(below)) / (positives * negatives) if positives and negatives else float("nan")
         precision_at = np.divide(pos_g, all_g, out=np.zeros_like(pos_g), where=all_g > 0)
-        ap = float(np.sum(new_pos * precision_at)) / positives if positives else float("nan")
+        precision_at *= new_pos
+        ap = float(np.sum(precision_at)) / positives if positives else float("nan")
         return {"f1": 2 * tp / (chosen + positives) if chosen + positives else 0.0,
                 "precision": tp / chosen if chosen else 0.0, "recall": tp / positives if positives else 0.0,
                 "positive_rate": chosen / rows, "pr_auc": ap, "roc_auc": roc}
+
+
+def _steps(cumulative: np.ndarray) -> np.ndarray:
+    """``np.diff(cumulative, prepend=0.0)`` without the prepended copy."""
+    steps = np.empty_like(cumulative)
+    steps[:1] = cumulative[:1]
+    np.subtract(cumulative[1:], cumulative[:-1], out=steps[1:])
+    return steps
 
 
 # Metrics of one decision threshold: each a ratio of counts above the threshold, so linear in the resample counts.
