@@ -5,6 +5,7 @@ from sklearn import metrics as skm
 from mlplatform.core.metrics import (
     best_f1_threshold,
     bootstrap_ci,
+    bootstrap_rows,
     compute_metrics,
     higher_is_better,
     metric_function,
@@ -140,3 +141,14 @@ def test_metric_function_regression(metric):
     y, pred = rng.normal(size=500), rng.normal(size=500)
     expected = compute_metrics("regression", y, pred)[metric]
     assert metric_function("regression", metric)(y, pred) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 1_000, 19_999, 640_001, 2**31 - 1])
+@pytest.mark.parametrize("shape", [1, 10, 999, (3, 5), (2, 1_001)])
+def test_bootstrap_rows_are_the_int64_draws_of_the_same_generator(size, shape):
+    """32-bit draws give the rows numpy's default 64-bit draws give, and leave the generator in the same state."""
+    ours, theirs = np.random.default_rng(size), np.random.default_rng(size)
+    for _ in range(3):  # consecutive calls: the buffered 32-bit stream continues alike
+        drawn = bootstrap_rows(ours, size, shape)
+        assert drawn.dtype == np.int32 and np.array_equal(drawn, theirs.integers(0, size, shape))
+    assert ours.bit_generator.state == theirs.bit_generator.state

@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 
 from mlplatform.brief import TaskType
-from mlplatform.core.metrics import bootstrap_ci, compute_metrics, higher_is_better, metric_function
+from mlplatform.core.metrics import bootstrap_ci, bootstrap_rows, compute_metrics, higher_is_better, metric_function
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ def binary_bootstrap_cis(y_true: np.ndarray, candidates: list[tuple[np.ndarray, 
     values = [{m: np.empty(n) for m in metrics} for _, _, metrics in candidates]
     rng = np.random.default_rng(seed)
     for r in range(n):
-        drawn = rng.integers(0, size, size)
+        drawn = bootstrap_rows(rng, size, size)
         if linear:
             sums[r] = np.bincount(pattern[drawn], minlength=len(kinds)).astype(float) @ table
         if curves:
@@ -292,7 +292,7 @@ def paired_bootstrap_differences(task: TaskType, metric: str, y_true: np.ndarray
             kinds[:, 1 + k], kinds[:, 1 + k] & kinds[:, 0])]).astype(float)
         for start in range(0, n, block):
             rows = min(block, n - start)
-            drawn = pattern[rng.integers(0, size, size=(rows, size))]
+            drawn = pattern[bootstrap_rows(rng, size, (rows, size))]
             drawn += len(kinds) * np.arange(rows)[:, None]
             counts = np.bincount(drawn.ravel(), minlength=rows * len(kinds)).reshape(rows, len(kinds))
             sums = counts.astype(float) @ table
@@ -305,7 +305,7 @@ def paired_bootstrap_differences(task: TaskType, metric: str, y_true: np.ndarray
         others = [metric_function(task, metric, base.threshold) for base in baselines]
         row = 0
         for start in range(0, n, block):
-            for idx in rng.integers(0, size, size=(min(block, n - start), size)):
+            for idx in bootstrap_rows(rng, size, (min(block, n - start), size)):
                 y, mine = y_true[idx], a(y_true[idx], model.scores[idx])
                 for b, (base, other) in enumerate(zip(baselines, others, strict=True)):
                     values[row, b] = mine - other(y, base.scores[idx])
