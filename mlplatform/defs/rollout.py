@@ -129,7 +129,20 @@ def build(brief) -> list:
                              tracking: TrackingResource):
         """Runs the rollback rule, the canary step and the A/B analysis whenever new predictions were logged or
         new labels reached the training set (the delayed outcomes the A/B test and the metric rule need), while
-        there is something to judge: a running canary, or a champion with an earlier one to roll back to."""
+        there is something to judge: a running canary, or a champion with an earlier one to roll back to. The
+        registry is read only when there is news: most ticks find none, and a registry read costs several times
+        what the rest of a tick does."""
+        seen = json.loads(context.cursor) if context.cursor and context.cursor.startswith("{") else {}
+        parts = sorted(prediction_log_dir(platform.workspace).glob("part-*.parquet"))
+        if not parts:
+            return dg.SkipReason("no predictions logged yet")
+        labels = context.instance.fetch_materializations(dg.AssetKey(asset_names.TRAINING_SET), limit=1).records
+        current = {"part": parts[-1].name, "labels": labels[0].storage_id if labels else None}
+        news = [what for what in ("part", "labels") if current[what] != seen.get(what)]
+        if not news:
+            return dg.SkipReason("no new predictions or labels")
+        # Seen, whatever follows: the traffic a later canary or promotion is judged on is logged after it starts.
+        context.update_cursor(json.dumps(current))
         try:
             state = rollout_state(tracking.uri, tracking.model_name)
         except LookupError:
@@ -137,17 +150,6 @@ def build(brief) -> list:
         if not state.canary_running and previous_champion(tracking.uri, tracking.model_name) is None:
             return dg.SkipReason(f"nothing to judge: version {state.champion} serves alone, with no canary and no "
                                  "earlier champion to roll back to")
-        seen = json.loads(context.cursor) if context.cursor and context.cursor.startswith("{") else {}
-        parts = sorted(prediction_log_dir(platform.workspace).glob("part-*.parquet"))
-        labels = context.instance.fetch_materializations(dg.AssetKey(asset_names.TRAINING_SET), limit=1).records
-        current = {"part": parts[-1].name if parts else None,
-                   "labels": labels[0].storage_id if labels else None}
-        if not parts:
-            return dg.SkipReason("no predictions logged yet")
-        news = [what for what in ("part", "labels") if current[what] != seen.get(what)]
-        if not news:
-            return dg.SkipReason("no new predictions or labels")
-        context.update_cursor(json.dumps(current))
         return dg.RunRequest(run_key=f"{current['part']}:{current['labels']}",
                              tags={"mlplatform/trigger": "serving", "mlplatform/reason":
                                    " and ".join({"part": "new predictions logged",

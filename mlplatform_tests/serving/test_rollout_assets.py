@@ -128,3 +128,27 @@ def test_sensor_runs_the_stage_once_per_new_log_file(stage):
         assert isinstance(sensor(context), dg.SkipReason), "the cursor remembers the file"
         write_log(target, [(old, "champion", 2.0)], 3)
         assert isinstance(sensor(context), dg.RunRequest)
+
+
+def test_sensor_reads_the_registry_only_when_something_new_was_logged_or_labelled(stage, monkeypatch):
+    """A tick with no new log file and no new labels skips without a registry read (most ticks: the read costs
+    several times the rest of a tick). A file logged while the champion serves alone is seen with nothing to judge;
+    a canary started afterwards is judged on the traffic logged after it starts."""
+    target, resources, old, new = stage
+    sensor = next(item for item in rollout.build(load_brief(DEMO_BRIEF)) if isinstance(item, dg.SensorDefinition))
+    used = {name: resources[name] for name in ("platform", "tracking")}
+    reads: list[str] = []
+    monkeypatch.setattr(rollout, "rollout_state", lambda uri, name: reads.append(name) or rollout_state(uri, name))
+    with dg.instance_for_test() as instance, dg.build_sensor_context(instance=instance, resources=used) as context:
+        write_log(target, [(old, "champion", 2.0)], 3)
+        alone = sensor(context)
+        assert isinstance(alone, dg.SkipReason) and alone.skip_message.startswith("nothing to judge"), alone
+        assert len(reads) == 1
+        set_alias(target.mlflow_uri, MODEL, "challenger", new)
+        set_challenger_share(target.mlflow_uri, MODEL, 0.05)
+        quiet = sensor(context)
+        assert isinstance(quiet, dg.SkipReason) and quiet.skip_message == "no new predictions or labels", quiet
+        assert len(reads) == 1
+        write_log(target, [(old, "champion", 2.0), (new, "challenger", 2.5)], 3)
+        assert isinstance(sensor(context), dg.RunRequest)
+        assert len(reads) == 2
