@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -42,7 +41,6 @@ ACTIVE = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
 # walks 5% -> 25% -> 50% in its first week and its arms gather labelled predictions for the A/B test.
 REPLAY_DAYS = (2, 6, 10, 14, 18, 22, 26)
 NOTIFICATIONS = "notifications.jsonl"
-LOCATION = "mlplatform.definitions"  # the code location's module, and its name in the workspace
 
 
 @dataclass(frozen=True)
@@ -81,12 +79,6 @@ class LiveResult:
     runs: list[dict] = field(default_factory=list)
     notifications: list[dict] = field(default_factory=list)
     wall_s: float = 0.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def month_start(day: date, months: int = 0) -> date:
@@ -162,8 +154,8 @@ def release(full: Path, inputs: Path, until: date, delay_days: int) -> None:
 
 
 class Stack:
-    """The processes of the demo: the code server, ``dagster dev`` (or the daemon alone) and the serving app, each
-    in a process group of its own, stopped together."""
+    """The processes of the demo: ``dagster dev`` (or the daemon alone) and the serving app, each in a process
+    group of its own, stopped together."""
 
     def __init__(self, settings: Settings, home: Path, options: LiveOptions, log_dir: Path) -> None:
         self.settings, self.home, self.options, self.log_dir = settings, home, options, log_dir
@@ -171,7 +163,6 @@ class Stack:
                     "MLPLATFORM_BRIEF": str(settings.brief_path), "MLPLATFORM_REPLAY_CLOCK": "1",
                     "MLPLATFORM_REGISTRY_POLL_S": "1", "PYTHONWARNINGS": "ignore"}
         self.processes: list[subprocess.Popen] = []
-        self.workspace = home / "workspace.yaml"
 
     def _tool(self, name: str) -> str:
         found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
@@ -186,36 +177,13 @@ class Stack:
         return process
 
     def start_dagster(self) -> None:
-        """The code server, then the daemon (and the UI) loading the code location from it over gRPC, as the
-        compose stack does (deploy/workspace.yaml); sensors still off: they start while the first champion trains.
-        A daemon given the module (``-m``) instead starts a code server of its own and replaces it every minute,
-        importing the platform again each time."""
+        """The daemon (and the UI), sensors still off: they start while the first champion trains."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        port = _free_port()
-        self._start("code-server", [self._tool("dagster"), "api", "grpc", "-h", "127.0.0.1", "-p", str(port),
-                                    "-m", LOCATION])
-        self.workspace.write_text(yaml.safe_dump({"load_from": [{"grpc_server": {
-            "host": "127.0.0.1", "port": port, "location_name": LOCATION}}]}))
-        self._wait_for_port(port, "the code server")
         if self.options.ui:
-            self._start("dagster", [self._tool("dagster"), "dev", "-w", str(self.workspace),
+            self._start("dagster", [self._tool("dagster"), "dev", "-m", "mlplatform.definitions",
                                     "-h", "127.0.0.1", "-p", str(self.options.ui_port)])
         else:
-            self._start("dagster-daemon", [self._tool("dagster-daemon"), "run", "-w", str(self.workspace)])
-
-    def _wait_for_port(self, port: int, what: str, timeout_s: float = 180.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            self._check_alive()
-            with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-            time.sleep(0.2)
-        raise TimeoutError(f"{what} did not listen on port {port} within {timeout_s:.0f} s; see {self.log_dir}")
-
-    def _check_alive(self) -> None:
-        for process in self.processes:
-            if process.poll() is not None:
-                raise RuntimeError(f"a demo process exited with {process.returncode}; see {self.log_dir}")
+            self._start("dagster-daemon", [self._tool("dagster-daemon"), "run", "-m", "mlplatform.definitions"])
 
     def start_serving(self) -> None:
         """The serving app, once a champion and its online features exist."""
@@ -226,8 +194,8 @@ class Stack:
     def switch_on_sensors(self) -> subprocess.Popen:
         """Every sensor of the code location on (the schedule stays off), through Dagster's own CLI; returns the
         command's process (:meth:`sensors_on` waits for it)."""
-        return subprocess.Popen([self._tool("dagster"), "sensor", "start", "--start-all", "-w",
-                                 str(self.workspace)], env=self.env, stdout=subprocess.DEVNULL,
+        return subprocess.Popen([self._tool("dagster"), "sensor", "start", "--start-all", "-m",
+                                 "mlplatform.definitions"], env=self.env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
 
     @staticmethod
@@ -239,7 +207,9 @@ class Stack:
     def wait_ready(self, timeout_s: float = 180.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            self._check_alive()
+            for process in self.processes:
+                if process.poll() is not None:
+                    raise RuntimeError(f"a demo process exited with {process.returncode}; see {self.log_dir}")
             with suppress(OSError):
                 connection = http.client.HTTPConnection("127.0.0.1", self.options.serve_port, timeout=2)
                 connection.request("GET", "/ready")
