@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# Before any test module imports Feast: Feast without typeguard's rewrites, as the platform's own processes load it
+# (mlplatform.core.feast_import). A test module importing feast first made each worker pay them at collection.
+import mlplatform.core.feast_import  # noqa: F401
 from mlplatform.brief import DEMO_BRIEF
 from mlplatform.settings import Settings
 
